@@ -1,0 +1,27 @@
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y
+
+/**
+ * Parse `500ms`, `30s`, `5m`, `1h30m`, `2d` into milliseconds. A bare number is refused: the unit
+ * is what tells a reader whether `300` meant seconds or milliseconds.
+ */
+export function parseDuration(text: string): number | undefined {
+  const s = text.trim()
+  if (s === '' || s === '0') return s === '0' ? 0 : undefined
+  let total = 0
+  PART.lastIndex = 0
+  while (PART.lastIndex < s.length) {
+    const start = PART.lastIndex
+    const m = PART.exec(s)
+    if (!m || m.index !== start) return undefined
+    total += Number(m[1]) * (UNITS[m[2] as string] as number)
+  }
+  return Math.round(total)
+}
+
+export function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0 && ms >= 3_600_000) return `${ms / 3_600_000}h`
+  if (ms % 60_000 === 0 && ms >= 60_000) return `${ms / 60_000}m`
+  if (ms % 1000 === 0 && ms >= 1000) return `${ms / 1000}s`
+  return `${ms}ms`
+}

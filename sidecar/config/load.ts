@@ -1,0 +1,148 @@
+import { readFileSync } from 'node:fs'
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml'
+import type { z } from 'zod'
+import { RelightError } from '../core/errors.js'
+import { configSchema, type Config } from './schema.js'
+import { isDnsName, normalizeHost } from '../core/hosts.js'
+
+export class ConfigError extends RelightError {
+  readonly problems: readonly string[]
+  constructor(source: string, problems: string[]) {
+    super('RELIGHT_ERR_CONFIG', `${source}: ${problems.length} problem(s)\n  - ${problems.join('\n  - ')}`, { source })
+    this.problems = problems
+  }
+}
+
+type Path = (string | number)[]
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = ''
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`
+    else out += out === '' ? String(seg) : `.${String(seg)}`
+  }
+  return out || '(top level)'
+}
+
+/** Find the YAML node for a path (the key node for the last segment when asked) to name a line. */
+function nodeAt(root: unknown, path: readonly PropertyKey[], keyOf?: string): YamlNode | undefined {
+  let node: unknown = root
+  for (const seg of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && p.key.value === seg)
+      node = pair?.value
+    } else if (isSeq(node) && typeof seg === 'number') {
+      node = node.items[seg]
+    } else {
+      return undefined
+    }
+  }
+  if (keyOf !== undefined && isMap(node)) {
+    const pair = node.items.find((p) => isScalar(p.key) && p.key.value === keyOf)
+    return (pair?.key as YamlNode | undefined) ?? (node as YamlNode)
+  }
+  return node as YamlNode | undefined
+}
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+
+/** Replace `${NAME}` and `${NAME:-default}` in every string; a missing variable is a problem. */
+function interpolate(value: unknown, path: Path, env: NodeJS.ProcessEnv, missing: { path: Path; name: string }[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(ENV_REF, (_all, name: string, fallback: string | undefined) => {
+      const v = env[name]
+      if (v !== undefined && v !== '') return v
+      if (fallback !== undefined) return fallback
+      missing.push({ path, name })
+      return ''
+    })
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...path, i], env, missing))
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, [...path, k], env, missing)
+    return out
+  }
+  return value
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
+}
+
+function describeIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; key?: string; message: string } {
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys
+    return {
+      path: issue.path,
+      key: keys[0],
+      message: `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => `"${k}"`).join(', ')}`,
+    }
+  }
+  return { path: issue.path, message: issue.message }
+}
+
+/** Parse configuration text. `source` names the file in messages. Throws ConfigError. */
+export function parseConfig(text: string, source = 'config', env: NodeJS.ProcessEnv = process.env): Config {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`),
+    )
+  }
+  const lineOf = (path: readonly PropertyKey[], key?: string): string => {
+    const node = nodeAt(doc.contents, path, key)
+    const offset = node?.range?.[0]
+    return offset === undefined ? '' : `line ${lineCounter.linePos(offset).line}: `
+  }
+
+  const raw = doc.toJS() ?? {}
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(source, ['the file must be a YAML mapping of keys (listen, providers, …)'])
+  }
+  const missing: { path: Path; name: string }[] = []
+  const interpolated = interpolate(raw, [], env, missing)
+  if (missing.length > 0) {
+    throw new ConfigError(
+      source,
+      missing.map((m) => `${lineOf(m.path)}${formatPath(m.path)}: environment variable ${m.name} is not set`),
+    )
+  }
+
+  const result = configSchema.safeParse(interpolated)
+  if (!result.success) {
+    throw new ConfigError(
+      source,
+      result.error.issues.map((issue) => {
+        const d = describeIssue(issue)
+        return `${lineOf(d.path, d.key)}${formatPath(d.key ? [...d.path, d.key] : d.path)}: ${d.message}`
+      }),
+    )
+  }
+  const config = result.data
+  const problems: string[] = []
+  config.base_domains.forEach((d, i) => {
+    const name = normalizeHost(d)
+    if (!name || !isDnsName(name)) problems.push(`${lineOf(['base_domains', i])}base_domains[${i}]: "${d}" is not a domain name`)
+    else config.base_domains[i] = name
+  })
+  if (problems.length > 0) throw new ConfigError(source, problems)
+  return deepFreeze(config)
+}
+
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new ConfigError(file, [code === 'ENOENT' ? 'file not found' : `cannot read: ${(err as Error).message}`])
+  }
+  return parseConfig(text, file, env)
+}

@@ -1,0 +1,43 @@
+/**
+ * The one configuration schema. Defaults live here; unknown keys are errors everywhere.
+ * Each provider owns the schema of its block (sidecar/providers/<kind>/config.ts).
+ */
+import { z } from 'zod'
+import { processConfigSchema } from '../providers/process/config.js'
+import { duration, listenAddress, readiness, sleepMode, strategy } from './types.js'
+
+export const defaultsSchema = z.strictObject({
+  idle_timeout: duration.prefault('5m'),
+  wake_timeout: duration.prefault('30s'),
+  sleep: sleepMode.default('stop'),
+  fallback_sleep: sleepMode.default('pause'),
+  strategy: strategy.default('blocking'),
+  waiting_page_after: duration.prefault('2s'),
+  app_port: z.number().int().min(1).max(65535).default(8080),
+  readiness: readiness.default('tcp'),
+})
+
+export const providersSchema = z.strictObject({
+  process: processConfigSchema.optional(),
+})
+
+export const configSchema = z.strictObject({
+  listen: listenAddress.default('127.0.0.1:9123'),
+  /** Where Caddy's `log { output net … format json }` connects: unix:/path or host:port. */
+  access_log: listenAddress.optional(),
+  base_domains: z.array(z.string()).default([]),
+  min_idle_timeout: duration.prefault('30s'),
+  resync_interval: duration.prefault('30s'),
+  max_concurrent_wakes: z.number().int().min(1).max(1000).default(16),
+  max_concurrent_sleeps: z.number().int().min(1).max(1000).default(4),
+  /** How long shutdown waits for sleeps and child processes before giving up. */
+  shutdown_timeout: duration.prefault('30s'),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  defaults: defaultsSchema.prefault({}),
+  providers: providersSchema.prefault({}),
+  admin: z.strictObject({ token: z.string().min(16, 'use at least 16 characters') }).optional(),
+})
+
+export type Config = z.output<typeof configSchema>
+export type Defaults = z.output<typeof defaultsSchema>
+export type ConfigInput = z.input<typeof configSchema>

@@ -1,0 +1,46 @@
+/** zod building blocks shared by the main schema and each provider's own schema. */
+import { constants } from 'node:os'
+import { z } from 'zod'
+import { SLEEP_MODES } from '../core/provider.js'
+import { formatDuration, parseDuration } from './duration.js'
+
+/** `500ms`, `30s`, `5m`, `1h` → milliseconds. */
+export const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text)
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration; write it like 500ms, 30s, 5m or 1h` })
+    return z.NEVER
+  }
+  return ms
+})
+
+export const sleepMode = z.enum(SLEEP_MODES)
+export const strategy = z.enum(['blocking', 'waiting_page'])
+export const readiness = z
+  .string()
+  .regex(/^(tcp|http:\/.*)$/, 'expected "tcp" or "http:/path"')
+  .transform((v) => v as 'tcp' | `http:${string}`)
+
+export const signalName = z.string().refine((s) => s in constants.signals, {
+  message: 'expected a signal name such as SIGTERM, SIGINT, SIGQUIT, SIGHUP',
+})
+
+/** `host:port` (host optional → 127.0.0.1), or `unix:/path`. */
+export const listenAddress = z.string().refine((s) => /^unix:\/.+/.test(s) || /^(\[[0-9a-fA-F:.]+\]|[^\s:]+)?:\d{1,5}$/.test(s), {
+  message: 'expected host:port (e.g. 127.0.0.1:9123) or unix:/path/to.sock',
+})
+
+/** Per-backend overrides, accepted in `defaults`, provider blocks and app entries. */
+export const backendSettingsShape = {
+  idle_timeout: duration.optional(),
+  wake_timeout: duration.optional(),
+  sleep: sleepMode.optional(),
+  fallback_sleep: sleepMode.optional(),
+  strategy: strategy.optional(),
+  waiting_page_after: duration.optional(),
+  readiness: readiness.optional(),
+} as const
+
+export const backendSettings = z.strictObject(backendSettingsShape)
+
+export { formatDuration }

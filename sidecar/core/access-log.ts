@@ -1,0 +1,115 @@
+import { unlinkSync } from 'node:fs'
+import { createServer, type Server, type Socket } from 'node:net'
+import type { Logger } from 'pino'
+
+/** Header the sidecar puts on every answer it gives instead of the backend (denials, waiting page). */
+export const REPLY_HEADER = 'X-Relight-Reply'
+
+export interface FinishedRequest {
+  readonly host: string
+  readonly status: number
+}
+
+export interface AccessLogHandlers {
+  /** One request Caddy finished proxying (answers the sidecar gave itself are filtered out). */
+  finished(entry: FinishedRequest): void
+  /** Connection count changed: 0 means no Caddy is sending its log. */
+  connections(count: number): void
+}
+
+const MAX_LINE = 1 << 20
+
+/** Extract what we need from one JSON line of Caddy's access log; undefined for anything else. */
+export function parseAccessLine(line: string): FinishedRequest | undefined {
+  let entry: unknown
+  try {
+    entry = JSON.parse(line)
+  } catch {
+    return undefined
+  }
+  if (typeof entry !== 'object' || entry === null) return undefined
+  const e = entry as { request?: { host?: unknown }; status?: unknown; resp_headers?: Record<string, unknown> }
+  const host = e.request?.host
+  if (typeof host !== 'string') return undefined
+  const headers = e.resp_headers
+  if (headers && typeof headers === 'object' && REPLY_HEADER in headers) return undefined
+  return { host, status: typeof e.status === 'number' ? e.status : 0 }
+}
+
+/**
+ * Listens where Caddy's `log { output net ADDRESS  format json }` connects (unix:/path or
+ * host:port) and reports every finished request. Caddy 2.6 connects at start-up (and refuses to
+ * start if nobody listens) and redials at most every 10 s after a broken connection.
+ */
+export class AccessLogServer {
+  private server: Server | undefined
+  private readonly sockets = new Set<Socket>()
+
+  constructor(
+    private readonly address: string,
+    private readonly handlers: AccessLogHandlers,
+    private readonly log: Logger,
+  ) {}
+
+  async listen(): Promise<void> {
+    const server = createServer((socket) => this.accept(socket))
+    this.server = server
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      if (this.address.startsWith('unix:')) {
+        const path = this.address.slice('unix:'.length)
+        try {
+          unlinkSync(path)
+        } catch {
+          // not there: fine
+        }
+        server.listen(path, () => resolve())
+      } else {
+        const colon = this.address.lastIndexOf(':')
+        const host = this.address.slice(0, colon).replace(/^\[|\]$/g, '') || '127.0.0.1'
+        server.listen(Number(this.address.slice(colon + 1)), host, () => resolve())
+      }
+    })
+    server.on('error', (err) => this.log.error({ err }, 'access log listener failed'))
+  }
+
+  /** The bound address (the real port when listening on :0). */
+  get boundAddress(): string {
+    const addr = this.server?.address()
+    if (addr && typeof addr === 'object') return `${addr.address}:${addr.port}`
+    return this.address
+  }
+
+  private accept(socket: Socket): void {
+    this.sockets.add(socket)
+    this.handlers.connections(this.sockets.size)
+    this.log.info({ connections: this.sockets.size }, 'caddy access log connected')
+    let buffered = ''
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => {
+      buffered += chunk
+      let nl: number
+      while ((nl = buffered.indexOf('\n')) !== -1) {
+        const line = buffered.slice(0, nl)
+        buffered = buffered.slice(nl + 1)
+        const entry = parseAccessLine(line)
+        if (entry) this.handlers.finished(entry)
+      }
+      if (buffered.length > MAX_LINE) buffered = '' // not Caddy's JSON; drop rather than grow
+    })
+    socket.on('error', () => undefined)
+    socket.on('close', () => {
+      this.sockets.delete(socket)
+      this.handlers.connections(this.sockets.size)
+      this.log.warn({ connections: this.sockets.size }, 'caddy access log disconnected')
+    })
+  }
+
+  async close(): Promise<void> {
+    const server = this.server
+    if (!server) return
+    this.server = undefined
+    for (const s of this.sockets) s.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+}

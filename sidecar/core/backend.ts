@@ -1,0 +1,309 @@
+import type PQueue from 'p-queue'
+import type { Logger } from 'pino'
+import { RelightError, toRelightError } from './errors.js'
+import type { BackendInfo, BackendState, Provider, Readiness, SleepMode, Strategy } from './provider.js'
+import { waitAnyReady } from './readiness.js'
+
+/**
+ * The core's view of a backend. Transitions are serialised:
+ *   running → sleeping → asleep → waking → probing → running
+ * `asleep` also covers every non-running provider state (paused, stopped, checkpointed…).
+ */
+export type Phase = 'running' | 'sleeping' | 'asleep' | 'waking' | 'probing'
+
+export interface ResolvedSettings {
+  readonly idle_timeout: number
+  readonly wake_timeout: number
+  readonly sleep: SleepMode
+  readonly fallback_sleep: SleepMode
+  readonly strategy: Strategy
+  readonly waiting_page_after: number
+  readonly readiness: Readiness
+  readonly always_on: boolean
+}
+
+export interface BackendDeps {
+  readonly wakeQueue: PQueue
+  readonly sleepQueue: PQueue
+  readonly logger: Logger
+  readonly now: () => number
+  /** Aborts every operation on shutdown. */
+  readonly closing: AbortSignal
+}
+
+export interface BackendCounters {
+  wakes: number
+  wakeFailures: number
+  sleeps: number
+  sleepFailures: number
+  fallbackSleeps: number
+}
+
+export class Backend {
+  readonly key: string
+  readonly provider: Provider
+  info: BackendInfo
+  settings: ResolvedSettings
+  phase: Phase
+  /** Requests authorised and not yet reported finished by the access log. */
+  inflight = 0
+  /** Last request start or finish (ms, deps.now clock). */
+  lastActivity: number
+  readonly counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
+  /** Set when the provider no longer lists the backend. */
+  removed = false
+  /** Why the last wake failed (for status and logs). */
+  lastError: RelightError | undefined
+
+  private ready: string[] = []
+  private rr = 0
+  private chain: Promise<unknown> = Promise.resolve()
+  private wakePromise: Promise<void> | undefined
+  private wakeAbort: AbortController | undefined
+  private fallbackLogged = false
+  private readonly deps: BackendDeps
+  readonly log: Logger
+
+  constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
+    this.key = `${provider.kind}:${info.id}`
+    this.provider = provider
+    this.info = info
+    this.settings = settings
+    this.deps = deps
+    this.log = deps.logger.child({ backend: info.name, provider: provider.kind })
+    this.phase = info.state === 'running' ? 'running' : 'asleep'
+    if (this.phase === 'running') this.ready = [...info.upstreams]
+    this.lastActivity = deps.now()
+  }
+
+  /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */
+  upstream(): string | undefined {
+    if (this.phase !== 'running') return undefined
+    const ready = this.ready
+    if (ready.length === 1) return ready[0]
+    if (ready.length === 0) return undefined
+    this.rr = (this.rr + 1) % ready.length
+    return ready[this.rr]
+  }
+
+  get waking(): boolean {
+    return this.wakePromise !== undefined
+  }
+
+  /** A request was authorised (counted in flight only when the access log can report its end). */
+  started(countInflight: boolean): void {
+    if (countInflight) this.inflight++
+    this.lastActivity = this.deps.now()
+  }
+
+  /** The access log reported a request finished. */
+  finished(): void {
+    if (this.inflight > 0) this.inflight--
+    this.lastActivity = this.deps.now()
+  }
+
+  /** Idle: awake, nothing in flight, no wake pending, and no activity for idle_timeout. */
+  isIdle(now: number): boolean {
+    return (
+      this.phase === 'running' &&
+      !this.settings.always_on &&
+      this.inflight === 0 &&
+      this.wakePromise === undefined &&
+      now - this.lastActivity >= this.settings.idle_timeout
+    )
+  }
+
+  /** The provider reported new facts. A transition in progress keeps its phase. */
+  update(info: BackendInfo, settings: ResolvedSettings): void {
+    this.info = info
+    this.settings = settings
+    if (this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return
+    this.applyState(info.state)
+    if (this.phase === 'running') this.ready = [...info.upstreams]
+  }
+
+  /** Only the provider state changed (process exit, paused from outside). */
+  stateChanged(state: BackendState, reason?: string): void {
+    this.info = { ...this.info, state }
+    if (this.phase === 'waking' || this.phase === 'probing') {
+      // Exited during a wake: fail the waiters now rather than at wake_timeout. Other states
+      // are the wake's own progress; the wake sets the phase when it is done.
+      if (state === 'stopped' || (this.phase === 'probing' && state !== 'running' && state !== 'starting')) {
+        this.wakeAbort?.abort(
+          new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} stopped while waking${reason ? `: ${reason}` : ''}`, {
+            backend: this.info.name,
+          }),
+        )
+      }
+      return
+    }
+    if (this.phase === 'sleeping') return
+    this.applyState(state)
+  }
+
+  private applyState(state: BackendState): void {
+    const wasRunning = this.phase === 'running'
+    this.phase = state === 'running' ? 'running' : 'asleep'
+    if (this.phase === 'running' && !wasRunning) {
+      this.ready = [...this.info.upstreams]
+      this.lastActivity = this.deps.now()
+    }
+    if (this.phase !== 'running') this.inflight = 0
+  }
+
+  markRemoved(): void {
+    this.removed = true
+    this.wakeAbort?.abort(
+      new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name }),
+    )
+  }
+
+  /** Run `op` after every earlier transition of this backend. */
+  private serial<T>(op: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(op, op)
+    this.chain = next.catch(() => undefined)
+    return next
+  }
+
+  /**
+   * Single flight: every caller shares one wake. A caller that gives up (client gone, waiting
+   * page shown) does not cancel it; only wake_timeout, removal, exit or shutdown do.
+   */
+  wake(): Promise<void> {
+    if (this.phase === 'running') return Promise.resolve()
+    if (this.wakePromise) return this.wakePromise
+    if (this.removed) {
+      return Promise.reject(new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name }))
+    }
+    const controller = new AbortController()
+    this.wakeAbort = controller
+    const promise = this.serial(() => this.doWake(controller)).finally(() => {
+      if (this.wakePromise === promise) {
+        this.wakePromise = undefined
+        this.wakeAbort = undefined
+      }
+    })
+    this.wakePromise = promise
+    return promise
+  }
+
+  private async doWake(controller: AbortController): Promise<void> {
+    if (this.phase === 'running') return
+    const { name } = this.info
+    const timeout = this.settings.wake_timeout
+    const timer = setTimeout(
+      () => controller.abort(new RelightError('RELIGHT_ERR_WAKE_TIMEOUT', `backend ${name} was not ready within ${timeout} ms`, { backend: name })),
+      timeout,
+    )
+    const signal = AbortSignal.any([controller.signal, this.deps.closing])
+    const started = this.deps.now()
+    const from = this.info.state
+    this.phase = 'waking'
+    this.counters.wakes++
+    try {
+      await this.deps.wakeQueue.add(() => this.provider.wake(this.info.id, signal), { signal })
+      this.phase = 'probing'
+      const ready: string[] = []
+      if (this.info.upstreams.length > 0) {
+        await waitAnyReady(this.info.upstreams, this.settings.readiness, signal, (u) => {
+          ready.push(u)
+          if (this.phase === 'running' && !this.ready.includes(u)) this.ready = [...this.ready, u]
+        })
+      }
+      this.ready = ready
+      this.phase = 'running'
+      this.info = { ...this.info, state: 'running' }
+      this.lastActivity = this.deps.now()
+      this.lastError = undefined
+      this.log.info({ from, ms: this.deps.now() - started }, 'woke')
+    } catch (err) {
+      const reason = signal.aborted ? signal.reason : err
+      const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: name, provider: this.provider.kind })
+      this.counters.wakeFailures++
+      this.lastError = error
+      this.phase = 'asleep'
+      this.log.warn({ code: error.code, err: error.message, ms: this.deps.now() - started }, 'wake failed')
+      throw error
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /**
+   * Put the backend to sleep if it is still idle once earlier transitions finish. Returns true
+   * when it went to sleep. Falls back to `fallback_sleep` when the preferred mode fails.
+   */
+  sleepIfIdle(): Promise<boolean> {
+    return this.serial(async () => {
+      if (!this.isIdle(this.deps.now()) || this.removed) return false
+      this.phase = 'sleeping'
+      const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, 60_000))])
+      const preferred = this.settings.sleep
+      const fallback = this.settings.fallback_sleep
+      try {
+        const mode = await this.trySleep(preferred, fallback, signal)
+        this.phase = 'asleep'
+        this.inflight = 0
+        this.info = { ...this.info, state: stateForMode(mode) }
+        this.counters.sleeps++
+        this.log.info({ mode }, 'asleep')
+        return true
+      } catch (err) {
+        const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
+        this.counters.sleepFailures++
+        this.phase = 'running'
+        this.lastActivity = this.deps.now() // retry after another idle_timeout, not on every tick
+        this.log.warn({ code: error.code, err: error.message }, 'sleep failed; staying awake')
+        return false
+      }
+    })
+  }
+
+  private async trySleep(mode: SleepMode, fallback: SleepMode, signal: AbortSignal): Promise<SleepMode> {
+    try {
+      await this.deps.sleepQueue.add(() => this.provider.sleep(this.info.id, mode, signal), { signal })
+      return mode
+    } catch (err) {
+      if (fallback === mode || signal.aborted) throw err
+      this.counters.fallbackSleeps++
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
+      if (!this.fallbackLogged) {
+        this.fallbackLogged = true
+        this.log.warn({ mode, fallback, code: error.code, err: error.message }, `sleep mode ${mode} failed; using ${fallback} (logged once per backend)`)
+      }
+      await this.deps.sleepQueue.add(() => this.provider.sleep(this.info.id, fallback, signal), { signal })
+      return fallback
+    }
+  }
+
+  /** Status for healthz and the admin API. */
+  status(): Record<string, unknown> {
+    return {
+      key: this.key,
+      name: this.info.name,
+      hosts: this.info.hosts,
+      phase: this.phase,
+      state: this.info.state,
+      upstreams: this.info.upstreams,
+      inflight: this.inflight,
+      idle_ms: this.deps.now() - this.lastActivity,
+      ...this.counters,
+      ...(this.lastError ? { last_error: this.lastError.code } : {}),
+    }
+  }
+}
+
+export function stateForMode(mode: SleepMode): BackendState {
+  switch (mode) {
+    case 'pause':
+      return 'paused'
+    case 'stop':
+      return 'stopped'
+    case 'checkpoint':
+      return 'checkpointed'
+    case 'suspend':
+      return 'suspended'
+    case 'scale':
+      return 'scaled_to_zero'
+  }
+}

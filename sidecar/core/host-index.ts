@@ -1,0 +1,111 @@
+import { normalizeHost, parseHostPattern } from './hosts.js'
+
+export interface IndexEntry<T> {
+  readonly target: T
+  readonly key: string
+  readonly hosts: readonly string[]
+}
+
+export interface IndexProblem {
+  readonly key: string
+  readonly host: string
+  readonly problem: string
+}
+
+/** Raw Host header values remembered after a hit; only hits are kept, so unknown hosts cost nothing. */
+const RAW_CACHE_LIMIT = 50_000
+
+/**
+ * Immutable map from host names to targets. Rebuilt as a whole when backends change and
+ * swapped in by the registry, so a lookup never sees a half-built index.
+ *
+ * Precedence: exact host, then the most specific wildcard, then a first-label name directly
+ * under one of `baseDomains`.
+ */
+export class HostIndex<T> {
+  readonly problems: readonly IndexProblem[]
+  private readonly exact = new Map<string, T>()
+  private readonly wildcard = new Map<string, T>()
+  private readonly label = new Map<string, T>()
+  private readonly baseDomains: readonly string[]
+  private readonly rawHits = new Map<string, T>()
+
+  constructor(entries: Iterable<IndexEntry<T>>, baseDomains: readonly string[] = []) {
+    this.baseDomains = [...baseDomains].sort((a, b) => b.length - a.length)
+    const problems: IndexProblem[] = []
+    const sorted = [...entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    for (const entry of sorted) {
+      for (const host of entry.hosts) {
+        const pattern = parseHostPattern(host)
+        if (!pattern) {
+          problems.push({ key: entry.key, host, problem: 'not a valid host name, wildcard or label' })
+          continue
+        }
+        const [map, name] =
+          pattern.kind === 'exact'
+            ? [this.exact, pattern.name]
+            : pattern.kind === 'wildcard'
+              ? [this.wildcard, pattern.suffix]
+              : [this.label, pattern.label]
+        const owner = map.get(name)
+        if (owner !== undefined && owner !== entry.target) {
+          problems.push({ key: entry.key, host, problem: 'already declared by another backend; ignored here' })
+          continue
+        }
+        map.set(name, entry.target)
+      }
+    }
+    this.problems = problems
+  }
+
+  get size(): number {
+    return this.exact.size + this.wildcard.size + this.label.size
+  }
+
+  /**
+   * Hot path: look up a raw Host header. A header seen before resolves with one map lookup;
+   * otherwise it is normalised and resolved. `undefined` target with `valid: false` means the
+   * header is not a DNS name at all.
+   */
+  lookupRaw(raw: string | undefined): { target: T | undefined; host: string | undefined } {
+    if (raw !== undefined) {
+      const hit = this.rawHits.get(raw)
+      if (hit !== undefined) return { target: hit, host: raw }
+    }
+    const host = normalizeHost(raw)
+    if (host === undefined) return { target: undefined, host: undefined }
+    const target = this.resolve(host)
+    if (target !== undefined && raw !== undefined && this.rawHits.size < RAW_CACHE_LIMIT) {
+      this.rawHits.set(raw, target)
+    }
+    return { target, host }
+  }
+
+  /** Resolve a normalised host name. */
+  resolve(host: string): T | undefined {
+    const exact = this.exact.get(host)
+    if (exact !== undefined) return exact
+    if (this.wildcard.size > 0) {
+      for (let dot = host.indexOf('.'); dot !== -1; dot = host.indexOf('.', dot + 1)) {
+        const hit = this.wildcard.get(host.slice(dot + 1))
+        if (hit !== undefined) return hit
+      }
+    }
+    if (this.label.size > 0) {
+      const dot = host.indexOf('.')
+      if (dot > 0) {
+        const rest = host.slice(dot + 1)
+        for (const base of this.baseDomains) {
+          if (rest === base) return this.label.get(host.slice(0, dot))
+        }
+      }
+    }
+    return undefined
+  }
+
+  /** True when `host` lies under one of the base domains (a first-label name could serve it). */
+  underBaseDomain(host: string): boolean {
+    const dot = host.indexOf('.')
+    return dot > 0 && this.baseDomains.includes(host.slice(dot + 1))
+  }
+}

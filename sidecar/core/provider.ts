@@ -1,0 +1,130 @@
+/**
+ * The contract between the core and every backend provider (process, docker, podman, slicer…).
+ *
+ * Providers find backends and carry out operations on them. They never orchestrate: the core
+ * decides when to wake, when to sleep, probes readiness, serialises a backend's transitions,
+ * bounds concurrency and maps errors to HTTP. The core never imports a provider's engine client.
+ *
+ * Rules every provider follows (checked by test/contract/provider-contract.ts):
+ * - `list()` returns the full truth for the backends it manages. The registry replaces what it
+ *   knew with it; a backend missing from the list is gone.
+ * - `wake()` and `sleep()` are idempotent: waking a running backend or sleeping an asleep one
+ *   resolves without error. `wake()` resolves once the backend runs (the core then probes the
+ *   upstream); `sleep()` resolves once it is asleep in the requested mode.
+ * - Operations honour their AbortSignal and reject with a RelightError (never a bare Error):
+ *   `backendNotFound` for an unknown id, `providerUnavailable` when the engine cannot be
+ *   reached, `providerFailed` when it refused, `sleepModeUnsupported` for a mode it lacks.
+ * - `watch()` reports changes as they happen and reconnects by itself, with backoff, until the
+ *   signal aborts. Missing an event is allowed: the periodic resync through `list()` is the truth.
+ * - Providers never call each other and never touch the host index.
+ */
+
+export type SleepMode = 'pause' | 'stop' | 'checkpoint' | 'suspend' | 'scale'
+export const SLEEP_MODES = ['pause', 'stop', 'checkpoint', 'suspend', 'scale'] as const
+
+export type BackendState =
+  | 'running'
+  | 'paused'
+  | 'stopped'
+  | 'checkpointed'
+  | 'suspended'
+  | 'scaled_to_zero'
+  | 'starting'
+  | 'unknown'
+
+export type Strategy = 'blocking' | 'waiting_page'
+
+/** `tcp`, or `http:/path` (a GET answered below 500 means ready). */
+export type Readiness = 'tcp' | `http:${string}`
+
+/** Per-backend settings. Every key is optional here: the core fills the rest from `defaults`. */
+export interface BackendSettings {
+  idle_timeout?: number // ms
+  wake_timeout?: number // ms
+  sleep?: SleepMode
+  fallback_sleep?: SleepMode
+  strategy?: Strategy
+  waiting_page_after?: number // ms
+  readiness?: Readiness
+  /** Supervised or kept running, never put to sleep. */
+  always_on?: boolean
+}
+
+export interface BackendInfo {
+  /** Unique within its provider, stable across restarts of the backend. */
+  readonly id: string
+  /** Human name for logs and status. */
+  readonly name: string
+  /**
+   * Names this backend answers to, as declared (not yet normalised):
+   * - `app.example.com`: exact host;
+   * - `*.example.com`: wildcard, any name directly or deeper under example.com;
+   * - `myapp` (one label): first-label name, `myapp.<base domain>` for each configured
+   *   `base_domains` entry, and nowhere else.
+   */
+  readonly hosts: readonly string[]
+  readonly state: BackendState
+  /** `host:port` per replica; requests are spread over them. Empty while unknown. */
+  readonly upstreams: readonly string[]
+  /** Backends sharing a group wake together and sleep together (compose project, relight.group). */
+  readonly group?: string
+  readonly settings: BackendSettings
+  /** Extra facts for logs and `check` (image, exit code, pid…). */
+  readonly details?: Readonly<Record<string, string | number | boolean>>
+}
+
+export type ProviderEvent =
+  /** A backend appeared or changed: the registry replaces what it knew about it. */
+  | { readonly type: 'upsert'; readonly backend: BackendInfo }
+  /** A backend is gone. */
+  | { readonly type: 'remove'; readonly id: string }
+  /**
+   * Only the state changed (process exited, container paused outside the sidecar). `reason` is
+   * kept for the log and for a wake in progress (e.g. "exited with code 1").
+   */
+  | { readonly type: 'state'; readonly id: string; readonly state: BackendState; readonly reason?: string }
+  /** Something changed that the provider cannot describe: the registry lists again soon. */
+  | { readonly type: 'resync' }
+
+export interface BackendStats {
+  cpu_pct: number
+  mem_mb: number
+}
+
+export interface CheckResult {
+  readonly ok: boolean
+  /** One sentence a user can act on. */
+  readonly message: string
+}
+
+export interface Provider {
+  /** `process`, `docker`, `podman`, `slicer`… also the prefix of backend keys (`docker:abc`). */
+  readonly kind: string
+  /** Sleep modes this provider supports, preferred first. */
+  readonly sleepModes: readonly SleepMode[]
+  /**
+   * When true the registry lists again (coalesced, at most once a second) when a valid host
+   * under a domain this provider could serve misses the index, so a backend created a moment
+   * ago is routable on its first request. Off by default: random hostnames cost nothing.
+   */
+  readonly relistOnMiss?: boolean
+
+  /** Full truth, used at start and on every resync. */
+  list(signal: AbortSignal): Promise<BackendInfo[]>
+  /** Follow changes until the signal aborts, reconnecting by itself. */
+  watch?(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void
+  /** Idempotent; resolves when the backend runs. */
+  wake(id: string, signal: AbortSignal): Promise<void>
+  /** Idempotent; resolves when the backend is asleep in `mode`. */
+  sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void>
+  stats?(id: string, signal: AbortSignal): Promise<BackendStats>
+  /** Probe the engine for `relight-sidecar check`: reachable, permitted, features present. */
+  check?(signal: AbortSignal): Promise<CheckResult[]>
+  /** Release engine connections and child processes. Idempotent. */
+  close?(): Promise<void>
+}
+
+/** States in which a backend needs a wake before it can serve. */
+export function isAsleepState(state: BackendState): boolean {
+  return state !== 'running' && state !== 'starting'
+}

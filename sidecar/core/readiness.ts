@@ -1,0 +1,96 @@
+import { connect } from 'node:net'
+import { request } from 'undici'
+import type { Readiness } from './provider.js'
+
+/** First retry after a refused connect, growing ×1.5 to the cap: ms-scale, never seconds. */
+const FIRST_DELAY_MS = 5
+const MAX_DELAY_MS = 100
+const ATTEMPT_TIMEOUT_MS = 2000
+
+export function splitHostPort(upstream: string): { host: string; port: number } {
+  const colon = upstream.lastIndexOf(':')
+  let host = upstream.slice(0, colon)
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1)
+  return { host, port: Number(upstream.slice(colon + 1)) }
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason)
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(signal.reason)
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+function tcpOnce(upstream: string, signal: AbortSignal): Promise<boolean> {
+  const { host, port } = splitHostPort(upstream)
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: ATTEMPT_TIMEOUT_MS })
+    const done = (ok: boolean) => {
+      signal.removeEventListener('abort', onAbort)
+      socket.destroy()
+      resolve(ok)
+    }
+    const onAbort = () => done(false)
+    signal.addEventListener('abort', onAbort, { once: true })
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
+    socket.once('timeout', () => done(false))
+  })
+}
+
+async function httpOnce(upstream: string, path: string, signal: AbortSignal): Promise<boolean> {
+  try {
+    const res = await request(`http://${upstream}${path}`, {
+      method: 'GET',
+      signal: AbortSignal.any([signal, AbortSignal.timeout(ATTEMPT_TIMEOUT_MS)]),
+      headers: { 'user-agent': 'relight-sidecar readiness' },
+    })
+    await res.body.dump()
+    return res.statusCode < 500
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Resolve once `upstream` accepts connections (tcp) or answers below 500 (http:/path). Retries
+ * within milliseconds of a refusal; rejects with the signal's reason when it aborts.
+ */
+export async function waitReady(upstream: string, readiness: Readiness, signal: AbortSignal): Promise<void> {
+  const path = readiness === 'tcp' ? undefined : readiness.slice('http:'.length)
+  let wait = FIRST_DELAY_MS
+  for (;;) {
+    if (signal.aborted) throw signal.reason
+    const ok = path === undefined ? await tcpOnce(upstream, signal) : await httpOnce(upstream, path, signal)
+    if (ok) return
+    await delay(wait, signal)
+    wait = Math.min(MAX_DELAY_MS, Math.ceil(wait * 1.5))
+  }
+}
+
+/** Resolve with the first ready upstream; the rest are reported through `onReady` as they come up. */
+export function waitAnyReady(
+  upstreams: readonly string[],
+  readiness: Readiness,
+  signal: AbortSignal,
+  onReady: (upstream: string) => void,
+): Promise<void> {
+  if (upstreams.length === 0) return Promise.reject(new Error('backend has no upstream address'))
+  return Promise.any(
+    upstreams.map((u) =>
+      waitReady(u, readiness, signal).then(() => {
+        onReady(u)
+      }),
+    ),
+  ).catch((err: unknown) => {
+    throw err instanceof AggregateError ? (signal.reason ?? err.errors[0]) : err
+  })
+}

@@ -1,0 +1,313 @@
+import PQueue from 'p-queue'
+import type { Logger } from 'pino'
+import type { Config } from '../config/schema.js'
+import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
+import { RelightError, toRelightError } from './errors.js'
+import { HostIndex } from './host-index.js'
+import type { BackendInfo, Provider, ProviderEvent, SleepMode } from './provider.js'
+
+export type RegistryConfig = Pick<
+  Config,
+  'defaults' | 'base_domains' | 'min_idle_timeout' | 'resync_interval' | 'max_concurrent_wakes' | 'max_concurrent_sleeps'
+>
+
+export interface ProviderStatus {
+  ok: boolean
+  backends: number
+  lastList?: number
+  error?: string
+}
+
+const LIST_TIMEOUT_MS = 15_000
+const RELIST_ON_MISS_EVERY_MS = 1000
+const RELIST_ON_MISS_WAIT_MS = 1500
+
+/**
+ * Owns every backend: lists providers, follows their events, keeps the host index, and runs
+ * the idle sweep. The hot path touches only `index` and the Backend it returns.
+ */
+export class Registry {
+  index: HostIndex<Backend>
+  readonly providers: readonly Provider[]
+  readonly status = new Map<string, ProviderStatus>()
+  /** Whether in-flight requests can be counted (an access-log connection is up). */
+  countInflight = false
+
+  private readonly backends = new Map<string, Backend>()
+  private readonly config: RegistryConfig
+  private readonly log: Logger
+  private readonly deps: BackendDeps
+  private readonly closer = new AbortController()
+  private timers: NodeJS.Timeout[] = []
+  private rebuildScheduled = false
+  private closed = false
+  private readonly warnedSettings = new Set<string>()
+  private lastMissRelist = 0
+  private missRelist: Promise<void> | undefined
+
+  constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now) {
+    this.providers = providers
+    this.config = config
+    this.log = logger
+    this.deps = {
+      wakeQueue: new PQueue({ concurrency: config.max_concurrent_wakes }),
+      sleepQueue: new PQueue({ concurrency: config.max_concurrent_sleeps }),
+      logger,
+      now,
+      closing: this.closer.signal,
+    }
+    this.index = new HostIndex<Backend>([], config.base_domains)
+  }
+
+  get size(): number {
+    return this.backends.size
+  }
+
+  all(): IterableIterator<Backend> {
+    return this.backends.values()
+  }
+
+  get(key: string): Backend | undefined {
+    return this.backends.get(key)
+  }
+
+  /** List every provider once, start following events and the periodic resync. */
+  async start(): Promise<void> {
+    await Promise.all(this.providers.map((p) => this.resync(p)))
+    for (const provider of this.providers) {
+      provider.watch?.((event) => this.onEvent(provider, event), this.closer.signal)
+    }
+    // always_on backends are kept running: start them now; a failure is logged by the backend.
+    await Promise.all([...this.backends.values()].filter((b) => b.settings.always_on).map((b) => b.wake().catch(() => undefined)))
+    const every = this.config.resync_interval
+    if (every > 0) {
+      const timer = setInterval(() => {
+        for (const p of this.providers) void this.resync(p)
+      }, every)
+      timer.unref()
+      this.timers.push(timer)
+    }
+  }
+
+  /** List one provider and make the registry match it. A failed list keeps what we knew. */
+  async resync(provider: Provider): Promise<void> {
+    if (this.closed) return
+    const signal = AbortSignal.any([this.closer.signal, AbortSignal.timeout(LIST_TIMEOUT_MS)])
+    let infos: BackendInfo[]
+    try {
+      infos = await provider.list(signal)
+    } catch (err) {
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: provider.kind })
+      const before = this.status.get(provider.kind)
+      if (before?.ok !== false || before.error !== error.message) {
+        this.log.warn({ provider: provider.kind, code: error.code, err: error.message }, 'provider list failed; keeping known backends')
+      }
+      this.status.set(provider.kind, { ...(before ?? { backends: 0 }), ok: false, error: error.message })
+      return
+    }
+    if (this.closed) return
+    const seen = new Set<string>()
+    for (const info of infos) {
+      seen.add(`${provider.kind}:${info.id}`)
+      this.upsert(provider, info)
+    }
+    for (const [key, backend] of this.backends) {
+      if (backend.provider === provider && !seen.has(key)) this.remove(backend)
+    }
+    this.status.set(provider.kind, { ok: true, backends: infos.length, lastList: Date.now() })
+    this.scheduleRebuild(true)
+  }
+
+  private onEvent(provider: Provider, event: ProviderEvent): void {
+    if (this.closed) return
+    switch (event.type) {
+      case 'upsert':
+        this.upsert(provider, event.backend)
+        this.scheduleRebuild()
+        return
+      case 'remove': {
+        const backend = this.backends.get(`${provider.kind}:${event.id}`)
+        if (backend) {
+          this.remove(backend)
+          this.scheduleRebuild()
+        }
+        return
+      }
+      case 'state': {
+        const backend = this.backends.get(`${provider.kind}:${event.id}`)
+        if (backend) {
+          if (event.reason) backend.log.info({ state: event.state, reason: event.reason }, 'state changed')
+          backend.stateChanged(event.state, event.reason)
+        } else void this.resync(provider)
+        return
+      }
+      case 'resync':
+        void this.resync(provider)
+        return
+    }
+  }
+
+  private upsert(provider: Provider, info: BackendInfo): void {
+    const key = `${provider.kind}:${info.id}`
+    const settings = this.resolveSettings(provider, info)
+    const existing = this.backends.get(key)
+    if (existing) existing.update(info, settings)
+    else {
+      const backend = new Backend(provider, info, settings, this.deps)
+      this.backends.set(key, backend)
+      backend.log.debug({ hosts: info.hosts, state: info.state }, 'discovered')
+    }
+  }
+
+  private remove(backend: Backend): void {
+    backend.markRemoved()
+    this.backends.delete(backend.key)
+    backend.log.info('removed')
+  }
+
+  /** Defaults, then the backend's own settings; idle_timeout floored; modes the provider lacks replaced. */
+  resolveSettings(provider: Provider, info: BackendInfo): ResolvedSettings {
+    const d = this.config.defaults
+    const s = info.settings
+    const warn = (what: string, msg: string, extra: object) => {
+      const k = `${provider.kind}:${info.id}:${what}`
+      if (this.warnedSettings.has(k)) return
+      this.warnedSettings.add(k)
+      this.log.warn({ backend: info.name, provider: provider.kind, ...extra }, msg)
+    }
+    let idle = s.idle_timeout ?? d.idle_timeout
+    if (idle < this.config.min_idle_timeout) {
+      warn('idle', 'idle_timeout below min_idle_timeout; using the floor', { idle_timeout: idle, min_idle_timeout: this.config.min_idle_timeout })
+      idle = this.config.min_idle_timeout
+    }
+    const pick = (mode: SleepMode, what: string): SleepMode => {
+      if (provider.sleepModes.includes(mode)) return mode
+      const chosen = provider.sleepModes[0] ?? mode
+      warn(what, `${provider.kind} does not support sleep mode ${mode}; using ${chosen}`, { mode, chosen })
+      return chosen
+    }
+    return {
+      idle_timeout: idle,
+      wake_timeout: s.wake_timeout ?? d.wake_timeout,
+      sleep: pick(s.sleep ?? d.sleep, 'sleep'),
+      fallback_sleep: pick(s.fallback_sleep ?? d.fallback_sleep, 'fallback_sleep'),
+      strategy: s.strategy ?? d.strategy,
+      waiting_page_after: s.waiting_page_after ?? d.waiting_page_after,
+      readiness: s.readiness ?? d.readiness,
+      always_on: s.always_on ?? false,
+    }
+  }
+
+  /** Rebuild the host index, after the current burst of events (or now). */
+  private scheduleRebuild(now = false): void {
+    if (now) {
+      this.rebuild()
+      return
+    }
+    if (this.rebuildScheduled) return
+    this.rebuildScheduled = true
+    queueMicrotask(() => this.rebuild())
+  }
+
+  private rebuild(): void {
+    this.rebuildScheduled = false
+    const entries = [...this.backends.values()].map((b) => ({ target: b, key: b.key, hosts: b.info.hosts }))
+    const index = new HostIndex(entries, this.config.base_domains)
+    for (const p of index.problems) {
+      const k = `${p.key}:${p.host}:${p.problem}`
+      if (!this.warnedSettings.has(k)) {
+        this.warnedSettings.add(k)
+        this.log.warn({ backend: p.key, host: p.host }, `host ${p.problem}`)
+      }
+    }
+    this.index = index
+  }
+
+  /**
+   * A valid host missed the index. Providers that ask for it are listed again (coalesced, at
+   * most once a second) and the host looked up again; everything else answers at once.
+   */
+  async resolveAfterMiss(host: string): Promise<Backend | undefined> {
+    const relisting = this.providers.filter((p) => p.relistOnMiss)
+    if (relisting.length === 0) return undefined
+    if (!this.missRelist) {
+      const wait = Math.max(0, this.lastMissRelist + RELIST_ON_MISS_EVERY_MS - Date.now())
+      this.missRelist = new Promise<void>((resolve) => setTimeout(resolve, wait))
+        .then(() => {
+          this.lastMissRelist = Date.now()
+          return Promise.all(relisting.map((p) => this.resync(p)))
+        })
+        .then(() => undefined)
+        .finally(() => {
+          this.missRelist = undefined
+        })
+    }
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, RELIST_ON_MISS_WAIT_MS).unref())
+    await Promise.race([this.missRelist, timeout])
+    return this.index.resolve(host)
+  }
+
+  /** Wake a backend and, in the background, the other members of its group. */
+  wake(backend: Backend): Promise<void> {
+    if (backend.phase === 'running') return Promise.resolve()
+    const group = backend.info.group
+    if (group !== undefined) {
+      for (const other of this.backends.values()) {
+        if (other !== backend && other.provider === backend.provider && other.info.group === group && other.phase !== 'running') {
+          other.wake().catch(() => undefined) // its own failure is logged by the backend
+        }
+      }
+    }
+    return backend.wake()
+  }
+
+  /**
+   * One idle sweep: backends (or whole groups) idle past their idle_timeout are put to sleep.
+   * A group sleeps only when every routed member is idle or already asleep.
+   */
+  sweep(now = this.deps.now()): Promise<boolean[]> {
+    const groups = new Map<string, Backend[]>()
+    const work: Promise<boolean>[] = []
+    for (const backend of this.backends.values()) {
+      const group = backend.info.group
+      if (group === undefined) {
+        if (backend.isIdle(now)) work.push(backend.sleepIfIdle())
+        continue
+      }
+      const key = `${backend.provider.kind}:${group}`
+      let members = groups.get(key)
+      if (!members) groups.set(key, (members = []))
+      members.push(backend)
+    }
+    for (const members of groups.values()) {
+      const awake = members.filter((b) => b.phase !== 'asleep')
+      if (awake.length > 0 && awake.every((b) => b.isIdle(now))) {
+        for (const b of awake) work.push(b.sleepIfIdle())
+      }
+    }
+    return Promise.all(work)
+  }
+
+  /** Start the idle sweep: every second, or faster when idle timeouts are short. */
+  startIdleWatcher(tickMs = Math.min(1000, Math.max(50, Math.floor(this.config.min_idle_timeout / 10)))): void {
+    const timer = setInterval(() => {
+      this.sweep().catch((err: unknown) => this.log.error({ err }, 'idle sweep failed'))
+    }, tickMs)
+    timer.unref()
+    this.timers.push(timer)
+  }
+
+  /** The access log lost its connection: lines may be lost, so in-flight counts are unreliable. */
+  resetInflight(): void {
+    for (const b of this.backends.values()) b.inflight = 0
+  }
+
+  /** Stop timers and watches and abort operations. Idempotent. Providers are closed by their owner. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    for (const t of this.timers) clearInterval(t)
+    this.timers = []
+    this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down'))
+  }
+}

@@ -1,0 +1,100 @@
+/** Wires config, providers, registry, access log and HTTP server into one running sidecar. */
+import { chmodSync, unlinkSync } from 'node:fs'
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { Config } from './config/schema.js'
+import { AccessLogServer } from './core/access-log.js'
+import type { Provider } from './core/provider.js'
+import { Registry } from './core/registry.js'
+import { createProviders } from './providers/index.js'
+import { buildApp } from './server/app.js'
+
+export interface SidecarOptions {
+  readonly logger: Logger
+  /** Relative paths in the config resolve against this (the config file's directory). */
+  readonly baseDir: string
+  /** Providers to use instead of the configured ones (tests, benchmarks). */
+  readonly providers?: Provider[]
+  readonly now?: () => number
+}
+
+export interface Sidecar {
+  readonly app: FastifyInstance
+  readonly registry: Registry
+  readonly accessLog: AccessLogServer | undefined
+  /** `host:port` or `unix:/path` the HTTP server listens on (real port when configured :0). */
+  readonly address: string
+  /** Stop accepting requests, stop timers, stop child processes. Idempotent. */
+  close(): Promise<void>
+}
+
+export async function startSidecar(config: Config, options: SidecarOptions): Promise<Sidecar> {
+  const log = options.logger
+  const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
+  const registry = new Registry(providers, config, log, options.now)
+
+  let accessLog: AccessLogServer | undefined
+  let connections = 0
+  if (config.access_log) {
+    accessLog = new AccessLogServer(
+      config.access_log,
+      {
+        finished: (entry) => registry.index.lookupRaw(entry.host).target?.finished(),
+        connections: (count) => {
+          connections = count
+          registry.countInflight = count > 0
+          if (count === 0) registry.resetInflight()
+        },
+      },
+      log.child({ component: 'access-log' }),
+    )
+    await accessLog.listen()
+    log.info({ address: config.access_log }, 'listening for the Caddy access log')
+  } else {
+    log.warn(
+      'access_log is not configured: a backend counts as idle idle_timeout after its last request started, so long websocket/SSE streams and downloads may be put to sleep. Add `log { output net ... format json }` to Caddy and `access_log:` here.',
+    )
+  }
+
+  await registry.start()
+  registry.startIdleWatcher()
+
+  const app = buildApp(
+    {
+      ...(config.admin ? { adminToken: config.admin.token } : {}),
+      ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected') } : {}),
+    },
+    { registry, logger: log },
+  )
+  let address: string
+  if (config.listen.startsWith('unix:')) {
+    const path = config.listen.slice('unix:'.length)
+    try {
+      unlinkSync(path)
+    } catch {
+      // no stale socket
+    }
+    await app.listen({ path })
+    chmodSync(path, 0o660)
+    address = config.listen
+  } else {
+    const colon = config.listen.lastIndexOf(':')
+    const host = config.listen.slice(0, colon).replace(/^\[|\]$/g, '') || '127.0.0.1'
+    await app.listen({ host, port: Number(config.listen.slice(colon + 1)) })
+    const bound = app.server.address()
+    address = bound && typeof bound === 'object' ? `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}` : config.listen
+  }
+  log.info({ address, backends: registry.size }, 'relight-sidecar listening')
+
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      registry.close()
+      await app.close().catch(() => undefined)
+      await accessLog?.close()
+      await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: p.kind }, 'provider close failed'))))
+    })()
+    return closing
+  }
+  return { app, registry, accessLog, address, close }
+}

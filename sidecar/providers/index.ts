@@ -1,0 +1,17 @@
+/** Builds the configured providers. The only place that knows every provider kind. */
+import type { Logger } from 'pino'
+import type { Config } from '../config/schema.js'
+import type { Provider } from '../core/provider.js'
+import { ProcessProvider } from './process/provider.js'
+
+export interface ProviderOptions {
+  /** Directory that relative paths in the config are resolved against (the config file's). */
+  readonly baseDir: string
+}
+
+export function createProviders(config: Config, logger: Logger, options: ProviderOptions): Provider[] {
+  const providers: Provider[] = []
+  const p = config.providers
+  if (p.process) providers.push(new ProcessProvider(p.process, logger.child({ provider: 'process' }), { baseDir: options.baseDir }))
+  return providers
+}

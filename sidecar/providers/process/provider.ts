@@ -1,0 +1,259 @@
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path'
+import type { Logger } from 'pino'
+import { RelightError } from '../../core/errors.js'
+import type { BackendInfo, BackendState, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import type { ProcessAppConfig, ProcessConfig } from './config.js'
+import { type ReplicaState, Supervisor } from './supervisor.js'
+
+/** `{{replica}}`, `{{port}}`, `{{name}}` in command, args, dir and env values. */
+export function applyTemplate(text: string, vars: { replica: number; port?: number; name: string }): string {
+  return text.replace(/\{\{\s*(replica|port|name)\s*\}\}/g, (_m, key: string) => {
+    if (key === 'replica') return String(vars.replica)
+    if (key === 'name') return vars.name
+    return vars.port === undefined ? '' : String(vars.port)
+  })
+}
+
+export interface UserIds {
+  uid: number
+  gid: number
+}
+
+/** Look a user up in /etc/passwd (name or numeric uid). */
+export function lookupUser(user: string, passwd = '/etc/passwd'): UserIds | undefined {
+  let text: string
+  try {
+    text = readFileSync(passwd, 'utf8')
+  } catch {
+    return undefined
+  }
+  for (const line of text.split('\n')) {
+    const [name, , uid, gid] = line.split(':')
+    if (name === user || (uid === user && /^\d+$/.test(user))) return { uid: Number(uid), gid: Number(gid) }
+  }
+  return undefined
+}
+
+function findExecutable(command: string, cwd: string, env: NodeJS.ProcessEnv): string | undefined {
+  const candidates = command.includes('/')
+    ? [isAbsolute(command) ? command : resolvePath(cwd, command)]
+    : (env.PATH ?? '').split(delimiter).map((dir) => join(dir, command))
+  for (const file of candidates) {
+    try {
+      accessSync(file, fsConstants.X_OK)
+      if (statSync(file).isFile()) return file
+    } catch {
+      // next
+    }
+  }
+  return undefined
+}
+
+function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, host, () => server.close(() => resolve(true)))
+  })
+}
+
+class App {
+  readonly replicas: Supervisor[]
+  constructor(
+    readonly config: ProcessAppConfig,
+    readonly upstreams: readonly string[],
+    replicas: Supervisor[],
+  ) {
+    this.replicas = replicas
+  }
+
+  state(): BackendState {
+    const states = this.replicas.map((r) => r.state)
+    if (states.includes('running')) return 'running'
+    if (states.length > 0 && states.every((s) => s === 'paused')) return 'paused'
+    if (states.includes('starting')) return 'starting'
+    return 'stopped'
+  }
+
+  /** Addresses of live replicas while any is live (so a crashed one gets no traffic), else all. */
+  liveUpstreams(): readonly string[] {
+    const live = this.upstreams.filter((_u, i) => this.replicas[i]?.state === 'running')
+    return live.length > 0 ? live : this.upstreams
+  }
+}
+
+export interface ProcessProviderOptions {
+  readonly baseDir?: string
+  readonly env?: NodeJS.ProcessEnv
+}
+
+/**
+ * Local processes from the config (caddy-supervisor parity), one backend per app, one process
+ * group per replica. Sleep modes: stop (signal, grace period, kill) and pause (SIGSTOP/SIGCONT).
+ */
+export class ProcessProvider implements Provider {
+  readonly kind = 'process'
+  readonly sleepModes: readonly SleepMode[] = ['stop', 'pause']
+  private readonly apps = new Map<string, App>()
+  private listener: ((event: ProviderEvent) => void) | undefined
+  private closed = false
+  private readonly baseDir: string
+  private readonly env: NodeJS.ProcessEnv
+
+  constructor(
+    config: ProcessConfig,
+    private readonly log: Logger,
+    options: ProcessProviderOptions = {},
+  ) {
+    this.baseDir = options.baseDir ?? process.cwd()
+    this.env = options.env ?? process.env
+    for (const app of config.apps) this.apps.set(app.name, this.makeApp(app))
+  }
+
+  private makeApp(config: ProcessAppConfig): App {
+    const log = this.log.child({ app: config.name })
+    const ids = config.user === undefined ? undefined : lookupUser(config.user)
+    const upstreams: string[] = []
+    const replicas: Supervisor[] = []
+    for (let replica = 0; replica < config.replicas; replica++) {
+      const port = config.port === undefined ? undefined : config.port + replica
+      const vars = { replica, port, name: config.name }
+      if (port !== undefined) upstreams.push(`${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`)
+      const env: NodeJS.ProcessEnv = { ...this.env }
+      for (const [k, v] of Object.entries(config.env)) env[k] = applyTemplate(v, vars)
+      const [command, ...commandArgs] = config.command.map((part) => applyTemplate(part, vars))
+      const cwd = config.dir === undefined ? this.baseDir : resolvePath(this.baseDir, applyTemplate(config.dir, vars))
+      replicas.push(
+        new Supervisor(
+          {
+            app: config.name,
+            replica,
+            command: command as string,
+            args: [...commandArgs, ...config.args.map((a) => applyTemplate(a, vars))],
+            cwd,
+            env,
+            ...(ids ? { uid: ids.uid, gid: ids.gid } : {}),
+            restart: config.restart,
+            stopSignal: config.stop_signal as NodeJS.Signals,
+            gracePeriod: config.grace_period,
+            stdout: config.stdout,
+            stderr: config.stderr,
+          },
+          { onState: (state, reason) => this.replicaChanged(config.name, state, reason) },
+          log,
+        ),
+      )
+    }
+    return new App(config, upstreams, replicas)
+  }
+
+  private replicaChanged(name: string, _state: ReplicaState, reason?: string): void {
+    const app = this.apps.get(name)
+    if (!app || !this.listener) return
+    this.listener({ type: 'state', id: name, state: app.state(), ...(reason ? { reason } : {}) })
+    if (app.replicas.length > 1) this.listener({ type: 'upsert', backend: this.info(app) })
+  }
+
+  private info(app: App): BackendInfo {
+    const c = app.config
+    return {
+      id: c.name,
+      name: c.name,
+      hosts: c.hosts,
+      state: app.state(),
+      upstreams: app.liveUpstreams(),
+      settings: {
+        ...(c.idle_timeout !== undefined ? { idle_timeout: c.idle_timeout } : {}),
+        ...(c.wake_timeout !== undefined ? { wake_timeout: c.wake_timeout } : {}),
+        ...(c.sleep !== undefined ? { sleep: c.sleep } : {}),
+        ...(c.fallback_sleep !== undefined ? { fallback_sleep: c.fallback_sleep } : {}),
+        ...(c.strategy !== undefined ? { strategy: c.strategy } : {}),
+        ...(c.waiting_page_after !== undefined ? { waiting_page_after: c.waiting_page_after } : {}),
+        ...(c.readiness !== undefined ? { readiness: c.readiness } : {}),
+        always_on: c.always_on,
+      },
+      details: { replicas: c.replicas, pids: app.replicas.map((r) => r.pid ?? '-').join(',') },
+    }
+  }
+
+  private app(id: string): App {
+    if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'process provider is closed')
+    const app = this.apps.get(id)
+    if (!app) throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `no process app named ${id}`, { backend: id, provider: this.kind })
+    return app
+  }
+
+  async list(): Promise<BackendInfo[]> {
+    return [...this.apps.values()].map((app) => this.info(app))
+  }
+
+  watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
+    this.listener = onEvent
+    signal.addEventListener('abort', () => {
+      if (this.listener === onEvent) this.listener = undefined
+    })
+  }
+
+  async wake(id: string): Promise<void> {
+    const app = this.app(id)
+    // Starting a replica resumes it if it is paused and skips a pending restart backoff.
+    await Promise.all(app.replicas.map((r) => r.start()))
+  }
+
+  async sleep(id: string, mode: SleepMode): Promise<void> {
+    const app = this.app(id)
+    if (mode === 'pause') {
+      for (const r of app.replicas) r.pause()
+      return
+    }
+    if (mode === 'stop') {
+      await Promise.all(app.replicas.map((r) => r.stop()))
+      return
+    }
+    throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `process apps sleep with stop or pause, not ${mode}`, { backend: id })
+  }
+
+  async check(): Promise<CheckResult[]> {
+    const results: CheckResult[] = []
+    const root = process.getuid?.() === 0
+    for (const app of this.apps.values()) {
+      const c = app.config
+      const first = app.replicas[0]?.spec
+      if (!first) continue
+      const cwd = first.cwd ?? this.baseDir
+      let dirOk = true
+      try {
+        dirOk = statSync(cwd).isDirectory()
+      } catch {
+        dirOk = false
+      }
+      results.push(dirOk ? { ok: true, message: `${c.name}: working directory ${cwd} exists` } : { ok: false, message: `${c.name}: working directory ${cwd} does not exist (providers.process.apps: dir)` })
+      const exe = findExecutable(first.command, cwd, first.env)
+      results.push(exe ? { ok: true, message: `${c.name}: runs ${exe}` } : { ok: false, message: `${c.name}: command "${first.command}" not found or not executable (PATH=${first.env.PATH ?? ''})` })
+      if (c.user !== undefined) {
+        if (!lookupUser(c.user)) results.push({ ok: false, message: `${c.name}: user "${c.user}" does not exist in /etc/passwd` })
+        else if (!root) results.push({ ok: false, message: `${c.name}: user "${c.user}" is set but the sidecar is not root, so it cannot switch users` })
+        else results.push({ ok: true, message: `${c.name}: runs as ${c.user}` })
+      }
+      if (app.state() !== 'running') {
+        for (const upstream of app.upstreams) {
+          const colon = upstream.lastIndexOf(':')
+          const host = upstream.slice(0, colon).replace(/^\[|\]$/g, '')
+          const free = await portFree(host, Number(upstream.slice(colon + 1)))
+          if (!free) results.push({ ok: false, message: `${c.name}: ${upstream} is already in use by another program; the app could not listen there` })
+        }
+      }
+    }
+    if (this.apps.size === 0) results.push({ ok: true, message: 'no process apps configured' })
+    return results
+  }
+
+  /** Stop every child gracefully (stop_signal, grace_period, SIGKILL). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await Promise.all([...this.apps.values()].flatMap((app) => app.replicas.map((r) => r.stop())))
+  }
+}

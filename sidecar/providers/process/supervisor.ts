@@ -1,0 +1,206 @@
+import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process'
+import { closeSync, openSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import type { Logger } from 'pino'
+import { RelightError } from '../../core/errors.js'
+import { Backoff } from './backoff.js'
+
+export type ReplicaState = 'stopped' | 'starting' | 'running' | 'paused'
+
+export interface ReplicaSpec {
+  readonly app: string
+  readonly replica: number
+  readonly command: string
+  readonly args: readonly string[]
+  readonly cwd?: string
+  readonly env: NodeJS.ProcessEnv
+  readonly uid?: number
+  readonly gid?: number
+  readonly restart: 'always' | 'on_failure' | 'never'
+  readonly stopSignal: NodeJS.Signals
+  readonly gracePeriod: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+export interface ReplicaEvents {
+  /** State changed; `reason` set when the process exited on its own. */
+  onState(state: ReplicaState, reason?: string): void
+}
+
+/**
+ * Runs one replica of a process app in its own process group and keeps it running according to
+ * its restart policy. Signals go to the whole group, so grandchildren never outlive a stop.
+ */
+export class Supervisor {
+  state: ReplicaState = 'stopped'
+  private child: ChildProcess | undefined
+  private wanted = false
+  private startedAt = 0
+  private restartTimer: NodeJS.Timeout | undefined
+  private exited: Promise<void> = Promise.resolve()
+  private readonly backoff = new Backoff()
+
+  constructor(
+    readonly spec: ReplicaSpec,
+    private readonly events: ReplicaEvents,
+    private readonly log: Logger,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
+
+  private set(state: ReplicaState, reason?: string): void {
+    if (this.state === state && reason === undefined) return
+    this.state = state
+    this.events.onState(state, reason)
+  }
+
+  /** Start now (skipping any pending backoff). Resolves once the process is spawned. */
+  async start(): Promise<void> {
+    this.wanted = true
+    if (this.restartTimer) {
+      clearTimeout(this.restartTimer)
+      this.restartTimer = undefined
+    }
+    if (this.child) {
+      if (this.state === 'paused') this.resume()
+      return
+    }
+    await this.spawnChild()
+  }
+
+  private spawnChild(): Promise<void> {
+    const { spec } = this
+    const files: number[] = []
+    const stream = (target: string): 'inherit' | 'ignore' | 'pipe' | number => {
+      if (target === 'inherit') return 'inherit'
+      if (target === 'null') return 'ignore'
+      if (target === 'log') return 'pipe'
+      const fd = openSync(target.slice('file:'.length), 'a')
+      files.push(fd)
+      return fd
+    }
+    let stdio: StdioOptions
+    try {
+      stdio = ['ignore', stream(spec.stdout), stream(spec.stderr)]
+    } catch (err) {
+      for (const fd of files) closeSync(fd)
+      return Promise.reject(new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `cannot open output file: ${(err as Error).message}`, { backend: spec.app }))
+    }
+    this.set('starting')
+    return new Promise<void>((resolve, reject) => {
+      const child = spawn(spec.command, spec.args, {
+        cwd: spec.cwd,
+        env: spec.env,
+        detached: true, // own process group: we signal the group, and Ctrl-C in a terminal is ours to forward
+        stdio,
+        ...(spec.uid !== undefined ? { uid: spec.uid } : {}),
+        ...(spec.gid !== undefined ? { gid: spec.gid } : {}),
+      })
+      for (const fd of files) closeSync(fd)
+      this.child = child
+      let resolveExit!: () => void
+      this.exited = new Promise<void>((r) => (resolveExit = r))
+      if (spec.stdout === 'log' && child.stdout) this.pipeToLog(child.stdout, 'stdout')
+      if (spec.stderr === 'log' && child.stderr) this.pipeToLog(child.stderr, 'stderr')
+      child.once('spawn', () => {
+        this.startedAt = Date.now()
+        this.log.info({ pid: child.pid, replica: spec.replica }, 'process started')
+        this.set('running')
+        resolve()
+      })
+      child.once('error', (err) => {
+        // spawn failure (ENOENT, EACCES, EPERM for uid): no 'exit' follows
+        if (this.child === child) this.child = undefined
+        resolveExit()
+        this.set('stopped', `cannot start ${spec.command}: ${err.message}`)
+        reject(new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `cannot start ${spec.command}: ${err.message}`, { backend: spec.app }, { cause: err }))
+      })
+      child.once('exit', (code, signal) => {
+        this.onExit(child, code, signal)
+        resolveExit()
+      })
+    })
+  }
+
+  private pipeToLog(stream: NodeJS.ReadableStream, name: string): void {
+    const lines = createInterface({ input: stream, crlfDelay: Infinity })
+    lines.on('line', (line) => this.log.info({ stream: name, replica: this.spec.replica }, line))
+  }
+
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.child !== child) return
+    this.child = undefined
+    killGroup(child.pid, 'SIGKILL') // leftovers of the group (grandchildren) go with their leader
+    const reason = signal ? `killed by ${signal}` : `exited with code ${code}`
+    if (!this.wanted) {
+      this.set('stopped')
+      return
+    }
+    const policy = this.spec.restart
+    const restart = policy === 'always' || (policy === 'on_failure' && code !== 0)
+    if (!restart) {
+      this.wanted = false
+      this.log.warn({ replica: this.spec.replica, code, signal }, `process ${reason}; restart policy ${policy}: not restarting`)
+      this.set('stopped', reason)
+      return
+    }
+    const delay = this.backoff.next(Date.now() - this.startedAt)
+    this.log.warn({ replica: this.spec.replica, code, signal, restart_in_ms: delay }, `process ${reason}; restarting`)
+    this.set('stopped', reason)
+    this.set('starting')
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined
+      if (this.wanted && !this.child) this.spawnChild().catch(() => undefined) // failure already reported as a state
+    }, delay)
+  }
+
+  pause(): void {
+    if (!this.child || this.state !== 'running') return
+    killGroup(this.child.pid, 'SIGSTOP')
+    this.set('paused')
+  }
+
+  resume(): void {
+    if (!this.child || this.state !== 'paused') return
+    killGroup(this.child.pid, 'SIGCONT')
+    this.set('running')
+  }
+
+  /** stop_signal to the group, grace_period, then SIGKILL. Resolves when the process is gone. */
+  async stop(): Promise<void> {
+    this.wanted = false
+    if (this.restartTimer) {
+      clearTimeout(this.restartTimer)
+      this.restartTimer = undefined
+      this.set('stopped')
+    }
+    const child = this.child
+    if (!child) return
+    const exited = this.exited
+    killGroup(child.pid, this.spec.stopSignal)
+    killGroup(child.pid, 'SIGCONT') // a paused group must run to handle the signal
+    let timer: NodeJS.Timeout | undefined
+    const graceOver = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.spec.gracePeriod)
+    })
+    const outcome = await Promise.race([exited.then(() => 'exited' as const), graceOver])
+    clearTimeout(timer)
+    if (outcome === 'timeout') {
+      this.log.warn({ replica: this.spec.replica, grace_ms: this.spec.gracePeriod }, 'process ignored stop signal; killing')
+      killGroup(child.pid, 'SIGKILL')
+      await exited
+    }
+  }
+}
+
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    // ESRCH: the group is already gone
+  }
+}

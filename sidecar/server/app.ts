@@ -1,0 +1,146 @@
+import { timingSafeEqual } from 'node:crypto'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import type { Backend } from '../core/backend.js'
+import { RelightError } from '../core/errors.js'
+import { normalizeHost } from '../core/hosts.js'
+import type { Registry } from '../core/registry.js'
+import { isNavigation, sendError, sendWaitingPage } from './responses.js'
+
+export const UPSTREAM_HEADER = 'x-relight-upstream'
+
+export interface AppOptions {
+  readonly adminToken?: string
+  /** Report whether an access-log connection is up (for healthz). undefined: not configured. */
+  readonly accessLogState?: () => 'connected' | 'disconnected'
+}
+
+export interface AppDeps {
+  readonly registry: Registry
+  readonly logger: Logger
+}
+
+/** Retry-After of the waiting page: how soon the browser reloads. */
+const WAITING_RETRY_SECONDS = 2
+
+/**
+ * The HTTP face of the sidecar. The hot path (`/_relight/auth` for an awake backend) is one
+ * cached map lookup, a round-robin pick and one header: no I/O, no logging, no validation work.
+ */
+export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
+  const { registry, logger } = deps
+  const app = Fastify({
+    logger: false,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 200 },
+    bodyLimit: 1024,
+  })
+
+  app.get('/_relight/auth', (req, reply) => {
+    const { target, host } = registry.index.lookupRaw(req.headers.host)
+    if (target !== undefined) {
+      const upstream = target.upstream()
+      if (upstream !== undefined) {
+        target.started(registry.countInflight)
+        return reply.header(UPSTREAM_HEADER, upstream).send()
+      }
+      return wakeAndAnswer(target, req, reply)
+    }
+    if (host === undefined) {
+      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the Host header is not a valid DNS name'))
+    }
+    return registry.resolveAfterMiss(host).then((late) => {
+      if (late) return wakeAndAnswer(late, req, reply)
+      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
+    })
+  })
+
+  async function wakeAndAnswer(backend: Backend, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const wake = registry.wake(backend)
+    try {
+      if (backend.settings.strategy === 'waiting_page' && isNavigation(req)) {
+        let timer: NodeJS.Timeout | undefined
+        const late = new Promise<'late'>((resolve) => {
+          timer = setTimeout(() => resolve('late'), backend.settings.waiting_page_after)
+        })
+        const outcome = await Promise.race([wake.then(() => 'ready' as const), late]).finally(() => clearTimeout(timer))
+        if (outcome === 'late') {
+          wake.catch(() => undefined) // the wake goes on; its failure is logged by the backend
+          return sendWaitingPage(reply, normalizeHost(req.headers.host) ?? backend.info.name, WAITING_RETRY_SECONDS)
+        }
+      } else {
+        await wake
+      }
+    } catch (err) {
+      return sendError(req, reply, err)
+    }
+    const upstream = backend.upstream()
+    if (upstream === undefined) {
+      // Went back to sleep or lost its upstream between the wake and now: let the client retry.
+      return sendError(req, reply, new RelightError('RELIGHT_ERR_ABORTED', `backend ${backend.info.name} is not ready`, { retryAfter: 1 }))
+    }
+    // A client that left while we woke the backend sends nothing on: do not count it in flight.
+    backend.started(registry.countInflight && !req.raw.destroyed)
+    return reply.header(UPSTREAM_HEADER, upstream).send()
+  }
+
+  app.get('/_relight/ask', (req, reply) => {
+    const domain = (req.query as Record<string, unknown>).domain
+    const host = typeof domain === 'string' ? normalizeHost(domain) : undefined
+    if (host === undefined) {
+      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the domain query parameter is missing or not a valid DNS name'))
+    }
+    const hit = registry.index.resolve(host)
+    if (hit) return reply.send({ allowed: true, domain: host, backend: hit.info.name })
+    return registry.resolveAfterMiss(host).then((late) => {
+      if (late) return reply.send({ allowed: true, domain: host, backend: late.info.name })
+      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
+    })
+  })
+
+  app.get('/_relight/healthz', (_req, reply) => {
+    const providers: Record<string, unknown> = {}
+    for (const [kind, status] of registry.status) providers[kind] = status
+    return reply.send({
+      status: [...registry.status.values()].every((s) => s.ok) ? 'ok' : 'degraded',
+      backends: registry.size,
+      providers,
+      access_log: options.accessLogState?.() ?? 'not configured',
+    })
+  })
+
+  registerAdmin(app, options, registry, logger)
+  return app
+}
+
+/** Admin API, enabled only when `admin.token` is configured. */
+function registerAdmin(app: FastifyInstance, options: AppOptions, registry: Registry, logger: Logger): void {
+  const token = options.adminToken
+  if (token === undefined) return
+  const expected = Buffer.from(`Bearer ${token}`)
+  app.addHook('onRequest', (req, reply, done) => {
+    if (!req.url.startsWith('/_relight/admin/')) return done()
+    const given = Buffer.from(String(req.headers.authorization ?? ''))
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      sendError(req, reply, new RelightError('RELIGHT_ERR_UNAUTHORIZED', 'send Authorization: Bearer <admin.token>'))
+      return
+    }
+    done()
+  })
+  app.get('/_relight/admin/backends', () => ({ backends: [...registry.all()].map((b) => b.status()) }))
+  app.post<{ Params: { key: string; op: string } }>('/_relight/admin/backends/:key/:op', async (req, reply) => {
+    const backend = registry.get(req.params.key)
+    if (!backend) return sendError(req, reply, new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `no backend ${req.params.key}`))
+    try {
+      if (req.params.op === 'wake') await registry.wake(backend)
+      else if (req.params.op === 'sleep') {
+        backend.lastActivity = -Infinity
+        await backend.sleepIfIdle()
+      } else return reply.code(404).send({ error: 'use wake or sleep' })
+    } catch (err) {
+      return sendError(req, reply, err)
+    }
+    logger.info({ backend: backend.info.name, op: req.params.op }, 'admin operation')
+    return backend.status()
+  })
+}

@@ -1,0 +1,73 @@
+/** The one place where errors become HTTP answers. */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { REPLY_HEADER } from '../core/access-log.js'
+import { type ErrorCode, RelightError, toRelightError } from '../core/errors.js'
+import { errorPage, waitingPage } from '../pages/html.js'
+
+interface HttpMapping {
+  status: number
+  title: string
+  retryAfter?: number
+}
+
+const HTTP: Record<ErrorCode, HttpMapping> = {
+  RELIGHT_ERR_CONFIG: { status: 500, title: 'Configuration error' },
+  RELIGHT_ERR_HOST_INVALID: { status: 400, title: 'Bad host' },
+  RELIGHT_ERR_HOST_UNKNOWN: { status: 404, title: 'Unknown host' },
+  RELIGHT_ERR_BACKEND_NOT_FOUND: { status: 404, title: 'Backend gone' },
+  RELIGHT_ERR_WAKE_TIMEOUT: { status: 504, title: 'Backend did not start in time' },
+  RELIGHT_ERR_BACKEND_EXITED: { status: 502, title: 'Backend exited while starting', retryAfter: 5 },
+  RELIGHT_ERR_PROVIDER_UNAVAILABLE: { status: 503, title: 'Backend engine unavailable', retryAfter: 5 },
+  RELIGHT_ERR_PROVIDER_FAILED: { status: 502, title: 'Backend could not be woken', retryAfter: 5 },
+  RELIGHT_ERR_PROVIDER_AUTH: { status: 502, title: 'Backend engine refused the sidecar', retryAfter: 30 },
+  RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED: { status: 500, title: 'Unsupported sleep mode' },
+  RELIGHT_ERR_CLOSED: { status: 503, title: 'Shutting down', retryAfter: 2 },
+  RELIGHT_ERR_ABORTED: { status: 503, title: 'Cancelled', retryAfter: 2 },
+  RELIGHT_ERR_UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
+  RELIGHT_ERR_STATEFUL_GONE: { status: 410, title: 'Gone' },
+}
+
+export function httpStatusOf(code: ErrorCode): number {
+  return HTTP[code].status
+}
+
+/** A browser navigation: GET that accepts HTML (what gets pages instead of JSON). */
+export function isNavigation(req: FastifyRequest): boolean {
+  const method = req.headers['x-forwarded-method'] ?? req.method
+  if (method !== 'GET' && method !== 'HEAD') return false
+  const accept = req.headers.accept
+  return typeof accept === 'string' && accept.includes('text/html')
+}
+
+export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  const error = err instanceof RelightError ? err : toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
+  const map = HTTP[error.code]
+  const retryAfter = error.context.retryAfter ?? map.retryAfter
+  reply.code(map.status).header(REPLY_HEADER, error.code).header('cache-control', 'no-store')
+  if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter))
+  if (map.status === 410) return reply.send()
+  if (isNavigation(req)) {
+    return reply.type('text/html; charset=utf-8').send(errorPage(map.status, map.title, error.message, map.status >= 500 && retryAfter ? retryAfter : undefined))
+  }
+  return reply.type('application/problem+json').send(
+    JSON.stringify({
+      type: `urn:relight:error:${error.code}`,
+      title: map.title,
+      status: map.status,
+      detail: error.message,
+      code: error.code,
+      ...(typeof error.context.host === 'string' ? { host: error.context.host } : {}),
+      ...(typeof error.context.backend === 'string' ? { backend: error.context.backend } : {}),
+    }),
+  )
+}
+
+export function sendWaitingPage(reply: FastifyReply, host: string, retryAfterSeconds: number): FastifyReply {
+  return reply
+    .code(503)
+    .header(REPLY_HEADER, 'waiting-page')
+    .header('retry-after', String(retryAfterSeconds))
+    .header('cache-control', 'no-store')
+    .type('text/html; charset=utf-8')
+    .send(waitingPage(host, retryAfterSeconds))
+}
