@@ -185,7 +185,8 @@ export class ProcessProvider implements Provider {
     return app
   }
 
-  async list(): Promise<BackendInfo[]> {
+  async list(signal: AbortSignal): Promise<BackendInfo[]> {
+    signal.throwIfAborted()
     return [...this.apps.values()].map((app) => this.info(app))
   }
 

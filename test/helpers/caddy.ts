@@ -1,0 +1,116 @@
+/**
+ * Runs a real Caddy (Debian's 2.6.2 here) for end-to-end tests. Tests that need Caddy call
+ * `caddySkip()`: on a machine without Caddy they skip with a printed reason, except under CI,
+ * where a missing Caddy is a failure.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { freePort, tempDir } from './net.js'
+
+export const SNIPPET = fileURLToPath(new URL('../../../caddy/relight.caddy', import.meta.url))
+
+let available: boolean | undefined
+export function caddyInstalled(): boolean {
+  available ??= spawnSync('caddy', ['version'], { stdio: 'ignore' }).status === 0
+  return available
+}
+
+/** undefined when Caddy can run; a skip reason otherwise (throws under CI). */
+export function caddySkip(): string | undefined {
+  if (caddyInstalled()) return undefined
+  if (process.env.CI) throw new Error('caddy is not installed, and CI requires the end-to-end tests (see .ci/run)')
+  const reason = 'caddy is not installed (apt-get install caddy); skipping end-to-end tests'
+  process.stderr.write(`# ${reason}\n`)
+  return reason
+}
+
+export interface CaddyOptions {
+  /** Sidecar address as the snippet takes it: `127.0.0.1:PORT` or `unix//path`. */
+  readonly sidecar: string
+  /** Caddy net log address (`unix//path` or `127.0.0.1:PORT`), or none. */
+  readonly accessLog?: string
+  /** Extra global options (e.g. on_demand_tls). */
+  readonly global?: string
+  /** Replace the default site block (`http://:PORT { log …; import relight SIDECAR }`). */
+  readonly sites?: (port: number) => string
+}
+
+export interface RunningCaddy {
+  readonly port: number
+  readonly url: string
+  readonly output: () => string
+  readonly pid: number
+  close(): Promise<void>
+}
+
+export async function startCaddy(options: CaddyOptions): Promise<RunningCaddy> {
+  const port = await freePort()
+  const tmp = tempDir('relight-caddy-')
+  const log = options.accessLog ? `\tlog {\n\t\toutput net ${options.accessLog}\n\t\tformat json\n\t}\n` : ''
+  const site = options.sites?.(port) ?? `http://127.0.0.1:${port} {\n${log}\timport relight ${options.sidecar}\n}\n`
+  const caddyfile = `{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${SNIPPET}\n${site}`
+  const file = join(tmp.dir, 'Caddyfile')
+  writeFileSync(file, caddyfile)
+  const child = spawn('caddy', ['run', '--config', file, '--adapter', 'caddyfile'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, HOME: tmp.dir, XDG_DATA_HOME: join(tmp.dir, 'data'), XDG_CONFIG_HOME: join(tmp.dir, 'config') },
+  })
+  let output = ''
+  const collect = (d: Buffer) => {
+    output += d.toString()
+  }
+  child.stdout?.on('data', collect)
+  child.stderr?.on('data', collect)
+  await waitServing(child, () => output).catch((err: unknown) => {
+    tmp.remove()
+    throw err
+  })
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    output: () => output,
+    pid: child.pid as number,
+    close: async () => {
+      await stopChild(child)
+      tmp.remove()
+    },
+  }
+}
+
+function waitServing(child: ChildProcess, output: () => string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`caddy did not start within 15 s:\n${output()}`))
+    }, 15_000)
+    const check = () => {
+      if (output().includes('serving initial configuration')) {
+        clearTimeout(timer)
+        child.stdout?.off('data', check)
+        child.stderr?.off('data', check)
+        resolve()
+      }
+    }
+    child.stdout?.on('data', check)
+    child.stderr?.on('data', check)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`caddy exited with code ${code}:\n${output()}`))
+    })
+  })
+}
+
+/** SIGTERM, then SIGKILL after 5 s; resolves when the process is gone. */
+export function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    child.kill('SIGTERM')
+  })
+}
