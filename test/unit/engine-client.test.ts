@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { isRelightError } from '../../sidecar/core/errors.js'
+import { EngineClient, encodeQuery, engineStatus, resolveEngineAddress } from '../../sidecar/providers/engine-api/client.js'
+import { tempDir } from '../helpers/net.js'
+
+describe('engine-api client', () => {
+  it('resolves socket paths and URLs', () => {
+    assert.deepEqual(resolveEngineAddress('/var/run/docker.sock'), { origin: 'http://localhost', socketPath: '/var/run/docker.sock', display: '/var/run/docker.sock' })
+    assert.equal(resolveEngineAddress('unix:///run/podman/podman.sock').socketPath, '/run/podman/podman.sock')
+    assert.equal(resolveEngineAddress('unix:/run/x.sock').socketPath, '/run/x.sock')
+    assert.deepEqual(resolveEngineAddress('tcp://127.0.0.1:2375'), { origin: 'http://127.0.0.1:2375', display: 'tcp://127.0.0.1:2375' })
+    assert.equal(resolveEngineAddress('http://127.0.0.1:2375/').origin, 'http://127.0.0.1:2375')
+  })
+
+  it('encodes filters as JSON', () => {
+    assert.equal(encodeQuery({ all: true, filters: { label: ['a=b'] }, skip: undefined }), `?all=true&filters=${encodeURIComponent('{"label":["a=b"]}')}`)
+    assert.equal(encodeQuery({}), '')
+  })
+
+  const tmp = tempDir('relight-ec-')
+  const socket = join(tmp.dir, 'engine.sock')
+  const server = createServer((req, res) => {
+    if (req.url === '/v9/_ping') return res.end('OK')
+    if (req.url === '/v9/events') {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.write('{"a":1}\n{"a"')
+      res.write(':2}\nnot json\n')
+      res.end('{"a":3}\n')
+      return
+    }
+    if (req.url === '/v9/forbidden') return res.writeHead(403).end('{"message":"nope"}')
+    res.writeHead(404, { 'content-type': 'application/json' }).end('{"message":"No such container: x"}')
+  })
+  after(() => {
+    server.close()
+    tmp.remove()
+  })
+
+  it('talks over a unix socket with an API prefix, and reads ndjson streams across chunk boundaries', async () => {
+    await new Promise<void>((resolve) => server.listen(socket, resolve))
+    const client = new EngineClient({ address: `unix://${socket}`, apiPrefix: '/v9/', name: 'test' })
+    try {
+      assert.equal((await client.request('GET', '/_ping')).text, 'OK')
+      const seen: unknown[] = []
+      for await (const ev of await client.stream<{ a: number }>('/events', { signal: AbortSignal.timeout(5000) })) seen.push(ev.a)
+      assert.deepEqual(seen, [1, 2, 3])
+      await assert.rejects(client.json('GET', '/containers/x/json'), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_FAILED') && engineStatus(e) === 404)
+      await assert.rejects(client.request('GET', '/forbidden'), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_AUTH'))
+    } finally {
+      await client.close()
+      await client.close()
+    }
+    await assert.rejects(client.request('GET', '/_ping'), (e) => isRelightError(e, 'RELIGHT_ERR_CLOSED'))
+  })
+
+  it('says in words when the socket is missing', async () => {
+    const client = new EngineClient({ address: join(tmp.dir, 'missing.sock') })
+    try {
+      await assert.rejects(client.request('GET', '/_ping'), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE') && e.context.errno === 'ENOENT' && /does not exist/.test(e.message))
+    } finally {
+      await client.close()
+    }
+  })
+
+  it('rejects at once on an aborted signal', async () => {
+    const client = new EngineClient({ address: socket })
+    try {
+      await assert.rejects(client.request('GET', '/_ping', { signal: AbortSignal.abort() }), (e) => isRelightError(e, 'RELIGHT_ERR_ABORTED'))
+    } finally {
+      await client.close()
+    }
+  })
+})
