@@ -2,6 +2,7 @@
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.js'
 import type { Provider } from '../core/provider.js'
+import { DockerProvider } from './docker/provider.js'
 import { ProcessProvider } from './process/provider.js'
 
 export interface ProviderOptions {
@@ -13,5 +14,6 @@ export function createProviders(config: Config, logger: Logger, options: Provide
   const providers: Provider[] = []
   const p = config.providers
   if (p.process) providers.push(new ProcessProvider(p.process, logger.child({ provider: 'process' }), { baseDir: options.baseDir }))
+  if (p.docker) providers.push(new DockerProvider(p.docker, logger.child({ provider: 'docker' }), { appPort: config.defaults.app_port }))
   return providers
 }
