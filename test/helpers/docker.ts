@@ -74,6 +74,8 @@ export interface RunOptions {
   readonly healthcheck?: string[]
   /** Create only, do not start. */
   readonly created?: boolean
+  /** Run docker-init as PID 1 (default true: SIGTERM then stops busybox quickly). */
+  readonly init?: boolean
 }
 
 export class TestDocker {
@@ -111,7 +113,7 @@ export class TestDocker {
         Cmd: options.cmd,
         Labels: { 'relight.test': '1', 'relight.test.run': this.run, ...(options.labels ?? {}) },
         ...(options.healthcheck ? { Healthcheck: { Test: options.healthcheck, Interval: 200_000_000, Timeout: 1_000_000_000, Retries: 1, StartPeriod: 0 } } : {}),
-        HostConfig: { NetworkMode: 'host', Init: true },
+        HostConfig: { NetworkMode: 'host', Init: options.init ?? true },
       },
       signal: AbortSignal.timeout(30_000),
     })
