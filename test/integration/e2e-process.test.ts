@@ -109,3 +109,29 @@ describe('end to end through Caddy: process apps', { skip }, () => {
     assert.equal(await ask('not a name'), 400)
   })
 })
+
+describe('Caddy reaching the sidecar over a unix socket', { skip }, () => {
+  it('routes through `import relight unix//path`', async () => {
+    const port = await freePort()
+    const { tempDir } = await import('../helpers/net.js')
+    const tmp = tempDir()
+    const { parseConfig } = await import('../../sidecar/config/load.js')
+    const { startSidecar } = await import('../../sidecar/daemon.js')
+    const { testLogger } = await import('../helpers/sidecar.js')
+    const config = parseConfig(
+      `listen: unix:${tmp.dir}/sidecar.sock\nproviders:\n  process:\n    apps:\n      - { name: u, hosts: [u.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", NAME: u }, port: ${port}, stdout: "null" }\n`,
+      'unix test',
+    )
+    const sidecar = await startSidecar(config, { logger: testLogger(), baseDir: tmp.dir })
+    const caddy = await startCaddy({ sidecar: `unix/${tmp.dir}/sidecar.sock` })
+    try {
+      const res = await get(caddy, 'u.localhost')
+      assert.equal(res.status, 200)
+      assert.match(res.body, /^u pid/)
+    } finally {
+      await caddy.close()
+      await sidecar.close()
+      tmp.remove()
+    }
+  })
+})
