@@ -45,3 +45,26 @@ describe('access log', () => {
     tmp.remove()
   })
 })
+
+describe('access log over TCP', () => {
+  it('accepts Caddy on a loopback TCP address', async () => {
+    const finished: string[] = []
+    const server = new AccessLogServer('127.0.0.1:0', { finished: (e) => finished.push(e.host), connections: () => undefined }, pino({ level: 'silent' }))
+    await server.listen()
+    const [host, port] = server.boundAddress.split(':')
+    const socket = connect({ host: host as string, port: Number(port) })
+    await new Promise((r) => socket.once('connect', r))
+    socket.write(`${PROXIED}\n`)
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => {
+        if (finished.length === 1) {
+          clearInterval(t)
+          resolve()
+        }
+      }, 5)
+    })
+    assert.deepEqual(finished, ['ok.localhost'])
+    socket.destroy()
+    await server.close()
+  })
+})
