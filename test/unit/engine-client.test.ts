@@ -3,7 +3,7 @@ import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { isRelightError } from '../../sidecar/core/errors.js'
-import { EngineClient, encodeQuery, engineStatus, resolveEngineAddress } from '../../sidecar/providers/engine-api/client.js'
+import { EngineClient, describeConnectError, encodeQuery, engineStatus, resolveEngineAddress } from '../../sidecar/providers/engine-api/client.js'
 import { tempDir } from '../helpers/net.js'
 
 describe('engine-api client', () => {
@@ -15,7 +15,14 @@ describe('engine-api client', () => {
     assert.equal(resolveEngineAddress('http://127.0.0.1:2375/').origin, 'http://127.0.0.1:2375')
   })
 
-  it('encodes filters as JSON', () => {
+  it('explains connection failures in words', () => {
+    assert.match(describeConnectError('EACCES', '/var/run/docker.sock', 'docker'), /^permission denied on the docker socket \/var\/run\/docker.sock: run the sidecar as a user in the socket's group/)
+    assert.match(describeConnectError('ECONNREFUSED', 'tcp://127.0.0.1:2375', 'podman'), /nothing accepts connections at tcp:\/\/127.0.0.1:2375/)
+    assert.match(describeConnectError(undefined, '/x.sock', 'docker'), /^cannot reach the docker engine at \/x.sock$/)
+  })
+
+  it('encodes filters as JSON and string arrays as repeated parameters', () => {
+    assert.equal(encodeQuery({ changes: ['LABEL a=1', 'LABEL b=2'] }), '?changes=LABEL+a%3D1&changes=LABEL+b%3D2')
     assert.equal(encodeQuery({ all: true, filters: { label: ['a=b'] }, skip: undefined }), `?all=true&filters=${encodeURIComponent('{"label":["a=b"]}')}`)
     assert.equal(encodeQuery({}), '')
   })
