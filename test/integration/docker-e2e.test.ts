@@ -100,9 +100,12 @@ describe('docker provider through real Caddy', { skip, timeout: 180_000 }, () =>
 
     const res = await get('web.localhost')
     assert.equal(res.status, 200)
-    // The dependency was started before the routed member answered.
+    // The dependency was started, and before the routed member.
     assert.equal(await docker.state(db), 'running')
     assert.equal(await docker.state(web), 'running')
+    const startedAt = async (id: string) =>
+      Date.parse((await docker.client.json<{ State: { StartedAt: string } }>('GET', `/containers/${id}/json`)).State.StartedAt)
+    assert.ok((await startedAt(db)) <= (await startedAt(web)), 'db starts before web')
     await until(async () => (await docker.state(admin)) === 'running', 'admin woken with its group', 20_000, 25)
 
     await asleep('web.localhost')

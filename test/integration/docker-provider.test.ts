@@ -1,5 +1,6 @@
 /** The Docker provider against real dockerd, without Caddy: health checks, exits, auto_sleep_on_start. */
 import assert from 'node:assert/strict'
+import { connect, createServer } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
 import type { ProviderEvent } from '../../sidecar/core/provider.js'
@@ -108,6 +109,33 @@ describe('docker provider (real dockerd)', { skip, timeout: 120_000 }, () => {
       assert.equal(info?.settings.always_on, undefined)
     } finally {
       await auto.close()
+    }
+  })
+
+  it('talks to the engine over tcp:// as well, and reads stats of a running container', async () => {
+    // A loopback TCP port forwarded to the unix socket stands in for `dockerd -H tcp://…`.
+    const proxy = createServer((client) => {
+      const upstream = connect(DOCKER_SOCKET)
+      client.pipe(upstream).pipe(client)
+      client.on('error', () => upstream.destroy())
+      upstream.on('error', () => client.destroy())
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    const address = proxy.address()
+    const tcpPort = typeof address === 'object' && address ? address.port : 0
+    const port = await freePort()
+    const id = await docker.container({ cmd: docker.httpd(port), labels: { [`${p}.domain`]: 'tcp.localhost', [`${p}.port`]: String(port) } })
+    const provider = make({ socket: `tcp://127.0.0.1:${tcpPort}` })
+    try {
+      const info = (await provider.list(AbortSignal.timeout(10_000))).find((b) => b.id === id)
+      assert.equal(info?.state, 'running')
+      assert.deepEqual(info?.upstreams, [`127.0.0.1:${port}`])
+      const stats = await provider.stats(id, AbortSignal.timeout(20_000))
+      assert.ok(stats.mem_mb > 0, `mem_mb ${stats.mem_mb}`)
+      assert.ok(stats.cpu_pct >= 0)
+    } finally {
+      await provider.close()
+      proxy.close()
     }
   })
 

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import { RelightError, isRelightError } from '../../core/errors.js'
-import type { BackendInfo, BackendSettings, BackendState, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import type { BackendInfo, BackendSettings, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { EngineClient, engineStatus } from '../engine-api/client.js'
 import type { DockerConfig } from './config.js'
 import {
@@ -9,6 +9,7 @@ import {
   type ContainerSummary,
   DockerContainers,
   type EngineEvent,
+  computeStats,
   containerName,
   hasHealthcheck,
   labelsOf,
@@ -410,6 +411,14 @@ export class DockerProvider implements Provider {
 
   private assertOpen(): void {
     if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'the docker provider is closed', { provider: this.kind })
+  }
+
+  /** CPU and memory of a running container (zeros when it is not running); for the heartbeat. */
+  async stats(id: string, signal: AbortSignal): Promise<BackendStats> {
+    this.assertOpen()
+    const c = await this.routed(id, signal)
+    if (c.State.Status !== 'running') return { cpu_pct: 0, mem_mb: 0 }
+    return computeStats(await this.api.stats(c.Id, signal))
   }
 
   // ── check and lifecycle ────────────────────────────────────────────────────────────────────
