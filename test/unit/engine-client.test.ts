@@ -51,6 +51,8 @@ describe('engine-api client', () => {
     const client = new EngineClient({ address: `unix://${socket}`, apiPrefix: '/v9/', name: 'test' })
     try {
       assert.equal((await client.request('GET', '/_ping')).text, 'OK')
+      assert.equal((await client.withPrefix('/v9').request('GET', '/_ping')).text, 'OK')
+      await assert.rejects(client.withPrefix('').request('GET', '/_ping'), (e) => engineStatus(e) === 404)
       const seen: unknown[] = []
       for await (const ev of await client.stream<{ a: number }>('/events', { signal: AbortSignal.timeout(5000) })) seen.push(ev.a)
       assert.deepEqual(seen, [1, 2, 3])

@@ -130,21 +130,35 @@ export class EngineClient {
   readonly name: string
   readonly address: ResolvedAddress
   readonly apiPrefix: string
-  private readonly pool: Pool
+  private readonly shared: { readonly pool: Pool; closed: boolean }
   private readonly requestTimeout: number
-  private closed = false
 
-  constructor(options: EngineClientOptions) {
+  constructor(options: EngineClientOptions, shared?: { readonly pool: Pool; closed: boolean }) {
     this.name = options.name ?? 'docker'
     this.address = resolveEngineAddress(options.address)
     this.apiPrefix = (options.apiPrefix ?? '').replace(/\/+$/, '')
     this.requestTimeout = options.requestTimeout ?? 60_000
-    this.pool = new Pool(this.address.origin, {
-      ...(this.address.socketPath ? { socketPath: this.address.socketPath } : {}),
-      connections: 16,
-      keepAliveTimeout: 10_000,
-      connectTimeout: 5_000,
-    })
+    this.shared = shared ?? {
+      pool: new Pool(this.address.origin, {
+        ...(this.address.socketPath ? { socketPath: this.address.socketPath } : {}),
+        connections: 16,
+        keepAliveTimeout: 10_000,
+        connectTimeout: 5_000,
+      }),
+      closed: false,
+    }
+  }
+
+  /**
+   * The same connections with another path prefix: Podman serves Docker-compatible paths and
+   * `/v4.0.0/libpod/…` on one socket. Closing any view closes them all.
+   */
+  withPrefix(apiPrefix: string): EngineClient {
+    return new EngineClient({ address: this.address.display, apiPrefix, name: this.name, requestTimeout: this.requestTimeout }, this.shared)
+  }
+
+  private get closed(): boolean {
+    return this.shared.closed
   }
 
   /** A request whose answer is read whole. Non-2xx statuses reject (see the file comment). */
@@ -216,9 +230,9 @@ export class EngineClient {
 
   /** Close connections. Idempotent; later calls reject with RELIGHT_ERR_CLOSED. */
   async close(): Promise<void> {
-    if (this.closed) return
-    this.closed = true
-    await this.pool.destroy().catch(() => undefined)
+    if (this.shared.closed) return
+    this.shared.closed = true
+    await this.shared.pool.destroy().catch(() => undefined)
   }
 
   private async dispatch(method: Dispatcher.HttpMethod, path: string, options: RequestOptions, streaming: boolean) {
@@ -237,7 +251,7 @@ export class EngineClient {
       }
     }
     try {
-      return await this.pool.request({
+      return await this.shared.pool.request({
         origin: this.address.origin,
         path: `${this.apiPrefix}${path}${encodeQuery(options.query)}`,
         method,
