@@ -130,6 +130,9 @@ export class DockerProvider implements Provider {
         if (this.pinned.size > 0) this.log.info({ containers: this.pinned.size }, 'auto_sleep_on_start is off: containers running now stay on until they stop or pause')
       }
     }
+    const present = new Set(containers.map((c) => c.Id))
+    for (const id of this.pinned) if (!present.has(id)) this.pinned.delete(id)
+    for (const id of this.expectedDie) if (!present.has(id)) this.expectedDie.delete(id)
     const out: BackendInfo[] = []
     for (const c of containers) {
       const info = this.toBackend(c)
