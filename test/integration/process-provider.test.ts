@@ -152,10 +152,10 @@ describe('process provider', () => {
     const sc = await startTestSidecar(
       `min_idle_timeout: 100ms\ndefaults: { idle_timeout: 100ms }\nproviders:\n  process:\n    apps:\n      - { name: worker, hosts: [worker.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${port}, always_on: true, stdout: "null" }\n`,
     )
+    t.after(() => sc.close())
     const b = sc.sidecar.registry.get('process:worker')
     assert.equal(b?.phase, 'running')
     await new Promise((r) => setTimeout(r, 400)) // several idle sweeps
     assert.equal(b?.phase, 'running')
-    await sc.close()
   })
 })
