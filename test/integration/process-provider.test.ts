@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { describe, it } from 'node:test'
+import { describe, it, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { request } from 'undici'
@@ -13,49 +13,57 @@ import { waitReady } from '../../sidecar/core/readiness.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { pidAlive, until } from '../helpers/wait.js'
 
+/** The file's text, or '' while it does not exist yet. */
+function read(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
 const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
 const silent = pino({ level: 'silent' })
 
-function provider(apps: unknown[], logger = silent) {
+/** A provider whose children are stopped after the test, pass or fail (close is idempotent). */
+function provider(t: TestContext, apps: unknown[], logger = silent) {
   const p = new ProcessProvider(processConfigSchema.parse({ apps }), logger)
   const events: ProviderEvent[] = []
   const watching = new AbortController()
   p.watch((e) => events.push(e), watching.signal)
-  return {
-    p,
-    events,
-    close: async () => {
-      watching.abort()
-      await p.close()
-    },
+  const close = async () => {
+    watching.abort()
+    await p.close()
   }
+  t.after(close)
+  return { p, events, close }
 }
 const signal = () => AbortSignal.timeout(10_000)
 
 describe('process provider', () => {
-  it('restarts a failing app under on_failure, with the exit code as the reason', async () => {
+  it('restarts a failing app under on_failure, with the exit code as the reason', async (t) => {
     const tmp = tempDir()
-    const { p, events, close } = provider([{ name: 'crash', command: ['sh', '-c', `echo run >> ${tmp.dir}/runs; exit 3`], restart: 'on_failure' }])
+    const { p, events, close } = provider(t, [{ name: 'crash', command: ['sh', '-c', `echo run >> ${tmp.dir}/runs; exit 3`], restart: 'on_failure' }])
     await p.wake('crash', signal())
-    await until(() => readFileSync(`${tmp.dir}/runs`, 'utf8').split('\n').length > 2, 'a restart')
+    await until(() => read(`${tmp.dir}/runs`).split('\n').length > 2, 'a restart')
     assert.ok(events.some((e) => e.type === 'state' && e.reason === 'exited with code 3'))
     await close()
     tmp.remove()
   })
 
-  it('does not spin when an app exits cleanly under restart: always (backoff 0 s, 1 s, 2 s…)', async () => {
+  it('does not spin when an app exits cleanly under restart: always (backoff 0 s, 1 s, 2 s…)', async (t) => {
     const tmp = tempDir()
-    const { p, close } = provider([{ name: 'quick', command: ['sh', '-c', `echo run >> ${tmp.dir}/runs`], restart: 'always' }])
+    const { p, close } = provider(t, [{ name: 'quick', command: ['sh', '-c', `echo run >> ${tmp.dir}/runs`], restart: 'always' }])
     await p.wake('quick', signal())
     await new Promise((r) => setTimeout(r, 1500)) // observe the restart rate over a fixed window
-    const runs = readFileSync(`${tmp.dir}/runs`, 'utf8').trim().split('\n').length
+    const runs = read(`${tmp.dir}/runs`).trim().split('\n').length
     assert.ok(runs >= 2 && runs <= 4, `${runs} runs in 1.5 s`)
     await close()
     tmp.remove()
   })
 
-  it('does not restart under restart: never or after a clean exit under on_failure', async () => {
-    const { p, close } = provider([
+  it('does not restart under restart: never or after a clean exit under on_failure', async (t) => {
+    const { p, close } = provider(t, [
       { name: 'never', command: ['sh', '-c', 'exit 1'], restart: 'never' },
       { name: 'clean', command: ['sh', '-c', 'exit 0'], restart: 'on_failure' },
     ])
@@ -65,10 +73,10 @@ describe('process provider', () => {
     await close()
   })
 
-  it('runs replicas on port + N with templates, and spreads them as upstreams', async () => {
+  it('runs replicas on port + N with templates, and spreads them as upstreams', async (t) => {
     const port = await freePort()
     const port2 = port + 1
-    const { p, close } = provider([
+    const { p, close } = provider(t, [
       { name: 'rep', hosts: ['rep.localhost'], command: [process.execPath, APP], env: { PORT: '{{port}}', NAME: 'r{{replica}}' }, port, replicas: 2, stdout: 'null' },
     ])
     await p.wake('rep', signal())
@@ -84,11 +92,12 @@ describe('process provider', () => {
     await close()
   })
 
-  it('writes stdout to a file or to the log', async () => {
+  it('writes stdout to a file or to the log', async (t) => {
     const tmp = tempDir()
     const lines: string[] = []
     const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(s) })
     const { p, close } = provider(
+      t,
       [
         { name: 'tofile', command: ['sh', '-c', 'echo to-the-file'], restart: 'never', stdout: `file:${join(tmp.dir, 'out.txt')}` },
         { name: 'tolog', command: ['sh', '-c', 'echo to-the-log >&2'], restart: 'never', stderr: 'log' },
@@ -97,33 +106,27 @@ describe('process provider', () => {
     )
     await p.wake('tofile', signal())
     await p.wake('tolog', signal())
-    await until(() => {
-      try {
-        return readFileSync(join(tmp.dir, 'out.txt'), 'utf8') === 'to-the-file\n'
-      } catch {
-        return false
-      }
-    }, 'the output file')
+    await until(() => read(join(tmp.dir, 'out.txt')) === 'to-the-file\n', 'the output file')
     await until(() => lines.some((l) => l.includes('"msg":"to-the-log"') && l.includes('"stream":"stderr"')), 'the log line')
     await close()
     tmp.remove()
   })
 
-  it('runs the app as another user when root', { skip: process.getuid?.() === 0 ? false : 'needs root to switch users' }, async () => {
+  it('runs the app as another user when root', { skip: process.getuid?.() === 0 ? false : 'needs root to switch users' }, async (t) => {
     const nobody = lookupUser('nobody')
     assert.ok(nobody, 'Debian has the nobody user')
     const tmp = tempDir()
-    const { p, close } = provider([{ name: 'asuser', command: ['sh', '-c', 'id -u; sleep 30'], user: 'nobody', restart: 'never', stdout: `file:${tmp.dir}/id`, dir: '/' }])
+    const { p, close } = provider(t, [{ name: 'asuser', command: ['sh', '-c', 'id -u; sleep 30'], user: 'nobody', restart: 'never', stdout: `file:${tmp.dir}/id`, dir: '/' }])
     await p.wake('asuser', signal())
-    await until(() => readFileSync(`${tmp.dir}/id`, 'utf8').trim() === String(nobody.uid), 'the uid line')
+    await until(() => read(`${tmp.dir}/id`).trim() === String(nobody.uid), 'the uid line')
     await close()
     tmp.remove()
   })
 
-  it('kills the whole process group on stop, grandchildren included, after the grace period', async () => {
+  it('kills the whole process group on stop, grandchildren included, after the grace period', async (t) => {
     const port = await freePort()
     const tmp = tempDir()
-    const { p, close } = provider([
+    const { p, close } = provider(t, [
       {
         name: 'family',
         command: [process.execPath, APP],
@@ -134,7 +137,7 @@ describe('process provider', () => {
       },
     ])
     await p.wake('family', signal())
-    const grandchild = Number(await until(() => /grandchild (\d+)/.exec(readFileSync(`${tmp.dir}/out`, 'utf8'))?.[1], 'the grandchild'))
+    const grandchild = Number(await until(() => /grandchild (\d+)/.exec(read(`${tmp.dir}/out`))?.[1], 'the grandchild'))
     assert.ok(pidAlive(grandchild))
     await p.sleep('family', 'stop', signal())
     assert.equal(pidAlive(grandchild), false)
@@ -143,16 +146,16 @@ describe('process provider', () => {
     tmp.remove()
   })
 
-  it('starts always_on apps with the sidecar (supervised, never slept)', async () => {
+  it('starts always_on apps with the sidecar (supervised, never slept)', async (t) => {
     const { startTestSidecar } = await import('../helpers/sidecar.js')
     const port = await freePort()
     const sc = await startTestSidecar(
       `min_idle_timeout: 100ms\ndefaults: { idle_timeout: 100ms }\nproviders:\n  process:\n    apps:\n      - { name: worker, hosts: [worker.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${port}, always_on: true, stdout: "null" }\n`,
     )
+    t.after(() => sc.close())
     const b = sc.sidecar.registry.get('process:worker')
     assert.equal(b?.phase, 'running')
     await new Promise((r) => setTimeout(r, 400)) // several idle sweeps
     assert.equal(b?.phase, 'running')
-    await sc.close()
   })
 })
