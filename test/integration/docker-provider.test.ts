@@ -3,11 +3,13 @@ import assert from 'node:assert/strict'
 import { connect, createServer } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
+import { request } from 'undici'
 import type { ProviderEvent } from '../../sidecar/core/provider.js'
 import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
 import { DockerProvider } from '../../sidecar/providers/docker/provider.js'
 import { DOCKER_SOCKET, TestDocker, dockerSkip } from '../helpers/docker.js'
 import { freePort } from '../helpers/net.js'
+import { startTestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
 
 const skip = await dockerSkip()
@@ -136,6 +138,23 @@ describe('docker provider (real dockerd)', { skip, timeout: 120_000 }, () => {
     } finally {
       await provider.close()
       proxy.close()
+    }
+  })
+
+  it('without events, the periodic resync alone removes a deleted container: 404 afterwards', async () => {
+    const port = await freePort()
+    const id = await docker.container({ cmd: docker.httpd(port), labels: { [`${p}.domain`]: 'resync.localhost', [`${p}.port`]: String(port) }, created: true })
+    const provider = make()
+    Object.assign(provider, { watch: undefined }) // the resync is the truth: prove it works alone
+    const sc = await startTestSidecar('resync_interval: 200ms\n', { providers: [provider], accessLog: false })
+    const auth = async () => (await request(`${sc.url}/_relight/auth`, { headers: { host: 'resync.localhost' } })).statusCode
+    try {
+      assert.equal([...sc.sidecar.registry.all()].filter((b) => b.info.id === id).length, 1)
+      await docker.remove(id)
+      await until(() => [...sc.sidecar.registry.all()].every((b) => b.info.id !== id), 'resync removed the backend', 20_000, 25)
+      assert.equal(await auth(), 404)
+    } finally {
+      await sc.close()
     }
   })
 
