@@ -38,6 +38,11 @@ export interface EngineClientOptions {
   readonly name?: string
   /** Per-request limit when the caller gives no signal of its own (ms). Default 60 s. */
   readonly requestTimeout?: number
+  /**
+   * Send requests through this dispatcher instead of a connection pool to `address` (tests:
+   * undici MockAgent with recorded engine answers). The client does not close it.
+   */
+  readonly dispatcher?: Dispatcher
 }
 
 export type Query = Record<string, string | number | boolean | undefined | object>
@@ -123,7 +128,8 @@ export class EngineClient {
   readonly name: string
   readonly address: ResolvedAddress
   readonly apiPrefix: string
-  private readonly pool: Pool
+  private readonly pool: Dispatcher
+  private readonly ownsPool: boolean
   private readonly requestTimeout: number
   private closed = false
 
@@ -132,7 +138,8 @@ export class EngineClient {
     this.address = resolveEngineAddress(options.address)
     this.apiPrefix = (options.apiPrefix ?? '').replace(/\/+$/, '')
     this.requestTimeout = options.requestTimeout ?? 60_000
-    this.pool = new Pool(this.address.origin, {
+    this.ownsPool = options.dispatcher === undefined
+    this.pool = options.dispatcher ?? new Pool(this.address.origin, {
       ...(this.address.socketPath ? { socketPath: this.address.socketPath } : {}),
       connections: 16,
       keepAliveTimeout: 10_000,
@@ -211,7 +218,7 @@ export class EngineClient {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await this.pool.destroy().catch(() => undefined)
+    if (this.ownsPool) await this.pool.destroy().catch(() => undefined)
   }
 
   private async dispatch(method: Dispatcher.HttpMethod, path: string, options: RequestOptions, streaming: boolean) {
