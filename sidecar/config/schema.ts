@@ -3,6 +3,7 @@
  * Each provider owns the schema of its block (sidecar/providers/<kind>/config.ts).
  */
 import { z } from 'zod'
+import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
 import { duration, listenAddress, readiness, sleepMode, strategy } from './types.js'
 
@@ -19,6 +20,7 @@ export const defaultsSchema = z.strictObject({
 
 export const providersSchema = z.strictObject({
   process: processConfigSchema.optional(),
+  podman: podmanConfigSchema.optional(),
 })
 
 export const configSchema = z.strictObject({
