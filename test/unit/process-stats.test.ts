@@ -54,13 +54,13 @@ describe('process provider stats', () => {
       pino({ level: 'silent' }),
     )
     try {
-      await provider.wake('stats')
+      await provider.wake('stats', AbortSignal.timeout(5000))
       const first = await provider.stats('stats', AbortSignal.timeout(5000))
       assert.ok(first.mem_mb > 0, `a node process has resident memory (got ${first.mem_mb})`)
       assert.ok(Number.isFinite(first.cpu_pct) && first.cpu_pct >= 0)
       const second = await provider.stats('stats', AbortSignal.timeout(5000))
       assert.ok(Number.isFinite(second.cpu_pct) && second.cpu_pct >= 0)
-      await provider.sleep('stats', 'stop')
+      await provider.sleep('stats', 'stop', AbortSignal.timeout(5000))
       assert.deepEqual(await provider.stats('stats', AbortSignal.timeout(5000)), { cpu_pct: 0, mem_mb: 0 })
     } finally {
       await provider.close()
