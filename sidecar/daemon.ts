@@ -59,9 +59,6 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     )
   }
 
-  await registry.start()
-  registry.startIdleWatcher()
-
   const app = buildApp(
     {
       ...(config.admin ? { adminToken: config.admin.token } : {}),
@@ -69,32 +66,8 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     },
     { registry, logger: log },
   )
-  let address: string
-  if (config.listen.startsWith('unix:')) {
-    const path = config.listen.slice('unix:'.length)
-    try {
-      unlinkSync(path)
-    } catch {
-      // no stale socket
-    }
-    await app.listen({ path })
-    chmodSync(path, 0o660)
-    address = config.listen
-  } else {
-    const colon = config.listen.lastIndexOf(':')
-    const host = config.listen.slice(0, colon).replace(/^\[|\]$/g, '') || '127.0.0.1'
-    await app.listen({ host, port: Number(config.listen.slice(colon + 1)) })
-    const bound = app.server.address()
-    address = bound && typeof bound === 'object' ? `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}` : config.listen
-  }
-  log.info({ address, backends: registry.size }, 'relight-sidecar listening')
-  let heartbeat: Heartbeat | undefined
-  if (config.heartbeat) {
-    heartbeat = new Heartbeat(config.heartbeat, () => registry.all(), log.child({ component: 'heartbeat' }))
-    heartbeat.start()
-    log.info({ every_ms: config.heartbeat.interval, node_ip: config.heartbeat.node_ip }, 'sending heartbeats')
-  }
 
+  let heartbeat: Heartbeat | undefined
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
     closing ??= (async () => {
@@ -106,5 +79,42 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     })()
     return closing
   }
+
+  let address: string
+  try {
+    await registry.start()
+    registry.startIdleWatcher()
+    address = await listen(app, config.listen)
+  } catch (err) {
+    await close() // stop always_on children and the log listener: nothing is left running
+    throw err
+  }
+  log.info({ address, backends: registry.size }, 'relight-sidecar listening')
+  if (config.heartbeat) {
+    heartbeat = new Heartbeat(config.heartbeat, () => registry.all(), log.child({ component: 'heartbeat' }))
+    heartbeat.start()
+    log.info({ every_ms: config.heartbeat.interval, node_ip: config.heartbeat.node_ip }, 'sending heartbeats')
+  }
+
   return { app, registry, accessLog, heartbeat, address, close }
+}
+
+async function listen(app: FastifyInstance, listenAddress: string): Promise<string> {
+  if (listenAddress.startsWith('unix:')) {
+    const path = listenAddress.slice('unix:'.length)
+    try {
+      unlinkSync(path)
+    } catch {
+      // no stale socket
+    }
+    await app.listen({ path })
+    chmodSync(path, 0o660)
+    return listenAddress
+  }
+  const colon = listenAddress.lastIndexOf(':')
+  const host = listenAddress.slice(0, colon).replace(/^\[|\]$/g, '') || '127.0.0.1'
+  await app.listen({ host, port: Number(listenAddress.slice(colon + 1)) })
+  const bound = app.server.address()
+  if (!bound || typeof bound !== 'object') return listenAddress
+  return `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`
 }

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod'
 import { heartbeatConfigSchema } from '../heartbeat/config.js'
+import { dockerConfigSchema } from '../providers/docker/config.js'
 import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
 import { duration, listenAddress, readiness, sleepMode, strategy } from './types.js'
@@ -21,6 +22,7 @@ export const defaultsSchema = z.strictObject({
 
 export const providersSchema = z.strictObject({
   process: processConfigSchema.optional(),
+  docker: dockerConfigSchema.optional(),
   podman: podmanConfigSchema.optional(),
 })
 

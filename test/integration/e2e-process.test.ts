@@ -74,7 +74,7 @@ describe('end to end through Caddy: process apps', { skip }, () => {
     assert.equal(first.status, 200)
     const pid = pidIn(first.body)
     await until(() => phase('frozen') === 'asleep', 'frozen to be paused', 5000)
-    assert.equal(pidState(pid), 'T', 'the process is stopped (SIGSTOP)')
+    await until(() => pidState(pid) === 'T', 'the process to be stopped by SIGSTOP', 2000)
     const again = await get(caddy, 'frozen.localhost')
     assert.equal(again.status, 200)
     assert.match(again.body, new RegExp(`pid ${pid} `), 'the same process answers')

@@ -80,12 +80,19 @@ export function resolveEngineAddress(address: string): ResolvedAddress {
   return { origin: 'http://localhost', socketPath: a, display: a }
 }
 
-/** `{ label: ['a=b'] }` style objects become the JSON the Engine API expects in `filters`. */
+/**
+ * Objects (`filters: { label: ['a=b'] }`) become the JSON the Engine API expects; an array of
+ * strings becomes a repeated parameter.
+ */
 export function encodeQuery(query: Query | undefined): string {
   if (!query) return ''
   const params = new URLSearchParams()
   for (const [key, value] of Object.entries(query)) {
     if (value === undefined) continue
+    if (Array.isArray(value) && value.every((v) => typeof v === 'string')) {
+      for (const v of value) params.append(key, v) // repeated parameter (e.g. import `changes`)
+      continue
+    }
     params.set(key, typeof value === 'object' ? JSON.stringify(value) : String(value))
   }
   const text = params.toString()
