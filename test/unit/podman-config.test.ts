@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { parseConfig } from '../../sidecar/config/load.js'
-import { containerInfo, upstreamOf, type LibpodInspect } from '../../sidecar/providers/podman/container-info.js'
+import { containerInfo, type LibpodInspect } from '../../sidecar/providers/podman/container-info.js'
 import { caddyInstalled } from '../helpers/caddy.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
@@ -13,7 +13,7 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 describe('podman config and labels', () => {
   it('providers.podman: defaults, durations, unknown keys named', () => {
     const cfg = parseConfig('providers:\n  podman: {}\n', 'test')
-    assert.deepEqual(cfg.providers.podman, { socket: '/run/podman/podman.sock', label_prefix: 'relight', watch_interval: 30_000, host_address: '127.0.0.1' })
+    assert.deepEqual(cfg.providers.podman, { socket: '/run/podman/podman.sock', label_prefix: 'relight', watch_interval: 30_000 })
     const full = parseConfig('providers:\n  podman:\n    socket: /tmp/p.sock\n    idle_timeout: 5m\n    wake_timeout: 5s\n    app_port: 3000\n    sleep: checkpoint\n', 'test')
     assert.equal(full.providers.podman?.idle_timeout, 300_000)
     assert.equal(full.providers.podman?.sleep, 'checkpoint')
@@ -44,26 +44,29 @@ describe('podman config and labels', () => {
     ...extra,
   })
 
-  it('labels: domains, port, per-backend settings; bad values ignored and reported', () => {
-    const bad: string[] = []
+  it('labels (shared with the Docker provider): domains, port, settings, checkpoint allowed; bad values reported', () => {
+    const problems: string[] = []
     const info = containerInfo(
-      inspect({ 'relight.domain': ' a.example.com , www.a.example.com,', 'relight.port': '3000', 'relight.idle_timeout': '10m', 'relight.sleep': 'hibernate', 'relight.strategy': 'waiting_page', 'relight.group': 'shop' }),
-      { labelPrefix: 'relight', appPort: 8080, hostAddress: '127.0.0.1', settings: { sleep: 'stop', wake_timeout: 5000 }, onBadLabel: (l, v) => bad.push(`${l}=${v}`) },
+      inspect({ 'relight.domain': ' a.example.com , www.a.example.com,', 'relight.port': '3000', 'relight.idle_timeout': '10m', 'relight.sleep': 'checkpoint', 'relight.strategy': 'sometimes', 'relight.group': 'shop' }),
+      { labelPrefix: 'relight', appPort: 8080, settings: { sleep: 'stop', wake_timeout: 5000 }, onProblem: (p) => problems.push(p) },
     )
     assert.ok(info)
     assert.deepEqual(info.hosts, ['a.example.com', 'www.a.example.com'])
     assert.deepEqual(info.upstreams, ['10.88.0.5:3000'])
     assert.equal(info.group, 'shop')
-    assert.deepEqual(info.settings, { sleep: 'stop', wake_timeout: 5000, idle_timeout: 600_000, strategy: 'waiting_page' })
-    assert.deepEqual(bad, ['relight.sleep=hibernate'])
-    assert.equal(containerInfo(inspect({ 'other.domain': 'x' }), { labelPrefix: 'relight', appPort: 1, hostAddress: '127.0.0.1', settings: {} }), undefined)
+    assert.deepEqual(info.settings, { sleep: 'checkpoint', wake_timeout: 5000, idle_timeout: 600_000 })
+    assert.deepEqual(problems, ['relight.strategy="sometimes" must be blocking or waiting_page'])
+    const bad: string[] = []
+    containerInfo(inspect({ 'relight.domain': 'b.example.com', 'relight.sleep': 'hibernate' }), { labelPrefix: 'relight', appPort: 1, settings: {}, onProblem: (p) => bad.push(p) })
+    assert.deepEqual(bad, ['relight.sleep="hibernate" must be checkpoint, pause or stop'])
+    assert.equal(containerInfo(inspect({ 'other.domain': 'x' }), { labelPrefix: 'relight', appPort: 1, settings: {} }), undefined)
   })
 
-  it('upstream: host network on host_address, published port, else the container IP', () => {
-    assert.equal(upstreamOf(inspect({}, { HostConfig: { NetworkMode: 'host' } }), 3000, '127.0.0.1'), '127.0.0.1:3000')
-    assert.equal(upstreamOf(inspect({}, { NetworkSettings: { Ports: { '3000/tcp': [{ HostIp: '', HostPort: '41000' }] } } }), 3000, '127.0.0.1'), '127.0.0.1:41000')
-    assert.equal(upstreamOf(inspect({}, { NetworkSettings: { Ports: { '3000/tcp': [{ HostIp: '127.0.0.2', HostPort: '41000' }] } } }), 3000, '127.0.0.1'), '127.0.0.2:41000')
-    assert.equal(upstreamOf(inspect({}), 3000, '127.0.0.1'), '10.88.0.5:3000')
-    assert.equal(upstreamOf(inspect({}, { NetworkSettings: {} }), 3000, '127.0.0.1'), undefined)
+  it('upstream (shared rules): host network on loopback, published port, else the container IP', () => {
+    const up = (extra: Partial<LibpodInspect>) => containerInfo(inspect({ 'relight.domain': 'a.example.com' }, extra), { labelPrefix: 'relight', appPort: 3000, settings: {} })?.upstreams
+    assert.deepEqual(up({ HostConfig: { NetworkMode: 'host' } }), ['127.0.0.1:3000'])
+    assert.deepEqual(up({ NetworkSettings: { Ports: { '3000/tcp': [{ HostIp: '', HostPort: '41000' }] } } }), ['127.0.0.1:41000'])
+    assert.deepEqual(up({}), ['10.88.0.5:3000'])
+    assert.deepEqual(up({ NetworkSettings: {} }), [])
   })
 })

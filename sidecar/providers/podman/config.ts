@@ -21,8 +21,8 @@ export const podmanConfigSchema = z.strictObject({
   watch_interval: duration.prefault('30s'),
   /** Grace period libpod gives a container on `stop` before SIGKILL; default: the container's own. */
   stop_timeout: duration.optional(),
-  /** Address used for containers on the host network or with a port published on 0.0.0.0. */
-  host_address: z.string().default('127.0.0.1'),
+  /** With containers on several networks: whose IP to proxy to (as providers.docker.network). */
+  network: z.string().min(1).optional(),
   ...backendSettingsShape,
 })
 

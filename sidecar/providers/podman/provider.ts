@@ -122,7 +122,7 @@ export class PodmanProvider implements Provider {
     return containerInfo(inspect, {
       labelPrefix: c.label_prefix,
       appPort: c.app_port ?? this.options.defaults.app_port,
-      hostAddress: c.host_address,
+      ...(c.network !== undefined ? { network: c.network } : {}),
       settings: {
         ...(c.idle_timeout !== undefined ? { idle_timeout: c.idle_timeout } : {}),
         ...(c.wake_timeout !== undefined ? { wake_timeout: c.wake_timeout } : {}),
@@ -132,11 +132,11 @@ export class PodmanProvider implements Provider {
         ...(c.waiting_page_after !== undefined ? { waiting_page_after: c.waiting_page_after } : {}),
         ...(c.readiness !== undefined ? { readiness: c.readiness } : {}),
       },
-      onBadLabel: (label, value, why) => {
-        const key = `${inspect.Id}:${label}:${value}`
+      onProblem: (problem) => {
+        const key = `${inspect.Id}:${problem}`
         if (this.warned.has(key)) return
         this.warned.add(key)
-        this.log.warn({ container: inspect.Name ?? inspect.Id, label, value }, `label ignored: ${why}`)
+        this.log.warn({ container: (inspect.Name ?? inspect.Id).replace(/^\//, '') }, problem)
       },
     })
   }
