@@ -377,7 +377,7 @@ export class PodmanProvider implements Provider {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
       results.push({
         ok: false,
-        message: `cannot reach Podman at ${socket}: ${error.message}. Start it with \`systemctl start podman.socket\` or \`podman system service --time 0 unix://${socket}\``,
+        message: `cannot reach Podman at ${socket}: ${error.message.replace(/[.?!]$/, '')}; start it with \`systemctl start podman.socket\` or \`podman system service --time 0 unix://${socket}\``,
       })
       return results
     }
