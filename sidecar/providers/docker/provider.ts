@@ -1,8 +1,10 @@
 import type { Logger } from 'pino'
 import { RelightError, isRelightError } from '../../core/errors.js'
-import type { BackendInfo, BackendSettings, BackendState, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import type { BackendInfo, BackendSettings, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import { CpuRate } from '../cpu-rate.js'
 import { EngineClient, engineStatus } from '../engine-api/client.js'
 import type { DockerConfig } from './config.js'
+import { dockerFigures, fetchContainerStats } from './container-stats.js'
 import {
   type ContainerInspect,
   type ContainerStatus,
@@ -87,6 +89,7 @@ export class DockerProvider implements Provider {
   private listedOnce = false
   private readonly warned = new Set<string>()
   private readonly closer = new AbortController()
+  private readonly cpu = new CpuRate()
   private closed = false
 
   constructor(
@@ -413,6 +416,11 @@ export class DockerProvider implements Provider {
   }
 
   // ── check and lifecycle ────────────────────────────────────────────────────────────────────
+
+  /** One-shot engine stats for the heartbeat: CPU percent of one core since the previous call, memory in MiB. */
+  async stats(id: string, signal: AbortSignal): Promise<BackendStats> {
+    return dockerFigures(await fetchContainerStats(this.engine, id, signal), this.cpu, id)
+  }
 
   async check(signal: AbortSignal): Promise<CheckResult[]> {
     const results: CheckResult[] = []
