@@ -6,6 +6,7 @@ import type { Config } from './config/schema.js'
 import { AccessLogServer } from './core/access-log.js'
 import type { Provider } from './core/provider.js'
 import { Registry } from './core/registry.js'
+import { Heartbeat } from './heartbeat/heartbeat.js'
 import { createProviders } from './providers/index.js'
 import { buildApp } from './server/app.js'
 
@@ -22,6 +23,8 @@ export interface Sidecar {
   readonly app: FastifyInstance
   readonly registry: Registry
   readonly accessLog: AccessLogServer | undefined
+  /** Present when `heartbeat` is configured. */
+  readonly heartbeat: Heartbeat | undefined
   /** `host:port` or `unix:/path` the HTTP server listens on (real port when configured :0). */
   readonly address: string
   /** Stop accepting requests, stop timers, stop child processes. Idempotent. */
@@ -64,9 +67,11 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     { registry, logger: log },
   )
 
+  let heartbeat: Heartbeat | undefined
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      heartbeat?.close()
       registry.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()
@@ -85,8 +90,13 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     throw err
   }
   log.info({ address, backends: registry.size }, 'relight-sidecar listening')
+  if (config.heartbeat) {
+    heartbeat = new Heartbeat(config.heartbeat, () => registry.all(), log.child({ component: 'heartbeat' }))
+    heartbeat.start()
+    log.info({ every_ms: config.heartbeat.interval, node_ip: config.heartbeat.node_ip }, 'sending heartbeats')
+  }
 
-  return { app, registry, accessLog, address, close }
+  return { app, registry, accessLog, heartbeat, address, close }
 }
 
 async function listen(app: FastifyInstance, listenAddress: string): Promise<string> {

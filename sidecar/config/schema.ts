@@ -3,7 +3,9 @@
  * Each provider owns the schema of its block (sidecar/providers/<kind>/config.ts).
  */
 import { z } from 'zod'
+import { heartbeatConfigSchema } from '../heartbeat/config.js'
 import { dockerConfigSchema } from '../providers/docker/config.js'
+import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
 import { duration, listenAddress, readiness, sleepMode, strategy } from './types.js'
 
@@ -21,6 +23,7 @@ export const defaultsSchema = z.strictObject({
 export const providersSchema = z.strictObject({
   process: processConfigSchema.optional(),
   docker: dockerConfigSchema.optional(),
+  podman: podmanConfigSchema.optional(),
 })
 
 export const configSchema = z.strictObject({
@@ -37,6 +40,8 @@ export const configSchema = z.strictObject({
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   defaults: defaultsSchema.prefault({}),
   providers: providersSchema.prefault({}),
+  /** Multi-node: POST this node's backends and their load to a router (caddy-relight-podman format). */
+  heartbeat: heartbeatConfigSchema.optional(),
   admin: z.strictObject({ token: z.string().min(16, 'use at least 16 characters') }).optional(),
 })
 

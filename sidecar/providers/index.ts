@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../config/schema.js'
 import type { Provider } from '../core/provider.js'
 import { DockerProvider } from './docker/provider.js'
+import { PodmanProvider } from './podman/provider.js'
 import { ProcessProvider } from './process/provider.js'
 
 export interface ProviderOptions {
@@ -15,5 +16,6 @@ export function createProviders(config: Config, logger: Logger, options: Provide
   const p = config.providers
   if (p.process) providers.push(new ProcessProvider(p.process, logger.child({ provider: 'process' }), { baseDir: options.baseDir }))
   if (p.docker) providers.push(new DockerProvider(p.docker, logger.child({ provider: 'docker' }), { appPort: config.defaults.app_port }))
+  if (p.podman) providers.push(new PodmanProvider(p.podman, logger.child({ provider: 'podman' }), { defaults: config.defaults }))
   return providers
 }

@@ -6,7 +6,7 @@ import pino from 'pino'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import { configSchema } from '../../sidecar/config/schema.js'
 import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
-import { type ContainerInspect, type ContainerStats, computeStats } from '../../sidecar/providers/docker/containers.js'
+import type { ContainerInspect } from '../../sidecar/providers/docker/containers.js'
 import { groupOf, readLabels } from '../../sidecar/providers/docker/labels.js'
 import { DockerProvider, backendState } from '../../sidecar/providers/docker/provider.js'
 import { chooseUpstream } from '../../sidecar/providers/docker/upstream.js'
@@ -134,20 +134,6 @@ describe('docker provider (no engine)', () => {
       tmp.remove()
     }
     await assert.rejects(provider.list(AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_CLOSED'))
-  })
-})
-
-describe('docker stats', () => {
-  it('computes CPU % and memory without page cache like docker stats', () => {
-    const recorded = JSON.parse(readFileSync(fileURLToPath(new URL('../../../test/fixtures/docker/stats.json', import.meta.url)), 'utf8')) as ContainerStats
-    // The recorded container was idle: no CPU used between the two readings.
-    assert.deepEqual(computeStats(recorded), { cpu_pct: 0, mem_mb: 0.46 })
-    const busy: ContainerStats = {
-      cpu_stats: { cpu_usage: { total_usage: 3_000_000_000 }, system_cpu_usage: 20_000_000_000, online_cpus: 2 },
-      precpu_stats: { cpu_usage: { total_usage: 2_000_000_000 }, system_cpu_usage: 18_000_000_000 },
-      memory_stats: { usage: 300 * 1024 * 1024, stats: { inactive_file: 100 * 1024 * 1024 } },
-    }
-    assert.deepEqual(computeStats(busy), { cpu_pct: 100, mem_mb: 200 })
   })
 })
 

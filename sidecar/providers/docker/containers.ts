@@ -48,27 +48,6 @@ export interface EngineEvent {
 
 export type Filters = Record<string, string[]>
 
-/** The parts of `GET /containers/{id}/stats?stream=false` used for CPU and memory. */
-export interface ContainerStats {
-  readonly cpu_stats?: { readonly cpu_usage?: { readonly total_usage?: number; readonly percpu_usage?: number[] | null }; readonly system_cpu_usage?: number; readonly online_cpus?: number }
-  readonly precpu_stats?: { readonly cpu_usage?: { readonly total_usage?: number }; readonly system_cpu_usage?: number }
-  readonly memory_stats?: { readonly usage?: number; readonly stats?: Record<string, number> }
-}
-
-/** CPU % (100 = one core) and memory in MiB without page cache, as `docker stats` computes them. */
-export function computeStats(s: ContainerStats): { cpu_pct: number; mem_mb: number } {
-  const cpuDelta = (s.cpu_stats?.cpu_usage?.total_usage ?? 0) - (s.precpu_stats?.cpu_usage?.total_usage ?? 0)
-  const systemDelta = (s.cpu_stats?.system_cpu_usage ?? 0) - (s.precpu_stats?.system_cpu_usage ?? 0)
-  const cpus = s.cpu_stats?.online_cpus || s.cpu_stats?.cpu_usage?.percpu_usage?.length || 1
-  const cpu_pct = cpuDelta > 0 && systemDelta > 0 ? (cpuDelta / systemDelta) * cpus * 100 : 0
-  const usage = s.memory_stats?.usage ?? 0
-  const stats = s.memory_stats?.stats ?? {}
-  // cgroup v1 reports total_inactive_file, v2 inactive_file.
-  const cache = stats.total_inactive_file ?? stats.inactive_file ?? 0
-  const mem = cache < usage ? usage - cache : usage
-  return { cpu_pct: Math.round(cpu_pct * 100) / 100, mem_mb: Math.round((mem / (1024 * 1024)) * 100) / 100 }
-}
-
 export function containerName(c: ContainerInspect): string {
   return (c.Name ?? '').replace(/^\//, '') || c.Id.slice(0, 12)
 }
@@ -169,11 +148,6 @@ export class DockerContainers {
         throw err
       }),
     )
-  }
-
-  /** One stats sample (Docker takes two readings about a second apart to compute CPU). */
-  stats(id: string, signal: AbortSignal): Promise<ContainerStats> {
-    return notFoundAs404(id, this.engine, this.engine.json<ContainerStats>('GET', `/containers/${encodeURIComponent(id)}/stats`, { query: { stream: false }, signal }))
   }
 
   /** Follow `/events`; resolves once the engine accepted the stream. */

@@ -46,7 +46,11 @@ function splitHosts(value: string | undefined): string[] {
     .filter((h) => h !== '')
 }
 
-export function readLabels(labels: Readonly<Record<string, string>>, prefix: string): LabelFacts {
+/**
+ * `sleepModes`: the modes a `<prefix>.sleep` label may name (Docker: pause, stop; Podman adds
+ * checkpoint).
+ */
+export function readLabels(labels: Readonly<Record<string, string>>, prefix: string, sleepModes: readonly SleepMode[] = SLEEP_LABEL_MODES): LabelFacts {
   const problems: string[] = []
   const settings: BackendSettings = {}
   const get = (name: string): string | undefined => {
@@ -69,8 +73,8 @@ export function readLabels(labels: Readonly<Record<string, string>>, prefix: str
   }
   const sleep = get('sleep')
   if (sleep !== undefined) {
-    if ((SLEEP_LABEL_MODES as readonly string[]).includes(sleep)) settings.sleep = sleep as SleepMode
-    else problems.push(`${prefix}.sleep="${sleep}" must be pause or stop`)
+    if ((sleepModes as readonly string[]).includes(sleep)) settings.sleep = sleep as SleepMode
+    else problems.push(`${prefix}.sleep="${sleep}" must be ${sleepModes.slice(0, -1).join(', ')} or ${sleepModes.at(-1)}`)
   }
   const strategy = get('strategy')
   if (strategy !== undefined) {

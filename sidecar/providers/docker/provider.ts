@@ -1,15 +1,16 @@
 import type { Logger } from 'pino'
 import { RelightError, isRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import { CpuRate } from '../cpu-rate.js'
 import { EngineClient, engineStatus } from '../engine-api/client.js'
 import type { DockerConfig } from './config.js'
+import { dockerFigures, fetchContainerStats } from './container-stats.js'
 import {
   type ContainerInspect,
   type ContainerStatus,
   type ContainerSummary,
   DockerContainers,
   type EngineEvent,
-  computeStats,
   containerName,
   hasHealthcheck,
   labelsOf,
@@ -88,6 +89,7 @@ export class DockerProvider implements Provider {
   private listedOnce = false
   private readonly warned = new Set<string>()
   private readonly closer = new AbortController()
+  private readonly cpu = new CpuRate()
   private closed = false
 
   constructor(
@@ -416,15 +418,12 @@ export class DockerProvider implements Provider {
     if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'the docker provider is closed', { provider: this.kind })
   }
 
-  /** CPU and memory of a running container (zeros when it is not running); for the heartbeat. */
-  async stats(id: string, signal: AbortSignal): Promise<BackendStats> {
-    this.assertOpen()
-    const c = await this.routed(id, signal)
-    if (c.State.Status !== 'running') return { cpu_pct: 0, mem_mb: 0 }
-    return computeStats(await this.api.stats(c.Id, signal))
-  }
-
   // ── check and lifecycle ────────────────────────────────────────────────────────────────────
+
+  /** One-shot engine stats for the heartbeat: CPU percent of one core since the previous call, memory in MiB. */
+  async stats(id: string, signal: AbortSignal): Promise<BackendStats> {
+    return dockerFigures(await fetchContainerStats(this.engine, id, signal), this.cpu, id)
+  }
 
   async check(signal: AbortSignal): Promise<CheckResult[]> {
     const results: CheckResult[] = []

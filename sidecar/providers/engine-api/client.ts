@@ -38,6 +38,11 @@ export interface EngineClientOptions {
   readonly name?: string
   /** Per-request limit when the caller gives no signal of its own (ms). Default 60 s. */
   readonly requestTimeout?: number
+  /**
+   * Send requests through this dispatcher instead of a connection pool to `address` (tests:
+   * undici MockAgent with recorded engine answers). The client does not close it.
+   */
+  readonly dispatcher?: Dispatcher
 }
 
 export type Query = Record<string, string | number | boolean | undefined | object>
@@ -126,25 +131,36 @@ function errnoOf(err: unknown): string | undefined {
   return typeof (err as { code?: unknown })?.code === 'string' ? ((err as { code: string }).code) : undefined
 }
 
+interface SharedConnections {
+  readonly dispatcher: Dispatcher
+  /** Created here (closed by close()), or given by the caller (left open). */
+  readonly owned: boolean
+  closed: boolean
+}
+
 export class EngineClient {
   readonly name: string
   readonly address: ResolvedAddress
   readonly apiPrefix: string
-  private readonly shared: { readonly pool: Pool; closed: boolean }
+  /** Connections shared by every prefix view of this client (see withPrefix). */
+  private readonly shared: SharedConnections
   private readonly requestTimeout: number
 
-  constructor(options: EngineClientOptions, shared?: { readonly pool: Pool; closed: boolean }) {
+  constructor(options: EngineClientOptions, shared?: SharedConnections) {
     this.name = options.name ?? 'docker'
     this.address = resolveEngineAddress(options.address)
     this.apiPrefix = (options.apiPrefix ?? '').replace(/\/+$/, '')
     this.requestTimeout = options.requestTimeout ?? 60_000
     this.shared = shared ?? {
-      pool: new Pool(this.address.origin, {
-        ...(this.address.socketPath ? { socketPath: this.address.socketPath } : {}),
-        connections: 16,
-        keepAliveTimeout: 10_000,
-        connectTimeout: 5_000,
-      }),
+      dispatcher:
+        options.dispatcher ??
+        new Pool(this.address.origin, {
+          ...(this.address.socketPath ? { socketPath: this.address.socketPath } : {}),
+          connections: 16,
+          keepAliveTimeout: 10_000,
+          connectTimeout: 5_000,
+        }),
+      owned: options.dispatcher === undefined,
       closed: false,
     }
   }
@@ -232,7 +248,8 @@ export class EngineClient {
   async close(): Promise<void> {
     if (this.shared.closed) return
     this.shared.closed = true
-    await this.shared.pool.destroy().catch(() => undefined)
+    // a dispatcher given by the caller (tests: MockAgent) is the caller's to close
+    if (this.shared.owned) await this.shared.dispatcher.destroy().catch(() => undefined)
   }
 
   private async dispatch(method: Dispatcher.HttpMethod, path: string, options: RequestOptions, streaming: boolean) {
@@ -251,7 +268,7 @@ export class EngineClient {
       }
     }
     try {
-      return await this.shared.pool.request({
+      return await this.shared.dispatcher.request({
         origin: this.address.origin,
         path: `${this.apiPrefix}${path}${encodeQuery(options.query)}`,
         method,

@@ -3,8 +3,10 @@ import { createServer } from 'node:net'
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path'
 import type { Logger } from 'pino'
 import { RelightError } from '../../core/errors.js'
-import type { BackendInfo, BackendState, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import { CpuRate, round1 } from '../cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
+import { groupUsage } from './stats.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
 /** `{{replica}}`, `{{port}}`, `{{name}}` in command, args, dir and env values. */
@@ -99,6 +101,9 @@ export class ProcessProvider implements Provider {
   private readonly apps = new Map<string, App>()
   private listener: ((event: ProviderEvent) => void) | undefined
   private closed = false
+  private readonly cpu = new CpuRate()
+  /** The replica pids behind each app's CPU series: a restart starts a new series. */
+  private readonly cpuSeries = new Map<string, string>()
   private readonly baseDir: string
   private readonly env: NodeJS.ProcessEnv
 
@@ -216,6 +221,27 @@ export class ProcessProvider implements Provider {
       return
     }
     throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `process apps sleep with stop or pause, not ${mode}`, { backend: id })
+  }
+
+  /**
+   * CPU and resident memory of the app's replicas, process groups included (/proc/<pid>/stat
+   * and statm). CPU is the percent of one core since the previous call (the first call: since
+   * the replicas started).
+   */
+  async stats(id: string, signal: AbortSignal): Promise<BackendStats> {
+    signal.throwIfAborted()
+    const app = this.app(id)
+    const leaders = app.replicas.map((r) => r.pid).filter((pid): pid is number => pid !== undefined)
+    const series = `${id}:${leaders.join(',')}`
+    const previous = this.cpuSeries.get(id)
+    if (previous !== series) {
+      if (previous !== undefined) this.cpu.forget(previous)
+      this.cpuSeries.set(id, series)
+    }
+    if (leaders.length === 0) return { cpu_pct: 0, mem_mb: 0 }
+    const usage = groupUsage(leaders)
+    const rate = this.cpu.sample(series, usage.cpuNs, Number(process.hrtime.bigint())) ?? usage.avgCpuPct
+    return { cpu_pct: round1(rate), mem_mb: round1(usage.rssBytes / 1024 / 1024) }
   }
 
   async check(): Promise<CheckResult[]> {

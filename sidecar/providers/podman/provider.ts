@@ -1,0 +1,416 @@
+import { execFile } from 'node:child_process'
+import type { Logger } from 'pino'
+import type { Dispatcher } from 'undici'
+import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'
+import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import { CpuRate, round1 } from '../cpu-rate.js'
+import { checkpointContainer, restoreContainer } from './checkpoint.js'
+import type { PodmanConfig } from './config.js'
+import { containerInfo, stateOf, type LibpodInspect } from './container-info.js'
+import type { EngineClient } from '../engine-api/client.js'
+import {
+  containerStats,
+  followEvents,
+  info as engineInfo,
+  inspectContainer,
+  libpodClient,
+  listContainers,
+  pauseContainer,
+  startContainer,
+  stopContainer,
+  unpauseContainer,
+  version,
+  type LibpodEvent,
+} from './libpod.js'
+
+/** Container events after which the provider inspects the container again. */
+const REFRESH_ON = new Set(['create', 'start', 'restore', 'pause', 'unpause', 'died', 'stop', 'checkpoint', 'rename', 'cleanup', 'init'])
+const INSPECT_CONCURRENCY = 8
+const EVENTS_BACKOFF_FIRST_MS = 250
+const EVENTS_BACKOFF_MAX_MS = 30_000
+const EVENTS_STABLE_MS = 60_000
+
+export interface CriuProbe {
+  readonly ok: boolean
+  readonly detail: string
+}
+
+export interface PodmanProviderOptions {
+  /** Values from `defaults` the provider needs: the port when a container has no port label, and the sleep modes in force. */
+  readonly defaults: { readonly app_port: number; readonly sleep: SleepMode; readonly fallback_sleep: SleepMode }
+  /** Replace the socket agent (tests: undici MockAgent). */
+  readonly dispatcher?: Dispatcher
+  /** How `check` learns whether CRIU works on this host; default runs `criu check`. */
+  readonly probeCriu?: (signal: AbortSignal) => Promise<CriuProbe>
+}
+
+/** `criu check` on this host (the Podman socket is local, so this is the host Podman runs on). */
+export function probeCriu(signal: AbortSignal): Promise<CriuProbe> {
+  return new Promise((resolve) => {
+    execFile('criu', ['check'], { signal, timeout: 15_000 }, (err, stdout, stderr) => {
+      if (!err) return resolve({ ok: true, detail: 'criu check passed' })
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') return resolve({ ok: false, detail: 'criu is not installed' })
+      const first = `${stderr}\n${stdout}`
+        .split('\n')
+        .map((l) => l.trim())
+        .find((l) => l !== '')
+      resolve({ ok: false, detail: `criu check failed${first ? `: ${first}` : ''}` })
+    })
+  })
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length)
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++
+      out[i] = await fn(items[i] as T)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  return out
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const timer = setTimeout(done, ms)
+    function done() {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/**
+ * Podman containers found by label (caddy-relight-podman compatible), over the libpod API on
+ * Podman's unix socket. Sleep modes: checkpoint (CRIU, keep + tcpEstablished), pause, stop.
+ * A checkpointed container looks exited; `State.Checkpointed` tells it apart and it is
+ * restored rather than started.
+ */
+export class PodmanProvider implements Provider {
+  readonly kind = 'podman'
+  readonly sleepModes: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']
+
+  private readonly engine: EngineClient
+  private readonly listeners = new Set<(event: ProviderEvent) => void>()
+  private readonly cpu = new CpuRate()
+  private readonly warned = new Set<string>()
+  private readonly closer = new AbortController()
+  private readonly refreshing = new Map<string, boolean>()
+  private lastCheckpointFailure: { at: number; backend: string; message: string } | undefined
+  private closed = false
+
+  constructor(
+    private readonly config: PodmanConfig,
+    private readonly log: Logger,
+    private readonly options: PodmanProviderOptions,
+  ) {
+    this.engine = libpodClient(config.socket, options.dispatcher)
+  }
+
+  private get labelPrefix(): string {
+    return this.config.label_prefix
+  }
+
+  private toInfo(inspect: LibpodInspect): BackendInfo | undefined {
+    const c = this.config
+    return containerInfo(inspect, {
+      labelPrefix: c.label_prefix,
+      appPort: c.app_port ?? this.options.defaults.app_port,
+      ...(c.network !== undefined ? { network: c.network } : {}),
+      settings: {
+        ...(c.idle_timeout !== undefined ? { idle_timeout: c.idle_timeout } : {}),
+        ...(c.wake_timeout !== undefined ? { wake_timeout: c.wake_timeout } : {}),
+        ...(c.sleep !== undefined ? { sleep: c.sleep } : {}),
+        ...(c.fallback_sleep !== undefined ? { fallback_sleep: c.fallback_sleep } : {}),
+        ...(c.strategy !== undefined ? { strategy: c.strategy } : {}),
+        ...(c.waiting_page_after !== undefined ? { waiting_page_after: c.waiting_page_after } : {}),
+        ...(c.readiness !== undefined ? { readiness: c.readiness } : {}),
+      },
+      onProblem: (problem) => {
+        const key = `${inspect.Id}:${problem}`
+        if (this.warned.has(key)) return
+        this.warned.add(key)
+        this.log.warn({ container: (inspect.Name ?? inspect.Id).replace(/^\//, '') }, problem)
+      },
+    })
+  }
+
+  private notFound(id: string): RelightError {
+    return new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `no Podman container ${id} with a ${this.labelPrefix}.domain label`, { backend: id, provider: this.kind })
+  }
+
+  private ensureOpen(): void {
+    if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'podman provider is closed', { provider: this.kind })
+  }
+
+  /** Inspect a container this provider manages; anything else is "not found". */
+  private async inspectOwned(id: string, signal: AbortSignal): Promise<{ inspect: LibpodInspect; info: BackendInfo }> {
+    this.ensureOpen()
+    let inspect: LibpodInspect
+    try {
+      inspect = await inspectContainer(this.engine, id, signal)
+    } catch (err) {
+      if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) throw this.notFound(id)
+      throw err
+    }
+    const info = this.toInfo(inspect)
+    if (!info) throw this.notFound(id)
+    return { inspect, info }
+  }
+
+  private emit(event: ProviderEvent): void {
+    for (const listener of this.listeners) listener(event)
+  }
+
+  async list(signal: AbortSignal): Promise<BackendInfo[]> {
+    this.ensureOpen()
+    signal.throwIfAborted()
+    const entries = await listContainers(this.engine, `${this.labelPrefix}.domain`, signal)
+    const infos = await mapLimit(entries, INSPECT_CONCURRENCY, async (entry) => {
+      try {
+        return this.toInfo(await inspectContainer(this.engine, entry.Id, signal))
+      } catch (err) {
+        if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) return undefined // removed meanwhile
+        throw err
+      }
+    })
+    return infos.filter((i): i is BackendInfo => i !== undefined)
+  }
+
+  /**
+   * Run a state-changing call; when libpod refuses it, inspect again and accept the refusal if
+   * the container is already where we wanted it (someone else paused or started it meanwhile).
+   */
+  private async transition(id: string, op: () => Promise<void>, reached: (state: BackendState) => boolean, signal: AbortSignal): Promise<void> {
+    try {
+      await op()
+    } catch (err) {
+      if (!isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')) throw err
+      const { inspect } = await this.inspectOwned(id, signal)
+      if (!reached(stateOf(inspect))) throw err
+    }
+  }
+
+  async wake(id: string, signal: AbortSignal): Promise<void> {
+    const { inspect, info } = await this.inspectOwned(id, signal)
+    const state = stateOf(inspect)
+    if (state === 'running') return
+    const running = (s: BackendState) => s === 'running'
+    if (state === 'paused') {
+      await this.transition(id, () => unpauseContainer(this.engine, id, signal), running, signal)
+    } else if (state === 'checkpointed') {
+      try {
+        await restoreContainer(this.engine, id, signal)
+      } catch (err) {
+        if (!isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')) throw err
+        // The checkpoint cannot be restored (CRIU gone, files lost): serve again from a fresh
+        // start rather than not at all. Process state is lost; the reason is logged.
+        this.log.warn({ backend: info.name, err: err.message }, 'restore failed; starting the container afresh')
+        await this.transition(id, () => startContainer(this.engine, id, signal), running, signal)
+      }
+    } else {
+      await this.transition(id, () => startContainer(this.engine, id, signal), running, signal)
+    }
+    const after = await this.inspectOwned(id, signal)
+    if (after.info.state !== 'running') {
+      const exit = after.inspect.State?.ExitCode
+      throw new RelightError(
+        'RELIGHT_ERR_BACKEND_EXITED',
+        `container ${info.name} is ${after.inspect.State?.Status ?? 'not running'} after ${state === 'checkpointed' ? 'restore' : 'start'}${exit ? ` (exit code ${exit})` : ''}`,
+        { backend: info.name, provider: this.kind },
+      )
+    }
+    // Tell the registry the fresh facts (a bridge container's IP is known only once it runs)
+    // before the core probes the upstream.
+    this.emit({ type: 'upsert', backend: after.info })
+  }
+
+  async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
+    if (!this.sleepModes.includes(mode)) {
+      throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `Podman containers sleep with checkpoint, pause or stop, not ${mode}`, { backend: id, provider: this.kind })
+    }
+    const { inspect, info } = await this.inspectOwned(id, signal)
+    let state = stateOf(inspect)
+    switch (mode) {
+      case 'pause':
+        if (state === 'running') await this.transition(id, () => pauseContainer(this.engine, id, signal), (s) => s === 'paused', signal)
+        return
+      case 'stop': {
+        if (state !== 'running' && state !== 'paused') return
+        const timeout = this.config.stop_timeout === undefined ? undefined : Math.ceil(this.config.stop_timeout / 1000)
+        await this.transition(id, () => stopContainer(this.engine, id, timeout, signal), (s) => s === 'stopped' || s === 'checkpointed', signal)
+        return
+      }
+      case 'checkpoint':
+        if (state === 'paused') {
+          // CRIU checkpoints running processes only.
+          await this.transition(id, () => unpauseContainer(this.engine, id, signal), (s) => s === 'running', signal)
+          state = 'running'
+        }
+        if (state !== 'running') return
+        try {
+          await checkpointContainer(this.engine, id, signal)
+        } catch (err) {
+          const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: id, provider: this.kind })
+          if (error.code === 'RELIGHT_ERR_PROVIDER_FAILED') this.lastCheckpointFailure = { at: Date.now(), backend: info.name, message: error.message }
+          throw error
+        }
+        return
+      default:
+        return
+    }
+  }
+
+  /**
+   * One-shot libpod stats. CPU is the percent of one core since the previous call for this
+   * container (the first call: averaged since the container started); memory in MiB.
+   */
+  async stats(id: string, signal: AbortSignal): Promise<BackendStats> {
+    this.ensureOpen()
+    let s
+    try {
+      s = await containerStats(this.engine, id, signal)
+    } catch (err) {
+      if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) throw this.notFound(id)
+      throw err
+    }
+    if (!s || !s.SystemNano) {
+      this.cpu.forget(id)
+      return { cpu_pct: 0, mem_mb: 0 }
+    }
+    const rate = this.cpu.sample(id, s.CPUNano ?? 0, s.SystemNano) ?? s.CPU ?? 0
+    return { cpu_pct: round1(rate), mem_mb: round1((s.MemUsage ?? 0) / 1024 / 1024) }
+  }
+
+  watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
+    const stop = AbortSignal.any([signal, this.closer.signal])
+    this.listeners.add(onEvent)
+    stop.addEventListener('abort', () => this.listeners.delete(onEvent), { once: true })
+    void this.followLoop(onEvent, stop)
+    const every = this.config.watch_interval
+    if (every > 0) {
+      const timer = setInterval(() => onEvent({ type: 'resync' }), every)
+      timer.unref()
+      stop.addEventListener('abort', () => clearInterval(timer), { once: true })
+    }
+  }
+
+  /** Follow the event stream, reconnecting with backoff; a reconnect asks for a resync. */
+  private async followLoop(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
+    let backoff = EVENTS_BACKOFF_FIRST_MS
+    let failures = 0
+    while (!signal.aborted) {
+      const started = Date.now()
+      try {
+        await followEvents(this.engine, signal, (e) => this.onEngineEvent(e, onEvent, signal))
+      } catch (err) {
+        if (signal.aborted) break
+        failures++
+        const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: this.kind })
+        // Log the first failure and then at growing intervals, never on every retry.
+        if ((failures & (failures - 1)) === 0) this.log.warn({ code: error.code, err: error.message, failures, retry_ms: backoff }, 'podman event stream failed; reconnecting')
+      }
+      if (signal.aborted) break
+      if (Date.now() - started > EVENTS_STABLE_MS) {
+        backoff = EVENTS_BACKOFF_FIRST_MS
+        failures = 0
+      }
+      await delay(backoff, signal)
+      backoff = Math.min(backoff * 2, EVENTS_BACKOFF_MAX_MS)
+      if (!signal.aborted) onEvent({ type: 'resync' }) // events may have been missed meanwhile
+    }
+  }
+
+  private onEngineEvent(e: LibpodEvent, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
+    if ((e.Type ?? 'container') !== 'container') return
+    const id = e.Actor?.ID ?? e.id
+    const attrs = e.Actor?.Attributes
+    if (!id || !attrs || attrs[`${this.labelPrefix}.domain`] === undefined) return
+    const action = e.Action ?? e.status ?? ''
+    if (action === 'remove') {
+      onEvent({ type: 'remove', id })
+      return
+    }
+    if (REFRESH_ON.has(action)) this.refresh(id, onEvent, signal)
+  }
+
+  /** Inspect a container after an event and report it; bursts of events coalesce per container. */
+  private refresh(id: string, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
+    if (this.refreshing.has(id)) {
+      this.refreshing.set(id, true) // run once more when the current one ends
+      return
+    }
+    this.refreshing.set(id, false)
+    const run = async (): Promise<void> => {
+      try {
+        const { info } = await this.inspectOwned(id, signal)
+        if (!signal.aborted) onEvent({ type: 'upsert', backend: info })
+      } catch (err) {
+        if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) {
+          if (!signal.aborted) onEvent({ type: 'remove', id })
+        } else if (!signal.aborted) onEvent({ type: 'resync' })
+      }
+      if (this.refreshing.get(id) === true && !signal.aborted) {
+        this.refreshing.set(id, false)
+        return run()
+      }
+      this.refreshing.delete(id)
+    }
+    void run()
+  }
+
+  async check(signal: AbortSignal): Promise<CheckResult[]> {
+    const results: CheckResult[] = []
+    const socket = this.config.socket
+    try {
+      const v = await version(this.engine, signal)
+      const i = await engineInfo(this.engine, signal).catch(() => undefined)
+      const runtime = i?.host?.ociRuntime?.name
+      results.push({ ok: true, message: `Podman ${v.Version ?? '?'} answers at ${socket}${runtime ? ` (OCI runtime ${runtime})` : ''}` })
+    } catch (err) {
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
+      results.push({
+        ok: false,
+        message: `cannot reach Podman at ${socket}: ${error.message.replace(/[.?!]$/, '')}; start it with \`systemctl start podman.socket\` or \`podman system service --time 0 unix://${socket}\``,
+      })
+      return results
+    }
+    const uses = await this.checkpointUsers(signal)
+    const probe = await (this.options.probeCriu ?? probeCriu)(signal)
+    const fallback = this.config.fallback_sleep ?? this.options.defaults.fallback_sleep
+    if (probe.ok) results.push({ ok: true, message: `checkpointing works on this host (${probe.detail})` })
+    else if (uses.length > 0) {
+      results.push({
+        ok: false,
+        message: `checkpointing does not work on this host (${probe.detail}); ${uses.join(', ')} sleep with checkpoint and will fall back to ${fallback} each time. Use sleep: pause or stop, or install a CRIU that supports this kernel`,
+      })
+    } else results.push({ ok: true, message: `checkpointing does not work on this host (${probe.detail}); no backend sleeps with checkpoint` })
+    if (this.lastCheckpointFailure) {
+      const f = this.lastCheckpointFailure
+      results.push({ ok: false, message: `the last checkpoint (${f.backend}, ${new Date(f.at).toISOString()}) failed: ${f.message}` })
+    }
+    return results
+  }
+
+  /** Names of backends whose sleep mode is checkpoint (label, provider block or defaults). */
+  private async checkpointUsers(signal: AbortSignal): Promise<string[]> {
+    const backends = await this.list(signal).catch(() => [])
+    const base = this.config.sleep ?? this.options.defaults.sleep
+    return backends.filter((b) => (b.settings.sleep ?? base) === 'checkpoint').map((b) => b.name)
+  }
+
+  /** Stop following events and release the socket. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'podman provider is closed'))
+    this.listeners.clear()
+    await this.engine.close()
+  }
+}
