@@ -6,6 +6,8 @@ import type { Config } from './config/schema.js'
 import { AccessLogServer } from './core/access-log.js'
 import type { Provider } from './core/provider.js'
 import { Registry } from './core/registry.js'
+import type { Resolver } from './routing/stateful/resolver.js'
+import { StatefulRouter } from './routing/stateful/router.js'
 import { createProviders } from './providers/index.js'
 import { buildApp } from './server/app.js'
 
@@ -16,12 +18,16 @@ export interface SidecarOptions {
   /** Providers to use instead of the configured ones (tests, benchmarks). */
   readonly providers?: Provider[]
   readonly now?: () => number
+  /** DNS for stateful upstream hosts (tests inject one); default: the system's. */
+  readonly resolver?: Resolver
 }
 
 export interface Sidecar {
   readonly app: FastifyInstance
   readonly registry: Registry
   readonly accessLog: AccessLogServer | undefined
+  /** Stateful (doors-caddy) routing, when `stateful:` lists any site. */
+  readonly stateful: StatefulRouter | undefined
   /** `host:port` or `unix:/path` the HTTP server listens on (real port when configured :0). */
   readonly address: string
   /** Stop accepting requests, stop timers, stop child processes. Idempotent. */
@@ -32,6 +38,13 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   const log = options.logger
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
   const registry = new Registry(providers, config, log, options.now)
+  const stateful =
+    config.stateful.length > 0
+      ? new StatefulRouter(config.stateful, log.child({ component: 'stateful' }), {
+          ...(options.resolver ? { resolver: options.resolver } : {}),
+          ...(options.now ? { now: options.now } : {}),
+        })
+      : undefined
 
   let accessLog: AccessLogServer | undefined
   let connections = 0
@@ -39,7 +52,10 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     accessLog = new AccessLogServer(
       config.access_log,
       {
-        finished: (entry) => registry.index.lookupRaw(entry.host).target?.finished(),
+        finished: (entry) => {
+          if (stateful?.lookupRaw(entry.host)) return // not a backend: nothing to count
+          registry.index.lookupRaw(entry.host).target?.finished()
+        },
         connections: (count) => {
           connections = count
           registry.countInflight = count > 0
@@ -64,7 +80,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       ...(config.admin ? { adminToken: config.admin.token } : {}),
       ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected') } : {}),
     },
-    { registry, logger: log },
+    { registry, logger: log, ...(stateful ? { stateful } : {}) },
   )
   let address: string
   if (config.listen.startsWith('unix:')) {
@@ -84,17 +100,18 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     const bound = app.server.address()
     address = bound && typeof bound === 'object' ? `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}` : config.listen
   }
-  log.info({ address, backends: registry.size }, 'relight-sidecar listening')
+  log.info({ address, backends: registry.size, stateful_sites: stateful?.sites.length ?? 0 }, 'relight-sidecar listening')
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
     closing ??= (async () => {
       registry.close()
+      stateful?.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()
       await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: p.kind }, 'provider close failed'))))
     })()
     return closing
   }
-  return { app, registry, accessLog, address, close }
+  return { app, registry, accessLog, stateful, address, close }
 }

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod'
 import { processConfigSchema } from '../providers/process/config.js'
+import { statefulSchema } from '../routing/stateful/config.js'
 import { duration, listenAddress, readiness, sleepMode, strategy } from './types.js'
 
 export const defaultsSchema = z.strictObject({
@@ -35,6 +36,8 @@ export const configSchema = z.strictObject({
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   defaults: defaultsSchema.prefault({}),
   providers: providersSchema.prefault({}),
+  /** Hosts routed like doors-caddy (pod-IP tokens, sticky cookie); see sidecar/routing/stateful. */
+  stateful: statefulSchema.default([]),
   admin: z.strictObject({ token: z.string().min(16, 'use at least 16 characters') }).optional(),
 })
 
