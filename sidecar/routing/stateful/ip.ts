@@ -36,6 +36,9 @@ export function parseIp(text: string): Buffer | undefined {
 /** Text form of 4 or 16 address bytes (IPv6 compressed as RFC 5952 recommends). */
 export function formatIp(bytes: Uint8Array): string {
   if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`
+  if (bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) {
+    return `::ffff:${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}` // IPv4-mapped, as Go prints it
+  }
   const groups: number[] = []
   for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] as number) << 8) | (bytes[i + 1] as number))
   let bestStart = -1

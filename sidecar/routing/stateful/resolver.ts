@@ -143,7 +143,7 @@ export class NameCache extends EventEmitter {
       }
     }
     if (this.closed) return
+    // Not unref'd: the cache is live until close(), like a server.
     entry.timer = setTimeout(() => void this.refresh(name, entry), next)
-    entry.timer.unref()
   }
 }
