@@ -5,9 +5,12 @@ import { RelightError } from '../core/errors.js'
 import { configSchema, type Config } from './schema.js'
 import { isDnsName, normalizeHost } from '../core/hosts.js'
 
+const lineNumber = (problem: string): number => Number(/^line (\d+):/.exec(problem)?.[1] ?? Infinity)
+
 export class ConfigError extends RelightError {
   readonly problems: readonly string[]
-  constructor(source: string, problems: string[]) {
+  constructor(source: string, unordered: string[]) {
+    const problems = [...unordered].sort((a, b) => lineNumber(a) - lineNumber(b))
     super('RELIGHT_ERR_CONFIG', `${source}: ${problems.length} problem(s)\n  - ${problems.join('\n  - ')}`, { source })
     this.problems = problems
   }

@@ -4,11 +4,17 @@ import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
 import { formatDuration, parseDuration } from './duration.js'
 
-/** `500ms`, `30s`, `5m`, `1h` → milliseconds. */
-export const duration = z.string().transform((text, ctx) => {
-  const ms = parseDuration(text)
+/** `500ms`, `30s`, `5m`, `1h` → milliseconds. A bare number is refused with a hint. */
+export const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = typeof value === 'string' ? parseDuration(value) : undefined
   if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration; write it like 500ms, 30s, 5m or 1h` })
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        typeof value === 'number'
+          ? `${value} has no unit; write it like ${value}s or ${value}ms`
+          : `"${value}" is not a duration; write it like 500ms, 30s, 5m or 1h`,
+    })
     return z.NEVER
   }
   return ms

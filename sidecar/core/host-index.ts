@@ -6,6 +6,13 @@ export interface IndexEntry<T> {
   readonly hosts: readonly string[]
 }
 
+export interface Lookup<T> {
+  /** The backend, or undefined when no declaration matches. */
+  readonly target: T | undefined
+  /** The normalised host, or undefined when the header is not a DNS name. */
+  readonly host: string | undefined
+}
+
 export interface IndexProblem {
   readonly key: string
   readonly host: string
@@ -28,7 +35,7 @@ export class HostIndex<T> {
   private readonly wildcard = new Map<string, T>()
   private readonly label = new Map<string, T>()
   private readonly baseDomains: readonly string[]
-  private readonly rawHits = new Map<string, T>()
+  private readonly rawHits = new Map<string, Lookup<T>>()
 
   constructor(entries: Iterable<IndexEntry<T>>, baseDomains: readonly string[] = []) {
     this.baseDomains = [...baseDomains].sort((a, b) => b.length - a.length)
@@ -64,21 +71,21 @@ export class HostIndex<T> {
 
   /**
    * Hot path: look up a raw Host header. A header seen before resolves with one map lookup;
-   * otherwise it is normalised and resolved. `undefined` target with `valid: false` means the
-   * header is not a DNS name at all.
+   * otherwise it is normalised and resolved. `host: undefined` means the header is not a DNS
+   * name at all.
    */
-  lookupRaw(raw: string | undefined): { target: T | undefined; host: string | undefined } {
+  lookupRaw(raw: string | undefined): Lookup<T> {
     if (raw !== undefined) {
       const hit = this.rawHits.get(raw)
-      if (hit !== undefined) return { target: hit, host: raw }
+      if (hit !== undefined) return hit
     }
     const host = normalizeHost(raw)
     if (host === undefined) return { target: undefined, host: undefined }
-    const target = this.resolve(host)
-    if (target !== undefined && raw !== undefined && this.rawHits.size < RAW_CACHE_LIMIT) {
-      this.rawHits.set(raw, target)
+    const result = { target: this.resolve(host), host }
+    if (result.target !== undefined && raw !== undefined && this.rawHits.size < RAW_CACHE_LIMIT) {
+      this.rawHits.set(raw, result)
     }
-    return { target, host }
+    return result
   }
 
   /** Resolve a normalised host name. */

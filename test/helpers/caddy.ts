@@ -49,8 +49,8 @@ export async function startCaddy(options: CaddyOptions): Promise<RunningCaddy> {
   const port = await freePort()
   const tmp = tempDir('relight-caddy-')
   const log = options.accessLog ? `\tlog {\n\t\toutput net ${options.accessLog}\n\t\tformat json\n\t}\n` : ''
-  const site = options.sites?.(port) ?? `http://127.0.0.1:${port} {\n${log}\timport relight ${options.sidecar}\n}\n`
-  const caddyfile = `{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${SNIPPET}\n${site}`
+  const site = options.sites?.(port) ?? `http://:${port} {\n\tbind 127.0.0.1\n${log}\timport relight ${options.sidecar}\n}\n`
+  const caddyfile = `{\n\tadmin off\n\tauto_https off\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${SNIPPET}\n${site}`
   const file = join(tmp.dir, 'Caddyfile')
   writeFileSync(file, caddyfile)
   const child = spawn('caddy', ['run', '--config', file, '--adapter', 'caddyfile'], {

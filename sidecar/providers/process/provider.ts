@@ -197,13 +197,15 @@ export class ProcessProvider implements Provider {
     })
   }
 
-  async wake(id: string): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted()
     const app = this.app(id)
     // Starting a replica resumes it if it is paused and skips a pending restart backoff.
     await Promise.all(app.replicas.map((r) => r.start()))
   }
 
-  async sleep(id: string, mode: SleepMode): Promise<void> {
+  async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted()
     const app = this.app(id)
     if (mode === 'pause') {
       for (const r of app.replicas) r.pause()

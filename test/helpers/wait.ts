@@ -1,0 +1,36 @@
+import { readFileSync } from 'node:fs'
+
+/** Resolve when `condition()` is truthy, checking every `interval` ms; reject after `timeout`. */
+export async function until<T>(condition: () => T | Promise<T>, what: string, timeout = 10_000, interval = 10): Promise<T> {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const value = await condition()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, interval))
+  }
+}
+
+export function pidAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return false
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return false
+  }
+  // a zombie still answers kill(0): read its state
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  } catch {
+    return false
+  }
+}
+
+/** Linux process state letter: R, S, T (stopped), Z… */
+export function pidState(pid: number): string | undefined {
+  try {
+    return /^State:\s+(\w)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+  } catch {
+    return undefined
+  }
+}

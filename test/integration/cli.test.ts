@@ -1,0 +1,146 @@
+/**
+ * The sidecar as users run it: `relight-sidecar serve|check|snippet` as a separate process.
+ */
+import assert from 'node:assert/strict'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { request } from 'undici'
+import { caddySkip, type RunningCaddy, startCaddy, stopChild } from '../helpers/caddy.js'
+import { freePort, tempDir } from '../helpers/net.js'
+import { pidAlive, until } from '../helpers/wait.js'
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
+const MAIN = join(ROOT, 'dist/sidecar/main.js')
+const APP = join(ROOT, 'test/fixtures/http-app.mjs')
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 20_000 })
+  return { code: r.status, out: r.stdout, err: r.stderr }
+}
+
+function serve(config: string): { child: ChildProcess; output: () => string; listening: Promise<void> } {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--config', config, '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()))
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()))
+  const listening = until(() => output.includes('relight-sidecar listening'), 'the sidecar to listen', 15_000).then(() => undefined)
+  return { child, output: () => output, listening }
+}
+
+describe('relight-sidecar CLI', () => {
+  it('prints help for every command and fails on unknown ones', () => {
+    assert.match(cli('--help').out, /relight-sidecar serve --config FILE/)
+    for (const c of ['serve', 'check', 'snippet']) assert.equal(cli(c, '--help').code, 0, c)
+    const bad = cli('frobnicate')
+    assert.equal(bad.code, 2)
+    assert.match(bad.err, /unknown command "frobnicate"/)
+    assert.match(cli('serve').err, /--config FILE is required/)
+  })
+
+  it('prints the Caddy snippet', () => {
+    const r = cli('snippet')
+    assert.equal(r.code, 0)
+    assert.equal(r.out, readFileSync(join(ROOT, 'caddy/relight.caddy'), 'utf8'))
+    assert.match(r.out, /request_header -X-Relight-Upstream/)
+  })
+
+  it('check explains problems in words and exits non-zero; passes on a good config', async () => {
+    const tmp = tempDir()
+    const bad = join(tmp.dir, 'bad.yaml')
+    writeFileSync(bad, `providers:\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [no-such-program-xyz], port: 1, dir: /nonexistent }\n`)
+    const r1 = cli('check', '--config', bad)
+    assert.equal(r1.code, 1)
+    assert.match(r1.out, /PROBLEM\s+process: a: command "no-such-program-xyz" not found/)
+    assert.match(r1.out, /PROBLEM\s+process: a: working directory \/nonexistent does not exist/)
+    assert.match(r1.out, /access_log is not configured/)
+    const typo = join(tmp.dir, 'typo.yaml')
+    writeFileSync(typo, 'listen: 127.0.0.1:1\nidle_timout: 5m\n')
+    const r2 = cli('check', '--config', typo)
+    assert.equal(r2.code, 1)
+    assert.match(r2.err, /line 2: idle_timout: unknown key "idle_timout"/)
+    const good = join(tmp.dir, 'good.yaml')
+    writeFileSync(good, `providers:\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [${process.execPath}, ${APP}], port: ${await freePort()} }\n`)
+    const r3 = cli('check', '--config', good)
+    assert.equal(r3.code, 0, r3.out + r3.err)
+    assert.match(r3.out, /all checks passed/)
+    assert.equal(cli('check', '--config', join(tmp.dir, 'missing.yaml')).code, 1)
+    tmp.remove()
+  })
+})
+
+describe('relight-sidecar serve, with Caddy in front', { skip: caddySkip() }, () => {
+  let tmp: ReturnType<typeof tempDir>
+  let caddy: RunningCaddy
+  let config: string
+  let sidecarPort: number
+
+  before(async () => {
+    tmp = tempDir()
+    sidecarPort = await freePort()
+    const [p1, p2] = [await freePort(), await freePort()]
+    config = join(tmp.dir, 'relight.yaml')
+    writeFileSync(
+      config,
+      `listen: 127.0.0.1:${sidecarPort}
+access_log: unix:${tmp.dir}/access.sock
+providers:
+  process:
+    apps:
+      - name: web
+        hosts: [web.localhost]
+        command: [${process.execPath}, ${APP}]
+        env: { PORT: "{{port}}", NAME: web, SPAWN_GRANDCHILD: "1" }
+        port: ${p1}
+        stdout: file:${tmp.dir}/web.out
+      - name: stubborn
+        hosts: [stubborn.localhost]
+        command: [${process.execPath}, ${APP}]
+        env: { PORT: "{{port}}", NAME: stubborn, IGNORE_TERM: "1" }
+        port: ${p2}
+        grace_period: 300ms
+        stdout: "null"
+`,
+    )
+  })
+  after(async () => {
+    await caddy?.close()
+    tmp?.remove()
+  })
+
+  it('answers 502 while the sidecar is down, recovers when it is back, and leaves no process behind', async () => {
+    const first = serve(config)
+    await first.listening
+    caddy = await startCaddy({ sidecar: `127.0.0.1:${sidecarPort}`, accessLog: `unix/${tmp.dir}/access.sock` })
+    const get = async (host: string) => {
+      const res = await request(caddy.url, { headers: { host } })
+      return { status: res.statusCode, body: await res.body.text() }
+    }
+    const web = await get('web.localhost')
+    assert.equal(web.status, 200)
+    const stubborn = await get('stubborn.localhost')
+    assert.equal(stubborn.status, 200)
+    const pids = [web.body, stubborn.body].map((b) => Number(/pid (\d+)/.exec(b)?.[1]))
+    const grandchild = Number(await until(() => /grandchild (\d+)/.exec(readFileSync(`${tmp.dir}/web.out`, 'utf8'))?.[1], 'the grandchild pid'))
+    assert.ok([...pids, grandchild].every(pidAlive))
+
+    first.child.kill('SIGTERM')
+    const code = await new Promise<number | null>((r) => first.child.once('exit', (c) => r(c)))
+    assert.equal(code, 0, first.output())
+    for (const pid of [...pids, grandchild]) assert.equal(pidAlive(pid), false, `pid ${pid} must be gone after shutdown`)
+    assert.match(first.output(), /process ignored stop signal; killing/)
+
+    assert.equal((await get('web.localhost')).status, 502, 'Caddy answers 502 while the sidecar is down')
+
+    const second = serve(config)
+    try {
+      await second.listening
+      const back = await get('web.localhost')
+      assert.equal(back.status, 200, 'traffic recovers when the sidecar is back')
+    } finally {
+      await stopChild(second.child)
+    }
+  })
+})

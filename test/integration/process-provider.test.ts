@@ -1,0 +1,158 @@
+/** The process provider with real child processes: caddy-supervisor parity. */
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import pino from 'pino'
+import { request } from 'undici'
+import type { ProviderEvent } from '../../sidecar/core/provider.js'
+import { processConfigSchema } from '../../sidecar/providers/process/config.js'
+import { lookupUser, ProcessProvider } from '../../sidecar/providers/process/provider.js'
+import { waitReady } from '../../sidecar/core/readiness.js'
+import { freePort, tempDir } from '../helpers/net.js'
+import { pidAlive, until } from '../helpers/wait.js'
+
+const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
+const silent = pino({ level: 'silent' })
+
+function provider(apps: unknown[], logger = silent) {
+  const p = new ProcessProvider(processConfigSchema.parse({ apps }), logger)
+  const events: ProviderEvent[] = []
+  const watching = new AbortController()
+  p.watch((e) => events.push(e), watching.signal)
+  return {
+    p,
+    events,
+    close: async () => {
+      watching.abort()
+      await p.close()
+    },
+  }
+}
+const signal = () => AbortSignal.timeout(10_000)
+
+describe('process provider', () => {
+  it('restarts a failing app under on_failure, with the exit code as the reason', async () => {
+    const tmp = tempDir()
+    const { p, events, close } = provider([{ name: 'crash', command: ['sh', '-c', `echo run >> ${tmp.dir}/runs; exit 3`], restart: 'on_failure' }])
+    await p.wake('crash', signal())
+    await until(() => readFileSync(`${tmp.dir}/runs`, 'utf8').split('\n').length > 2, 'a restart')
+    assert.ok(events.some((e) => e.type === 'state' && e.reason === 'exited with code 3'))
+    await close()
+    tmp.remove()
+  })
+
+  it('does not spin when an app exits cleanly under restart: always (backoff 0 s, 1 s, 2 s…)', async () => {
+    const tmp = tempDir()
+    const { p, close } = provider([{ name: 'quick', command: ['sh', '-c', `echo run >> ${tmp.dir}/runs`], restart: 'always' }])
+    await p.wake('quick', signal())
+    await new Promise((r) => setTimeout(r, 1500)) // observe the restart rate over a fixed window
+    const runs = readFileSync(`${tmp.dir}/runs`, 'utf8').trim().split('\n').length
+    assert.ok(runs >= 2 && runs <= 4, `${runs} runs in 1.5 s`)
+    await close()
+    tmp.remove()
+  })
+
+  it('does not restart under restart: never or after a clean exit under on_failure', async () => {
+    const { p, close } = provider([
+      { name: 'never', command: ['sh', '-c', 'exit 1'], restart: 'never' },
+      { name: 'clean', command: ['sh', '-c', 'exit 0'], restart: 'on_failure' },
+    ])
+    await p.wake('never', signal())
+    await p.wake('clean', signal())
+    await until(async () => (await p.list(signal())).every((b) => b.state === 'stopped'), 'both to stop')
+    await close()
+  })
+
+  it('runs replicas on port + N with templates, and spreads them as upstreams', async () => {
+    const port = await freePort()
+    const port2 = port + 1
+    const { p, close } = provider([
+      { name: 'rep', hosts: ['rep.localhost'], command: [process.execPath, APP], env: { PORT: '{{port}}', NAME: 'r{{replica}}' }, port, replicas: 2, stdout: 'null' },
+    ])
+    await p.wake('rep', signal())
+    const info = (await p.list(signal()))[0]
+    assert.deepEqual(info?.upstreams, [`127.0.0.1:${port}`, `127.0.0.1:${port2}`])
+    const bodies = []
+    for (const u of info?.upstreams ?? []) {
+      await waitReady(u, 'tcp', signal())
+      bodies.push(await (await request(`http://${u}/`)).body.text())
+    }
+    assert.match(bodies[0] ?? '', /^r0 pid/)
+    assert.match(bodies[1] ?? '', /^r1 pid/)
+    await close()
+  })
+
+  it('writes stdout to a file or to the log', async () => {
+    const tmp = tempDir()
+    const lines: string[] = []
+    const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(s) })
+    const { p, close } = provider(
+      [
+        { name: 'tofile', command: ['sh', '-c', 'echo to-the-file'], restart: 'never', stdout: `file:${join(tmp.dir, 'out.txt')}` },
+        { name: 'tolog', command: ['sh', '-c', 'echo to-the-log >&2'], restart: 'never', stderr: 'log' },
+      ],
+      logger,
+    )
+    await p.wake('tofile', signal())
+    await p.wake('tolog', signal())
+    await until(() => {
+      try {
+        return readFileSync(join(tmp.dir, 'out.txt'), 'utf8') === 'to-the-file\n'
+      } catch {
+        return false
+      }
+    }, 'the output file')
+    await until(() => lines.some((l) => l.includes('"msg":"to-the-log"') && l.includes('"stream":"stderr"')), 'the log line')
+    await close()
+    tmp.remove()
+  })
+
+  it('runs the app as another user when root', { skip: process.getuid?.() === 0 ? false : 'needs root to switch users' }, async () => {
+    const nobody = lookupUser('nobody')
+    assert.ok(nobody, 'Debian has the nobody user')
+    const tmp = tempDir()
+    const { p, close } = provider([{ name: 'asuser', command: ['sh', '-c', 'id -u; sleep 30'], user: 'nobody', restart: 'never', stdout: `file:${tmp.dir}/id`, dir: '/' }])
+    await p.wake('asuser', signal())
+    await until(() => readFileSync(`${tmp.dir}/id`, 'utf8').trim() === String(nobody.uid), 'the uid line')
+    await close()
+    tmp.remove()
+  })
+
+  it('kills the whole process group on stop, grandchildren included, after the grace period', async () => {
+    const port = await freePort()
+    const tmp = tempDir()
+    const { p, close } = provider([
+      {
+        name: 'family',
+        command: [process.execPath, APP],
+        env: { PORT: '{{port}}', SPAWN_GRANDCHILD: '1', IGNORE_TERM: '1' },
+        port,
+        grace_period: '200ms',
+        stdout: `file:${tmp.dir}/out`,
+      },
+    ])
+    await p.wake('family', signal())
+    const grandchild = Number(await until(() => /grandchild (\d+)/.exec(readFileSync(`${tmp.dir}/out`, 'utf8'))?.[1], 'the grandchild'))
+    assert.ok(pidAlive(grandchild))
+    await p.sleep('family', 'stop', signal())
+    assert.equal(pidAlive(grandchild), false)
+    assert.equal((await p.list(signal()))[0]?.state, 'stopped')
+    await close()
+    tmp.remove()
+  })
+
+  it('starts always_on apps with the sidecar (supervised, never slept)', async () => {
+    const { startTestSidecar } = await import('../helpers/sidecar.js')
+    const port = await freePort()
+    const sc = await startTestSidecar(
+      `min_idle_timeout: 100ms\ndefaults: { idle_timeout: 100ms }\nproviders:\n  process:\n    apps:\n      - { name: worker, hosts: [worker.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${port}, always_on: true, stdout: "null" }\n`,
+    )
+    const b = sc.sidecar.registry.get('process:worker')
+    assert.equal(b?.phase, 'running')
+    await new Promise((r) => setTimeout(r, 400)) // several idle sweeps
+    assert.equal(b?.phase, 'running')
+    await sc.close()
+  })
+})

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict'
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import pino from 'pino'
+import { AccessLogServer, parseAccessLine } from '../../sidecar/core/access-log.js'
+import { tempDir } from '../helpers/net.js'
+
+// Shapes recorded from Caddy 2.6.2 (`log { output net … format json }`).
+const PROXIED = '{"level":"info","ts":1795313599.18,"logger":"http.log.access.log0","msg":"handled request","request":{"remote_ip":"127.0.0.1","proto":"HTTP/1.1","method":"GET","host":"ok.localhost","uri":"/foo?x=1","headers":{"X-Relight-Upstream":["1.2.3.4:80"]}},"duration":0.012,"size":189,"status":200,"resp_headers":{"Content-Length":["189"]}}'
+const DENIED = '{"level":"error","ts":1795313599.19,"logger":"http.log.access.log0","msg":"handled request","request":{"host":"deny.localhost","uri":"/bar"},"duration":0.002,"size":4,"status":404,"resp_headers":{"Content-Type":["text/plain"],"X-Relight-Reply":["RELIGHT_ERR_HOST_UNKNOWN"]}}'
+
+describe('access log', () => {
+  it('parses a proxied request and ignores answers the sidecar gave itself', () => {
+    assert.deepEqual(parseAccessLine(PROXIED), { host: 'ok.localhost', status: 200 })
+    assert.equal(parseAccessLine(DENIED), undefined)
+    for (const junk of ['', 'not json', '[]', 'null', '{"request":{"host":7}}']) assert.equal(parseAccessLine(junk), undefined)
+  })
+
+  it('reads lines split across packets from a unix socket and reports connections', async () => {
+    const tmp = tempDir()
+    const finished: string[] = []
+    const counts: number[] = []
+    const server = new AccessLogServer(`unix:${join(tmp.dir, 'a.sock')}`, { finished: (e) => finished.push(e.host), connections: (n) => counts.push(n) }, pino({ level: 'silent' }))
+    await server.listen()
+    const socket = connect(join(tmp.dir, 'a.sock'))
+    await new Promise((r) => socket.once('connect', r))
+    const text = `${PROXIED}\n${DENIED}\n${PROXIED.replace('ok.localhost', 'two.localhost')}\n`
+    socket.write(text.slice(0, 50))
+    socket.write(text.slice(50))
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => {
+        if (finished.length === 2) {
+          clearInterval(t)
+          resolve()
+        }
+      }, 5)
+    })
+    assert.deepEqual(finished, ['ok.localhost', 'two.localhost'])
+    socket.end()
+    await new Promise((r) => socket.once('close', r))
+    await new Promise((r) => setImmediate(r))
+    await server.close()
+    assert.deepEqual(counts.slice(0, 1), [1])
+    tmp.remove()
+  })
+})

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { ConfigError, parseConfig } from '../../sidecar/config/load.js'
+import { parseDuration } from '../../sidecar/config/duration.js'
+
+function problems(yaml: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfig(yaml, 'relight.yaml', env)
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err))
+    return [...err.problems]
+  }
+  assert.fail('expected a configuration error')
+}
+
+const APP = `providers:
+  process:
+    apps:
+      - name: hello
+        hosts: [hello.localhost]
+        command: [node, server.js]
+        port: 3001
+`
+
+describe('config', () => {
+  it('fills defaults and freezes the result', () => {
+    const c = parseConfig(APP, 'x', {})
+    assert.equal(c.listen, '127.0.0.1:9123')
+    assert.equal(c.defaults.idle_timeout, 300_000)
+    assert.equal(c.defaults.wake_timeout, 30_000)
+    assert.equal(c.min_idle_timeout, 30_000)
+    assert.equal(c.defaults.sleep, 'stop')
+    const app = c.providers.process?.apps[0]
+    assert.equal(app?.restart, 'always')
+    assert.equal(app?.grace_period, 10_000)
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.defaults) && Object.isFrozen(app))
+  })
+
+  it('names an unknown key with its path and line', () => {
+    const out = problems(`${APP}        comand: [x]\n`)
+    assert.deepEqual(out, ['line 8: providers.process.apps[0].comand: unknown key "comand"'])
+    assert.match(problems('listen: 127.0.0.1:1\nlisten_adress: x\n')[0] ?? '', /^line 2: listen_adress: unknown key/)
+  })
+
+  it('names bad values with path and line', () => {
+    const out = problems(`${APP}        restart: sometimes\n        grace_period: 10\n        stop_signal: SIGNOPE\n`)
+    assert.equal(out.length, 3)
+    assert.match(out[0] ?? '', /^line 8: providers\.process\.apps\[0\]\.restart: .*always.*on_failure.*never/)
+    assert.match(out[1] ?? '', /^line 9: providers\.process\.apps\[0\]\.grace_period: 10 has no unit; write it like 10s/)
+    assert.match(out[2] ?? '', /^line 10: providers\.process\.apps\[0\]\.stop_signal: expected a signal name/)
+    assert.match(problems('defaults:\n  idle_timeout: soon\n')[0] ?? '', /line 2: defaults\.idle_timeout: "soon" is not a duration/)
+    assert.match(problems('listen: "nowhere"\n')[0] ?? '', /line 1: listen: expected host:port/)
+    assert.match(problems('base_domains: ["not a domain"]\n')[0] ?? '', /line 1: base_domains\[0\]: "not a domain" is not a domain name/)
+  })
+
+  it('requires a port for apps with hosts and rejects duplicate names', () => {
+    const out = problems(`providers:\n  process:\n    apps:\n      - { name: a, hosts: [a.test], command: [x] }\n      - { name: a, command: [x] }\n`)
+    assert.ok(out.some((p) => /apps\[0\]\.port: required when hosts are declared/.test(p)))
+    assert.ok(out.some((p) => /apps\[1\]\.name: duplicate app name "a"/.test(p)))
+  })
+
+  it('interpolates ${ENV} and ${ENV:-default}; a missing variable names the key', () => {
+    const c = parseConfig('listen: ${ADDR}\nadmin: { token: "${TOKEN:-0123456789abcdef0}" }\n', 'x', { ADDR: '127.0.0.1:7000' })
+    assert.equal(c.listen, '127.0.0.1:7000')
+    assert.equal(c.admin?.token, '0123456789abcdef0')
+    assert.deepEqual(problems('admin:\n  token: ${RELIGHT_ADMIN_TOKEN}\n'), ['line 2: admin.token: environment variable RELIGHT_ADMIN_TOKEN is not set'])
+  })
+
+  it('reports YAML syntax errors with their line', () => {
+    assert.match(problems('listen: 1\n  bad: [\n')[0] ?? '', /^line \d+: /)
+    assert.match(problems('- a\n- b\n')[0] ?? '', /must be a YAML mapping/)
+  })
+
+  it('parses durations', () => {
+    assert.equal(parseDuration('500ms'), 500)
+    assert.equal(parseDuration('30s'), 30_000)
+    assert.equal(parseDuration('5m'), 300_000)
+    assert.equal(parseDuration('1h30m'), 5_400_000)
+    assert.equal(parseDuration('1.5s'), 1500)
+    assert.equal(parseDuration('0'), 0)
+    for (const bad of ['', '5', 's', '5x', '5 s', '-1s', '1s2']) assert.equal(parseDuration(bad), undefined, bad)
+  })
+
+  it('accepts every sample configuration in the README and the examples', () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url))
+    const readme = readFileSync(`${root}README.md`, 'utf8')
+    const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string)
+    assert.ok(blocks.length >= 2, 'the README shows its sample configuration in ```yaml blocks')
+    const env = { SLICER_TOKEN: 't', HEARTBEAT_SECRET: 's', NODE_IP: '127.0.0.1', DOORS_SECRET: 'yNdj+tO3R11Sh0CJrWFyWJcmxiDOP9iQYAB80YTP164=', RELIGHT_ADMIN_TOKEN: '0123456789abcdef0123' }
+    for (const block of blocks) parseConfig(block, 'README.md', env)
+    parseConfig(readFileSync(`${root}examples/processes/relight.yaml`, 'utf8'), 'examples/processes/relight.yaml', env)
+  })
+})
