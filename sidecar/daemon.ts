@@ -42,6 +42,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     config.stateful.length > 0
       ? new StatefulRouter(config.stateful, log.child({ component: 'stateful' }), {
           ...(options.resolver ? { resolver: options.resolver } : {}),
+          ...(config.dns.servers ? { servers: config.dns.servers } : {}),
           ...(options.now ? { now: options.now } : {}),
         })
       : undefined

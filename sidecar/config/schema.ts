@@ -4,7 +4,7 @@
  */
 import { z } from 'zod'
 import { processConfigSchema } from '../providers/process/config.js'
-import { statefulSchema } from '../routing/stateful/config.js'
+import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
 import { duration, listenAddress, readiness, sleepMode, strategy } from './types.js'
 
 export const defaultsSchema = z.strictObject({
@@ -38,6 +38,8 @@ export const configSchema = z.strictObject({
   providers: providersSchema.prefault({}),
   /** Hosts routed like doors-caddy (pod-IP tokens, sticky cookie); see sidecar/routing/stateful. */
   stateful: statefulSchema.default([]),
+  /** Resolver settings for stateful upstream hosts. */
+  dns: dnsSchema.prefault({}),
   admin: z.strictObject({ token: z.string().min(16, 'use at least 16 characters') }).optional(),
 })
 

@@ -1,4 +1,5 @@
 /** Schema of the top-level `stateful:` list (doors-caddy compatible session routing). */
+import { Resolver as DnsResolver } from 'node:dns'
 import { isIP } from 'node:net'
 import { z } from 'zod'
 import { duration } from '../../config/types.js'
@@ -79,3 +80,24 @@ export const statefulSchema = z.array(statefulSiteSchema).superRefine((sites, ct
 
 export type StatefulSiteConfig = z.output<typeof statefulSiteSchema>
 export type StatefulUpstreamConfig = z.output<typeof statefulUpstreamSchema>
+
+/** `dns:` — where stateful upstream hosts are resolved. */
+export const dnsSchema = z.strictObject({
+  /** DNS servers to ask (`ip` or `ip:port`, `[v6]:port`) instead of /etc/resolv.conf; no fallback to the system resolver. */
+  servers: z
+    .array(
+      z.string().refine(
+        (server) => {
+          try {
+            new DnsResolver().setServers([server])
+            return true
+          } catch {
+            return false
+          }
+        },
+        { message: 'expected an IP address, optionally with a port: 127.0.0.1:5353, [::1]:53' },
+      ),
+    )
+    .min(1)
+    .optional(),
+})

@@ -26,10 +26,17 @@ export interface Resolver {
  * DNS A and AAAA records with their TTLs (node:dns `resolve4`/`resolve6`), falling back to the
  * system's `getaddrinfo` (`lookup`: /etc/hosts, mDNS…) when DNS has no answer. IP literals
  * resolve to themselves; `localhost` and `*.localhost` never leave the machine (RFC 6761), so
- * they go to `lookup` directly.
+ * they go to `lookup` directly. With explicit `servers` (config `dns.servers`) only those are
+ * asked: no fallback to the system's resolver.
  */
 export class SystemResolver implements Resolver {
   private readonly dns = new dns.Resolver({ timeout: 2000, tries: 2 })
+  private readonly fallback: boolean
+
+  constructor(servers?: readonly string[]) {
+    if (servers !== undefined && servers.length > 0) this.dns.setServers([...servers])
+    this.fallback = servers === undefined || servers.length === 0
+  }
 
   async resolve(name: string): Promise<ResolvedAddress[]> {
     if (isIP(name) !== 0) return [{ address: name, ttl: Infinity }]
@@ -39,6 +46,7 @@ export class SystemResolver implements Resolver {
       if (v4.status === 'fulfilled') for (const r of v4.value) found.push({ address: r.address, ttl: r.ttl })
       if (v6.status === 'fulfilled') for (const r of v6.value) found.push({ address: r.address, ttl: r.ttl })
       if (found.length > 0) return found
+      if (!this.fallback) throw v4.status === 'rejected' ? v4.reason : new Error(`${name}: no A or AAAA records`)
     }
     const all = await dns.lookup(name, { all: true })
     return all.map((a) => ({ address: a.address, ttl: Infinity }))

@@ -128,7 +128,10 @@ export class StatefulSite {
 }
 
 export interface StatefulRouterOptions {
+  /** Overrides `servers` (tests). */
   readonly resolver?: Resolver
+  /** DNS servers for the default SystemResolver (config `dns.servers`). */
+  readonly servers?: readonly string[]
   readonly now?: () => number
 }
 
@@ -141,7 +144,7 @@ export class StatefulRouter {
   private readonly byRaw = new Map<string, StatefulSite | null>()
 
   constructor(configs: readonly StatefulSiteConfig[], log: Logger, options: StatefulRouterOptions = {}) {
-    this.names = new NameCache(options.resolver ?? new SystemResolver(), log)
+    this.names = new NameCache(options.resolver ?? new SystemResolver(options.servers), log)
     this.sites = configs.map((c) => new StatefulSite(c, this.names, options.now))
     configs.forEach((c, i) => {
       for (const u of c.upstreams) this.names.watch(u.host, c.dns_max_ttl)

@@ -57,6 +57,9 @@ describe('stateful config', () => {
     assert.match(p(site('').replace('[app.example.com]', '["*.example.com"]')), /stateful\[0\]\.hosts\[0\]: .*wildcards/)
     assert.match(p(site('').replace('[app.example.com]', '[]')), /stateful\[0\]\.hosts: list at least one host/)
     assert.match(problems('stateful:\n  - hosts: [a.test]\n    secret: "${DOORS_SECRET}"\n    upstreams: []\n').join('\n'), /environment variable DOORS_SECRET is not set/)
+    assert.match(problems('dns: { servers: [not-an-ip] }\n').join('\n'), /dns\.servers\[0\]: expected an IP address/)
+    assert.match(problems('dns: { server: 127.0.0.1 }\n').join('\n'), /dns\.server: unknown key/)
+    assert.deepEqual(parseConfig('dns: { servers: ["127.0.0.1:5353", "[::1]:53"] }\n').dns.servers, ['127.0.0.1:5353', '[::1]:53'])
     // The secret itself never appears in a message.
     assert.doesNotMatch(p(site('    cookie_name: "a b"\n')), new RegExp(SECRET.replace(/[+/=]/g, '.')))
   })
