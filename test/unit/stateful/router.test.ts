@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import pino from 'pino'
 import { ConfigError, parseConfig } from '../../../sidecar/config/load.js'
@@ -37,6 +38,17 @@ describe('stateful config', () => {
     assert.equal(entry.dns_max_ttl, 10_000)
     assert.deepEqual(entry.upstreams, [{ cidr: '127.0.0.0/24', host: 'app.svc.test', port: 8080 }])
     assert.deepEqual(parseConfig('{}').stateful, [])
+  })
+
+  test('the example config and the README sample parse', () => {
+    const root = new URL('../../../../', import.meta.url)
+    const env = { DOORS_SECRET: SECRET }
+    const example = parseConfig(readFileSync(new URL('examples/doors-rollout/relight.yaml', root), 'utf8'), 'examples/doors-rollout/relight.yaml', env)
+    assert.equal(example.stateful.length, 1)
+    const readme = readFileSync(new URL('examples/doors-rollout/README.md', root), 'utf8')
+    const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string)
+    assert.ok(blocks.length >= 1)
+    for (const block of blocks) assert.ok(parseConfig(block, 'examples/doors-rollout/README.md', env).stateful.length > 0)
   })
 
   test('errors name the key', () => {
