@@ -74,7 +74,7 @@ describe('end to end through Caddy: process apps', { skip }, () => {
     assert.equal(first.status, 200)
     const pid = pidIn(first.body)
     await until(() => phase('frozen') === 'asleep', 'frozen to be paused', 5000)
-    assert.equal(pidState(pid), 'T', 'the process is stopped (SIGSTOP)')
+    await until(() => pidState(pid) === 'T', 'the process to be stopped by SIGSTOP', 2000)
     const again = await get(caddy, 'frozen.localhost')
     assert.equal(again.status, 200)
     assert.match(again.body, new RegExp(`pid ${pid} `), 'the same process answers')
@@ -107,5 +107,31 @@ describe('end to end through Caddy: process apps', { skip }, () => {
     assert.equal(await ask('unknown.localhost'), 404)
     assert.equal(await ask('hello.attacker.example'), 404)
     assert.equal(await ask('not a name'), 400)
+  })
+})
+
+describe('Caddy reaching the sidecar over a unix socket', { skip }, () => {
+  it('routes through `import relight unix//path`', async () => {
+    const port = await freePort()
+    const { tempDir } = await import('../helpers/net.js')
+    const tmp = tempDir()
+    const { parseConfig } = await import('../../sidecar/config/load.js')
+    const { startSidecar } = await import('../../sidecar/daemon.js')
+    const { testLogger } = await import('../helpers/sidecar.js')
+    const config = parseConfig(
+      `listen: unix:${tmp.dir}/sidecar.sock\nproviders:\n  process:\n    apps:\n      - { name: u, hosts: [u.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", NAME: u }, port: ${port}, stdout: "null" }\n`,
+      'unix test',
+    )
+    const sidecar = await startSidecar(config, { logger: testLogger(), baseDir: tmp.dir })
+    const caddy = await startCaddy({ sidecar: `unix/${tmp.dir}/sidecar.sock` })
+    try {
+      const res = await get(caddy, 'u.localhost')
+      assert.equal(res.status, 200)
+      assert.match(res.body, /^u pid/)
+    } finally {
+      await caddy.close()
+      await sidecar.close()
+      tmp.remove()
+    }
   })
 })

@@ -87,7 +87,7 @@ describe('config', () => {
     const root = fileURLToPath(new URL('../../../', import.meta.url))
     const readme = readFileSync(`${root}README.md`, 'utf8')
     const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string)
-    assert.ok(blocks.length >= 2, 'the README shows its sample configuration in ```yaml blocks')
+    assert.ok(blocks.length >= 1, 'the README shows its sample configuration in ```yaml blocks')
     const env = { SLICER_TOKEN: 't', HEARTBEAT_SECRET: 's', NODE_IP: '127.0.0.1', DOORS_SECRET: 'yNdj+tO3R11Sh0CJrWFyWJcmxiDOP9iQYAB80YTP164=', RELIGHT_ADMIN_TOKEN: '0123456789abcdef0123' }
     for (const block of blocks) parseConfig(block, 'README.md', env)
     parseConfig(readFileSync(`${root}examples/processes/relight.yaml`, 'utf8'), 'examples/processes/relight.yaml', env)

@@ -335,3 +335,22 @@ runProviderContract('memory (test fake)', {
     return { provider, id: 'm', cleanup: async () => undefined }
   },
 })
+
+describe('concurrency caps', () => {
+  it('runs at most max_concurrent_wakes provider wakes at once', async () => {
+    const c = await core(
+      (up) => Array.from({ length: 6 }, (_, i) => ({ id: `b${i}`, hosts: [`b${i}.example.com`], state: 'stopped' as const, upstreams: [up] })),
+      'max_concurrent_wakes: 2\n',
+    )
+    const hold = deferred()
+    c.provider.holdWake = hold.promise
+    const pending = Array.from({ length: 6 }, (_, i) => auth(c, `b${i}.example.com`))
+    await new Promise((r) => setTimeout(r, 20))
+    assert.equal(c.provider.calls.wake, 2, 'only two wakes reach the provider while they are held')
+    hold.resolve()
+    const answers = await Promise.all(pending)
+    assert.ok(answers.every((a) => a.statusCode === 200))
+    assert.equal(c.provider.calls.wake, 6)
+    await c.close()
+  })
+})
