@@ -38,14 +38,8 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   const log = options.logger
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
   const registry = new Registry(providers, config, log, options.now)
-  const stateful =
-    config.stateful.length > 0
-      ? new StatefulRouter(config.stateful, log.child({ component: 'stateful' }), {
-          ...(options.resolver ? { resolver: options.resolver } : {}),
-          ...(config.dns.servers ? { servers: config.dns.servers } : {}),
-          ...(options.now ? { now: options.now } : {}),
-        })
-      : undefined
+  // Created after the access-log listener (which may fail to bind): its DNS timers run until close().
+  let stateful: StatefulRouter | undefined
 
   let accessLog: AccessLogServer | undefined
   let connections = 0
@@ -73,9 +67,13 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     )
   }
 
-  await registry.start()
-  registry.startIdleWatcher()
-
+  if (config.stateful.length > 0) {
+    stateful = new StatefulRouter(config.stateful, log.child({ component: 'stateful' }), {
+      ...(options.resolver ? { resolver: options.resolver } : {}),
+      ...(config.dns.servers ? { servers: config.dns.servers } : {}),
+      ...(options.now ? { now: options.now } : {}),
+    })
+  }
   const app = buildApp(
     {
       ...(config.admin ? { adminToken: config.admin.token } : {}),
@@ -83,25 +81,6 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     },
     { registry, logger: log, ...(stateful ? { stateful } : {}) },
   )
-  let address: string
-  if (config.listen.startsWith('unix:')) {
-    const path = config.listen.slice('unix:'.length)
-    try {
-      unlinkSync(path)
-    } catch {
-      // no stale socket
-    }
-    await app.listen({ path })
-    chmodSync(path, 0o660)
-    address = config.listen
-  } else {
-    const colon = config.listen.lastIndexOf(':')
-    const host = config.listen.slice(0, colon).replace(/^\[|\]$/g, '') || '127.0.0.1'
-    await app.listen({ host, port: Number(config.listen.slice(colon + 1)) })
-    const bound = app.server.address()
-    address = bound && typeof bound === 'object' ? `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}` : config.listen
-  }
-  log.info({ address, backends: registry.size, stateful_sites: stateful?.sites.length ?? 0 }, 'relight-sidecar listening')
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
@@ -114,5 +93,37 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     })()
     return closing
   }
+
+  let address: string
+  try {
+    await registry.start()
+    registry.startIdleWatcher()
+    address = await listen(app, config.listen)
+  } catch (err) {
+    await close() // stop always_on children and the log listener: nothing is left running
+    throw err
+  }
+  log.info({ address, backends: registry.size, stateful_sites: stateful?.sites.length ?? 0 }, 'relight-sidecar listening')
+
   return { app, registry, accessLog, stateful, address, close }
+}
+
+async function listen(app: FastifyInstance, listenAddress: string): Promise<string> {
+  if (listenAddress.startsWith('unix:')) {
+    const path = listenAddress.slice('unix:'.length)
+    try {
+      unlinkSync(path)
+    } catch {
+      // no stale socket
+    }
+    await app.listen({ path })
+    chmodSync(path, 0o660)
+    return listenAddress
+  }
+  const colon = listenAddress.lastIndexOf(':')
+  const host = listenAddress.slice(0, colon).replace(/^\[|\]$/g, '') || '127.0.0.1'
+  await app.listen({ host, port: Number(listenAddress.slice(colon + 1)) })
+  const bound = app.server.address()
+  if (!bound || typeof bound !== 'object') return listenAddress
+  return `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`
 }

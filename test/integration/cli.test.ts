@@ -99,6 +99,30 @@ describe('relight-sidecar CLI', () => {
     assert.equal(cli('check', '--config', join(tmp.dir, 'missing.yaml')).code, 1)
     tmp.remove()
   })
+
+  it('serve exits 1 and leaves no child behind when it cannot listen', async () => {
+    const tmp = tempDir()
+    const { createServer } = await import('node:net')
+    const blocker = createServer()
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r))
+    const taken = (blocker.address() as { port: number }).port
+    const appPort = await freePort()
+    const file = join(tmp.dir, 'r.yaml')
+    writeFileSync(file, `listen: 127.0.0.1:${taken}\nproviders:\n  process:\n    apps:\n      - { name: w, hosts: [w.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${appPort}, always_on: true, stdout: "file:${tmp.dir}/w.out" }\n`)
+    const r = spawnSync(process.execPath, [MAIN, 'serve', '--config', file, '--log-format', 'json'], { encoding: 'utf8', timeout: 20_000 })
+    blocker.close()
+    assert.equal(r.status, 1, r.stdout + r.stderr)
+    assert.match(r.stdout, /could not start/)
+    assert.match(r.stdout, /EADDRINUSE/)
+    const { connect } = await import('node:net')
+    const open = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port: appPort })
+      s.once('connect', () => (s.destroy(), resolve(true)))
+      s.once('error', () => resolve(false))
+    })
+    assert.equal(open, false, 'the always_on app was stopped')
+    tmp.remove()
+  })
 })
 
 describe('relight-sidecar serve, with Caddy in front', { skip: caddySkip() }, () => {

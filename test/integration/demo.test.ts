@@ -1,10 +1,24 @@
 /** `npm run demo` as a user runs it (scripted with --once), and the Caddy files we ship. */
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { caddySkip } from '../helpers/caddy.js'
+
+function busyPorts(ports: number[]): Promise<number[]> {
+  return Promise.all(
+    ports.map(
+      (port) =>
+        new Promise<number | undefined>((resolve) => {
+          const s = createServer()
+          s.once('error', () => resolve(port))
+          s.listen(port, '127.0.0.1', () => s.close(() => resolve(undefined)))
+        }),
+    ),
+  ).then((r) => r.filter((p): p is number => p !== undefined))
+}
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const skip = caddySkip()
@@ -19,7 +33,12 @@ describe('shipped Caddy files and the demo', { skip }, () => {
     }
   })
 
-  it('npm run demo starts Caddy and the sidecar, cold-starts an app, sees it stop and wakes it again', { timeout: 90_000 }, async () => {
+  it('npm run demo starts Caddy and the sidecar, cold-starts an app, sees it stop and wakes it again', { timeout: 90_000 }, async (t) => {
+    const busy = await busyPorts([8080, 9123, 3001, 3002])
+    if (busy.length > 0 && !process.env.CI) {
+      t.skip(`demo ports in use on this machine: ${busy.join(', ')}`)
+      return
+    }
     const child = spawn(process.execPath, [join(ROOT, 'dist/examples/demo.js'), '--once'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     child.stdout.on('data', (d: Buffer) => (output += d.toString()))

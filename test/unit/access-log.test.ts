@@ -5,6 +5,7 @@ import { describe, it } from 'node:test'
 import pino from 'pino'
 import { AccessLogServer, parseAccessLine } from '../../sidecar/core/access-log.js'
 import { tempDir } from '../helpers/net.js'
+import { until } from '../helpers/wait.js'
 
 // Shapes recorded from Caddy 2.6.2 (`log { output net … format json }`).
 const PROXIED = '{"level":"info","ts":1795313599.18,"logger":"http.log.access.log0","msg":"handled request","request":{"remote_ip":"127.0.0.1","proto":"HTTP/1.1","method":"GET","host":"ok.localhost","uri":"/foo?x=1","headers":{"X-Relight-Upstream":["1.2.3.4:80"]}},"duration":0.012,"size":189,"status":200,"resp_headers":{"Content-Length":["189"]}}'
@@ -28,14 +29,7 @@ describe('access log', () => {
     const text = `${PROXIED}\n${DENIED}\n${PROXIED.replace('ok.localhost', 'two.localhost')}\n`
     socket.write(text.slice(0, 50))
     socket.write(text.slice(50))
-    await new Promise<void>((resolve) => {
-      const t = setInterval(() => {
-        if (finished.length === 2) {
-          clearInterval(t)
-          resolve()
-        }
-      }, 5)
-    })
+    await until(() => finished.length === 2, 'two lines')
     assert.deepEqual(finished, ['ok.localhost', 'two.localhost'])
     socket.end()
     await new Promise((r) => socket.once('close', r))
@@ -43,5 +37,21 @@ describe('access log', () => {
     await server.close()
     assert.deepEqual(counts.slice(0, 1), [1])
     tmp.remove()
+  })
+})
+
+describe('access log over TCP', () => {
+  it('accepts Caddy on a loopback TCP address', async () => {
+    const finished: string[] = []
+    const server = new AccessLogServer('127.0.0.1:0', { finished: (e) => finished.push(e.host), connections: () => undefined }, pino({ level: 'silent' }))
+    await server.listen()
+    const [host, port] = server.boundAddress.split(':')
+    const socket = connect({ host: host as string, port: Number(port) })
+    await new Promise((r) => socket.once('connect', r))
+    socket.write(`${PROXIED}\n`)
+    await until(() => finished.length === 1, 'one line')
+    assert.deepEqual(finished, ['ok.localhost'])
+    socket.destroy()
+    await server.close()
   })
 })
