@@ -7,6 +7,8 @@ import { AccessLogServer } from './core/access-log.js'
 import type { Provider } from './core/provider.js'
 import { Registry } from './core/registry.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
+import type { Resolver } from './routing/stateful/resolver.js'
+import { StatefulRouter } from './routing/stateful/router.js'
 import { createProviders } from './providers/index.js'
 import { buildApp } from './server/app.js'
 
@@ -17,6 +19,8 @@ export interface SidecarOptions {
   /** Providers to use instead of the configured ones (tests, benchmarks). */
   readonly providers?: Provider[]
   readonly now?: () => number
+  /** DNS for stateful upstream hosts (tests inject one); default: the system's. */
+  readonly resolver?: Resolver
 }
 
 export interface Sidecar {
@@ -25,6 +29,8 @@ export interface Sidecar {
   readonly accessLog: AccessLogServer | undefined
   /** Present when `heartbeat` is configured. */
   readonly heartbeat: Heartbeat | undefined
+  /** Stateful (doors-caddy) routing, when `stateful:` lists any site. */
+  readonly stateful: StatefulRouter | undefined
   /** `host:port` or `unix:/path` the HTTP server listens on (real port when configured :0). */
   readonly address: string
   /** Stop accepting requests, stop timers, stop child processes. Idempotent. */
@@ -35,6 +41,8 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   const log = options.logger
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
   const registry = new Registry(providers, config, log, options.now)
+  // Created after the access-log listener (which may fail to bind): its DNS timers run until close().
+  let stateful: StatefulRouter | undefined
 
   let accessLog: AccessLogServer | undefined
   let connections = 0
@@ -42,7 +50,10 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     accessLog = new AccessLogServer(
       config.access_log,
       {
-        finished: (entry) => registry.index.lookupRaw(entry.host).target?.finished(),
+        finished: (entry) => {
+          if (stateful?.lookupRaw(entry.host)) return // not a backend: nothing to count
+          registry.index.lookupRaw(entry.host).target?.finished()
+        },
         connections: (count) => {
           connections = count
           registry.countInflight = count > 0
@@ -59,12 +70,19 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     )
   }
 
+  if (config.stateful.length > 0) {
+    stateful = new StatefulRouter(config.stateful, log.child({ component: 'stateful' }), {
+      ...(options.resolver ? { resolver: options.resolver } : {}),
+      ...(config.dns.servers ? { servers: config.dns.servers } : {}),
+      ...(options.now ? { now: options.now } : {}),
+    })
+  }
   const app = buildApp(
     {
       ...(config.admin ? { adminToken: config.admin.token } : {}),
       ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected') } : {}),
     },
-    { registry, logger: log },
+    { registry, logger: log, ...(stateful ? { stateful } : {}) },
   )
 
   let heartbeat: Heartbeat | undefined
@@ -73,6 +91,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     closing ??= (async () => {
       heartbeat?.close()
       registry.close()
+      stateful?.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()
       await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: p.kind }, 'provider close failed'))))
@@ -89,14 +108,14 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     await close() // stop always_on children and the log listener: nothing is left running
     throw err
   }
-  log.info({ address, backends: registry.size }, 'relight-sidecar listening')
+  log.info({ address, backends: registry.size, stateful_sites: stateful?.sites.length ?? 0 }, 'relight-sidecar listening')
   if (config.heartbeat) {
     heartbeat = new Heartbeat(config.heartbeat, () => registry.all(), log.child({ component: 'heartbeat' }))
     heartbeat.start()
     log.info({ every_ms: config.heartbeat.interval, node_ip: config.heartbeat.node_ip }, 'sending heartbeats')
   }
 
-  return { app, registry, accessLog, heartbeat, address, close }
+  return { app, registry, accessLog, heartbeat, stateful, address, close }
 }
 
 async function listen(app: FastifyInstance, listenAddress: string): Promise<string> {

@@ -9,6 +9,7 @@ import { isRelightError } from './core/errors.js'
 import { startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { createProviders } from './providers/index.js'
+import { SystemResolver } from './routing/stateful/resolver.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
 
@@ -99,6 +100,26 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'))
 }
 
+/** Resolve every stateful upstream host once, as the sidecar will. Returns the number of problems. */
+async function checkStateful(config: Config, out: (ok: boolean, message: string) => void): Promise<number> {
+  if (config.stateful.length === 0) return 0
+  const resolver = new SystemResolver(config.dns.servers)
+  let problems = 0
+  for (const [i, site] of config.stateful.entries()) {
+    for (const upstream of site.upstreams) {
+      try {
+        const answer = await resolver.resolve(upstream.host)
+        const ttl = Math.min(...answer.map((a) => a.ttl))
+        out(true, `stateful[${i}] ${site.hosts.join(', ')}: ${upstream.host} → ${answer.map((a) => a.address).join(', ')}${Number.isFinite(ttl) ? ` (ttl ${ttl}s)` : ''}, pods in ${upstream.cidr} on port ${upstream.port}`)
+      } catch (err) {
+        problems++
+        out(false, `stateful[${i}] ${site.hosts.join(', ')}: ${upstream.host} does not resolve (${(err as Error).message}); requests other than /~/{token}/… would get 502`)
+      }
+    }
+  }
+  return problems
+}
+
 async function check(file: string): Promise<void> {
   const config = readConfig(file)
   const out = (ok: boolean, message: string) => process.stdout.write(`${ok ? 'ok     ' : 'PROBLEM'}  ${message}\n`)
@@ -108,10 +129,11 @@ async function check(file: string): Promise<void> {
   else out(true, 'access_log is not configured: idle means "no request started for idle_timeout"; open websocket/SSE streams are not seen (configure it to fix)')
   const logger = createLogger('silent', 'json')
   const providers = createProviders(config, logger, { baseDir: dirname(resolve(file)) })
-  if (providers.length === 0) {
+  if (providers.length === 0 && config.stateful.length === 0) {
     out(false, 'no provider is configured (providers.process, providers.docker, …): nothing can be routed')
     problems++
   }
+  problems += await checkStateful(config, out)
   for (const provider of providers) {
     const signal = AbortSignal.timeout(15_000)
     try {

@@ -7,6 +7,7 @@ import { heartbeatConfigSchema } from '../heartbeat/config.js'
 import { dockerConfigSchema } from '../providers/docker/config.js'
 import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
+import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
 import { duration, listenAddress, readiness, sleepMode, strategy } from './types.js'
 
 export const defaultsSchema = z.strictObject({
@@ -42,6 +43,10 @@ export const configSchema = z.strictObject({
   providers: providersSchema.prefault({}),
   /** Multi-node: POST this node's backends and their load to a router (caddy-relight-podman format). */
   heartbeat: heartbeatConfigSchema.optional(),
+  /** Hosts routed like doors-caddy (pod-IP tokens, sticky cookie); see sidecar/routing/stateful. */
+  stateful: statefulSchema.default([]),
+  /** Resolver settings for stateful upstream hosts. */
+  dns: dnsSchema.prefault({}),
   admin: z.strictObject({ token: z.string().min(16, 'use at least 16 characters') }).optional(),
 })
 

@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   RELIGHT_ERR_ABORTED: 'The operation was cancelled (shutdown or timeout).',
   RELIGHT_ERR_UNAUTHORIZED: 'Missing or wrong admin token.',
   RELIGHT_ERR_STATEFUL_GONE: 'The session token does not decrypt or matches no upstream.',
+  RELIGHT_ERR_STATEFUL_UNRESOLVED: 'A stateful upstream host name has never resolved to an address.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -5,6 +5,7 @@ import type { Backend } from '../core/backend.js'
 import { RelightError } from '../core/errors.js'
 import { normalizeHost } from '../core/hosts.js'
 import type { Registry } from '../core/registry.js'
+import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
@@ -18,6 +19,8 @@ export interface AppOptions {
 export interface AppDeps {
   readonly registry: Registry
   readonly logger: Logger
+  /** Stateful (doors-caddy) hosts; undefined when `stateful:` is empty, so other hosts pay nothing. */
+  readonly stateful?: StatefulRouter
 }
 
 /** Retry-After of the waiting page: how soon the browser reloads. */
@@ -28,7 +31,7 @@ const WAITING_RETRY_SECONDS = 2
  * cached map lookup, a round-robin pick and one header: no I/O, no logging, no validation work.
  */
 export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
-  const { registry, logger } = deps
+  const { registry, logger, stateful } = deps
   const app = Fastify({
     logger: false,
     return503OnClosing: true,
@@ -37,6 +40,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   })
 
   app.get('/_relight/auth', (req, reply) => {
+    // Stateful hosts first (they are routed by token and cookie, never woken or put to sleep).
+    if (stateful !== undefined) {
+      const site = stateful.lookupRaw(req.headers.host)
+      if (site !== undefined) return answerStateful(site, req, reply)
+    }
     const { target, host } = registry.index.lookupRaw(req.headers.host)
     if (target !== undefined) {
       const upstream = target.upstream()
@@ -54,6 +62,21 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
     })
   })
+
+  function answerStateful(site: StatefulSite, req: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
+    const uri = req.headers['x-forwarded-uri']
+    let upstream: string | Promise<string>
+    try {
+      upstream = site.route(typeof uri === 'string' ? uri : undefined, req.headers.cookie)
+    } catch (err) {
+      return sendError(req, reply, err)
+    }
+    if (typeof upstream === 'string') return reply.header(UPSTREAM_HEADER, upstream).send()
+    return upstream.then(
+      (late) => reply.header(UPSTREAM_HEADER, late).send(),
+      (err: unknown) => sendError(req, reply, err),
+    )
+  }
 
   async function wakeAndAnswer(backend: Backend, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const wake = registry.wake(backend)
@@ -90,6 +113,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     if (host === undefined) {
       return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the domain query parameter is missing or not a valid DNS name'))
     }
+    if (stateful?.resolve(host)) return reply.send({ allowed: true, domain: host, stateful: true })
     const hit = registry.index.resolve(host)
     if (hit) return reply.send({ allowed: true, domain: host, backend: hit.info.name })
     return registry.resolveAfterMiss(host).then((late) => {

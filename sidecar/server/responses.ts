@@ -25,6 +25,7 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_ABORTED: { status: 503, title: 'Cancelled', retryAfter: 2 },
   RELIGHT_ERR_UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
   RELIGHT_ERR_STATEFUL_GONE: { status: 410, title: 'Gone' },
+  RELIGHT_ERR_STATEFUL_UNRESOLVED: { status: 502, title: 'Upstream host does not resolve', retryAfter: 5 },
 }
 
 export function httpStatusOf(code: ErrorCode): number {

@@ -3,6 +3,7 @@ import pino from 'pino'
 import { join } from 'node:path'
 import { parseConfig } from '../../sidecar/config/load.js'
 import type { Provider } from '../../sidecar/core/provider.js'
+import type { Resolver } from '../../sidecar/routing/stateful/resolver.js'
 import { startSidecar, type Sidecar } from '../../sidecar/daemon.js'
 import { tempDir } from './net.js'
 
@@ -23,7 +24,7 @@ export const testLogger = () => pino({ level: process.env.RELIGHT_TEST_LOG ?? 's
  * `yaml` is the config without `listen` and `access_log` (filled in here). `{{dir}}` in it is
  * replaced by a fresh temp directory.
  */
-export async function startTestSidecar(yaml: string, options: { providers?: Provider[]; accessLog?: boolean; baseDir?: string } = {}): Promise<TestSidecar> {
+export async function startTestSidecar(yaml: string, options: { providers?: Provider[]; accessLog?: boolean; baseDir?: string; resolver?: Resolver } = {}): Promise<TestSidecar> {
   const tmp = tempDir('relight-sc-')
   const socket = join(tmp.dir, 'access.sock')
   const head = `listen: 127.0.0.1:0\n${options.accessLog === false ? '' : `access_log: unix:${socket}\n`}`
@@ -32,6 +33,7 @@ export async function startTestSidecar(yaml: string, options: { providers?: Prov
     logger: testLogger(),
     baseDir: options.baseDir ?? process.cwd(),
     ...(options.providers ? { providers: options.providers } : {}),
+    ...(options.resolver ? { resolver: options.resolver } : {}),
   })
   return {
     sidecar,

@@ -47,6 +47,36 @@ describe('relight-sidecar CLI', () => {
     assert.match(r.out, /request_header -X-Relight-Upstream/)
   })
 
+  it('check resolves stateful upstream hosts; a stateful-only config needs no provider', async () => {
+    const tmp = tempDir('relight-cli-stateful-')
+    after(() => tmp.remove())
+    const secret = Buffer.alloc(32, 5).toString('base64')
+    const good = join(tmp.dir, 'good.yaml')
+    writeFileSync(good, `stateful:\n  - hosts: [doors.localhost]\n    secret: "${secret}"\n    cookie_name: upstream\n    upstreams:\n      - { cidr: 127.0.0.2/31, host: localhost, port: 8090 }\n      - { cidr: 127.0.0.4/32, host: 127.0.0.4, port: 8090 }\n`)
+    const r1 = cli('check', '--config', good)
+    assert.equal(r1.code, 0, r1.out + r1.err)
+    assert.match(r1.out, /ok +stateful\[0\] doors\.localhost: localhost → 127\.0\.0\.1/)
+    assert.match(r1.out, /ok +stateful\[0\] doors\.localhost: 127\.0\.0\.4 → 127\.0\.0\.4, pods in 127\.0\.0\.4\/32 on port 8090/)
+    // An unknown name, asked of a DNS server on loopback that has no record for it.
+    const records = join(tmp.dir, 'records.json')
+    writeFileSync(records, '{}')
+    const { serveDns } = (await import(new URL('../../../examples/doors-rollout/dns.mjs', import.meta.url).href)) as {
+      serveDns: (file: string, host: string, port: number) => Promise<import('node:dgram').Socket>
+    }
+    const dns = await serveDns(records, '127.0.0.1', 0)
+    after(() => dns.close())
+    const bad = join(tmp.dir, 'bad.yaml')
+    writeFileSync(bad, `dns: { servers: ["127.0.0.1:${dns.address().port}"] }\nstateful:\n  - hosts: [doors.localhost]\n    secret: "${secret}"\n    upstreams: [{ cidr: 127.0.0.0/24, host: missing.doors.test, port: 8090 }]\n`)
+    const r2 = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, [MAIN, 'check', '--config', bad], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+      child.on('exit', (code) => resolve({ code, out }))
+    })
+    assert.equal(r2.code, 1, r2.out)
+    assert.match(r2.out, /PROBLEM +stateful\[0\] doors\.localhost: missing\.doors\.test does not resolve/)
+  })
+
   it('check explains problems in words and exits non-zero; passes on a good config', async () => {
     const tmp = tempDir()
     const bad = join(tmp.dir, 'bad.yaml')
