@@ -7,6 +7,7 @@ import { heartbeatConfigSchema } from '../heartbeat/config.js'
 import { dockerConfigSchema } from '../providers/docker/config.js'
 import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
+import { slicerConfigSchema } from '../providers/slicer/config.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
 import { duration, listenAddress, readiness, sleepMode, strategy } from './types.js'
 
@@ -25,6 +26,7 @@ export const providersSchema = z.strictObject({
   process: processConfigSchema.optional(),
   docker: dockerConfigSchema.optional(),
   podman: podmanConfigSchema.optional(),
+  slicer: slicerConfigSchema.optional(),
 })
 
 export const configSchema = z.strictObject({
