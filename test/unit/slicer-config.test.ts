@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { ConfigError, parseConfig } from '../../sidecar/config/load.js'
 import { parseEndpoint } from '../../sidecar/providers/slicer/client.js'
@@ -43,6 +44,13 @@ describe('slicer config', () => {
     assert.match(problems('providers:\n  slicer:\n    url: ftp://x\n    token: t\n'), /http\(s\)/)
     assert.match(problems('providers:\n  slicer:\n    url: /s.sock\n    app_port: 70000\n'), /app_port/)
     assert.match(problems('providers:\n  slicer:\n    url: /s.sock\n    watch_interval: "30"\n'), /not a duration/)
+  })
+
+  it('examples/slicer/relight.yaml is valid', () => {
+    const file = new URL('../../../examples/slicer/relight.yaml', import.meta.url)
+    const c = parseConfig(readFileSync(file, 'utf8'), 'examples/slicer/relight.yaml', { SLICER_TOKEN: 'demo-token' })
+    assert.equal(c.providers.slicer?.host_group, 'apps')
+    assert.equal(c.providers.slicer?.token, 'demo-token')
   })
 
   it('expands ~/ and resolves a relative socket path against the config directory', () => {
