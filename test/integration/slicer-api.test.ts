@@ -49,6 +49,28 @@ describe('slicer API paths are encoded', () => {
   })
 })
 
+describe('slicer nodes listed without status', () => {
+  it('a healthy agent counts as running: no wake call is made', async () => {
+    const seen: string[] = []
+    const server = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`)
+      if (req.url === '/nodes') return res.end(JSON.stringify([{ hostname: 'apps-1', ip: '127.0.0.1', tags: ['nostatus.localhost'] }]))
+      res.end('{}')
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const provider = new SlicerProvider(slicerConfigSchema.parse({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't' }), silent)
+    try {
+      assert.equal((await provider.list(signal()))[0]?.state, 'unknown')
+      await provider.wake('apps-1', signal())
+      assert.deepEqual(seen, ['GET /nodes', 'HEAD /vm/apps-1/health'])
+    } finally {
+      await provider.close()
+      server.close()
+    }
+  })
+})
+
 describe('slicer provider against the simulator', () => {
   let sim: SlicerSimulator
   let provider: SlicerProvider
@@ -83,6 +105,9 @@ describe('slicer provider against the simulator', () => {
       assert.match(results[0]?.message ?? '', /rejected the token \(HTTP 401: missing or invalid bearer token \(unauthorized\)\): set providers\.slicer\.token/)
       const good = await provider.check(signal())
       assert.ok(good.every((r) => r.ok), JSON.stringify(good))
+      const typo = new SlicerProvider(slicerConfigSchema.parse({ url: sim.url, token: 'right', host_group: 'aps' }), silent)
+      const bad = await typo.check(signal()).finally(() => typo.close())
+      assert.match(bad.filter((r) => !r.ok).map((r) => r.message).join('\n'), /host group aps does not exist/)
     } finally {
       await wrong.close()
     }

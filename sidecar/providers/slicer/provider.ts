@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { RelightError, isRelightError } from '../../core/errors.js'
 import type { BackendInfo, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
-import { SlicerClient, type SlicerNode } from './client.js'
+import { paths, SlicerClient, type SlicerNode } from './client.js'
 import type { SlicerConfig } from './config.js'
 import { nodeGroup, nodeToBackend } from './nodes.js'
 import { sleepNode, SLICER_SLEEP_MODES } from './vm-sleep.js'
@@ -120,6 +120,12 @@ export class SlicerProvider implements Provider {
     }
     const results: CheckResult[] = [{ ok: true, message: `Slicer API at ${where} answers and accepts the token` }]
     const group = this.config.host_group
+    if (group !== undefined) {
+      const g = await this.client.call('GET', paths.groupNodes(group), signal).catch((err: unknown) => err as Error)
+      if (!(g instanceof Error) && g.status === 404) {
+        results.push({ ok: false, message: `host group ${group} does not exist on this Slicer host (providers.slicer.host_group; it must be in the Slicer YAML config)` })
+      }
+    }
     const inGroup = group === undefined ? nodes : nodes.filter((n) => nodeGroup(n) === group)
     const routed = inGroup.map((n) => nodeToBackend(n, this.config, undefined)).filter((v) => v.info.hosts.length > 0)
     results.push({

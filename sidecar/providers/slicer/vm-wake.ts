@@ -39,6 +39,8 @@ export async function wakeNode(
   refresh: () => Promise<KnownNode>,
 ): Promise<void> {
   const id = known.info.id
+  // No status in the list (some endpoints leave it out): a healthy agent means it runs.
+  if (known.info.state === 'unknown' && (await client.call('HEAD', paths.vm(id, 'health'), signal)).status === 200) return
   let current = known
   for (let round = 0; round < 2; round++) {
     const ops = wakeOps(current.info.state, current.persistent, round === 0 ? lastSleep : undefined)
