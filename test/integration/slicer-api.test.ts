@@ -71,6 +71,33 @@ describe('slicer nodes listed without status', () => {
   })
 })
 
+describe('slicer API answers map to error codes', () => {
+  for (const [status, code] of [
+    [503, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE'],
+    [500, 'RELIGHT_ERR_PROVIDER_FAILED'],
+    [403, 'RELIGHT_ERR_PROVIDER_AUTH'],
+    [404, 'RELIGHT_ERR_BACKEND_NOT_FOUND'],
+  ] as const) {
+    it(`HTTP ${status} on resume → ${code}`, async () => {
+      const server = createServer((req, res) => {
+        if (req.url === '/nodes') return res.end(JSON.stringify([{ hostname: 'apps-1', ip: '127.0.0.1', tags: ['x.localhost'], status: 'Paused' }]))
+        res.statusCode = status
+        res.end(JSON.stringify({ error: 'simulated', code: 'simulated' }))
+      })
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      const provider = new SlicerProvider(slicerConfigSchema.parse({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't' }), silent)
+      try {
+        await provider.list(signal())
+        await assert.rejects(provider.wake('apps-1', signal()), (e) => isRelightError(e, code) && (status === 404 || /simulated/.test(e.message)))
+      } finally {
+        await provider.close()
+        server.close()
+      }
+    })
+  }
+})
+
 describe('slicer provider against the simulator', () => {
   let sim: SlicerSimulator
   let provider: SlicerProvider
