@@ -46,11 +46,15 @@ describe('slicer config', () => {
     assert.match(problems('providers:\n  slicer:\n    url: /s.sock\n    watch_interval: "30"\n'), /not a duration/)
   })
 
-  it('examples/slicer/relight.yaml is valid', () => {
+  it('examples/slicer/relight.yaml and the provider README sample are valid', () => {
     const file = new URL('../../../examples/slicer/relight.yaml', import.meta.url)
     const c = parseConfig(readFileSync(file, 'utf8'), 'examples/slicer/relight.yaml', { SLICER_TOKEN: 'demo-token' })
     assert.equal(c.providers.slicer?.host_group, 'apps')
     assert.equal(c.providers.slicer?.token, 'demo-token')
+    const readme = readFileSync(new URL('../../../sidecar/providers/slicer/README.md', import.meta.url), 'utf8')
+    const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string)
+    assert.ok(blocks.length >= 1)
+    for (const block of blocks) parseConfig(block, 'sidecar/providers/slicer/README.md', { SLICER_TOKEN: 't' })
   })
 
   it('expands ~/ and resolves a relative socket path against the config directory', () => {
