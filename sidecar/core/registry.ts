@@ -2,7 +2,7 @@ import PQueue from 'p-queue'
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.js'
 import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
-import { RelightError, toRelightError } from './errors.js'
+import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { HostIndex } from './host-index.js'
 import type { BackendInfo, Provider, ProviderEvent, SleepMode } from './provider.js'
 
@@ -16,6 +16,8 @@ export interface ProviderStatus {
   backends: number
   lastList?: number
   error?: string
+  /** Code of the last failed list. */
+  code?: ErrorCode
 }
 
 const LIST_TIMEOUT_MS = 15_000
@@ -102,7 +104,7 @@ export class Registry {
       if (before?.ok !== false || before.error !== error.message) {
         this.log.warn({ provider: provider.kind, code: error.code, err: error.message }, 'provider list failed; keeping known backends')
       }
-      this.status.set(provider.kind, { ...(before ?? { backends: 0 }), ok: false, error: error.message })
+      this.status.set(provider.kind, { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
       return
     }
     if (this.closed) return
@@ -225,7 +227,8 @@ export class Registry {
 
   /**
    * A valid host missed the index. Providers that ask for it are listed again (coalesced, at
-   * most once a second) and the host looked up again; everything else answers at once.
+   * most once a second) and the host looked up again; everything else answers at once. Rejects
+   * with RELIGHT_ERR_PROVIDER_UNAVAILABLE when such a provider cannot be listed.
    */
   async resolveAfterMiss(host: string): Promise<Backend | undefined> {
     const relisting = this.providers.filter((p) => p.relistOnMiss)
@@ -244,7 +247,16 @@ export class Registry {
     }
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, RELIST_ON_MISS_WAIT_MS).unref())
     await Promise.race([this.missRelist, timeout])
-    return this.index.resolve(host)
+    const found = this.index.resolve(host)
+    if (found) return found
+    // The host may belong to a backend we cannot see right now: say so rather than "unknown".
+    for (const p of relisting) {
+      const status = this.status.get(p.kind)
+      if (status?.ok !== false) continue
+      const code = status.code === 'RELIGHT_ERR_PROVIDER_AUTH' ? status.code : 'RELIGHT_ERR_PROVIDER_UNAVAILABLE'
+      throw new RelightError(code, `${p.kind} cannot be listed, so ${host} cannot be looked up: ${status.error ?? ''}`, { host, provider: p.kind })
+    }
+    return undefined
   }
 
   /** Wake a backend and, in the background, the other members of its group. */

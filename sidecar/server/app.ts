@@ -57,10 +57,13 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     if (host === undefined) {
       return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the Host header is not a valid DNS name'))
     }
-    return registry.resolveAfterMiss(host).then((late) => {
-      if (late) return wakeAndAnswer(late, req, reply)
-      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
-    })
+    return registry.resolveAfterMiss(host).then(
+      (late) => {
+        if (late) return wakeAndAnswer(late, req, reply)
+        return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
+      },
+      (err: unknown) => sendError(req, reply, err),
+    )
   })
 
   function answerStateful(site: StatefulSite, req: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
@@ -116,10 +119,13 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     if (stateful?.resolve(host)) return reply.send({ allowed: true, domain: host, stateful: true })
     const hit = registry.index.resolve(host)
     if (hit) return reply.send({ allowed: true, domain: host, backend: hit.info.name })
-    return registry.resolveAfterMiss(host).then((late) => {
-      if (late) return reply.send({ allowed: true, domain: host, backend: late.info.name })
-      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
-    })
+    return registry.resolveAfterMiss(host).then(
+      (late) => {
+        if (late) return reply.send({ allowed: true, domain: host, backend: late.info.name })
+        return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
+      },
+      (err: unknown) => sendError(req, reply, err),
+    )
   })
 
   app.get('/_relight/healthz', (_req, reply) => {

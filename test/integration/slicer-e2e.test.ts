@@ -142,8 +142,11 @@ describe('slicer end to end through Caddy', { skip, timeout: 120_000 }, () => {
       assert.equal(res.status, 502, res.body)
       assert.equal(res.reply, 'RELIGHT_ERR_PROVIDER_AUTH')
       assert.match(JSON.parse(res.body).detail, /rejected the token .*set providers\.slicer\.token/)
-      // A miss lists again; the failed list shows in healthz.
-      assert.equal((await get('unknown-host.apps.test')).status, 404)
+      // A miss lists again, which fails the same way: the name cannot be looked up (not a 404);
+      // the failed list shows in healthz.
+      const miss = await get('unknown-host.apps.test')
+      assert.equal(miss.status, 502, miss.body)
+      assert.equal(miss.reply, 'RELIGHT_ERR_PROVIDER_AUTH')
       const health = await request(`${sc.url}/_relight/healthz`)
       const body = (await health.body.json()) as { status: string; providers: Record<string, { ok: boolean; error?: string }> }
       assert.equal(body.status, 'degraded')
@@ -167,6 +170,10 @@ describe('slicer end to end through Caddy', { skip, timeout: 120_000 }, () => {
       assert.equal(res.reply, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
       assert.equal(res.retryAfter, '5')
       assert.equal((await get('busy.apps.test')).status, 200) // hot path: no API call
+      // a name we cannot look up while the API is down may be a VM created a moment ago: 503, not 404
+      const unknown = await get('created-during-outage.apps.test')
+      assert.equal(unknown.status, 503, unknown.body)
+      assert.equal(unknown.reply, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
     } finally {
       await sim.startApi()
     }
