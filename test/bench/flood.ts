@@ -1,0 +1,6 @@
+import type { BenchContext } from './context.js'
+import { Skip } from './context.js'
+
+export async function runFlood(_ctx: BenchContext): Promise<unknown> {
+  throw new Skip('not written yet')
+}
