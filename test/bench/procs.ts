@@ -153,7 +153,9 @@ export interface SyntheticChildOptions {
 /** The sidecar (real startSidecar, real config parsing and logger) with the synthetic provider, in a child process. */
 export async function startSyntheticSidecar(dir: string, name: string, options: SyntheticChildOptions): Promise<SyntheticSidecar> {
   const log = openSync(join(dir, `${name}.log`), 'a')
-  const child = fork(CHILD, [JSON.stringify(options)], { stdio: ['ignore', log, log, 'ipc'] })
+  // BENCH_CHILD_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the sidecar children.
+  const execArgv = process.env.BENCH_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+  const child = fork(CHILD, [JSON.stringify(options)], { stdio: ['ignore', log, log, 'ipc'], execArgv })
   closeSync(log)
   track(child)
   let seq = 0

@@ -92,7 +92,7 @@ async function main(): Promise<void> {
       memory_gib: Math.round(totalmem() / 2 ** 30),
       node: process.version,
       caddy: spawnSync('caddy', ['version'], { encoding: 'utf8' }).stdout.trim().split(' ')[0],
-      wrk: spawnSync('wrk', ['--version'], { encoding: 'utf8' }).stdout.trim().split('\n')[0],
+      wrk: (spawnSync('wrk', ['--version'], { encoding: 'utf8' }).stdout.trim().split('\n')[0] ?? '').split(' [')[0]?.replace('debian/', ''),
       load_at_start: load(),
     },
     options: { only, quick, seconds: ctx.seconds, rounds: ctx.rounds, connections: ctx.connections, threads: ctx.threads, setups },

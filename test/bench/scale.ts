@@ -1,6 +1,98 @@
+/**
+ * Scale: the same sidecar over 10 and over 10,000 synthetic backends, each in its own process.
+ * wrk asks /_relight/auth straight (no Caddy, so the sidecar is what is measured) for a random
+ * known host on every request, the two sidecars in alternation. Reported: throughput, RSS (at
+ * rest and after load), start-up time, and the idle sweep's time per tick.
+ */
+import { freePort } from '../helpers/net.js'
 import type { BenchContext } from './context.js'
-import { Skip } from './context.js'
+import { expectAnswer, get } from './http.js'
+import { type ChildStats, startSyntheticSidecar, type SyntheticSidecar } from './procs.js'
+import { load, median, round, rssMb } from './stats.js'
+import { knownHostsScript, runWrk, type WrkResult } from './wrk.js'
 
-export async function runScale(_ctx: BenchContext): Promise<unknown> {
-  throw new Skip('not written yet')
+const SIZES = [10, 10_000] as const
+const DOMAIN = 'scale.test'
+
+export interface ScaleSize {
+  backends: number
+  startupMs: number
+  rps: number
+  p50: number
+  p99: number
+  runs: WrkResult[]
+  rssAtRestMb: number
+  rssAfterLoadMb: number
+  peakRssMb: number
+  heapUsedMb: number
+  sweepMs: { p50: number; max: number; iterations: number }
+}
+
+export interface ScaleResult {
+  sizes: ScaleSize[]
+  /** rps(10,000) / rps(10), median of the per-round ratios. */
+  throughputRatio: number
+}
+
+export async function runScale(ctx: BenchContext): Promise<ScaleResult> {
+  const sidecars: SyntheticSidecar[] = []
+  try {
+    // Nothing listens on the upstream: these backends start running and are never probed or proxied to.
+    const upstream = `127.0.0.1:${await freePort()}`
+    const started: { startupMs: number; rest: number }[] = []
+    for (const count of SIZES) {
+      const t0 = performance.now()
+      const s = await startSyntheticSidecar(ctx.dir, `scale-${count}`, { count, upstream, domain: DOMAIN })
+      sidecars.push(s)
+      const startupMs = round(performance.now() - t0, 0)
+      const stats = await s.request<ChildStats>({ type: 'stats' })
+      if (stats.backends !== count) throw new Error(`scale: sidecar knows ${stats.backends} backends, expected ${count}`)
+      const port = Number(s.address.split(':')[1])
+      const a = await get({ port }, '/_relight/auth', `app-${count - 1}.${DOMAIN}`)
+      expectAnswer(`scale ${count}: last backend`, a, 200)
+      if (a.headers['x-relight-upstream'] !== upstream) throw new Error(`scale ${count}: wrong upstream ${String(a.headers['x-relight-upstream'])}`)
+      started.push({ startupMs, rest: (await rssMb(s.pid))?.rss ?? Number.NaN })
+      ctx.note(`scale: ${count} backends up in ${startupMs} ms, RSS ${started.at(-1)?.rest} MB`)
+    }
+    const scripts = SIZES.map((count) => knownHostsScript(ctx.dir, count, DOMAIN))
+    const urls = sidecars.map((s) => `http://${s.address}/_relight/auth`)
+    const wrkOf = (i: number, seconds: number) => runWrk({ url: urls[i] as string, seconds, connections: ctx.connections, threads: ctx.threads, script: scripts[i] as string })
+    for (let i = 0; i < SIZES.length; i++) await wrkOf(i, 1) // warm-up
+    const runs: WrkResult[][] = SIZES.map(() => [])
+    for (let r = 0; r < ctx.rounds; r++) {
+      for (let i = 0; i < SIZES.length; i++) {
+        const w = await wrkOf(i, ctx.seconds)
+        if (w.non2xx > 0 || w.socketErrors > 0) throw new Error(`scale ${SIZES[i]}: ${w.non2xx} non-2xx, ${w.socketErrors} socket errors`)
+        runs[i]?.push(w)
+        ctx.note(`scale: round ${r + 1}/${ctx.rounds} ${SIZES[i]} backends: ${w.rps} req/s p50 ${w.p50} ms (load ${w.load.join(' ')})`)
+      }
+    }
+    const sizes: ScaleSize[] = []
+    for (let i = 0; i < SIZES.length; i++) {
+      const s = sidecars[i] as SyntheticSidecar
+      const list = runs[i] as WrkResult[]
+      const mem = await rssMb(s.pid)
+      const stats = await s.request<ChildStats>({ type: 'stats' })
+      const sweepMs = await s.request<ScaleSize['sweepMs']>({ type: 'sweep', iterations: ctx.quick ? 50 : 200 })
+      sizes.push({
+        backends: SIZES[i] as number,
+        startupMs: started[i]?.startupMs ?? Number.NaN,
+        rps: round(median(list.map((w) => w.rps)), 0),
+        p50: round(median(list.map((w) => w.p50)), 3),
+        p99: round(median(list.map((w) => w.p99)), 3),
+        runs: list,
+        rssAtRestMb: started[i]?.rest ?? Number.NaN,
+        rssAfterLoadMb: mem?.rss ?? Number.NaN,
+        peakRssMb: mem?.hwm ?? Number.NaN,
+        heapUsedMb: stats.heapUsedMb,
+        sweepMs,
+      })
+      ctx.note(`scale: ${SIZES[i]} backends: sweep p50 ${sweepMs.p50} ms max ${sweepMs.max} ms (load ${load().join(' ')})`)
+    }
+    const small = runs[0] as WrkResult[]
+    const large = runs[1] as WrkResult[]
+    return { sizes, throughputRatio: round(median(large.map((w, r) => w.rps / (small[r]?.rps ?? Number.NaN))), 3) }
+  } finally {
+    for (const s of sidecars) await s.stop().catch(() => undefined)
+  }
 }
