@@ -33,7 +33,20 @@ function wakeRows(r: WakeResult): Row[] {
     rows.push(['wake', `process ${mode}: through Caddy + sidecar (n=${m.sidecar.n})`, `p50 ${ms(m.sidecar.p50)}  p90 ${ms(m.sidecar.p90)}  max ${ms(m.sidecar.max)}`, '', '', fmtLoad(m.load)])
     rows.push(['wake', `process ${mode}: raw ${mode === 'pause' ? 'SIGCONT' : 'spawn + listen'} → first byte`, `p50 ${ms(m.raw.p50)}  p90 ${ms(m.raw.p90)}  max ${ms(m.raw.max)}`, '', '', ''])
     rows.push(['wake', `process ${mode}: sidecar overhead at p50`, ms(m.overheadP50), '≤ 25 ms', verdict(m.overheadP50 <= 25), ''])
+    if (m.baseline && m.baselineOverheadP50 !== undefined) {
+      rows.push(['wake', `process ${mode}: baseline build (n=${m.baseline.n})`, `p50 ${ms(m.baseline.p50)}  p90 ${ms(m.baseline.p90)}  max ${ms(m.baseline.max)}; overhead at p50 ${ms(m.baselineOverheadP50)}`, '', '', ''])
+    }
   }
+  rows.push([
+    'wake',
+    `readiness probe: lag after the app listens (L = ${r.probeLag.listenAfterMs.join(', ')} ms)`,
+    Object.entries(r.probeLag.lagMs)
+      .map(([k, v]) => `${k} ${ms(v)}`)
+      .join(', '),
+    '',
+    '',
+    '',
+  ])
   rows.push(['wake', 'docker pause / stop', `skipped: ${r.docker.skipped}`, '', '', ''])
   return rows
 }
