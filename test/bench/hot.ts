@@ -9,6 +9,8 @@
  *   cl  the same, TCP, with Caddy's access log streamed to the sidecar (in-flight accounting on)
  *   c0  like c, with another build of the sidecar (--baseline), for before/after comparisons
  *   d   wrk straight at the sidecar's /_relight/auth (no Caddy): what the sidecar alone can do
+ *   nd  wrk straight at the bare Node responder (no Caddy): d/nd is the sidecar's own cost
+ *   d0  like d, with the --baseline build
  */
 import { join } from 'node:path'
 import { freePort } from '../helpers/net.js'
@@ -19,7 +21,7 @@ import { type RunningProcess, SIDECAR_MAIN, startBareResponder, startSidecarCli 
 import { median, round, rssMb } from './stats.js'
 import { runWrk, type WrkResult } from './wrk.js'
 
-export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'c0', 'd'] as const
+export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'c0', 'd', 'nd', 'd0'] as const
 export const DEFAULT_HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl']
 
 export const SETUP_LABEL: Record<string, string> = {
@@ -31,6 +33,8 @@ export const SETUP_LABEL: Record<string, string> = {
   cl: 'cl c + access log to the sidecar',
   c0: 'c0 forward_auth → baseline sidecar build (TCP)',
   d: 'd  wrk → sidecar /_relight/auth (no Caddy)',
+  nd: 'nd wrk → bare Node responder (no Caddy)',
+  d0: 'd0 wrk → baseline sidecar build (no Caddy)',
 }
 
 const HOST = 'app.bench.test'
@@ -72,7 +76,7 @@ ${extra}providers:
 }
 
 export async function runHot(ctx: BenchContext): Promise<HotResult> {
-  const setups = ctx.setups.filter((s) => s !== 'c0' || ctx.baseline)
+  const setups = ctx.setups.filter((s) => (s !== 'c0' && s !== 'd0') || ctx.baseline)
   const stops: (() => Promise<void>)[] = []
   try {
     // The backend: its own Caddy answering a short body, started first (the sidecar probes it).
@@ -88,7 +92,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     const sidecars: Record<string, RunningProcess> = {}
     const need = (s: string) => setups.includes(s)
 
-    if (need('n')) {
+    if (need('n') || need('nd')) {
       const bare = await startBareResponder(ports.bare as number, upstream)
       stops.push(() => bare.stop())
     }
@@ -97,7 +101,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     if (need('cl')) {
       sidecars.cl = await startSidecarCli(ctx.dir, 'hot-cl', sidecarYaml(`127.0.0.1:${ports.scl}`, backendPort, `access_log: unix:${accessSock}\n`), { host: '127.0.0.1', port: ports.scl as number })
     }
-    if (need('c0') && ctx.baseline) {
+    if ((need('c0') || need('d0')) && ctx.baseline) {
       sidecars.c0 = await startSidecarCli(ctx.dir, 'hot-c0', sidecarYaml(`127.0.0.1:${ports.sc0}`, backendPort), { host: '127.0.0.1', port: ports.sc0 as number }, ctx.baseline)
     }
     for (const s of Object.values(sidecars)) stops.push(() => s.stop())
@@ -115,10 +119,12 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     stops.push(() => front.close())
 
     // Correctness first: every set-up must route to the backend, the sidecar must answer exactly.
-    const urlOf = (s: string) => (s === 'd' ? `http://127.0.0.1:${ports.sc}/_relight/auth` : `http://127.0.0.1:${ports[s]}/`)
+    const urlOf = (s: string) =>
+      s === 'd' ? `http://127.0.0.1:${ports.sc}/_relight/auth` : s === 'd0' ? `http://127.0.0.1:${ports.sc0}/_relight/auth` : s === 'nd' ? `http://127.0.0.1:${ports.bare}/_relight/auth` : `http://127.0.0.1:${ports[s]}/`
     for (const s of setups) {
-      if (s === 'd') {
-        const a = await get({ port: ports.sc as number }, '/_relight/auth', HOST)
+      if (s === 'nd') expectAnswer('bare responder', await get({ port: ports.bare as number }, '/_relight/auth', HOST), 200)
+      else if (s === 'd' || s === 'd0') {
+        const a = await get({ port: (s === 'd' ? ports.sc : ports.sc0) as number }, '/_relight/auth', HOST)
         expectAnswer('sidecar /_relight/auth', a, 200)
         if (a.headers['x-relight-upstream'] !== upstream) throw new Error(`sidecar answered X-Relight-Upstream ${String(a.headers['x-relight-upstream'])}, expected ${upstream}`)
       } else expectAnswer(`set-up ${s}`, await get({ port: ports[s] as number }, '/', HOST), 200, BODY)
@@ -144,7 +150,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     const result: HotResult = { wrk: { seconds: ctx.seconds, connections: ctx.connections, threads: ctx.threads, rounds: ctx.rounds }, setups: {}, ratios: {}, order: setups }
     for (const s of setups) {
       const list = runs[s] as WrkResult[]
-      const pid = s === 'd' ? sidecars.c?.pid : sidecars[s]?.pid
+      const pid = s === 'd' ? sidecars.c?.pid : s === 'd0' ? sidecars.c0?.pid : sidecars[s]?.pid
       const mem = pid === undefined ? undefined : await rssMb(pid)
       result.setups[s] = {
         label: SETUP_LABEL[s] ?? s,
@@ -166,7 +172,9 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       paired(s, 'a')
     }
     paired('b', 'a')
+    paired('d', 'nd')
     if (runs.c0 && runs.c) paired('c', 'c0')
+    if (runs.d0 && runs.d) paired('d', 'd0')
     return result
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined)
