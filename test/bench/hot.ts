@@ -18,7 +18,7 @@ import { startBenchCaddy, site } from './caddy.js'
 import type { BenchContext } from './context.js'
 import { expectAnswer, get } from './http.js'
 import { type RunningProcess, SIDECAR_MAIN, startBareResponder, startSidecarCli } from './procs.js'
-import { median, round, rssMb } from './stats.js'
+import { cpuMs, median, round, rssMb } from './stats.js'
 import { runWrk, type WrkResult } from './wrk.js'
 
 export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'c0', 'd', 'nd', 'd0'] as const
@@ -40,9 +40,19 @@ export const SETUP_LABEL: Record<string, string> = {
 const HOST = 'app.bench.test'
 const BODY = 'hello from the bench backend'
 
+/** CPU µs per request, by process, during the measured runs (less sensitive to other load than req/s). */
+export interface CpuPerRequest {
+  front: number
+  /** The auth server when it is its own process (sidecar, bare Node); in b it is the front Caddy. */
+  auth?: number
+  backend: number
+  total: number
+}
+
 export interface HotSetupResult {
   label: string
   runs: WrkResult[]
+  cpuUsPerRequest: CpuPerRequest
   rps: number
   p50: number
   p99: number
@@ -92,9 +102,11 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     const sidecars: Record<string, RunningProcess> = {}
     const need = (s: string) => setups.includes(s)
 
+    let bare: RunningProcess | undefined
     if (need('n') || need('nd')) {
-      const bare = await startBareResponder(ports.bare as number, upstream)
-      stops.push(() => bare.stop())
+      const b = await startBareResponder(ports.bare as number, upstream)
+      bare = b
+      stops.push(() => b.stop())
     }
     if (need('c') || need('d')) sidecars.c = await startSidecarCli(ctx.dir, 'hot-c', sidecarYaml(`127.0.0.1:${ports.sc}`, backendPort), { host: '127.0.0.1', port: ports.sc as number })
     if (need('cu')) sidecars.cu = await startSidecarCli(ctx.dir, 'hot-cu', sidecarYaml(`unix:${unixSock}`, backendPort), { path: unixSock })
@@ -138,9 +150,29 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       await wrkOf(s, 1)
     }
     const runs: Record<string, WrkResult[]> = Object.fromEntries(setups.map((s) => [s, []]))
+    const authPid = (s: string): number | undefined =>
+      s === 'n' || s === 'nd' ? bare?.pid : s === 'd' ? sidecars.c?.pid : s === 'd0' ? sidecars.c0?.pid : sidecars[s]?.pid
+    const cpu: Record<string, { front: number; auth: number; backend: number; requests: number }> = Object.fromEntries(
+      setups.map((s) => [s, { front: 0, auth: 0, backend: 0, requests: 0 }]),
+    )
     for (let round = 0; round < ctx.rounds; round++) {
       for (const s of setups) {
+        const pids = { front: s === 'd' || s === 'd0' || s === 'nd' ? undefined : front.pid, auth: authPid(s), backend: backend.pid }
+        const snap = async () => ({
+          front: pids.front ? await cpuMs(pids.front) : 0,
+          auth: pids.auth ? await cpuMs(pids.auth) : 0,
+          backend: await cpuMs(pids.backend),
+        })
+        const before = await snap()
         const r = await wrkOf(s, ctx.seconds)
+        const after = await snap()
+        const c = cpu[s]
+        if (c) {
+          c.front += after.front - before.front
+          c.auth += after.auth - before.auth
+          c.backend += after.backend - before.backend
+          c.requests += r.requests
+        }
         if (r.non2xx > 0 || r.socketErrors > 0) throw new Error(`set-up ${s}: ${r.non2xx} non-2xx answers and ${r.socketErrors} socket errors under load`)
         runs[s]?.push(r)
         ctx.note(`hot: round ${round + 1}/${ctx.rounds} ${s.padEnd(2)} ${r.rps} req/s p50 ${r.p50} ms p99 ${r.p99} ms (load ${r.load.join(' ')})`)
@@ -155,6 +187,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       result.setups[s] = {
         label: SETUP_LABEL[s] ?? s,
         runs: list,
+        cpuUsPerRequest: cpuPerRequest(cpu[s], authPid(s) !== undefined),
         rps: round(median(list.map((r) => r.rps)), 0),
         p50: round(median(list.map((r) => r.p50)), 3),
         p99: round(median(list.map((r) => r.p99)), 3),
@@ -182,3 +215,9 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
 }
 
 export { SIDECAR_MAIN }
+
+function cpuPerRequest(c: { front: number; auth: number; backend: number; requests: number } | undefined, ownAuth: boolean): CpuPerRequest {
+  if (!c || c.requests === 0) return { front: Number.NaN, backend: Number.NaN, total: Number.NaN }
+  const us = (ms: number) => round((ms * 1000) / c.requests, 1)
+  return { front: us(c.front), ...(ownAuth ? { auth: us(c.auth) } : {}), backend: us(c.backend), total: us(c.front + c.auth + c.backend) }
+}

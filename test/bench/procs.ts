@@ -86,6 +86,11 @@ export const HTTP_APP = fileURLToPath(new URL('../../../test/fixtures/http-app.m
 const CHILD = fileURLToPath(new URL('./sidecar-child.js', import.meta.url))
 const BARE = fileURLToPath(new URL('./bare-responder.js', import.meta.url))
 
+/** BENCH_CHILD_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles every sidecar the bench starts. */
+function childNodeArgs(): string[] {
+  return process.env.BENCH_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+}
+
 export interface RunningProcess {
   readonly child: ChildProcess
   readonly pid: number
@@ -100,7 +105,7 @@ export async function startSidecarCli(dir: string, name: string, yaml: string, w
   const config = join(dir, `${name}.yaml`)
   writeFileSync(config, yaml)
   const log = openSync(join(dir, `${name}.log`), 'a')
-  const child = spawn(process.execPath, [main, 'serve', '--config', config, '--log-format', 'json'], { stdio: ['ignore', log, log] })
+  const child = spawn(process.execPath, [...childNodeArgs(), main, 'serve', '--config', config, '--log-format', 'json'], { stdio: ['ignore', log, log] })
   closeSync(log)
   track(child)
   if ('path' in waitFor) await waitUnix(waitFor.path, 15_000, child)
@@ -153,9 +158,7 @@ export interface SyntheticChildOptions {
 /** The sidecar (real startSidecar, real config parsing and logger) with the synthetic provider, in a child process. */
 export async function startSyntheticSidecar(dir: string, name: string, options: SyntheticChildOptions): Promise<SyntheticSidecar> {
   const log = openSync(join(dir, `${name}.log`), 'a')
-  // BENCH_CHILD_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the sidecar children.
-  const execArgv = process.env.BENCH_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? []
-  const child = fork(CHILD, [JSON.stringify(options)], { stdio: ['ignore', log, log, 'ipc'], execArgv })
+  const child = fork(CHILD, [JSON.stringify(options)], { stdio: ['ignore', log, log, 'ipc'], execArgv: childNodeArgs() })
   closeSync(log)
   track(child)
   let seq = 0

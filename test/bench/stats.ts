@@ -64,3 +64,16 @@ export async function rssMb(pid: number): Promise<{ rss: number; hwm: number } |
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** CPU time (user + system) a process has used so far, ms, from /proc (Linux; 100 ticks/s). */
+export async function cpuMs(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises')
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // after the command name: state is field 3, utime 14, stime 15 (1-based) → indexes 11, 12
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return Number.NaN
+  }
+}

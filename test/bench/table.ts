@@ -18,6 +18,8 @@ function hotRows(r: HotResult): Row[] {
     if (!x) continue
     const loads = x.runs.map((w) => w.load[0].toFixed(2)).join(',')
     rows.push(['hot', x.label, `${x.rps} req/s  p50 ${ms(x.p50)}  p99 ${ms(x.p99)}`, '', '', loads])
+    const c = x.cpuUsPerRequest
+    rows.push(['hot', `${s.padEnd(2)} CPU µs/request: total (front Caddy + auth server + backend)`, `${c.total} (${c.front} + ${c.auth ?? '-'} + ${c.backend})`, '', '', ''])
   }
   for (const [k, v] of Object.entries(r.ratios)) {
     const target = k === 'c/b' ? '≥ 0.85' : ''
