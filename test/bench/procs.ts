@@ -26,6 +26,23 @@ export function track(child: ChildProcess): () => void {
   return forget
 }
 
+/**
+ * Interrupted (SIGINT/SIGTERM): SIGTERM everything still running, so sidecars stop their own
+ * children (process-provider apps run in their own process groups), then SIGKILL what is left.
+ */
+export async function stopAllTracked(graceMs = 5000): Promise<void> {
+  const children = [...live].filter((c) => c.exitCode === null && c.signalCode === null)
+  await Promise.all(children.map((c) => stop(c, graceMs)))
+  for (const pid of livePids) {
+    try {
+      process.kill(pid, 'SIGTERM')
+    } catch {
+      // already gone
+    }
+  }
+  killAllTracked()
+}
+
 /** Last resort on exit: SIGKILL what we started and did not stop (each by its own pid). */
 export function killAllTracked(): void {
   for (const child of live) {

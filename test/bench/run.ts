@@ -18,7 +18,7 @@ import { Skip } from './context.js'
 import { runCoalesce } from './coalesce.js'
 import { runFlood } from './flood.js'
 import { DEFAULT_HOT_SETUPS, HOT_SETUPS, runHot } from './hot.js'
-import { killAllTracked } from './procs.js'
+import { killAllTracked, stopAllTracked } from './procs.js'
 import { runScale } from './scale.js'
 import { load } from './stats.js'
 import { renderTable } from './table.js'
@@ -128,9 +128,12 @@ async function main(): Promise<void> {
 if (process.env.NODE_TEST_CONTEXT) {
   process.stdout.write('# test/bench/run.js is the benchmark (npm run bench), not a test: skipped\n')
 } else {
+  let interrupted = false
   const cleanup = (code: number) => {
-    killAllTracked()
-    process.exit(code)
+    if (interrupted) process.exit(code) // second signal: leave now (the exit hook still SIGKILLs)
+    interrupted = true
+    process.stderr.write('bench: interrupted; stopping what it started\n')
+    void stopAllTracked().finally(() => process.exit(code))
   }
   process.on('SIGINT', () => cleanup(130))
   process.on('SIGTERM', () => cleanup(143))
@@ -138,7 +141,7 @@ if (process.env.NODE_TEST_CONTEXT) {
   main().then(
     () => killAllTracked(),
     (err: unknown) => {
-      process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`)
+      process.stderr.write(`bench: ${process.env.BENCH_DEBUG ? ((err as Error).stack ?? String(err)) : (err as Error).message}\n`)
       killAllTracked()
       process.exitCode = 1
     },
