@@ -64,6 +64,11 @@ export interface HotResult {
   setups: Record<string, HotSetupResult>
   /** Median over rounds of the ratio within each round (same load for both). */
   ratios: Record<string, number>
+  /**
+   * The same ratios from CPU µs per request (total of all processes): x/y = cpu(y)/cpu(x). On a
+   * CPU-bound machine this is the throughput ratio, and it moves much less with other load.
+   */
+  cpuRatios: Record<string, number>
   order: string[]
 }
 
@@ -179,7 +184,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       }
     }
 
-    const result: HotResult = { wrk: { seconds: ctx.seconds, connections: ctx.connections, threads: ctx.threads, rounds: ctx.rounds }, setups: {}, ratios: {}, order: setups }
+    const result: HotResult = { wrk: { seconds: ctx.seconds, connections: ctx.connections, threads: ctx.threads, rounds: ctx.rounds }, setups: {}, ratios: {}, cpuRatios: {}, order: setups }
     for (const s of setups) {
       const list = runs[s] as WrkResult[]
       const pid = s === 'd' ? sidecars.c?.pid : s === 'd0' ? sidecars.c0?.pid : sidecars[s]?.pid
@@ -199,6 +204,9 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       const ys = runs[y]
       if (!xs || !ys) return
       result.ratios[`${x}/${y}`] = round(median(xs.map((r, i) => r.rps / (ys[i]?.rps ?? Number.NaN))), 3)
+      const cx = result.setups[x]?.cpuUsPerRequest.total
+      const cy = result.setups[y]?.cpuUsPerRequest.total
+      if (cx && cy) result.cpuRatios[`${x}/${y}`] = round(cy / cx, 3)
     }
     for (const s of ['c', 'cu', 'cl', 'c0', 'n']) {
       paired(s, 'b')

@@ -8,7 +8,7 @@ import { freePort } from '../helpers/net.js'
 import type { BenchContext } from './context.js'
 import { expectAnswer, get } from './http.js'
 import { type ChildStats, startSyntheticSidecar, type SyntheticSidecar } from './procs.js'
-import { load, median, round, rssMb } from './stats.js'
+import { cpuMs, load, median, round, rssMb } from './stats.js'
 import { knownHostsScript, runWrk, type WrkResult } from './wrk.js'
 
 const SIZES = [10, 10_000] as const
@@ -26,12 +26,18 @@ export interface ScaleSize {
   peakRssMb: number
   heapUsedMb: number
   sweepMs: { p50: number; max: number; iterations: number }
+  /** A full resync (every resync_interval): list, upsert, rebuild the host index. Blocks the event loop. */
+  resyncMs: { p50: number; max: number; iterations: number }
+  /** Sidecar CPU µs per request over the measured runs (steadier than req/s on a shared machine). */
+  cpuUsPerRequest: number
 }
 
 export interface ScaleResult {
   sizes: ScaleSize[]
   /** rps(10,000) / rps(10), median of the per-round ratios. */
   throughputRatio: number
+  /** CPU per request at 10 / at 10,000: the throughput ratio a CPU-bound sidecar would see. */
+  cpuRatio: number
 }
 
 export async function runScale(ctx: BenchContext): Promise<ScaleResult> {
@@ -59,9 +65,15 @@ export async function runScale(ctx: BenchContext): Promise<ScaleResult> {
     const wrkOf = (i: number, seconds: number) => runWrk({ url: urls[i] as string, seconds, connections: ctx.connections, threads: ctx.threads, script: scripts[i] as string })
     for (let i = 0; i < SIZES.length; i++) await wrkOf(i, 1) // warm-up
     const runs: WrkResult[][] = SIZES.map(() => [])
+    const cpu = SIZES.map(() => ({ ms: 0, requests: 0 }))
     for (let r = 0; r < ctx.rounds; r++) {
       for (let i = 0; i < SIZES.length; i++) {
+        const pid = (sidecars[i] as SyntheticSidecar).pid
+        const before = await cpuMs(pid)
         const w = await wrkOf(i, ctx.seconds)
+        const c = cpu[i] as { ms: number; requests: number }
+        c.ms += (await cpuMs(pid)) - before
+        c.requests += w.requests
         if (w.non2xx > 0 || w.socketErrors > 0) throw new Error(`scale ${SIZES[i]}: ${w.non2xx} non-2xx, ${w.socketErrors} socket errors`)
         runs[i]?.push(w)
         ctx.note(`scale: round ${r + 1}/${ctx.rounds} ${SIZES[i]} backends: ${w.rps} req/s p50 ${w.p50} ms (load ${w.load.join(' ')})`)
@@ -74,6 +86,8 @@ export async function runScale(ctx: BenchContext): Promise<ScaleResult> {
       const mem = await rssMb(s.pid)
       const stats = await s.request<ChildStats>({ type: 'stats' })
       const sweepMs = await s.request<ScaleSize['sweepMs']>({ type: 'sweep', iterations: ctx.quick ? 50 : 200 })
+      const resyncMs = await s.request<ScaleSize['resyncMs']>({ type: 'resync', iterations: ctx.quick ? 2 : 5 })
+      const c = cpu[i] as { ms: number; requests: number }
       sizes.push({
         backends: SIZES[i] as number,
         startupMs: started[i]?.startupMs ?? Number.NaN,
@@ -86,12 +100,18 @@ export async function runScale(ctx: BenchContext): Promise<ScaleResult> {
         peakRssMb: mem?.hwm ?? Number.NaN,
         heapUsedMb: stats.heapUsedMb,
         sweepMs,
+        resyncMs,
+        cpuUsPerRequest: round((c.ms * 1000) / c.requests, 1),
       })
       ctx.note(`scale: ${SIZES[i]} backends: sweep p50 ${sweepMs.p50} ms max ${sweepMs.max} ms (load ${load().join(' ')})`)
     }
     const small = runs[0] as WrkResult[]
     const large = runs[1] as WrkResult[]
-    return { sizes, throughputRatio: round(median(large.map((w, r) => w.rps / (small[r]?.rps ?? Number.NaN))), 3) }
+    return {
+      sizes,
+      throughputRatio: round(median(large.map((w, r) => w.rps / (small[r]?.rps ?? Number.NaN))), 3),
+      cpuRatio: round((sizes[0]?.cpuUsPerRequest ?? Number.NaN) / (sizes[1]?.cpuUsPerRequest ?? Number.NaN), 3),
+    }
   } finally {
     for (const s of sidecars) await s.stop().catch(() => undefined)
   }

@@ -8,6 +8,7 @@
  *   stats                → ChildStats
  *   sleep-all            → put every backend to sleep through the core (Backend.sleepIfIdle)
  *   sweep { iterations } → time Registry.sweep() (ms per call: p50, max)
+ *   resync { iterations } → time a full resync (list, upserts, host index rebuild), ms p50/max
  *   stop                 → close the sidecar and exit
  */
 import { parseConfig } from '../../sidecar/config/load.js'
@@ -52,6 +53,18 @@ async function main(send: (message: unknown) => void): Promise<void> {
           for (let i = 0; i < (m.iterations ?? 100); i++) {
             const t0 = performance.now()
             await sidecar.registry.sweep()
+            times.push(performance.now() - t0)
+          }
+          answer({ p50: round(percentile(times, 50), 3), max: round(Math.max(...times), 3), iterations: times.length })
+        })()
+        return
+      }
+      case 'resync': {
+        void (async () => {
+          const times: number[] = []
+          for (let i = 0; i < (m.iterations ?? 5); i++) {
+            const t0 = performance.now()
+            await sidecar.registry.resync(provider)
             times.push(performance.now() - t0)
           }
           answer({ p50: round(percentile(times, 50), 3), max: round(Math.max(...times), 3), iterations: times.length })
