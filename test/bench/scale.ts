@@ -2,7 +2,9 @@
  * Scale: the same sidecar over 10 and over 10,000 synthetic backends, each in its own process.
  * wrk asks /_relight/auth straight (no Caddy, so the sidecar is what is measured) for a random
  * known host on every request, the two sidecars in alternation. Reported: throughput, RSS (at
- * rest and after load), start-up time, and the idle sweep's time per tick.
+ * rest and after load), start-up time, and the idle sweep's time per tick. A third case sends
+ * the 10,000-backend sidecar traffic for 10 of its hosts only: what the registry's size costs,
+ * apart from the working set that uniform traffic over 10,000 hosts drags through the CPU caches.
  */
 import { freePort } from '../helpers/net.js'
 import type { BenchContext } from './context.js'
@@ -38,6 +40,8 @@ export interface ScaleResult {
   throughputRatio: number
   /** CPU per request at 10 / at 10,000: the throughput ratio a CPU-bound sidecar would see. */
   cpuRatio: number
+  /** 10,000 backends, traffic for 10 of them only (req/s median, CPU µs/request). */
+  hot10: { rps: number; cpuUsPerRequest: number; runs: WrkResult[] }
 }
 
 export async function runScale(ctx: BenchContext): Promise<ScaleResult> {
@@ -62,8 +66,11 @@ export async function runScale(ctx: BenchContext): Promise<ScaleResult> {
     }
     const scripts = SIZES.map((count) => knownHostsScript(ctx.dir, count, DOMAIN))
     const urls = sidecars.map((s) => `http://${s.address}/_relight/auth`)
-    const wrkOf = (i: number, seconds: number) => runWrk({ url: urls[i] as string, seconds, connections: ctx.connections, threads: ctx.threads, script: scripts[i] as string })
-    for (let i = 0; i < SIZES.length; i++) await wrkOf(i, 1) // warm-up
+    // case 2: the 10,000-backend sidecar with the 10-host script
+    const wrkOf = (i: number, seconds: number) =>
+      runWrk({ url: urls[Math.min(i, 1)] as string, seconds, connections: ctx.connections, threads: ctx.threads, script: scripts[i === 2 ? 0 : i] as string })
+    for (let i = 0; i < 3; i++) await wrkOf(i, 1) // warm-up
+    const hot10 = { ms: 0, requests: 0, runs: [] as WrkResult[] }
     const runs: WrkResult[][] = SIZES.map(() => [])
     const cpu = SIZES.map(() => ({ ms: 0, requests: 0 }))
     for (let r = 0; r < ctx.rounds; r++) {
@@ -78,6 +85,13 @@ export async function runScale(ctx: BenchContext): Promise<ScaleResult> {
         runs[i]?.push(w)
         ctx.note(`scale: round ${r + 1}/${ctx.rounds} ${SIZES[i]} backends: ${w.rps} req/s p50 ${w.p50} ms (load ${w.load.join(' ')})`)
       }
+      const pid = (sidecars[1] as SyntheticSidecar).pid
+      const before = await cpuMs(pid)
+      const w = await wrkOf(2, ctx.seconds)
+      hot10.ms += (await cpuMs(pid)) - before
+      hot10.requests += w.requests
+      hot10.runs.push(w)
+      ctx.note(`scale: round ${r + 1}/${ctx.rounds} 10000 backends, 10 hosts hit: ${w.rps} req/s (load ${w.load.join(' ')})`)
     }
     const sizes: ScaleSize[] = []
     for (let i = 0; i < SIZES.length; i++) {
@@ -111,6 +125,7 @@ export async function runScale(ctx: BenchContext): Promise<ScaleResult> {
       sizes,
       throughputRatio: round(median(large.map((w, r) => w.rps / (small[r]?.rps ?? Number.NaN))), 3),
       cpuRatio: round((sizes[0]?.cpuUsPerRequest ?? Number.NaN) / (sizes[1]?.cpuUsPerRequest ?? Number.NaN), 3),
+      hot10: { rps: round(median(hot10.runs.map((w) => w.rps)), 0), cpuUsPerRequest: round((hot10.ms * 1000) / hot10.requests, 1), runs: hot10.runs },
     }
   } finally {
     for (const s of sidecars) await s.stop().catch(() => undefined)
