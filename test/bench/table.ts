@@ -50,7 +50,12 @@ function wakeRows(r: WakeResult): Row[] {
     '',
     '',
   ])
-  rows.push(['wake', 'docker pause / stop', `skipped: ${r.docker.skipped}`, '', '', ''])
+  const d = r.docker.raw
+  if (d) {
+    rows.push(['wake', `docker raw: unpause → first byte (n=${d.unpause.n})`, `p50 ${ms(d.unpause.p50)}  p90 ${ms(d.unpause.p90)}  max ${ms(d.unpause.max)}`, '', '', fmtLoad(d.load)])
+    rows.push(['wake', `docker raw: start (stopped) → first byte (n=${d.start.n})`, `p50 ${ms(d.start.p50)}  p90 ${ms(d.start.p90)}  max ${ms(d.start.max)}`, '', '', ''])
+  } else rows.push(['wake', 'docker raw operations', `skipped: ${r.docker.rawSkipped ?? ''}`, '', '', ''])
+  rows.push(['wake', 'docker through Caddy + sidecar', `skipped: ${r.docker.skipped}`, '', '', ''])
   return rows
 }
 

@@ -12,6 +12,7 @@ import { freePort } from '../helpers/net.js'
 import { startBenchCaddy, site } from './caddy.js'
 import type { BenchContext } from './context.js'
 import { expectAnswer, get } from './http.js'
+import { type DockerRaw, dockerRaw } from './docker-raw.js'
 import { HTTP_APP, SIDECAR_MAIN, startSidecarCli, stop, track, waitPort } from './procs.js'
 import { load, round, sleep, type Spread, spread } from './stats.js'
 
@@ -39,7 +40,8 @@ export interface WakeResult {
   iterations: { pause: number; stop: number }
   probeLag: ProbeLag
   process: { pause: WakeModeResult; stop: WakeModeResult }
-  docker: { skipped: string }
+  /** Raw Docker operations (measured when dockerd answers); the sidecar path waits for the provider. */
+  docker: { skipped: string; raw?: DockerRaw; rawSkipped?: string }
 }
 
 function sidecarYaml(port: number, pausePort: number, stopPort: number): string {
@@ -74,8 +76,8 @@ function spawnApp(port: number, name: string): ChildProcess {
 /** What the Docker part needs, and why it does not run in this tree. */
 function dockerNote(): string {
   const provider = fileURLToPath(new URL('../../sidecar/providers/docker/', import.meta.url))
-  if (!existsSync(provider)) return 'the docker provider is not in this tree (it is being written on branch docker); wake latency for docker pause/stop is not measured yet'
-  return 'the docker provider is present, but this benchmark does not drive it yet'
+  if (!existsSync(provider)) return 'the docker provider is not in this tree (branch docker): only the raw operations are measured'
+  return 'the docker provider is present, but this benchmark does not drive it yet: only the raw operations are measured'
 }
 
 export async function runWake(ctx: BenchContext): Promise<WakeResult> {
@@ -159,7 +161,8 @@ export async function runWake(ctx: BenchContext): Promise<WakeResult> {
     const pause = await measure('pause')
     const stopped = await measure('stop')
     const probeLag = await measureProbeLag(ctx)
-    return { iterations: n, probeLag, process: { pause, stop: stopped }, docker: { skipped: dockerNote() } }
+    const raw = await dockerRaw(ctx)
+    return { iterations: n, probeLag, process: { pause, stop: stopped }, docker: { skipped: dockerNote(), ...(typeof raw === 'string' ? { rawSkipped: raw } : { raw }) } }
   } finally {
     for (const s of stops.reverse()) await s().catch(() => undefined)
   }
