@@ -7,6 +7,7 @@
  *   c   the snippet to relight-sidecar (real CLI, own process, TCP loopback)
  *   cu  the same over a unix socket
  *   cl  the same, TCP, with Caddy's access log streamed to the sidecar (in-flight accounting on)
+ *   clf like cl, the log filtered down to what the sidecar reads (request headers and TLS dropped)
  *   c0  like c, with another build of the sidecar (--baseline), for before/after comparisons
  *   d   wrk straight at the sidecar's /_relight/auth (no Caddy): what the sidecar alone can do
  *   nd  wrk straight at the bare Node responder (no Caddy): d/nd is the sidecar's own cost
@@ -21,7 +22,7 @@ import { type RunningProcess, SIDECAR_MAIN, startBareResponder, startSidecarCli 
 import { cpuMs, median, round, rssMb } from './stats.js'
 import { runWrk, type WrkResult } from './wrk.js'
 
-export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'c0', 'd', 'nd', 'd0'] as const
+export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'd', 'nd', 'd0'] as const
 export const DEFAULT_HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl']
 
 export const SETUP_LABEL: Record<string, string> = {
@@ -31,6 +32,7 @@ export const SETUP_LABEL: Record<string, string> = {
   c: 'c  forward_auth → relight-sidecar (TCP)',
   cu: 'cu forward_auth → relight-sidecar (unix socket)',
   cl: 'cl c + access log to the sidecar',
+  clf: 'clf cl, log filtered (no request headers)',
   c0: 'c0 forward_auth → baseline sidecar build (TCP)',
   d: 'd  wrk → sidecar /_relight/auth (no Caddy)',
   nd: 'nd wrk → bare Node responder (no Caddy)',
@@ -101,9 +103,10 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     const upstream = `127.0.0.1:${backendPort}`
 
     const ports: Record<string, number> = {}
-    for (const s of ['a', 'b', 'n', 'c', 'cu', 'cl', 'c0', 'auth', 'bare', 'sc', 'sc0', 'scl']) ports[s] = await freePort()
+    for (const s of ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'auth', 'bare', 'sc', 'sc0', 'scl', 'sclf']) ports[s] = await freePort()
     const unixSock = join(ctx.dir, 'hot-sidecar.sock')
     const accessSock = join(ctx.dir, 'hot-access.sock')
+    const accessSockF = join(ctx.dir, 'hot-access-f.sock')
     const sidecars: Record<string, RunningProcess> = {}
     const need = (s: string) => setups.includes(s)
 
@@ -118,6 +121,9 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     if (need('cl')) {
       sidecars.cl = await startSidecarCli(ctx.dir, 'hot-cl', sidecarYaml(`127.0.0.1:${ports.scl}`, backendPort, `access_log: unix:${accessSock}\n`), { host: '127.0.0.1', port: ports.scl as number })
     }
+    if (need('clf')) {
+      sidecars.clf = await startSidecarCli(ctx.dir, 'hot-clf', sidecarYaml(`127.0.0.1:${ports.sclf}`, backendPort, `access_log: unix:${accessSockF}\n`), { host: '127.0.0.1', port: ports.sclf as number })
+    }
     if ((need('c0') || need('d0')) && ctx.baseline) {
       sidecars.c0 = await startSidecarCli(ctx.dir, 'hot-c0', sidecarYaml(`127.0.0.1:${ports.sc0}`, backendPort), { host: '127.0.0.1', port: ports.sc0 as number }, ctx.baseline)
     }
@@ -131,6 +137,10 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     if (sidecars.c) sites += site(ports.c as number, `import relight 127.0.0.1:${ports.sc}`)
     if (sidecars.cu) sites += site(ports.cu as number, `import relight unix/${unixSock}`)
     if (sidecars.cl) sites += site(ports.cl as number, `log {\n\toutput net unix/${accessSock}\n\tformat json\n}\nimport relight 127.0.0.1:${ports.scl}`)
+    if (sidecars.clf) {
+      const filter = 'format filter {\n\twrap json\n\tfields {\n\t\trequest>headers delete\n\t\trequest>tls delete\n\t}\n}'
+      sites += site(ports.clf as number, `log {\n\toutput net unix/${accessSockF}\n${filter.split('\n').map((l) => `\t${l}`).join('\n')}\n}\nimport relight 127.0.0.1:${ports.sclf}`)
+    }
     if (sidecars.c0) sites += site(ports.c0 as number, `import relight 127.0.0.1:${ports.sc0}`)
     const front = await startBenchCaddy(ctx.dir, sites)
     stops.push(() => front.close())
@@ -208,12 +218,13 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       const cy = result.setups[y]?.cpuUsPerRequest.total
       if (cx && cy) result.cpuRatios[`${x}/${y}`] = round(cy / cx, 3)
     }
-    for (const s of ['c', 'cu', 'cl', 'c0', 'n']) {
+    for (const s of ['c', 'cu', 'cl', 'clf', 'c0', 'n']) {
       paired(s, 'b')
       paired(s, 'a')
     }
     paired('b', 'a')
     paired('d', 'nd')
+    paired('clf', 'cl')
     if (runs.c0 && runs.c) paired('c', 'c0')
     if (runs.d0 && runs.d) paired('d', 'd0')
     return result
