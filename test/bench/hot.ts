@@ -1,0 +1,242 @@
+/**
+ * Hot path: one wrk, the same front Caddy, the same backend, set-ups measured in alternation.
+ *   a   Caddy reverse_proxy straight to the backend (the limit)
+ *   b   Caddy forward_auth (the relight snippet) to a Caddy-native responder that only sets the
+ *       header (the ceiling of the forward_auth design: a sidecar that costs nothing)
+ *   n   the snippet to a bare Node http server that only sets the header (the floor of any Node sidecar)
+ *   c   the snippet to relight-sidecar (real CLI, own process, TCP loopback)
+ *   cu  the same over a unix socket
+ *   cl  the same, TCP, with Caddy's access log streamed to the sidecar (in-flight accounting on)
+ *   clf like cl, the log filtered down to what the sidecar reads (request headers and TLS dropped)
+ *   c0  like c, with another build of the sidecar (--baseline), for before/after comparisons
+ *   d   wrk straight at the sidecar's /_relight/auth (no Caddy): what the sidecar alone can do
+ *   nd  wrk straight at the bare Node responder (no Caddy): d/nd is the sidecar's own cost
+ *   d0  like d, with the --baseline build
+ */
+import { join } from 'node:path'
+import { freePort } from '../helpers/net.js'
+import { startBenchCaddy, site } from './caddy.js'
+import type { BenchContext } from './context.js'
+import { expectAnswer, get } from './http.js'
+import { type RunningProcess, SIDECAR_MAIN, startBareResponder, startSidecarCli } from './procs.js'
+import { cpuMs, median, round, rssMb } from './stats.js'
+import { runWrk, type WrkResult } from './wrk.js'
+
+export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'd', 'nd', 'd0'] as const
+export const DEFAULT_HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl']
+
+export const SETUP_LABEL: Record<string, string> = {
+  a: 'a  Caddy reverse_proxy → backend (limit)',
+  b: 'b  forward_auth → Caddy-native responder (ceiling)',
+  n: 'n  forward_auth → bare Node http responder',
+  c: 'c  forward_auth → relight-sidecar (TCP)',
+  cu: 'cu forward_auth → relight-sidecar (unix socket)',
+  cl: 'cl c + access log to the sidecar',
+  clf: 'clf cl, log filtered (no request headers)',
+  c0: 'c0 forward_auth → baseline sidecar build (TCP)',
+  d: 'd  wrk → sidecar /_relight/auth (no Caddy)',
+  nd: 'nd wrk → bare Node responder (no Caddy)',
+  d0: 'd0 wrk → baseline sidecar build (no Caddy)',
+}
+
+const HOST = 'app.bench.test'
+const BODY = 'hello from the bench backend'
+
+/** CPU µs per request, by process, during the measured runs (less sensitive to other load than req/s). */
+export interface CpuPerRequest {
+  front: number
+  /** The auth server when it is its own process (sidecar, bare Node); in b it is the front Caddy. */
+  auth?: number
+  backend: number
+  total: number
+}
+
+export interface HotSetupResult {
+  label: string
+  runs: WrkResult[]
+  cpuUsPerRequest: CpuPerRequest
+  rps: number
+  p50: number
+  p99: number
+  sidecarRssMb?: number
+}
+
+export interface HotResult {
+  wrk: { seconds: number; connections: number; threads: number; rounds: number }
+  setups: Record<string, HotSetupResult>
+  /** Median over rounds of the ratio within each round (same load for both). */
+  ratios: Record<string, number>
+  /**
+   * The same ratios from CPU µs per request (total of all processes): x/y = cpu(y)/cpu(x). On a
+   * CPU-bound machine this is the throughput ratio, and it moves much less with other load.
+   */
+  cpuRatios: Record<string, number>
+  order: string[]
+}
+
+function sidecarYaml(listen: string, backendPort: number, extra = ''): string {
+  return `listen: ${listen}
+log_level: info
+${extra}providers:
+  process:
+    apps:
+      - name: app
+        hosts: [${HOST}]
+        # the sidecar only needs the backend's address: the process is a placeholder kept running
+        command: [sleep, "86400"]
+        port: ${backendPort}
+        always_on: true
+        stdout: "null"
+        stderr: "null"
+        grace_period: 2s
+`
+}
+
+export async function runHot(ctx: BenchContext): Promise<HotResult> {
+  const setups = ctx.setups.filter((s) => (s !== 'c0' && s !== 'd0') || ctx.baseline)
+  const stops: (() => Promise<void>)[] = []
+  try {
+    // The backend: its own Caddy answering a short body, started first (the sidecar probes it).
+    const backendPort = await freePort()
+    const backend = await startBenchCaddy(ctx.dir, site(backendPort, `respond "${BODY}\n" 200`))
+    stops.push(() => backend.close())
+    const upstream = `127.0.0.1:${backendPort}`
+
+    const ports: Record<string, number> = {}
+    for (const s of ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'auth', 'bare', 'sc', 'sc0', 'scl', 'sclf']) ports[s] = await freePort()
+    const unixSock = join(ctx.dir, 'hot-sidecar.sock')
+    const accessSock = join(ctx.dir, 'hot-access.sock')
+    const accessSockF = join(ctx.dir, 'hot-access-f.sock')
+    const sidecars: Record<string, RunningProcess> = {}
+    const need = (s: string) => setups.includes(s)
+
+    let bare: RunningProcess | undefined
+    if (need('n') || need('nd')) {
+      const b = await startBareResponder(ports.bare as number, upstream)
+      bare = b
+      stops.push(() => b.stop())
+    }
+    if (need('c') || need('d')) sidecars.c = await startSidecarCli(ctx.dir, 'hot-c', sidecarYaml(`127.0.0.1:${ports.sc}`, backendPort), { host: '127.0.0.1', port: ports.sc as number })
+    if (need('cu')) sidecars.cu = await startSidecarCli(ctx.dir, 'hot-cu', sidecarYaml(`unix:${unixSock}`, backendPort), { path: unixSock })
+    if (need('cl')) {
+      sidecars.cl = await startSidecarCli(ctx.dir, 'hot-cl', sidecarYaml(`127.0.0.1:${ports.scl}`, backendPort, `access_log: unix:${accessSock}\n`), { host: '127.0.0.1', port: ports.scl as number })
+    }
+    if (need('clf')) {
+      sidecars.clf = await startSidecarCli(ctx.dir, 'hot-clf', sidecarYaml(`127.0.0.1:${ports.sclf}`, backendPort, `access_log: unix:${accessSockF}\n`), { host: '127.0.0.1', port: ports.sclf as number })
+    }
+    if ((need('c0') || need('d0')) && ctx.baseline) {
+      sidecars.c0 = await startSidecarCli(ctx.dir, 'hot-c0', sidecarYaml(`127.0.0.1:${ports.sc0}`, backendPort), { host: '127.0.0.1', port: ports.sc0 as number }, ctx.baseline)
+    }
+    for (const s of Object.values(sidecars)) stops.push(() => s.stop())
+
+    // The front Caddy: one site per set-up, all alike but for what forward_auth asks.
+    let sites = site(ports.a as number, `reverse_proxy ${upstream}`)
+    sites += site(ports.auth as number, `header X-Relight-Upstream ${upstream}\nrespond 200`)
+    sites += site(ports.b as number, `import relight 127.0.0.1:${ports.auth}`)
+    if (need('n')) sites += site(ports.n as number, `import relight 127.0.0.1:${ports.bare}`)
+    if (sidecars.c) sites += site(ports.c as number, `import relight 127.0.0.1:${ports.sc}`)
+    if (sidecars.cu) sites += site(ports.cu as number, `import relight unix/${unixSock}`)
+    if (sidecars.cl) sites += site(ports.cl as number, `log {\n\toutput net unix/${accessSock}\n\tformat json\n}\nimport relight 127.0.0.1:${ports.scl}`)
+    if (sidecars.clf) {
+      const filter = 'format filter {\n\twrap json\n\tfields {\n\t\trequest>headers delete\n\t\trequest>tls delete\n\t}\n}'
+      sites += site(ports.clf as number, `log {\n\toutput net unix/${accessSockF}\n${filter.split('\n').map((l) => `\t${l}`).join('\n')}\n}\nimport relight 127.0.0.1:${ports.sclf}`)
+    }
+    if (sidecars.c0) sites += site(ports.c0 as number, `import relight 127.0.0.1:${ports.sc0}`)
+    const front = await startBenchCaddy(ctx.dir, sites)
+    stops.push(() => front.close())
+
+    // Correctness first: every set-up must route to the backend, the sidecar must answer exactly.
+    const urlOf = (s: string) =>
+      s === 'd' ? `http://127.0.0.1:${ports.sc}/_relight/auth` : s === 'd0' ? `http://127.0.0.1:${ports.sc0}/_relight/auth` : s === 'nd' ? `http://127.0.0.1:${ports.bare}/_relight/auth` : `http://127.0.0.1:${ports[s]}/`
+    for (const s of setups) {
+      if (s === 'nd') expectAnswer('bare responder', await get({ port: ports.bare as number }, '/_relight/auth', HOST), 200)
+      else if (s === 'd' || s === 'd0') {
+        const a = await get({ port: (s === 'd' ? ports.sc : ports.sc0) as number }, '/_relight/auth', HOST)
+        expectAnswer('sidecar /_relight/auth', a, 200)
+        if (a.headers['x-relight-upstream'] !== upstream) throw new Error(`sidecar answered X-Relight-Upstream ${String(a.headers['x-relight-upstream'])}, expected ${upstream}`)
+      } else expectAnswer(`set-up ${s}`, await get({ port: ports[s] as number }, '/', HOST), 200, BODY)
+    }
+
+    const wrkOf = (s: string, seconds: number) =>
+      runWrk({ url: urlOf(s), seconds, connections: ctx.connections, threads: ctx.threads, headers: { Host: HOST } })
+    // Warm-up (JIT, connection pools), not recorded.
+    for (const s of setups) {
+      ctx.note(`hot: warm-up ${s}`)
+      await wrkOf(s, 1)
+    }
+    const runs: Record<string, WrkResult[]> = Object.fromEntries(setups.map((s) => [s, []]))
+    const authPid = (s: string): number | undefined =>
+      s === 'n' || s === 'nd' ? bare?.pid : s === 'd' ? sidecars.c?.pid : s === 'd0' ? sidecars.c0?.pid : sidecars[s]?.pid
+    const cpu: Record<string, { front: number; auth: number; backend: number; requests: number }> = Object.fromEntries(
+      setups.map((s) => [s, { front: 0, auth: 0, backend: 0, requests: 0 }]),
+    )
+    for (let round = 0; round < ctx.rounds; round++) {
+      for (const s of setups) {
+        const pids = { front: s === 'd' || s === 'd0' || s === 'nd' ? undefined : front.pid, auth: authPid(s), backend: backend.pid }
+        const snap = async () => ({
+          front: pids.front ? await cpuMs(pids.front) : 0,
+          auth: pids.auth ? await cpuMs(pids.auth) : 0,
+          backend: await cpuMs(pids.backend),
+        })
+        const before = await snap()
+        const r = await wrkOf(s, ctx.seconds)
+        const after = await snap()
+        const c = cpu[s]
+        if (c) {
+          c.front += after.front - before.front
+          c.auth += after.auth - before.auth
+          c.backend += after.backend - before.backend
+          c.requests += r.requests
+        }
+        if (r.non2xx > 0 || r.socketErrors > 0) throw new Error(`set-up ${s}: ${r.non2xx} non-2xx answers and ${r.socketErrors} socket errors under load`)
+        runs[s]?.push(r)
+        ctx.note(`hot: round ${round + 1}/${ctx.rounds} ${s.padEnd(2)} ${r.rps} req/s p50 ${r.p50} ms p99 ${r.p99} ms (load ${r.load.join(' ')})`)
+      }
+    }
+
+    const result: HotResult = { wrk: { seconds: ctx.seconds, connections: ctx.connections, threads: ctx.threads, rounds: ctx.rounds }, setups: {}, ratios: {}, cpuRatios: {}, order: setups }
+    for (const s of setups) {
+      const list = runs[s] as WrkResult[]
+      const pid = s === 'd' ? sidecars.c?.pid : s === 'd0' ? sidecars.c0?.pid : sidecars[s]?.pid
+      const mem = pid === undefined ? undefined : await rssMb(pid)
+      result.setups[s] = {
+        label: SETUP_LABEL[s] ?? s,
+        runs: list,
+        cpuUsPerRequest: cpuPerRequest(cpu[s], authPid(s) !== undefined),
+        rps: round(median(list.map((r) => r.rps)), 0),
+        p50: round(median(list.map((r) => r.p50)), 3),
+        p99: round(median(list.map((r) => r.p99)), 3),
+        ...(mem ? { sidecarRssMb: mem.rss } : {}),
+      }
+    }
+    const paired = (x: string, y: string) => {
+      const xs = runs[x]
+      const ys = runs[y]
+      if (!xs || !ys) return
+      result.ratios[`${x}/${y}`] = round(median(xs.map((r, i) => r.rps / (ys[i]?.rps ?? Number.NaN))), 3)
+      const cx = result.setups[x]?.cpuUsPerRequest.total
+      const cy = result.setups[y]?.cpuUsPerRequest.total
+      if (cx && cy) result.cpuRatios[`${x}/${y}`] = round(cy / cx, 3)
+    }
+    for (const s of ['c', 'cu', 'cl', 'clf', 'c0', 'n']) {
+      paired(s, 'b')
+      paired(s, 'a')
+    }
+    paired('b', 'a')
+    paired('d', 'nd')
+    paired('clf', 'cl')
+    if (runs.c0 && runs.c) paired('c', 'c0')
+    if (runs.d0 && runs.d) paired('d', 'd0')
+    return result
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined)
+  }
+}
+
+export { SIDECAR_MAIN }
+
+function cpuPerRequest(c: { front: number; auth: number; backend: number; requests: number } | undefined, ownAuth: boolean): CpuPerRequest {
+  if (!c || c.requests === 0) return { front: Number.NaN, backend: Number.NaN, total: Number.NaN }
+  const us = (ms: number) => round((ms * 1000) / c.requests, 1)
+  return { front: us(c.front), ...(ownAuth ? { auth: us(c.auth) } : {}), backend: us(c.backend), total: us(c.front + c.auth + c.backend) }
+}
