@@ -109,23 +109,27 @@ export class Registry {
     }
     if (this.closed) return
     const seen = new Set<string>()
+    let hostsChanged = false
     for (const info of infos) {
       seen.add(`${provider.kind}:${info.id}`)
-      this.upsert(provider, info)
+      if (this.upsert(provider, info)) hostsChanged = true
     }
     for (const [key, backend] of this.backends) {
-      if (backend.provider === provider && !seen.has(key)) this.remove(backend)
+      if (backend.provider === provider && !seen.has(key)) {
+        this.remove(backend)
+        hostsChanged = true
+      }
     }
     this.status.set(provider.kind, { ok: true, backends: infos.length, lastList: Date.now() })
-    this.scheduleRebuild(true)
+    // A resync that changes no host keeps the index (and its warm raw-Host cache).
+    if (hostsChanged) this.scheduleRebuild(true)
   }
 
   private onEvent(provider: Provider, event: ProviderEvent): void {
     if (this.closed) return
     switch (event.type) {
       case 'upsert':
-        this.upsert(provider, event.backend)
-        this.scheduleRebuild()
+        if (this.upsert(provider, event.backend)) this.scheduleRebuild()
         return
       case 'remove': {
         const backend = this.backends.get(`${provider.kind}:${event.id}`)
@@ -149,16 +153,20 @@ export class Registry {
     }
   }
 
-  private upsert(provider: Provider, info: BackendInfo): void {
+  /** Add or update a backend; true when the host index must change (new backend or new hosts). */
+  private upsert(provider: Provider, info: BackendInfo): boolean {
     const key = `${provider.kind}:${info.id}`
     const settings = this.resolveSettings(provider, info)
     const existing = this.backends.get(key)
-    if (existing) existing.update(info, settings)
-    else {
-      const backend = new Backend(provider, info, settings, this.deps)
-      this.backends.set(key, backend)
-      backend.log.debug({ hosts: info.hosts, state: info.state }, 'discovered')
+    if (existing) {
+      const hostsChanged = !sameHosts(existing.info.hosts, info.hosts)
+      existing.update(info, settings)
+      return hostsChanged
     }
+    const backend = new Backend(provider, info, settings, this.deps)
+    this.backends.set(key, backend)
+    backend.log.debug({ hosts: info.hosts, state: info.state }, 'discovered')
+    return true
   }
 
   private remove(backend: Backend): void {
@@ -322,4 +330,8 @@ export class Registry {
     this.timers = []
     this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down'))
   }
+}
+
+function sameHosts(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((h, i) => h === b[i])
 }

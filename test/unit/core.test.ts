@@ -295,6 +295,21 @@ describe('state machine', () => {
     await c.close()
   })
 
+  it('keeps the host index across a resync that changes no host, and rebuilds it when hosts change', async () => {
+    const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }])
+    const before = c.registry.index
+    const stateOnly = c.provider.backends.get('a')
+    if (stateOnly) stateOnly.state = 'paused'
+    await c.registry.resync(c.provider)
+    assert.equal(c.registry.index, before, 'same index object: warm raw-Host cache kept')
+    assert.equal(c.registry.get('memory:a')?.phase, 'asleep', 'the state change still applies')
+    c.provider.backends.set('a', { id: 'a', hosts: ['a.example.com', 'www.a.example.com'], state: 'running', upstreams: [UP] })
+    await c.registry.resync(c.provider)
+    assert.notEqual(c.registry.index, before)
+    assert.equal((await auth(c, 'www.a.example.com')).statusCode, 200)
+    await c.close()
+  })
+
   it('keeps known backends when a provider list fails', async () => {
     const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }])
     c.provider.failList = new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'down')
