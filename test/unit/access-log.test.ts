@@ -12,6 +12,19 @@ const PROXIED = '{"level":"info","ts":1795313599.18,"logger":"http.log.access.lo
 const DENIED = '{"level":"error","ts":1795313599.19,"logger":"http.log.access.log0","msg":"handled request","request":{"host":"deny.localhost","uri":"/bar"},"duration":0.002,"size":4,"status":404,"resp_headers":{"Content-Type":["text/plain"],"X-Relight-Reply":["RELIGHT_ERR_HOST_UNKNOWN"]}}'
 
 describe('access log', () => {
+  it('cannot be fooled by what a client sends (request headers and values are not resp_headers)', () => {
+    // A client sending its own X-Relight-Reply header must still count as finished.
+    const spoofReply = PROXIED.replace('"headers":{', '"headers":{"X-Relight-Reply":["x"],')
+    assert.deepEqual(parseAccessLine(spoofReply), { host: 'ok.localhost', status: 200 })
+    // A header value that looks like JSON keys is escaped, so it never matches.
+    const spoofHost = PROXIED.replace('"headers":{', '"headers":{"X-A":["\\"host\\":\\"evil.example\\",\\"resp_headers\\":{\\"X-Relight-Reply\\":1}"],')
+    assert.deepEqual(parseAccessLine(spoofHost), { host: 'ok.localhost', status: 200 })
+    assert.deepEqual(JSON.parse(spoofHost).request.host, 'ok.localhost', 'the fixture is valid JSON')
+    // Lines the scan cannot read go through JSON.parse and agree with it.
+    const reordered = JSON.stringify({ resp_headers: {}, status: 201, request: { host: 're.localhost' } })
+    assert.deepEqual(parseAccessLine(reordered), { host: 're.localhost', status: 201 })
+  })
+
   it('parses a proxied request and ignores answers the sidecar gave itself', () => {
     assert.deepEqual(parseAccessLine(PROXIED), { host: 'ok.localhost', status: 200 })
     assert.equal(parseAccessLine(DENIED), undefined)
