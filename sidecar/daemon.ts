@@ -64,7 +64,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     )
     await accessLog.listen()
     log.info({ address: config.access_log }, 'listening for the Caddy access log')
-  } else {
+  } else if (providers.length > 0) {
     log.warn(
       'access_log is not configured: a backend counts as idle idle_timeout after its last request started, so long websocket/SSE streams and downloads may be put to sleep. Add `log { output net ... format json }` to Caddy and `access_log:` here.',
     )
