@@ -1,6 +1,7 @@
 import { connect } from 'node:net'
 import { request } from 'undici'
 import type { Readiness } from './provider.js'
+import { delay } from './timers.js'
 
 /**
  * First retry after a refused connect, growing ×1.5 to the cap: ms-scale, never seconds. The cap
@@ -18,20 +19,6 @@ export function splitHostPort(upstream: string): { host: string; port: number } 
   return { host, port: Number(upstream.slice(colon + 1)) }
 }
 
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason)
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-}
 
 function tcpOnce(upstream: string, signal: AbortSignal): Promise<boolean> {
   const { host, port } = splitHostPort(upstream)

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino'
 import { isRelightError } from '../../core/errors.js'
 import type { DockerContainers, EngineEvent, Filters } from './containers.js'
+import { delay } from '../../core/timers.js'
 
 export interface FollowOptions {
   readonly filters: Filters
@@ -17,18 +18,6 @@ export interface FollowOptions {
   readonly maxBackoffMs?: number
 }
 
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve()
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    signal.addEventListener('abort', done, { once: true })
-  })
-}
 
 export async function followEvents(api: DockerContainers, options: FollowOptions, signal: AbortSignal): Promise<void> {
   const min = options.minBackoffMs ?? 500

@@ -1,3 +1,5 @@
+import { mapLimit } from '../map-limit.js'
+import { settingsFrom } from '../settings.js'
 import type { Logger } from 'pino'
 import { RelightError, isRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
@@ -51,18 +53,6 @@ export function backendState(status: ContainerStatus | undefined): BackendState 
   }
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length)
-  let next = 0
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++
-      out[i] = await fn(items[i] as T)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
-  return out
-}
 
 /**
  * Docker containers labelled `<prefix>.domain`, through the Engine API (undici, unix socket or
@@ -102,15 +92,7 @@ export class DockerProvider implements Provider {
       options.engine ??
       new EngineClient({ address: config.socket, name: 'docker', ...(config.api_version ? { apiPrefix: `/v${config.api_version}` } : {}) })
     this.api = new DockerContainers(this.engine)
-    const s: BackendSettings = {}
-    if (config.idle_timeout !== undefined) s.idle_timeout = config.idle_timeout
-    if (config.wake_timeout !== undefined) s.wake_timeout = config.wake_timeout
-    if (config.sleep !== undefined) s.sleep = config.sleep
-    if (config.fallback_sleep !== undefined) s.fallback_sleep = config.fallback_sleep
-    if (config.strategy !== undefined) s.strategy = config.strategy
-    if (config.waiting_page_after !== undefined) s.waiting_page_after = config.waiting_page_after
-    if (config.readiness !== undefined) s.readiness = config.readiness
-    this.configSettings = s
+    this.configSettings = settingsFrom(config)
   }
 
   // ── discovery ──────────────────────────────────────────────────────────────────────────────

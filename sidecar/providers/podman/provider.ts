@@ -1,3 +1,6 @@
+import { delay } from '../../core/timers.js'
+import { mapLimit } from '../map-limit.js'
+import { settingsFrom } from '../settings.js'
 import { execFile } from 'node:child_process'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
@@ -60,31 +63,7 @@ export function probeCriu(signal: AbortSignal): Promise<CriuProbe> {
   })
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length)
-  let next = 0
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++
-      out[i] = await fn(items[i] as T)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
-  return out
-}
 
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve()
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    signal.addEventListener('abort', done, { once: true })
-  })
-}
 
 /**
  * Podman containers found by label (caddy-relight-podman compatible), over the libpod API on
@@ -123,15 +102,7 @@ export class PodmanProvider implements Provider {
       labelPrefix: c.label_prefix,
       appPort: c.app_port ?? this.options.defaults.app_port,
       ...(c.network !== undefined ? { network: c.network } : {}),
-      settings: {
-        ...(c.idle_timeout !== undefined ? { idle_timeout: c.idle_timeout } : {}),
-        ...(c.wake_timeout !== undefined ? { wake_timeout: c.wake_timeout } : {}),
-        ...(c.sleep !== undefined ? { sleep: c.sleep } : {}),
-        ...(c.fallback_sleep !== undefined ? { fallback_sleep: c.fallback_sleep } : {}),
-        ...(c.strategy !== undefined ? { strategy: c.strategy } : {}),
-        ...(c.waiting_page_after !== undefined ? { waiting_page_after: c.waiting_page_after } : {}),
-        ...(c.readiness !== undefined ? { readiness: c.readiness } : {}),
-      },
+      settings: settingsFrom(c),
       onProblem: (problem) => {
         const key = `${inspect.Id}:${problem}`
         if (this.warned.has(key)) return

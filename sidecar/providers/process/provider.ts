@@ -7,6 +7,7 @@ import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, Pr
 import { CpuRate, round1 } from '../cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
 import { groupUsage } from './stats.js'
+import { settingsFrom } from '../settings.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
 /** `{{replica}}`, `{{port}}`, `{{name}}` in command, args, dir and env values. */
@@ -169,16 +170,7 @@ export class ProcessProvider implements Provider {
       hosts: c.hosts,
       state: app.state(),
       upstreams: app.liveUpstreams(),
-      settings: {
-        ...(c.idle_timeout !== undefined ? { idle_timeout: c.idle_timeout } : {}),
-        ...(c.wake_timeout !== undefined ? { wake_timeout: c.wake_timeout } : {}),
-        ...(c.sleep !== undefined ? { sleep: c.sleep } : {}),
-        ...(c.fallback_sleep !== undefined ? { fallback_sleep: c.fallback_sleep } : {}),
-        ...(c.strategy !== undefined ? { strategy: c.strategy } : {}),
-        ...(c.waiting_page_after !== undefined ? { waiting_page_after: c.waiting_page_after } : {}),
-        ...(c.readiness !== undefined ? { readiness: c.readiness } : {}),
-        always_on: c.always_on,
-      },
+      settings: { ...settingsFrom(c), always_on: c.always_on },
       details: { replicas: c.replicas, pids: app.replicas.map((r) => r.pid ?? '-').join(',') },
     }
   }

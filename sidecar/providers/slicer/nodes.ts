@@ -4,6 +4,7 @@ import type { BackendInfo, BackendSettings, BackendState, SleepMode } from '../.
 import type { SlicerNode } from './client.js'
 import type { SlicerConfig } from './config.js'
 import { parseTags } from './tags.js'
+import { settingsFrom } from '../settings.js'
 
 /**
  * The node's host group: the `hostgroup` field, else the Slicer naming rule `<group>-<n>`
@@ -61,11 +62,7 @@ export function nodeToBackend(node: SlicerNode, config: SlicerConfig, lastSleep:
     sleep = 'pause'
   }
   const settings: BackendSettings = {
-    ...(config.idle_timeout !== undefined ? { idle_timeout: config.idle_timeout } : {}),
-    ...(config.wake_timeout !== undefined ? { wake_timeout: config.wake_timeout } : {}),
-    ...(config.strategy !== undefined ? { strategy: config.strategy } : {}),
-    ...(config.waiting_page_after !== undefined ? { waiting_page_after: config.waiting_page_after } : {}),
-    ...(config.readiness !== undefined ? { readiness: config.readiness } : {}),
+    ...settingsFrom(config),
     ...tags.settings,
     sleep,
     fallback_sleep: config.fallback_sleep ?? 'pause',

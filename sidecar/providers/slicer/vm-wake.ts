@@ -7,6 +7,7 @@ import { RelightError } from '../../core/errors.js'
 import type { BackendState, SleepMode } from '../../core/provider.js'
 import { paths, type SlicerClient } from './client.js'
 import type { KnownNode } from './provider.js'
+import { delay } from '../../core/timers.js'
 
 type WakeOp = 'resume' | 'restore' | 'relaunch'
 
@@ -75,17 +76,8 @@ export async function waitAgent(client: SlicerClient, id: string, signal: AbortS
     const result = await client.call('HEAD', paths.vm(id, 'health'), signal)
     if (result.status === 200) return
     if (result.status === 404) throw notFound(id)
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        clearTimeout(timer)
-        reject(signal.reason)
-      }
-      const timer = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort)
-        resolve()
-      }, wait)
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
+    await delay(wait, signal)
+    signal.throwIfAborted()
     wait = Math.min(MAX_DELAY_MS, Math.ceil(wait * 1.5))
   }
 }
