@@ -13,6 +13,15 @@ const live = new Set<ChildProcess>()
 /** Processes started through other helpers (Caddy), known only by pid. */
 const livePids = new Set<number>()
 
+/** Asynchronous clean-ups (containers to remove) run by stopAllTracked when the bench is interrupted. */
+const cleanups = new Set<() => Promise<void>>()
+
+/** Register a clean-up for an interrupted run; returns the function that forgets it (call it once done). */
+export function trackCleanup(fn: () => Promise<void>): () => void {
+  cleanups.add(fn)
+  return () => cleanups.delete(fn)
+}
+
 export function trackPid(pid: number): () => void {
   livePids.add(pid)
   return () => livePids.delete(pid)
@@ -28,7 +37,8 @@ export function track(child: ChildProcess): () => void {
 
 /**
  * Interrupted (SIGINT/SIGTERM): SIGTERM everything still running, so sidecars stop their own
- * children (process-provider apps run in their own process groups), then SIGKILL what is left.
+ * children (process-provider apps run in their own process groups), run the registered clean-ups
+ * (containers), then SIGKILL what is left.
  */
 export async function stopAllTracked(graceMs = 5000): Promise<void> {
   const children = [...live].filter((c) => c.exitCode === null && c.signalCode === null)
@@ -40,6 +50,8 @@ export async function stopAllTracked(graceMs = 5000): Promise<void> {
       // already gone
     }
   }
+  for (const fn of [...cleanups]) await fn().catch(() => undefined)
+  cleanups.clear()
   killAllTracked()
 }
 

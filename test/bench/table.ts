@@ -50,12 +50,20 @@ function wakeRows(r: WakeResult): Row[] {
     '',
     '',
   ])
-  const d = r.docker.raw
-  if (d) {
-    rows.push(['wake', `docker raw: unpause → first byte (n=${d.unpause.n})`, `p50 ${ms(d.unpause.p50)}  p90 ${ms(d.unpause.p90)}  max ${ms(d.unpause.max)}`, '', '', fmtLoad(d.load)])
-    rows.push(['wake', `docker raw: start (stopped) → first byte (n=${d.start.n})`, `p50 ${ms(d.start.p50)}  p90 ${ms(d.start.p90)}  max ${ms(d.start.max)}`, '', '', ''])
-  } else rows.push(['wake', 'docker raw operations', `skipped: ${r.docker.rawSkipped ?? ''}`, '', '', ''])
-  rows.push(['wake', 'docker through Caddy + sidecar', `skipped: ${r.docker.skipped}`, '', '', ''])
+  const d = r.docker
+  if ('pause' in d) {
+    for (const mode of ['pause', 'stop'] as const) {
+      const m = d[mode]
+      rows.push(['wake', `docker ${mode}: through Caddy + sidecar (n=${m.sidecar.n})`, `p50 ${ms(m.sidecar.p50)}  p90 ${ms(m.sidecar.p90)}  max ${ms(m.sidecar.max)}`, '', '', fmtLoad(m.load)])
+      rows.push(['wake', `docker ${mode}: raw ${mode === 'pause' ? 'unpause' : 'start (stopped)'} → first byte`, `p50 ${ms(m.raw.p50)}  p90 ${ms(m.raw.p90)}  max ${ms(m.raw.max)}`, '', '', ''])
+      rows.push(['wake', `docker ${mode}: sidecar overhead at p50`, ms(m.overheadP50), '≤ 25 ms', verdict(m.overheadP50 <= 25), ''])
+      if (m.baseline && m.baselineOverheadP50 !== undefined) {
+        rows.push(['wake', `docker ${mode}: baseline build (n=${m.baseline.n})`, `p50 ${ms(m.baseline.p50)}  p90 ${ms(m.baseline.p90)}  max ${ms(m.baseline.max)}; overhead at p50 ${ms(m.baselineOverheadP50)}`, '', '', ''])
+      }
+    }
+    if (d.baselineSkipped) rows.push(['wake', 'docker: baseline build', `skipped: ${d.baselineSkipped}`, '', '', ''])
+  } else if ('error' in d) rows.push(['wake', 'docker through Caddy + sidecar', `FAILED: ${d.error.split('\n')[0] ?? ''}`, '≤ 25 ms', 'NO', ''])
+  else rows.push(['wake', 'docker through Caddy + sidecar', `skipped: ${d.skipped}`, '', '', ''])
   return rows
 }
 

@@ -2,17 +2,17 @@
  * Wake latency, process provider: time to first byte through Caddy + sidecar for a paused and a
  * stopped backend, beside the raw operation measured directly on a twin process of the same app
  * (SIGCONT, or spawn until the app answers, polled every millisecond). Measured in alternation
- * (sidecar, raw, sidecar, raw…). Docker: see `dockerNote`.
+ * (sidecar, raw, sidecar, raw…). Docker (when dockerd answers): the same with the docker
+ * provider and a twin container, see docker-wake.ts.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { pathToFileURL } from 'node:url'
 import { freePort } from '../helpers/net.js'
 import { startBenchCaddy, site } from './caddy.js'
 import type { BenchContext } from './context.js'
 import { expectAnswer, get } from './http.js'
-import { type DockerRaw, dockerRaw } from './docker-raw.js'
+import { type DockerWake, dockerWake } from './docker-wake.js'
 import { HTTP_APP, SIDECAR_MAIN, startSidecarCli, stop, track, waitPort } from './procs.js'
 import { load, round, sleep, type Spread, spread } from './stats.js'
 
@@ -40,8 +40,8 @@ export interface WakeResult {
   iterations: { pause: number; stop: number }
   probeLag: ProbeLag
   process: { pause: WakeModeResult; stop: WakeModeResult }
-  /** Raw Docker operations (measured when dockerd answers); the sidecar path waits for the provider. */
-  docker: { skipped: string; raw?: DockerRaw; rawSkipped?: string }
+  /** Docker provider and raw unpause / start (when dockerd answers; else why not; error when it failed). */
+  docker: DockerWake | { skipped: string } | { error: string }
 }
 
 function sidecarYaml(port: number, pausePort: number, stopPort: number): string {
@@ -73,16 +73,10 @@ function spawnApp(port: number, name: string): ChildProcess {
   return child
 }
 
-/** What the Docker part needs, and why it does not run in this tree. */
-function dockerNote(): string {
-  const provider = fileURLToPath(new URL('../../sidecar/providers/docker/', import.meta.url))
-  if (!existsSync(provider)) return 'the docker provider is not in this tree (branch docker): only the raw operations are measured'
-  return 'the docker provider is present, but this benchmark does not drive it yet: only the raw operations are measured'
-}
-
 export async function runWake(ctx: BenchContext): Promise<WakeResult> {
   const n = { pause: ctx.quick ? 5 : 20, stop: ctx.quick ? 3 : 10 }
   const stops: (() => Promise<void>)[] = []
+  let processResult: Pick<WakeResult, 'probeLag' | 'process'>
   try {
     const ports = async () => ({ sc: await freePort(), pause: await freePort(), stop: await freePort(), front: await freePort() })
     const builds = [{ name: 'sidecar', main: SIDECAR_MAIN, ports: await ports() }]
@@ -161,11 +155,23 @@ export async function runWake(ctx: BenchContext): Promise<WakeResult> {
     const pause = await measure('pause')
     const stopped = await measure('stop')
     const probeLag = await measureProbeLag(ctx)
-    const raw = await dockerRaw(ctx)
-    return { iterations: n, probeLag, process: { pause, stop: stopped }, docker: { skipped: dockerNote(), ...(typeof raw === 'string' ? { rawSkipped: raw } : { raw }) } }
+    processResult = { probeLag, process: { pause, stop: stopped } }
   } finally {
     for (const s of stops.reverse()) await s().catch(() => undefined)
   }
+  // Docker after the process sidecars and apps are gone, with its own sidecar and front Caddy.
+  let docker: WakeResult['docker']
+  try {
+    const d = await dockerWake(ctx, n, [{ name: 'sidecar', main: SIDECAR_MAIN }, ...(ctx.baseline ? [{ name: 'baseline', main: ctx.baseline }] : [])])
+    docker = typeof d === 'string' ? { skipped: d } : d
+    if (typeof d === 'string') ctx.note(`wake: docker skipped: ${d}`)
+  } catch (err) {
+    // The process figures stand; the run still fails.
+    docker = { error: (err as Error).message }
+    ctx.note(`wake: docker FAILED: ${(err as Error).stack ?? String(err)}`)
+    process.exitCode = 1
+  }
+  return { iterations: n, ...processResult, docker }
 }
 
 type WaitReady = (upstream: string, readiness: 'tcp', signal: AbortSignal) => Promise<void>
