@@ -62,7 +62,7 @@ export class Backend {
   private wakeAbort: AbortController | undefined
   private fallbackLogged = false
   private readonly deps: BackendDeps
-  readonly log: Logger
+  private childLog: Logger | undefined
 
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
     this.key = `${provider.kind}:${info.id}`
@@ -70,10 +70,15 @@ export class Backend {
     this.info = info
     this.settings = settings
     this.deps = deps
-    this.log = deps.logger.child({ backend: info.name, provider: provider.kind })
     this.phase = info.state === 'running' ? 'running' : 'asleep'
     if (this.phase === 'running') this.ready = [...info.upstreams]
     this.lastActivity = deps.now()
+  }
+
+  /** This backend's logger, made on first use: 10,000 idle backends need no 10,000 loggers. */
+  get log(): Logger {
+    this.childLog ??= this.deps.logger.child({ backend: this.info.name, provider: this.provider.kind })
+    return this.childLog
   }
 
   /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */

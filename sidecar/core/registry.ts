@@ -165,7 +165,7 @@ export class Registry {
     }
     const backend = new Backend(provider, info, settings, this.deps)
     this.backends.set(key, backend)
-    backend.log.debug({ hosts: info.hosts, state: info.state }, 'discovered')
+    if (this.log.isLevelEnabled('debug')) backend.log.debug({ hosts: info.hosts, state: info.state }, 'discovered')
     return true
   }
 
