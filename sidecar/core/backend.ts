@@ -3,6 +3,10 @@ import type { Logger } from 'pino'
 import { RelightError, toRelightError } from './errors.js'
 import type { BackendInfo, BackendState, Provider, Readiness, SleepMode, Strategy } from './provider.js'
 import { waitAnyReady } from './readiness.js'
+import { abortable } from './timers.js'
+
+/** Upper bound of one sleep (a stop may have a long grace period). */
+const SLEEP_TIMEOUT_MS = 5 * 60_000
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -50,6 +54,8 @@ export class Backend {
   /** Last request start or finish (ms, deps.now clock). */
   lastActivity: number
   readonly counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
+  /** When the registry first learnt of it (deps.now clock). */
+  readonly createdAt: number
   /** Set when the provider no longer lists the backend. */
   removed = false
   /** Why the last wake failed (for status and logs). */
@@ -60,6 +66,10 @@ export class Backend {
   private chain: Promise<unknown> = Promise.resolve()
   private wakePromise: Promise<void> | undefined
   private wakeAbort: AbortController | undefined
+  /** The last successful wake's controller: aborting it ends probes of replicas not up yet. */
+  private leftoverProbes: AbortController | undefined
+  /** When the last wake or sleep ended (deps.now clock); older list results cannot undo it. */
+  private transitionEndedAt = -Infinity
   private fallbackLogged = false
   private readonly deps: BackendDeps
   private childLog: Logger | undefined
@@ -73,6 +83,7 @@ export class Backend {
     this.phase = info.state === 'running' ? 'running' : 'asleep'
     if (this.phase === 'running') this.ready = [...info.upstreams]
     this.lastActivity = deps.now()
+    this.createdAt = this.lastActivity
   }
 
   /** This backend's logger, made on first use: 10,000 idle backends need no 10,000 loggers. */
@@ -91,10 +102,6 @@ export class Backend {
     return ready[this.rr]
   }
 
-  get waking(): boolean {
-    return this.wakePromise !== undefined
-  }
-
   /** A request was authorised (counted in flight only when the access log can report its end). */
   started(countInflight: boolean): void {
     if (countInflight) this.inflight++
@@ -107,10 +114,13 @@ export class Backend {
     this.lastActivity = this.deps.now()
   }
 
-  /** Idle: awake, nothing in flight, no wake pending, and no activity for idle_timeout. */
+  /**
+   * Idle: awake (or left running by a failed wake), nothing in flight, no wake pending, and no
+   * activity for idle_timeout.
+   */
   isIdle(now: number): boolean {
     return (
-      this.phase === 'running' &&
+      (this.phase === 'running' || (this.phase === 'asleep' && this.info.state === 'running')) &&
       !this.settings.always_on &&
       this.inflight === 0 &&
       this.wakePromise === undefined &&
@@ -118,13 +128,18 @@ export class Backend {
     )
   }
 
-  /** The provider reported new facts. A transition in progress keeps its phase. */
-  update(info: BackendInfo, settings: ResolvedSettings): void {
-    this.info = info
+  /**
+   * The provider reported new facts. A transition in progress keeps its phase, and a list
+   * that started before the last transition ended (`observedAt`) cannot undo it: its state is
+   * older than what the transition did.
+   */
+  update(info: BackendInfo, settings: ResolvedSettings, observedAt?: number): void {
+    const stale = observedAt !== undefined && observedAt < this.transitionEndedAt
+    this.info = stale ? { ...info, state: this.info.state } : info
     this.settings = settings
-    if (this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return
-    this.applyState(info.state)
-    if (this.phase === 'running') this.ready = [...info.upstreams]
+    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return
+    if (this.phase === 'running' && info.state === 'running') this.ready = [...info.upstreams]
+    else this.applyState(info.state)
   }
 
   /** Only the provider state changed (process exit, paused from outside). */
@@ -147,20 +162,23 @@ export class Backend {
   }
 
   private applyState(state: BackendState): void {
-    const wasRunning = this.phase === 'running'
-    this.phase = state === 'running' ? 'running' : 'asleep'
-    if (this.phase === 'running' && !wasRunning) {
-      this.ready = [...this.info.upstreams]
-      this.lastActivity = this.deps.now()
+    if (state === 'running') {
+      if (this.phase !== 'running') {
+        // Started outside a wake of ours (a restart after a crash, `docker start`): it may not
+        // listen yet, so it is routed only after the readiness probe of a (no-op) wake.
+        this.wake().catch(() => undefined)
+      }
+      return
     }
-    if (this.phase !== 'running') this.inflight = 0
+    this.phase = 'asleep'
+    this.inflight = 0
   }
 
   markRemoved(): void {
     this.removed = true
-    this.wakeAbort?.abort(
-      new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name }),
-    )
+    const gone = new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name })
+    this.wakeAbort?.abort(gone)
+    this.leftoverProbes?.abort(gone)
   }
 
   /** Run `op` after every earlier transition of this backend. */
@@ -172,7 +190,8 @@ export class Backend {
 
   /**
    * Single flight: every caller shares one wake. A caller that gives up (client gone, waiting
-   * page shown) does not cancel it; only wake_timeout, removal, exit or shutdown do.
+   * page shown) does not cancel it; only wake_timeout (counted from this call, including time
+   * spent behind a sleep in progress), removal, exit or shutdown do.
    */
   wake(): Promise<void> {
     if (this.phase === 'running') return Promise.resolve()
@@ -180,9 +199,18 @@ export class Backend {
     if (this.removed) {
       return Promise.reject(new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name }))
     }
+    const { name } = this.info
+    const timeout = this.settings.wake_timeout
     const controller = new AbortController()
+    // Not cleared on success: it also ends the probes of replicas that are not up yet.
+    setTimeout(
+      () => controller.abort(new RelightError('RELIGHT_ERR_WAKE_TIMEOUT', `backend ${name} was not ready within ${timeout} ms`, { backend: name })),
+      timeout,
+    ).unref()
     this.wakeAbort = controller
-    const promise = this.serial(() => this.doWake(controller)).finally(() => {
+    const run = this.serial(() => this.doWake(controller))
+    run.catch(() => undefined) // waiters get the same error through `promise`
+    const promise = abortable(run, controller.signal).finally(() => {
       if (this.wakePromise === promise) {
         this.wakePromise = undefined
         this.wakeAbort = undefined
@@ -194,28 +222,20 @@ export class Backend {
 
   private async doWake(controller: AbortController): Promise<void> {
     if (this.phase === 'running') return
-    const { name } = this.info
-    const timeout = this.settings.wake_timeout
-    const timer = setTimeout(
-      () => controller.abort(new RelightError('RELIGHT_ERR_WAKE_TIMEOUT', `backend ${name} was not ready within ${timeout} ms`, { backend: name })),
-      timeout,
-    )
     const signal = AbortSignal.any([controller.signal, this.deps.closing])
     const started = this.deps.now()
     const from = this.info.state
     this.phase = 'waking'
     this.counters.wakes++
     try {
-      await this.deps.wakeQueue.add(() => this.provider.wake(this.info.id, signal), { signal })
+      signal.throwIfAborted()
+      await this.queued(this.deps.wakeQueue, () => this.provider.wake(this.info.id, signal), signal)
       this.phase = 'probing'
+      // Routed once one upstream is ready; the others join `ready` as their probes succeed.
       const ready: string[] = []
-      if (this.info.upstreams.length > 0) {
-        await waitAnyReady(this.info.upstreams, this.settings.readiness, signal, (u) => {
-          ready.push(u)
-          if (this.phase === 'running' && !this.ready.includes(u)) this.ready = [...this.ready, u]
-        })
-      }
+      if (this.info.upstreams.length > 0) await waitAnyReady(this.info.upstreams, this.settings.readiness, signal, (u) => ready.push(u))
       this.ready = ready
+      this.leftoverProbes = controller
       this.phase = 'running'
       this.info = { ...this.info, state: 'running' }
       this.lastActivity = this.deps.now()
@@ -223,15 +243,30 @@ export class Backend {
       this.log.info({ from, ms: this.deps.now() - started }, 'woke')
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
-      const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: name, provider: this.provider.kind })
+      const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: this.provider.kind })
       this.counters.wakeFailures++
       this.lastError = error
+      // Asleep even if the engine started it: the next request probes again, and if none comes
+      // the idle sweep puts it back to sleep (isIdle looks at the reported state).
       this.phase = 'asleep'
       this.log.warn({ code: error.code, err: error.message, ms: this.deps.now() - started }, 'wake failed')
       throw error
     } finally {
-      clearTimeout(timer)
+      this.transitionEndedAt = this.deps.now()
     }
+  }
+
+  /**
+   * Run an engine operation under a concurrency cap. The slot is held until the operation
+   * settles, even when the caller stops waiting, so the cap holds during timeouts too.
+   */
+  private queued(queue: PQueue, op: () => Promise<void>, signal: AbortSignal): Promise<void> {
+    const task = queue.add(() => {
+      signal.throwIfAborted()
+      return op()
+    })
+    task.catch(() => undefined)
+    return abortable(task, signal)
   }
 
   /**
@@ -241,12 +276,14 @@ export class Backend {
   sleepIfIdle(): Promise<boolean> {
     return this.serial(async () => {
       if (!this.isIdle(this.deps.now()) || this.removed) return false
+      this.leftoverProbes?.abort()
+      this.leftoverProbes = undefined
       this.phase = 'sleeping'
-      const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, 60_000))])
-      const preferred = this.settings.sleep
-      const fallback = this.settings.fallback_sleep
+      // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
+      // are bounded by their own wake_timeout.
+      const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
       try {
-        const mode = await this.trySleep(preferred, fallback, signal)
+        const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
         this.phase = 'asleep'
         this.inflight = 0
         this.info = { ...this.info, state: stateForMode(mode) }
@@ -256,17 +293,21 @@ export class Backend {
       } catch (err) {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
         this.counters.sleepFailures++
-        this.phase = 'running'
+        // What the provider reported meanwhile decides; without a report it is still running.
+        this.phase = this.info.state === 'running' ? 'running' : 'asleep'
         this.lastActivity = this.deps.now() // retry after another idle_timeout, not on every tick
-        this.log.warn({ code: error.code, err: error.message }, 'sleep failed; staying awake')
+        this.log.warn({ code: error.code, err: error.message }, 'sleep failed')
         return false
+      } finally {
+        this.transitionEndedAt = this.deps.now()
       }
     })
   }
 
   private async trySleep(mode: SleepMode, fallback: SleepMode, signal: AbortSignal): Promise<SleepMode> {
+    const id = this.info.id
     try {
-      await this.deps.sleepQueue.add(() => this.provider.sleep(this.info.id, mode, signal), { signal })
+      await this.queued(this.deps.sleepQueue, () => this.provider.sleep(id, mode, signal), signal)
       return mode
     } catch (err) {
       if (fallback === mode || signal.aborted) throw err
@@ -276,7 +317,7 @@ export class Backend {
         this.fallbackLogged = true
         this.log.warn({ mode, fallback, code: error.code, err: error.message }, `sleep mode ${mode} failed; using ${fallback} (logged once per backend)`)
       }
-      await this.deps.sleepQueue.add(() => this.provider.sleep(this.info.id, fallback, signal), { signal })
+      await this.queued(this.deps.sleepQueue, () => this.provider.sleep(id, fallback, signal), signal)
       return fallback
     }
   }

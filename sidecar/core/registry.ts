@@ -45,6 +45,7 @@ export class Registry {
   private closed = false
   private readonly warnedSettings = new Set<string>()
   private lastMissRelist = 0
+  private readonly resyncs = new Map<Provider, { again: boolean; done: Promise<void> }>()
   private missRelist: Promise<void> | undefined
 
   constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now) {
@@ -84,17 +85,48 @@ export class Registry {
     const every = this.config.resync_interval
     if (every > 0) {
       const timer = setInterval(() => {
-        for (const p of this.providers) void this.resync(p)
+        for (const p of this.providers) this.resyncInBackground(p)
       }, every)
       timer.unref()
       this.timers.push(timer)
     }
   }
 
-  /** List one provider and make the registry match it. A failed list keeps what we knew. */
-  async resync(provider: Provider): Promise<void> {
+  /**
+   * List one provider and make the registry match it. A failed list keeps what we knew. One
+   * list per provider at a time: a call during a list asks for one more list after it (so
+   * results never arrive out of order) and resolves when that one is done.
+   */
+  resync(provider: Provider): Promise<void> {
+    const running = this.resyncs.get(provider)
+    if (running) {
+      running.again = true
+      return running.done
+    }
+    const entry = { again: false, done: Promise.resolve() }
+    entry.done = (async () => {
+      try {
+        do {
+          entry.again = false
+          await this.listOnce(provider)
+        } while (entry.again && !this.closed)
+      } finally {
+        this.resyncs.delete(provider)
+      }
+    })()
+    this.resyncs.set(provider, entry)
+    return entry.done
+  }
+
+  /** resync() for timers and events: failures are logged, never unhandled. */
+  private resyncInBackground(provider: Provider): void {
+    this.resync(provider).catch((err: unknown) => this.log.error({ err, provider: provider.kind }, 'resync failed'))
+  }
+
+  private async listOnce(provider: Provider): Promise<void> {
     if (this.closed) return
     const signal = AbortSignal.any([this.closer.signal, AbortSignal.timeout(LIST_TIMEOUT_MS)])
+    const listedAt = this.deps.now()
     let infos: BackendInfo[]
     try {
       infos = await provider.list(signal)
@@ -112,10 +144,11 @@ export class Registry {
     let hostsChanged = false
     for (const info of infos) {
       seen.add(`${provider.kind}:${info.id}`)
-      if (this.upsert(provider, info)) hostsChanged = true
+      if (this.upsert(provider, info, listedAt)) hostsChanged = true
     }
     for (const [key, backend] of this.backends) {
-      if (backend.provider === provider && !seen.has(key)) {
+      // A backend an event added while this list ran is not in it, and not gone.
+      if (backend.provider === provider && !seen.has(key) && backend.createdAt <= listedAt) {
         this.remove(backend)
         hostsChanged = true
       }
@@ -144,23 +177,23 @@ export class Registry {
         if (backend) {
           if (event.reason) backend.log.info({ state: event.state, reason: event.reason }, 'state changed')
           backend.stateChanged(event.state, event.reason)
-        } else void this.resync(provider)
+        } else this.resyncInBackground(provider)
         return
       }
       case 'resync':
-        void this.resync(provider)
+        this.resyncInBackground(provider)
         return
     }
   }
 
   /** Add or update a backend; true when the host index must change (new backend or new hosts). */
-  private upsert(provider: Provider, info: BackendInfo): boolean {
+  private upsert(provider: Provider, info: BackendInfo, observedAt?: number): boolean {
     const key = `${provider.kind}:${info.id}`
     const settings = this.resolveSettings(provider, info)
     const existing = this.backends.get(key)
     if (existing) {
       const hostsChanged = !sameHosts(existing.info.hosts, info.hosts)
-      existing.update(info, settings)
+      existing.update(info, settings, observedAt)
       return hostsChanged
     }
     const backend = new Backend(provider, info, settings, this.deps)

@@ -28,6 +28,8 @@ export class MemoryProvider implements Provider {
   failList: RelightError | undefined
   /** When set, sleep() waits for it before resolving. */
   holdSleep: Promise<void> | undefined
+  /** When set, list() takes its snapshot at once but answers only after it resolves. */
+  holdList: Promise<void> | undefined
   private listener: ((e: ProviderEvent) => void) | undefined
 
   constructor(backends: MemoryBackend[], options: { kind?: string; sleepModes?: SleepMode[] } = {}) {
@@ -50,7 +52,9 @@ export class MemoryProvider implements Provider {
     signal.throwIfAborted()
     this.calls.list++
     if (this.failList) throw this.failList
-    return [...this.backends.values()].map((b) => this.info(b))
+    const snapshot = [...this.backends.values()].map((b) => this.info(b))
+    if (this.holdList) await this.holdList
+    return snapshot
   }
 
   watch(onEvent: (e: ProviderEvent) => void, signal: AbortSignal): void {

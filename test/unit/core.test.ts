@@ -212,6 +212,34 @@ describe('state machine', () => {
     await c.close()
   })
 
+  it('a list that started before a sleep finished cannot undo the sleep', async () => {
+    const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }])
+    const hold = deferred()
+    c.provider.holdList = hold.promise
+    const listing = c.registry.resync(c.provider) // snapshot says running, answer held
+    c.clock.now += 20_000
+    assert.deepEqual(await c.registry.sweep(), [true])
+    c.clock.now += 1
+    hold.resolve()
+    await listing
+    const b = c.registry.get('memory:a')
+    assert.equal(b?.phase, 'asleep', 'the stale "running" must not bring it back')
+    assert.equal(b?.info.state, 'stopped')
+    await c.close()
+  })
+
+  it('counts wake_timeout from the request, including time queued behind a sleep', async () => {
+    const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up], settings: { wake_timeout: 150 } }])
+    c.provider.holdSleep = new Promise(() => undefined) // a stop that never finishes
+    c.clock.now += 20_000
+    void c.registry.sweep()
+    await new Promise((r) => setImmediate(r))
+    const res = await auth(c, 'a.example.com')
+    assert.equal(res.statusCode, 504)
+    assert.equal(JSON.parse(res.body).code, 'RELIGHT_ERR_WAKE_TIMEOUT')
+    await c.close()
+  })
+
   it('an idle tick during a wake does not put the backend to sleep', async () => {
     const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [up] }])
     const hold = deferred()
