@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
-import { startSidecar } from './daemon.js'
+import { type Sidecar, startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { createProviders } from './providers/index.js'
 import { SystemResolver } from './routing/stateful/resolver.js'
@@ -65,12 +65,22 @@ function readConfig(file: string): Config {
 async function serve(file: string, format: LogFormat): Promise<void> {
   const config = readConfig(file)
   const logger = createLogger(config.log_level, format)
-  const sidecar = await startSidecar(config, { logger, baseDir: dirname(resolve(file)) }).catch((err: unknown) => {
-    logger.fatal({ err }, 'could not start')
-    process.exitCode = 1
-    return undefined
+  const baseDir = dirname(resolve(file))
+  const providers = createProviders(config, logger, { baseDir })
+  // Whatever ends this process, supervised children do not outlive it (a no-op after a
+  // graceful shutdown, which already stopped them).
+  process.on('exit', () => {
+    for (const p of providers) p.terminateNow?.()
   })
-  if (!sidecar) return
+  const fatal = (what: string) => (err: unknown) => {
+    logger.fatal({ err }, what)
+    logger.flush()
+    process.exit(1)
+  }
+  process.on('uncaughtException', fatal('uncaught exception'))
+  process.on('unhandledRejection', fatal('unhandled rejection'))
+
+  let sidecar: Sidecar | undefined
   let stopping = false
   const stop = (signal: string) => {
     if (stopping) {
@@ -79,12 +89,12 @@ async function serve(file: string, format: LogFormat): Promise<void> {
     }
     stopping = true
     logger.info({ signal }, 'stopping: closing the server and stopping child processes')
-    const force = setTimeout(() => {
-      logger.error({ timeout_ms: config.shutdown_timeout }, 'shutdown took too long; exiting')
+    setTimeout(() => {
+      logger.error({ timeout_ms: config.shutdown_timeout }, 'shutdown took too long; killing child processes and exiting')
       process.exit(1)
-    }, config.shutdown_timeout)
-    force.unref()
-    sidecar.close().then(
+    }, config.shutdown_timeout).unref()
+    const closing = sidecar ? sidecar.close() : Promise.all(providers.map((p) => p.close?.())).then(() => undefined)
+    closing.then(
       () => {
         logger.info('stopped')
         logger.flush()
@@ -98,6 +108,15 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+
+  try {
+    sidecar = await startSidecar(config, { logger, baseDir, providers })
+  } catch (err) {
+    logger.fatal({ err }, 'could not start')
+    process.exitCode = 1
+    return
+  }
+  if (stopping) await sidecar.close() // a signal came during start-up
 }
 
 /** Resolve every stateful upstream host once, as the sidecar will. Returns the number of problems. */
@@ -161,7 +180,7 @@ function caddyNetAddress(address: string): string {
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') usage('main')
-  if (!(command in HELP) || command === 'main') usage('main', `unknown command "${command}"`)
+  if (!Object.hasOwn(HELP, command) || command === 'main') usage('main', `unknown command "${command}"`)
   let values: { config?: string; help?: boolean; 'log-format'?: string }
   try {
     ;({ values } = parseArgs({

@@ -122,6 +122,12 @@ export interface Provider {
   check?(signal: AbortSignal): Promise<CheckResult[]>
   /** Release engine connections and child processes. Idempotent. */
   close?(): Promise<void>
+  /**
+   * Last resort when the sidecar exits abnormally (fatal error, forced shutdown): synchronously
+   * kill what the provider itself started, so nothing outlives the sidecar. Not for engines
+   * whose backends live on their own (containers, VMs).
+   */
+  terminateNow?(): void
 }
 
 /** States in which a backend needs a wake before it can serve. */

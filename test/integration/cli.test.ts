@@ -16,6 +16,15 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const MAIN = join(ROOT, 'dist/sidecar/main.js')
 const APP = join(ROOT, 'test/fixtures/http-app.mjs')
 
+/** A file's text, or '' while it does not exist yet. */
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
 function cli(...args: string[]) {
   const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 20_000 })
   return { code: r.status, out: r.stdout, err: r.stderr }
@@ -100,6 +109,23 @@ describe('relight-sidecar CLI', () => {
     tmp.remove()
   })
 
+  it('a SIGTERM during start-up leaves no child behind', async (t) => {
+    const tmp = tempDir()
+    t.after(() => tmp.remove())
+    const file = join(tmp.dir, 'r.yaml')
+    // always_on: start-up waits for this app, which takes 10 s to listen
+    writeFileSync(
+      file,
+      `listen: 127.0.0.1:${await freePort()}\nproviders:\n  process:\n    apps:\n      - { name: slow, hosts: [slow.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", SPAWN_GRANDCHILD: "1", LISTEN_DELAY_MS: "10000" }, port: ${await freePort()}, always_on: true, stdout: "file:${tmp.dir}/slow.out" }\n`,
+    )
+    const child = spawn(process.execPath, [MAIN, 'serve', '--config', file, '--log-format', 'json'], { stdio: 'ignore' })
+    t.after(() => stopChild(child))
+    const grandchild = Number(await until(() => /grandchild (\d+)/.exec(readText(`${tmp.dir}/slow.out`))?.[1], 'the app to start'))
+    child.kill('SIGTERM')
+    await new Promise((r) => child.once('exit', r))
+    await until(() => !pidAlive(grandchild), 'the app group to be gone', 5000)
+  })
+
   it('serve exits 1 and leaves no child behind when it cannot listen', async () => {
     const tmp = tempDir()
     const { createServer } = await import('node:net')
@@ -164,8 +190,9 @@ providers:
     tmp?.remove()
   })
 
-  it('answers 502 while the sidecar is down, recovers when it is back, and leaves no process behind', async () => {
+  it('answers 502 while the sidecar is down, recovers when it is back, and leaves no process behind', async (t) => {
     const first = serve(config)
+    t.after(() => stopChild(first.child)) // on failure too: its apps are in their own process groups
     await first.listening
     caddy = await startCaddy({ sidecar: `127.0.0.1:${sidecarPort}`, accessLog: `unix/${tmp.dir}/access.sock` })
     const get = async (host: string) => {

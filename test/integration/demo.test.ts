@@ -5,7 +5,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { caddySkip } from '../helpers/caddy.js'
+import { caddySkip, stopChild } from '../helpers/caddy.js'
 
 function busyPorts(ports: number[]): Promise<number[]> {
   return Promise.all(
@@ -40,6 +40,7 @@ describe('shipped Caddy files and the demo', { skip }, () => {
       return
     }
     const child = spawn(process.execPath, [join(ROOT, 'dist/examples/demo.js'), '--once'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    t.after(() => stopChild(child)) // SIGTERM: the demo stops Caddy, the sidecar and the apps
     let output = ''
     child.stdout.on('data', (d: Buffer) => (output += d.toString()))
     child.stderr.on('data', (d: Buffer) => (output += d.toString()))

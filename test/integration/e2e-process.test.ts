@@ -123,13 +123,14 @@ describe('Caddy reaching the sidecar over a unix socket', { skip }, () => {
       'unix test',
     )
     const sidecar = await startSidecar(config, { logger: testLogger(), baseDir: tmp.dir })
-    const caddy = await startCaddy({ sidecar: `unix/${tmp.dir}/sidecar.sock` })
+    let caddy: RunningCaddy | undefined
     try {
+      caddy = await startCaddy({ sidecar: `unix/${tmp.dir}/sidecar.sock` })
       const res = await get(caddy, 'u.localhost')
       assert.equal(res.status, 200)
       assert.match(res.body, /^u pid/)
     } finally {
-      await caddy.close()
+      await caddy?.close()
       await sidecar.close()
       tmp.remove()
     }

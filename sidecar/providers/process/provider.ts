@@ -271,6 +271,11 @@ export class ProcessProvider implements Provider {
     return results
   }
 
+  terminateNow(): void {
+    this.closed = true
+    for (const app of this.apps.values()) for (const r of app.replicas) r.killNow()
+  }
+
   /** Stop every child gracefully (stop_signal, grace_period, SIGKILL). Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return

@@ -157,6 +157,13 @@ export class Supervisor {
     }, delay)
   }
 
+  /** SIGKILL the process group now (synchronous; for an abnormal exit of the sidecar). */
+  killNow(): void {
+    this.wanted = false
+    if (this.restartTimer) clearTimeout(this.restartTimer)
+    killGroup(this.child?.pid, 'SIGKILL')
+  }
+
   pause(): void {
     if (!this.child || this.state !== 'running') return
     killGroup(this.child.pid, 'SIGSTOP')
