@@ -32,9 +32,10 @@ export const signalName = z.string().refine((s) => s in constants.signals, {
 })
 
 /** `host:port` (host optional → 127.0.0.1), or `unix:/path`. */
-export const listenAddress = z.string().refine((s) => /^unix:\/.+/.test(s) || /^(\[[0-9a-fA-F:.]+\]|[^\s:]+)?:\d{1,5}$/.test(s), {
-  message: 'expected host:port (e.g. 127.0.0.1:9123) or unix:/path/to.sock',
-})
+export const listenAddress = z.string().refine(
+  (s) => /^unix:\/.+/.test(s) || (/^(\[[0-9a-fA-F:.]+\]|[^\s:]+)?:\d{1,5}$/.test(s) && Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535),
+  { message: 'expected host:port (e.g. 127.0.0.1:9123, port 0–65535) or unix:/path/to.sock' },
+)
 
 /** Per-backend overrides, accepted in `defaults`, provider blocks and app entries. */
 export const backendSettingsShape = {

@@ -143,34 +143,41 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   return app
 }
 
-/** Admin API, enabled only when `admin.token` is configured. */
+/**
+ * Admin API, enabled only when `admin.token` is configured. An encapsulated plugin, so its
+ * token check runs on /_relight/admin/* only, never on the auth hot path.
+ */
 function registerAdmin(app: FastifyInstance, options: AppOptions, registry: Registry, logger: Logger): void {
   const token = options.adminToken
   if (token === undefined) return
   const expected = Buffer.from(`Bearer ${token}`)
-  app.addHook('onRequest', (req, reply, done) => {
-    if (!req.url.startsWith('/_relight/admin/')) return done()
-    const given = Buffer.from(String(req.headers.authorization ?? ''))
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      sendError(req, reply, new RelightError('RELIGHT_ERR_UNAUTHORIZED', 'send Authorization: Bearer <admin.token>'))
-      return
-    }
-    done()
-  })
-  app.get('/_relight/admin/backends', () => ({ backends: [...registry.all()].map((b) => b.status()) }))
-  app.post<{ Params: { key: string; op: string } }>('/_relight/admin/backends/:key/:op', async (req, reply) => {
-    const backend = registry.get(req.params.key)
-    if (!backend) return sendError(req, reply, new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `no backend ${req.params.key}`))
-    try {
-      if (req.params.op === 'wake') await registry.wake(backend)
-      else if (req.params.op === 'sleep') {
-        backend.lastActivity = -Infinity
-        await backend.sleepIfIdle()
-      } else return reply.code(404).send({ error: 'use wake or sleep' })
-    } catch (err) {
-      return sendError(req, reply, err)
-    }
-    logger.info({ backend: backend.info.name, op: req.params.op }, 'admin operation')
-    return backend.status()
-  })
+  void app.register(
+    async (admin) => {
+      admin.addHook('onRequest', (req, reply, done) => {
+        const given = Buffer.from(String(req.headers.authorization ?? ''))
+        if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+          sendError(req, reply, new RelightError('RELIGHT_ERR_UNAUTHORIZED', 'send Authorization: Bearer <admin.token>'))
+          return
+        }
+        done()
+      })
+      admin.get('/backends', () => ({ backends: [...registry.all()].map((b) => b.status()) }))
+      admin.post<{ Params: { key: string; op: string } }>('/backends/:key/:op', async (req, reply) => {
+        const backend = registry.get(req.params.key)
+        if (!backend) return sendError(req, reply, new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `no backend ${req.params.key}`))
+        try {
+          if (req.params.op === 'wake') await registry.wake(backend)
+          else if (req.params.op === 'sleep') {
+            backend.lastActivity = -Infinity
+            await backend.sleepIfIdle()
+          } else return reply.code(404).send({ error: 'use wake or sleep' })
+        } catch (err) {
+          return sendError(req, reply, err)
+        }
+        logger.info({ backend: backend.info.name, op: req.params.op }, 'admin operation')
+        return backend.status()
+      })
+    },
+    { prefix: '/_relight/admin' },
+  )
 }

@@ -123,6 +123,12 @@ describe('process provider', () => {
     tmp.remove()
   })
 
+  it('refuses to start an app whose user does not exist, rather than run it as the sidecar user', async (t) => {
+    const { p } = provider(t, [{ name: 'typo', command: ['sh', '-c', 'sleep 30'], user: 'no-such-user-relight', restart: 'never' }])
+    await assert.rejects(p.wake('typo', signal()), (e: unknown) => e instanceof Error && /user "no-such-user-relight" does not exist/.test(e.message))
+    assert.equal((await p.list(signal()))[0]?.state, 'stopped')
+  })
+
   it('kills the whole process group on stop, grandchildren included, after the grace period', async (t) => {
     const port = await freePort()
     const tmp = tempDir()

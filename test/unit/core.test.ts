@@ -30,13 +30,18 @@ interface Core {
   close(): Promise<void>
 }
 
-async function core(backends: (up: string) => MemoryBackend[], yaml = '', providerOptions: ConstructorParameters<typeof MemoryProvider>[1] = {}): Promise<Core> {
+async function core(
+  backends: (up: string) => MemoryBackend[],
+  yaml = '',
+  providerOptions: ConstructorParameters<typeof MemoryProvider>[1] = {},
+  appOptions: Parameters<typeof buildApp>[0] = {},
+): Promise<Core> {
   const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\n${yaml}`, 'test')
   const provider = new MemoryProvider(backends(UP), providerOptions)
   const clock = { now: 1_000_000 }
   const registry = new Registry([provider], config, log, () => clock.now)
   await registry.start()
-  const app = buildApp({}, { registry, logger: log })
+  const app = buildApp(appOptions, { registry, logger: log })
   await app.ready()
   return {
     provider,
@@ -395,5 +400,29 @@ describe('concurrency caps', () => {
     assert.ok(answers.every((a) => a.statusCode === 200))
     assert.equal(c.provider.calls.wake, 6)
     await c.close()
+  })
+})
+
+describe('admin API', () => {
+  it('needs the token, lists backends, wakes and sleeps one; absent without admin.token', async () => {
+    const token = 'admin-token-0123456789'
+    const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [up] }], '', {}, { adminToken: token })
+    const call = (method: 'GET' | 'POST', url: string, auth?: string) =>
+      c.app.inject({ method, url, headers: auth ? { authorization: auth } : {} })
+    assert.equal((await call('GET', '/_relight/admin/backends')).statusCode, 401)
+    assert.equal((await call('GET', '/_relight/admin/backends', 'Bearer wrong-token-0123456789')).statusCode, 401)
+    const list = await call('GET', '/_relight/admin/backends', `Bearer ${token}`)
+    assert.equal(list.statusCode, 200)
+    assert.equal(JSON.parse(list.body).backends[0].key, 'memory:a')
+    const woke = await call('POST', '/_relight/admin/backends/memory:a/wake', `Bearer ${token}`)
+    assert.equal(JSON.parse(woke.body).phase, 'running')
+    const slept = await call('POST', '/_relight/admin/backends/memory:a/sleep', `Bearer ${token}`)
+    assert.equal(JSON.parse(slept.body).phase, 'asleep')
+    assert.equal((await call('POST', '/_relight/admin/backends/memory:nope/wake', `Bearer ${token}`)).statusCode, 404)
+    assert.equal((await auth(c, 'a.example.com')).statusCode, 200, 'the auth route has no admin hook')
+    await c.close()
+    const plain = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }])
+    assert.equal((await plain.app.inject({ method: 'GET', url: '/_relight/admin/backends' })).statusCode, 404)
+    await plain.close()
   })
 })

@@ -40,8 +40,14 @@ export const processConfigSchema = z
       if (app.hosts.length > 0 && app.port === undefined) {
         ctx.addIssue({ code: 'custom', path: ['apps', i, 'port'], message: 'required when hosts are declared (the port the app listens on)' })
       }
-      if (app.sleep && app.sleep !== 'stop' && app.sleep !== 'pause') {
-        ctx.addIssue({ code: 'custom', path: ['apps', i, 'sleep'], message: 'process apps sleep with stop or pause' })
+      for (const key of ['sleep', 'fallback_sleep'] as const) {
+        const mode = app[key]
+        if (mode && mode !== 'stop' && mode !== 'pause') {
+          ctx.addIssue({ code: 'custom', path: ['apps', i, key], message: 'process apps sleep with stop or pause' })
+        }
+      }
+      if (app.port !== undefined && app.port + app.replicas - 1 > 65535) {
+        ctx.addIssue({ code: 'custom', path: ['apps', i, 'replicas'], message: `replica ports ${app.port}…${app.port + app.replicas - 1} go past 65535` })
       }
     })
   })

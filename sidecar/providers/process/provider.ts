@@ -19,6 +19,11 @@ export function applyTemplate(text: string, vars: { replica: number; port?: numb
   })
 }
 
+/** `file:relative/path` resolves against the config file's directory, like `dir`. */
+function outputTarget(target: string, baseDir: string): string {
+  return target.startsWith('file:') ? `file:${resolvePath(baseDir, target.slice('file:'.length))}` : target
+}
+
 export interface UserIds {
   uid: number
   gid: number
@@ -141,11 +146,12 @@ export class ProcessProvider implements Provider {
             cwd,
             env,
             ...(ids ? { uid: ids.uid, gid: ids.gid } : {}),
+            ...(config.user !== undefined && !ids ? { unknownUser: config.user } : {}),
             restart: config.restart,
             stopSignal: config.stop_signal as NodeJS.Signals,
             gracePeriod: config.grace_period,
-            stdout: config.stdout,
-            stderr: config.stderr,
+            stdout: outputTarget(config.stdout, this.baseDir),
+            stderr: outputTarget(config.stderr, this.baseDir),
           },
           { onState: (state, reason) => this.replicaChanged(config.name, state, reason) },
           log,

@@ -16,6 +16,8 @@ export interface ReplicaSpec {
   readonly env: NodeJS.ProcessEnv
   readonly uid?: number
   readonly gid?: number
+  /** `user` was set but does not exist: refuse to start rather than run as the sidecar's user. */
+  readonly unknownUser?: string
   readonly restart: 'always' | 'on_failure' | 'never'
   readonly stopSignal: NodeJS.Signals
   readonly gracePeriod: number
@@ -73,6 +75,11 @@ export class Supervisor {
 
   private spawnChild(): Promise<void> {
     const { spec } = this
+    if (spec.unknownUser !== undefined) {
+      const reason = `user "${spec.unknownUser}" does not exist; not starting ${spec.app} as ${process.getuid?.() === 0 ? 'root' : 'the sidecar user'} instead`
+      this.set('stopped', reason)
+      return Promise.reject(new RelightError('RELIGHT_ERR_PROVIDER_FAILED', reason, { backend: spec.app }))
+    }
     const files: number[] = []
     const stream = (target: string): 'inherit' | 'ignore' | 'pipe' | number => {
       if (target === 'inherit') return 'inherit'
