@@ -17,7 +17,11 @@ export interface AccessLogHandlers {
   connections(count: number): void
 }
 
-const MAX_LINE = 1 << 20
+/**
+ * Longest line kept. Caddy accepts 1 MB of request headers by default and JSON escaping can
+ * grow them several times; a line cut short would lose a "finished" and pin its backend awake.
+ */
+const MAX_LINE = 16 << 20
 
 const REPLY_KEY = `"${REPLY_HEADER}":`
 

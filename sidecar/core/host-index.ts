@@ -65,9 +65,6 @@ export class HostIndex<T> {
     this.problems = problems
   }
 
-  get size(): number {
-    return this.exact.size + this.wildcard.size + this.label.size
-  }
 
   /**
    * Hot path: look up a raw Host header. A header seen before resolves with one map lookup;
@@ -110,9 +107,4 @@ export class HostIndex<T> {
     return undefined
   }
 
-  /** True when `host` lies under one of the base domains (a first-label name could serve it). */
-  underBaseDomain(host: string): boolean {
-    const dot = host.indexOf('.')
-    return dot > 0 && this.baseDomains.includes(host.slice(dot + 1))
-  }
 }

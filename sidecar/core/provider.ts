@@ -130,7 +130,3 @@ export interface Provider {
   terminateNow?(): void
 }
 
-/** States in which a backend needs a wake before it can serve. */
-export function isAsleepState(state: BackendState): boolean {
-  return state !== 'running' && state !== 'starting'
-}

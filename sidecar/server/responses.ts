@@ -28,9 +28,6 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_STATEFUL_UNRESOLVED: { status: 502, title: 'Upstream host does not resolve', retryAfter: 5 },
 }
 
-export function httpStatusOf(code: ErrorCode): number {
-  return HTTP[code].status
-}
 
 /** A browser navigation: GET that accepts HTML (what gets pages instead of JSON). */
 export function isNavigation(req: FastifyRequest): boolean {

@@ -9,6 +9,7 @@ import { Registry } from '../../sidecar/core/registry.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { runProviderContract } from '../contract/provider-contract.js'
 import { deferred, type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
+import { until } from '../helpers/wait.js'
 
 const log = pino({ level: 'silent' })
 let upstreamServer: Server
@@ -365,7 +366,7 @@ describe('a client that leaves', () => {
     const leaving = new AbortController()
     const first = request(url, { headers: { host: 'a.example.com' }, signal: leaving.signal }).catch((e: unknown) => e)
     const second = request(url, { headers: { host: 'a.example.com' } })
-    await new Promise((r) => setTimeout(r, 20))
+    await until(() => c.provider.calls.wake === 1, 'the wake to start')
     leaving.abort()
     await first
     hold.resolve()
@@ -393,7 +394,8 @@ describe('concurrency caps', () => {
     const hold = deferred()
     c.provider.holdWake = hold.promise
     const pending = Array.from({ length: 6 }, (_, i) => auth(c, `b${i}.example.com`))
-    await new Promise((r) => setTimeout(r, 20))
+    await until(() => c.provider.calls.wake === 2, 'two wakes to reach the provider')
+    await new Promise((r) => setImmediate(r))
     assert.equal(c.provider.calls.wake, 2, 'only two wakes reach the provider while they are held')
     hold.resolve()
     const answers = await Promise.all(pending)
