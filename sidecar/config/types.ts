@@ -50,3 +50,17 @@ export const backendSettingsShape = {
 
 export const backendSettings = z.strictObject(backendSettingsShape)
 
+/**
+ * A superRefine for a provider block or app entry: `sleep` and `fallback_sleep` must be modes
+ * the provider supports (else the mistake only shows up as a fallback at every idle sleep).
+ */
+export function onlySleepModes(modes: readonly string[], what: string, at: (key: string) => PropertyKey[] = (key) => [key]) {
+  return (cfg: { sleep?: string | undefined; fallback_sleep?: string | undefined }, ctx: z.RefinementCtx): void => {
+    for (const key of ['sleep', 'fallback_sleep'] as const) {
+      const mode = cfg[key]
+      if (mode !== undefined && !modes.includes(mode)) {
+        ctx.addIssue({ code: 'custom', path: at(key), message: `${what} sleep with ${modes.join(', ')}` })
+      }
+    }
+  }
+}

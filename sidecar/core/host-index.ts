@@ -4,6 +4,8 @@ export interface IndexEntry<T> {
   readonly target: T
   readonly key: string
   readonly hosts: readonly string[]
+  /** Lower ranks win a host two entries declare (then the key decides). Default 0. */
+  readonly rank?: number
 }
 
 export interface Lookup<T> {
@@ -40,7 +42,7 @@ export class HostIndex<T> {
   constructor(entries: Iterable<IndexEntry<T>>, baseDomains: readonly string[] = []) {
     this.baseDomains = [...baseDomains].sort((a, b) => b.length - a.length)
     const problems: IndexProblem[] = []
-    const sorted = [...entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    const sorted = [...entries].sort((a, b) => (a.rank ?? 0) - (b.rank ?? 0) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
     for (const entry of sorted) {
       for (const host of entry.hosts) {
         const pattern = parseHostPattern(host)

@@ -254,7 +254,9 @@ export class Registry {
 
   private rebuild(): void {
     this.rebuildScheduled = false
-    const entries = [...this.backends.values()].map((b) => ({ target: b, key: b.key, hosts: b.info.hosts }))
+    // A host two backends declare goes to the provider built first: the config file's own
+    // (process) apps before anything discovered from labels or tags.
+    const entries = [...this.backends.values()].map((b) => ({ target: b, key: b.key, hosts: b.info.hosts, rank: this.providers.indexOf(b.provider) }))
     const index = new HostIndex(entries, this.config.base_domains)
     for (const p of index.problems) {
       const k = `${p.key}:${p.host}:${p.problem}`

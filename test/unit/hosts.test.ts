@@ -82,6 +82,15 @@ describe('HostIndex', () => {
       ],
     )
   })
+  it('gives a host two entries declare to the lower rank (config apps before labelled containers)', () => {
+    const idx = new HostIndex([
+      { key: 'docker:aaa', target: 'container', hosts: ['shop.example.com'], rank: 1 },
+      { key: 'process:shop', target: 'app', hosts: ['shop.example.com'], rank: 0 },
+    ])
+    assert.equal(idx.resolve('shop.example.com'), 'app')
+    assert.deepEqual(idx.problems.map((p) => p.key), ['docker:aaa'])
+  })
+
   it('caches raw Host hits only, so random names cost no memory', () => {
     const idx = new HostIndex([{ key: 'k', target: 't', hosts: ['a.example.com'] }])
     assert.deepEqual(idx.lookupRaw('A.example.com:443'), { target: 't', host: 'a.example.com' })

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { backendSettingsShape, duration } from '../../config/types.js'
+import { backendSettingsShape, duration, onlySleepModes } from '../../config/types.js'
 
 /** `providers.docker`. Per-backend keys (idle_timeout, sleep…) apply to every container; labels override them. */
 export const dockerConfigSchema = z
@@ -24,13 +24,6 @@ export const dockerConfigSchema = z
     port: z.number().int().min(1).max(65535).optional(),
     ...backendSettingsShape,
   })
-  .superRefine((cfg, ctx) => {
-    for (const key of ['sleep', 'fallback_sleep'] as const) {
-      const mode = cfg[key]
-      if (mode !== undefined && mode !== 'pause' && mode !== 'stop') {
-        ctx.addIssue({ code: 'custom', path: [key], message: 'docker containers sleep with pause or stop' })
-      }
-    }
-  })
+  .superRefine(onlySleepModes(['pause', 'stop'], 'docker containers'))
 
 export type DockerConfig = z.output<typeof dockerConfigSchema>

@@ -19,6 +19,9 @@ export interface FollowOptions {
 }
 
 
+/** A stream up this long counts as healthy again. */
+const STABLE_MS = 10_000
+
 export async function followEvents(api: DockerContainers, options: FollowOptions, signal: AbortSignal): Promise<void> {
   const min = options.minBackoffMs ?? 500
   const max = options.maxBackoffMs ?? 30_000
@@ -28,14 +31,19 @@ export async function followEvents(api: DockerContainers, options: FollowOptions
     try {
       const stream = await api.events(options.filters, signal)
       if (failures > 0) options.log.info({ after_failures: failures }, 'event stream reconnected')
-      backoff = min
-      failures = 0
+      const connectedAt = Date.now()
       options.connected()
       for await (const event of stream) {
         if (signal.aborted) break
         await options.onEvent(event).catch((err: unknown) => {
           options.log.warn({ err: (err as Error).message, action: event.Action, container: event.Actor?.ID }, 'event handling failed; the next resync corrects it')
         })
+      }
+      // Only a stream that stayed up resets the backoff: an engine that accepts and closes at
+      // once must not get a reconnect (and a full resync) twice a second.
+      if (Date.now() - connectedAt >= STABLE_MS) {
+        backoff = min
+        failures = 0
       }
       if (!signal.aborted) options.log.warn('event stream ended; reconnecting')
     } catch (err) {

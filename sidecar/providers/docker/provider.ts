@@ -1,7 +1,7 @@
 import { mapLimit } from '../map-limit.js'
 import { settingsFrom } from '../settings.js'
 import type { Logger } from 'pino'
-import { RelightError, isRelightError } from '../../core/errors.js'
+import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { CpuRate } from '../cpu-rate.js'
 import { EngineClient, engineStatus } from '../engine-api/client.js'
@@ -90,7 +90,13 @@ export class DockerProvider implements Provider {
     this.prefix = config.label_prefix
     this.engine =
       options.engine ??
-      new EngineClient({ address: config.socket, name: 'docker', ...(config.api_version ? { apiPrefix: `/v${config.api_version}` } : {}) })
+      new EngineClient({
+        address: config.socket,
+        name: 'docker',
+        // a stop waits up to stop_timeout before the engine answers
+        requestTimeout: Math.max(60_000, config.stop_timeout + 30_000),
+        ...(config.api_version ? { apiPrefix: `/v${config.api_version}` } : {}),
+      })
     this.api = new DockerContainers(this.engine)
     this.configSettings = settingsFrom(config)
   }
@@ -306,7 +312,9 @@ export class DockerProvider implements Provider {
       }
       throw new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'the docker event stream ended while waiting for a health check', { backend: id, provider: this.kind })
     } catch (err) {
-      if (signal.aborted && !isRelightError(err, 'RELIGHT_ERR_BACKEND_EXITED')) throw signal.reason ?? err
+      if (signal.aborted && !isRelightError(err, 'RELIGHT_ERR_BACKEND_EXITED')) {
+        throw toRelightError(signal.reason ?? err, 'RELIGHT_ERR_ABORTED', { backend: id, provider: this.kind })
+      }
       throw err
     } finally {
       done.abort()
@@ -344,7 +352,13 @@ export class DockerProvider implements Provider {
     const c = await this.routed(id, signal)
     await this.sleepContainer(c.Id, mode, signal)
     const group = groupOf(labelsOf(c), this.prefix)
-    if (group !== undefined) await this.groupLock.run(group, () => this.sleepDependenciesIfGroupAsleep(group, mode, signal))
+    if (group === undefined) return
+    // The member itself is asleep now: a dependency that fails to sleep is logged, not this
+    // member's failure (else the core would try fallback_sleep on a container already asleep).
+    await this.groupLock.run(group, () => this.sleepDependenciesIfGroupAsleep(group, mode, signal)).catch((err: unknown) => {
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { provider: this.kind })
+      this.log.warn({ group, code: error.code, err: error.message }, 'could not put the group\'s dependencies to sleep; they stay up until the next time the group sleeps')
+    })
   }
 
   private sleepContainer(id: string, mode: 'pause' | 'stop', signal: AbortSignal): Promise<void> {

@@ -132,7 +132,13 @@ function errnoOf(err: unknown): string | undefined {
 }
 
 interface SharedConnections {
+  /** Short requests: bounded pool. */
   readonly dispatcher: Dispatcher
+  /**
+   * Long-lived streams (`/events`, one per health-check wait): their own connections, so a
+   * burst of streams can never take every connection short requests need.
+   */
+  readonly streams: Dispatcher
   /** Created here (closed by close()), or given by the caller (left open). */
   readonly owned: boolean
   closed: boolean
@@ -151,15 +157,16 @@ export class EngineClient {
     this.address = resolveEngineAddress(options.address)
     this.apiPrefix = (options.apiPrefix ?? '').replace(/\/+$/, '')
     this.requestTimeout = options.requestTimeout ?? 60_000
+    const pool = (connections: number | null) =>
+      new Pool(this.address.origin, {
+        ...(this.address.socketPath ? { socketPath: this.address.socketPath } : {}),
+        connections,
+        keepAliveTimeout: 10_000,
+        connectTimeout: 5_000,
+      })
     this.shared = shared ?? {
-      dispatcher:
-        options.dispatcher ??
-        new Pool(this.address.origin, {
-          ...(this.address.socketPath ? { socketPath: this.address.socketPath } : {}),
-          connections: 16,
-          keepAliveTimeout: 10_000,
-          connectTimeout: 5_000,
-        }),
+      dispatcher: options.dispatcher ?? pool(16),
+      streams: options.dispatcher ?? pool(null),
       owned: options.dispatcher === undefined,
       closed: false,
     }
@@ -249,12 +256,17 @@ export class EngineClient {
     if (this.shared.closed) return
     this.shared.closed = true
     // a dispatcher given by the caller (tests: MockAgent) is the caller's to close
-    if (this.shared.owned) await this.shared.dispatcher.destroy().catch(() => undefined)
+    if (this.shared.owned) {
+      await Promise.all([this.shared.dispatcher.destroy().catch(() => undefined), this.shared.streams.destroy().catch(() => undefined)])
+    }
   }
 
   private async dispatch(method: Dispatcher.HttpMethod, path: string, options: RequestOptions, streaming: boolean) {
     if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', `${this.name} client is closed`, { provider: this.name })
-    const signal = options.signal ?? AbortSignal.timeout(this.requestTimeout)
+    // Every short request is bounded, even with the caller's (possibly long-lived) signal: one
+    // engine call that never answers must not stall the event loop that awaits it.
+    const timeout = streaming ? undefined : AbortSignal.timeout(this.requestTimeout)
+    const signal = options.signal && timeout ? AbortSignal.any([options.signal, timeout]) : (options.signal ?? (timeout as AbortSignal))
     if (signal.aborted) throw this.abortError(signal)
     const headers: Record<string, string> = { ...(options.headers ?? {}) }
     let body: Dispatcher.DispatchOptions['body']
@@ -268,7 +280,7 @@ export class EngineClient {
       }
     }
     try {
-      return await this.shared.dispatcher.request({
+      return await (streaming ? this.shared.streams : this.shared.dispatcher).request({
         origin: this.address.origin,
         path: `${this.apiPrefix}${path}${encodeQuery(options.query)}`,
         method,
@@ -280,6 +292,11 @@ export class EngineClient {
         bodyTimeout: streaming ? 0 : this.requestTimeout,
       })
     } catch (err) {
+      if (timeout?.aborted && !options.signal?.aborted) {
+        throw new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', `${this.name} did not answer ${method} ${path} within ${this.requestTimeout} ms`, {
+          provider: this.name,
+        })
+      }
       throw this.transportError(err, method, path, signal)
     }
   }

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { backendSettingsShape, duration } from '../../config/types.js'
+import { backendSettingsShape, duration, onlySleepModes } from '../../config/types.js'
 
 /**
  * `providers.podman`. Option names follow caddy-relight-podman (`socket` for its
@@ -24,6 +24,6 @@ export const podmanConfigSchema = z.strictObject({
   /** With containers on several networks: whose IP to proxy to (as providers.docker.network). */
   network: z.string().min(1).optional(),
   ...backendSettingsShape,
-})
+}).superRefine(onlySleepModes(['checkpoint', 'pause', 'stop'], 'podman containers'))
 
 export type PodmanConfig = z.output<typeof podmanConfigSchema>

@@ -9,8 +9,8 @@ import type { LibpodInspect } from './container-info.js'
 
 export const LIBPOD_PREFIX = '/v4.0.0/libpod'
 
-export function libpodClient(socket: string, dispatcher?: import('undici').Dispatcher): EngineClient {
-  return new EngineClient({ address: socket, apiPrefix: LIBPOD_PREFIX, name: 'podman', ...(dispatcher ? { dispatcher } : {}) })
+export function libpodClient(socket: string, dispatcher?: import('undici').Dispatcher, requestTimeout = 60_000): EngineClient {
+  return new EngineClient({ address: socket, apiPrefix: LIBPOD_PREFIX, name: 'podman', requestTimeout, ...(dispatcher ? { dispatcher } : {}) })
 }
 
 export interface LibpodListEntry {
@@ -108,7 +108,9 @@ export interface LibpodEvent {
 }
 
 /** Follow container events until the stream ends, fails or the signal aborts. */
-export async function followEvents(engine: EngineClient, signal: AbortSignal, onEvent: (e: LibpodEvent) => void): Promise<void> {
+/** Follow libpod events; `connected` runs once the engine accepted the stream (before any event). */
+export async function followEvents(engine: EngineClient, signal: AbortSignal, onEvent: (e: LibpodEvent) => void, connected: () => void = () => undefined): Promise<void> {
   const events = await engine.stream<LibpodEvent>('/events', { query: { stream: true, filters: { type: ['container'] } }, signal })
+  connected()
   for await (const e of events) if (e && typeof e === 'object') onEvent(e)
 }

@@ -89,7 +89,8 @@ export class PodmanProvider implements Provider {
     private readonly log: Logger,
     private readonly options: PodmanProviderOptions,
   ) {
-    this.engine = libpodClient(config.socket, options.dispatcher)
+    // a stop waits up to stop_timeout, a checkpoint as long as CRIU needs, before the engine answers
+    this.engine = libpodClient(config.socket, options.dispatcher, Math.max(120_000, (config.stop_timeout ?? 0) + 30_000))
   }
 
   private get labelPrefix(): string {
@@ -272,14 +273,20 @@ export class PodmanProvider implements Provider {
     }
   }
 
-  /** Follow the event stream, reconnecting with backoff; a reconnect asks for a resync. */
+  /** Follow the event stream, reconnecting with backoff; every (re)connection asks for a resync. */
   private async followLoop(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
     let backoff = EVENTS_BACKOFF_FIRST_MS
     let failures = 0
     while (!signal.aborted) {
       const started = Date.now()
       try {
-        await followEvents(this.engine, signal, (e) => this.onEngineEvent(e, onEvent, signal))
+        // Once the stream is up, list again: events before it (or while it was down) are lost.
+        await followEvents(
+          this.engine,
+          signal,
+          (e) => this.onEngineEvent(e, onEvent, signal),
+          () => onEvent({ type: 'resync' }),
+        )
       } catch (err) {
         if (signal.aborted) break
         failures++
@@ -294,7 +301,6 @@ export class PodmanProvider implements Provider {
       }
       await delay(backoff, signal)
       backoff = Math.min(backoff * 2, EVENTS_BACKOFF_MAX_MS)
-      if (!signal.aborted) onEvent({ type: 'resync' }) // events may have been missed meanwhile
     }
   }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { backendSettingsShape, duration, signalName } from '../../config/types.js'
+import { backendSettingsShape, duration, onlySleepModes, signalName } from '../../config/types.js'
 
 const output = z
   .string()
@@ -40,12 +40,7 @@ export const processConfigSchema = z
       if (app.hosts.length > 0 && app.port === undefined) {
         ctx.addIssue({ code: 'custom', path: ['apps', i, 'port'], message: 'required when hosts are declared (the port the app listens on)' })
       }
-      for (const key of ['sleep', 'fallback_sleep'] as const) {
-        const mode = app[key]
-        if (mode && mode !== 'stop' && mode !== 'pause') {
-          ctx.addIssue({ code: 'custom', path: ['apps', i, key], message: 'process apps sleep with stop or pause' })
-        }
-      }
+      onlySleepModes(['stop', 'pause'], 'process apps', (key) => ['apps', i, key])(app, ctx)
       if (app.port !== undefined && app.port + app.replicas - 1 > 65535) {
         ctx.addIssue({ code: 'custom', path: ['apps', i, 'replicas'], message: `replica ports ${app.port}…${app.port + app.replicas - 1} go past 65535` })
       }
