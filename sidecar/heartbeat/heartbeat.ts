@@ -14,6 +14,8 @@
  */
 import type { Logger } from 'pino'
 import { request } from 'undici'
+import { round1 } from '../providers/cpu-rate.js'
+import { mapLimit } from '../providers/map-limit.js'
 import type { BackendInfo, BackendState, Provider } from '../core/provider.js'
 import type { HeartbeatConfig } from './config.js'
 
@@ -67,7 +69,6 @@ function redactUrl(url: string): string {
   return `${u.origin}${u.pathname}`
 }
 
-const round1 = (n: number) => (Number.isFinite(n) ? Math.round(n * 10) / 10 : 0)
 
 export class Heartbeat {
   private timer: NodeJS.Timeout | undefined
@@ -104,15 +105,7 @@ export class Heartbeat {
   /** Gather every routed backend's status and figures. */
   async collect(signal: AbortSignal): Promise<HeartbeatPayload> {
     const list = [...this.backends()].filter((b) => b.info.hosts.length > 0)
-    const containers: HeartbeatContainer[] = new Array(list.length)
-    let next = 0
-    const worker = async () => {
-      while (next < list.length) {
-        const i = next++
-        containers[i] = await this.entry(list[i] as HeartbeatBackend, signal)
-      }
-    }
-    await Promise.all(Array.from({ length: Math.min(STATS_CONCURRENCY, list.length) }, worker))
+    const containers = await mapLimit(list, STATS_CONCURRENCY, (b) => this.entry(b, signal))
     let cpu = 0
     let mem = 0
     for (const c of containers) {
@@ -146,9 +139,13 @@ export class Heartbeat {
   /** Collect and send one heartbeat. Resolves true when the router accepted it (2xx). */
   async beat(): Promise<boolean> {
     if (this.closed) return false
-    const signal = AbortSignal.any([this.closer.signal, AbortSignal.timeout(this.config.timeout)])
+    // Stats and the POST each get `timeout`: slow stats report 0 for the late backends (entry()
+    // stops asking once its signal aborts) and never cost the router its heartbeat.
+    const statsSignal = AbortSignal.any([this.closer.signal, AbortSignal.timeout(this.config.timeout)])
+    let signal = statsSignal
     try {
-      const payload = await this.collect(signal)
+      const payload = await this.collect(statsSignal)
+      signal = AbortSignal.any([this.closer.signal, AbortSignal.timeout(this.config.timeout)])
       const res = await request(this.config.url, {
         method: 'POST',
         signal,
