@@ -57,3 +57,8 @@ export function toRelightError(err: unknown, fallback: ErrorCode, context: Error
   const message = err instanceof Error ? err.message : String(err)
   return new RelightError(fallback, message, context, { cause: err })
 }
+
+/** signal.throwIfAborted(), but always a RelightError (RELIGHT_ERR_ABORTED unless the reason is one). */
+export function throwIfAborted(signal: AbortSignal, context: ErrorContext = {}): void {
+  if (signal.aborted) throw toRelightError(signal.reason, 'RELIGHT_ERR_ABORTED', context)
+}

@@ -141,17 +141,20 @@ export function runProviderContract(name: string, options: ContractOptions): voi
       )
     })
 
-    test('aborted-signal', 'an already aborted signal rejects list() instead of hanging or answering', async () => {
+    test('aborted-signal', 'an already aborted signal rejects list(), wake() and sleep() with a RelightError, at once', async () => {
       const controller = new AbortController()
       controller.abort(new Error('aborted by test'))
-      const outcome = await Promise.race([
-        subject.provider.list(controller.signal).then(
-          () => 'resolved',
-          () => 'rejected',
-        ),
-        new Promise<string>((resolve) => setTimeout(() => resolve('hung'), 5000).unref()),
-      ])
-      assert.equal(outcome, 'rejected')
+      const outcome = (op: Promise<unknown>) =>
+        Promise.race([
+          op.then(
+            () => 'resolved',
+            (e: unknown) => (isRelightError(e) ? 'relight error' : `other error: ${String(e)}`),
+          ),
+          new Promise<string>((resolve) => setTimeout(() => resolve('hung'), 5000).unref()),
+        ])
+      assert.equal(await outcome(subject.provider.list(controller.signal)), 'relight error', 'list()')
+      assert.equal(await outcome(subject.provider.wake(subject.id, controller.signal)), 'relight error', 'wake()')
+      assert.equal(await outcome(subject.provider.sleep(subject.id, modes()[0] ?? 'stop', controller.signal)), 'relight error', 'sleep()')
     })
 
     test('watch', 'watch() reports a state change made through the provider', async (t) => {

@@ -2,7 +2,7 @@
  * An in-memory provider for unit tests of the core. Its backends' upstream is a real local HTTP
  * server (so readiness probes connect for real); wake and sleep can be held, failed or delayed.
  */
-import { RelightError } from '../../sidecar/core/errors.js'
+import { RelightError, throwIfAborted } from '../../sidecar/core/errors.js'
 import type { BackendInfo, BackendSettings, BackendState, Provider, ProviderEvent, SleepMode } from '../../sidecar/core/provider.js'
 import { stateForMode } from '../../sidecar/core/backend.js'
 
@@ -49,7 +49,7 @@ export class MemoryProvider implements Provider {
   }
 
   async list(signal: AbortSignal): Promise<BackendInfo[]> {
-    signal.throwIfAborted()
+    throwIfAborted(signal)
     this.calls.list++
     if (this.failList) throw this.failList
     const snapshot = [...this.backends.values()].map((b) => this.info(b))
@@ -73,6 +73,7 @@ export class MemoryProvider implements Provider {
   }
 
   async wake(id: string, signal: AbortSignal): Promise<void> {
+    throwIfAborted(signal)
     const b = this.get(id)
     this.calls.wake++
     if (this.failWake) {
@@ -90,7 +91,7 @@ export class MemoryProvider implements Provider {
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
-    signal.throwIfAborted()
+    throwIfAborted(signal)
     const b = this.get(id)
     if (!this.sleepModes.includes(mode)) throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `no ${mode}`)
     this.calls.sleep.push(mode)

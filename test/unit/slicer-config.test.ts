@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { ConfigError, parseConfig } from '../../sidecar/config/load.js'
-import { parseEndpoint } from '../../sidecar/providers/slicer/client.js'
+import { parseEndpoint, paths } from '../../sidecar/providers/slicer/client.js'
 
 function problems(yaml: string): string {
   try {
@@ -61,6 +61,10 @@ describe('slicer config', () => {
     assert.deepEqual(parseEndpoint('~/slicer-mac/slicer.sock', '/etc/relight', '/home/u'), { base: 'http://localhost', socketPath: '/home/u/slicer-mac/slicer.sock', display: '/home/u/slicer-mac/slicer.sock' })
     assert.equal(parseEndpoint('unix:/run/slicer.sock').socketPath, '/run/slicer.sock')
     assert.equal(parseEndpoint('run/slicer.sock', '/etc/relight').socketPath, '/etc/relight/run/slicer.sock')
-    assert.deepEqual(parseEndpoint('https://slicer.example:8443/api/'), { base: 'https://slicer.example:8443/api', display: 'https://slicer.example:8443/api/' })
+    assert.deepEqual(parseEndpoint('https://slicer.example:8443/api/'), { base: 'https://slicer.example:8443/api', display: 'https://slicer.example:8443/api' })
+    assert.equal(parseEndpoint('https://user:secret@slicer.example/').display, 'https://slicer.example', 'credentials are never shown')
+    assert.throws(() => paths.vm('..', 'resume'), /refusing the path segment/)
+    assert.throws(() => paths.vm('%2E', 'pause'), /refusing the path segment/)
+    assert.equal(paths.vm('a/b?c', 'pause'), '/vm/a%2Fb%3Fc/pause')
   })
 })

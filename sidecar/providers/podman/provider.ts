@@ -4,7 +4,7 @@ import { settingsFrom } from '../settings.js'
 import { execFile } from 'node:child_process'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'
+import { RelightError, isRelightError, toRelightError, throwIfAborted } from '../../core/errors.js'
 import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { CpuRate, round1 } from '../cpu-rate.js'
 import { checkpointContainer, restoreContainer } from './checkpoint.js'
@@ -142,7 +142,7 @@ export class PodmanProvider implements Provider {
 
   async list(signal: AbortSignal): Promise<BackendInfo[]> {
     this.ensureOpen()
-    signal.throwIfAborted()
+    throwIfAborted(signal)
     const entries = await listContainers(this.engine, `${this.labelPrefix}.domain`, signal)
     const infos = await mapLimit(entries, INSPECT_CONCURRENCY, async (entry) => {
       try {

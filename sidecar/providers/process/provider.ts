@@ -2,7 +2,7 @@ import { accessSync, constants as fsConstants, readFileSync, statSync } from 'no
 import { createServer } from 'node:net'
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path'
 import type { Logger } from 'pino'
-import { RelightError } from '../../core/errors.js'
+import { RelightError, throwIfAborted } from '../../core/errors.js'
 import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { CpuRate, round1 } from '../cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
@@ -189,7 +189,7 @@ export class ProcessProvider implements Provider {
   }
 
   async list(signal: AbortSignal): Promise<BackendInfo[]> {
-    signal.throwIfAborted()
+    throwIfAborted(signal)
     return [...this.apps.values()].map((app) => this.info(app))
   }
 
@@ -201,14 +201,14 @@ export class ProcessProvider implements Provider {
   }
 
   async wake(id: string, signal: AbortSignal): Promise<void> {
-    signal.throwIfAborted()
+    throwIfAborted(signal)
     const app = this.app(id)
     // Starting a replica resumes it if it is paused and skips a pending restart backoff.
     await Promise.all(app.replicas.map((r) => r.start()))
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
-    signal.throwIfAborted()
+    throwIfAborted(signal)
     const app = this.app(id)
     if (mode === 'pause') {
       for (const r of app.replicas) r.pause()
@@ -227,7 +227,7 @@ export class ProcessProvider implements Provider {
    * the replicas started).
    */
   async stats(id: string, signal: AbortSignal): Promise<BackendStats> {
-    signal.throwIfAborted()
+    throwIfAborted(signal)
     const app = this.app(id)
     const leaders = app.replicas.map((r) => r.pid).filter((pid): pid is number => pid !== undefined)
     const series = `${id}:${leaders.join(',')}`

@@ -6,7 +6,7 @@
 import { homedir } from 'node:os'
 import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { Agent, request } from 'undici'
-import { type ErrorCode, RelightError, toRelightError } from '../../core/errors.js'
+import { type ErrorCode, RelightError, toRelightError, throwIfAborted } from '../../core/errors.js'
 
 /** A node as the API reports it; every field but hostname may be missing. */
 export interface SlicerNode {
@@ -31,7 +31,8 @@ export interface SlicerEndpoint {
 export function parseEndpoint(url: string, baseDir = process.cwd(), home = homedir()): SlicerEndpoint {
   if (/^https?:\/\//i.test(url)) {
     const u = new URL(url)
-    return { base: `${u.origin}${u.pathname.replace(/\/+$/, '')}`, display: url }
+    const base = `${u.origin}${u.pathname.replace(/\/+$/, '')}`
+    return { base, display: base } // never show user:password from the URL
   }
   let path = url.startsWith('unix:') ? url.slice('unix:'.length) : url
   if (path === '~' || path.startsWith('~/')) path = home + path.slice(1)
@@ -39,7 +40,14 @@ export function parseEndpoint(url: string, baseDir = process.cwd(), home = homed
   return { base: 'http://localhost', socketPath: path, display: path }
 }
 
-const seg = encodeURIComponent
+/**
+ * One path segment, encoded. `.` and `..` (in any encoding) would be resolved away by URL
+ * parsing and address another endpoint, so they are refused.
+ */
+function seg(value: string): string {
+  if (/^(\.|%2e)+$/i.test(value)) throw new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `refusing the path segment ${JSON.stringify(value)}`, { provider: 'slicer' })
+  return encodeURIComponent(value)
+}
 
 export const paths = {
   nodes: (tag?: string) => (tag === undefined ? '/nodes' : `/nodes?tag=${seg(tag)}`),
@@ -75,7 +83,7 @@ export class SlicerClient {
    */
   async call(method: 'GET' | 'HEAD' | 'POST' | 'DELETE', path: string, signal: AbortSignal, body?: unknown): Promise<ApiResult> {
     if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'slicer client is closed', { provider: 'slicer' })
-    signal.throwIfAborted()
+    throwIfAborted(signal)
     const headers: Record<string, string> = { 'user-agent': 'relight-sidecar', accept: 'application/json' }
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
     if (body !== undefined) headers['content-type'] = 'application/json'

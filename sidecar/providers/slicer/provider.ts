@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { RelightError, isRelightError } from '../../core/errors.js'
+import { RelightError, isRelightError, throwIfAborted } from '../../core/errors.js'
 import type { BackendInfo, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { paths, SlicerClient, type SlicerNode } from './client.js'
 import type { SlicerConfig } from './config.js'
@@ -29,6 +29,9 @@ export interface SlicerProviderOptions {
  * registry coalesces re-lists to one a second), a periodic re-list every `watch_interval`, and
  * a `remove` event when an operation finds the node gone.
  */
+/** Slicer hostnames as Slicer makes them (`apps-1`); anything else is not put in a URL path. */
+const SAFE_HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/
+
 export class SlicerProvider implements Provider {
   readonly kind = 'slicer'
   readonly sleepModes: readonly SleepMode[] = SLICER_SLEEP_MODES
@@ -41,6 +44,9 @@ export class SlicerProvider implements Provider {
   private readonly warned = new Set<string>()
   private timer: NodeJS.Timeout | undefined
   private closed = false
+  private listing: Promise<BackendInfo[]> | undefined
+  /** When the last wake or sleep of each node ended. */
+  private readonly opEndedAt = new Map<string, number>()
 
   constructor(
     readonly config: SlicerConfig,
@@ -50,18 +56,38 @@ export class SlicerProvider implements Provider {
     this.client = new SlicerClient(config.url, config.token, options.baseDir)
   }
 
-  /** Every node of `host_group` (or every node) with at least one host tag. */
+  /**
+   * Every node of `host_group` (or every node) with at least one host tag. Concurrent calls
+   * share one `GET /nodes`. A wake or sleep that ended after the list was sent keeps its own
+   * result: the list is older than what it did.
+   */
   async list(signal: AbortSignal): Promise<BackendInfo[]> {
     this.assertOpen()
-    signal.throwIfAborted()
+    throwIfAborted(signal)
+    this.listing ??= this.listNow(signal).finally(() => {
+      this.listing = undefined
+    })
+    return this.listing
+  }
+
+  private async listNow(signal: AbortSignal): Promise<BackendInfo[]> {
+    const sentAt = Date.now()
     const nodes = await this.client.listNodes(signal)
     const known = new Map<string, KnownNode>()
     for (const node of nodes) {
       if (this.config.host_group !== undefined && nodeGroup(node) !== this.config.host_group) continue
+      if (!SAFE_HOSTNAME.test(node.hostname)) {
+        // It goes into API paths: `..` or `.` would be resolved away and address another endpoint.
+        this.warnOnce(node.hostname, `node hostname ${JSON.stringify(node.hostname)} is not a plain host name; not routed`)
+        continue
+      }
       const view = nodeToBackend(node, this.config, this.lastSleep.get(node.hostname))
       for (const w of view.warnings) this.warnOnce(node.hostname, w)
       if (view.info.hosts.length === 0) continue // not ours to route, so not ours to put to sleep
-      known.set(node.hostname, { node, info: view.info, persistent: view.persistent })
+      const previous = this.known.get(node.hostname)
+      const newer = (this.opEndedAt.get(node.hostname) ?? -Infinity) > sentAt
+      const info = newer && previous ? { ...view.info, state: previous.info.state } : view.info
+      known.set(node.hostname, { node, info, persistent: view.persistent })
     }
     for (const id of this.lastSleep.keys()) {
       const k = known.get(id)
@@ -174,6 +200,7 @@ export class SlicerProvider implements Provider {
   }
 
   private setState(id: string, state: BackendInfo['state']): void {
+    this.opEndedAt.set(id, Date.now())
     const k = this.known.get(id)
     if (k) this.known.set(id, { ...k, info: { ...k.info, state } })
     this.emit({ type: 'state', id, state })

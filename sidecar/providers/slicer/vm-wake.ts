@@ -3,7 +3,7 @@
  * stopped persistent one; then wait until the agent health endpoint answers 200. The core
  * probes the app itself afterwards.
  */
-import { RelightError } from '../../core/errors.js'
+import { RelightError, throwIfAborted } from '../../core/errors.js'
 import type { BackendState, SleepMode } from '../../core/provider.js'
 import { paths, type SlicerClient } from './client.js'
 import type { KnownNode } from './provider.js'
@@ -77,7 +77,7 @@ export async function waitAgent(client: SlicerClient, id: string, signal: AbortS
     if (result.status === 200) return
     if (result.status === 404) throw notFound(id)
     await delay(wait, signal)
-    signal.throwIfAborted()
+    throwIfAborted(signal)
     wait = Math.min(MAX_DELAY_MS, Math.ceil(wait * 1.5))
   }
 }
