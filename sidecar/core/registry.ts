@@ -5,6 +5,7 @@ import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
 import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { HostIndex } from './host-index.js'
 import type { BackendInfo, Provider, ProviderEvent, SleepMode } from './provider.js'
+import { delay } from './timers.js'
 
 export type RegistryConfig = Pick<
   Config,
@@ -276,20 +277,20 @@ export class Registry {
   async resolveAfterMiss(host: string): Promise<Backend | undefined> {
     const relisting = this.providers.filter((p) => p.relistOnMiss)
     if (relisting.length === 0) return undefined
+    // One relist, and one bound on waiting for it, shared by every request that misses meanwhile.
     if (!this.missRelist) {
       const wait = Math.max(0, this.lastMissRelist + RELIST_ON_MISS_EVERY_MS - Date.now())
-      this.missRelist = new Promise<void>((resolve) => setTimeout(resolve, wait))
+      const relist = delay(wait, this.closer.signal)
         .then(() => {
           this.lastMissRelist = Date.now()
           return Promise.all(relisting.map((p) => this.resync(p)))
         })
         .then(() => undefined)
-        .finally(() => {
-          this.missRelist = undefined
-        })
+      this.missRelist = Promise.race([relist, delay(wait + RELIST_ON_MISS_WAIT_MS, this.closer.signal)]).finally(() => {
+        this.missRelist = undefined
+      })
     }
-    const timeout = new Promise<void>((resolve) => setTimeout(resolve, RELIST_ON_MISS_WAIT_MS).unref())
-    await Promise.race([this.missRelist, timeout])
+    await this.missRelist
     const found = this.index.resolve(host)
     if (found) return found
     // The host may belong to a backend we cannot see right now: say so rather than "unknown".

@@ -37,22 +37,33 @@ export function isNavigation(req: FastifyRequest): boolean {
   return typeof accept === 'string' && accept.includes('text/html')
 }
 
+/**
+ * Engine errors carry engine internals (socket paths, API replies): clients get this sentence
+ * and the code, the sidecar's log gets the message.
+ */
+const ENGINE_DETAIL: Partial<Record<ErrorCode, string>> = {
+  RELIGHT_ERR_PROVIDER_UNAVAILABLE: 'The engine that runs this backend cannot be reached right now; try again shortly.',
+  RELIGHT_ERR_PROVIDER_FAILED: 'The engine that runs this backend could not wake it; the sidecar log has the reason.',
+  RELIGHT_ERR_PROVIDER_AUTH: 'The engine that runs this backend refused the sidecar; the sidecar log has the reason.',
+}
+
 export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const error = err instanceof RelightError ? err : toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
   const map = HTTP[error.code]
+  const detail = ENGINE_DETAIL[error.code] ?? error.message
   const retryAfter = error.context.retryAfter ?? map.retryAfter
   reply.code(map.status).header(REPLY_HEADER, error.code).header('cache-control', 'no-store')
   if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter))
   if (map.status === 410) return reply.send()
   if (isNavigation(req)) {
-    return reply.type('text/html; charset=utf-8').send(errorPage(map.status, map.title, error.message, map.status >= 500 && retryAfter ? retryAfter : undefined))
+    return reply.type('text/html; charset=utf-8').send(errorPage(map.status, map.title, detail, map.status >= 500 && retryAfter ? retryAfter : undefined))
   }
   return reply.type('application/problem+json').send(
     JSON.stringify({
       type: `urn:relight:error:${error.code}`,
       title: map.title,
       status: map.status,
-      detail: error.message,
+      detail,
       code: error.code,
       ...(typeof error.context.host === 'string' ? { host: error.context.host } : {}),
       ...(typeof error.context.backend === 'string' ? { backend: error.context.backend } : {}),

@@ -136,6 +136,9 @@ export interface StatefulRouterOptions {
 }
 
 /** Every stateful site, found by Host; owns the NameCache that keeps upstream hosts resolved. */
+/** Longest raw Host remembered: a 253-character name plus a port. */
+const MAX_CACHED_RAW = 260
+
 export class StatefulRouter {
   readonly names: NameCache
   readonly sites: readonly StatefulSite[]
@@ -158,8 +161,11 @@ export class StatefulRouter {
     const known = this.byRaw.get(raw)
     if (known !== undefined) return known ?? undefined
     const host = normalizeHost(raw)
-    const site = host === undefined ? undefined : this.byHost.get(host)
-    if (this.byRaw.size < RAW_CACHE_LIMIT) this.byRaw.set(raw, site ?? null)
+    if (host === undefined) return undefined // never cached: junk must not fill the cache
+    const site = this.byHost.get(host)
+    // Misses are cached too (one lookup for every other host), but only valid names of DNS
+    // length: at most RAW_CACHE_LIMIT × ~260 bytes, whatever clients send.
+    if (raw.length <= MAX_CACHED_RAW && this.byRaw.size < RAW_CACHE_LIMIT) this.byRaw.set(raw, site ?? null)
     return site
   }
 
