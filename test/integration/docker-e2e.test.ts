@@ -143,6 +143,7 @@ describe('docker provider through real Caddy', { skip, timeout: 180_000 }, () =>
     const res = await get('refused.localhost')
     assert.equal(res.status, 502)
     assert.equal(backend('refused.localhost')?.lastError?.code, 'RELIGHT_ERR_PROVIDER_FAILED')
-    assert.match(res.body, /no such file/i)
+    assert.match(backend('refused.localhost')?.lastError?.message ?? '', /no such file/i, 'the reason is kept for the log')
+    assert.doesNotMatch(res.body, /no such file/i, 'engine internals are not shown to clients')
   })
 })
