@@ -1,11 +1,12 @@
 /** Wires config, providers, registry, access log and HTTP server into one running sidecar. */
-import { chmodSync, unlinkSync } from 'node:fs'
+import { chmodSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
 import { AccessLogServer } from './core/access-log.js'
 import type { Provider } from './core/provider.js'
 import { Registry } from './core/registry.js'
+import { claimSocketPath } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
 import type { Resolver } from './routing/stateful/resolver.js'
 import { StatefulRouter } from './routing/stateful/router.js'
@@ -121,11 +122,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
 async function listen(app: FastifyInstance, listenAddress: string): Promise<string> {
   if (listenAddress.startsWith('unix:')) {
     const path = listenAddress.slice('unix:'.length)
-    try {
-      unlinkSync(path)
-    } catch {
-      // no stale socket
-    }
+    await claimSocketPath(path, 'listen')
     await app.listen({ path })
     chmodSync(path, 0o660)
     return listenAddress

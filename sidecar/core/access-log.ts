@@ -1,6 +1,6 @@
-import { unlinkSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
+import { claimSocketPath } from './unix-socket.js'
 
 /** Header the sidecar puts on every answer it gives instead of the backend (denials, waiting page). */
 export const REPLY_HEADER = 'X-Relight-Reply'
@@ -85,16 +85,12 @@ export class AccessLogServer {
   async listen(): Promise<void> {
     const server = createServer((socket) => this.accept(socket))
     this.server = server
+    const unixPath = this.address.startsWith('unix:') ? this.address.slice('unix:'.length) : undefined
+    if (unixPath !== undefined) await claimSocketPath(unixPath, 'access_log')
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
-      if (this.address.startsWith('unix:')) {
-        const path = this.address.slice('unix:'.length)
-        try {
-          unlinkSync(path)
-        } catch {
-          // not there: fine
-        }
-        server.listen(path, () => resolve())
+      if (unixPath !== undefined) {
+        server.listen(unixPath, () => resolve())
       } else {
         const colon = this.address.lastIndexOf(':')
         const host = this.address.slice(0, colon).replace(/^\[|\]$/g, '') || '127.0.0.1'

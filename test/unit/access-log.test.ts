@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import pino from 'pino'
 import { AccessLogServer, parseAccessLine } from '../../sidecar/core/access-log.js'
+import { isRelightError } from '../../sidecar/core/errors.js'
 import { tempDir } from '../helpers/net.js'
 import { until } from '../helpers/wait.js'
 
@@ -66,5 +69,30 @@ describe('access log over TCP', () => {
     assert.deepEqual(finished, ['ok.localhost'])
     socket.destroy()
     await server.close()
+  })
+})
+
+describe('unix socket paths', () => {
+  it('refuses a socket another program still answers on, and replaces a stale one', async () => {
+    const tmp = tempDir()
+    const path = join(tmp.dir, 'a.sock')
+    const handlers = { finished: () => undefined, connections: () => undefined }
+    const first = new AccessLogServer(`unix:${path}`, handlers, pino({ level: 'silent' }))
+    await first.listen()
+    const second = new AccessLogServer(`unix:${path}`, handlers, pino({ level: 'silent' }))
+    await assert.rejects(second.listen(), (e: unknown) => isRelightError(e, 'RELIGHT_ERR_CONFIG') && /in use by a running program/.test((e as Error).message))
+    await second.close()
+    // a crashed listener leaves its socket file behind with nobody on it: that one is taken over
+    const stale = join(tmp.dir, 'b.sock')
+    const crashed = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'ignore'] })
+    await new Promise((r) => crashed.stdout.once('data', r))
+    crashed.kill('SIGKILL')
+    await new Promise((r) => crashed.once('exit', r))
+    assert.ok(existsSync(stale), 'SIGKILL left the socket file')
+    const third = new AccessLogServer(`unix:${stale}`, handlers, pino({ level: 'silent' }))
+    await third.listen()
+    await third.close()
+    await first.close()
+    tmp.remove()
   })
 })
