@@ -53,3 +53,16 @@ export function parseHostPattern(declared: string): HostPattern | undefined {
   if (!name) return undefined
   return name.includes('.') ? { kind: 'exact', name } : { kind: 'label', label: name }
 }
+
+/** True for an `http://` URL to anything but loopback: a bearer secret sent there crosses the network in clear. */
+export function plainHttpToRemote(url: string): boolean {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    return false
+  }
+  if (u.protocol !== 'http:') return false
+  const host = u.hostname.replace(/^\[|\]$/g, '')
+  return !(host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127\./.test(host))
+}

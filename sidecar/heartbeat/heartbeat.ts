@@ -16,6 +16,7 @@ import type { Logger } from 'pino'
 import { request } from 'undici'
 import { round1 } from '../providers/cpu-rate.js'
 import { mapLimit } from '../providers/map-limit.js'
+import { plainHttpToRemote } from '../core/hosts.js'
 import type { BackendInfo, BackendState, Provider } from '../core/provider.js'
 import type { HeartbeatConfig } from './config.js'
 
@@ -88,6 +89,7 @@ export class Heartbeat {
   /** Send one heartbeat now, then one every `interval` (longer after failures). */
   start(): void {
     if (this.closed || this.timer) return
+    if (plainHttpToRemote(this.config.url)) this.log.warn({ url: redactUrl(this.config.url) }, 'heartbeat.url is plain http to another host: the bearer secret crosses the network unencrypted; use https')
     this.schedule(0)
   }
 
@@ -133,7 +135,9 @@ export class Heartbeat {
         }
       }
     }
-    return { domain: info.hosts[0] as string, status, cpu_pct, mem_mb, domains: [...info.hosts], provider: provider.kind, name: info.name }
+    // A router routes by name: prefer an exact one over `*.wildcard` or a bare first label.
+    const domain = info.hosts.find((h) => h.includes('.') && !h.includes('*')) ?? (info.hosts[0] as string)
+    return { domain, status, cpu_pct, mem_mb, domains: [...info.hosts], provider: provider.kind, name: info.name }
   }
 
   /** Collect and send one heartbeat. Resolves true when the router accepted it (2xx). */

@@ -77,8 +77,14 @@ describe('docker provider (real dockerd)', { skip, timeout: 120_000 }, () => {
     const provider = make()
     const controller = new AbortController()
     const events: ProviderEvent[] = []
-    provider.watch((e) => events.push(e), controller.signal)
+    let connected!: () => void
+    const ready = new Promise<void>((resolve) => (connected = resolve))
+    provider.watch((e) => {
+      events.push(e)
+      if (e.type === 'resync') connected() // the event stream is up: the stop's events will be seen
+    }, controller.signal)
     try {
+      await ready
       await provider.sleep(id, 'stop', AbortSignal.timeout(30_000))
       await until(() => events.some((e) => e.type === 'upsert' && e.backend.id === id && e.backend.state === 'stopped'), 'stopped upsert', 20_000, 10)
       assert.equal(events.filter((e) => e.type === 'state' && e.id === id).length, 0)

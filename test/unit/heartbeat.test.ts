@@ -160,6 +160,13 @@ describe('heartbeat', () => {
     hb.close()
   })
 
+  it('reports an exact name as domain when a backend also declares wildcards or first labels', async () => {
+    const hb = new Heartbeat(config(), () => [backend(process_, 'w', ['*.shop.example', 'shop', 'shop.example'], 'stopped')], pino({ level: 'silent' }))
+    const payload = await hb.collect(AbortSignal.timeout(5000))
+    assert.equal(payload.containers[0]?.domain, 'shop.example')
+    assert.deepEqual(payload.containers[0]?.domains, ['*.shop.example', 'shop', 'shop.example'])
+  })
+
   it('start() sends at once, then every interval; close() stops it', async () => {
     const hb = new Heartbeat(config(), () => backends, pino({ level: 'silent' }))
     const first = router.next()
@@ -167,7 +174,10 @@ describe('heartbeat', () => {
     await first
     await router.next()
     hb.close()
-    assert.ok(hb.counters.sent >= 1)
+    const sent = hb.counters.sent
+    assert.ok(sent >= 1)
+    assert.equal(await hb.beat(), false, 'a closed heartbeat sends nothing')
+    assert.equal(hb.counters.sent, sent)
   })
 
   it('config: heartbeat is a strict block with durations, env secrets, and a real IP', () => {

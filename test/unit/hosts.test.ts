@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { HostIndex } from '../../sidecar/core/host-index.js'
-import { normalizeHost, parseHostPattern } from '../../sidecar/core/hosts.js'
+import { normalizeHost, parseHostPattern, plainHttpToRemote } from '../../sidecar/core/hosts.js'
 
 describe('normalizeHost', () => {
   it('lower-cases, strips the port and a trailing dot', () => {
@@ -98,5 +98,15 @@ describe('HostIndex', () => {
     for (let i = 0; i < 1000; i++) idx.lookupRaw(`r${i}.example.com`)
     assert.equal((idx as unknown as { rawHits: Map<string, unknown> }).rawHits.size, 1)
     assert.deepEqual(idx.lookupRaw('in valid'), { target: undefined, host: undefined })
+  })
+})
+
+describe('plainHttpToRemote', () => {
+  it('flags plain http to other hosts only', () => {
+    assert.equal(plainHttpToRemote('http://router.example/heartbeat'), true)
+    assert.equal(plainHttpToRemote('http://10.0.0.5:8080/'), true)
+    assert.equal(plainHttpToRemote('https://router.example/'), false)
+    for (const local of ['http://127.0.0.1:9/', 'http://localhost/', 'http://[::1]:80/', 'http://x.localhost/']) assert.equal(plainHttpToRemote(local), false, local)
+    assert.equal(plainHttpToRemote('not a url'), false)
   })
 })

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
 import { RelightError, isRelightError, throwIfAborted } from '../../core/errors.js'
+import { plainHttpToRemote } from '../../core/hosts.js'
 import type { BackendInfo, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { paths, SlicerClient, type SlicerNode } from './client.js'
 import type { SlicerConfig } from './config.js'
@@ -54,6 +55,9 @@ export class SlicerProvider implements Provider {
     options: SlicerProviderOptions = {},
   ) {
     this.client = new SlicerClient(config.url, config.token, options.baseDir)
+    if (config.token !== undefined && plainHttpToRemote(config.url)) {
+      log.warn({ url: this.client.endpoint.display }, 'providers.slicer.url is plain http to another host: the token crosses the network unencrypted; use https or the unix socket')
+    }
   }
 
   /**
