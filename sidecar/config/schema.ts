@@ -9,11 +9,11 @@ import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
 import { slicerConfigSchema } from '../providers/slicer/config.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
-import { duration, listenAddress, readiness, sleepMode, strategy } from './types.js'
+import { duration, durationAtLeast, listenAddress, readiness, sleepMode, strategy } from './types.js'
 
 export const defaultsSchema = z.strictObject({
   idle_timeout: duration.prefault('5m'),
-  wake_timeout: duration.prefault('30s'),
+  wake_timeout: durationAtLeast(100, '100ms (a wake needs time to happen)').prefault('30s'),
   sleep: sleepMode.default('stop'),
   fallback_sleep: sleepMode.default('pause'),
   strategy: strategy.default('blocking'),
@@ -39,7 +39,7 @@ export const configSchema = z.strictObject({
   max_concurrent_wakes: z.number().int().min(1).max(1000).default(16),
   max_concurrent_sleeps: z.number().int().min(1).max(1000).default(4),
   /** How long shutdown waits for sleeps and child processes before giving up. */
-  shutdown_timeout: duration.prefault('30s'),
+  shutdown_timeout: durationAtLeast(1000, '1s (children need time to stop)').prefault('30s'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   defaults: defaultsSchema.prefault({}),
   providers: providersSchema.prefault({}),

@@ -5,7 +5,7 @@ import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from './duration.js'
 
 /** `500ms`, `30s`, `5m`, `1h` → milliseconds. A bare number is refused with a hint. */
-export const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+export const duration = z.unknown().transform((value, ctx): number => {
   const ms = typeof value === 'string' ? parseDuration(value) : undefined
   if (ms === undefined) {
     ctx.addIssue({
@@ -13,12 +13,17 @@ export const duration = z.union([z.string(), z.number()]).transform((value, ctx)
       message:
         typeof value === 'number'
           ? `${value} has no unit; write it like ${value}s or ${value}ms`
-          : `"${value}" is not a duration; write it like 500ms, 30s, 5m or 1h`,
+          : typeof value === 'string'
+            ? `"${value}" is not a duration; write it like 500ms, 30s, 5m or 1h`
+            : `expected a duration such as 30s, got ${value === null ? 'nothing' : typeof value}`,
     })
     return z.NEVER
   }
   return ms
 })
+
+/** A duration of at least `min` ms (`what` says why in the message). */
+export const durationAtLeast = (min: number, what: string) => duration.refine((ms) => ms >= min, { message: `must be at least ${what}` })
 
 export const sleepMode = z.enum(SLEEP_MODES)
 export const strategy = z.enum(['blocking', 'waiting_page'])
@@ -40,7 +45,7 @@ export const listenAddress = z.string().refine(
 /** Per-backend overrides, accepted in `defaults`, provider blocks and app entries. */
 export const backendSettingsShape = {
   idle_timeout: duration.optional(),
-  wake_timeout: duration.optional(),
+  wake_timeout: durationAtLeast(100, '100ms (a wake needs time to happen)').optional(),
   sleep: sleepMode.optional(),
   fallback_sleep: sleepMode.optional(),
   strategy: strategy.optional(),
