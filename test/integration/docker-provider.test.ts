@@ -4,7 +4,7 @@ import { connect, createServer } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
 import { request } from 'undici'
-import type { ProviderEvent } from '../../sidecar/core/provider.js'
+import type { Provider, ProviderEvent } from '../../sidecar/core/provider.js'
 import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
 import { DockerProvider } from '../../sidecar/providers/docker/provider.js'
 import { DOCKER_SOCKET, TestDocker, dockerSkip } from '../helpers/docker.js'
@@ -13,6 +13,23 @@ import { startTestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
 
 const skip = await dockerSkip()
+
+
+/**
+ * Watch a provider and resolve once its event stream is up (the provider asks for a resync on
+ * every connection), so events caused after this are seen.
+ */
+async function watchConnected(provider: Provider): Promise<{ events: ProviderEvent[]; controller: AbortController }> {
+  const controller = new AbortController()
+  const events: ProviderEvent[] = []
+  await new Promise<void>((resolve) => {
+    provider.watch?.((e) => {
+      events.push(e)
+      if (e.type === 'resync') resolve()
+    }, controller.signal)
+  })
+  return { events, controller }
+}
 
 describe('docker provider (real dockerd)', { skip, timeout: 120_000 }, () => {
   const docker = new TestDocker()
@@ -50,16 +67,8 @@ describe('docker provider (real dockerd)', { skip, timeout: 120_000 }, () => {
     const port = await freePort()
     const id = await docker.container({ cmd: ['sh', '-c', 'read x'], labels: { [`${p}.domain`]: 'exit.localhost', [`${p}.port`]: String(port) }, created: true })
     const provider = make()
-    const controller = new AbortController()
-    const events: ProviderEvent[] = []
-    let connected!: () => void
-    const ready = new Promise<void>((resolve) => (connected = resolve))
-    provider.watch((e) => {
-      events.push(e)
-      if (e.type === 'resync') connected()
-    }, controller.signal)
+    const { events, controller } = await watchConnected(provider)
     try {
-      await ready
       // `read x` with no stdin returns at once: the shell exits 1 on its own.
       await docker.post(id, 'start')
       await until(() => events.find((e) => e.type === 'state' && e.id === id), 'state event', 20_000, 10)
@@ -75,16 +84,8 @@ describe('docker provider (real dockerd)', { skip, timeout: 120_000 }, () => {
     const port = await freePort()
     const id = await docker.container({ cmd: docker.httpd(port), labels: { [`${p}.domain`]: 'quiet.localhost', [`${p}.port`]: String(port) } })
     const provider = make()
-    const controller = new AbortController()
-    const events: ProviderEvent[] = []
-    let connected!: () => void
-    const ready = new Promise<void>((resolve) => (connected = resolve))
-    provider.watch((e) => {
-      events.push(e)
-      if (e.type === 'resync') connected() // the event stream is up: the stop's events will be seen
-    }, controller.signal)
+    const { events, controller } = await watchConnected(provider)
     try {
-      await ready
       await provider.sleep(id, 'stop', AbortSignal.timeout(30_000))
       await until(() => events.some((e) => e.type === 'upsert' && e.backend.id === id && e.backend.state === 'stopped'), 'stopped upsert', 20_000, 10)
       assert.equal(events.filter((e) => e.type === 'state' && e.id === id).length, 0)
