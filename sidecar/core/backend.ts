@@ -1,12 +1,14 @@
 import type PQueue from 'p-queue'
 import type { Logger } from 'pino'
-import { RelightError, toRelightError } from './errors.js'
+import { isRelightError, RelightError, toRelightError } from './errors.js'
 import type { BackendInfo, BackendState, Provider, Readiness, SleepMode, Strategy } from './provider.js'
 import { waitAnyReady } from './readiness.js'
 import { abortable } from './timers.js'
 
 /** Upper bound of one sleep (a stop may have a long grace period). */
 const SLEEP_TIMEOUT_MS = 5 * 60_000
+/** Upper bound of one shared-activity write. */
+const SHARE_TIMEOUT_MS = 10_000
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -71,6 +73,11 @@ export class Backend {
   /** When the last wake or sleep ended (deps.now clock); older list results cannot undo it. */
   private transitionEndedAt = -Infinity
   private fallbackLogged = false
+  /** Shared activity (several sidecars, one engine): when we last wrote it and which activity. */
+  private sharedAt = -Infinity
+  private sharedActivity = -Infinity
+  private sharing = false
+  private shareFailures = 0
   private readonly deps: BackendDeps
   private childLog: Logger | undefined
 
@@ -112,6 +119,41 @@ export class Backend {
   finished(): void {
     if (this.inflight > 0) this.inflight--
     this.lastActivity = this.deps.now()
+  }
+
+  /**
+   * Several sidecars on one engine: tell the provider about traffic seen since the last write,
+   * at most every idle_timeout/4 (requests in flight count as traffic now). Called by the idle
+   * sweep; never on the request path. `wallNow` is ms since the epoch (shared with other hosts).
+   */
+  shareActivity(now: number, wallNow: number = Date.now()): void {
+    const share = this.provider.shareActivity
+    if (!share || this.sharing || this.removed || this.phase !== 'running') return
+    if (this.inflight === 0 && this.lastActivity <= this.sharedActivity) return
+    if (now - this.sharedAt < this.settings.idle_timeout / 4) return
+    const activity = this.inflight > 0 ? now : this.lastActivity
+    const at = wallNow - (now - activity)
+    this.sharing = true
+    share
+      .call(this.provider, this.info.id, at, AbortSignal.any([this.deps.closing, AbortSignal.timeout(SHARE_TIMEOUT_MS)]))
+      .then(
+        () => {
+          this.sharedAt = now
+          this.sharedActivity = activity
+          this.shareFailures = 0
+        },
+        (err: unknown) => {
+          // Retried on the next sweep; the provider refuses sleeps until a write succeeds.
+          this.shareFailures++
+          if ((this.shareFailures & (this.shareFailures - 1)) === 0) {
+            const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
+            this.log.warn({ code: error.code, err: error.message, failures: this.shareFailures }, 'shared activity not written')
+          }
+        },
+      )
+      .finally(() => {
+        this.sharing = false
+      })
   }
 
   /**
@@ -292,6 +334,13 @@ export class Backend {
         return true
       } catch (err) {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
+        if (error.code === 'RELIGHT_ERR_SLEEP_REFUSED') {
+          // Another sidecar saw traffic (or the shared value could not be checked): stay awake.
+          this.phase = this.info.state === 'running' ? 'running' : 'asleep'
+          this.lastActivity = this.deps.now()
+          this.log.info({ reason: error.message }, 'sleep refused')
+          return false
+        }
         this.counters.sleepFailures++
         // What the provider reported meanwhile decides; without a report it is still running.
         this.phase = this.info.state === 'running' ? 'running' : 'asleep'
@@ -306,18 +355,19 @@ export class Backend {
 
   private async trySleep(mode: SleepMode, fallback: SleepMode, signal: AbortSignal): Promise<SleepMode> {
     const id = this.info.id
+    const context = { idleTimeout: this.settings.idle_timeout }
     try {
-      await this.queued(this.deps.sleepQueue, () => this.provider.sleep(id, mode, signal), signal)
+      await this.queued(this.deps.sleepQueue, () => this.provider.sleep(id, mode, signal, context), signal)
       return mode
     } catch (err) {
-      if (fallback === mode || signal.aborted) throw err
+      if (fallback === mode || signal.aborted || isRelightError(err, 'RELIGHT_ERR_SLEEP_REFUSED')) throw err
       this.counters.fallbackSleeps++
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
       if (!this.fallbackLogged) {
         this.fallbackLogged = true
         this.log.warn({ mode, fallback, code: error.code, err: error.message }, `sleep mode ${mode} failed; using ${fallback} (logged once per backend)`)
       }
-      await this.queued(this.deps.sleepQueue, () => this.provider.sleep(id, fallback, signal), signal)
+      await this.queued(this.deps.sleepQueue, () => this.provider.sleep(id, fallback, signal, context), signal)
       return fallback
     }
   }

@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   RELIGHT_ERR_PROVIDER_FAILED: 'The provider engine refused or failed the operation.',
   RELIGHT_ERR_PROVIDER_AUTH: 'The provider engine rejected our credentials (token, socket permission).',
   RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED: 'The backend or provider does not support this sleep mode.',
+  RELIGHT_ERR_SLEEP_REFUSED: 'The backend stays awake: another sidecar saw recent activity, or the shared activity could not be checked.',
   RELIGHT_ERR_CLOSED: 'The object was closed and refuses new work.',
   RELIGHT_ERR_ABORTED: 'The operation was cancelled (shutdown or timeout).',
   RELIGHT_ERR_UNAUTHORIZED: 'Missing or wrong admin token.',

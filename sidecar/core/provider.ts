@@ -91,6 +91,12 @@ export interface BackendStats {
   mem_mb: number
 }
 
+/** What the core knows when it asks for a sleep. */
+export interface SleepContext {
+  /** The backend's resolved idle_timeout (ms). */
+  readonly idleTimeout: number
+}
+
 export interface CheckResult {
   readonly ok: boolean
   /** One sentence a user can act on. */
@@ -115,8 +121,22 @@ export interface Provider {
   watch?(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void
   /** Idempotent; resolves when the backend runs. */
   wake(id: string, signal: AbortSignal): Promise<void>
-  /** Idempotent; resolves when the backend is asleep in `mode`. */
-  sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void>
+  /**
+   * Idempotent; resolves when the backend is asleep in `mode`. A provider shared by several
+   * sidecars rejects with `sleepRefused` (RELIGHT_ERR_SLEEP_REFUSED) when another sidecar saw
+   * activity within `context.idleTimeout`, when its compare-and-swap lost, or when the shared
+   * activity could not be read or last written: the core then keeps the backend awake and
+   * tries again after another idle_timeout, without a fallback mode.
+   */
+  sleep(id: string, mode: SleepMode, signal: AbortSignal, context?: SleepContext): Promise<void>
+  /**
+   * Several sidecars on one engine (Swarm, Kubernetes): record in the engine that this sidecar
+   * saw traffic for `id` at `at` (ms since the epoch; requests started or finished, or requests
+   * in flight). The core calls it for a running backend with traffic since the last call, at
+   * most every idle_timeout/4, never on the request path. A failed write rejects, and the
+   * provider refuses sleeps of that backend until a later write succeeds.
+   */
+  shareActivity?(id: string, at: number, signal: AbortSignal): Promise<void>
   stats?(id: string, signal: AbortSignal): Promise<BackendStats>
   /** Probe the engine for `relight-sidecar check`: reachable, permitted, features present. */
   check?(signal: AbortSignal): Promise<CheckResult[]>

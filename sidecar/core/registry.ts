@@ -325,6 +325,7 @@ export class Registry {
     const groups = new Map<string, Backend[]>()
     const work: Promise<boolean>[] = []
     for (const backend of this.backends.values()) {
+      backend.shareActivity(now)
       const group = backend.info.group
       if (group === undefined) {
         if (backend.isIdle(now)) work.push(backend.sleepIfIdle())

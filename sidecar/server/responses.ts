@@ -21,6 +21,7 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_PROVIDER_FAILED: { status: 502, title: 'Backend could not be woken', retryAfter: 5 },
   RELIGHT_ERR_PROVIDER_AUTH: { status: 502, title: 'Backend engine refused the sidecar', retryAfter: 30 },
   RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED: { status: 500, title: 'Unsupported sleep mode' },
+  RELIGHT_ERR_SLEEP_REFUSED: { status: 409, title: 'Sleep refused' },
   RELIGHT_ERR_CLOSED: { status: 503, title: 'Shutting down', retryAfter: 2 },
   RELIGHT_ERR_ABORTED: { status: 503, title: 'Cancelled', retryAfter: 2 },
   RELIGHT_ERR_UNAUTHORIZED: { status: 401, title: 'Unauthorized' },

@@ -5,6 +5,7 @@ import pino from 'pino'
 import { request } from 'undici'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { RelightError } from '../../sidecar/core/errors.js'
+import type { SleepContext, SleepMode } from '../../sidecar/core/provider.js'
 import { Registry } from '../../sidecar/core/registry.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { runProviderContract } from '../contract/provider-contract.js'
@@ -440,5 +441,72 @@ describe('admin API', () => {
     const plain = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }])
     assert.equal((await plain.app.inject({ method: 'GET', url: '/_relight/admin/backends' })).statusCode, 404)
     await plain.close()
+  })
+})
+
+/** Several sidecars on one engine: the provider keeps a shared last-activity and refuses stale sleeps. */
+class SharedMemoryProvider extends MemoryProvider {
+  readonly shared = new Map<string, number>()
+  readonly writes: { id: string; at: number }[] = []
+  failShare = false
+
+  async shareActivity(id: string, at: number): Promise<void> {
+    if (this.failShare) throw new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'engine down')
+    this.writes.push({ id, at })
+    this.shared.set(id, Math.max(at, this.shared.get(id) ?? 0))
+  }
+
+  override async sleep(id: string, mode: SleepMode, signal: AbortSignal, context?: SleepContext): Promise<void> {
+    const last = this.shared.get(id)
+    if (context && last !== undefined && Date.now() - last < context.idleTimeout) {
+      throw new RelightError('RELIGHT_ERR_SLEEP_REFUSED', `another sidecar saw activity ${Date.now() - last} ms ago`)
+    }
+    return super.sleep(id, mode, signal)
+  }
+}
+
+describe('shared activity (several sidecars)', () => {
+  it('writes traffic at most every idle_timeout/4, and a refused sleep keeps the backend awake without a fallback', async () => {
+    const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\n', 'test')
+    const provider = new SharedMemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] }])
+    const clock = { now: 1_000_000 }
+    const registry = new Registry([provider], config, log, () => clock.now)
+    await registry.start()
+    const app = buildApp({}, { registry, logger: log })
+    await app.ready()
+    try {
+      assert.equal((await app.inject({ method: 'GET', url: '/_relight/auth', headers: { host: 'a.example.com' } })).statusCode, 200)
+      await registry.sweep()
+      await until(() => provider.writes.length === 1, 'first shared write')
+      // Traffic again, but within idle_timeout/4 of the last write: no second write yet.
+      clock.now += 2000
+      await app.inject({ method: 'GET', url: '/_relight/auth', headers: { host: 'a.example.com' } })
+      await registry.sweep()
+      assert.equal(provider.writes.length, 1)
+      clock.now += 1000
+      await registry.sweep()
+      await until(() => provider.writes.length === 2, 'second shared write')
+      // No traffic since: nothing more to write.
+      clock.now += 3000
+      await registry.sweep()
+      assert.equal(provider.writes.length, 2)
+      // Locally idle, but another sidecar wrote activity a moment ago: the sleep is refused.
+      provider.shared.set('a', Date.now())
+      clock.now += 10_000
+      assert.deepEqual(await registry.sweep(), [false])
+      const backend = registry.get('memory:a')
+      assert.equal(backend?.phase, 'running')
+      assert.equal(backend?.counters.sleepFailures, 0)
+      assert.equal(backend?.counters.fallbackSleeps, 0)
+      assert.deepEqual(provider.calls.sleep, [])
+      // The other sidecar went quiet long ago: the next idle sweep sleeps it once.
+      provider.shared.set('a', Date.now() - 60_000)
+      clock.now += 10_000
+      assert.deepEqual(await registry.sweep(), [true])
+      assert.deepEqual(provider.calls.sleep, ['stop'])
+    } finally {
+      registry.close()
+      await app.close()
+    }
   })
 })
