@@ -291,7 +291,9 @@ export class Backend {
       // Asleep even if the engine started it: the next request probes again, and if none comes
       // the idle sweep puts it back to sleep (isIdle looks at the reported state).
       this.phase = 'asleep'
-      this.log.warn({ code: error.code, err: error.message, ms: this.deps.now() - started }, 'wake failed')
+      // A refusal during a restart backoff repeats for every request: the provider logged the crash.
+      const level = error.code === 'RELIGHT_ERR_RESTART_BACKOFF' ? 'debug' : 'warn'
+      this.log[level]({ code: error.code, err: error.message, ms: this.deps.now() - started }, 'wake failed')
       throw error
     } finally {
       this.transitionEndedAt = this.deps.now()

@@ -27,6 +27,8 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
   RELIGHT_ERR_STATEFUL_GONE: { status: 410, title: 'Gone' },
   RELIGHT_ERR_STATEFUL_UNRESOLVED: { status: 502, title: 'Upstream host does not resolve', retryAfter: 5 },
+  RELIGHT_ERR_PORT_IN_USE: { status: 503, title: 'Port held by another program', retryAfter: 10 },
+  RELIGHT_ERR_RESTART_BACKOFF: { status: 503, title: 'Backend is crashing; waiting to restart it', retryAfter: 1 },
 }
 
 
@@ -46,6 +48,7 @@ const ENGINE_DETAIL: Partial<Record<ErrorCode, string>> = {
   RELIGHT_ERR_PROVIDER_UNAVAILABLE: 'The engine that runs this backend cannot be reached right now; try again shortly.',
   RELIGHT_ERR_PROVIDER_FAILED: 'The engine that runs this backend could not wake it; the sidecar log has the reason.',
   RELIGHT_ERR_PROVIDER_AUTH: 'The engine that runs this backend refused the sidecar; the sidecar log has the reason.',
+  RELIGHT_ERR_PORT_IN_USE: "Another program holds this app's port, so the app was not started; the sidecar log names it.",
 }
 
 export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {

@@ -2,7 +2,7 @@ import { accessSync, constants as fsConstants, readFileSync, statSync } from 'no
 import { createServer } from 'node:net'
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path'
 import type { Logger } from 'pino'
-import { RelightError, throwIfAborted } from '../../core/errors.js'
+import { isRelightError, RelightError, throwIfAborted } from '../../core/errors.js'
 import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { CpuRate, round1 } from '../cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
@@ -152,6 +152,7 @@ export class ProcessProvider implements Provider {
             gracePeriod: config.grace_period,
             stdout: outputTarget(config.stdout, this.baseDir),
             stderr: outputTarget(config.stderr, this.baseDir),
+            ...(port !== undefined ? { listen: { host: config.host, port } } : {}),
           },
           { onState: (state, reason) => this.replicaChanged(config.name, state, reason) },
           log,
@@ -203,8 +204,18 @@ export class ProcessProvider implements Provider {
   async wake(id: string, signal: AbortSignal): Promise<void> {
     throwIfAborted(signal)
     const app = this.app(id)
-    // Starting a replica resumes it if it is paused and skips a pending restart backoff.
-    await Promise.all(app.replicas.map((r) => r.start()))
+    // Starting a replica resumes it if it is paused; one waiting for its restart backoff refuses.
+    const results = await Promise.allSettled(app.replicas.map((r) => r.start()))
+    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
+    // A replica port held by another program fails the wake: its probe would reach that program.
+    const foreign = errors.find((e) => isRelightError(e, 'RELIGHT_ERR_PORT_IN_USE'))
+    if (foreign) throw foreign
+    if (errors.length < results.length) return
+    const backoffs = errors.filter((e): e is RelightError => isRelightError(e, 'RELIGHT_ERR_RESTART_BACKOFF'))
+    if (backoffs.length === errors.length) {
+      throw backoffs.reduce((a, b) => ((a.context.retryAfter ?? 0) <= (b.context.retryAfter ?? 0) ? a : b))
+    }
+    throw errors.find((e) => !isRelightError(e, 'RELIGHT_ERR_RESTART_BACKOFF'))
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
