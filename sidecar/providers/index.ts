@@ -1,6 +1,7 @@
 /** Builds the configured providers. The only place that knows every provider kind. */
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.js'
+import { stateDir } from '../config/state-dir.js'
 import type { Provider } from '../core/provider.js'
 import { DockerProvider } from './docker/provider.js'
 import { PodmanProvider } from './podman/provider.js'
@@ -15,7 +16,7 @@ export interface ProviderOptions {
 export function createProviders(config: Config, logger: Logger, options: ProviderOptions): Provider[] {
   const providers: Provider[] = []
   const p = config.providers
-  if (p.process) providers.push(new ProcessProvider(p.process, logger.child({ provider: 'process' }), { baseDir: options.baseDir }))
+  if (p.process) providers.push(new ProcessProvider(p.process, logger.child({ provider: 'process' }), { baseDir: options.baseDir, stateDir: stateDir(config, options.baseDir) }))
   if (p.docker) providers.push(new DockerProvider(p.docker, logger.child({ provider: 'docker' }), { appPort: config.defaults.app_port }))
   if (p.podman) providers.push(new PodmanProvider(p.podman, logger.child({ provider: 'podman' }), { defaults: config.defaults }))
   if (p.slicer) providers.push(new SlicerProvider(p.slicer, logger.child({ provider: 'slicer' }), { baseDir: options.baseDir }))

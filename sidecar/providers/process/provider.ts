@@ -7,6 +7,7 @@ import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, Pr
 import { CpuRate, round1 } from '../cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
 import { groupUsage } from './stats.js'
+import { ChildRecords, configHash } from './child-records.js'
 import { settingsFrom } from '../settings.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
@@ -95,6 +96,11 @@ class App {
 export interface ProcessProviderOptions {
   readonly baseDir?: string
   readonly env?: NodeJS.ProcessEnv
+  /**
+   * Record started children under `<stateDir>/process` and, before the first start, end what a
+   * sidecar that died left running (see child-records.ts). Off when unset.
+   */
+  readonly stateDir?: string
 }
 
 /**
@@ -112,6 +118,8 @@ export class ProcessProvider implements Provider {
   private readonly cpuSeries = new Map<string, string>()
   private readonly baseDir: string
   private readonly env: NodeJS.ProcessEnv
+  private readonly records: ChildRecords | undefined
+  private recovery: Promise<void> | undefined
 
   constructor(
     config: ProcessConfig,
@@ -120,6 +128,7 @@ export class ProcessProvider implements Provider {
   ) {
     this.baseDir = options.baseDir ?? process.cwd()
     this.env = options.env ?? process.env
+    this.records = options.stateDir === undefined ? undefined : new ChildRecords(join(options.stateDir, 'process'), log.child({ component: 'recovery' }))
     for (const app of config.apps) this.apps.set(app.name, this.makeApp(app))
   }
 
@@ -154,7 +163,20 @@ export class ProcessProvider implements Provider {
             stderr: outputTarget(config.stderr, this.baseDir),
             ...(port !== undefined ? { listen: { host: config.host, port } } : {}),
           },
-          { onState: (state, reason) => this.replicaChanged(config.name, state, reason) },
+          {
+            onState: (state, reason) => this.replicaChanged(config.name, state, reason),
+            onSpawn: (pid) =>
+              this.records?.save({
+                app: config.name,
+                replica,
+                pid,
+                ...(port !== undefined ? { host: config.host, port } : {}),
+                config_hash: configHash(config),
+                stop_signal: config.stop_signal,
+                grace_ms: config.grace_period,
+              }),
+            onGone: (pid) => this.records?.remove(pid),
+          },
           log,
         ),
       )
@@ -194,7 +216,20 @@ export class ProcessProvider implements Provider {
     return [...this.apps.values()].map((app) => this.info(app))
   }
 
+  /**
+   * Before the first start: end what a sidecar that died left running (it would hold the ports).
+   * Runs when the registry starts watching (serve), never for `check`.
+   */
+  private recovered(): Promise<void> {
+    this.recovery ??= (this.records?.endLeftovers() ?? Promise.resolve(0)).then(
+      () => undefined,
+      (err: unknown) => this.log.error({ err }, 'crash recovery failed'),
+    )
+    return this.recovery
+  }
+
   watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
+    void this.recovered()
     this.listener = onEvent
     signal.addEventListener('abort', () => {
       if (this.listener === onEvent) this.listener = undefined
@@ -204,6 +239,7 @@ export class ProcessProvider implements Provider {
   async wake(id: string, signal: AbortSignal): Promise<void> {
     throwIfAborted(signal)
     const app = this.app(id)
+    await this.recovered()
     // Starting a replica resumes it if it is paused; one waiting for its restart backoff refuses.
     const results = await Promise.allSettled(app.replicas.map((r) => r.start()))
     const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
