@@ -6,6 +6,7 @@ import { isRelightError, RelightError, throwIfAborted } from '../../core/errors.
 import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { CpuRate, round1 } from '../cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
+import { backendSettingsShape } from '../../config/types.js'
 import { groupUsage } from './stats.js'
 import { ChildRecords, configHash } from './child-records.js'
 import { settingsFrom } from '../settings.js'
@@ -68,10 +69,32 @@ function portFree(host: string, port: number): Promise<boolean> {
   })
 }
 
+/**
+ * App keys only the core reads (routing and sleep settings): a reload that changes nothing else
+ * applies them to the running process. Any other key needs a new process.
+ */
+const LIVE_KEYS: ReadonlySet<string> = new Set(['name', 'hosts', 'always_on', ...Object.keys(backendSettingsShape)])
+
+function processKeys(config: ProcessAppConfig): string {
+  return JSON.stringify(Object.entries(config).filter(([k]) => !LIVE_KEYS.has(k)))
+}
+
+/** What a reload did to the process apps. */
+export interface ProcessChanges {
+  readonly added: string[]
+  readonly removed: string[]
+  /** Only hosts or settings changed: applied to the running process. */
+  readonly updated: string[]
+  /** The process itself changed: replaced at once when asleep, else at its next sleep. */
+  readonly replaced: string[]
+}
+
 class App {
   readonly replicas: Supervisor[]
+  /** A reload changed the process: these apply when the current one next stops. */
+  pending: ProcessAppConfig | undefined
   constructor(
-    readonly config: ProcessAppConfig,
+    public config: ProcessAppConfig,
     readonly upstreams: readonly string[],
     replicas: Supervisor[],
   ) {
@@ -120,6 +143,10 @@ export class ProcessProvider implements Provider {
   private readonly env: NodeJS.ProcessEnv
   private readonly records: ChildRecords | undefined
   private recovery: Promise<void> | undefined
+  /** Per app: wake, sleep and reload replacements run one after another. */
+  private readonly chains = new Map<string, Promise<unknown>>()
+  /** Apps a reload removed, while they stop. */
+  private readonly retiring = new Set<App>()
 
   constructor(
     config: ProcessConfig,
@@ -192,7 +219,7 @@ export class ProcessProvider implements Provider {
   }
 
   private info(app: App): BackendInfo {
-    const c = app.config
+    const c = app.pending ?? app.config
     return {
       id: c.name,
       name: c.name,
@@ -236,10 +263,30 @@ export class ProcessProvider implements Provider {
     })
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  /** Run `op` after every earlier wake, sleep or replacement of app `name`. */
+  private serial<T>(name: string, op: () => Promise<T>): Promise<T> {
+    const next = (this.chains.get(name) ?? Promise.resolve()).then(op, op)
+    const tail = next.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.chains.set(name, tail)
+    void tail.then(() => {
+      if (this.chains.get(name) === tail) this.chains.delete(name)
+    })
+    return next
+  }
+
+  wake(id: string, signal: AbortSignal): Promise<void> {
     throwIfAborted(signal)
-    const app = this.app(id)
+    this.app(id)
+    return this.serial(id, () => this.wakeNow(id))
+  }
+
+  private async wakeNow(id: string): Promise<void> {
     await this.recovered()
+    let app = this.app(id)
+    if (app.pending && app.state() !== 'running') app = await this.replace(id)
     // Starting a replica resumes it if it is paused; one waiting for its restart backoff refuses.
     const results = await Promise.allSettled(app.replicas.map((r) => r.start()))
     const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
@@ -254,9 +301,19 @@ export class ProcessProvider implements Provider {
     throw errors.find((e) => !isRelightError(e, 'RELIGHT_ERR_RESTART_BACKOFF'))
   }
 
-  async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
+  sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
     throwIfAborted(signal)
+    this.app(id)
+    return this.serial(id, () => this.sleepNow(id, mode))
+  }
+
+  private async sleepNow(id: string, mode: SleepMode): Promise<void> {
     const app = this.app(id)
+    if (app.pending) {
+      // A reload changed the process: this sleep stops the old one, the next wake starts the new.
+      await this.replace(id)
+      return
+    }
     if (mode === 'pause') {
       for (const r of app.replicas) r.pause()
       return
@@ -324,15 +381,70 @@ export class ProcessProvider implements Provider {
     return results
   }
 
+  /**
+   * A reload: apply the new app list. Added apps are listed at once; removed ones stop
+   * (stop_signal, grace_period) and disappear from the list; a change of hosts or settings only
+   * applies to the running process; any other change replaces the process — at once when the
+   * app is asleep or always_on, else at its next sleep (the old process serves until then).
+   * The caller lists the provider again afterwards.
+   */
+  applyConfig(next: ProcessConfig): ProcessChanges {
+    const changes: ProcessChanges = { added: [], removed: [], updated: [], replaced: [] }
+    const wanted = new Map(next.apps.map((a) => [a.name, a]))
+    for (const [name, app] of this.apps) {
+      if (wanted.has(name)) continue
+      this.apps.delete(name)
+      changes.removed.push(name)
+      this.retiring.add(app)
+      void this.serial(name, () => Promise.all(app.replicas.map((r) => r.stop()))).finally(() => this.retiring.delete(app))
+    }
+    for (const config of next.apps) {
+      const app = this.apps.get(config.name)
+      if (!app) {
+        this.apps.set(config.name, this.makeApp(config))
+        changes.added.push(config.name)
+        continue
+      }
+      if (JSON.stringify(app.pending ?? app.config) === JSON.stringify(config)) continue
+      if (processKeys(app.config) === processKeys(config)) {
+        app.config = config
+        app.pending = undefined
+        changes.updated.push(config.name)
+        continue
+      }
+      app.pending = config
+      changes.replaced.push(config.name)
+      if (config.always_on || app.state() !== 'running') {
+        void this.serial(config.name, () => this.replace(config.name, config.always_on)).catch((err: unknown) =>
+          this.log.warn({ app: config.name, err: (err as Error).message }, 'could not start the reconfigured app'),
+        )
+      }
+    }
+    return changes
+  }
+
+  /** Stop the app's process (if any) and put one made from its pending config in its place. */
+  private async replace(name: string, start = false): Promise<App> {
+    const app = this.app(name)
+    if (!app.pending) return app
+    await Promise.all(app.replicas.map((r) => r.stop()))
+    const fresh = this.makeApp(app.pending)
+    if (this.apps.get(name) === app) this.apps.set(name, fresh)
+    this.log.info({ app: name }, 'app replaced with its new configuration')
+    this.listener?.({ type: 'upsert', backend: this.info(fresh) })
+    if (start) await Promise.all(fresh.replicas.map((r) => r.start()))
+    return fresh
+  }
+
   terminateNow(): void {
     this.closed = true
-    for (const app of this.apps.values()) for (const r of app.replicas) r.killNow()
+    for (const app of [...this.apps.values(), ...this.retiring]) for (const r of app.replicas) r.killNow()
   }
 
   /** Stop every child gracefully (stop_signal, grace_period, SIGKILL). Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await Promise.all([...this.apps.values()].flatMap((app) => app.replicas.map((r) => r.stop())))
+    await Promise.all([...this.apps.values(), ...this.retiring].flatMap((app) => app.replicas.map((r) => r.stop())))
   }
 }
