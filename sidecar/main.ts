@@ -10,6 +10,7 @@ import { type Sidecar, startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { createProviders } from './providers/index.js'
 import { SystemResolver } from './routing/stateful/resolver.js'
+import { requestReload, writePidFile } from './reload-client.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
 
@@ -19,6 +20,7 @@ const HELP: Record<string, string> = {
 Usage:
   relight-sidecar serve --config FILE    run the sidecar
   relight-sidecar check --config FILE    validate the config and probe every provider
+  relight-sidecar reload --config FILE   make the running sidecar read its config again
   relight-sidecar snippet                print the Caddy snippet to import
   relight-sidecar <command> --help       help for one command
 
@@ -38,6 +40,17 @@ permissions, commands present, ports free) and explains each problem in words.
 Exits 0 when everything is fine, 1 on any problem, 2 on a usage error.
 
   --config, -c FILE     YAML configuration (required)`,
+  reload: `relight-sidecar reload --config FILE
+
+Asks the running sidecar to read its configuration file again (the same as sending it SIGHUP).
+An invalid file changes nothing: the problems are printed (admin API) or logged (SIGHUP).
+A valid one is applied as a difference: unchanged apps are not touched.
+
+Reaches the sidecar through the admin API when admin.token is set (prints what changed), else
+by sending SIGHUP to the pid in <state_dir>/sidecar.pid. Exits 0 when the reload was applied
+(or the signal sent), 1 otherwise.
+
+  --config, -c FILE     the sidecar's YAML configuration (required)`,
   snippet: `relight-sidecar snippet
 
 Prints caddy/relight.caddy, the Caddyfile snippet to import. Use it in a site block as
@@ -108,15 +121,30 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  // SIGHUP: read the config file again and apply the difference (sidecar/reload.ts logs the outcome).
+  process.on('SIGHUP', () => {
+    if (!sidecar || stopping) {
+      logger.warn('SIGHUP ignored: the sidecar is starting or stopping')
+      return
+    }
+    logger.info({ file }, 'SIGHUP: reloading the configuration')
+    void sidecar.reload()
+  })
 
   try {
-    sidecar = await startSidecar(config, { logger, baseDir, providers })
+    sidecar = await startSidecar(config, { logger, baseDir, providers, configFile: resolve(file) })
   } catch (err) {
     logger.fatal({ err }, 'could not start')
     process.exitCode = 1
     return
   }
-  if (stopping) await sidecar.close() // a signal came during start-up
+  if (stopping) {
+    await sidecar.close() // a signal came during start-up
+    return
+  }
+  const pidFile = writePidFile(config, baseDir)
+  if ('error' in pidFile) logger.warn({ path: pidFile.path, err: pidFile.error }, 'cannot write the pid file: `relight-sidecar reload` needs admin.token or a signal (kill -HUP)')
+  else process.on('exit', () => pidFile.remove())
 }
 
 /** Resolve every stateful upstream host once, as the sidecar will. Returns the number of problems. */
@@ -202,6 +230,13 @@ async function main(argv: string[]): Promise<void> {
   }
   if (!values.config) usage(command, '--config FILE is required')
   if (command === 'check') return check(values.config)
+  if (command === 'reload') {
+    const config = readConfig(values.config)
+    const outcome = await requestReload(config, dirname(resolve(values.config)))
+    ;(outcome.exitCode === 0 ? process.stdout : process.stderr).write(outcome.text)
+    process.exitCode = outcome.exitCode
+    return
+  }
   const format = values['log-format'] ?? (process.stdout.isTTY ? 'pretty' : 'json')
   if (format !== 'json' && format !== 'pretty') usage(command, '--log-format is json or pretty')
   return serve(values.config, format)
