@@ -120,3 +120,46 @@ describe('Registry.replaceProvider', () => {
     registry.close()
   })
 })
+
+describe('ProcessProvider.applyConfig', () => {
+  const appEntry = (name: string, port: number, label: string, extra: Record<string, unknown> = {}) => ({
+    name,
+    hosts: [`${name}.localhost`],
+    command: [process.execPath, APP],
+    env: { PORT: '{{port}}', NAME: label },
+    port,
+    stdout: 'null',
+    grace_period: '2s',
+    ...extra,
+  })
+  const body = async (port: number) => (await (await fetch(`http://127.0.0.1:${port}/`)).text()).split(' ')
+
+  it('replaces an asleep app at once and an always_on app by stopping and starting it', async (t) => {
+    const { ProcessProvider } = await import('../../sidecar/providers/process/provider.js')
+    const { processConfigSchema } = await import('../../sidecar/providers/process/config.js')
+    const { waitReady } = await import('../../sidecar/core/readiness.js')
+    const [p1, p2] = [await freePort(), await freePort()]
+    const p = new ProcessProvider(processConfigSchema.parse({ apps: [appEntry('sleepy', p1, 'one'), appEntry('always', p2, 'one', { always_on: true })] }), silent)
+    t.after(() => p.close())
+    const signal = () => AbortSignal.timeout(10_000)
+    await p.wake('always', signal())
+    await waitReady(`127.0.0.1:${p2}`, 'tcp', signal())
+    const [, , oldPid] = await body(p2)
+
+    const changes = p.applyConfig(processConfigSchema.parse({ apps: [appEntry('sleepy', p1, 'two'), appEntry('always', p2, 'two', { always_on: true })] }))
+    assert.deepEqual(changes, { added: [], removed: [], updated: [], replaced: ['sleepy', 'always'] })
+    // always_on: stopped and started again with the new config, without a request
+    await until(async () => {
+      try {
+        return (await body(p2))[0] === 'two'
+      } catch {
+        return false
+      }
+    }, 'the always_on app to run its new config')
+    assert.equal(pidAlive(Number(oldPid)), false)
+    // asleep: the next wake starts the new config
+    await p.wake('sleepy', signal())
+    await waitReady(`127.0.0.1:${p1}`, 'tcp', signal())
+    assert.equal((await body(p1))[0], 'two')
+  })
+})

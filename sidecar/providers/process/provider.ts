@@ -277,7 +277,7 @@ export class ProcessProvider implements Provider {
     return next
   }
 
-  wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<void> {
     throwIfAborted(signal)
     this.app(id)
     return this.serial(id, () => this.wakeNow(id))
@@ -301,7 +301,7 @@ export class ProcessProvider implements Provider {
     throw errors.find((e) => !isRelightError(e, 'RELIGHT_ERR_RESTART_BACKOFF'))
   }
 
-  sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
+  async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
     throwIfAborted(signal)
     this.app(id)
     return this.serial(id, () => this.sleepNow(id, mode))
