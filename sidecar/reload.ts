@@ -3,8 +3,8 @@
  * the config file again; if it is invalid the running config stays and the problems are
  * reported; if it is valid only the difference is applied:
  *
- * - registry settings (defaults, min_idle_timeout, base_domains, resync_interval, caps) and
- *   log_level: live, for every backend;
+ * - registry settings (defaults, min_idle_timeout, base_domains, resync_interval, caps): live,
+ *   for every backend;
  * - providers, one instance per kind (the kind is its id until several instances per kind
  *   exist): added → listed and routable when the reload resolves; removed → their backends go
  *   (hosts answer 404) and the provider is closed (process apps are stopped); changed → process
@@ -12,7 +12,8 @@
  *   new instance without a routing gap (listed first, activity carried over);
  * - stateful sites and heartbeat: rebuilt when their block changed;
  * - keys that need a restart (listen, access_log, socket_group, state_dir, admin,
- *   shutdown_timeout) keep their running value and are named in the log.
+ *   shutdown_timeout, log_level — pino's child loggers keep the level they were made with)
+ *   keep their running value and are named in the log.
  */
 import type { Logger } from 'pino'
 import { loadConfig } from './config/load.js'
@@ -22,7 +23,7 @@ import type { Provider } from './core/provider.js'
 import type { Registry } from './core/registry.js'
 
 /** Keys that cannot change while the sidecar runs (sockets, directories, the admin API). */
-export const RESTART_KEYS = ['listen', 'access_log', 'socket_group', 'state_dir', 'admin', 'shutdown_timeout'] as const
+export const RESTART_KEYS = ['listen', 'access_log', 'socket_group', 'state_dir', 'admin', 'shutdown_timeout', 'log_level'] as const
 
 const REGISTRY_KEYS = ['defaults', 'base_domains', 'min_idle_timeout', 'resync_interval', 'max_concurrent_wakes', 'max_concurrent_sleeps'] as const
 
@@ -122,7 +123,14 @@ export class Reloader {
       logger.error({ file, errors }, 'config reload refused: the file is invalid; the running configuration stays')
       return { ok: false, errors }
     }
-    return this.apply(next)
+    try {
+      return await this.apply(next)
+    } catch (err) {
+      // Never thrown at a signal handler: what was applied before the failure stays applied.
+      const errors = [`applying the new configuration failed: ${(err as Error).message}`]
+      logger.error({ err, errors }, 'config reload failed part-way')
+      return { ok: false, errors }
+    }
   }
 
   /** Apply a validated config. Exposed for tests that build configs in memory. */
@@ -144,10 +152,6 @@ export class Reloader {
       failed: [],
     }
 
-    if (config.log_level !== current.log_level) {
-      logger.level = config.log_level
-      summary.settings.push('log_level')
-    }
     const registryChanged = REGISTRY_KEYS.filter((k) => !same(current[k], config[k]))
     if (registryChanged.length > 0) {
       registry.applySettings(config) // before provider changes: new backends get the new defaults

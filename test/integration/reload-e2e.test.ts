@@ -88,23 +88,24 @@ describe('hot reload behind Caddy, under traffic', { skip }, () => {
   })
 
   it('applies a new file on SIGHUP without touching unchanged apps (zero failed requests), and refuses an invalid one', async () => {
+    const keepStream = await stream('keep.localhost') // keeps `keep` awake: in flight through the reloads
     const keep = await get('keep.localhost')
+    assert.equal(keep.pid, keepStream.pid)
     const remove = await get('remove.localhost')
     const tuned = await get('tuned.localhost')
     assert.deepEqual([keep.status, remove.status, tuned.status], [200, 200, 200])
-    const keepStream = await stream('keep.localhost')
     const changeStream = await stream('change.localhost') // keeps `change` awake through the reload
     assert.match(changeStream.first, /^data: before /)
 
     // the client loop: back-to-back requests to the unchanged app for the whole test
     let loop = true
     const answers = new Map<number, number>()
-    const loopPids = new Set<number>()
+    const loopPids = new Map<number, number>()
     const client = (async () => {
       while (loop) {
         const r = await get('keep.localhost')
         answers.set(r.status, (answers.get(r.status) ?? 0) + 1)
-        loopPids.add(r.pid)
+        loopPids.set(r.pid, (loopPids.get(r.pid) ?? 0) + 1)
       }
     })()
 
@@ -157,7 +158,7 @@ describe('hot reload behind Caddy, under traffic', { skip }, () => {
     assert.equal(refused.status, 422)
     assert.equal(refused.json.ok, false)
     assert.match(String(refused.json.errors), /bogus_key/)
-    assert.ok(sc.lines().some((l) => l.msg === 'config reload refused: the file is invalid; the running configuration stays'))
+    await sc.waitFor((l) => l.msg === 'config reload refused: the file is invalid; the running configuration stays', 'the refusal in the log')
     assert.equal((await get('added.localhost')).status, 200, 'the running config stays')
 
     // 3. `relight-sidecar reload` (admin API) with the previous valid file: nothing changes
@@ -174,7 +175,7 @@ describe('hot reload behind Caddy, under traffic', { skip }, () => {
     keepStream.close()
     assert.deepEqual([...answers.keys()], [200], `every request of the loop succeeded: ${JSON.stringify(Object.fromEntries(answers))}`)
     assert.ok((answers.get(200) ?? 0) > 20, `the loop ran: ${JSON.stringify(Object.fromEntries(answers))}`)
-    assert.deepEqual([...loopPids], [keep.pid], 'the unchanged app kept its process')
+    assert.deepEqual([...loopPids.keys()], [keep.pid], `the unchanged app kept its process: ${JSON.stringify([...loopPids])} (first ${keep.pid})\n${sc.lines().filter((l) => l.app === 'keep' || l.backend === 'keep').map((l) => JSON.stringify(l)).join('\n')}`)
     assert.equal(keepStream.pid, keep.pid)
   })
 
@@ -186,5 +187,31 @@ describe('hot reload behind Caddy, under traffic', { skip }, () => {
   it('leaves nothing running after SIGTERM', async () => {
     assert.equal(await stopSidecarProcess(sc), 0)
     for (const pid of pids) assert.equal(pidAlive(pid), false, `app process ${pid} still runs`)
+  })
+})
+
+describe('`relight-sidecar reload` without an admin token', () => {
+  it('sends SIGHUP to the pid in <state_dir>/sidecar.pid; the sidecar applies the file', async () => {
+    const tmp = tempDir('relight-hup-')
+    const file = join(tmp.dir, 'relight.yaml')
+    const port = await freePort()
+    const head = `listen: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state\n`
+    writeFileSync(file, head)
+    const sc = await startSidecarProcess(file)
+    try {
+      writeFileSync(file, `${head}providers:\n  process:\n    apps:\n      - { name: late, hosts: [late.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${port}, stdout: "null" }\n`)
+      const cli = spawnSync(process.execPath, [MAIN, 'reload', '--config', file], { encoding: 'utf8', timeout: 30_000 })
+      assert.equal(cli.status, 0, cli.stderr)
+      assert.match(cli.stdout, new RegExp(`sent SIGHUP to the sidecar \\(pid ${sc.pid}\\)`))
+      const applied = await sc.waitFor((l) => l.msg === 'config applied', 'the reload to be applied')
+      assert.deepEqual((applied.providers as { added: string[] }).added, ['process'])
+      assert.equal(await stopSidecarProcess(sc), 0)
+      const gone = spawnSync(process.execPath, [MAIN, 'reload', '--config', file], { encoding: 'utf8', timeout: 30_000 })
+      assert.equal(gone.status, 1)
+      assert.match(gone.stderr, /cannot reach the sidecar/)
+    } finally {
+      await stopSidecarProcess(sc)
+      tmp.remove()
+    }
   })
 })
