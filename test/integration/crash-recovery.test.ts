@@ -77,7 +77,7 @@ describe('crash recovery behind Caddy', { skip }, () => {
     tmp.remove()
   })
 
-  it('after kill -9 with both apps awake, a restarted sidecar ends the orphans, serves within seconds, sleeps, and stops cleanly', async () => {
+  it('after kill -9 with both apps awake, a restarted sidecar ends the orphans, serves within seconds, sleeps, and stops cleanly', async (t) => {
     const first = await start()
     const stopper = await get('stopper.localhost')
     const pauser = await get('pauser.localhost')
@@ -95,6 +95,7 @@ describe('crash recovery behind Caddy', { skip }, () => {
       [200, 200],
     )
     assert.ok(ms < 5000, `served within seconds (${ms} ms)`)
+    t.diagnostic(`both apps served ${ms} ms after the restarted sidecar listened`)
     assert.notEqual(again[0]?.pid, stopper.pid, 'a new process serves, not the orphan')
     assert.notEqual(again[1]?.pid, pauser.pid)
     assert.equal(pidAlive(stopper.pid), false, 'the orphan was ended')
@@ -107,7 +108,7 @@ describe('crash recovery behind Caddy', { skip }, () => {
     await stopAndCheckNothingLeft(second)
   })
 
-  it('after kill -9 with an app paused, a restarted sidecar ends the frozen orphan (no hanging requests), serves, sleeps, and stops cleanly', async () => {
+  it('after kill -9 with an app paused, a restarted sidecar ends the frozen orphan (no hanging requests), serves, sleeps, and stops cleanly', async (t) => {
     const first = await start()
     const pauser = await get('pauser.localhost')
     assert.equal(pauser.status, 200)
@@ -121,6 +122,7 @@ describe('crash recovery behind Caddy', { skip }, () => {
     const ms = Date.now() - t0
     assert.equal(again.status, 200)
     assert.ok(ms < 5000, `served within seconds (${ms} ms)`)
+    t.diagnostic(`the paused app served ${ms} ms after the restarted sidecar listened`)
     assert.notEqual(again.pid, pauser.pid)
     assert.equal(pidAlive(pauser.pid), false, 'the frozen orphan was ended')
     await until(() => pidState(again.pid) === 'T', 'pauser to be paused when idle', 10_000)
