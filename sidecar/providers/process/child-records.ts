@@ -192,8 +192,10 @@ export class ChildRecords {
           rmSync(file, { force: true })
           return
         }
+        // Its sidecar still runs (this one — another process provider, a reload — or another
+        // sidecar sharing the directory): not a leftover.
         const owner = procStat(record.owner.pid)
-        if (record.owner.pid !== this.self.pid && owner && owner.startTicks === record.owner.start_ticks && owner.state !== 'Z') return // its sidecar still runs
+        if (owner && owner.startTicks === record.owner.start_ticks && owner.state !== 'Z') return
         const verdict = identify(record, this.boot)
         if (verdict.kind === 'reused') {
           this.log.info({ app: record.app, pid: record.pid, why: verdict.why }, 'recorded child is gone (pid reused); not touching it')
