@@ -271,15 +271,18 @@ export class Backend {
     this.counters.wakes++
     try {
       signal.throwIfAborted()
-      await this.queued(this.deps.wakeQueue, () => this.provider.wake(this.info.id, signal), signal)
+      const fresh = await this.queued(this.deps.wakeQueue, () => this.provider.wake(this.info.id, signal), signal)
+      // The provider's answer, not an event it may or may not have emitted: a bridge IP changes
+      // on every start. Hosts stay as indexed until the registry hears of a change.
+      this.info = { ...fresh, hosts: this.info.hosts, state: 'running' }
       this.phase = 'probing'
       // Routed once one upstream is ready; the others join `ready` as their probes succeed.
+      const upstreams = this.info.upstreams
       const ready: string[] = []
-      if (this.info.upstreams.length > 0) await waitAnyReady(this.info.upstreams, this.settings.readiness, signal, (u) => ready.push(u))
+      if (upstreams.length > 0) await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => ready.push(u))
       this.ready = ready
       this.leftoverProbes = controller
       this.phase = 'running'
-      this.info = { ...this.info, state: 'running' }
       this.lastActivity = this.deps.now()
       this.lastError = undefined
       this.log.info({ from, ms: this.deps.now() - started }, 'woke')
@@ -302,7 +305,7 @@ export class Backend {
    * Run an engine operation under a concurrency cap. The slot is held until the operation
    * settles, even when the caller stops waiting, so the cap holds during timeouts too.
    */
-  private queued(queue: PQueue, op: () => Promise<void>, signal: AbortSignal): Promise<void> {
+  private queued<T>(queue: PQueue, op: () => Promise<T>, signal: AbortSignal): Promise<T> {
     const task = queue.add(() => {
       signal.throwIfAborted()
       return op()

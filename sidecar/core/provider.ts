@@ -9,8 +9,10 @@
  * - `list()` returns the full truth for the backends it manages. The registry replaces what it
  *   knew with it; a backend missing from the list is gone.
  * - `wake()` and `sleep()` are idempotent: waking a running backend or sleeping an asleep one
- *   resolves without error. `wake()` resolves once the backend runs (the core then probes the
- *   upstream); `sleep()` resolves once it is asleep in the requested mode.
+ *   resolves without error. `wake()` resolves once the backend runs, with its fresh
+ *   `BackendInfo`: the core probes exactly those upstreams (a bridge IP may change on every
+ *   start), so a provider need not emit anything during a wake. `sleep()` resolves once it is
+ *   asleep in the requested mode.
  * - Operations honour their AbortSignal and reject with a RelightError (never a bare Error):
  *   `backendNotFound` for an unknown id, `providerUnavailable` when the engine cannot be
  *   reached, `providerFailed` when it refused, `sleepModeUnsupported` for a mode it lacks.
@@ -119,8 +121,11 @@ export interface Provider {
   list(signal: AbortSignal): Promise<BackendInfo[]>
   /** Follow changes until the signal aborts, reconnecting by itself. */
   watch?(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void
-  /** Idempotent; resolves when the backend runs. */
-  wake(id: string, signal: AbortSignal): Promise<void>
+  /**
+   * Idempotent; resolves when the backend runs, with what the engine says about it now: state
+   * `running` and the upstreams to probe and route to (at least one).
+   */
+  wake(id: string, signal: AbortSignal): Promise<BackendInfo>
   /**
    * Idempotent; resolves when the backend is asleep in `mode`. A provider shared by several
    * sidecars rejects with `sleepRefused` (RELIGHT_ERR_SLEEP_REFUSED) when another sidecar saw

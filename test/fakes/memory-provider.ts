@@ -26,6 +26,8 @@ export class MemoryProvider implements Provider {
   failWake: RelightError | undefined
   failSleep = new Map<SleepMode, RelightError>()
   failList: RelightError | undefined
+  /** Called during wake() before it reports running: an engine may hand out a new address. */
+  onWake: ((b: MemoryBackend) => void) | undefined
   /** When set, sleep() waits for it before resolving. */
   holdSleep: Promise<void> | undefined
   /** When set, list() takes its snapshot at once but answers only after it resolves. */
@@ -72,7 +74,7 @@ export class MemoryProvider implements Provider {
     this.emit({ type: 'upsert', backend: this.info(b) })
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     throwIfAborted(signal)
     const b = this.get(id)
     this.calls.wake++
@@ -87,7 +89,9 @@ export class MemoryProvider implements Provider {
         new Promise((_r, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
       ])
     }
+    this.onWake?.(b)
     b.state = 'running'
+    return this.info(b)
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {

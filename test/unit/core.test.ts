@@ -101,6 +101,19 @@ describe('/_relight/auth', () => {
     await c.close()
   })
 
+  it('routes to the upstream wake() returns, with no event from the provider', async () => {
+    // A stopped backend has no address yet; the engine hands one out when it starts.
+    const c = await core(() => [{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [] }])
+    c.provider.onWake = (b) => {
+      b.upstreams = [UP] // set without put(): no upsert reaches the registry
+    }
+    const res = await auth(c, 'a.example.com')
+    assert.equal(res.statusCode, 200)
+    assert.equal(res.headers['x-relight-upstream'], UP)
+    assert.equal(c.registry.get('memory:a')?.info.upstreams[0], UP)
+    await c.close()
+  })
+
   it('answers 504 when the backend is not ready within wake_timeout', async () => {
     const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [up], settings: { wake_timeout: 150 } }])
     c.provider.holdWake = new Promise(() => undefined)

@@ -69,7 +69,6 @@ export class DockerProvider implements Provider {
   private readonly engine: EngineClient
   private readonly prefix: string
   private readonly configSettings: BackendSettings
-  private readonly listeners = new Set<(event: ProviderEvent) => void>()
   private readonly containerLock = new KeyedLock()
   private readonly groupLock = new KeyedLock()
   /** Containers we are stopping: their `die` is a sleep, not a crash. */
@@ -168,8 +167,6 @@ export class DockerProvider implements Provider {
   watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
     if (this.closed) return
     const stop = AbortSignal.any([signal, this.closer.signal])
-    this.listeners.add(onEvent)
-    stop.addEventListener('abort', () => this.listeners.delete(onEvent), { once: true })
     void followEvents(
       this.api,
       {
@@ -219,13 +216,9 @@ export class DockerProvider implements Provider {
     emit({ type: 'upsert', backend: info })
   }
 
-  private emit(event: ProviderEvent): void {
-    for (const listener of this.listeners) listener(event)
-  }
-
   // ── wake ───────────────────────────────────────────────────────────────────────────────────
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     this.assertOpen()
     const c = await this.routed(id, signal)
     const group = groupOf(labelsOf(c), this.prefix)
@@ -241,8 +234,10 @@ export class DockerProvider implements Provider {
       started = await this.startContainer(c.Id, signal)
     }
     const running = hasHealthcheck(started) ? await this.waitHealthy(c.Id, signal) : this.assertRunning(started)
+    // Fresh facts for the core to probe (a bridge IP changes on every start).
     const info = this.toBackend(running)
-    if (info) this.emit({ type: 'upsert', backend: info }) // fresh upstream (a bridge IP changes on restart)
+    if (!info) throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `container ${containerName(running)} lost its domain label`, { backend: id, provider: this.kind })
+    return info
   }
 
   /** Start or unpause one container (idempotent); answers its state afterwards. */
@@ -466,7 +461,6 @@ export class DockerProvider implements Provider {
     if (this.closed) return
     this.closed = true
     this.closer.abort()
-    this.listeners.clear()
     if (!this.options.engine) await this.engine.close()
   }
 }

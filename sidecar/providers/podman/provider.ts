@@ -76,7 +76,6 @@ export class PodmanProvider implements Provider {
   readonly sleepModes: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']
 
   private readonly engine: EngineClient
-  private readonly listeners = new Set<(event: ProviderEvent) => void>()
   private readonly cpu = new CpuRate()
   private readonly warned = new Set<string>()
   private readonly closer = new AbortController()
@@ -136,10 +135,6 @@ export class PodmanProvider implements Provider {
     return { inspect, info }
   }
 
-  private emit(event: ProviderEvent): void {
-    for (const listener of this.listeners) listener(event)
-  }
-
   async list(signal: AbortSignal): Promise<BackendInfo[]> {
     this.ensureOpen()
     throwIfAborted(signal)
@@ -169,10 +164,10 @@ export class PodmanProvider implements Provider {
     }
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     const { inspect, info } = await this.inspectOwned(id, signal)
     const state = stateOf(inspect)
-    if (state === 'running') return
+    if (state === 'running') return info
     const running = (s: BackendState) => s === 'running'
     if (state === 'paused') {
       await this.transition(id, () => unpauseContainer(this.engine, id, signal), running, signal)
@@ -198,9 +193,8 @@ export class PodmanProvider implements Provider {
         { backend: info.name, provider: this.kind },
       )
     }
-    // Tell the registry the fresh facts (a bridge container's IP is known only once it runs)
-    // before the core probes the upstream.
-    this.emit({ type: 'upsert', backend: after.info })
+    // The fresh facts for the core to probe: a bridge container's IP is known only once it runs.
+    return after.info
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
@@ -262,8 +256,6 @@ export class PodmanProvider implements Provider {
 
   watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
     const stop = AbortSignal.any([signal, this.closer.signal])
-    this.listeners.add(onEvent)
-    stop.addEventListener('abort', () => this.listeners.delete(onEvent), { once: true })
     void this.followLoop(onEvent, stop)
     const every = this.config.watch_interval
     if (every > 0) {
@@ -387,7 +379,6 @@ export class PodmanProvider implements Provider {
     if (this.closed) return
     this.closed = true
     this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'podman provider is closed'))
-    this.listeners.clear()
     await this.engine.close()
   }
 }

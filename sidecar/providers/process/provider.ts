@@ -200,11 +200,12 @@ export class ProcessProvider implements Provider {
     })
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     throwIfAborted(signal)
     const app = this.app(id)
     // Starting a replica resumes it if it is paused and skips a pending restart backoff.
     await Promise.all(app.replicas.map((r) => r.start()))
+    return { ...this.info(app), state: 'running' }
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {

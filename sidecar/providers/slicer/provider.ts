@@ -118,11 +118,13 @@ export class SlicerProvider implements Provider {
     )
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     const known = await this.find(id, signal)
     await this.guard(id, () => wakeNode(this.client, known, this.lastSleep.get(id), signal, () => this.find(id, signal, true)))
     this.lastSleep.delete(id)
     this.setState(id, 'running')
+    // A relaunch lists again (a new IP is known by then); otherwise the address is the node's.
+    return { ...(this.known.get(id) ?? known).info, state: 'running' }
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
