@@ -9,6 +9,7 @@ import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
 import { slicerConfigSchema } from '../providers/slicer/config.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
+import { instancesOf, uniqueInstanceIds } from './instances.js'
 import { duration, durationAtLeast, listenAddress, readiness, sleepMode, strategy } from './types.js'
 
 export const defaultsSchema = z.strictObject({
@@ -22,12 +23,15 @@ export const defaultsSchema = z.strictObject({
   readiness: readiness.default('tcp'),
 })
 
-export const providersSchema = z.strictObject({
-  process: processConfigSchema.optional(),
-  docker: dockerConfigSchema.optional(),
-  podman: podmanConfigSchema.optional(),
-  slicer: slicerConfigSchema.optional(),
-})
+/** Each kind: one block or a list of blocks (instances, each with its own `id`). */
+export const providersSchema = z
+  .strictObject({
+    process: instancesOf('process', processConfigSchema).optional(),
+    docker: instancesOf('docker', dockerConfigSchema).optional(),
+    podman: instancesOf('podman', podmanConfigSchema).optional(),
+    slicer: instancesOf('slicer', slicerConfigSchema).optional(),
+  })
+  .superRefine(uniqueInstanceIds)
 
 export const configSchema = z.strictObject({
   listen: listenAddress.default('127.0.0.1:9123'),

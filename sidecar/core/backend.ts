@@ -1,7 +1,7 @@
 import type PQueue from 'p-queue'
 import type { Logger } from 'pino'
 import { isRelightError, RelightError, toRelightError } from './errors.js'
-import type { BackendInfo, BackendState, Provider, Readiness, SleepMode, Strategy } from './provider.js'
+import { type BackendInfo, type BackendState, type Provider, providerId, type Readiness, type SleepMode, type Strategy } from './provider.js'
 import { waitAnyReady } from './readiness.js'
 import { abortable } from './timers.js'
 
@@ -82,7 +82,7 @@ export class Backend {
   private childLog: Logger | undefined
 
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
-    this.key = `${provider.kind}:${info.id}`
+    this.key = `${providerId(provider)}:${info.id}`
     this.provider = provider
     this.info = info
     this.settings = settings
@@ -95,7 +95,7 @@ export class Backend {
 
   /** This backend's logger, made on first use: 10,000 idle backends need no 10,000 loggers. */
   get log(): Logger {
-    this.childLog ??= this.deps.logger.child({ backend: this.info.name, provider: this.provider.kind })
+    this.childLog ??= this.deps.logger.child({ backend: this.info.name, provider: providerId(this.provider) })
     return this.childLog
   }
 
@@ -288,7 +288,7 @@ export class Backend {
       this.log.info({ from, ms: this.deps.now() - started }, 'woke')
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
-      const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: this.provider.kind })
+      const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: providerId(this.provider) })
       this.counters.wakeFailures++
       this.lastError = error
       // Asleep even if the engine started it: the next request probes again, and if none comes

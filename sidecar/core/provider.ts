@@ -106,8 +106,14 @@ export interface CheckResult {
 }
 
 export interface Provider {
-  /** `process`, `docker`, `podman`, `slicer`… also the prefix of backend keys (`docker:abc`). */
+  /** `process`, `docker`, `podman`, `slicer`…: which plugin made this provider. */
   readonly kind: string
+  /**
+   * This instance's name, unique among the sidecar's providers (`providers.docker: [{ id: … }]`);
+   * absent means the kind. It prefixes backend keys (`docker:abc`) and names the provider in
+   * status, logs and the heartbeat. Read it through `providerId()`.
+   */
+  readonly id?: string
   /** Sleep modes this provider supports, preferred first. */
   readonly sleepModes: readonly SleepMode[]
   /**
@@ -155,3 +161,8 @@ export interface Provider {
   terminateNow?(): void
 }
 
+
+/** A provider instance's id: its `id`, else its kind. */
+export function providerId(provider: Pick<Provider, 'id' | 'kind'>): string {
+  return provider.id ?? provider.kind
+}

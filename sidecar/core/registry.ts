@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.js'
 import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
 import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { HostIndex } from './host-index.js'
-import type { BackendInfo, Provider, ProviderEvent, SleepMode } from './provider.js'
+import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { delay } from './timers.js'
 
 export type RegistryConfig = Pick<
@@ -50,6 +50,12 @@ export class Registry {
   private missRelist: Promise<void> | undefined
 
   constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now) {
+    const ids = new Set<string>()
+    for (const p of providers) {
+      // The config refuses duplicates with the key named; reaching this is a wiring mistake.
+      if (ids.has(providerId(p))) throw new Error(`two providers share the id "${providerId(p)}"`)
+      ids.add(providerId(p))
+    }
     this.providers = providers
     this.config = config
     this.log = logger
@@ -121,7 +127,7 @@ export class Registry {
 
   /** resync() for timers and events: failures are logged, never unhandled. */
   private resyncInBackground(provider: Provider): void {
-    this.resync(provider).catch((err: unknown) => this.log.error({ err, provider: provider.kind }, 'resync failed'))
+    this.resync(provider).catch((err: unknown) => this.log.error({ err, provider: providerId(provider) }, 'resync failed'))
   }
 
   private async listOnce(provider: Provider): Promise<void> {
@@ -132,19 +138,19 @@ export class Registry {
     try {
       infos = await provider.list(signal)
     } catch (err) {
-      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: provider.kind })
-      const before = this.status.get(provider.kind)
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: providerId(provider) })
+      const before = this.status.get(providerId(provider))
       if (before?.ok !== false || before.error !== error.message) {
-        this.log.warn({ provider: provider.kind, code: error.code, err: error.message }, 'provider list failed; keeping known backends')
+        this.log.warn({ provider: providerId(provider), code: error.code, err: error.message }, 'provider list failed; keeping known backends')
       }
-      this.status.set(provider.kind, { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
+      this.status.set(providerId(provider), { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
       return
     }
     if (this.closed) return
     const seen = new Set<string>()
     let hostsChanged = false
     for (const info of infos) {
-      seen.add(`${provider.kind}:${info.id}`)
+      seen.add(`${providerId(provider)}:${info.id}`)
       if (this.upsert(provider, info, listedAt)) hostsChanged = true
     }
     for (const [key, backend] of this.backends) {
@@ -154,7 +160,7 @@ export class Registry {
         hostsChanged = true
       }
     }
-    this.status.set(provider.kind, { ok: true, backends: infos.length, lastList: Date.now() })
+    this.status.set(providerId(provider), { ok: true, backends: infos.length, lastList: Date.now() })
     // A resync that changes no host keeps the index (and its warm raw-Host cache).
     if (hostsChanged) this.scheduleRebuild(true)
   }
@@ -166,7 +172,7 @@ export class Registry {
         if (this.upsert(provider, event.backend)) this.scheduleRebuild()
         return
       case 'remove': {
-        const backend = this.backends.get(`${provider.kind}:${event.id}`)
+        const backend = this.backends.get(`${providerId(provider)}:${event.id}`)
         if (backend) {
           this.remove(backend)
           this.scheduleRebuild()
@@ -174,7 +180,7 @@ export class Registry {
         return
       }
       case 'state': {
-        const backend = this.backends.get(`${provider.kind}:${event.id}`)
+        const backend = this.backends.get(`${providerId(provider)}:${event.id}`)
         if (backend) {
           if (event.reason) backend.log.info({ state: event.state, reason: event.reason }, 'state changed')
           backend.stateChanged(event.state, event.reason)
@@ -189,7 +195,7 @@ export class Registry {
 
   /** Add or update a backend; true when the host index must change (new backend or new hosts). */
   private upsert(provider: Provider, info: BackendInfo, observedAt?: number): boolean {
-    const key = `${provider.kind}:${info.id}`
+    const key = `${providerId(provider)}:${info.id}`
     const settings = this.resolveSettings(provider, info)
     const existing = this.backends.get(key)
     if (existing) {
@@ -214,10 +220,10 @@ export class Registry {
     const d = this.config.defaults
     const s = info.settings
     const warn = (what: string, msg: string, extra: object) => {
-      const k = `${provider.kind}:${info.id}:${what}`
+      const k = `${providerId(provider)}:${info.id}:${what}`
       if (this.warnedSettings.has(k)) return
       this.warnedSettings.add(k)
-      this.log.warn({ backend: info.name, provider: provider.kind, ...extra }, msg)
+      this.log.warn({ backend: info.name, provider: providerId(provider), ...extra }, msg)
     }
     let idle = s.idle_timeout ?? d.idle_timeout
     if (idle < this.config.min_idle_timeout) {
@@ -295,10 +301,10 @@ export class Registry {
     if (found) return found
     // The host may belong to a backend we cannot see right now: say so rather than "unknown".
     for (const p of relisting) {
-      const status = this.status.get(p.kind)
+      const status = this.status.get(providerId(p))
       if (status?.ok !== false) continue
       const code = status.code === 'RELIGHT_ERR_PROVIDER_AUTH' ? status.code : 'RELIGHT_ERR_PROVIDER_UNAVAILABLE'
-      throw new RelightError(code, `${p.kind} cannot be listed, so ${host} cannot be looked up: ${status.error ?? ''}`, { host, provider: p.kind })
+      throw new RelightError(code, `${providerId(p)} cannot be listed, so ${host} cannot be looked up: ${status.error ?? ''}`, { host, provider: providerId(p) })
     }
     return undefined
   }
@@ -331,7 +337,7 @@ export class Registry {
         if (backend.isIdle(now)) work.push(backend.sleepIfIdle())
         continue
       }
-      const key = `${backend.provider.kind}:${group}`
+      const key = `${providerId(backend.provider)}:${group}`
       let members = groups.get(key)
       if (!members) groups.set(key, (members = []))
       members.push(backend)

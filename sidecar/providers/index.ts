@@ -15,9 +15,10 @@ export interface ProviderOptions {
 export function createProviders(config: Config, logger: Logger, options: ProviderOptions): Provider[] {
   const providers: Provider[] = []
   const p = config.providers
-  if (p.process) providers.push(new ProcessProvider(p.process, logger.child({ provider: 'process' }), { baseDir: options.baseDir }))
-  if (p.docker) providers.push(new DockerProvider(p.docker, logger.child({ provider: 'docker' }), { appPort: config.defaults.app_port }))
-  if (p.podman) providers.push(new PodmanProvider(p.podman, logger.child({ provider: 'podman' }), { defaults: config.defaults }))
-  if (p.slicer) providers.push(new SlicerProvider(p.slicer, logger.child({ provider: 'slicer' }), { baseDir: options.baseDir }))
+  // In config order within a kind; the order ranks providers when two declare one host.
+  for (const c of p.process ?? []) providers.push(new ProcessProvider(c, logger.child({ provider: c.id }), { baseDir: options.baseDir }))
+  for (const c of p.docker ?? []) providers.push(new DockerProvider(c, logger.child({ provider: c.id }), { appPort: config.defaults.app_port }))
+  for (const c of p.podman ?? []) providers.push(new PodmanProvider(c, logger.child({ provider: c.id }), { defaults: config.defaults }))
+  for (const c of p.slicer ?? []) providers.push(new SlicerProvider(c, logger.child({ provider: c.id }), { baseDir: options.baseDir }))
   return providers
 }

@@ -32,7 +32,7 @@ describe('config', () => {
     assert.equal(c.defaults.wake_timeout, 30_000)
     assert.equal(c.min_idle_timeout, 30_000)
     assert.equal(c.defaults.sleep, 'stop')
-    const app = c.providers.process?.apps[0]
+    const app = c.providers.process?.[0]?.apps[0]
     assert.equal(app?.restart, 'always')
     assert.equal(app?.grace_period, 10_000)
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.defaults) && Object.isFrozen(app))
@@ -62,6 +62,22 @@ describe('config', () => {
     const out = problems(`providers:\n  process:\n    apps:\n      - { name: a, hosts: [a.test], command: [x] }\n      - { name: a, command: [x] }\n`)
     assert.ok(out.some((p) => /apps\[0\]\.port: required when hosts are declared/.test(p)))
     assert.ok(out.some((p) => /apps\[1\]\.name: duplicate app name "a"/.test(p)))
+  })
+
+  it('takes one provider block or a list of instances, each with a unique id (default: the kind)', () => {
+    const one = parseConfig('providers:\n  docker: { label_prefix: x }\n', 'x')
+    assert.deepEqual(one.providers.docker?.map((d) => [d.id, d.label_prefix]), [['docker', 'x']])
+    const two = parseConfig('providers:\n  docker:\n    - { id: blue, label_prefix: b }\n    - { id: green, label_prefix: g }\n', 'x')
+    assert.deepEqual(two.providers.docker?.map((d) => [d.id, d.label_prefix]), [['blue', 'b'], ['green', 'g']])
+    assert.deepEqual(problems('providers:\n  docker:\n    - { label_prefix: a }\n    - { label_prefix: b }\n'), [
+      'line 4: providers.docker[1]: provider id "docker" is already used by providers.docker[0]; give each provider block its own id',
+    ])
+    assert.deepEqual(problems('providers:\n  docker: {}\n  podman: { id: docker }\n'), [
+      'line 3: providers.podman: provider id "docker" is already used by providers.docker; give each provider block its own id',
+    ])
+    assert.deepEqual(problems('providers:\n  docker:\n    - { id: a }\n    - { id: b, labl_prefix: x }\n'), ['line 4: providers.docker[1].labl_prefix: unknown key "labl_prefix"'])
+    assert.match(problems('providers:\n  docker: { id: "no spaces" }\n')[0] ?? '', /^line 2: providers\.docker\.id: a provider id is letters/)
+    assert.match(problems('providers:\n  docker: []\n')[0] ?? '', /^line 2: providers\.docker: give at least one docker provider block/)
   })
 
   it('interpolates ${ENV} and ${ENV:-default}; a missing variable names the key', () => {

@@ -139,7 +139,7 @@ describe('docker provider (no engine)', () => {
 
 describe('docker config', () => {
   it('has defaults and rejects unknown keys and unsupported modes', () => {
-    const cfg = configSchema.parse({ providers: { docker: {} } }).providers.docker
+    const cfg = configSchema.parse({ providers: { docker: {} } }).providers.docker?.[0]
     assert.ok(cfg)
     assert.equal(cfg.socket, '/var/run/docker.sock')
     assert.equal(cfg.label_prefix, 'relight')

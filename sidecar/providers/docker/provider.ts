@@ -64,6 +64,7 @@ export function backendState(status: ContainerStatus | undefined): BackendState 
  */
 export class DockerProvider implements Provider {
   readonly kind: string = 'docker'
+  readonly id: string
   readonly sleepModes: readonly SleepMode[] = ['stop', 'pause']
   readonly api: DockerContainers
   private readonly engine: EngineClient
@@ -82,10 +83,11 @@ export class DockerProvider implements Provider {
   private closed = false
 
   constructor(
-    private readonly config: DockerConfig,
+    private readonly config: DockerConfig & { readonly id?: string },
     private readonly log: Logger,
     private readonly options: DockerProviderOptions = {},
   ) {
+    this.id = config.id ?? this.kind
     this.prefix = config.label_prefix
     this.engine =
       options.engine ??

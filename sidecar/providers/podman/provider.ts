@@ -73,6 +73,7 @@ export function probeCriu(signal: AbortSignal): Promise<CriuProbe> {
  */
 export class PodmanProvider implements Provider {
   readonly kind = 'podman'
+  readonly id: string
   readonly sleepModes: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']
 
   private readonly engine: EngineClient
@@ -84,10 +85,11 @@ export class PodmanProvider implements Provider {
   private closed = false
 
   constructor(
-    private readonly config: PodmanConfig,
+    private readonly config: PodmanConfig & { readonly id?: string },
     private readonly log: Logger,
     private readonly options: PodmanProviderOptions,
   ) {
+    this.id = config.id ?? this.kind
     // a stop waits up to stop_timeout, a checkpoint as long as CRIU needs, before the engine answers
     this.engine = libpodClient(config.socket, options.dispatcher, Math.max(120_000, (config.stop_timeout ?? 0) + 30_000))
   }

@@ -103,6 +103,7 @@ export interface ProcessProviderOptions {
  */
 export class ProcessProvider implements Provider {
   readonly kind = 'process'
+  readonly id: string
   readonly sleepModes: readonly SleepMode[] = ['stop', 'pause']
   private readonly apps = new Map<string, App>()
   private listener: ((event: ProviderEvent) => void) | undefined
@@ -114,10 +115,11 @@ export class ProcessProvider implements Provider {
   private readonly env: NodeJS.ProcessEnv
 
   constructor(
-    config: ProcessConfig,
+    config: ProcessConfig & { readonly id?: string },
     private readonly log: Logger,
     options: ProcessProviderOptions = {},
   ) {
+    this.id = config.id ?? this.kind
     this.baseDir = options.baseDir ?? process.cwd()
     this.env = options.env ?? process.env
     for (const app of config.apps) this.apps.set(app.name, this.makeApp(app))

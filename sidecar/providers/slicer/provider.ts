@@ -35,6 +35,7 @@ const SAFE_HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/
 
 export class SlicerProvider implements Provider {
   readonly kind = 'slicer'
+  readonly id: string
   readonly sleepModes: readonly SleepMode[] = SLICER_SLEEP_MODES
   readonly relistOnMiss = true
   readonly client: SlicerClient
@@ -50,10 +51,11 @@ export class SlicerProvider implements Provider {
   private readonly opEndedAt = new Map<string, number>()
 
   constructor(
-    readonly config: SlicerConfig,
+    readonly config: SlicerConfig & { readonly id?: string },
     private readonly log: Logger,
     options: SlicerProviderOptions = {},
   ) {
+    this.id = config.id ?? this.kind
     this.client = new SlicerClient(config.url, config.token, options.baseDir)
     if (config.token !== undefined && plainHttpToRemote(config.url)) {
       log.warn({ url: this.client.endpoint.display }, 'providers.slicer.url is plain http to another host: the token crosses the network unencrypted; use https or the unix socket')
