@@ -2,7 +2,7 @@
 import { constants } from 'node:os'
 import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
-import { parseDuration } from './duration.js'
+import { parseDuration } from '../core/duration.js'
 
 /** `500ms`, `30s`, `5m`, `1h` → milliseconds. A bare number is refused with a hint. */
 export const duration = z.unknown().transform((value, ctx): number => {

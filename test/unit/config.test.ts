@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { ConfigError, parseConfig } from '../../sidecar/config/load.js'
-import { parseDuration } from '../../sidecar/config/duration.js'
+import { parseDuration } from '../../sidecar/core/duration.js'
 
 function problems(yaml: string, env: NodeJS.ProcessEnv = {}): string[] {
   try {

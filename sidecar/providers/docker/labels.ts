@@ -2,7 +2,7 @@
  * Reading a container's relight labels. Pure functions over the label map, shared with the
  * Podman provider (same labels, compatible with caddy-relight-podman).
  */
-import { parseDuration } from '../../config/duration.js'
+import { parseDuration } from '../../core/duration.js'
 import type { BackendSettings, Readiness, SleepMode, Strategy } from '../../core/provider.js'
 
 export const COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'

@@ -12,7 +12,7 @@
  * Other `key=value` tags are left alone (they belong to someone else), except unknown
  * `relight.*` keys, which are reported so a typo does not go unnoticed.
  */
-import { parseDuration } from '../../config/duration.js'
+import { parseDuration } from '../../core/duration.js'
 import { parseHostPattern } from '../../core/hosts.js'
 import type { BackendSettings, Readiness, SleepMode, Strategy } from '../../core/provider.js'
 
