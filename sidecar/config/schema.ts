@@ -10,11 +10,11 @@ import { processConfigSchema } from '../providers/process/config.js'
 import { slicerConfigSchema } from '../providers/slicer/config.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
 import { instancesOf, uniqueInstanceIds } from './instances.js'
-import { duration, durationAtLeast, listenAddress, readiness, sleepMode, strategy } from './types.js'
+import { duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy } from './types.js'
 
 export const defaultsSchema = z.strictObject({
   idle_timeout: duration.prefault('5m'),
-  wake_timeout: durationAtLeast(100, '100ms (a wake needs time to happen)').prefault('30s'),
+  wake_timeout: settingFor('wake_timeout').prefault('30s'),
   sleep: sleepMode.default('stop'),
   fallback_sleep: sleepMode.default('pause'),
   strategy: strategy.default('blocking'),

@@ -1,5 +1,5 @@
 import { mapLimit } from '../map-limit.js'
-import { settingsFrom } from '../settings.js'
+import { settingsFrom } from '../../core/settings.js'
 import type { Logger } from 'pino'
 import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'

@@ -1,6 +1,6 @@
 import { delay } from '../../core/timers.js'
 import { mapLimit } from '../map-limit.js'
-import { settingsFrom } from '../settings.js'
+import { settingsFrom } from '../../core/settings.js'
 import { execFile } from 'node:child_process'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'

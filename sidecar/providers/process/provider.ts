@@ -7,7 +7,7 @@ import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, Pr
 import { CpuRate, round1 } from '../cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
 import { groupUsage } from './stats.js'
-import { settingsFrom } from '../settings.js'
+import { settingsFrom } from '../../core/settings.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
 /** `{{replica}}`, `{{port}}`, `{{name}}` in command, args, dir and env values. */

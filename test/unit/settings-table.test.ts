@@ -1,0 +1,67 @@
+/**
+ * The per-backend settings table (core/settings.ts) is the one source of names and bounds for
+ * every input: YAML (defaults, each provider block, app entries), Docker/Podman labels and
+ * Slicer tags. A bound must hold in all of them; `wake_timeout: 1ms` used to slip through some.
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { parseConfig } from '../../sidecar/config/load.js'
+import { BACKEND_SETTINGS, type SettingSpec } from '../../sidecar/core/settings.js'
+import { readLabels } from '../../sidecar/providers/docker/labels.js'
+import { parseTags } from '../../sidecar/providers/slicer/tags.js'
+
+const yamlProblems = (text: string): string[] => {
+  try {
+    parseConfig(text, 't', {})
+    return []
+  } catch (err) {
+    return [...((err as { problems?: string[] }).problems ?? [String(err)])]
+  }
+}
+
+/** Every place a per-backend setting can be written, as (key, value) → problems. */
+const INPUTS: Record<string, (key: string, value: string) => string[]> = {
+  'defaults': (k, v) => yamlProblems(`defaults:\n  ${k}: ${v}\n`),
+  'providers.docker': (k, v) => yamlProblems(`providers:\n  docker:\n    ${k}: ${v}\n`),
+  'providers.docker (list form)': (k, v) => yamlProblems(`providers:\n  docker:\n    - id: d1\n      ${k}: ${v}\n`),
+  'providers.podman': (k, v) => yamlProblems(`providers:\n  podman:\n    ${k}: ${v}\n`),
+  'providers.slicer': (k, v) => yamlProblems(`providers:\n  slicer:\n    url: /run/slicer.sock\n    ${k}: ${v}\n`),
+  'providers.process app entry': (k, v) => yamlProblems(`providers:\n  process:\n    apps:\n      - { name: a, command: [x], ${k}: ${v} }\n`),
+  'docker label': (k, v) => readLabels({ 'relight.domain': 'a.localhost', [`relight.${k}`]: v }, 'relight').problems,
+  'podman label': (k, v) => readLabels({ 'relight.domain': 'a.localhost', [`relight.${k}`]: v }, 'relight', ['checkpoint', 'pause', 'stop']).problems,
+  'slicer tag': (k, v) => parseTags(['a.example.com', `relight.${k}=${v}`]).problems,
+}
+
+describe('per-backend settings table', () => {
+  it('wake_timeout: 1ms is refused by every input, and 100ms accepted by every input', () => {
+    for (const [input, problems] of Object.entries(INPUTS)) {
+      const refused = problems('wake_timeout', '1ms')
+      assert.equal(refused.length, 1, `${input} must refuse wake_timeout 1ms; got ${JSON.stringify(refused)}`)
+      assert.match(refused[0] ?? '', /wake_timeout.*at least 100ms/, input)
+      assert.deepEqual(problems('wake_timeout', '100ms'), [], `${input} must accept wake_timeout 100ms`)
+    }
+  })
+
+  it('every bounded duration in the table holds in every input', () => {
+    for (const spec of BACKEND_SETTINGS as readonly SettingSpec[]) {
+      if (!spec.min) continue
+      for (const [input, problems] of Object.entries(INPUTS)) {
+        assert.equal(problems(spec.key, `${spec.min.ms - 1}ms`).length, 1, `${input}: ${spec.key} below ${spec.min.ms}ms`)
+        assert.deepEqual(problems(spec.key, `${spec.min.ms}ms`), [], `${input}: ${spec.key} at ${spec.min.ms}ms`)
+      }
+    }
+  })
+
+  it('labels and tags read every key of the table', () => {
+    const values: Record<string, string> = { duration: '2m', sleep: 'pause', strategy: 'waiting_page', readiness: 'http:/up' }
+    for (const spec of BACKEND_SETTINGS as readonly SettingSpec[]) {
+      const v = values[spec.type] as string
+      const label = readLabels({ 'relight.domain': 'a.localhost', [`relight.${spec.key}`]: v }, 'relight')
+      assert.deepEqual(label.problems, [], spec.key)
+      assert.notEqual(label.settings[spec.key], undefined, `docker label relight.${spec.key}`)
+      const tags = parseTags([`relight.${spec.key}=${v}`])
+      assert.deepEqual(tags.problems, [], spec.key)
+      assert.notEqual(tags.settings[spec.key], undefined, `slicer tag relight.${spec.key}`)
+    }
+  })
+})
