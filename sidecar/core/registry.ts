@@ -1,16 +1,21 @@
 import PQueue from 'p-queue'
 import type { Logger } from 'pino'
-import type { Config } from '../config/schema.js'
 import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
 import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { HostIndex } from './host-index.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { delay } from './timers.js'
 
-export type RegistryConfig = Pick<
-  Config,
-  'defaults' | 'base_domains' | 'min_idle_timeout' | 'resync_interval' | 'max_concurrent_wakes' | 'max_concurrent_sleeps'
->
+/** What the registry reads of the configuration (the parsed config satisfies it; core imports no config/ code). */
+export interface RegistryConfig {
+  /** Settings every backend inherits (`defaults`). */
+  readonly defaults: Omit<ResolvedSettings, 'always_on'>
+  readonly base_domains: readonly string[]
+  readonly min_idle_timeout: number
+  readonly resync_interval: number
+  readonly max_concurrent_wakes: number
+  readonly max_concurrent_sleeps: number
+}
 
 export interface ProviderStatus {
   ok: boolean
