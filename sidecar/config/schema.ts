@@ -1,15 +1,13 @@
 /**
  * The one configuration schema. Defaults live here; unknown keys are errors everywhere.
- * Each provider owns the schema of its block (sidecar/providers/<kind>/config.ts).
+ * Each provider owns the schema of its block (sidecar/providers/<kind>/config.ts); the
+ * `providers` keys come from the provider table (sidecar/providers/plugins.ts).
  */
 import { z } from 'zod'
 import { heartbeatConfigSchema } from '../heartbeat/config.js'
-import { dockerConfigSchema } from '../providers/docker/config.js'
-import { podmanConfigSchema } from '../providers/podman/config.js'
-import { processConfigSchema } from '../providers/process/config.js'
-import { slicerConfigSchema } from '../providers/slicer/config.js'
+import { PROVIDER_PLUGINS } from '../providers/plugins.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
-import { instancesOf, uniqueInstanceIds } from './instances.js'
+import { type Instance, instancesOf, uniqueInstanceIds } from './instances.js'
 import { duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy } from './types.js'
 
 export const defaultsSchema = z.strictObject({
@@ -23,14 +21,15 @@ export const defaultsSchema = z.strictObject({
   readiness: readiness.default('tcp'),
 })
 
-/** Each kind: one block or a list of blocks (instances, each with its own `id`). */
+type Plugins = (typeof PROVIDER_PLUGINS)[number]
+
+/** One key per entry of the provider table: one block or a list of blocks (instances, each with its own `id`). */
 export const providersSchema = z
-  .strictObject({
-    process: instancesOf('process', processConfigSchema).optional(),
-    docker: instancesOf('docker', dockerConfigSchema).optional(),
-    podman: instancesOf('podman', podmanConfigSchema).optional(),
-    slicer: instancesOf('slicer', slicerConfigSchema).optional(),
-  })
+  .strictObject(
+    Object.fromEntries(PROVIDER_PLUGINS.map((p) => [p.kind, instancesOf(p.kind, p.configSchema).optional()])) as unknown as {
+      [P in Plugins as P['kind']]: z.ZodOptional<z.ZodType<Instance<z.output<P['configSchema']>>[], unknown>>
+    },
+  )
   .superRefine(uniqueInstanceIds)
 
 export const configSchema = z.strictObject({

@@ -1,11 +1,9 @@
-/** Builds the configured providers. The only place that knows every provider kind. */
+/** Builds the configured providers from the provider table (plugins.ts). */
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.js'
 import type { Provider } from '../core/provider.js'
-import { DockerProvider } from './docker/provider.js'
-import { PodmanProvider } from './podman/provider.js'
-import { ProcessProvider } from './process/provider.js'
-import { SlicerProvider } from './slicer/provider.js'
+import type { ProviderPlugin } from './plugin.js'
+import { PROVIDER_PLUGINS } from './plugins.js'
 
 export interface ProviderOptions {
   /** Directory that relative paths in the config are resolved against (the config file's). */
@@ -14,11 +12,12 @@ export interface ProviderOptions {
 
 export function createProviders(config: Config, logger: Logger, options: ProviderOptions): Provider[] {
   const providers: Provider[] = []
-  const p = config.providers
-  // In config order within a kind; the order ranks providers when two declare one host.
-  for (const c of p.process ?? []) providers.push(new ProcessProvider(c, logger.child({ provider: c.id }), { baseDir: options.baseDir }))
-  for (const c of p.docker ?? []) providers.push(new DockerProvider(c, logger.child({ provider: c.id }), { appPort: config.defaults.app_port }))
-  for (const c of p.podman ?? []) providers.push(new PodmanProvider(c, logger.child({ provider: c.id }), { defaults: config.defaults }))
-  for (const c of p.slicer ?? []) providers.push(new SlicerProvider(c, logger.child({ provider: c.id }), { baseDir: options.baseDir }))
+  const blocks = config.providers as Readonly<Record<string, readonly ({ readonly id: string } & object)[] | undefined>>
+  // Kinds in table order, instances in config order: the order ranks providers when two declare one host.
+  for (const plugin of PROVIDER_PLUGINS as readonly ProviderPlugin[]) {
+    for (const block of blocks[plugin.kind] ?? []) {
+      providers.push(plugin.create(block, { logger: logger.child({ provider: block.id }), baseDir: options.baseDir, defaults: config.defaults }))
+    }
+  }
   return providers
 }

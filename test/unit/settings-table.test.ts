@@ -5,10 +5,17 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import pino from 'pino'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { BACKEND_SETTINGS, type SettingSpec } from '../../sidecar/core/settings.js'
 import { readLabels } from '../../sidecar/providers/docker/labels.js'
 import { parseTags } from '../../sidecar/providers/slicer/tags.js'
+import type { ProviderPlugin } from '../../sidecar/providers/plugin.js'
+import { PROVIDER_PLUGINS } from '../../sidecar/providers/plugins.js'
+
+/** A minimal valid block of each kind, parsed, for the codecs that read their config. */
+const MINIMAL: Record<string, unknown> = { process: {}, docker: {}, podman: {}, slicer: { url: '/run/slicer.sock' } }
+const plugins = PROVIDER_PLUGINS as readonly ProviderPlugin[]
 
 const yamlProblems = (text: string): string[] => {
   try {
@@ -31,6 +38,13 @@ const INPUTS: Record<string, (key: string, value: string) => string[]> = {
   'podman label': (k, v) => readLabels({ 'relight.domain': 'a.localhost', [`relight.${k}`]: v }, 'relight', ['checkpoint', 'pause', 'stop']).problems,
   'slicer tag': (k, v) => parseTags(['a.example.com', `relight.${k}=${v}`]).problems,
 }
+// …and every settings codec of the provider table (Kubernetes annotations, Swarm labels join here).
+for (const plugin of plugins) {
+  const codec = plugin.settings
+  if (!codec) continue
+  const config = plugin.configSchema.parse(MINIMAL[plugin.kind] ?? {})
+  INPUTS[`${plugin.kind} ${codec.carrier} (table codec)`] = (k, v) => [...codec.read({ [codec.name(k as never, config)]: v }, config).problems]
+}
 
 describe('per-backend settings table', () => {
   it('wake_timeout: 1ms is refused by every input, and 100ms accepted by every input', () => {
@@ -49,6 +63,17 @@ describe('per-backend settings table', () => {
         assert.equal(problems(spec.key, `${spec.min.ms - 1}ms`).length, 1, `${input}: ${spec.key} below ${spec.min.ms}ms`)
         assert.deepEqual(problems(spec.key, `${spec.min.ms}ms`), [], `${input}: ${spec.key} at ${spec.min.ms}ms`)
       }
+    }
+  })
+
+  it('the provider table: each kind makes providers of that kind and sleep modes, named by their id', async () => {
+    for (const plugin of plugins) {
+      const config = { ...(plugin.configSchema.parse(MINIMAL[plugin.kind] ?? {}) as object), id: `${plugin.kind}-x` }
+      const provider = plugin.create(config, { logger: pino({ level: 'silent' }), baseDir: process.cwd(), defaults: { app_port: 8080, sleep: 'stop', fallback_sleep: 'pause' } })
+      assert.equal(provider.kind, plugin.kind)
+      assert.equal(provider.id, `${plugin.kind}-x`)
+      assert.deepEqual(provider.sleepModes, plugin.sleepModes, plugin.kind)
+      await provider.close?.()
     }
   })
 

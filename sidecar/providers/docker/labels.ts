@@ -63,7 +63,7 @@ export function readLabels(labels: Readonly<Record<string, string>>, prefix: str
     if (/^\d+$/.test(portText) && n >= 1 && n <= 65535) port = n
     else problems.push(`${prefix}.port="${portText}" is not a port number (1-65535)`)
   }
-  const settings = readSettings(get, sleepModes, (key, text, expected) => problems.push(`${prefix}.${key}="${text}" must be ${expected}`))
+  const settings = labelSettings(labels, prefix, sleepModes, problems)
   const group = groupOf(labels, prefix)
   return {
     hosts: splitHosts(labels[domainLabel(prefix)]),
@@ -72,4 +72,13 @@ export function readLabels(labels: Readonly<Record<string, string>>, prefix: str
     settings,
     problems,
   }
+}
+
+/** The per-backend settings in `<prefix>.<key>` labels (keys and bounds: core/settings.ts); problems are pushed in words. */
+export function labelSettings(labels: Readonly<Record<string, string>>, prefix: string, sleepModes: readonly SleepMode[], problems: string[]): BackendSettings {
+  return readSettings(
+    (key) => labels[`${prefix}.${key}`]?.trim(),
+    sleepModes,
+    (key, text, expected) => problems.push(`${prefix}.${key}="${text}" must be ${expected}`),
+  )
 }
