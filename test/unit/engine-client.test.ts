@@ -3,7 +3,7 @@ import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { isRelightError } from '../../sidecar/core/errors.js'
-import { EngineClient, describeConnectError, encodeQuery, engineStatus, resolveEngineAddress } from '../../sidecar/providers/engine-api/client.js'
+import { EngineClient, describeConnectError, encodeQuery, engineStatus, resolveEngineAddress } from '../../sidecar/providers/moby/client.js'
 import { tempDir } from '../helpers/net.js'
 
 describe('engine-api client', () => {

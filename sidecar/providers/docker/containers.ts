@@ -5,7 +5,7 @@
  * 304 (already started/stopped) and "already paused/unpaused" 409s count as success.
  */
 import { RelightError } from '../../core/errors.js'
-import { type EngineClient, engineStatus } from '../engine-api/client.js'
+import { type EngineClient, engineStatus } from '../moby/client.js'
 import type { UpstreamInput } from './upstream.js'
 
 /** `State.Status` values. */

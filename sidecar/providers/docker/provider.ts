@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { CpuRate } from '../cpu-rate.js'
-import { EngineClient, engineStatus } from '../engine-api/client.js'
+import { EngineClient, engineStatus } from '../moby/client.js'
 import type { DockerConfig } from './config.js'
 import { dockerFigures, fetchContainerStats } from './container-stats.js'
 import {

@@ -4,7 +4,7 @@
  * container already is in the asked state: that counts as success here.
  */
 import { RelightError } from '../../core/errors.js'
-import { EngineClient, engineStatus } from '../engine-api/client.js'
+import { EngineClient, engineStatus } from '../moby/client.js'
 import type { LibpodInspect } from './container-info.js'
 
 export const LIBPOD_PREFIX = '/v4.0.0/libpod'

@@ -10,7 +10,7 @@ import { CpuRate, round1 } from '../cpu-rate.js'
 import { checkpointContainer, restoreContainer } from './checkpoint.js'
 import type { PodmanConfig } from './config.js'
 import { containerInfo, stateOf, type LibpodInspect } from './container-info.js'
-import type { EngineClient } from '../engine-api/client.js'
+import type { EngineClient } from '../moby/client.js'
 import {
   containerStats,
   followEvents,

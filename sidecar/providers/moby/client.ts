@@ -1,5 +1,6 @@
 /**
- * HTTP transport to a container engine that speaks the Docker Engine API: dockerd, and Podman's
+ * The Moby kit's engine client (providers/moby/: shared by Docker, Podman and Swarm). HTTP
+ * transport to a container engine that speaks the Docker Engine API: dockerd, and Podman's
  * service (Docker-compatible endpoints plus libpod ones on the same socket). Only transport lives
  * here: addresses, connection errors, status codes, JSON and newline-delimited JSON streams.
  * What the answers mean (containers, labels, states) is the caller's business
