@@ -1,7 +1,7 @@
 /** The `docker` entry of the provider table (providers/plugins.ts). */
 import { definePlugin } from '../plugin.js'
 import { dockerConfigSchema } from './config.js'
-import { labelSettings } from './labels.js'
+import { labelSettings } from '../moby/labels.js'
 import { DockerProvider } from './provider.js'
 
 const SLEEP_MODES = ['stop', 'pause'] as const

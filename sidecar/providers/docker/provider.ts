@@ -20,7 +20,7 @@ import {
 } from './containers.js'
 import { followEvents } from './events.js'
 import { KeyedLock } from './keyed-lock.js'
-import { COMPOSE_PROJECT_LABEL, domainLabel, groupOf, isRouted, readLabels } from './labels.js'
+import { COMPOSE_PROJECT_LABEL, domainLabel, groupOf, isRouted, readLabels } from '../moby/labels.js'
 import { chooseUpstream } from './upstream.js'
 
 /** Container actions that can change what the registry knows (issue 3). */

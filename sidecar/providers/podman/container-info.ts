@@ -4,7 +4,7 @@
  * checkpointed container looks exited; `State.Checkpointed` tells it apart).
  */
 import type { BackendInfo, BackendSettings, BackendState, SleepMode } from '../../core/provider.js'
-import { isRouted, readLabels } from '../docker/labels.js'
+import { isRouted, readLabels } from '../moby/labels.js'
 import { chooseUpstream, type UpstreamInput } from '../docker/upstream.js'
 
 /** Modes a `<prefix>.sleep` label may name on Podman. */

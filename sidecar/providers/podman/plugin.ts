@@ -1,5 +1,5 @@
 /** The `podman` entry of the provider table (providers/plugins.ts). */
-import { labelSettings } from '../docker/labels.js'
+import { labelSettings } from '../moby/labels.js'
 import { definePlugin } from '../plugin.js'
 import { podmanConfigSchema } from './config.js'
 import { PODMAN_SLEEP_MODES } from './container-info.js'

@@ -1,6 +1,7 @@
 /**
- * Reading a container's relight labels. Pure functions over the label map, shared with the
- * Podman provider (same labels, compatible with caddy-relight-podman).
+ * Reading relight labels (`<prefix>.domain`, `.port`, `.group`, the per-backend settings). Pure
+ * functions over a label map, so any Moby-API object carrying labels can use them: Docker and
+ * Podman containers (same labels, compatible with caddy-relight-podman), Swarm services.
  */
 import type { BackendSettings, SleepMode } from '../../core/provider.js'
 import { readSettings } from '../../core/settings.js'
