@@ -9,7 +9,7 @@ import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
 import type { ContainerInspect } from '../../sidecar/providers/docker/containers.js'
 import { groupOf, readLabels } from '../../sidecar/providers/moby/labels.js'
 import { DockerProvider, backendState } from '../../sidecar/providers/docker/provider.js'
-import { chooseUpstream } from '../../sidecar/providers/docker/upstream.js'
+import { chooseUpstream } from '../../sidecar/providers/moby/upstream.js'
 import { tempDir } from '../helpers/net.js'
 
 const fixture = (name: string): ContainerInspect =>

@@ -6,7 +6,7 @@
  */
 import { RelightError } from '../../core/errors.js'
 import { type EngineClient, engineStatus } from '../moby/client.js'
-import type { UpstreamInput } from './upstream.js'
+import type { UpstreamInput } from '../moby/upstream.js'
 
 /** `State.Status` values. */
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead'

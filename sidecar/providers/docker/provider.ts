@@ -21,7 +21,7 @@ import {
 import { followEvents } from './events.js'
 import { KeyedLock } from './keyed-lock.js'
 import { COMPOSE_PROJECT_LABEL, domainLabel, groupOf, isRouted, readLabels } from '../moby/labels.js'
-import { chooseUpstream } from './upstream.js'
+import { chooseUpstream } from '../moby/upstream.js'
 
 /** Container actions that can change what the registry knows (issue 3). */
 export const WATCHED_ACTIONS = ['create', 'start', 'die', 'pause', 'unpause', 'destroy', 'rename'] as const
