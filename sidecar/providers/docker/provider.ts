@@ -12,13 +12,12 @@ import {
   type ContainerStatus,
   type ContainerSummary,
   DockerContainers,
-  type EngineEvent,
   containerName,
   hasHealthcheck,
   labelsOf,
   singleExposedPort,
 } from './containers.js'
-import { followEvents } from './events.js'
+import { followEvents, type MobyEvent } from '../moby/events.js'
 import { KeyedLock } from './keyed-lock.js'
 import { COMPOSE_PROJECT_LABEL, domainLabel, groupOf, isRouted, readLabels } from '../moby/labels.js'
 import { chooseUpstream } from '../moby/upstream.js'
@@ -170,18 +169,19 @@ export class DockerProvider implements Provider {
     if (this.closed) return
     const stop = AbortSignal.any([signal, this.closer.signal])
     void followEvents(
-      this.api,
+      this.engine,
       {
-        filters: { type: ['container'], label: [domainLabel(this.prefix)], event: [...WATCHED_ACTIONS] },
+        query: { filters: { type: ['container'], label: [domainLabel(this.prefix)], event: [...WATCHED_ACTIONS] } },
         connected: () => onEvent({ type: 'resync' }),
         onEvent: (event) => this.handleEvent(event, onEvent, stop),
         log: this.log,
+        engine: 'docker',
       },
       stop,
     )
   }
 
-  private async handleEvent(event: EngineEvent, emit: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
+  private async handleEvent(event: MobyEvent, emit: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
     const id = event.Actor?.ID ?? event.id
     if (!id) return
     if (event.Action === 'destroy') {

@@ -1,4 +1,3 @@
-import { delay } from '../../core/timers.js'
 import { mapLimit } from '../map-limit.js'
 import { settingsFrom } from '../../core/settings.js'
 import { execFile } from 'node:child_process'
@@ -11,9 +10,9 @@ import { checkpointContainer, restoreContainer } from './checkpoint.js'
 import type { PodmanConfig } from './config.js'
 import { containerInfo, stateOf, type LibpodInspect } from './container-info.js'
 import type { EngineClient } from '../moby/client.js'
+import { followEvents, type MobyEvent } from '../moby/events.js'
 import {
   containerStats,
-  followEvents,
   info as engineInfo,
   inspectContainer,
   libpodClient,
@@ -23,15 +22,11 @@ import {
   stopContainer,
   unpauseContainer,
   version,
-  type LibpodEvent,
 } from './libpod.js'
 
 /** Container events after which the provider inspects the container again. */
 const REFRESH_ON = new Set(['create', 'start', 'restore', 'pause', 'unpause', 'died', 'stop', 'checkpoint', 'rename', 'cleanup', 'init'])
 const INSPECT_CONCURRENCY = 8
-const EVENTS_BACKOFF_FIRST_MS = 250
-const EVENTS_BACKOFF_MAX_MS = 30_000
-const EVENTS_STABLE_MS = 60_000
 
 export interface CriuProbe {
   readonly ok: boolean
@@ -258,7 +253,18 @@ export class PodmanProvider implements Provider {
 
   watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
     const stop = AbortSignal.any([signal, this.closer.signal])
-    void this.followLoop(onEvent, stop)
+    // Once the stream is up, list again: events before it (or while it was down) are lost.
+    void followEvents(
+      this.engine,
+      {
+        query: { stream: true, filters: { type: ['container'] } },
+        connected: () => onEvent({ type: 'resync' }),
+        onEvent: (e) => this.onEngineEvent(e, onEvent, stop),
+        log: this.log,
+        engine: 'podman',
+      },
+      stop,
+    )
     const every = this.config.watch_interval
     if (every > 0) {
       const timer = setInterval(() => onEvent({ type: 'resync' }), every)
@@ -267,38 +273,7 @@ export class PodmanProvider implements Provider {
     }
   }
 
-  /** Follow the event stream, reconnecting with backoff; every (re)connection asks for a resync. */
-  private async followLoop(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
-    let backoff = EVENTS_BACKOFF_FIRST_MS
-    let failures = 0
-    while (!signal.aborted) {
-      const started = Date.now()
-      try {
-        // Once the stream is up, list again: events before it (or while it was down) are lost.
-        await followEvents(
-          this.engine,
-          signal,
-          (e) => this.onEngineEvent(e, onEvent, signal),
-          () => onEvent({ type: 'resync' }),
-        )
-      } catch (err) {
-        if (signal.aborted) break
-        failures++
-        const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: this.kind })
-        // Log the first failure and then at growing intervals, never on every retry.
-        if ((failures & (failures - 1)) === 0) this.log.warn({ code: error.code, err: error.message, failures, retry_ms: backoff }, 'podman event stream failed; reconnecting')
-      }
-      if (signal.aborted) break
-      if (Date.now() - started > EVENTS_STABLE_MS) {
-        backoff = EVENTS_BACKOFF_FIRST_MS
-        failures = 0
-      }
-      await delay(backoff, signal)
-      backoff = Math.min(backoff * 2, EVENTS_BACKOFF_MAX_MS)
-    }
-  }
-
-  private onEngineEvent(e: LibpodEvent, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
+  private onEngineEvent(e: MobyEvent, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
     if ((e.Type ?? 'container') !== 'container') return
     const id = e.Actor?.ID ?? e.id
     const attrs = e.Actor?.Attributes
