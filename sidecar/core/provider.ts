@@ -122,6 +122,11 @@ export interface Provider {
    * ago is routable on its first request. Off by default: random hostnames cost nothing.
    */
   readonly relistOnMiss?: boolean
+  /**
+   * How often the registry lists this provider in full (ms; 0: never after start). Absent: the
+   * top-level `resync_interval`. Providers keep no re-list timers of their own.
+   */
+  readonly resyncInterval?: number
 
   /** Full truth, used at start and on every resync. */
   list(signal: AbortSignal): Promise<BackendInfo[]>

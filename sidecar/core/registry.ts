@@ -94,11 +94,10 @@ export class Registry {
     }
     // always_on backends are kept running: start them now; a failure is logged by the backend.
     await Promise.all([...this.backends.values()].filter((b) => b.settings.always_on).map((b) => b.wake().catch(() => undefined)))
-    const every = this.config.resync_interval
-    if (every > 0) {
-      const timer = setInterval(() => {
-        for (const p of this.providers) this.resyncInBackground(p)
-      }, every)
+    for (const p of this.providers) {
+      const every = p.resyncInterval ?? this.config.resync_interval
+      if (every <= 0) continue
+      const timer = setInterval(() => this.resyncInBackground(p), every)
       timer.unref()
       this.timers.push(timer)
     }

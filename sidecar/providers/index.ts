@@ -1,5 +1,6 @@
 /** Builds the configured providers from the provider table (plugins.ts). */
 import type { Logger } from 'pino'
+import type { Instance } from '../config/instances.js'
 import type { Config } from '../config/schema.js'
 import type { Provider } from '../core/provider.js'
 import type { ProviderPlugin } from './plugin.js'
@@ -12,11 +13,13 @@ export interface ProviderOptions {
 
 export function createProviders(config: Config, logger: Logger, options: ProviderOptions): Provider[] {
   const providers: Provider[] = []
-  const blocks = config.providers as Readonly<Record<string, readonly ({ readonly id: string } & object)[] | undefined>>
+  const blocks = config.providers as Readonly<Record<string, readonly Instance<object>[] | undefined>>
   // Kinds in table order, instances in config order: the order ranks providers when two declare one host.
   for (const plugin of PROVIDER_PLUGINS as readonly ProviderPlugin[]) {
     for (const block of blocks[plugin.kind] ?? []) {
-      providers.push(plugin.create(block, { logger: logger.child({ provider: block.id }), baseDir: options.baseDir, defaults: config.defaults }))
+      const log = logger.child({ provider: block.id })
+      for (const key of block.renamed ?? []) log.warn({ key, now: 'resync_interval' }, `providers.${plugin.kind}.${key} is deprecated; write resync_interval (same meaning)`)
+      providers.push(plugin.create(block, { logger: log, baseDir: options.baseDir, defaults: config.defaults }))
     }
   }
   return providers

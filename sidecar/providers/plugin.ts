@@ -38,9 +38,12 @@ export interface ProviderPlugin<K extends string = string, S extends z.ZodType =
   readonly configSchema: S
   /** Modes the provider's backends can sleep in, preferred first. */
   readonly sleepModes: readonly SleepMode[]
+  /** Old names of the block's `resync_interval` still accepted (logged as deprecated). */
+  readonly oldResyncKeys?: readonly string[]
   /** Absent when settings come only from the YAML (process apps). */
   readonly settings?: SettingsCodec<z.output<S>>
-  create(config: z.output<S> & { readonly id: string }, context: PluginContext): Provider
+  /** `config.resync_interval`, when set, becomes the provider's `resyncInterval`. */
+  create(config: z.output<S> & { readonly id: string; readonly resync_interval?: number }, context: PluginContext): Provider
 }
 
 /** Keeps the literal kind and the schema type of an entry (for the config's static type). */

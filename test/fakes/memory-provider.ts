@@ -17,6 +17,8 @@ export interface MemoryBackend {
 
 export class MemoryProvider implements Provider {
   readonly kind: string
+  readonly id: string | undefined
+  readonly resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[]
   readonly backends = new Map<string, MemoryBackend>()
   readonly calls = { list: 0, wake: 0, sleep: [] as SleepMode[] }
@@ -34,8 +36,10 @@ export class MemoryProvider implements Provider {
   holdList: Promise<void> | undefined
   private listener: ((e: ProviderEvent) => void) | undefined
 
-  constructor(backends: MemoryBackend[], options: { kind?: string; sleepModes?: SleepMode[] } = {}) {
+  constructor(backends: MemoryBackend[], options: { kind?: string; id?: string; resyncInterval?: number; sleepModes?: SleepMode[] } = {}) {
     this.kind = options.kind ?? 'memory'
+    this.id = options.id
+    this.resyncInterval = options.resyncInterval
     this.sleepModes = options.sleepModes ?? ['pause', 'stop']
     for (const b of backends) this.backends.set(b.id, { ...b })
   }

@@ -80,6 +80,21 @@ describe('config', () => {
     assert.match(problems('providers:\n  docker: []\n')[0] ?? '', /^line 2: providers\.docker: give at least one docker provider block/)
   })
 
+  it('one re-list interval: resync_interval per provider block; the old watch_interval is an alias (0 = the top-level value)', () => {
+    const c = parseConfig('providers:\n  podman: { watch_interval: 10s }\n  slicer: { url: /s.sock, resync_interval: 5s }\n  docker: {}\n', 'x')
+    assert.equal(c.providers.podman?.[0]?.resync_interval, 10_000)
+    assert.deepEqual(c.providers.podman?.[0]?.renamed, ['watch_interval'])
+    assert.equal(c.providers.slicer?.[0]?.resync_interval, 5000)
+    assert.equal(c.providers.slicer?.[0]?.renamed, undefined)
+    assert.equal(c.providers.docker?.[0]?.resync_interval, undefined)
+    assert.equal(parseConfig('providers:\n  slicer: { url: /s.sock, watch_interval: 0s }\n', 'x').providers.slicer?.[0]?.resync_interval, undefined)
+    assert.deepEqual(problems('providers:\n  podman:\n    resync_interval: 5s\n    watch_interval: 10s\n'), [
+      'line 4: providers.podman.watch_interval: watch_interval is the old name of resync_interval; give only resync_interval',
+    ])
+    assert.match(problems('providers:\n  docker: { watch_interval: 5s }\n')[0] ?? '', /unknown key "watch_interval"/)
+    assert.match(problems('providers:\n  docker:\n    resync_interval: 5\n')[0] ?? '', /^line 3: providers\.docker\.resync_interval: 5 has no unit/)
+  })
+
   it('interpolates ${ENV} and ${ENV:-default}; a missing variable names the key', () => {
     const c = parseConfig('listen: ${ADDR}\nadmin: { token: "${TOKEN:-0123456789abcdef0}" }\n', 'x', { ADDR: '127.0.0.1:7000' })
     assert.equal(c.listen, '127.0.0.1:7000')

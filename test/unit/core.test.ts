@@ -357,6 +357,27 @@ describe('state machine', () => {
     await c.close()
   })
 
+  it('keys backends by provider id and re-lists each provider at its own resync interval', async () => {
+    const config = parseConfig('resync_interval: 0s\n', 'test')
+    const fast = new MemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] }], { id: 'fast', resyncInterval: 20 })
+    const still = new MemoryProvider([{ id: 'a', hosts: ['b.example.com'], state: 'running', upstreams: [UP] }], { id: 'still' })
+    const thirdList = deferred()
+    const list = fast.list.bind(fast)
+    fast.list = async (signal) => {
+      const out = await list(signal)
+      if (fast.calls.list === 3) thirdList.resolve()
+      return out
+    }
+    const registry = new Registry([fast, still], config, log)
+    await registry.start()
+    assert.deepEqual([...registry.all()].map((b) => b.key).sort(), ['fast:a', 'still:a'])
+    assert.deepEqual([...registry.status.keys()].sort(), ['fast', 'still'])
+    await thirdList.promise // the timer of `fast` alone
+    assert.equal(still.calls.list, 1)
+    registry.close()
+    assert.throws(() => new Registry([fast, new MemoryProvider([], { id: 'fast' })], config, log), /two providers share the id "fast"/)
+  })
+
   it('keeps the host index across a resync that changes no host, and rebuilds it when hosts change', async () => {
     const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }])
     const before = c.registry.index

@@ -12,6 +12,7 @@ import { readLabels } from '../../sidecar/providers/moby/labels.js'
 import { parseTags } from '../../sidecar/providers/slicer/tags.js'
 import type { ProviderPlugin } from '../../sidecar/providers/plugin.js'
 import { PROVIDER_PLUGINS } from '../../sidecar/providers/plugins.js'
+import { createProviders } from '../../sidecar/providers/index.js'
 
 /** A minimal valid block of each kind, parsed, for the codecs that read their config. */
 const MINIMAL: Record<string, unknown> = { process: {}, docker: {}, podman: {}, slicer: { url: '/run/slicer.sock' } }
@@ -75,6 +76,17 @@ describe('per-backend settings table', () => {
       assert.deepEqual(provider.sleepModes, plugin.sleepModes, plugin.kind)
       await provider.close?.()
     }
+  })
+
+  it('an old re-list key is logged once as deprecated when the provider is built, and sets its resync interval', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) })
+    const config = parseConfig('providers:\n  podman: { watch_interval: 10s }\n  slicer: { url: /s.sock }\n', 't', {})
+    const providers = createProviders(config, logger, { baseDir: process.cwd() })
+    assert.deepEqual(providers.map((p) => [p.id, p.resyncInterval]), [['podman', 10_000], ['slicer', undefined]])
+    const warnings = lines.map((l) => JSON.parse(l) as { msg: string; provider: string })
+    assert.deepEqual(warnings.map((w) => [w.provider, w.msg]), [['podman', 'providers.podman.watch_interval is deprecated; write resync_interval (same meaning)']])
+    for (const p of providers) await p.close?.()
   })
 
   it('labels and tags read every key of the table', () => {

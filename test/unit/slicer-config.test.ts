@@ -20,7 +20,7 @@ describe('slicer config', () => {
     const s = c.providers.slicer?.[0]
     assert.ok(s)
     assert.equal(s.app_port, 8080)
-    assert.equal(s.watch_interval, 30_000)
+    assert.equal(s.resync_interval, undefined) // the top-level resync_interval applies
     assert.equal(s.sleep, undefined)
   })
 

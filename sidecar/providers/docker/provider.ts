@@ -64,6 +64,7 @@ export function backendState(status: ContainerStatus | undefined): BackendState 
 export class DockerProvider implements Provider {
   readonly kind: string = 'docker'
   readonly id: string
+  readonly resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[] = ['stop', 'pause']
   readonly api: DockerContainers
   private readonly engine: EngineClient
@@ -82,11 +83,12 @@ export class DockerProvider implements Provider {
   private closed = false
 
   constructor(
-    private readonly config: DockerConfig & { readonly id?: string },
+    private readonly config: DockerConfig & { readonly id?: string; readonly resync_interval?: number },
     private readonly log: Logger,
     private readonly options: DockerProviderOptions = {},
   ) {
     this.id = config.id ?? this.kind
+    this.resyncInterval = config.resync_interval
     this.prefix = config.label_prefix
     this.engine =
       options.engine ??

@@ -8,6 +8,7 @@ import { PodmanProvider } from './provider.js'
 export const podmanPlugin = definePlugin({
   kind: 'podman',
   configSchema: podmanConfigSchema,
+  oldResyncKeys: ['watch_interval'],
   sleepModes: PODMAN_SLEEP_MODES,
   settings: {
     carrier: 'label',

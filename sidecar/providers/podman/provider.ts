@@ -69,6 +69,7 @@ export function probeCriu(signal: AbortSignal): Promise<CriuProbe> {
 export class PodmanProvider implements Provider {
   readonly kind = 'podman'
   readonly id: string
+  readonly resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']
 
   private readonly engine: EngineClient
@@ -80,11 +81,12 @@ export class PodmanProvider implements Provider {
   private closed = false
 
   constructor(
-    private readonly config: PodmanConfig & { readonly id?: string },
+    private readonly config: PodmanConfig & { readonly id?: string; readonly resync_interval?: number },
     private readonly log: Logger,
     private readonly options: PodmanProviderOptions,
   ) {
     this.id = config.id ?? this.kind
+    this.resyncInterval = config.resync_interval
     // a stop waits up to stop_timeout, a checkpoint as long as CRIU needs, before the engine answers
     this.engine = libpodClient(config.socket, options.dispatcher, Math.max(120_000, (config.stop_timeout ?? 0) + 30_000))
   }
@@ -265,12 +267,6 @@ export class PodmanProvider implements Provider {
       },
       stop,
     )
-    const every = this.config.watch_interval
-    if (every > 0) {
-      const timer = setInterval(() => onEvent({ type: 'resync' }), every)
-      timer.unref()
-      stop.addEventListener('abort', () => clearInterval(timer), { once: true })
-    }
   }
 
   private onEngineEvent(e: MobyEvent, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {

@@ -104,6 +104,7 @@ export interface ProcessProviderOptions {
 export class ProcessProvider implements Provider {
   readonly kind = 'process'
   readonly id: string
+  readonly resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[] = ['stop', 'pause']
   private readonly apps = new Map<string, App>()
   private listener: ((event: ProviderEvent) => void) | undefined
@@ -115,11 +116,12 @@ export class ProcessProvider implements Provider {
   private readonly env: NodeJS.ProcessEnv
 
   constructor(
-    config: ProcessConfig & { readonly id?: string },
+    config: ProcessConfig & { readonly id?: string; readonly resync_interval?: number },
     private readonly log: Logger,
     options: ProcessProviderOptions = {},
   ) {
     this.id = config.id ?? this.kind
+    this.resyncInterval = config.resync_interval
     this.baseDir = options.baseDir ?? process.cwd()
     this.env = options.env ?? process.env
     for (const app of config.apps) this.apps.set(app.name, this.makeApp(app))

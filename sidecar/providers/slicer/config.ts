@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { backendSettingsShape, duration } from '../../config/types.js'
+import { backendSettingsShape } from '../../config/types.js'
 
 /**
  * `providers.slicer`: one SlicerVM API. Per-backend overrides here apply to every routed VM;
@@ -33,8 +33,6 @@ export const slicerConfigSchema = z
       .optional(),
     /** Port the app listens on inside each VM, unless the VM's tag relight.port=N says otherwise. */
     app_port: z.number().int().min(1).max(65535).default(8080),
-    /** How often the node list is fetched again, besides the registry's resync_interval. 0 turns it off. */
-    watch_interval: duration.prefault('30s'),
     ...backendSettingsShape,
     sleep: slicerSleep.transform((m) => m as 'pause' | 'suspend').optional(),
     fallback_sleep: slicerSleep.transform((m) => m as 'pause' | 'suspend').optional(),
