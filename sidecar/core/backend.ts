@@ -1,7 +1,9 @@
 import type PQueue from 'p-queue'
 import type { Logger } from 'pino'
 import { isRelightError, RelightError, toRelightError } from './errors.js'
-import { type BackendInfo, type BackendState, type Provider, providerId, type Readiness, type SleepMode, type Strategy } from './provider.js'
+import { type BackendInfo, type BackendState, type Provider, providerId, type Readiness, type SleepMode, stateForMode, type Strategy } from './provider.js'
+
+export { stateForMode } from './provider.js'
 import { waitAnyReady } from './readiness.js'
 import { abortable } from './timers.js'
 
@@ -389,20 +391,5 @@ export class Backend {
       ...this.counters,
       ...(this.lastError ? { last_error: this.lastError.code } : {}),
     }
-  }
-}
-
-export function stateForMode(mode: SleepMode): BackendState {
-  switch (mode) {
-    case 'pause':
-      return 'paused'
-    case 'stop':
-      return 'stopped'
-    case 'checkpoint':
-      return 'checkpointed'
-    case 'suspend':
-      return 'suspended'
-    case 'scale':
-      return 'scaled_to_zero'
   }
 }

@@ -34,6 +34,22 @@ export type BackendState =
   | 'starting'
   | 'unknown'
 
+/** The state a backend is in once `sleep(mode)` resolved. */
+export function stateForMode(mode: SleepMode): BackendState {
+  switch (mode) {
+    case 'pause':
+      return 'paused'
+    case 'stop':
+      return 'stopped'
+    case 'checkpoint':
+      return 'checkpointed'
+    case 'suspend':
+      return 'suspended'
+    case 'scale':
+      return 'scaled_to_zero'
+  }
+}
+
 export type Strategy = 'blocking' | 'waiting_page'
 
 /** `tcp`, or `http:/path` (a GET answered below 500 means ready). */

@@ -7,7 +7,7 @@
  */
 import { RelightError } from '../../sidecar/core/errors.js'
 import type { BackendInfo, BackendState, Provider, SleepMode } from '../../sidecar/core/provider.js'
-import { stateForMode } from '../../sidecar/core/backend.js'
+import { stateForMode } from '../../sidecar/core/provider.js'
 
 export interface SyntheticOptions {
   /** How many backends. */

@@ -12,7 +12,7 @@ import { after, before, describe, it, type TestContext } from 'node:test'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import type { BackendInfo, Provider, ProviderEvent, SleepMode } from '../../sidecar/core/provider.js'
 import { waitReady } from '../../sidecar/core/readiness.js'
-import { stateForMode } from '../../sidecar/core/backend.js'
+import { stateForMode } from '../../sidecar/core/provider.js'
 
 export interface ContractSubject {
   readonly provider: Provider

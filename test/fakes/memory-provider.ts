@@ -4,7 +4,7 @@
  */
 import { RelightError, throwIfAborted } from '../../sidecar/core/errors.js'
 import type { BackendInfo, BackendSettings, BackendState, Provider, ProviderEvent, SleepMode } from '../../sidecar/core/provider.js'
-import { stateForMode } from '../../sidecar/core/backend.js'
+import { stateForMode } from '../../sidecar/core/provider.js'
 
 export interface MemoryBackend {
   id: string
