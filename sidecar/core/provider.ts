@@ -109,6 +109,11 @@ export interface BackendStats {
   mem_mb: number
 }
 
+/** Stats figures are reported to one decimal; NaN and infinities as 0. */
+export function round1(n: number): number {
+  return Number.isFinite(n) ? Math.round(n * 10) / 10 : 0
+}
+
 /** What the core knows when it asks for a sleep. */
 export interface SleepContext {
   /** The backend's resolved idle_timeout (ms). */

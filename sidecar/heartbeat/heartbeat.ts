@@ -14,10 +14,9 @@
  */
 import type { Logger } from 'pino'
 import { request } from 'undici'
-import { round1 } from '../providers/cpu-rate.js'
-import { mapLimit } from '../providers/map-limit.js'
+import { mapLimit } from '../core/map-limit.js'
 import { plainHttpToRemote } from '../core/hosts.js'
-import { type BackendInfo, type BackendState, type Provider, providerId } from '../core/provider.js'
+import { type BackendInfo, type BackendState, type Provider, providerId, round1 } from '../core/provider.js'
 import type { HeartbeatConfig } from './config.js'
 
 export type HeartbeatStatus = 'running' | 'paused' | 'checkpointed' | 'stopped'

@@ -1,4 +1,4 @@
-import { mapLimit } from '../map-limit.js'
+import { mapLimit } from '../../core/map-limit.js'
 import { settingsFrom } from '../../core/settings.js'
 import type { Logger } from 'pino'
 import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'

@@ -1,4 +1,4 @@
-import { mapLimit } from '../map-limit.js'
+import { mapLimit } from '../../core/map-limit.js'
 import { settingsFrom } from '../../core/settings.js'
 import { execFile } from 'node:child_process'
 import type { Logger } from 'pino'
