@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
 import { AccessLogServer } from './core/access-log.js'
-import type { Provider } from './core/provider.js'
+import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
 import { claimSocketPath } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
@@ -95,7 +95,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       stateful?.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()
-      await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: p.kind }, 'provider close failed'))))
+      await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: providerId(p) }, 'provider close failed'))))
     })()
     return closing
   }

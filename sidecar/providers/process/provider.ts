@@ -7,7 +7,7 @@ import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, Pr
 import { CpuRate, round1 } from '../cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
 import { groupUsage } from './stats.js'
-import { settingsFrom } from '../settings.js'
+import { settingsFrom } from '../../core/settings.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
 /** `{{replica}}`, `{{port}}`, `{{name}}` in command, args, dir and env values. */
@@ -103,6 +103,8 @@ export interface ProcessProviderOptions {
  */
 export class ProcessProvider implements Provider {
   readonly kind = 'process'
+  readonly id: string
+  readonly resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[] = ['stop', 'pause']
   private readonly apps = new Map<string, App>()
   private listener: ((event: ProviderEvent) => void) | undefined
@@ -114,10 +116,12 @@ export class ProcessProvider implements Provider {
   private readonly env: NodeJS.ProcessEnv
 
   constructor(
-    config: ProcessConfig,
+    config: ProcessConfig & { readonly id?: string; readonly resync_interval?: number },
     private readonly log: Logger,
     options: ProcessProviderOptions = {},
   ) {
+    this.id = config.id ?? this.kind
+    this.resyncInterval = config.resync_interval
     this.baseDir = options.baseDir ?? process.cwd()
     this.env = options.env ?? process.env
     for (const app of config.apps) this.apps.set(app.name, this.makeApp(app))
@@ -200,11 +204,12 @@ export class ProcessProvider implements Provider {
     })
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     throwIfAborted(signal)
     const app = this.app(id)
     // Starting a replica resumes it if it is paused and skips a pending restart backoff.
     await Promise.all(app.replicas.map((r) => r.start()))
+    return { ...this.info(app), state: 'running' }
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
