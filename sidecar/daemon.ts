@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
 import { AccessLogServer } from './core/access-log.js'
-import type { Provider } from './core/provider.js'
+import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
 import { claimSocketPath } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
@@ -109,7 +109,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   let closing: Promise<void> | undefined
   /** Providers a reload removed or replaced, while they close. */
   const retiring = new Set<Promise<void>>()
-  const closeProvider = (p: Provider): Promise<void> => p.close?.().catch((err: unknown) => log.error({ err, provider: p.kind }, 'provider close failed')) ?? Promise.resolve()
+  const closeProvider = (p: Provider): Promise<void> => p.close?.().catch((err: unknown) => log.error({ err, provider: providerId(p) }, 'provider close failed')) ?? Promise.resolve()
   const close = (): Promise<void> => {
     closing ??= (async () => {
       heartbeat?.close()

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
+import { providerId } from './core/provider.js'
 import { type Sidecar, startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { createProviders } from './providers/index.js'
@@ -185,14 +186,14 @@ async function check(file: string): Promise<void> {
     const signal = AbortSignal.timeout(15_000)
     try {
       const backends = await provider.list(signal)
-      out(true, `${provider.kind}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}] ${b.state}`).join('; ') || 'none'}`)
+      out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}] ${b.state}`).join('; ') || 'none'}`)
     } catch (err) {
       problems++
-      out(false, `${provider.kind}: cannot list backends: ${(err as Error).message}`)
+      out(false, `${providerId(provider)}: cannot list backends: ${(err as Error).message}`)
     }
     for (const result of (await provider.check?.(signal).catch((err: unknown) => [{ ok: false, message: (err as Error).message }])) ?? []) {
       if (!result.ok) problems++
-      out(result.ok, `${provider.kind}: ${result.message}`)
+      out(result.ok, `${providerId(provider)}: ${result.message}`)
     }
     await provider.close?.()
   }

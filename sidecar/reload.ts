@@ -5,11 +5,11 @@
  *
  * - registry settings (defaults, min_idle_timeout, base_domains, resync_interval, caps): live,
  *   for every backend;
- * - providers, one instance per kind (the kind is its id until several instances per kind
- *   exist): added → listed and routable when the reload resolves; removed → their backends go
- *   (hosts answer 404) and the provider is closed (process apps are stopped); changed → process
- *   apps are diffed app by app (ProcessProvider.applyConfig), other providers are replaced by a
- *   new instance without a routing gap (listed first, activity carried over);
+ * - provider instances, by id: added → listed and routable when the reload resolves; removed →
+ *   their backends go (hosts answer 404) and the provider is closed (process apps are stopped);
+ *   changed (its block, or `defaults`, which providers read) → process apps are diffed app by
+ *   app (ProcessProvider.applyConfig), other providers are replaced by a new instance without a
+ *   routing gap (listed first, activity carried over);
  * - stateful sites and heartbeat: rebuilt when their block changed;
  * - keys that need a restart (listen, access_log, socket_group, state_dir, admin,
  *   shutdown_timeout, log_level — pino's child loggers keep the level they were made with)
@@ -19,7 +19,7 @@ import type { Logger } from 'pino'
 import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
-import type { Provider } from './core/provider.js'
+import { type Provider, providerId } from './core/provider.js'
 import type { Registry } from './core/registry.js'
 
 /** Keys that cannot change while the sidecar runs (sockets, directories, the admin API). */
@@ -28,7 +28,7 @@ export const RESTART_KEYS = ['listen', 'access_log', 'socket_group', 'state_dir'
 const REGISTRY_KEYS = ['defaults', 'base_domains', 'min_idle_timeout', 'resync_interval', 'max_concurrent_wakes', 'max_concurrent_sleeps'] as const
 
 export interface ReloadSummary {
-  /** Provider kinds (ids) added, removed, replaced by a new instance, or reconfigured in place. */
+  /** Provider ids added, removed, replaced by a new instance, or reconfigured in place. */
   readonly providers: { added: string[]; removed: string[]; replaced: string[]; reconfigured: string[] }
   /** Per provider reconfigured in place: what it changed (process: apps added/removed/updated/replaced). */
   readonly details: Record<string, unknown>
@@ -71,14 +71,24 @@ export interface ReloaderDeps {
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 
-type Kind = keyof Config['providers']
+/** One provider block of the config, with the kind it belongs to. */
+interface Block {
+  readonly kind: string
+  readonly block: { readonly id: string }
+}
 
-/** What a provider instance is built from: its block, and the defaults some providers read. */
-function providerInputs(config: Config, kind: Kind): unknown {
-  const block = config.providers[kind]
-  if (kind === 'docker') return [block, config.defaults.app_port]
-  if (kind === 'podman') return [block, config.defaults]
-  return block
+/** Every provider block by instance id (ids are unique across kinds: the config checks it). */
+function blocksById(config: Config): Map<string, Block> {
+  const out = new Map<string, Block>()
+  for (const [kind, blocks] of Object.entries(config.providers as Record<string, readonly { id: string }[] | undefined>)) {
+    for (const block of blocks ?? []) out.set(block.id, { kind, block })
+  }
+  return out
+}
+
+/** A config with one provider block only (to build that instance). */
+function onlyBlock(config: Config, b: Block): Config {
+  return { ...config, providers: { [b.kind]: [b.block] } } as unknown as Config
 }
 
 export class Reloader {
@@ -158,46 +168,53 @@ export class Reloader {
       summary.settings.push(...registryChanged)
     }
 
-    const kinds = new Set([...Object.keys(current.providers), ...Object.keys(config.providers)] as Kind[])
-    const byKind = (kind: string) => registry.providers.find((p) => p.kind === kind)
-    const only = (kind: Kind): Config => ({ ...config, providers: { [kind]: config.providers[kind] } })
+    // Providers, per instance id: what a provider is built from is its block and `defaults`.
+    const before = blocksById(current)
+    const after = blocksById(config)
+    const byId = (id: string) => registry.providers.find((p) => providerId(p) === id)
+    const defaultsChanged = !same(current.defaults, config.defaults)
     await Promise.all(
-      [...kinds].map(async (kind) => {
-        const before = current.providers[kind]
-        const after = config.providers[kind]
-        const running = byKind(kind)
-        if (after === undefined && before === undefined) return
-        if (after === undefined) {
-          if (!running) return
-          registry.removeProvider(running)
-          summary.providers.removed.push(kind)
-          void this.deps.closeProvider(running) // children stop with their grace period
-          return
+      [...new Set([...before.keys(), ...after.keys()])].map(async (id) => {
+        const was = before.get(id)
+        const now = after.get(id)
+        const running = byId(id)
+        if (now === undefined || (was !== undefined && was.kind !== now.kind)) {
+          if (running) {
+            registry.removeProvider(running)
+            summary.providers.removed.push(id)
+            void this.deps.closeProvider(running) // process apps stop with their grace period
+          }
+          if (now === undefined) return
         }
-        if (!running) {
-          const [created] = this.deps.createProviders(only(kind))
+        if (!running || was === undefined || was.kind !== now.kind) {
+          const [created] = this.deps.createProviders(onlyBlock(config, now))
           if (!created) return
-          await registry.addProvider(created)
-          summary.providers.added.push(kind)
+          try {
+            await registry.addProvider(created)
+            summary.providers.added.push(id)
+          } catch (err) {
+            summary.failed.push(`${id}: ${(err as Error).message}`)
+            void this.deps.closeProvider(created)
+          }
           return
         }
-        if (same(providerInputs(current, kind), providerInputs(config, kind))) return
+        if (same(was.block, now.block) && !defaultsChanged) return
         if (reconfigurable(running)) {
-          summary.details[kind] = running.applyConfig(after as never)
-          summary.providers.reconfigured.push(kind)
-          await registry.resync(running)
-          await registry.wakeAlwaysOn(running)
+          if (same(was.block, now.block)) return // defaults only: the registry applied them
+          summary.details[id] = running.applyConfig(now.block as never)
+          summary.providers.reconfigured.push(id)
+          await registry.providerReconfigured(running)
           return
         }
-        const [created] = this.deps.createProviders(only(kind))
+        const [created] = this.deps.createProviders(onlyBlock(config, now))
         if (!created) return
         try {
           await registry.replaceProvider(running, created)
-          summary.providers.replaced.push(kind)
+          summary.providers.replaced.push(id)
           void this.deps.closeProvider(running)
         } catch (err) {
-          summary.failed.push(`${kind}: ${(err as Error).message}`)
-          logger.warn({ provider: kind, err: (err as Error).message }, 'the reconfigured provider cannot be listed; keeping the running one')
+          summary.failed.push(`${id}: ${(err as Error).message}`)
+          logger.warn({ provider: id, err: (err as Error).message }, 'the reconfigured provider cannot be listed; keeping the running one')
           void this.deps.closeProvider(created)
         }
       }),

@@ -1,16 +1,21 @@
 import PQueue from 'p-queue'
 import type { Logger } from 'pino'
-import type { Config } from '../config/schema.js'
 import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
 import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { HostIndex } from './host-index.js'
-import type { BackendInfo, Provider, ProviderEvent, SleepMode } from './provider.js'
+import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { delay } from './timers.js'
 
-export type RegistryConfig = Pick<
-  Config,
-  'defaults' | 'base_domains' | 'min_idle_timeout' | 'resync_interval' | 'max_concurrent_wakes' | 'max_concurrent_sleeps'
->
+/** What the registry reads of the configuration (the parsed config satisfies it; core imports no config/ code). */
+export interface RegistryConfig {
+  /** Settings every backend inherits (`defaults`). */
+  readonly defaults: Omit<ResolvedSettings, 'always_on'>
+  readonly base_domains: readonly string[]
+  readonly min_idle_timeout: number
+  readonly resync_interval: number
+  readonly max_concurrent_wakes: number
+  readonly max_concurrent_sleeps: number
+}
 
 export interface ProviderStatus {
   ok: boolean
@@ -43,7 +48,7 @@ export class Registry implements RegistryReload {
   private readonly deps: BackendDeps
   private readonly closer = new AbortController()
   private timers: NodeJS.Timeout[] = []
-  private resyncTimer: NodeJS.Timeout | undefined
+  private readonly resyncTimers = new Map<Provider, NodeJS.Timeout>()
   /** One watch per provider, stopped when the provider is removed or replaced. */
   private readonly watches = new Map<Provider, AbortController>()
   private rebuildScheduled = false
@@ -54,6 +59,12 @@ export class Registry implements RegistryReload {
   private missRelist: Promise<void> | undefined
 
   constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now) {
+    const ids = new Set<string>()
+    for (const p of providers) {
+      // The config refuses duplicates with the key named; reaching this is a wiring mistake.
+      if (ids.has(providerId(p))) throw new Error(`two providers share the id "${providerId(p)}"`)
+      ids.add(providerId(p))
+    }
     this.providers = providers
     this.config = config
     this.log = logger
@@ -84,7 +95,7 @@ export class Registry implements RegistryReload {
     await Promise.all(this.providers.map((p) => this.resync(p)))
     for (const provider of this.providers) this.follow(provider)
     await this.wakeAlwaysOn()
-    this.startResyncTimer()
+    for (const p of this.providers) this.startResyncTimer(p)
   }
 
   /** always_on backends are kept running: start them; a failure is logged by the backend. */
@@ -93,15 +104,19 @@ export class Registry implements RegistryReload {
     return Promise.all(wanted.map((b) => b.wake().catch(() => undefined))).then(() => undefined)
   }
 
-  private startResyncTimer(): void {
-    if (this.resyncTimer) clearInterval(this.resyncTimer)
-    this.resyncTimer = undefined
-    const every = this.config.resync_interval
+  /** The periodic full list of one provider (its own resync_interval, else the top-level one). */
+  private startResyncTimer(p: Provider): void {
+    this.stopResyncTimer(p)
+    const every = p.resyncInterval ?? this.config.resync_interval
     if (every <= 0 || this.closed) return
-    this.resyncTimer = setInterval(() => {
-      for (const p of this.providers) this.resyncInBackground(p)
-    }, every)
-    this.resyncTimer.unref()
+    const timer = setInterval(() => this.resyncInBackground(p), every)
+    timer.unref()
+    this.resyncTimers.set(p, timer)
+  }
+
+  private stopResyncTimer(p: Provider): void {
+    clearInterval(this.resyncTimers.get(p))
+    this.resyncTimers.delete(p)
   }
 
   private follow(provider: Provider): void {
@@ -114,6 +129,7 @@ export class Registry implements RegistryReload {
   private unfollow(provider: Provider): void {
     this.watches.get(provider)?.abort()
     this.watches.delete(provider)
+    this.stopResyncTimer(provider)
   }
 
   /**
@@ -144,7 +160,7 @@ export class Registry implements RegistryReload {
 
   /** resync() for timers and events: failures are logged, never unhandled. */
   private resyncInBackground(provider: Provider): void {
-    this.resync(provider).catch((err: unknown) => this.log.error({ err, provider: provider.kind }, 'resync failed'))
+    this.resync(provider).catch((err: unknown) => this.log.error({ err, provider: providerId(provider) }, 'resync failed'))
   }
 
   private async listOnce(provider: Provider): Promise<void> {
@@ -155,19 +171,19 @@ export class Registry implements RegistryReload {
     try {
       infos = await provider.list(signal)
     } catch (err) {
-      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: provider.kind })
-      const before = this.status.get(provider.kind)
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: providerId(provider) })
+      const before = this.status.get(providerId(provider))
       if (before?.ok !== false || before.error !== error.message) {
-        this.log.warn({ provider: provider.kind, code: error.code, err: error.message }, 'provider list failed; keeping known backends')
+        this.log.warn({ provider: providerId(provider), code: error.code, err: error.message }, 'provider list failed; keeping known backends')
       }
-      this.status.set(provider.kind, { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
+      this.status.set(providerId(provider), { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
       return
     }
     if (this.closed) return
     const seen = new Set<string>()
     let hostsChanged = false
     for (const info of infos) {
-      seen.add(`${provider.kind}:${info.id}`)
+      seen.add(`${providerId(provider)}:${info.id}`)
       if (this.upsert(provider, info, listedAt)) hostsChanged = true
     }
     for (const [key, backend] of this.backends) {
@@ -177,7 +193,7 @@ export class Registry implements RegistryReload {
         hostsChanged = true
       }
     }
-    this.status.set(provider.kind, { ok: true, backends: infos.length, lastList: Date.now() })
+    this.status.set(providerId(provider), { ok: true, backends: infos.length, lastList: Date.now() })
     // A resync that changes no host keeps the index (and its warm raw-Host cache).
     if (hostsChanged) this.scheduleRebuild(true)
   }
@@ -189,7 +205,7 @@ export class Registry implements RegistryReload {
         if (this.upsert(provider, event.backend)) this.scheduleRebuild()
         return
       case 'remove': {
-        const backend = this.backends.get(`${provider.kind}:${event.id}`)
+        const backend = this.backends.get(`${providerId(provider)}:${event.id}`)
         if (backend) {
           this.remove(backend)
           this.scheduleRebuild()
@@ -197,7 +213,7 @@ export class Registry implements RegistryReload {
         return
       }
       case 'state': {
-        const backend = this.backends.get(`${provider.kind}:${event.id}`)
+        const backend = this.backends.get(`${providerId(provider)}:${event.id}`)
         if (backend) {
           if (event.reason) backend.log.info({ state: event.state, reason: event.reason }, 'state changed')
           backend.stateChanged(event.state, event.reason)
@@ -212,7 +228,7 @@ export class Registry implements RegistryReload {
 
   /** Add or update a backend; true when the host index must change (new backend or new hosts). */
   private upsert(provider: Provider, info: BackendInfo, observedAt?: number): boolean {
-    const key = `${provider.kind}:${info.id}`
+    const key = `${providerId(provider)}:${info.id}`
     const settings = this.resolveSettings(provider, info)
     const existing = this.backends.get(key)
     if (existing) {
@@ -237,10 +253,10 @@ export class Registry implements RegistryReload {
     const d = this.config.defaults
     const s = info.settings
     const warn = (what: string, msg: string, extra: object) => {
-      const k = `${provider.kind}:${info.id}:${what}`
+      const k = `${providerId(provider)}:${info.id}:${what}`
       if (this.warnedSettings.has(k)) return
       this.warnedSettings.add(k)
-      this.log.warn({ backend: info.name, provider: provider.kind, ...extra }, msg)
+      this.log.warn({ backend: info.name, provider: providerId(provider), ...extra }, msg)
     }
     let idle = s.idle_timeout ?? d.idle_timeout
     if (idle < this.config.min_idle_timeout) {
@@ -318,10 +334,10 @@ export class Registry implements RegistryReload {
     if (found) return found
     // The host may belong to a backend we cannot see right now: say so rather than "unknown".
     for (const p of relisting) {
-      const status = this.status.get(p.kind)
+      const status = this.status.get(providerId(p))
       if (status?.ok !== false) continue
       const code = status.code === 'RELIGHT_ERR_PROVIDER_AUTH' ? status.code : 'RELIGHT_ERR_PROVIDER_UNAVAILABLE'
-      throw new RelightError(code, `${p.kind} cannot be listed, so ${host} cannot be looked up: ${status.error ?? ''}`, { host, provider: p.kind })
+      throw new RelightError(code, `${providerId(p)} cannot be listed, so ${host} cannot be looked up: ${status.error ?? ''}`, { host, provider: providerId(p) })
     }
     return undefined
   }
@@ -354,7 +370,7 @@ export class Registry implements RegistryReload {
         if (backend.isIdle(now)) work.push(backend.sleepIfIdle())
         continue
       }
-      const key = `${backend.provider.kind}:${group}`
+      const key = `${providerId(backend.provider)}:${group}`
       let members = groups.get(key)
       if (!members) groups.set(key, (members = []))
       members.push(backend)
@@ -391,14 +407,16 @@ export class Registry implements RegistryReload {
     this.warnedSettings.clear()
     for (const b of this.backends.values()) b.reconfigure(this.resolveSettings(b.provider, b.info))
     this.rebuild() // base_domains may have changed
-    this.startResyncTimer()
+    for (const p of this.providers) this.startResyncTimer(p) // resync_interval may have changed
   }
 
   async addProvider(provider: Provider): Promise<void> {
     if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down')
+    if (this.providers.some((p) => providerId(p) === providerId(provider))) throw new Error(`a provider with the id "${providerId(provider)}" is already running`)
     this.providers = [...this.providers, provider]
     await this.resync(provider)
     this.follow(provider)
+    this.startResyncTimer(provider)
     await this.wakeAlwaysOn(provider)
   }
 
@@ -406,8 +424,14 @@ export class Registry implements RegistryReload {
     this.unfollow(provider)
     this.providers = this.providers.filter((p) => p !== provider)
     for (const b of [...this.backends.values()]) if (b.provider === provider) this.remove(b)
-    this.status.delete(provider.kind)
+    this.status.delete(providerId(provider))
     this.rebuild()
+  }
+
+  async providerReconfigured(provider: Provider): Promise<void> {
+    await this.resync(provider)
+    this.startResyncTimer(provider)
+    await this.wakeAlwaysOn(provider)
   }
 
   async replaceProvider(old: Provider, next: Provider): Promise<void> {
@@ -425,7 +449,7 @@ export class Registry implements RegistryReload {
     this.providers = this.providers.map((p) => (p === old ? next : p))
     for (const info of infos) {
       this.upsert(next, info, listedAt)
-      const key = `${next.kind}:${info.id}`
+      const key = `${providerId(next)}:${info.id}`
       const before = previous.get(key)
       if (before) {
         this.backends.get(key)?.carryActivityFrom(before)
@@ -436,9 +460,10 @@ export class Registry implements RegistryReload {
       gone.markRemoved()
       gone.log.info('removed')
     }
-    this.status.set(next.kind, { ok: true, backends: infos.length, lastList: Date.now() })
+    this.status.set(providerId(next), { ok: true, backends: infos.length, lastList: Date.now() })
     this.rebuild()
     this.follow(next)
+    this.startResyncTimer(next)
     await this.wakeAlwaysOn(next)
   }
 
@@ -448,23 +473,26 @@ export class Registry implements RegistryReload {
     this.closed = true
     for (const t of this.timers) clearInterval(t)
     this.timers = []
-    if (this.resyncTimer) clearInterval(this.resyncTimer)
+    for (const t of this.resyncTimers.values()) clearInterval(t)
+    this.resyncTimers.clear()
     this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down'))
   }
 }
 
-/**
- * Reload support (sidecar/reload.ts decides what changed; these apply it). A provider is named
- * by its kind today, which is 1:1 with the provider id of several instances per kind.
- */
+/** Reload support (sidecar/reload.ts decides what changed, per provider id; these apply it). */
 export interface RegistryReload {
   /** New registry settings, live: defaults, min_idle_timeout, base_domains, resync_interval, caps. */
   applySettings(config: RegistryConfig): void
   /** List a new provider and follow it; its hosts are routable when this resolves. */
   addProvider(provider: Provider): Promise<void>
+  /** A provider changed its own config in place (process apps): list it again, restart its timer. */
+  providerReconfigured(provider: Provider): Promise<void>
   /** Its backends go at once (their hosts answer 404); the caller closes the provider. */
   removeProvider(provider: Provider): void
-  /** Swap instances without a routing gap; rejects (old one kept) when `next` cannot be listed. */
+  /**
+   * Swap instances (same id) without a routing gap; rejects (old one kept) when `next` cannot
+   * be listed.
+   */
   replaceProvider(old: Provider, next: Provider): Promise<void>
 }
 

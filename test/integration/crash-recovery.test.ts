@@ -60,7 +60,7 @@ describe('crash recovery behind Caddy', { skip }, () => {
       `      - { name: ${name}, hosts: [${name}.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", NAME: ${name} }, port: ${port}, stdout: "null", grace_period: 2s, sleep: ${sleep} }\n`
     writeFileSync(
       config,
-      `listen: 127.0.0.1:${listen}\nstate_dir: ${tmp.dir}/state\nlog_level: info\nmin_idle_timeout: 500ms\ndefaults: { idle_timeout: 1s, wake_timeout: 10s }\nproviders:\n  process:\n    apps:\n${app('stopper', p1, 'stop')}${app('pauser', p2, 'pause')}`,
+      `listen: 127.0.0.1:${listen}\nstate_dir: ${tmp.dir}/state\nlog_level: info\nmin_idle_timeout: 500ms\ndefaults: { idle_timeout: 3s, wake_timeout: 10s }\nproviders:\n  process:\n    apps:\n${app('stopper', p1, 'stop')}${app('pauser', p2, 'pause')}`,
     )
     caddy = await startCaddy({ sidecar: `127.0.0.1:${listen}` })
   })
@@ -103,8 +103,8 @@ describe('crash recovery behind Caddy', { skip }, () => {
     const ended = second.lines().filter((l) => l.msg === 'a previous sidecar left this process running; stopping it')
     assert.deepEqual(ended.map((l) => l.app).sort(), ['pauser', 'stopper'])
 
-    await until(() => !pidAlive(again[0]?.pid), 'stopper to be stopped when idle', 10_000)
-    await until(() => pidState(again[1]?.pid as number) === 'T', 'pauser to be paused when idle', 10_000)
+    await until(() => !pidAlive(again[0]?.pid), 'stopper to be stopped when idle', 15_000)
+    await until(() => pidState(again[1]?.pid as number) === 'T', 'pauser to be paused when idle', 15_000)
     await stopAndCheckNothingLeft(second)
   })
 
@@ -112,7 +112,7 @@ describe('crash recovery behind Caddy', { skip }, () => {
     const first = await start()
     const pauser = await get('pauser.localhost')
     assert.equal(pauser.status, 200)
-    await until(() => pidState(pauser.pid) === 'T', 'pauser to be paused when idle', 10_000)
+    await until(() => pidState(pauser.pid) === 'T', 'pauser to be paused when idle', 15_000)
     await killHard(first)
     assert.equal(pidState(pauser.pid), 'T', 'the paused orphan is left frozen')
 
@@ -125,7 +125,7 @@ describe('crash recovery behind Caddy', { skip }, () => {
     t.diagnostic(`the paused app served ${ms} ms after the restarted sidecar listened`)
     assert.notEqual(again.pid, pauser.pid)
     assert.equal(pidAlive(pauser.pid), false, 'the frozen orphan was ended')
-    await until(() => pidState(again.pid) === 'T', 'pauser to be paused when idle', 10_000)
+    await until(() => pidState(again.pid) === 'T', 'pauser to be paused when idle', 15_000)
     // a paused app at shutdown is resumed to handle its stop signal
     await stopAndCheckNothingLeft(second)
   })

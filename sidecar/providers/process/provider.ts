@@ -9,7 +9,7 @@ import type { ProcessAppConfig, ProcessConfig } from './config.js'
 import { backendSettingsShape } from '../../config/types.js'
 import { groupUsage } from './stats.js'
 import { ChildRecords, configHash } from './child-records.js'
-import { settingsFrom } from '../settings.js'
+import { settingsFrom } from '../../core/settings.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
 /** `{{replica}}`, `{{port}}`, `{{name}}` in command, args, dir and env values. */
@@ -132,6 +132,9 @@ export interface ProcessProviderOptions {
  */
 export class ProcessProvider implements Provider {
   readonly kind = 'process'
+  readonly id: string
+  /** Its own resync_interval (a reload may change it). */
+  resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[] = ['stop', 'pause']
   private readonly apps = new Map<string, App>()
   private listener: ((event: ProviderEvent) => void) | undefined
@@ -149,10 +152,12 @@ export class ProcessProvider implements Provider {
   private readonly retiring = new Set<App>()
 
   constructor(
-    config: ProcessConfig,
+    config: ProcessConfig & { readonly id?: string; readonly resync_interval?: number },
     private readonly log: Logger,
     options: ProcessProviderOptions = {},
   ) {
+    this.id = config.id ?? this.kind
+    this.resyncInterval = config.resync_interval
     this.baseDir = options.baseDir ?? process.cwd()
     this.env = options.env ?? process.env
     this.records = options.stateDir === undefined ? undefined : new ChildRecords(join(options.stateDir, 'process'), log.child({ component: 'recovery' }))
@@ -277,13 +282,13 @@ export class ProcessProvider implements Provider {
     return next
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     throwIfAborted(signal)
     this.app(id)
     return this.serial(id, () => this.wakeNow(id))
   }
 
-  private async wakeNow(id: string): Promise<void> {
+  private async wakeNow(id: string): Promise<BackendInfo> {
     await this.recovered()
     let app = this.app(id)
     if (app.pending && app.state() !== 'running') app = await this.replace(id)
@@ -293,7 +298,7 @@ export class ProcessProvider implements Provider {
     // A replica port held by another program fails the wake: its probe would reach that program.
     const foreign = errors.find((e) => isRelightError(e, 'RELIGHT_ERR_PORT_IN_USE'))
     if (foreign) throw foreign
-    if (errors.length < results.length) return
+    if (errors.length < results.length) return { ...this.info(app), state: 'running' }
     const backoffs = errors.filter((e): e is RelightError => isRelightError(e, 'RELIGHT_ERR_RESTART_BACKOFF'))
     if (backoffs.length === errors.length) {
       throw backoffs.reduce((a, b) => ((a.context.retryAfter ?? 0) <= (b.context.retryAfter ?? 0) ? a : b))
@@ -388,8 +393,9 @@ export class ProcessProvider implements Provider {
    * app is asleep or always_on, else at its next sleep (the old process serves until then).
    * The caller lists the provider again afterwards.
    */
-  applyConfig(next: ProcessConfig): ProcessChanges {
+  applyConfig(next: ProcessConfig & { readonly resync_interval?: number }): ProcessChanges {
     const changes: ProcessChanges = { added: [], removed: [], updated: [], replaced: [] }
+    this.resyncInterval = next.resync_interval
     const wanted = new Map(next.apps.map((a) => [a.name, a]))
     for (const [name, app] of this.apps) {
       if (wanted.has(name)) continue
