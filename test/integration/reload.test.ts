@@ -84,6 +84,37 @@ describe('reload (in process)', () => {
   })
 })
 
+describe('reload with several process instances', () => {
+  it("adds an instance by id; its crash recovery leaves the running instance's children alone", async (t) => {
+    const tmp = tempDir('relight-rli-')
+    const file = join(tmp.dir, 'relight.yaml')
+    const [p1, p2] = [await freePort(), await freePort()]
+    const app = (name: string, port: number) =>
+      `{ name: ${name}, hosts: [${name}.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", NAME: ${name} }, port: ${port}, stdout: "null" }`
+    const head = `listen: 127.0.0.1:0\nstate_dir: ${tmp.dir}/state\n`
+    writeFileSync(file, `${head}providers:\n  process: { apps: [${app('a', p1)}] }\n`)
+    const sidecar = await startSidecar(loadConfig(file), { logger: silent, baseDir: tmp.dir, configFile: file })
+    t.after(async () => {
+      await sidecar.close()
+      tmp.remove()
+    })
+    const inject = (host: string) => sidecar.app.inject({ url: '/_relight/auth', headers: { host } })
+    assert.equal((await inject('a.localhost')).statusCode, 200)
+    const a = sidecar.registry.get('process:a')
+    const pid = Number(a?.info.details?.pids)
+    assert.ok(pidAlive(pid))
+
+    writeFileSync(file, `${head}providers:\n  process:\n    - { apps: [${app('a', p1)}] }\n    - { id: extra, apps: [${app('b', p2)}] }\n`)
+    const result = await sidecar.reload()
+    assert.ok(result.ok)
+    assert.deepEqual(result.summary.providers, { added: ['extra'], removed: [], replaced: [], reconfigured: [] })
+    assert.equal((await inject('b.localhost')).statusCode, 200, 'the new instance serves (after its crash recovery ran)')
+    assert.ok(sidecar.registry.get('extra:b'))
+    assert.ok(pidAlive(pid), "the first instance's child is not taken for a leftover")
+    assert.equal(sidecar.registry.get('process:a'), a)
+  })
+})
+
 describe('Registry.replaceProvider', () => {
   const config = parseConfig('base_domains: []\n', 'test')
   const backends = () => [{ id: 'b', hosts: ['b.localhost'], state: 'running' as const, upstreams: ['127.0.0.1:9'] }]
