@@ -10,6 +10,7 @@ import { type Sidecar, startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { createProviders } from './providers/index.js'
 import { SystemResolver } from './routing/stateful/resolver.js'
+import { preflight } from './startup/preflight.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
 
@@ -64,6 +65,9 @@ function readConfig(file: string): Config {
 
 async function serve(file: string, format: LogFormat): Promise<void> {
   const config = readConfig(file)
+  // The same checks `check` runs first: a refusal is one line, with no stack trace.
+  const problems = await preflight(config)
+  if (problems.length > 0) cannotStart(problems)
   const logger = createLogger(config.log_level, format)
   const baseDir = dirname(resolve(file))
   const providers = createProviders(config, logger, { baseDir })
@@ -112,11 +116,22 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   try {
     sidecar = await startSidecar(config, { logger, baseDir, providers })
   } catch (err) {
-    logger.fatal({ err }, 'could not start')
-    process.exitCode = 1
-    return
+    if (!isRelightError(err, 'RELIGHT_ERR_CONFIG')) {
+      logger.fatal({ err }, 'could not start')
+      process.exitCode = 1
+      return
+    }
+    logger.fatal({ reason: err.message }, 'could not start')
+    logger.flush()
+    cannotStart([err.message])
   }
   if (stopping) await sidecar.close() // a signal came during start-up
+}
+
+/** Print why serve does not start (the sentences `check` prints) and exit 1. */
+function cannotStart(reasons: readonly string[]): never {
+  for (const reason of reasons) process.stderr.write(`relight-sidecar: cannot start: ${reason}\n`)
+  process.exit(1)
 }
 
 /** Resolve every stateful upstream host once, as the sidecar will. Returns the number of problems. */
@@ -141,13 +156,31 @@ async function checkStateful(config: Config, out: (ok: boolean, message: string)
 
 async function check(file: string): Promise<void> {
   const config = readConfig(file)
-  const out = (ok: boolean, message: string) => process.stdout.write(`${ok ? 'ok     ' : 'PROBLEM'}  ${message}\n`)
+  const printed = new Set<string>()
+  const write = (tag: string, message: string) => {
+    const line = `${tag}  ${message}\n`
+    if (printed.has(line)) return // one provider or replica may report the same thing twice
+    printed.add(line)
+    process.stdout.write(line)
+  }
+  const out = (ok: boolean, message: string) => write(ok ? 'ok     ' : 'PROBLEM', message)
   let problems = 0
   out(true, `${file}: configuration is valid`)
+  for (const problem of await preflight(config)) {
+    problems++
+    out(false, problem)
+  }
   if (config.access_log) out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
-  else out(true, 'access_log is not configured: idle means "no request started for idle_timeout"; open websocket/SSE streams are not seen (configure it to fix)')
+  const sockets = [config.listen, config.access_log].filter((a) => a?.startsWith('unix:'))
+  if (sockets.length > 0) {
+    out(true, config.socket_group === undefined ? `unix sockets are owner-only (0600): Caddy must run as uid ${process.getuid?.()} or set socket_group` : `unix sockets get group ${config.socket_group}, mode 0660`)
+  }
   const logger = createLogger('silent', 'json')
   const providers = createProviders(config, logger, { baseDir: dirname(resolve(file)) })
+  if (!config.access_log && providers.length > 0) {
+    // serve logs the same warning at start-up
+    write('WARNING', 'access_log is not configured: idle means "no request started for idle_timeout"; open websocket/SSE streams are not seen (configure it to fix)')
+  }
   if (providers.length === 0 && config.stateful.length === 0) {
     out(false, 'no provider is configured (providers.process, providers.docker, …): nothing can be routed')
     problems++
@@ -168,8 +201,11 @@ async function check(file: string): Promise<void> {
     }
     await provider.close?.()
   }
-  process.stdout.write(problems === 0 ? '\nall checks passed\n' : `\n${problems} problem(s) found\n`)
-  process.exitCode = problems === 0 ? 0 : 1
+  // Counted from what was printed: a repeated line is one problem.
+  const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
+  if ((problems > 0) !== (found > 0)) throw new Error('check: problem count and printed problems disagree')
+  process.stdout.write(found === 0 ? '\nall checks passed\n' : `\n${found} problem(s) found\n`)
+  process.exitCode = found === 0 ? 0 : 1
 }
 
 /** `unix:/run/x.sock` → `unix//run/x.sock` (Caddy's network address form). */
