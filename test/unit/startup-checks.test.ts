@@ -24,7 +24,7 @@ describe('start-up checks', () => {
   it('says why a socket path cannot be used, and accepts a directory it can create', () => {
     writeFileSync(join(tmp.dir, 'file'), '')
     assert.match(socketPathProblem(join(tmp.dir, 'file/sub/a.sock'), 'listen') ?? '', /^listen: cannot create the directory .*\/file\/sub for .*: .*\/file is not a directory$/)
-    assert.match(socketPathProblem(`/tmp/${'x'.repeat(110)}.sock`, 'access_log') ?? '', /^access_log: the unix socket path \S+ is too long \(119 bytes; Linux allows 107\)$/)
+    assert.match(socketPathProblem(`/tmp/${'x'.repeat(110)}.sock`, 'access_log') ?? '', /^access_log: the unix socket path \S+ is too long \(120 bytes; Linux allows 107\)$/)
     assert.equal(socketPathProblem(join(tmp.dir, 'new/dir/a.sock'), 'listen'), undefined)
   })
 
