@@ -5,6 +5,8 @@ export interface PortHolder {
   readonly pid: number
   /** The program's name (/proc/PID/comm). */
   readonly command: string
+  /** Its process group (/proc/PID/stat), to recognise what a crashed sidecar left behind. */
+  readonly pgid: number | undefined
 }
 
 /**
@@ -50,12 +52,16 @@ export function tcpPortHolder(port: number): PortHolder | undefined {
       }
       if (inodes.has(target)) {
         let command = '?'
+        let pgid: number | undefined
         try {
           command = readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
+          // fields after the command (which may contain spaces) start after the last ')'
+          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+          pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
         } catch {
           // gone meanwhile
         }
-        return { pid: Number(pid), command }
+        return { pid: Number(pid), command, pgid }
       }
     }
   }

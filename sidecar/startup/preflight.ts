@@ -8,13 +8,14 @@ import { RelightError } from '../core/errors.js'
 import { socketAnswers, socketInUseMessage, socketPathProblem } from '../core/unix-socket.js'
 import { lookupGroup, socketGroupProblem } from './groups.js'
 import { describeListenError, tcpListenProblem, unixPath } from './listen-address.js'
+import { tcpPortHolder } from './port-holder.js'
 
 export interface PreflightOptions {
   /**
-   * Pids the sidecar itself owns (children it adopted after a crash): a port they hold is not
-   * "in use by another program".
+   * Process groups a sidecar that died left running (crash recovery ends them before anything
+   * starts): a port one of them holds is not "in use by another program".
    */
-  readonly ownPids?: ReadonlySet<number>
+  readonly leftoverGroups?: ReadonlySet<number>
 }
 
 /** One-line reasons `serve` would refuse to start, in the order it would meet them. */
@@ -32,7 +33,7 @@ export async function preflight(config: Config, options: PreflightOptions = {}):
     const problem = await listenProblem(what, address)
     if (problem) problems.push(problem)
   }
-  problems.push(...(await appPortProblems(config, options.ownPids ?? new Set())))
+  problems.push(...(await appPortProblems(config, options.leftoverGroups ?? new Set())))
   return problems
 }
 
@@ -45,7 +46,7 @@ async function listenProblem(what: string, address: string): Promise<string | un
 }
 
 /** Every process app's replica ports must be free: the app could not listen otherwise. */
-async function appPortProblems(config: Config, ownPids: ReadonlySet<number>): Promise<string[]> {
+async function appPortProblems(config: Config, leftoverGroups: ReadonlySet<number>): Promise<string[]> {
   const problems: string[] = []
   for (const app of config.providers.process?.apps ?? []) {
     if (app.port === undefined) continue
@@ -53,8 +54,8 @@ async function appPortProblems(config: Config, ownPids: ReadonlySet<number>): Pr
       const address = `${app.host.includes(':') ? `[${app.host}]` : app.host}:${app.port + replica}`
       const problem = await tcpListenProblem(`process: ${app.name}`, address)
       if (problem === undefined) continue
-      const held = /\(pid (\d+),/.exec(problem)
-      if (held && ownPids.has(Number(held[1]))) continue
+      const holder = tcpPortHolder(app.port + replica)
+      if (holder?.pgid !== undefined && leftoverGroups.has(holder.pgid)) continue
       problems.push(`${problem}; the app could not listen there`)
     }
   }

@@ -8,7 +8,12 @@ import { socketPathProblem } from '../../sidecar/core/unix-socket.js'
 import { lookupGroup, socketGroupProblem } from '../../sidecar/startup/groups.js'
 import { describeListenError, tcpListenProblem } from '../../sidecar/startup/listen-address.js'
 import { tcpPortHolder } from '../../sidecar/startup/port-holder.js'
-import { tempDir } from '../helpers/net.js'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { parseConfig } from '../../sidecar/config/load.js'
+import { preflight } from '../../sidecar/startup/preflight.js'
+import { freePort, tempDir } from '../helpers/net.js'
+import { until } from '../helpers/wait.js'
 
 describe('start-up checks', () => {
   const tmp = tempDir('relight-startup-unit-')
@@ -44,5 +49,16 @@ describe('start-up checks', () => {
     assert.equal(describeListenError('listen', '0.0.0.0:80', eacces), 'listen: no permission to listen on 0.0.0.0:80 (ports below 1024 need root or CAP_NET_BIND_SERVICE)')
     const notHere = Object.assign(new Error('x'), { code: 'EADDRNOTAVAIL' })
     assert.equal(describeListenError('access_log', '192.0.2.1:9000', notHere), 'access_log: 192.0.2.1 is not an address of this machine')
+  })
+
+  it("an app's port held by a group a crashed sidecar left is not a problem: recovery ends it first", async (t) => {
+    const port = await freePort()
+    const app = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
+    const leftover = spawn(process.execPath, [app], { env: { ...process.env, PORT: String(port) }, detached: true, stdio: 'ignore' })
+    t.after(() => leftover.kill('SIGKILL'))
+    await until(() => tcpPortHolder(port)?.pid === leftover.pid, 'the leftover to listen')
+    const config = parseConfig(`listen: 127.0.0.1:0\nproviders:\n  process:\n    apps:\n      - { name: web, hosts: [web.localhost], command: [node, x.js], port: ${port} }\n`, 'test.yaml')
+    assert.match((await preflight(config)).join('\n'), new RegExp(`^process: web: 127\\.0\\.0\\.1:${port} is in use by another program \\(pid ${leftover.pid}, `))
+    assert.deepEqual(await preflight(config, { leftoverGroups: new Set([leftover.pid as number]) }), [])
   })
 })
