@@ -30,6 +30,7 @@ describe('README systemd unit', () => {
     for (const key of ['User', 'Group', 'ExecStart', 'ExecStartPost', 'RuntimeDirectory', 'RuntimeDirectoryMode', 'KillMode', 'Before']) assert.ok(k.has(key), `${key}= is set`)
     assert.equal(k.get('RuntimeDirectory')?.[0], 'relight')
     assert.equal(k.get('RuntimeDirectoryMode')?.[0], '0755')
+    assert.equal(k.get('RuntimeDirectoryPreserve')?.[0], 'restart')
     assert.match(k.get('ExecStart')?.[0] ?? '', /^\/usr\/local\/bin\/relight-sidecar serve --config \/etc\/relight\/relight\.yaml$/)
     assert.ok(production, 'the production config block is in the README')
     const config = parseConfig(production as string, 'README.md', { RELIGHT_ADMIN_TOKEN: 'x'.repeat(32) })
