@@ -34,8 +34,10 @@ gracefully (child processes get their stop_signal and grace_period).
   --log-format FORMAT   json (default when stdout is not a terminal) or pretty`,
   check: `relight-sidecar check --config FILE
 
-Validates the configuration, then asks each provider whether it can work (engine reachable,
-permissions, commands present, ports free) and explains each problem in words.
+Validates the configuration, runs the start-up checks serve runs (listen and access_log free,
+socket directories, socket_group, every process app's port free), then asks each provider
+whether it can work (engine reachable, permissions, commands present) and explains each problem
+in words. serve refuses to start on any start-up problem, with the same sentence.
 Exits 0 when everything is fine, 1 on any problem, 2 on a usage error.
 
   --config, -c FILE     YAML configuration (required)`,
