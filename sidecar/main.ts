@@ -169,6 +169,8 @@ async function check(file: string): Promise<void> {
   const sockets = [config.listen, config.access_log].filter((a) => a?.startsWith('unix:'))
   if (sockets.length > 0) {
     out(true, config.socket_group === undefined ? `unix sockets are owner-only (0600): Caddy must run as uid ${process.getuid?.()} or set socket_group` : `unix sockets get group ${config.socket_group}, mode 0660`)
+  } else if (config.socket_group !== undefined) {
+    write('WARNING', 'socket_group is set but neither listen nor access_log is a unix socket: it has no effect')
   }
   const logger = createLogger('silent', 'json')
   const providers = createProviders(config, logger, { baseDir: dirname(resolve(file)) })
