@@ -36,6 +36,8 @@ export const configSchema = z.strictObject({
   listen: listenAddress.default('127.0.0.1:9123'),
   /** Where Caddy's `log { output net … format json }` connects: unix:/path or host:port. */
   access_log: listenAddress.optional(),
+  /** Group given to the unix sockets (listen, access_log), mode 0660; without it they are 0600. */
+  socket_group: z.string().min(1).optional(),
   base_domains: z.array(z.string()).default([]),
   min_idle_timeout: duration.prefault('30s'),
   resync_interval: duration.prefault('30s'),

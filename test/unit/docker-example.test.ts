@@ -27,7 +27,7 @@ describe('examples/docker-compose', () => {
     const facts = readLabels(web, 'relight')
     assert.deepEqual(facts.problems, [])
     assert.deepEqual(facts.hosts, ['web.localhost'])
-    assert.equal(facts.port, 8081)
+    assert.equal(facts.port, 8181)
     assert.equal(isRouted(db, 'relight'), false)
     assert.equal(groupOf(web, 'relight'), groupOf(db, 'relight'))
   })

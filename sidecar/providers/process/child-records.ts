@@ -124,6 +124,33 @@ export function identify(record: ChildRecord, boot = bootId()): Verdict {
   return members.length > 0 ? { kind: 'ours', members } : { kind: 'gone' }
 }
 
+/**
+ * Process groups a dead sidecar left running, from the records in `dir` (identity checked): the
+ * next sidecar ends them before starting anything, so the ports they hold are not "in use by
+ * another program" for `check` and `serve`'s preflight. Reads only; never signals.
+ */
+export function leftoverGroups(dir: string): Set<number> {
+  const groups = new Set<number>()
+  let names: string[]
+  try {
+    names = readdirSync(dir).filter((n) => /^\d+\.json$/.test(n))
+  } catch {
+    return groups
+  }
+  const boot = bootId()
+  for (const name of names) {
+    try {
+      const record = JSON.parse(readFileSync(join(dir, name), 'utf8')) as ChildRecord
+      const owner = procStat(record.owner.pid)
+      if (owner && owner.startTicks === record.owner.start_ticks && owner.state !== 'Z') continue // its sidecar runs
+      if (identify(record, boot).kind === 'ours') groups.add(record.pid)
+    } catch {
+      // unreadable: the sidecar removes it at start
+    }
+  }
+  return groups
+}
+
 export class ChildRecords {
   private readonly self: { pid: number; start_ticks: number }
   private readonly boot = bootId()

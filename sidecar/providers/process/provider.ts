@@ -1,5 +1,4 @@
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path'
 import type { Logger } from 'pino'
 import { isRelightError, RelightError, throwIfAborted } from '../../core/errors.js'
@@ -59,14 +58,6 @@ function findExecutable(command: string, cwd: string, env: NodeJS.ProcessEnv): s
     }
   }
   return undefined
-}
-
-function portFree(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer()
-    server.once('error', () => resolve(false))
-    server.listen(port, host, () => server.close(() => resolve(true)))
-  })
 }
 
 /**
@@ -373,14 +364,7 @@ export class ProcessProvider implements Provider {
         else if (!root) results.push({ ok: false, message: `${c.name}: user "${c.user}" is set but the sidecar is not root, so it cannot switch users` })
         else results.push({ ok: true, message: `${c.name}: runs as ${c.user}` })
       }
-      if (app.state() !== 'running') {
-        for (const upstream of app.upstreams) {
-          const colon = upstream.lastIndexOf(':')
-          const host = upstream.slice(0, colon).replace(/^\[|\]$/g, '')
-          const free = await portFree(host, Number(upstream.slice(colon + 1)))
-          if (!free) results.push({ ok: false, message: `${c.name}: ${upstream} is already in use by another program; the app could not listen there` })
-        }
-      }
+      // Ports: sidecar/startup/preflight.ts checks them for check and serve alike.
     }
     if (this.apps.size === 0) results.push({ ok: true, message: 'no process apps configured' })
     return results

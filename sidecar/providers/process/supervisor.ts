@@ -4,7 +4,8 @@ import { createInterface } from 'node:readline'
 import type { Logger } from 'pino'
 import { RelightError } from '../../core/errors.js'
 import { Backoff } from './backoff.js'
-import { portHolders, portTaken } from './port-holder.js'
+import { tcpPortHolder } from '../../startup/port-holder.js'
+import { portTaken } from './port-holder.js'
 
 export type ReplicaState = 'stopped' | 'starting' | 'running' | 'paused'
 
@@ -118,11 +119,11 @@ export class Supervisor {
   private async checkPort(): Promise<void> {
     const listen = this.spec.listen
     if (!listen || !(await portTaken(listen.host, listen.port))) return
-    const holders = portHolders(listen.port)
-    const holder = holders.length > 0 ? `pid ${holders.join(', ')}` : 'a process the sidecar cannot see'
-    const message = `${listen.host}:${listen.port} is held by another program (${holder}); not starting ${this.spec.app}`
-    this.log.warn({ replica: this.spec.replica, port: listen.port, holder_pids: holders }, message)
-    throw new RelightError('RELIGHT_ERR_PORT_IN_USE', message, { backend: this.spec.app, port: listen.port, holderPids: holders })
+    const holder = tcpPortHolder(listen.port)
+    const who = holder ? `pid ${holder.pid}, ${holder.command}` : 'a process the sidecar cannot see'
+    const message = `${listen.host}:${listen.port} is held by another program (${who}); not starting ${this.spec.app}`
+    this.log.warn({ replica: this.spec.replica, port: listen.port, holder_pid: holder?.pid, holder_command: holder?.command }, message)
+    throw new RelightError('RELIGHT_ERR_PORT_IN_USE', message, { backend: this.spec.app, port: listen.port, holderPid: holder?.pid })
   }
 
   private spawnChild(): Promise<void> {
