@@ -8,6 +8,7 @@ import { dockerConfigSchema } from '../providers/docker/config.js'
 import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
 import { slicerConfigSchema } from '../providers/slicer/config.js'
+import { swarmConfigSchema } from '../providers/swarm/config.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
 import { duration, durationAtLeast, listenAddress, readiness, sleepMode, strategy } from './types.js'
 
@@ -27,6 +28,7 @@ export const providersSchema = z.strictObject({
   docker: dockerConfigSchema.optional(),
   podman: podmanConfigSchema.optional(),
   slicer: slicerConfigSchema.optional(),
+  swarm: swarmConfigSchema.optional(),
 })
 
 export const configSchema = z.strictObject({

@@ -6,6 +6,7 @@ import { DockerProvider } from './docker/provider.js'
 import { PodmanProvider } from './podman/provider.js'
 import { ProcessProvider } from './process/provider.js'
 import { SlicerProvider } from './slicer/provider.js'
+import { SwarmProvider } from './swarm/provider.js'
 
 export interface ProviderOptions {
   /** Directory that relative paths in the config are resolved against (the config file's). */
@@ -19,5 +20,6 @@ export function createProviders(config: Config, logger: Logger, options: Provide
   if (p.docker) providers.push(new DockerProvider(p.docker, logger.child({ provider: 'docker' }), { appPort: config.defaults.app_port }))
   if (p.podman) providers.push(new PodmanProvider(p.podman, logger.child({ provider: 'podman' }), { defaults: config.defaults }))
   if (p.slicer) providers.push(new SlicerProvider(p.slicer, logger.child({ provider: 'slicer' }), { baseDir: options.baseDir }))
+  if (p.swarm) providers.push(new SwarmProvider(p.swarm, logger.child({ provider: 'swarm' })))
   return providers
 }
