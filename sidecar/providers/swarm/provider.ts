@@ -17,6 +17,8 @@ const TASK_POLL_MS = 20
 /** Following a service another sidecar (or an operator) scaled up, until its tasks run. */
 const FOLLOW_POLL_MS = 250
 const FOLLOW_MAX_MS = 120_000
+/** How long after a wake a task that exits still fails the wake (see watchAfterWake). */
+const STABLE_AFTER_WAKE_MS = 5_000
 /** Compare-and-swap attempts for writes that must not be lost (wake, shared activity). */
 const CAS_ATTEMPTS = 8
 /** Service events that can change what the registry knows. */
@@ -237,6 +239,33 @@ export class SwarmProvider implements Provider {
     const tasks = await this.waitRunning(service, before, (t) => taskUpstreams([t], port.target, (n) => this.hostOf(n)).length > 0, signal)
     const info = this.toBackend(await this.api.inspect(service.ID, signal), tasks)
     if (info) this.emit({ type: 'upsert', backend: info }) // the core probes these upstreams
+    this.watchAfterWake(service, tasks)
+  }
+
+  /**
+   * A task may run for a moment and then exit (a program that fails at start). Swarm sends no
+   * task events, so for a short while after a wake the tasks are polled: when every task the
+   * wake saw running failed and none runs, a `stopped` state ends the core's readiness probe
+   * with RELIGHT_ERR_BACKEND_EXITED instead of a wake timeout.
+   */
+  private watchAfterWake(service: Service, woke: readonly Task[]): void {
+    const ids = new Set(woke.map((t) => t.ID))
+    const signal = AbortSignal.any([this.closer.signal, AbortSignal.timeout(STABLE_AFTER_WAKE_MS)])
+    void (async () => {
+      while (!signal.aborted) {
+        await delay(FOLLOW_POLL_MS / 2, signal)
+        if (signal.aborted) return
+        const tasks = await this.api.tasks({ service: [service.ID] }, signal)
+        if (tasks.some((t) => t.DesiredState === 'running' && t.Status.State === 'running')) continue
+        const failed = tasks.find((t) => ids.has(t.ID) && TASK_FAILED.has(t.Status.State))
+        if (failed) {
+          const why = failed.Status.Err ?? failed.Status.Message ?? failed.Status.State
+          this.log.warn({ service: nameOf(service), task: failed.ID, err: why }, 'task failed right after the wake')
+          this.emit({ type: 'state', id: service.ID, state: 'stopped', reason: `a task of service ${nameOf(service)} ${failed.Status.State}: ${why}` })
+          return
+        }
+      }
+    })().catch(() => undefined)
   }
 
   /**
