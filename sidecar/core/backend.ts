@@ -53,7 +53,7 @@ export class Backend {
   phase: Phase
   /** Requests authorised and not yet reported finished by the access log. */
   inflight = 0
-  /** Last request start or finish (ms, deps.now clock). */
+  /** Last request start or finish (ms, deps.now clock); a wake or a failed or refused sleep restarts it too. */
   lastActivity: number
   readonly counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
   /** When the registry first learnt of it (deps.now clock). */
@@ -77,6 +77,11 @@ export class Backend {
   private sharedAt = -Infinity
   private sharedActivity = -Infinity
   private sharing = false
+  /**
+   * Last request start or finish, and nothing else: only traffic is shared. (A refused sleep
+   * restarts the idle clock; shared as activity, two sidecars would keep refusing each other.)
+   */
+  private lastTraffic = -Infinity
   private shareFailures = 0
   private readonly deps: BackendDeps
   private childLog: Logger | undefined
@@ -113,12 +118,14 @@ export class Backend {
   started(countInflight: boolean): void {
     if (countInflight) this.inflight++
     this.lastActivity = this.deps.now()
+    this.lastTraffic = this.lastActivity
   }
 
   /** The access log reported a request finished. */
   finished(): void {
     if (this.inflight > 0) this.inflight--
     this.lastActivity = this.deps.now()
+    this.lastTraffic = this.lastActivity
   }
 
   /**
@@ -129,9 +136,9 @@ export class Backend {
   shareActivity(now: number, wallNow: number = Date.now()): void {
     const share = this.provider.shareActivity
     if (!share || this.sharing || this.removed || this.phase !== 'running') return
-    if (this.inflight === 0 && this.lastActivity <= this.sharedActivity) return
+    if (this.inflight === 0 && this.lastTraffic <= this.sharedActivity) return
     if (now - this.sharedAt < this.settings.idle_timeout / 4) return
-    const activity = this.inflight > 0 ? now : this.lastActivity
+    const activity = this.inflight > 0 ? now : this.lastTraffic
     const at = wallNow - (now - activity)
     this.sharing = true
     share

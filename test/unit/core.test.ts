@@ -499,6 +499,11 @@ describe('shared activity (several sidecars)', () => {
       assert.equal(backend?.counters.sleepFailures, 0)
       assert.equal(backend?.counters.fallbackSleeps, 0)
       assert.deepEqual(provider.calls.sleep, [])
+      // The refusal restarted the idle clock, but it is not traffic: nothing is shared for it
+      // (else two idle sidecars would keep refusing each other's sleeps).
+      clock.now += 3000
+      await registry.sweep()
+      assert.equal(provider.writes.length, 2)
       // The other sidecar went quiet long ago: the next idle sweep sleeps it once.
       provider.shared.set('a', Date.now() - 60_000)
       clock.now += 10_000

@@ -307,10 +307,8 @@ export class SwarmProvider implements Provider {
       for (;;) {
         const tasks = await this.api.tasks({ service: [service.ID] }, signal)
         const running = tasks.filter((t) => t.DesiredState === 'running' && t.Status.State === 'running')
-        if (running.some(ready)) {
-          await this.learnNodes(running, signal)
-          return running
-        }
+        await this.learnNodes(running, signal)
+        if (running.some(ready)) return running
         const failed = tasks.find((t) => !before.has(t.ID) && TASK_FAILED.has(t.Status.State))
         if (failed) {
           const why = failed.Status.Err ?? failed.Status.Message ?? failed.Status.State
