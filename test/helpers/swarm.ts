@@ -48,6 +48,8 @@ export interface ServiceOptions {
   /** Default: busybox httpd on 8080. */
   readonly args?: string[]
   readonly mode?: 'replicated' | 'global'
+  /** Labels of the task containers (not the service). */
+  readonly containerLabels?: Record<string, string>
 }
 
 export interface TestService {
@@ -95,7 +97,7 @@ export class TestSwarm {
           ContainerSpec: {
             Image: this.image,
             Args: options.args ?? ['/bin/busybox', 'httpd', '-f', '-p', '8080', '-h', '/www'],
-            Labels: { 'relight.test': '1', 'relight.test.run': this.run },
+            Labels: { 'relight.test': '1', 'relight.test.run': this.run, ...(options.containerLabels ?? {}) },
             // docker-init forwards SIGTERM to busybox: a scaled-down task frees its port at once
             // (a new task of the service cannot be placed while the old one holds the host port).
             Init: true,

@@ -8,11 +8,16 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { request } from 'undici'
 import type { Backend } from '../../sidecar/core/backend.js'
+import { isRelightError } from '../../sidecar/core/errors.js'
+import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
+import { DockerProvider } from '../../sidecar/providers/docker/provider.js'
 import { type RunningCaddy, caddySkip, startCaddy } from '../helpers/caddy.js'
 import { DOCKER_SOCKET } from '../helpers/docker.js'
 import { type EngineProxy, readOnlyEngineProxy } from '../helpers/engine-proxy.js'
 import { type TestSidecar, startTestSidecar } from '../helpers/sidecar.js'
 import { TestSwarm, swarmSkip } from '../helpers/swarm.js'
+import type { Task } from '../../sidecar/providers/swarm/services.js'
+import { testLogger } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
 
 const skip = (await swarmSkip()) ?? caddySkip()
@@ -154,5 +159,22 @@ describe('swarm provider through real Caddy', { skip, timeout: 240_000 }, () => 
     assert.ok(proxy.refused >= 2, 'the writes reached the proxy and were refused')
     assert.equal(b.phase, 'running')
     assert.equal(await swarm.replicas(awake.id), 1)
+  })
+
+  it('leaves the task containers of a service to Swarm: the Docker provider ignores them, relight labels or not', async () => {
+    const dp = `${p}d`
+    const svc = await swarm.service({ replicas: 1, containerLabels: { [`${dp}.domain`]: 'task.localhost', [`${dp}.port`]: '8080' } })
+    const task = await until(async () => (await swarm.running(svc.id))[0], 'the task runs', 60_000, 50)
+    const containerId = ((task as Task).Status.ContainerStatus as { ContainerID: string }).ContainerID
+    const docker = new DockerProvider(dockerConfigSchema.parse({ socket: DOCKER_SOCKET, label_prefix: dp }), testLogger())
+    try {
+      const summaries = await docker.api.list({ label: [`${dp}.domain`] }, AbortSignal.timeout(10_000))
+      assert.ok(summaries.some((c) => c.Id === containerId), 'the task container carries the domain label')
+      assert.deepEqual(await docker.list(AbortSignal.timeout(10_000)), [])
+      await assert.rejects(docker.sleep(containerId, 'stop', AbortSignal.timeout(10_000)), (e) => isRelightError(e, 'RELIGHT_ERR_BACKEND_NOT_FOUND'))
+    } finally {
+      await docker.close()
+      await swarm.scale(svc.id, 0)
+    }
   })
 })

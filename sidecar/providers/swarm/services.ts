@@ -73,7 +73,7 @@ export interface Task {
     readonly Err?: string
     readonly Message?: string
     readonly PortStatus?: { readonly Ports?: PortConfig[] | null }
-    readonly ContainerStatus?: { readonly ExitCode?: number }
+    readonly ContainerStatus?: { readonly ContainerID?: string; readonly ExitCode?: number }
   }
 }
 
