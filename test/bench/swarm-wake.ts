@@ -152,10 +152,19 @@ providers:
       await sleep(50)
     }
 
+    const phase = async (): Promise<string | undefined> => {
+      const a = await get({ port: sc }, '/_relight/admin/backends', '127.0.0.1', { headers: auth })
+      return (JSON.parse(a.body) as { backends: { key: string; phase: string }[] }).backends.find((b) => b.key === key)?.phase
+    }
     const viaSidecar = async (): Promise<number> => {
-      const s = await get({ port: sc }, `/_relight/admin/backends/${key}/sleep`, '127.0.0.1', { method: 'POST', headers: auth })
-      expectAnswer('admin sleep swarm', s, 200)
+      // Scaled down the way an operator would (the sidecar's own sleep is refused for
+      // idle_timeout after the last request: the shared activity says the service is busy).
+      await scale(routed, 0)
       await gone(routed, routedPort)
+      for (const deadline = Date.now() + 15_000; (await phase()) !== 'asleep'; ) {
+        if (Date.now() > deadline) throw new Error('the sidecar did not see the service scaled to zero within 15 s')
+        await sleep(20)
+      }
       const a = await get({ port: front }, '/', 'swarm.bench.test', { timeoutMs: 90_000 })
       expectAnswer('wake swarm through Caddy', a, 200, INDEX)
       return a.ttfb
