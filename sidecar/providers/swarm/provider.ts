@@ -82,7 +82,8 @@ export class SwarmProvider implements Provider {
   async list(signal: AbortSignal): Promise<BackendInfo[]> {
     this.assertOpen()
     const services = await this.api.list({ label: [domainLabel(this.prefix)] }, signal)
-    const tasks = services.length === 0 ? [] : await this.api.tasks({ 'desired-state': ['running'] }, signal)
+    // Only the labelled services' tasks: a large swarm runs many others.
+    const tasks = services.length === 0 ? [] : await this.api.tasks({ service: services.map((s) => s.ID), 'desired-state': ['running'] }, signal)
     await this.learnNodes(tasks, signal)
     const byService = new Map<string, Task[]>()
     for (const t of tasks) {
