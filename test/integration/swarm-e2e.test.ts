@@ -11,6 +11,8 @@ import type { Backend } from '../../sidecar/core/backend.js'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
 import { DockerProvider } from '../../sidecar/providers/docker/provider.js'
+import { swarmConfigSchema } from '../../sidecar/providers/swarm/config.js'
+import { SwarmProvider } from '../../sidecar/providers/swarm/provider.js'
 import { type RunningCaddy, caddySkip, startCaddy } from '../helpers/caddy.js'
 import { DOCKER_SOCKET } from '../helpers/docker.js'
 import { type EngineProxy, readOnlyEngineProxy } from '../helpers/engine-proxy.js'
@@ -175,6 +177,24 @@ describe('swarm provider through real Caddy', { skip, timeout: 240_000 }, () => 
     } finally {
       await docker.close()
       await swarm.scale(svc.id, 0)
+    }
+  })
+
+  it('check explains a global service and a service without a host-mode port, and routes neither', async () => {
+    const cp = `${p}c`
+    const global = await swarm.service({ labels: { [`${cp}.domain`]: 'global.localhost' }, mode: 'global', published: null })
+    const noPort = await swarm.service({ labels: { [`${cp}.domain`]: 'noport.localhost' }, published: null })
+    const provider = new SwarmProvider(swarmConfigSchema.parse({ socket: DOCKER_SOCKET, label_prefix: cp }), testLogger())
+    try {
+      const results = await provider.check(AbortSignal.timeout(10_000))
+      assert.ok(results[0]?.ok && /is a swarm manager/.test(results[0].message), results[0]?.message)
+      const problems = results.filter((r) => !r.ok).map((r) => r.message)
+      assert.ok(problems.some((m) => m.includes(`${global.name} runs in global mode`)), problems.join('\n'))
+      assert.ok(problems.some((m) => m.includes(`${noPort.name} publishes no port in host mode`)), problems.join('\n'))
+      assert.deepEqual(await provider.list(AbortSignal.timeout(10_000)), [])
+    } finally {
+      await provider.close()
+      await swarm.remove(global.id)
     }
   })
 })
