@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { EngineClient } from '../../sidecar/providers/engine-api/client.js'
+import { EngineClient } from '../../sidecar/providers/moby/client.js'
 import type { Service, Task } from '../../sidecar/providers/swarm/services.js'
 import { DOCKER_SOCKET, dockerSkip } from './docker.js'
 import { freePort, tempDir } from './net.js'

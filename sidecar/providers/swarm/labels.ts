@@ -3,7 +3,7 @@
  * port and per-backend settings), plus what only services carry: the awake replica count and
  * the labels the sidecars write themselves to share decisions (last activity, asleep marker).
  */
-import { type LabelFacts, readLabels } from '../docker/labels.js'
+import { type LabelFacts, readLabels } from '../moby/labels.js'
 
 /** Labels the sidecars write. Never set them by hand (reading them is fine). */
 export interface SharedLabels {

@@ -2,15 +2,17 @@ import type { Logger } from 'pino'
 import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepContext, SleepMode } from '../../core/provider.js'
 import { delay } from '../../core/timers.js'
-import { DockerContainers, type EngineEvent } from '../docker/containers.js'
-import { followEvents } from '../docker/events.js'
-import { domainLabel } from '../docker/labels.js'
-import { EngineClient } from '../engine-api/client.js'
-import { settingsFrom } from '../settings.js'
+import { settingsFrom } from '../../core/settings.js'
+import { EngineClient } from '../moby/client.js'
+import { type MobyEvent, followEvents } from '../moby/events.js'
+import { domainLabel } from '../moby/labels.js'
 import type { SwarmConfig } from './config.js'
 import { type ServiceFacts, readServiceLabels, sharedLabels } from './labels.js'
 import { type Service, type ServiceSpec, SwarmServices, type Task, isOutOfSequence } from './services.js'
 import { nodeAddress, targetPort, taskUpstreams } from './upstreams.js'
+
+/** Swarm services sleep only by scaling to 0. */
+export const SWARM_SLEEP_MODES: readonly SleepMode[] = ['scale']
 
 /** Task polling while a wake waits for a task to run (Swarm has no task events). */
 const TASK_POLL_MS = 20
@@ -46,7 +48,9 @@ export interface SwarmProviderOptions {
  */
 export class SwarmProvider implements Provider {
   readonly kind: string = 'swarm'
-  readonly sleepModes: readonly SleepMode[] = ['scale']
+  readonly id: string
+  readonly resyncInterval: number | undefined
+  readonly sleepModes: readonly SleepMode[] = SWARM_SLEEP_MODES
   readonly api: SwarmServices
   private readonly engine: EngineClient
   private readonly prefix: string
@@ -64,10 +68,12 @@ export class SwarmProvider implements Provider {
   private closed = false
 
   constructor(
-    config: SwarmConfig,
+    config: SwarmConfig & { readonly id?: string; readonly resync_interval?: number },
     private readonly log: Logger,
     private readonly options: SwarmProviderOptions = {},
   ) {
+    this.id = config.id ?? this.kind
+    this.resyncInterval = config.resync_interval
     this.prefix = config.label_prefix
     this.labels = sharedLabels(this.prefix)
     this.engine =
@@ -146,20 +152,21 @@ export class SwarmProvider implements Provider {
     this.listeners.add(onEvent)
     stop.addEventListener('abort', () => this.listeners.delete(onEvent), { once: true })
     void followEvents(
-      new DockerContainers(this.engine),
+      this.engine,
       {
         // Service events carry no labels (only the name, and replicas when they change): every
         // service event is read, and services without our labels are dropped after inspect.
-        filters: { type: ['service'], event: [...WATCHED_ACTIONS] },
+        query: { filters: { type: ['service'], event: [...WATCHED_ACTIONS] } },
         connected: () => onEvent({ type: 'resync' }),
         onEvent: (event) => this.handleEvent(event, onEvent, stop),
         log: this.log,
+        engine: 'swarm',
       },
       stop,
     )
   }
 
-  private async handleEvent(event: EngineEvent, emit: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
+  private async handleEvent(event: MobyEvent, emit: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
     const id = event.Actor?.ID ?? event.id
     if (!id) return
     if (event.Action === 'remove') {
@@ -228,7 +235,7 @@ export class SwarmProvider implements Provider {
 
   // ── wake ───────────────────────────────────────────────────────────────────────────────────
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     this.assertOpen()
     throwIfAbortedRelight(signal)
     const { service, facts } = await this.routed(id, signal)
@@ -239,8 +246,9 @@ export class SwarmProvider implements Provider {
     await this.scaleUp(service, signal)
     const tasks = await this.waitRunning(service, before, (t) => taskUpstreams([t], port.target, (n) => this.hostOf(n)).length > 0, signal)
     const info = this.toBackend(await this.api.inspect(service.ID, signal), tasks)
-    if (info) this.emit({ type: 'upsert', backend: info }) // the core probes these upstreams
+    if (!info || info.state !== 'running') throw this.failed(service, `service ${nameOf(service)} changed while waking (no longer routed, or scaled down)`)
     this.watchAfterWake(service, tasks)
+    return info // the core probes these upstreams
   }
 
   /**

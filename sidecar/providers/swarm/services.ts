@@ -12,8 +12,10 @@
  *   names no PublishedPort) are in `Status.PortStatus.Ports`, sometimes listed twice.
  */
 import { RelightError } from '../../core/errors.js'
-import { type EngineClient, engineStatus } from '../engine-api/client.js'
-import type { EngineEvent, Filters } from '../docker/containers.js'
+import { type EngineClient, engineStatus } from '../moby/client.js'
+import type { MobyEvent } from '../moby/events.js'
+
+export type Filters = Record<string, string[]>
 
 export interface PortConfig {
   readonly Protocol?: 'tcp' | 'udp' | 'sctp'
@@ -148,8 +150,8 @@ export class SwarmServices {
   }
 
   /** Follow `/events`; resolves once the engine accepted the stream. */
-  events(filters: Filters, signal: AbortSignal): Promise<AsyncIterable<EngineEvent>> {
-    return this.engine.stream<EngineEvent>('/events', { query: { filters }, signal })
+  events(filters: Filters, signal: AbortSignal): Promise<AsyncIterable<MobyEvent>> {
+    return this.engine.stream<MobyEvent>('/events', { query: { filters }, signal })
   }
 }
 
