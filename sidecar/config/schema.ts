@@ -5,6 +5,7 @@
 import { z } from 'zod'
 import { heartbeatConfigSchema } from '../heartbeat/config.js'
 import { dockerConfigSchema } from '../providers/docker/config.js'
+import { kubernetesConfigSchema } from '../providers/kubernetes/config.js'
 import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
 import { slicerConfigSchema } from '../providers/slicer/config.js'
@@ -27,6 +28,7 @@ export const providersSchema = z.strictObject({
   docker: dockerConfigSchema.optional(),
   podman: podmanConfigSchema.optional(),
   slicer: slicerConfigSchema.optional(),
+  kubernetes: kubernetesConfigSchema.optional(),
 })
 
 export const configSchema = z.strictObject({
