@@ -74,7 +74,7 @@ export function readLabels(labels: Readonly<Record<string, string>>, prefix: str
   const sleep = get('sleep')
   if (sleep !== undefined) {
     if ((sleepModes as readonly string[]).includes(sleep)) settings.sleep = sleep as SleepMode
-    else problems.push(`${prefix}.sleep="${sleep}" must be ${sleepModes.slice(0, -1).join(', ')} or ${sleepModes.at(-1)}`)
+    else problems.push(`${prefix}.sleep="${sleep}" must be ${sleepModes.length === 1 ? sleepModes[0] : `${sleepModes.slice(0, -1).join(', ')} or ${sleepModes.at(-1)}`}`)
   }
   const strategy = get('strategy')
   if (strategy !== undefined) {
