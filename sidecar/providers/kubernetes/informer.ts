@@ -25,9 +25,14 @@ export interface InformerHandlers<T> {
 }
 
 export interface InformerCounters {
+  /** Full lists (start, 410 Gone, or a watch that kept failing). */
   lists: number
+  /** Watches opened (each resume counts). */
   watches: number
+  /** 410 Gone answers (resourceVersion too old). */
   gone: number
+  /** Failed lists or watches (connection lost, server error). */
+  failures: number
 }
 
 const FIRST_BACKOFF_MS = 200
@@ -42,7 +47,7 @@ export function runInformer<T extends HasMeta>(
   handlers: InformerHandlers<T>,
   log: Logger,
   signal: AbortSignal,
-  counters: InformerCounters = { lists: 0, watches: 0, gone: 0 },
+  counters: InformerCounters = { lists: 0, watches: 0, gone: 0, failures: 0 },
 ): Promise<void> {
   return (async () => {
     let backoff = FIRST_BACKOFF_MS
@@ -87,6 +92,7 @@ export function runInformer<T extends HasMeta>(
           continue
         }
         failures++
+        counters.failures++
         if (failures >= 3) rv = undefined // a watch that keeps failing: start over from a list
         if (failures === 1 || (failures & (failures - 1)) === 0) {
           log.warn({ path, failures, err: (err as Error).message }, 'watch failed; retrying')

@@ -70,7 +70,7 @@ export class KubernetesProvider implements Provider {
   readonly kind: string = 'kubernetes'
   readonly sleepModes: readonly SleepMode[] = ['scale']
   /** Informer statistics (tests and status). */
-  readonly watchCounters: InformerCounters = { lists: 0, watches: 0, gone: 0 }
+  readonly watchCounters: InformerCounters = { lists: 0, watches: 0, gone: 0, failures: 0 }
   readonly identity: string
   private readonly client: KubeClient | undefined
   private readonly setupError: RelightError | undefined
