@@ -227,6 +227,6 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
     assert.equal(check.status, 1, check.stdout + check.stderr)
     assert.match(check.stdout, /PROBLEM {2}kubernetes: RBAC: the sidecar may not patch deployments\/scale\.apps in namespace "shop", needed for scaling Deployments/)
     assert.match(check.stdout, /may not update leases\.coordination\.k8s\.io in namespace "shop", needed for sharing activity/)
-    assert.match(check.stdout, /ok {5}kubernetes: \d+ backend\(s\): .*deployment\/shop\/guarded \[guarded\.k8s\.test\] scaled_to_zero/)
+    assert.match(check.stdout, /ok +kubernetes: \d+ backend\(s\): .*deployment\/shop\/guarded \[guarded\.k8s\.test\] scaled_to_zero/)
   })
 })
