@@ -160,9 +160,9 @@ export async function replicasOf(cp: ControlPlane, kind: 'Deployment' | 'Statefu
   return scale.spec?.replicas ?? 0
 }
 
-/** The token of a new ServiceAccount (1.20 makes a token Secret for it), waiting for it to exist. */
-export async function serviceAccountToken(cp: ControlPlane, namespace: string, name: string): Promise<string> {
-  await cp.ok('POST', `/api/v1/namespaces/${namespace}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name } })
+/** The token of a ServiceAccount (created unless `create` is false; 1.20 makes a token Secret for it), waiting for it to exist. */
+export async function serviceAccountToken(cp: ControlPlane, namespace: string, name: string, create = true): Promise<string> {
+  if (create) await cp.ok('POST', `/api/v1/namespaces/${namespace}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name } })
   for (let i = 0; i < 200; i++) {
     const sa = await cp.ok<{ secrets?: { name: string }[] }>('GET', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}`)
     const secret = sa.secrets?.[0]?.name

@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
+import { parseAllDocuments } from 'yaml'
 import { KubernetesProvider } from '../../sidecar/providers/kubernetes/provider.js'
 import { caddySkip, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
 import { type ControlPlane, createNamespace, k8sSkip, replicasOf, serviceAccountToken, startControlPlane, workload, workloadUrl } from '../helpers/k8s.js'
@@ -21,6 +22,7 @@ import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
 
 const MAIN = fileURLToPath(new URL('../../../dist/sidecar/main.js', import.meta.url))
+const EXAMPLE_RBAC = fileURLToPath(new URL('../../../examples/kubernetes/rbac.yaml', import.meta.url))
 const NS = 'shop'
 const skip = caddySkip() ?? k8sSkip()
 
@@ -228,5 +230,22 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
     assert.match(check.stdout, /PROBLEM {2}kubernetes: RBAC: the sidecar may not patch deployments\/scale\.apps in namespace "shop", needed for scaling Deployments/)
     assert.match(check.stdout, /may not update leases\.coordination\.k8s\.io in namespace "shop", needed for sharing activity/)
     assert.match(check.stdout, /ok +kubernetes: \d+ backend\(s\): .*deployment\/shop\/guarded \[guarded\.k8s\.test\] scaled_to_zero/)
+  })
+
+  it('the RBAC of examples/kubernetes grants everything `check` asks for', async () => {
+    // Applied as shipped, in this test's namespace instead of `apps`.
+    for (const doc of parseAllDocuments(readFileSync(EXAMPLE_RBAC, 'utf8')).map((d) => d.toJS())) {
+      doc.metadata.namespace = NS
+      for (const subject of doc.subjects ?? []) subject.namespace = NS
+      const collection =
+        doc.kind === 'ServiceAccount' ? `/api/v1/namespaces/${NS}/serviceaccounts` : `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/${doc.kind === 'Role' ? 'roles' : 'rolebindings'}`
+      await cp.ok('POST', collection, doc)
+    }
+    const token = await serviceAccountToken(cp, NS, 'relight-sidecar', false)
+    const file = join(cp.dir, 'example-rbac.yaml')
+    writeFileSync(file, ['providers:', '  kubernetes:', `    kubeconfig: ${cp.kubeconfigFor('relight-sidecar', token)}`, `    namespaces: [${NS}]`, ''].join('\n'))
+    const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 30_000 })
+    assert.equal(check.status, 0, check.stdout + check.stderr)
+    assert.match(check.stdout, /ok +kubernetes: RBAC: every permission the sidecar needs is granted in namespace "shop"/)
   })
 })
