@@ -64,8 +64,10 @@ export function runInformer<T extends HasMeta>(
         const stream = await client.watch<T>(path, { ...query, resourceVersion: rv, timeoutSeconds: WATCH_TIMEOUT_S }, signal)
         counters.watches++
         failures = 0
-        backoff = FIRST_BACKOFF_MS
+        const opened = Date.now()
+        let events = 0
         for await (const event of stream) {
+          events++
           if (event.type === 'ERROR') {
             const status = event.object as unknown as KubeStatus
             if (status.code === 410) {
@@ -83,7 +85,12 @@ export function runInformer<T extends HasMeta>(
           if (event.type === 'BOOKMARK') continue
           handlers.changed(event.type, event.object)
         }
-        // The stream ended (server timeout, or after an ERROR): resume from rv, or relist.
+        // The stream ended (server timeout, or after an ERROR): resume from rv, or relist. A
+        // server that ends watches at once, again and again, is not asked in a tight loop.
+        if (events === 0 && Date.now() - opened < 1000) {
+          await delay(backoff, signal)
+          backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+        } else backoff = FIRST_BACKOFF_MS
       } catch (err) {
         if (signal.aborted) return
         if (isRelightError(err) && err.context.status === 410) {
