@@ -406,7 +406,7 @@ export class KubernetesProvider implements Provider {
   // ── check and lifecycle ────────────────────────────────────────────────────────────────────
 
   async check(signal: AbortSignal): Promise<CheckResult[]> {
-    if (this.setupError) return [{ ok: false, message: this.setupError.message }]
+    if (this.setupError) return [] // list() already failed with the reason
     const client = this.client as KubeClient
     const results: CheckResult[] = []
     try {
