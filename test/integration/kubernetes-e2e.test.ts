@@ -158,8 +158,12 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
     await until(async () => (await replicasOf(cp, 'Deployment', NS, 'idle')) === 0, 'idle to be scaled to 0', 20_000, 100)
     await kubelet.waitGone('idle-')
     assert.equal(known('deployment/shop/idle')?.phase, 'asleep')
-    const lease = await cp.ok<{ metadata: { annotations?: Record<string, string> } }>('GET', `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/relight-deployment-idle`)
+    const lease = await cp.ok<{ metadata: { annotations?: Record<string, string>; ownerReferences?: { kind: string; name: string }[] } }>(
+      'GET',
+      `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/relight-deployment-idle`,
+    )
     assert.match(lease.metadata.annotations?.['relight.scale-down'] ?? '', /^e2e-sidecar /, 'the scale-down is recorded in the Lease')
+    assert.deepEqual(lease.metadata.ownerReferences?.map((o) => `${o.kind}/${o.name}`), ['Deployment/idle'], 'the Lease goes when the Deployment goes')
     const res = await get('idle.k8s.test')
     assert.equal(res.status, 200, res.body)
     assert.match(res.body, /^pod=idle-/)

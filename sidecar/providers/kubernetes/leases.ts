@@ -17,10 +17,25 @@ import { RelightError, isRelightError } from '../../core/errors.js'
 import type { KubeClient } from './client.js'
 import { leaseName, type WorkloadRef, workloadId } from './workloads.js'
 
+/** The workload a Lease belongs to: Kubernetes deletes the Lease when the workload is deleted. */
+export interface LeaseOwner {
+  readonly apiVersion: string
+  readonly kind: string
+  readonly name: string
+  readonly uid: string
+}
+
 export interface Lease {
   apiVersion?: string
   kind?: string
-  metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
+  metadata: {
+    name: string
+    namespace?: string
+    resourceVersion?: string
+    labels?: Record<string, string>
+    annotations?: Record<string, string>
+    ownerReferences?: LeaseOwner[]
+  }
   spec?: { holderIdentity?: string; renewTime?: string; leaseDurationSeconds?: number }
 }
 
@@ -75,14 +90,14 @@ export class SharedActivity {
   }
 
   /** Record that this sidecar saw traffic for `ref` at `at` (ms since the epoch). */
-  async renew(ref: WorkloadRef, at: number, signal: AbortSignal): Promise<void> {
+  async renew(ref: WorkloadRef, at: number, signal: AbortSignal, owner?: LeaseOwner): Promise<void> {
     const id = workloadId(ref)
     try {
       for (let attempt = 1; ; attempt++) {
         const lease = await this.read(ref, signal)
         try {
           if (!lease) {
-            await this.client.json('POST', leasePath(ref), { body: this.fresh(ref, { holderIdentity: this.identity, renewTime: microTime(at) }), signal })
+            await this.client.json('POST', leasePath(ref), { body: this.fresh(ref, { holderIdentity: this.identity, renewTime: microTime(at) }, owner), signal })
           } else {
             const previous = parseTime(lease.spec?.renewTime) ?? -Infinity
             const mark = parseMark(lease.metadata.annotations?.[SCALE_DOWN_ANNOTATION])
@@ -115,7 +130,7 @@ export class SharedActivity {
    * Decide and record a scale-down: resolves when this sidecar may scale `ref` to 0, rejects
    * with RELIGHT_ERR_SLEEP_REFUSED otherwise (see the file comment).
    */
-  async claimScaleDown(ref: WorkloadRef, idleTimeout: number, signal: AbortSignal): Promise<void> {
+  async claimScaleDown(ref: WorkloadRef, idleTimeout: number, signal: AbortSignal, owner?: LeaseOwner): Promise<void> {
     if (this.unwritten.has(workloadId(ref))) throw refused(ref, 'the last write of its shared activity failed (it is written again on the next traffic)')
     let lease: Lease | undefined
     try {
@@ -127,7 +142,7 @@ export class SharedActivity {
     const mark = `${this.identity} ${microTime(now)}`
     try {
       if (!lease) {
-        await this.client.json('POST', leasePath(ref), { body: this.fresh(ref, { holderIdentity: this.identity }, mark), signal })
+        await this.client.json('POST', leasePath(ref), { body: this.fresh(ref, { holderIdentity: this.identity }, owner, mark), signal })
         return
       }
       const renewed = parseTime(lease.spec?.renewTime)
@@ -154,7 +169,7 @@ export class SharedActivity {
     this.unwritten.delete(workloadId(ref))
   }
 
-  private fresh(ref: WorkloadRef, spec: Lease['spec'], mark?: string): Lease {
+  private fresh(ref: WorkloadRef, spec: Lease['spec'], owner?: LeaseOwner, mark?: string): Lease {
     return {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
@@ -163,6 +178,7 @@ export class SharedActivity {
         namespace: ref.namespace,
         labels: { ...MANAGED_BY },
         ...(mark ? { annotations: { [SCALE_DOWN_ANNOTATION]: mark } } : {}),
+        ...(owner ? { ownerReferences: [{ ...owner }] } : {}),
       },
       spec: spec ?? {},
     }

@@ -8,7 +8,7 @@ import { KubeClient } from './client.js'
 import type { KubernetesConfig } from './config.js'
 import { type Credentials, loadCredentials } from './credentials.js'
 import { type InformerCounters, runInformer } from './informer.js'
-import { SharedActivity } from './leases.js'
+import { type LeaseOwner, SharedActivity } from './leases.js'
 import { checkPermissions } from './rbac.js'
 import {
   type BackendOptions,
@@ -314,7 +314,7 @@ export class KubernetesProvider implements Provider {
     const w = await this.get(ref, signal)
     const k = { kind: ref.kind, workload: w }
     if (specReplicas(w) > 0) {
-      await (this.shared as SharedActivity).claimScaleDown(ref, context?.idleTimeout ?? 0, signal)
+      await (this.shared as SharedActivity).claimScaleDown(ref, context?.idleTimeout ?? 0, signal, ownerOf(ref, w))
       await this.scale(client, ref, 0, signal)
       this.log.debug({ workload: id }, 'scaled to 0')
     }
@@ -324,7 +324,9 @@ export class KubernetesProvider implements Provider {
 
   async shareActivity(id: string, at: number, signal: AbortSignal): Promise<void> {
     this.usable()
-    await (this.shared as SharedActivity).renew(this.ref(id), at, signal)
+    const ref = this.ref(id)
+    const known = this.workloads.get(id)?.workload
+    await (this.shared as SharedActivity).renew(ref, at, signal, known ? ownerOf(ref, known) : undefined)
   }
 
   // ── helpers ────────────────────────────────────────────────────────────────────────────────
@@ -444,6 +446,12 @@ export class KubernetesProvider implements Provider {
     this.listeners.clear()
     if (!this.options.client) await this.client?.close()
   }
+}
+
+/** The workload as the owner of its Lease (so deleting the workload deletes the Lease). */
+function ownerOf(ref: WorkloadRef, w: Workload): LeaseOwner | undefined {
+  const uid = w.metadata.uid
+  return uid ? { apiVersion: 'apps/v1', kind: ref.kind === 'deployment' ? 'Deployment' : 'StatefulSet', name: w.metadata.name, uid } : undefined
 }
 
 function podKey(pod: Pod): string {
