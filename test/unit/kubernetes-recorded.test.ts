@@ -62,6 +62,21 @@ describe('kubernetes provider on recorded answers', () => {
     assert.equal(list[0]?.settings.sleep, 'scale')
   })
 
+  it('auto_sleep_on_start: false keeps workloads that run at the first list up; route: service upstreams', async () => {
+    const lists = () => {
+      api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments', method: 'GET' }).reply(200, fixture('deployments.json'), JSON_HEADERS)
+      api.intercept({ path: '/apis/apps/v1/namespaces/shop/statefulsets', method: 'GET' }).reply(200, fixture('statefulsets.json'), JSON_HEADERS)
+      api.intercept({ path: '/api/v1/namespaces/shop/pods?labelSelector=app%3Ddb', method: 'GET' }).reply(200, fixture('pods-db.json'), JSON_HEADERS)
+    }
+    lists()
+    const pinned = await provider({ auto_sleep_on_start: false }).list(AbortSignal.timeout(5000))
+    assert.equal(pinned.find((b) => b.id === 'statefulset/shop/db')?.settings.always_on, true)
+    assert.equal(pinned.find((b) => b.id === 'deployment/shop/web')?.settings.always_on, undefined, 'at 0 replicas: sleeps as usual once woken')
+    lists()
+    const viaService = await provider({ route: 'service' }).list(AbortSignal.timeout(5000))
+    assert.deepEqual(viaService.find((b) => b.id === 'statefulset/shop/db')?.upstreams, ['db.shop.svc.cluster.local:8082'])
+  })
+
   it('wake(): PATCHes the scale subresource to the awake count, then waits for a Ready pod', async () => {
     const web = (fixture('deployments.json').items as Workload[]).find((w) => w.metadata.name === 'web')
     api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments/web', method: 'GET' }).reply(200, web, JSON_HEADERS)
