@@ -72,6 +72,11 @@ describe('kubernetes provider on recorded answers', () => {
     const pinned = await provider({ auto_sleep_on_start: false }).list(AbortSignal.timeout(5000))
     assert.equal(pinned.find((b) => b.id === 'statefulset/shop/db')?.settings.always_on, true)
     assert.equal(pinned.find((b) => b.id === 'deployment/shop/web')?.settings.always_on, undefined, 'at 0 replicas: sleeps as usual once woken')
+    // namespaces: all → the cluster-wide collections.
+    api.intercept({ path: '/apis/apps/v1/deployments', method: 'GET' }).reply(200, fixture('deployments.json'), JSON_HEADERS)
+    api.intercept({ path: '/apis/apps/v1/statefulsets', method: 'GET' }).reply(200, { metadata: {}, items: [] }, JSON_HEADERS)
+    const all = await provider({ namespaces: 'all' }).list(AbortSignal.timeout(5000))
+    assert.deepEqual(all.map((b) => b.id), ['deployment/shop/web'])
     lists()
     const viaService = await provider({ route: 'service' }).list(AbortSignal.timeout(5000))
     assert.deepEqual(viaService.find((b) => b.id === 'statefulset/shop/db')?.upstreams, ['db.shop.svc.cluster.local:8082'])
