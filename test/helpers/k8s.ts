@@ -48,6 +48,8 @@ export interface ControlPlane {
   stream(path: string, signal: AbortSignal): Promise<AsyncIterable<Buffer>>
   /** A kubeconfig for another identity (a ServiceAccount token), written under dir. */
   kubeconfigFor(name: string, token: string, server?: string): string
+  /** A kubeconfig with a client certificate (CN `user`, O `group`) signed by the kit's CA, inline as *-data. */
+  certKubeconfig(user: string, group: string): Promise<string>
   close(): Promise<void>
 }
 
@@ -109,6 +111,30 @@ export async function startControlPlane(): Promise<ControlPlane> {
           `users: [{name: ${name}, user: {token: "${saToken}"}}]`,
           `contexts: [{name: ${name}, context: {cluster: local, user: ${name}, namespace: default}}]`,
           `current-context: ${name}`,
+          '',
+        ].join('\n'),
+        { mode: 0o600 },
+      )
+      return file
+    },
+    certKubeconfig: async (user, group) => {
+      const key = join(dir, `${user}.key`)
+      const csr = join(dir, `${user}.csr`)
+      const crt = join(dir, `${user}.crt`)
+      await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key])
+      await run('openssl', ['req', '-new', '-key', key, '-subj', `/CN=${user}/O=${group}`, '-out', csr])
+      await run('openssl', ['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', join(dir, 'pki', 'ca.key'), '-CAcreateserial', '-days', '1', '-out', crt])
+      const b64 = (f: string) => readFileSync(f).toString('base64')
+      const file = join(dir, `kubeconfig-cert-${user}`)
+      writeFileSync(
+        file,
+        [
+          'apiVersion: v1',
+          'kind: Config',
+          `clusters: [{name: local, cluster: {server: "${url}", certificate-authority-data: ${b64(caFile)}}}]`,
+          `users: [{name: ${user}, user: {client-certificate-data: ${b64(crt)}, client-key-data: ${b64(key)}}}]`,
+          `contexts: [{name: ${user}, context: {cluster: local, user: ${user}, namespace: default}}]`,
+          `current-context: ${user}`,
           '',
         ].join('\n'),
         { mode: 0o600 },

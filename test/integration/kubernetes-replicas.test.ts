@@ -111,6 +111,26 @@ describe('kubernetes: two sidecars share the scale-down decision', { skip, timeo
   })
 })
 
+describe('kubernetes: credentials', { skip, timeout: 60_000 }, () => {
+  it('a kubeconfig with a client certificate (no token) lists, wakes and sleeps', async () => {
+    const port = await freePort()
+    await cp.ok('POST', workloadUrl('Deployment', NS), workload('Deployment', 'certified', NS, port, { 'relight.domain': 'certified.k8s.test' }))
+    const kubeconfig = await cp.certKubeconfig('edge-cert', 'system:masters')
+    const provider = new KubernetesProvider(kubernetesConfigSchema.parse({ kubeconfig, namespaces: [NS], identity: 'cert' }), pino({ level: 'silent' }), { baseDir: cp.dir })
+    try {
+      const signal = AbortSignal.timeout(30_000)
+      const listed = await provider.list(signal)
+      assert.equal(listed.find((b) => b.id === 'deployment/team/certified')?.state, 'scaled_to_zero')
+      const woken = await provider.wakeWorkload('deployment/team/certified', signal)
+      assert.equal(woken.state, 'running')
+      await provider.sleep('deployment/team/certified', 'scale', signal)
+      assert.equal(await replicasOf(cp, 'Deployment', NS, 'certified'), 0)
+    } finally {
+      await provider.close()
+    }
+  })
+})
+
 if (skip) {
   describe('provider contract: kubernetes', { skip }, () => undefined)
 } else {
