@@ -42,6 +42,8 @@ export interface ControlPlane {
   readonly kubeconfig: string
   /** An admin request; JSON in and out. Never throws on a status. */
   api<T = any>(method: string, path: string, body?: unknown, contentType?: string): Promise<ApiAnswer<T>>
+  /** The status another identity's bearer token gets for a GET. */
+  statusAs(token: string, path: string): Promise<number>
   /** Like api(), but throws unless the status is 2xx. */
   ok<T = any>(method: string, path: string, body?: unknown, contentType?: string): Promise<T>
   /** An admin GET answered with a stream (watches). Throws unless 200. */
@@ -94,6 +96,11 @@ export async function startControlPlane(): Promise<ControlPlane> {
       const answer = await api<T>(method, path, body, contentType)
       if (answer.status < 200 || answer.status >= 300) throw new Error(`${method} ${path}: ${answer.status} ${JSON.stringify(answer.body)}`)
       return answer.body
+    },
+    statusAs: async (other, path) => {
+      const res = await request(`${url}${path}`, { dispatcher: agent, headers: { authorization: `Bearer ${other}` } })
+      await res.body.dump()
+      return res.statusCode
     },
     stream: async (path, signal) => {
       const res = await request(`${url}${path}`, { dispatcher: agent, signal, headers: { authorization: `Bearer ${token}` } })

@@ -5,6 +5,8 @@
  * Then the provider contract suite.
  */
 import assert from 'node:assert/strict'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
 import { request } from 'undici'
@@ -13,7 +15,7 @@ import type { SleepContext, SleepMode } from '../../sidecar/core/provider.js'
 import { kubernetesConfigSchema } from '../../sidecar/providers/kubernetes/config.js'
 import { KubernetesProvider } from '../../sidecar/providers/kubernetes/provider.js'
 import { runProviderContract } from '../contract/provider-contract.js'
-import { type ControlPlane, createNamespace, k8sSkip, replicasOf, startControlPlane, workload, workloadUrl } from '../helpers/k8s.js'
+import { type ControlPlane, createNamespace, k8sSkip, replicasOf, serviceAccountToken, startControlPlane, workload, workloadUrl } from '../helpers/k8s.js'
 import { StandInKubelet } from '../helpers/kubelet.js'
 import { freePort } from '../helpers/net.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
@@ -112,6 +114,39 @@ describe('kubernetes: two sidecars share the scale-down decision', { skip, timeo
 })
 
 describe('kubernetes: credentials', { skip, timeout: 60_000 }, () => {
+  it('in-cluster: the service account token file is used, and read again after a 401 (rotated token)', async () => {
+    const sa = 'in-cluster'
+    const token = await serviceAccountToken(cp, NS, sa)
+    await cp.ok('POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'in-cluster-admin' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+      subjects: [{ kind: 'ServiceAccount', name: sa, namespace: NS }],
+    })
+    const dir = join(cp.dir, 'serviceaccount')
+    mkdirSync(dir)
+    // The sidecar starts with a token the API server no longer accepts (rotated since)...
+    writeFileSync(join(dir, 'token'), 'expired-token')
+    writeFileSync(join(dir, 'ca.crt'), readFileSync(cp.ca))
+    writeFileSync(join(dir, 'namespace'), NS)
+    const { port } = new URL(cp.url)
+    const provider = new KubernetesProvider(kubernetesConfigSchema.parse({ identity: 'pod' }), pino({ level: 'silent' }), {
+      env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: port },
+      serviceAccountDir: dir,
+    })
+    try {
+      const signal = AbortSignal.timeout(30_000)
+      await assert.rejects(provider.list(signal), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_AUTH') && /in-cluster service account \(401 Unauthorized\)/.test(e.message))
+      // ...and the kubelet writes the fresh one into the file: the next 401 reads it again.
+      writeFileSync(join(dir, 'token'), token)
+      const listed = await provider.list(signal)
+      assert.ok(listed.some((b) => b.id.startsWith('deployment/team/')), 'the namespace comes from the service account folder')
+    } finally {
+      await provider.close()
+    }
+  })
+
   it('a kubeconfig with a client certificate (no token) lists, wakes and sleeps', async () => {
     const port = await freePort()
     await cp.ok('POST', workloadUrl('Deployment', NS), workload('Deployment', 'certified', NS, port, { 'relight.domain': 'certified.k8s.test' }))

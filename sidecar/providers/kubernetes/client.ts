@@ -144,11 +144,13 @@ export class KubeClient {
         throw new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `the API server answered ${method} ${path} with invalid JSON`, { provider: 'kubernetes' }, { cause: err })
       }
     }
+    const used = this.token
     try {
       return await attempt()
     } catch (err) {
-      // A projected service-account token is rotated on disk: read it again once on a 401.
-      if (this.statusOf(err) === 401 && this.reloadToken()) return attempt()
+      // A projected service-account token is rotated on disk: read it again once on a 401 (or
+      // use the one a parallel request just read).
+      if (this.statusOf(err) === 401 && (this.token !== used || this.reloadToken())) return attempt()
       throw err
     }
   }

@@ -46,6 +46,8 @@ export interface KubernetesProviderOptions {
   /** Use this client instead of building one (tests: recorded answers). */
   readonly client?: KubeClient
   readonly env?: NodeJS.ProcessEnv
+  /** The in-cluster service account folder (default /var/run/secrets/kubernetes.io/serviceaccount; tests). */
+  readonly serviceAccountDir?: string
 }
 
 interface Known {
@@ -105,7 +107,13 @@ export class KubernetesProvider implements Provider {
     let setupError: RelightError | undefined
     if (!credentials && !options.client) {
       try {
-        credentials = loadCredentials({ kubeconfig: config.kubeconfig, context: config.context, baseDir: options.baseDir ?? process.cwd(), env })
+        credentials = loadCredentials({
+          kubeconfig: config.kubeconfig,
+          context: config.context,
+          baseDir: options.baseDir ?? process.cwd(),
+          env,
+          ...(options.serviceAccountDir ? { serviceAccountDir: options.serviceAccountDir } : {}),
+        })
       } catch (err) {
         // Reported by every operation and by `check`; the other providers keep working.
         setupError = new RelightError('RELIGHT_ERR_PROVIDER_AUTH', (err as Error).message, { provider: 'kubernetes' })
