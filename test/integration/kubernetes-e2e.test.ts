@@ -157,7 +157,7 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
   it('a workload running at start is scaled to 0 after its idle_timeout, its pods go, and it wakes again', async () => {
     await until(async () => (await replicasOf(cp, 'Deployment', NS, 'idle')) === 0, 'idle to be scaled to 0', 20_000, 100)
     await kubelet.waitGone('idle-')
-    assert.equal(known('deployment/shop/idle')?.phase, 'asleep')
+    await until(() => known('deployment/shop/idle')?.phase === 'asleep', 'the sidecar to see idle asleep')
     const lease = await cp.ok<{ metadata: { annotations?: Record<string, string>; ownerReferences?: { kind: string; name: string }[] } }>(
       'GET',
       `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/relight-deployment-idle`,

@@ -35,6 +35,8 @@ import {
 } from './workloads.js'
 
 const POD_LIST_CONCURRENCY = 8
+/** How long sleep() waits for the pods of a workload scaled to 0 to be gone or terminating. */
+const PODS_GONE_TIMEOUT_MS = 30_000
 
 export interface KubernetesProviderOptions {
   /** Directory a relative `kubeconfig` path resolves against (the config file's). */
@@ -268,30 +270,32 @@ export class KubernetesProvider implements Provider {
     return info
   }
 
+  /** The workload's pods once one is Ready with an IP; bounded by the caller's signal (wake_timeout). */
+  private waitForReadyPod(w: Workload, signal: AbortSignal): Promise<PodRecord[]> {
+    return this.waitForPods(w, signal, (pods) => pods.some((p) => p.ready && p.ip !== undefined))
+  }
+
   /**
-   * The workload's pods once one is Ready with an IP: list (by the workload's selector), then
-   * watch from that list's resourceVersion; bounded by the caller's signal (wake_timeout).
+   * The workload's pods once `done` holds for them: list (by the workload's selector), then
+   * watch from that list's resourceVersion, listing again when the watch ends.
    */
-  private async waitForReadyPod(w: Workload, signal: AbortSignal): Promise<PodRecord[]> {
+  private async waitForPods(w: Workload, signal: AbortSignal, done: (pods: PodRecord[]) => boolean): Promise<PodRecord[]> {
     const client = this.usable()
     const selector = selectorString(w.spec?.selector)
     const ns = w.metadata.namespace ?? 'default'
     if (selector === '') throw new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `${ns}/${w.metadata.name} has no pod selector`, { backend: w.metadata.name, provider: this.kind })
-    const routable = (pods: Map<string, PodRecord>) => [...pods.values()].some((p) => p.ready && p.ip !== undefined)
     for (;;) {
       const { pods, resourceVersion } = await this.listPods(w, signal)
       const byName = new Map(pods.map((p) => [p.name, p]))
-      if (routable(byName)) return [...byName.values()]
+      if (done([...byName.values()])) return [...byName.values()]
       const stream = await client.watch<Pod>(podsPath(ns), { labelSelector: selector, resourceVersion }, signal)
       try {
         for await (const event of stream) {
-          if (event.type === 'ERROR' || event.type === 'BOOKMARK') {
-            if (event.type === 'ERROR') break // list again
-            continue
-          }
+          if (event.type === 'ERROR') break // list again
+          if (event.type === 'BOOKMARK') continue
           if (event.type === 'DELETED') byName.delete(event.object.metadata.name)
           else byName.set(event.object.metadata.name, podRecord(event.object))
-          if (routable(byName)) return [...byName.values()]
+          if (done([...byName.values()])) return [...byName.values()]
         }
       } catch (err) {
         if (signal.aborted) throw err
@@ -325,6 +329,14 @@ export class KubernetesProvider implements Provider {
       await (this.shared as SharedActivity).claimScaleDown(ref, context?.idleTimeout ?? 0, signal, ownerOf(ref, w))
       await this.scale(client, ref, 0, signal)
       this.log.debug({ workload: id }, 'scaled to 0')
+      // Asleep once no pod is left or every one is terminating: a wake right after must not
+      // route to a pod the controller is about to delete. Bounded, in case another sidecar
+      // scaled it up again meanwhile (its pods then stay).
+      const bound = AbortSignal.any([signal, AbortSignal.timeout(PODS_GONE_TIMEOUT_MS)])
+      await this.waitForPods(w, bound, (pods) => pods.every((p) => p.terminating)).catch((err: unknown) => {
+        if (signal.aborted) throw err
+        this.log.debug({ workload: id, err: (err as Error).message }, 'pods still there after the scale-down')
+      })
     }
     this.pinned.delete(id)
     this.emit({ type: 'upsert', backend: this.backendOf({ ...k, workload: { ...w, spec: { ...w.spec, replicas: 0 } } }, []) })

@@ -72,6 +72,8 @@ export interface PodRecord {
   readonly labels: Readonly<Record<string, string>>
   readonly ip: string | undefined
   readonly ready: boolean
+  /** Marked for deletion (deletionTimestamp): never routed. */
+  readonly terminating: boolean
 }
 
 export interface WorkloadRef {
@@ -162,13 +164,15 @@ export function selectorMatches(selector: LabelSelector | undefined, labels: Rea
 }
 
 export function podRecord(pod: Pod): PodRecord {
-  const ready = pod.metadata.deletionTimestamp === undefined && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True')
+  const terminating = pod.metadata.deletionTimestamp !== undefined
+  const ready = !terminating && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True')
   return {
     namespace: pod.metadata.namespace ?? '',
     name: pod.metadata.name,
     labels: pod.metadata.labels ?? {},
     ip: pod.status?.podIP || undefined,
     ready,
+    terminating,
   }
 }
 
