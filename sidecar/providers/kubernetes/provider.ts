@@ -117,7 +117,7 @@ export class KubernetesProvider implements Provider {
           ...(options.serviceAccountDir ? { serviceAccountDir: options.serviceAccountDir } : {}),
         })
       } catch (err) {
-        // Reported by every operation and by `check`; the other providers keep working.
+        // Every operation rejects with it (list() first, so `check` shows it); other providers keep working.
         setupError = new RelightError('RELIGHT_ERR_PROVIDER_AUTH', (err as Error).message, { provider: 'kubernetes' })
         log.error({ err: setupError.message }, 'kubernetes credentials unusable')
       }
