@@ -156,7 +156,7 @@ describe('kubernetes: credentials', { skip, timeout: 60_000 }, () => {
       const signal = AbortSignal.timeout(30_000)
       const listed = await provider.list(signal)
       assert.equal(listed.find((b) => b.id === 'deployment/team/certified')?.state, 'scaled_to_zero')
-      const woken = await provider.wakeWorkload('deployment/team/certified', signal)
+      const woken = await provider.wake('deployment/team/certified', signal)
       assert.equal(woken.state, 'running')
       await provider.sleep('deployment/team/certified', 'scale', signal)
       assert.equal(await replicasOf(cp, 'Deployment', NS, 'certified'), 0)

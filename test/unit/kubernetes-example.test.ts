@@ -30,7 +30,7 @@ describe('examples/kubernetes', () => {
   it('edge.yaml: the sidecar config is valid and the snippet is caddy/relight.caddy', () => {
     const configMap = docs('edge.yaml').find((d) => d.kind === 'ConfigMap')
     const config = parseConfig(configMap.data['relight.yaml'], 'examples/kubernetes/edge.yaml relight.yaml')
-    assert.deepEqual(config.providers.kubernetes?.namespaces, ['apps'])
+    assert.deepEqual(config.providers.kubernetes?.[0]?.namespaces, ['apps'])
     const strip = (t: string) => t.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#')).join('\n')
     assert.equal(strip(configMap.data['relight.caddy']), strip(readFileSync(`${ROOT}caddy/relight.caddy`, 'utf8')))
     assert.match(configMap.data.Caddyfile, /output net 127\.0\.0\.1:9124/)

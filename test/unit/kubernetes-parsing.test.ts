@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { isRelightError } from '../../sidecar/core/errors.js'
-import { readLabels } from '../../sidecar/providers/docker/labels.js'
+import { readLabels } from '../../sidecar/providers/moby/labels.js'
 import { describeMeaning, describePath } from '../../sidecar/providers/kubernetes/client.js'
 import { fromKubeconfig, inCluster, loadCredentials } from '../../sidecar/providers/kubernetes/credentials.js'
 import { microTime, parseMark } from '../../sidecar/providers/kubernetes/leases.js'
@@ -42,10 +42,10 @@ describe('kubernetes: configuration', () => {
     const config = parseConfig(
       'providers:\n  kubernetes:\n    kubeconfig: ~/.kube/config\n    namespaces: [shop, blog]\n    route: service\n    idle_timeout: 10m\n    identity: edge-1\n',
     )
-    assert.deepEqual(config.providers.kubernetes?.namespaces, ['shop', 'blog'])
-    assert.equal(config.providers.kubernetes?.route, 'service')
-    assert.equal(config.providers.kubernetes?.annotation_prefix, 'relight')
-    assert.equal(parseConfig('providers:\n  kubernetes:\n    namespaces: all\n').providers.kubernetes?.namespaces, 'all')
+    assert.deepEqual(config.providers.kubernetes?.[0]?.namespaces, ['shop', 'blog'])
+    assert.equal(config.providers.kubernetes?.[0]?.route, 'service')
+    assert.equal(config.providers.kubernetes?.[0]?.annotation_prefix, 'relight')
+    assert.equal(parseConfig('providers:\n  kubernetes:\n    namespaces: all\n').providers.kubernetes?.[0]?.namespaces, 'all')
     const problems = (yaml: string) => {
       try {
         parseConfig(yaml)

@@ -95,7 +95,7 @@ describe('kubernetes provider on recorded answers', () => {
     for (const p of pods.items) p.metadata.labels = { app: 'web' }
     api.intercept({ path: '/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb', method: 'GET' }).reply(200, pods, JSON_HEADERS)
     const p = provider()
-    const info = await p.wakeWorkload('deployment/shop/web', AbortSignal.timeout(5000))
+    const info = await p.wake('deployment/shop/web', AbortSignal.timeout(5000))
     assert.deepEqual(patch, { body: '{"spec":{"replicas":2}}', type: 'application/merge-patch+json' })
     assert.equal(info.state, 'running')
     assert.deepEqual(info.upstreams, ['127.0.0.182:8080'])

@@ -2,8 +2,8 @@ import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import { RelightError, isRelightError, throwIfAborted } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepContext, SleepMode } from '../../core/provider.js'
-import { mapLimit } from '../map-limit.js'
-import { settingsFrom } from '../settings.js'
+import { settingsFrom } from '../../core/settings.js'
+import { mapLimit } from '../../core/map-limit.js'
 import { KubeClient } from './client.js'
 import type { KubernetesConfig } from './config.js'
 import { type Credentials, loadCredentials } from './credentials.js'
@@ -35,6 +35,8 @@ import {
 } from './workloads.js'
 
 const POD_LIST_CONCURRENCY = 8
+
+export const KUBERNETES_SLEEP_MODES: readonly SleepMode[] = ['scale']
 /** How long sleep() waits for the pods of a workload scaled to 0 to be gone or terminating. */
 const PODS_GONE_TIMEOUT_MS = 30_000
 
@@ -72,7 +74,8 @@ interface Known {
  */
 export class KubernetesProvider implements Provider {
   readonly kind: string = 'kubernetes'
-  readonly sleepModes: readonly SleepMode[] = ['scale']
+  readonly id: string
+  readonly sleepModes: readonly SleepMode[] = KUBERNETES_SLEEP_MODES
   /** Informer statistics (tests and status). */
   readonly watchCounters: InformerCounters = { lists: 0, watches: 0, gone: 0, failures: 0 }
   readonly identity: string
@@ -96,10 +99,11 @@ export class KubernetesProvider implements Provider {
   private closed = false
 
   constructor(
-    private readonly config: KubernetesConfig,
+    private readonly config: KubernetesConfig & { readonly id?: string },
     private readonly log: Logger,
     private readonly options: KubernetesProviderOptions = {},
   ) {
+    this.id = config.id ?? this.kind
     const env = options.env ?? process.env
     this.prefix = config.annotation_prefix
     this.identity = config.identity ?? env.POD_NAME ?? `${hostname()}/${process.pid}`
@@ -247,13 +251,11 @@ export class KubernetesProvider implements Provider {
 
   // ── wake ───────────────────────────────────────────────────────────────────────────────────
 
-  /** Scale to the awake count (when at 0) and resolve once a pod is Ready with an IP. */
-  async wake(id: string, signal: AbortSignal): Promise<void> {
-    await this.wakeWorkload(id, signal)
-  }
-
-  /** wake(), resolving with what the registry should know afterwards (also emitted as an upsert). */
-  async wakeWorkload(id: string, signal: AbortSignal): Promise<BackendInfo> {
+  /**
+   * Scale to the awake count (when at 0) and resolve once a pod is Ready with an IP, with the
+   * workload's fresh BackendInfo (also emitted, for other listeners).
+   */
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     const client = this.usable()
     const ref = this.ref(id)
     let w = await this.get(ref, signal)
