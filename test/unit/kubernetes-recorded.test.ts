@@ -13,6 +13,7 @@ import { isRelightError } from '../../sidecar/core/errors.js'
 import { KubeClient } from '../../sidecar/providers/kubernetes/client.js'
 import { kubernetesConfigSchema } from '../../sidecar/providers/kubernetes/config.js'
 import { runInformer } from '../../sidecar/providers/kubernetes/informer.js'
+import { checkPermissions } from '../../sidecar/providers/kubernetes/rbac.js'
 import { type Lease, SCALE_DOWN_ANNOTATION, SharedActivity, microTime } from '../../sidecar/providers/kubernetes/leases.js'
 import { KubernetesProvider } from '../../sidecar/providers/kubernetes/provider.js'
 import type { Workload } from '../../sidecar/providers/kubernetes/workloads.js'
@@ -192,6 +193,29 @@ describe('kubernetes provider on recorded answers', () => {
       api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(403, fixture('forbidden-scale.json'), JSON_HEADERS)
       await assert.rejects(shared.claimScaleDown(WEB, 1000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /cannot read its shared activity/.test(e.message))
     })
+  })
+
+  it('check: one SelfSubjectAccessReview per permission; each denial named in words', async () => {
+    const allowed = fixture('access-review-allowed.json')
+    api
+      .intercept({ path: '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', method: 'POST' })
+      .reply(201, (opts) => {
+        const asked = JSON.parse(String(opts.body)) as { spec: { resourceAttributes: Record<string, string> } }
+        const a = asked.spec.resourceAttributes
+        const denied = a.resource === 'leases' || (a.resource === 'statefulsets' && a.subresource === 'scale')
+        return { ...allowed, spec: asked.spec, status: { allowed: !denied } }
+      }, JSON_HEADERS)
+      .persist()
+    const results = await checkPermissions(client, ['shop'], AbortSignal.timeout(5000))
+    assert.deepEqual(
+      results.map((r) => `${r.ok ? 'ok' : 'PROBLEM'} ${r.message}`),
+      [
+        'PROBLEM RBAC: the sidecar may not patch statefulsets/scale.apps in namespace "shop", needed for scaling StatefulSets (wake and sleep) (see examples/kubernetes/rbac.yaml)',
+        'PROBLEM RBAC: the sidecar may not get leases.coordination.k8s.io in namespace "shop", needed for reading the activity other sidecars share (see examples/kubernetes/rbac.yaml)',
+        'PROBLEM RBAC: the sidecar may not create leases.coordination.k8s.io in namespace "shop", needed for sharing activity with other sidecars (see examples/kubernetes/rbac.yaml)',
+        'PROBLEM RBAC: the sidecar may not update leases.coordination.k8s.io in namespace "shop", needed for sharing activity and deciding scale-downs (see examples/kubernetes/rbac.yaml)',
+      ],
+    )
   })
 
   it('informer: a watch answered with 410 Gone lists again; other events are delivered in order', async () => {
