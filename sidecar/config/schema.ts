@@ -9,7 +9,7 @@ import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
 import { slicerConfigSchema } from '../providers/slicer/config.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
-import { duration, durationAtLeast, listenAddress, readiness, sleepMode, strategy } from './types.js'
+import { byteSize, duration, durationAtLeast, listenAddress, MAX_REQUEST_DURATION_DEFAULT, maxRequestDuration, readiness, sleepMode, strategy } from './types.js'
 
 export const defaultsSchema = z.strictObject({
   idle_timeout: duration.prefault('5m'),
@@ -20,6 +20,7 @@ export const defaultsSchema = z.strictObject({
   waiting_page_after: duration.prefault('2s'),
   app_port: z.number().int().min(1).max(65535).default(8080),
   readiness: readiness.default('tcp'),
+  max_request_duration: maxRequestDuration.prefault(MAX_REQUEST_DURATION_DEFAULT),
 })
 
 export const providersSchema = z.strictObject({
@@ -33,6 +34,10 @@ export const configSchema = z.strictObject({
   listen: listenAddress.default('127.0.0.1:9123'),
   /** Where Caddy's `log { output net … format json }` connects: unix:/path or host:port. */
   access_log: listenAddress.optional(),
+  /** Concurrent access-log connections accepted (Caddy uses one, briefly two on a reload). */
+  access_log_max_connections: z.number().int().min(1).max(64).default(4),
+  /** Longer access-log lines are skipped without being buffered. */
+  access_log_max_line: byteSize.pipe(z.number().int().min(4096, 'use at least 4KiB').max(16 << 20, 'use at most 16MiB')).prefault('256KiB'),
   base_domains: z.array(z.string()).default([]),
   min_idle_timeout: duration.prefault('30s'),
   resync_interval: duration.prefault('30s'),

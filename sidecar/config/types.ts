@@ -42,6 +42,25 @@ export const listenAddress = z.string().refine(
   { message: 'expected host:port (e.g. 127.0.0.1:9123, port 0–65535) or unix:/path/to.sock' },
 )
 
+/**
+ * `max_request_duration`: how long a request the sidecar authorised may stay in flight without
+ * its access-log line (a lost line, or an /auth call Caddy did not make) before it stops
+ * counting. One definition, used by `defaults` and every per-backend override.
+ */
+export const maxRequestDuration = durationAtLeast(1000, '1s (streams and downloads need time)')
+export const MAX_REQUEST_DURATION_DEFAULT = '24h'
+
+/** `256KiB`, `1MiB`, `65536` (bytes) → bytes. */
+export const byteSize = z.unknown().transform((value, ctx): number => {
+  const m = typeof value === 'number' ? [String(value), String(value), ''] : typeof value === 'string' ? /^\s*(\d+)\s*(|B|KiB|MiB)\s*$/.exec(value) : null
+  const n = m ? Number(m[1]) * ({ '': 1, B: 1, KiB: 1024, MiB: 1 << 20 } as Record<string, number>)[m[2] as string]! : Number.NaN
+  if (!Number.isSafeInteger(n)) {
+    ctx.addIssue({ code: 'custom', message: `expected a size such as 256KiB, 1MiB or a number of bytes, got ${JSON.stringify(value)}` })
+    return z.NEVER
+  }
+  return n
+})
+
 /** Per-backend overrides, accepted in `defaults`, provider blocks and app entries. */
 export const backendSettingsShape = {
   idle_timeout: duration.optional(),
@@ -51,6 +70,7 @@ export const backendSettingsShape = {
   strategy: strategy.optional(),
   waiting_page_after: duration.optional(),
   readiness: readiness.optional(),
+  max_request_duration: maxRequestDuration.optional(),
 } as const
 
 export const backendSettings = z.strictObject(backendSettingsShape)

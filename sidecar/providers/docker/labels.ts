@@ -64,7 +64,7 @@ export function readLabels(labels: Readonly<Record<string, string>>, prefix: str
     if (/^\d+$/.test(portText) && n >= 1 && n <= 65535) port = n
     else problems.push(`${prefix}.port="${portText}" is not a port number (1-65535)`)
   }
-  for (const key of ['idle_timeout', 'wake_timeout'] as const) {
+  for (const key of ['idle_timeout', 'wake_timeout', 'max_request_duration'] as const) {
     const text = get(key)
     if (text === undefined) continue
     const ms = parseDuration(text)

@@ -59,9 +59,10 @@ export function parseTags(tags: readonly unknown[] | undefined): ParsedTags {
         else bad('pause, suspend or stop')
         break
       case 'idle_timeout':
-      case 'wake_timeout': {
+      case 'wake_timeout':
+      case 'max_request_duration': {
         const ms = parseDuration(value)
-        if (ms !== undefined && ms > 0) settings[key.slice(TAG_PREFIX.length) as 'idle_timeout' | 'wake_timeout'] = ms
+        if (ms !== undefined && ms > 0) settings[key.slice(TAG_PREFIX.length) as 'idle_timeout' | 'wake_timeout' | 'max_request_duration'] = ms
         else bad('a duration such as 30s or 5m')
         break
       }
@@ -74,7 +75,7 @@ export function parseTags(tags: readonly unknown[] | undefined): ParsedTags {
         else bad('tcp or http:/path')
         break
       default:
-        problems.push(`tag "${tag}": unknown setting ${key} (known: relight.port, relight.sleep, relight.idle_timeout, relight.wake_timeout, relight.strategy, relight.readiness); ignored`)
+        problems.push(`tag "${tag}": unknown setting ${key} (known: relight.port, relight.sleep, relight.idle_timeout, relight.wake_timeout, relight.max_request_duration, relight.strategy, relight.readiness); ignored`)
     }
   }
   return { hosts, ...(port !== undefined ? { port } : {}), settings, problems }
