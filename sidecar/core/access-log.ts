@@ -33,6 +33,18 @@ export interface AccessLogLimits {
 
 export const DEFAULT_ACCESS_LOG_LIMITS: AccessLogLimits = { maxConnections: 4, maxLine: 256 << 10 }
 
+/**
+ * Fairness: a connection yields to the event loop after this many bytes (so /auth requests are
+ * served between chunks of a flood rather than after it), and is read at most WINDOW_BUDGET per
+ * WINDOW_MS (40 MiB/s, ten times what Caddy logs at full speed here with request headers): a
+ * writer faster than that waits in its socket buffer, so a flood costs bounded CPU.
+ */
+const TURN_BYTES = 256 << 10
+const WINDOW_MS = 100
+const WINDOW_BUDGET = 4 << 20
+/** While a connection skips an over-long line its bytes are worthless: read them at 10 MiB/s. */
+const SKIP_WINDOW_BUDGET = 1 << 20
+
 const RESP_KEY = Buffer.from('"resp_headers":')
 const TICKET_KEY = Buffer.from(`"${TICKET_HEADER}":["`)
 
@@ -163,7 +175,35 @@ export class AccessLogServer {
       const entry = parseAccessLine(line)
       if (entry?.ticket !== undefined) this.handlers.ticket(entry.ticket, conn)
     }
+    let turnBytes = 0
+    let windowBytes = 0
+    let windowEnds = 0
+    let resumeTimer: NodeJS.Timeout | undefined
+    const resume = () => {
+      resumeTimer = undefined
+      if (!socket.destroyed) socket.resume()
+    }
+    const pace = (bytes: number, skip: boolean) => {
+      const now = performance.now()
+      if (now >= windowEnds) {
+        windowEnds = now + WINDOW_MS
+        windowBytes = 0
+      }
+      windowBytes += bytes
+      turnBytes += bytes
+      if (windowBytes >= (skip ? SKIP_WINDOW_BUDGET : WINDOW_BUDGET)) {
+        socket.pause()
+        turnBytes = 0
+        resumeTimer = setTimeout(resume, Math.max(1, windowEnds - now))
+        resumeTimer.unref()
+      } else if (turnBytes >= TURN_BYTES) {
+        socket.pause()
+        turnBytes = 0
+        setImmediate(resume)
+      }
+    }
     socket.on('data', (chunk: Buffer) => {
+      pace(chunk.length, skipping)
       let start = 0
       for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
         if (skipping) skipping = false
@@ -194,6 +234,7 @@ export class AccessLogServer {
     })
     socket.on('error', () => undefined)
     socket.on('close', () => {
+      clearTimeout(resumeTimer)
       this.sockets.delete(socket)
       conn.open = false
       this.handlers.closed(conn)

@@ -17,6 +17,7 @@ import type { BenchContext } from './context.js'
 import { Skip } from './context.js'
 import { runCoalesce } from './coalesce.js'
 import { runFlood } from './flood.js'
+import { runLogFlood } from './logflood.js'
 import { DEFAULT_HOT_SETUPS, HOT_SETUPS, runHot } from './hot.js'
 import { killAllTracked, stopAllTracked } from './procs.js'
 import { runScale } from './scale.js'
@@ -24,7 +25,7 @@ import { load } from './stats.js'
 import { renderTable } from './table.js'
 import { runWake } from './wake.js'
 
-const SECTIONS = ['hot', 'wake', 'coalesce', 'scale', 'flood'] as const
+const SECTIONS = ['hot', 'wake', 'coalesce', 'scale', 'flood', 'logflood'] as const
 type Section = (typeof SECTIONS)[number]
 
 const HELP = `npm run bench -- [options]
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
     },
     options: { only, quick, seconds: ctx.seconds, rounds: ctx.rounds, connections: ctx.connections, threads: ctx.threads, setups },
   }
-  const runners: Record<Section, (c: BenchContext) => Promise<unknown>> = { hot: runHot, wake: runWake, coalesce: runCoalesce, scale: runScale, flood: runFlood }
+  const runners: Record<Section, (c: BenchContext) => Promise<unknown>> = { hot: runHot, wake: runWake, coalesce: runCoalesce, scale: runScale, flood: runFlood, logflood: runLogFlood }
   let failed = false
   for (const section of only) {
     ctx.note(`${section}: starting (load ${load().join(' ')})`)
