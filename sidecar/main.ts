@@ -144,7 +144,10 @@ async function check(file: string): Promise<void> {
   const out = (ok: boolean, message: string) => process.stdout.write(`${ok ? 'ok     ' : 'PROBLEM'}  ${message}\n`)
   let problems = 0
   out(true, `${file}: configuration is valid`)
-  if (config.access_log) out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
+  if (config.access_log) {
+    out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
+    out(true, `access_log: requests count in flight only through snippet version 2 (it sends X-Relight-Snippet: 2 and logs X-Relight-Ticket); an older relight.caddy still routes but open streams do not keep apps awake, and serve logs "old relight snippet". Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
+  }
   else out(true, 'access_log is not configured: idle means "no request started for idle_timeout"; open websocket/SSE streams are not seen (configure it to fix)')
   const logger = createLogger('silent', 'json')
   const providers = createProviders(config, logger, { baseDir: dirname(resolve(file)) })

@@ -288,3 +288,38 @@ describe('ask approves exactly the canonical spelling', () => {
     assert.match(canonicalHostProblem('xn--zz.example') ?? '', /not a valid DNS name|round-trip/)
   })
 })
+
+describe('accounting settings', () => {
+  const problem = (yaml: string): string => {
+    try {
+      parseConfig(yaml, 'relight.yaml', {})
+    } catch (err) {
+      return [...(err as { problems: string[] }).problems].join('\n')
+    }
+    return ''
+  }
+
+  it('max_request_duration defaults to 24h, is per backend, and names its key when wrong', async () => {
+    const c = parseConfig('providers:\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [x], port: 1, max_request_duration: 2h }\n', 'x', {})
+    assert.equal(c.defaults.max_request_duration, 24 * 3_600_000)
+    assert.equal(c.providers.process?.apps[0]?.max_request_duration, 7_200_000)
+    assert.match(problem('defaults:\n  max_request_duration: 10\n'), /line 2: defaults\.max_request_duration: 10 has no unit/)
+    assert.match(problem('defaults:\n  max_request_duration: 100ms\n'), /defaults\.max_request_duration: must be at least 1s/)
+    const registry = new Registry([], parseConfig('defaults: { max_request_duration: 1h }\n', 'x', {}), log)
+    const provider = new MemoryProvider([])
+    const info = { id: 'x', name: 'x', hosts: [], state: 'running' as const, upstreams: [] }
+    assert.equal(registry.resolveSettings(provider, { ...info, settings: {} }).max_request_duration, 3_600_000)
+    assert.equal(registry.resolveSettings(provider, { ...info, settings: { max_request_duration: 5_000 } }).max_request_duration, 5_000)
+  })
+
+  it('access-log limits: defaults, sizes with units, errors that name the key', () => {
+    const c = parseConfig('access_log: 127.0.0.1:0\n', 'x', {})
+    assert.equal(c.access_log_max_connections, 4)
+    assert.equal(c.access_log_max_line, 256 << 10)
+    assert.equal(parseConfig('access_log_max_line: 1MiB\n', 'x', {}).access_log_max_line, 1 << 20)
+    assert.equal(parseConfig('access_log_max_line: 65536\n', 'x', {}).access_log_max_line, 65536)
+    assert.match(problem('access_log_max_line: lots\n'), /line 1: access_log_max_line: expected a size such as 256KiB/)
+    assert.match(problem('access_log_max_line: 1KiB\n'), /access_log_max_line: use at least 4KiB/)
+    assert.match(problem('access_log_max_connections: 0\n'), /access_log_max_connections/)
+  })
+})
