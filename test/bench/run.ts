@@ -38,7 +38,7 @@ const HELP = `npm run bench -- [options]
   --connections N    wrk connections (default 32)
   --threads N        wrk threads (default 1: the machine has few cores to share)
   --setups LIST      hot-path set-ups (default ${DEFAULT_HOT_SETUPS.join(',')}; all: ${HOT_SETUPS.join(',')})
-  --baseline FILE    another build's dist/sidecar/main.js, measured as set-up c0 beside c
+  --baseline FILE    another build's dist/sidecar/main.js, measured as set-up c0 beside c (and cl0 beside cl)
 `
 
 async function main(): Promise<void> {
