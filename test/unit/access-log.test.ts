@@ -43,9 +43,11 @@ describe('access log lines', () => {
     assert.deepEqual(parseAccessLine(spoof), { ticket: undefined })
     assert.deepEqual(parseAccessLine(OLD_SNIPPET), { ticket: undefined })
     assert.deepEqual(parseAccessLine(DENIED), { ticket: undefined })
-    // Lines the scan cannot read go through JSON.parse and agree with it.
-    assert.deepEqual(parseAccessLine(JSON.stringify({ resp_headers: undefined, 'resp_headers ': 1 })), undefined)
-    for (const junk of ['', 'not json', '[]', 'null', '{"request":{"host":7}}']) assert.equal(parseAccessLine(junk)?.ticket, undefined)
+    // Anything that is not Caddy's line shape is ignored without being parsed.
+    assert.equal(parseAccessLine(JSON.stringify({ 'resp_headers ': { 'X-Relight-Ticket': ['x'] } })), undefined)
+    for (const junk of ['', 'not json', '[]', 'null', '{"request":{"host":7}}', '"resp_headers":', '"resp_headers":{"X-Relight-Ticket":["unterminated']) {
+      assert.equal(parseAccessLine(junk)?.ticket, undefined, junk)
+    }
     assert.deepEqual(parseAccessLine(Buffer.from(PROXIED)), { ticket: 'T1cket-from-the-sidecar_0' })
   })
 })
