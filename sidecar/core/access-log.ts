@@ -49,8 +49,8 @@ const WINDOW_BUDGET = 4 << 20
  */
 const SKIP_WINDOW_BUDGET = 128 << 10
 
-const RESP_KEY = Buffer.from('"resp_headers":')
-const TICKET_KEY = Buffer.from(`"${TICKET_HEADER}":["`)
+const RESP_KEY = '"resp_headers":'
+const TICKET_KEY = `"${TICKET_HEADER}":["`
 
 /**
  * The ticket of one JSON line of Caddy's access log, read from `resp_headers` (the last key of
@@ -59,21 +59,26 @@ const TICKET_KEY = Buffer.from(`"${TICKET_HEADER}":["`)
  * a string value is always escaped, and request header names come before `resp_headers`, so
  * the last `"resp_headers":` is the key, and the ticket key after it is Caddy's own.
  *
- * The line is scanned as bytes, never decoded or parsed whole (JSON.parse of every line was a
- * tenth of the sidecar's CPU under load). Caddy's JSON encoder always writes `"resp_headers":`
- * exactly so; a line without it carries no ticket (and is not parsed: parsing what anyone sends
- * would let them spend the sidecar's CPU).
+ * Lines are scanned, never parsed (JSON.parse of every line was a tenth of the sidecar's CPU
+ * under load). Caddy's JSON encoder always writes `"resp_headers":` exactly so; a line without
+ * it carries no ticket (and is not parsed: parsing what anyone sends would let them spend the
+ * sidecar's CPU). Lines arrive decoded as latin1 (one byte, one character): tickets are ASCII.
  */
-export function parseAccessLine(line: Buffer | string): AccessLine | undefined {
-  const buf = typeof line === 'string' ? Buffer.from(line) : line
-  const respAt = buf.lastIndexOf(RESP_KEY)
+export function ticketOf(line: string): string | undefined {
+  const respAt = line.lastIndexOf(RESP_KEY)
   if (respAt === -1) return undefined
-  const keyAt = buf.indexOf(TICKET_KEY, respAt)
-  if (keyAt === -1) return { ticket: undefined }
+  const keyAt = line.indexOf(TICKET_KEY, respAt)
+  if (keyAt === -1) return undefined
   const start = keyAt + TICKET_KEY.length
-  const end = buf.indexOf(0x22, start) // the closing quote; tickets never contain escapes
-  if (end === -1 || end - start > 64) return { ticket: undefined }
-  return { ticket: buf.toString('latin1', start, end) }
+  const end = line.indexOf('"', start) // the closing quote; tickets never contain escapes
+  if (end === -1 || end - start > 64) return undefined
+  return line.slice(start, end)
+}
+
+/** What one access-log line says, as far as accounting goes (undefined: not Caddy's line shape). */
+export function parseAccessLine(line: string): AccessLine | undefined {
+  if (line.lastIndexOf(RESP_KEY) === -1) return undefined
+  return { ticket: ticketOf(line) }
 }
 
 /**
@@ -158,13 +163,14 @@ export class AccessLogServer {
     this.handlers.opened(conn)
     this.log.info({ connections: this.sockets.size }, 'caddy access log connected')
     const maxLine = this.limits.maxLine
-    let pending: Buffer[] = []
-    let pendingBytes = 0
+    // The start of the current line (latin1, at most maxLine characters), and whether the
+    // current line is being skipped (over-long: its bytes are dropped until the next newline).
+    let pending = ''
     let skipping = false
-    const lineDone = (line: Buffer) => {
+    const lineDone = (line: string) => {
       this.readLines++
-      const entry = parseAccessLine(line)
-      if (entry?.ticket !== undefined) this.handlers.ticket(entry.ticket, conn)
+      const ticket = ticketOf(line)
+      if (ticket !== undefined) this.handlers.ticket(ticket, conn)
     }
     let turnBytes = 0
     let windowBytes = 0
@@ -196,32 +202,33 @@ export class AccessLogServer {
     socket.on('data', (chunk: Buffer) => {
       pace(chunk.length, skipping)
       let start = 0
-      for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
-        if (skipping) skipping = false
-        else if (pendingBytes + (nl - start) > maxLine) this.skipped(pendingBytes + (nl - start))
-        else if (pendingBytes === 0) lineDone(chunk.subarray(start, nl))
-        else {
-          pending.push(chunk.subarray(start, nl))
-          lineDone(Buffer.concat(pending, pendingBytes + (nl - start)))
-        }
-        pending = []
-        pendingBytes = 0
+      if (skipping) {
+        const nl = chunk.indexOf(0x0a)
+        if (nl === -1) return
+        skipping = false
         start = nl + 1
       }
-      if (skipping || start === chunk.length) return
-      const rest = chunk.length - start
-      if (pendingBytes + rest > maxLine) {
+      // One decode per chunk (latin1: no validation, one byte per character), string scans after.
+      const text = chunk.toString('latin1', start)
+      let from = 0
+      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
+        const length = pending.length + (nl - from)
+        if (length > maxLine) this.skipped(length)
+        else lineDone(pending.length === 0 ? text.slice(from, nl) : pending + text.slice(from, nl))
+        pending = ''
+        from = nl + 1
+      }
+      if (from === text.length) return
+      const rest = text.length - from
+      if (pending.length + rest > maxLine) {
         // Too long to be a line we read: forget what we have and skip up to the next newline.
-        this.skipped(pendingBytes + rest)
-        pending = []
-        pendingBytes = 0
+        this.skipped(pending.length + rest)
+        pending = ''
         skipping = true
         return
       }
-      // Copy: a small remainder must not keep the whole socket chunk alive.
-      pending.push(Buffer.from(chunk.subarray(start)))
-      pendingBytes += rest
-      if (pendingBytes > this.peakBuffered) this.peakBuffered = pendingBytes
+      pending += text.slice(from)
+      if (pending.length > this.peakBuffered) this.peakBuffered = pending.length
     })
     socket.on('error', () => undefined)
     socket.on('close', () => {
