@@ -1,19 +1,21 @@
 /** Wires config, providers, registry, access log and HTTP server into one running sidecar. */
-import { chmodSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
 import { AccessLogServer } from './core/access-log.js'
 import type { Backend } from './core/backend.js'
-import type { Provider } from './core/provider.js'
+import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
+import { RelightError } from './core/errors.js'
 import { TicketLedger } from './core/tickets.js'
-import { claimSocketPath } from './core/unix-socket.js'
+import { claimSocketPath, secureSocket } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
 import type { Resolver } from './routing/stateful/resolver.js'
 import { StatefulRouter } from './routing/stateful/router.js'
 import { createProviders } from './providers/index.js'
 import { buildApp } from './server/app.js'
+import { describeListenError, unixPath } from './startup/listen-address.js'
+import { socketGid } from './startup/preflight.js'
 
 export interface SidecarOptions {
   readonly logger: Logger
@@ -45,6 +47,7 @@ export interface Sidecar {
 export async function startSidecar(config: Config, options: SidecarOptions): Promise<Sidecar> {
   const log = options.logger
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
+  const gid = socketGid(config)
   const registry = new Registry(providers, config, log, options.now)
   // Created after the access-log listener (which may fail to bind): its DNS timers run until close().
   let stateful: StatefulRouter | undefined
@@ -76,9 +79,9 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       log.child({ component: 'access-log' }),
       { maxConnections: config.access_log_max_connections, maxLine: config.access_log_max_line },
     )
+    await listening('access_log', config.access_log, () => (accessLog as AccessLogServer).listen(), gid)
     expiryTimer = setInterval(() => ledger.expire(), TICKET_EXPIRY_TICK_MS)
     expiryTimer.unref()
-    await accessLog.listen()
     log.info({ address: config.access_log }, 'listening for the Caddy access log')
   } else if (providers.length > 0) {
     log.warn(
@@ -111,7 +114,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       stateful?.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()
-      await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: p.kind }, 'provider close failed'))))
+      await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: providerId(p) }, 'provider close failed'))))
     })()
     return closing
   }
@@ -120,7 +123,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   try {
     await registry.start()
     registry.startIdleWatcher()
-    address = await listen(app, config.listen)
+    address = await listen(app, config.listen, gid)
   } catch (err) {
     await close() // stop always_on children and the log listener: nothing is left running
     throw err
@@ -154,17 +157,33 @@ function ticketsLost(log: Logger): (reason: 'expired' | 'connection' | 'full', c
   }
 }
 
-async function listen(app: FastifyInstance, listenAddress: string): Promise<string> {
-  if (listenAddress.startsWith('unix:')) {
-    const path = listenAddress.slice('unix:'.length)
+/**
+ * Run `bind` for a listener named `what`; a bind error becomes a RelightError with the sentence
+ * `check` prints for the same cause, and a unix socket gets its mode and group.
+ */
+async function listening<T>(what: string, address: string, bind: () => Promise<T>, gid: number | undefined): Promise<T> {
+  let result: T
+  try {
+    result = await bind()
+  } catch (err) {
+    if (err instanceof RelightError || typeof (err as NodeJS.ErrnoException).code !== 'string') throw err
+    throw new RelightError('RELIGHT_ERR_CONFIG', describeListenError(what, address, err), {}, { cause: err })
+  }
+  const path = unixPath(address)
+  if (path !== undefined) secureSocket(path, what, gid)
+  return result
+}
+
+async function listen(app: FastifyInstance, listenAddress: string, gid: number | undefined): Promise<string> {
+  const path = unixPath(listenAddress)
+  if (path !== undefined) {
     await claimSocketPath(path, 'listen')
-    await app.listen({ path })
-    chmodSync(path, 0o660)
+    await listening('listen', listenAddress, () => app.listen({ path }), gid)
     return listenAddress
   }
   const colon = listenAddress.lastIndexOf(':')
   const host = listenAddress.slice(0, colon).replace(/^\[|\]$/g, '') || '127.0.0.1'
-  await app.listen({ host, port: Number(listenAddress.slice(colon + 1)) })
+  await listening('listen', listenAddress, () => app.listen({ host, port: Number(listenAddress.slice(colon + 1)) }), gid)
   const bound = app.server.address()
   if (!bound || typeof bound !== 'object') return listenAddress
   return `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`

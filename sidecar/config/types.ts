@@ -2,7 +2,8 @@
 import { constants } from 'node:os'
 import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
-import { parseDuration } from './duration.js'
+import { parseDuration } from '../core/duration.js'
+import { BACKEND_SETTINGS, durationProblem, READINESS, type SettingKey, type SettingSpec, STRATEGIES } from '../core/settings.js'
 
 /** `500ms`, `30s`, `5m`, `1h` → milliseconds. A bare number is refused with a hint. */
 export const duration = z.unknown().transform((value, ctx): number => {
@@ -26,10 +27,10 @@ export const duration = z.unknown().transform((value, ctx): number => {
 export const durationAtLeast = (min: number, what: string) => duration.refine((ms) => ms >= min, { message: `must be at least ${what}` })
 
 export const sleepMode = z.enum(SLEEP_MODES)
-export const strategy = z.enum(['blocking', 'waiting_page'])
+export const strategy = z.enum(STRATEGIES)
 export const readiness = z
   .string()
-  .regex(/^(tcp|http:\/.*)$/, 'expected "tcp" or "http:/path"')
+  .regex(READINESS, 'expected "tcp" or "http:/path"')
   .transform((v) => v as 'tcp' | `http:${string}`)
 
 export const signalName = z.string().refine((s) => s in constants.signals, {
@@ -42,14 +43,6 @@ export const listenAddress = z.string().refine(
   { message: 'expected host:port (e.g. 127.0.0.1:9123, port 0–65535) or unix:/path/to.sock' },
 )
 
-/**
- * `max_request_duration`: how long a request the sidecar authorised may stay in flight without
- * its access-log line (a lost line, or an /auth call Caddy did not make) before it stops
- * counting. One definition, used by `defaults` and every per-backend override.
- */
-export const maxRequestDuration = durationAtLeast(1000, '1s (streams and downloads need time)')
-export const MAX_REQUEST_DURATION_DEFAULT = '24h'
-
 /** `256KiB`, `1MiB`, `65536` (bytes) → bytes. */
 export const byteSize = z.unknown().transform((value, ctx): number => {
   const m = typeof value === 'number' ? [String(value), String(value), ''] : typeof value === 'string' ? /^\s*(\d+)\s*(|B|KiB|MiB)\s*$/.exec(value) : null
@@ -61,17 +54,41 @@ export const byteSize = z.unknown().transform((value, ctx): number => {
   return n
 })
 
-/** Per-backend overrides, accepted in `defaults`, provider blocks and app entries. */
-export const backendSettingsShape = {
-  idle_timeout: duration.optional(),
-  wake_timeout: durationAtLeast(100, '100ms (a wake needs time to happen)').optional(),
-  sleep: sleepMode.optional(),
-  fallback_sleep: sleepMode.optional(),
-  strategy: strategy.optional(),
-  waiting_page_after: duration.optional(),
-  readiness: readiness.optional(),
-  max_request_duration: maxRequestDuration.optional(),
-} as const
+/** The zod type of one setting of the table in core/settings.ts (bounds included). */
+export function settingSchema(spec: SettingSpec) {
+  switch (spec.type) {
+    case 'duration':
+      return duration.superRefine((ms, ctx) => {
+        const problem = durationProblem(spec, ms)
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem })
+      })
+    case 'sleep':
+      return sleepMode
+    case 'strategy':
+      return strategy
+    case 'readiness':
+      return readiness
+  }
+}
+
+interface SettingTypes {
+  duration: typeof duration
+  sleep: typeof sleepMode
+  strategy: typeof strategy
+  readiness: typeof readiness
+}
+type Settings = (typeof BACKEND_SETTINGS)[number]
+
+type SettingType<K extends SettingKey> = SettingTypes[Extract<Settings, { key: K }>['type']]
+/** The zod type of one setting, by name. */
+export function settingFor<K extends SettingKey>(key: K): SettingType<K> {
+  return settingSchema(BACKEND_SETTINGS.find((s) => s.key === key) as SettingSpec) as unknown as SettingType<K>
+}
+
+/** Per-backend overrides, accepted in `defaults`, provider blocks and app entries: one optional key per row of the table. */
+export const backendSettingsShape = Object.fromEntries(BACKEND_SETTINGS.map((s) => [s.key, settingSchema(s).optional()])) as {
+  readonly [S in Settings as S['key']]: z.ZodOptional<SettingTypes[S['type']]>
+}
 
 export const backendSettings = z.strictObject(backendSettingsShape)
 

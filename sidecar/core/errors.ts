@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   RELIGHT_ERR_UNAUTHORIZED: 'Missing or wrong admin token.',
   RELIGHT_ERR_STATEFUL_GONE: 'The session token does not decrypt or matches no upstream.',
   RELIGHT_ERR_STATEFUL_UNRESOLVED: 'A stateful upstream host name has never resolved to an address.',
+  RELIGHT_ERR_INTERNAL: 'An unexpected error inside the sidecar (a bug); the log has it.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -305,7 +305,7 @@ describe('accounting settings', () => {
   it('max_request_duration defaults to 24h, is per backend, and names its key when wrong', async () => {
     const c = parseConfig('providers:\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [x], port: 1, max_request_duration: 2h }\n', 'x', {})
     assert.equal(c.defaults.max_request_duration, 24 * 3_600_000)
-    assert.equal(c.providers.process?.apps[0]?.max_request_duration, 7_200_000)
+    assert.equal(c.providers.process?.[0]?.apps[0]?.max_request_duration, 7_200_000)
     assert.match(problem('defaults:\n  max_request_duration: 10\n'), /line 2: defaults\.max_request_duration: 10 has no unit/)
     assert.match(problem('defaults:\n  max_request_duration: 100ms\n'), /defaults\.max_request_duration: must be at least 1s/)
     const registry = new Registry([], parseConfig('defaults: { max_request_duration: 1h }\n', 'x', {}), log)
