@@ -3,15 +3,15 @@
  * 20 MB lines as fast as it can, from a separate process, while the driver sends paced
  * /_relight/auth requests and records their latency. Target: /auth p99 under 50 ms, RSS flat
  * (over-long lines are skipped as they stream by, never buffered). The same paced requests
- * without the flood are the reference.
+ * without the flood are the reference, in alternation (quiet, flood, quiet, flood…) so both
+ * see the same load from the rest of the machine.
  */
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { freePort } from '../helpers/net.js'
 import type { BenchContext } from './context.js'
 import { expectAnswer, get } from './http.js'
-import { startSidecarCli, track } from './procs.js'
+import { HTTP_APP, startSidecarCli, track } from './procs.js'
 import { load, percentile, round, rssMb, sleep } from './stats.js'
 
 const HOST = 'app.logflood.test'
@@ -29,6 +29,7 @@ export interface LogFloodResult {
   connections: number
   lineMb: number
   seconds: number
+  rounds: number
   quiet: LatencySummary
   flood: LatencySummary
   /** MB the flooders wrote during the measurement. */
@@ -37,8 +38,12 @@ export interface LogFloodResult {
   load: [number, number, number]
 }
 
-/** Paced /auth requests (one every `everyMs`, one at a time) for `seconds`. */
-async function paced(port: number, seconds: number, everyMs = 5): Promise<LatencySummary> {
+function summary(lat: readonly number[]): LatencySummary {
+  return { n: lat.length, p50: round(percentile(lat, 50)), p99: round(percentile(lat, 99)), max: round(Math.max(...lat)) }
+}
+
+/** Paced /auth requests (one every `everyMs`, one at a time) for `seconds`; latencies in ms. */
+async function paced(port: number, seconds: number, everyMs = 5): Promise<number[]> {
   const lat: number[] = []
   const end = performance.now() + seconds * 1000
   while (performance.now() < end) {
@@ -47,7 +52,7 @@ async function paced(port: number, seconds: number, everyMs = 5): Promise<Latenc
     lat.push(a.total)
     await sleep(everyMs)
   }
-  return { n: lat.length, p50: round(percentile(lat, 50)), p99: round(percentile(lat, 99)), max: round(Math.max(...lat)) }
+  return lat
 }
 
 const FLOODER = `
@@ -66,12 +71,10 @@ for (let i = 0; i < Number(conns); i++) {
 `
 
 export async function runLogFlood(ctx: BenchContext): Promise<LogFloodResult> {
-  const seconds = ctx.quick ? 3 : 10
-  // A placeholder backend: only probed (always_on), never proxied to.
-  const backend = createServer((s) => s.destroy())
-  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r))
-  const addr = backend.address()
-  const backendPort = typeof addr === 'object' && addr ? addr.port : 0
+  const seconds = ctx.quick ? 3 : 5
+  const rounds = ctx.quick ? 1 : 3
+  // The backend: the test app, started by the sidecar (always_on); only probed, never proxied to.
+  const backendPort = await freePort()
   const port = await freePort()
   const accessSock = join(ctx.dir, 'logflood-access.sock')
   const yaml = `listen: 127.0.0.1:${port}
@@ -83,7 +86,8 @@ providers:
     apps:
       - name: app
         hosts: [${HOST}]
-        command: [sleep, "86400"]
+        command: [${JSON.stringify(process.execPath)}, ${JSON.stringify(HTTP_APP)}]
+        env: { PORT: "{{port}}" }
         port: ${backendPort}
         always_on: true
         stdout: "null"
@@ -94,34 +98,45 @@ providers:
   try {
     expectAnswer('logflood: /auth', await get({ port }, '/_relight/auth?', HOST), 200)
     await paced(port, 1) // warm-up
-    const quiet = await paced(port, seconds)
-    const rssBefore = (await rssMb(sidecar.pid))?.rss ?? Number.NaN
-    const flooder = spawn(process.execPath, ['-e', FLOODER, accessSock, String(MAX_CONNECTIONS), String(LINE_MB)], { stdio: ['ignore', 'pipe', 'inherit'] })
-    track(flooder)
-    let out = ''
-    flooder.stdout.on('data', (d: Buffer) => (out += d.toString()))
-    await sleep(500) // let every connection get going
+    const quietLat: number[] = []
+    const floodLat: number[] = []
     const samples: number[] = []
-    let sampling = true
-    const sampler = (async () => {
-      while (sampling) {
-        const m = await rssMb(sidecar.pid)
-        if (m) samples.push(m.rss)
-        await sleep(250)
-      }
-    })()
-    const flood = await paced(port, seconds)
-    sampling = false
-    await sampler
-    const exited = new Promise((r) => flooder.once('exit', r))
-    flooder.kill('SIGTERM')
-    await exited
-    const floodMb = round(Number(out.trim()) / (1 << 20), 0)
+    let floodBytes = 0
+    const rssBefore = (await rssMb(sidecar.pid))?.rss ?? Number.NaN
+    for (let r = 0; r < rounds; r++) {
+      quietLat.push(...(await paced(port, seconds)))
+      const flooder = spawn(process.execPath, ['-e', FLOODER, accessSock, String(MAX_CONNECTIONS), String(LINE_MB)], { stdio: ['ignore', 'pipe', 'inherit'] })
+      track(flooder)
+      let out = ''
+      flooder.stdout.on('data', (d: Buffer) => (out += d.toString()))
+      await sleep(500) // let every connection get going
+      let sampling = true
+      const sampler = (async () => {
+        while (sampling) {
+          const m = await rssMb(sidecar.pid)
+          if (m) samples.push(m.rss)
+          await sleep(250)
+        }
+      })()
+      floodLat.push(...(await paced(port, seconds)))
+      sampling = false
+      await sampler
+      const exited = new Promise((res) => flooder.once('exit', res))
+      flooder.kill('SIGTERM')
+      await exited
+      floodBytes += Number(out.trim()) || 0
+      // the flooder's connections are gone before the next quiet phase
+      await sleep(200)
+    }
+    const floodMb = round(floodBytes / (1 << 20), 0)
     const rssEnd = (await rssMb(sidecar.pid))?.rss ?? Number.NaN
+    const quiet = summary(quietLat)
+    const flood = summary(floodLat)
     const result: LogFloodResult = {
       connections: MAX_CONNECTIONS,
       lineMb: LINE_MB,
       seconds,
+      rounds,
       quiet,
       flood,
       floodMb,
@@ -132,6 +147,5 @@ providers:
     return result
   } finally {
     await sidecar.stop().catch(() => undefined)
-    backend.close()
   }
 }

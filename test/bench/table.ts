@@ -113,7 +113,7 @@ function floodRows(r: FloodResult): Row[] {
 
 function logFloodRows(r: LogFloodResult): Row[] {
   return [
-    ['logflood', `/auth paced, no flood (n=${r.quiet.n})`, `p50 ${ms(r.quiet.p50)}  p99 ${ms(r.quiet.p99)}  max ${ms(r.quiet.max)}`, '', '', ''],
+    ['logflood', `/auth paced, no flood (n=${r.quiet.n}; ${r.rounds} rounds in alternation with the flood)`, `p50 ${ms(r.quiet.p50)}  p99 ${ms(r.quiet.p99)}  max ${ms(r.quiet.max)}`, '', '', ''],
     [
       'logflood',
       `/auth paced, ${r.lineMb} MB lines on all ${r.connections} log connections (n=${r.flood.n}, ${r.floodMb} MB sent)`,
