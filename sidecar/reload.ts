@@ -23,7 +23,17 @@ import { type Provider, providerId } from './core/provider.js'
 import type { Registry } from './core/registry.js'
 
 /** Keys that cannot change while the sidecar runs (sockets, directories, the admin API). */
-export const RESTART_KEYS = ['listen', 'access_log', 'socket_group', 'state_dir', 'admin', 'shutdown_timeout', 'log_level'] as const
+export const RESTART_KEYS = [
+  'listen',
+  'access_log',
+  'access_log_max_connections',
+  'access_log_max_line',
+  'socket_group',
+  'state_dir',
+  'admin',
+  'shutdown_timeout',
+  'log_level',
+] as const
 
 const REGISTRY_KEYS = ['defaults', 'base_domains', 'min_idle_timeout', 'resync_interval', 'max_concurrent_wakes', 'max_concurrent_sleeps'] as const
 
