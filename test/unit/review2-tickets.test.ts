@@ -68,4 +68,18 @@ describe('review2: ticket ledger adversarial cases', () => {
     ledger.connectionClosed(caddy)
     assert.equal(b.inflight, 0, 'an idle foreign connection kept a dead Caddy\'s ticket counting (pinned for max_request_duration)')
   })
+
+  it('slots held by idle foreign connections while Caddy is out: README says counting stops; tickets must not pin backends', () => {
+    // README "Accounting model": "filling them keeps Caddy's own connection out: in-flight counting
+    // then stops, the fallback applies". A local user holds the other slots; Caddy restarts and is refused.
+    const ledger = new TicketLedger()
+    const caddy: LogConnection = { open: true, proven: false }
+    ledger.connectionOpened(caddy)
+    const b = target()
+    b.inflight++
+    ledger.finish(ledger.issue(b, DAY), caddy)
+    for (let i = 0; i < 3; i++) ledger.connectionOpened({ open: true, proven: false })
+    ledger.connectionClosed(caddy) // Caddy restarts; its redial is refused (4 slots taken)
+    assert.equal(ledger.counting, false, 'requests are still given tickets that only the intruder could finish')
+  })
 })
