@@ -110,6 +110,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     throw err
   }
   log.info({ address, backends: registry.size, stateful_sites: stateful?.sites.length ?? 0 }, 'relight-sidecar listening')
+  registry.events.emit({ type: 'config.applied', providers: providers.map((p) => p.kind), backends: registry.size })
   if (config.heartbeat) {
     heartbeat = new Heartbeat(config.heartbeat, () => registry.all(), log.child({ component: 'heartbeat' }))
     heartbeat.start()

@@ -3,6 +3,8 @@ import type { Logger } from 'pino'
 import type { Config } from '../config/schema.js'
 import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
 import { type ErrorCode, RelightError, toRelightError } from './errors.js'
+import { logEvents } from './event-log.js'
+import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
 import type { BackendInfo, Provider, ProviderEvent, SleepMode } from './provider.js'
 import { delay } from './timers.js'
@@ -35,6 +37,8 @@ export class Registry {
   readonly status = new Map<string, ProviderStatus>()
   /** Whether in-flight requests can be counted (an access-log connection is up). */
   countInflight = false
+  /** Lifecycle events of every backend and provider; the log is its first subscriber. */
+  readonly events: LifecycleEvents
 
   private readonly backends = new Map<string, Backend>()
   private readonly config: RegistryConfig
@@ -53,12 +57,15 @@ export class Registry {
     this.providers = providers
     this.config = config
     this.log = logger
+    this.events = new LifecycleEvents((err, event) => logger.error({ err, event: event.type }, 'lifecycle event listener failed'))
+    logEvents(this.events, logger)
     this.deps = {
       wakeQueue: new PQueue({ concurrency: config.max_concurrent_wakes }),
       sleepQueue: new PQueue({ concurrency: config.max_concurrent_sleeps }),
       logger,
       now,
       closing: this.closer.signal,
+      events: this.events,
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
   }
@@ -135,7 +142,7 @@ export class Registry {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: provider.kind })
       const before = this.status.get(provider.kind)
       if (before?.ok !== false || before.error !== error.message) {
-        this.log.warn({ provider: provider.kind, code: error.code, err: error.message }, 'provider list failed; keeping known backends')
+        this.events.emit({ type: 'provider.down', provider: provider.kind, code: error.code, reason: error.message })
       }
       this.status.set(provider.kind, { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
       return
@@ -154,7 +161,9 @@ export class Registry {
         hostsChanged = true
       }
     }
+    const wasUp = this.status.get(provider.kind)?.ok === true
     this.status.set(provider.kind, { ok: true, backends: infos.length, lastList: Date.now() })
+    if (!wasUp) this.events.emit({ type: 'provider.up', provider: provider.kind, backends: infos.length })
     // A resync that changes no host keeps the index (and its warm raw-Host cache).
     if (hostsChanged) this.scheduleRebuild(true)
   }
@@ -176,7 +185,7 @@ export class Registry {
       case 'state': {
         const backend = this.backends.get(`${provider.kind}:${event.id}`)
         if (backend) {
-          if (event.reason) backend.log.info({ state: event.state, reason: event.reason }, 'state changed')
+          this.events.emit({ type: 'backend.state', ...ref(backend), state: event.state, ...(event.reason ? { reason: event.reason } : {}) })
           backend.stateChanged(event.state, event.reason)
         } else this.resyncInBackground(provider)
         return
@@ -194,19 +203,21 @@ export class Registry {
     const existing = this.backends.get(key)
     if (existing) {
       const hostsChanged = !sameHosts(existing.info.hosts, info.hosts)
+      const before = existing.info.state
       existing.update(info, settings, observedAt)
+      if (existing.info.state !== before) this.events.emit({ type: 'backend.state', ...ref(existing), state: existing.info.state })
       return hostsChanged
     }
     const backend = new Backend(provider, info, settings, this.deps)
     this.backends.set(key, backend)
-    if (this.log.isLevelEnabled('debug')) backend.log.debug({ hosts: info.hosts, state: info.state }, 'discovered')
+    this.events.emit({ type: 'backend.added', ...ref(backend), hosts: info.hosts, state: info.state })
     return true
   }
 
   private remove(backend: Backend): void {
     backend.markRemoved()
     this.backends.delete(backend.key)
-    backend.log.info('removed')
+    this.events.emit({ type: 'backend.removed', ...ref(backend) })
   }
 
   /** Defaults, then the backend's own settings; idle_timeout floored; modes the provider lacks replaced. */
@@ -371,4 +382,8 @@ export class Registry {
 
 function sameHosts(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((h, i) => h === b[i])
+}
+
+function ref(backend: Backend): { key: string; name: string; provider: string } {
+  return { key: backend.key, name: backend.info.name, provider: backend.provider.kind }
 }

@@ -167,10 +167,8 @@ function registerAdmin(app: FastifyInstance, options: AppOptions, registry: Regi
         if (!backend) return sendError(req, reply, new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `no backend ${req.params.key}`))
         try {
           if (req.params.op === 'wake') await registry.wake(backend)
-          else if (req.params.op === 'sleep') {
-            backend.lastActivity = -Infinity
-            await backend.sleepIfIdle()
-          } else return reply.code(404).send({ error: 'use wake or sleep' })
+          else if (req.params.op === 'sleep') await backend.sleepNow()
+          else return reply.code(404).send({ error: 'use wake or sleep' })
         } catch (err) {
           return sendError(req, reply, err)
         }
