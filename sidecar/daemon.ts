@@ -8,6 +8,8 @@ import type { Provider } from './core/provider.js'
 import { Registry } from './core/registry.js'
 import { claimSocketPath } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
+import { Webhooks } from './ops/webhooks.js'
+import { WaitingPages } from './pages/template.js'
 import type { Resolver } from './routing/stateful/resolver.js'
 import { StatefulRouter } from './routing/stateful/router.js'
 import { createProviders } from './providers/index.js'
@@ -40,8 +42,11 @@ export interface Sidecar {
 
 export async function startSidecar(config: Config, options: SidecarOptions): Promise<Sidecar> {
   const log = options.logger
+  // Read before anything starts: a missing template file is a configuration error.
+  const waitingPages = WaitingPages.load(config, options.baseDir)
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
   const registry = new Registry(providers, config, log, options.now)
+  const webhooks = config.webhooks.length > 0 ? new Webhooks(config.webhooks, registry.events, log.child({ component: 'webhooks' })) : undefined
   // Created after the access-log listener (which may fail to bind): its DNS timers run until close().
   let stateful: StatefulRouter | undefined
 
@@ -81,9 +86,11 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   const app = buildApp(
     {
       ...(config.admin ? { adminToken: config.admin.token } : {}),
-      ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected') } : {}),
+      ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected'), accessLogConnections: () => connections } : {}),
+      ...(config.heartbeat ? { heartbeatFailures: () => heartbeat?.counters.failed ?? 0 } : {}),
+      ...(webhooks ? { webhooks: () => webhooks.stats() } : {}),
     },
-    { registry, logger: log, ...(stateful ? { stateful } : {}) },
+    { registry, logger: log, waitingPages, ...(stateful ? { stateful } : {}) },
   )
 
   let heartbeat: Heartbeat | undefined
@@ -92,6 +99,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     closing ??= (async () => {
       heartbeat?.close()
       registry.close()
+      webhooks?.close()
       stateful?.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()

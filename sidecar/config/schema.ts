@@ -8,6 +8,8 @@ import { dockerConfigSchema } from '../providers/docker/config.js'
 import { podmanConfigSchema } from '../providers/podman/config.js'
 import { processConfigSchema } from '../providers/process/config.js'
 import { slicerConfigSchema } from '../providers/slicer/config.js'
+import { webhookConfigSchema } from '../ops/config.js'
+import { waitingPageTemplate } from '../pages/template.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
 import { duration, durationAtLeast, listenAddress, readiness, sleepMode, strategy } from './types.js'
 
@@ -20,6 +22,7 @@ export const defaultsSchema = z.strictObject({
   waiting_page_after: duration.prefault('2s'),
   app_port: z.number().int().min(1).max(65535).default(8080),
   readiness: readiness.default('tcp'),
+  waiting_page_template: waitingPageTemplate.optional(),
 })
 
 export const providersSchema = z.strictObject({
@@ -50,6 +53,8 @@ export const configSchema = z.strictObject({
   /** Resolver settings for stateful upstream hosts. */
   dns: dnsSchema.prefault({}),
   admin: z.strictObject({ token: z.string().min(16, 'use at least 16 characters') }).optional(),
+  /** Lifecycle events POSTed as signed JSON (sidecar/ops/webhooks.ts). */
+  webhooks: z.array(webhookConfigSchema).default([]),
 })
 
 export type Config = z.output<typeof configSchema>

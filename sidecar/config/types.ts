@@ -2,6 +2,7 @@
 import { constants } from 'node:os'
 import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
+import { waitingPageTemplate } from '../pages/template.js'
 import { parseDuration } from './duration.js'
 
 /** `500ms`, `30s`, `5m`, `1h` → milliseconds. A bare number is refused with a hint. */
@@ -51,6 +52,8 @@ export const backendSettingsShape = {
   strategy: strategy.optional(),
   waiting_page_after: duration.optional(),
   readiness: readiness.optional(),
+  /** Defined in pages/template.ts (config file only: no label or tag sets it). */
+  waiting_page_template: waitingPageTemplate.optional(),
 } as const
 
 export const backendSettings = z.strictObject(backendSettingsShape)

@@ -1,6 +1,6 @@
 import type { BackendSettings } from '../core/provider.js'
 
-const KEYS = ['idle_timeout', 'wake_timeout', 'sleep', 'fallback_sleep', 'strategy', 'waiting_page_after', 'readiness'] as const
+const KEYS = ['idle_timeout', 'wake_timeout', 'sleep', 'fallback_sleep', 'strategy', 'waiting_page_after', 'readiness', 'waiting_page_template'] as const
 
 /**
  * The per-backend settings a provider block or an app entry sets explicitly. Keys left out are

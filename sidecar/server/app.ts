@@ -1,17 +1,19 @@
-import { timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { Backend } from '../core/backend.js'
 import { RelightError } from '../core/errors.js'
 import { normalizeHost } from '../core/hosts.js'
 import type { Registry } from '../core/registry.js'
+import type { WaitingPages } from '../pages/template.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
+import { AuthOutcomes } from './auth-outcomes.js'
+import { type OperationsOptions, registerOperations } from './operations.js'
+import { waitingPage } from '../pages/html.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
 
-export interface AppOptions {
-  readonly adminToken?: string
+export interface AppOptions extends OperationsOptions {
   /** Report whether an access-log connection is up (for healthz). undefined: not configured. */
   readonly accessLogState?: () => 'connected' | 'disconnected'
 }
@@ -21,6 +23,8 @@ export interface AppDeps {
   readonly logger: Logger
   /** Stateful (doors-caddy) hosts; undefined when `stateful:` is empty, so other hosts pay nothing. */
   readonly stateful?: StatefulRouter
+  /** Operator templates for the waiting page (`waiting_page_template`); the built-in page without. */
+  readonly waitingPages?: WaitingPages
 }
 
 /** Retry-After of the waiting page: how soon the browser reloads. */
@@ -32,6 +36,7 @@ const WAITING_RETRY_SECONDS = 2
  */
 export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   const { registry, logger, stateful } = deps
+  const outcomes = new AuthOutcomes()
   const app = Fastify({
     logger: false,
     return503OnClosing: true,
@@ -50,21 +55,28 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       const upstream = target.upstream()
       if (upstream !== undefined) {
         target.started(registry.countInflight)
+        outcomes.routed++
         return reply.header(UPSTREAM_HEADER, upstream).send()
       }
       return wakeAndAnswer(target, req, reply)
     }
     if (host === undefined) {
-      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the Host header is not a valid DNS name'))
+      return authError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the Host header is not a valid DNS name'))
     }
     return registry.resolveAfterMiss(host).then(
       (late) => {
         if (late) return wakeAndAnswer(late, req, reply)
-        return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
+        return authError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
       },
-      (err: unknown) => sendError(req, reply, err),
+      (err: unknown) => authError(req, reply, err),
     )
   })
+
+  /** An /auth answer that is an error, counted by its code. */
+  function authError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+    outcomes.error(err)
+    return sendError(req, reply, err)
+  }
 
   function answerStateful(site: StatefulSite, req: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
     const uri = req.headers['x-forwarded-uri']
@@ -72,12 +84,13 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     try {
       upstream = site.route(typeof uri === 'string' ? uri : undefined, req.headers.cookie)
     } catch (err) {
-      return sendError(req, reply, err)
+      return authError(req, reply, err)
     }
+    outcomes.stateful++
     if (typeof upstream === 'string') return reply.header(UPSTREAM_HEADER, upstream).send()
     return upstream.then(
       (late) => reply.header(UPSTREAM_HEADER, late).send(),
-      (err: unknown) => sendError(req, reply, err),
+      (err: unknown) => authError(req, reply, err),
     )
   }
 
@@ -92,19 +105,22 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
         const outcome = await Promise.race([wake.then(() => 'ready' as const), late]).finally(() => clearTimeout(timer))
         if (outcome === 'late') {
           wake.catch(() => undefined) // the wake goes on; its failure is logged by the backend
-          return sendWaitingPage(reply, normalizeHost(req.headers.host) ?? backend.info.name, WAITING_RETRY_SECONDS)
+          outcomes.waiting_page++
+          const host = normalizeHost(req.headers.host) ?? backend.info.name
+          return sendWaitingPage(reply, deps.waitingPages?.render(backend.info.settings, host, WAITING_RETRY_SECONDS) ?? waitingPage(host, WAITING_RETRY_SECONDS), WAITING_RETRY_SECONDS)
         }
       } else {
         await wake
       }
     } catch (err) {
-      return sendError(req, reply, err)
+      return authError(req, reply, err)
     }
     const upstream = backend.upstream()
     if (upstream === undefined) {
       // Went back to sleep or lost its upstream between the wake and now: let the client retry.
-      return sendError(req, reply, new RelightError('RELIGHT_ERR_ABORTED', `backend ${backend.info.name} is not ready`, { retryAfter: 1 }))
+      return authError(req, reply, new RelightError('RELIGHT_ERR_ABORTED', `backend ${backend.info.name} is not ready`, { retryAfter: 1 }))
     }
+    outcomes.woken++
     // A client that left while we woke the backend sends nothing on: do not count it in flight.
     backend.started(registry.countInflight && !req.raw.destroyed)
     return reply.header(UPSTREAM_HEADER, upstream).send()
@@ -129,8 +145,12 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   })
 
   app.get('/_relight/healthz', (_req, reply) => {
+    // Counted from the registry now, not at the provider's last list: a backend an event added
+    // or removed since then is counted at once (backends == sum of providers' backends).
+    const counts = new Map<string, number>()
+    for (const b of registry.all()) counts.set(b.provider.kind, (counts.get(b.provider.kind) ?? 0) + 1)
     const providers: Record<string, unknown> = {}
-    for (const [kind, status] of registry.status) providers[kind] = status
+    for (const [kind, status] of registry.status) providers[kind] = { ...status, backends: counts.get(kind) ?? 0 }
     return reply.send({
       status: [...registry.status.values()].every((s) => s.ok) ? 'ok' : 'degraded',
       backends: registry.size,
@@ -139,43 +159,6 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     })
   })
 
-  registerAdmin(app, options, registry, logger)
+  registerOperations(app, options, registry, logger, outcomes)
   return app
-}
-
-/**
- * Admin API, enabled only when `admin.token` is configured. An encapsulated plugin, so its
- * token check runs on /_relight/admin/* only, never on the auth hot path.
- */
-function registerAdmin(app: FastifyInstance, options: AppOptions, registry: Registry, logger: Logger): void {
-  const token = options.adminToken
-  if (token === undefined) return
-  const expected = Buffer.from(`Bearer ${token}`)
-  void app.register(
-    async (admin) => {
-      admin.addHook('onRequest', (req, reply, done) => {
-        const given = Buffer.from(String(req.headers.authorization ?? ''))
-        if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-          sendError(req, reply, new RelightError('RELIGHT_ERR_UNAUTHORIZED', 'send Authorization: Bearer <admin.token>'))
-          return
-        }
-        done()
-      })
-      admin.get('/backends', () => ({ backends: [...registry.all()].map((b) => b.status()) }))
-      admin.post<{ Params: { key: string; op: string } }>('/backends/:key/:op', async (req, reply) => {
-        const backend = registry.get(req.params.key)
-        if (!backend) return sendError(req, reply, new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `no backend ${req.params.key}`))
-        try {
-          if (req.params.op === 'wake') await registry.wake(backend)
-          else if (req.params.op === 'sleep') await backend.sleepNow()
-          else return reply.code(404).send({ error: 'use wake or sleep' })
-        } catch (err) {
-          return sendError(req, reply, err)
-        }
-        logger.info({ backend: backend.info.name, op: req.params.op }, 'admin operation')
-        return backend.status()
-      })
-    },
-    { prefix: '/_relight/admin' },
-  )
 }

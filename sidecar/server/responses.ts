@@ -2,7 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { REPLY_HEADER } from '../core/access-log.js'
 import { type ErrorCode, RelightError, toRelightError } from '../core/errors.js'
-import { errorPage, waitingPage } from '../pages/html.js'
+import { errorPage } from '../pages/html.js'
 
 interface HttpMapping {
   status: number
@@ -27,6 +27,9 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
   RELIGHT_ERR_STATEFUL_GONE: { status: 410, title: 'Gone' },
   RELIGHT_ERR_STATEFUL_UNRESOLVED: { status: 502, title: 'Upstream host does not resolve', retryAfter: 5 },
+  RELIGHT_ERR_NOT_FOUND: { status: 404, title: 'Not found' },
+  RELIGHT_ERR_BAD_REQUEST: { status: 400, title: 'Bad request' },
+  RELIGHT_ERR_INTERNAL: { status: 500, title: 'Internal error' },
 }
 
 
@@ -68,16 +71,18 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown
       code: error.code,
       ...(typeof error.context.host === 'string' ? { host: error.context.host } : {}),
       ...(typeof error.context.backend === 'string' ? { backend: error.context.backend } : {}),
+      ...(typeof error.context.reason === 'string' ? { reason: error.context.reason } : {}),
     }),
   )
 }
 
-export function sendWaitingPage(reply: FastifyReply, host: string, retryAfterSeconds: number): FastifyReply {
+/** `html`: the rendered page (the built-in one or an operator's template). */
+export function sendWaitingPage(reply: FastifyReply, html: string, retryAfterSeconds: number): FastifyReply {
   return reply
     .code(503)
     .header(REPLY_HEADER, 'waiting-page')
     .header('retry-after', String(retryAfterSeconds))
     .header('cache-control', 'no-store')
     .type('text/html; charset=utf-8')
-    .send(waitingPage(host, retryAfterSeconds))
+    .send(html)
 }
