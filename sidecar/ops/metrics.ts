@@ -55,6 +55,8 @@ export class Metrics {
     const register = this.register
     const { registry } = sources
     collectDefaultMetrics({ register })
+    // Gauges named *_total break Prometheus naming rules (promtool check metrics fails on them).
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) register.removeSingleMetric(name)
 
     new Gauge({
       name: 'relight_backends',
