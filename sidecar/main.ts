@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** relight-sidecar command line: serve, check, snippet. */
+import { WaitingPages } from './pages/template.js'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -144,6 +145,12 @@ async function check(file: string): Promise<void> {
   const out = (ok: boolean, message: string) => process.stdout.write(`${ok ? 'ok     ' : 'PROBLEM'}  ${message}\n`)
   let problems = 0
   out(true, `${file}: configuration is valid`)
+  try {
+    WaitingPages.load(config, dirname(resolve(file)))
+  } catch (err) {
+    problems++
+    out(false, (err as Error).message)
+  }
   if (config.access_log) out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
   else out(true, 'access_log is not configured: idle means "no request started for idle_timeout"; open websocket/SSE streams are not seen (configure it to fix)')
   const logger = createLogger('silent', 'json')
