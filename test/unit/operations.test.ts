@@ -238,7 +238,18 @@ describe('events stream', () => {
     const replay = await readEvents(url, { 'last-event-id': String(live[1]?.id) }, 2)
     assert.deepEqual(replay.map((e) => e.event), ['backend.state', 'sleep.done'])
     assert.equal(Number(replay[0]?.id), Number(live[1]?.id) + 1)
+
+    // An id from an earlier run (ids restart at 1): everything buffered, after a reset.
+    const fresh = await readEvents(url, { 'last-event-id': '999999' }, 2)
+    assert.deepEqual(fresh.map((e) => e.event).slice(0, 2), ['reset', 'backend.added'])
+
+    // Shutdown ends open streams instead of waiting for their clients.
+    const open = await request(url, { headers: BEARER })
+    let ended = false
+    const drained = open.body.dump().then(() => (ended = true))
     await s.close()
+    await drained
+    assert.ok(ended)
   })
 })
 
