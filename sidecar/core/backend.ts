@@ -65,8 +65,10 @@ export class Backend {
   phase: Phase
   /** Requests authorised and not yet reported finished by the access log. */
   inflight = 0
-  /** Last request start or finish (ms, deps.now clock). */
+  /** Last request start or finish (ms, deps.now clock); also moved by wakes and failed sleeps to restart the idle clock. */
   lastActivity: number
+  /** Last request start or finish only: what is shared with other sidecars (never a wake or a refused sleep). */
+  private lastTraffic = -Infinity
   readonly counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
   /** When the registry first learnt of it (deps.now clock). */
   readonly createdAt: number
@@ -124,13 +126,13 @@ export class Backend {
   /** A request was authorised (counted in flight only when the access log can report its end). */
   started(countInflight: boolean): void {
     if (countInflight) this.inflight++
-    this.lastActivity = this.deps.now()
+    this.lastActivity = this.lastTraffic = this.deps.now()
   }
 
   /** The access log reported a request finished. */
   finished(): void {
     if (this.inflight > 0) this.inflight--
-    this.lastActivity = this.deps.now()
+    this.lastActivity = this.lastTraffic = this.deps.now()
   }
 
   /**
@@ -141,9 +143,11 @@ export class Backend {
   shareActivity(now: number, wallNow: number = Date.now()): void {
     const share = this.provider.shareActivity
     if (!share || this.sharing || this.removed || this.phase !== 'running') return
-    if (this.inflight === 0 && this.lastActivity <= this.sharedActivity) return
+    // Traffic only: a refused sleep restarts the local idle clock, and sharing that would make
+    // two sidecars keep each other awake for ever.
+    if (this.inflight === 0 && this.lastTraffic <= this.sharedActivity) return
     if (now - this.sharedAt < this.settings.idle_timeout / 4) return
-    const activity = this.inflight > 0 ? now : this.lastActivity
+    const activity = this.inflight > 0 ? now : this.lastTraffic
     const at = wallNow - (now - activity)
     this.sharing = true
     share

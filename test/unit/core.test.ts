@@ -499,6 +499,10 @@ describe('shared activity (several sidecars)', () => {
       assert.equal(backend?.counters.sleepFailures, 0)
       assert.equal(backend?.counters.fallbackSleeps, 0)
       assert.deepEqual(provider.calls.sleep, [])
+      // The refusal restarted the local idle clock, but it is no traffic: nothing is shared.
+      clock.now += 5000
+      await registry.sweep()
+      assert.equal(provider.writes.length, 2, 'a refused sleep is not shared as activity')
       // The other sidecar went quiet long ago: the next idle sweep sleeps it once.
       provider.shared.set('a', Date.now() - 60_000)
       clock.now += 10_000
