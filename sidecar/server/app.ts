@@ -8,7 +8,6 @@ import type { WaitingPages } from '../pages/template.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
 import { AuthOutcomes } from './auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
-import { waitingPage } from '../pages/html.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
@@ -107,7 +106,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
           wake.catch(() => undefined) // the wake goes on; its failure is logged by the backend
           outcomes.waiting_page++
           const host = normalizeHost(req.headers.host) ?? backend.info.name
-          return sendWaitingPage(reply, deps.waitingPages?.render(backend.info.settings, host, WAITING_RETRY_SECONDS) ?? waitingPage(host, WAITING_RETRY_SECONDS), WAITING_RETRY_SECONDS)
+          return sendWaitingPage(reply, host, WAITING_RETRY_SECONDS, deps.waitingPages?.render(backend.info.settings, host, WAITING_RETRY_SECONDS))
         }
       } else {
         await wake

@@ -2,7 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { REPLY_HEADER } from '../core/access-log.js'
 import { type ErrorCode, RelightError, toRelightError } from '../core/errors.js'
-import { errorPage } from '../pages/html.js'
+import { errorPage, waitingPage } from '../pages/html.js'
 
 interface HttpMapping {
   status: number
@@ -76,8 +76,8 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown
   )
 }
 
-/** `html`: the rendered page (the built-in one or an operator's template). */
-export function sendWaitingPage(reply: FastifyReply, html: string, retryAfterSeconds: number): FastifyReply {
+/** `html`: an operator's template rendered for this request; the built-in page by default. */
+export function sendWaitingPage(reply: FastifyReply, host: string, retryAfterSeconds: number, html = waitingPage(host, retryAfterSeconds)): FastifyReply {
   return reply
     .code(503)
     .header(REPLY_HEADER, 'waiting-page')
