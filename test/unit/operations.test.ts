@@ -17,6 +17,7 @@ import { signBody, Webhooks } from '../../sidecar/ops/webhooks.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
 import { promtoolSkip } from '../helpers/prometheus.js'
+import { startTestSidecar } from '../helpers/sidecar.js'
 
 const log = pino({ level: 'silent' })
 const TOKEN = 'admin-token-0123456789'
@@ -339,6 +340,46 @@ describe('webhooks', () => {
     assert.equal(hooks.stats()[1]?.attemptFailures, 4)
     hooks.close()
     await new Promise<void>((r) => receiver.close(() => r()))
+  })
+
+  it('are wired into a running sidecar: a wake reaches the receiver and the results show in /_relight/metrics', async () => {
+    const secret = 'webhook-secret-0123456789'
+    const bodies: string[] = []
+    const receiver = createServer((req, res) => {
+      let body = ''
+      req.on('data', (c: Buffer) => (body += c.toString()))
+      req.on('end', () => {
+        if (req.headers['x-relight-signature'] === signBody(secret, body)) bodies.push(body)
+        res.writeHead(req.url === '/ok' ? 200 : 503).end()
+      })
+    })
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r))
+    const port = (receiver.address() as { port: number }).port
+    const provider = new MemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [UP] }])
+    const sc = await startTestSidecar(
+      `admin: { token: ${TOKEN} }\nwebhooks:\n  - { url: "http://127.0.0.1:${port}/ok", events: [wake.ready], secret: ${secret} }\n  - { url: "http://127.0.0.1:${port}/down", events: [wake.ready], secret: ${secret}, attempts: 1 }\n`,
+      { providers: [provider], accessLog: false },
+    )
+    try {
+      const woke = await request(`${sc.url}/_relight/admin/backends/memory:a/wake`, { method: 'POST', headers: BEARER })
+      assert.equal(woke.statusCode, 200)
+      await woke.body.dump()
+      let text = ''
+      const deadline = Date.now() + 10_000
+      while (Date.now() < deadline) {
+        const res = await request(`${sc.url}/_relight/metrics`, { headers: BEARER })
+        text = await res.body.text()
+        if (text.includes('relight_webhook_deliveries_total{webhook="1",result="failed"} 1')) break
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      assert.match(text, /^relight_webhook_deliveries_total\{webhook="0",result="delivered"\} 1$/m)
+      assert.match(text, /^relight_webhook_deliveries_total\{webhook="1",result="failed"\} 1$/m)
+      assert.match(text, /^relight_webhook_attempt_failures_total\{webhook="1"\} 1$/m)
+      assert.equal(JSON.parse(bodies[0] ?? '{}').type, 'wake.ready')
+    } finally {
+      await sc.close()
+      await new Promise<void>((r) => receiver.close(() => r()))
+    }
   })
 
   it('rejects a webhook without events or with an unknown event type, naming the key', () => {
