@@ -3,6 +3,9 @@
  * examples/processes/. Prints what to try and shows apps starting and stopping.
  *
  *   --once   run the walk-through (cold start, idle stop, wake from pause) and exit
+ *   --fail-after-caddy   fail on purpose once Caddy is up (tests that a failure leaves nothing running)
+ *
+ * Whatever ends it (Ctrl-C, SIGTERM, an error), Caddy, the sidecar and the apps are stopped.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync } from 'node:fs'
@@ -11,13 +14,38 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { parseConfig } from '../sidecar/config/load.js'
-import { startSidecar } from '../sidecar/daemon.js'
+import { type Sidecar, startSidecar } from '../sidecar/daemon.js'
 import { createLogger } from '../sidecar/logger.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const EXAMPLE = join(ROOT, 'examples/processes')
 const CADDY_PORT = 8080
 const once = process.argv.includes('--once')
+
+/** What is running, for the clean-up on any exit. */
+let caddy: ChildProcess | undefined
+let sidecar: Sidecar | undefined
+process.on('exit', () => {
+  // last resort (process.exit without stop()): Caddy must not outlive the demo
+  if (caddy && caddy.exitCode === null && caddy.signalCode === null) caddy.kill('SIGKILL')
+})
+
+let stopping: Promise<void> | undefined
+/** Stop Caddy, then the sidecar (its apps get SIGTERM), then exit with `code`. */
+function stop(code: number): Promise<void> {
+  stopping ??= (async () => {
+    say('\nstopping Caddy and the sidecar (apps get SIGTERM)…')
+    const c = caddy
+    if (c && c.exitCode === null && c.signalCode === null) {
+      const exited = new Promise((r) => c.once('exit', r))
+      c.kill('SIGTERM')
+      await exited
+    }
+    await sidecar?.close()
+    process.exit(code)
+  })()
+  return stopping
+}
 
 const say = (text: string) => process.stdout.write(`\x1b[1m${text}\x1b[0m\n`)
 
@@ -47,22 +75,28 @@ function portFree(port: number): Promise<boolean> {
 }
 
 function startCaddy(): Promise<ChildProcess> {
-  const caddy = spawn('caddy', ['run', '--config', join(EXAMPLE, 'Caddyfile'), '--adapter', 'caddyfile'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn('caddy', ['run', '--config', join(EXAMPLE, 'Caddyfile'), '--adapter', 'caddyfile'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
+  caddy = child // stopped on any exit from here on
   return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`caddy did not start within 15 s:\n${output}`)), 15_000)
     const onData = (d: Buffer) => {
       output += d.toString()
       if (output.includes('serving initial configuration')) {
-        caddy.stdout?.off('data', onData)
-        caddy.stderr?.off('data', onData)
-        caddy.stdout?.resume()
-        caddy.stderr?.resume()
-        resolve(caddy)
+        clearTimeout(timer)
+        child.stdout?.off('data', onData)
+        child.stderr?.off('data', onData)
+        child.stdout?.resume()
+        child.stderr?.resume()
+        resolve(child)
       }
     }
-    caddy.stdout?.on('data', onData)
-    caddy.stderr?.on('data', onData)
-    caddy.once('exit', (code) => reject(new Error(`caddy exited with code ${code}:\n${output}`)))
+    child.stdout?.on('data', onData)
+    child.stderr?.on('data', onData)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`caddy exited with code ${code}:\n${output}`))
+    })
   })
 }
 
@@ -87,21 +121,12 @@ async function main(): Promise<void> {
 
   say('relight-sidecar demo: Caddy on http://127.0.0.1:8080, the sidecar on 127.0.0.1:9123')
   const logger = createLogger('info', 'pretty')
-  const sidecar = await startSidecar(config, { logger, baseDir: EXAMPLE })
-  const caddy = await startCaddy()
-
-  let stopping = false
-  const stop = async (code: number) => {
-    if (stopping) return
-    stopping = true
-    say('\nstopping Caddy and the sidecar (apps get SIGTERM)…')
-    caddy.kill('SIGTERM')
-    await new Promise((r) => (caddy.exitCode !== null ? r(undefined) : caddy.once('exit', r)))
-    await sidecar.close()
-    process.exit(code)
-  }
   process.on('SIGINT', () => void stop(0))
   process.on('SIGTERM', () => void stop(0))
+  const running = await startSidecar(config, { logger, baseDir: EXAMPLE })
+  sidecar = running
+  await startCaddy()
+  if (process.argv.includes('--fail-after-caddy')) throw new Error('failing on purpose (--fail-after-caddy)')
 
   say(`
 Both apps are asleep (stopped) until a request comes. Try:
@@ -121,7 +146,7 @@ Watch the log below. Ctrl-C stops everything.
   say(`  nope.localhost → ${unknown.status} ${JSON.parse(unknown.body).code}`)
 
   if (once) {
-    const backend = sidecar.registry.get('process:hello')
+    const backend = running.registry.get('process:hello')
     say(`waiting for hello to go idle (${config.defaults.idle_timeout / 1000} s)…`)
     await new Promise<void>((resolve) => {
       const t = setInterval(() => {
@@ -139,5 +164,5 @@ Watch the log below. Ctrl-C stops everything.
 
 main().catch((err: unknown) => {
   process.stderr.write(`demo failed: ${(err as Error).message}\n`)
-  process.exit(1)
+  void stop(1)
 })

@@ -1,12 +1,12 @@
 /** Wires config, providers, registry, access log and HTTP server into one running sidecar. */
-import { chmodSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
 import { AccessLogServer } from './core/access-log.js'
-import type { Provider } from './core/provider.js'
+import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
-import { claimSocketPath } from './core/unix-socket.js'
+import { RelightError } from './core/errors.js'
+import { claimSocketPath, secureSocket } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
 import { Webhooks } from './ops/webhooks.js'
 import { WaitingPages } from './pages/template.js'
@@ -14,6 +14,8 @@ import type { Resolver } from './routing/stateful/resolver.js'
 import { StatefulRouter } from './routing/stateful/router.js'
 import { createProviders } from './providers/index.js'
 import { buildApp } from './server/app.js'
+import { describeListenError, unixPath } from './startup/listen-address.js'
+import { socketGid } from './startup/preflight.js'
 
 export interface SidecarOptions {
   readonly logger: Logger
@@ -45,6 +47,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   // Read before anything starts: a missing template file is a configuration error.
   const waitingPages = WaitingPages.load(config, options.baseDir)
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
+  const gid = socketGid(config)
   const registry = new Registry(providers, config, log, options.now)
   const webhooks = config.webhooks.length > 0 ? new Webhooks(config.webhooks, registry.events, log.child({ component: 'webhooks' })) : undefined
   // Created after the access-log listener (which may fail to bind): its DNS timers run until close().
@@ -68,7 +71,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       },
       log.child({ component: 'access-log' }),
     )
-    await accessLog.listen()
+    await listening('access_log', config.access_log, () => (accessLog as AccessLogServer).listen(), gid)
     log.info({ address: config.access_log }, 'listening for the Caddy access log')
   } else if (providers.length > 0) {
     log.warn(
@@ -103,7 +106,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       stateful?.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()
-      await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: p.kind }, 'provider close failed'))))
+      await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: providerId(p) }, 'provider close failed'))))
     })()
     return closing
   }
@@ -112,13 +115,13 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   try {
     await registry.start()
     registry.startIdleWatcher()
-    address = await listen(app, config.listen)
+    address = await listen(app, config.listen, gid)
   } catch (err) {
     await close() // stop always_on children and the log listener: nothing is left running
     throw err
   }
   log.info({ address, backends: registry.size, stateful_sites: stateful?.sites.length ?? 0 }, 'relight-sidecar listening')
-  registry.events.emit({ type: 'config.applied', providers: providers.map((p) => p.kind), backends: registry.size })
+  registry.events.emit({ type: 'config.applied', providers: providers.map(providerId), backends: registry.size })
   if (config.heartbeat) {
     heartbeat = new Heartbeat(config.heartbeat, () => registry.all(), log.child({ component: 'heartbeat' }))
     heartbeat.start()
@@ -128,17 +131,33 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   return { app, registry, accessLog, heartbeat, stateful, address, close }
 }
 
-async function listen(app: FastifyInstance, listenAddress: string): Promise<string> {
-  if (listenAddress.startsWith('unix:')) {
-    const path = listenAddress.slice('unix:'.length)
+/**
+ * Run `bind` for a listener named `what`; a bind error becomes a RelightError with the sentence
+ * `check` prints for the same cause, and a unix socket gets its mode and group.
+ */
+async function listening<T>(what: string, address: string, bind: () => Promise<T>, gid: number | undefined): Promise<T> {
+  let result: T
+  try {
+    result = await bind()
+  } catch (err) {
+    if (err instanceof RelightError || typeof (err as NodeJS.ErrnoException).code !== 'string') throw err
+    throw new RelightError('RELIGHT_ERR_CONFIG', describeListenError(what, address, err), {}, { cause: err })
+  }
+  const path = unixPath(address)
+  if (path !== undefined) secureSocket(path, what, gid)
+  return result
+}
+
+async function listen(app: FastifyInstance, listenAddress: string, gid: number | undefined): Promise<string> {
+  const path = unixPath(listenAddress)
+  if (path !== undefined) {
     await claimSocketPath(path, 'listen')
-    await app.listen({ path })
-    chmodSync(path, 0o660)
+    await listening('listen', listenAddress, () => app.listen({ path }), gid)
     return listenAddress
   }
   const colon = listenAddress.lastIndexOf(':')
   const host = listenAddress.slice(0, colon).replace(/^\[|\]$/g, '') || '127.0.0.1'
-  await app.listen({ host, port: Number(listenAddress.slice(colon + 1)) })
+  await listening('listen', listenAddress, () => app.listen({ host, port: Number(listenAddress.slice(colon + 1)) }), gid)
   const bound = app.server.address()
   if (!bound || typeof bound !== 'object') return listenAddress
   return `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`

@@ -7,10 +7,12 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
+import { providerId } from './core/provider.js'
 import { type Sidecar, startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { createProviders } from './providers/index.js'
 import { SystemResolver } from './routing/stateful/resolver.js'
+import { preflight } from './startup/preflight.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
 
@@ -34,8 +36,10 @@ gracefully (child processes get their stop_signal and grace_period).
   --log-format FORMAT   json (default when stdout is not a terminal) or pretty`,
   check: `relight-sidecar check --config FILE
 
-Validates the configuration, then asks each provider whether it can work (engine reachable,
-permissions, commands present, ports free) and explains each problem in words.
+Validates the configuration, runs the start-up checks serve runs (listen and access_log free,
+socket directories, socket_group, every process app's port free), then asks each provider
+whether it can work (engine reachable, permissions, commands present) and explains each problem
+in words. serve refuses to start on any start-up problem, with the same sentence.
 Exits 0 when everything is fine, 1 on any problem, 2 on a usage error.
 
   --config, -c FILE     YAML configuration (required)`,
@@ -65,6 +69,14 @@ function readConfig(file: string): Config {
 
 async function serve(file: string, format: LogFormat): Promise<void> {
   const config = readConfig(file)
+  // The same checks `check` runs first: a refusal is one line, with no stack trace.
+  const problems = await preflight(config)
+  try {
+    WaitingPages.load(config, dirname(resolve(file)))
+  } catch (err) {
+    problems.push((err as Error).message)
+  }
+  if (problems.length > 0) cannotStart(problems)
   const logger = createLogger(config.log_level, format)
   const baseDir = dirname(resolve(file))
   const providers = createProviders(config, logger, { baseDir })
@@ -113,18 +125,28 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   try {
     sidecar = await startSidecar(config, { logger, baseDir, providers })
   } catch (err) {
-    logger.fatal({ err }, 'could not start')
-    process.exitCode = 1
-    return
+    if (!isRelightError(err, 'RELIGHT_ERR_CONFIG')) {
+      logger.fatal({ err }, 'could not start')
+      process.exitCode = 1
+      return
+    }
+    logger.fatal({ reason: err.message }, 'could not start')
+    logger.flush()
+    cannotStart([err.message])
   }
   if (stopping) await sidecar.close() // a signal came during start-up
 }
 
-/** Resolve every stateful upstream host once, as the sidecar will. Returns the number of problems. */
-async function checkStateful(config: Config, out: (ok: boolean, message: string) => void): Promise<number> {
-  if (config.stateful.length === 0) return 0
+/** Print why serve does not start (the sentences `check` prints) and exit 1. */
+function cannotStart(reasons: readonly string[]): never {
+  for (const reason of reasons) process.stderr.write(`relight-sidecar: cannot start: ${reason}\n`)
+  process.exit(1)
+}
+
+/** Resolve every stateful upstream host once, as the sidecar will, and print what it finds. */
+async function checkStateful(config: Config, out: (ok: boolean, message: string) => void): Promise<void> {
+  if (config.stateful.length === 0) return
   const resolver = new SystemResolver(config.dns.servers)
-  let problems = 0
   for (const [i, site] of config.stateful.entries()) {
     for (const upstream of site.upstreams) {
       try {
@@ -132,51 +154,63 @@ async function checkStateful(config: Config, out: (ok: boolean, message: string)
         const ttl = Math.min(...answer.map((a) => a.ttl))
         out(true, `stateful[${i}] ${site.hosts.join(', ')}: ${upstream.host} → ${answer.map((a) => a.address).join(', ')}${Number.isFinite(ttl) ? ` (ttl ${ttl}s)` : ''}, pods in ${upstream.cidr} on port ${upstream.port}`)
       } catch (err) {
-        problems++
         out(false, `stateful[${i}] ${site.hosts.join(', ')}: ${upstream.host} does not resolve (${(err as Error).message}); requests other than /~/{token}/… would get 502`)
       }
     }
   }
-  return problems
 }
 
 async function check(file: string): Promise<void> {
   const config = readConfig(file)
-  const out = (ok: boolean, message: string) => process.stdout.write(`${ok ? 'ok     ' : 'PROBLEM'}  ${message}\n`)
-  let problems = 0
+  const printed = new Set<string>()
+  const write = (tag: string, message: string) => {
+    const line = `${tag}  ${message}\n`
+    if (printed.has(line)) return // one provider or replica may report the same thing twice
+    printed.add(line)
+    process.stdout.write(line)
+  }
+  const out = (ok: boolean, message: string) => write(ok ? 'ok     ' : 'PROBLEM', message)
   out(true, `${file}: configuration is valid`)
+  for (const problem of await preflight(config)) out(false, problem)
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {
-    problems++
     out(false, (err as Error).message)
   }
   if (config.access_log) out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
-  else out(true, 'access_log is not configured: idle means "no request started for idle_timeout"; open websocket/SSE streams are not seen (configure it to fix)')
+  const sockets = [config.listen, config.access_log].filter((a) => a?.startsWith('unix:'))
+  if (sockets.length > 0) {
+    out(true, config.socket_group === undefined ? `unix sockets are owner-only (0600): Caddy must run as uid ${process.getuid?.()} or set socket_group` : `unix sockets get group ${config.socket_group}, mode 0660`)
+  } else if (config.socket_group !== undefined) {
+    write('WARNING', 'socket_group is set but neither listen nor access_log is a unix socket: it has no effect')
+  }
   const logger = createLogger('silent', 'json')
   const providers = createProviders(config, logger, { baseDir: dirname(resolve(file)) })
+  if (!config.access_log && providers.length > 0) {
+    // serve logs the same warning at start-up
+    write('WARNING', 'access_log is not configured: idle means "no request started for idle_timeout"; open websocket/SSE streams are not seen (configure it to fix)')
+  }
   if (providers.length === 0 && config.stateful.length === 0) {
     out(false, 'no provider is configured (providers.process, providers.docker, …): nothing can be routed')
-    problems++
   }
-  problems += await checkStateful(config, out)
+  await checkStateful(config, out)
   for (const provider of providers) {
     const signal = AbortSignal.timeout(15_000)
     try {
       const backends = await provider.list(signal)
-      out(true, `${provider.kind}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}] ${b.state}`).join('; ') || 'none'}`)
+      out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}] ${b.state}`).join('; ') || 'none'}`)
     } catch (err) {
-      problems++
-      out(false, `${provider.kind}: cannot list backends: ${(err as Error).message}`)
+      out(false, `${providerId(provider)}: cannot list backends: ${(err as Error).message}`)
     }
     for (const result of (await provider.check?.(signal).catch((err: unknown) => [{ ok: false, message: (err as Error).message }])) ?? []) {
-      if (!result.ok) problems++
-      out(result.ok, `${provider.kind}: ${result.message}`)
+      out(result.ok, `${providerId(provider)}: ${result.message}`)
     }
     await provider.close?.()
   }
-  process.stdout.write(problems === 0 ? '\nall checks passed\n' : `\n${problems} problem(s) found\n`)
-  process.exitCode = problems === 0 ? 0 : 1
+  // Counted from what was printed: a repeated line is one problem.
+  const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
+  process.stdout.write(found === 0 ? '\nall checks passed\n' : `\n${found} problem(s) found\n`)
+  process.exitCode = found === 0 ? 0 : 1
 }
 
 /** `unix:/run/x.sock` → `unix//run/x.sock` (Caddy's network address form). */

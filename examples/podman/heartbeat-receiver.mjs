@@ -1,5 +1,5 @@
 // A stand-in for the multi-node router: prints each heartbeat this node sends, and refuses a
-// wrong bearer secret. Usage: HEARTBEAT_SECRET=… node heartbeat-receiver.mjs  (127.0.0.1:9125)
+// wrong bearer secret. Usage: HEARTBEAT_SECRET=… node heartbeat-receiver.mjs  (127.0.0.1:9135)
 import { createServer } from 'node:http'
 
 const secret = process.env.HEARTBEAT_SECRET ?? 'example-secret-change-me'
@@ -16,4 +16,4 @@ createServer((req, res) => {
     for (const c of hb.containers) console.log(`  ${c.domain.padEnd(24)} ${c.status.padEnd(12)} ${c.cpu_pct}% ${c.mem_mb} MB (${c.provider})`)
     res.writeHead(204).end()
   })
-}).listen(9125, '127.0.0.1', () => console.log('heartbeat receiver on http://127.0.0.1:9125/heartbeat'))
+}).listen(9135, '127.0.0.1', () => console.log('heartbeat receiver on http://127.0.0.1:9135/heartbeat'))

@@ -1,21 +1,20 @@
 /**
  * The one configuration schema. Defaults live here; unknown keys are errors everywhere.
- * Each provider owns the schema of its block (sidecar/providers/<kind>/config.ts).
+ * Each provider owns the schema of its block (sidecar/providers/<kind>/config.ts); the
+ * `providers` keys come from the provider table (sidecar/providers/plugins.ts).
  */
 import { z } from 'zod'
 import { heartbeatConfigSchema } from '../heartbeat/config.js'
-import { dockerConfigSchema } from '../providers/docker/config.js'
-import { podmanConfigSchema } from '../providers/podman/config.js'
-import { processConfigSchema } from '../providers/process/config.js'
-import { slicerConfigSchema } from '../providers/slicer/config.js'
+import { PROVIDER_PLUGINS } from '../providers/plugins.js'
 import { webhookConfigSchema } from '../ops/config.js'
 import { waitingPageTemplate } from '../pages/template.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
-import { duration, durationAtLeast, listenAddress, readiness, sleepMode, strategy } from './types.js'
+import { type Instance, instancesOf, uniqueInstanceIds } from './instances.js'
+import { duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy } from './types.js'
 
 export const defaultsSchema = z.strictObject({
   idle_timeout: duration.prefault('5m'),
-  wake_timeout: durationAtLeast(100, '100ms (a wake needs time to happen)').prefault('30s'),
+  wake_timeout: settingFor('wake_timeout').prefault('30s'),
   sleep: sleepMode.default('stop'),
   fallback_sleep: sleepMode.default('pause'),
   strategy: strategy.default('blocking'),
@@ -25,17 +24,23 @@ export const defaultsSchema = z.strictObject({
   waiting_page_template: waitingPageTemplate.optional(),
 })
 
-export const providersSchema = z.strictObject({
-  process: processConfigSchema.optional(),
-  docker: dockerConfigSchema.optional(),
-  podman: podmanConfigSchema.optional(),
-  slicer: slicerConfigSchema.optional(),
-})
+type Plugins = (typeof PROVIDER_PLUGINS)[number]
+
+/** One key per entry of the provider table: one block or a list of blocks (instances, each with its own `id`). */
+export const providersSchema = z
+  .strictObject(
+    Object.fromEntries(PROVIDER_PLUGINS.map((p) => [p.kind, instancesOf(p.kind, p.configSchema, 'oldResyncKeys' in p ? p.oldResyncKeys : []).optional()])) as unknown as {
+      [P in Plugins as P['kind']]: z.ZodOptional<z.ZodType<Instance<z.output<P['configSchema']>>[], unknown>>
+    },
+  )
+  .superRefine(uniqueInstanceIds)
 
 export const configSchema = z.strictObject({
   listen: listenAddress.default('127.0.0.1:9123'),
   /** Where Caddy's `log { output net … format json }` connects: unix:/path or host:port. */
   access_log: listenAddress.optional(),
+  /** Group given to the unix sockets (listen, access_log), mode 0660; without it they are 0600. */
+  socket_group: z.string().min(1).optional(),
   base_domains: z.array(z.string()).default([]),
   min_idle_timeout: duration.prefault('30s'),
   resync_interval: duration.prefault('30s'),

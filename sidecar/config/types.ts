@@ -2,8 +2,9 @@
 import { constants } from 'node:os'
 import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
+import { parseDuration } from '../core/duration.js'
+import { BACKEND_SETTINGS, durationProblem, READINESS, type SettingKey, type SettingSpec, STRATEGIES } from '../core/settings.js'
 import { waitingPageTemplate } from '../pages/template.js'
-import { parseDuration } from './duration.js'
 
 /** `500ms`, `30s`, `5m`, `1h` → milliseconds. A bare number is refused with a hint. */
 export const duration = z.unknown().transform((value, ctx): number => {
@@ -27,10 +28,10 @@ export const duration = z.unknown().transform((value, ctx): number => {
 export const durationAtLeast = (min: number, what: string) => duration.refine((ms) => ms >= min, { message: `must be at least ${what}` })
 
 export const sleepMode = z.enum(SLEEP_MODES)
-export const strategy = z.enum(['blocking', 'waiting_page'])
+export const strategy = z.enum(STRATEGIES)
 export const readiness = z
   .string()
-  .regex(/^(tcp|http:\/.*)$/, 'expected "tcp" or "http:/path"')
+  .regex(READINESS, 'expected "tcp" or "http:/path"')
   .transform((v) => v as 'tcp' | `http:${string}`)
 
 export const signalName = z.string().refine((s) => s in constants.signals, {
@@ -43,18 +44,44 @@ export const listenAddress = z.string().refine(
   { message: 'expected host:port (e.g. 127.0.0.1:9123, port 0–65535) or unix:/path/to.sock' },
 )
 
-/** Per-backend overrides, accepted in `defaults`, provider blocks and app entries. */
-export const backendSettingsShape = {
-  idle_timeout: duration.optional(),
-  wake_timeout: durationAtLeast(100, '100ms (a wake needs time to happen)').optional(),
-  sleep: sleepMode.optional(),
-  fallback_sleep: sleepMode.optional(),
-  strategy: strategy.optional(),
-  waiting_page_after: duration.optional(),
-  readiness: readiness.optional(),
-  /** Defined in pages/template.ts (config file only: no label or tag sets it). */
-  waiting_page_template: waitingPageTemplate.optional(),
-} as const
+/** The zod type of one setting of the table in core/settings.ts (bounds included). */
+export function settingSchema(spec: SettingSpec) {
+  switch (spec.type) {
+    case 'duration':
+      return duration.superRefine((ms, ctx) => {
+        const problem = durationProblem(spec, ms)
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem })
+      })
+    case 'sleep':
+      return sleepMode
+    case 'strategy':
+      return strategy
+    case 'readiness':
+      return readiness
+    case 'template':
+      return waitingPageTemplate
+  }
+}
+
+interface SettingTypes {
+  duration: typeof duration
+  sleep: typeof sleepMode
+  strategy: typeof strategy
+  readiness: typeof readiness
+  template: typeof waitingPageTemplate
+}
+type Settings = (typeof BACKEND_SETTINGS)[number]
+
+type SettingType<K extends SettingKey> = SettingTypes[Extract<Settings, { key: K }>['type']]
+/** The zod type of one setting, by name. */
+export function settingFor<K extends SettingKey>(key: K): SettingType<K> {
+  return settingSchema(BACKEND_SETTINGS.find((s) => s.key === key) as SettingSpec) as unknown as SettingType<K>
+}
+
+/** Per-backend overrides, accepted in `defaults`, provider blocks and app entries: one optional key per row of the table. */
+export const backendSettingsShape = Object.fromEntries(BACKEND_SETTINGS.map((s) => [s.key, settingSchema(s).optional()])) as {
+  readonly [S in Settings as S['key']]: z.ZodOptional<SettingTypes[S['type']]>
+}
 
 export const backendSettings = z.strictObject(backendSettingsShape)
 

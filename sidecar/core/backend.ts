@@ -1,8 +1,10 @@
 import type PQueue from 'p-queue'
 import type { Logger } from 'pino'
 import { isRelightError, RelightError, toRelightError } from './errors.js'
+import { type BackendInfo, type BackendState, type Provider, providerId, type Readiness, type SleepMode, stateForMode, type Strategy } from './provider.js'
+
+export { stateForMode } from './provider.js'
 import type { LifecycleEvent, LifecycleEvents } from './events.js'
-import type { BackendInfo, BackendState, Provider, Readiness, SleepMode, Strategy } from './provider.js'
 import { waitAnyReady } from './readiness.js'
 import { abortable } from './timers.js'
 
@@ -96,7 +98,7 @@ export class Backend {
   private childLog: Logger | undefined
 
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
-    this.key = `${provider.kind}:${info.id}`
+    this.key = `${providerId(provider)}:${info.id}`
     this.provider = provider
     this.info = info
     this.settings = settings
@@ -109,7 +111,7 @@ export class Backend {
 
   /** This backend's logger, made on first use: 10,000 idle backends need no 10,000 loggers. */
   get log(): Logger {
-    this.childLog ??= this.deps.logger.child({ backend: this.info.name, provider: this.provider.kind })
+    this.childLog ??= this.deps.logger.child({ backend: this.info.name, provider: providerId(this.provider) })
     return this.childLog
   }
 
@@ -192,7 +194,7 @@ export class Backend {
 
   /** Report a transition to the lifecycle events (logs, metrics, the events stream subscribe). */
   private emit(event: DistributiveOmit<LifecycleEvent, 'key' | 'name' | 'provider'>): void {
-    this.deps.events.emit({ ...event, key: this.key, name: this.info.name, provider: this.provider.kind } as LifecycleEvent)
+    this.deps.events.emit({ ...event, key: this.key, name: this.info.name, provider: providerId(this.provider) } as LifecycleEvent)
   }
 
   /**
@@ -297,21 +299,24 @@ export class Backend {
     this.emit({ type: 'wake.started', from })
     try {
       signal.throwIfAborted()
-      await this.queued(this.deps.wakeQueue, () => this.provider.wake(this.info.id, signal), signal)
+      const fresh = await this.queued(this.deps.wakeQueue, () => this.provider.wake(this.info.id, signal), signal)
+      // The provider's answer, not an event it may or may not have emitted: a bridge IP changes
+      // on every start. Hosts stay as indexed until the registry hears of a change.
+      this.info = { ...fresh, hosts: this.info.hosts, state: 'running' }
       this.phase = 'probing'
       // Routed once one upstream is ready; the others join `ready` as their probes succeed.
+      const upstreams = this.info.upstreams
       const ready: string[] = []
-      if (this.info.upstreams.length > 0) await waitAnyReady(this.info.upstreams, this.settings.readiness, signal, (u) => ready.push(u))
+      if (upstreams.length > 0) await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => ready.push(u))
       this.ready = ready
       this.leftoverProbes = controller
       this.phase = 'running'
-      this.info = { ...this.info, state: 'running' }
       this.lastActivity = this.deps.now()
       this.lastError = undefined
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
-      const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: this.provider.kind })
+      const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: providerId(this.provider) })
       this.counters.wakeFailures++
       this.lastError = error
       // Asleep even if the engine started it: the next request probes again, and if none comes
@@ -328,7 +333,7 @@ export class Backend {
    * Run an engine operation under a concurrency cap. The slot is held until the operation
    * settles, even when the caller stops waiting, so the cap holds during timeouts too.
    */
-  private queued(queue: PQueue, op: () => Promise<void>, signal: AbortSignal): Promise<void> {
+  private queued<T>(queue: PQueue, op: () => Promise<T>, signal: AbortSignal): Promise<T> {
     const task = queue.add(() => {
       signal.throwIfAborted()
       return op()
@@ -431,21 +436,6 @@ export class Backend {
       ...this.counters,
       ...(this.lastError ? { last_error: this.lastError.code } : {}),
     }
-  }
-}
-
-export function stateForMode(mode: SleepMode): BackendState {
-  switch (mode) {
-    case 'pause':
-      return 'paused'
-    case 'stop':
-      return 'stopped'
-    case 'checkpoint':
-      return 'checkpointed'
-    case 'suspend':
-      return 'suspended'
-    case 'scale':
-      return 'scaled_to_zero'
   }
 }
 

@@ -22,7 +22,7 @@ export const ERROR_CODES = {
   RELIGHT_ERR_STATEFUL_UNRESOLVED: 'A stateful upstream host name has never resolved to an address.',
   RELIGHT_ERR_NOT_FOUND: 'No such admin endpoint or operation.',
   RELIGHT_ERR_BAD_REQUEST: 'The admin request is malformed (parameters, body).',
-  RELIGHT_ERR_INTERNAL: 'A bug in the sidecar: the request failed unexpectedly (the log has the stack).',
+  RELIGHT_ERR_INTERNAL: 'An unexpected error inside the sidecar (a bug); the log has it.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

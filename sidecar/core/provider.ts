@@ -3,14 +3,22 @@
  *
  * Providers find backends and carry out operations on them. They never orchestrate: the core
  * decides when to wake, when to sleep, probes readiness, serialises a backend's transitions,
- * bounds concurrency and maps errors to HTTP. The core never imports a provider's engine client.
+ * bounds concurrency and maps errors to HTTP. The core never imports a provider's engine client,
+ * nor config/ or providers/ code: a provider kind is a folder under sidecar/providers plus one
+ * entry of the provider table (providers/plugins.ts: kind, config schema, sleep modes, settings
+ * codec, create). Several instances of one kind may run (`providers.docker: [{ id: … }, …]`);
+ * an instance is named by its `id` (default: the kind) in backend keys, status, logs, heartbeat.
+ * Per-backend settings have one table of names, types and bounds (core/settings.ts) that every
+ * input reads (YAML, labels, tags, annotations).
  *
  * Rules every provider follows (checked by test/contract/provider-contract.ts):
  * - `list()` returns the full truth for the backends it manages. The registry replaces what it
  *   knew with it; a backend missing from the list is gone.
  * - `wake()` and `sleep()` are idempotent: waking a running backend or sleeping an asleep one
- *   resolves without error. `wake()` resolves once the backend runs (the core then probes the
- *   upstream); `sleep()` resolves once it is asleep in the requested mode.
+ *   resolves without error. `wake()` resolves once the backend runs, with its fresh
+ *   `BackendInfo`: the core probes exactly those upstreams (a bridge IP may change on every
+ *   start), so a provider need not emit anything during a wake. `sleep()` resolves once it is
+ *   asleep in the requested mode.
  * - Operations honour their AbortSignal and reject with a RelightError (never a bare Error):
  *   `backendNotFound` for an unknown id, `providerUnavailable` when the engine cannot be
  *   reached, `providerFailed` when it refused, `sleepModeUnsupported` for a mode it lacks.
@@ -31,6 +39,22 @@ export type BackendState =
   | 'scaled_to_zero'
   | 'starting'
   | 'unknown'
+
+/** The state a backend is in once `sleep(mode)` resolved. */
+export function stateForMode(mode: SleepMode): BackendState {
+  switch (mode) {
+    case 'pause':
+      return 'paused'
+    case 'stop':
+      return 'stopped'
+    case 'checkpoint':
+      return 'checkpointed'
+    case 'suspend':
+      return 'suspended'
+    case 'scale':
+      return 'scaled_to_zero'
+  }
+}
 
 export type Strategy = 'blocking' | 'waiting_page'
 
@@ -93,6 +117,11 @@ export interface BackendStats {
   mem_mb: number
 }
 
+/** Stats figures are reported to one decimal; NaN and infinities as 0. */
+export function round1(n: number): number {
+  return Number.isFinite(n) ? Math.round(n * 10) / 10 : 0
+}
+
 /** What the core knows when it asks for a sleep. */
 export interface SleepContext {
   /** The backend's resolved idle_timeout (ms). */
@@ -106,8 +135,14 @@ export interface CheckResult {
 }
 
 export interface Provider {
-  /** `process`, `docker`, `podman`, `slicer`… also the prefix of backend keys (`docker:abc`). */
+  /** `process`, `docker`, `podman`, `slicer`…: which plugin made this provider. */
   readonly kind: string
+  /**
+   * This instance's name, unique among the sidecar's providers (`providers.docker: [{ id: … }]`);
+   * absent means the kind. It prefixes backend keys (`docker:abc`) and names the provider in
+   * status, logs and the heartbeat. Read it through `providerId()`.
+   */
+  readonly id?: string
   /** Sleep modes this provider supports, preferred first. */
   readonly sleepModes: readonly SleepMode[]
   /**
@@ -116,13 +151,21 @@ export interface Provider {
    * ago is routable on its first request. Off by default: random hostnames cost nothing.
    */
   readonly relistOnMiss?: boolean
+  /**
+   * How often the registry lists this provider in full (ms; 0: never after start). Absent: the
+   * top-level `resync_interval`. Providers keep no re-list timers of their own.
+   */
+  readonly resyncInterval?: number
 
   /** Full truth, used at start and on every resync. */
   list(signal: AbortSignal): Promise<BackendInfo[]>
   /** Follow changes until the signal aborts, reconnecting by itself. */
   watch?(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void
-  /** Idempotent; resolves when the backend runs. */
-  wake(id: string, signal: AbortSignal): Promise<void>
+  /**
+   * Idempotent; resolves when the backend runs, with what the engine says about it now: state
+   * `running` and the upstreams to probe and route to (at least one).
+   */
+  wake(id: string, signal: AbortSignal): Promise<BackendInfo>
   /**
    * Idempotent; resolves when the backend is asleep in `mode`. A provider shared by several
    * sidecars rejects with `sleepRefused` (RELIGHT_ERR_SLEEP_REFUSED) when another sidecar saw
@@ -152,3 +195,8 @@ export interface Provider {
   terminateNow?(): void
 }
 
+
+/** A provider instance's id: its `id`, else its kind. */
+export function providerId(provider: Pick<Provider, 'id' | 'kind'>): string {
+  return provider.id ?? provider.kind
+}

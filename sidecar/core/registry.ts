@@ -1,18 +1,23 @@
 import PQueue from 'p-queue'
 import type { Logger } from 'pino'
-import type { Config } from '../config/schema.js'
 import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
 import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { logEvents } from './event-log.js'
 import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
-import type { BackendInfo, Provider, ProviderEvent, SleepMode } from './provider.js'
+import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { delay } from './timers.js'
 
-export type RegistryConfig = Pick<
-  Config,
-  'defaults' | 'base_domains' | 'min_idle_timeout' | 'resync_interval' | 'max_concurrent_wakes' | 'max_concurrent_sleeps'
->
+/** What the registry reads of the configuration (the parsed config satisfies it; core imports no config/ code). */
+export interface RegistryConfig {
+  /** Settings every backend inherits (`defaults`). */
+  readonly defaults: Omit<ResolvedSettings, 'always_on'>
+  readonly base_domains: readonly string[]
+  readonly min_idle_timeout: number
+  readonly resync_interval: number
+  readonly max_concurrent_wakes: number
+  readonly max_concurrent_sleeps: number
+}
 
 export interface ProviderStatus {
   ok: boolean
@@ -54,6 +59,12 @@ export class Registry {
   private missRelist: Promise<void> | undefined
 
   constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now) {
+    const ids = new Set<string>()
+    for (const p of providers) {
+      // The config refuses duplicates with the key named; reaching this is a wiring mistake.
+      if (ids.has(providerId(p))) throw new Error(`two providers share the id "${providerId(p)}"`)
+      ids.add(providerId(p))
+    }
     this.providers = providers
     this.config = config
     this.log = logger
@@ -90,11 +101,10 @@ export class Registry {
     }
     // always_on backends are kept running: start them now; a failure is logged by the backend.
     await Promise.all([...this.backends.values()].filter((b) => b.settings.always_on).map((b) => b.wake().catch(() => undefined)))
-    const every = this.config.resync_interval
-    if (every > 0) {
-      const timer = setInterval(() => {
-        for (const p of this.providers) this.resyncInBackground(p)
-      }, every)
+    for (const p of this.providers) {
+      const every = p.resyncInterval ?? this.config.resync_interval
+      if (every <= 0) continue
+      const timer = setInterval(() => this.resyncInBackground(p), every)
       timer.unref()
       this.timers.push(timer)
     }
@@ -128,7 +138,7 @@ export class Registry {
 
   /** resync() for timers and events: failures are logged, never unhandled. */
   private resyncInBackground(provider: Provider): void {
-    this.resync(provider).catch((err: unknown) => this.log.error({ err, provider: provider.kind }, 'resync failed'))
+    this.resync(provider).catch((err: unknown) => this.log.error({ err, provider: providerId(provider) }, 'resync failed'))
   }
 
   private async listOnce(provider: Provider): Promise<void> {
@@ -139,19 +149,19 @@ export class Registry {
     try {
       infos = await provider.list(signal)
     } catch (err) {
-      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: provider.kind })
-      const before = this.status.get(provider.kind)
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: providerId(provider) })
+      const before = this.status.get(providerId(provider))
       if (before?.ok !== false || before.error !== error.message) {
-        this.events.emit({ type: 'provider.down', provider: provider.kind, code: error.code, reason: error.message })
+        this.events.emit({ type: 'provider.down', provider: providerId(provider), code: error.code, reason: error.message })
       }
-      this.status.set(provider.kind, { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
+      this.status.set(providerId(provider), { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
       return
     }
     if (this.closed) return
     const seen = new Set<string>()
     let hostsChanged = false
     for (const info of infos) {
-      seen.add(`${provider.kind}:${info.id}`)
+      seen.add(`${providerId(provider)}:${info.id}`)
       if (this.upsert(provider, info, listedAt)) hostsChanged = true
     }
     for (const [key, backend] of this.backends) {
@@ -161,9 +171,9 @@ export class Registry {
         hostsChanged = true
       }
     }
-    const wasUp = this.status.get(provider.kind)?.ok === true
-    this.status.set(provider.kind, { ok: true, backends: infos.length, lastList: Date.now() })
-    if (!wasUp) this.events.emit({ type: 'provider.up', provider: provider.kind, backends: infos.length })
+    const wasUp = this.status.get(providerId(provider))?.ok === true
+    this.status.set(providerId(provider), { ok: true, backends: infos.length, lastList: Date.now() })
+    if (!wasUp) this.events.emit({ type: 'provider.up', provider: providerId(provider), backends: infos.length })
     // A resync that changes no host keeps the index (and its warm raw-Host cache).
     if (hostsChanged) this.scheduleRebuild(true)
   }
@@ -175,7 +185,7 @@ export class Registry {
         if (this.upsert(provider, event.backend)) this.scheduleRebuild()
         return
       case 'remove': {
-        const backend = this.backends.get(`${provider.kind}:${event.id}`)
+        const backend = this.backends.get(`${providerId(provider)}:${event.id}`)
         if (backend) {
           this.remove(backend)
           this.scheduleRebuild()
@@ -183,7 +193,7 @@ export class Registry {
         return
       }
       case 'state': {
-        const backend = this.backends.get(`${provider.kind}:${event.id}`)
+        const backend = this.backends.get(`${providerId(provider)}:${event.id}`)
         if (backend) {
           this.events.emit({ type: 'backend.state', ...ref(backend), state: event.state, ...(event.reason ? { reason: event.reason } : {}) })
           backend.stateChanged(event.state, event.reason)
@@ -198,7 +208,7 @@ export class Registry {
 
   /** Add or update a backend; true when the host index must change (new backend or new hosts). */
   private upsert(provider: Provider, info: BackendInfo, observedAt?: number): boolean {
-    const key = `${provider.kind}:${info.id}`
+    const key = `${providerId(provider)}:${info.id}`
     const settings = this.resolveSettings(provider, info)
     const existing = this.backends.get(key)
     if (existing) {
@@ -225,10 +235,10 @@ export class Registry {
     const d = this.config.defaults
     const s = info.settings
     const warn = (what: string, msg: string, extra: object) => {
-      const k = `${provider.kind}:${info.id}:${what}`
+      const k = `${providerId(provider)}:${info.id}:${what}`
       if (this.warnedSettings.has(k)) return
       this.warnedSettings.add(k)
-      this.log.warn({ backend: info.name, provider: provider.kind, ...extra }, msg)
+      this.log.warn({ backend: info.name, provider: providerId(provider), ...extra }, msg)
     }
     let idle = s.idle_timeout ?? d.idle_timeout
     if (idle < this.config.min_idle_timeout) {
@@ -306,10 +316,10 @@ export class Registry {
     if (found) return found
     // The host may belong to a backend we cannot see right now: say so rather than "unknown".
     for (const p of relisting) {
-      const status = this.status.get(p.kind)
+      const status = this.status.get(providerId(p))
       if (status?.ok !== false) continue
       const code = status.code === 'RELIGHT_ERR_PROVIDER_AUTH' ? status.code : 'RELIGHT_ERR_PROVIDER_UNAVAILABLE'
-      throw new RelightError(code, `${p.kind} cannot be listed, so ${host} cannot be looked up: ${status.error ?? ''}`, { host, provider: p.kind })
+      throw new RelightError(code, `${providerId(p)} cannot be listed, so ${host} cannot be looked up: ${status.error ?? ''}`, { host, provider: providerId(p) })
     }
     return undefined
   }
@@ -342,7 +352,7 @@ export class Registry {
         if (backend.isIdle(now)) work.push(backend.sleepIfIdle())
         continue
       }
-      const key = `${backend.provider.kind}:${group}`
+      const key = `${providerId(backend.provider)}:${group}`
       let members = groups.get(key)
       if (!members) groups.set(key, (members = []))
       members.push(backend)
@@ -385,5 +395,5 @@ function sameHosts(a: readonly string[], b: readonly string[]): boolean {
 }
 
 function ref(backend: Backend): { key: string; name: string; provider: string } {
-  return { key: backend.key, name: backend.info.name, provider: backend.provider.kind }
+  return { key: backend.key, name: backend.info.name, provider: providerId(backend.provider) }
 }

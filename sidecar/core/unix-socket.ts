@@ -1,13 +1,48 @@
-import { unlinkSync } from 'node:fs'
+import { accessSync, chmodSync, chownSync, constants as fsConstants, mkdirSync, statSync, unlinkSync } from 'node:fs'
 import { connect } from 'node:net'
+import { dirname } from 'node:path'
 import { RelightError } from './errors.js'
 
+/** Longest unix socket path Linux accepts (sun_path is 108 bytes with the terminating NUL). */
+const MAX_SOCKET_PATH = 107
+
 /**
- * Make `path` free for a unix socket listener: a stale socket file (left by a crash) is
- * removed; a socket something still answers on is refused rather than taken over.
+ * Why a unix socket cannot be created at `path`, or undefined when it can: the path is too
+ * long, or its directory is missing and cannot be created, or is not writable. `what` names the
+ * config key (`listen`, `access_log`). `check` and `serve` both use these sentences.
  */
-export async function claimSocketPath(path: string, what: string): Promise<void> {
-  const alive = await new Promise<boolean>((resolve) => {
+export function socketPathProblem(path: string, what: string): string | undefined {
+  const bytes = Buffer.byteLength(path)
+  if (bytes > MAX_SOCKET_PATH) return `${what}: the unix socket path ${path} is too long (${bytes} bytes; Linux allows ${MAX_SOCKET_PATH})`
+  const dir = dirname(path)
+  let existing = dir
+  for (;;) {
+    try {
+      if (!statSync(existing).isDirectory()) return `${what}: cannot create the directory ${dir} for ${path}: ${existing} is not a directory`
+      break
+    } catch {
+      const parent = dirname(existing)
+      if (parent === existing) break
+      existing = parent
+    }
+  }
+  try {
+    accessSync(existing, fsConstants.W_OK | fsConstants.X_OK)
+  } catch {
+    return existing === dir
+      ? `${what}: the directory ${dir} is not writable by ${whoami()}, so ${path} cannot be created`
+      : `${what}: the directory ${dir} does not exist and cannot be created (${existing} is not writable by ${whoami()})`
+  }
+  return undefined
+}
+
+function whoami(): string {
+  return `uid ${process.getuid?.() ?? '?'}`
+}
+
+/** True when a program accepts connections on the unix socket at `path`. */
+export function socketAnswers(path: string): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
     const socket = connect(path)
     socket.once('connect', () => {
       socket.destroy()
@@ -15,12 +50,39 @@ export async function claimSocketPath(path: string, what: string): Promise<void>
     })
     socket.once('error', () => resolve(false))
   })
-  if (alive) {
-    throw new RelightError('RELIGHT_ERR_CONFIG', `${what}: ${path} is in use by a running program (another relight-sidecar?); stop it or choose another path`)
-  }
+}
+
+export function socketInUseMessage(path: string, what: string): string {
+  return `${what}: ${path} is in use by a running program (another relight-sidecar?); stop it or choose another path`
+}
+
+/**
+ * Make `path` free for a unix socket listener: its directory is created when missing (mode
+ * 0755: the socket's own mode guards it); a stale socket file (left by a crash) is removed; a
+ * socket something still answers on is refused rather than taken over.
+ */
+export async function claimSocketPath(path: string, what: string): Promise<void> {
+  const problem = socketPathProblem(path, what)
+  if (problem) throw new RelightError('RELIGHT_ERR_CONFIG', problem)
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 })
+  if (await socketAnswers(path)) throw new RelightError('RELIGHT_ERR_CONFIG', socketInUseMessage(path, what))
   try {
     unlinkSync(path)
   } catch {
     // not there: fine
+  }
+}
+
+/**
+ * Give a freshly bound socket its final permissions: owner-only (0600), or with `gid` mode 0660
+ * and that group (`socket_group`). Connecting needs write permission, so between bind and this
+ * call (the process umask, 022 by default) nobody but the owner can connect.
+ */
+export function secureSocket(path: string, what: string, gid: number | undefined): void {
+  try {
+    if (gid !== undefined) chownSync(path, -1, gid)
+    chmodSync(path, gid === undefined ? 0o600 : 0o660)
+  } catch (err) {
+    throw new RelightError('RELIGHT_ERR_CONFIG', `${what}: cannot set the owner group or mode of ${path}: ${(err as Error).message}`, {}, { cause: err })
   }
 }

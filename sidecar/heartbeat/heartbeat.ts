@@ -14,10 +14,9 @@
  */
 import type { Logger } from 'pino'
 import { request } from 'undici'
-import { round1 } from '../providers/cpu-rate.js'
-import { mapLimit } from '../providers/map-limit.js'
+import { mapLimit } from '../core/map-limit.js'
 import { plainHttpToRemote } from '../core/hosts.js'
-import type { BackendInfo, BackendState, Provider } from '../core/provider.js'
+import { type BackendInfo, type BackendState, type Provider, providerId, round1 } from '../core/provider.js'
 import type { HeartbeatConfig } from './config.js'
 
 export type HeartbeatStatus = 'running' | 'paused' | 'checkpointed' | 'stopped'
@@ -128,16 +127,16 @@ export class Heartbeat {
         cpu_pct = round1(s.cpu_pct)
         mem_mb = round1(s.mem_mb)
       } catch (err) {
-        const key = `${provider.kind}:${info.id}`
+        const key = `${providerId(provider)}:${info.id}`
         if (!this.statsWarned.has(key)) {
           this.statsWarned.add(key)
-          this.log.warn({ backend: info.name, provider: provider.kind, err: (err as Error).message }, 'stats failed; reporting 0 (logged once per backend)')
+          this.log.warn({ backend: info.name, provider: providerId(provider), err: (err as Error).message }, 'stats failed; reporting 0 (logged once per backend)')
         }
       }
     }
     // A router routes by name: prefer an exact one over `*.wildcard` or a bare first label.
     const domain = info.hosts.find((h) => h.includes('.') && !h.includes('*')) ?? (info.hosts[0] as string)
-    return { domain, status, cpu_pct, mem_mb, domains: [...info.hosts], provider: provider.kind, name: info.name }
+    return { domain, status, cpu_pct, mem_mb, domains: [...info.hosts], provider: providerId(provider), name: info.name }
   }
 
   /** Collect and send one heartbeat. Resolves true when the router accepted it (2xx). */

@@ -8,7 +8,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry as PromRegistry } from 'prom-client'
 import type { LifecycleEvents } from '../core/events.js'
-import { type Provider, SLEEP_MODES } from '../core/provider.js'
+import { type Provider, providerId, SLEEP_MODES } from '../core/provider.js'
 import type { Registry } from '../core/registry.js'
 import type { AuthOutcomes } from '../server/auth-outcomes.js'
 import type { WebhookStats } from './webhooks.js'
@@ -42,10 +42,8 @@ export const METRIC_NAMES = [
 const PHASES = ['running', 'sleeping', 'asleep', 'waking', 'probing'] as const
 const SLEEP_RESULTS = ['done', 'refused', 'failed'] as const
 
-/** The provider label: the provider's id (instances), its kind until ids exist. */
-export function providerLabel(provider: Provider): string {
-  return (provider as { id?: string }).id ?? provider.kind
-}
+/** The provider label: the provider instance's id (its kind unless configured otherwise). */
+export const providerLabel = (provider: Provider): string => providerId(provider)
 
 export class Metrics {
   readonly register = new PromRegistry()
@@ -93,7 +91,7 @@ export class Metrics {
       registers: [register],
       collect() {
         this.reset()
-        for (const p of registry.providers) this.set({ provider: providerLabel(p) }, registry.status.get(p.kind)?.ok === true ? 1 : 0)
+        for (const p of registry.providers) this.set({ provider: providerLabel(p) }, registry.status.get(providerId(p))?.ok === true ? 1 : 0)
       },
     })
     new Gauge({

@@ -26,6 +26,4 @@ export class CpuRate {
 }
 
 /** Round for reports: one decimal. */
-export function round1(n: number): number {
-  return Number.isFinite(n) ? Math.round(n * 10) / 10 : 0
-}
+export { round1 } from '../core/provider.js'

@@ -1,11 +1,10 @@
-/** Builds the configured providers. The only place that knows every provider kind. */
+/** Builds the configured providers from the provider table (plugins.ts). */
 import type { Logger } from 'pino'
+import type { Instance } from '../config/instances.js'
 import type { Config } from '../config/schema.js'
 import type { Provider } from '../core/provider.js'
-import { DockerProvider } from './docker/provider.js'
-import { PodmanProvider } from './podman/provider.js'
-import { ProcessProvider } from './process/provider.js'
-import { SlicerProvider } from './slicer/provider.js'
+import type { ProviderPlugin } from './plugin.js'
+import { PROVIDER_PLUGINS } from './plugins.js'
 
 export interface ProviderOptions {
   /** Directory that relative paths in the config are resolved against (the config file's). */
@@ -14,10 +13,14 @@ export interface ProviderOptions {
 
 export function createProviders(config: Config, logger: Logger, options: ProviderOptions): Provider[] {
   const providers: Provider[] = []
-  const p = config.providers
-  if (p.process) providers.push(new ProcessProvider(p.process, logger.child({ provider: 'process' }), { baseDir: options.baseDir }))
-  if (p.docker) providers.push(new DockerProvider(p.docker, logger.child({ provider: 'docker' }), { appPort: config.defaults.app_port }))
-  if (p.podman) providers.push(new PodmanProvider(p.podman, logger.child({ provider: 'podman' }), { defaults: config.defaults }))
-  if (p.slicer) providers.push(new SlicerProvider(p.slicer, logger.child({ provider: 'slicer' }), { baseDir: options.baseDir }))
+  const blocks = config.providers as Readonly<Record<string, readonly Instance<object>[] | undefined>>
+  // Kinds in table order, instances in config order: the order ranks providers when two declare one host.
+  for (const plugin of PROVIDER_PLUGINS as readonly ProviderPlugin[]) {
+    for (const block of blocks[plugin.kind] ?? []) {
+      const log = logger.child({ provider: block.id })
+      for (const key of block.renamed ?? []) log.warn({ key, now: 'resync_interval' }, `providers.${plugin.kind}.${key} is deprecated; write resync_interval (same meaning)`)
+      providers.push(plugin.create(block, { logger: log, baseDir: options.baseDir, defaults: config.defaults }))
+    }
+  }
   return providers
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { Backend } from '../core/backend.js'
 import { RelightError } from '../core/errors.js'
 import { normalizeHost } from '../core/hosts.js'
+import { providerId } from '../core/provider.js'
 import type { Registry } from '../core/registry.js'
 import type { WaitingPages } from '../pages/template.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
@@ -147,7 +148,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     // Counted from the registry now, not at the provider's last list: a backend an event added
     // or removed since then is counted at once (backends == sum of providers' backends).
     const counts = new Map<string, number>()
-    for (const b of registry.all()) counts.set(b.provider.kind, (counts.get(b.provider.kind) ?? 0) + 1)
+    for (const b of registry.all()) counts.set(providerId(b.provider), (counts.get(providerId(b.provider)) ?? 0) + 1)
     const providers: Record<string, unknown> = {}
     for (const [kind, status] of registry.status) providers[kind] = { ...status, backends: counts.get(kind) ?? 0 }
     return reply.send({

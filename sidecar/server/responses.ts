@@ -49,10 +49,16 @@ const ENGINE_DETAIL: Partial<Record<ErrorCode, string>> = {
   RELIGHT_ERR_PROVIDER_UNAVAILABLE: 'The engine that runs this backend cannot be reached right now; try again shortly.',
   RELIGHT_ERR_PROVIDER_FAILED: 'The engine that runs this backend could not wake it; the sidecar log has the reason.',
   RELIGHT_ERR_PROVIDER_AUTH: 'The engine that runs this backend refused the sidecar; the sidecar log has the reason.',
+  RELIGHT_ERR_INTERNAL: 'An unexpected error inside the sidecar; its log has the details.',
 }
 
+/**
+ * Engine failures arrive as RelightErrors (502/503/504 by code above). Anything else is a bug in
+ * the sidecar, not the engine's fault: 500 RELIGHT_ERR_INTERNAL, never a 502 that blames the engine.
+ */
 export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
-  const error = err instanceof RelightError ? err : toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
+  const error = err instanceof RelightError ? err : toRelightError(err, 'RELIGHT_ERR_INTERNAL')
+  if (error.code === 'RELIGHT_ERR_INTERNAL') req.log.error({ err }, 'unexpected error')
   const map = HTTP[error.code]
   const detail = ENGINE_DETAIL[error.code] ?? error.message
   const retryAfter = error.context.retryAfter ?? map.retryAfter

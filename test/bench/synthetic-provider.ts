@@ -7,7 +7,7 @@
  */
 import { RelightError } from '../../sidecar/core/errors.js'
 import type { BackendInfo, BackendState, Provider, SleepMode } from '../../sidecar/core/provider.js'
-import { stateForMode } from '../../sidecar/core/backend.js'
+import { stateForMode } from '../../sidecar/core/provider.js'
 
 export interface SyntheticOptions {
   /** How many backends. */
@@ -76,7 +76,7 @@ export class SyntheticProvider implements Provider {
     return out
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     this.calls.wake++
     const i = this.index(id)
     const ms = this.options.wakeDelayMs ?? 0
@@ -90,6 +90,7 @@ export class SyntheticProvider implements Provider {
       })
     }
     this.states[i] = 'running'
+    return this.info(i)
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {

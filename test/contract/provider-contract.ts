@@ -12,7 +12,7 @@ import { after, before, describe, it, type TestContext } from 'node:test'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import type { BackendInfo, Provider, ProviderEvent, SleepMode } from '../../sidecar/core/provider.js'
 import { waitReady } from '../../sidecar/core/readiness.js'
-import { stateForMode } from '../../sidecar/core/backend.js'
+import { stateForMode } from '../../sidecar/core/provider.js'
 
 export interface ContractSubject {
   readonly provider: Provider
@@ -47,6 +47,17 @@ async function find(provider: Provider, id: string): Promise<BackendInfo> {
   const list = await provider.list(AbortSignal.timeout(10_000))
   const info = list.find((b) => b.id === id)
   assert.ok(info, `list() must report backend ${id}; got ${list.map((b) => b.id).join(', ') || 'nothing'}`)
+  return info
+}
+
+/** wake(), and check what it resolves with: this backend, running, with an upstream. */
+async function woken(provider: Provider, id: string, signal: AbortSignal): Promise<BackendInfo> {
+  const info = await provider.wake(id, signal)
+  assert.ok(info, 'wake() resolves with the backend\'s BackendInfo')
+  assert.equal(info.id, id, 'wake() resolves with the woken backend')
+  assert.equal(info.state, 'running', 'wake() resolves with state running')
+  assert.ok(info.upstreams.length > 0, 'wake() resolves with at least one upstream')
+  for (const u of info.upstreams) assert.match(u, /^(\[[0-9a-f:.]+\]|[^\s:]+):\d+$/i, `upstream ${u} must be host:port`)
   return info
 }
 
@@ -89,14 +100,14 @@ export function runProviderContract(name: string, options: ContractOptions): voi
       for (const u of info.upstreams) assert.match(u, /^(\[[0-9a-f:.]+\]|[^\s:]+):\d+$/i, `upstream ${u} must be host:port`)
     })
 
-    test('wake', 'wake() is idempotent, reports running, and the upstream accepts connections', async () => {
+    test('wake', 'wake() is idempotent, resolves with the running backend, and its upstream accepts connections', async () => {
       const signal = AbortSignal.timeout(timeout)
-      await subject.provider.wake(subject.id, signal)
-      await subject.provider.wake(subject.id, signal)
+      await woken(subject.provider, subject.id, signal)
+      const again = await woken(subject.provider, subject.id, signal)
       const info = await find(subject.provider, subject.id)
       assert.equal(info.state, 'running')
       assert.ok(info.upstreams.length > 0, 'a running backend has an upstream')
-      await waitReady(info.upstreams[0] as string, 'tcp', signal)
+      await waitReady(again.upstreams[0] as string, 'tcp', signal)
     })
 
     test('sleep', 'sleep() in every supported mode is idempotent and reports the matching state', async () => {
@@ -115,11 +126,12 @@ export function runProviderContract(name: string, options: ContractOptions): voi
       for (const mode of modes()) {
         await subject.provider.wake(subject.id, signal)
         await subject.provider.sleep(subject.id, mode, signal)
-        await subject.provider.wake(subject.id, signal)
+        // The core probes what wake() returns, and nothing else: it must be the live address.
+        const returned = await woken(subject.provider, subject.id, signal)
         const info = await find(subject.provider, subject.id)
         assert.equal(info.state, 'running', `after sleep(${mode}) then wake()`)
-        await waitReady(info.upstreams[0] as string, 'tcp', signal)
-        assert.ok(await accepts(info.upstreams[0] as string))
+        await waitReady(returned.upstreams[0] as string, 'tcp', signal)
+        assert.ok(await accepts(returned.upstreams[0] as string), `after sleep(${mode}) then wake(): the returned upstream accepts connections`)
       }
     })
 

@@ -4,7 +4,7 @@
  */
 import { RelightError, throwIfAborted } from '../../sidecar/core/errors.js'
 import type { BackendInfo, BackendSettings, BackendState, Provider, ProviderEvent, SleepMode } from '../../sidecar/core/provider.js'
-import { stateForMode } from '../../sidecar/core/backend.js'
+import { stateForMode } from '../../sidecar/core/provider.js'
 
 export interface MemoryBackend {
   id: string
@@ -17,6 +17,8 @@ export interface MemoryBackend {
 
 export class MemoryProvider implements Provider {
   readonly kind: string
+  readonly id: string | undefined
+  readonly resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[]
   readonly backends = new Map<string, MemoryBackend>()
   readonly calls = { list: 0, wake: 0, sleep: [] as SleepMode[] }
@@ -26,14 +28,18 @@ export class MemoryProvider implements Provider {
   failWake: RelightError | undefined
   failSleep = new Map<SleepMode, RelightError>()
   failList: RelightError | undefined
+  /** Called during wake() before it reports running: an engine may hand out a new address. */
+  onWake: ((b: MemoryBackend) => void) | undefined
   /** When set, sleep() waits for it before resolving. */
   holdSleep: Promise<void> | undefined
   /** When set, list() takes its snapshot at once but answers only after it resolves. */
   holdList: Promise<void> | undefined
   private listener: ((e: ProviderEvent) => void) | undefined
 
-  constructor(backends: MemoryBackend[], options: { kind?: string; sleepModes?: SleepMode[] } = {}) {
+  constructor(backends: MemoryBackend[], options: { kind?: string; id?: string; resyncInterval?: number; sleepModes?: SleepMode[] } = {}) {
     this.kind = options.kind ?? 'memory'
+    this.id = options.id
+    this.resyncInterval = options.resyncInterval
     this.sleepModes = options.sleepModes ?? ['pause', 'stop']
     for (const b of backends) this.backends.set(b.id, { ...b })
   }
@@ -72,7 +78,7 @@ export class MemoryProvider implements Provider {
     this.emit({ type: 'upsert', backend: this.info(b) })
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     throwIfAborted(signal)
     const b = this.get(id)
     this.calls.wake++
@@ -87,7 +93,9 @@ export class MemoryProvider implements Provider {
         new Promise((_r, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
       ])
     }
+    this.onWake?.(b)
     b.state = 'running'
+    return this.info(b)
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {

@@ -4,7 +4,7 @@
  * where a missing Caddy is a failure.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, tempDir } from './net.js'
@@ -35,6 +35,11 @@ export interface CaddyOptions {
   readonly global?: string
   /** Replace the default site block (`http://:PORT { log …; import relight SIDECAR }`). */
   readonly sites?: (port: number) => string
+  /**
+   * Run Caddy as this unprivileged user (e.g. Debian's `caddy`) through setpriv, with its
+   * supplementary groups; its files are then in a directory that user owns. Needs root.
+   */
+  readonly user?: string
 }
 
 export interface RunningCaddy {
@@ -50,10 +55,22 @@ export async function startCaddy(options: CaddyOptions): Promise<RunningCaddy> {
   const tmp = tempDir('relight-caddy-')
   const log = options.accessLog ? `\tlog {\n\t\toutput net ${options.accessLog}\n\t\tformat json\n\t}\n` : ''
   const site = options.sites?.(port) ?? `http://:${port} {\n\tbind 127.0.0.1\n${log}\timport relight ${options.sidecar}\n}\n`
-  const caddyfile = `{\n\tadmin off\n\tauto_https off\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${SNIPPET}\n${site}`
+  let snippet = SNIPPET
+  if (options.user) {
+    // the user may not be able to read the checkout: give it its own copy
+    snippet = join(tmp.dir, 'relight.caddy')
+    copyFileSync(SNIPPET, snippet)
+  }
+  const caddyfile = `{\n\tadmin off\n\tauto_https off\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${snippet}\n${site}`
   const file = join(tmp.dir, 'Caddyfile')
   writeFileSync(file, caddyfile)
-  const child = spawn('caddy', ['run', '--config', file, '--adapter', 'caddyfile'], {
+  const run = ['caddy', 'run', '--config', file, '--adapter', 'caddyfile']
+  if (options.user) {
+    spawnSync('chown', ['-R', `${options.user}:`, tmp.dir])
+    chmodSync(tmp.dir, 0o755)
+    run.unshift('setpriv', `--reuid=${options.user}`, `--regid=${options.user}`, '--init-groups', '--')
+  }
+  const child = spawn(run[0] as string, run.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, HOME: tmp.dir, XDG_DATA_HOME: join(tmp.dir, 'data'), XDG_CONFIG_HOME: join(tmp.dir, 'config') },
   })

@@ -10,7 +10,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { openSync, readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
-import { EngineClient } from '../../sidecar/providers/engine-api/client.js'
+import { EngineClient } from '../../sidecar/providers/moby/client.js'
 import { busyboxRootfsTar } from './rootfs.js'
 import { tempDir } from './net.js'
 

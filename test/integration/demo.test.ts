@@ -51,4 +51,21 @@ describe('shipped Caddy files and the demo', { skip }, () => {
     assert.match(output, /hello asleep\s+mode=stop/)
     assert.match(output, /woke again: 200/)
   })
+
+  it('a demo that fails once Caddy is up leaves neither Caddy nor the sidecar running', { timeout: 60_000 }, async (t) => {
+    const busy = await busyPorts([8080, 9123, 3001, 3002])
+    if (busy.length > 0 && !process.env.CI) {
+      t.skip(`demo ports in use on this machine: ${busy.join(', ')}`)
+      return
+    }
+    const child = spawn(process.execPath, [join(ROOT, 'dist/examples/demo.js'), '--fail-after-caddy'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    t.after(() => stopChild(child))
+    let output = ''
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()))
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)))
+    assert.equal(code, 1, output)
+    assert.match(output, /demo failed: failing on purpose/)
+    assert.deepEqual(await busyPorts([8080, 9123]), [], 'Caddy (8080) and the sidecar (9123) are gone')
+  })
 })

@@ -26,7 +26,7 @@ if (skip) {
       try {
         const c = await podman.container({ hosts: 'contract.localhost,www.contract.localhost' })
         const provider = new PodmanProvider(
-          podmanConfigSchema.parse({ socket: podman.socket, label_prefix: podman.prefix, watch_interval: '0' }),
+          podmanConfigSchema.parse({ socket: podman.socket, label_prefix: podman.prefix }),
           pino({ level: process.env.RELIGHT_TEST_LOG ?? 'silent' }),
           { defaults: { app_port: 8080, sleep: 'stop', fallback_sleep: 'pause' } },
         )

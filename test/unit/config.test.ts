@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { ConfigError, parseConfig } from '../../sidecar/config/load.js'
-import { parseDuration } from '../../sidecar/config/duration.js'
+import { parseDuration } from '../../sidecar/core/duration.js'
 
 function problems(yaml: string, env: NodeJS.ProcessEnv = {}): string[] {
   try {
@@ -32,7 +32,7 @@ describe('config', () => {
     assert.equal(c.defaults.wake_timeout, 30_000)
     assert.equal(c.min_idle_timeout, 30_000)
     assert.equal(c.defaults.sleep, 'stop')
-    const app = c.providers.process?.apps[0]
+    const app = c.providers.process?.[0]?.apps[0]
     assert.equal(app?.restart, 'always')
     assert.equal(app?.grace_period, 10_000)
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.defaults) && Object.isFrozen(app))
@@ -62,6 +62,37 @@ describe('config', () => {
     const out = problems(`providers:\n  process:\n    apps:\n      - { name: a, hosts: [a.test], command: [x] }\n      - { name: a, command: [x] }\n`)
     assert.ok(out.some((p) => /apps\[0\]\.port: required when hosts are declared/.test(p)))
     assert.ok(out.some((p) => /apps\[1\]\.name: duplicate app name "a"/.test(p)))
+  })
+
+  it('takes one provider block or a list of instances, each with a unique id (default: the kind)', () => {
+    const one = parseConfig('providers:\n  docker: { label_prefix: x }\n', 'x')
+    assert.deepEqual(one.providers.docker?.map((d) => [d.id, d.label_prefix]), [['docker', 'x']])
+    const two = parseConfig('providers:\n  docker:\n    - { id: blue, label_prefix: b }\n    - { id: green, label_prefix: g }\n', 'x')
+    assert.deepEqual(two.providers.docker?.map((d) => [d.id, d.label_prefix]), [['blue', 'b'], ['green', 'g']])
+    assert.deepEqual(problems('providers:\n  docker:\n    - { label_prefix: a }\n    - { label_prefix: b }\n'), [
+      'line 4: providers.docker[1]: provider id "docker" is already used by providers.docker[0]; give each provider block its own id',
+    ])
+    assert.deepEqual(problems('providers:\n  docker: {}\n  podman: { id: docker }\n'), [
+      'line 3: providers.podman: provider id "docker" is already used by providers.docker; give each provider block its own id',
+    ])
+    assert.deepEqual(problems('providers:\n  docker:\n    - { id: a }\n    - { id: b, labl_prefix: x }\n'), ['line 4: providers.docker[1].labl_prefix: unknown key "labl_prefix"'])
+    assert.match(problems('providers:\n  docker: { id: "no spaces" }\n')[0] ?? '', /^line 2: providers\.docker\.id: a provider id is letters/)
+    assert.match(problems('providers:\n  docker: []\n')[0] ?? '', /^line 2: providers\.docker: give at least one docker provider block/)
+  })
+
+  it('one re-list interval: resync_interval per provider block; the old watch_interval is an alias (0 = the top-level value)', () => {
+    const c = parseConfig('providers:\n  podman: { watch_interval: 10s }\n  slicer: { url: /s.sock, resync_interval: 5s }\n  docker: {}\n', 'x')
+    assert.equal(c.providers.podman?.[0]?.resync_interval, 10_000)
+    assert.deepEqual(c.providers.podman?.[0]?.renamed, ['watch_interval'])
+    assert.equal(c.providers.slicer?.[0]?.resync_interval, 5000)
+    assert.equal(c.providers.slicer?.[0]?.renamed, undefined)
+    assert.equal(c.providers.docker?.[0]?.resync_interval, undefined)
+    assert.equal(parseConfig('providers:\n  slicer: { url: /s.sock, watch_interval: 0s }\n', 'x').providers.slicer?.[0]?.resync_interval, undefined)
+    assert.deepEqual(problems('providers:\n  podman:\n    resync_interval: 5s\n    watch_interval: 10s\n'), [
+      'line 4: providers.podman.watch_interval: watch_interval is the old name of resync_interval; give only resync_interval',
+    ])
+    assert.match(problems('providers:\n  docker: { watch_interval: 5s }\n')[0] ?? '', /unknown key "watch_interval"/)
+    assert.match(problems('providers:\n  docker:\n    resync_interval: 5\n')[0] ?? '', /^line 3: providers\.docker\.resync_interval: 5 has no unit/)
   })
 
   it('interpolates ${ENV} and ${ENV:-default}; a missing variable names the key', () => {

@@ -101,6 +101,19 @@ describe('/_relight/auth', () => {
     await c.close()
   })
 
+  it('routes to the upstream wake() returns, with no event from the provider', async () => {
+    // A stopped backend has no address yet; the engine hands one out when it starts.
+    const c = await core(() => [{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [] }])
+    c.provider.onWake = (b) => {
+      b.upstreams = [UP] // set without put(): no upsert reaches the registry
+    }
+    const res = await auth(c, 'a.example.com')
+    assert.equal(res.statusCode, 200)
+    assert.equal(res.headers['x-relight-upstream'], UP)
+    assert.equal(c.registry.get('memory:a')?.info.upstreams[0], UP)
+    await c.close()
+  })
+
   it('answers 504 when the backend is not ready within wake_timeout', async () => {
     const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [up], settings: { wake_timeout: 150 } }])
     c.provider.holdWake = new Promise(() => undefined)
@@ -342,6 +355,27 @@ describe('state machine', () => {
     await new Promise((r) => queueMicrotask(() => r(undefined)))
     assert.equal((await auth(c, 'b.example.com')).statusCode, 200)
     await c.close()
+  })
+
+  it('keys backends by provider id and re-lists each provider at its own resync interval', async () => {
+    const config = parseConfig('resync_interval: 0s\n', 'test')
+    const fast = new MemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] }], { id: 'fast', resyncInterval: 20 })
+    const still = new MemoryProvider([{ id: 'a', hosts: ['b.example.com'], state: 'running', upstreams: [UP] }], { id: 'still' })
+    const thirdList = deferred()
+    const list = fast.list.bind(fast)
+    fast.list = async (signal) => {
+      const out = await list(signal)
+      if (fast.calls.list === 3) thirdList.resolve()
+      return out
+    }
+    const registry = new Registry([fast, still], config, log)
+    await registry.start()
+    assert.deepEqual([...registry.all()].map((b) => b.key).sort(), ['fast:a', 'still:a'])
+    assert.deepEqual([...registry.status.keys()].sort(), ['fast', 'still'])
+    await thirdList.promise // the timer of `fast` alone
+    assert.equal(still.calls.list, 1)
+    registry.close()
+    assert.throws(() => new Registry([fast, new MemoryProvider([], { id: 'fast' })], config, log), /two providers share the id "fast"/)
   })
 
   it('keeps the host index across a resync that changes no host, and rebuilds it when hosts change', async () => {

@@ -5,14 +5,14 @@ import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
 import { parseConfig } from '../../sidecar/config/load.js'
-import { groupOf, isRouted, readLabels } from '../../sidecar/providers/docker/labels.js'
+import { groupOf, isRouted, readLabels } from '../../sidecar/providers/moby/labels.js'
 
 const dir = fileURLToPath(new URL('../../../examples/docker-compose/', import.meta.url))
 
 describe('examples/docker-compose', () => {
   it('relight.yaml and the README sample configuration parse', () => {
     const config = parseConfig(readFileSync(`${dir}relight.yaml`, 'utf8'), 'examples/docker-compose/relight.yaml')
-    assert.equal(config.providers.docker?.label_prefix, 'relight')
+    assert.equal(config.providers.docker?.[0]?.label_prefix, 'relight')
     const readme = readFileSync(`${dir}README.md`, 'utf8')
     const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string)
     assert.ok(blocks.length >= 1)
@@ -27,7 +27,7 @@ describe('examples/docker-compose', () => {
     const facts = readLabels(web, 'relight')
     assert.deepEqual(facts.problems, [])
     assert.deepEqual(facts.hosts, ['web.localhost'])
-    assert.equal(facts.port, 8081)
+    assert.equal(facts.port, 8181)
     assert.equal(isRouted(db, 'relight'), false)
     assert.equal(groupOf(web, 'relight'), groupOf(db, 'relight'))
   })

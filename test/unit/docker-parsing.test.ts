@@ -7,9 +7,9 @@ import { isRelightError } from '../../sidecar/core/errors.js'
 import { configSchema } from '../../sidecar/config/schema.js'
 import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
 import type { ContainerInspect } from '../../sidecar/providers/docker/containers.js'
-import { groupOf, readLabels } from '../../sidecar/providers/docker/labels.js'
+import { groupOf, readLabels } from '../../sidecar/providers/moby/labels.js'
 import { DockerProvider, backendState } from '../../sidecar/providers/docker/provider.js'
-import { chooseUpstream } from '../../sidecar/providers/docker/upstream.js'
+import { chooseUpstream } from '../../sidecar/providers/moby/upstream.js'
 import { tempDir } from '../helpers/net.js'
 
 const fixture = (name: string): ContainerInspect =>
@@ -139,7 +139,7 @@ describe('docker provider (no engine)', () => {
 
 describe('docker config', () => {
   it('has defaults and rejects unknown keys and unsupported modes', () => {
-    const cfg = configSchema.parse({ providers: { docker: {} } }).providers.docker
+    const cfg = configSchema.parse({ providers: { docker: {} } }).providers.docker?.[0]
     assert.ok(cfg)
     assert.equal(cfg.socket, '/var/run/docker.sock')
     assert.equal(cfg.label_prefix, 'relight')

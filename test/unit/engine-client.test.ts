@@ -3,7 +3,7 @@ import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { isRelightError } from '../../sidecar/core/errors.js'
-import { EngineClient, describeConnectError, encodeQuery, engineStatus, resolveEngineAddress } from '../../sidecar/providers/engine-api/client.js'
+import { EngineClient, describeConnectError, encodeQuery, engineStatus, resolveEngineAddress } from '../../sidecar/providers/moby/client.js'
 import { tempDir } from '../helpers/net.js'
 
 describe('engine-api client', () => {
@@ -81,5 +81,20 @@ describe('engine-api client', () => {
     } finally {
       await client.close()
     }
+  })
+})
+
+describe('shared HTTP error mapping (providers/http-errors.ts)', () => {
+  it('maps statuses and connection failures the same for every engine client', async () => {
+    const { codeForStatus, codeForConnectError } = await import('../../sidecar/providers/http-errors.js')
+    assert.equal(codeForStatus(401), 'RELIGHT_ERR_PROVIDER_AUTH')
+    assert.equal(codeForStatus(403), 'RELIGHT_ERR_PROVIDER_AUTH')
+    assert.equal(codeForStatus(404), 'RELIGHT_ERR_PROVIDER_FAILED')
+    assert.equal(codeForStatus(404, 'RELIGHT_ERR_BACKEND_NOT_FOUND'), 'RELIGHT_ERR_BACKEND_NOT_FOUND')
+    for (const s of [502, 503, 504]) assert.equal(codeForStatus(s), 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
+    for (const s of [400, 409, 500]) assert.equal(codeForStatus(s), 'RELIGHT_ERR_PROVIDER_FAILED')
+    assert.equal(codeForConnectError('EACCES'), 'RELIGHT_ERR_PROVIDER_AUTH')
+    assert.equal(codeForConnectError('ECONNREFUSED'), 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
+    assert.equal(codeForConnectError(undefined), 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
   })
 })

@@ -69,7 +69,7 @@ describe('heartbeat', () => {
     kind: 'podman',
     sleepModes: ['checkpoint', 'pause', 'stop'],
     list: async () => [],
-    wake: async () => undefined,
+    wake: async () => { throw new Error('not woken in this test') },
     sleep: async () => undefined,
     stats: async (id) => {
       statsCalls.push(id)
@@ -77,7 +77,7 @@ describe('heartbeat', () => {
       return id === 'api' ? { cpu_pct: 12.34, mem_mb: 100.06 } : { cpu_pct: 0, mem_mb: 20 }
     },
   }
-  const process_: Provider = { kind: 'process', sleepModes: ['stop', 'pause'], list: async () => [], wake: async () => undefined, sleep: async () => undefined, stats: async () => ({ cpu_pct: 1.5, mem_mb: 30 }) }
+  const process_: Provider = { kind: 'process', sleepModes: ['stop', 'pause'], list: async () => [], wake: async () => { throw new Error('not woken in this test') }, sleep: async () => undefined, stats: async () => ({ cpu_pct: 1.5, mem_mb: 30 }) }
   const backends = [
     backend(podman, 'api', ['api.example.com', 'www.api.example.com'], 'running'),
     backend(podman, 'frozen', ['frozen.example.com'], 'paused'),

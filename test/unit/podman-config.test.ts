@@ -13,10 +13,10 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 describe('podman config and labels', () => {
   it('providers.podman: defaults, durations, unknown keys named', () => {
     const cfg = parseConfig('providers:\n  podman: {}\n', 'test')
-    assert.deepEqual(cfg.providers.podman, { socket: '/run/podman/podman.sock', label_prefix: 'relight', watch_interval: 30_000 })
+    assert.deepEqual(cfg.providers.podman, [{ id: 'podman', socket: '/run/podman/podman.sock', label_prefix: 'relight' }])
     const full = parseConfig('providers:\n  podman:\n    socket: /tmp/p.sock\n    idle_timeout: 5m\n    wake_timeout: 5s\n    app_port: 3000\n    sleep: checkpoint\n', 'test')
-    assert.equal(full.providers.podman?.idle_timeout, 300_000)
-    assert.equal(full.providers.podman?.sleep, 'checkpoint')
+    assert.equal(full.providers.podman?.[0]?.idle_timeout, 300_000)
+    assert.equal(full.providers.podman?.[0]?.sleep, 'checkpoint')
     assert.throws(() => parseConfig('providers:\n  podman:\n    podman_socket: /x\n', 'test'), /providers\.podman\.podman_socket: unknown key/)
   })
 

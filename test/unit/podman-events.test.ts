@@ -50,7 +50,7 @@ describe('podman provider: event stream', () => {
 
   it('reports labelled containers\' changes, ignores others, and resyncs after a reconnect', async () => {
     await new Promise<void>((r) => server.listen(socket, () => r()))
-    const provider = new PodmanProvider(podmanConfigSchema.parse({ socket, watch_interval: '0s' }), pino({ level: 'silent' }), {
+    const provider = new PodmanProvider(podmanConfigSchema.parse({ socket }), pino({ level: 'silent' }), {
       defaults: { app_port: 8080, sleep: 'stop', fallback_sleep: 'pause' },
     })
     const events: ProviderEvent[] = []

@@ -17,17 +17,17 @@ function problems(yaml: string): string {
 describe('slicer config', () => {
   it('accepts a minimal block and fills the defaults', () => {
     const c = parseConfig('providers:\n  slicer:\n    url: http://127.0.0.1:8081\n    token: T\n    host_group: apps\n', 'test.yaml', {})
-    const s = c.providers.slicer
+    const s = c.providers.slicer?.[0]
     assert.ok(s)
     assert.equal(s.app_port, 8080)
-    assert.equal(s.watch_interval, 30_000)
+    assert.equal(s.resync_interval, undefined) // the top-level resync_interval applies
     assert.equal(s.sleep, undefined)
   })
 
   it('accepts a unix socket without a token, and per-backend overrides', () => {
     const c = parseConfig('providers:\n  slicer:\n    url: ~/slicer-mac/slicer.sock\n    idle_timeout: 10m\n    wake_timeout: 45s\n    sleep: suspend\n', 'test.yaml', {})
-    assert.equal(c.providers.slicer?.idle_timeout, 600_000)
-    assert.equal(c.providers.slicer?.sleep, 'suspend')
+    assert.equal(c.providers.slicer?.[0]?.idle_timeout, 600_000)
+    assert.equal(c.providers.slicer?.[0]?.sleep, 'suspend')
   })
 
   it('rejects sleep: stop on the block and says to tag persistent VMs instead', () => {
@@ -49,8 +49,8 @@ describe('slicer config', () => {
   it('examples/slicer/relight.yaml and the provider README sample are valid', () => {
     const file = new URL('../../../examples/slicer/relight.yaml', import.meta.url)
     const c = parseConfig(readFileSync(file, 'utf8'), 'examples/slicer/relight.yaml', { SLICER_TOKEN: 'demo-token' })
-    assert.equal(c.providers.slicer?.host_group, 'apps')
-    assert.equal(c.providers.slicer?.token, 'demo-token')
+    assert.equal(c.providers.slicer?.[0]?.host_group, 'apps')
+    assert.equal(c.providers.slicer?.[0]?.token, 'demo-token')
     const readme = readFileSync(new URL('../../../sidecar/providers/slicer/README.md', import.meta.url), 'utf8')
     const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string)
     assert.ok(blocks.length >= 1)

@@ -31,7 +31,7 @@ describe('waiting_page_template', () => {
   it('is a configuration error naming the key when the file is missing or has an unknown placeholder', () => {
     assert.throws(
       () => WaitingPages.load(config('idle_timeout: 5m', ', waiting_page_template: nope.html'), tmp.dir),
-      (err: Error) => /providers\.process\.apps\[0\]\.waiting_page_template: .*nope\.html not found/.test(err.message),
+      (err: Error) => /providers\.process(\[0\])?\.apps\[0\]\.waiting_page_template: .*nope\.html not found/.test(err.message),
     )
     assert.throws(() => WaitingPages.load(config('waiting_page_template: typo.html'), tmp.dir), /defaults\.waiting_page_template: unknown placeholder \{\{hots\}\}/)
   })

@@ -5,8 +5,9 @@
  * 304 (already started/stopped) and "already paused/unpaused" 409s count as success.
  */
 import { RelightError } from '../../core/errors.js'
-import { type EngineClient, engineStatus } from '../engine-api/client.js'
-import type { UpstreamInput } from './upstream.js'
+import { type EngineClient, engineStatus } from '../moby/client.js'
+import type { MobyEvent } from '../moby/events.js'
+import type { UpstreamInput } from '../moby/upstream.js'
 
 /** `State.Status` values. */
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead'
@@ -35,15 +36,6 @@ export interface ContainerInspect extends UpstreamInput {
     readonly ExposedPorts?: Record<string, object> | null
     readonly Healthcheck?: { readonly Test?: string[] | null } | null
   }
-}
-
-export interface EngineEvent {
-  readonly Type?: string
-  readonly Action?: string
-  readonly id?: string
-  readonly Actor?: { readonly ID?: string; readonly Attributes?: Record<string, string> }
-  readonly time?: number
-  readonly timeNano?: number
 }
 
 export type Filters = Record<string, string[]>
@@ -151,7 +143,7 @@ export class DockerContainers {
   }
 
   /** Follow `/events`; resolves once the engine accepted the stream. */
-  events(filters: Filters, signal: AbortSignal): Promise<AsyncIterable<EngineEvent>> {
-    return this.engine.stream<EngineEvent>('/events', { query: { filters }, signal })
+  events(filters: Filters, signal: AbortSignal): Promise<AsyncIterable<MobyEvent>> {
+    return this.engine.stream<MobyEvent>('/events', { query: { filters }, signal })
   }
 }

@@ -1,10 +1,10 @@
-import { mapLimit } from '../map-limit.js'
-import { settingsFrom } from '../settings.js'
+import { mapLimit } from '../../core/map-limit.js'
+import { settingsFrom } from '../../core/settings.js'
 import type { Logger } from 'pino'
 import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { CpuRate } from '../cpu-rate.js'
-import { EngineClient, engineStatus } from '../engine-api/client.js'
+import { EngineClient, engineStatus } from '../moby/client.js'
 import type { DockerConfig } from './config.js'
 import { dockerFigures, fetchContainerStats } from './container-stats.js'
 import {
@@ -12,16 +12,15 @@ import {
   type ContainerStatus,
   type ContainerSummary,
   DockerContainers,
-  type EngineEvent,
   containerName,
   hasHealthcheck,
   labelsOf,
   singleExposedPort,
 } from './containers.js'
-import { followEvents } from './events.js'
+import { followEvents, type MobyEvent } from '../moby/events.js'
 import { KeyedLock } from './keyed-lock.js'
-import { COMPOSE_PROJECT_LABEL, domainLabel, groupOf, isRouted, readLabels } from './labels.js'
-import { chooseUpstream } from './upstream.js'
+import { COMPOSE_PROJECT_LABEL, domainLabel, groupOf, isRouted, readLabels } from '../moby/labels.js'
+import { chooseUpstream } from '../moby/upstream.js'
 
 /** Container actions that can change what the registry knows (issue 3). */
 export const WATCHED_ACTIONS = ['create', 'start', 'die', 'pause', 'unpause', 'destroy', 'rename'] as const
@@ -64,12 +63,13 @@ export function backendState(status: ContainerStatus | undefined): BackendState 
  */
 export class DockerProvider implements Provider {
   readonly kind: string = 'docker'
+  readonly id: string
+  readonly resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[] = ['stop', 'pause']
   readonly api: DockerContainers
   private readonly engine: EngineClient
   private readonly prefix: string
   private readonly configSettings: BackendSettings
-  private readonly listeners = new Set<(event: ProviderEvent) => void>()
   private readonly containerLock = new KeyedLock()
   private readonly groupLock = new KeyedLock()
   /** Containers we are stopping: their `die` is a sleep, not a crash. */
@@ -83,10 +83,12 @@ export class DockerProvider implements Provider {
   private closed = false
 
   constructor(
-    private readonly config: DockerConfig,
+    private readonly config: DockerConfig & { readonly id?: string; readonly resync_interval?: number },
     private readonly log: Logger,
     private readonly options: DockerProviderOptions = {},
   ) {
+    this.id = config.id ?? this.kind
+    this.resyncInterval = config.resync_interval
     this.prefix = config.label_prefix
     this.engine =
       options.engine ??
@@ -168,21 +170,20 @@ export class DockerProvider implements Provider {
   watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
     if (this.closed) return
     const stop = AbortSignal.any([signal, this.closer.signal])
-    this.listeners.add(onEvent)
-    stop.addEventListener('abort', () => this.listeners.delete(onEvent), { once: true })
     void followEvents(
-      this.api,
+      this.engine,
       {
-        filters: { type: ['container'], label: [domainLabel(this.prefix)], event: [...WATCHED_ACTIONS] },
+        query: { filters: { type: ['container'], label: [domainLabel(this.prefix)], event: [...WATCHED_ACTIONS] } },
         connected: () => onEvent({ type: 'resync' }),
         onEvent: (event) => this.handleEvent(event, onEvent, stop),
         log: this.log,
+        engine: 'docker',
       },
       stop,
     )
   }
 
-  private async handleEvent(event: EngineEvent, emit: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
+  private async handleEvent(event: MobyEvent, emit: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
     const id = event.Actor?.ID ?? event.id
     if (!id) return
     if (event.Action === 'destroy') {
@@ -219,13 +220,9 @@ export class DockerProvider implements Provider {
     emit({ type: 'upsert', backend: info })
   }
 
-  private emit(event: ProviderEvent): void {
-    for (const listener of this.listeners) listener(event)
-  }
-
   // ── wake ───────────────────────────────────────────────────────────────────────────────────
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     this.assertOpen()
     const c = await this.routed(id, signal)
     const group = groupOf(labelsOf(c), this.prefix)
@@ -241,8 +238,10 @@ export class DockerProvider implements Provider {
       started = await this.startContainer(c.Id, signal)
     }
     const running = hasHealthcheck(started) ? await this.waitHealthy(c.Id, signal) : this.assertRunning(started)
+    // Fresh facts for the core to probe (a bridge IP changes on every start).
     const info = this.toBackend(running)
-    if (info) this.emit({ type: 'upsert', backend: info }) // fresh upstream (a bridge IP changes on restart)
+    if (!info) throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `container ${containerName(running)} lost its domain label`, { backend: id, provider: this.kind })
+    return info
   }
 
   /** Start or unpause one container (idempotent); answers its state afterwards. */
@@ -466,7 +465,6 @@ export class DockerProvider implements Provider {
     if (this.closed) return
     this.closed = true
     this.closer.abort()
-    this.listeners.clear()
     if (!this.options.engine) await this.engine.close()
   }
 }

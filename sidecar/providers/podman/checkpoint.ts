@@ -4,7 +4,7 @@
  * connections open at checkpoint time survive it. Both calls use the same flags.
  */
 import { RelightError, isRelightError } from '../../core/errors.js'
-import type { EngineClient } from '../engine-api/client.js'
+import type { EngineClient } from '../moby/client.js'
 import { containerOp } from './libpod.js'
 
 export const CHECKPOINT_QUERY = { keep: true, tcpEstablished: true } as const

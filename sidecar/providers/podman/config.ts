@@ -14,11 +14,6 @@ export const podmanConfigSchema = z.strictObject({
     .default('relight'),
   /** Container port proxied to when a container has no `<prefix>.port` label (default: defaults.app_port). */
   app_port: z.number().int().min(1).max(65535).optional(),
-  /**
-   * How often the Podman provider lists its containers again (the reconcile behind the event
-   * stream). The idle check itself runs in the core every second.
-   */
-  watch_interval: duration.prefault('30s'),
   /** Grace period libpod gives a container on `stop` before SIGKILL; default: the container's own. */
   stop_timeout: duration.optional(),
   /** With containers on several networks: whose IP to proxy to (as providers.docker.network). */

@@ -4,8 +4,8 @@
  * checkpointed container looks exited; `State.Checkpointed` tells it apart).
  */
 import type { BackendInfo, BackendSettings, BackendState, SleepMode } from '../../core/provider.js'
-import { isRouted, readLabels } from '../docker/labels.js'
-import { chooseUpstream, type UpstreamInput } from '../docker/upstream.js'
+import { isRouted, readLabels } from '../moby/labels.js'
+import { chooseUpstream, type UpstreamInput } from '../moby/upstream.js'
 
 /** Modes a `<prefix>.sleep` label may name on Podman. */
 export const PODMAN_SLEEP_MODES: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']

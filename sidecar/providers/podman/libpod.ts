@@ -4,7 +4,7 @@
  * container already is in the asked state: that counts as success here.
  */
 import { RelightError } from '../../core/errors.js'
-import { EngineClient, engineStatus } from '../engine-api/client.js'
+import { EngineClient, engineStatus } from '../moby/client.js'
 import type { LibpodInspect } from './container-info.js'
 
 export const LIBPOD_PREFIX = '/v4.0.0/libpod'
@@ -96,21 +96,4 @@ export interface LibpodInfo {
 
 export function info(engine: EngineClient, signal: AbortSignal): Promise<LibpodInfo> {
   return engine.json<LibpodInfo>('GET', '/info', { signal })
-}
-
-/** A line of `GET /libpod/events` (Docker-shaped). */
-export interface LibpodEvent {
-  readonly Type?: string
-  readonly Action?: string
-  readonly status?: string
-  readonly id?: string
-  readonly Actor?: { readonly ID?: string; readonly Attributes?: Record<string, string> }
-}
-
-/** Follow container events until the stream ends, fails or the signal aborts. */
-/** Follow libpod events; `connected` runs once the engine accepted the stream (before any event). */
-export async function followEvents(engine: EngineClient, signal: AbortSignal, onEvent: (e: LibpodEvent) => void, connected: () => void = () => undefined): Promise<void> {
-  const events = await engine.stream<LibpodEvent>('/events', { query: { stream: true, filters: { type: ['container'] } }, signal })
-  connected()
-  for await (const e of events) if (e && typeof e === 'object') onEvent(e)
 }

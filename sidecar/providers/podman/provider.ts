@@ -1,6 +1,5 @@
-import { delay } from '../../core/timers.js'
-import { mapLimit } from '../map-limit.js'
-import { settingsFrom } from '../settings.js'
+import { mapLimit } from '../../core/map-limit.js'
+import { settingsFrom } from '../../core/settings.js'
 import { execFile } from 'node:child_process'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
@@ -10,10 +9,10 @@ import { CpuRate, round1 } from '../cpu-rate.js'
 import { checkpointContainer, restoreContainer } from './checkpoint.js'
 import type { PodmanConfig } from './config.js'
 import { containerInfo, stateOf, type LibpodInspect } from './container-info.js'
-import type { EngineClient } from '../engine-api/client.js'
+import type { EngineClient } from '../moby/client.js'
+import { followEvents, type MobyEvent } from '../moby/events.js'
 import {
   containerStats,
-  followEvents,
   info as engineInfo,
   inspectContainer,
   libpodClient,
@@ -23,15 +22,11 @@ import {
   stopContainer,
   unpauseContainer,
   version,
-  type LibpodEvent,
 } from './libpod.js'
 
 /** Container events after which the provider inspects the container again. */
 const REFRESH_ON = new Set(['create', 'start', 'restore', 'pause', 'unpause', 'died', 'stop', 'checkpoint', 'rename', 'cleanup', 'init'])
 const INSPECT_CONCURRENCY = 8
-const EVENTS_BACKOFF_FIRST_MS = 250
-const EVENTS_BACKOFF_MAX_MS = 30_000
-const EVENTS_STABLE_MS = 60_000
 
 export interface CriuProbe {
   readonly ok: boolean
@@ -73,10 +68,11 @@ export function probeCriu(signal: AbortSignal): Promise<CriuProbe> {
  */
 export class PodmanProvider implements Provider {
   readonly kind = 'podman'
+  readonly id: string
+  readonly resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']
 
   private readonly engine: EngineClient
-  private readonly listeners = new Set<(event: ProviderEvent) => void>()
   private readonly cpu = new CpuRate()
   private readonly warned = new Set<string>()
   private readonly closer = new AbortController()
@@ -85,10 +81,12 @@ export class PodmanProvider implements Provider {
   private closed = false
 
   constructor(
-    private readonly config: PodmanConfig,
+    private readonly config: PodmanConfig & { readonly id?: string; readonly resync_interval?: number },
     private readonly log: Logger,
     private readonly options: PodmanProviderOptions,
   ) {
+    this.id = config.id ?? this.kind
+    this.resyncInterval = config.resync_interval
     // a stop waits up to stop_timeout, a checkpoint as long as CRIU needs, before the engine answers
     this.engine = libpodClient(config.socket, options.dispatcher, Math.max(120_000, (config.stop_timeout ?? 0) + 30_000))
   }
@@ -136,10 +134,6 @@ export class PodmanProvider implements Provider {
     return { inspect, info }
   }
 
-  private emit(event: ProviderEvent): void {
-    for (const listener of this.listeners) listener(event)
-  }
-
   async list(signal: AbortSignal): Promise<BackendInfo[]> {
     this.ensureOpen()
     throwIfAborted(signal)
@@ -169,10 +163,10 @@ export class PodmanProvider implements Provider {
     }
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     const { inspect, info } = await this.inspectOwned(id, signal)
     const state = stateOf(inspect)
-    if (state === 'running') return
+    if (state === 'running') return info
     const running = (s: BackendState) => s === 'running'
     if (state === 'paused') {
       await this.transition(id, () => unpauseContainer(this.engine, id, signal), running, signal)
@@ -198,9 +192,8 @@ export class PodmanProvider implements Provider {
         { backend: info.name, provider: this.kind },
       )
     }
-    // Tell the registry the fresh facts (a bridge container's IP is known only once it runs)
-    // before the core probes the upstream.
-    this.emit({ type: 'upsert', backend: after.info })
+    // The fresh facts for the core to probe: a bridge container's IP is known only once it runs.
+    return after.info
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
@@ -262,49 +255,21 @@ export class PodmanProvider implements Provider {
 
   watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
     const stop = AbortSignal.any([signal, this.closer.signal])
-    this.listeners.add(onEvent)
-    stop.addEventListener('abort', () => this.listeners.delete(onEvent), { once: true })
-    void this.followLoop(onEvent, stop)
-    const every = this.config.watch_interval
-    if (every > 0) {
-      const timer = setInterval(() => onEvent({ type: 'resync' }), every)
-      timer.unref()
-      stop.addEventListener('abort', () => clearInterval(timer), { once: true })
-    }
+    // Once the stream is up, list again: events before it (or while it was down) are lost.
+    void followEvents(
+      this.engine,
+      {
+        query: { stream: true, filters: { type: ['container'] } },
+        connected: () => onEvent({ type: 'resync' }),
+        onEvent: (e) => this.onEngineEvent(e, onEvent, stop),
+        log: this.log,
+        engine: 'podman',
+      },
+      stop,
+    )
   }
 
-  /** Follow the event stream, reconnecting with backoff; every (re)connection asks for a resync. */
-  private async followLoop(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
-    let backoff = EVENTS_BACKOFF_FIRST_MS
-    let failures = 0
-    while (!signal.aborted) {
-      const started = Date.now()
-      try {
-        // Once the stream is up, list again: events before it (or while it was down) are lost.
-        await followEvents(
-          this.engine,
-          signal,
-          (e) => this.onEngineEvent(e, onEvent, signal),
-          () => onEvent({ type: 'resync' }),
-        )
-      } catch (err) {
-        if (signal.aborted) break
-        failures++
-        const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: this.kind })
-        // Log the first failure and then at growing intervals, never on every retry.
-        if ((failures & (failures - 1)) === 0) this.log.warn({ code: error.code, err: error.message, failures, retry_ms: backoff }, 'podman event stream failed; reconnecting')
-      }
-      if (signal.aborted) break
-      if (Date.now() - started > EVENTS_STABLE_MS) {
-        backoff = EVENTS_BACKOFF_FIRST_MS
-        failures = 0
-      }
-      await delay(backoff, signal)
-      backoff = Math.min(backoff * 2, EVENTS_BACKOFF_MAX_MS)
-    }
-  }
-
-  private onEngineEvent(e: LibpodEvent, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
+  private onEngineEvent(e: MobyEvent, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
     if ((e.Type ?? 'container') !== 'container') return
     const id = e.Actor?.ID ?? e.id
     const attrs = e.Actor?.Attributes
@@ -387,7 +352,6 @@ export class PodmanProvider implements Provider {
     if (this.closed) return
     this.closed = true
     this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'podman provider is closed'))
-    this.listeners.clear()
     await this.engine.close()
   }
 }

@@ -1,5 +1,4 @@
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path'
 import type { Logger } from 'pino'
 import { RelightError, throwIfAborted } from '../../core/errors.js'
@@ -7,7 +6,7 @@ import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, Pr
 import { CpuRate, round1 } from '../cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
 import { groupUsage } from './stats.js'
-import { settingsFrom } from '../settings.js'
+import { settingsFrom } from '../../core/settings.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
 /** `{{replica}}`, `{{port}}`, `{{name}}` in command, args, dir and env values. */
@@ -59,14 +58,6 @@ function findExecutable(command: string, cwd: string, env: NodeJS.ProcessEnv): s
   return undefined
 }
 
-function portFree(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer()
-    server.once('error', () => resolve(false))
-    server.listen(port, host, () => server.close(() => resolve(true)))
-  })
-}
-
 class App {
   readonly replicas: Supervisor[]
   constructor(
@@ -103,6 +94,8 @@ export interface ProcessProviderOptions {
  */
 export class ProcessProvider implements Provider {
   readonly kind = 'process'
+  readonly id: string
+  readonly resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[] = ['stop', 'pause']
   private readonly apps = new Map<string, App>()
   private listener: ((event: ProviderEvent) => void) | undefined
@@ -114,10 +107,12 @@ export class ProcessProvider implements Provider {
   private readonly env: NodeJS.ProcessEnv
 
   constructor(
-    config: ProcessConfig,
+    config: ProcessConfig & { readonly id?: string; readonly resync_interval?: number },
     private readonly log: Logger,
     options: ProcessProviderOptions = {},
   ) {
+    this.id = config.id ?? this.kind
+    this.resyncInterval = config.resync_interval
     this.baseDir = options.baseDir ?? process.cwd()
     this.env = options.env ?? process.env
     for (const app of config.apps) this.apps.set(app.name, this.makeApp(app))
@@ -200,11 +195,12 @@ export class ProcessProvider implements Provider {
     })
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     throwIfAborted(signal)
     const app = this.app(id)
     // Starting a replica resumes it if it is paused and skips a pending restart backoff.
     await Promise.all(app.replicas.map((r) => r.start()))
+    return { ...this.info(app), state: 'running' }
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
@@ -264,14 +260,7 @@ export class ProcessProvider implements Provider {
         else if (!root) results.push({ ok: false, message: `${c.name}: user "${c.user}" is set but the sidecar is not root, so it cannot switch users` })
         else results.push({ ok: true, message: `${c.name}: runs as ${c.user}` })
       }
-      if (app.state() !== 'running') {
-        for (const upstream of app.upstreams) {
-          const colon = upstream.lastIndexOf(':')
-          const host = upstream.slice(0, colon).replace(/^\[|\]$/g, '')
-          const free = await portFree(host, Number(upstream.slice(colon + 1)))
-          if (!free) results.push({ ok: false, message: `${c.name}: ${upstream} is already in use by another program; the app could not listen there` })
-        }
-      }
+      // Ports: sidecar/startup/preflight.ts checks them for check and serve alike.
     }
     if (this.apps.size === 0) results.push({ ok: true, message: 'no process apps configured' })
     return results

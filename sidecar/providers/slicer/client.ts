@@ -7,6 +7,7 @@ import { homedir } from 'node:os'
 import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { Agent, request } from 'undici'
 import { type ErrorCode, RelightError, toRelightError, throwIfAborted } from '../../core/errors.js'
+import { codeForConnectError, codeForStatus } from '../http-errors.js'
 
 /** A node as the API reports it; every field but hostname may be missing. */
 export interface SlicerNode {
@@ -100,7 +101,7 @@ export class SlicerClient {
       if (signal.aborted) throw toRelightError(signal.reason, 'RELIGHT_ERR_ABORTED', { provider: 'slicer' })
       const code = (err as NodeJS.ErrnoException).code
       throw new RelightError(
-        'RELIGHT_ERR_PROVIDER_UNAVAILABLE',
+        codeForConnectError(code),
         `cannot reach the Slicer API at ${this.endpoint.display}${code ? ` (${code})` : ''}`,
         { provider: 'slicer', retryAfter: 5 },
         { cause: err },
@@ -123,7 +124,7 @@ export class SlicerClient {
         // plain-text answer: keep the text
       }
     }
-    if (res.statusCode === 401 || res.statusCode === 403) {
+    if (codeForStatus(res.statusCode) === 'RELIGHT_ERR_PROVIDER_AUTH') {
       throw new RelightError(
         'RELIGHT_ERR_PROVIDER_AUTH',
         `the Slicer API at ${this.endpoint.display} rejected the token (HTTP ${res.statusCode}${describe(parsed)}): set providers.slicer.token to a valid Slicer API token`,
@@ -135,8 +136,7 @@ export class SlicerClient {
 
   /** Map an unexpected answer to a RelightError (404 → `notFound`, 5xx → unavailable, else failed). */
   fail(result: ApiResult, what: string, notFound: ErrorCode = 'RELIGHT_ERR_PROVIDER_FAILED', context: Record<string, unknown> = {}): RelightError {
-    const code: ErrorCode =
-      result.status === 404 ? notFound : result.status === 502 || result.status === 503 || result.status === 504 ? 'RELIGHT_ERR_PROVIDER_UNAVAILABLE' : 'RELIGHT_ERR_PROVIDER_FAILED'
+    const code = codeForStatus(result.status, notFound)
     return new RelightError(code, `${what}: Slicer API answered HTTP ${result.status}${describe(result.body)}`, {
       provider: 'slicer',
       status: result.status,

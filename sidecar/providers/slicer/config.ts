@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { duration, readiness, strategy } from '../../config/types.js'
+import { backendSettingsShape } from '../../config/types.js'
 
 /**
  * `providers.slicer`: one SlicerVM API. Per-backend overrides here apply to every routed VM;
@@ -33,15 +33,9 @@ export const slicerConfigSchema = z
       .optional(),
     /** Port the app listens on inside each VM, unless the VM's tag relight.port=N says otherwise. */
     app_port: z.number().int().min(1).max(65535).default(8080),
-    /** How often the node list is fetched again, besides the registry's resync_interval. 0 turns it off. */
-    watch_interval: duration.prefault('30s'),
-    idle_timeout: duration.optional(),
-    wake_timeout: duration.optional(),
+    ...backendSettingsShape,
     sleep: slicerSleep.transform((m) => m as 'pause' | 'suspend').optional(),
     fallback_sleep: slicerSleep.transform((m) => m as 'pause' | 'suspend').optional(),
-    strategy: strategy.optional(),
-    waiting_page_after: duration.optional(),
-    readiness: readiness.optional(),
   })
   .superRefine((cfg, ctx) => {
     const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(cfg.url)?.[1]?.toLowerCase()

@@ -4,7 +4,7 @@ import type { BackendInfo, BackendSettings, BackendState, SleepMode } from '../.
 import type { SlicerNode } from './client.js'
 import type { SlicerConfig } from './config.js'
 import { parseTags } from './tags.js'
-import { settingsFrom } from '../settings.js'
+import { settingsFrom } from '../../core/settings.js'
 
 /**
  * The node's host group: the `hostgroup` field, else the Slicer naming rule `<group>-<n>`

@@ -27,7 +27,7 @@ export interface SlicerProviderOptions {
  * health endpoint must answer 200 before the core probes the app.
  *
  * Freshness: `relistOnMiss` (a VM created a moment ago is routable on its first request; the
- * registry coalesces re-lists to one a second), a periodic re-list every `watch_interval`, and
+ * registry coalesces re-lists to one a second), the registry's periodic re-list, and
  * a `remove` event when an operation finds the node gone.
  */
 /** Slicer hostnames as Slicer makes them (`apps-1`); anything else is not put in a URL path. */
@@ -35,6 +35,8 @@ const SAFE_HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/
 
 export class SlicerProvider implements Provider {
   readonly kind = 'slicer'
+  readonly id: string
+  readonly resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[] = SLICER_SLEEP_MODES
   readonly relistOnMiss = true
   readonly client: SlicerClient
@@ -43,17 +45,18 @@ export class SlicerProvider implements Provider {
   private readonly lastSleep = new Map<string, SleepMode>()
   private readonly listeners = new Set<(event: ProviderEvent) => void>()
   private readonly warned = new Set<string>()
-  private timer: NodeJS.Timeout | undefined
   private closed = false
   private listing: Promise<BackendInfo[]> | undefined
   /** When the last wake or sleep of each node ended. */
   private readonly opEndedAt = new Map<string, number>()
 
   constructor(
-    readonly config: SlicerConfig,
+    readonly config: SlicerConfig & { readonly id?: string; readonly resync_interval?: number },
     private readonly log: Logger,
     options: SlicerProviderOptions = {},
   ) {
+    this.id = config.id ?? this.kind
+    this.resyncInterval = config.resync_interval
     this.client = new SlicerClient(config.url, config.token, options.baseDir)
     if (config.token !== undefined && plainHttpToRemote(config.url)) {
       log.warn({ url: this.client.endpoint.display }, 'providers.slicer.url is plain http to another host: the token crosses the network unencrypted; use https or the unix socket')
@@ -104,25 +107,20 @@ export class SlicerProvider implements Provider {
   watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
     if (signal.aborted || this.closed) return
     this.listeners.add(onEvent)
-    if (this.timer === undefined && this.config.watch_interval > 0) {
-      this.timer = setInterval(() => this.emit({ type: 'resync' }), this.config.watch_interval)
-      this.timer.unref()
-    }
     signal.addEventListener(
       'abort',
-      () => {
-        this.listeners.delete(onEvent)
-        if (this.listeners.size === 0) this.stopTimer()
-      },
+      () => this.listeners.delete(onEvent),
       { once: true },
     )
   }
 
-  async wake(id: string, signal: AbortSignal): Promise<void> {
+  async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     const known = await this.find(id, signal)
     await this.guard(id, () => wakeNode(this.client, known, this.lastSleep.get(id), signal, () => this.find(id, signal, true)))
     this.lastSleep.delete(id)
     this.setState(id, 'running')
+    // A relaunch lists again (a new IP is known by then); otherwise the address is the node's.
+    return { ...(this.known.get(id) ?? known).info, state: 'running' }
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
@@ -166,11 +164,10 @@ export class SlicerProvider implements Provider {
     return results
   }
 
-  /** Stop the re-list timer and release connections. Idempotent. */
+  /** Release connections. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    this.stopTimer()
     this.listeners.clear()
     await this.client.close()
   }
@@ -219,11 +216,6 @@ export class SlicerProvider implements Provider {
     if (this.warned.has(k)) return
     this.warned.add(k)
     this.log.warn({ node }, message)
-  }
-
-  private stopTimer(): void {
-    if (this.timer !== undefined) clearInterval(this.timer)
-    this.timer = undefined
   }
 
   private assertOpen(): void {

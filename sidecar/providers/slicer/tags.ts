@@ -7,14 +7,14 @@
  * A tag `key=value` is a setting. Recognised keys:
  *   relight.port=3000           upstream port instead of app_port
  *   relight.sleep=pause|suspend|stop   (stop only for persistent VMs)
- *   relight.idle_timeout=10m    relight.wake_timeout=1m
- *   relight.strategy=blocking|waiting_page    relight.readiness=tcp|http:/path
+ *   relight.idle_timeout=10m    relight.wake_timeout=1m    and every other per-backend
+ *   setting of the table in core/settings.ts, with the same bounds as in the YAML
  * Other `key=value` tags are left alone (they belong to someone else), except unknown
  * `relight.*` keys, which are reported so a typo does not go unnoticed.
  */
-import { parseDuration } from '../../config/duration.js'
 import { parseHostPattern } from '../../core/hosts.js'
-import type { BackendSettings, Readiness, SleepMode, Strategy } from '../../core/provider.js'
+import type { BackendSettings, SleepMode } from '../../core/provider.js'
+import { readSettings, SETTING_KEYS, type SettingKey } from '../../core/settings.js'
 
 export const TAG_PREFIX = 'relight.'
 
@@ -30,7 +30,7 @@ const SLEEP: readonly SleepMode[] = ['pause', 'suspend', 'stop']
 
 export function parseTags(tags: readonly unknown[] | undefined): ParsedTags {
   const hosts: string[] = []
-  const settings: { -readonly [K in keyof BackendSettings]: BackendSettings[K] } = {}
+  const settingText = new Map<SettingKey, { tag: string; value: string }>()
   const problems: string[] = []
   let port: number | undefined
   for (const raw of tags ?? []) {
@@ -46,36 +46,21 @@ export function parseTags(tags: readonly unknown[] | undefined): ParsedTags {
     const key = tag.slice(0, eq).trim().toLowerCase()
     const value = tag.slice(eq + 1).trim()
     if (!key.startsWith(TAG_PREFIX)) continue
-    const bad = (expected: string) => problems.push(`tag "${tag}": expected ${expected}; ignored`)
-    switch (key.slice(TAG_PREFIX.length)) {
-      case 'port': {
-        const n = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN
-        if (n >= 1 && n <= 65535) port = n
-        else bad('a port number 1-65535')
-        break
-      }
-      case 'sleep':
-        if ((SLEEP as readonly string[]).includes(value)) settings.sleep = value as SleepMode
-        else bad('pause, suspend or stop')
-        break
-      case 'idle_timeout':
-      case 'wake_timeout': {
-        const ms = parseDuration(value)
-        if (ms !== undefined && ms > 0) settings[key.slice(TAG_PREFIX.length) as 'idle_timeout' | 'wake_timeout'] = ms
-        else bad('a duration such as 30s or 5m')
-        break
-      }
-      case 'strategy':
-        if (value === 'blocking' || value === 'waiting_page') settings.strategy = value as Strategy
-        else bad('blocking or waiting_page')
-        break
-      case 'readiness':
-        if (value === 'tcp' || /^http:\/\S*$/.test(value)) settings.readiness = value as Readiness
-        else bad('tcp or http:/path')
-        break
-      default:
-        problems.push(`tag "${tag}": unknown setting ${key} (known: relight.port, relight.sleep, relight.idle_timeout, relight.wake_timeout, relight.strategy, relight.readiness); ignored`)
+    const name = key.slice(TAG_PREFIX.length)
+    if (name === 'port') {
+      const n = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN
+      if (n >= 1 && n <= 65535) port = n
+      else problems.push(`tag "${tag}": expected a port number 1-65535; ignored`)
+    } else if ((SETTING_KEYS as readonly string[]).includes(name)) {
+      settingText.set(name as SettingKey, { tag, value })
+    } else {
+      problems.push(`tag "${tag}": unknown setting ${key} (known: relight.port, ${SETTING_KEYS.map((k) => `relight.${k}`).join(', ')}); ignored`)
     }
   }
+  const settings = readSettings(
+    (k) => settingText.get(k)?.value,
+    SLEEP,
+    (k, _text, expected) => problems.push(`tag "${settingText.get(k)?.tag ?? k}": expected ${expected}; ignored`),
+  )
   return { hosts, ...(port !== undefined ? { port } : {}), settings, problems }
 }

@@ -1,5 +1,5 @@
 /** Put one Slicer VM to sleep: pause, suspend (snapshot to disk) or shutdown (persistent only). */
-import { stateForMode } from '../../core/backend.js'
+import { stateForMode } from '../../core/provider.js'
 import { RelightError } from '../../core/errors.js'
 import type { SleepMode } from '../../core/provider.js'
 import { paths, type SlicerClient } from './client.js'

@@ -1,5 +1,6 @@
 /**
- * HTTP transport to a container engine that speaks the Docker Engine API: dockerd, and Podman's
+ * The Moby kit's engine client (providers/moby/: shared by Docker, Podman and Swarm). HTTP
+ * transport to a container engine that speaks the Docker Engine API: dockerd, and Podman's
  * service (Docker-compatible endpoints plus libpod ones on the same socket). Only transport lives
  * here: addresses, connection errors, status codes, JSON and newline-delimited JSON streams.
  * What the answers mean (containers, labels, states) is the caller's business
@@ -13,7 +14,9 @@
  *   reset, timeout). `context.errno` holds the system code (ENOENT, ECONNREFUSED…).
  * - RELIGHT_ERR_PROVIDER_AUTH: the socket exists but we may not open it (EACCES, EPERM), or the
  *   engine answered 401/403.
- * - RELIGHT_ERR_PROVIDER_FAILED: the engine answered with a non-2xx status. `context.status` holds
+ * - RELIGHT_ERR_PROVIDER_UNAVAILABLE also for 502/503/504 (the mapping is providers/http-errors.ts,
+ *   shared with Slicer's client).
+ * - RELIGHT_ERR_PROVIDER_FAILED: the engine answered with another non-2xx status. `context.status` holds
  *   it (callers map 404 to "not found", 304/409 to "already in that state"), `context.engineMessage`
  *   the engine's own `message`.
  * - RELIGHT_ERR_ABORTED / the signal's reason when the caller's signal aborts.
@@ -22,6 +25,7 @@
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import { RelightError, isRelightError } from '../../core/errors.js'
+import { codeForConnectError, codeForStatus, httpStatus } from '../http-errors.js'
 
 export interface EngineClientOptions {
   /**
@@ -98,8 +102,6 @@ export function encodeQuery(query: Query | undefined): string {
   const text = params.toString()
   return text ? `?${text}` : ''
 }
-
-const AUTH_ERRNOS = new Set(['EACCES', 'EPERM'])
 
 /** Explain a connection failure in words a user can act on. */
 export function describeConnectError(errno: string | undefined, display: string, name: string): string {
@@ -313,7 +315,7 @@ export class EngineClient {
     if (this.closed) return new RelightError('RELIGHT_ERR_CLOSED', `${this.name} client is closed`, { provider: this.name })
     const errno = errnoOf(err)
     const message = describeConnectError(errno, this.address.display, this.name)
-    const code = errno !== undefined && AUTH_ERRNOS.has(errno) ? 'RELIGHT_ERR_PROVIDER_AUTH' : 'RELIGHT_ERR_PROVIDER_UNAVAILABLE'
+    const code = codeForConnectError(errno)
     return new RelightError(code, message, { provider: this.name, errno, request: `${method} ${path}` }, { cause: err })
   }
 
@@ -325,7 +327,7 @@ export class EngineClient {
     } catch {
       // plain text body
     }
-    const code = status === 401 || status === 403 ? 'RELIGHT_ERR_PROVIDER_AUTH' : 'RELIGHT_ERR_PROVIDER_FAILED'
+    const code = codeForStatus(status)
     return new RelightError(code, `${this.name} refused ${method} ${path}: ${status} ${engineMessage || '(no message)'}`, {
       provider: this.name,
       status,
@@ -335,8 +337,4 @@ export class EngineClient {
 }
 
 /** The engine's HTTP status carried by a RelightError from EngineClient, if any. */
-export function engineStatus(err: unknown): number | undefined {
-  if (!isRelightError(err)) return undefined
-  const status = err.context.status
-  return typeof status === 'number' ? status : undefined
-}
+export const engineStatus = httpStatus

@@ -1,9 +1,10 @@
 /**
- * Reading a container's relight labels. Pure functions over the label map, shared with the
- * Podman provider (same labels, compatible with caddy-relight-podman).
+ * Reading relight labels (`<prefix>.domain`, `.port`, `.group`, the per-backend settings). Pure
+ * functions over a label map, so any Moby-API object carrying labels can use them: Docker and
+ * Podman containers (same labels, compatible with caddy-relight-podman), Swarm services.
  */
-import { parseDuration } from '../../config/duration.js'
-import type { BackendSettings, Readiness, SleepMode, Strategy } from '../../core/provider.js'
+import type { BackendSettings, SleepMode } from '../../core/provider.js'
+import { readSettings } from '../../core/settings.js'
 
 export const COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
 export const COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'
@@ -52,7 +53,6 @@ function splitHosts(value: string | undefined): string[] {
  */
 export function readLabels(labels: Readonly<Record<string, string>>, prefix: string, sleepModes: readonly SleepMode[] = SLEEP_LABEL_MODES): LabelFacts {
   const problems: string[] = []
-  const settings: BackendSettings = {}
   const get = (name: string): string | undefined => {
     const v = labels[`${prefix}.${name}`]
     return v === undefined ? undefined : v.trim()
@@ -64,28 +64,7 @@ export function readLabels(labels: Readonly<Record<string, string>>, prefix: str
     if (/^\d+$/.test(portText) && n >= 1 && n <= 65535) port = n
     else problems.push(`${prefix}.port="${portText}" is not a port number (1-65535)`)
   }
-  for (const key of ['idle_timeout', 'wake_timeout'] as const) {
-    const text = get(key)
-    if (text === undefined) continue
-    const ms = parseDuration(text)
-    if (ms === undefined) problems.push(`${prefix}.${key}="${text}" is not a duration (write 30s, 5m, 1h)`)
-    else settings[key] = ms
-  }
-  const sleep = get('sleep')
-  if (sleep !== undefined) {
-    if ((sleepModes as readonly string[]).includes(sleep)) settings.sleep = sleep as SleepMode
-    else problems.push(`${prefix}.sleep="${sleep}" must be ${sleepModes.slice(0, -1).join(', ')} or ${sleepModes.at(-1)}`)
-  }
-  const strategy = get('strategy')
-  if (strategy !== undefined) {
-    if (strategy === 'blocking' || strategy === 'waiting_page') settings.strategy = strategy as Strategy
-    else problems.push(`${prefix}.strategy="${strategy}" must be blocking or waiting_page`)
-  }
-  const readiness = get('readiness')
-  if (readiness !== undefined) {
-    if (readiness === 'tcp' || /^http:\/.*/.test(readiness)) settings.readiness = readiness as Readiness
-    else problems.push(`${prefix}.readiness="${readiness}" must be tcp or http:/path`)
-  }
+  const settings = labelSettings(labels, prefix, sleepModes, problems)
   const group = groupOf(labels, prefix)
   return {
     hosts: splitHosts(labels[domainLabel(prefix)]),
@@ -94,4 +73,13 @@ export function readLabels(labels: Readonly<Record<string, string>>, prefix: str
     settings,
     problems,
   }
+}
+
+/** The per-backend settings in `<prefix>.<key>` labels (keys and bounds: core/settings.ts); problems are pushed in words. */
+export function labelSettings(labels: Readonly<Record<string, string>>, prefix: string, sleepModes: readonly SleepMode[], problems: string[]): BackendSettings {
+  return readSettings(
+    (key) => labels[`${prefix}.${key}`]?.trim(),
+    sleepModes,
+    (key, text, expected) => problems.push(`${prefix}.${key}="${text}" must be ${expected}`),
+  )
 }

@@ -1,0 +1,112 @@
+/**
+ * `providers.<kind>` is one block or a list of blocks, each one provider instance with an `id`
+ * (default: the kind). The id names the instance in backend keys (`<id>:<backend>`), status,
+ * logs and the heartbeat, so `providers.docker: {…}` keeps the keys it always had.
+ */
+import { z } from 'zod'
+import { duration } from './types.js'
+
+const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/
+
+/** A provider block as parsed, with the instance id filled in. */
+export type Instance<T> = T & {
+  readonly id: string
+  /** This instance's full re-list interval (ms); absent: the top-level resync_interval. */
+  readonly resync_interval?: number
+  /** Old key names this block used (logged once as deprecated when the provider starts). */
+  readonly renamed?: readonly string[]
+}
+
+/** Keys every block accepts besides its kind's own: `id` and `resync_interval` (and old names of it). */
+const RESYNC = 'resync_interval'
+
+/**
+ * One block or a non-empty list of blocks of `schema`, each with an optional `id`. Problems
+ * inside a block keep their path (`providers.docker[1].label_prefix`). Ids are checked unique
+ * across every provider by the main schema.
+ */
+export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldResyncKeys: readonly string[] = []) {
+  return z.unknown().transform((value, ctx): Instance<z.output<S>>[] => {
+    const many = Array.isArray(value)
+    const items: unknown[] = many ? value : [value]
+    if (items.length === 0) {
+      ctx.addIssue({ code: 'custom', message: `give at least one ${kind} provider block, or leave providers.${kind} out` })
+      return z.NEVER
+    }
+    const out: Instance<z.output<S>>[] = []
+    let failed = false
+    items.forEach((item, i) => {
+      const at = many ? [i] : []
+      let id = kind
+      let rest = item
+      if (item !== null && typeof item === 'object' && !Array.isArray(item) && 'id' in item) {
+        const { id: given, ...others } = item as Record<string, unknown>
+        rest = others
+        if (typeof given === 'string' && INSTANCE_ID.test(given)) id = given
+        else {
+          failed = true
+          ctx.addIssue({ code: 'custom', path: [...at, 'id'], message: 'a provider id is letters, digits, "_" or "-" (max 63), e.g. docker-staging' })
+        }
+      }
+      let resync: number | undefined
+      const renamed: string[] = []
+      if (rest !== null && typeof rest === 'object' && !Array.isArray(rest)) {
+        const others: Record<string, unknown> = { ...(rest as Record<string, unknown>) }
+        for (const key of [RESYNC, ...oldResyncKeys]) {
+          if (!(key in others)) continue
+          const value = others[key]
+          delete others[key]
+          if (key !== RESYNC) {
+            if (RESYNC in (rest as object)) {
+              failed = true
+              ctx.addIssue({ code: 'custom', path: [...at, key], message: `${key} is the old name of ${RESYNC}; give only ${RESYNC}` })
+              continue
+            }
+            renamed.push(key)
+          }
+          const parsed = duration.safeParse(value)
+          if (!parsed.success) {
+            failed = true
+            for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: [...at, key] } as Parameters<typeof ctx.addIssue>[0])
+          } else if (key === RESYNC || parsed.data > 0) resync = parsed.data // an old key's 0 meant "no extra re-list"
+        }
+        rest = others
+      }
+      const result = schema.safeParse(rest)
+      if (!result.success) {
+        failed = true
+        for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: [...at, ...issue.path] } as Parameters<typeof ctx.addIssue>[0])
+        return
+      }
+      out.push({
+        ...(result.data as object),
+        id,
+        ...(resync !== undefined ? { resync_interval: resync } : {}),
+        ...(renamed.length > 0 ? { renamed } : {}),
+      } as Instance<z.output<S>>)
+    })
+    return failed ? z.NEVER : out
+  })
+}
+
+/**
+ * A superRefine for the `providers` block: instance ids are unique across every kind (they key
+ * backends, status and logs). The error names the second block and where the first one is.
+ */
+export function uniqueInstanceIds(providers: Record<string, readonly { readonly id: string }[] | undefined>, ctx: z.RefinementCtx): void {
+  const seen = new Map<string, string>()
+  for (const [kind, blocks] of Object.entries(providers)) {
+    if (!blocks) continue
+    blocks.forEach((block, i) => {
+      const where = blocks.length > 1 ? `providers.${kind}[${i}]` : `providers.${kind}`
+      const first = seen.get(block.id)
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: blocks.length > 1 ? [kind, i] : [kind],
+          message: `provider id "${block.id}" is already used by ${first}; give each provider block its own id`,
+        })
+      } else seen.set(block.id, where)
+    })
+  }
+}

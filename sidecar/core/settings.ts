@@ -1,0 +1,102 @@
+/**
+ * The one table of per-backend settings: name, type and bounds. Every input that can set them
+ * reads it: the YAML schema (`defaults`, provider blocks, app entries; config/types.ts builds
+ * its zod from here), Docker and Podman labels, Slicer tags, and later Kubernetes annotations
+ * and Swarm labels (`readSettings`). A bound added here holds for every input at once.
+ */
+import { parseDuration } from './duration.js'
+import type { BackendSettings, Readiness, SleepMode, Strategy } from './provider.js'
+
+export const STRATEGIES = ['blocking', 'waiting_page'] as const satisfies readonly Strategy[]
+
+export type SettingKey = 'idle_timeout' | 'wake_timeout' | 'sleep' | 'fallback_sleep' | 'strategy' | 'waiting_page_after' | 'readiness' | 'waiting_page_template'
+
+export interface SettingSpec {
+  readonly key: SettingKey
+  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template'
+  /**
+   * Accepted from the configuration file only (defaults, provider blocks, app entries): a label,
+   * tag or annotation naming it is reported as a problem and ignored.
+   */
+  readonly configOnly?: true
+  /** Durations: the least accepted value (ms) and why, in words ("100ms (a wake needs time…)"). */
+  readonly min?: { readonly ms: number; readonly why: string }
+}
+
+export const BACKEND_SETTINGS = [
+  { key: 'idle_timeout', type: 'duration' },
+  { key: 'wake_timeout', type: 'duration', min: { ms: 100, why: '100ms (a wake needs time to happen)' } },
+  { key: 'sleep', type: 'sleep' },
+  { key: 'fallback_sleep', type: 'sleep' },
+  { key: 'strategy', type: 'strategy' },
+  { key: 'waiting_page_after', type: 'duration' },
+  { key: 'readiness', type: 'readiness' },
+  // An HTML file the sidecar reads and publishes (pages/template.ts): never from a label or tag.
+  { key: 'waiting_page_template', type: 'template', configOnly: true },
+] as const satisfies readonly SettingSpec[]
+
+export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s.key)
+
+/** `tcp`, or `http:/path`. */
+export const READINESS = /^(tcp|http:\/.*)$/
+
+export type SettingValue = number | SleepMode | Strategy | Readiness | string
+
+/** A duration already parsed (YAML) checked against its spec's bound: the problem in words, or undefined. */
+export function durationProblem(spec: SettingSpec, ms: number): string | undefined {
+  return spec.min !== undefined && ms < spec.min.ms ? `must be at least ${spec.min.why}` : undefined
+}
+
+function list(words: readonly string[]): string {
+  return words.length < 2 ? (words[0] ?? '') : `${words.slice(0, -1).join(', ')} or ${words.at(-1)}`
+}
+
+/**
+ * One setting from text (a label, tag or annotation value). `sleepModes`: the modes this input
+ * may name (the provider's). Returns the value, or what was expected in words.
+ */
+export function settingFromText(spec: SettingSpec, text: string, sleepModes: readonly SleepMode[]): { value: SettingValue } | { expected: string } {
+  switch (spec.type) {
+    case 'duration': {
+      const ms = parseDuration(text)
+      if (ms === undefined) return { expected: 'a duration such as 30s, 5m or 1h' }
+      if (spec.min !== undefined && ms < spec.min.ms) return { expected: `at least ${spec.min.why}` }
+      return { value: ms }
+    }
+    case 'sleep':
+      return (sleepModes as readonly string[]).includes(text) ? { value: text as SleepMode } : { expected: list(sleepModes) }
+    case 'strategy':
+      return (STRATEGIES as readonly string[]).includes(text) ? { value: text as Strategy } : { expected: list(STRATEGIES) }
+    case 'readiness':
+      return READINESS.test(text) ? { value: text as Readiness } : { expected: 'tcp or http:/path' }
+    case 'template':
+      return { expected: 'nothing here: waiting_page_template is set in the configuration file only' }
+  }
+}
+
+/**
+ * Every setting a source names: `get(key)` answers the text for a key (undefined when absent),
+ * `problem` hears about each unusable one (which is then left out, so the defaults apply).
+ */
+export function readSettings(
+  get: (key: SettingKey) => string | undefined,
+  sleepModes: readonly SleepMode[],
+  problem: (key: SettingKey, text: string, expected: string) => void,
+): BackendSettings {
+  const settings: Partial<Record<SettingKey, SettingValue>> = {}
+  for (const spec of BACKEND_SETTINGS as readonly SettingSpec[]) {
+    const text = get(spec.key)
+    if (text === undefined) continue
+    const parsed = settingFromText(spec, text, sleepModes)
+    if ('value' in parsed) settings[spec.key] = parsed.value
+    else problem(spec.key, text, parsed.expected)
+  }
+  return settings as BackendSettings
+}
+
+/** The settings a provider block or app entry sets explicitly; keys left out stay absent. */
+export function settingsFrom(source: BackendSettings): BackendSettings {
+  const settings: Partial<Record<SettingKey, unknown>> = {}
+  for (const key of SETTING_KEYS) if (source[key] !== undefined) settings[key] = source[key]
+  return settings as BackendSettings
+}

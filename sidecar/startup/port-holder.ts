@@ -1,0 +1,75 @@
+/** Which process listens on a TCP port (Linux /proc), to name it in error messages. */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+
+export interface PortHolder {
+  readonly pid: number
+  /** The program's name (/proc/PID/comm). */
+  readonly command: string
+  /** Its process group (/proc/PID/stat), to recognise what a crashed sidecar left behind. */
+  readonly pgid: number | undefined
+}
+
+/**
+ * The process listening on TCP `port` (any address), or undefined when none is found or /proc
+ * does not tell (another user's process is visible only to root).
+ */
+export function tcpPortHolder(port: number): PortHolder | undefined {
+  const inodes = new Set<string>()
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string
+    try {
+      text = readFileSync(table, 'utf8')
+    } catch {
+      continue
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      const local = f[1]
+      if (f[3] !== '0A' || local === undefined || f[9] === undefined) continue // 0A: LISTEN
+      if (Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16) === port) inodes.add(`socket:[${f[9]}]`)
+    }
+  }
+  if (inodes.size === 0) return undefined
+  let pids: string[]
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d))
+  } catch {
+    return undefined
+  }
+  for (const pid of pids) {
+    let fds: string[]
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`)
+    } catch {
+      continue
+    }
+    for (const fd of fds) {
+      let target: string
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`)
+      } catch {
+        continue
+      }
+      if (inodes.has(target)) {
+        let command = '?'
+        let pgid: number | undefined
+        try {
+          command = readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
+          // fields after the command (which may contain spaces) start after the last ')'
+          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+          pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
+        } catch {
+          // gone meanwhile
+        }
+        return { pid: Number(pid), command, pgid }
+      }
+    }
+  }
+  return undefined
+}
+
+/** " (pid 123, node)" when the holder is known, else "". */
+export function describeHolder(port: number): string {
+  const holder = tcpPortHolder(port)
+  return holder ? ` (pid ${holder.pid}, ${holder.command})` : ''
+}

@@ -1,0 +1,73 @@
+/**
+ * What `serve` needs before it starts, checked without starting anything. `check` prints these
+ * problems; `serve` refuses to start on the first one with the same sentence, so a config that
+ * `check` passes does not then fail at start-up (short of a race with another program).
+ */
+import type { Config } from '../config/schema.js'
+import { RelightError } from '../core/errors.js'
+import { socketAnswers, socketInUseMessage, socketPathProblem } from '../core/unix-socket.js'
+import { lookupGroup, socketGroupProblem } from './groups.js'
+import { describeListenError, tcpListenProblem, unixPath } from './listen-address.js'
+import { tcpPortHolder } from './port-holder.js'
+
+export interface PreflightOptions {
+  /**
+   * Process groups a sidecar that died left running (crash recovery ends them before anything
+   * starts): a port one of them holds is not "in use by another program".
+   */
+  readonly leftoverGroups?: ReadonlySet<number>
+}
+
+/** One-line reasons `serve` would refuse to start, in the order it would meet them. */
+export async function preflight(config: Config, options: PreflightOptions = {}): Promise<string[]> {
+  const problems: string[] = []
+  if (config.socket_group !== undefined) {
+    const problem = socketGroupProblem(config.socket_group)
+    if (problem) problems.push(problem)
+  }
+  if (config.access_log !== undefined && config.access_log === config.listen) {
+    problems.push(`access_log: same address as listen (${config.listen}); give each its own`)
+  }
+  for (const [what, address] of [['access_log', config.access_log], ['listen', config.listen]] as const) {
+    if (address === undefined || (what === 'listen' && problems.some((p) => p.startsWith('access_log: same address')))) continue
+    const problem = await listenProblem(what, address)
+    if (problem) problems.push(problem)
+  }
+  problems.push(...(await appPortProblems(config, options.leftoverGroups ?? new Set())))
+  return problems
+}
+
+async function listenProblem(what: string, address: string): Promise<string | undefined> {
+  const path = unixPath(address)
+  if (path === undefined) return tcpListenProblem(what, address)
+  const problem = socketPathProblem(path, what)
+  if (problem) return problem
+  return (await socketAnswers(path)) ? socketInUseMessage(path, what) : undefined
+}
+
+/** Every process app's replica ports must be free: the app could not listen otherwise. */
+async function appPortProblems(config: Config, leftoverGroups: ReadonlySet<number>): Promise<string[]> {
+  const problems: string[] = []
+  for (const app of (config.providers.process ?? []).flatMap((instance) => instance.apps)) {
+    if (app.port === undefined) continue
+    for (let replica = 0; replica < app.replicas; replica++) {
+      const address = `${app.host.includes(':') ? `[${app.host}]` : app.host}:${app.port + replica}`
+      const problem = await tcpListenProblem(`process: ${app.name}`, address)
+      if (problem === undefined) continue
+      const holder = tcpPortHolder(app.port + replica)
+      if (holder?.pgid !== undefined && leftoverGroups.has(holder.pgid)) continue
+      problems.push(`${problem}; the app could not listen there`)
+    }
+  }
+  return problems
+}
+
+/** The gid sockets get (`socket_group`), undefined for owner-only sockets. */
+export function socketGid(config: Config): number | undefined {
+  if (config.socket_group === undefined) return undefined
+  const group = lookupGroup(config.socket_group)
+  if (!group) throw new RelightError('RELIGHT_ERR_CONFIG', socketGroupProblem(config.socket_group) ?? `socket_group: ${config.socket_group}`)
+  return group.gid
+}
+
+export { describeListenError }
