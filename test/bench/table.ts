@@ -2,6 +2,7 @@
 import type { CoalesceResult } from './coalesce.js'
 import type { FloodResult } from './flood.js'
 import type { HotResult } from './hot.js'
+import type { K8sWakeResult } from './k8s-wake.js'
 import type { ScaleResult } from './scale.js'
 import { fmtLoad } from './stats.js'
 import type { WakeResult } from './wake.js'
@@ -67,6 +68,14 @@ function wakeRows(r: WakeResult): Row[] {
   return rows
 }
 
+function k8sRows(r: K8sWakeResult): Row[] {
+  return [
+    ['k8s', `Deployment 0 → 1: through Caddy + sidecar (n=${r.sidecar.n})`, `p50 ${ms(r.sidecar.p50)}  p90 ${ms(r.sidecar.p90)}  max ${ms(r.sidecar.max)}`, '', '', fmtLoad(r.load)],
+    ['k8s', 'Deployment 0 → 1: raw PATCH scale → pod Ready (polled 5 ms) → first byte', `p50 ${ms(r.raw.p50)}  p90 ${ms(r.raw.p90)}  max ${ms(r.raw.max)}`, '', '', ''],
+    ['k8s', 'sidecar overhead at p50', ms(r.overheadP50), '≤ 50 ms', verdict(r.overheadP50 <= 50), ''],
+  ]
+}
+
 function coalesceRows(r: CoalesceResult): Row[] {
   return r.rounds.flatMap((x, i): Row[] => [
     [
@@ -123,6 +132,7 @@ export function renderTable(results: Record<string, unknown>): string {
   }
   add('hot', results.hot, hotRows)
   add('wake', results.wake, wakeRows)
+  add('k8s', results.k8s, k8sRows)
   add('coalesce', results.coalesce, coalesceRows)
   add('scale', results.scale, scaleRows)
   add('flood', results.flood, floodRows)
