@@ -149,6 +149,8 @@ function connect() {
         // Show the transition at once; the refetch brings the details.
         if (b && type === "wake.started") { b.phase = "waking"; render(); }
         refresh(e.key);
+        // The request that caused a wake finishes a moment later (access log): look again.
+        if (type === "wake.ready") setTimeout(() => refresh(e.key), 1500);
       } else loadAll().catch(() => undefined);
     });
   }
