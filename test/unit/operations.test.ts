@@ -18,6 +18,7 @@ import { buildApp } from '../../sidecar/server/app.js'
 import { type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
 import { promtoolSkip } from '../helpers/prometheus.js'
 import { startTestSidecar } from '../helpers/sidecar.js'
+import { until } from '../helpers/wait.js'
 
 const log = pino({ level: 'silent' })
 const TOKEN = 'admin-token-0123456789'
@@ -324,8 +325,7 @@ describe('webhooks', () => {
     events.emit({ type: 'provider.up', provider: 'memory', backends: 1 }) // not matched by wake.*
     events.emit({ type: 'wake.ready', key: 'memory:a', name: 'a', provider: 'memory', from: 'stopped', duration_ms: 12 })
     returned = true
-    const deadline = Date.now() + 10_000
-    while ((received.length < 1 || hooks.stats()[1]?.failed !== 2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    await until(() => received.length === 1 && hooks.stats()[1]?.failed === 2, 'one delivery and two losses')
     assert.equal(received.length, 1)
     const [got] = received
     assert.ok(got)
@@ -364,14 +364,10 @@ describe('webhooks', () => {
       const woke = await request(`${sc.url}/_relight/admin/backends/memory:a/wake`, { method: 'POST', headers: BEARER })
       assert.equal(woke.statusCode, 200)
       await woke.body.dump()
-      let text = ''
-      const deadline = Date.now() + 10_000
-      while (Date.now() < deadline) {
-        const res = await request(`${sc.url}/_relight/metrics`, { headers: BEARER })
-        text = await res.body.text()
-        if (text.includes('relight_webhook_deliveries_total{webhook="1",result="failed"} 1')) break
-        await new Promise((r) => setTimeout(r, 20))
-      }
+      const text = (await until(async () => {
+        const body = await (await request(`${sc.url}/_relight/metrics`, { headers: BEARER })).body.text()
+        return body.includes('relight_webhook_deliveries_total{webhook="1",result="failed"} 1') ? body : undefined
+      }, 'both webhook results in the metrics')) as string
       assert.match(text, /^relight_webhook_deliveries_total\{webhook="0",result="delivered"\} 1$/m)
       assert.match(text, /^relight_webhook_deliveries_total\{webhook="1",result="failed"\} 1$/m)
       assert.match(text, /^relight_webhook_attempt_failures_total\{webhook="1"\} 1$/m)
