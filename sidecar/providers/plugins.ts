@@ -10,7 +10,8 @@ import { kubernetesPlugin } from './kubernetes/plugin.js'
 import { podmanPlugin } from './podman/plugin.js'
 import { processPlugin } from './process/plugin.js'
 import { slicerPlugin } from './slicer/plugin.js'
+import { swarmPlugin } from './swarm/plugin.js'
 
-export const PROVIDER_PLUGINS = [processPlugin, dockerPlugin, podmanPlugin, slicerPlugin, kubernetesPlugin] as const
+export const PROVIDER_PLUGINS = [processPlugin, dockerPlugin, podmanPlugin, slicerPlugin, kubernetesPlugin, swarmPlugin] as const
 
 export type ProviderKind = (typeof PROVIDER_PLUGINS)[number]['kind']

@@ -65,6 +65,15 @@ function wakeRows(r: WakeResult): Row[] {
     if (d.baselineSkipped) rows.push(['wake', 'docker: baseline build', `skipped: ${d.baselineSkipped}`, '', '', ''])
   } else if ('error' in d) rows.push(['wake', 'docker through Caddy + sidecar', `FAILED: ${d.error.split('\n')[0] ?? ''}`, '≤ 25 ms', 'NO', ''])
   else rows.push(['wake', 'docker through Caddy + sidecar', `skipped: ${d.skipped}`, '', '', ''])
+  const w = r.swarm
+  if (w === undefined) return rows
+  if ('sidecar' in w) {
+    rows.push(['wake', `swarm 0 → 1: through Caddy + sidecar (n=${w.sidecar.n})`, `p50 ${ms(w.sidecar.p50)}  p90 ${ms(w.sidecar.p90)}  max ${ms(w.sidecar.max)}`, '', '', fmtLoad(w.load)])
+    rows.push(['wake', 'swarm 0 → 1: raw scale-up → first byte (tasks polled every 20 ms)', `p50 ${ms(w.raw.p50)}  p90 ${ms(w.raw.p90)}  max ${ms(w.raw.max)}`, '', '', ''])
+    rows.push(['wake', 'swarm 0 → 1: raw scale-up → task running', `p50 ${ms(w.rawTaskRunning.p50)}  p90 ${ms(w.rawTaskRunning.p90)}`, '', '', ''])
+    rows.push(['wake', 'swarm 0 → 1: sidecar overhead at p50 (task polling, probe, two Caddy hops)', ms(w.overheadP50), '', '', ''])
+  } else if ('error' in w) rows.push(['wake', 'swarm through Caddy + sidecar', `FAILED: ${w.error.split('\n')[0] ?? ''}`, '', 'NO', ''])
+  else rows.push(['wake', 'swarm through Caddy + sidecar', `skipped: ${w.skipped}`, '', '', ''])
   return rows
 }
 

@@ -22,6 +22,9 @@ import { KeyedLock } from './keyed-lock.js'
 import { COMPOSE_PROJECT_LABEL, domainLabel, groupOf, isRouted, readLabels } from '../moby/labels.js'
 import { chooseUpstream } from '../moby/upstream.js'
 
+/** Set by Swarm on every task container. */
+export const SWARM_SERVICE_LABEL = 'com.docker.swarm.service.id'
+
 /** Container actions that can change what the registry knows (issue 3). */
 export const WATCHED_ACTIONS = ['create', 'start', 'die', 'pause', 'unpause', 'destroy', 'rename'] as const
 
@@ -136,6 +139,9 @@ export class DockerProvider implements Provider {
   /** What the registry knows about a container; undefined when it carries no domain label. */
   toBackend(c: ContainerInspect): BackendInfo | undefined {
     const labels = labelsOf(c)
+    // A Swarm task's container: Swarm replaces it when it stops, so it is the service's to
+    // scale (providers.swarm), never ours to stop or pause.
+    if (labels[SWARM_SERVICE_LABEL] !== undefined) return undefined
     const facts = readLabels(labels, this.prefix)
     if (facts.hosts.length === 0) return undefined
     const name = containerName(c)
@@ -327,7 +333,10 @@ export class DockerProvider implements Provider {
       this.api.list({ label: [`${COMPOSE_PROJECT_LABEL}=${group}`] }, signal),
     ])
     const byId = new Map<string, ContainerSummary>()
-    for (const c of [...explicit, ...compose]) if (groupOf(labelsOf(c), this.prefix) === group) byId.set(c.Id, c)
+    for (const c of [...explicit, ...compose]) {
+      const labels = labelsOf(c)
+      if (groupOf(labels, this.prefix) === group && labels[SWARM_SERVICE_LABEL] === undefined) byId.set(c.Id, c)
+    }
     return [...byId.values()]
   }
 
@@ -396,8 +405,10 @@ export class DockerProvider implements Provider {
   /** Inspect a container this provider manages (it carries a domain label). */
   private async routed(id: string, signal: AbortSignal): Promise<ContainerInspect> {
     const c = await this.api.inspect(id, signal)
-    if (!isRouted(labelsOf(c), this.prefix)) {
-      throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `container ${containerName(c)} has no ${domainLabel(this.prefix)} label`, { backend: id, provider: this.kind })
+    const labels = labelsOf(c)
+    if (!isRouted(labels, this.prefix) || labels[SWARM_SERVICE_LABEL] !== undefined) {
+      const why = labels[SWARM_SERVICE_LABEL] !== undefined ? 'belongs to a Swarm service (providers.swarm drives it)' : `has no ${domainLabel(this.prefix)} label`
+      throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `container ${containerName(c)} ${why}`, { backend: id, provider: this.kind })
     }
     return c
   }
