@@ -423,6 +423,21 @@ export class Backend {
     }
   }
 
+  /** A config reload changed this backend's settings (idle_timeout…): they apply from now on. */
+  reconfigure(settings: ResolvedSettings): void {
+    this.settings = settings
+  }
+
+  /**
+   * This backend replaces `old` (same key, its provider instance was replaced by a reload):
+   * requests in flight and the idle clock carry over, so a reload neither loses a count nor
+   * resets an idle timer.
+   */
+  carryActivityFrom(old: Backend): void {
+    this.inflight = old.inflight
+    this.lastActivity = old.lastActivity
+  }
+
   /** Status for healthz and the admin API. */
   status(): Record<string, unknown> {
     return {

@@ -17,6 +17,11 @@ export function logEvents(events: LifecycleEvents, log: Logger): () => void {
         log.info({ backend: e.name, provider: e.provider, from: e.from, ms: e.duration_ms }, 'woke')
         return
       case 'wake.failed':
+        // A refusal during a restart backoff repeats for every request: the provider logged the crash.
+        if (e.code === 'RELIGHT_ERR_RESTART_BACKOFF') {
+          if (log.isLevelEnabled('debug')) log.debug({ backend: e.name, provider: e.provider, code: e.code, err: e.reason, ms: e.duration_ms }, 'wake failed')
+          return
+        }
         log.warn({ backend: e.name, provider: e.provider, code: e.code, err: e.reason, ms: e.duration_ms }, 'wake failed')
         return
       case 'sleep.done':

@@ -9,6 +9,7 @@ import type { Backend } from '../core/backend.js'
 import { RelightError } from '../core/errors.js'
 import { LIFECYCLE_EVENT_TYPES, type Stamped } from '../core/events.js'
 import type { Registry } from '../core/registry.js'
+import type { ReloadResult } from '../reload.js'
 import type { EventBuffer } from '../ops/event-buffer.js'
 import type { BackendHistory } from '../ops/history.js'
 import { providerLabel } from '../ops/metrics.js'
@@ -25,6 +26,8 @@ export interface AdminDeps {
   readonly buffer: EventBuffer
   /** Every documented route (collected by an onRoute hook), for the OpenAPI description. */
   readonly routes: () => readonly RouteDoc[]
+  /** Read the config file again and apply it; absent in tests that build the app alone. */
+  readonly reload?: () => Promise<ReloadResult>
 }
 
 /** Open event streams beyond this get 503 (each is a socket and a listener). */
@@ -170,6 +173,23 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
             return sendError(req, reply, new RelightError('RELIGHT_ERR_CLOSED', `too many open event streams (${MAX_STREAMS})`, { retryAfter: 10 }))
           }
           openStream(req, reply)
+        },
+      )
+
+      admin.post(
+        '/reload',
+        {
+          schema: {
+            summary: 'Read the configuration file again and apply the difference',
+            description: '200 `{ok: true, changed, summary}`; 422 `{ok: false, errors}` when the file is invalid (nothing changed).',
+            response: { 200: { type: 'object' }, 422: { type: 'object' }, ...errors(401, 404) },
+          },
+        },
+        async (req, reply) => {
+          if (!deps.reload) throw new RelightError('RELIGHT_ERR_NOT_FOUND', 'reload is not available')
+          const result = await deps.reload()
+          logger.info({ op: 'reload', ok: result.ok, via: req.relightAccess?.via }, 'admin operation')
+          return noStore(reply).code(result.ok ? 200 : 422).send(result)
         },
       )
 

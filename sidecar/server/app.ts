@@ -11,6 +11,7 @@ import type { WaitingPages } from '../pages/template.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
 import { AuthOutcomes } from './auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
+import type { ReloadResult } from '../reload.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
@@ -27,12 +28,17 @@ export const NO_TICKET = '-'
 export interface AppOptions extends OperationsOptions {
   /** Report whether an access-log connection is up (for healthz). undefined: not configured. */
   readonly accessLogState?: () => 'connected' | 'disconnected'
+  /** Read the config file again and apply it (POST /_relight/admin/reload). */
+  readonly reload?: () => Promise<ReloadResult>
 }
 
 export interface AppDeps {
   readonly registry: Registry
   readonly logger: Logger
-  /** Stateful (doors-caddy) hosts; undefined when `stateful:` is empty, so other hosts pay nothing. */
+  /**
+   * Stateful (doors-caddy) hosts; undefined when `stateful:` is empty, so other hosts pay nothing.
+   * Read on every request (it may be a getter: a reload replaces the router).
+   */
   readonly stateful?: StatefulRouter
   /** In-flight tickets; undefined without `access_log` (nothing can report a request's end). */
   readonly tickets?: TicketLedger<Backend>
@@ -48,7 +54,7 @@ const WAITING_RETRY_SECONDS = 2
  * cached map lookup, a round-robin pick and one header: no I/O, no logging, no validation work.
  */
 export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
-  const { registry, logger, stateful, tickets } = deps
+  const { registry, logger, tickets } = deps
   let oldSnippetCalls = 0
   const outcomes = new AuthOutcomes()
   const app = Fastify({
@@ -60,6 +66,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
 
   app.get('/_relight/auth', (req, reply) => {
     // Stateful hosts first (they are routed by token and cookie, never woken or put to sleep).
+    const stateful = deps.stateful
     if (stateful !== undefined) {
       const site = stateful.lookupRaw(req.headers.host)
       if (site !== undefined) return answerStateful(site, req, reply)
@@ -178,7 +185,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     const problem = canonicalHostProblem(domain)
     if (problem !== undefined) return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', `the domain is ${problem}`))
     const host = domain
-    if (stateful?.resolve(host)) return reply.send({ allowed: true, domain: host, stateful: true })
+    if (deps.stateful?.resolve(host)) return reply.send({ allowed: true, domain: host, stateful: true })
     const hit = registry.index.resolve(host)
     if (hit) return reply.send({ allowed: true, domain: host, backend: hit.info.name })
     return registry.resolveAfterMiss(host).then(

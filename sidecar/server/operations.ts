@@ -7,6 +7,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import type { Logger } from 'pino'
 import { RelightError } from '../core/errors.js'
 import type { Registry } from '../core/registry.js'
+import type { ReloadResult } from '../reload.js'
 import { EventBuffer } from '../ops/event-buffer.js'
 import { BackendHistory } from '../ops/history.js'
 import { Metrics, type MetricsSources } from '../ops/metrics.js'
@@ -23,6 +24,8 @@ export interface OperationsOptions {
   readonly accessLogConnections?: () => number
   readonly heartbeatFailures?: () => number
   readonly webhooks?: MetricsSources['webhooks']
+  /** Read the config file again and apply it (POST /_relight/admin/reload). */
+  readonly reload?: () => Promise<ReloadResult>
 }
 
 export function registerOperations(app: FastifyInstance, options: OperationsOptions, registry: Registry, logger: Logger, auth: AuthOutcomes): void {
@@ -51,7 +54,7 @@ export function registerOperations(app: FastifyInstance, options: OperationsOpti
     if (schema?.summary !== undefined) docs.push({ method: route.method, url: route.url, schema })
   })
 
-  registerAdmin(app, { registry, logger, access, history, buffer, routes: () => docs })
+  registerAdmin(app, { registry, logger, access, history, buffer, routes: () => docs, ...(options.reload ? { reload: options.reload } : {}) })
   registerStatus(app, access)
 
   app.get(

@@ -30,6 +30,8 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_NOT_FOUND: { status: 404, title: 'Not found' },
   RELIGHT_ERR_BAD_REQUEST: { status: 400, title: 'Bad request' },
   RELIGHT_ERR_INTERNAL: { status: 500, title: 'Internal error' },
+  RELIGHT_ERR_PORT_IN_USE: { status: 503, title: 'Port held by another program', retryAfter: 10 },
+  RELIGHT_ERR_RESTART_BACKOFF: { status: 503, title: 'Backend is crashing; waiting to restart it', retryAfter: 1 },
 }
 
 
@@ -50,6 +52,7 @@ const ENGINE_DETAIL: Partial<Record<ErrorCode, string>> = {
   RELIGHT_ERR_PROVIDER_FAILED: 'The engine that runs this backend could not wake it; the sidecar log has the reason.',
   RELIGHT_ERR_PROVIDER_AUTH: 'The engine that runs this backend refused the sidecar; the sidecar log has the reason.',
   RELIGHT_ERR_INTERNAL: 'An unexpected error inside the sidecar; its log has the details.',
+  RELIGHT_ERR_PORT_IN_USE: "Another program holds this app's port, so the app was not started; the sidecar log names it.",
 }
 
 /**
