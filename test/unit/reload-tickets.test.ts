@@ -15,7 +15,7 @@ const silent = pino({ level: 'silent' })
  * the line that ends the request decrements the removed backend, and the new one keeps the
  * count for ever (it never goes idle again).
  */
-describe('review2: provider replaced by reload while a request is in flight', () => {
+describe('provider replaced by reload while a request is in flight', () => {
   it('the request\'s access-log line ends it on the backend that now serves the host', async () => {
     const config = parseConfig('base_domains: []\n', 'test')
     const backends = () => [{ id: 'b', hosts: ['b.localhost'], state: 'running' as const, upstreams: ['127.0.0.1:9'] }]
