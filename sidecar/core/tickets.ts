@@ -14,7 +14,10 @@ import { randomFillSync } from 'node:crypto'
  *   Caddy did not make): it stops counting at the next `expire`;
  * - every access-log connection it was bound to closed (Caddy died or restarted: lines in
  *   flight on that connection are lost with it);
- * - the ledger is full (`MAX_OPEN_TICKETS`): the oldest one stops counting.
+ *
+ * When the ledger is full (`MAX_OPEN_TICKETS`) no ticket is issued: the request counts as
+ * activity only, like a call without the snippet. Open tickets are never dropped to make room,
+ * so a flood of /auth calls for one backend cannot end another backend's open stream.
  */
 
 /** What a ticket counts against (a Backend). */
@@ -41,14 +44,8 @@ interface Entry<T> {
   readonly binding: readonly LogConnection[]
 }
 
-/** Open tickets kept at most; beyond, the oldest stop counting (a flood cannot grow memory). */
+/** Open tickets kept at most; beyond, no new ones are issued (a flood cannot grow memory). */
 export const MAX_OPEN_TICKETS = 100_000
-/**
- * How many of the oldest are dropped at once when the ledger is full. In batches because a
- * Map's first live entry is found by walking past every deleted one: dropping one at a time
- * made each issue at the cap cost O(n).
- */
-const DROP_BATCH = MAX_OPEN_TICKETS / 10
 /** A ticket: 22 base64url characters of random bytes (132 bits: unguessable). */
 const TICKET_CHARS = 22
 /** Random bytes drawn at a time and encoded once: 4224 bytes = 5632 characters = 256 tickets. */
@@ -56,8 +53,10 @@ const POOL_BYTES = 4224
 
 export interface TicketLedgerOptions {
   readonly now?: () => number
-  /** Called when tickets stop counting without their line (expired, connection lost, ledger full). */
-  readonly onLost?: (reason: 'expired' | 'connection' | 'full', count: number) => void
+  /** Called when tickets stop counting without their line (expired, connection lost). */
+  readonly onLost?: (reason: 'expired' | 'connection', count: number) => void
+  /** Called when a request got no ticket because the ledger was full (it counts as activity only). */
+  readonly onFull?: (count: number) => void
 }
 
 export class TicketLedger<T extends TicketTarget = TicketTarget> {
@@ -71,10 +70,14 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   private nextExpiry = Number.POSITIVE_INFINITY
   private readonly now: () => number
   private readonly onLost: NonNullable<TicketLedgerOptions['onLost']>
+  private readonly onFull: NonNullable<TicketLedgerOptions['onFull']>
+  /** Requests refused a ticket because the ledger was full (since start). */
+  refused = 0
 
   constructor(options: TicketLedgerOptions = {}) {
     this.now = options.now ?? Date.now
     this.onLost = options.onLost ?? (() => undefined)
+    this.onFull = options.onFull ?? (() => undefined)
   }
 
   /** Open tickets. */
@@ -89,9 +92,19 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
 
   /**
    * Hot path: a new ticket for a request authorised for `target`, counted until its line
-   * arrives or `maxMs` passes. The caller has already counted the request in flight.
+   * arrives or `maxMs` passes. The caller counts the request in flight when a ticket is
+   * returned; undefined when the ledger is full (expired tickets are dropped first): then the
+   * request must count as activity only.
    */
-  issue(target: T, maxMs: number): string {
+  issue(target: T, maxMs: number): string | undefined {
+    if (this.open.size >= MAX_OPEN_TICKETS) {
+      this.expire()
+      if (this.open.size >= MAX_OPEN_TICKETS) {
+        this.refused++
+        this.onFull(this.refused)
+        return undefined
+      }
+    }
     if (this.poolAt === this.pool.length) {
       this.pool = randomFillSync(this.random).toString('base64url')
       this.poolAt = 0
@@ -101,7 +114,6 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     const expires = this.now() + maxMs
     if (expires < this.nextExpiry) this.nextExpiry = expires
     this.open.set(ticket, { target, wakes: target.counters.wakes, expires, binding: this.binding })
-    if (this.open.size > MAX_OPEN_TICKETS) this.dropOldest(DROP_BATCH)
     return ticket
   }
 
@@ -176,17 +188,6 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     const open = [...this.connections]
     const proven = open.filter((c) => c.proven)
     this.binding = Object.freeze(proven.length > 0 ? proven : open)
-  }
-
-  private dropOldest(count: number): void {
-    let dropped = 0
-    for (const [ticket, entry] of this.open) {
-      if (dropped === count) break
-      this.open.delete(ticket)
-      this.end(entry)
-      dropped++
-    }
-    this.onLost('full', dropped)
   }
 
   /** A request counted for `entry.target` ends, unless the backend slept since (count reset). */

@@ -27,7 +27,7 @@ describe('provider replaced by reload while a request is in flight', () => {
     ledger.connectionOpened(caddy)
     const before = registry.index.resolve('b.localhost')!
     before.started(true) // what /auth does...
-    const ticket = ledger.issue(before, 24 * 3600_000) // ...with the ticket Caddy will log
+    const ticket = ledger.issue(before, 24 * 3600_000)! // ...with the ticket Caddy will log
     await registry.replaceProvider(old, new MemoryProvider(backends()))
     const after = registry.index.resolve('b.localhost')!
     assert.equal(after.inflight, 1)

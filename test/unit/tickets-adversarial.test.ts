@@ -15,7 +15,7 @@ function target(): TicketTarget & { inflight: number } {
 
 const DAY = 24 * 3600_000
 
-describe('review2: ticket ledger adversarial cases', () => {
+describe('ticket ledger: adversarial cases', () => {
   it('a flood of tickets for one backend must not end another backend\'s open stream (ledger full)', () => {
     const ledger = new TicketLedger()
     const caddy: LogConnection = { open: true, proven: false }
@@ -39,7 +39,7 @@ describe('review2: ticket ledger adversarial cases', () => {
     const b = target()
     // The attacker makes one request through Caddy and reads its ticket from the response...
     b.inflight++
-    const own = ledger.issue(b, DAY)
+    const own = ledger.issue(b, DAY)!
     // ...and writes a line carrying it on a connection of its own, before Caddy's first line.
     const attacker: LogConnection = { open: true, proven: false }
     ledger.connectionOpened(attacker)
@@ -57,9 +57,9 @@ describe('review2: ticket ledger adversarial cases', () => {
     ledger.connectionOpened(caddy)
     const b = target()
     b.inflight++
-    ledger.finish(ledger.issue(b, DAY), caddy) // Caddy proves itself
+    ledger.finish(ledger.issue(b, DAY)!, caddy) // Caddy proves itself
     b.inflight++
-    const own = ledger.issue(b, DAY) // the attacker's own request through Caddy
+    const own = ledger.issue(b, DAY)! // the attacker's own request through Caddy
     const attacker: LogConnection = { open: true, proven: false }
     ledger.connectionOpened(attacker)
     ledger.finish(own, attacker) // attacker's connection is now "proven" too
@@ -77,7 +77,7 @@ describe('review2: ticket ledger adversarial cases', () => {
     ledger.connectionOpened(caddy)
     const b = target()
     b.inflight++
-    ledger.finish(ledger.issue(b, DAY), caddy)
+    ledger.finish(ledger.issue(b, DAY)!, caddy)
     for (let i = 0; i < 3; i++) ledger.connectionOpened({ open: true, proven: false })
     ledger.connectionClosed(caddy) // Caddy restarts; its redial is refused (4 slots taken)
     assert.equal(ledger.counting, false, 'requests are still given tickets that only the intruder could finish')
