@@ -42,6 +42,8 @@ interface Entry<T> {
   readonly expires: number
   /** The connections that could deliver its line (shared, never copied per ticket). */
   readonly binding: readonly LogConnection[]
+  /** Every access-log connection open when it was issued (shared, never copied per ticket). */
+  readonly open: readonly LogConnection[]
 }
 
 /** Open tickets kept at most; beyond, no new ones are issued (a flood cannot grow memory). */
@@ -65,6 +67,7 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   private pool = ''
   private poolAt = 0
   private binding: readonly LogConnection[] = []
+  private openNow: readonly LogConnection[] = []
   private readonly connections = new Set<LogConnection>()
   /** Earliest expiry among open tickets (a lower bound): `expire` scans only when it is due. */
   private nextExpiry = Number.POSITIVE_INFINITY
@@ -113,7 +116,7 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     this.poolAt += TICKET_CHARS
     const expires = this.now() + maxMs
     if (expires < this.nextExpiry) this.nextExpiry = expires
-    this.open.set(ticket, { target, wakes: target.counters.wakes, expires, binding: this.binding })
+    this.open.set(ticket, { target, wakes: target.counters.wakes, expires, binding: this.binding, open: this.openNow })
     return ticket
   }
 
@@ -122,7 +125,10 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     const entry = this.open.get(ticket)
     if (entry === undefined) return false
     this.open.delete(ticket)
-    if (from !== undefined && !from.proven) {
+    // Proof: only a connection that was open when the ticket was issued. Caddy's connection
+    // predates the requests it logs; a foreign one opened after its owner got a ticket cannot
+    // prove itself by replaying it.
+    if (from !== undefined && !from.proven && from.open && entry.open.includes(from)) {
       from.proven = true
       this.rebind()
     }
@@ -186,6 +192,7 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
    */
   private rebind(): void {
     const open = [...this.connections]
+    this.openNow = Object.freeze(open)
     const proven = open.filter((c) => c.proven)
     this.binding = Object.freeze(proven.length > 0 ? proven : open)
   }
