@@ -12,7 +12,7 @@ import { randomFillSync } from 'node:crypto'
  * - its line arrives (`finish`);
  * - it is older than its backend's `max_request_duration` (a lost line, or an /auth call
  *   Caddy did not make): it stops counting at the next `expire`;
- * - every access-log connection it was bound to closed (Caddy died or restarted: lines in
+ * - no connection open at its issue that may be Caddy's remains (Caddy died or restarted: lines in
  *   flight on that connection are lost with it);
  *
  * When the ledger is full (`MAX_OPEN_TICKETS`) no ticket is issued: the request counts as
@@ -40,10 +40,8 @@ interface Entry<T> {
   readonly target: T
   readonly wakes: number
   readonly expires: number
-  /** The connections that could deliver its line (shared, never copied per ticket). */
+  /** The access-log connections open when it was issued (shared, never copied per ticket). */
   readonly binding: readonly LogConnection[]
-  /** Every access-log connection open when it was issued (shared, never copied per ticket). */
-  readonly open: readonly LogConnection[]
 }
 
 /** Open tickets kept at most; beyond, no new ones are issued (a flood cannot grow memory). */
@@ -67,8 +65,10 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   private pool = ''
   private poolAt = 0
   private binding: readonly LogConnection[] = []
-  private openNow: readonly LogConnection[] = []
   private readonly connections = new Set<LogConnection>()
+  /** Unproven connections that were open when the last proven one closed: not Caddy's. */
+  private readonly suspects = new Set<LogConnection>()
+  private canCount = false
   /** Earliest expiry among open tickets (a lower bound): `expire` scans only when it is due. */
   private nextExpiry = Number.POSITIVE_INFINITY
   private readonly now: () => number
@@ -88,9 +88,13 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     return this.open.size
   }
 
-  /** True when a ticket's line can arrive: at least one access-log connection is open. */
+  /**
+   * True when a ticket's line can arrive: a proven connection is open, or one that may be
+   * Caddy's (any, until one has proven itself; afterwards only those opened since the last
+   * proven one closed: Caddy's redial).
+   */
   get counting(): boolean {
-    return this.binding.length > 0
+    return this.canCount
   }
 
   /**
@@ -116,7 +120,7 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     this.poolAt += TICKET_CHARS
     const expires = this.now() + maxMs
     if (expires < this.nextExpiry) this.nextExpiry = expires
-    this.open.set(ticket, { target, wakes: target.counters.wakes, expires, binding: this.binding, open: this.openNow })
+    this.open.set(ticket, { target, wakes: target.counters.wakes, expires, binding: this.binding })
     return ticket
   }
 
@@ -128,8 +132,9 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     // Proof: only a connection that was open when the ticket was issued. Caddy's connection
     // predates the requests it logs; a foreign one opened after its owner got a ticket cannot
     // prove itself by replaying it.
-    if (from !== undefined && !from.proven && from.open && entry.open.includes(from)) {
+    if (from !== undefined && !from.proven && from.open && entry.binding.includes(from)) {
       from.proven = true
+      this.suspects.delete(from)
       this.rebind()
     }
     this.end(entry)
@@ -166,10 +171,15 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   connectionClosed(conn: LogConnection): void {
     conn.open = false
     this.connections.delete(conn)
+    this.suspects.delete(conn)
+    if (conn.proven && ![...this.connections].some((c) => c.proven)) {
+      // Caddy's connection is gone: those that idled beside it without proving are not Caddy's.
+      for (const c of this.connections) if (!c.proven) this.suspects.add(c)
+    }
     this.rebind()
     let dropped = 0
     for (const [ticket, entry] of this.open) {
-      if (entry.binding.includes(conn) && entry.binding.every((c) => !c.open)) {
+      if (entry.binding.includes(conn) && !entry.binding.some((c) => this.mayDeliver(c))) {
         this.open.delete(ticket)
         this.end(entry)
         dropped++
@@ -186,15 +196,19 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   }
 
   /**
-   * New tickets are bound to the connections that have proven to be Caddy's (they delivered a
-   * live ticket), or to every open one until one has. An idle connection anyone else opened
-   * therefore cannot keep tickets counting once Caddy's own connection is gone.
+   * New tickets record every open connection. A ticket keeps counting while one of them may
+   * still deliver its line (`mayDeliver`): an idle connection that sat beside Caddy's without
+   * proving itself therefore cannot keep tickets counting once Caddy's own connection is gone.
    */
   private rebind(): void {
     const open = [...this.connections]
-    this.openNow = Object.freeze(open)
-    const proven = open.filter((c) => c.proven)
-    this.binding = Object.freeze(proven.length > 0 ? proven : open)
+    this.binding = Object.freeze(open)
+    this.canCount = open.some((c) => this.mayDeliver(c))
+  }
+
+  /** Open, and proven to be Caddy's or possibly Caddy's (not a suspect). */
+  private mayDeliver(c: LogConnection): boolean {
+    return c.open && (c.proven || !this.suspects.has(c))
   }
 
   /** A request counted for `entry.target` ends, unless the backend slept since (count reset). */

@@ -90,9 +90,17 @@ describe('ticket ledger', () => {
     ledger.connectionClosed(caddy)
     assert.equal(target.inflight, 0, 'lines owed on the closed connection are lost: stop counting them')
     assert.equal(ledger.size, 0)
-    assert.equal(ledger.counting, true, 'the intruder is still connected (new tickets bind to it until Caddy is back)')
+    assert.equal(ledger.counting, false, 'the intruder idled beside Caddy without proving itself: it counts nothing')
+    // Caddy redials: counting resumes, and its first line proves the new connection.
+    const redial = conn()
+    ledger.connectionOpened(redial)
+    assert.equal(ledger.counting, true)
+    const ticket = ledger.issue(target.start(), 60_000)!
     ledger.connectionClosed(intruder)
-    assert.equal(ledger.counting, false)
+    assert.equal(target.inflight, 1, 'the redial may still deliver it')
+    assert.equal(ledger.finish(ticket, redial), true)
+    assert.equal(redial.proven, true)
+    assert.equal(ledger.counting, true)
   })
 
   it('keeps tickets issued before any connection was proven until all their connections close', () => {
