@@ -401,7 +401,7 @@ export class SwarmProvider implements Provider {
     const info = this.toBackend({ ...service, Spec: spec }, [])
     if (info) this.emit({ type: 'upsert', backend: info })
     if (facts.group !== undefined) {
-      await this.sleepDependenciesIfGroupAsleep(facts.group, signal).catch((err: unknown) => {
+      await this.sleepDependenciesIfGroupAsleep(facts.group, context?.idleTimeout ?? 0, signal).catch((err: unknown) => {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { provider: this.kind })
         this.log.warn({ group: facts.group, code: error.code, err: error.message }, 'could not scale the group\'s dependencies down; they stay up until the group sleeps again')
       })
@@ -409,12 +409,15 @@ export class SwarmProvider implements Provider {
   }
 
   /** After a routed member slept: when no routed member of the group is up, scale the others down too. */
-  private async sleepDependenciesIfGroupAsleep(group: string, signal: AbortSignal): Promise<void> {
+  private async sleepDependenciesIfGroupAsleep(group: string, idleTimeout: number, signal: AbortSignal): Promise<void> {
     const members = await this.api.list({ label: [`${this.prefix}.group=${group}`] }, signal)
     const up = (s: Service) => (s.Spec.Mode?.Replicated?.Replicas ?? 0) > 0
     const routed = members.filter((s) => readServiceLabels(s.Spec.Labels ?? {}, this.prefix).hosts.length > 0)
     if (routed.some(up)) return
-    const deps = members.filter((s) => s.Spec.Mode?.Replicated && !routed.includes(s) && up(s))
+    // A dependency woken within idle_timeout (a wake writes its last activity) may be under
+    // another sidecar's wake of a routed member: leave it up.
+    const recent = (s: Service) => Date.now() - (readServiceLabels(s.Spec.Labels ?? {}, this.prefix).lastActivity ?? -Infinity) < idleTimeout
+    const deps = members.filter((s) => s.Spec.Mode?.Replicated && !routed.includes(s) && up(s) && !recent(s))
     if (deps.length === 0) return
     this.log.info({ group, services: deps.map(nameOf) }, 'group asleep; scaling its dependencies down')
     await Promise.all(
