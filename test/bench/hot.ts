@@ -9,6 +9,8 @@
  *   cl  the same, TCP, with Caddy's access log streamed to the sidecar (in-flight accounting on)
  *   clf like cl, the log filtered down to what the sidecar reads (request headers and TLS dropped)
  *   c0  like c, with another build of the sidecar (--baseline), for before/after comparisons
+ *   cl0 like cl, with the --baseline build behind the snippet before tickets (version 1): the
+ *       whole accounting pipeline before/after (Caddy's extra snippet work included)
  *   d   wrk straight at the sidecar's /_relight/auth (no Caddy): what the sidecar alone can do
  *   nd  wrk straight at the bare Node responder (no Caddy): d/nd is the sidecar's own cost
  *   d0  like d, with the --baseline build
@@ -22,7 +24,7 @@ import { type RunningProcess, SIDECAR_MAIN, startBareResponder, startSidecarCli 
 import { cpuMs, median, round, rssMb } from './stats.js'
 import { runWrk, type WrkResult } from './wrk.js'
 
-export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'd', 'nd', 'd0'] as const
+export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'cl0', 'd', 'nd', 'd0'] as const
 export const DEFAULT_HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl']
 
 export const SETUP_LABEL: Record<string, string> = {
@@ -34,12 +36,28 @@ export const SETUP_LABEL: Record<string, string> = {
   cl: 'cl c + access log to the sidecar',
   clf: 'clf cl, log filtered (no request headers)',
   c0: 'c0 forward_auth → baseline sidecar build (TCP)',
+  cl0: 'cl0 cl with the baseline build and the version 1 snippet',
   d: 'd  wrk → sidecar /_relight/auth (no Caddy)',
   nd: 'nd wrk → bare Node responder (no Caddy)',
   d0: 'd0 wrk → baseline sidecar build (no Caddy)',
 }
 
 const HOST = 'app.bench.test'
+
+/** The snippet before tickets (version 1), for set-up cl0. */
+const SNIPPET_V1 = `(relight_v1) {
+	route {
+		request_header -X-Relight-Upstream
+		forward_auth {args.0} {
+			uri /_relight/auth?
+			copy_headers X-Relight-Upstream
+		}
+		reverse_proxy {http.request.header.X-Relight-Upstream} {
+			header_up -X-Relight-Upstream
+		}
+	}
+}
+`
 const BODY = 'hello from the bench backend'
 
 /** CPU µs per request, by process, during the measured runs (less sensitive to other load than req/s). */
@@ -93,7 +111,7 @@ ${extra}providers:
 }
 
 export async function runHot(ctx: BenchContext): Promise<HotResult> {
-  const setups = ctx.setups.filter((s) => (s !== 'c0' && s !== 'd0') || ctx.baseline)
+  const setups = ctx.setups.filter((s) => (s !== 'c0' && s !== 'd0' && s !== 'cl0') || ctx.baseline)
   const stops: (() => Promise<void>)[] = []
   try {
     // The backend: its own Caddy answering a short body, started first (the sidecar probes it).
@@ -103,10 +121,11 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     const upstream = `127.0.0.1:${backendPort}`
 
     const ports: Record<string, number> = {}
-    for (const s of ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'auth', 'bare', 'sc', 'sc0', 'scl', 'sclf']) ports[s] = await freePort()
+    for (const s of ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'cl0', 'auth', 'bare', 'sc', 'sc0', 'scl', 'sclf', 'scl0']) ports[s] = await freePort()
     const unixSock = join(ctx.dir, 'hot-sidecar.sock')
     const accessSock = join(ctx.dir, 'hot-access.sock')
     const accessSockF = join(ctx.dir, 'hot-access-f.sock')
+    const accessSock0 = join(ctx.dir, 'hot-access-0.sock')
     const sidecars: Record<string, RunningProcess> = {}
     const need = (s: string) => setups.includes(s)
 
@@ -127,6 +146,9 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     if ((need('c0') || need('d0')) && ctx.baseline) {
       sidecars.c0 = await startSidecarCli(ctx.dir, 'hot-c0', sidecarYaml(`127.0.0.1:${ports.sc0}`, backendPort), { host: '127.0.0.1', port: ports.sc0 as number }, ctx.baseline)
     }
+    if (need('cl0') && ctx.baseline) {
+      sidecars.cl0 = await startSidecarCli(ctx.dir, 'hot-cl0', sidecarYaml(`127.0.0.1:${ports.scl0}`, backendPort, `access_log: unix:${accessSock0}\n`), { host: '127.0.0.1', port: ports.scl0 as number }, ctx.baseline)
+    }
     for (const s of Object.values(sidecars)) stops.push(() => s.stop())
 
     // The front Caddy: one site per set-up, all alike but for what forward_auth asks.
@@ -142,6 +164,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       sites += site(ports.clf as number, `log {\n\toutput net unix/${accessSockF}\n${filter.split('\n').map((l) => `\t${l}`).join('\n')}\n}\nimport relight 127.0.0.1:${ports.sclf}`)
     }
     if (sidecars.c0) sites += site(ports.c0 as number, `import relight 127.0.0.1:${ports.sc0}`)
+    if (sidecars.cl0) sites = `${SNIPPET_V1}${sites}${site(ports.cl0 as number, `log {\n\toutput net unix/${accessSock0}\n\tformat json\n}\nimport relight_v1 127.0.0.1:${ports.scl0}`)}`
     const front = await startBenchCaddy(ctx.dir, sites)
     stops.push(() => front.close())
 
@@ -218,7 +241,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       const cy = result.setups[y]?.cpuUsPerRequest.total
       if (cx && cy) result.cpuRatios[`${x}/${y}`] = round(cy / cx, 3)
     }
-    for (const s of ['c', 'cu', 'cl', 'clf', 'c0', 'n']) {
+    for (const s of ['c', 'cu', 'cl', 'clf', 'c0', 'cl0', 'n']) {
       paired(s, 'b')
       paired(s, 'a')
     }
@@ -226,6 +249,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     paired('d', 'nd')
     paired('clf', 'cl')
     if (runs.c0 && runs.c) paired('c', 'c0')
+    if (runs.cl0 && runs.cl) paired('cl', 'cl0')
     if (runs.d0 && runs.d) paired('d', 'd0')
     return result
   } finally {
