@@ -12,6 +12,7 @@ import { microTime, parseMark } from '../../sidecar/providers/kubernetes/leases.
 import {
   type BackendOptions,
   leaseName,
+  ownsPod,
   parseWorkloadId,
   podRecord,
   readFacts,
@@ -187,6 +188,20 @@ describe('kubernetes: annotations', () => {
     assert.ok(!selectorMatches(selector, { app: 'web', tier: 'c' }))
     assert.ok(!selectorMatches(selector, { app: 'web', tier: 'a', legacy: 'y' }))
     assert.ok(!selectorMatches({}, { app: 'web' }), 'an empty selector matches nothing')
+  })
+
+  it('a pod is the workload\'s only when its controller ownerReference says so, not by its labels alone', () => {
+    const pod = (labels: Record<string, string>, owner?: { kind: string; name: string; uid?: string }) =>
+      podRecord({ metadata: { name: 'p', namespace: 'shop', labels, ...(owner ? { ownerReferences: [{ ...owner, controller: true }] } : {}) } })
+    const web = deployment({ 'relight.domain': 'shop.test' }, 1)
+    assert.ok(ownsPod('deployment', web, pod({ app: 'web', 'pod-template-hash': '5d9f' }, { kind: 'ReplicaSet', name: 'web-5d9f' })))
+    assert.ok(!ownsPod('deployment', web, pod({ app: 'web', 'pod-template-hash': '77b' }, { kind: 'ReplicaSet', name: 'web-canary-77b' })), 'a canary ReplicaSet')
+    assert.ok(!ownsPod('deployment', web, pod({ app: 'web' }, { kind: 'ReplicaSet', name: 'web-5d9f' })), 'no pod-template-hash')
+    assert.ok(!ownsPod('deployment', web, pod({ app: 'web' })), 'a bare pod')
+    const db: Workload = { ...web, metadata: { ...web.metadata, name: 'db', uid: 'uid-db' } }
+    assert.ok(ownsPod('statefulset', db, pod({ app: 'web' }, { kind: 'StatefulSet', name: 'db', uid: 'uid-db' })))
+    assert.ok(!ownsPod('statefulset', db, pod({ app: 'web' }, { kind: 'StatefulSet', name: 'db', uid: 'uid-old-db' })), 'a StatefulSet deleted and made again')
+    assert.ok(!ownsPod('statefulset', db, pod({ app: 'web' }, { kind: 'StatefulSet', name: 'other', uid: 'uid-other' })))
   })
 
   it('says which verb on which resource a request needs', () => {

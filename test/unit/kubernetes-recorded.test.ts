@@ -91,9 +91,12 @@ describe('kubernetes provider on recorded answers', () => {
       patch = { body: String(opts.body), type: String((opts.headers as Record<string, string>)['content-type']) }
       return fixture('scale-patch.json')
     }, JSON_HEADERS)
-    // The pods of `db`, relabelled as web's: one Ready with an IP.
+    // The pods of `db`, relabelled as web's and owned by a ReplicaSet of web's: one Ready with an IP.
     const pods = fixture('pods-db.json')
-    for (const p of pods.items) p.metadata.labels = { app: 'web' }
+    for (const p of pods.items) {
+      p.metadata.labels = { app: 'web', 'pod-template-hash': '6d4b75cb6d' }
+      p.metadata.ownerReferences = [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-6d4b75cb6d', uid: 'rs-uid', controller: true }]
+    }
     api.intercept({ path: '/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb', method: 'GET' }).reply(200, pods, JSON_HEADERS)
     const p = provider()
     const info = await p.wake('deployment/shop/web', AbortSignal.timeout(5000))

@@ -14,6 +14,7 @@ import {
   type BackendOptions,
   collectionPath,
   isAnnotated,
+  ownsPod,
   parseWorkloadId,
   type Pod,
   type PodList,
@@ -158,7 +159,7 @@ export class KubernetesProvider implements Provider {
     for (const id of this.pinned) if (!present.has(id)) this.pinned.delete(id)
     // Pods only for workloads scaled up: the others have none to route to.
     return mapLimit(known, POD_LIST_CONCURRENCY, async (k) => {
-      const pods = specReplicas(k.workload) > 0 ? await this.listPods(k.workload, signal).then((r) => r.pods) : []
+      const pods = specReplicas(k.workload) > 0 ? await this.listPods(k.kind, k.workload, signal).then((r) => r.pods) : []
       return this.backendOf(k, pods)
     })
   }
@@ -197,7 +198,7 @@ export class KubernetesProvider implements Provider {
           relisted: (items) => {
             for (const [key, p] of this.pods) if (inScope(p.namespace)) this.pods.delete(key)
             for (const pod of items) this.pods.set(podKey(pod), podRecord(pod))
-            for (const k of this.workloads.values()) if (inScope(k.workload.metadata.namespace)) this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k.workload)) })
+            for (const k of this.workloads.values()) if (inScope(k.workload.metadata.namespace)) this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k)) })
           },
           changed: (type, pod) => this.podChanged(type, pod),
         },
@@ -220,7 +221,7 @@ export class KubernetesProvider implements Provider {
     }
     this.workloads.set(id, k)
     if (specReplicas(w) === 0) this.pinned.delete(id)
-    this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(w)) })
+    this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k)) })
   }
 
   private podChanged(type: 'ADDED' | 'MODIFIED' | 'DELETED', pod: Pod): void {
@@ -234,14 +235,17 @@ export class KubernetesProvider implements Provider {
     for (const k of this.workloads.values()) {
       if ((k.workload.metadata.namespace ?? 'default') !== record.namespace) continue
       if (!selectorMatches(k.workload.spec?.selector, record.labels)) continue
-      this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k.workload)) })
+      if (!ownsPod(k.kind, k.workload, record) && !(before && ownsPod(k.kind, k.workload, before))) continue
+      this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k)) })
     }
   }
 
-  private cachedPods(w: Workload): PodRecord[] {
+  /** The cached pods the workload made (selector and controller ownerReference). */
+  private cachedPods(k: Known): PodRecord[] {
+    const w = k.workload
     const ns = w.metadata.namespace ?? 'default'
     const out: PodRecord[] = []
-    for (const p of this.pods.values()) if (p.namespace === ns && selectorMatches(w.spec?.selector, p.labels)) out.push(p)
+    for (const p of this.pods.values()) if (p.namespace === ns && selectorMatches(w.spec?.selector, p.labels) && ownsPod(k.kind, w, p)) out.push(p)
     return out
   }
 
@@ -266,28 +270,29 @@ export class KubernetesProvider implements Provider {
       w = { ...w, spec: { ...w.spec, replicas: awakeReplicas } }
       this.log.debug({ workload: id, replicas: awakeReplicas }, 'scaled up')
     }
-    const pods = await this.waitForReadyPod(w, signal)
+    const pods = await this.waitForReadyPod(ref.kind, w, signal)
     const info = this.backendOf({ kind: ref.kind, workload: w }, pods)
     this.emit({ type: 'upsert', backend: info })
     return info
   }
 
   /** The workload's pods once one is Ready with an IP; bounded by the caller's signal (wake_timeout). */
-  private waitForReadyPod(w: Workload, signal: AbortSignal): Promise<PodRecord[]> {
-    return this.waitForPods(w, signal, (pods) => pods.some((p) => p.ready && p.ip !== undefined))
+  private waitForReadyPod(kind: WorkloadKind, w: Workload, signal: AbortSignal): Promise<PodRecord[]> {
+    return this.waitForPods(kind, w, signal, (pods) => pods.some((p) => p.ready && p.ip !== undefined))
   }
 
   /**
    * The workload's pods once `done` holds for them: list (by the workload's selector), then
-   * watch from that list's resourceVersion, listing again when the watch ends.
+   * watch from that list's resourceVersion, listing again when the watch ends. Pods of another
+   * workload that the selector also matches are left out (ownsPod).
    */
-  private async waitForPods(w: Workload, signal: AbortSignal, done: (pods: PodRecord[]) => boolean): Promise<PodRecord[]> {
+  private async waitForPods(kind: WorkloadKind, w: Workload, signal: AbortSignal, done: (pods: PodRecord[]) => boolean): Promise<PodRecord[]> {
     const client = this.usable()
     const selector = selectorString(w.spec?.selector)
     const ns = w.metadata.namespace ?? 'default'
     if (selector === '') throw new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `${ns}/${w.metadata.name} has no pod selector`, { backend: w.metadata.name, provider: this.kind })
     for (;;) {
-      const { pods, resourceVersion } = await this.listPods(w, signal)
+      const { pods, resourceVersion } = await this.listPods(kind, w, signal)
       const byName = new Map(pods.map((p) => [p.name, p]))
       if (done([...byName.values()])) return [...byName.values()]
       const stream = await client.watch<Pod>(podsPath(ns), { labelSelector: selector, resourceVersion }, signal)
@@ -295,8 +300,9 @@ export class KubernetesProvider implements Provider {
         for await (const event of stream) {
           if (event.type === 'ERROR') break // list again
           if (event.type === 'BOOKMARK') continue
-          if (event.type === 'DELETED') byName.delete(event.object.metadata.name)
-          else byName.set(event.object.metadata.name, podRecord(event.object))
+          const record = podRecord(event.object)
+          if (event.type === 'DELETED' || !ownsPod(kind, w, record)) byName.delete(record.name)
+          else byName.set(record.name, record)
           if (done([...byName.values()])) return [...byName.values()]
         }
       } catch (err) {
@@ -308,12 +314,12 @@ export class KubernetesProvider implements Provider {
     }
   }
 
-  private async listPods(w: Workload, signal: AbortSignal): Promise<{ pods: PodRecord[]; resourceVersion: string }> {
+  private async listPods(kind: WorkloadKind, w: Workload, signal: AbortSignal): Promise<{ pods: PodRecord[]; resourceVersion: string }> {
     const client = this.usable()
     const selector = selectorString(w.spec?.selector)
     if (selector === '') return { pods: [], resourceVersion: '0' }
     const list = await client.json<PodList>('GET', podsPath(w.metadata.namespace ?? 'default'), { query: { labelSelector: selector }, signal })
-    return { pods: list.items.map(podRecord), resourceVersion: list.metadata.resourceVersion ?? '0' }
+    return { pods: list.items.map(podRecord).filter((p) => ownsPod(kind, w, p)), resourceVersion: list.metadata.resourceVersion ?? '0' }
   }
 
   // ── sleep and shared activity ──────────────────────────────────────────────────────────────
@@ -335,7 +341,7 @@ export class KubernetesProvider implements Provider {
       // route to a pod the controller is about to delete. Bounded, in case another sidecar
       // scaled it up again meanwhile (its pods then stay).
       const bound = AbortSignal.any([signal, AbortSignal.timeout(PODS_GONE_TIMEOUT_MS)])
-      await this.waitForPods(w, bound, (pods) => pods.every((p) => p.terminating)).catch((err: unknown) => {
+      await this.waitForPods(ref.kind, w, bound, (pods) => pods.every((p) => p.terminating)).catch((err: unknown) => {
         if (signal.aborted) throw err
         this.log.debug({ workload: id, err: (err as Error).message }, 'pods still there after the scale-down')
       })
