@@ -142,7 +142,7 @@ export class Backend {
     const at = wallNow - (now - activity)
     this.sharing = true
     share
-      .call(this.provider, this.info.id, at, AbortSignal.any([this.deps.closing, AbortSignal.timeout(SHARE_TIMEOUT_MS)]))
+      .call(this.provider, this.info.id, at, AbortSignal.any([this.deps.closing, AbortSignal.timeout(SHARE_TIMEOUT_MS)]), { idleTimeout: this.settings.idle_timeout })
       .then(
         () => {
           this.sharedAt = now

@@ -191,6 +191,26 @@ describe('kubernetes provider on recorded answers', () => {
       await assert.rejects(shared.claimScaleDown(WEB, 1000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /last write of its shared activity failed/.test(e.message))
     })
 
+    it('a renewTime or scale-down mark far in the future (skewed clock, hand edit) counts as absent: no sleep blocked until then, the next renew replaces it', async () => {
+      const shared = new SharedActivity(client, 'edge-2', () => now)
+      const future = lease('2099-01-01T00:00:00.000000Z', { [SCALE_DOWN_ANNOTATION]: 'edge-1 2099-01-01T00:00:00.000000Z' })
+      api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, future, JSON_HEADERS)
+      api.intercept({ path: LEASE_PATH, method: 'PUT' }).reply(200, future, JSON_HEADERS)
+      await shared.claimScaleDown(WEB, 60_000, AbortSignal.timeout(5000))
+      // Within max(idle_timeout, 5 min) ahead: still counts (ordinary clock skew).
+      api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, lease('2026-11-30T13:14:00.000000Z'), JSON_HEADERS)
+      await assert.rejects(shared.claimScaleDown(WEB, 60_000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED'))
+      api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, future, JSON_HEADERS)
+      let put: Lease | undefined
+      api.intercept({ path: LEASE_PATH, method: 'PUT' }).reply(200, (opts) => {
+        put = JSON.parse(String(opts.body)) as Lease
+        return put
+      }, JSON_HEADERS)
+      await shared.renew(WEB, now - 1000, AbortSignal.timeout(5000), undefined, 60_000)
+      assert.equal(put?.spec?.renewTime, microTime(now - 1000), 'the future value is replaced, not kept as the newest')
+      assert.equal(put?.metadata.annotations?.[SCALE_DOWN_ANNOTATION], undefined)
+    })
+
     it('the API cannot be read: never scale down', async () => {
       const shared = new SharedActivity(client, 'edge-2', () => now)
       api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(403, fixture('forbidden-scale.json'), JSON_HEADERS)

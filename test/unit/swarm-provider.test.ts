@@ -96,17 +96,18 @@ describe('swarm provider (recorded answers)', () => {
   })
 
   it('shares activity with compare-and-swap: a lost race is retried on a fresh read; a failed write blocks sleeps until one succeeds', async () => {
-    const at = Date.parse('2026-11-30T15:00:00.000Z')
+    // Times near the real clock: a last_activity far in the future counts as absent (review F2).
+    const at = Math.floor(Date.now() / 1000) * 1000 - 60_000
     on('GET', `/services/${ID}`, 200, service, 2)
     on('POST', `/services/${ID}/update`, 500, fixture('update-out-of-sequence.json'))
     on('POST', `/services/${ID}/update`, 200, '')
     await provider.shareActivity(ID, at, signal())
     const written = JSON.parse(String(posts()[1]?.body)) as Service['Spec']
-    assert.equal(written.Labels?.['relight.last_activity'], '2026-11-30T15:00:00.000Z')
+    assert.equal(written.Labels?.['relight.last_activity'], new Date(at).toISOString())
     assert.equal(written.Mode?.Replicated?.Replicas, 1, 'an activity write changes nothing else')
 
     // An older value than the one in the engine is not written back (the newest wins).
-    const newer = { ...service, Spec: { ...service.Spec, Labels: { ...service.Spec.Labels, 'relight.last_activity': '2026-11-30T16:00:00.000Z' } } }
+    const newer = { ...service, Spec: { ...service.Spec, Labels: { ...service.Spec.Labels, 'relight.last_activity': new Date(at + 30_000).toISOString() } } }
     on('GET', `/services/${ID}`, 200, newer)
     await provider.shareActivity(ID, at, signal())
     assert.equal(posts().length, 2)

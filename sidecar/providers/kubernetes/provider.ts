@@ -350,11 +350,11 @@ export class KubernetesProvider implements Provider {
     this.emit({ type: 'upsert', backend: this.backendOf({ ...k, workload: { ...w, spec: { ...w.spec, replicas: 0 } } }, []) })
   }
 
-  async shareActivity(id: string, at: number, signal: AbortSignal): Promise<void> {
+  async shareActivity(id: string, at: number, signal: AbortSignal, context?: SleepContext): Promise<void> {
     this.usable()
     const ref = this.ref(id)
     const known = this.workloads.get(id)?.workload
-    await (this.shared as SharedActivity).renew(ref, at, signal, known ? ownerOf(ref, known) : undefined)
+    await (this.shared as SharedActivity).renew(ref, at, signal, known ? ownerOf(ref, known) : undefined, context?.idleTimeout)
   }
 
   // ── helpers ────────────────────────────────────────────────────────────────────────────────

@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepContext, SleepMode } from '../../core/provider.js'
 import { delay } from '../../core/timers.js'
+import { credibleActivity } from '../../core/activity-clock.js'
 import { settingsFrom } from '../../core/settings.js'
 import { EngineClient } from '../moby/client.js'
 import { type MobyEvent, followEvents } from '../moby/events.js'
@@ -379,8 +380,10 @@ export class SwarmProvider implements Provider {
     if (this.shareFailed.has(service.ID)) {
       throw this.refused(name, 'this sidecar could not write its last activity to the service; it does not scale the service down until a write succeeds')
     }
-    if (context && facts.lastActivity !== undefined) {
-      const age = Date.now() - facts.lastActivity
+    // A last_activity beyond the horizon in the future (skewed clock, hand edit) counts as absent.
+    const lastActivity = context ? credibleActivity(facts.lastActivity, Date.now(), context.idleTimeout) : undefined
+    if (context && lastActivity !== undefined) {
+      const age = Date.now() - lastActivity
       if (age < context.idleTimeout) {
         throw this.refused(name, `a sidecar saw traffic ${Math.max(0, Math.round(age / 1000))} s ago (${this.labels.lastActivity}), within idle_timeout`)
       }
@@ -416,7 +419,10 @@ export class SwarmProvider implements Provider {
     if (routed.some(up)) return
     // A dependency woken within idle_timeout (a wake writes its last activity) may be under
     // another sidecar's wake of a routed member: leave it up.
-    const recent = (s: Service) => Date.now() - (readServiceLabels(s.Spec.Labels ?? {}, this.prefix).lastActivity ?? -Infinity) < idleTimeout
+    const recent = (s: Service) => {
+      const now = Date.now()
+      return now - (credibleActivity(readServiceLabels(s.Spec.Labels ?? {}, this.prefix).lastActivity, now, idleTimeout) ?? -Infinity) < idleTimeout
+    }
     const deps = members.filter((s) => s.Spec.Mode?.Replicated && !routed.includes(s) && up(s) && !recent(s))
     if (deps.length === 0) return
     this.log.info({ group, services: deps.map(nameOf) }, 'group asleep; scaling its dependencies down')
@@ -444,13 +450,15 @@ export class SwarmProvider implements Provider {
    * compare-and-swap is retried on a fresh read. A failure is remembered: sleeps of the service
    * are refused until a later write succeeds.
    */
-  async shareActivity(id: string, at: number, signal: AbortSignal): Promise<void> {
+  async shareActivity(id: string, at: number, signal: AbortSignal, context?: SleepContext): Promise<void> {
     this.assertOpen()
     try {
       for (let attempt = 1; ; attempt++) {
         const service = await this.api.inspect(id, signal)
         const facts = readServiceLabels(service.Spec.Labels ?? {}, this.prefix)
-        if (facts.lastActivity !== undefined && facts.lastActivity >= at) break
+        // A value beyond the horizon in the future is replaced, not kept as the newest.
+        const recorded = credibleActivity(facts.lastActivity, Date.now(), context?.idleTimeout)
+        if (recorded !== undefined && recorded >= at) break
         const spec = withReplicas(service.Spec, undefined, (labels) => {
           labels[this.labels.lastActivity] = new Date(at).toISOString()
         })
