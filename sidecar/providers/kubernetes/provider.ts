@@ -4,6 +4,7 @@ import { RelightError, isRelightError, throwIfAborted } from '../../core/errors.
 import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepContext, SleepMode } from '../../core/provider.js'
 import { settingsFrom } from '../../core/settings.js'
 import { mapLimit } from '../../core/map-limit.js'
+import { WarnOnce, problemTopic } from '../../core/warn-once.js'
 import { KubeClient } from './client.js'
 import type { KubernetesConfig } from './config.js'
 import { type Credentials, loadCredentials } from './credentials.js'
@@ -95,7 +96,7 @@ export class KubernetesProvider implements Provider {
   /** auto_sleep_on_start: false — workloads running at the first list stay up until scaled to 0. */
   private readonly pinned = new Set<string>()
   private listedOnce = false
-  private readonly warned = new Set<string>()
+  private readonly warned = new WarnOnce()
   private readonly closer = new AbortController()
   private closed = false
 
@@ -157,6 +158,7 @@ export class KubernetesProvider implements Provider {
     }
     const present = new Set(known.map((k) => this.idOf(k)))
     for (const id of this.pinned) if (!present.has(id)) this.pinned.delete(id)
+    this.warned.prune((id) => present.has(id))
     // Pods only for workloads scaled up: the others have none to route to.
     return mapLimit(known, POD_LIST_CONCURRENCY, async (k) => {
       const pods = specReplicas(k.workload) > 0 ? await this.listPods(k.kind, k.workload, signal).then((r) => r.pods) : []
@@ -181,6 +183,7 @@ export class KubernetesProvider implements Provider {
             relisted: (items) => {
               for (const [id, k] of this.workloads) if (k.kind === kind && inScope(k.workload.metadata.namespace)) this.workloads.delete(id)
               for (const w of items) if (isAnnotated(w, this.prefix)) this.workloads.set(this.idOf({ kind, workload: w }), { kind, workload: w })
+              this.warned.prune((id) => this.workloads.has(id))
               onEvent({ type: 'resync' })
             },
             changed: (type, w) => this.workloadChanged(kind, type, w),
@@ -215,6 +218,7 @@ export class KubernetesProvider implements Provider {
     if (type === 'DELETED' || !isAnnotated(w, this.prefix)) {
       const had = this.workloads.delete(id)
       this.pinned.delete(id)
+      this.warned.forget(id)
       if (type === 'DELETED') this.shared?.forget({ kind, namespace: w.metadata.namespace ?? 'default', name: w.metadata.name })
       if (had || type === 'DELETED') this.emit({ type: 'remove', id })
       return
@@ -426,10 +430,9 @@ export class KubernetesProvider implements Provider {
     return toBackend(k.workload, pods, options, facts)
   }
 
+  /** Warn once per workload and annotation name: keys never hold annotation values (they could grow without bound). */
   private warnOnce(id: string, problem: string): void {
-    const key = `${id}:${problem}`
-    if (this.warned.has(key)) return
-    this.warned.add(key)
+    if (!this.warned.first(id, problemTopic(problem))) return
     this.log.warn({ workload: id }, `annotation ignored: ${problem}`)
   }
 

@@ -3,6 +3,7 @@ import { RelightError, isRelightError, toRelightError } from '../../core/errors.
 import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepContext, SleepMode } from '../../core/provider.js'
 import { delay } from '../../core/timers.js'
 import { credibleActivity } from '../../core/activity-clock.js'
+import { WarnOnce, problemTopic } from '../../core/warn-once.js'
 import { settingsFrom } from '../../core/settings.js'
 import { EngineClient } from '../moby/client.js'
 import { type MobyEvent, followEvents } from '../moby/events.js'
@@ -62,7 +63,7 @@ export class SwarmProvider implements Provider {
   private readonly shareFailed = new Set<string>()
   /** Services being followed until their tasks run (scaled up by someone else). */
   private readonly following = new Set<string>()
-  private readonly warned = new Set<string>()
+  private readonly warned = new WarnOnce()
   private localNode: string | undefined
   private readonly nodeHosts = new Map<string, string>()
   private readonly closer = new AbortController()
@@ -104,6 +105,8 @@ export class SwarmProvider implements Provider {
       if (info) out.push(info)
     }
     for (const id of this.shareFailed) if (!services.some((s) => s.ID === id)) this.shareFailed.delete(id)
+    const present = new Set(services.map((s) => s.ID))
+    this.warned.prune((id) => present.has(id))
     return out
   }
 
@@ -113,15 +116,15 @@ export class SwarmProvider implements Provider {
     const facts = readServiceLabels(labels, this.prefix)
     if (facts.hosts.length === 0) return undefined
     const name = s.Spec.Name ?? s.ID.slice(0, 12)
-    for (const problem of facts.problems) this.warnOnce(s.ID, problem, { service: name }, 'label ignored')
+    for (const problem of facts.problems) this.warnOnce(s.ID, problemTopic(problem), problem, { service: name }, 'label ignored')
     const replicated = s.Spec.Mode?.Replicated
     if (!replicated) {
-      this.warnOnce(s.ID, 'not replicated', { service: name }, 'service skipped: only replicated services can be scaled to zero (this one runs in global or job mode)')
+      this.warnOnce(s.ID, 'mode', 'not replicated', { service: name }, 'service skipped: only replicated services can be scaled to zero (this one runs in global or job mode)')
       return undefined
     }
     const port = targetPort(s, facts.port, this.prefix)
     if ('problem' in port) {
-      this.warnOnce(s.ID, port.problem, { service: name }, `service skipped: it ${port.problem}`)
+      this.warnOnce(s.ID, 'port', port.problem, { service: name }, `service skipped: it ${port.problem}`)
       return undefined
     }
     const desired = replicated.Replicas ?? 0
@@ -172,6 +175,7 @@ export class SwarmProvider implements Provider {
     if (!id) return
     if (event.Action === 'remove') {
       this.shareFailed.delete(id)
+      this.warned.forget(id)
       emit({ type: 'remove', id })
       return
     }
@@ -190,7 +194,10 @@ export class SwarmProvider implements Provider {
     try {
       s = await this.api.inspect(id, signal)
     } catch (err) {
-      if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) return undefined
+      if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) {
+        this.warned.forget(id)
+        return undefined
+      }
       throw err
     }
     const tasks = await this.api.tasks({ service: [s.ID], 'desired-state': ['running'] }, signal)
@@ -526,10 +533,9 @@ export class SwarmProvider implements Provider {
     return error
   }
 
-  private warnOnce(id: string, message: string, fields: object, what: string): void {
-    const key = `${id}:${message}`
-    if (this.warned.has(key)) return
-    this.warned.add(key)
+  /** Warn once per service and topic (label name): keys never hold label values (they could grow without bound). */
+  private warnOnce(id: string, topic: string, message: string, fields: object, what: string): void {
+    if (!this.warned.first(id, topic)) return
     this.log.warn({ ...fields }, what.includes(message) ? what : `${what}: ${message}`)
   }
 
