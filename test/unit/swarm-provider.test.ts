@@ -95,6 +95,17 @@ describe('swarm provider (recorded answers)', () => {
     assert.equal(posts().length, 0)
   })
 
+  it('a wake records the wake time as activity, replacing a last_activity far in the future rather than keeping it', async () => {
+    const asleep = { ...service, Spec: { ...service.Spec, Mode: { Replicated: { Replicas: 0 } }, Labels: { ...service.Spec.Labels, 'relight.last_activity': '2099-01-01T00:00:00.000Z' } } }
+    on('POST', `/services/${ID}/update`, 200, '')
+    const before = Date.now()
+    await (provider as unknown as { scaleUp(s: Service, signal: AbortSignal): Promise<void> }).scaleUp(asleep, signal())
+    const written = JSON.parse(String(posts()[0]?.body)) as Service['Spec']
+    const at = Date.parse(written.Labels?.['relight.last_activity'] ?? '')
+    assert.ok(at >= before && at <= Date.now(), `last_activity written: ${written.Labels?.['relight.last_activity']}`)
+    assert.equal(written.Mode?.Replicated?.Replicas, 1)
+  })
+
   it('shares activity with compare-and-swap: a lost race is retried on a fresh read; a failed write blocks sleeps until one succeeds', async () => {
     // Times near the real clock: a last_activity far in the future counts as absent (review F2).
     const at = Math.floor(Date.now() / 1000) * 1000 - 60_000

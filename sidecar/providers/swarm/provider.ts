@@ -298,7 +298,10 @@ export class SwarmProvider implements Provider {
       const spec = withReplicas(service.Spec, facts.replicas, (labels) => {
         delete labels[this.labels.asleepSince]
         delete labels[this.labels.asleepReplicas]
-        labels[this.labels.lastActivity] = new Date(Math.max(Date.now(), facts.lastActivity ?? 0)).toISOString()
+        // A value beyond the horizon in the future (skewed clock, hand edit) is replaced, not kept.
+        const now = Date.now()
+        const idleTimeout = facts.settings.idle_timeout ?? this.configSettings.idle_timeout
+        labels[this.labels.lastActivity] = new Date(Math.max(now, credibleActivity(facts.lastActivity, now, idleTimeout) ?? 0)).toISOString()
       })
       try {
         await this.api.update(service.ID, service.Version.Index, spec, signal)
