@@ -86,9 +86,11 @@ describe('kubernetes provider on recorded answers', () => {
   it('wake(): PATCHes the scale subresource to the awake count, then waits for a Ready pod', async () => {
     const web = (fixture('deployments.json').items as Workload[]).find((w) => w.metadata.name === 'web')
     api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments/web', method: 'GET' }).reply(200, web, JSON_HEADERS)
+    const order: string[] = []
     let patch: { body: string; type: string } | undefined
     api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments/web/scale', method: 'PATCH' }).reply(200, (opts) => {
       patch = { body: String(opts.body), type: String((opts.headers as Record<string, string>)['content-type']) }
+      order.push('scale')
       return fixture('scale-patch.json')
     }, JSON_HEADERS)
     // The pods of `db`, relabelled as web's and owned by a ReplicaSet of web's: one Ready with an IP.
@@ -98,9 +100,24 @@ describe('kubernetes provider on recorded answers', () => {
       p.metadata.ownerReferences = [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-6d4b75cb6d', uid: 'rs-uid', controller: true }]
     }
     api.intercept({ path: '/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb', method: 'GET' }).reply(200, pods, JSON_HEADERS)
+    // The wake is recorded in the Lease (created here), before the scale-up.
+    api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(404, () => {
+      order.push('lease read')
+      return fixture('lease-404.json')
+    }, JSON_HEADERS)
+    let created: Lease | undefined
+    api.intercept({ path: '/apis/coordination.k8s.io/v1/namespaces/shop/leases', method: 'POST' }).reply(201, (opts) => {
+      order.push('lease write')
+      created = JSON.parse(String(opts.body)) as Lease
+      return created
+    }, JSON_HEADERS)
     const p = provider()
+    const before = Date.now()
     const info = await p.wake('deployment/shop/web', AbortSignal.timeout(5000))
     assert.deepEqual(patch, { body: '{"spec":{"replicas":2}}', type: 'application/merge-patch+json' })
+    assert.deepEqual(order, ['lease read', 'lease write', 'scale'])
+    const renewed = Date.parse(created?.spec?.renewTime ?? '')
+    assert.ok(renewed >= before - 1 && renewed <= Date.now(), `renewTime ${created?.spec?.renewTime}`)
     assert.equal(info.state, 'running')
     assert.deepEqual(info.upstreams, ['127.0.0.182:8080'])
   })

@@ -261,7 +261,10 @@ export class KubernetesProvider implements Provider {
 
   /**
    * Scale to the awake count (when at 0) and resolve once a pod is Ready with an IP, with the
-   * workload's fresh BackendInfo (also emitted, for other listeners).
+   * workload's fresh BackendInfo (also emitted, for other listeners). The wake is recorded in the
+   * Lease first, as activity (like Swarm's scale-up writes last_activity): another sidecar
+   * whose view is stale (it still sees the workload up and idle) then cannot claim a scale-down
+   * of it for idle_timeout, and a claim it read before loses its compare-and-swap.
    */
   async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     const client = this.usable()
@@ -269,7 +272,13 @@ export class KubernetesProvider implements Provider {
     let w = await this.get(ref, signal)
     const k = { kind: ref.kind, workload: w }
     if (specReplicas(w) === 0) {
-      const { awakeReplicas } = this.facts(k)
+      const { awakeReplicas, settings } = this.facts(k)
+      await (this.shared as SharedActivity).renew(ref, Date.now(), signal, ownerOf(ref, w), settings.idle_timeout ?? this.baseSettings.idle_timeout).catch((err: unknown) => {
+        if (signal.aborted) throw err
+        // The wake goes on (availability first); this sidecar refuses its own scale-downs of the
+        // workload until a later write succeeds (leases.ts).
+        this.log.warn({ workload: id, err: (err as Error).message }, 'could not record the wake in the Lease')
+      })
       await this.scale(client, ref, awakeReplicas, signal)
       w = { ...w, spec: { ...w.spec, replicas: awakeReplicas } }
       this.log.debug({ workload: id, replicas: awakeReplicas }, 'scaled up')
