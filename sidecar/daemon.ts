@@ -10,10 +10,13 @@ import { RelightError } from './core/errors.js'
 import { TicketLedger } from './core/tickets.js'
 import { claimSocketPath, secureSocket } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
+import { Webhooks } from './ops/webhooks.js'
+import { WaitingPages } from './pages/template.js'
 import type { Resolver } from './routing/stateful/resolver.js'
 import { StatefulRouter } from './routing/stateful/router.js'
 import { createProviders } from './providers/index.js'
 import { buildApp } from './server/app.js'
+import { type ReloadResult, Reloader } from './reload.js'
 import { describeListenError, unixPath } from './startup/listen-address.js'
 import { socketGid } from './startup/preflight.js'
 
@@ -26,6 +29,8 @@ export interface SidecarOptions {
   readonly now?: () => number
   /** DNS for stateful upstream hosts (tests inject one); default: the system's. */
   readonly resolver?: Resolver
+  /** The config file, read again by reload(). */
+  readonly configFile?: string
 }
 
 export interface Sidecar {
@@ -40,15 +45,24 @@ export interface Sidecar {
   readonly stateful: StatefulRouter | undefined
   /** `host:port` or `unix:/path` the HTTP server listens on (real port when configured :0). */
   readonly address: string
+  /**
+   * Read the config file again and apply the difference (sidecar/reload.ts). An invalid file
+   * changes nothing and resolves with its problems. Concurrent calls are coalesced.
+   */
+  reload(): Promise<ReloadResult>
   /** Stop accepting requests, stop timers, stop child processes. Idempotent. */
   close(): Promise<void>
 }
 
 export async function startSidecar(config: Config, options: SidecarOptions): Promise<Sidecar> {
   const log = options.logger
+  // Read before anything starts: a missing template file is a configuration error.
+  const waitingPages = WaitingPages.load(config, options.baseDir)
+  const startConfig = config
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
   const gid = socketGid(config)
   const registry = new Registry(providers, config, log, options.now)
+  const webhooks = config.webhooks.length > 0 ? new Webhooks(config.webhooks, registry.events, log.child({ component: 'webhooks' })) : undefined
   // Created after the access-log listener (which may fail to bind): its DNS timers run until close().
   let stateful: StatefulRouter | undefined
 
@@ -89,34 +103,91 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     )
   }
 
-  if (config.stateful.length > 0) {
-    stateful = new StatefulRouter(config.stateful, log.child({ component: 'stateful' }), {
-      ...(options.resolver ? { resolver: options.resolver } : {}),
-      ...(config.dns.servers ? { servers: config.dns.servers } : {}),
-      ...(options.now ? { now: options.now } : {}),
-    })
-  }
+  const makeStateful = (c: Config): StatefulRouter | undefined =>
+    c.stateful.length === 0
+      ? undefined
+      : new StatefulRouter(c.stateful, log.child({ component: 'stateful' }), {
+          ...(options.resolver ? { resolver: options.resolver } : {}),
+          ...(c.dns.servers ? { servers: c.dns.servers } : {}),
+          ...(options.now ? { now: options.now } : {}),
+        })
+  stateful = makeStateful(config)
   const app = buildApp(
     {
       ...(config.admin ? { adminToken: config.admin.token } : {}),
-      ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected') } : {}),
+      ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected'), accessLogConnections: () => connections } : {}),
+      ...(config.heartbeat ? { heartbeatFailures: () => heartbeat?.counters.failed ?? 0 } : {}),
+      ...(webhooks ? { webhooks: () => webhooks.stats() } : {}),
+      reload: () => reload(),
     },
-    { registry, logger: log, ...(stateful ? { stateful } : {}), ...(tickets ? { tickets } : {}) },
+    {
+      registry,
+      logger: log,
+      waitingPages,
+      // read on every request: a reload may replace it
+      get stateful() {
+        return stateful
+      },
+      ...(tickets ? { tickets } : {}),
+    },
   )
 
   let heartbeat: Heartbeat | undefined
   let closing: Promise<void> | undefined
+  /** Providers a reload removed or replaced, while they close. */
+  const retiring = new Set<Promise<void>>()
+  const closeProvider = (p: Provider): Promise<void> => p.close?.().catch((err: unknown) => log.error({ err, provider: providerId(p) }, 'provider close failed')) ?? Promise.resolve()
   const close = (): Promise<void> => {
     closing ??= (async () => {
       heartbeat?.close()
       clearInterval(expiryTimer)
       registry.close()
+      webhooks?.close()
       stateful?.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()
-      await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: providerId(p) }, 'provider close failed'))))
+      await Promise.all([...registry.providers.map(closeProvider), ...retiring])
     })()
     return closing
+  }
+  const startHeartbeat = (c: Config) => {
+    if (!c.heartbeat) return
+    heartbeat = new Heartbeat(c.heartbeat, () => registry.all(), log.child({ component: 'heartbeat' }))
+    heartbeat.start()
+    log.info({ every_ms: c.heartbeat.interval, node_ip: c.heartbeat.node_ip }, 'sending heartbeats')
+  }
+  let running = config
+  const reloader = new Reloader({
+    file: options.configFile,
+    registry,
+    logger: log,
+    current: () => running,
+    createProviders: (c) => createProviders(c, log, { baseDir: options.baseDir }),
+    closeProvider: (p) => {
+      const done = closeProvider(p).finally(() => retiring.delete(done))
+      retiring.add(done)
+      return done
+    },
+    replaceStateful: (c) => {
+      const old = stateful
+      stateful = makeStateful(c)
+      old?.close()
+    },
+    replaceHeartbeat: (c) => {
+      heartbeat?.close()
+      heartbeat = undefined
+      startHeartbeat(c)
+    },
+    commit: (c) => {
+      running = c
+    },
+  })
+  const reload = (): Promise<ReloadResult> => {
+    if (closing) return Promise.resolve({ ok: false, errors: ['the sidecar is shutting down'] })
+    return reloader.reload().then((result) => {
+      if (result.ok && result.changed) registry.events.emit({ type: 'config.applied', providers: registry.providers.map(providerId), backends: registry.size })
+      return result
+    })
   }
 
   let address: string
@@ -129,13 +200,24 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     throw err
   }
   log.info({ address, backends: registry.size, stateful_sites: stateful?.sites.length ?? 0 }, 'relight-sidecar listening')
-  if (config.heartbeat) {
-    heartbeat = new Heartbeat(config.heartbeat, () => registry.all(), log.child({ component: 'heartbeat' }))
-    heartbeat.start()
-    log.info({ every_ms: config.heartbeat.interval, node_ip: config.heartbeat.node_ip }, 'sending heartbeats')
-  }
+  registry.events.emit({ type: 'config.applied', providers: providers.map(providerId), backends: registry.size })
+  startHeartbeat(startConfig)
 
-  return { app, registry, accessLog, tickets, heartbeat, stateful, address, close }
+  return {
+    app,
+    registry,
+    accessLog,
+    tickets,
+    get heartbeat() {
+      return heartbeat
+    },
+    get stateful() {
+      return stateful
+    },
+    address,
+    reload,
+    close,
+  }
 }
 
 /** How often tickets past their max_request_duration are dropped (a scan only when one is due). */

@@ -2,6 +2,8 @@ import PQueue from 'p-queue'
 import type { Logger } from 'pino'
 import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
 import { type ErrorCode, RelightError, toRelightError } from './errors.js'
+import { logEvents } from './event-log.js'
+import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { delay } from './timers.js'
@@ -34,19 +36,25 @@ const RELIST_ON_MISS_WAIT_MS = 1500
  * Owns every backend: lists providers, follows their events, keeps the host index, and runs
  * the idle sweep. The hot path touches only `index` and the Backend it returns.
  */
-export class Registry {
+export class Registry implements RegistryReload {
   index: HostIndex<Backend>
-  readonly providers: readonly Provider[]
+  /** In build order (which ranks host conflicts); replaced as a whole by a reload. */
+  providers: readonly Provider[]
   readonly status = new Map<string, ProviderStatus>()
   /** Whether in-flight requests can be counted (an access-log connection is up). */
   countInflight = false
+  /** Lifecycle events of every backend and provider; the log is its first subscriber. */
+  readonly events: LifecycleEvents
 
   private readonly backends = new Map<string, Backend>()
-  private readonly config: RegistryConfig
+  private config: RegistryConfig
   private readonly log: Logger
   private readonly deps: BackendDeps
   private readonly closer = new AbortController()
   private timers: NodeJS.Timeout[] = []
+  private readonly resyncTimers = new Map<Provider, NodeJS.Timeout>()
+  /** One watch per provider, stopped when the provider is removed or replaced. */
+  private readonly watches = new Map<Provider, AbortController>()
   private rebuildScheduled = false
   private closed = false
   private readonly warnedSettings = new Set<string>()
@@ -64,12 +72,15 @@ export class Registry {
     this.providers = providers
     this.config = config
     this.log = logger
+    this.events = new LifecycleEvents((err, event) => logger.error({ err, event: event.type }, 'lifecycle event listener failed'))
+    logEvents(this.events, logger)
     this.deps = {
       wakeQueue: new PQueue({ concurrency: config.max_concurrent_wakes }),
       sleepQueue: new PQueue({ concurrency: config.max_concurrent_sleeps }),
       logger,
       now,
       closing: this.closer.signal,
+      events: this.events,
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
   }
@@ -89,18 +100,43 @@ export class Registry {
   /** List every provider once, start following events and the periodic resync. */
   async start(): Promise<void> {
     await Promise.all(this.providers.map((p) => this.resync(p)))
-    for (const provider of this.providers) {
-      provider.watch?.((event) => this.onEvent(provider, event), this.closer.signal)
-    }
-    // always_on backends are kept running: start them now; a failure is logged by the backend.
-    await Promise.all([...this.backends.values()].filter((b) => b.settings.always_on).map((b) => b.wake().catch(() => undefined)))
-    for (const p of this.providers) {
-      const every = p.resyncInterval ?? this.config.resync_interval
-      if (every <= 0) continue
-      const timer = setInterval(() => this.resyncInBackground(p), every)
-      timer.unref()
-      this.timers.push(timer)
-    }
+    for (const provider of this.providers) this.follow(provider)
+    await this.wakeAlwaysOn()
+    for (const p of this.providers) this.startResyncTimer(p)
+  }
+
+  /** always_on backends are kept running: start them; a failure is logged by the backend. */
+  wakeAlwaysOn(provider?: Provider): Promise<void> {
+    const wanted = [...this.backends.values()].filter((b) => b.settings.always_on && b.phase !== 'running' && (provider === undefined || b.provider === provider))
+    return Promise.all(wanted.map((b) => b.wake().catch(() => undefined))).then(() => undefined)
+  }
+
+  /** The periodic full list of one provider (its own resync_interval, else the top-level one). */
+  private startResyncTimer(p: Provider): void {
+    this.stopResyncTimer(p)
+    const every = p.resyncInterval ?? this.config.resync_interval
+    if (every <= 0 || this.closed) return
+    const timer = setInterval(() => this.resyncInBackground(p), every)
+    timer.unref()
+    this.resyncTimers.set(p, timer)
+  }
+
+  private stopResyncTimer(p: Provider): void {
+    clearInterval(this.resyncTimers.get(p))
+    this.resyncTimers.delete(p)
+  }
+
+  private follow(provider: Provider): void {
+    if (!provider.watch) return
+    const watching = new AbortController()
+    this.watches.set(provider, watching)
+    provider.watch((event) => this.onEvent(provider, event), AbortSignal.any([this.closer.signal, watching.signal]))
+  }
+
+  private unfollow(provider: Provider): void {
+    this.watches.get(provider)?.abort()
+    this.watches.delete(provider)
+    this.stopResyncTimer(provider)
   }
 
   /**
@@ -145,7 +181,7 @@ export class Registry {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: providerId(provider) })
       const before = this.status.get(providerId(provider))
       if (before?.ok !== false || before.error !== error.message) {
-        this.log.warn({ provider: providerId(provider), code: error.code, err: error.message }, 'provider list failed; keeping known backends')
+        this.events.emit({ type: 'provider.down', provider: providerId(provider), code: error.code, reason: error.message })
       }
       this.status.set(providerId(provider), { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
       return
@@ -164,13 +200,15 @@ export class Registry {
         hostsChanged = true
       }
     }
+    const wasUp = this.status.get(providerId(provider))?.ok === true
     this.status.set(providerId(provider), { ok: true, backends: infos.length, lastList: Date.now() })
+    if (!wasUp) this.events.emit({ type: 'provider.up', provider: providerId(provider), backends: infos.length })
     // A resync that changes no host keeps the index (and its warm raw-Host cache).
     if (hostsChanged) this.scheduleRebuild(true)
   }
 
   private onEvent(provider: Provider, event: ProviderEvent): void {
-    if (this.closed) return
+    if (this.closed || !this.providers.includes(provider)) return
     switch (event.type) {
       case 'upsert':
         if (this.upsert(provider, event.backend)) this.scheduleRebuild()
@@ -186,7 +224,7 @@ export class Registry {
       case 'state': {
         const backend = this.backends.get(`${providerId(provider)}:${event.id}`)
         if (backend) {
-          if (event.reason) backend.log.info({ state: event.state, reason: event.reason }, 'state changed')
+          this.events.emit({ type: 'backend.state', ...ref(backend), state: event.state, ...(event.reason ? { reason: event.reason } : {}) })
           backend.stateChanged(event.state, event.reason)
         } else this.resyncInBackground(provider)
         return
@@ -204,19 +242,21 @@ export class Registry {
     const existing = this.backends.get(key)
     if (existing) {
       const hostsChanged = !sameHosts(existing.info.hosts, info.hosts)
+      const before = existing.info.state
       existing.update(info, settings, observedAt)
+      if (existing.info.state !== before) this.events.emit({ type: 'backend.state', ...ref(existing), state: existing.info.state })
       return hostsChanged
     }
     const backend = new Backend(provider, info, settings, this.deps)
     this.backends.set(key, backend)
-    if (this.log.isLevelEnabled('debug')) backend.log.debug({ hosts: info.hosts, state: info.state }, 'discovered')
+    this.events.emit({ type: 'backend.added', ...ref(backend), hosts: info.hosts, state: info.state })
     return true
   }
 
   private remove(backend: Backend): void {
     backend.markRemoved()
     this.backends.delete(backend.key)
-    backend.log.info('removed')
+    this.events.emit({ type: 'backend.removed', ...ref(backend) })
   }
 
   /** Defaults, then the backend's own settings; idle_timeout floored; modes the provider lacks replaced. */
@@ -370,16 +410,108 @@ export class Registry {
     for (const b of this.backends.values()) b.inflight = 0
   }
 
+  // ---- reload: see RegistryReload below ----
+
+  applySettings(config: RegistryConfig): void {
+    this.config = config
+    this.deps.wakeQueue.concurrency = config.max_concurrent_wakes
+    this.deps.sleepQueue.concurrency = config.max_concurrent_sleeps
+    this.warnedSettings.clear()
+    for (const b of this.backends.values()) b.reconfigure(this.resolveSettings(b.provider, b.info))
+    this.rebuild() // base_domains may have changed
+    for (const p of this.providers) this.startResyncTimer(p) // resync_interval may have changed
+  }
+
+  async addProvider(provider: Provider): Promise<void> {
+    if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down')
+    if (this.providers.some((p) => providerId(p) === providerId(provider))) throw new Error(`a provider with the id "${providerId(provider)}" is already running`)
+    this.providers = [...this.providers, provider]
+    await this.resync(provider)
+    this.follow(provider)
+    this.startResyncTimer(provider)
+    await this.wakeAlwaysOn(provider)
+  }
+
+  removeProvider(provider: Provider): void {
+    this.unfollow(provider)
+    this.providers = this.providers.filter((p) => p !== provider)
+    for (const b of [...this.backends.values()]) if (b.provider === provider) this.remove(b)
+    this.status.delete(providerId(provider))
+    this.rebuild()
+  }
+
+  async providerReconfigured(provider: Provider): Promise<void> {
+    await this.resync(provider)
+    this.startResyncTimer(provider)
+    await this.wakeAlwaysOn(provider)
+  }
+
+  async replaceProvider(old: Provider, next: Provider): Promise<void> {
+    if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down')
+    const listedAt = this.deps.now()
+    const infos = await next.list(AbortSignal.any([this.closer.signal, AbortSignal.timeout(LIST_TIMEOUT_MS)]))
+    // From here on synchronous: no request sees a moment without the provider's hosts.
+    this.unfollow(old)
+    const previous = new Map<string, Backend>()
+    for (const b of [...this.backends.values()]) {
+      if (b.provider !== old) continue
+      previous.set(b.key, b)
+      this.backends.delete(b.key)
+    }
+    this.providers = this.providers.map((p) => (p === old ? next : p))
+    for (const info of infos) {
+      this.upsert(next, info, listedAt)
+      const key = `${providerId(next)}:${info.id}`
+      const before = previous.get(key)
+      if (before) {
+        this.backends.get(key)?.carryActivityFrom(before)
+        previous.delete(key)
+      }
+    }
+    for (const gone of previous.values()) {
+      gone.markRemoved()
+      gone.log.info('removed')
+    }
+    this.status.set(providerId(next), { ok: true, backends: infos.length, lastList: Date.now() })
+    this.rebuild()
+    this.follow(next)
+    this.startResyncTimer(next)
+    await this.wakeAlwaysOn(next)
+  }
+
   /** Stop timers and watches and abort operations. Idempotent. Providers are closed by their owner. */
   close(): void {
     if (this.closed) return
     this.closed = true
     for (const t of this.timers) clearInterval(t)
     this.timers = []
+    for (const t of this.resyncTimers.values()) clearInterval(t)
+    this.resyncTimers.clear()
     this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down'))
   }
 }
 
+/** Reload support (sidecar/reload.ts decides what changed, per provider id; these apply it). */
+export interface RegistryReload {
+  /** New registry settings, live: defaults, min_idle_timeout, base_domains, resync_interval, caps. */
+  applySettings(config: RegistryConfig): void
+  /** List a new provider and follow it; its hosts are routable when this resolves. */
+  addProvider(provider: Provider): Promise<void>
+  /** A provider changed its own config in place (process apps): list it again, restart its timer. */
+  providerReconfigured(provider: Provider): Promise<void>
+  /** Its backends go at once (their hosts answer 404); the caller closes the provider. */
+  removeProvider(provider: Provider): void
+  /**
+   * Swap instances (same id) without a routing gap; rejects (old one kept) when `next` cannot
+   * be listed.
+   */
+  replaceProvider(old: Provider, next: Provider): Promise<void>
+}
+
 function sameHosts(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((h, i) => h === b[i])
+}
+
+function ref(backend: Backend): { key: string; name: string; provider: string } {
+  return { key: backend.key, name: backend.info.name, provider: providerId(backend.provider) }
 }

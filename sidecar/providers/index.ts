@@ -2,6 +2,7 @@
 import type { Logger } from 'pino'
 import type { Instance } from '../config/instances.js'
 import type { Config } from '../config/schema.js'
+import { stateDir } from '../config/state-dir.js'
 import type { Provider } from '../core/provider.js'
 import type { ProviderPlugin } from './plugin.js'
 import { PROVIDER_PLUGINS } from './plugins.js'
@@ -19,7 +20,7 @@ export function createProviders(config: Config, logger: Logger, options: Provide
     for (const block of blocks[plugin.kind] ?? []) {
       const log = logger.child({ provider: block.id })
       for (const key of block.renamed ?? []) log.warn({ key, now: 'resync_interval' }, `providers.${plugin.kind}.${key} is deprecated; write resync_interval (same meaning)`)
-      providers.push(plugin.create(block, { logger: log, baseDir: options.baseDir, defaults: config.defaults }))
+      providers.push(plugin.create(block, { logger: log, baseDir: options.baseDir, defaults: config.defaults, stateDir: stateDir(config, options.baseDir) }))
     }
   }
   return providers

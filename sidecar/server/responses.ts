@@ -27,7 +27,11 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
   RELIGHT_ERR_STATEFUL_GONE: { status: 410, title: 'Gone' },
   RELIGHT_ERR_STATEFUL_UNRESOLVED: { status: 502, title: 'Upstream host does not resolve', retryAfter: 5 },
+  RELIGHT_ERR_NOT_FOUND: { status: 404, title: 'Not found' },
+  RELIGHT_ERR_BAD_REQUEST: { status: 400, title: 'Bad request' },
   RELIGHT_ERR_INTERNAL: { status: 500, title: 'Internal error' },
+  RELIGHT_ERR_PORT_IN_USE: { status: 503, title: 'Port held by another program', retryAfter: 10 },
+  RELIGHT_ERR_RESTART_BACKOFF: { status: 503, title: 'Backend is crashing; waiting to restart it', retryAfter: 1 },
 }
 
 
@@ -48,6 +52,7 @@ const ENGINE_DETAIL: Partial<Record<ErrorCode, string>> = {
   RELIGHT_ERR_PROVIDER_FAILED: 'The engine that runs this backend could not wake it; the sidecar log has the reason.',
   RELIGHT_ERR_PROVIDER_AUTH: 'The engine that runs this backend refused the sidecar; the sidecar log has the reason.',
   RELIGHT_ERR_INTERNAL: 'An unexpected error inside the sidecar; its log has the details.',
+  RELIGHT_ERR_PORT_IN_USE: "Another program holds this app's port, so the app was not started; the sidecar log names it.",
 }
 
 /**
@@ -75,16 +80,18 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown
       code: error.code,
       ...(typeof error.context.host === 'string' ? { host: error.context.host } : {}),
       ...(typeof error.context.backend === 'string' ? { backend: error.context.backend } : {}),
+      ...(typeof error.context.reason === 'string' ? { reason: error.context.reason } : {}),
     }),
   )
 }
 
-export function sendWaitingPage(reply: FastifyReply, host: string, retryAfterSeconds: number): FastifyReply {
+/** `html`: an operator's template rendered for this request; the built-in page by default. */
+export function sendWaitingPage(reply: FastifyReply, host: string, retryAfterSeconds: number, html = waitingPage(host, retryAfterSeconds)): FastifyReply {
   return reply
     .code(503)
     .header(REPLY_HEADER, 'waiting-page')
     .header('retry-after', String(retryAfterSeconds))
     .header('cache-control', 'no-store')
     .type('text/html; charset=utf-8')
-    .send(waitingPage(host, retryAfterSeconds))
+    .send(html)
 }

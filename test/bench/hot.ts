@@ -15,6 +15,7 @@
  *   nd  wrk straight at the bare Node responder (no Caddy): d/nd is the sidecar's own cost
  *   d0  like d, with the --baseline build
  */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort } from '../helpers/net.js'
 import { startBenchCaddy, site } from './caddy.js'
@@ -92,22 +93,43 @@ export interface HotResult {
   order: string[]
 }
 
-function sidecarYaml(listen: string, backendPort: number, extra = ''): string {
-  return `listen: ${listen}
+/**
+ * Each sidecar manages a backend of its own: a Caddy answering the same short body as the one the
+ * Caddy-only set-ups use (a sidecar routes only to processes it started, so a placeholder app
+ * pointing at a server it did not start would be refused as a foreign port holder).
+ */
+async function sidecarYaml(ctx: BenchContext, name: string, listen: string, extra = ''): Promise<{ yaml: string; upstream: string }> {
+  const port = await freePort()
+  const home = join(ctx.dir, `backend-${name}`)
+  mkdirSync(home, { recursive: true })
+  const file = join(home, 'Caddyfile')
+  writeFileSync(file, `{\n\tadmin off\n\tauto_https off\n\tstorage file_system ${join(home, 'data')}\n}\n${site(port, `respond "${BODY}\n" 200`)}`)
+  const yaml = `listen: ${listen}
 log_level: info
 ${extra}providers:
   process:
     apps:
       - name: app
         hosts: [${HOST}]
-        # the sidecar only needs the backend's address: the process is a placeholder kept running
-        command: [sleep, "86400"]
-        port: ${backendPort}
+        command: [caddy, run, --config, ${JSON.stringify(file)}, --adapter, caddyfile]
+        env: { HOME: ${JSON.stringify(home)}, XDG_DATA_HOME: ${JSON.stringify(join(home, 'data'))}, XDG_CONFIG_HOME: ${JSON.stringify(join(home, 'config'))} }
+        port: ${port}
         always_on: true
         stdout: "null"
         stderr: "null"
         grace_period: 2s
 `
+  return { yaml, upstream: `127.0.0.1:${port}` }
+}
+
+/** The first child process of `pid` (the backend a sidecar supervises). */
+function childPid(pid: number): number | undefined {
+  try {
+    const first = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]
+    return first ? Number(first) : undefined
+  } catch {
+    return undefined
+  }
 }
 
 export async function runHot(ctx: BenchContext): Promise<HotResult> {
@@ -127,6 +149,8 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     const accessSockF = join(ctx.dir, 'hot-access-f.sock')
     const accessSock0 = join(ctx.dir, 'hot-access-0.sock')
     const sidecars: Record<string, RunningProcess> = {}
+    /** Each sidecar's own backend address. */
+    const upstreams: Record<string, string> = {}
     const need = (s: string) => setups.includes(s)
 
     let bare: RunningProcess | undefined
@@ -135,19 +159,35 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       bare = b
       stops.push(() => b.stop())
     }
-    if (need('c') || need('d')) sidecars.c = await startSidecarCli(ctx.dir, 'hot-c', sidecarYaml(`127.0.0.1:${ports.sc}`, backendPort), { host: '127.0.0.1', port: ports.sc as number })
-    if (need('cu')) sidecars.cu = await startSidecarCli(ctx.dir, 'hot-cu', sidecarYaml(`unix:${unixSock}`, backendPort), { path: unixSock })
+    if (need('c') || need('d')) {
+      const y = await sidecarYaml(ctx, 'hot-c', `127.0.0.1:${ports.sc}`)
+      sidecars.c = await startSidecarCli(ctx.dir, 'hot-c', y.yaml, { host: '127.0.0.1', port: ports.sc as number })
+      upstreams.c = y.upstream
+    }
+    if (need('cu')) {
+      const y = await sidecarYaml(ctx, 'hot-cu', `unix:${unixSock}`)
+      sidecars.cu = await startSidecarCli(ctx.dir, 'hot-cu', y.yaml, { path: unixSock })
+      upstreams.cu = y.upstream
+    }
     if (need('cl')) {
-      sidecars.cl = await startSidecarCli(ctx.dir, 'hot-cl', sidecarYaml(`127.0.0.1:${ports.scl}`, backendPort, `access_log: unix:${accessSock}\n`), { host: '127.0.0.1', port: ports.scl as number })
+      const y = await sidecarYaml(ctx, 'hot-cl', `127.0.0.1:${ports.scl}`, `access_log: unix:${accessSock}\n`)
+      sidecars.cl = await startSidecarCli(ctx.dir, 'hot-cl', y.yaml, { host: '127.0.0.1', port: ports.scl as number })
+      upstreams.cl = y.upstream
     }
     if (need('clf')) {
-      sidecars.clf = await startSidecarCli(ctx.dir, 'hot-clf', sidecarYaml(`127.0.0.1:${ports.sclf}`, backendPort, `access_log: unix:${accessSockF}\n`), { host: '127.0.0.1', port: ports.sclf as number })
+      const y = await sidecarYaml(ctx, 'hot-clf', `127.0.0.1:${ports.sclf}`, `access_log: unix:${accessSockF}\n`)
+      sidecars.clf = await startSidecarCli(ctx.dir, 'hot-clf', y.yaml, { host: '127.0.0.1', port: ports.sclf as number })
+      upstreams.clf = y.upstream
     }
     if ((need('c0') || need('d0')) && ctx.baseline) {
-      sidecars.c0 = await startSidecarCli(ctx.dir, 'hot-c0', sidecarYaml(`127.0.0.1:${ports.sc0}`, backendPort), { host: '127.0.0.1', port: ports.sc0 as number }, ctx.baseline)
+      const y = await sidecarYaml(ctx, 'hot-c0', `127.0.0.1:${ports.sc0}`)
+      sidecars.c0 = await startSidecarCli(ctx.dir, 'hot-c0', y.yaml, { host: '127.0.0.1', port: ports.sc0 as number }, ctx.baseline)
+      upstreams.c0 = y.upstream
     }
     if (need('cl0') && ctx.baseline) {
-      sidecars.cl0 = await startSidecarCli(ctx.dir, 'hot-cl0', sidecarYaml(`127.0.0.1:${ports.scl0}`, backendPort, `access_log: unix:${accessSock0}\n`), { host: '127.0.0.1', port: ports.scl0 as number }, ctx.baseline)
+      const y = await sidecarYaml(ctx, 'hot-cl0', `127.0.0.1:${ports.scl0}`, `access_log: unix:${accessSock0}\n`)
+      sidecars.cl0 = await startSidecarCli(ctx.dir, 'hot-cl0', y.yaml, { host: '127.0.0.1', port: ports.scl0 as number }, ctx.baseline)
+      upstreams.cl0 = y.upstream
     }
     for (const s of Object.values(sidecars)) stops.push(() => s.stop())
 
@@ -176,7 +216,8 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       else if (s === 'd' || s === 'd0') {
         const a = await get({ port: (s === 'd' ? ports.sc : ports.sc0) as number }, '/_relight/auth', HOST)
         expectAnswer('sidecar /_relight/auth', a, 200)
-        if (a.headers['x-relight-upstream'] !== upstream) throw new Error(`sidecar answered X-Relight-Upstream ${String(a.headers['x-relight-upstream'])}, expected ${upstream}`)
+        const own = s === 'd' ? upstreams.c : upstreams.c0
+        if (a.headers['x-relight-upstream'] !== own) throw new Error(`sidecar answered X-Relight-Upstream ${String(a.headers['x-relight-upstream'])}, expected ${own}`)
       } else expectAnswer(`set-up ${s}`, await get({ port: ports[s] as number }, '/', HOST), 200, BODY)
     }
 
@@ -195,7 +236,10 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     )
     for (let round = 0; round < ctx.rounds; round++) {
       for (const s of setups) {
-        const pids = { front: s === 'd' || s === 'd0' || s === 'nd' ? undefined : front.pid, auth: authPid(s), backend: backend.pid }
+        // A sidecar set-up's backend is the Caddy that sidecar supervises.
+        const sidecarPid = s === 'd' ? sidecars.c?.pid : s === 'd0' ? sidecars.c0?.pid : sidecars[s]?.pid
+        const backendPid = (sidecarPid === undefined ? undefined : childPid(sidecarPid)) ?? backend.pid
+        const pids = { front: s === 'd' || s === 'd0' || s === 'nd' ? undefined : front.pid, auth: authPid(s), backend: backendPid }
         const snap = async () => ({
           front: pids.front ? await cpuMs(pids.front) : 0,
           auth: pids.auth ? await cpuMs(pids.auth) : 0,
