@@ -12,6 +12,8 @@ import { abortable } from './timers.js'
 const SLEEP_TIMEOUT_MS = 5 * 60_000
 /** Upper bound of one shared-activity write. */
 const SHARE_TIMEOUT_MS = 10_000
+/** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
+const SHARE_RETRY_BASE_MS = 1000
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -99,6 +101,8 @@ export class Backend {
   private sharedActivity = -Infinity
   private sharing = false
   private shareFailures = 0
+  /** After a failed write: no new attempt before this (deps.now clock). */
+  private shareRetryAt = -Infinity
   private readonly deps: BackendDeps
   private childLog: Logger | undefined
 
@@ -161,20 +165,25 @@ export class Backend {
     // two sidecars keep each other awake for ever.
     if (this.inflight === 0 && this.lastTraffic <= this.sharedActivity) return
     if (now - this.sharedAt < this.settings.idle_timeout / 4) return
+    if (now < this.shareRetryAt) return
     const activity = this.inflight > 0 ? now : this.lastTraffic
     const at = wallNow - (now - activity)
     this.sharing = true
     share
-      .call(this.provider, this.info.id, at, AbortSignal.any([this.deps.closing, AbortSignal.timeout(SHARE_TIMEOUT_MS)]))
+      .call(this.provider, this.info.id, at, AbortSignal.any([this.deps.closing, AbortSignal.timeout(SHARE_TIMEOUT_MS)]), { idleTimeout: this.settings.idle_timeout })
       .then(
         () => {
           this.sharedAt = now
           this.sharedActivity = activity
           this.shareFailures = 0
+          this.shareRetryAt = -Infinity
         },
         (err: unknown) => {
-          // Retried on the next sweep; the provider refuses sleeps until a write succeeds.
+          // Retried with an exponential backoff (an engine that is down is not asked every sweep
+          // tick); the provider refuses sleeps until a write succeeds.
           this.shareFailures++
+          const backoff = Math.min(SHARE_RETRY_BASE_MS * 2 ** Math.min(this.shareFailures - 1, 30), Math.max(SHARE_RETRY_BASE_MS, this.settings.idle_timeout / 4))
+          this.shareRetryAt = now + backoff
           if ((this.shareFailures & (this.shareFailures - 1)) === 0) {
             const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
             this.log.warn({ code: error.code, err: error.message, failures: this.shareFailures }, 'shared activity not written')

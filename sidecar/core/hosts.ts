@@ -52,10 +52,24 @@ export function canonicalHostProblem(name: string): string | undefined {
       ? 'not a valid DNS name'
       : `not in canonical form (lower-case ASCII, IDN as xn-- A-labels, no trailing dot, no port): ${canonical}`
   }
-  if (name.includes('xn--') && (domainToASCII(name) !== name || domainToASCII(domainToUnicode(name)) !== name)) {
+  if (name.includes('xn--') && !aLabelsRoundTrip(name)) {
     return 'not a valid IDN A-label (it does not round-trip through IDNA)'
   }
   return undefined
+}
+
+/**
+ * Every `xn--` label decodes to Unicode and encodes back to itself. Node 20 answers '' for a label
+ * that does not decode; Node 24 hands it back unchanged, so the decoded form is checked too.
+ */
+function aLabelsRoundTrip(name: string): boolean {
+  if (domainToASCII(name) !== name) return false
+  for (const label of name.split('.')) {
+    if (!label.startsWith('xn--')) continue
+    const unicode = domainToUnicode(label)
+    if (unicode === '' || unicode.startsWith('xn--') || domainToASCII(unicode) !== label) return false
+  }
+  return true
 }
 
 export type HostPattern =

@@ -181,9 +181,11 @@ export interface Provider {
    * saw traffic for `id` at `at` (ms since the epoch; requests started or finished, or requests
    * in flight). The core calls it for a running backend with traffic since the last call, at
    * most every idle_timeout/4, never on the request path. A failed write rejects, and the
-   * provider refuses sleeps of that backend until a later write succeeds.
+   * provider refuses sleeps of that backend until a later write succeeds. `context` carries the
+   * backend's idle_timeout: a recorded time more than max(idle_timeout, 5 min) in the future
+   * counts as absent and is replaced (core/activity-clock.ts).
    */
-  shareActivity?(id: string, at: number, signal: AbortSignal): Promise<void>
+  shareActivity?(id: string, at: number, signal: AbortSignal, context?: SleepContext): Promise<void>
   stats?(id: string, signal: AbortSignal): Promise<BackendStats>
   /** Probe the engine for `relight-sidecar check`: reachable, permitted, features present. */
   check?(signal: AbortSignal): Promise<CheckResult[]>

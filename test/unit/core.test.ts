@@ -491,8 +491,10 @@ class SharedMemoryProvider extends MemoryProvider {
   readonly shared = new Map<string, number>()
   readonly writes: { id: string; at: number }[] = []
   failShare = false
+  shareAttempts = 0
 
   async shareActivity(id: string, at: number): Promise<void> {
+    this.shareAttempts++
     if (this.failShare) throw new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'engine down')
     this.writes.push({ id, at })
     this.shared.set(id, Math.max(at, this.shared.get(id) ?? 0))
@@ -550,6 +552,52 @@ describe('shared activity (several sidecars)', () => {
       clock.now += 10_000
       assert.deepEqual(await registry.sweep(), [true])
       assert.deepEqual(provider.calls.sleep, ['stop'])
+    } finally {
+      registry.close()
+      await app.close()
+    }
+  })
+
+  it('a failed write is retried with an exponential backoff up to idle_timeout/4, reset by a success', async () => {
+    const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 20s, wake_timeout: 2s }\n', 'test')
+    const provider = new SharedMemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] }])
+    provider.failShare = true
+    const clock = { now: 1_000_000 }
+    const registry = new Registry([provider], config, log, () => clock.now)
+    await registry.start()
+    const app = buildApp({}, { registry, logger: log })
+    await app.ready()
+    // One sweep tick: let the write's rejection settle before the next tick.
+    const tick = async (ms: number) => {
+      clock.now += ms
+      await app.inject({ method: 'GET', url: '/_relight/auth', headers: { host: 'a.example.com' } })
+      await registry.sweep()
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+    }
+    try {
+      await tick(0)
+      assert.equal(provider.shareAttempts, 1)
+      // Retries after 1 s, 2 s, 4 s: not on every tick in between.
+      const attemptsAt: number[] = []
+      for (let t = 0; t < 11_500; t += 500) {
+        const before = provider.shareAttempts
+        await tick(500)
+        if (provider.shareAttempts > before) attemptsAt.push(t + 500)
+      }
+      assert.deepEqual(attemptsAt, [1000, 3000, 7000], 'backoff 1 s, 2 s, 4 s')
+      // Capped at idle_timeout/4 (5 s): 8 s would be next, 5 s it is.
+      for (let t = 0; t < 5000; t += 500) await tick(500)
+      assert.equal(provider.shareAttempts, 5, 'the capped retry (7 s + 5 s)')
+      // A success resets the backoff.
+      provider.failShare = false
+      for (let t = 0; t < 5000; t += 500) await tick(500)
+      assert.equal(provider.writes.length, 1)
+      provider.failShare = true
+      const failedFrom = provider.shareAttempts
+      await tick(5000) // idle_timeout/4 after the success: a new write, which fails
+      assert.equal(provider.shareAttempts, failedFrom + 1)
+      await tick(1000)
+      assert.equal(provider.shareAttempts, failedFrom + 2, 'the first retry after a success waits 1 s again')
     } finally {
       registry.close()
       await app.close()

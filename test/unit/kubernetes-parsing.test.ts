@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { isRelightError } from '../../sidecar/core/errors.js'
+import { WarnOnce, problemTopic } from '../../sidecar/core/warn-once.js'
 import { readLabels } from '../../sidecar/providers/moby/labels.js'
 import { describeMeaning, describePath } from '../../sidecar/providers/kubernetes/client.js'
 import { fromKubeconfig, inCluster, loadCredentials } from '../../sidecar/providers/kubernetes/credentials.js'
@@ -12,6 +13,7 @@ import { microTime, parseMark } from '../../sidecar/providers/kubernetes/leases.
 import {
   type BackendOptions,
   leaseName,
+  ownsPod,
   parseWorkloadId,
   podRecord,
   readFacts,
@@ -187,6 +189,35 @@ describe('kubernetes: annotations', () => {
     assert.ok(!selectorMatches(selector, { app: 'web', tier: 'c' }))
     assert.ok(!selectorMatches(selector, { app: 'web', tier: 'a', legacy: 'y' }))
     assert.ok(!selectorMatches({}, { app: 'web' }), 'an empty selector matches nothing')
+  })
+
+  it('a pod is the workload\'s only when its controller ownerReference says so, not by its labels alone', () => {
+    const pod = (labels: Record<string, string>, owner?: { kind: string; name: string; uid?: string }) =>
+      podRecord({ metadata: { name: 'p', namespace: 'shop', labels, ...(owner ? { ownerReferences: [{ ...owner, controller: true }] } : {}) } })
+    const web = deployment({ 'relight.domain': 'shop.test' }, 1)
+    assert.ok(ownsPod('deployment', web, pod({ app: 'web', 'pod-template-hash': '5d9f' }, { kind: 'ReplicaSet', name: 'web-5d9f' })))
+    assert.ok(!ownsPod('deployment', web, pod({ app: 'web', 'pod-template-hash': '77b' }, { kind: 'ReplicaSet', name: 'web-canary-77b' })), 'a canary ReplicaSet')
+    assert.ok(!ownsPod('deployment', web, pod({ app: 'web' }, { kind: 'ReplicaSet', name: 'web-5d9f' })), 'no pod-template-hash')
+    assert.ok(!ownsPod('deployment', web, pod({ app: 'web' })), 'a bare pod')
+    const db: Workload = { ...web, metadata: { ...web.metadata, name: 'db', uid: 'uid-db' } }
+    assert.ok(ownsPod('statefulset', db, pod({ app: 'web' }, { kind: 'StatefulSet', name: 'db', uid: 'uid-db' })))
+    assert.ok(!ownsPod('statefulset', db, pod({ app: 'web' }, { kind: 'StatefulSet', name: 'db', uid: 'uid-old-db' })), 'a StatefulSet deleted and made again')
+    assert.ok(!ownsPod('statefulset', db, pod({ app: 'web' }, { kind: 'StatefulSet', name: 'other', uid: 'uid-other' })))
+  })
+
+  it('warn-once keys are a workload and an annotation name, never a value: bounded, forgotten with the workload', () => {
+    const warned = new WarnOnce()
+    let logged = 0
+    for (let i = 0; i < 10_000; i++) {
+      const options = { ...OPTIONS, kind: 'deployment' as const }
+      for (const p of readFacts(deployment({ 'relight.domain': 'shop.test', 'relight.replicas': `x${i % 2}` }), options).problems) if (warned.first('deployment/shop/web', problemTopic(p))) logged++
+    }
+    assert.equal(warned.size, 1)
+    assert.equal(logged, 1, 'once per annotation, whatever its value')
+    assert.equal(problemTopic('relight.idle_timeout="soon" must be a duration'), 'relight.idle_timeout')
+    warned.forget('deployment/shop/web')
+    assert.equal(warned.size, 0)
+    assert.ok(warned.first('deployment/shop/web', 'relight.replicas'), 'made again: warns again')
   })
 
   it('says which verb on which resource a request needs', () => {

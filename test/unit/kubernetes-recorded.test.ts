@@ -86,18 +86,38 @@ describe('kubernetes provider on recorded answers', () => {
   it('wake(): PATCHes the scale subresource to the awake count, then waits for a Ready pod', async () => {
     const web = (fixture('deployments.json').items as Workload[]).find((w) => w.metadata.name === 'web')
     api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments/web', method: 'GET' }).reply(200, web, JSON_HEADERS)
+    const order: string[] = []
     let patch: { body: string; type: string } | undefined
     api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments/web/scale', method: 'PATCH' }).reply(200, (opts) => {
       patch = { body: String(opts.body), type: String((opts.headers as Record<string, string>)['content-type']) }
+      order.push('scale')
       return fixture('scale-patch.json')
     }, JSON_HEADERS)
-    // The pods of `db`, relabelled as web's: one Ready with an IP.
+    // The pods of `db`, relabelled as web's and owned by a ReplicaSet of web's: one Ready with an IP.
     const pods = fixture('pods-db.json')
-    for (const p of pods.items) p.metadata.labels = { app: 'web' }
+    for (const p of pods.items) {
+      p.metadata.labels = { app: 'web', 'pod-template-hash': '6d4b75cb6d' }
+      p.metadata.ownerReferences = [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-6d4b75cb6d', uid: 'rs-uid', controller: true }]
+    }
     api.intercept({ path: '/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb', method: 'GET' }).reply(200, pods, JSON_HEADERS)
+    // The wake is recorded in the Lease (created here), before the scale-up.
+    api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(404, () => {
+      order.push('lease read')
+      return fixture('lease-404.json')
+    }, JSON_HEADERS)
+    let created: Lease | undefined
+    api.intercept({ path: '/apis/coordination.k8s.io/v1/namespaces/shop/leases', method: 'POST' }).reply(201, (opts) => {
+      order.push('lease write')
+      created = JSON.parse(String(opts.body)) as Lease
+      return created
+    }, JSON_HEADERS)
     const p = provider()
+    const before = Date.now()
     const info = await p.wake('deployment/shop/web', AbortSignal.timeout(5000))
     assert.deepEqual(patch, { body: '{"spec":{"replicas":2}}', type: 'application/merge-patch+json' })
+    assert.deepEqual(order, ['lease read', 'lease write', 'scale'])
+    const renewed = Date.parse(created?.spec?.renewTime ?? '')
+    assert.ok(renewed >= before - 1 && renewed <= Date.now(), `renewTime ${created?.spec?.renewTime}`)
     assert.equal(info.state, 'running')
     assert.deepEqual(info.upstreams, ['127.0.0.182:8080'])
   })
@@ -186,6 +206,26 @@ describe('kubernetes provider on recorded answers', () => {
       api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(403, fixture('forbidden-scale.json'), JSON_HEADERS)
       await assert.rejects(shared.renew(WEB, now, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_AUTH'))
       await assert.rejects(shared.claimScaleDown(WEB, 1000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /last write of its shared activity failed/.test(e.message))
+    })
+
+    it('a renewTime or scale-down mark far in the future (skewed clock, hand edit) counts as absent: no sleep blocked until then, the next renew replaces it', async () => {
+      const shared = new SharedActivity(client, 'edge-2', () => now)
+      const future = lease('2099-01-01T00:00:00.000000Z', { [SCALE_DOWN_ANNOTATION]: 'edge-1 2099-01-01T00:00:00.000000Z' })
+      api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, future, JSON_HEADERS)
+      api.intercept({ path: LEASE_PATH, method: 'PUT' }).reply(200, future, JSON_HEADERS)
+      await shared.claimScaleDown(WEB, 60_000, AbortSignal.timeout(5000))
+      // Within max(idle_timeout, 5 min) ahead: still counts (ordinary clock skew).
+      api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, lease('2026-11-30T13:14:00.000000Z'), JSON_HEADERS)
+      await assert.rejects(shared.claimScaleDown(WEB, 60_000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED'))
+      api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, future, JSON_HEADERS)
+      let put: Lease | undefined
+      api.intercept({ path: LEASE_PATH, method: 'PUT' }).reply(200, (opts) => {
+        put = JSON.parse(String(opts.body)) as Lease
+        return put
+      }, JSON_HEADERS)
+      await shared.renew(WEB, now - 1000, AbortSignal.timeout(5000), undefined, 60_000)
+      assert.equal(put?.spec?.renewTime, microTime(now - 1000), 'the future value is replaced, not kept as the newest')
+      assert.equal(put?.metadata.annotations?.[SCALE_DOWN_ANNOTATION], undefined)
     })
 
     it('the API cannot be read: never scale down', async () => {

@@ -95,18 +95,30 @@ describe('swarm provider (recorded answers)', () => {
     assert.equal(posts().length, 0)
   })
 
+  it('a wake records the wake time as activity, replacing a last_activity far in the future rather than keeping it', async () => {
+    const asleep = { ...service, Spec: { ...service.Spec, Mode: { Replicated: { Replicas: 0 } }, Labels: { ...service.Spec.Labels, 'relight.last_activity': '2099-01-01T00:00:00.000Z' } } }
+    on('POST', `/services/${ID}/update`, 200, '')
+    const before = Date.now()
+    await (provider as unknown as { scaleUp(s: Service, signal: AbortSignal): Promise<void> }).scaleUp(asleep, signal())
+    const written = JSON.parse(String(posts()[0]?.body)) as Service['Spec']
+    const at = Date.parse(written.Labels?.['relight.last_activity'] ?? '')
+    assert.ok(at >= before && at <= Date.now(), `last_activity written: ${written.Labels?.['relight.last_activity']}`)
+    assert.equal(written.Mode?.Replicated?.Replicas, 1)
+  })
+
   it('shares activity with compare-and-swap: a lost race is retried on a fresh read; a failed write blocks sleeps until one succeeds', async () => {
-    const at = Date.parse('2026-11-30T15:00:00.000Z')
+    // Times near the real clock: a last_activity far in the future counts as absent (review F2).
+    const at = Math.floor(Date.now() / 1000) * 1000 - 60_000
     on('GET', `/services/${ID}`, 200, service, 2)
     on('POST', `/services/${ID}/update`, 500, fixture('update-out-of-sequence.json'))
     on('POST', `/services/${ID}/update`, 200, '')
     await provider.shareActivity(ID, at, signal())
     const written = JSON.parse(String(posts()[1]?.body)) as Service['Spec']
-    assert.equal(written.Labels?.['relight.last_activity'], '2026-11-30T15:00:00.000Z')
+    assert.equal(written.Labels?.['relight.last_activity'], new Date(at).toISOString())
     assert.equal(written.Mode?.Replicated?.Replicas, 1, 'an activity write changes nothing else')
 
     // An older value than the one in the engine is not written back (the newest wins).
-    const newer = { ...service, Spec: { ...service.Spec, Labels: { ...service.Spec.Labels, 'relight.last_activity': '2026-11-30T16:00:00.000Z' } } }
+    const newer = { ...service, Spec: { ...service.Spec, Labels: { ...service.Spec.Labels, 'relight.last_activity': new Date(at + 30_000).toISOString() } } }
     on('GET', `/services/${ID}`, 200, newer)
     await provider.shareActivity(ID, at, signal())
     assert.equal(posts().length, 2)

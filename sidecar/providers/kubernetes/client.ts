@@ -23,7 +23,16 @@ export interface KubeClientOptions {
   readonly requestTimeout?: number
   /** Send requests through this dispatcher (tests: undici MockAgent). Not closed by close(). */
   readonly dispatcher?: Dispatcher
+  /**
+   * How long past a watch's `timeoutSeconds` (the server's promise to end it) the client waits
+   * for a byte before it gives the watch up as stalled (ms). Default 30 s (tests: shorter).
+   */
+  readonly watchGrace?: number
 }
+
+/** timeoutSeconds sent on a watch that names none: the server ends it by then, and the client gives up 30 s later. */
+export const DEFAULT_WATCH_TIMEOUT_S = 300
+const DEFAULT_WATCH_GRACE_MS = 30_000
 
 /** A Kubernetes `Status` answer. */
 export interface KubeStatus {
@@ -107,6 +116,7 @@ export class KubeClient {
   private readonly streams: Dispatcher
   private readonly owned: boolean
   private readonly requestTimeout: number
+  private readonly watchGrace: number
   private token: string | undefined
   private closed = false
 
@@ -115,6 +125,7 @@ export class KubeClient {
     this.server = creds.server
     this.token = creds.token
     this.requestTimeout = options.requestTimeout ?? 30_000
+    this.watchGrace = options.watchGrace ?? DEFAULT_WATCH_GRACE_MS
     const connect = {
       ...(creds.ca !== undefined ? { ca: creds.ca } : {}),
       ...(creds.cert !== undefined ? { cert: creds.cert, key: creds.key } : {}),
@@ -130,7 +141,7 @@ export class KubeClient {
   /** A JSON request; non-2xx rejects (see the file comment). */
   async json<T>(method: Dispatcher.HttpMethod, path: string, options: KubeRequest = {}): Promise<T> {
     const attempt = async (): Promise<T> => {
-      const { statusCode, body } = await this.dispatch(method, path, options, false)
+      const { statusCode, body } = await this.dispatch(method, path, options)
       let text: string
       try {
         text = await body.text()
@@ -158,11 +169,16 @@ export class KubeClient {
   /**
    * Open a watch (`?watch=1`); resolves once the server accepted it, then yields one event per
    * line until the server ends the stream (normal, every few minutes) or the signal aborts. A
-   * dropped connection throws RELIGHT_ERR_PROVIDER_UNAVAILABLE from the iterator.
+   * dropped connection throws RELIGHT_ERR_PROVIDER_UNAVAILABLE from the iterator, and so does a
+   * stalled one: the server promises to end the watch after `timeoutSeconds` (sent always,
+   * default 300), so a stream silent for timeoutSeconds + watchGrace is given up (a half-open
+   * connection, a proxy that swallowed the end) instead of waiting for ever.
    */
   async watch<T>(path: string, query: Query, signal: AbortSignal): Promise<AsyncIterable<WatchEvent<T>>> {
-    const fullQuery = { ...query, watch: 1, allowWatchBookmarks: true }
-    const { statusCode, body } = await this.dispatch('GET', path, { query: fullQuery, signal }, true)
+    const timeoutSeconds = Number(query.timeoutSeconds ?? DEFAULT_WATCH_TIMEOUT_S)
+    const fullQuery = { ...query, timeoutSeconds, watch: 1, allowWatchBookmarks: true }
+    const stall = timeoutSeconds * 1000 + this.watchGrace
+    const { statusCode, body } = await this.dispatch('GET', path, { query: fullQuery, signal }, stall)
     if (statusCode < 200 || statusCode >= 300) {
       const text = await body.text().catch(() => '')
       throw this.statusError(statusCode, text, 'GET', path, fullQuery)
@@ -222,7 +238,9 @@ export class KubeClient {
     }
   }
 
-  private async dispatch(method: Dispatcher.HttpMethod, path: string, options: KubeRequest, streaming: boolean) {
+  /** `stall`: a watch stream, given up after so many ms without a byte (headers or body). */
+  private async dispatch(method: Dispatcher.HttpMethod, path: string, options: KubeRequest, stall?: number) {
+    const streaming = stall !== undefined
     if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'the kubernetes client is closed', { provider: 'kubernetes' })
     const timeout = streaming ? undefined : AbortSignal.timeout(this.requestTimeout)
     const signal = options.signal && timeout ? AbortSignal.any([options.signal, timeout]) : (options.signal ?? (timeout as AbortSignal))
@@ -244,8 +262,8 @@ export class KubeClient {
         headers,
         body,
         signal,
-        headersTimeout: streaming ? 0 : this.requestTimeout,
-        bodyTimeout: streaming ? 0 : this.requestTimeout,
+        headersTimeout: stall ?? this.requestTimeout,
+        bodyTimeout: stall ?? this.requestTimeout,
       })
     } catch (err) {
       if (timeout?.aborted && !options.signal?.aborted) {
@@ -269,9 +287,12 @@ export class KubeClient {
     if (this.closed) return new RelightError('RELIGHT_ERR_CLOSED', 'the kubernetes client is closed', { provider: 'kubernetes' })
     const errno = errnoOf(err)
     const tls = errno !== undefined && /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(errno)
+    const stalled = errno === 'UND_ERR_BODY_TIMEOUT' || errno === 'UND_ERR_HEADERS_TIMEOUT'
     const message = tls
       ? `TLS with the API server ${this.server} failed (${errno}): check the CA of ${this.creds.source}`
-      : `cannot reach the API server ${this.server}${errno ? ` (${errno})` : ''}`
+      : stalled
+        ? `the API server ${this.server} went silent on ${method} ${path} past its timeout (${errno}); the connection is given up`
+        : `cannot reach the API server ${this.server}${errno ? ` (${errno})` : ''}`
     return new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', message, { provider: 'kubernetes', errno, request: `${method} ${path}` }, { cause: err })
   }
 

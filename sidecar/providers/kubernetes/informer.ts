@@ -53,11 +53,19 @@ export function runInformer<T extends HasMeta>(
     let backoff = FIRST_BACKOFF_MS
     let rv: string | undefined
     let failures = 0
+    /** When the last full list answered: a 410 right after it must not make a list/410 loop. */
+    let listedAt = -Infinity
+    const relistSoon = async () => {
+      if (Date.now() - listedAt >= 1000) return
+      await delay(backoff, signal).catch(() => undefined)
+      backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+    }
     while (!signal.aborted) {
       try {
         if (rv === undefined) {
           const list = await client.json<Listed<T>>('GET', path, { query, signal })
           counters.lists++
+          listedAt = Date.now()
           rv = list.metadata.resourceVersion ?? '0'
           handlers.relisted(list.items)
         }
@@ -74,6 +82,7 @@ export function runInformer<T extends HasMeta>(
               counters.gone++
               log.debug({ path }, 'watch: resourceVersion too old (410); listing again')
               rv = undefined
+              await relistSoon()
             } else {
               log.warn({ path, code: status.code, reason: status.reason, message: status.message }, 'watch error; listing again')
               rv = undefined
@@ -95,7 +104,8 @@ export function runInformer<T extends HasMeta>(
         if (signal.aborted) return
         if (isRelightError(err) && err.context.status === 410) {
           counters.gone++
-          rv = undefined // too old: list again at once
+          rv = undefined // too old: list again (at once, unless the list itself was this fresh)
+          await relistSoon()
           continue
         }
         failures++

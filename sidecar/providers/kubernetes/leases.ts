@@ -14,6 +14,7 @@
  * after another idle_timeout. Timestamps come from each sidecar's clock: keep clocks in sync (NTP).
  */
 import { RelightError, isRelightError } from '../../core/errors.js'
+import { credibleActivity } from '../../core/activity-clock.js'
 import type { KubeClient } from './client.js'
 import { leaseName, type WorkloadRef, workloadId } from './workloads.js'
 
@@ -90,7 +91,7 @@ export class SharedActivity {
   }
 
   /** Record that this sidecar saw traffic for `ref` at `at` (ms since the epoch). */
-  async renew(ref: WorkloadRef, at: number, signal: AbortSignal, owner?: LeaseOwner): Promise<void> {
+  async renew(ref: WorkloadRef, at: number, signal: AbortSignal, owner?: LeaseOwner, idleTimeout?: number): Promise<void> {
     const id = workloadId(ref)
     try {
       for (let attempt = 1; ; attempt++) {
@@ -99,11 +100,14 @@ export class SharedActivity {
           if (!lease) {
             await this.client.json('POST', leasePath(ref), { body: this.fresh(ref, { holderIdentity: this.identity, renewTime: microTime(at) }, owner), signal })
           } else {
-            const previous = parseTime(lease.spec?.renewTime) ?? -Infinity
+            // Times beyond the horizon in the future (skewed clock, hand edit) count as absent and are replaced.
+            const now = this.now()
+            const previous = credibleActivity(parseTime(lease.spec?.renewTime), now, idleTimeout) ?? -Infinity
             const mark = parseMark(lease.metadata.annotations?.[SCALE_DOWN_ANNOTATION])
-            if (previous >= at && !(mark && mark.at < at)) break // a newer activity is recorded already
+            const staleMark = mark !== undefined && (mark.at < at || credibleActivity(mark.at, now, idleTimeout) === undefined)
+            if (previous >= at && !staleMark) break // a newer activity is recorded already
             const annotations = { ...(lease.metadata.annotations ?? {}) }
-            if (mark && mark.at < at) delete annotations[SCALE_DOWN_ANNOTATION] // traffic since that scale-down
+            if (staleMark) delete annotations[SCALE_DOWN_ANNOTATION] // traffic since that scale-down
             await this.client.json('PUT', leasePath(ref, lease.metadata.name), {
               body: {
                 ...lease,
@@ -145,12 +149,13 @@ export class SharedActivity {
         await this.client.json('POST', leasePath(ref), { body: this.fresh(ref, { holderIdentity: this.identity }, owner, mark), signal })
         return
       }
-      const renewed = parseTime(lease.spec?.renewTime)
+      // A renewTime or mark beyond the horizon in the future counts as absent (it would block sleeps until that date).
+      const renewed = credibleActivity(parseTime(lease.spec?.renewTime), now, idleTimeout)
       if (renewed !== undefined && now - renewed < idleTimeout) {
         throw refused(ref, `${lease.spec?.holderIdentity ?? 'another sidecar'} saw traffic ${Math.max(0, Math.round((now - renewed) / 1000))} s ago`)
       }
       const other = parseMark(lease.metadata.annotations?.[SCALE_DOWN_ANNOTATION])
-      if (other && other.by !== this.identity && other.at > (renewed ?? -Infinity) && now - other.at < Math.max(idleTimeout, 60_000)) {
+      if (other && other.by !== this.identity && credibleActivity(other.at, now, idleTimeout) !== undefined && other.at > (renewed ?? -Infinity) && now - other.at < Math.max(idleTimeout, 60_000)) {
         throw refused(ref, `${other.by} scaled it down ${Math.max(0, Math.round((now - other.at) / 1000))} s ago`)
       }
       await this.client.json('PUT', leasePath(ref, lease.metadata.name), {

@@ -4,6 +4,7 @@ import { RelightError, isRelightError, throwIfAborted } from '../../core/errors.
 import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepContext, SleepMode } from '../../core/provider.js'
 import { settingsFrom } from '../../core/settings.js'
 import { mapLimit } from '../../core/map-limit.js'
+import { WarnOnce, problemTopic } from '../../core/warn-once.js'
 import { KubeClient } from './client.js'
 import type { KubernetesConfig } from './config.js'
 import { type Credentials, loadCredentials } from './credentials.js'
@@ -14,6 +15,7 @@ import {
   type BackendOptions,
   collectionPath,
   isAnnotated,
+  ownsPod,
   parseWorkloadId,
   type Pod,
   type PodList,
@@ -94,7 +96,7 @@ export class KubernetesProvider implements Provider {
   /** auto_sleep_on_start: false — workloads running at the first list stay up until scaled to 0. */
   private readonly pinned = new Set<string>()
   private listedOnce = false
-  private readonly warned = new Set<string>()
+  private readonly warned = new WarnOnce()
   private readonly closer = new AbortController()
   private closed = false
 
@@ -156,9 +158,10 @@ export class KubernetesProvider implements Provider {
     }
     const present = new Set(known.map((k) => this.idOf(k)))
     for (const id of this.pinned) if (!present.has(id)) this.pinned.delete(id)
+    this.warned.prune((id) => present.has(id))
     // Pods only for workloads scaled up: the others have none to route to.
     return mapLimit(known, POD_LIST_CONCURRENCY, async (k) => {
-      const pods = specReplicas(k.workload) > 0 ? await this.listPods(k.workload, signal).then((r) => r.pods) : []
+      const pods = specReplicas(k.workload) > 0 ? await this.listPods(k.kind, k.workload, signal).then((r) => r.pods) : []
       return this.backendOf(k, pods)
     })
   }
@@ -180,6 +183,7 @@ export class KubernetesProvider implements Provider {
             relisted: (items) => {
               for (const [id, k] of this.workloads) if (k.kind === kind && inScope(k.workload.metadata.namespace)) this.workloads.delete(id)
               for (const w of items) if (isAnnotated(w, this.prefix)) this.workloads.set(this.idOf({ kind, workload: w }), { kind, workload: w })
+              this.warned.prune((id) => this.workloads.has(id))
               onEvent({ type: 'resync' })
             },
             changed: (type, w) => this.workloadChanged(kind, type, w),
@@ -197,7 +201,7 @@ export class KubernetesProvider implements Provider {
           relisted: (items) => {
             for (const [key, p] of this.pods) if (inScope(p.namespace)) this.pods.delete(key)
             for (const pod of items) this.pods.set(podKey(pod), podRecord(pod))
-            for (const k of this.workloads.values()) if (inScope(k.workload.metadata.namespace)) this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k.workload)) })
+            for (const k of this.workloads.values()) if (inScope(k.workload.metadata.namespace)) this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k)) })
           },
           changed: (type, pod) => this.podChanged(type, pod),
         },
@@ -214,13 +218,14 @@ export class KubernetesProvider implements Provider {
     if (type === 'DELETED' || !isAnnotated(w, this.prefix)) {
       const had = this.workloads.delete(id)
       this.pinned.delete(id)
+      this.warned.forget(id)
       if (type === 'DELETED') this.shared?.forget({ kind, namespace: w.metadata.namespace ?? 'default', name: w.metadata.name })
       if (had || type === 'DELETED') this.emit({ type: 'remove', id })
       return
     }
     this.workloads.set(id, k)
     if (specReplicas(w) === 0) this.pinned.delete(id)
-    this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(w)) })
+    this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k)) })
   }
 
   private podChanged(type: 'ADDED' | 'MODIFIED' | 'DELETED', pod: Pod): void {
@@ -234,14 +239,17 @@ export class KubernetesProvider implements Provider {
     for (const k of this.workloads.values()) {
       if ((k.workload.metadata.namespace ?? 'default') !== record.namespace) continue
       if (!selectorMatches(k.workload.spec?.selector, record.labels)) continue
-      this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k.workload)) })
+      if (!ownsPod(k.kind, k.workload, record) && !(before && ownsPod(k.kind, k.workload, before))) continue
+      this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k)) })
     }
   }
 
-  private cachedPods(w: Workload): PodRecord[] {
+  /** The cached pods the workload made (selector and controller ownerReference). */
+  private cachedPods(k: Known): PodRecord[] {
+    const w = k.workload
     const ns = w.metadata.namespace ?? 'default'
     const out: PodRecord[] = []
-    for (const p of this.pods.values()) if (p.namespace === ns && selectorMatches(w.spec?.selector, p.labels)) out.push(p)
+    for (const p of this.pods.values()) if (p.namespace === ns && selectorMatches(w.spec?.selector, p.labels) && ownsPod(k.kind, w, p)) out.push(p)
     return out
   }
 
@@ -253,7 +261,10 @@ export class KubernetesProvider implements Provider {
 
   /**
    * Scale to the awake count (when at 0) and resolve once a pod is Ready with an IP, with the
-   * workload's fresh BackendInfo (also emitted, for other listeners).
+   * workload's fresh BackendInfo (also emitted, for other listeners). The wake is recorded in the
+   * Lease first, as activity (like Swarm's scale-up writes last_activity): another sidecar
+   * whose view is stale (it still sees the workload up and idle) then cannot claim a scale-down
+   * of it for idle_timeout, and a claim it read before loses its compare-and-swap.
    */
   async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     const client = this.usable()
@@ -261,33 +272,40 @@ export class KubernetesProvider implements Provider {
     let w = await this.get(ref, signal)
     const k = { kind: ref.kind, workload: w }
     if (specReplicas(w) === 0) {
-      const { awakeReplicas } = this.facts(k)
+      const { awakeReplicas, settings } = this.facts(k)
+      await (this.shared as SharedActivity).renew(ref, Date.now(), signal, ownerOf(ref, w), settings.idle_timeout ?? this.baseSettings.idle_timeout).catch((err: unknown) => {
+        if (signal.aborted) throw err
+        // The wake goes on (availability first); this sidecar refuses its own scale-downs of the
+        // workload until a later write succeeds (leases.ts).
+        this.log.warn({ workload: id, err: (err as Error).message }, 'could not record the wake in the Lease')
+      })
       await this.scale(client, ref, awakeReplicas, signal)
       w = { ...w, spec: { ...w.spec, replicas: awakeReplicas } }
       this.log.debug({ workload: id, replicas: awakeReplicas }, 'scaled up')
     }
-    const pods = await this.waitForReadyPod(w, signal)
+    const pods = await this.waitForReadyPod(ref.kind, w, signal)
     const info = this.backendOf({ kind: ref.kind, workload: w }, pods)
     this.emit({ type: 'upsert', backend: info })
     return info
   }
 
   /** The workload's pods once one is Ready with an IP; bounded by the caller's signal (wake_timeout). */
-  private waitForReadyPod(w: Workload, signal: AbortSignal): Promise<PodRecord[]> {
-    return this.waitForPods(w, signal, (pods) => pods.some((p) => p.ready && p.ip !== undefined))
+  private waitForReadyPod(kind: WorkloadKind, w: Workload, signal: AbortSignal): Promise<PodRecord[]> {
+    return this.waitForPods(kind, w, signal, (pods) => pods.some((p) => p.ready && p.ip !== undefined))
   }
 
   /**
    * The workload's pods once `done` holds for them: list (by the workload's selector), then
-   * watch from that list's resourceVersion, listing again when the watch ends.
+   * watch from that list's resourceVersion, listing again when the watch ends. Pods of another
+   * workload that the selector also matches are left out (ownsPod).
    */
-  private async waitForPods(w: Workload, signal: AbortSignal, done: (pods: PodRecord[]) => boolean): Promise<PodRecord[]> {
+  private async waitForPods(kind: WorkloadKind, w: Workload, signal: AbortSignal, done: (pods: PodRecord[]) => boolean): Promise<PodRecord[]> {
     const client = this.usable()
     const selector = selectorString(w.spec?.selector)
     const ns = w.metadata.namespace ?? 'default'
     if (selector === '') throw new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `${ns}/${w.metadata.name} has no pod selector`, { backend: w.metadata.name, provider: this.kind })
     for (;;) {
-      const { pods, resourceVersion } = await this.listPods(w, signal)
+      const { pods, resourceVersion } = await this.listPods(kind, w, signal)
       const byName = new Map(pods.map((p) => [p.name, p]))
       if (done([...byName.values()])) return [...byName.values()]
       const stream = await client.watch<Pod>(podsPath(ns), { labelSelector: selector, resourceVersion }, signal)
@@ -295,8 +313,9 @@ export class KubernetesProvider implements Provider {
         for await (const event of stream) {
           if (event.type === 'ERROR') break // list again
           if (event.type === 'BOOKMARK') continue
-          if (event.type === 'DELETED') byName.delete(event.object.metadata.name)
-          else byName.set(event.object.metadata.name, podRecord(event.object))
+          const record = podRecord(event.object)
+          if (event.type === 'DELETED' || !ownsPod(kind, w, record)) byName.delete(record.name)
+          else byName.set(record.name, record)
           if (done([...byName.values()])) return [...byName.values()]
         }
       } catch (err) {
@@ -308,12 +327,12 @@ export class KubernetesProvider implements Provider {
     }
   }
 
-  private async listPods(w: Workload, signal: AbortSignal): Promise<{ pods: PodRecord[]; resourceVersion: string }> {
+  private async listPods(kind: WorkloadKind, w: Workload, signal: AbortSignal): Promise<{ pods: PodRecord[]; resourceVersion: string }> {
     const client = this.usable()
     const selector = selectorString(w.spec?.selector)
     if (selector === '') return { pods: [], resourceVersion: '0' }
     const list = await client.json<PodList>('GET', podsPath(w.metadata.namespace ?? 'default'), { query: { labelSelector: selector }, signal })
-    return { pods: list.items.map(podRecord), resourceVersion: list.metadata.resourceVersion ?? '0' }
+    return { pods: list.items.map(podRecord).filter((p) => ownsPod(kind, w, p)), resourceVersion: list.metadata.resourceVersion ?? '0' }
   }
 
   // ── sleep and shared activity ──────────────────────────────────────────────────────────────
@@ -335,7 +354,7 @@ export class KubernetesProvider implements Provider {
       // route to a pod the controller is about to delete. Bounded, in case another sidecar
       // scaled it up again meanwhile (its pods then stay).
       const bound = AbortSignal.any([signal, AbortSignal.timeout(PODS_GONE_TIMEOUT_MS)])
-      await this.waitForPods(w, bound, (pods) => pods.every((p) => p.terminating)).catch((err: unknown) => {
+      await this.waitForPods(ref.kind, w, bound, (pods) => pods.every((p) => p.terminating)).catch((err: unknown) => {
         if (signal.aborted) throw err
         this.log.debug({ workload: id, err: (err as Error).message }, 'pods still there after the scale-down')
       })
@@ -344,11 +363,11 @@ export class KubernetesProvider implements Provider {
     this.emit({ type: 'upsert', backend: this.backendOf({ ...k, workload: { ...w, spec: { ...w.spec, replicas: 0 } } }, []) })
   }
 
-  async shareActivity(id: string, at: number, signal: AbortSignal): Promise<void> {
+  async shareActivity(id: string, at: number, signal: AbortSignal, context?: SleepContext): Promise<void> {
     this.usable()
     const ref = this.ref(id)
     const known = this.workloads.get(id)?.workload
-    await (this.shared as SharedActivity).renew(ref, at, signal, known ? ownerOf(ref, known) : undefined)
+    await (this.shared as SharedActivity).renew(ref, at, signal, known ? ownerOf(ref, known) : undefined, context?.idleTimeout)
   }
 
   // ── helpers ────────────────────────────────────────────────────────────────────────────────
@@ -420,10 +439,9 @@ export class KubernetesProvider implements Provider {
     return toBackend(k.workload, pods, options, facts)
   }
 
+  /** Warn once per workload and annotation name: keys never hold annotation values (they could grow without bound). */
   private warnOnce(id: string, problem: string): void {
-    const key = `${id}:${problem}`
-    if (this.warned.has(key)) return
-    this.warned.add(key)
+    if (!this.warned.first(id, problemTopic(problem))) return
     this.log.warn({ workload: id }, `annotation ignored: ${problem}`)
   }
 

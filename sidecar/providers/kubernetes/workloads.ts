@@ -20,6 +20,15 @@ export interface ObjectMeta {
   labels?: Record<string, string>
   annotations?: Record<string, string>
   deletionTimestamp?: string
+  ownerReferences?: OwnerReference[]
+}
+
+export interface OwnerReference {
+  apiVersion?: string
+  kind: string
+  name: string
+  uid?: string
+  controller?: boolean
 }
 
 export interface LabelSelectorRequirement {
@@ -74,6 +83,8 @@ export interface PodRecord {
   readonly ready: boolean
   /** Marked for deletion (deletionTimestamp): never routed. */
   readonly terminating: boolean
+  /** The controller ownerReference (the ReplicaSet or StatefulSet that made the pod), if any. */
+  readonly controller: { readonly kind: string; readonly name: string; readonly uid: string | undefined } | undefined
 }
 
 export interface WorkloadRef {
@@ -173,7 +184,31 @@ export function podRecord(pod: Pod): PodRecord {
     ip: pod.status?.podIP || undefined,
     ready,
     terminating,
+    controller: controllerOf(pod),
   }
+}
+
+function controllerOf(pod: Pod): PodRecord['controller'] {
+  const ref = pod.metadata.ownerReferences?.find((o) => o.controller === true)
+  return ref ? { kind: ref.kind, name: ref.name, uid: ref.uid } : undefined
+}
+
+/**
+ * Whether the workload made this pod: a selector alone also matches the pods of another workload
+ * whose labels are a superset (a canary Deployment, a hand-made pod). A StatefulSet's pods name
+ * it as their controller (same uid); a Deployment's pods are controlled by one of its
+ * ReplicaSets, named `<deployment>-<pod-template-hash>` (the label the deployment controller puts
+ * on the ReplicaSet and its pods).
+ */
+export function ownsPod(kind: WorkloadKind, w: Workload, pod: PodRecord): boolean {
+  const owner = pod.controller
+  if (!owner) return false
+  if (kind === 'statefulset') {
+    if (owner.kind !== 'StatefulSet') return false
+    return w.metadata.uid !== undefined && owner.uid !== undefined ? owner.uid === w.metadata.uid : owner.name === w.metadata.name
+  }
+  const hash = pod.labels['pod-template-hash']
+  return owner.kind === 'ReplicaSet' && hash !== undefined && owner.name === `${w.metadata.name}-${hash}`
 }
 
 export function isAnnotated(w: Workload, prefix: string): boolean {

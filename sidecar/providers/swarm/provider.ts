@@ -2,6 +2,8 @@ import type { Logger } from 'pino'
 import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepContext, SleepMode } from '../../core/provider.js'
 import { delay } from '../../core/timers.js'
+import { credibleActivity } from '../../core/activity-clock.js'
+import { WarnOnce, problemTopic } from '../../core/warn-once.js'
 import { settingsFrom } from '../../core/settings.js'
 import { EngineClient } from '../moby/client.js'
 import { type MobyEvent, followEvents } from '../moby/events.js'
@@ -61,7 +63,7 @@ export class SwarmProvider implements Provider {
   private readonly shareFailed = new Set<string>()
   /** Services being followed until their tasks run (scaled up by someone else). */
   private readonly following = new Set<string>()
-  private readonly warned = new Set<string>()
+  private readonly warned = new WarnOnce()
   private localNode: string | undefined
   private readonly nodeHosts = new Map<string, string>()
   private readonly closer = new AbortController()
@@ -103,6 +105,8 @@ export class SwarmProvider implements Provider {
       if (info) out.push(info)
     }
     for (const id of this.shareFailed) if (!services.some((s) => s.ID === id)) this.shareFailed.delete(id)
+    const present = new Set(services.map((s) => s.ID))
+    this.warned.prune((id) => present.has(id))
     return out
   }
 
@@ -112,15 +116,15 @@ export class SwarmProvider implements Provider {
     const facts = readServiceLabels(labels, this.prefix)
     if (facts.hosts.length === 0) return undefined
     const name = s.Spec.Name ?? s.ID.slice(0, 12)
-    for (const problem of facts.problems) this.warnOnce(s.ID, problem, { service: name }, 'label ignored')
+    for (const problem of facts.problems) this.warnOnce(s.ID, problemTopic(problem), problem, { service: name }, 'label ignored')
     const replicated = s.Spec.Mode?.Replicated
     if (!replicated) {
-      this.warnOnce(s.ID, 'not replicated', { service: name }, 'service skipped: only replicated services can be scaled to zero (this one runs in global or job mode)')
+      this.warnOnce(s.ID, 'mode', 'not replicated', { service: name }, 'service skipped: only replicated services can be scaled to zero (this one runs in global or job mode)')
       return undefined
     }
     const port = targetPort(s, facts.port, this.prefix)
     if ('problem' in port) {
-      this.warnOnce(s.ID, port.problem, { service: name }, `service skipped: it ${port.problem}`)
+      this.warnOnce(s.ID, 'port', port.problem, { service: name }, `service skipped: it ${port.problem}`)
       return undefined
     }
     const desired = replicated.Replicas ?? 0
@@ -171,6 +175,7 @@ export class SwarmProvider implements Provider {
     if (!id) return
     if (event.Action === 'remove') {
       this.shareFailed.delete(id)
+      this.warned.forget(id)
       emit({ type: 'remove', id })
       return
     }
@@ -189,7 +194,10 @@ export class SwarmProvider implements Provider {
     try {
       s = await this.api.inspect(id, signal)
     } catch (err) {
-      if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) return undefined
+      if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) {
+        this.warned.forget(id)
+        return undefined
+      }
       throw err
     }
     const tasks = await this.api.tasks({ service: [s.ID], 'desired-state': ['running'] }, signal)
@@ -290,7 +298,10 @@ export class SwarmProvider implements Provider {
       const spec = withReplicas(service.Spec, facts.replicas, (labels) => {
         delete labels[this.labels.asleepSince]
         delete labels[this.labels.asleepReplicas]
-        labels[this.labels.lastActivity] = new Date(Math.max(Date.now(), facts.lastActivity ?? 0)).toISOString()
+        // A value beyond the horizon in the future (skewed clock, hand edit) is replaced, not kept.
+        const now = Date.now()
+        const idleTimeout = facts.settings.idle_timeout ?? this.configSettings.idle_timeout
+        labels[this.labels.lastActivity] = new Date(Math.max(now, credibleActivity(facts.lastActivity, now, idleTimeout) ?? 0)).toISOString()
       })
       try {
         await this.api.update(service.ID, service.Version.Index, spec, signal)
@@ -379,8 +390,10 @@ export class SwarmProvider implements Provider {
     if (this.shareFailed.has(service.ID)) {
       throw this.refused(name, 'this sidecar could not write its last activity to the service; it does not scale the service down until a write succeeds')
     }
-    if (context && facts.lastActivity !== undefined) {
-      const age = Date.now() - facts.lastActivity
+    // A last_activity beyond the horizon in the future (skewed clock, hand edit) counts as absent.
+    const lastActivity = context ? credibleActivity(facts.lastActivity, Date.now(), context.idleTimeout) : undefined
+    if (context && lastActivity !== undefined) {
+      const age = Date.now() - lastActivity
       if (age < context.idleTimeout) {
         throw this.refused(name, `a sidecar saw traffic ${Math.max(0, Math.round(age / 1000))} s ago (${this.labels.lastActivity}), within idle_timeout`)
       }
@@ -401,7 +414,7 @@ export class SwarmProvider implements Provider {
     const info = this.toBackend({ ...service, Spec: spec }, [])
     if (info) this.emit({ type: 'upsert', backend: info })
     if (facts.group !== undefined) {
-      await this.sleepDependenciesIfGroupAsleep(facts.group, signal).catch((err: unknown) => {
+      await this.sleepDependenciesIfGroupAsleep(facts.group, context?.idleTimeout ?? 0, signal).catch((err: unknown) => {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { provider: this.kind })
         this.log.warn({ group: facts.group, code: error.code, err: error.message }, 'could not scale the group\'s dependencies down; they stay up until the group sleeps again')
       })
@@ -409,12 +422,18 @@ export class SwarmProvider implements Provider {
   }
 
   /** After a routed member slept: when no routed member of the group is up, scale the others down too. */
-  private async sleepDependenciesIfGroupAsleep(group: string, signal: AbortSignal): Promise<void> {
+  private async sleepDependenciesIfGroupAsleep(group: string, idleTimeout: number, signal: AbortSignal): Promise<void> {
     const members = await this.api.list({ label: [`${this.prefix}.group=${group}`] }, signal)
     const up = (s: Service) => (s.Spec.Mode?.Replicated?.Replicas ?? 0) > 0
     const routed = members.filter((s) => readServiceLabels(s.Spec.Labels ?? {}, this.prefix).hosts.length > 0)
     if (routed.some(up)) return
-    const deps = members.filter((s) => s.Spec.Mode?.Replicated && !routed.includes(s) && up(s))
+    // A dependency woken within idle_timeout (a wake writes its last activity) may be under
+    // another sidecar's wake of a routed member: leave it up.
+    const recent = (s: Service) => {
+      const now = Date.now()
+      return now - (credibleActivity(readServiceLabels(s.Spec.Labels ?? {}, this.prefix).lastActivity, now, idleTimeout) ?? -Infinity) < idleTimeout
+    }
+    const deps = members.filter((s) => s.Spec.Mode?.Replicated && !routed.includes(s) && up(s) && !recent(s))
     if (deps.length === 0) return
     this.log.info({ group, services: deps.map(nameOf) }, 'group asleep; scaling its dependencies down')
     await Promise.all(
@@ -441,13 +460,15 @@ export class SwarmProvider implements Provider {
    * compare-and-swap is retried on a fresh read. A failure is remembered: sleeps of the service
    * are refused until a later write succeeds.
    */
-  async shareActivity(id: string, at: number, signal: AbortSignal): Promise<void> {
+  async shareActivity(id: string, at: number, signal: AbortSignal, context?: SleepContext): Promise<void> {
     this.assertOpen()
     try {
       for (let attempt = 1; ; attempt++) {
         const service = await this.api.inspect(id, signal)
         const facts = readServiceLabels(service.Spec.Labels ?? {}, this.prefix)
-        if (facts.lastActivity !== undefined && facts.lastActivity >= at) break
+        // A value beyond the horizon in the future is replaced, not kept as the newest.
+        const recorded = credibleActivity(facts.lastActivity, Date.now(), context?.idleTimeout)
+        if (recorded !== undefined && recorded >= at) break
         const spec = withReplicas(service.Spec, undefined, (labels) => {
           labels[this.labels.lastActivity] = new Date(at).toISOString()
         })
@@ -515,10 +536,9 @@ export class SwarmProvider implements Provider {
     return error
   }
 
-  private warnOnce(id: string, message: string, fields: object, what: string): void {
-    const key = `${id}:${message}`
-    if (this.warned.has(key)) return
-    this.warned.add(key)
+  /** Warn once per service and topic (label name): keys never hold label values (they could grow without bound). */
+  private warnOnce(id: string, topic: string, message: string, fields: object, what: string): void {
+    if (!this.warned.first(id, topic)) return
     this.log.warn({ ...fields }, what.includes(message) ? what : `${what}: ${message}`)
   }
 
