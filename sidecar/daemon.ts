@@ -7,7 +7,7 @@ import type { Backend } from './core/backend.js'
 import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
 import { RelightError } from './core/errors.js'
-import { TicketLedger } from './core/tickets.js'
+import { MAX_OPEN_TICKETS, TicketLedger } from './core/tickets.js'
 import { claimSocketPath, secureSocket } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
 import { Webhooks } from './ops/webhooks.js'
@@ -71,7 +71,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   let expiryTimer: NodeJS.Timeout | undefined
   let connections = 0
   if (config.access_log) {
-    const ledger = new TicketLedger<Backend>({ ...(options.now ? { now: options.now } : {}), onLost: ticketsLost(log) })
+    const ledger = new TicketLedger<Backend>({ ...(options.now ? { now: options.now } : {}), onLost: ticketsLost(log), onFull: ticketsRefused(log) })
     tickets = ledger
     accessLog = new AccessLogServer(
       config.access_log,
@@ -224,8 +224,16 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
 const TICKET_EXPIRY_TICK_MS = 1000
 
 /** Logs tickets that stopped counting without their line: each reason at 1, 2, 4, 8… occurrences. */
-function ticketsLost(log: Logger): (reason: 'expired' | 'connection' | 'full', count: number) => void {
-  const seen = { expired: 0, connection: 0, full: 0 }
+/** Requests refused a ticket (ledger full): logged at 1, 2, 4, 8… refusals, not per request. */
+function ticketsRefused(log: Logger): (total: number) => void {
+  return (total) => {
+    if ((total & (total - 1)) !== 0) return
+    log.warn({ total }, `in-flight ledger full (${MAX_OPEN_TICKETS} open tickets; a flood of /auth calls?): new requests count as activity only, open ones keep counting`)
+  }
+}
+
+function ticketsLost(log: Logger): (reason: 'expired' | 'connection', count: number) => void {
+  const seen = { expired: 0, connection: 0 }
   return (reason, count) => {
     const before = seen[reason]
     seen[reason] += count
@@ -233,7 +241,6 @@ function ticketsLost(log: Logger): (reason: 'expired' | 'connection' | 'full', c
     const why = {
       expired: 'requests stopped counting in flight: no access-log line within max_request_duration (lost line, or an /auth call Caddy did not make)',
       connection: 'requests stopped counting in flight: the access-log connection that would report their end closed',
-      full: 'in-flight ledger full: the oldest requests stopped counting (a flood of /auth calls?)',
     }[reason]
     log.warn({ reason, count, total: seen[reason] }, why)
   }

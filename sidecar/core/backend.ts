@@ -70,6 +70,10 @@ export class Backend {
   phase: Phase
   /** Requests authorised and not yet reported finished by the access log. */
   inflight = 0
+  /** Set when a reload replaced this backend: `finished()` is forwarded there (see carryActivityFrom). */
+  private successor: Backend | undefined
+  /** The successor's wake count when it took over: a later wake means its count was reset. */
+  private successorWakes = 0
   /** Last request start or finish (ms, deps.now clock); also moved by wakes and failed sleeps to restart the idle clock. */
   lastActivity: number
   /** Last request start or finish only: what is shared with other sidecars (never a wake or a refused sleep). */
@@ -138,6 +142,13 @@ export class Backend {
 
   /** The access log reported a request finished. */
   finished(): void {
+    const next = this.successor
+    if (next !== undefined) {
+      // Replaced by a reload: the count was carried over, so the request ends there, unless the
+      // successor slept since (its count was reset and this request is no longer in it).
+      if (next.counters.wakes === this.successorWakes) next.finished()
+      return
+    }
     if (this.inflight > 0) this.inflight--
     this.lastActivity = this.lastTraffic = this.deps.now()
   }
@@ -445,6 +456,9 @@ export class Backend {
   carryActivityFrom(old: Backend): void {
     this.inflight = old.inflight
     this.lastActivity = old.lastActivity
+    // Open access-log tickets still name `old`: their lines must end the requests here.
+    old.successor = this
+    old.successorWakes = this.counters.wakes
   }
 
   /** Status for healthz and the admin API. */

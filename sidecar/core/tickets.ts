@@ -12,9 +12,12 @@ import { randomFillSync } from 'node:crypto'
  * - its line arrives (`finish`);
  * - it is older than its backend's `max_request_duration` (a lost line, or an /auth call
  *   Caddy did not make): it stops counting at the next `expire`;
- * - every access-log connection it was bound to closed (Caddy died or restarted: lines in
+ * - no connection open at its issue that may be Caddy's remains (Caddy died or restarted: lines in
  *   flight on that connection are lost with it);
- * - the ledger is full (`MAX_OPEN_TICKETS`): the oldest one stops counting.
+ *
+ * When the ledger is full (`MAX_OPEN_TICKETS`) no ticket is issued: the request counts as
+ * activity only, like a call without the snippet. Open tickets are never dropped to make room,
+ * so a flood of /auth calls for one backend cannot end another backend's open stream.
  */
 
 /** What a ticket counts against (a Backend). */
@@ -37,18 +40,12 @@ interface Entry<T> {
   readonly target: T
   readonly wakes: number
   readonly expires: number
-  /** The connections that could deliver its line (shared, never copied per ticket). */
+  /** The access-log connections open when it was issued (shared, never copied per ticket). */
   readonly binding: readonly LogConnection[]
 }
 
-/** Open tickets kept at most; beyond, the oldest stop counting (a flood cannot grow memory). */
+/** Open tickets kept at most; beyond, no new ones are issued (a flood cannot grow memory). */
 export const MAX_OPEN_TICKETS = 100_000
-/**
- * How many of the oldest are dropped at once when the ledger is full. In batches because a
- * Map's first live entry is found by walking past every deleted one: dropping one at a time
- * made each issue at the cap cost O(n).
- */
-const DROP_BATCH = MAX_OPEN_TICKETS / 10
 /** A ticket: 22 base64url characters of random bytes (132 bits: unguessable). */
 const TICKET_CHARS = 22
 /** Random bytes drawn at a time and encoded once: 4224 bytes = 5632 characters = 256 tickets. */
@@ -56,8 +53,10 @@ const POOL_BYTES = 4224
 
 export interface TicketLedgerOptions {
   readonly now?: () => number
-  /** Called when tickets stop counting without their line (expired, connection lost, ledger full). */
-  readonly onLost?: (reason: 'expired' | 'connection' | 'full', count: number) => void
+  /** Called when tickets stop counting without their line (expired, connection lost). */
+  readonly onLost?: (reason: 'expired' | 'connection', count: number) => void
+  /** Called when a request got no ticket because the ledger was full (it counts as activity only). */
+  readonly onFull?: (count: number) => void
 }
 
 export class TicketLedger<T extends TicketTarget = TicketTarget> {
@@ -67,14 +66,21 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   private poolAt = 0
   private binding: readonly LogConnection[] = []
   private readonly connections = new Set<LogConnection>()
+  /** Unproven connections that were open when the last proven one closed: not Caddy's. */
+  private readonly suspects = new Set<LogConnection>()
+  private canCount = false
   /** Earliest expiry among open tickets (a lower bound): `expire` scans only when it is due. */
   private nextExpiry = Number.POSITIVE_INFINITY
   private readonly now: () => number
   private readonly onLost: NonNullable<TicketLedgerOptions['onLost']>
+  private readonly onFull: NonNullable<TicketLedgerOptions['onFull']>
+  /** Requests refused a ticket because the ledger was full (since start). */
+  refused = 0
 
   constructor(options: TicketLedgerOptions = {}) {
     this.now = options.now ?? Date.now
     this.onLost = options.onLost ?? (() => undefined)
+    this.onFull = options.onFull ?? (() => undefined)
   }
 
   /** Open tickets. */
@@ -82,16 +88,30 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     return this.open.size
   }
 
-  /** True when a ticket's line can arrive: at least one access-log connection is open. */
+  /**
+   * True when a ticket's line can arrive: a proven connection is open, or one that may be
+   * Caddy's (any, until one has proven itself; afterwards only those opened since the last
+   * proven one closed: Caddy's redial).
+   */
   get counting(): boolean {
-    return this.binding.length > 0
+    return this.canCount
   }
 
   /**
    * Hot path: a new ticket for a request authorised for `target`, counted until its line
-   * arrives or `maxMs` passes. The caller has already counted the request in flight.
+   * arrives or `maxMs` passes. The caller counts the request in flight when a ticket is
+   * returned; undefined when the ledger is full (expired tickets are dropped first): then the
+   * request must count as activity only.
    */
-  issue(target: T, maxMs: number): string {
+  issue(target: T, maxMs: number): string | undefined {
+    if (this.open.size >= MAX_OPEN_TICKETS) {
+      this.expire()
+      if (this.open.size >= MAX_OPEN_TICKETS) {
+        this.refused++
+        this.onFull(this.refused)
+        return undefined
+      }
+    }
     if (this.poolAt === this.pool.length) {
       this.pool = randomFillSync(this.random).toString('base64url')
       this.poolAt = 0
@@ -101,7 +121,6 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     const expires = this.now() + maxMs
     if (expires < this.nextExpiry) this.nextExpiry = expires
     this.open.set(ticket, { target, wakes: target.counters.wakes, expires, binding: this.binding })
-    if (this.open.size > MAX_OPEN_TICKETS) this.dropOldest(DROP_BATCH)
     return ticket
   }
 
@@ -110,8 +129,12 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     const entry = this.open.get(ticket)
     if (entry === undefined) return false
     this.open.delete(ticket)
-    if (from !== undefined && !from.proven) {
+    // Proof: only a connection that was open when the ticket was issued. Caddy's connection
+    // predates the requests it logs; a foreign one opened after its owner got a ticket cannot
+    // prove itself by replaying it.
+    if (from !== undefined && !from.proven && from.open && entry.binding.includes(from)) {
       from.proven = true
+      this.suspects.delete(from)
       this.rebind()
     }
     this.end(entry)
@@ -148,10 +171,15 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   connectionClosed(conn: LogConnection): void {
     conn.open = false
     this.connections.delete(conn)
+    this.suspects.delete(conn)
+    if (conn.proven && ![...this.connections].some((c) => c.proven)) {
+      // Caddy's connection is gone: those that idled beside it without proving are not Caddy's.
+      for (const c of this.connections) if (!c.proven) this.suspects.add(c)
+    }
     this.rebind()
     let dropped = 0
     for (const [ticket, entry] of this.open) {
-      if (entry.binding.includes(conn) && entry.binding.every((c) => !c.open)) {
+      if (entry.binding.includes(conn) && !entry.binding.some((c) => this.mayDeliver(c))) {
         this.open.delete(ticket)
         this.end(entry)
         dropped++
@@ -168,25 +196,19 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   }
 
   /**
-   * New tickets are bound to the connections that have proven to be Caddy's (they delivered a
-   * live ticket), or to every open one until one has. An idle connection anyone else opened
-   * therefore cannot keep tickets counting once Caddy's own connection is gone.
+   * New tickets record every open connection. A ticket keeps counting while one of them may
+   * still deliver its line (`mayDeliver`): an idle connection that sat beside Caddy's without
+   * proving itself therefore cannot keep tickets counting once Caddy's own connection is gone.
    */
   private rebind(): void {
     const open = [...this.connections]
-    const proven = open.filter((c) => c.proven)
-    this.binding = Object.freeze(proven.length > 0 ? proven : open)
+    this.binding = Object.freeze(open)
+    this.canCount = open.some((c) => this.mayDeliver(c))
   }
 
-  private dropOldest(count: number): void {
-    let dropped = 0
-    for (const [ticket, entry] of this.open) {
-      if (dropped === count) break
-      this.open.delete(ticket)
-      this.end(entry)
-      dropped++
-    }
-    this.onLost('full', dropped)
+  /** Open, and proven to be Caddy's or possibly Caddy's (not a suspect). */
+  private mayDeliver(c: LogConnection): boolean {
+    return c.open && (c.proven || !this.suspects.has(c))
   }
 
   /** A request counted for `entry.target` ends, unless the backend slept since (count reset). */

@@ -156,8 +156,14 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
    */
   function authorise(backend: Backend, upstream: string, req: FastifyRequest, reply: FastifyReply): FastifyReply {
     if (tickets !== undefined && req.headers[SNIPPET_HEADER] === SNIPPET_VERSION && tickets.counting) {
-      backend.started(true)
-      return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, tickets.issue(backend, backend.settings.max_request_duration)).send()
+      // No ticket when the ledger is full: activity only (below), never in flight without one.
+      const ticket = tickets.issue(backend, backend.settings.max_request_duration)
+      if (ticket !== undefined) {
+        backend.started(true)
+        return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, ticket).send()
+      }
+      backend.started(false)
+      return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
     }
     backend.started(false)
     if (tickets !== undefined && req.headers[SNIPPET_HEADER] === undefined) noteUncounted(req)

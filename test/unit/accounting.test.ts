@@ -40,7 +40,7 @@ describe('ticket ledger', () => {
     const target = new Counted()
     const seen = new Set<string>()
     for (let i = 0; i < 10_000; i++) {
-      const t = ledger.issue(target.start(), 60_000)
+      const t = ledger.issue(target.start(), 60_000)!
       assert.match(t, /^[A-Za-z0-9_-]{22}$/)
       seen.add(t)
     }
@@ -62,7 +62,7 @@ describe('ticket ledger', () => {
     const a = new Counted()
     const b = new Counted()
     ledger.issue(a.start(), 5_000)
-    const kept = ledger.issue(b.start(), 60_000)
+    const kept = ledger.issue(b.start(), 60_000)!
     clock.now = 4_999
     assert.equal(ledger.expire(), 0)
     clock.now = 5_000
@@ -80,7 +80,7 @@ describe('ticket ledger', () => {
     ledger.connectionOpened(caddy)
     const target = new Counted()
     // Caddy proves itself with the first live ticket it logs.
-    assert.equal(ledger.finish(ledger.issue(target.start(), 60_000), caddy), true)
+    assert.equal(ledger.finish(ledger.issue(target.start(), 60_000)!, caddy), true)
     assert.equal(caddy.proven, true)
     const intruder = conn()
     ledger.connectionOpened(intruder)
@@ -90,9 +90,17 @@ describe('ticket ledger', () => {
     ledger.connectionClosed(caddy)
     assert.equal(target.inflight, 0, 'lines owed on the closed connection are lost: stop counting them')
     assert.equal(ledger.size, 0)
-    assert.equal(ledger.counting, true, 'the intruder is still connected (new tickets bind to it until Caddy is back)')
+    assert.equal(ledger.counting, false, 'the intruder idled beside Caddy without proving itself: it counts nothing')
+    // Caddy redials: counting resumes, and its first line proves the new connection.
+    const redial = conn()
+    ledger.connectionOpened(redial)
+    assert.equal(ledger.counting, true)
+    const ticket = ledger.issue(target.start(), 60_000)!
     ledger.connectionClosed(intruder)
-    assert.equal(ledger.counting, false)
+    assert.equal(target.inflight, 1, 'the redial may still deliver it')
+    assert.equal(ledger.finish(ticket, redial), true)
+    assert.equal(redial.proven, true)
+    assert.equal(ledger.counting, true)
   })
 
   it('keeps tickets issued before any connection was proven until all their connections close', () => {
@@ -112,7 +120,7 @@ describe('ticket ledger', () => {
     const ledger = new TicketLedger<Counted>()
     ledger.connectionOpened(conn())
     const target = new Counted()
-    const old = ledger.issue(target.start(), 60_000)
+    const old = ledger.issue(target.start(), 60_000)!
     // slept (count reset) and woke, then a new request
     target.inflight = 0
     target.counters.wakes++
@@ -121,20 +129,32 @@ describe('ticket ledger', () => {
     assert.equal(target.inflight, 1)
   })
 
-  it('holds at most MAX_OPEN_TICKETS: the oldest stops counting', () => {
-    const lost: string[] = []
-    const ledger = new TicketLedger<Counted>({ onLost: (reason) => lost.push(reason) })
+  it('holds at most MAX_OPEN_TICKETS: beyond, no ticket is issued and open ones keep counting', () => {
+    let refused = 0
+    const ledger = new TicketLedger<Counted>({ onFull: (total) => (refused = total) })
     ledger.connectionOpened(conn())
     const target = new Counted()
-    const first = ledger.issue(target.start(), 60_000)
-    for (let i = 0; i < MAX_OPEN_TICKETS; i++) ledger.issue(target.start(), 60_000)
-    assert.ok(ledger.size <= MAX_OPEN_TICKETS && ledger.size >= MAX_OPEN_TICKETS * 0.9, `${ledger.size} open`)
-    assert.equal(target.inflight, ledger.size)
-    assert.equal(ledger.finish(first), false, 'the oldest went first')
-    assert.deepEqual(lost, ['full'])
-    // staying at the cap stays cheap (no walk past deleted entries per issue)
-    for (let i = 0; i < MAX_OPEN_TICKETS; i++) ledger.issue(target.start(), 60_000)
-    assert.ok(ledger.size <= MAX_OPEN_TICKETS)
+    const first = ledger.issue(target.start(), 60_000)!
+    for (let i = 1; i < MAX_OPEN_TICKETS; i++) ledger.issue(target.start(), 60_000)
+    assert.equal(ledger.size, MAX_OPEN_TICKETS)
+    assert.equal(ledger.issue(target, 60_000), undefined, 'full: the request gets no ticket')
+    assert.equal(refused, 1)
+    assert.equal(ledger.size, MAX_OPEN_TICKETS)
+    assert.equal(target.inflight, MAX_OPEN_TICKETS)
+    assert.equal(ledger.finish(first), true, 'the oldest is still counted')
+    assert.notEqual(ledger.issue(target.start(), 60_000), undefined, 'room again')
+  })
+
+  it('when full, expired tickets make room first', () => {
+    let t = 0
+    const ledger = new TicketLedger<Counted>({ now: () => t })
+    ledger.connectionOpened(conn())
+    const target = new Counted()
+    for (let i = 0; i < MAX_OPEN_TICKETS; i++) ledger.issue(target.start(), 1000)
+    t = 1000
+    assert.notEqual(ledger.issue(target.start(), 1000), undefined)
+    assert.equal(ledger.size, 1)
+    assert.equal(target.inflight, 1)
   })
 })
 
