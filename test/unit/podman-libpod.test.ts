@@ -11,7 +11,8 @@ import pino from 'pino'
 import { MockAgent } from 'undici'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import { podmanConfigSchema } from '../../sidecar/providers/podman/config.js'
-import { type LibpodInspect, stateOf } from '../../sidecar/providers/podman/container-info.js'
+import { stateOf } from '../../sidecar/providers/moby/container-info.js'
+import type { ContainerInspect as LibpodInspect } from '../../sidecar/providers/moby/containers.js'
 import { PodmanProvider } from '../../sidecar/providers/podman/provider.js'
 
 const fixture = <T>(name: string): T => JSON.parse(readFileSync(new URL(`../../../test/fixtures/podman/${name}`, import.meta.url), 'utf8')) as T

@@ -4,7 +4,7 @@
  * service (Docker-compatible endpoints plus libpod ones on the same socket). Only transport lives
  * here: addresses, connection errors, status codes, JSON and newline-delimited JSON streams.
  * What the answers mean (containers, labels, states) is the caller's business
- * (sidecar/providers/docker/containers.ts for the Docker shapes).
+ * (moby/containers.ts and the container-*.ts operations for containers).
  *
  *   const engine = new EngineClient({ address: '/var/run/docker.sock', name: 'docker' })
  *   const list = await engine.json<ContainerSummary[]>('GET', '/containers/json', { query: { all: true }, signal })

@@ -1,28 +1,27 @@
-import { mapLimit } from '../../core/map-limit.js'
-import { settingsFrom } from '../../core/settings.js'
 import { execFile } from 'node:child_process'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { RelightError, isRelightError, toRelightError, throwIfAborted } from '../../core/errors.js'
+import { mapLimit } from '../../core/map-limit.js'
 import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import { settingsFrom } from '../../core/settings.js'
 import { CpuRate, round1 } from '../cpu-rate.js'
-import { checkpointContainer, restoreContainer } from './checkpoint.js'
-import type { PodmanConfig } from './config.js'
-import { containerInfo, stateOf, type LibpodInspect } from './container-info.js'
 import type { EngineClient } from '../moby/client.js'
+import { checkpointContainer, restoreContainer } from '../moby/container-checkpoint.js'
+import { containerInfo, stateOf } from '../moby/container-info.js'
+import { inspectContainer, listContainers } from '../moby/container-inspect.js'
+import { pauseContainer, unpauseContainer } from '../moby/container-pause.js'
+import { startContainer } from '../moby/container-start.js'
+import { stopContainer } from '../moby/container-stop.js'
+import { type ContainerApi, type ContainerInspect, containerName, labelsOf } from '../moby/containers.js'
 import { followEvents, type MobyEvent } from '../moby/events.js'
-import {
-  containerStats,
-  info as engineInfo,
-  inspectContainer,
-  libpodClient,
-  listContainers,
-  pauseContainer,
-  startContainer,
-  stopContainer,
-  unpauseContainer,
-  version,
-} from './libpod.js'
+import { GroupDependencies } from '../moby/group.js'
+import { groupOf } from '../moby/labels.js'
+import type { PodmanConfig } from './config.js'
+import { containerStats, info as engineInfo, libpodClient, version } from './libpod.js'
+
+/** Modes a `<prefix>.sleep` label may name on Podman. */
+export const PODMAN_SLEEP_MODES: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']
 
 /** Container events after which the provider inspects the container again. */
 const REFRESH_ON = new Set(['create', 'start', 'restore', 'pause', 'unpause', 'died', 'stop', 'checkpoint', 'rename', 'cleanup', 'init'])
@@ -70,9 +69,11 @@ export class PodmanProvider implements Provider {
   readonly kind = 'podman'
   readonly id: string
   readonly resyncInterval: number | undefined
-  readonly sleepModes: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']
+  readonly sleepModes: readonly SleepMode[] = PODMAN_SLEEP_MODES
 
   private readonly engine: EngineClient
+  private readonly api: ContainerApi
+  private readonly groups: GroupDependencies
   private readonly cpu = new CpuRate()
   private readonly warned = new Set<string>()
   private readonly closer = new AbortController()
@@ -89,17 +90,27 @@ export class PodmanProvider implements Provider {
     this.resyncInterval = config.resync_interval
     // a stop waits up to stop_timeout, a checkpoint as long as CRIU needs, before the engine answers
     this.engine = libpodClient(config.socket, options.dispatcher, Math.max(120_000, (config.stop_timeout ?? 0) + 30_000))
+    this.api = { engine: this.engine, variant: 'libpod' }
+    // Group dependencies (`<prefix>.group`, else the compose project), as on Docker.
+    this.groups = new GroupDependencies(this.api, config.label_prefix, log, {
+      wake: async (depId, signal) => {
+        await this.wakeContainer(depId, await inspectContainer(this.api, depId, signal), signal)
+      },
+      sleep: (depId, mode, signal) => this.sleepContainer(depId, mode, containerName({ Id: depId, State: {} }), signal),
+    })
   }
 
   private get labelPrefix(): string {
     return this.config.label_prefix
   }
 
-  private toInfo(inspect: LibpodInspect): BackendInfo | undefined {
+  private toInfo(inspect: ContainerInspect): BackendInfo | undefined {
     const c = this.config
     return containerInfo(inspect, {
       labelPrefix: c.label_prefix,
-      appPort: c.app_port ?? this.options.defaults.app_port,
+      sleepModes: PODMAN_SLEEP_MODES,
+      ...(c.app_port !== undefined ? { blockPort: c.app_port } : {}),
+      appPort: this.options.defaults.app_port,
       ...(c.network !== undefined ? { network: c.network } : {}),
       settings: settingsFrom(c),
       onProblem: (problem) => {
@@ -120,11 +131,11 @@ export class PodmanProvider implements Provider {
   }
 
   /** Inspect a container this provider manages; anything else is "not found". */
-  private async inspectOwned(id: string, signal: AbortSignal): Promise<{ inspect: LibpodInspect; info: BackendInfo }> {
+  private async inspectOwned(id: string, signal: AbortSignal): Promise<{ inspect: ContainerInspect; info: BackendInfo }> {
     this.ensureOpen()
-    let inspect: LibpodInspect
+    let inspect: ContainerInspect
     try {
-      inspect = await inspectContainer(this.engine, id, signal)
+      inspect = await inspectContainer(this.api, id, signal)
     } catch (err) {
       if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) throw this.notFound(id)
       throw err
@@ -137,10 +148,10 @@ export class PodmanProvider implements Provider {
   async list(signal: AbortSignal): Promise<BackendInfo[]> {
     this.ensureOpen()
     throwIfAborted(signal)
-    const entries = await listContainers(this.engine, `${this.labelPrefix}.domain`, signal)
+    const entries = await listContainers(this.api, { label: [`${this.labelPrefix}.domain`] }, signal)
     const infos = await mapLimit(entries, INSPECT_CONCURRENCY, async (entry) => {
       try {
-        return this.toInfo(await inspectContainer(this.engine, entry.Id, signal))
+        return this.toInfo(await inspectContainer(this.api, entry.Id, signal))
       } catch (err) {
         if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) return undefined // removed meanwhile
         throw err
@@ -158,72 +169,84 @@ export class PodmanProvider implements Provider {
       await op()
     } catch (err) {
       if (!isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')) throw err
-      const { inspect } = await this.inspectOwned(id, signal)
-      if (!reached(stateOf(inspect))) throw err
+      if (!reached(stateOf(await inspectContainer(this.api, id, signal)))) throw err
     }
   }
 
   async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     const { inspect, info } = await this.inspectOwned(id, signal)
-    const state = stateOf(inspect)
-    if (state === 'running') return info
-    const running = (s: BackendState) => s === 'running'
-    if (state === 'paused') {
-      await this.transition(id, () => unpauseContainer(this.engine, id, signal), running, signal)
-    } else if (state === 'checkpointed') {
-      try {
-        await restoreContainer(this.engine, id, signal)
-      } catch (err) {
-        if (!isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')) throw err
-        // The checkpoint cannot be restored (CRIU gone, files lost): serve again from a fresh
-        // start rather than not at all. Process state is lost; the reason is logged.
-        this.log.warn({ backend: info.name, err: err.message }, 'restore failed; starting the container afresh')
-        await this.transition(id, () => startContainer(this.engine, id, signal), running, signal)
-      }
-    } else {
-      await this.transition(id, () => startContainer(this.engine, id, signal), running, signal)
-    }
+    if (stateOf(inspect) === 'running') return info
+    const group = groupOf(labelsOf(inspect), this.labelPrefix)
+    const state = await this.groups.wakeWith(group, signal, () => this.wakeContainer(id, inspect, signal))
     const after = await this.inspectOwned(id, signal)
     if (after.info.state !== 'running') {
       const exit = after.inspect.State?.ExitCode
       throw new RelightError(
         'RELIGHT_ERR_BACKEND_EXITED',
         `container ${info.name} is ${after.inspect.State?.Status ?? 'not running'} after ${state === 'checkpointed' ? 'restore' : 'start'}${exit ? ` (exit code ${exit})` : ''}`,
-        { backend: info.name, provider: this.kind },
+        { backend: info.name, provider: this.kind, ...(exit ? { exitCode: exit } : {}) },
       )
     }
     // The fresh facts for the core to probe: a bridge container's IP is known only once it runs.
     return after.info
   }
 
+  /** Unpause, restore or start one container by its state; answers the state it was woken from. */
+  private async wakeContainer(id: string, inspect: ContainerInspect, signal: AbortSignal): Promise<BackendState> {
+    const state = stateOf(inspect)
+    const running = (s: BackendState) => s === 'running'
+    if (state === 'running') return state
+    if (state === 'paused') {
+      await unpauseContainer(this.api, id, signal)
+    } else if (state === 'checkpointed') {
+      try {
+        await restoreContainer(this.api, id, signal)
+      } catch (err) {
+        if (!isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')) throw err
+        // The checkpoint cannot be restored (CRIU gone, files lost): serve again from a fresh
+        // start rather than not at all. Process state is lost; the reason is logged.
+        this.log.warn({ backend: containerName(inspect), err: err.message }, 'restore failed; starting the container afresh')
+        await this.transition(id, () => startContainer(this.api, id, signal), running, signal)
+      }
+    } else {
+      await this.transition(id, () => startContainer(this.api, id, signal), running, signal)
+    }
+    return state
+  }
+
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
     if (!this.sleepModes.includes(mode)) {
-      throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `Podman containers sleep with checkpoint, pause or stop, not ${mode}`, { backend: id, provider: this.kind })
+      throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `Podman containers sleep with checkpoint, pause or stop, not ${mode}`, { backend: id, provider: this.kind, mode })
     }
     const { inspect, info } = await this.inspectOwned(id, signal)
-    let state = stateOf(inspect)
+    await this.sleepContainer(id, mode, info.name, signal, inspect)
+    await this.groups.afterMemberSlept(groupOf(labelsOf(inspect), this.labelPrefix), mode, signal)
+  }
+
+  private async sleepContainer(id: string, mode: SleepMode, name: string, signal: AbortSignal, known?: ContainerInspect): Promise<void> {
+    let state = stateOf(known ?? (await inspectContainer(this.api, id, signal)))
     switch (mode) {
       case 'pause':
-        if (state === 'running') await this.transition(id, () => pauseContainer(this.engine, id, signal), (s) => s === 'paused', signal)
+        if (state === 'running') await pauseContainer(this.api, id, signal)
         return
       case 'stop': {
         if (state !== 'running' && state !== 'paused') return
         const timeout = this.config.stop_timeout === undefined ? undefined : Math.ceil(this.config.stop_timeout / 1000)
-        await this.transition(id, () => stopContainer(this.engine, id, timeout, signal), (s) => s === 'stopped' || s === 'checkpointed', signal)
+        await this.transition(id, () => stopContainer(this.api, id, timeout, signal), (s) => s === 'stopped' || s === 'checkpointed', signal)
         return
       }
       case 'checkpoint':
         if (state === 'paused') {
           // CRIU checkpoints running processes only.
-          await this.transition(id, () => unpauseContainer(this.engine, id, signal), (s) => s === 'running', signal)
+          await unpauseContainer(this.api, id, signal)
           state = 'running'
         }
         if (state !== 'running') return
         try {
-          await checkpointContainer(this.engine, id, signal)
+          await checkpointContainer(this.api, id, signal)
         } catch (err) {
           const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: id, provider: this.kind })
-          if (error.code === 'RELIGHT_ERR_PROVIDER_FAILED') this.lastCheckpointFailure = { at: Date.now(), backend: info.name, message: error.message }
+          if (error.code === 'RELIGHT_ERR_PROVIDER_FAILED') this.lastCheckpointFailure = { at: Date.now(), backend: name, message: error.message }
           throw error
         }
         return
