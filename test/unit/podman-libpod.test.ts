@@ -73,7 +73,7 @@ describe('podman provider: libpod requests (recorded answers)', () => {
     await assert.rejects(provider.sleep(ID, 'checkpoint', AbortSignal.timeout(5000)), (err) => {
       assert.ok(isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED'))
       assert.match(err.message, /^checkpoint failed: .*runc checkpoint/)
-      assert.equal(err.context.status, 500)
+      assert.deepEqual(err.context.engine && { kind: err.context.engine.kind, status: 'status' in err.context.engine ? err.context.engine.status : undefined }, { kind: 'status', status: 500 })
       return true
     })
     pool().intercept({ path: '/v4.0.0/libpod/version', method: 'GET' }).reply(200, { Version: '4.3.1', ApiVersion: '4.3.1' }, JSON_HEADERS)

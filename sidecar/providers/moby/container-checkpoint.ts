@@ -17,7 +17,7 @@ async function criuOp(api: ContainerApi, id: string, op: 'checkpoint' | 'restore
     await postContainer(api, id, op, signal, CHECKPOINT_QUERY)
   } catch (err) {
     if (isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')) {
-      const why = typeof err.context.engineMessage === 'string' && err.context.engineMessage ? err.context.engineMessage : err.message
+      const why = err.context.engine?.kind === 'status' && err.context.engine.engineMessage ? err.context.engine.engineMessage : err.message
       throw new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `${op} failed: ${why}`, { ...err.context, backend: id, operation: op }, { cause: err })
     }
     throw err
