@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { RelightError, isRelightError, toRelightError } from '../../core/errors.js'
+import { RelightError, isRelightError } from '../../core/errors.js'
 import { mapLimit } from '../../core/map-limit.js'
 import type { BackendInfo, BackendSettings, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { settingsFrom } from '../../core/settings.js'
@@ -10,8 +10,9 @@ import { inspectContainer, listContainers } from '../moby/container-inspect.js'
 import { pauseContainer, unpauseContainer } from '../moby/container-pause.js'
 import { startContainer } from '../moby/container-start.js'
 import { stopContainer } from '../moby/container-stop.js'
-import { type ContainerApi, type ContainerInspect, type Filters, containerName, hasHealthcheck, labelsOf, summaryName } from '../moby/containers.js'
+import { type ContainerApi, type ContainerInspect, containerName, hasHealthcheck, labelsOf, summaryName } from '../moby/containers.js'
 import { followEvents, type MobyEvent } from '../moby/events.js'
+import { assertNotExited, waitHealthy } from '../moby/container-health.js'
 import { GroupDependencies } from '../moby/group.js'
 import { KeyedLock } from '../moby/keyed-lock.js'
 import { domainLabel, groupOf, isRouted, readLabels } from '../moby/labels.js'
@@ -87,7 +88,7 @@ export class DockerProvider implements Provider {
       wake: async (depId, signal) => {
         const started = await this.startContainer(depId, signal)
         // Compose's `depends_on: service_healthy` parity: dependencies with a health check must be healthy.
-        if (hasHealthcheck(started) && started.State?.Status === 'running') await this.waitHealthy(depId, signal)
+        if (hasHealthcheck(started) && started.State?.Status === 'running') await waitHealthy(this.api, depId, signal, this.log)
       },
       sleep: (depId, mode, signal) => this.sleepContainer(depId, mode === 'pause' ? 'pause' : 'stop', signal),
     })
@@ -199,7 +200,7 @@ export class DockerProvider implements Provider {
     this.assertOpen()
     const c = await this.routed(id, signal)
     const started = await this.groups.wakeWith(groupOf(labelsOf(c), this.prefix), signal, () => this.startContainer(c.Id, signal))
-    const running = hasHealthcheck(started) ? await this.waitHealthy(c.Id, signal) : this.assertRunning(started)
+    const running = hasHealthcheck(started) ? await waitHealthy(this.api, c.Id, signal, this.log) : assertNotExited(started, this.kind, this.log)
     // Fresh facts for the core to probe (a bridge IP changes on every start).
     const info = this.toBackend(running)
     if (!info) throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `container ${containerName(running)} lost its domain label`, { backend: id, provider: this.kind })
@@ -234,53 +235,6 @@ export class DockerProvider implements Provider {
       }
       return inspectContainer(this.api, id, signal)
     })
-  }
-
-  private exitedError(c: ContainerInspect): RelightError {
-    const name = containerName(c)
-    const code = c.State.ExitCode ?? -1
-    this.log.warn({ container: name, exit_code: code, ...(c.State.Error ? { error: c.State.Error } : {}) }, 'container exited while waking')
-    return new RelightError('RELIGHT_ERR_BACKEND_EXITED', `container ${name} exited with code ${code}${c.State.Error ? `: ${c.State.Error}` : ''}`, {
-      backend: name,
-      provider: this.kind,
-      exitCode: code,
-    })
-  }
-
-  private assertRunning(c: ContainerInspect): ContainerInspect {
-    if (c.State.Status === 'exited' || c.State.Status === 'dead') throw this.exitedError(c)
-    return c
-  }
-
-  /**
-   * Wait for Docker's health status to be healthy. The event stream is opened before the state
-   * is read, so no transition falls between the two. Bounded by the caller's signal (wake_timeout).
-   */
-  private async waitHealthy(id: string, signal: AbortSignal): Promise<ContainerInspect> {
-    const done = new AbortController()
-    const stop = AbortSignal.any([signal, done.signal])
-    try {
-      const filters: Filters = { type: ['container'], container: [id] }
-      const stream = await this.engine.stream<MobyEvent>('/events', { query: { filters }, signal: stop })
-      const now = await inspectContainer(this.api, id, signal)
-      this.assertRunning(now)
-      if (now.State.Health?.Status === 'healthy' || !hasHealthcheck(now)) return now
-      this.log.debug({ container: containerName(now) }, 'waiting for the health check')
-      for await (const event of stream) {
-        const action = event.Action ?? ''
-        if (action === 'health_status: healthy') return await inspectContainer(this.api, id, signal)
-        if (action === 'die') this.assertRunning(await inspectContainer(this.api, id, signal))
-        if (action === 'destroy') throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `container ${id} was removed`, { backend: id, provider: this.kind })
-      }
-      throw new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'the docker event stream ended while waiting for a health check', { backend: id, provider: this.kind })
-    } catch (err) {
-      if (signal.aborted && !isRelightError(err, 'RELIGHT_ERR_BACKEND_EXITED')) {
-        throw toRelightError(signal.reason ?? err, 'RELIGHT_ERR_ABORTED', { backend: id, provider: this.kind })
-      }
-      throw err
-    } finally {
-      done.abort()
-    }
   }
 
   // ── sleep ──────────────────────────────────────────────────────────────────────────────────
