@@ -82,10 +82,12 @@ ${extra}providers:
     apps:
       - name: app
         hosts: [${HOST}]
-        # the sidecar only needs the backend's address: the process is a placeholder kept running
+        # the sidecar only needs the backend's address: the process is a placeholder, started by
+        # the first request (not always_on: serve refuses to start an app on a port another
+        # program holds, and the backend Caddy holds it) and never put to sleep during a run
         command: [sleep, "86400"]
         port: ${backendPort}
-        always_on: true
+        idle_timeout: 1h
         stdout: "null"
         stderr: "null"
         grace_period: 2s
@@ -96,10 +98,9 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
   const setups = ctx.setups.filter((s) => (s !== 'c0' && s !== 'd0') || ctx.baseline)
   const stops: (() => Promise<void>)[] = []
   try {
-    // The backend: its own Caddy answering a short body, started first (the sidecar probes it).
+    // The backend: its own Caddy answering a short body. Started after the sidecars: their
+    // placeholder process app declares its port, and serve refuses a port another program holds.
     const backendPort = await freePort()
-    const backend = await startBenchCaddy(ctx.dir, site(backendPort, `respond "${BODY}\n" 200`))
-    stops.push(() => backend.close())
     const upstream = `127.0.0.1:${backendPort}`
 
     const ports: Record<string, number> = {}
@@ -128,6 +129,8 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       sidecars.c0 = await startSidecarCli(ctx.dir, 'hot-c0', sidecarYaml(`127.0.0.1:${ports.sc0}`, backendPort), { host: '127.0.0.1', port: ports.sc0 as number }, ctx.baseline)
     }
     for (const s of Object.values(sidecars)) stops.push(() => s.stop())
+    const backend = await startBenchCaddy(ctx.dir, site(backendPort, `respond "${BODY}\n" 200`))
+    stops.push(() => backend.close())
 
     // The front Caddy: one site per set-up, all alike but for what forward_auth asks.
     let sites = site(ports.a as number, `reverse_proxy ${upstream}`)
