@@ -30,7 +30,18 @@ export type ErrorCode = keyof typeof ERROR_CODES
  * "not found", a 304 or 409 "already so"): its HTTP answer, or why no connection was made.
  */
 export type EngineDetail =
-  | { readonly kind: 'status'; readonly status: number; readonly engineMessage: string }
+  | {
+      readonly kind: 'status'
+      readonly status: number
+      /** The engine's own words (its JSON `message`, or the body). */
+      readonly engineMessage: string
+      /** A machine-readable reason when the API has one (Kubernetes Status: NotFound, Conflict, Expired…). */
+      readonly reason?: string
+      /** What was asked, in the API's terms (Kubernetes: verb, resource, namespace). */
+      readonly verb?: string
+      readonly resource?: string
+      readonly namespace?: string
+    }
   | { readonly kind: 'connect'; readonly errno?: string; readonly request: string }
 
 /** Typed context of a RelightError; server/responses.ts maps code + context to HTTP. */

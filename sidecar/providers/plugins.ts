@@ -6,10 +6,12 @@
  * Adding a provider: its folder (config.ts, provider.ts, plugin.ts, …) and one entry here.
  */
 import { dockerPlugin } from './docker/plugin.js'
+import { kubernetesPlugin } from './kubernetes/plugin.js'
 import { podmanPlugin } from './podman/plugin.js'
 import { processPlugin } from './process/plugin.js'
 import { slicerPlugin } from './slicer/plugin.js'
+import { swarmPlugin } from './swarm/plugin.js'
 
-export const PROVIDER_PLUGINS = [processPlugin, dockerPlugin, podmanPlugin, slicerPlugin] as const
+export const PROVIDER_PLUGINS = [processPlugin, dockerPlugin, podmanPlugin, slicerPlugin, kubernetesPlugin, swarmPlugin] as const
 
 export type ProviderKind = (typeof PROVIDER_PLUGINS)[number]['kind']

@@ -1,5 +1,6 @@
 /**
- * `npm run bench`: hot path, wake latency, coalescing, scale and unknown-host flood on loopback.
+ * `npm run bench`: hot path, wake latency (processes, Docker, Kubernetes), coalescing, scale and
+ * unknown-host flood on loopback.
  * Prints one table and writes the figures as JSON. Not part of `npm test`.
  *
  *   npm run bench -- --only hot,wake --quick --out .tmp/bench/results.json
@@ -20,11 +21,12 @@ import { runFlood } from './flood.js'
 import { DEFAULT_HOT_SETUPS, HOT_SETUPS, runHot } from './hot.js'
 import { killAllTracked, stopAllTracked } from './procs.js'
 import { runScale } from './scale.js'
+import { runK8sWake } from './k8s-wake.js'
 import { load } from './stats.js'
 import { renderTable } from './table.js'
 import { runWake } from './wake.js'
 
-const SECTIONS = ['hot', 'wake', 'coalesce', 'scale', 'flood'] as const
+const SECTIONS = ['hot', 'wake', 'k8s', 'coalesce', 'scale', 'flood'] as const
 type Section = (typeof SECTIONS)[number]
 
 const HELP = `npm run bench -- [options]
@@ -97,7 +99,7 @@ async function main(): Promise<void> {
     },
     options: { only, quick, seconds: ctx.seconds, rounds: ctx.rounds, connections: ctx.connections, threads: ctx.threads, setups },
   }
-  const runners: Record<Section, (c: BenchContext) => Promise<unknown>> = { hot: runHot, wake: runWake, coalesce: runCoalesce, scale: runScale, flood: runFlood }
+  const runners: Record<Section, (c: BenchContext) => Promise<unknown>> = { hot: runHot, wake: runWake, k8s: runK8sWake, coalesce: runCoalesce, scale: runScale, flood: runFlood }
   let failed = false
   for (const section of only) {
     ctx.note(`${section}: starting (load ${load().join(' ')})`)

@@ -2,6 +2,7 @@
 import type { CoalesceResult } from './coalesce.js'
 import type { FloodResult } from './flood.js'
 import type { HotResult } from './hot.js'
+import type { K8sWakeResult } from './k8s-wake.js'
 import type { ScaleResult } from './scale.js'
 import { fmtLoad } from './stats.js'
 import type { WakeResult } from './wake.js'
@@ -64,7 +65,24 @@ function wakeRows(r: WakeResult): Row[] {
     if (d.baselineSkipped) rows.push(['wake', 'docker: baseline build', `skipped: ${d.baselineSkipped}`, '', '', ''])
   } else if ('error' in d) rows.push(['wake', 'docker through Caddy + sidecar', `FAILED: ${d.error.split('\n')[0] ?? ''}`, '≤ 25 ms', 'NO', ''])
   else rows.push(['wake', 'docker through Caddy + sidecar', `skipped: ${d.skipped}`, '', '', ''])
+  const w = r.swarm
+  if (w === undefined) return rows
+  if ('sidecar' in w) {
+    rows.push(['wake', `swarm 0 → 1: through Caddy + sidecar (n=${w.sidecar.n})`, `p50 ${ms(w.sidecar.p50)}  p90 ${ms(w.sidecar.p90)}  max ${ms(w.sidecar.max)}`, '', '', fmtLoad(w.load)])
+    rows.push(['wake', 'swarm 0 → 1: raw scale-up → first byte (tasks polled every 20 ms)', `p50 ${ms(w.raw.p50)}  p90 ${ms(w.raw.p90)}  max ${ms(w.raw.max)}`, '', '', ''])
+    rows.push(['wake', 'swarm 0 → 1: raw scale-up → task running', `p50 ${ms(w.rawTaskRunning.p50)}  p90 ${ms(w.rawTaskRunning.p90)}`, '', '', ''])
+    rows.push(['wake', 'swarm 0 → 1: sidecar overhead at p50 (task polling, probe, two Caddy hops)', ms(w.overheadP50), '', '', ''])
+  } else if ('error' in w) rows.push(['wake', 'swarm through Caddy + sidecar', `FAILED: ${w.error.split('\n')[0] ?? ''}`, '', 'NO', ''])
+  else rows.push(['wake', 'swarm through Caddy + sidecar', `skipped: ${w.skipped}`, '', '', ''])
   return rows
+}
+
+function k8sRows(r: K8sWakeResult): Row[] {
+  return [
+    ['k8s', `Deployment 0 → 1: through Caddy + sidecar (n=${r.sidecar.n})`, `p50 ${ms(r.sidecar.p50)}  p90 ${ms(r.sidecar.p90)}  max ${ms(r.sidecar.max)}`, '', '', fmtLoad(r.load)],
+    ['k8s', 'Deployment 0 → 1: raw PATCH scale → pod Ready (polled 5 ms) → first byte', `p50 ${ms(r.raw.p50)}  p90 ${ms(r.raw.p90)}  max ${ms(r.raw.max)}`, '', '', ''],
+    ['k8s', 'sidecar overhead at p50', ms(r.overheadP50), '≤ 50 ms', verdict(r.overheadP50 <= 50), ''],
+  ]
 }
 
 function coalesceRows(r: CoalesceResult): Row[] {
@@ -123,6 +141,7 @@ export function renderTable(results: Record<string, unknown>): string {
   }
   add('hot', results.hot, hotRows)
   add('wake', results.wake, wakeRows)
+  add('k8s', results.k8s, k8sRows)
   add('coalesce', results.coalesce, coalesceRows)
   add('scale', results.scale, scaleRows)
   add('flood', results.flood, floodRows)

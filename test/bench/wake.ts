@@ -3,7 +3,8 @@
  * stopped backend, beside the raw operation measured directly on a twin process of the same app
  * (SIGCONT, or spawn until the app answers, polled every millisecond). Measured in alternation
  * (sidecar, raw, sidecar, raw…). Docker (when dockerd answers): the same with the docker
- * provider and a twin container, see docker-wake.ts.
+ * provider and a twin container, see docker-wake.ts. Swarm (when a swarm manager answers): a
+ * service at 0 replicas beside the raw scale-up of a twin service, see swarm-wake.ts.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
@@ -13,6 +14,7 @@ import { startBenchCaddy, site } from './caddy.js'
 import type { BenchContext } from './context.js'
 import { expectAnswer, get } from './http.js'
 import { type DockerWake, dockerWake } from './docker-wake.js'
+import { type SwarmWake, swarmWake } from './swarm-wake.js'
 import { HTTP_APP, SIDECAR_MAIN, startSidecarCli, stop, track, waitPort } from './procs.js'
 import { load, round, sleep, type Spread, spread } from './stats.js'
 
@@ -42,6 +44,8 @@ export interface WakeResult {
   process: { pause: WakeModeResult; stop: WakeModeResult }
   /** Docker provider and raw unpause / start (when dockerd answers; else why not; error when it failed). */
   docker: DockerWake | { skipped: string } | { error: string }
+  /** Swarm provider from 0 replicas and the raw scale-up → ready (when a swarm manager answers). */
+  swarm: SwarmWake | { skipped: string } | { error: string }
 }
 
 function sidecarYaml(port: number, pausePort: number, stopPort: number): string {
@@ -171,7 +175,17 @@ export async function runWake(ctx: BenchContext): Promise<WakeResult> {
     ctx.note(`wake: docker FAILED: ${(err as Error).stack ?? String(err)}`)
     process.exitCode = 1
   }
-  return { iterations: n, ...processResult, docker }
+  let swarm: WakeResult['swarm']
+  try {
+    const w = await swarmWake(ctx, Math.max(3, Math.ceil(n.stop / 4)))
+    swarm = typeof w === 'string' ? { skipped: w } : w
+    if (typeof w === 'string') ctx.note(`wake: swarm skipped: ${w}`)
+  } catch (err) {
+    swarm = { error: (err as Error).message }
+    ctx.note(`wake: swarm FAILED: ${(err as Error).stack ?? String(err)}`)
+    process.exitCode = 1
+  }
+  return { iterations: n, ...processResult, docker, swarm }
 }
 
 type WaitReady = (upstream: string, readiness: 'tcp', signal: AbortSignal) => Promise<void>

@@ -53,6 +53,7 @@ describe('architecture', () => {
       ['sidecar/startup/preflight.ts', 'start-up checks (serve and check)'],
       ['sidecar/daemon.ts', 'binding the listen address at start'],
       ['sidecar/core/unix-socket.ts', 'creating a listening unix socket at start'],
+      ['sidecar/providers/kubernetes/credentials.ts', 'reading the kubeconfig while the provider is built from the config'],
       ['sidecar/routing/stateful/token.ts', 'the stateful router is built from the loaded config (the secret is checked by the schema first)'],
     ])
     const found: string[] = []

@@ -15,9 +15,10 @@ import { followEvents, type MobyEvent } from '../moby/events.js'
 import { assertNotExited, waitHealthy } from '../moby/container-health.js'
 import { GroupDependencies } from '../moby/group.js'
 import { KeyedLock } from '../moby/keyed-lock.js'
-import { domainLabel, groupOf, isRouted, readLabels } from '../moby/labels.js'
+import { domainLabel, groupOf, isRouted, isSwarmTask, readLabels } from '../moby/labels.js'
 import type { DockerConfig } from './config.js'
 import { dockerFigures, fetchContainerStats } from './container-stats.js'
+
 
 /** Container actions that can change what the registry knows (issue 3). */
 export const WATCHED_ACTIONS = ['create', 'start', 'die', 'pause', 'unpause', 'destroy', 'rename'] as const
@@ -127,6 +128,9 @@ export class DockerProvider implements Provider {
 
   /** What the registry knows about a container; undefined when it carries no domain label. */
   toBackend(c: ContainerInspect): BackendInfo | undefined {
+    // A Swarm task's container: Swarm replaces it when it stops, so it is the service's to
+    // scale (providers.swarm), never ours to stop or pause.
+    if (isSwarmTask(labelsOf(c))) return undefined
     const info = containerInfo(c, {
       labelPrefix: this.prefix,
       sleepModes: this.sleepModes,
@@ -274,8 +278,10 @@ export class DockerProvider implements Provider {
   /** Inspect a container this provider manages (it carries a domain label). */
   private async routed(id: string, signal: AbortSignal): Promise<ContainerInspect> {
     const c = await inspectContainer(this.api, id, signal)
-    if (!isRouted(labelsOf(c), this.prefix)) {
-      throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `container ${containerName(c)} has no ${domainLabel(this.prefix)} label`, { backend: id, provider: this.kind })
+    const labels = labelsOf(c)
+    if (!isRouted(labels, this.prefix) || isSwarmTask(labels)) {
+      const why = isSwarmTask(labels) ? 'belongs to a Swarm service (providers.swarm drives it)' : `has no ${domainLabel(this.prefix)} label`
+      throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `container ${containerName(c)} ${why}`, { backend: id, provider: this.kind })
     }
     return c
   }

@@ -11,7 +11,7 @@ import type { SleepMode } from '../../core/provider.js'
 import { listContainers } from './container-inspect.js'
 import { type ContainerApi, type ContainerSummary, labelsOf, summaryName } from './containers.js'
 import { KeyedLock } from './keyed-lock.js'
-import { COMPOSE_PROJECT_LABEL, groupOf, isRouted } from './labels.js'
+import { COMPOSE_PROJECT_LABEL, groupOf, isRouted, isSwarmTask } from './labels.js'
 
 export interface MemberOps {
   /** Wake one dependency; resolves once it runs (healthy, where the provider waits for health). */
@@ -77,7 +77,10 @@ export class GroupDependencies {
       listContainers(this.api, { label: [`${COMPOSE_PROJECT_LABEL}=${group}`] }, signal),
     ])
     const byId = new Map<string, ContainerSummary>()
-    for (const c of [...explicit, ...compose]) if (groupOf(labelsOf(c), this.prefix) === group) byId.set(c.Id, c)
+    for (const c of [...explicit, ...compose]) {
+      const labels = labelsOf(c)
+      if (groupOf(labels, this.prefix) === group && !isSwarmTask(labels)) byId.set(c.Id, c)
+    }
     return [...byId.values()]
   }
 }

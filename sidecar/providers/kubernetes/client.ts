@@ -1,0 +1,318 @@
+/**
+ * HTTP transport to the Kubernetes API server (undici over TLS): JSON requests, merge patches,
+ * and watch streams (one JSON event per line). Only transport lives here; what the objects mean
+ * is in workloads.ts, leases.ts and provider.ts.
+ *
+ * Errors are RelightErrors:
+ * - RELIGHT_ERR_PROVIDER_UNAVAILABLE: the server cannot be reached (refused, reset, timeout, TLS).
+ * - RELIGHT_ERR_PROVIDER_AUTH: 401 (credentials rejected) or 403 (RBAC denied). The message says
+ *   which verb on which resource was denied; `context.engine` (kind `status`: status, verb,
+ *   resource, namespace) holds it.
+ * - RELIGHT_ERR_PROVIDER_FAILED: any other non-2xx answer; `context.engine.status` (404, 409, 410…)
+ *   and `context.engine.reason` (the Status object's reason: NotFound, Conflict, Expired, Gone…).
+ * - the signal's reason (a RelightError) or RELIGHT_ERR_ABORTED when the caller's signal aborts.
+ * - RELIGHT_ERR_CLOSED after close().
+ */
+import { readFileSync } from 'node:fs'
+import { Agent, type Dispatcher } from 'undici'
+import { type ErrorCode, RelightError, isRelightError } from '../../core/errors.js'
+import type { Credentials } from './credentials.js'
+
+export interface KubeClientOptions {
+  /** Per-request limit (ms) for short requests. Default 30 s. */
+  readonly requestTimeout?: number
+  /** Send requests through this dispatcher (tests: undici MockAgent). Not closed by close(). */
+  readonly dispatcher?: Dispatcher
+}
+
+/** A Kubernetes `Status` answer. */
+export interface KubeStatus {
+  kind?: string
+  status?: string
+  message?: string
+  reason?: string
+  code?: number
+  details?: { name?: string; group?: string; kind?: string }
+}
+
+export interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR'
+  object: T
+}
+
+export type Query = Record<string, string | number | boolean | undefined>
+
+export interface KubeRequest {
+  readonly query?: Query
+  readonly body?: unknown
+  /** Content type of the body: JSON, or a merge patch. */
+  readonly contentType?: 'application/json' | 'application/merge-patch+json'
+  readonly signal?: AbortSignal
+}
+
+/** What a path means, for messages: `patch deployments/scale "web" in namespace "shop"`. */
+export interface RequestMeaning {
+  readonly verb: string
+  readonly resource: string
+  readonly namespace?: string
+  readonly name?: string
+}
+
+const VERBS: Record<string, string> = { GET: 'get', POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' }
+
+/**
+ * `/apis/apps/v1/namespaces/ns/deployments/web/scale` → patch deployments/scale "web" in "ns".
+ * Good enough for the handful of paths this provider uses.
+ */
+export function describePath(method: string, path: string, query?: Query): RequestMeaning {
+  const parts = path.split('?')[0]?.split('/').filter(Boolean) ?? []
+  // strip /api/v1 or /apis/<group>/<version>
+  const rest = parts[0] === 'api' ? parts.slice(2) : parts.slice(3)
+  let namespace: string | undefined
+  if (rest[0] === 'namespaces' && rest.length >= 3) {
+    namespace = rest[1]
+    rest.splice(0, 2)
+  }
+  const [resource = '', name, sub] = rest
+  const watch = query?.watch === 1 || query?.watch === true || query?.watch === '1' || query?.watch === 'true'
+  let verb = VERBS[method] ?? method.toLowerCase()
+  if (method === 'GET' && name === undefined) verb = watch ? 'watch' : 'list'
+  return {
+    verb,
+    resource: sub ? `${resource}/${sub}` : resource,
+    ...(namespace !== undefined ? { namespace } : {}),
+    ...(name !== undefined ? { name } : {}),
+  }
+}
+
+/** `list deployments in namespace "shop"` / `patch deployments/scale "web" in namespace "shop"`. */
+export function describeMeaning(m: RequestMeaning): string {
+  return `${m.verb} ${m.resource}${m.name ? ` "${m.name}"` : ''}${m.namespace ? ` in namespace "${m.namespace}"` : ' (all namespaces)'}`
+}
+
+function errnoOf(err: unknown): string | undefined {
+  let e: unknown = err
+  for (let depth = 0; depth < 4 && e && typeof e === 'object'; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string') return code
+    e = (e as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+export class KubeClient {
+  readonly server: string
+  private readonly creds: Credentials
+  private readonly dispatcher: Dispatcher
+  private readonly streams: Dispatcher
+  private readonly owned: boolean
+  private readonly requestTimeout: number
+  private token: string | undefined
+  private closed = false
+
+  constructor(creds: Credentials, options: KubeClientOptions = {}) {
+    this.creds = creds
+    this.server = creds.server
+    this.token = creds.token
+    this.requestTimeout = options.requestTimeout ?? 30_000
+    const connect = {
+      ...(creds.ca !== undefined ? { ca: creds.ca } : {}),
+      ...(creds.cert !== undefined ? { cert: creds.cert, key: creds.key } : {}),
+      ...(creds.insecureSkipTlsVerify ? { rejectUnauthorized: false } : {}),
+      timeout: 5_000,
+    }
+    this.owned = options.dispatcher === undefined
+    this.dispatcher = options.dispatcher ?? new Agent({ connect, connections: 16, keepAliveTimeout: 10_000 })
+    // Watches hold their connection for minutes: their own pool, so they never starve requests.
+    this.streams = options.dispatcher ?? new Agent({ connect, keepAliveTimeout: 10_000 })
+  }
+
+  /** A JSON request; non-2xx rejects (see the file comment). */
+  async json<T>(method: Dispatcher.HttpMethod, path: string, options: KubeRequest = {}): Promise<T> {
+    const attempt = async (): Promise<T> => {
+      const { statusCode, body } = await this.dispatch(method, path, options, false)
+      let text: string
+      try {
+        text = await body.text()
+      } catch (err) {
+        throw this.transportError(err, method, path, options)
+      }
+      if (statusCode < 200 || statusCode >= 300) throw this.statusError(statusCode, text, method, path, options.query)
+      try {
+        return JSON.parse(text) as T
+      } catch (err) {
+        throw new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `the API server answered ${method} ${path} with invalid JSON`, { provider: 'kubernetes' }, { cause: err })
+      }
+    }
+    const used = this.token
+    try {
+      return await attempt()
+    } catch (err) {
+      // A projected service-account token is rotated on disk: read it again once on a 401 (or
+      // use the one a parallel request just read).
+      if (this.statusOf(err) === 401 && (this.token !== used || this.reloadToken())) return attempt()
+      throw err
+    }
+  }
+
+  /**
+   * Open a watch (`?watch=1`); resolves once the server accepted it, then yields one event per
+   * line until the server ends the stream (normal, every few minutes) or the signal aborts. A
+   * dropped connection throws RELIGHT_ERR_PROVIDER_UNAVAILABLE from the iterator.
+   */
+  async watch<T>(path: string, query: Query, signal: AbortSignal): Promise<AsyncIterable<WatchEvent<T>>> {
+    const fullQuery = { ...query, watch: 1, allowWatchBookmarks: true }
+    const { statusCode, body } = await this.dispatch('GET', path, { query: fullQuery, signal }, true)
+    if (statusCode < 200 || statusCode >= 300) {
+      const text = await body.text().catch(() => '')
+      throw this.statusError(statusCode, text, 'GET', path, fullQuery)
+    }
+    const self = this
+    return {
+      async *[Symbol.asyncIterator]() {
+        let buffer = ''
+        try {
+          for await (const chunk of body) {
+            buffer += (chunk as Buffer).toString('utf8')
+            let nl: number
+            while ((nl = buffer.indexOf('\n')) >= 0) {
+              const line = buffer.slice(0, nl).trim()
+              buffer = buffer.slice(nl + 1)
+              if (line === '') continue
+              let event: WatchEvent<T>
+              try {
+                event = JSON.parse(line) as WatchEvent<T>
+              } catch {
+                continue // unreadable line: the relist is the truth
+              }
+              yield event
+            }
+          }
+        } catch (err) {
+          throw self.transportError(err, 'GET', path, { signal, query: fullQuery })
+        } finally {
+          body.destroy()
+        }
+      },
+    }
+  }
+
+  /** The HTTP status a RelightError from this client carries, if any. */
+  statusOf(err: unknown): number | undefined {
+    if (!isRelightError(err)) return undefined
+    return err.context.engine?.kind === 'status' ? err.context.engine.status : undefined
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    if (this.owned) await Promise.all([this.dispatcher.destroy().catch(() => undefined), this.streams.destroy().catch(() => undefined)])
+  }
+
+  private reloadToken(): boolean {
+    if (!this.creds.tokenFile) return false
+    try {
+      const fresh = readFileSync(this.creds.tokenFile, 'utf8').trim()
+      if (fresh === '' || fresh === this.token) return false
+      this.token = fresh
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  private async dispatch(method: Dispatcher.HttpMethod, path: string, options: KubeRequest, streaming: boolean) {
+    if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'the kubernetes client is closed', { provider: 'kubernetes' })
+    const timeout = streaming ? undefined : AbortSignal.timeout(this.requestTimeout)
+    const signal = options.signal && timeout ? AbortSignal.any([options.signal, timeout]) : (options.signal ?? (timeout as AbortSignal))
+    if (signal.aborted) throw this.abortError(signal)
+    const headers: Record<string, string> = { accept: 'application/json' }
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
+    let body: string | null = null
+    if (options.body !== undefined) {
+      body = JSON.stringify(options.body)
+      headers['content-type'] = options.contentType ?? 'application/json'
+    }
+    const url = new URL(this.server)
+    const prefix = url.pathname.replace(/\/+$/, '')
+    try {
+      return await (streaming ? this.streams : this.dispatcher).request({
+        origin: url.origin,
+        path: `${prefix}${path}${encodeQuery(options.query)}`,
+        method,
+        headers,
+        body,
+        signal,
+        headersTimeout: streaming ? 0 : this.requestTimeout,
+        bodyTimeout: streaming ? 0 : this.requestTimeout,
+      })
+    } catch (err) {
+      if (timeout?.aborted && !options.signal?.aborted) {
+        throw new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', `the API server ${this.server} did not answer ${method} ${path} within ${this.requestTimeout} ms`, {
+          provider: 'kubernetes',
+        })
+      }
+      throw this.transportError(err, method, path, { ...options, signal })
+    }
+  }
+
+  private abortError(signal: AbortSignal): RelightError {
+    const reason: unknown = signal.reason
+    if (isRelightError(reason)) return reason
+    return new RelightError('RELIGHT_ERR_ABORTED', 'kubernetes request aborted', { provider: 'kubernetes' }, { cause: reason })
+  }
+
+  private transportError(err: unknown, method: string, path: string, options: KubeRequest): RelightError {
+    if (isRelightError(err)) return err
+    if (options.signal?.aborted) return this.abortError(options.signal)
+    if (this.closed) return new RelightError('RELIGHT_ERR_CLOSED', 'the kubernetes client is closed', { provider: 'kubernetes' })
+    const errno = errnoOf(err)
+    const tls = errno !== undefined && /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(errno)
+    const message = tls
+      ? `TLS with the API server ${this.server} failed (${errno}): check the CA of ${this.creds.source}`
+      : `cannot reach the API server ${this.server}${errno ? ` (${errno})` : ''}`
+    return new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', message, { provider: 'kubernetes', engine: { kind: 'connect', ...(errno !== undefined ? { errno } : {}), request: `${method} ${path}` } }, { cause: err })
+  }
+
+  private statusError(status: number, text: string, method: string, path: string, query?: Query): RelightError {
+    let parsed: KubeStatus = {}
+    try {
+      parsed = JSON.parse(text) as KubeStatus
+    } catch {
+      parsed = { message: text.trim() }
+    }
+    const meaning = describePath(method, path, query)
+    const apiMessage = parsed.message ?? ''
+    let code: ErrorCode = 'RELIGHT_ERR_PROVIDER_FAILED'
+    let message: string
+    if (status === 401) {
+      code = 'RELIGHT_ERR_PROVIDER_AUTH'
+      message = `the API server ${this.server} rejected the credentials from ${this.creds.source} (401 Unauthorized): the token or client certificate is wrong or expired`
+    } else if (status === 403) {
+      code = 'RELIGHT_ERR_PROVIDER_AUTH'
+      message = `RBAC denies ${describeMeaning(meaning)} to the sidecar's identity: grant the verb "${meaning.verb}" on "${meaning.resource}" (see examples/kubernetes/rbac.yaml)${apiMessage ? `. API server: ${apiMessage}` : ''}`
+    } else {
+      message = `the API server refused ${describeMeaning(meaning)}: ${status} ${parsed.reason ?? ''}${apiMessage ? ` ${apiMessage}` : ''}`.trim()
+    }
+    return new RelightError(code, message, {
+      provider: 'kubernetes',
+      engine: {
+        kind: 'status',
+        status,
+        engineMessage: apiMessage,
+        ...(parsed.reason ? { reason: parsed.reason } : {}),
+        verb: meaning.verb,
+        resource: meaning.resource,
+        ...(meaning.namespace ? { namespace: meaning.namespace } : {}),
+      },
+    })
+  }
+}
+
+export function encodeQuery(query: Query | undefined): string {
+  if (!query) return ''
+  const params = new URLSearchParams()
+  for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value))
+  const text = params.toString()
+  return text ? `?${text}` : ''
+}

@@ -1,0 +1,112 @@
+/**
+ * List, then watch from the list's resourceVersion; resume from the last seen resourceVersion
+ * when the server ends a watch (it does every few minutes); list again when the server answers
+ * 410 Gone (the resourceVersion is too old) or the watch keeps failing. Runs until its signal
+ * aborts, with backoff between failures.
+ */
+import type { Logger } from 'pino'
+import { isRelightError } from '../../core/errors.js'
+import { delay } from '../../core/timers.js'
+import type { KubeClient, KubeStatus, Query, WatchEvent } from './client.js'
+
+interface Listed<T> {
+  metadata: { resourceVersion?: string }
+  items: T[]
+}
+
+interface HasMeta {
+  metadata: { resourceVersion?: string }
+}
+
+export interface InformerHandlers<T> {
+  /** A full list: the truth for this collection (at start and after each relist). */
+  relisted(items: T[]): void
+  changed(type: 'ADDED' | 'MODIFIED' | 'DELETED', object: T): void
+}
+
+export interface InformerCounters {
+  /** Full lists (start, 410 Gone, or a watch that kept failing). */
+  lists: number
+  /** Watches opened (each resume counts). */
+  watches: number
+  /** 410 Gone answers (resourceVersion too old). */
+  gone: number
+  /** Failed lists or watches (connection lost, server error). */
+  failures: number
+}
+
+const FIRST_BACKOFF_MS = 200
+const MAX_BACKOFF_MS = 30_000
+/** Ask the server to end each watch after this long (it resumes at once): dead connections get noticed. */
+const WATCH_TIMEOUT_S = 300
+
+export function runInformer<T extends HasMeta>(
+  client: KubeClient,
+  path: string,
+  query: Query,
+  handlers: InformerHandlers<T>,
+  log: Logger,
+  signal: AbortSignal,
+  counters: InformerCounters = { lists: 0, watches: 0, gone: 0, failures: 0 },
+): Promise<void> {
+  return (async () => {
+    let backoff = FIRST_BACKOFF_MS
+    let rv: string | undefined
+    let failures = 0
+    while (!signal.aborted) {
+      try {
+        if (rv === undefined) {
+          const list = await client.json<Listed<T>>('GET', path, { query, signal })
+          counters.lists++
+          rv = list.metadata.resourceVersion ?? '0'
+          handlers.relisted(list.items)
+        }
+        const stream = await client.watch<T>(path, { ...query, resourceVersion: rv, timeoutSeconds: WATCH_TIMEOUT_S }, signal)
+        counters.watches++
+        failures = 0
+        const opened = Date.now()
+        let events = 0
+        for await (const event of stream) {
+          events++
+          if (event.type === 'ERROR') {
+            const status = event.object as unknown as KubeStatus
+            if (status.code === 410) {
+              counters.gone++
+              log.debug({ path }, 'watch: resourceVersion too old (410); listing again')
+              rv = undefined
+            } else {
+              log.warn({ path, code: status.code, reason: status.reason, message: status.message }, 'watch error; listing again')
+              rv = undefined
+            }
+            break
+          }
+          const next = (event as WatchEvent<T>).object.metadata?.resourceVersion
+          if (next) rv = next
+          if (event.type === 'BOOKMARK') continue
+          handlers.changed(event.type, event.object)
+        }
+        // The stream ended (server timeout, or after an ERROR): resume from rv, or relist. A
+        // server that ends watches at once, again and again, is not asked in a tight loop.
+        if (events === 0 && Date.now() - opened < 1000) {
+          await delay(backoff, signal)
+          backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+        } else backoff = FIRST_BACKOFF_MS
+      } catch (err) {
+        if (signal.aborted) return
+        if (isRelightError(err) && err.context.engine?.kind === 'status' && err.context.engine.status === 410) {
+          counters.gone++
+          rv = undefined // too old: list again at once
+          continue
+        }
+        failures++
+        counters.failures++
+        if (failures >= 3) rv = undefined // a watch that keeps failing: start over from a list
+        if (failures === 1 || (failures & (failures - 1)) === 0) {
+          log.warn({ path, failures, err: (err as Error).message }, 'watch failed; retrying')
+        }
+        await delay(backoff, signal).catch(() => undefined)
+        backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+      }
+    }
+  })()
+}
