@@ -11,7 +11,9 @@ import { MockAgent } from 'undici'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import { EngineClient } from '../../sidecar/providers/moby/client.js'
+import type { ProviderEvent } from '../../sidecar/core/provider.js'
 import { checkpointContainer } from '../../sidecar/providers/moby/container-checkpoint.js'
+import { ContainerEvents } from '../../sidecar/providers/moby/container-events.js'
 import { containerInfo, stateOf } from '../../sidecar/providers/moby/container-info.js'
 import { pauseContainer, unpauseContainer } from '../../sidecar/providers/moby/container-pause.js'
 import { startContainer } from '../../sidecar/providers/moby/container-start.js'
@@ -166,5 +168,46 @@ describe('providers.docker.port: the old name of app_port', () => {
     assert.deepEqual(block?.aliased, ['port'])
     assert.equal(parseConfig('providers:\n  docker:\n    app_port: 3000\n', 'test').providers.docker?.[0]?.aliased, undefined)
     assert.throws(() => parseConfig('providers:\n  docker:\n    port: 3000\n    app_port: 3000\n', 'test'), /providers\.docker\.port: port is the old name of app_port; give only app_port/)
+  })
+})
+
+describe('moby kit: container events', () => {
+  it('coalesce per container, hand the provider the actions seen, and remove what is gone', async () => {
+    const agent = new MockAgent({ enableCallHistory: true })
+    agent.disableNetConnect()
+    const api: ContainerApi = { engine: new EngineClient({ address: '/nonexistent.sock', dispatcher: agent }), variant: 'docker' }
+    const pool = agent.get('http://localhost')
+    const answer = { Id: 'c1', Name: '/web', State: { Status: 'exited', ExitCode: 3 }, Config: { Labels: { 'relight.domain': 'web.localhost' } }, HostConfig: { NetworkMode: 'host' } }
+    pool.intercept({ path: '/containers/c1/json', method: 'GET' }).reply(200, answer, JSON_HEADERS).delay(100)
+    pool.intercept({ path: '/containers/c1/json', method: 'GET' }).reply(200, answer, JSON_HEADERS)
+    pool.intercept({ path: '/containers/c2/json', method: 'GET' }).reply(404, { message: 'no such container' }, JSON_HEADERS)
+    const seen: string[][] = []
+    const emitted: ProviderEvent[] = []
+    let upserts = 0
+    const done = new Promise<void>((resolve) => {
+      const events = new ContainerEvents({
+        api,
+        toInfo: (c) => containerInfo(c, { labelPrefix: 'relight', sleepModes: ['stop'], appPort: 80, settings: {} }),
+        refreshOn: new Set(['start', 'die']),
+        removeOn: new Set(['destroy']),
+        inspected: (_c, _info, actions) => seen.push([...actions].sort()),
+      })
+      const emit = (e: ProviderEvent) => {
+        emitted.push(e)
+        if (e.type === 'upsert' && ++upserts === 2) resolve()
+      }
+      const signal = AbortSignal.timeout(5000)
+      events.handle({ Action: 'start', Actor: { ID: 'c1' } }, emit, signal)
+      events.handle({ Action: 'die', Actor: { ID: 'c1' } }, emit, signal) // during the first inspect
+      events.handle({ Action: 'start', Actor: { ID: 'c1' } }, emit, signal) // coalesced with it
+      events.handle({ Action: 'attach', Actor: { ID: 'c1' } }, emit, signal) // ignored
+      events.handle({ Action: 'start', Actor: { ID: 'c2' } }, emit, signal) // gone: remove
+      events.handle({ Action: 'destroy', Actor: { ID: 'c3' } }, emit, signal)
+    })
+    await done
+    assert.deepEqual(seen, [['start'], ['die', 'start']])
+    assert.deepEqual(emitted.filter((e) => e.type === 'remove').map((e) => (e as { id: string }).id).sort(), ['c2', 'c3'])
+    agent.assertNoPendingInterceptors()
+    await agent.close()
   })
 })

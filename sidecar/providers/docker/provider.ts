@@ -11,7 +11,8 @@ import { pauseContainer, unpauseContainer } from '../moby/container-pause.js'
 import { startContainer } from '../moby/container-start.js'
 import { stopContainer } from '../moby/container-stop.js'
 import { type ContainerApi, type ContainerInspect, containerName, hasHealthcheck, labelsOf, summaryName } from '../moby/containers.js'
-import { followEvents, type MobyEvent } from '../moby/events.js'
+import { ContainerEvents } from '../moby/container-events.js'
+import { followEvents } from '../moby/events.js'
 import { assertNotExited, waitHealthy } from '../moby/container-health.js'
 import { GroupDependencies } from '../moby/group.js'
 import { KeyedLock } from '../moby/keyed-lock.js'
@@ -57,6 +58,7 @@ export class DockerProvider implements Provider {
   private readonly configSettings: BackendSettings
   private readonly containerLock = new KeyedLock()
   private readonly groups: GroupDependencies
+  private readonly events: ContainerEvents
   /** Containers we are stopping: their `die` is a sleep, not a crash. */
   private readonly expectedDie = new Set<string>()
   /** auto_sleep_on_start: false — containers running at the first list stay on until they leave running. */
@@ -85,6 +87,17 @@ export class DockerProvider implements Provider {
         ...(config.api_version ? { apiPrefix: `/v${config.api_version}` } : {}),
       })
     this.api = { engine: this.engine, variant: 'docker' }
+    this.events = new ContainerEvents({
+      api: this.api,
+      toInfo: (c) => this.toBackend(c),
+      refreshOn: new Set(WATCHED_ACTIONS.filter((a) => a !== 'destroy')),
+      removeOn: new Set(['destroy']),
+      inspected: (c, info, actions, emit) => this.inspected(c, info, actions, emit),
+      removed: (id) => {
+        this.pinned.delete(id)
+        this.expectedDie.delete(id)
+      },
+    })
     this.groups = new GroupDependencies(this.api, this.prefix, log, {
       wake: async (depId, signal) => {
         const started = await this.startContainer(depId, signal)
@@ -153,7 +166,7 @@ export class DockerProvider implements Provider {
       {
         query: { filters: { type: ['container'], label: [domainLabel(this.prefix)], event: [...WATCHED_ACTIONS] } },
         connected: () => onEvent({ type: 'resync' }),
-        onEvent: (event) => this.handleEvent(event, onEvent, stop),
+        onEvent: (event) => this.events.handle(event, onEvent, stop),
         log: this.log,
         engine: 'docker',
       },
@@ -161,41 +174,13 @@ export class DockerProvider implements Provider {
     )
   }
 
-  private async handleEvent(event: MobyEvent, emit: (event: ProviderEvent) => void, signal: AbortSignal): Promise<void> {
-    const id = event.Actor?.ID ?? event.id
-    if (!id) return
-    if (event.Action === 'destroy') {
-      this.pinned.delete(id)
-      this.expectedDie.delete(id)
-      emit({ type: 'remove', id })
-      return
-    }
-    let c: ContainerInspect
-    try {
-      // The current state, not the event's: a late event never rolls the registry back.
-      c = await inspectContainer(this.api, id, signal)
-    } catch (err) {
-      if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) {
-        emit({ type: 'remove', id })
-        return
-      }
-      throw err
-    }
-    const info = this.toBackend(c)
-    if (!info) {
-      emit({ type: 'remove', id })
-      return
-    }
-    if (event.Action === 'die' && c.State.Status !== 'running' && c.State.Status !== 'restarting') {
-      if (this.expectedDie.delete(id)) {
-        // our own stop
-      } else {
-        const code = c.State.ExitCode ?? -1
-        this.log.warn({ container: info.name, exit_code: code, ...(c.State.Error ? { error: c.State.Error } : {}) }, 'container exited')
-        emit({ type: 'state', id, state: 'stopped', reason: `exited with code ${code}` })
-      }
-    }
-    emit({ type: 'upsert', backend: info })
+  /** After a fresh inspect: a `die` this provider did not cause (not a sleep) is a crash, reported as such. */
+  private inspected(c: ContainerInspect, info: BackendInfo, actions: ReadonlySet<string>, emit: (event: ProviderEvent) => void): void {
+    if (!actions.has('die') || c.State.Status === 'running' || c.State.Status === 'restarting') return
+    if (this.expectedDie.delete(c.Id)) return // our own stop
+    const code = c.State.ExitCode ?? -1
+    this.log.warn({ container: info.name, exit_code: code, ...(c.State.Error ? { error: c.State.Error } : {}) }, 'container exited')
+    emit({ type: 'state', id: c.Id, state: 'stopped', reason: `exited with code ${code}` })
   }
 
   // ── wake ───────────────────────────────────────────────────────────────────────────────────

@@ -14,6 +14,7 @@ import { pauseContainer, unpauseContainer } from '../moby/container-pause.js'
 import { startContainer } from '../moby/container-start.js'
 import { stopContainer } from '../moby/container-stop.js'
 import { type ContainerApi, type ContainerInspect, containerName, labelsOf } from '../moby/containers.js'
+import { ContainerEvents } from '../moby/container-events.js'
 import { followEvents, type MobyEvent } from '../moby/events.js'
 import { GroupDependencies } from '../moby/group.js'
 import { groupOf } from '../moby/labels.js'
@@ -25,6 +26,7 @@ export const PODMAN_SLEEP_MODES: readonly SleepMode[] = ['checkpoint', 'pause', 
 
 /** Container events after which the provider inspects the container again. */
 const REFRESH_ON = new Set(['create', 'start', 'restore', 'pause', 'unpause', 'died', 'stop', 'checkpoint', 'rename', 'cleanup', 'init'])
+const REMOVE_ON = new Set(['remove'])
 const INSPECT_CONCURRENCY = 8
 
 export interface CriuProbe {
@@ -74,10 +76,10 @@ export class PodmanProvider implements Provider {
   private readonly engine: EngineClient
   private readonly api: ContainerApi
   private readonly groups: GroupDependencies
+  private readonly events: ContainerEvents
   private readonly cpu = new CpuRate()
   private readonly warned = new Set<string>()
   private readonly closer = new AbortController()
-  private readonly refreshing = new Map<string, boolean>()
   private lastCheckpointFailure: { at: number; backend: string; message: string } | undefined
   private closed = false
 
@@ -92,6 +94,7 @@ export class PodmanProvider implements Provider {
     this.engine = libpodClient(config.socket, options.dispatcher, Math.max(120_000, (config.stop_timeout ?? 0) + 30_000))
     this.api = { engine: this.engine, variant: 'libpod' }
     // Group dependencies (`<prefix>.group`, else the compose project), as on Docker.
+    this.events = new ContainerEvents({ api: this.api, toInfo: (c) => this.toInfo(c), refreshOn: REFRESH_ON, removeOn: REMOVE_ON })
     this.groups = new GroupDependencies(this.api, config.label_prefix, log, {
       wake: async (depId, signal) => {
         await this.wakeContainer(depId, await inspectContainer(this.api, depId, signal), signal)
@@ -293,41 +296,10 @@ export class PodmanProvider implements Provider {
   }
 
   private onEngineEvent(e: MobyEvent, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
+    // libpod's stream cannot filter by label: ours carry the domain label in the event's attributes.
     if ((e.Type ?? 'container') !== 'container') return
-    const id = e.Actor?.ID ?? e.id
-    const attrs = e.Actor?.Attributes
-    if (!id || !attrs || attrs[`${this.labelPrefix}.domain`] === undefined) return
-    const action = e.Action ?? e.status ?? ''
-    if (action === 'remove') {
-      onEvent({ type: 'remove', id })
-      return
-    }
-    if (REFRESH_ON.has(action)) this.refresh(id, onEvent, signal)
-  }
-
-  /** Inspect a container after an event and report it; bursts of events coalesce per container. */
-  private refresh(id: string, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
-    if (this.refreshing.has(id)) {
-      this.refreshing.set(id, true) // run once more when the current one ends
-      return
-    }
-    this.refreshing.set(id, false)
-    const run = async (): Promise<void> => {
-      try {
-        const { info } = await this.inspectOwned(id, signal)
-        if (!signal.aborted) onEvent({ type: 'upsert', backend: info })
-      } catch (err) {
-        if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) {
-          if (!signal.aborted) onEvent({ type: 'remove', id })
-        } else if (!signal.aborted) onEvent({ type: 'resync' })
-      }
-      if (this.refreshing.get(id) === true && !signal.aborted) {
-        this.refreshing.set(id, false)
-        return run()
-      }
-      this.refreshing.delete(id)
-    }
-    void run()
+    if (e.Actor?.Attributes?.[`${this.labelPrefix}.domain`] === undefined) return
+    this.events.handle(e, onEvent, signal)
   }
 
   async check(signal: AbortSignal): Promise<CheckResult[]> {
