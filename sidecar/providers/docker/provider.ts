@@ -7,9 +7,7 @@ import { CpuRate } from '../cpu-rate.js'
 import { EngineClient, engineStatus } from '../moby/client.js'
 import { containerInfo, stateOf } from '../moby/container-info.js'
 import { inspectContainer, listContainers } from '../moby/container-inspect.js'
-import { pauseContainer, unpauseContainer } from '../moby/container-pause.js'
-import { startContainer } from '../moby/container-start.js'
-import { stopContainer } from '../moby/container-stop.js'
+import { sleepContainer as sleepOne, wakeContainer as wakeOne } from '../moby/container-wake.js'
 import { type ContainerApi, type ContainerInspect, containerName, hasHealthcheck, labelsOf, summaryName } from '../moby/containers.js'
 import { ContainerEvents } from '../moby/container-events.js'
 import { followEvents } from '../moby/events.js'
@@ -200,28 +198,9 @@ export class DockerProvider implements Provider {
   private startContainer(id: string, signal: AbortSignal): Promise<ContainerInspect> {
     return this.containerLock.run(id, async () => {
       const c = await inspectContainer(this.api, id, signal)
-      const name = containerName(c)
-      switch (c.State.Status) {
-        case 'running':
-        case 'restarting':
-          return c
-        case 'paused':
-          await unpauseContainer(this.api, id, signal)
-          this.log.debug({ container: name }, 'unpaused')
-          break
-        case 'created':
-        case 'exited':
-          this.expectedDie.delete(id)
-          await startContainer(this.api, id, signal)
-          this.log.debug({ container: name }, 'started')
-          break
-        case 'removing':
-        case 'dead':
-          throw new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `container ${name} is ${c.State.Status} and cannot be started`, {
-            backend: name,
-            provider: this.kind,
-          })
-      }
+      if (stateOf(c) === 'stopped') this.expectedDie.delete(id)
+      const from = await wakeOne(this.api, c, signal, this.log)
+      if (from === 'running' || from === 'starting') return c
       return inspectContainer(this.api, id, signal)
     })
   }
@@ -241,19 +220,13 @@ export class DockerProvider implements Provider {
   private sleepContainer(id: string, mode: 'pause' | 'stop', signal: AbortSignal): Promise<void> {
     return this.containerLock.run(id, async () => {
       const c = await inspectContainer(this.api, id, signal)
-      const status = c.State.Status
-      if (mode === 'pause') {
-        if (status === 'running' || status === 'restarting') await pauseContainer(this.api, id, signal)
-        return // paused already, or stopped (deeper asleep)
-      }
-      if (status === 'running' || status === 'paused' || status === 'restarting') {
-        this.expectedDie.add(id)
-        try {
-          await stopContainer(this.api, id, Math.ceil(this.config.stop_timeout / 1000), signal)
-        } catch (err) {
-          this.expectedDie.delete(id)
-          throw err
-        }
+      const dies = mode === 'stop' && stateOf(c) !== 'stopped'
+      if (dies) this.expectedDie.add(id)
+      try {
+        await sleepOne(this.api, c, mode, Math.ceil(this.config.stop_timeout / 1000), signal)
+      } catch (err) {
+        if (dies) this.expectedDie.delete(id)
+        throw err
       }
     })
   }

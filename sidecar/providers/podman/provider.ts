@@ -3,16 +3,13 @@ import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { RelightError, isRelightError, toRelightError, throwIfAborted } from '../../core/errors.js'
 import { mapLimit } from '../../core/map-limit.js'
-import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import type { BackendInfo, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { settingsFrom } from '../../core/settings.js'
 import { CpuRate, round1 } from '../cpu-rate.js'
 import type { EngineClient } from '../moby/client.js'
-import { checkpointContainer, restoreContainer } from '../moby/container-checkpoint.js'
 import { containerInfo, stateOf } from '../moby/container-info.js'
 import { inspectContainer, listContainers } from '../moby/container-inspect.js'
-import { pauseContainer, unpauseContainer } from '../moby/container-pause.js'
-import { startContainer } from '../moby/container-start.js'
-import { stopContainer } from '../moby/container-stop.js'
+import { sleepContainer as sleepOne, wakeContainer as wakeOne } from '../moby/container-wake.js'
 import { type ContainerApi, type ContainerInspect, containerName, labelsOf } from '../moby/containers.js'
 import { ContainerEvents } from '../moby/container-events.js'
 import { followEvents, type MobyEvent } from '../moby/events.js'
@@ -97,7 +94,7 @@ export class PodmanProvider implements Provider {
     this.events = new ContainerEvents({ api: this.api, toInfo: (c) => this.toInfo(c), refreshOn: REFRESH_ON, removeOn: REMOVE_ON })
     this.groups = new GroupDependencies(this.api, config.label_prefix, log, {
       wake: async (depId, signal) => {
-        await this.wakeContainer(depId, await inspectContainer(this.api, depId, signal), signal)
+        await wakeOne(this.api, await inspectContainer(this.api, depId, signal), signal, this.log)
       },
       sleep: (depId, mode, signal) => this.sleepContainer(depId, mode, containerName({ Id: depId, State: {} }), signal),
     })
@@ -163,24 +160,11 @@ export class PodmanProvider implements Provider {
     return infos.filter((i): i is BackendInfo => i !== undefined)
   }
 
-  /**
-   * Run a state-changing call; when libpod refuses it, inspect again and accept the refusal if
-   * the container is already where we wanted it (someone else paused or started it meanwhile).
-   */
-  private async transition(id: string, op: () => Promise<void>, reached: (state: BackendState) => boolean, signal: AbortSignal): Promise<void> {
-    try {
-      await op()
-    } catch (err) {
-      if (!isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')) throw err
-      if (!reached(stateOf(await inspectContainer(this.api, id, signal)))) throw err
-    }
-  }
-
   async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     const { inspect, info } = await this.inspectOwned(id, signal)
     if (stateOf(inspect) === 'running') return info
     const group = groupOf(labelsOf(inspect), this.labelPrefix)
-    const state = await this.groups.wakeWith(group, signal, () => this.wakeContainer(id, inspect, signal))
+    const state = await this.groups.wakeWith(group, signal, () => wakeOne(this.api, inspect, signal, this.log))
     const after = await this.inspectOwned(id, signal)
     if (after.info.state !== 'running') {
       const exit = after.inspect.State?.ExitCode
@@ -194,29 +178,6 @@ export class PodmanProvider implements Provider {
     return after.info
   }
 
-  /** Unpause, restore or start one container by its state; answers the state it was woken from. */
-  private async wakeContainer(id: string, inspect: ContainerInspect, signal: AbortSignal): Promise<BackendState> {
-    const state = stateOf(inspect)
-    const running = (s: BackendState) => s === 'running'
-    if (state === 'running') return state
-    if (state === 'paused') {
-      await unpauseContainer(this.api, id, signal)
-    } else if (state === 'checkpointed') {
-      try {
-        await restoreContainer(this.api, id, signal)
-      } catch (err) {
-        if (!isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')) throw err
-        // The checkpoint cannot be restored (CRIU gone, files lost): serve again from a fresh
-        // start rather than not at all. Process state is lost; the reason is logged.
-        this.log.warn({ backend: containerName(inspect), err: err.message }, 'restore failed; starting the container afresh')
-        await this.transition(id, () => startContainer(this.api, id, signal), running, signal)
-      }
-    } else {
-      await this.transition(id, () => startContainer(this.api, id, signal), running, signal)
-    }
-    return state
-  }
-
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
     if (!this.sleepModes.includes(mode)) {
       throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `Podman containers sleep with checkpoint, pause or stop, not ${mode}`, { backend: id, provider: this.kind, mode })
@@ -227,34 +188,14 @@ export class PodmanProvider implements Provider {
   }
 
   private async sleepContainer(id: string, mode: SleepMode, name: string, signal: AbortSignal, known?: ContainerInspect): Promise<void> {
-    let state = stateOf(known ?? (await inspectContainer(this.api, id, signal)))
-    switch (mode) {
-      case 'pause':
-        if (state === 'running') await pauseContainer(this.api, id, signal)
-        return
-      case 'stop': {
-        if (state !== 'running' && state !== 'paused') return
-        const timeout = this.config.stop_timeout === undefined ? undefined : Math.ceil(this.config.stop_timeout / 1000)
-        await this.transition(id, () => stopContainer(this.api, id, timeout, signal), (s) => s === 'stopped' || s === 'checkpointed', signal)
-        return
-      }
-      case 'checkpoint':
-        if (state === 'paused') {
-          // CRIU checkpoints running processes only.
-          await unpauseContainer(this.api, id, signal)
-          state = 'running'
-        }
-        if (state !== 'running') return
-        try {
-          await checkpointContainer(this.api, id, signal)
-        } catch (err) {
-          const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: id, provider: this.kind })
-          if (error.code === 'RELIGHT_ERR_PROVIDER_FAILED') this.lastCheckpointFailure = { at: Date.now(), backend: name, message: error.message }
-          throw error
-        }
-        return
-      default:
-        return
+    const c = known ?? (await inspectContainer(this.api, id, signal))
+    const timeout = this.config.stop_timeout === undefined ? undefined : Math.ceil(this.config.stop_timeout / 1000)
+    try {
+      await sleepOne(this.api, c, mode, timeout, signal)
+    } catch (err) {
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: id, provider: this.kind })
+      if (mode === 'checkpoint' && error.code === 'RELIGHT_ERR_PROVIDER_FAILED') this.lastCheckpointFailure = { at: Date.now(), backend: name, message: error.message }
+      throw error
     }
   }
 
