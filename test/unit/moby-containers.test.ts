@@ -14,6 +14,7 @@ import { EngineClient } from '../../sidecar/providers/moby/client.js'
 import type { ProviderEvent } from '../../sidecar/core/provider.js'
 import { checkpointContainer } from '../../sidecar/providers/moby/container-checkpoint.js'
 import { ContainerEvents } from '../../sidecar/providers/moby/container-events.js'
+import { sleepContainer, wakeContainer } from '../../sidecar/providers/moby/container-wake.js'
 import { containerInfo, stateOf } from '../../sidecar/providers/moby/container-info.js'
 import { pauseContainer, unpauseContainer } from '../../sidecar/providers/moby/container-pause.js'
 import { startContainer } from '../../sidecar/providers/moby/container-start.js'
@@ -209,5 +210,20 @@ describe('moby kit: container events', () => {
     assert.deepEqual(emitted.filter((e) => e.type === 'remove').map((e) => (e as { id: string }).id).sort(), ['c2', 'c3'])
     agent.assertNoPendingInterceptors()
     await agent.close()
+  })
+})
+
+describe('moby kit: waking and sleeping one container', () => {
+  const api: ContainerApi = { engine: new EngineClient({ address: '/nonexistent.sock', dispatcher: new MockAgent() }), variant: 'docker' }
+  const log = pino({ level: 'silent' })
+  it('a dead or removing container cannot be started; a running one, or one asleep already, needs no call', async () => {
+    for (const Status of ['dead', 'removing']) {
+      await assert.rejects(wakeContainer(api, { Id: 'c1', State: { Status } }, AbortSignal.timeout(5000), log), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_FAILED') && e.message.includes(Status))
+    }
+    // no interceptor: any request would fail
+    assert.equal(await wakeContainer(api, { Id: 'c1', State: { Status: 'running' } }, AbortSignal.timeout(5000), log), 'running')
+    await sleepContainer(api, { Id: 'c1', State: { Status: 'exited' } }, 'stop', 10, AbortSignal.timeout(5000))
+    await sleepContainer(api, { Id: 'c1', State: { Status: 'exited' } }, 'pause', 10, AbortSignal.timeout(5000))
+    await assert.rejects(sleepContainer(api, { Id: 'c1', State: { Status: 'running' } }, 'scale', 10, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED'))
   })
 })
