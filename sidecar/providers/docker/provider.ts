@@ -8,13 +8,14 @@ import { EngineClient, engineStatus } from '../moby/client.js'
 import { containerInfo, stateOf } from '../moby/container-info.js'
 import { inspectContainer, listContainers } from '../moby/container-inspect.js'
 import { sleepContainer as sleepOne, wakeContainer as wakeOne } from '../moby/container-wake.js'
-import { type ContainerApi, type ContainerInspect, containerName, hasHealthcheck, labelsOf, summaryName } from '../moby/containers.js'
+import { type ContainerApi, type ContainerInspect, containerName, hasHealthcheck, labelsOf } from '../moby/containers.js'
+import { checkLabels } from '../moby/check-labels.js'
 import { ContainerEvents } from '../moby/container-events.js'
 import { followEvents } from '../moby/events.js'
 import { assertNotExited, waitHealthy } from '../moby/container-health.js'
 import { GroupDependencies } from '../moby/group.js'
 import { KeyedLock } from '../moby/keyed-lock.js'
-import { domainLabel, groupOf, isRouted, isSwarmTask, readLabels } from '../moby/labels.js'
+import { domainLabel, groupOf, isRouted, isSwarmTask } from '../moby/labels.js'
 import type { DockerConfig } from './config.js'
 import { dockerFigures, fetchContainerStats } from './container-stats.js'
 
@@ -283,23 +284,7 @@ export class DockerProvider implements Provider {
         })
       }
     }
-    try {
-      const summaries = await listContainers(this.api, { label: [domainLabel(this.prefix)] }, signal)
-      const names = summaries.map(summaryName)
-      results.push({
-        ok: true,
-        message:
-          summaries.length === 0
-            ? `no container carries the ${domainLabel(this.prefix)} label yet (label your containers to route them)`
-            : `${summaries.length} container(s) labelled ${domainLabel(this.prefix)}: ${names.join(', ')}`,
-      })
-      for (const s of summaries) {
-        const problems = readLabels(labelsOf(s), this.prefix).problems
-        for (const p of problems) results.push({ ok: false, message: `container ${summaryName(s)}: ${p}` })
-      }
-    } catch (err) {
-      results.push({ ok: false, message: `cannot list containers: ${(err as Error).message}` })
-    }
+    results.push(...(await checkLabels(this.api, this.prefix, this.sleepModes, signal)))
     return results
   }
 

@@ -11,6 +11,7 @@ import { containerInfo, stateOf } from '../moby/container-info.js'
 import { inspectContainer, listContainers } from '../moby/container-inspect.js'
 import { sleepContainer as sleepOne, wakeContainer as wakeOne } from '../moby/container-wake.js'
 import { type ContainerApi, type ContainerInspect, containerName, labelsOf } from '../moby/containers.js'
+import { checkLabels } from '../moby/check-labels.js'
 import { ContainerEvents } from '../moby/container-events.js'
 import { followEvents, type MobyEvent } from '../moby/events.js'
 import { GroupDependencies } from '../moby/group.js'
@@ -259,6 +260,7 @@ export class PodmanProvider implements Provider {
       })
       return results
     }
+    results.push(...(await checkLabels(this.api, this.labelPrefix, PODMAN_SLEEP_MODES, signal)))
     const uses = await this.checkpointUsers(signal)
     const probe = await (this.options.probeCriu ?? probeCriu)(signal)
     const fallback = this.config.fallback_sleep ?? this.options.defaults.fallback_sleep
