@@ -3,9 +3,11 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
 import { AccessLogServer } from './core/access-log.js'
+import type { Backend } from './core/backend.js'
 import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
 import { RelightError } from './core/errors.js'
+import { TicketLedger } from './core/tickets.js'
 import { claimSocketPath, secureSocket } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
 import type { Resolver } from './routing/stateful/resolver.js'
@@ -30,6 +32,8 @@ export interface Sidecar {
   readonly app: FastifyInstance
   readonly registry: Registry
   readonly accessLog: AccessLogServer | undefined
+  /** In-flight tickets (present with `access_log`). */
+  readonly tickets: TicketLedger<Backend> | undefined
   /** Present when `heartbeat` is configured. */
   readonly heartbeat: Heartbeat | undefined
   /** Stateful (doors-caddy) routing, when `stateful:` lists any site. */
@@ -49,24 +53,35 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   let stateful: StatefulRouter | undefined
 
   let accessLog: AccessLogServer | undefined
+  let tickets: TicketLedger<Backend> | undefined
+  let expiryTimer: NodeJS.Timeout | undefined
   let connections = 0
   if (config.access_log) {
+    const ledger = new TicketLedger<Backend>({ ...(options.now ? { now: options.now } : {}), onLost: ticketsLost(log) })
+    tickets = ledger
     accessLog = new AccessLogServer(
       config.access_log,
       {
-        finished: (entry) => {
-          if (stateful?.lookupRaw(entry.host)) return // not a backend: nothing to count
-          registry.index.lookupRaw(entry.host).target?.finished()
+        ticket: (ticket, conn) => {
+          ledger.finish(ticket, conn)
         },
-        connections: (count) => {
-          connections = count
-          registry.countInflight = count > 0
-          if (count === 0) registry.resetInflight()
+        opened: (conn) => {
+          connections++
+          ledger.connectionOpened(conn)
+          registry.countInflight = true
+        },
+        closed: (conn) => {
+          connections--
+          ledger.connectionClosed(conn)
+          registry.countInflight = ledger.counting
         },
       },
       log.child({ component: 'access-log' }),
+      { maxConnections: config.access_log_max_connections, maxLine: config.access_log_max_line },
     )
     await listening('access_log', config.access_log, () => (accessLog as AccessLogServer).listen(), gid)
+    expiryTimer = setInterval(() => ledger.expire(), TICKET_EXPIRY_TICK_MS)
+    expiryTimer.unref()
     log.info({ address: config.access_log }, 'listening for the Caddy access log')
   } else if (providers.length > 0) {
     log.warn(
@@ -86,7 +101,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       ...(config.admin ? { adminToken: config.admin.token } : {}),
       ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected') } : {}),
     },
-    { registry, logger: log, ...(stateful ? { stateful } : {}) },
+    { registry, logger: log, ...(stateful ? { stateful } : {}), ...(tickets ? { tickets } : {}) },
   )
 
   let heartbeat: Heartbeat | undefined
@@ -94,6 +109,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   const close = (): Promise<void> => {
     closing ??= (async () => {
       heartbeat?.close()
+      clearInterval(expiryTimer)
       registry.close()
       stateful?.close()
       await app.close().catch(() => undefined)
@@ -119,7 +135,26 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     log.info({ every_ms: config.heartbeat.interval, node_ip: config.heartbeat.node_ip }, 'sending heartbeats')
   }
 
-  return { app, registry, accessLog, heartbeat, stateful, address, close }
+  return { app, registry, accessLog, tickets, heartbeat, stateful, address, close }
+}
+
+/** How often tickets past their max_request_duration are dropped (a scan only when one is due). */
+const TICKET_EXPIRY_TICK_MS = 1000
+
+/** Logs tickets that stopped counting without their line: each reason at 1, 2, 4, 8… occurrences. */
+function ticketsLost(log: Logger): (reason: 'expired' | 'connection' | 'full', count: number) => void {
+  const seen = { expired: 0, connection: 0, full: 0 }
+  return (reason, count) => {
+    const before = seen[reason]
+    seen[reason] += count
+    if (Math.floor(Math.log2(seen[reason])) === Math.floor(Math.log2(Math.max(1, before))) && before > 0) return
+    const why = {
+      expired: 'requests stopped counting in flight: no access-log line within max_request_duration (lost line, or an /auth call Caddy did not make)',
+      connection: 'requests stopped counting in flight: the access-log connection that would report their end closed',
+      full: 'in-flight ledger full: the oldest requests stopped counting (a flood of /auth calls?)',
+    }[reason]
+    log.warn({ reason, count, total: seen[reason] }, why)
+  }
 }
 
 /**

@@ -166,7 +166,10 @@ async function check(file: string): Promise<void> {
   const out = (ok: boolean, message: string) => write(ok ? 'ok     ' : 'PROBLEM', message)
   out(true, `${file}: configuration is valid`)
   for (const problem of await preflight(config)) out(false, problem)
-  if (config.access_log) out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
+  if (config.access_log) {
+    out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
+    out(true, `access_log: requests count in flight only through snippet version 2 (it sends X-Relight-Snippet: 2 and logs X-Relight-Ticket); an older relight.caddy still routes but open streams do not keep apps awake, and serve logs "old relight snippet". Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
+  }
   const sockets = [config.listen, config.access_log].filter((a) => a?.startsWith('unix:'))
   if (sockets.length > 0) {
     out(true, config.socket_group === undefined ? `unix sockets are owner-only (0600): Caddy must run as uid ${process.getuid?.()} or set socket_group` : `unix sockets get group ${config.socket_group}, mode 0660`)

@@ -8,7 +8,7 @@ import { heartbeatConfigSchema } from '../heartbeat/config.js'
 import { PROVIDER_PLUGINS } from '../providers/plugins.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
 import { type Instance, instancesOf, uniqueInstanceIds } from './instances.js'
-import { duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy } from './types.js'
+import { byteSize, duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy } from './types.js'
 
 export const defaultsSchema = z.strictObject({
   idle_timeout: duration.prefault('5m'),
@@ -19,6 +19,7 @@ export const defaultsSchema = z.strictObject({
   waiting_page_after: duration.prefault('2s'),
   app_port: z.number().int().min(1).max(65535).default(8080),
   readiness: readiness.default('tcp'),
+  max_request_duration: settingFor('max_request_duration').prefault('24h'),
 })
 
 type Plugins = (typeof PROVIDER_PLUGINS)[number]
@@ -36,6 +37,10 @@ export const configSchema = z.strictObject({
   listen: listenAddress.default('127.0.0.1:9123'),
   /** Where Caddy's `log { output net … format json }` connects: unix:/path or host:port. */
   access_log: listenAddress.optional(),
+  /** Concurrent access-log connections accepted (Caddy uses one, briefly two on a reload). */
+  access_log_max_connections: z.number().int().min(1).max(64).default(4),
+  /** Longer access-log lines are skipped without being buffered. */
+  access_log_max_line: byteSize.pipe(z.number().int().min(4096, 'use at least 4KiB').max(16 << 20, 'use at most 16MiB')).prefault('256KiB'),
   /** Group given to the unix sockets (listen, access_log), mode 0660; without it they are 0600. */
   socket_group: z.string().min(1).optional(),
   base_domains: z.array(z.string()).default([]),

@@ -43,6 +43,17 @@ export const listenAddress = z.string().refine(
   { message: 'expected host:port (e.g. 127.0.0.1:9123, port 0–65535) or unix:/path/to.sock' },
 )
 
+/** `256KiB`, `1MiB`, `65536` (bytes) → bytes. */
+export const byteSize = z.unknown().transform((value, ctx): number => {
+  const m = typeof value === 'number' ? [String(value), String(value), ''] : typeof value === 'string' ? /^\s*(\d+)\s*(|B|KiB|MiB)\s*$/.exec(value) : null
+  const n = m ? Number(m[1]) * ({ '': 1, B: 1, KiB: 1024, MiB: 1 << 20 } as Record<string, number>)[m[2] as string]! : Number.NaN
+  if (!Number.isSafeInteger(n)) {
+    ctx.addIssue({ code: 'custom', message: `expected a size such as 256KiB, 1MiB or a number of bytes, got ${JSON.stringify(value)}` })
+    return z.NEVER
+  }
+  return n
+})
+
 /** The zod type of one setting of the table in core/settings.ts (bounds included). */
 export function settingSchema(spec: SettingSpec) {
   switch (spec.type) {

@@ -1,86 +1,113 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
+import type { LogConnection } from './tickets.js'
 import { claimSocketPath } from './unix-socket.js'
 
 /** Header the sidecar puts on every answer it gives instead of the backend (denials, waiting page). */
 export const REPLY_HEADER = 'X-Relight-Reply'
 
-export interface FinishedRequest {
-  readonly host: string
-  readonly status: number
+/** Header that carries a request's ticket: /auth answers it, Caddy copies it into the logged response. */
+export const TICKET_HEADER = 'X-Relight-Ticket'
+
+/** What one access-log line says, as far as accounting goes. */
+export interface AccessLine {
+  /** The ticket in the logged response headers; undefined when the line has none. */
+  readonly ticket: string | undefined
 }
 
 export interface AccessLogHandlers {
-  /** One request Caddy finished proxying (answers the sidecar gave itself are filtered out). */
-  finished(entry: FinishedRequest): void
-  /** Connection count changed: 0 means no Caddy is sending its log. */
-  connections(count: number): void
+  /** A line carrying a ticket arrived on `conn`. */
+  ticket(ticket: string, conn: LogConnection): void
+  /** A connection opened (it is `open` and not yet `proven`). */
+  opened(conn: LogConnection): void
+  /** A connection closed (lines still owed on it are lost). */
+  closed(conn: LogConnection): void
 }
 
+export interface AccessLogLimits {
+  /** Connections accepted at once; more are closed at once (and logged). */
+  readonly maxConnections: number
+  /** Longest line read; a longer one is skipped as it streams by, never buffered whole. */
+  readonly maxLine: number
+}
+
+export const DEFAULT_ACCESS_LOG_LIMITS: AccessLogLimits = { maxConnections: 4, maxLine: 256 << 10 }
+
 /**
- * Longest line kept. Caddy accepts 1 MB of request headers by default and JSON escaping can
- * grow them several times; a line cut short would lose a "finished" and pin its backend awake.
+ * Fairness: a connection yields to the event loop after this many bytes (so /auth requests are
+ * served between chunks of a flood rather than after it), and is read at most WINDOW_BUDGET per
+ * WINDOW_MS (40 MiB/s, ten times what Caddy logs at full speed here with request headers): a
+ * writer faster than that waits in its socket buffer, so a flood costs bounded CPU.
  */
-const MAX_LINE = 16 << 20
+const TURN_BYTES = 256 << 10
+const WINDOW_MS = 100
+const WINDOW_BUDGET = 4 << 20
+/**
+ * While a connection skips an over-long line its bytes are worthless: read them at 1.25 MiB/s
+ * (Caddy writes such a line only for requests with huge headers; its log writer then waits a
+ * moment), so a flood of them costs next to nothing.
+ */
+const SKIP_WINDOW_BUDGET = 128 << 10
 
-const REPLY_KEY = `"${REPLY_HEADER}":`
+const RESP_KEY = '"resp_headers":'
+const TICKET_KEY = `"${TICKET_HEADER}":["`
 
 /**
- * Extract what we need from one JSON line of Caddy's access log; undefined for anything else,
- * and for answers the sidecar gave itself (their resp_headers carry X-Relight-Reply).
+ * The ticket of one JSON line of Caddy's access log, read from `resp_headers` (the last key of
+ * Caddy's line). Only the response headers are looked at: the request headers in the line are
+ * whatever the client sent, and a client can send anything there. Within the line, `"` inside
+ * a string value is always escaped, and request header names come before `resp_headers`, so
+ * the last `"resp_headers":` is the key, and the ticket key after it is Caddy's own.
  *
- * Lines are scanned rather than parsed: JSON.parse of every ~1 KB line was a tenth of the
- * sidecar's CPU under load. The scan relies on what JSON and Caddy guarantee: inside a string
- * value every `"` is escaped, so `"host":"` and `"X-Relight-Reply":` can only be keys; the
- * request object comes before `resp_headers`, the last key. Anything unexpected is parsed.
+ * Lines are scanned, never parsed (JSON.parse of every line was a tenth of the sidecar's CPU
+ * under load). Caddy's JSON encoder always writes `"resp_headers":` exactly so; a line without
+ * it carries no ticket (and is not parsed: parsing what anyone sends would let them spend the
+ * sidecar's CPU). Lines arrive decoded as latin1 (one byte, one character): tickets are ASCII.
  */
-export function parseAccessLine(line: string): FinishedRequest | undefined {
-  const respAt = line.lastIndexOf('"resp_headers":')
-  const requestAt = line.indexOf('"request":{')
-  const hostAt = line.indexOf('"host":"', requestAt)
-  if (respAt !== -1 && requestAt !== -1 && hostAt !== -1 && hostAt < respAt) {
-    const start = hostAt + 8
-    const end = line.indexOf('"', start)
-    const host = line.slice(start, end)
-    if (end > start && !host.includes('\\')) {
-      if (line.indexOf(REPLY_KEY, respAt) !== -1) return undefined
-      const statusAt = line.lastIndexOf('"status":', respAt)
-      return { host, status: statusAt === -1 ? 0 : Number.parseInt(line.slice(statusAt + 9, statusAt + 13), 10) || 0 }
-    }
-  }
-  return parseAccessLineSlow(line)
+export function ticketOf(line: string): string | undefined {
+  const respAt = line.lastIndexOf(RESP_KEY)
+  if (respAt === -1) return undefined
+  const keyAt = line.indexOf(TICKET_KEY, respAt)
+  if (keyAt === -1) return undefined
+  const start = keyAt + TICKET_KEY.length
+  const end = line.indexOf('"', start) // the closing quote; tickets never contain escapes
+  if (end === -1 || end - start > 64) return undefined
+  return line.slice(start, end)
 }
 
-function parseAccessLineSlow(line: string): FinishedRequest | undefined {
-  let entry: unknown
-  try {
-    entry = JSON.parse(line)
-  } catch {
-    return undefined
-  }
-  if (typeof entry !== 'object' || entry === null) return undefined
-  const e = entry as { request?: { host?: unknown }; status?: unknown; resp_headers?: Record<string, unknown> }
-  const host = e.request?.host
-  if (typeof host !== 'string') return undefined
-  const headers = e.resp_headers
-  if (headers && typeof headers === 'object' && REPLY_HEADER in headers) return undefined
-  return { host, status: typeof e.status === 'number' ? e.status : 0 }
+/** What one access-log line says, as far as accounting goes (undefined: not Caddy's line shape). */
+export function parseAccessLine(line: string): AccessLine | undefined {
+  if (line.lastIndexOf(RESP_KEY) === -1) return undefined
+  return { ticket: ticketOf(line) }
 }
 
 /**
  * Listens where Caddy's `log { output net ADDRESS  format json }` connects (unix:/path or
- * host:port) and reports every finished request. Caddy 2.6 connects at start-up (and refuses to
- * start if nobody listens) and redials at most every 10 s after a broken connection.
+ * host:port) and reports the ticket of every line. Caddy 2.6 connects at start-up (and refuses
+ * to start if nobody listens) and redials at most every 10 s after a broken connection.
+ *
+ * Limits, so that whoever can connect cannot exhaust memory or stall the sidecar: at most
+ * `maxConnections` at once (Caddy uses one per log writer, briefly two during a reload); a line
+ * longer than `maxLine` is skipped chunk by chunk as it arrives (never held whole); work per
+ * received chunk is one byte search, so no input can block the event loop for long.
  */
 export class AccessLogServer {
   private server: Server | undefined
   private readonly sockets = new Set<Socket>()
+  private refusedConnections = 0
+  private skippedLines = 0
+  private readLines = 0
+  private peakBuffered = 0
+  private readonly limits: AccessLogLimits
 
   constructor(
     private readonly address: string,
     private readonly handlers: AccessLogHandlers,
     private readonly log: Logger,
-  ) {}
+    limits: Partial<AccessLogLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_ACCESS_LOG_LIMITS, ...limits }
+  }
 
   async listen(): Promise<void> {
     const server = createServer((socket) => this.accept(socket))
@@ -107,29 +134,117 @@ export class AccessLogServer {
     return this.address
   }
 
+  /** Counters for status and tests. */
+  get stats(): { connections: number; refusedConnections: number; lines: number; skippedLines: number; peakBufferedBytes: number } {
+    return {
+      connections: this.sockets.size,
+      refusedConnections: this.refusedConnections,
+      lines: this.readLines,
+      skippedLines: this.skippedLines,
+      peakBufferedBytes: this.peakBuffered,
+    }
+  }
+
   private accept(socket: Socket): void {
-    this.sockets.add(socket)
-    this.handlers.connections(this.sockets.size)
-    this.log.info({ connections: this.sockets.size }, 'caddy access log connected')
-    let buffered = ''
-    socket.setEncoding('utf8')
-    socket.on('data', (chunk: string) => {
-      buffered += chunk
-      let nl: number
-      while ((nl = buffered.indexOf('\n')) !== -1) {
-        const line = buffered.slice(0, nl)
-        buffered = buffered.slice(nl + 1)
-        const entry = parseAccessLine(line)
-        if (entry) this.handlers.finished(entry)
+    if (this.sockets.size >= this.limits.maxConnections) {
+      socket.destroy()
+      this.refusedConnections++
+      // 1st, 2nd, 4th, 8th…: loud enough to notice, quiet under a flood.
+      if ((this.refusedConnections & (this.refusedConnections - 1)) === 0) {
+        this.log.warn(
+          { max: this.limits.maxConnections, refused: this.refusedConnections },
+          'access log connection refused: access_log_max_connections reached (who else writes to this socket?)',
+        )
       }
-      if (buffered.length > MAX_LINE) buffered = '' // not Caddy's JSON; drop rather than grow
+      return
+    }
+    const conn: LogConnection = { open: true, proven: false }
+    this.sockets.add(socket)
+    this.handlers.opened(conn)
+    this.log.info({ connections: this.sockets.size }, 'caddy access log connected')
+    const maxLine = this.limits.maxLine
+    // The start of the current line (latin1, at most maxLine characters), and whether the
+    // current line is being skipped (over-long: its bytes are dropped until the next newline).
+    let pending = ''
+    let skipping = false
+    const lineDone = (line: string) => {
+      this.readLines++
+      const ticket = ticketOf(line)
+      if (ticket !== undefined) this.handlers.ticket(ticket, conn)
+    }
+    let turnBytes = 0
+    let windowBytes = 0
+    let windowEnds = 0
+    let resumeTimer: NodeJS.Timeout | undefined
+    const resume = () => {
+      resumeTimer = undefined
+      if (!socket.destroyed) socket.resume()
+    }
+    const pace = (bytes: number, skip: boolean) => {
+      const now = performance.now()
+      if (now >= windowEnds) {
+        windowEnds = now + WINDOW_MS
+        windowBytes = 0
+      }
+      windowBytes += bytes
+      turnBytes += bytes
+      if (windowBytes >= (skip ? SKIP_WINDOW_BUDGET : WINDOW_BUDGET)) {
+        socket.pause()
+        turnBytes = 0
+        resumeTimer = setTimeout(resume, Math.max(1, windowEnds - now))
+        resumeTimer.unref()
+      } else if (turnBytes >= TURN_BYTES) {
+        socket.pause()
+        turnBytes = 0
+        setImmediate(resume)
+      }
+    }
+    socket.on('data', (chunk: Buffer) => {
+      pace(chunk.length, skipping)
+      let start = 0
+      if (skipping) {
+        const nl = chunk.indexOf(0x0a)
+        if (nl === -1) return
+        skipping = false
+        start = nl + 1
+      }
+      // One decode per chunk (latin1: no validation, one byte per character), string scans after.
+      const text = chunk.toString('latin1', start)
+      let from = 0
+      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
+        const length = pending.length + (nl - from)
+        if (length > maxLine) this.skipped(length)
+        else lineDone(pending.length === 0 ? text.slice(from, nl) : pending + text.slice(from, nl))
+        pending = ''
+        from = nl + 1
+      }
+      if (from === text.length) return
+      const rest = text.length - from
+      if (pending.length + rest > maxLine) {
+        // Too long to be a line we read: forget what we have and skip up to the next newline.
+        this.skipped(pending.length + rest)
+        pending = ''
+        skipping = true
+        return
+      }
+      pending += text.slice(from)
+      if (pending.length > this.peakBuffered) this.peakBuffered = pending.length
     })
     socket.on('error', () => undefined)
     socket.on('close', () => {
+      clearTimeout(resumeTimer)
       this.sockets.delete(socket)
-      this.handlers.connections(this.sockets.size)
+      conn.open = false
+      this.handlers.closed(conn)
       this.log.warn({ connections: this.sockets.size }, 'caddy access log disconnected')
     })
+  }
+
+  private skipped(atLeast: number): void {
+    this.skippedLines++
+    if ((this.skippedLines & (this.skippedLines - 1)) === 0) {
+      this.log.warn({ bytes_at_least: atLeast, max: this.limits.maxLine, skipped: this.skippedLines }, 'access log line longer than access_log_max_line skipped')
+    }
   }
 
   async close(): Promise<void> {

@@ -27,6 +27,7 @@ export interface ResolvedSettings {
   readonly strategy: Strategy
   readonly waiting_page_after: number
   readonly readiness: Readiness
+  readonly max_request_duration: number
   readonly always_on: boolean
 }
 

@@ -1,4 +1,4 @@
-import { domainToASCII } from 'node:url'
+import { domainToASCII, domainToUnicode } from 'node:url'
 
 /** Longest Host header we look at; anything longer is rejected before any parsing. */
 const MAX_RAW_HOST = 1024
@@ -35,6 +35,27 @@ export function isDnsName(name: string): boolean {
     if (!LABEL.test(label)) return false
   }
   return true
+}
+
+/**
+ * Why `name` is not the canonical spelling of a DNS name, or undefined when it is: lower-case
+ * LDH labels, IDN labels in their A-label (`xn--`) form that round-trips through IDNA, no
+ * trailing dot, no port, nothing that only matches after mapping (upper case, U-labels,
+ * fullwidth or ideographic dots, ignored code points, empty labels). On-demand TLS approves
+ * only this spelling, so one site can never be issued more than one certificate per name.
+ */
+export function canonicalHostProblem(name: string): string | undefined {
+  if (name.length > MAX_RAW_HOST) return 'not a valid DNS name'
+  if (!isDnsName(name)) {
+    const canonical = normalizeHost(name)
+    return canonical === undefined || canonical === name
+      ? 'not a valid DNS name'
+      : `not in canonical form (lower-case ASCII, IDN as xn-- A-labels, no trailing dot, no port): ${canonical}`
+  }
+  if (name.includes('xn--') && (domainToASCII(name) !== name || domainToASCII(domainToUnicode(name)) !== name)) {
+    return 'not a valid IDN A-label (it does not round-trip through IDNA)'
+  }
+  return undefined
 }
 
 export type HostPattern =

@@ -70,6 +70,8 @@ export interface BackendSettings {
   strategy?: Strategy
   waiting_page_after?: number // ms
   readiness?: Readiness
+  /** ms an authorised request may stay in flight without its access-log line. */
+  max_request_duration?: number
   /** Supervised or kept running, never put to sleep. */
   always_on?: boolean
 }

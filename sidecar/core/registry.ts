@@ -248,6 +248,7 @@ export class Registry {
       strategy: s.strategy ?? d.strategy,
       waiting_page_after: s.waiting_page_after ?? d.waiting_page_after,
       readiness: s.readiness ?? d.readiness,
+      max_request_duration: s.max_request_duration ?? d.max_request_duration,
       always_on: s.always_on ?? false,
     }
   }

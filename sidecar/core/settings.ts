@@ -9,7 +9,7 @@ import type { BackendSettings, Readiness, SleepMode, Strategy } from './provider
 
 export const STRATEGIES = ['blocking', 'waiting_page'] as const satisfies readonly Strategy[]
 
-export type SettingKey = 'idle_timeout' | 'wake_timeout' | 'sleep' | 'fallback_sleep' | 'strategy' | 'waiting_page_after' | 'readiness'
+export type SettingKey = 'idle_timeout' | 'wake_timeout' | 'sleep' | 'fallback_sleep' | 'strategy' | 'waiting_page_after' | 'readiness' | 'max_request_duration'
 
 export interface SettingSpec {
   readonly key: SettingKey
@@ -26,6 +26,9 @@ export const BACKEND_SETTINGS = [
   { key: 'strategy', type: 'strategy' },
   { key: 'waiting_page_after', type: 'duration' },
   { key: 'readiness', type: 'readiness' },
+  // How long a request the sidecar authorised may stay in flight without its access-log line
+  // (a lost line, or an /auth call Caddy did not make) before it stops counting (core/tickets.ts).
+  { key: 'max_request_duration', type: 'duration', min: { ms: 1000, why: '1s (streams and downloads need time)' } },
 ] as const satisfies readonly SettingSpec[]
 
 export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s.key)

@@ -1,14 +1,25 @@
 import { timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
+import { TICKET_HEADER } from '../core/access-log.js'
 import type { Backend } from '../core/backend.js'
 import { RelightError } from '../core/errors.js'
-import { normalizeHost } from '../core/hosts.js'
+import { canonicalHostProblem, normalizeHost } from '../core/hosts.js'
 import type { Registry } from '../core/registry.js'
+import type { TicketLedger } from '../core/tickets.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
+/**
+ * Sent by the current snippet's forward_auth (`header_up X-Relight-Snippet 2`): this caller
+ * copies the ticket into the request and logs it. Requests without it (an older snippet, a
+ * monitoring probe, anyone calling /auth by hand) are answered but never counted in flight.
+ */
+export const SNIPPET_HEADER = 'x-relight-snippet'
+export const SNIPPET_VERSION = '2'
+/** The ticket answered when none is issued (Caddy 2.6's copy_headers would copy a placeholder). */
+export const NO_TICKET = '-'
 
 export interface AppOptions {
   readonly adminToken?: string
@@ -21,6 +32,8 @@ export interface AppDeps {
   readonly logger: Logger
   /** Stateful (doors-caddy) hosts; undefined when `stateful:` is empty, so other hosts pay nothing. */
   readonly stateful?: StatefulRouter
+  /** In-flight tickets; undefined without `access_log` (nothing can report a request's end). */
+  readonly tickets?: TicketLedger<Backend>
 }
 
 /** Retry-After of the waiting page: how soon the browser reloads. */
@@ -31,7 +44,8 @@ const WAITING_RETRY_SECONDS = 2
  * cached map lookup, a round-robin pick and one header: no I/O, no logging, no validation work.
  */
 export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
-  const { registry, logger, stateful } = deps
+  const { registry, logger, stateful, tickets } = deps
+  let oldSnippetCalls = 0
   const app = Fastify({
     logger: false,
     return503OnClosing: true,
@@ -48,10 +62,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     const { target, host } = registry.index.lookupRaw(req.headers.host)
     if (target !== undefined) {
       const upstream = target.upstream()
-      if (upstream !== undefined) {
-        target.started(registry.countInflight)
-        return reply.header(UPSTREAM_HEADER, upstream).send()
-      }
+      if (upstream !== undefined) return authorise(target, upstream, req, reply)
       return wakeAndAnswer(target, req, reply)
     }
     if (host === undefined) {
@@ -74,9 +85,9 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     } catch (err) {
       return sendError(req, reply, err)
     }
-    if (typeof upstream === 'string') return reply.header(UPSTREAM_HEADER, upstream).send()
+    if (typeof upstream === 'string') return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
     return upstream.then(
-      (late) => reply.header(UPSTREAM_HEADER, late).send(),
+      (late) => reply.header(UPSTREAM_HEADER, late).header(TICKET_HEADER, NO_TICKET).send(),
       (err: unknown) => sendError(req, reply, err),
     )
   }
@@ -106,16 +117,49 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       return sendError(req, reply, new RelightError('RELIGHT_ERR_ABORTED', `backend ${backend.info.name} is not ready`, { retryAfter: 1 }))
     }
     // A client that left while we woke the backend sends nothing on: do not count it in flight.
-    backend.started(registry.countInflight && !req.raw.destroyed)
-    return reply.header(UPSTREAM_HEADER, upstream).send()
+    if (req.raw.destroyed) {
+      backend.started(false)
+      return reply.header(UPSTREAM_HEADER, upstream).send()
+    }
+    return authorise(backend, upstream, req, reply)
+  }
+
+  /**
+   * Answer 200 with the upstream. The request counts in flight (with a ticket its access-log
+   * line brings back) only when that line can arrive: an access-log connection is up and the
+   * caller is the current snippet. Everything else counts as activity only.
+   */
+  function authorise(backend: Backend, upstream: string, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+    if (tickets !== undefined && req.headers[SNIPPET_HEADER] === SNIPPET_VERSION && tickets.counting) {
+      backend.started(true)
+      return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, tickets.issue(backend, backend.settings.max_request_duration)).send()
+    }
+    backend.started(false)
+    if (tickets !== undefined && req.headers[SNIPPET_HEADER] === undefined) noteUncounted(req)
+    return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
+  }
+
+  /** An authorised call without the snippet marker: an old snippet (tell the operator) or a direct call. */
+  function noteUncounted(req: FastifyRequest): void {
+    if (req.headers['x-forwarded-method'] === undefined) return // not forward_auth: a probe or a hand-made call
+    oldSnippetCalls++
+    if ((oldSnippetCalls & (oldSnippetCalls - 1)) !== 0) return // 1st, 2nd, 4th, 8th…
+    logger.warn(
+      { calls: oldSnippetCalls, host: req.headers.host },
+      'Caddy uses an old relight snippet (forward_auth without X-Relight-Snippet: 2): its requests are not counted in flight, so open streams do not keep apps awake. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',
+    )
   }
 
   app.get('/_relight/ask', (req, reply) => {
     const domain = (req.query as Record<string, unknown>).domain
-    const host = typeof domain === 'string' ? normalizeHost(domain) : undefined
-    if (host === undefined) {
-      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the domain query parameter is missing or not a valid DNS name'))
+    if (typeof domain !== 'string') {
+      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the domain query parameter is missing'))
     }
+    // Only the canonical spelling gets a certificate: every other spelling of an approved name
+    // would be another certificate for the same site (unbounded issuance).
+    const problem = canonicalHostProblem(domain)
+    if (problem !== undefined) return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', `the domain is ${problem}`))
+    const host = domain
     if (stateful?.resolve(host)) return reply.send({ allowed: true, domain: host, stateful: true })
     const hit = registry.index.resolve(host)
     if (hit) return reply.send({ allowed: true, domain: host, backend: hit.info.name })

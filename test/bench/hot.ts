@@ -9,10 +9,13 @@
  *   cl  the same, TCP, with Caddy's access log streamed to the sidecar (in-flight accounting on)
  *   clf like cl, the log filtered down to what the sidecar reads (request headers and TLS dropped)
  *   c0  like c, with another build of the sidecar (--baseline), for before/after comparisons
+ *   cl0 like cl, with the --baseline build behind the snippet before tickets (version 1): the
+ *       whole accounting pipeline before/after (Caddy's extra snippet work included)
  *   d   wrk straight at the sidecar's /_relight/auth (no Caddy): what the sidecar alone can do
  *   nd  wrk straight at the bare Node responder (no Caddy): d/nd is the sidecar's own cost
  *   d0  like d, with the --baseline build
  */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort } from '../helpers/net.js'
 import { startBenchCaddy, site } from './caddy.js'
@@ -22,7 +25,7 @@ import { type RunningProcess, SIDECAR_MAIN, startBareResponder, startSidecarCli 
 import { cpuMs, median, round, rssMb } from './stats.js'
 import { runWrk, type WrkResult } from './wrk.js'
 
-export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'd', 'nd', 'd0'] as const
+export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'cl0', 'd', 'nd', 'd0'] as const
 export const DEFAULT_HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl']
 
 export const SETUP_LABEL: Record<string, string> = {
@@ -34,12 +37,28 @@ export const SETUP_LABEL: Record<string, string> = {
   cl: 'cl c + access log to the sidecar',
   clf: 'clf cl, log filtered (no request headers)',
   c0: 'c0 forward_auth → baseline sidecar build (TCP)',
+  cl0: 'cl0 cl with the baseline build and the version 1 snippet',
   d: 'd  wrk → sidecar /_relight/auth (no Caddy)',
   nd: 'nd wrk → bare Node responder (no Caddy)',
   d0: 'd0 wrk → baseline sidecar build (no Caddy)',
 }
 
 const HOST = 'app.bench.test'
+
+/** The snippet before tickets (version 1), for set-up cl0. */
+const SNIPPET_V1 = `(relight_v1) {
+	route {
+		request_header -X-Relight-Upstream
+		forward_auth {args.0} {
+			uri /_relight/auth?
+			copy_headers X-Relight-Upstream
+		}
+		reverse_proxy {http.request.header.X-Relight-Upstream} {
+			header_up -X-Relight-Upstream
+		}
+	}
+}
+`
 const BODY = 'hello from the bench backend'
 
 /** CPU µs per request, by process, during the measured runs (less sensitive to other load than req/s). */
@@ -74,41 +93,64 @@ export interface HotResult {
   order: string[]
 }
 
-function sidecarYaml(listen: string, backendPort: number, extra = ''): string {
-  return `listen: ${listen}
+/**
+ * Each sidecar manages a backend of its own: a Caddy answering the same short body as the one the
+ * Caddy-only set-ups use (a sidecar routes only to processes it started, so a placeholder app
+ * pointing at a server it did not start would be refused as a foreign port holder).
+ */
+async function sidecarYaml(ctx: BenchContext, name: string, listen: string, extra = ''): Promise<{ yaml: string; upstream: string }> {
+  const port = await freePort()
+  const home = join(ctx.dir, `backend-${name}`)
+  mkdirSync(home, { recursive: true })
+  const file = join(home, 'Caddyfile')
+  writeFileSync(file, `{\n\tadmin off\n\tauto_https off\n\tstorage file_system ${join(home, 'data')}\n}\n${site(port, `respond "${BODY}\n" 200`)}`)
+  const yaml = `listen: ${listen}
 log_level: info
 ${extra}providers:
   process:
     apps:
       - name: app
         hosts: [${HOST}]
-        # the sidecar only needs the backend's address: the process is a placeholder, started by
-        # the first request (not always_on: serve refuses to start an app on a port another
-        # program holds, and the backend Caddy holds it) and never put to sleep during a run
-        command: [sleep, "86400"]
-        port: ${backendPort}
-        idle_timeout: 1h
+        command: [caddy, run, --config, ${JSON.stringify(file)}, --adapter, caddyfile]
+        env: { HOME: ${JSON.stringify(home)}, XDG_DATA_HOME: ${JSON.stringify(join(home, 'data'))}, XDG_CONFIG_HOME: ${JSON.stringify(join(home, 'config'))} }
+        port: ${port}
+        always_on: true
         stdout: "null"
         stderr: "null"
         grace_period: 2s
 `
+  return { yaml, upstream: `127.0.0.1:${port}` }
+}
+
+/** The first child process of `pid` (the backend a sidecar supervises). */
+function childPid(pid: number): number | undefined {
+  try {
+    const first = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]
+    return first ? Number(first) : undefined
+  } catch {
+    return undefined
+  }
 }
 
 export async function runHot(ctx: BenchContext): Promise<HotResult> {
-  const setups = ctx.setups.filter((s) => (s !== 'c0' && s !== 'd0') || ctx.baseline)
+  const setups = ctx.setups.filter((s) => (s !== 'c0' && s !== 'd0' && s !== 'cl0') || ctx.baseline)
   const stops: (() => Promise<void>)[] = []
   try {
-    // The backend: its own Caddy answering a short body. Started after the sidecars: their
-    // placeholder process app declares its port, and serve refuses a port another program holds.
+    // The backend: its own Caddy answering a short body, started first (the sidecar probes it).
     const backendPort = await freePort()
+    const backend = await startBenchCaddy(ctx.dir, site(backendPort, `respond "${BODY}\n" 200`))
+    stops.push(() => backend.close())
     const upstream = `127.0.0.1:${backendPort}`
 
     const ports: Record<string, number> = {}
-    for (const s of ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'auth', 'bare', 'sc', 'sc0', 'scl', 'sclf']) ports[s] = await freePort()
+    for (const s of ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'cl0', 'auth', 'bare', 'sc', 'sc0', 'scl', 'sclf', 'scl0']) ports[s] = await freePort()
     const unixSock = join(ctx.dir, 'hot-sidecar.sock')
     const accessSock = join(ctx.dir, 'hot-access.sock')
     const accessSockF = join(ctx.dir, 'hot-access-f.sock')
+    const accessSock0 = join(ctx.dir, 'hot-access-0.sock')
     const sidecars: Record<string, RunningProcess> = {}
+    /** Each sidecar's own backend address. */
+    const upstreams: Record<string, string> = {}
     const need = (s: string) => setups.includes(s)
 
     let bare: RunningProcess | undefined
@@ -117,20 +159,37 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       bare = b
       stops.push(() => b.stop())
     }
-    if (need('c') || need('d')) sidecars.c = await startSidecarCli(ctx.dir, 'hot-c', sidecarYaml(`127.0.0.1:${ports.sc}`, backendPort), { host: '127.0.0.1', port: ports.sc as number })
-    if (need('cu')) sidecars.cu = await startSidecarCli(ctx.dir, 'hot-cu', sidecarYaml(`unix:${unixSock}`, backendPort), { path: unixSock })
+    if (need('c') || need('d')) {
+      const y = await sidecarYaml(ctx, 'hot-c', `127.0.0.1:${ports.sc}`)
+      sidecars.c = await startSidecarCli(ctx.dir, 'hot-c', y.yaml, { host: '127.0.0.1', port: ports.sc as number })
+      upstreams.c = y.upstream
+    }
+    if (need('cu')) {
+      const y = await sidecarYaml(ctx, 'hot-cu', `unix:${unixSock}`)
+      sidecars.cu = await startSidecarCli(ctx.dir, 'hot-cu', y.yaml, { path: unixSock })
+      upstreams.cu = y.upstream
+    }
     if (need('cl')) {
-      sidecars.cl = await startSidecarCli(ctx.dir, 'hot-cl', sidecarYaml(`127.0.0.1:${ports.scl}`, backendPort, `access_log: unix:${accessSock}\n`), { host: '127.0.0.1', port: ports.scl as number })
+      const y = await sidecarYaml(ctx, 'hot-cl', `127.0.0.1:${ports.scl}`, `access_log: unix:${accessSock}\n`)
+      sidecars.cl = await startSidecarCli(ctx.dir, 'hot-cl', y.yaml, { host: '127.0.0.1', port: ports.scl as number })
+      upstreams.cl = y.upstream
     }
     if (need('clf')) {
-      sidecars.clf = await startSidecarCli(ctx.dir, 'hot-clf', sidecarYaml(`127.0.0.1:${ports.sclf}`, backendPort, `access_log: unix:${accessSockF}\n`), { host: '127.0.0.1', port: ports.sclf as number })
+      const y = await sidecarYaml(ctx, 'hot-clf', `127.0.0.1:${ports.sclf}`, `access_log: unix:${accessSockF}\n`)
+      sidecars.clf = await startSidecarCli(ctx.dir, 'hot-clf', y.yaml, { host: '127.0.0.1', port: ports.sclf as number })
+      upstreams.clf = y.upstream
     }
     if ((need('c0') || need('d0')) && ctx.baseline) {
-      sidecars.c0 = await startSidecarCli(ctx.dir, 'hot-c0', sidecarYaml(`127.0.0.1:${ports.sc0}`, backendPort), { host: '127.0.0.1', port: ports.sc0 as number }, ctx.baseline)
+      const y = await sidecarYaml(ctx, 'hot-c0', `127.0.0.1:${ports.sc0}`)
+      sidecars.c0 = await startSidecarCli(ctx.dir, 'hot-c0', y.yaml, { host: '127.0.0.1', port: ports.sc0 as number }, ctx.baseline)
+      upstreams.c0 = y.upstream
+    }
+    if (need('cl0') && ctx.baseline) {
+      const y = await sidecarYaml(ctx, 'hot-cl0', `127.0.0.1:${ports.scl0}`, `access_log: unix:${accessSock0}\n`)
+      sidecars.cl0 = await startSidecarCli(ctx.dir, 'hot-cl0', y.yaml, { host: '127.0.0.1', port: ports.scl0 as number }, ctx.baseline)
+      upstreams.cl0 = y.upstream
     }
     for (const s of Object.values(sidecars)) stops.push(() => s.stop())
-    const backend = await startBenchCaddy(ctx.dir, site(backendPort, `respond "${BODY}\n" 200`))
-    stops.push(() => backend.close())
 
     // The front Caddy: one site per set-up, all alike but for what forward_auth asks.
     let sites = site(ports.a as number, `reverse_proxy ${upstream}`)
@@ -145,6 +204,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       sites += site(ports.clf as number, `log {\n\toutput net unix/${accessSockF}\n${filter.split('\n').map((l) => `\t${l}`).join('\n')}\n}\nimport relight 127.0.0.1:${ports.sclf}`)
     }
     if (sidecars.c0) sites += site(ports.c0 as number, `import relight 127.0.0.1:${ports.sc0}`)
+    if (sidecars.cl0) sites = `${SNIPPET_V1}${sites}${site(ports.cl0 as number, `log {\n\toutput net unix/${accessSock0}\n\tformat json\n}\nimport relight_v1 127.0.0.1:${ports.scl0}`)}`
     const front = await startBenchCaddy(ctx.dir, sites)
     stops.push(() => front.close())
 
@@ -156,7 +216,8 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       else if (s === 'd' || s === 'd0') {
         const a = await get({ port: (s === 'd' ? ports.sc : ports.sc0) as number }, '/_relight/auth', HOST)
         expectAnswer('sidecar /_relight/auth', a, 200)
-        if (a.headers['x-relight-upstream'] !== upstream) throw new Error(`sidecar answered X-Relight-Upstream ${String(a.headers['x-relight-upstream'])}, expected ${upstream}`)
+        const own = s === 'd' ? upstreams.c : upstreams.c0
+        if (a.headers['x-relight-upstream'] !== own) throw new Error(`sidecar answered X-Relight-Upstream ${String(a.headers['x-relight-upstream'])}, expected ${own}`)
       } else expectAnswer(`set-up ${s}`, await get({ port: ports[s] as number }, '/', HOST), 200, BODY)
     }
 
@@ -175,7 +236,10 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     )
     for (let round = 0; round < ctx.rounds; round++) {
       for (const s of setups) {
-        const pids = { front: s === 'd' || s === 'd0' || s === 'nd' ? undefined : front.pid, auth: authPid(s), backend: backend.pid }
+        // A sidecar set-up's backend is the Caddy that sidecar supervises.
+        const sidecarPid = s === 'd' ? sidecars.c?.pid : s === 'd0' ? sidecars.c0?.pid : sidecars[s]?.pid
+        const backendPid = (sidecarPid === undefined ? undefined : childPid(sidecarPid)) ?? backend.pid
+        const pids = { front: s === 'd' || s === 'd0' || s === 'nd' ? undefined : front.pid, auth: authPid(s), backend: backendPid }
         const snap = async () => ({
           front: pids.front ? await cpuMs(pids.front) : 0,
           auth: pids.auth ? await cpuMs(pids.auth) : 0,
@@ -221,7 +285,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       const cy = result.setups[y]?.cpuUsPerRequest.total
       if (cx && cy) result.cpuRatios[`${x}/${y}`] = round(cy / cx, 3)
     }
-    for (const s of ['c', 'cu', 'cl', 'clf', 'c0', 'n']) {
+    for (const s of ['c', 'cu', 'cl', 'clf', 'c0', 'cl0', 'n']) {
       paired(s, 'b')
       paired(s, 'a')
     }
@@ -229,6 +293,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     paired('d', 'nd')
     paired('clf', 'cl')
     if (runs.c0 && runs.c) paired('c', 'c0')
+    if (runs.cl0 && runs.cl) paired('cl', 'cl0')
     if (runs.d0 && runs.d) paired('d', 'd0')
     return result
   } finally {

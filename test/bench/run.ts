@@ -18,6 +18,7 @@ import type { BenchContext } from './context.js'
 import { Skip } from './context.js'
 import { runCoalesce } from './coalesce.js'
 import { runFlood } from './flood.js'
+import { runLogFlood } from './logflood.js'
 import { DEFAULT_HOT_SETUPS, HOT_SETUPS, runHot } from './hot.js'
 import { killAllTracked, stopAllTracked } from './procs.js'
 import { runScale } from './scale.js'
@@ -26,7 +27,7 @@ import { load } from './stats.js'
 import { renderTable } from './table.js'
 import { runWake } from './wake.js'
 
-const SECTIONS = ['hot', 'wake', 'k8s', 'coalesce', 'scale', 'flood'] as const
+const SECTIONS = ['hot', 'wake', 'k8s', 'coalesce', 'scale', 'flood', 'logflood'] as const
 type Section = (typeof SECTIONS)[number]
 
 const HELP = `npm run bench -- [options]
@@ -39,7 +40,7 @@ const HELP = `npm run bench -- [options]
   --connections N    wrk connections (default 32)
   --threads N        wrk threads (default 1: the machine has few cores to share)
   --setups LIST      hot-path set-ups (default ${DEFAULT_HOT_SETUPS.join(',')}; all: ${HOT_SETUPS.join(',')})
-  --baseline FILE    another build's dist/sidecar/main.js, measured as set-up c0 beside c
+  --baseline FILE    another build's dist/sidecar/main.js, measured as set-up c0 beside c (and cl0 beside cl)
 `
 
 async function main(): Promise<void> {
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
     },
     options: { only, quick, seconds: ctx.seconds, rounds: ctx.rounds, connections: ctx.connections, threads: ctx.threads, setups },
   }
-  const runners: Record<Section, (c: BenchContext) => Promise<unknown>> = { hot: runHot, wake: runWake, k8s: runK8sWake, coalesce: runCoalesce, scale: runScale, flood: runFlood }
+  const runners: Record<Section, (c: BenchContext) => Promise<unknown>> = { hot: runHot, wake: runWake, k8s: runK8sWake, coalesce: runCoalesce, scale: runScale, flood: runFlood, logflood: runLogFlood }
   let failed = false
   for (const section of only) {
     ctx.note(`${section}: starting (load ${load().join(' ')})`)

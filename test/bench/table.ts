@@ -3,6 +3,7 @@ import type { CoalesceResult } from './coalesce.js'
 import type { FloodResult } from './flood.js'
 import type { HotResult } from './hot.js'
 import type { K8sWakeResult } from './k8s-wake.js'
+import type { LogFloodResult } from './logflood.js'
 import type { ScaleResult } from './scale.js'
 import { fmtLoad } from './stats.js'
 import type { WakeResult } from './wake.js'
@@ -128,6 +129,21 @@ function floodRows(r: FloodResult): Row[] {
   })
 }
 
+function logFloodRows(r: LogFloodResult): Row[] {
+  return [
+    ['logflood', `/auth paced, no flood (n=${r.quiet.n}; ${r.rounds} rounds in alternation with the flood)`, `p50 ${ms(r.quiet.p50)}  p99 ${ms(r.quiet.p99)}  max ${ms(r.quiet.max)}`, '', '', ''],
+    [
+      'logflood',
+      `/auth paced, ${r.lineMb} MB lines on all ${r.connections} log connections (n=${r.flood.n}, ${r.floodMb} MB sent)`,
+      `p50 ${ms(r.flood.p50)}  p99 ${ms(r.flood.p99)}  max ${ms(r.flood.max)}`,
+      'p99 < 50 ms',
+      verdict(r.flood.p99 < 50),
+      fmtLoad(r.load),
+    ],
+    ['logflood', 'sidecar RSS before / max / end of the flood', `${r.rssMb.before} / ${r.rssMb.max} / ${r.rssMb.end} MB`, 'bounded (≤ +50 MB)', verdict(r.rssMb.max - r.rssMb.before <= 50), ''],
+  ]
+}
+
 export function renderTable(results: Record<string, unknown>): string {
   const machine = results.machine as Record<string, unknown>
   const options = results.options as Record<string, unknown>
@@ -145,6 +161,7 @@ export function renderTable(results: Record<string, unknown>): string {
   add('coalesce', results.coalesce, coalesceRows)
   add('scale', results.scale, scaleRows)
   add('flood', results.flood, floodRows)
+  add('logflood', results.logflood, logFloodRows)
   const header: Row = ['section', 'measurement', 'result', 'target', 'met', 'load (1 min)']
   const widths = header.map((h, i) => Math.min(i === 2 ? 90 : 70, Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length))))
   const line = (r: Row) => r.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()

@@ -47,6 +47,8 @@ export interface RunningCaddy {
   readonly url: string
   readonly output: () => string
   readonly pid: number
+  /** Caddy's storage directory (certificates live under `certificates/`). */
+  readonly storage: string
   close(): Promise<void>
 }
 
@@ -89,6 +91,7 @@ export async function startCaddy(options: CaddyOptions): Promise<RunningCaddy> {
     url: `http://127.0.0.1:${port}`,
     output: () => output,
     pid: child.pid as number,
+    storage: join(tmp.dir, 'data'),
     close: async () => {
       await stopChild(child)
       tmp.remove()

@@ -6,7 +6,9 @@ import { request } from 'undici'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { RelightError } from '../../sidecar/core/errors.js'
 import type { SleepContext, SleepMode } from '../../sidecar/core/provider.js'
+import type { Backend } from '../../sidecar/core/backend.js'
 import { Registry } from '../../sidecar/core/registry.js'
+import { TicketLedger } from '../../sidecar/core/tickets.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { runProviderContract } from '../contract/provider-contract.js'
 import { deferred, type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
@@ -29,6 +31,8 @@ interface Core {
   registry: Registry
   app: ReturnType<typeof buildApp>
   clock: { now: number }
+  /** The in-flight ledger; nothing counts until a test opens an access-log connection on it. */
+  tickets: TicketLedger<Backend>
   close(): Promise<void>
 }
 
@@ -43,13 +47,15 @@ async function core(
   const clock = { now: 1_000_000 }
   const registry = new Registry([provider], config, log, () => clock.now)
   await registry.start()
-  const app = buildApp(appOptions, { registry, logger: log })
+  const tickets = new TicketLedger<Backend>({ now: () => clock.now })
+  const app = buildApp(appOptions, { registry, logger: log, tickets })
   await app.ready()
   return {
     provider,
     registry,
     app,
     clock,
+    tickets,
     close: async () => {
       registry.close()
       await app.close()
@@ -291,14 +297,16 @@ describe('state machine', () => {
 
   it('never sleeps a backend with a request in flight; sleeps idle_timeout after it finishes', async () => {
     const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }])
-    c.registry.countInflight = true
-    assert.equal((await auth(c, 'a.example.com')).statusCode, 200)
+    c.tickets.connectionOpened({ open: true, proven: false })
+    const res = await auth(c, 'a.example.com', { 'x-relight-snippet': '2' })
+    assert.equal(res.statusCode, 200)
     const backend = c.registry.get('memory:a')
     assert.equal(backend?.inflight, 1)
     c.clock.now += 3_600_000
     await c.registry.sweep()
     assert.deepEqual(c.provider.calls.sleep, [], 'a long stream keeps it awake')
-    backend?.finished()
+    assert.equal(c.tickets.finish(String(res.headers['x-relight-ticket'])), true)
+    assert.equal(backend?.inflight, 0)
     c.clock.now += 9_000
     await c.registry.sweep()
     assert.deepEqual(c.provider.calls.sleep, [], 'not before idle_timeout after the finish')

@@ -1,0 +1,328 @@
+/**
+ * In-flight accounting by ticket (the ledger and /auth), and the on-demand TLS `ask` that
+ * approves one spelling per name. Through real Caddy: test/integration/accounting-caddy.test.ts
+ * and ask-caddy.test.ts.
+ */
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import { after, before, describe, it } from 'node:test'
+import pino from 'pino'
+import { parseConfig } from '../../sidecar/config/load.js'
+import { canonicalHostProblem } from '../../sidecar/core/hosts.js'
+import type { Backend } from '../../sidecar/core/backend.js'
+import { Registry } from '../../sidecar/core/registry.js'
+import { type LogConnection, MAX_OPEN_TICKETS, TicketLedger, type TicketTarget } from '../../sidecar/core/tickets.js'
+import { buildApp } from '../../sidecar/server/app.js'
+import { MemoryProvider } from '../fakes/memory-provider.js'
+
+const log = pino({ level: 'silent' })
+
+class Counted implements TicketTarget {
+  inflight = 0
+  finishes = 0
+  counters = { wakes: 0 }
+  start(): this {
+    this.inflight++
+    return this
+  }
+  finished(): void {
+    this.finishes++
+    if (this.inflight > 0) this.inflight--
+  }
+}
+
+const conn = (): LogConnection => ({ open: true, proven: false })
+
+describe('ticket ledger', () => {
+  it('issues unguessable tickets; only a live ticket finishes its request, once', () => {
+    const ledger = new TicketLedger<Counted>()
+    ledger.connectionOpened(conn())
+    const target = new Counted()
+    const seen = new Set<string>()
+    for (let i = 0; i < 10_000; i++) {
+      const t = ledger.issue(target.start(), 60_000)
+      assert.match(t, /^[A-Za-z0-9_-]{22}$/)
+      seen.add(t)
+    }
+    assert.equal(seen.size, 10_000, 'no repeats')
+    const [first] = seen
+    assert.equal(ledger.finish('not-a-ticket'), false)
+    assert.equal(ledger.finish(''), false)
+    assert.equal(target.inflight, 10_000, 'unknown tickets change nothing')
+    assert.equal(ledger.finish(first as string), true)
+    assert.equal(ledger.finish(first as string), false, 'a replayed line changes nothing')
+    assert.equal(target.inflight, 9_999)
+  })
+
+  it('expires a request whose line never comes after max_request_duration', () => {
+    const clock = { now: 0 }
+    const lost: string[] = []
+    const ledger = new TicketLedger<Counted>({ now: () => clock.now, onLost: (reason, n) => lost.push(`${reason}:${n}`) })
+    ledger.connectionOpened(conn())
+    const a = new Counted()
+    const b = new Counted()
+    ledger.issue(a.start(), 5_000)
+    const kept = ledger.issue(b.start(), 60_000)
+    clock.now = 4_999
+    assert.equal(ledger.expire(), 0)
+    clock.now = 5_000
+    assert.equal(ledger.expire(), 1)
+    assert.deepEqual([a.inflight, b.inflight], [0, 1])
+    assert.deepEqual(lost, ['expired:1'])
+    clock.now = 59_000
+    assert.equal(ledger.expire(), 0, 'the scan waits for the next expiry')
+    assert.equal(ledger.finish(kept), true)
+  })
+
+  it("ties tickets to the connection that can finish them: Caddy's going drops them, an idle intruder keeps nothing", () => {
+    const ledger = new TicketLedger<Counted>()
+    const caddy = conn()
+    ledger.connectionOpened(caddy)
+    const target = new Counted()
+    // Caddy proves itself with the first live ticket it logs.
+    assert.equal(ledger.finish(ledger.issue(target.start(), 60_000), caddy), true)
+    assert.equal(caddy.proven, true)
+    const intruder = conn()
+    ledger.connectionOpened(intruder)
+    ledger.issue(target.start(), 60_000)
+    ledger.issue(target.start(), 60_000)
+    assert.equal(target.inflight, 2)
+    ledger.connectionClosed(caddy)
+    assert.equal(target.inflight, 0, 'lines owed on the closed connection are lost: stop counting them')
+    assert.equal(ledger.size, 0)
+    assert.equal(ledger.counting, true, 'the intruder is still connected (new tickets bind to it until Caddy is back)')
+    ledger.connectionClosed(intruder)
+    assert.equal(ledger.counting, false)
+  })
+
+  it('keeps tickets issued before any connection was proven until all their connections close', () => {
+    const ledger = new TicketLedger<Counted>()
+    const [x, y] = [conn(), conn()]
+    ledger.connectionOpened(x)
+    ledger.connectionOpened(y)
+    const target = new Counted()
+    ledger.issue(target.start(), 60_000)
+    ledger.connectionClosed(x)
+    assert.equal(target.inflight, 1)
+    ledger.connectionClosed(y)
+    assert.equal(target.inflight, 0)
+  })
+
+  it('a ticket from before a sleep never finishes a request from after it', () => {
+    const ledger = new TicketLedger<Counted>()
+    ledger.connectionOpened(conn())
+    const target = new Counted()
+    const old = ledger.issue(target.start(), 60_000)
+    // slept (count reset) and woke, then a new request
+    target.inflight = 0
+    target.counters.wakes++
+    ledger.issue(target.start(), 60_000)
+    assert.equal(ledger.finish(old), true)
+    assert.equal(target.inflight, 1)
+  })
+
+  it('holds at most MAX_OPEN_TICKETS: the oldest stops counting', () => {
+    const lost: string[] = []
+    const ledger = new TicketLedger<Counted>({ onLost: (reason) => lost.push(reason) })
+    ledger.connectionOpened(conn())
+    const target = new Counted()
+    const first = ledger.issue(target.start(), 60_000)
+    for (let i = 0; i < MAX_OPEN_TICKETS; i++) ledger.issue(target.start(), 60_000)
+    assert.ok(ledger.size <= MAX_OPEN_TICKETS && ledger.size >= MAX_OPEN_TICKETS * 0.9, `${ledger.size} open`)
+    assert.equal(target.inflight, ledger.size)
+    assert.equal(ledger.finish(first), false, 'the oldest went first')
+    assert.deepEqual(lost, ['full'])
+    // staying at the cap stays cheap (no walk past deleted entries per issue)
+    for (let i = 0; i < MAX_OPEN_TICKETS; i++) ledger.issue(target.start(), 60_000)
+    assert.ok(ledger.size <= MAX_OPEN_TICKETS)
+  })
+})
+
+describe('/_relight/auth with tickets', () => {
+  let upstream: Server
+  let UP = ''
+  before(async () => {
+    upstream = createServer((_req, res) => res.end('ok'))
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
+    const a = upstream.address()
+    UP = `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`
+  })
+  after(() => new Promise<void>((r) => upstream.close(() => r())))
+
+  async function setup() {
+    const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, max_request_duration: 1m }\n', 'test')
+    const provider = new MemoryProvider([
+      { id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] },
+      { id: 'short', hosts: ['short.example.com'], state: 'running', upstreams: [UP], settings: { max_request_duration: 2_000 } },
+    ])
+    const clock = { now: 1_000_000 }
+    const registry = new Registry([provider], config, log, () => clock.now)
+    await registry.start()
+    const tickets = new TicketLedger<Backend>({ now: () => clock.now })
+    const app = buildApp({}, { registry, logger: log, tickets })
+    await app.ready()
+    const auth = (host: string, headers: Record<string, string> = {}) => app.inject({ method: 'GET', url: '/_relight/auth?', headers: { host, ...headers } })
+    return {
+      registry,
+      tickets,
+      clock,
+      auth,
+      close: async () => {
+        registry.close()
+        await app.close()
+      },
+    }
+  }
+  const SNIPPET = { 'x-relight-snippet': '2', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' }
+
+  it('counts a request in flight only with a ticket, and only when its line can arrive', async () => {
+    const c = await setup()
+    const a = c.registry.get('memory:a')
+    // No access-log connection: nothing can report the end, so nothing is counted.
+    let res = await c.auth('a.example.com', SNIPPET)
+    assert.equal(res.statusCode, 200)
+    assert.equal(res.headers['x-relight-ticket'], '-')
+    assert.equal(a?.inflight, 0)
+    c.tickets.connectionOpened({ open: true, proven: false })
+    res = await c.auth('a.example.com', SNIPPET)
+    const ticket = String(res.headers['x-relight-ticket'])
+    assert.match(ticket, /^[A-Za-z0-9_-]{22}$/)
+    assert.equal(a?.inflight, 1)
+    assert.equal(c.tickets.finish(ticket), true)
+    assert.equal(a?.inflight, 0)
+    await c.close()
+  })
+
+  it('does not count /auth calls Caddy did not make (no snippet marker): probes, hand-made calls, old snippets', async () => {
+    const c = await setup()
+    c.tickets.connectionOpened({ open: true, proven: false })
+    const a = c.registry.get('memory:a')
+    const before = a?.lastActivity ?? 0
+    c.clock.now += 10
+    for (const headers of [{}, { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' }, { 'x-relight-snippet': '1' }] as Record<string, string>[]) {
+      const res = await c.auth('a.example.com', headers)
+      assert.equal(res.statusCode, 200, 'still answered (monitoring keeps working)')
+      assert.equal(res.headers['x-relight-ticket'], '-')
+    }
+    assert.equal(a?.inflight, 0)
+    assert.ok((a?.lastActivity ?? 0) > before, 'but it is activity')
+    assert.equal(c.tickets.size, 0)
+    await c.close()
+  })
+
+  it('a forged marker pins a backend for max_request_duration at most', async () => {
+    const c = await setup()
+    c.tickets.connectionOpened({ open: true, proven: false })
+    await c.auth('short.example.com', SNIPPET)
+    const b = c.registry.get('memory:short')
+    assert.equal(b?.inflight, 1)
+    c.clock.now += 2_000
+    c.tickets.expire()
+    assert.equal(b?.inflight, 0)
+    await c.close()
+  })
+})
+
+describe('ask approves exactly the canonical spelling', () => {
+  const REFUSED = [
+    'hello。apps。example。com', // ideographic full stops
+    'hello．apps．example．com', // fullwidth full stops
+    'hello｡apps｡example｡com', // halfwidth ideographic full stops
+    'ＨＥＬＬＯ.apps.example.com', // fullwidth letters
+    'HELLO.apps.example.com',
+    'Hello.Apps.Example.Com',
+    'ſtate.apps.example.com', // long s (maps to "state")
+    'hel\u00adlo.apps.example.com', // soft hyphen (ignored by IDNA)
+    'hel\u200blo.apps.example.com', // zero-width space
+    'hel\u200clo.apps.example.com', // zero-width non-joiner
+    'bücher.apps.example.com', // a U-label
+    'BÜCHER.apps.example.com',
+    'hello.apps.example.com.',
+    'hello.apps.example.com..',
+    'hello..apps.example.com',
+    '.hello.apps.example.com',
+    'hello.apps.example.com:443',
+    ' hello.apps.example.com',
+    'hello.apps.example.com ',
+    'xn--bcher-KVA.apps.example.com', // upper-case A-label
+    'xn--zz.apps.example.com', // not valid punycode
+    'hello\u3002apps.example.com',
+    'hello.apps.example.com\u3002',
+    'hello.apps.example.com%2e',
+    '*.apps.example.com',
+    '[::1]',
+    '127.0.0.1.', // trailing dot
+    '',
+  ]
+
+  it('refuses every other spelling with 4xx, approves the canonical one', async () => {
+    const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\nbase_domains: [apps.example.com]\n', 'test')
+    const provider = new MemoryProvider([
+      { id: 'hello', hosts: ['hello'], state: 'stopped', upstreams: ['127.0.0.1:1'] },
+      { id: 'state', hosts: ['state.apps.example.com'], state: 'stopped', upstreams: ['127.0.0.1:1'] },
+      { id: 'buecher', hosts: ['bücher.apps.example.com'], state: 'stopped', upstreams: ['127.0.0.1:1'] },
+    ])
+    const registry = new Registry([provider], config, log)
+    await registry.start()
+    const app = buildApp({}, { registry, logger: log })
+    await app.ready()
+    const ask = async (domain: string) => (await app.inject({ method: 'GET', url: `/_relight/ask?domain=${encodeURIComponent(domain)}` })).statusCode
+    assert.equal(await ask('hello.apps.example.com'), 200)
+    assert.equal(await ask('state.apps.example.com'), 200)
+    assert.equal(await ask('xn--bcher-kva.apps.example.com'), 200, 'an IDN in its A-label form')
+    for (const spelling of REFUSED) {
+      const status = await ask(spelling)
+      assert.ok(status >= 400 && status < 500, `${JSON.stringify(spelling)} → ${status}`)
+    }
+    assert.equal((await app.inject({ method: 'GET', url: '/_relight/ask' })).statusCode, 400)
+    // Routing keeps its normalisation: the same spellings still reach the backend.
+    for (const spelling of ['HELLO.apps.example.com', 'hello.apps.example.com.', 'hello.apps.example.com:8443', 'ＨＥＬＬＯ.apps.example.com']) {
+      assert.equal(registry.index.lookupRaw(spelling).target?.info.id, 'hello', spelling)
+    }
+    assert.equal(provider.calls.wake, 0, 'ask never wakes')
+    registry.close()
+    await app.close()
+  })
+
+  it('canonicalHostProblem names the canonical form when there is one', () => {
+    assert.equal(canonicalHostProblem('a.example.com'), undefined)
+    assert.match(canonicalHostProblem('A.example.com.') ?? '', /canonical form.*: a\.example\.com$/)
+    assert.match(canonicalHostProblem('a b') ?? '', /not a valid DNS name/)
+    assert.match(canonicalHostProblem('xn--zz.example') ?? '', /not a valid DNS name|round-trip/)
+  })
+})
+
+describe('accounting settings', () => {
+  const problem = (yaml: string): string => {
+    try {
+      parseConfig(yaml, 'relight.yaml', {})
+    } catch (err) {
+      return [...(err as { problems: string[] }).problems].join('\n')
+    }
+    return ''
+  }
+
+  it('max_request_duration defaults to 24h, is per backend, and names its key when wrong', async () => {
+    const c = parseConfig('providers:\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [x], port: 1, max_request_duration: 2h }\n', 'x', {})
+    assert.equal(c.defaults.max_request_duration, 24 * 3_600_000)
+    assert.equal(c.providers.process?.[0]?.apps[0]?.max_request_duration, 7_200_000)
+    assert.match(problem('defaults:\n  max_request_duration: 10\n'), /line 2: defaults\.max_request_duration: 10 has no unit/)
+    assert.match(problem('defaults:\n  max_request_duration: 100ms\n'), /defaults\.max_request_duration: must be at least 1s/)
+    const registry = new Registry([], parseConfig('defaults: { max_request_duration: 1h }\n', 'x', {}), log)
+    const provider = new MemoryProvider([])
+    const info = { id: 'x', name: 'x', hosts: [], state: 'running' as const, upstreams: [] }
+    assert.equal(registry.resolveSettings(provider, { ...info, settings: {} }).max_request_duration, 3_600_000)
+    assert.equal(registry.resolveSettings(provider, { ...info, settings: { max_request_duration: 5_000 } }).max_request_duration, 5_000)
+  })
+
+  it('access-log limits: defaults, sizes with units, errors that name the key', () => {
+    const c = parseConfig('access_log: 127.0.0.1:0\n', 'x', {})
+    assert.equal(c.access_log_max_connections, 4)
+    assert.equal(c.access_log_max_line, 256 << 10)
+    assert.equal(parseConfig('access_log_max_line: 1MiB\n', 'x', {}).access_log_max_line, 1 << 20)
+    assert.equal(parseConfig('access_log_max_line: 65536\n', 'x', {}).access_log_max_line, 65536)
+    assert.match(problem('access_log_max_line: lots\n'), /line 1: access_log_max_line: expected a size such as 256KiB/)
+    assert.match(problem('access_log_max_line: 1KiB\n'), /access_log_max_line: use at least 4KiB/)
+    assert.match(problem('access_log_max_connections: 0\n'), /access_log_max_connections/)
+  })
+})
