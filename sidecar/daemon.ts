@@ -14,6 +14,7 @@ import type { Resolver } from './routing/stateful/resolver.js'
 import { StatefulRouter } from './routing/stateful/router.js'
 import { createProviders } from './providers/index.js'
 import { buildApp } from './server/app.js'
+import { type ReloadResult, Reloader } from './reload.js'
 import { describeListenError, unixPath } from './startup/listen-address.js'
 import { socketGid } from './startup/preflight.js'
 
@@ -26,6 +27,8 @@ export interface SidecarOptions {
   readonly now?: () => number
   /** DNS for stateful upstream hosts (tests inject one); default: the system's. */
   readonly resolver?: Resolver
+  /** The config file, read again by reload(). */
+  readonly configFile?: string
 }
 
 export interface Sidecar {
@@ -40,12 +43,18 @@ export interface Sidecar {
   readonly stateful: StatefulRouter | undefined
   /** `host:port` or `unix:/path` the HTTP server listens on (real port when configured :0). */
   readonly address: string
+  /**
+   * Read the config file again and apply the difference (sidecar/reload.ts). An invalid file
+   * changes nothing and resolves with its problems. Concurrent calls are coalesced.
+   */
+  reload(): Promise<ReloadResult>
   /** Stop accepting requests, stop timers, stop child processes. Idempotent. */
   close(): Promise<void>
 }
 
 export async function startSidecar(config: Config, options: SidecarOptions): Promise<Sidecar> {
   const log = options.logger
+  const startConfig = config
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
   const gid = socketGid(config)
   const registry = new Registry(providers, config, log, options.now)
@@ -89,23 +98,37 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     )
   }
 
-  if (config.stateful.length > 0) {
-    stateful = new StatefulRouter(config.stateful, log.child({ component: 'stateful' }), {
-      ...(options.resolver ? { resolver: options.resolver } : {}),
-      ...(config.dns.servers ? { servers: config.dns.servers } : {}),
-      ...(options.now ? { now: options.now } : {}),
-    })
-  }
+  const makeStateful = (c: Config): StatefulRouter | undefined =>
+    c.stateful.length === 0
+      ? undefined
+      : new StatefulRouter(c.stateful, log.child({ component: 'stateful' }), {
+          ...(options.resolver ? { resolver: options.resolver } : {}),
+          ...(c.dns.servers ? { servers: c.dns.servers } : {}),
+          ...(options.now ? { now: options.now } : {}),
+        })
+  stateful = makeStateful(config)
   const app = buildApp(
     {
       ...(config.admin ? { adminToken: config.admin.token } : {}),
       ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected') } : {}),
+      reload: () => reload(),
     },
-    { registry, logger: log, ...(stateful ? { stateful } : {}), ...(tickets ? { tickets } : {}) },
+    {
+      registry,
+      logger: log,
+      // read on every request: a reload may replace it
+      get stateful() {
+        return stateful
+      },
+      ...(tickets ? { tickets } : {}),
+    },
   )
 
   let heartbeat: Heartbeat | undefined
   let closing: Promise<void> | undefined
+  /** Providers a reload removed or replaced, while they close. */
+  const retiring = new Set<Promise<void>>()
+  const closeProvider = (p: Provider): Promise<void> => p.close?.().catch((err: unknown) => log.error({ err, provider: providerId(p) }, 'provider close failed')) ?? Promise.resolve()
   const close = (): Promise<void> => {
     closing ??= (async () => {
       heartbeat?.close()
@@ -114,9 +137,45 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       stateful?.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()
-      await Promise.all(providers.map((p) => p.close?.().catch((err: unknown) => log.error({ err, provider: providerId(p) }, 'provider close failed'))))
+      await Promise.all([...registry.providers.map(closeProvider), ...retiring])
     })()
     return closing
+  }
+  const startHeartbeat = (c: Config) => {
+    if (!c.heartbeat) return
+    heartbeat = new Heartbeat(c.heartbeat, () => registry.all(), log.child({ component: 'heartbeat' }))
+    heartbeat.start()
+    log.info({ every_ms: c.heartbeat.interval, node_ip: c.heartbeat.node_ip }, 'sending heartbeats')
+  }
+  let running = config
+  const reloader = new Reloader({
+    file: options.configFile,
+    registry,
+    logger: log,
+    current: () => running,
+    createProviders: (c) => createProviders(c, log, { baseDir: options.baseDir }),
+    closeProvider: (p) => {
+      const done = closeProvider(p).finally(() => retiring.delete(done))
+      retiring.add(done)
+      return done
+    },
+    replaceStateful: (c) => {
+      const old = stateful
+      stateful = makeStateful(c)
+      old?.close()
+    },
+    replaceHeartbeat: (c) => {
+      heartbeat?.close()
+      heartbeat = undefined
+      startHeartbeat(c)
+    },
+    commit: (c) => {
+      running = c
+    },
+  })
+  const reload = (): Promise<ReloadResult> => {
+    if (closing) return Promise.resolve({ ok: false, errors: ['the sidecar is shutting down'] })
+    return reloader.reload()
   }
 
   let address: string
@@ -129,13 +188,23 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     throw err
   }
   log.info({ address, backends: registry.size, stateful_sites: stateful?.sites.length ?? 0 }, 'relight-sidecar listening')
-  if (config.heartbeat) {
-    heartbeat = new Heartbeat(config.heartbeat, () => registry.all(), log.child({ component: 'heartbeat' }))
-    heartbeat.start()
-    log.info({ every_ms: config.heartbeat.interval, node_ip: config.heartbeat.node_ip }, 'sending heartbeats')
-  }
+  startHeartbeat(startConfig)
 
-  return { app, registry, accessLog, tickets, heartbeat, stateful, address, close }
+  return {
+    app,
+    registry,
+    accessLog,
+    tickets,
+    get heartbeat() {
+      return heartbeat
+    },
+    get stateful() {
+      return stateful
+    },
+    address,
+    reload,
+    close,
+  }
 }
 
 /** How often tickets past their max_request_duration are dropped (a scan only when one is due). */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** relight-sidecar command line: serve, check, snippet. */
 import { readFileSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
@@ -11,7 +11,10 @@ import { type Sidecar, startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { createProviders } from './providers/index.js'
 import { SystemResolver } from './routing/stateful/resolver.js'
+import { requestReload, writePidFile } from './reload-client.js'
 import { preflight } from './startup/preflight.js'
+import { stateDir } from './config/state-dir.js'
+import { leftoverGroups } from './providers/process/child-records.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
 
@@ -21,6 +24,7 @@ const HELP: Record<string, string> = {
 Usage:
   relight-sidecar serve --config FILE    run the sidecar
   relight-sidecar check --config FILE    validate the config and probe every provider
+  relight-sidecar reload --config FILE   make the running sidecar read its config again
   relight-sidecar snippet                print the Caddy snippet to import
   relight-sidecar <command> --help       help for one command
 
@@ -42,6 +46,17 @@ in words. serve refuses to start on any start-up problem, with the same sentence
 Exits 0 when everything is fine, 1 on any problem, 2 on a usage error.
 
   --config, -c FILE     YAML configuration (required)`,
+  reload: `relight-sidecar reload --config FILE
+
+Asks the running sidecar to read its configuration file again (the same as sending it SIGHUP).
+An invalid file changes nothing: the problems are printed (admin API) or logged (SIGHUP).
+A valid one is applied as a difference: unchanged apps are not touched.
+
+Reaches the sidecar through the admin API when admin.token is set (prints what changed), else
+by sending SIGHUP to the pid in <state_dir>/sidecar.pid. Exits 0 when the reload was applied
+(or the signal sent), 1 otherwise.
+
+  --config, -c FILE     the sidecar's YAML configuration (required)`,
   snippet: `relight-sidecar snippet
 
 Prints caddy/relight.caddy, the Caddyfile snippet to import. Use it in a site block as
@@ -68,11 +83,11 @@ function readConfig(file: string): Config {
 
 async function serve(file: string, format: LogFormat): Promise<void> {
   const config = readConfig(file)
+  const baseDir = dirname(resolve(file))
   // The same checks `check` runs first: a refusal is one line, with no stack trace.
-  const problems = await preflight(config)
+  const problems = await preflight(config, { leftoverGroups: leftovers(config, baseDir) })
   if (problems.length > 0) cannotStart(problems)
   const logger = createLogger(config.log_level, format)
-  const baseDir = dirname(resolve(file))
   const providers = createProviders(config, logger, { baseDir })
   // Whatever ends this process, supervised children do not outlive it (a no-op after a
   // graceful shutdown, which already stopped them).
@@ -115,9 +130,18 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  // SIGHUP: read the config file again and apply the difference (sidecar/reload.ts logs the outcome).
+  process.on('SIGHUP', () => {
+    if (!sidecar || stopping) {
+      logger.warn('SIGHUP ignored: the sidecar is starting or stopping')
+      return
+    }
+    logger.info({ file }, 'SIGHUP: reloading the configuration')
+    void sidecar.reload()
+  })
 
   try {
-    sidecar = await startSidecar(config, { logger, baseDir, providers })
+    sidecar = await startSidecar(config, { logger, baseDir, providers, configFile: resolve(file) })
   } catch (err) {
     if (!isRelightError(err, 'RELIGHT_ERR_CONFIG')) {
       logger.fatal({ err }, 'could not start')
@@ -128,7 +152,18 @@ async function serve(file: string, format: LogFormat): Promise<void> {
     logger.flush()
     cannotStart([err.message])
   }
-  if (stopping) await sidecar.close() // a signal came during start-up
+  if (stopping) {
+    await sidecar.close() // a signal came during start-up
+    return
+  }
+  const pidFile = writePidFile(config, baseDir)
+  if ('error' in pidFile) logger.warn({ path: pidFile.path, err: pidFile.error }, 'cannot write the pid file: `relight-sidecar reload` needs admin.token or a signal (kill -HUP)')
+  else process.on('exit', () => pidFile.remove())
+}
+
+/** What a sidecar that died left running (serve ends it first: its ports are not a problem). */
+function leftovers(config: Config, baseDir: string): Set<number> {
+  return leftoverGroups(join(stateDir(config, baseDir), 'process'))
 }
 
 /** Print why serve does not start (the sentences `check` prints) and exit 1. */
@@ -165,7 +200,7 @@ async function check(file: string): Promise<void> {
   }
   const out = (ok: boolean, message: string) => write(ok ? 'ok     ' : 'PROBLEM', message)
   out(true, `${file}: configuration is valid`)
-  for (const problem of await preflight(config)) out(false, problem)
+  for (const problem of await preflight(config, { leftoverGroups: leftovers(config, dirname(resolve(file))) })) out(false, problem)
   if (config.access_log) {
     out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
     out(true, `access_log: requests count in flight only through snippet version 2 (it sends X-Relight-Snippet: 2 and logs X-Relight-Ticket); an older relight.caddy still routes but open streams do not keep apps awake, and serve logs "old relight snippet". Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
@@ -235,6 +270,13 @@ async function main(argv: string[]): Promise<void> {
   }
   if (!values.config) usage(command, '--config FILE is required')
   if (command === 'check') return check(values.config)
+  if (command === 'reload') {
+    const config = readConfig(values.config)
+    const outcome = await requestReload(config, dirname(resolve(values.config)))
+    ;(outcome.exitCode === 0 ? process.stdout : process.stderr).write(outcome.text)
+    process.exitCode = outcome.exitCode
+    return
+  }
   const format = values['log-format'] ?? (process.stdout.isTTY ? 'pretty' : 'json')
   if (format !== 'json' && format !== 'pretty') usage(command, '--log-format is json or pretty')
   return serve(values.config, format)

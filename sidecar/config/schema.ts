@@ -50,6 +50,8 @@ export const configSchema = z.strictObject({
   max_concurrent_sleeps: z.number().int().min(1).max(1000).default(4),
   /** How long shutdown waits for sleeps and child processes before giving up. */
   shutdown_timeout: durationAtLeast(1000, '1s (children need time to stop)').prefault('30s'),
+  /** Crash recovery records (children the sidecar started); default beside the sockets or /run/relight. */
+  state_dir: z.string().min(1).optional(),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   defaults: defaultsSchema.prefault({}),
   providers: providersSchema.prefault({}),

@@ -301,7 +301,9 @@ export class Backend {
       // Asleep even if the engine started it: the next request probes again, and if none comes
       // the idle sweep puts it back to sleep (isIdle looks at the reported state).
       this.phase = 'asleep'
-      this.log.warn({ code: error.code, err: error.message, ms: this.deps.now() - started }, 'wake failed')
+      // A refusal during a restart backoff repeats for every request: the provider logged the crash.
+      const level = error.code === 'RELIGHT_ERR_RESTART_BACKOFF' ? 'debug' : 'warn'
+      this.log[level]({ code: error.code, err: error.message, ms: this.deps.now() - started }, 'wake failed')
       throw error
     } finally {
       this.transitionEndedAt = this.deps.now()
@@ -380,6 +382,21 @@ export class Backend {
       await this.queued(this.deps.sleepQueue, () => this.provider.sleep(id, fallback, signal, context), signal)
       return fallback
     }
+  }
+
+  /** A config reload changed this backend's settings (idle_timeout…): they apply from now on. */
+  reconfigure(settings: ResolvedSettings): void {
+    this.settings = settings
+  }
+
+  /**
+   * This backend replaces `old` (same key, its provider instance was replaced by a reload):
+   * requests in flight and the idle clock carry over, so a reload neither loses a count nor
+   * resets an idle timer.
+   */
+  carryActivityFrom(old: Backend): void {
+    this.inflight = old.inflight
+    this.lastActivity = old.lastActivity
   }
 
   /** Status for healthz and the admin API. */

@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   RELIGHT_ERR_STATEFUL_GONE: 'The session token does not decrypt or matches no upstream.',
   RELIGHT_ERR_STATEFUL_UNRESOLVED: 'A stateful upstream host name has never resolved to an address.',
   RELIGHT_ERR_INTERNAL: 'An unexpected error inside the sidecar (a bug); the log has it.',
+  RELIGHT_ERR_PORT_IN_USE: 'Another program holds the port a process app must listen on; the app is not started and nothing is routed there.',
+  RELIGHT_ERR_RESTART_BACKOFF: 'The backend keeps exiting and waits for its next restart (backoff); requests are refused until then.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -63,6 +65,9 @@ export interface ErrorContext {
   source?: string
   /** A stateful upstream's host name (RELIGHT_ERR_STATEFUL_UNRESOLVED). */
   upstreamHost?: string
+  /** The port another program holds, and that program's pid when it can be seen (RELIGHT_ERR_PORT_IN_USE). */
+  port?: number
+  holderPid?: number
 }
 
 export class RelightError extends Error {

@@ -34,19 +34,23 @@ const RELIST_ON_MISS_WAIT_MS = 1500
  * Owns every backend: lists providers, follows their events, keeps the host index, and runs
  * the idle sweep. The hot path touches only `index` and the Backend it returns.
  */
-export class Registry {
+export class Registry implements RegistryReload {
   index: HostIndex<Backend>
-  readonly providers: readonly Provider[]
+  /** In build order (which ranks host conflicts); replaced as a whole by a reload. */
+  providers: readonly Provider[]
   readonly status = new Map<string, ProviderStatus>()
   /** Whether in-flight requests can be counted (an access-log connection is up). */
   countInflight = false
 
   private readonly backends = new Map<string, Backend>()
-  private readonly config: RegistryConfig
+  private config: RegistryConfig
   private readonly log: Logger
   private readonly deps: BackendDeps
   private readonly closer = new AbortController()
   private timers: NodeJS.Timeout[] = []
+  private readonly resyncTimers = new Map<Provider, NodeJS.Timeout>()
+  /** One watch per provider, stopped when the provider is removed or replaced. */
+  private readonly watches = new Map<Provider, AbortController>()
   private rebuildScheduled = false
   private closed = false
   private readonly warnedSettings = new Set<string>()
@@ -89,18 +93,43 @@ export class Registry {
   /** List every provider once, start following events and the periodic resync. */
   async start(): Promise<void> {
     await Promise.all(this.providers.map((p) => this.resync(p)))
-    for (const provider of this.providers) {
-      provider.watch?.((event) => this.onEvent(provider, event), this.closer.signal)
-    }
-    // always_on backends are kept running: start them now; a failure is logged by the backend.
-    await Promise.all([...this.backends.values()].filter((b) => b.settings.always_on).map((b) => b.wake().catch(() => undefined)))
-    for (const p of this.providers) {
-      const every = p.resyncInterval ?? this.config.resync_interval
-      if (every <= 0) continue
-      const timer = setInterval(() => this.resyncInBackground(p), every)
-      timer.unref()
-      this.timers.push(timer)
-    }
+    for (const provider of this.providers) this.follow(provider)
+    await this.wakeAlwaysOn()
+    for (const p of this.providers) this.startResyncTimer(p)
+  }
+
+  /** always_on backends are kept running: start them; a failure is logged by the backend. */
+  wakeAlwaysOn(provider?: Provider): Promise<void> {
+    const wanted = [...this.backends.values()].filter((b) => b.settings.always_on && b.phase !== 'running' && (provider === undefined || b.provider === provider))
+    return Promise.all(wanted.map((b) => b.wake().catch(() => undefined))).then(() => undefined)
+  }
+
+  /** The periodic full list of one provider (its own resync_interval, else the top-level one). */
+  private startResyncTimer(p: Provider): void {
+    this.stopResyncTimer(p)
+    const every = p.resyncInterval ?? this.config.resync_interval
+    if (every <= 0 || this.closed) return
+    const timer = setInterval(() => this.resyncInBackground(p), every)
+    timer.unref()
+    this.resyncTimers.set(p, timer)
+  }
+
+  private stopResyncTimer(p: Provider): void {
+    clearInterval(this.resyncTimers.get(p))
+    this.resyncTimers.delete(p)
+  }
+
+  private follow(provider: Provider): void {
+    if (!provider.watch) return
+    const watching = new AbortController()
+    this.watches.set(provider, watching)
+    provider.watch((event) => this.onEvent(provider, event), AbortSignal.any([this.closer.signal, watching.signal]))
+  }
+
+  private unfollow(provider: Provider): void {
+    this.watches.get(provider)?.abort()
+    this.watches.delete(provider)
+    this.stopResyncTimer(provider)
   }
 
   /**
@@ -170,7 +199,7 @@ export class Registry {
   }
 
   private onEvent(provider: Provider, event: ProviderEvent): void {
-    if (this.closed) return
+    if (this.closed || !this.providers.includes(provider)) return
     switch (event.type) {
       case 'upsert':
         if (this.upsert(provider, event.backend)) this.scheduleRebuild()
@@ -370,14 +399,102 @@ export class Registry {
     for (const b of this.backends.values()) b.inflight = 0
   }
 
+  // ---- reload: see RegistryReload below ----
+
+  applySettings(config: RegistryConfig): void {
+    this.config = config
+    this.deps.wakeQueue.concurrency = config.max_concurrent_wakes
+    this.deps.sleepQueue.concurrency = config.max_concurrent_sleeps
+    this.warnedSettings.clear()
+    for (const b of this.backends.values()) b.reconfigure(this.resolveSettings(b.provider, b.info))
+    this.rebuild() // base_domains may have changed
+    for (const p of this.providers) this.startResyncTimer(p) // resync_interval may have changed
+  }
+
+  async addProvider(provider: Provider): Promise<void> {
+    if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down')
+    if (this.providers.some((p) => providerId(p) === providerId(provider))) throw new Error(`a provider with the id "${providerId(provider)}" is already running`)
+    this.providers = [...this.providers, provider]
+    await this.resync(provider)
+    this.follow(provider)
+    this.startResyncTimer(provider)
+    await this.wakeAlwaysOn(provider)
+  }
+
+  removeProvider(provider: Provider): void {
+    this.unfollow(provider)
+    this.providers = this.providers.filter((p) => p !== provider)
+    for (const b of [...this.backends.values()]) if (b.provider === provider) this.remove(b)
+    this.status.delete(providerId(provider))
+    this.rebuild()
+  }
+
+  async providerReconfigured(provider: Provider): Promise<void> {
+    await this.resync(provider)
+    this.startResyncTimer(provider)
+    await this.wakeAlwaysOn(provider)
+  }
+
+  async replaceProvider(old: Provider, next: Provider): Promise<void> {
+    if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down')
+    const listedAt = this.deps.now()
+    const infos = await next.list(AbortSignal.any([this.closer.signal, AbortSignal.timeout(LIST_TIMEOUT_MS)]))
+    // From here on synchronous: no request sees a moment without the provider's hosts.
+    this.unfollow(old)
+    const previous = new Map<string, Backend>()
+    for (const b of [...this.backends.values()]) {
+      if (b.provider !== old) continue
+      previous.set(b.key, b)
+      this.backends.delete(b.key)
+    }
+    this.providers = this.providers.map((p) => (p === old ? next : p))
+    for (const info of infos) {
+      this.upsert(next, info, listedAt)
+      const key = `${providerId(next)}:${info.id}`
+      const before = previous.get(key)
+      if (before) {
+        this.backends.get(key)?.carryActivityFrom(before)
+        previous.delete(key)
+      }
+    }
+    for (const gone of previous.values()) {
+      gone.markRemoved()
+      gone.log.info('removed')
+    }
+    this.status.set(providerId(next), { ok: true, backends: infos.length, lastList: Date.now() })
+    this.rebuild()
+    this.follow(next)
+    this.startResyncTimer(next)
+    await this.wakeAlwaysOn(next)
+  }
+
   /** Stop timers and watches and abort operations. Idempotent. Providers are closed by their owner. */
   close(): void {
     if (this.closed) return
     this.closed = true
     for (const t of this.timers) clearInterval(t)
     this.timers = []
+    for (const t of this.resyncTimers.values()) clearInterval(t)
+    this.resyncTimers.clear()
     this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down'))
   }
+}
+
+/** Reload support (sidecar/reload.ts decides what changed, per provider id; these apply it). */
+export interface RegistryReload {
+  /** New registry settings, live: defaults, min_idle_timeout, base_domains, resync_interval, caps. */
+  applySettings(config: RegistryConfig): void
+  /** List a new provider and follow it; its hosts are routable when this resolves. */
+  addProvider(provider: Provider): Promise<void>
+  /** A provider changed its own config in place (process apps): list it again, restart its timer. */
+  providerReconfigured(provider: Provider): Promise<void>
+  /** Its backends go at once (their hosts answer 404); the caller closes the provider. */
+  removeProvider(provider: Provider): void
+  /**
+   * Swap instances (same id) without a routing gap; rejects (old one kept) when `next` cannot
+   * be listed.
+   */
+  replaceProvider(old: Provider, next: Provider): Promise<void>
 }
 
 function sameHosts(a: readonly string[], b: readonly string[]): boolean {

@@ -2,6 +2,7 @@
 import type { Logger } from 'pino'
 import type { Instance } from '../config/instances.js'
 import type { Config } from '../config/schema.js'
+import { stateDir } from '../config/state-dir.js'
 import type { Provider } from '../core/provider.js'
 import type { ProviderPlugin } from './plugin.js'
 import { PROVIDER_PLUGINS } from './plugins.js'
@@ -23,7 +24,7 @@ export function createProviders(config: Config, logger: Logger, options: Provide
         const now = plugin.oldNames?.[key] ?? key
         log.warn({ key, now }, `providers.${plugin.kind}.${key} is deprecated; write ${now} (same meaning)`)
       }
-      providers.push(plugin.create(block, { logger: log, baseDir: options.baseDir, defaults: config.defaults }))
+      providers.push(plugin.create(block, { logger: log, baseDir: options.baseDir, defaults: config.defaults, stateDir: stateDir(config, options.baseDir) }))
     }
   }
   return providers

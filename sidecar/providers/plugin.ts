@@ -14,6 +14,8 @@ export interface PluginContext {
   readonly logger: Logger
   /** Directory that relative paths in the config are resolved against (the config file's). */
   readonly baseDir: string
+  /** Where what must survive a crash of the sidecar is kept (`state_dir`, resolved); absent: nowhere. */
+  readonly stateDir?: string
   /** The `defaults` a provider may need to decide per backend (port, sleep modes in force). */
   readonly defaults: { readonly app_port: number; readonly sleep: SleepMode; readonly fallback_sleep: SleepMode }
 }

@@ -8,6 +8,7 @@ import { canonicalHostProblem, normalizeHost } from '../core/hosts.js'
 import type { Registry } from '../core/registry.js'
 import type { TicketLedger } from '../core/tickets.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
+import type { ReloadResult } from '../reload.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
@@ -25,12 +26,17 @@ export interface AppOptions {
   readonly adminToken?: string
   /** Report whether an access-log connection is up (for healthz). undefined: not configured. */
   readonly accessLogState?: () => 'connected' | 'disconnected'
+  /** Read the config file again and apply it (POST /_relight/admin/reload). */
+  readonly reload?: () => Promise<ReloadResult>
 }
 
 export interface AppDeps {
   readonly registry: Registry
   readonly logger: Logger
-  /** Stateful (doors-caddy) hosts; undefined when `stateful:` is empty, so other hosts pay nothing. */
+  /**
+   * Stateful (doors-caddy) hosts; undefined when `stateful:` is empty, so other hosts pay nothing.
+   * Read on every request (it may be a getter: a reload replaces the router).
+   */
   readonly stateful?: StatefulRouter
   /** In-flight tickets; undefined without `access_log` (nothing can report a request's end). */
   readonly tickets?: TicketLedger<Backend>
@@ -44,7 +50,7 @@ const WAITING_RETRY_SECONDS = 2
  * cached map lookup, a round-robin pick and one header: no I/O, no logging, no validation work.
  */
 export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
-  const { registry, logger, stateful, tickets } = deps
+  const { registry, logger, tickets } = deps
   let oldSnippetCalls = 0
   const app = Fastify({
     logger: false,
@@ -55,6 +61,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
 
   app.get('/_relight/auth', (req, reply) => {
     // Stateful hosts first (they are routed by token and cookie, never woken or put to sleep).
+    const stateful = deps.stateful
     if (stateful !== undefined) {
       const site = stateful.lookupRaw(req.headers.host)
       if (site !== undefined) return answerStateful(site, req, reply)
@@ -160,7 +167,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     const problem = canonicalHostProblem(domain)
     if (problem !== undefined) return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', `the domain is ${problem}`))
     const host = domain
-    if (stateful?.resolve(host)) return reply.send({ allowed: true, domain: host, stateful: true })
+    if (deps.stateful?.resolve(host)) return reply.send({ allowed: true, domain: host, stateful: true })
     const hit = registry.index.resolve(host)
     if (hit) return reply.send({ allowed: true, domain: host, backend: hit.info.name })
     return registry.resolveAfterMiss(host).then(
@@ -206,6 +213,11 @@ function registerAdmin(app: FastifyInstance, options: AppOptions, registry: Regi
         done()
       })
       admin.get('/backends', () => ({ backends: [...registry.all()].map((b) => b.status()) }))
+      admin.post('/reload', async (_req, reply) => {
+        if (!options.reload) return reply.code(404).send({ error: 'reload is not available' })
+        const result = await options.reload()
+        return reply.code(result.ok ? 200 : 422).send(result)
+      })
       admin.post<{ Params: { key: string; op: string } }>('/backends/:key/:op', async (req, reply) => {
         const backend = registry.get(req.params.key)
         if (!backend) return sendError(req, reply, new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `no backend ${req.params.key}`))

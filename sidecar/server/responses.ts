@@ -28,6 +28,8 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_STATEFUL_GONE: { status: 410, title: 'Gone' },
   RELIGHT_ERR_STATEFUL_UNRESOLVED: { status: 502, title: 'Upstream host does not resolve', retryAfter: 5 },
   RELIGHT_ERR_INTERNAL: { status: 500, title: 'Internal error' },
+  RELIGHT_ERR_PORT_IN_USE: { status: 503, title: 'Port held by another program', retryAfter: 10 },
+  RELIGHT_ERR_RESTART_BACKOFF: { status: 503, title: 'Backend is crashing; waiting to restart it', retryAfter: 1 },
 }
 
 
@@ -48,6 +50,7 @@ const ENGINE_DETAIL: Partial<Record<ErrorCode, string>> = {
   RELIGHT_ERR_PROVIDER_FAILED: 'The engine that runs this backend could not wake it; the sidecar log has the reason.',
   RELIGHT_ERR_PROVIDER_AUTH: 'The engine that runs this backend refused the sidecar; the sidecar log has the reason.',
   RELIGHT_ERR_INTERNAL: 'An unexpected error inside the sidecar; its log has the details.',
+  RELIGHT_ERR_PORT_IN_USE: "Another program holds this app's port, so the app was not started; the sidecar log names it.",
 }
 
 /**

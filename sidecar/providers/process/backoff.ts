@@ -15,10 +15,16 @@ export function backoffDelay(attempt: number): number {
  */
 export class Backoff {
   private attempt = 0
+  private lastExit = -Infinity
 
-  /** Call when the process exits after running `ranMs`; returns the delay before the restart. */
-  next(ranMs: number): number {
-    if (ranMs >= BACKOFF_RESET_AFTER_MS) this.attempt = 0
+  /**
+   * Call when the process exits on its own after running `ranMs`; returns the delay before the
+   * restart. Resets after 10 minutes up, or 10 minutes without such an exit (an app that sleeps
+   * and wakes in short runs is not held to crashes of days ago).
+   */
+  next(ranMs: number, now = Date.now()): number {
+    if (ranMs >= BACKOFF_RESET_AFTER_MS || now - this.lastExit >= BACKOFF_RESET_AFTER_MS) this.attempt = 0
+    this.lastExit = now
     return backoffDelay(this.attempt++)
   }
 

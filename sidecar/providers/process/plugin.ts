@@ -7,5 +7,5 @@ export const processPlugin = definePlugin({
   kind: 'process',
   configSchema: processConfigSchema,
   sleepModes: ['stop', 'pause'],
-  create: (config, context) => new ProcessProvider(config, context.logger, { baseDir: context.baseDir }),
+  create: (config, context) => new ProcessProvider(config, context.logger, { baseDir: context.baseDir, ...(context.stateDir !== undefined ? { stateDir: context.stateDir } : {}) }),
 })

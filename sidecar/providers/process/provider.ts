@@ -1,11 +1,13 @@
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs'
 import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path'
 import type { Logger } from 'pino'
-import { RelightError, throwIfAborted } from '../../core/errors.js'
+import { isRelightError, RelightError, throwIfAborted } from '../../core/errors.js'
 import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { CpuRate, round1 } from '../cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
+import { backendSettingsShape } from '../../config/types.js'
 import { groupUsage } from './stats.js'
+import { ChildRecords, configHash } from './child-records.js'
 import { settingsFrom } from '../../core/settings.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
@@ -58,10 +60,32 @@ function findExecutable(command: string, cwd: string, env: NodeJS.ProcessEnv): s
   return undefined
 }
 
+/**
+ * App keys only the core reads (routing and sleep settings): a reload that changes nothing else
+ * applies them to the running process. Any other key needs a new process.
+ */
+const LIVE_KEYS: ReadonlySet<string> = new Set(['name', 'hosts', 'always_on', ...Object.keys(backendSettingsShape)])
+
+function processKeys(config: ProcessAppConfig): string {
+  return JSON.stringify(Object.entries(config).filter(([k]) => !LIVE_KEYS.has(k)))
+}
+
+/** What a reload did to the process apps. */
+export interface ProcessChanges {
+  readonly added: string[]
+  readonly removed: string[]
+  /** Only hosts or settings changed: applied to the running process. */
+  readonly updated: string[]
+  /** The process itself changed: replaced at once when asleep, else at its next sleep. */
+  readonly replaced: string[]
+}
+
 class App {
   readonly replicas: Supervisor[]
+  /** A reload changed the process: these apply when the current one next stops. */
+  pending: ProcessAppConfig | undefined
   constructor(
-    readonly config: ProcessAppConfig,
+    public config: ProcessAppConfig,
     readonly upstreams: readonly string[],
     replicas: Supervisor[],
   ) {
@@ -86,6 +110,11 @@ class App {
 export interface ProcessProviderOptions {
   readonly baseDir?: string
   readonly env?: NodeJS.ProcessEnv
+  /**
+   * Record started children under `<stateDir>/process` and, before the first start, end what a
+   * sidecar that died left running (see child-records.ts). Off when unset.
+   */
+  readonly stateDir?: string
 }
 
 /**
@@ -95,7 +124,8 @@ export interface ProcessProviderOptions {
 export class ProcessProvider implements Provider {
   readonly kind = 'process'
   readonly id: string
-  readonly resyncInterval: number | undefined
+  /** Its own resync_interval (a reload may change it). */
+  resyncInterval: number | undefined
   readonly sleepModes: readonly SleepMode[] = ['stop', 'pause']
   private readonly apps = new Map<string, App>()
   private listener: ((event: ProviderEvent) => void) | undefined
@@ -105,6 +135,12 @@ export class ProcessProvider implements Provider {
   private readonly cpuSeries = new Map<string, string>()
   private readonly baseDir: string
   private readonly env: NodeJS.ProcessEnv
+  private readonly records: ChildRecords | undefined
+  private recovery: Promise<void> | undefined
+  /** Per app: wake, sleep and reload replacements run one after another. */
+  private readonly chains = new Map<string, Promise<unknown>>()
+  /** Apps a reload removed, while they stop. */
+  private readonly retiring = new Set<App>()
 
   constructor(
     config: ProcessConfig & { readonly id?: string; readonly resync_interval?: number },
@@ -115,6 +151,7 @@ export class ProcessProvider implements Provider {
     this.resyncInterval = config.resync_interval
     this.baseDir = options.baseDir ?? process.cwd()
     this.env = options.env ?? process.env
+    this.records = options.stateDir === undefined ? undefined : new ChildRecords(join(options.stateDir, 'process'), log.child({ component: 'recovery' }))
     for (const app of config.apps) this.apps.set(app.name, this.makeApp(app))
   }
 
@@ -147,8 +184,22 @@ export class ProcessProvider implements Provider {
             gracePeriod: config.grace_period,
             stdout: outputTarget(config.stdout, this.baseDir),
             stderr: outputTarget(config.stderr, this.baseDir),
+            ...(port !== undefined ? { listen: { host: config.host, port } } : {}),
           },
-          { onState: (state, reason) => this.replicaChanged(config.name, state, reason) },
+          {
+            onState: (state, reason) => this.replicaChanged(config.name, state, reason),
+            onSpawn: (pid) =>
+              this.records?.save({
+                app: config.name,
+                replica,
+                pid,
+                ...(port !== undefined ? { host: config.host, port } : {}),
+                config_hash: configHash(config),
+                stop_signal: config.stop_signal,
+                grace_ms: config.grace_period,
+              }),
+            onGone: (pid) => this.records?.remove(pid),
+          },
           log,
         ),
       )
@@ -164,7 +215,7 @@ export class ProcessProvider implements Provider {
   }
 
   private info(app: App): BackendInfo {
-    const c = app.config
+    const c = app.pending ?? app.config
     return {
       id: c.name,
       name: c.name,
@@ -188,24 +239,77 @@ export class ProcessProvider implements Provider {
     return [...this.apps.values()].map((app) => this.info(app))
   }
 
+  /**
+   * Before the first start: end what a sidecar that died left running (it would hold the ports).
+   * Runs when the registry starts watching (serve), never for `check`.
+   */
+  private recovered(): Promise<void> {
+    this.recovery ??= (this.records?.endLeftovers() ?? Promise.resolve(0)).then(
+      () => undefined,
+      (err: unknown) => this.log.error({ err }, 'crash recovery failed'),
+    )
+    return this.recovery
+  }
+
   watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
+    void this.recovered()
     this.listener = onEvent
     signal.addEventListener('abort', () => {
       if (this.listener === onEvent) this.listener = undefined
     })
   }
 
+  /** Run `op` after every earlier wake, sleep or replacement of app `name`. */
+  private serial<T>(name: string, op: () => Promise<T>): Promise<T> {
+    const next = (this.chains.get(name) ?? Promise.resolve()).then(op, op)
+    const tail = next.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.chains.set(name, tail)
+    void tail.then(() => {
+      if (this.chains.get(name) === tail) this.chains.delete(name)
+    })
+    return next
+  }
+
   async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     throwIfAborted(signal)
-    const app = this.app(id)
-    // Starting a replica resumes it if it is paused and skips a pending restart backoff.
-    await Promise.all(app.replicas.map((r) => r.start()))
-    return { ...this.info(app), state: 'running' }
+    this.app(id)
+    return this.serial(id, () => this.wakeNow(id))
+  }
+
+  private async wakeNow(id: string): Promise<BackendInfo> {
+    await this.recovered()
+    let app = this.app(id)
+    if (app.pending && app.state() !== 'running') app = await this.replace(id)
+    // Starting a replica resumes it if it is paused; one waiting for its restart backoff refuses.
+    const results = await Promise.allSettled(app.replicas.map((r) => r.start()))
+    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
+    // A replica port held by another program fails the wake: its probe would reach that program.
+    const foreign = errors.find((e) => isRelightError(e, 'RELIGHT_ERR_PORT_IN_USE'))
+    if (foreign) throw foreign
+    if (errors.length < results.length) return { ...this.info(app), state: 'running' }
+    const backoffs = errors.filter((e): e is RelightError => isRelightError(e, 'RELIGHT_ERR_RESTART_BACKOFF'))
+    if (backoffs.length === errors.length) {
+      throw backoffs.reduce((a, b) => ((a.context.retryAfter ?? 0) <= (b.context.retryAfter ?? 0) ? a : b))
+    }
+    throw errors.find((e) => !isRelightError(e, 'RELIGHT_ERR_RESTART_BACKOFF'))
   }
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
     throwIfAborted(signal)
+    this.app(id)
+    return this.serial(id, () => this.sleepNow(id, mode))
+  }
+
+  private async sleepNow(id: string, mode: SleepMode): Promise<void> {
     const app = this.app(id)
+    if (app.pending) {
+      // A reload changed the process: this sleep stops the old one, the next wake starts the new.
+      await this.replace(id)
+      return
+    }
     if (mode === 'pause') {
       for (const r of app.replicas) r.pause()
       return
@@ -266,15 +370,71 @@ export class ProcessProvider implements Provider {
     return results
   }
 
+  /**
+   * A reload: apply the new app list. Added apps are listed at once; removed ones stop
+   * (stop_signal, grace_period) and disappear from the list; a change of hosts or settings only
+   * applies to the running process; any other change replaces the process — at once when the
+   * app is asleep or always_on, else at its next sleep (the old process serves until then).
+   * The caller lists the provider again afterwards.
+   */
+  applyConfig(next: ProcessConfig & { readonly resync_interval?: number }): ProcessChanges {
+    const changes: ProcessChanges = { added: [], removed: [], updated: [], replaced: [] }
+    this.resyncInterval = next.resync_interval
+    const wanted = new Map(next.apps.map((a) => [a.name, a]))
+    for (const [name, app] of this.apps) {
+      if (wanted.has(name)) continue
+      this.apps.delete(name)
+      changes.removed.push(name)
+      this.retiring.add(app)
+      void this.serial(name, () => Promise.all(app.replicas.map((r) => r.stop()))).finally(() => this.retiring.delete(app))
+    }
+    for (const config of next.apps) {
+      const app = this.apps.get(config.name)
+      if (!app) {
+        this.apps.set(config.name, this.makeApp(config))
+        changes.added.push(config.name)
+        continue
+      }
+      if (JSON.stringify(app.pending ?? app.config) === JSON.stringify(config)) continue
+      if (processKeys(app.config) === processKeys(config)) {
+        app.config = config
+        app.pending = undefined
+        changes.updated.push(config.name)
+        continue
+      }
+      app.pending = config
+      changes.replaced.push(config.name)
+      if (config.always_on || app.state() !== 'running') {
+        void this.serial(config.name, () => this.replace(config.name, config.always_on)).catch((err: unknown) =>
+          this.log.warn({ app: config.name, err: (err as Error).message }, 'could not start the reconfigured app'),
+        )
+      }
+    }
+    return changes
+  }
+
+  /** Stop the app's process (if any) and put one made from its pending config in its place. */
+  private async replace(name: string, start = false): Promise<App> {
+    const app = this.app(name)
+    if (!app.pending) return app
+    await Promise.all(app.replicas.map((r) => r.stop()))
+    const fresh = this.makeApp(app.pending)
+    if (this.apps.get(name) === app) this.apps.set(name, fresh)
+    this.log.info({ app: name }, 'app replaced with its new configuration')
+    this.listener?.({ type: 'upsert', backend: this.info(fresh) })
+    if (start) await Promise.all(fresh.replicas.map((r) => r.start()))
+    return fresh
+  }
+
   terminateNow(): void {
     this.closed = true
-    for (const app of this.apps.values()) for (const r of app.replicas) r.killNow()
+    for (const app of [...this.apps.values(), ...this.retiring]) for (const r of app.replicas) r.killNow()
   }
 
   /** Stop every child gracefully (stop_signal, grace_period, SIGKILL). Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await Promise.all([...this.apps.values()].flatMap((app) => app.replicas.map((r) => r.stop())))
+    await Promise.all([...this.apps.values(), ...this.retiring].flatMap((app) => app.replicas.map((r) => r.stop())))
   }
 }

@@ -4,6 +4,8 @@ import { createInterface } from 'node:readline'
 import type { Logger } from 'pino'
 import { RelightError } from '../../core/errors.js'
 import { Backoff } from './backoff.js'
+import { tcpPortHolder } from '../../startup/port-holder.js'
+import { portTaken } from './port-holder.js'
 
 export type ReplicaState = 'stopped' | 'starting' | 'running' | 'paused'
 
@@ -23,11 +25,17 @@ export interface ReplicaSpec {
   readonly gracePeriod: number
   readonly stdout: string
   readonly stderr: string
+  /** Where the app listens: checked before every start, so a foreign listener is never routed. */
+  readonly listen?: { readonly host: string; readonly port: number }
 }
 
 export interface ReplicaEvents {
   /** State changed; `reason` set when the process exited on its own. */
   onState(state: ReplicaState, reason?: string): void
+  /** A process was spawned (crash recovery records it). */
+  onSpawn?(pid: number): void
+  /** The process (and its group) is gone. */
+  onGone?(pid: number): void
 }
 
 /**
@@ -40,6 +48,9 @@ export class Supervisor {
   private wanted = false
   private startedAt = 0
   private restartTimer: NodeJS.Timeout | undefined
+  /** After an exit we did not ask for: no start before this time (Date.now clock). */
+  private notBefore = 0
+  private spawning: Promise<void> | undefined
   private exited: Promise<void> = Promise.resolve()
   private readonly backoff = new Backoff()
 
@@ -59,18 +70,60 @@ export class Supervisor {
     this.events.onState(state, reason)
   }
 
-  /** Start now (skipping any pending backoff). Resolves once the process is spawned. */
+  /** ms until a crashed process may start again (0: it may start now). */
+  backoffRemaining(now = Date.now()): number {
+    return Math.max(0, this.notBefore - now)
+  }
+
+  /**
+   * Start (or resume) the process. Resolves once it is spawned. While a process that exited on
+   * its own waits for its next restart, rejects with RELIGHT_ERR_RESTART_BACKOFF (the restart
+   * keeps the supervisor's schedule: requests never spawn a crashing app faster).
+   */
   async start(): Promise<void> {
-    this.wanted = true
-    if (this.restartTimer) {
-      clearTimeout(this.restartTimer)
-      this.restartTimer = undefined
-    }
     if (this.child) {
+      this.wanted = true
       if (this.state === 'paused') this.resume()
       return
     }
-    await this.spawnChild()
+    if (this.spawning) return this.spawning
+    const wait = this.backoffRemaining()
+    if (wait > 0) {
+      const seconds = Math.ceil(wait / 1000)
+      throw new RelightError('RELIGHT_ERR_RESTART_BACKOFF', `${this.spec.app} keeps exiting; next start in ${seconds} s`, { backend: this.spec.app, retryAfter: seconds })
+    }
+    this.wanted = true
+    this.cancelRestart() // due now: this start is the restart
+    await this.spawnGuarded()
+  }
+
+  private cancelRestart(): void {
+    if (this.restartTimer) clearTimeout(this.restartTimer)
+    this.restartTimer = undefined
+  }
+
+  /** One spawn at a time (the port check before it is asynchronous). */
+  private spawnGuarded(): Promise<void> {
+    this.spawning ??= this.checkPort()
+      .then(() => {
+        if (!this.wanted) throw new RelightError('RELIGHT_ERR_ABORTED', `${this.spec.app} was stopped before it started`, { backend: this.spec.app })
+        return this.spawnChild()
+      })
+      .finally(() => {
+        this.spawning = undefined
+      })
+    return this.spawning
+  }
+
+  /** Refuse to start when another program listens on the app's address: it would be routed. */
+  private async checkPort(): Promise<void> {
+    const listen = this.spec.listen
+    if (!listen || !(await portTaken(listen.host, listen.port))) return
+    const holder = tcpPortHolder(listen.port)
+    const who = holder ? `pid ${holder.pid}, ${holder.command}` : 'a process the sidecar cannot see'
+    const message = `${listen.host}:${listen.port} is held by another program (${who}); not starting ${this.spec.app}`
+    this.log.warn({ replica: this.spec.replica, port: listen.port, holder_pid: holder?.pid, holder_command: holder?.command }, message)
+    throw new RelightError('RELIGHT_ERR_PORT_IN_USE', message, { backend: this.spec.app, port: listen.port, holderPid: holder?.pid })
   }
 
   private spawnChild(): Promise<void> {
@@ -115,12 +168,14 @@ export class Supervisor {
       child.once('spawn', () => {
         this.startedAt = Date.now()
         this.log.info({ pid: child.pid, replica: spec.replica }, 'process started')
+        if (child.pid !== undefined) this.events.onSpawn?.(child.pid)
         this.set('running')
         resolve()
       })
       child.once('error', (err) => {
         // spawn failure (ENOENT, EACCES, EPERM for uid): no 'exit' follows
         if (this.child === child) this.child = undefined
+        this.wanted = false
         resolveExit()
         this.set('stopped', `cannot start ${spec.command}: ${err.message}`)
         reject(new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `cannot start ${spec.command}: ${err.message}`, { backend: spec.app }, { cause: err }))
@@ -141,11 +196,16 @@ export class Supervisor {
     if (this.child !== child) return
     this.child = undefined
     killGroup(child.pid, 'SIGKILL') // leftovers of the group (grandchildren) go with their leader
+    if (child.pid !== undefined) this.events.onGone?.(child.pid)
     const reason = signal ? `killed by ${signal}` : `exited with code ${code}`
     if (!this.wanted) {
       this.set('stopped')
       return
     }
+    // An exit we did not ask for: whatever the policy, the next start (restart or request)
+    // waits for the backoff, so a crashing app is not spawned by every request.
+    const delay = this.backoff.next(Date.now() - this.startedAt)
+    this.notBefore = Date.now() + delay
     const policy = this.spec.restart
     const restart = policy === 'always' || (policy === 'on_failure' && code !== 0)
     if (!restart) {
@@ -154,13 +214,24 @@ export class Supervisor {
       this.set('stopped', reason)
       return
     }
-    const delay = this.backoff.next(Date.now() - this.startedAt)
     this.log.warn({ replica: this.spec.replica, code, signal, restart_in_ms: delay }, `process ${reason}; restarting`)
     this.set('stopped', reason)
     this.set('starting')
+    this.scheduleRestart(delay)
+  }
+
+  private scheduleRestart(delay: number): void {
+    this.cancelRestart()
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined
-      if (this.wanted && !this.child) this.spawnChild().catch(() => undefined) // failure already reported as a state
+      if (!this.wanted || this.child) return
+      this.spawnGuarded().catch((err: unknown) => {
+        if (!(err instanceof RelightError) || err.code !== 'RELIGHT_ERR_PORT_IN_USE' || !this.wanted) return // reported as a state
+        // The port is still taken: try again on the backoff schedule.
+        const next = this.backoff.next(0)
+        this.notBefore = Date.now() + next
+        this.scheduleRestart(next)
+      })
     }, delay)
   }
 

@@ -1,0 +1,252 @@
+/**
+ * Hot reload (SIGHUP, `relight-sidecar reload`, POST /_relight/admin/reload): read and validate
+ * the config file again; if it is invalid the running config stays and the problems are
+ * reported; if it is valid only the difference is applied:
+ *
+ * - registry settings (defaults, min_idle_timeout, base_domains, resync_interval, caps): live,
+ *   for every backend;
+ * - provider instances, by id: added → listed and routable when the reload resolves; removed →
+ *   their backends go (hosts answer 404) and the provider is closed (process apps are stopped);
+ *   changed (its block, or `defaults`, which providers read) → process apps are diffed app by
+ *   app (ProcessProvider.applyConfig), other providers are replaced by a new instance without a
+ *   routing gap (listed first, activity carried over);
+ * - stateful sites and heartbeat: rebuilt when their block changed;
+ * - keys that need a restart (listen, access_log, socket_group, state_dir, admin,
+ *   shutdown_timeout, log_level — pino's child loggers keep the level they were made with)
+ *   keep their running value and are named in the log.
+ */
+import type { Logger } from 'pino'
+import { loadConfig } from './config/load.js'
+import type { Config } from './config/schema.js'
+import { isRelightError } from './core/errors.js'
+import { type Provider, providerId } from './core/provider.js'
+import type { Registry } from './core/registry.js'
+
+/** Keys that cannot change while the sidecar runs (sockets, directories, the admin API). */
+export const RESTART_KEYS = [
+  'listen',
+  'access_log',
+  'access_log_max_connections',
+  'access_log_max_line',
+  'socket_group',
+  'state_dir',
+  'admin',
+  'shutdown_timeout',
+  'log_level',
+] as const
+
+const REGISTRY_KEYS = ['defaults', 'base_domains', 'min_idle_timeout', 'resync_interval', 'max_concurrent_wakes', 'max_concurrent_sleeps'] as const
+
+export interface ReloadSummary {
+  /** Provider ids added, removed, replaced by a new instance, or reconfigured in place. */
+  readonly providers: { added: string[]; removed: string[]; replaced: string[]; reconfigured: string[] }
+  /** Per provider reconfigured in place: what it changed (process: apps added/removed/updated/replaced). */
+  readonly details: Record<string, unknown>
+  /** Top-level keys applied live. */
+  readonly settings: string[]
+  stateful: boolean
+  heartbeat: boolean
+  /** Changed keys that keep their running value until a restart. */
+  readonly restart_needed: string[]
+  /** Provider changes that failed (the old instance stays). */
+  readonly failed: string[]
+}
+
+export type ReloadResult = { readonly ok: true; readonly changed: boolean; readonly summary: ReloadSummary } | { readonly ok: false; readonly errors: readonly string[] }
+
+/** A provider that takes a new config block in place (process apps: a diff per app). */
+interface Reconfigurable {
+  applyConfig(block: never): object
+}
+
+function reconfigurable(p: Provider): p is Provider & Reconfigurable {
+  return typeof (p as Partial<Reconfigurable>).applyConfig === 'function'
+}
+
+export interface ReloaderDeps {
+  /** The config file; reload is refused without one. */
+  readonly file: string | undefined
+  readonly registry: Registry
+  readonly logger: Logger
+  readonly current: () => Config
+  /** Build providers for `config` (only the blocks present in it). */
+  readonly createProviders: (config: Config) => Provider[]
+  readonly closeProvider: (provider: Provider) => Promise<void>
+  readonly replaceStateful: (config: Config) => void
+  readonly replaceHeartbeat: (config: Config) => void
+  /** The config now in force. */
+  readonly commit: (config: Config) => void
+  readonly env?: NodeJS.ProcessEnv
+}
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
+
+/** One provider block of the config, with the kind it belongs to. */
+interface Block {
+  readonly kind: string
+  readonly block: { readonly id: string }
+}
+
+/** Every provider block by instance id (ids are unique across kinds: the config checks it). */
+function blocksById(config: Config): Map<string, Block> {
+  const out = new Map<string, Block>()
+  for (const [kind, blocks] of Object.entries(config.providers as Record<string, readonly { id: string }[] | undefined>)) {
+    for (const block of blocks ?? []) out.set(block.id, { kind, block })
+  }
+  return out
+}
+
+/** A config with one provider block only (to build that instance). */
+function onlyBlock(config: Config, b: Block): Config {
+  return { ...config, providers: { [b.kind]: [b.block] } } as unknown as Config
+}
+
+export class Reloader {
+  private running: Promise<ReloadResult> | undefined
+  private queued: Promise<ReloadResult> | undefined
+
+  constructor(private readonly deps: ReloaderDeps) {}
+
+  /** Reload now; a reload asked for while one runs runs once after it (coalesced). */
+  reload(): Promise<ReloadResult> {
+    if (!this.running) {
+      this.running = this.run().finally(() => {
+        this.running = undefined
+      })
+      return this.running
+    }
+    this.queued ??= this.running.then(
+      () => {
+        this.queued = undefined
+        return this.reload()
+      },
+      () => {
+        this.queued = undefined
+        return this.reload()
+      },
+    )
+    return this.queued
+  }
+
+  private async run(): Promise<ReloadResult> {
+    const { logger, file } = this.deps
+    if (file === undefined) {
+      const errors = ['the sidecar was started without a config file; nothing to reload']
+      logger.error({ errors }, 'config reload refused')
+      return { ok: false, errors }
+    }
+    let next: Config
+    try {
+      next = loadConfig(file, this.deps.env)
+    } catch (err) {
+      const errors = isRelightError(err, 'RELIGHT_ERR_CONFIG') && 'problems' in err ? [...(err.problems as string[])] : [(err as Error).message]
+      logger.error({ file, errors }, 'config reload refused: the file is invalid; the running configuration stays')
+      return { ok: false, errors }
+    }
+    try {
+      return await this.apply(next)
+    } catch (err) {
+      // Never thrown at a signal handler: what was applied before the failure stays applied.
+      const errors = [`applying the new configuration failed: ${(err as Error).message}`]
+      logger.error({ err, errors }, 'config reload failed part-way')
+      return { ok: false, errors }
+    }
+  }
+
+  /** Apply a validated config. Exposed for tests that build configs in memory. */
+  async apply(parsed: Config): Promise<ReloadResult> {
+    const { registry, logger } = this.deps
+    const current = this.deps.current()
+    const restartNeeded = RESTART_KEYS.filter((k) => !same((current as Record<string, unknown>)[k], (parsed as Record<string, unknown>)[k]))
+    // Keys that need a restart keep their running value.
+    const next = { ...parsed } as Record<string, unknown>
+    for (const k of restartNeeded) next[k] = (current as Record<string, unknown>)[k]
+    const config = next as Config
+    const summary: ReloadSummary = {
+      providers: { added: [], removed: [], replaced: [], reconfigured: [] },
+      details: {},
+      settings: [],
+      stateful: false,
+      heartbeat: false,
+      restart_needed: [...restartNeeded],
+      failed: [],
+    }
+
+    const registryChanged = REGISTRY_KEYS.filter((k) => !same(current[k], config[k]))
+    if (registryChanged.length > 0) {
+      registry.applySettings(config) // before provider changes: new backends get the new defaults
+      summary.settings.push(...registryChanged)
+    }
+
+    // Providers, per instance id: what a provider is built from is its block and `defaults`.
+    const before = blocksById(current)
+    const after = blocksById(config)
+    const byId = (id: string) => registry.providers.find((p) => providerId(p) === id)
+    const defaultsChanged = !same(current.defaults, config.defaults)
+    await Promise.all(
+      [...new Set([...before.keys(), ...after.keys()])].map(async (id) => {
+        const was = before.get(id)
+        const now = after.get(id)
+        const running = byId(id)
+        if (now === undefined || (was !== undefined && was.kind !== now.kind)) {
+          if (running) {
+            registry.removeProvider(running)
+            summary.providers.removed.push(id)
+            void this.deps.closeProvider(running) // process apps stop with their grace period
+          }
+          if (now === undefined) return
+        }
+        if (!running || was === undefined || was.kind !== now.kind) {
+          const [created] = this.deps.createProviders(onlyBlock(config, now))
+          if (!created) return
+          try {
+            await registry.addProvider(created)
+            summary.providers.added.push(id)
+          } catch (err) {
+            summary.failed.push(`${id}: ${(err as Error).message}`)
+            void this.deps.closeProvider(created)
+          }
+          return
+        }
+        if (same(was.block, now.block) && !defaultsChanged) return
+        if (reconfigurable(running)) {
+          if (same(was.block, now.block)) return // defaults only: the registry applied them
+          summary.details[id] = running.applyConfig(now.block as never)
+          summary.providers.reconfigured.push(id)
+          await registry.providerReconfigured(running)
+          return
+        }
+        const [created] = this.deps.createProviders(onlyBlock(config, now))
+        if (!created) return
+        try {
+          await registry.replaceProvider(running, created)
+          summary.providers.replaced.push(id)
+          void this.deps.closeProvider(running)
+        } catch (err) {
+          summary.failed.push(`${id}: ${(err as Error).message}`)
+          logger.warn({ provider: id, err: (err as Error).message }, 'the reconfigured provider cannot be listed; keeping the running one')
+          void this.deps.closeProvider(created)
+        }
+      }),
+    )
+
+    if (!same([current.stateful, current.dns], [config.stateful, config.dns])) {
+      this.deps.replaceStateful(config)
+      summary.stateful = true
+    }
+    if (!same(current.heartbeat, config.heartbeat)) {
+      this.deps.replaceHeartbeat(config)
+      summary.heartbeat = true
+    }
+    this.deps.commit(config)
+
+    if (restartNeeded.length > 0) {
+      logger.warn({ keys: restartNeeded }, `changed keys that need a restart to apply (the running values stay): ${restartNeeded.join(', ')}`)
+    }
+    const p = summary.providers
+    const changed =
+      summary.settings.length + p.added.length + p.removed.length + p.replaced.length + p.reconfigured.length > 0 || summary.stateful || summary.heartbeat
+    logger.info({ ...summary, changed }, changed ? 'config applied' : 'config applied: nothing changed')
+    return { ok: true, changed, summary }
+  }
+}
