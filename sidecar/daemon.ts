@@ -10,6 +10,8 @@ import { RelightError } from './core/errors.js'
 import { TicketLedger } from './core/tickets.js'
 import { claimSocketPath, secureSocket } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
+import { Webhooks } from './ops/webhooks.js'
+import { WaitingPages } from './pages/template.js'
 import type { Resolver } from './routing/stateful/resolver.js'
 import { StatefulRouter } from './routing/stateful/router.js'
 import { createProviders } from './providers/index.js'
@@ -54,10 +56,13 @@ export interface Sidecar {
 
 export async function startSidecar(config: Config, options: SidecarOptions): Promise<Sidecar> {
   const log = options.logger
+  // Read before anything starts: a missing template file is a configuration error.
+  const waitingPages = WaitingPages.load(config, options.baseDir)
   const startConfig = config
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
   const gid = socketGid(config)
   const registry = new Registry(providers, config, log, options.now)
+  const webhooks = config.webhooks.length > 0 ? new Webhooks(config.webhooks, registry.events, log.child({ component: 'webhooks' })) : undefined
   // Created after the access-log listener (which may fail to bind): its DNS timers run until close().
   let stateful: StatefulRouter | undefined
 
@@ -110,12 +115,15 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   const app = buildApp(
     {
       ...(config.admin ? { adminToken: config.admin.token } : {}),
-      ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected') } : {}),
+      ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected'), accessLogConnections: () => connections } : {}),
+      ...(config.heartbeat ? { heartbeatFailures: () => heartbeat?.counters.failed ?? 0 } : {}),
+      ...(webhooks ? { webhooks: () => webhooks.stats() } : {}),
       reload: () => reload(),
     },
     {
       registry,
       logger: log,
+      waitingPages,
       // read on every request: a reload may replace it
       get stateful() {
         return stateful
@@ -134,6 +142,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       heartbeat?.close()
       clearInterval(expiryTimer)
       registry.close()
+      webhooks?.close()
       stateful?.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()
@@ -175,7 +184,10 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   })
   const reload = (): Promise<ReloadResult> => {
     if (closing) return Promise.resolve({ ok: false, errors: ['the sidecar is shutting down'] })
-    return reloader.reload()
+    return reloader.reload().then((result) => {
+      if (result.ok && result.changed) registry.events.emit({ type: 'config.applied', providers: registry.providers.map(providerId), backends: registry.size })
+      return result
+    })
   }
 
   let address: string
@@ -188,6 +200,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     throw err
   }
   log.info({ address, backends: registry.size, stateful_sites: stateful?.sites.length ?? 0 }, 'relight-sidecar listening')
+  registry.events.emit({ type: 'config.applied', providers: providers.map(providerId), backends: registry.size })
   startHeartbeat(startConfig)
 
   return {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** relight-sidecar command line: serve, check, snippet. */
+import { WaitingPages } from './pages/template.js'
 import { readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -86,6 +87,11 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   const baseDir = dirname(resolve(file))
   // The same checks `check` runs first: a refusal is one line, with no stack trace.
   const problems = await preflight(config, { leftoverGroups: leftovers(config, baseDir) })
+  try {
+    WaitingPages.load(config, dirname(resolve(file)))
+  } catch (err) {
+    problems.push((err as Error).message)
+  }
   if (problems.length > 0) cannotStart(problems)
   const logger = createLogger(config.log_level, format)
   const providers = createProviders(config, logger, { baseDir })
@@ -201,6 +207,11 @@ async function check(file: string): Promise<void> {
   const out = (ok: boolean, message: string) => write(ok ? 'ok     ' : 'PROBLEM', message)
   out(true, `${file}: configuration is valid`)
   for (const problem of await preflight(config, { leftoverGroups: leftovers(config, dirname(resolve(file))) })) out(false, problem)
+  try {
+    WaitingPages.load(config, dirname(resolve(file)))
+  } catch (err) {
+    out(false, (err as Error).message)
+  }
   if (config.access_log) {
     out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
     out(true, `access_log: requests count in flight only through snippet version 2 (it sends X-Relight-Snippet: 2 and logs X-Relight-Ticket); an older relight.caddy still routes but open streams do not keep apps awake, and serve logs "old relight snippet". Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)

@@ -6,6 +6,8 @@
 import { z } from 'zod'
 import { heartbeatConfigSchema } from '../heartbeat/config.js'
 import { PROVIDER_PLUGINS } from '../providers/plugins.js'
+import { webhookConfigSchema } from '../ops/config.js'
+import { waitingPageTemplate } from '../pages/template.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
 import { type Instance, instancesOf, uniqueInstanceIds } from './instances.js'
 import { byteSize, duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy } from './types.js'
@@ -20,6 +22,7 @@ export const defaultsSchema = z.strictObject({
   app_port: z.number().int().min(1).max(65535).default(8080),
   readiness: readiness.default('tcp'),
   max_request_duration: settingFor('max_request_duration').prefault('24h'),
+  waiting_page_template: waitingPageTemplate.optional(),
 })
 
 type Plugins = (typeof PROVIDER_PLUGINS)[number]
@@ -62,6 +65,8 @@ export const configSchema = z.strictObject({
   /** Resolver settings for stateful upstream hosts. */
   dns: dnsSchema.prefault({}),
   admin: z.strictObject({ token: z.string().min(16, 'use at least 16 characters') }).optional(),
+  /** Lifecycle events POSTed as signed JSON (sidecar/ops/webhooks.ts). */
+  webhooks: z.array(webhookConfigSchema).default([]),
 })
 
 export type Config = z.output<typeof configSchema>

@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from '../core/duration.js'
 import { BACKEND_SETTINGS, durationProblem, READINESS, type SettingKey, type SettingSpec, STRATEGIES } from '../core/settings.js'
+import { waitingPageTemplate } from '../pages/template.js'
 
 /** `500ms`, `30s`, `5m`, `1h` → milliseconds. A bare number is refused with a hint. */
 export const duration = z.unknown().transform((value, ctx): number => {
@@ -68,6 +69,8 @@ export function settingSchema(spec: SettingSpec) {
       return strategy
     case 'readiness':
       return readiness
+    case 'template':
+      return waitingPageTemplate
   }
 }
 
@@ -76,6 +79,7 @@ interface SettingTypes {
   sleep: typeof sleepMode
   strategy: typeof strategy
   readiness: typeof readiness
+  template: typeof waitingPageTemplate
 }
 type Settings = (typeof BACKEND_SETTINGS)[number]
 

@@ -4,6 +4,7 @@ import { isRelightError, RelightError, toRelightError } from './errors.js'
 import { type BackendInfo, type BackendState, type Provider, providerId, type Readiness, type SleepMode, stateForMode, type Strategy } from './provider.js'
 
 export { stateForMode } from './provider.js'
+import type { LifecycleEvent, LifecycleEvents } from './events.js'
 import { waitAnyReady } from './readiness.js'
 import { abortable } from './timers.js'
 
@@ -38,7 +39,18 @@ export interface BackendDeps {
   readonly now: () => number
   /** Aborts every operation on shutdown. */
   readonly closing: AbortSignal
+  /** Where wake and sleep transitions are reported (logs subscribe to it). */
+  readonly events: LifecycleEvents
 }
+
+/** What a sleep request came to. */
+export type SleepOutcome =
+  | { readonly result: 'done'; readonly mode: SleepMode }
+  /** Already asleep: nothing to do. */
+  | { readonly result: 'asleep' }
+  /** Kept awake on purpose (`inflight: 1`, `waking`, `always_on`, `not idle`, a provider's refusal). */
+  | { readonly result: 'refused'; readonly reason: string }
+  | { readonly result: 'failed'; readonly error: RelightError }
 
 export interface BackendCounters {
   wakes: number
@@ -168,13 +180,22 @@ export class Backend {
    * activity for idle_timeout.
    */
   isIdle(now: number): boolean {
-    return (
-      (this.phase === 'running' || (this.phase === 'asleep' && this.info.state === 'running')) &&
-      !this.settings.always_on &&
-      this.inflight === 0 &&
-      this.wakePromise === undefined &&
-      now - this.lastActivity >= this.settings.idle_timeout
-    )
+    return this.sleepBlocker(now, false) === undefined
+  }
+
+  /** Why the backend must not sleep now (undefined: it may); `asleep` when there is nothing to put to sleep. */
+  private sleepBlocker(now: number, ignoreActivity: boolean): string | undefined {
+    if (!(this.phase === 'running' || (this.phase === 'asleep' && this.info.state === 'running'))) return this.phase
+    if (this.settings.always_on) return 'always_on'
+    if (this.inflight > 0) return `inflight: ${this.inflight}`
+    if (this.wakePromise !== undefined) return 'waking'
+    if (!ignoreActivity && now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+    return undefined
+  }
+
+  /** Report a transition to the lifecycle events (logs, metrics, the events stream subscribe). */
+  private emit(event: DistributiveOmit<LifecycleEvent, 'key' | 'name' | 'provider'>): void {
+    this.deps.events.emit({ ...event, key: this.key, name: this.info.name, provider: providerId(this.provider) } as LifecycleEvent)
   }
 
   /**
@@ -276,6 +297,7 @@ export class Backend {
     const from = this.info.state
     this.phase = 'waking'
     this.counters.wakes++
+    this.emit({ type: 'wake.started', from })
     try {
       signal.throwIfAborted()
       const fresh = await this.queued(this.deps.wakeQueue, () => this.provider.wake(this.info.id, signal), signal)
@@ -292,7 +314,7 @@ export class Backend {
       this.phase = 'running'
       this.lastActivity = this.deps.now()
       this.lastError = undefined
-      this.log.info({ from, ms: this.deps.now() - started }, 'woke')
+      this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
       const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: providerId(this.provider) })
@@ -301,9 +323,7 @@ export class Backend {
       // Asleep even if the engine started it: the next request probes again, and if none comes
       // the idle sweep puts it back to sleep (isIdle looks at the reported state).
       this.phase = 'asleep'
-      // A refusal during a restart backoff repeats for every request: the provider logged the crash.
-      const level = error.code === 'RELIGHT_ERR_RESTART_BACKOFF' ? 'debug' : 'warn'
-      this.log[level]({ code: error.code, err: error.message, ms: this.deps.now() - started }, 'wake failed')
+      this.emit({ type: 'wake.failed', duration_ms: this.deps.now() - started, code: error.code, reason: error.message })
       throw error
     } finally {
       this.transitionEndedAt = this.deps.now()
@@ -328,11 +348,30 @@ export class Backend {
    * when it went to sleep. Falls back to `fallback_sleep` when the preferred mode fails.
    */
   sleepIfIdle(): Promise<boolean> {
-    return this.serial(async () => {
-      if (!this.isIdle(this.deps.now()) || this.removed) return false
+    return this.runSleep(false).then((outcome) => outcome.result === 'done')
+  }
+
+  /**
+   * An operator asked for a sleep (admin API, status page): like sleepIfIdle() without waiting
+   * for idle_timeout, but still refused while a request is in flight or a wake is pending.
+   */
+  sleepNow(): Promise<SleepOutcome> {
+    return this.runSleep(true)
+  }
+
+  private runSleep(ignoreActivity: boolean): Promise<SleepOutcome> {
+    return this.serial(async (): Promise<SleepOutcome> => {
+      if (this.removed) return { result: 'refused', reason: 'removed' }
+      const blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
+      if (blocker === 'asleep') return { result: 'asleep' }
+      if (blocker !== undefined) {
+        this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
+        return { result: 'refused', reason: blocker }
+      }
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
       this.phase = 'sleeping'
+      const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
       // are bounded by their own wake_timeout.
       const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
@@ -342,23 +381,23 @@ export class Backend {
         this.inflight = 0
         this.info = { ...this.info, state: stateForMode(mode) }
         this.counters.sleeps++
-        this.log.info({ mode }, 'asleep')
-        return true
+        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started })
+        return { result: 'done', mode }
       } catch (err) {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
         if (error.code === 'RELIGHT_ERR_SLEEP_REFUSED') {
           // Another sidecar saw traffic (or the shared value could not be checked): stay awake.
           this.phase = this.info.state === 'running' ? 'running' : 'asleep'
           this.lastActivity = this.deps.now()
-          this.log.info({ reason: error.message }, 'sleep refused')
-          return false
+          this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: error.message, code: error.code })
+          return { result: 'refused', reason: error.message }
         }
         this.counters.sleepFailures++
         // What the provider reported meanwhile decides; without a report it is still running.
         this.phase = this.info.state === 'running' ? 'running' : 'asleep'
         this.lastActivity = this.deps.now() // retry after another idle_timeout, not on every tick
-        this.log.warn({ code: error.code, err: error.message }, 'sleep failed')
-        return false
+        this.emit({ type: 'sleep.failed', mode: this.settings.sleep, code: error.code, reason: error.message })
+        return { result: 'failed', error }
       } finally {
         this.transitionEndedAt = this.deps.now()
       }
@@ -415,3 +454,6 @@ export class Backend {
     }
   }
 }
+
+/** Omit over each member of a union (the plain Omit merges the members). */
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never

@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   RELIGHT_ERR_UNAUTHORIZED: 'Missing or wrong admin token.',
   RELIGHT_ERR_STATEFUL_GONE: 'The session token does not decrypt or matches no upstream.',
   RELIGHT_ERR_STATEFUL_UNRESOLVED: 'A stateful upstream host name has never resolved to an address.',
+  RELIGHT_ERR_NOT_FOUND: 'No such admin endpoint or operation.',
+  RELIGHT_ERR_BAD_REQUEST: 'The admin request is malformed (parameters, body).',
   RELIGHT_ERR_INTERNAL: 'An unexpected error inside the sidecar (a bug); the log has it.',
   RELIGHT_ERR_PORT_IN_USE: 'Another program holds the port a process app must listen on; the app is not started and nothing is routed there.',
   RELIGHT_ERR_RESTART_BACKOFF: 'The backend keeps exiting and waits for its next restart (backoff); requests are refused until then.',

@@ -74,6 +74,8 @@ export interface BackendSettings {
   max_request_duration?: number
   /** Supervised or kept running, never put to sleep. */
   always_on?: boolean
+  /** Path of an HTML waiting page (pages/template.ts); from the config file only. */
+  waiting_page_template?: string
 }
 
 export interface BackendInfo {

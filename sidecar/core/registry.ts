@@ -2,6 +2,8 @@ import PQueue from 'p-queue'
 import type { Logger } from 'pino'
 import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
 import { type ErrorCode, RelightError, toRelightError } from './errors.js'
+import { logEvents } from './event-log.js'
+import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { delay } from './timers.js'
@@ -41,6 +43,8 @@ export class Registry implements RegistryReload {
   readonly status = new Map<string, ProviderStatus>()
   /** Whether in-flight requests can be counted (an access-log connection is up). */
   countInflight = false
+  /** Lifecycle events of every backend and provider; the log is its first subscriber. */
+  readonly events: LifecycleEvents
 
   private readonly backends = new Map<string, Backend>()
   private config: RegistryConfig
@@ -68,12 +72,15 @@ export class Registry implements RegistryReload {
     this.providers = providers
     this.config = config
     this.log = logger
+    this.events = new LifecycleEvents((err, event) => logger.error({ err, event: event.type }, 'lifecycle event listener failed'))
+    logEvents(this.events, logger)
     this.deps = {
       wakeQueue: new PQueue({ concurrency: config.max_concurrent_wakes }),
       sleepQueue: new PQueue({ concurrency: config.max_concurrent_sleeps }),
       logger,
       now,
       closing: this.closer.signal,
+      events: this.events,
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
   }
@@ -174,7 +181,7 @@ export class Registry implements RegistryReload {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: providerId(provider) })
       const before = this.status.get(providerId(provider))
       if (before?.ok !== false || before.error !== error.message) {
-        this.log.warn({ provider: providerId(provider), code: error.code, err: error.message }, 'provider list failed; keeping known backends')
+        this.events.emit({ type: 'provider.down', provider: providerId(provider), code: error.code, reason: error.message })
       }
       this.status.set(providerId(provider), { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
       return
@@ -193,7 +200,9 @@ export class Registry implements RegistryReload {
         hostsChanged = true
       }
     }
+    const wasUp = this.status.get(providerId(provider))?.ok === true
     this.status.set(providerId(provider), { ok: true, backends: infos.length, lastList: Date.now() })
+    if (!wasUp) this.events.emit({ type: 'provider.up', provider: providerId(provider), backends: infos.length })
     // A resync that changes no host keeps the index (and its warm raw-Host cache).
     if (hostsChanged) this.scheduleRebuild(true)
   }
@@ -215,7 +224,7 @@ export class Registry implements RegistryReload {
       case 'state': {
         const backend = this.backends.get(`${providerId(provider)}:${event.id}`)
         if (backend) {
-          if (event.reason) backend.log.info({ state: event.state, reason: event.reason }, 'state changed')
+          this.events.emit({ type: 'backend.state', ...ref(backend), state: event.state, ...(event.reason ? { reason: event.reason } : {}) })
           backend.stateChanged(event.state, event.reason)
         } else this.resyncInBackground(provider)
         return
@@ -233,19 +242,21 @@ export class Registry implements RegistryReload {
     const existing = this.backends.get(key)
     if (existing) {
       const hostsChanged = !sameHosts(existing.info.hosts, info.hosts)
+      const before = existing.info.state
       existing.update(info, settings, observedAt)
+      if (existing.info.state !== before) this.events.emit({ type: 'backend.state', ...ref(existing), state: existing.info.state })
       return hostsChanged
     }
     const backend = new Backend(provider, info, settings, this.deps)
     this.backends.set(key, backend)
-    if (this.log.isLevelEnabled('debug')) backend.log.debug({ hosts: info.hosts, state: info.state }, 'discovered')
+    this.events.emit({ type: 'backend.added', ...ref(backend), hosts: info.hosts, state: info.state })
     return true
   }
 
   private remove(backend: Backend): void {
     backend.markRemoved()
     this.backends.delete(backend.key)
-    backend.log.info('removed')
+    this.events.emit({ type: 'backend.removed', ...ref(backend) })
   }
 
   /** Defaults, then the backend's own settings; idle_timeout floored; modes the provider lacks replaced. */
@@ -499,4 +510,8 @@ export interface RegistryReload {
 
 function sameHosts(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((h, i) => h === b[i])
+}
+
+function ref(backend: Backend): { key: string; name: string; provider: string } {
+  return { key: backend.key, name: backend.info.name, provider: providerId(backend.provider) }
 }

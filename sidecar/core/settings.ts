@@ -9,11 +9,25 @@ import type { BackendSettings, Readiness, SleepMode, Strategy } from './provider
 
 export const STRATEGIES = ['blocking', 'waiting_page'] as const satisfies readonly Strategy[]
 
-export type SettingKey = 'idle_timeout' | 'wake_timeout' | 'sleep' | 'fallback_sleep' | 'strategy' | 'waiting_page_after' | 'readiness' | 'max_request_duration'
+export type SettingKey =
+  | 'idle_timeout'
+  | 'wake_timeout'
+  | 'sleep'
+  | 'fallback_sleep'
+  | 'strategy'
+  | 'waiting_page_after'
+  | 'readiness'
+  | 'max_request_duration'
+  | 'waiting_page_template'
 
 export interface SettingSpec {
   readonly key: SettingKey
-  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness'
+  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template'
+  /**
+   * Accepted from the configuration file only (defaults, provider blocks, app entries): a label,
+   * tag or annotation naming it is reported as a problem and ignored.
+   */
+  readonly configOnly?: true
   /** Durations: the least accepted value (ms) and why, in words ("100ms (a wake needs time…)"). */
   readonly min?: { readonly ms: number; readonly why: string }
 }
@@ -29,6 +43,8 @@ export const BACKEND_SETTINGS = [
   // How long a request the sidecar authorised may stay in flight without its access-log line
   // (a lost line, or an /auth call Caddy did not make) before it stops counting (core/tickets.ts).
   { key: 'max_request_duration', type: 'duration', min: { ms: 1000, why: '1s (streams and downloads need time)' } },
+  // An HTML file the sidecar reads and publishes (pages/template.ts): never from a label or tag.
+  { key: 'waiting_page_template', type: 'template', configOnly: true },
 ] as const satisfies readonly SettingSpec[]
 
 export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s.key)
@@ -36,7 +52,7 @@ export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s
 /** `tcp`, or `http:/path`. */
 export const READINESS = /^(tcp|http:\/.*)$/
 
-export type SettingValue = number | SleepMode | Strategy | Readiness
+export type SettingValue = number | SleepMode | Strategy | Readiness | string
 
 /** A duration already parsed (YAML) checked against its spec's bound: the problem in words, or undefined. */
 export function durationProblem(spec: SettingSpec, ms: number): string | undefined {
@@ -65,6 +81,8 @@ export function settingFromText(spec: SettingSpec, text: string, sleepModes: rea
       return (STRATEGIES as readonly string[]).includes(text) ? { value: text as Strategy } : { expected: list(STRATEGIES) }
     case 'readiness':
       return READINESS.test(text) ? { value: text as Readiness } : { expected: 'tcp or http:/path' }
+    case 'template':
+      return { expected: 'nothing here: waiting_page_template is set in the configuration file only' }
   }
 }
 

@@ -1,13 +1,16 @@
-import { timingSafeEqual } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { TICKET_HEADER } from '../core/access-log.js'
 import type { Backend } from '../core/backend.js'
 import { RelightError } from '../core/errors.js'
 import { canonicalHostProblem, normalizeHost } from '../core/hosts.js'
+import { providerId } from '../core/provider.js'
 import type { Registry } from '../core/registry.js'
 import type { TicketLedger } from '../core/tickets.js'
+import type { WaitingPages } from '../pages/template.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
+import { AuthOutcomes } from './auth-outcomes.js'
+import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
 
@@ -22,8 +25,7 @@ export const SNIPPET_VERSION = '2'
 /** The ticket answered when none is issued (Caddy 2.6's copy_headers would copy a placeholder). */
 export const NO_TICKET = '-'
 
-export interface AppOptions {
-  readonly adminToken?: string
+export interface AppOptions extends OperationsOptions {
   /** Report whether an access-log connection is up (for healthz). undefined: not configured. */
   readonly accessLogState?: () => 'connected' | 'disconnected'
   /** Read the config file again and apply it (POST /_relight/admin/reload). */
@@ -40,6 +42,8 @@ export interface AppDeps {
   readonly stateful?: StatefulRouter
   /** In-flight tickets; undefined without `access_log` (nothing can report a request's end). */
   readonly tickets?: TicketLedger<Backend>
+  /** Operator templates for the waiting page (`waiting_page_template`); the built-in page without. */
+  readonly waitingPages?: WaitingPages
 }
 
 /** Retry-After of the waiting page: how soon the browser reloads. */
@@ -52,6 +56,7 @@ const WAITING_RETRY_SECONDS = 2
 export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   const { registry, logger, tickets } = deps
   let oldSnippetCalls = 0
+  const outcomes = new AuthOutcomes()
   const app = Fastify({
     logger: false,
     return503OnClosing: true,
@@ -69,20 +74,29 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     const { target, host } = registry.index.lookupRaw(req.headers.host)
     if (target !== undefined) {
       const upstream = target.upstream()
-      if (upstream !== undefined) return authorise(target, upstream, req, reply)
+      if (upstream !== undefined) {
+        outcomes.routed++
+        return authorise(target, upstream, req, reply)
+      }
       return wakeAndAnswer(target, req, reply)
     }
     if (host === undefined) {
-      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the Host header is not a valid DNS name'))
+      return authError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the Host header is not a valid DNS name'))
     }
     return registry.resolveAfterMiss(host).then(
       (late) => {
         if (late) return wakeAndAnswer(late, req, reply)
-        return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
+        return authError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
       },
-      (err: unknown) => sendError(req, reply, err),
+      (err: unknown) => authError(req, reply, err),
     )
   })
+
+  /** An /auth answer that is an error, counted by its code (relight_auth_requests_total). */
+  function authError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+    outcomes.error(err)
+    return sendError(req, reply, err)
+  }
 
   function answerStateful(site: StatefulSite, req: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
     const uri = req.headers['x-forwarded-uri']
@@ -90,12 +104,13 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     try {
       upstream = site.route(typeof uri === 'string' ? uri : undefined, req.headers.cookie)
     } catch (err) {
-      return sendError(req, reply, err)
+      return authError(req, reply, err)
     }
+    outcomes.stateful++
     if (typeof upstream === 'string') return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
     return upstream.then(
       (late) => reply.header(UPSTREAM_HEADER, late).header(TICKET_HEADER, NO_TICKET).send(),
-      (err: unknown) => sendError(req, reply, err),
+      (err: unknown) => authError(req, reply, err),
     )
   }
 
@@ -110,19 +125,22 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
         const outcome = await Promise.race([wake.then(() => 'ready' as const), late]).finally(() => clearTimeout(timer))
         if (outcome === 'late') {
           wake.catch(() => undefined) // the wake goes on; its failure is logged by the backend
-          return sendWaitingPage(reply, normalizeHost(req.headers.host) ?? backend.info.name, WAITING_RETRY_SECONDS)
+          outcomes.waiting_page++
+          const host = normalizeHost(req.headers.host) ?? backend.info.name
+          return sendWaitingPage(reply, host, WAITING_RETRY_SECONDS, deps.waitingPages?.render(backend.info.settings, host, WAITING_RETRY_SECONDS))
         }
       } else {
         await wake
       }
     } catch (err) {
-      return sendError(req, reply, err)
+      return authError(req, reply, err)
     }
     const upstream = backend.upstream()
     if (upstream === undefined) {
       // Went back to sleep or lost its upstream between the wake and now: let the client retry.
-      return sendError(req, reply, new RelightError('RELIGHT_ERR_ABORTED', `backend ${backend.info.name} is not ready`, { retryAfter: 1 }))
+      return authError(req, reply, new RelightError('RELIGHT_ERR_ABORTED', `backend ${backend.info.name} is not ready`, { retryAfter: 1 }))
     }
+    outcomes.woken++
     // A client that left while we woke the backend sends nothing on: do not count it in flight.
     if (req.raw.destroyed) {
       backend.started(false)
@@ -181,7 +199,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
 
   app.get('/_relight/healthz', (_req, reply) => {
     const providers: Record<string, unknown> = {}
-    for (const [kind, status] of registry.status) providers[kind] = status
+    // Counted from the registry now, not at the provider's last list: a backend an event added
+    // or removed since then is counted at once (backends == sum of providers' backends).
+    const counts = new Map<string, number>()
+    for (const b of registry.all()) counts.set(providerId(b.provider), (counts.get(providerId(b.provider)) ?? 0) + 1)
+    for (const [id, status] of registry.status) providers[id] = { ...status, backends: counts.get(id) ?? 0 }
     return reply.send({
       status: [...registry.status.values()].every((s) => s.ok) ? 'ok' : 'degraded',
       backends: registry.size,
@@ -190,50 +212,6 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     })
   })
 
-  registerAdmin(app, options, registry, logger)
+  registerOperations(app, options, registry, logger, outcomes)
   return app
-}
-
-/**
- * Admin API, enabled only when `admin.token` is configured. An encapsulated plugin, so its
- * token check runs on /_relight/admin/* only, never on the auth hot path.
- */
-function registerAdmin(app: FastifyInstance, options: AppOptions, registry: Registry, logger: Logger): void {
-  const token = options.adminToken
-  if (token === undefined) return
-  const expected = Buffer.from(`Bearer ${token}`)
-  void app.register(
-    async (admin) => {
-      admin.addHook('onRequest', (req, reply, done) => {
-        const given = Buffer.from(String(req.headers.authorization ?? ''))
-        if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-          sendError(req, reply, new RelightError('RELIGHT_ERR_UNAUTHORIZED', 'send Authorization: Bearer <admin.token>'))
-          return
-        }
-        done()
-      })
-      admin.get('/backends', () => ({ backends: [...registry.all()].map((b) => b.status()) }))
-      admin.post('/reload', async (_req, reply) => {
-        if (!options.reload) return reply.code(404).send({ error: 'reload is not available' })
-        const result = await options.reload()
-        return reply.code(result.ok ? 200 : 422).send(result)
-      })
-      admin.post<{ Params: { key: string; op: string } }>('/backends/:key/:op', async (req, reply) => {
-        const backend = registry.get(req.params.key)
-        if (!backend) return sendError(req, reply, new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `no backend ${req.params.key}`))
-        try {
-          if (req.params.op === 'wake') await registry.wake(backend)
-          else if (req.params.op === 'sleep') {
-            backend.lastActivity = -Infinity
-            await backend.sleepIfIdle()
-          } else return reply.code(404).send({ error: 'use wake or sleep' })
-        } catch (err) {
-          return sendError(req, reply, err)
-        }
-        logger.info({ backend: backend.info.name, op: req.params.op }, 'admin operation')
-        return backend.status()
-      })
-    },
-    { prefix: '/_relight/admin' },
-  )
 }

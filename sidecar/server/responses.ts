@@ -27,6 +27,8 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
   RELIGHT_ERR_STATEFUL_GONE: { status: 410, title: 'Gone' },
   RELIGHT_ERR_STATEFUL_UNRESOLVED: { status: 502, title: 'Upstream host does not resolve', retryAfter: 5 },
+  RELIGHT_ERR_NOT_FOUND: { status: 404, title: 'Not found' },
+  RELIGHT_ERR_BAD_REQUEST: { status: 400, title: 'Bad request' },
   RELIGHT_ERR_INTERNAL: { status: 500, title: 'Internal error' },
   RELIGHT_ERR_PORT_IN_USE: { status: 503, title: 'Port held by another program', retryAfter: 10 },
   RELIGHT_ERR_RESTART_BACKOFF: { status: 503, title: 'Backend is crashing; waiting to restart it', retryAfter: 1 },
@@ -78,16 +80,18 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown
       code: error.code,
       ...(typeof error.context.host === 'string' ? { host: error.context.host } : {}),
       ...(typeof error.context.backend === 'string' ? { backend: error.context.backend } : {}),
+      ...(typeof error.context.reason === 'string' ? { reason: error.context.reason } : {}),
     }),
   )
 }
 
-export function sendWaitingPage(reply: FastifyReply, host: string, retryAfterSeconds: number): FastifyReply {
+/** `html`: an operator's template rendered for this request; the built-in page by default. */
+export function sendWaitingPage(reply: FastifyReply, host: string, retryAfterSeconds: number, html = waitingPage(host, retryAfterSeconds)): FastifyReply {
   return reply
     .code(503)
     .header(REPLY_HEADER, 'waiting-page')
     .header('retry-after', String(retryAfterSeconds))
     .header('cache-control', 'no-store')
     .type('text/html; charset=utf-8')
-    .send(waitingPage(host, retryAfterSeconds))
+    .send(html)
 }

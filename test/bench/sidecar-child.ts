@@ -6,7 +6,7 @@
  *
  * Requests (each with an `id`, answered with `{ id, result }`):
  *   stats                → ChildStats
- *   sleep-all            → put every backend to sleep through the core (Backend.sleepIfIdle)
+ *   sleep-all            → put every backend to sleep through the core (Backend.sleepNow)
  *   sweep { iterations } → time Registry.sweep() (ms per call: p50, max)
  *   resync { iterations } → time a full resync (list, upserts, host index rebuild), ms p50/max
  *   stop                 → close the sidecar and exit
@@ -43,8 +43,7 @@ async function main(send: (message: unknown) => void): Promise<void> {
         return answer(stats())
       case 'sleep-all': {
         const all = [...sidecar.registry.all()]
-        for (const b of all) b.lastActivity = -Infinity
-        void Promise.all(all.map((b) => b.sleepIfIdle())).then((r) => answer({ asleep: r.filter(Boolean).length }))
+        void Promise.all(all.map((b) => b.sleepNow())).then((r) => answer({ asleep: r.filter((o) => o.result === 'done').length }))
         return
       }
       case 'sweep': {

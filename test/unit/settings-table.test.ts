@@ -89,9 +89,18 @@ describe('per-backend settings table', () => {
     for (const p of providers) await p.close?.()
   })
 
-  it('labels and tags read every key of the table', () => {
+  it('labels and tags read every key of the table (a config-only key is reported, not read)', () => {
     const values: Record<string, string> = { duration: '2m', sleep: 'pause', strategy: 'waiting_page', readiness: 'http:/up' }
     for (const spec of BACKEND_SETTINGS as readonly SettingSpec[]) {
+      if (spec.configOnly) {
+        const label = readLabels({ 'relight.domain': 'a.localhost', [`relight.${spec.key}`]: '/etc/shadow' }, 'relight')
+        assert.equal(label.settings[spec.key], undefined, `docker label relight.${spec.key} is ignored`)
+        assert.equal(label.problems.length, 1, `docker label relight.${spec.key} is reported`)
+        const tags = parseTags([`relight.${spec.key}=/etc/shadow`])
+        assert.equal(tags.settings[spec.key], undefined, `slicer tag relight.${spec.key} is ignored`)
+        assert.equal(tags.problems.length, 1, `slicer tag relight.${spec.key} is reported`)
+        continue
+      }
       const v = values[spec.type] as string
       const label = readLabels({ 'relight.domain': 'a.localhost', [`relight.${spec.key}`]: v }, 'relight')
       assert.deepEqual(label.problems, [], spec.key)

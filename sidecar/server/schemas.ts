@@ -1,0 +1,50 @@
+/** JSON Schemas of the admin answers: they validate nothing on the way out, they document (OpenAPI). */
+
+export const problemSchema = {
+  description: 'RFC 9457 problem details',
+  type: 'object',
+  properties: {
+    type: { type: 'string', description: '`urn:relight:error:<code>`' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+    code: { type: 'string', description: 'Stable RELIGHT_ERR_* code (README, "Error codes")' },
+    backend: { type: 'string' },
+    host: { type: 'string' },
+    reason: { type: 'string', description: 'Why a sleep was refused, e.g. `inflight: 1`' },
+  },
+  required: ['type', 'title', 'status', 'code'],
+} as const
+
+const stamp = { type: 'string', format: 'date-time' } as const
+
+export const backendSchema = {
+  type: 'object',
+  properties: {
+    key: { type: 'string', description: '`<provider>:<backend id>`' },
+    name: { type: 'string' },
+    provider: { type: 'string', description: 'Provider id' },
+    hosts: { type: 'array', items: { type: 'string' } },
+    phase: { type: 'string', enum: ['running', 'sleeping', 'asleep', 'waking', 'probing'] },
+    state: { type: 'string', description: 'What the provider reports: running, paused, stopped, checkpointed, suspended, scaled_to_zero, starting, unknown' },
+    upstreams: { type: 'array', items: { type: 'string' } },
+    inflight: { type: 'integer', description: 'Requests authorised and not yet finished' },
+    idle_ms: { type: 'number' },
+    wakes: { type: 'integer' },
+    wakeFailures: { type: 'integer' },
+    sleeps: { type: 'integer' },
+    sleepFailures: { type: 'integer' },
+    fallbackSleeps: { type: 'integer' },
+    last_wake_at: stamp,
+    last_wake_duration_ms: { type: 'number' },
+    last_sleep_at: stamp,
+    last_sleep_mode: { type: 'string' },
+    last_error: {
+      type: 'object',
+      properties: { at: stamp, op: { type: 'string', enum: ['wake', 'sleep'] }, code: { type: 'string' }, reason: { type: 'string' } },
+      required: ['code'],
+    },
+    last_sleep_refused: { type: 'object', properties: { at: stamp, reason: { type: 'string' } }, required: ['reason'] },
+  },
+  required: ['key', 'name', 'provider', 'hosts', 'phase', 'state', 'inflight'],
+} as const

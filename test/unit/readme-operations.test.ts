@@ -1,0 +1,77 @@
+/**
+ * The README's Operations section stays true: its metric table lists exactly the metrics the
+ * sidecar registers, its Prometheus scrape config passes `promtool check config`, and its alert
+ * rules pass `promtool check rules` and fire on the series they are about (`promtool test rules`).
+ */
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, it } from 'node:test'
+import { LIFECYCLE_EVENT_TYPES } from '../../sidecar/core/events.js'
+import { METRIC_NAMES } from '../../sidecar/ops/metrics.js'
+import { tempDir } from '../helpers/net.js'
+import { promtoolSkip } from '../helpers/prometheus.js'
+
+const root = fileURLToPath(new URL('../../../', import.meta.url))
+const readme = readFileSync(join(root, 'README.md'), 'utf8')
+const block = (name: string): string => {
+  const m = new RegExp('```yaml ' + name.replace('.', '\\.') + '\\n([\\s\\S]*?)```').exec(readme)
+  assert.ok(m?.[1], `README has a \`\`\`yaml ${name} block`)
+  return m[1]
+}
+
+describe('README operations section', () => {
+  it('lists every metric and every lifecycle event type', () => {
+    const listed = new Set([...readme.matchAll(/^\| `(relight_[a-z_]+)` \|/gm)].map((m) => m[1]))
+    assert.deepEqual([...listed].sort(), [...METRIC_NAMES].sort())
+    for (const type of LIFECYCLE_EVENT_TYPES) assert.ok(readme.includes(`\`${type}\``), `README explains ${type}`)
+  })
+
+  it('shows a scrape config and alert rules that promtool accepts, and the rules fire', (t) => {
+    const skip = promtoolSkip()
+    if (skip) return t.skip(skip)
+    const tmp = tempDir('relight-promtool-')
+    try {
+      const tokenFile = join(tmp.dir, 'token')
+      writeFileSync(tokenFile, 'x'.repeat(20))
+      writeFileSync(join(tmp.dir, 'prometheus.yml'), block('prometheus.yml').replace('/etc/prometheus/relight-admin-token', tokenFile))
+      const config = spawnSync('promtool', ['check', 'config', join(tmp.dir, 'prometheus.yml')], { encoding: 'utf8' })
+      assert.equal(config.status, 0, config.stdout + config.stderr)
+
+      writeFileSync(join(tmp.dir, 'relight-alerts.yml'), block('relight-alerts.yml'))
+      const rules = spawnSync('promtool', ['check', 'rules', join(tmp.dir, 'relight-alerts.yml')], { encoding: 'utf8' })
+      assert.equal(rules.status, 0, rules.stdout + rules.stderr)
+
+      writeFileSync(
+        join(tmp.dir, 'tests.yml'),
+        `rule_files: [relight-alerts.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'relight_wakes_total{provider="docker",backend="shop",result="failed"}'
+        values: '0 0 1 1 1'
+      - series: 'relight_provider_up{provider="docker"}'
+        values: '1 0 0 0 0'
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: RelightWakeFailures
+        exp_alerts:
+          - exp_labels: { severity: warning, provider: docker, backend: shop }
+            exp_annotations: { summary: "shop (docker) failed to wake 1 time(s) in 10 minutes" }
+      - eval_time: 4m
+        alertname: RelightProviderDown
+        exp_alerts:
+          - exp_labels: { severity: critical, provider: docker }
+            exp_annotations: { summary: "relight-sidecar cannot list provider docker: its backends are not updated" }
+`,
+      )
+      const test = spawnSync('promtool', ['test', 'rules', 'tests.yml'], { encoding: 'utf8', cwd: tmp.dir })
+      assert.equal(test.status, 0, test.stdout + test.stderr)
+    } finally {
+      tmp.remove()
+    }
+  })
+})
