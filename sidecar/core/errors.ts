@@ -67,6 +67,8 @@ export interface ErrorContext {
   source?: string
   /** A stateful upstream's host name (RELIGHT_ERR_STATEFUL_UNRESOLVED). */
   upstreamHost?: string
+  /** Why a backend stays awake or a request was refused, in words (RELIGHT_ERR_SLEEP_REFUSED); sent in problem+json. */
+  reason?: string
   /** The port another program holds, and that program's pid when it can be seen (RELIGHT_ERR_PORT_IN_USE). */
   port?: number
   holderPid?: number
