@@ -54,6 +54,7 @@ describe('architecture', () => {
       ['sidecar/daemon.ts', 'binding the listen address at start'],
       ['sidecar/core/unix-socket.ts', 'creating a listening unix socket at start'],
       ['sidecar/providers/kubernetes/credentials.ts', 'reading the kubeconfig while the provider is built from the config'],
+      ['sidecar/pages/template.ts', 'reading the waiting page templates the loaded config names'],
       ['sidecar/routing/stateful/token.ts', 'the stateful router is built from the loaded config (the secret is checked by the schema first)'],
     ])
     const found: string[] = []
