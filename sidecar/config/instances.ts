@@ -15,6 +15,8 @@ export type Instance<T> = T & {
   readonly resync_interval?: number
   /** Old key names this block used (logged once as deprecated when the provider starts). */
   readonly renamed?: readonly string[]
+  /** Old names of other keys this block used (see instancesOf's `oldNames`), logged once as deprecated. */
+  readonly aliased?: readonly string[]
 }
 
 /** Keys every block accepts besides its kind's own: `id` and `resync_interval` (and old names of it). */
@@ -25,7 +27,7 @@ const RESYNC = 'resync_interval'
  * inside a block keep their path (`providers.docker[1].label_prefix`). Ids are checked unique
  * across every provider by the main schema.
  */
-export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldResyncKeys: readonly string[] = []) {
+export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldResyncKeys: readonly string[] = [], oldNames: Readonly<Record<string, string>> = {}) {
   return z.unknown().transform((value, ctx): Instance<z.output<S>>[] => {
     const many = Array.isArray(value)
     const items: unknown[] = many ? value : [value]
@@ -50,6 +52,7 @@ export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldRes
       }
       let resync: number | undefined
       const renamed: string[] = []
+      const aliased: string[] = []
       if (rest !== null && typeof rest === 'object' && !Array.isArray(rest)) {
         const others: Record<string, unknown> = { ...(rest as Record<string, unknown>) }
         for (const key of [RESYNC, ...oldResyncKeys]) {
@@ -70,6 +73,18 @@ export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldRes
             for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: [...at, key] } as Parameters<typeof ctx.addIssue>[0])
           } else if (key === RESYNC || parsed.data > 0) resync = parsed.data // an old key's 0 meant "no extra re-list"
         }
+        // Old names of the kind's own keys (same meaning): the value moves to the new name.
+        for (const [old, now] of Object.entries(oldNames)) {
+          if (!(old in others)) continue
+          if (now in others) {
+            failed = true
+            ctx.addIssue({ code: 'custom', path: [...at, old], message: `${old} is the old name of ${now}; give only ${now}` })
+            continue
+          }
+          others[now] = others[old]
+          delete others[old]
+          aliased.push(old)
+        }
         rest = others
       }
       const result = schema.safeParse(rest)
@@ -83,6 +98,7 @@ export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldRes
         id,
         ...(resync !== undefined ? { resync_interval: resync } : {}),
         ...(renamed.length > 0 ? { renamed } : {}),
+        ...(aliased.length > 0 ? { aliased } : {}),
       } as Instance<z.output<S>>)
     })
     return failed ? z.NEVER : out

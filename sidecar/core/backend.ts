@@ -65,26 +65,24 @@ export interface BackendCounters {
 export class Backend {
   readonly key: string
   readonly provider: Provider
-  info: BackendInfo
-  settings: ResolvedSettings
-  phase: Phase
-  /** Requests authorised and not yet reported finished by the access log. */
-  inflight = 0
+  // Written only in this class, by the methods that change them (update, stateChanged, started,
+  // finished, forgetInflight, markRemoved, wake, sleep…); everyone else reads the getters below.
+  private _info: BackendInfo
+  private _settings: ResolvedSettings
+  private _phase: Phase
+  private _inflight = 0
   /** Set when a reload replaced this backend: `finished()` is forwarded there (see carryActivityFrom). */
   private successor: Backend | undefined
   /** The successor's wake count when it took over: a later wake means its count was reset. */
   private successorWakes = 0
-  /** Last request start or finish (ms, deps.now clock); also moved by wakes and failed sleeps to restart the idle clock. */
-  lastActivity: number
+  private _lastActivity: number
   /** Last request start or finish only: what is shared with other sidecars (never a wake or a refused sleep). */
   private lastTraffic = -Infinity
-  readonly counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
+  private readonly _counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
   /** When the registry first learnt of it (deps.now clock). */
   readonly createdAt: number
-  /** Set when the provider no longer lists the backend. */
-  removed = false
-  /** Why the last wake failed (for status and logs). */
-  lastError: RelightError | undefined
+  private _removed = false
+  private _lastError: RelightError | undefined
 
   private ready: string[] = []
   private rr = 0
@@ -109,13 +107,57 @@ export class Backend {
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
     this.key = `${providerId(provider)}:${info.id}`
     this.provider = provider
-    this.info = info
-    this.settings = settings
+    this._info = info
+    this._settings = settings
     this.deps = deps
-    this.phase = info.state === 'running' ? 'running' : 'asleep'
+    this._phase = info.state === 'running' ? 'running' : 'asleep'
     if (this.phase === 'running') this.ready = [...info.upstreams]
-    this.lastActivity = deps.now()
+    this._lastActivity = deps.now()
     this.createdAt = this.lastActivity
+  }
+
+  /** What the provider last reported (hosts, upstreams, group, details). */
+  get info(): BackendInfo {
+    return this._info
+  }
+
+  /** Per-backend settings in force (defaults, provider block, labels/tags). */
+  get settings(): ResolvedSettings {
+    return this._settings
+  }
+
+  get phase(): Phase {
+    return this._phase
+  }
+
+  /** Requests authorised and not yet reported finished by the access log. */
+  get inflight(): number {
+    return this._inflight
+  }
+
+  /** Last request start or finish (ms, deps.now clock); also moved by wakes and failed sleeps to restart the idle clock. */
+  get lastActivity(): number {
+    return this._lastActivity
+  }
+
+  /** Wake and sleep counts since the backend was first listed. */
+  get counters(): Readonly<BackendCounters> {
+    return this._counters
+  }
+
+  /** Set when the provider no longer lists the backend. */
+  get removed(): boolean {
+    return this._removed
+  }
+
+  /** Why the last wake failed (for status and logs). */
+  get lastError(): RelightError | undefined {
+    return this._lastError
+  }
+
+  /** The access log lost its connection: requests in flight will not be reported finished. */
+  forgetInflight(): void {
+    this._inflight = 0
   }
 
   /** This backend's logger, made on first use: 10,000 idle backends need no 10,000 loggers. */
@@ -136,8 +178,8 @@ export class Backend {
 
   /** A request was authorised (counted in flight only when the access log can report its end). */
   started(countInflight: boolean): void {
-    if (countInflight) this.inflight++
-    this.lastActivity = this.lastTraffic = this.deps.now()
+    if (countInflight) this._inflight++
+    this._lastActivity = this.lastTraffic = this.deps.now()
   }
 
   /** The access log reported a request finished. */
@@ -149,8 +191,8 @@ export class Backend {
       if (next.counters.wakes === this.successorWakes) next.finished()
       return
     }
-    if (this.inflight > 0) this.inflight--
-    this.lastActivity = this.lastTraffic = this.deps.now()
+    if (this.inflight > 0) this._inflight--
+    this._lastActivity = this.lastTraffic = this.deps.now()
   }
 
   /**
@@ -225,8 +267,8 @@ export class Backend {
    */
   update(info: BackendInfo, settings: ResolvedSettings, observedAt?: number): void {
     const stale = observedAt !== undefined && observedAt < this.transitionEndedAt
-    this.info = stale ? { ...info, state: this.info.state } : info
-    this.settings = settings
+    this._info = stale ? { ...info, state: this.info.state } : info
+    this._settings = settings
     if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return
     if (this.phase === 'running' && info.state === 'running') this.ready = [...info.upstreams]
     else this.applyState(info.state)
@@ -234,7 +276,7 @@ export class Backend {
 
   /** Only the provider state changed (process exit, paused from outside). */
   stateChanged(state: BackendState, reason?: string): void {
-    this.info = { ...this.info, state }
+    this._info = { ...this.info, state }
     if (this.phase === 'waking' || this.phase === 'probing') {
       // Exited during a wake: fail the waiters now rather than at wake_timeout. Other states
       // are the wake's own progress; the wake sets the phase when it is done.
@@ -260,12 +302,12 @@ export class Backend {
       }
       return
     }
-    this.phase = 'asleep'
-    this.inflight = 0
+    this._phase = 'asleep'
+    this._inflight = 0
   }
 
   markRemoved(): void {
-    this.removed = true
+    this._removed = true
     const gone = new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name })
     this.wakeAbort?.abort(gone)
     this.leftoverProbes?.abort(gone)
@@ -315,34 +357,34 @@ export class Backend {
     const signal = AbortSignal.any([controller.signal, this.deps.closing])
     const started = this.deps.now()
     const from = this.info.state
-    this.phase = 'waking'
-    this.counters.wakes++
+    this._phase = 'waking'
+    this._counters.wakes++
     this.emit({ type: 'wake.started', from })
     try {
       signal.throwIfAborted()
       const fresh = await this.queued(this.deps.wakeQueue, () => this.provider.wake(this.info.id, signal), signal)
       // The provider's answer, not an event it may or may not have emitted: a bridge IP changes
       // on every start. Hosts stay as indexed until the registry hears of a change.
-      this.info = { ...fresh, hosts: this.info.hosts, state: 'running' }
-      this.phase = 'probing'
+      this._info = { ...fresh, hosts: this.info.hosts, state: 'running' }
+      this._phase = 'probing'
       // Routed once one upstream is ready; the others join `ready` as their probes succeed.
       const upstreams = this.info.upstreams
       const ready: string[] = []
       if (upstreams.length > 0) await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => ready.push(u))
       this.ready = ready
       this.leftoverProbes = controller
-      this.phase = 'running'
-      this.lastActivity = this.deps.now()
-      this.lastError = undefined
+      this._phase = 'running'
+      this._lastActivity = this.deps.now()
+      this._lastError = undefined
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
       const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: providerId(this.provider) })
-      this.counters.wakeFailures++
-      this.lastError = error
+      this._counters.wakeFailures++
+      this._lastError = error
       // Asleep even if the engine started it: the next request probes again, and if none comes
       // the idle sweep puts it back to sleep (isIdle looks at the reported state).
-      this.phase = 'asleep'
+      this._phase = 'asleep'
       this.emit({ type: 'wake.failed', duration_ms: this.deps.now() - started, code: error.code, reason: error.message })
       throw error
     } finally {
@@ -390,32 +432,32 @@ export class Backend {
       }
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
-      this.phase = 'sleeping'
+      this._phase = 'sleeping'
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
       // are bounded by their own wake_timeout.
       const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
       try {
         const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
-        this.phase = 'asleep'
-        this.inflight = 0
-        this.info = { ...this.info, state: stateForMode(mode) }
-        this.counters.sleeps++
+        this._phase = 'asleep'
+        this._inflight = 0
+        this._info = { ...this.info, state: stateForMode(mode) }
+        this._counters.sleeps++
         this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started })
         return { result: 'done', mode }
       } catch (err) {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
         if (error.code === 'RELIGHT_ERR_SLEEP_REFUSED') {
           // Another sidecar saw traffic (or the shared value could not be checked): stay awake.
-          this.phase = this.info.state === 'running' ? 'running' : 'asleep'
-          this.lastActivity = this.deps.now()
+          this._phase = this.info.state === 'running' ? 'running' : 'asleep'
+          this._lastActivity = this.deps.now()
           this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: error.message, code: error.code })
           return { result: 'refused', reason: error.message }
         }
-        this.counters.sleepFailures++
+        this._counters.sleepFailures++
         // What the provider reported meanwhile decides; without a report it is still running.
-        this.phase = this.info.state === 'running' ? 'running' : 'asleep'
-        this.lastActivity = this.deps.now() // retry after another idle_timeout, not on every tick
+        this._phase = this.info.state === 'running' ? 'running' : 'asleep'
+        this._lastActivity = this.deps.now() // retry after another idle_timeout, not on every tick
         this.emit({ type: 'sleep.failed', mode: this.settings.sleep, code: error.code, reason: error.message })
         return { result: 'failed', error }
       } finally {
@@ -432,7 +474,7 @@ export class Backend {
       return mode
     } catch (err) {
       if (fallback === mode || signal.aborted || isRelightError(err, 'RELIGHT_ERR_SLEEP_REFUSED')) throw err
-      this.counters.fallbackSleeps++
+      this._counters.fallbackSleeps++
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
       if (!this.fallbackLogged) {
         this.fallbackLogged = true
@@ -445,7 +487,7 @@ export class Backend {
 
   /** A config reload changed this backend's settings (idle_timeout…): they apply from now on. */
   reconfigure(settings: ResolvedSettings): void {
-    this.settings = settings
+    this._settings = settings
   }
 
   /**
@@ -454,8 +496,8 @@ export class Backend {
    * resets an idle timer.
    */
   carryActivityFrom(old: Backend): void {
-    this.inflight = old.inflight
-    this.lastActivity = old.lastActivity
+    this._inflight = old.inflight
+    this._lastActivity = old.lastActivity
     // Open access-log tickets still name `old`: their lines must end the requests here.
     old.successor = this
     old.successorWakes = this.counters.wakes

@@ -29,13 +29,49 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES
 
+/**
+ * What an engine said when a call to it failed, for the callers that decide by it (a 404 is
+ * "not found", a 304 or 409 "already so"): its HTTP answer, or why no connection was made.
+ */
+export type EngineDetail =
+  | {
+      readonly kind: 'status'
+      readonly status: number
+      /** The engine's own words (its JSON `message`, or the body). */
+      readonly engineMessage: string
+      /** A machine-readable reason when the API has one (Kubernetes Status: NotFound, Conflict, Expired…). */
+      readonly reason?: string
+      /** What was asked, in the API's terms (Kubernetes: verb, resource, namespace). */
+      readonly verb?: string
+      readonly resource?: string
+      readonly namespace?: string
+    }
+  | { readonly kind: 'connect'; readonly errno?: string; readonly request: string }
+
+/** Typed context of a RelightError; server/responses.ts maps code + context to HTTP. */
 export interface ErrorContext {
   backend?: string
   host?: string
   provider?: string
   /** Seconds a client should wait before retrying (503s). */
   retryAfter?: number
-  [key: string]: unknown
+  /** The engine's answer or connection failure (RELIGHT_ERR_PROVIDER_* from an engine client). */
+  engine?: EngineDetail
+  /** The sleep mode refused (RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED). */
+  mode?: string
+  /** The provider operation that failed (checkpoint, restore). */
+  operation?: string
+  /** Exit code of a backend that exited while waking (RELIGHT_ERR_BACKEND_EXITED). */
+  exitCode?: number
+  /** Where a configuration came from (RELIGHT_ERR_CONFIG): a file path, or `environment`. */
+  source?: string
+  /** A stateful upstream's host name (RELIGHT_ERR_STATEFUL_UNRESOLVED). */
+  upstreamHost?: string
+  /** Why a backend stays awake or a request was refused, in words (RELIGHT_ERR_SLEEP_REFUSED); sent in problem+json. */
+  reason?: string
+  /** The port another program holds, and that program's pid when it can be seen (RELIGHT_ERR_PORT_IN_USE). */
+  port?: number
+  holderPid?: number
 }
 
 export class RelightError extends Error {

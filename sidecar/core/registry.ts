@@ -407,7 +407,7 @@ export class Registry implements RegistryReload {
 
   /** The access log lost its connection: lines may be lost, so in-flight counts are unreliable. */
   resetInflight(): void {
-    for (const b of this.backends.values()) b.inflight = 0
+    for (const b of this.backends.values()) b.forgetInflight()
   }
 
   // ---- reload: see RegistryReload below ----

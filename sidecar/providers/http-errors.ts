@@ -6,7 +6,7 @@
  * - 502/503/504 (a proxy or the engine says it cannot serve now) → RELIGHT_ERR_PROVIDER_UNAVAILABLE;
  * - 404 → the caller's choice (an unknown backend, or a failure of the call itself);
  * - any other status → RELIGHT_ERR_PROVIDER_FAILED.
- * The status travels in the error's `context.status`; `httpStatus()` reads it back.
+ * The status travels in the error's `context.engine` (kind `status`); `httpStatus()` reads it back.
  */
 import { type ErrorCode, isRelightError } from '../core/errors.js'
 
@@ -26,6 +26,5 @@ export function codeForStatus(status: number, notFound: ErrorCode = 'RELIGHT_ERR
 /** The HTTP status an engine answered, carried by a RelightError from an engine client. */
 export function httpStatus(err: unknown): number | undefined {
   if (!isRelightError(err)) return undefined
-  const status = err.context.status
-  return typeof status === 'number' ? status : undefined
+  return err.context.engine?.kind === 'status' ? err.context.engine.status : undefined
 }

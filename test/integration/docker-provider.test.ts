@@ -7,6 +7,7 @@ import { request } from 'undici'
 import type { Provider, ProviderEvent } from '../../sidecar/core/provider.js'
 import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
 import { DockerProvider } from '../../sidecar/providers/docker/provider.js'
+import { inspectContainer } from '../../sidecar/providers/moby/container-inspect.js'
 import { DOCKER_SOCKET, TestDocker, dockerSkip } from '../helpers/docker.js'
 import { freePort } from '../helpers/net.js'
 import { startTestSidecar } from '../helpers/sidecar.js'
@@ -56,7 +57,7 @@ describe('docker provider (real dockerd)', { skip, timeout: 120_000 }, () => {
     const provider = make()
     try {
       await provider.wake(id, AbortSignal.timeout(30_000))
-      const c = await provider.api.inspect(id, AbortSignal.timeout(5000))
+      const c = await inspectContainer(provider.api, id, AbortSignal.timeout(5000))
       assert.equal(c.State.Health?.Status, 'healthy')
     } finally {
       await provider.close()

@@ -11,6 +11,7 @@ import type { Backend } from '../../sidecar/core/backend.js'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
 import { DockerProvider } from '../../sidecar/providers/docker/provider.js'
+import { listContainers } from '../../sidecar/providers/moby/container-inspect.js'
 import { swarmConfigSchema } from '../../sidecar/providers/swarm/config.js'
 import { SwarmProvider } from '../../sidecar/providers/swarm/provider.js'
 import { type RunningCaddy, caddySkip, startCaddy } from '../helpers/caddy.js'
@@ -170,7 +171,7 @@ describe('swarm provider through real Caddy', { skip, timeout: 240_000 }, () => 
     const containerId = ((task as Task).Status.ContainerStatus as { ContainerID: string }).ContainerID
     const docker = new DockerProvider(dockerConfigSchema.parse({ socket: DOCKER_SOCKET, label_prefix: dp }), testLogger())
     try {
-      const summaries = await docker.api.list({ label: [`${dp}.domain`] }, AbortSignal.timeout(10_000))
+      const summaries = await listContainers(docker.api, { label: [`${dp}.domain`] }, AbortSignal.timeout(10_000))
       assert.ok(summaries.some((c) => c.Id === containerId), 'the task container carries the domain label')
       assert.deepEqual(await docker.list(AbortSignal.timeout(10_000)), [])
       await assert.rejects(docker.sleep(containerId, 'stop', AbortSignal.timeout(10_000)), (e) => isRelightError(e, 'RELIGHT_ERR_BACKEND_NOT_FOUND'))

@@ -68,7 +68,7 @@ describe('engine-api client', () => {
   it('says in words when the socket is missing', async () => {
     const client = new EngineClient({ address: join(tmp.dir, 'missing.sock') })
     try {
-      await assert.rejects(client.request('GET', '/_ping'), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE') && e.context.errno === 'ENOENT' && /does not exist/.test(e.message))
+      await assert.rejects(client.request('GET', '/_ping'), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE') && e.context.engine?.kind === 'connect' && e.context.engine.errno === 'ENOENT' && /does not exist/.test(e.message))
     } finally {
       await client.close()
     }

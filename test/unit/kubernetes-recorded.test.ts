@@ -288,6 +288,6 @@ describe('kubernetes provider on recorded answers', () => {
     assert.deepEqual(seen, ['list 2', 'MODIFIED web web.example.com,www.example.com', 'list 2'])
     assert.equal(counters.gone, 1)
     api.intercept({ path: `${path}?resourceVersion=195`, method: 'GET' }).reply(410, fixture('list-gone.json'), JSON_HEADERS)
-    await assert.rejects(client.json('GET', `${path}?resourceVersion=195`), (e) => isRelightError(e) && e.context.status === 410 && e.context.reason === 'Expired')
+    await assert.rejects(client.json('GET', `${path}?resourceVersion=195`), (e) => isRelightError(e) && e.context.engine?.kind === 'status' && e.context.engine.status === 410 && e.context.engine.reason === 'Expired')
   })
 })

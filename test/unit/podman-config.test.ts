@@ -5,7 +5,9 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { parseConfig } from '../../sidecar/config/load.js'
-import { containerInfo, type LibpodInspect } from '../../sidecar/providers/podman/container-info.js'
+import { containerInfo } from '../../sidecar/providers/moby/container-info.js'
+import type { ContainerInspect as LibpodInspect } from '../../sidecar/providers/moby/containers.js'
+import { PODMAN_SLEEP_MODES } from '../../sidecar/providers/podman/provider.js'
 import { caddyInstalled } from '../helpers/caddy.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
@@ -48,7 +50,7 @@ describe('podman config and labels', () => {
     const problems: string[] = []
     const info = containerInfo(
       inspect({ 'relight.domain': ' a.example.com , www.a.example.com,', 'relight.port': '3000', 'relight.idle_timeout': '10m', 'relight.sleep': 'checkpoint', 'relight.strategy': 'sometimes', 'relight.group': 'shop' }),
-      { labelPrefix: 'relight', appPort: 8080, settings: { sleep: 'stop', wake_timeout: 5000 }, onProblem: (p) => problems.push(p) },
+      { labelPrefix: 'relight', sleepModes: PODMAN_SLEEP_MODES, appPort: 8080, settings: { sleep: 'stop', wake_timeout: 5000 }, onProblem: (p) => problems.push(p) },
     )
     assert.ok(info)
     assert.deepEqual(info.hosts, ['a.example.com', 'www.a.example.com'])
@@ -57,13 +59,13 @@ describe('podman config and labels', () => {
     assert.deepEqual(info.settings, { sleep: 'checkpoint', wake_timeout: 5000, idle_timeout: 600_000 })
     assert.deepEqual(problems, ['relight.strategy="sometimes" must be blocking or waiting_page'])
     const bad: string[] = []
-    containerInfo(inspect({ 'relight.domain': 'b.example.com', 'relight.sleep': 'hibernate' }), { labelPrefix: 'relight', appPort: 1, settings: {}, onProblem: (p) => bad.push(p) })
+    containerInfo(inspect({ 'relight.domain': 'b.example.com', 'relight.sleep': 'hibernate' }), { labelPrefix: 'relight', sleepModes: PODMAN_SLEEP_MODES, appPort: 1, settings: {}, onProblem: (p) => bad.push(p) })
     assert.deepEqual(bad, ['relight.sleep="hibernate" must be checkpoint, pause or stop'])
-    assert.equal(containerInfo(inspect({ 'other.domain': 'x' }), { labelPrefix: 'relight', appPort: 1, settings: {} }), undefined)
+    assert.equal(containerInfo(inspect({ 'other.domain': 'x' }), { labelPrefix: 'relight', sleepModes: PODMAN_SLEEP_MODES, appPort: 1, settings: {} }), undefined)
   })
 
   it('upstream (shared rules): host network on loopback, published port, else the container IP', () => {
-    const up = (extra: Partial<LibpodInspect>) => containerInfo(inspect({ 'relight.domain': 'a.example.com' }, extra), { labelPrefix: 'relight', appPort: 3000, settings: {} })?.upstreams
+    const up = (extra: Partial<LibpodInspect>) => containerInfo(inspect({ 'relight.domain': 'a.example.com' }, extra), { labelPrefix: 'relight', sleepModes: PODMAN_SLEEP_MODES, appPort: 3000, settings: {} })?.upstreams
     assert.deepEqual(up({ HostConfig: { NetworkMode: 'host' } }), ['127.0.0.1:3000'])
     assert.deepEqual(up({ NetworkSettings: { Ports: { '3000/tcp': [{ HostIp: '', HostPort: '41000' }] } } }), ['127.0.0.1:41000'])
     assert.deepEqual(up({}), ['10.88.0.5:3000'])

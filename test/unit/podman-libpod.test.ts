@@ -11,7 +11,8 @@ import pino from 'pino'
 import { MockAgent } from 'undici'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import { podmanConfigSchema } from '../../sidecar/providers/podman/config.js'
-import { type LibpodInspect, stateOf } from '../../sidecar/providers/podman/container-info.js'
+import { stateOf } from '../../sidecar/providers/moby/container-info.js'
+import type { ContainerInspect as LibpodInspect } from '../../sidecar/providers/moby/containers.js'
 import { PodmanProvider } from '../../sidecar/providers/podman/provider.js'
 
 const fixture = <T>(name: string): T => JSON.parse(readFileSync(new URL(`../../../test/fixtures/podman/${name}`, import.meta.url), 'utf8')) as T
@@ -72,18 +73,21 @@ describe('podman provider: libpod requests (recorded answers)', () => {
     await assert.rejects(provider.sleep(ID, 'checkpoint', AbortSignal.timeout(5000)), (err) => {
       assert.ok(isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED'))
       assert.match(err.message, /^checkpoint failed: .*runc checkpoint/)
-      assert.equal(err.context.status, 500)
+      assert.deepEqual(err.context.engine && { kind: err.context.engine.kind, status: 'status' in err.context.engine ? err.context.engine.status : undefined }, { kind: 'status', status: 500 })
       return true
     })
     pool().intercept({ path: '/v4.0.0/libpod/version', method: 'GET' }).reply(200, { Version: '4.3.1', ApiVersion: '4.3.1' }, JSON_HEADERS)
     pool().intercept({ path: '/v4.0.0/libpod/info', method: 'GET' }).reply(200, { host: { ociRuntime: { name: 'runc' } } }, JSON_HEADERS)
     pool()
       .intercept({ path: (p) => p.startsWith('/v4.0.0/libpod/containers/json'), method: 'GET' })
-      .reply(200, [{ Id: ID }], JSON_HEADERS)
+      .reply(200, [{ Id: ID, Names: ['relight-rec-app'], Labels: { 'relight.domain': 'app.example.com', 'relight.port': 'eighty' } }], JSON_HEADERS)
+      .times(2)
     inspectReturns(running)
     const results = await provider.check(AbortSignal.timeout(5000))
     const text = results.map((r) => `${r.ok ? 'ok' : 'PROBLEM'} ${r.message}`).join('\n')
     assert.match(text, /ok Podman 4\.3\.1 answers at \/nonexistent\/podman\.sock \(OCI runtime runc\)/)
+    assert.match(text, /ok 1 container\(s\) labelled relight\.domain: relight-rec-app/)
+    assert.match(text, /PROBLEM container relight-rec-app: relight\.port="eighty" is not a port number/)
     assert.match(text, /PROBLEM checkpointing does not work on this host \(criu check failed: recorded\); relight-rec-app sleep with checkpoint and will fall back to pause/)
     assert.match(text, /PROBLEM the last checkpoint \(relight-rec-app, .*\) failed: checkpoint failed/)
   })

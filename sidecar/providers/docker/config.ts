@@ -20,8 +20,11 @@ export const dockerConfigSchema = z
      * another reason; from then on they sleep when idle.
      */
     auto_sleep_on_start: z.boolean().default(true),
-    /** Container port when neither `<prefix>.port` nor a single exposed port says it. Default: defaults.app_port. */
-    port: z.number().int().min(1).max(65535).optional(),
+    /**
+     * Container port when the container has no `<prefix>.port` label (before the only exposed
+     * port and defaults.app_port: moby/container-info.ts). Old name `port`, still accepted.
+     */
+    app_port: z.number().int().min(1).max(65535).optional(),
     ...backendSettingsShape,
   })
   .superRefine(onlySleepModes(['pause', 'stop'], 'docker containers'))

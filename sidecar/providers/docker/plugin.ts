@@ -10,6 +10,7 @@ export const dockerPlugin = definePlugin({
   kind: 'docker',
   configSchema: dockerConfigSchema,
   sleepModes: SLEEP_MODES,
+  oldNames: { port: 'app_port' },
   settings: {
     carrier: 'label',
     name: (key, config) => `${config.label_prefix}.${key}`,

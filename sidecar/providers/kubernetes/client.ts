@@ -6,10 +6,10 @@
  * Errors are RelightErrors:
  * - RELIGHT_ERR_PROVIDER_UNAVAILABLE: the server cannot be reached (refused, reset, timeout, TLS).
  * - RELIGHT_ERR_PROVIDER_AUTH: 401 (credentials rejected) or 403 (RBAC denied). The message says
- *   which verb on which resource was denied; `context.status`, `context.verb`,
- *   `context.resource` and `context.namespace` hold it.
- * - RELIGHT_ERR_PROVIDER_FAILED: any other non-2xx answer; `context.status` (404, 409, 410…) and
- *   `context.reason` (the Status object's reason: NotFound, Conflict, Expired, Gone…).
+ *   which verb on which resource was denied; `context.engine` (kind `status`: status, verb,
+ *   resource, namespace) holds it.
+ * - RELIGHT_ERR_PROVIDER_FAILED: any other non-2xx answer; `context.engine.status` (404, 409, 410…)
+ *   and `context.engine.reason` (the Status object's reason: NotFound, Conflict, Expired, Gone…).
  * - the signal's reason (a RelightError) or RELIGHT_ERR_ABORTED when the caller's signal aborts.
  * - RELIGHT_ERR_CLOSED after close().
  */
@@ -216,8 +216,7 @@ export class KubeClient {
   /** The HTTP status a RelightError from this client carries, if any. */
   statusOf(err: unknown): number | undefined {
     if (!isRelightError(err)) return undefined
-    const s = err.context.status
-    return typeof s === 'number' ? s : undefined
+    return err.context.engine?.kind === 'status' ? err.context.engine.status : undefined
   }
 
   async close(): Promise<void> {
@@ -293,7 +292,7 @@ export class KubeClient {
       : stalled
         ? `the API server ${this.server} went silent on ${method} ${path} past its timeout (${errno}); the connection is given up`
         : `cannot reach the API server ${this.server}${errno ? ` (${errno})` : ''}`
-    return new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', message, { provider: 'kubernetes', errno, request: `${method} ${path}` }, { cause: err })
+    return new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', message, { provider: 'kubernetes', engine: { kind: 'connect', ...(errno !== undefined ? { errno } : {}), request: `${method} ${path}` } }, { cause: err })
   }
 
   private statusError(status: number, text: string, method: string, path: string, query?: Query): RelightError {
@@ -318,11 +317,15 @@ export class KubeClient {
     }
     return new RelightError(code, message, {
       provider: 'kubernetes',
-      status,
-      ...(parsed.reason ? { reason: parsed.reason } : {}),
-      verb: meaning.verb,
-      resource: meaning.resource,
-      ...(meaning.namespace ? { namespace: meaning.namespace } : {}),
+      engine: {
+        kind: 'status',
+        status,
+        engineMessage: apiMessage,
+        ...(parsed.reason ? { reason: parsed.reason } : {}),
+        verb: meaning.verb,
+        resource: meaning.resource,
+        ...(meaning.namespace ? { namespace: meaning.namespace } : {}),
+      },
     })
   }
 }

@@ -102,7 +102,7 @@ export function runInformer<T extends HasMeta>(
         } else backoff = FIRST_BACKOFF_MS
       } catch (err) {
         if (signal.aborted) return
-        if (isRelightError(err) && err.context.status === 410) {
+        if (isRelightError(err) && err.context.engine?.kind === 'status' && err.context.engine.status === 410) {
           counters.gone++
           rv = undefined // too old: list again (at once, unless the list itself was this fresh)
           await relistSoon()

@@ -4,21 +4,21 @@
  * service (Docker-compatible endpoints plus libpod ones on the same socket). Only transport lives
  * here: addresses, connection errors, status codes, JSON and newline-delimited JSON streams.
  * What the answers mean (containers, labels, states) is the caller's business
- * (sidecar/providers/docker/containers.ts for the Docker shapes).
+ * (moby/containers.ts and the container-*.ts operations for containers).
  *
  *   const engine = new EngineClient({ address: '/var/run/docker.sock', name: 'docker' })
  *   const list = await engine.json<ContainerSummary[]>('GET', '/containers/json', { query: { all: true }, signal })
  *
  * Errors are RelightErrors:
  * - RELIGHT_ERR_PROVIDER_UNAVAILABLE: the engine cannot be reached (socket missing, refused,
- *   reset, timeout). `context.errno` holds the system code (ENOENT, ECONNREFUSED…).
+ *   reset, timeout). `context.engine` (kind `connect`) holds the system code (ENOENT, ECONNREFUSED…).
  * - RELIGHT_ERR_PROVIDER_AUTH: the socket exists but we may not open it (EACCES, EPERM), or the
  *   engine answered 401/403.
  * - RELIGHT_ERR_PROVIDER_UNAVAILABLE also for 502/503/504 (the mapping is providers/http-errors.ts,
  *   shared with Slicer's client).
- * - RELIGHT_ERR_PROVIDER_FAILED: the engine answered with another non-2xx status. `context.status` holds
- *   it (callers map 404 to "not found", 304/409 to "already in that state"), `context.engineMessage`
- *   the engine's own `message`.
+ * - RELIGHT_ERR_PROVIDER_FAILED: the engine answered with another non-2xx status. `context.engine` (kind
+ *   `status`) holds it (callers map 404 to "not found", 304/409 to "already in that state"), its `engineMessage` the engine's own
+ *   `message`.
  * - RELIGHT_ERR_ABORTED / the signal's reason when the caller's signal aborts.
  * - RELIGHT_ERR_CLOSED after close().
  */
@@ -316,7 +316,7 @@ export class EngineClient {
     const errno = errnoOf(err)
     const message = describeConnectError(errno, this.address.display, this.name)
     const code = codeForConnectError(errno)
-    return new RelightError(code, message, { provider: this.name, errno, request: `${method} ${path}` }, { cause: err })
+    return new RelightError(code, message, { provider: this.name, engine: { kind: 'connect', ...(errno !== undefined ? { errno } : {}), request: `${method} ${path}` } }, { cause: err })
   }
 
   private statusError(status: number, text: string, method: string, path: string): RelightError {
@@ -330,8 +330,7 @@ export class EngineClient {
     const code = codeForStatus(status)
     return new RelightError(code, `${this.name} refused ${method} ${path}: ${status} ${engineMessage || '(no message)'}`, {
       provider: this.name,
-      status,
-      engineMessage,
+      engine: { kind: 'status', status, engineMessage },
     })
   }
 }

@@ -8,6 +8,13 @@ import { readSettings } from '../../core/settings.js'
 
 export const COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
 export const COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'
+/** Set by Swarm on every task container. */
+export const SWARM_SERVICE_LABEL = 'com.docker.swarm.service.id'
+
+/** A Swarm task's container: the service's to scale (providers.swarm), never a container provider's to stop or pause. */
+export function isSwarmTask(labels: Readonly<Record<string, string>>): boolean {
+  return labels[SWARM_SERVICE_LABEL] !== undefined
+}
 
 export interface LabelFacts {
   /** Declared hosts (`<prefix>.domain`, comma-separated); empty for a non-routed container. */

@@ -2,8 +2,7 @@
 import { labelSettings } from '../moby/labels.js'
 import { definePlugin } from '../plugin.js'
 import { podmanConfigSchema } from './config.js'
-import { PODMAN_SLEEP_MODES } from './container-info.js'
-import { PodmanProvider } from './provider.js'
+import { PODMAN_SLEEP_MODES, PodmanProvider } from './provider.js'
 
 export const podmanPlugin = definePlugin({
   kind: 'podman',

@@ -1,31 +1,30 @@
-import { mapLimit } from '../../core/map-limit.js'
-import { settingsFrom } from '../../core/settings.js'
 import { execFile } from 'node:child_process'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { RelightError, isRelightError, toRelightError, throwIfAborted } from '../../core/errors.js'
-import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import { mapLimit } from '../../core/map-limit.js'
+import type { BackendInfo, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import { settingsFrom } from '../../core/settings.js'
 import { CpuRate, round1 } from '../cpu-rate.js'
-import { checkpointContainer, restoreContainer } from './checkpoint.js'
-import type { PodmanConfig } from './config.js'
-import { containerInfo, stateOf, type LibpodInspect } from './container-info.js'
 import type { EngineClient } from '../moby/client.js'
+import { containerInfo, stateOf } from '../moby/container-info.js'
+import { inspectContainer, listContainers } from '../moby/container-inspect.js'
+import { sleepContainer as sleepOne, wakeContainer as wakeOne } from '../moby/container-wake.js'
+import { type ContainerApi, type ContainerInspect, containerName, labelsOf } from '../moby/containers.js'
+import { checkLabels } from '../moby/check-labels.js'
+import { ContainerEvents } from '../moby/container-events.js'
 import { followEvents, type MobyEvent } from '../moby/events.js'
-import {
-  containerStats,
-  info as engineInfo,
-  inspectContainer,
-  libpodClient,
-  listContainers,
-  pauseContainer,
-  startContainer,
-  stopContainer,
-  unpauseContainer,
-  version,
-} from './libpod.js'
+import { GroupDependencies } from '../moby/group.js'
+import { groupOf } from '../moby/labels.js'
+import type { PodmanConfig } from './config.js'
+import { containerStats, info as engineInfo, libpodClient, version } from './libpod.js'
+
+/** Modes a `<prefix>.sleep` label may name on Podman. */
+export const PODMAN_SLEEP_MODES: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']
 
 /** Container events after which the provider inspects the container again. */
 const REFRESH_ON = new Set(['create', 'start', 'restore', 'pause', 'unpause', 'died', 'stop', 'checkpoint', 'rename', 'cleanup', 'init'])
+const REMOVE_ON = new Set(['remove'])
 const INSPECT_CONCURRENCY = 8
 
 export interface CriuProbe {
@@ -70,13 +69,15 @@ export class PodmanProvider implements Provider {
   readonly kind = 'podman'
   readonly id: string
   readonly resyncInterval: number | undefined
-  readonly sleepModes: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']
+  readonly sleepModes: readonly SleepMode[] = PODMAN_SLEEP_MODES
 
   private readonly engine: EngineClient
+  private readonly api: ContainerApi
+  private readonly groups: GroupDependencies
+  private readonly events: ContainerEvents
   private readonly cpu = new CpuRate()
   private readonly warned = new Set<string>()
   private readonly closer = new AbortController()
-  private readonly refreshing = new Map<string, boolean>()
   private lastCheckpointFailure: { at: number; backend: string; message: string } | undefined
   private closed = false
 
@@ -89,17 +90,28 @@ export class PodmanProvider implements Provider {
     this.resyncInterval = config.resync_interval
     // a stop waits up to stop_timeout, a checkpoint as long as CRIU needs, before the engine answers
     this.engine = libpodClient(config.socket, options.dispatcher, Math.max(120_000, (config.stop_timeout ?? 0) + 30_000))
+    this.api = { engine: this.engine, variant: 'libpod' }
+    // Group dependencies (`<prefix>.group`, else the compose project), as on Docker.
+    this.events = new ContainerEvents({ api: this.api, toInfo: (c) => this.toInfo(c), refreshOn: REFRESH_ON, removeOn: REMOVE_ON })
+    this.groups = new GroupDependencies(this.api, config.label_prefix, log, {
+      wake: async (depId, signal) => {
+        await wakeOne(this.api, await inspectContainer(this.api, depId, signal), signal, this.log)
+      },
+      sleep: (depId, mode, signal) => this.sleepContainer(depId, mode, containerName({ Id: depId, State: {} }), signal),
+    })
   }
 
   private get labelPrefix(): string {
     return this.config.label_prefix
   }
 
-  private toInfo(inspect: LibpodInspect): BackendInfo | undefined {
+  private toInfo(inspect: ContainerInspect): BackendInfo | undefined {
     const c = this.config
     return containerInfo(inspect, {
       labelPrefix: c.label_prefix,
-      appPort: c.app_port ?? this.options.defaults.app_port,
+      sleepModes: PODMAN_SLEEP_MODES,
+      ...(c.app_port !== undefined ? { blockPort: c.app_port } : {}),
+      appPort: this.options.defaults.app_port,
       ...(c.network !== undefined ? { network: c.network } : {}),
       settings: settingsFrom(c),
       onProblem: (problem) => {
@@ -120,11 +132,11 @@ export class PodmanProvider implements Provider {
   }
 
   /** Inspect a container this provider manages; anything else is "not found". */
-  private async inspectOwned(id: string, signal: AbortSignal): Promise<{ inspect: LibpodInspect; info: BackendInfo }> {
+  private async inspectOwned(id: string, signal: AbortSignal): Promise<{ inspect: ContainerInspect; info: BackendInfo }> {
     this.ensureOpen()
-    let inspect: LibpodInspect
+    let inspect: ContainerInspect
     try {
-      inspect = await inspectContainer(this.engine, id, signal)
+      inspect = await inspectContainer(this.api, id, signal)
     } catch (err) {
       if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) throw this.notFound(id)
       throw err
@@ -137,10 +149,10 @@ export class PodmanProvider implements Provider {
   async list(signal: AbortSignal): Promise<BackendInfo[]> {
     this.ensureOpen()
     throwIfAborted(signal)
-    const entries = await listContainers(this.engine, `${this.labelPrefix}.domain`, signal)
+    const entries = await listContainers(this.api, { label: [`${this.labelPrefix}.domain`] }, signal)
     const infos = await mapLimit(entries, INSPECT_CONCURRENCY, async (entry) => {
       try {
-        return this.toInfo(await inspectContainer(this.engine, entry.Id, signal))
+        return this.toInfo(await inspectContainer(this.api, entry.Id, signal))
       } catch (err) {
         if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) return undefined // removed meanwhile
         throw err
@@ -149,47 +161,18 @@ export class PodmanProvider implements Provider {
     return infos.filter((i): i is BackendInfo => i !== undefined)
   }
 
-  /**
-   * Run a state-changing call; when libpod refuses it, inspect again and accept the refusal if
-   * the container is already where we wanted it (someone else paused or started it meanwhile).
-   */
-  private async transition(id: string, op: () => Promise<void>, reached: (state: BackendState) => boolean, signal: AbortSignal): Promise<void> {
-    try {
-      await op()
-    } catch (err) {
-      if (!isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')) throw err
-      const { inspect } = await this.inspectOwned(id, signal)
-      if (!reached(stateOf(inspect))) throw err
-    }
-  }
-
   async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     const { inspect, info } = await this.inspectOwned(id, signal)
-    const state = stateOf(inspect)
-    if (state === 'running') return info
-    const running = (s: BackendState) => s === 'running'
-    if (state === 'paused') {
-      await this.transition(id, () => unpauseContainer(this.engine, id, signal), running, signal)
-    } else if (state === 'checkpointed') {
-      try {
-        await restoreContainer(this.engine, id, signal)
-      } catch (err) {
-        if (!isRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')) throw err
-        // The checkpoint cannot be restored (CRIU gone, files lost): serve again from a fresh
-        // start rather than not at all. Process state is lost; the reason is logged.
-        this.log.warn({ backend: info.name, err: err.message }, 'restore failed; starting the container afresh')
-        await this.transition(id, () => startContainer(this.engine, id, signal), running, signal)
-      }
-    } else {
-      await this.transition(id, () => startContainer(this.engine, id, signal), running, signal)
-    }
+    if (stateOf(inspect) === 'running') return info
+    const group = groupOf(labelsOf(inspect), this.labelPrefix)
+    const state = await this.groups.wakeWith(group, signal, () => wakeOne(this.api, inspect, signal, this.log))
     const after = await this.inspectOwned(id, signal)
     if (after.info.state !== 'running') {
       const exit = after.inspect.State?.ExitCode
       throw new RelightError(
         'RELIGHT_ERR_BACKEND_EXITED',
         `container ${info.name} is ${after.inspect.State?.Status ?? 'not running'} after ${state === 'checkpointed' ? 'restore' : 'start'}${exit ? ` (exit code ${exit})` : ''}`,
-        { backend: info.name, provider: this.kind },
+        { backend: info.name, provider: this.kind, ...(exit ? { exitCode: exit } : {}) },
       )
     }
     // The fresh facts for the core to probe: a bridge container's IP is known only once it runs.
@@ -198,37 +181,22 @@ export class PodmanProvider implements Provider {
 
   async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
     if (!this.sleepModes.includes(mode)) {
-      throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `Podman containers sleep with checkpoint, pause or stop, not ${mode}`, { backend: id, provider: this.kind })
+      throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `Podman containers sleep with checkpoint, pause or stop, not ${mode}`, { backend: id, provider: this.kind, mode })
     }
     const { inspect, info } = await this.inspectOwned(id, signal)
-    let state = stateOf(inspect)
-    switch (mode) {
-      case 'pause':
-        if (state === 'running') await this.transition(id, () => pauseContainer(this.engine, id, signal), (s) => s === 'paused', signal)
-        return
-      case 'stop': {
-        if (state !== 'running' && state !== 'paused') return
-        const timeout = this.config.stop_timeout === undefined ? undefined : Math.ceil(this.config.stop_timeout / 1000)
-        await this.transition(id, () => stopContainer(this.engine, id, timeout, signal), (s) => s === 'stopped' || s === 'checkpointed', signal)
-        return
-      }
-      case 'checkpoint':
-        if (state === 'paused') {
-          // CRIU checkpoints running processes only.
-          await this.transition(id, () => unpauseContainer(this.engine, id, signal), (s) => s === 'running', signal)
-          state = 'running'
-        }
-        if (state !== 'running') return
-        try {
-          await checkpointContainer(this.engine, id, signal)
-        } catch (err) {
-          const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: id, provider: this.kind })
-          if (error.code === 'RELIGHT_ERR_PROVIDER_FAILED') this.lastCheckpointFailure = { at: Date.now(), backend: info.name, message: error.message }
-          throw error
-        }
-        return
-      default:
-        return
+    await this.sleepContainer(id, mode, info.name, signal, inspect)
+    await this.groups.afterMemberSlept(groupOf(labelsOf(inspect), this.labelPrefix), mode, signal)
+  }
+
+  private async sleepContainer(id: string, mode: SleepMode, name: string, signal: AbortSignal, known?: ContainerInspect): Promise<void> {
+    const c = known ?? (await inspectContainer(this.api, id, signal))
+    const timeout = this.config.stop_timeout === undefined ? undefined : Math.ceil(this.config.stop_timeout / 1000)
+    try {
+      await sleepOne(this.api, c, mode, timeout, signal)
+    } catch (err) {
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: id, provider: this.kind })
+      if (mode === 'checkpoint' && error.code === 'RELIGHT_ERR_PROVIDER_FAILED') this.lastCheckpointFailure = { at: Date.now(), backend: name, message: error.message }
+      throw error
     }
   }
 
@@ -270,41 +238,10 @@ export class PodmanProvider implements Provider {
   }
 
   private onEngineEvent(e: MobyEvent, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
+    // libpod's stream cannot filter by label: ours carry the domain label in the event's attributes.
     if ((e.Type ?? 'container') !== 'container') return
-    const id = e.Actor?.ID ?? e.id
-    const attrs = e.Actor?.Attributes
-    if (!id || !attrs || attrs[`${this.labelPrefix}.domain`] === undefined) return
-    const action = e.Action ?? e.status ?? ''
-    if (action === 'remove') {
-      onEvent({ type: 'remove', id })
-      return
-    }
-    if (REFRESH_ON.has(action)) this.refresh(id, onEvent, signal)
-  }
-
-  /** Inspect a container after an event and report it; bursts of events coalesce per container. */
-  private refresh(id: string, onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
-    if (this.refreshing.has(id)) {
-      this.refreshing.set(id, true) // run once more when the current one ends
-      return
-    }
-    this.refreshing.set(id, false)
-    const run = async (): Promise<void> => {
-      try {
-        const { info } = await this.inspectOwned(id, signal)
-        if (!signal.aborted) onEvent({ type: 'upsert', backend: info })
-      } catch (err) {
-        if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) {
-          if (!signal.aborted) onEvent({ type: 'remove', id })
-        } else if (!signal.aborted) onEvent({ type: 'resync' })
-      }
-      if (this.refreshing.get(id) === true && !signal.aborted) {
-        this.refreshing.set(id, false)
-        return run()
-      }
-      this.refreshing.delete(id)
-    }
-    void run()
+    if (e.Actor?.Attributes?.[`${this.labelPrefix}.domain`] === undefined) return
+    this.events.handle(e, onEvent, signal)
   }
 
   async check(signal: AbortSignal): Promise<CheckResult[]> {
@@ -323,6 +260,7 @@ export class PodmanProvider implements Provider {
       })
       return results
     }
+    results.push(...(await checkLabels(this.api, this.labelPrefix, PODMAN_SLEEP_MODES, signal)))
     const uses = await this.checkpointUsers(signal)
     const probe = await (this.options.probeCriu ?? probeCriu)(signal)
     const fallback = this.config.fallback_sleep ?? this.options.defaults.fallback_sleep

@@ -6,7 +6,7 @@
 import { homedir } from 'node:os'
 import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { Agent, request } from 'undici'
-import { type ErrorCode, RelightError, toRelightError, throwIfAborted } from '../../core/errors.js'
+import { type ErrorCode, type ErrorContext, RelightError, toRelightError, throwIfAborted } from '../../core/errors.js'
 import { codeForConnectError, codeForStatus } from '../http-errors.js'
 
 /** A node as the API reports it; every field but hostname may be missing. */
@@ -128,18 +128,18 @@ export class SlicerClient {
       throw new RelightError(
         'RELIGHT_ERR_PROVIDER_AUTH',
         `the Slicer API at ${this.endpoint.display} rejected the token (HTTP ${res.statusCode}${describe(parsed)}): set providers.slicer.token to a valid Slicer API token`,
-        { provider: 'slicer', status: res.statusCode },
+        { provider: 'slicer', engine: { kind: 'status', status: res.statusCode, engineMessage: describe(parsed).replace(/^: /, '') } },
       )
     }
     return { status: res.statusCode, body: parsed }
   }
 
   /** Map an unexpected answer to a RelightError (404 → `notFound`, 5xx → unavailable, else failed). */
-  fail(result: ApiResult, what: string, notFound: ErrorCode = 'RELIGHT_ERR_PROVIDER_FAILED', context: Record<string, unknown> = {}): RelightError {
+  fail(result: ApiResult, what: string, notFound: ErrorCode = 'RELIGHT_ERR_PROVIDER_FAILED', context: ErrorContext = {}): RelightError {
     const code = codeForStatus(result.status, notFound)
     return new RelightError(code, `${what}: Slicer API answered HTTP ${result.status}${describe(result.body)}`, {
       provider: 'slicer',
-      status: result.status,
+      engine: { kind: 'status', status: result.status, engineMessage: describe(result.body).replace(/^: /, '') },
       ...(code === 'RELIGHT_ERR_PROVIDER_UNAVAILABLE' ? { retryAfter: 5 } : {}),
       ...context,
     })

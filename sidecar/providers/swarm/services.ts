@@ -99,8 +99,8 @@ export interface SwarmInfo {
 /** The engine refused an update because the version we sent is no longer the service's. */
 export function isOutOfSequence(err: unknown): boolean {
   if (engineStatus(err) !== 500) return false
-  const message = (err as RelightError).context.engineMessage
-  return typeof message === 'string' && message.includes('update out of sequence')
+  const engine = (err as RelightError).context.engine
+  return engine?.kind === 'status' && engine.engineMessage.includes('update out of sequence')
 }
 
 export class SwarmServices {

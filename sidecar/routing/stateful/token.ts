@@ -44,16 +44,20 @@ export class TokenCipher {
     this.algorithm = `aes-${this.key.length * 8}-gcm` as CipherGCMTypes
   }
 
-  /** Encrypt an IPv4 or IPv6 address (text) into a token, with a fresh random nonce each call. */
+  /**
+   * Encrypt an IPv4 or IPv6 address (text) into a token, with a fresh random nonce each call
+   * (apps and tests issue tokens; the sidecar only reads them). A malformed address is the
+   * caller's mistake: TypeError, not a configuration error.
+   */
   encode(ip: string): string {
     const bytes = parseIp(ip)
-    if (!bytes) throw new RelightError('RELIGHT_ERR_CONFIG', `"${ip}" is not an IPv4 or IPv6 address`)
+    if (!bytes) throw new TypeError(`"${ip}" is not an IPv4 or IPv6 address`)
     return this.encodeBytes(bytes)
   }
 
   /** Encrypt raw 4- or 16-byte address. */
   encodeBytes(ip: Uint8Array): string {
-    if (ip.length !== 4 && ip.length !== 16) throw new RelightError('RELIGHT_ERR_CONFIG', 'an IP address has 4 or 16 bytes')
+    if (ip.length !== 4 && ip.length !== 16) throw new TypeError('an IP address has 4 or 16 bytes')
     const nonce = randomBytes(NONCE)
     const cipher = createCipheriv(this.algorithm, this.key, nonce, { authTagLength: TAG })
     cipher.setAAD(AAD)
