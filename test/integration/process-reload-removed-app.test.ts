@@ -25,7 +25,7 @@ function withTag(tag: string): number[] {
  * start the new one) and, before the old one has exited, removed by a second reload. The new
  * process is started anyway, is in neither `apps` nor `retiring`, and outlives close().
  */
-describe('review2: process app removed while its reconfiguration is replacing it', () => {
+describe('process app removed while its reconfiguration is replacing it', () => {
   it('leaves nothing running after the provider is closed', async (t) => {
     // Exits 0.5 s after SIGTERM (a graceful shutdown), so the replacement waits for it.
     const entry = (label: string) => ({
