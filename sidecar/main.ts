@@ -86,7 +86,7 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   const config = readConfig(file)
   const baseDir = dirname(resolve(file))
   // The same checks `check` runs first: a refusal is one line, with no stack trace.
-  const problems = await preflight(config, { leftoverGroups: leftovers(config, baseDir) })
+  const problems = await preflight(config, { leftoverGroups: leftovers(config, baseDir), stateDir: stateDir(config, baseDir) })
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {
@@ -206,7 +206,7 @@ async function check(file: string): Promise<void> {
   }
   const out = (ok: boolean, message: string) => write(ok ? 'ok     ' : 'PROBLEM', message)
   out(true, `${file}: configuration is valid`)
-  for (const problem of await preflight(config, { leftoverGroups: leftovers(config, dirname(resolve(file))) })) out(false, problem)
+  for (const problem of await preflight(config, { leftoverGroups: leftovers(config, dirname(resolve(file))), stateDir: stateDir(config, dirname(resolve(file))) })) out(false, problem)
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {

@@ -3,11 +3,11 @@
  * `admin.token` is set (the answer carries the applied changes or the file's problems), else by
  * sending SIGHUP to the pid recorded in `<state_dir>/sidecar.pid` (the result is in its log).
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import type { Config } from './config/schema.js'
-import { stateDir } from './config/state-dir.js'
+import { stateDir, stateDirProblem, stateFileProblem } from './config/state-dir.js'
 import { procStat } from './providers/process/child-records.js'
 
 interface PidRecord {
@@ -24,7 +24,7 @@ export function writePidFile(config: Config, baseDir: string): { remove(): void 
   const path = pidFilePath(config, baseDir)
   const record: PidRecord = { pid: process.pid, start_ticks: procStat(process.pid)?.startTicks ?? 0 }
   try {
-    mkdirSync(stateDir(config, baseDir), { recursive: true, mode: 0o755 })
+    mkdirSync(stateDir(config, baseDir), { recursive: true, mode: 0o700 })
     writeFileSync(path, `${JSON.stringify(record)}\n`, { mode: 0o644 })
   } catch (err) {
     return { error: (err as Error).message, path }
@@ -44,6 +44,11 @@ export function writePidFile(config: Config, baseDir: string): { remove(): void 
 /** The running sidecar's pid from the pid file, checked against its start time. */
 export function runningSidecarPid(config: Config, baseDir: string): { pid: number } | { error: string } {
   const path = pidFilePath(config, baseDir)
+  // The pid file names the process to signal: believe it only if no other user could plant it.
+  const dirProblem = stateDirProblem(stateDir(config, baseDir))
+  if (dirProblem) return { error: dirProblem }
+  const fileProblem = existsSync(path) ? stateFileProblem(path) : undefined
+  if (fileProblem) return { error: `not trusting the pid file: ${fileProblem}` }
   let record: PidRecord
   try {
     record = JSON.parse(readFileSync(path, 'utf8')) as PidRecord

@@ -101,9 +101,24 @@ function onlyBlock(config: Config, b: Block): Config {
   return { ...config, providers: { [b.kind]: [b.block] } } as unknown as Config
 }
 
+/** `config` with the blocks of `kept` (by id, same kind) in place of its own. */
+function withBlocks(config: Config, kept: ReadonlyMap<string, Block>): Config {
+  const providers: Record<string, unknown> = { ...(config.providers as Record<string, unknown>) }
+  for (const [kind, blocks] of Object.entries(providers)) {
+    if (!Array.isArray(blocks)) continue
+    providers[kind] = blocks.map((b: { id: string }) => kept.get(b.id)?.block ?? b)
+  }
+  return { ...config, providers } as unknown as Config
+}
+
 export class Reloader {
   private running: Promise<ReloadResult> | undefined
   private queued: Promise<ReloadResult> | undefined
+  /**
+   * Instances whose replacement failed: they run on their old block and the old `defaults`, so
+   * the next reload tries again even when neither differs from what is recorded.
+   */
+  private readonly stale = new Set<string>()
 
   constructor(private readonly deps: ReloaderDeps) {}
 
@@ -183,12 +198,15 @@ export class Reloader {
     const after = blocksById(config)
     const byId = (id: string) => registry.providers.find((p) => providerId(p) === id)
     const defaultsChanged = !same(current.defaults, config.defaults)
+    /** Blocks whose new instance could not take over: the running instance keeps these. */
+    const kept = new Map<string, Block>()
     await Promise.all(
       [...new Set([...before.keys(), ...after.keys()])].map(async (id) => {
         const was = before.get(id)
         const now = after.get(id)
         const running = byId(id)
         if (now === undefined || (was !== undefined && was.kind !== now.kind)) {
+          this.stale.delete(id)
           if (running) {
             registry.removeProvider(running)
             summary.providers.removed.push(id)
@@ -208,7 +226,7 @@ export class Reloader {
           }
           return
         }
-        if (same(was.block, now.block) && !defaultsChanged) return
+        if (same(was.block, now.block) && !defaultsChanged && !this.stale.has(id)) return
         if (reconfigurable(running)) {
           if (same(was.block, now.block)) return // defaults only: the registry applied them
           summary.details[id] = running.applyConfig(now.block as never)
@@ -221,9 +239,12 @@ export class Reloader {
         try {
           await registry.replaceProvider(running, created)
           summary.providers.replaced.push(id)
+          this.stale.delete(id)
           void this.deps.closeProvider(running)
         } catch (err) {
           summary.failed.push(`${id}: ${(err as Error).message}`)
+          kept.set(id, was)
+          this.stale.add(id)
           logger.warn({ provider: id, err: (err as Error).message }, 'the reconfigured provider cannot be listed; keeping the running one')
           void this.deps.closeProvider(created)
         }
@@ -238,7 +259,9 @@ export class Reloader {
       this.deps.replaceHeartbeat(config)
       summary.heartbeat = true
     }
-    this.deps.commit(config)
+    // Record what runs: a failed replacement keeps its old block, so reloading the same file
+    // again sees the change and retries it.
+    this.deps.commit(kept.size === 0 ? config : withBlocks(config, kept))
 
     if (restartNeeded.length > 0) {
       logger.warn({ keys: restartNeeded }, `changed keys that need a restart to apply (the running values stay): ${restartNeeded.join(', ')}`)

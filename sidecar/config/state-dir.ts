@@ -1,3 +1,4 @@
+import { lstatSync, statSync, type Stats } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import type { Config } from './schema.js'
 
@@ -14,4 +15,46 @@ export function stateDir(config: Pick<Config, 'state_dir' | 'listen' | 'access_l
     if (address?.startsWith('unix:')) return dirname(resolve(baseDir, address.slice('unix:'.length)))
   }
   return DEFAULT_STATE_DIR
+}
+
+/** Owners whose files the sidecar trusts: itself and root. */
+function trustedOwner(uid: number): boolean {
+  return uid === 0 || uid === process.getuid?.()
+}
+
+/**
+ * Why `dir` cannot hold the sidecar's state, or undefined when it can (or does not exist yet: the
+ * sidecar creates it, owner-only). Crash recovery signals the process groups its records name and
+ * `reload` signals the pid in sidecar.pid, so a directory another user can write would let them
+ * choose what gets killed. `what` names the setting in the message.
+ */
+export function stateDirProblem(dir: string, what = 'state_dir'): string | undefined {
+  let st: Stats
+  try {
+    st = statSync(dir)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    return `${what}: cannot read ${dir} (${(err as Error).message})`
+  }
+  if (!st.isDirectory()) return `${what}: ${dir} is not a directory`
+  if (!trustedOwner(st.uid)) return `${what}: ${dir} belongs to uid ${st.uid}, not to this user (${process.getuid?.()}) or root; its records decide which processes the sidecar signals, so it must be ours (set state_dir to a directory only this user can write)`
+  if ((st.mode & 0o022) !== 0) return `${what}: ${dir} is writable by ${st.mode & 0o002 ? 'every user' : 'its group'} (mode ${(st.mode & 0o7777).toString(8)}); its records decide which processes the sidecar signals, so only its owner may write it (chmod go-w, or set state_dir to another directory)`
+  return undefined
+}
+
+/**
+ * Why the state file `file` must not be believed, or undefined: it must be a regular file (not a
+ * symlink) owned by this user or root.
+ */
+export function stateFileProblem(file: string): string | undefined {
+  let st: Stats
+  try {
+    st = lstatSync(file)
+  } catch (err) {
+    return (err as Error).message
+  }
+  if (st.isSymbolicLink()) return `${file} is a symbolic link`
+  if (!st.isFile()) return `${file} is not a regular file`
+  if (!trustedOwner(st.uid)) return `${file} belongs to uid ${st.uid}, not to this user or root`
+  return undefined
 }

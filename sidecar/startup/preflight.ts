@@ -4,6 +4,7 @@
  * `check` passes does not then fail at start-up (short of a race with another program).
  */
 import type { Config } from '../config/schema.js'
+import { stateDirProblem } from '../config/state-dir.js'
 import { RelightError } from '../core/errors.js'
 import { socketAnswers, socketInUseMessage, socketPathProblem } from '../core/unix-socket.js'
 import { lookupGroup, socketGroupProblem } from './groups.js'
@@ -16,11 +17,17 @@ export interface PreflightOptions {
    * starts): a port one of them holds is not "in use by another program".
    */
   readonly leftoverGroups?: ReadonlySet<number>
+  /** The resolved state directory (see config/state-dir.ts): another user must not be able to write it. */
+  readonly stateDir?: string
 }
 
 /** One-line reasons `serve` would refuse to start, in the order it would meet them. */
 export async function preflight(config: Config, options: PreflightOptions = {}): Promise<string[]> {
   const problems: string[] = []
+  if (options.stateDir !== undefined) {
+    const problem = stateDirProblem(options.stateDir)
+    if (problem) problems.push(problem)
+  }
   if (config.socket_group !== undefined) {
     const problem = socketGroupProblem(config.socket_group)
     if (problem) problems.push(problem)

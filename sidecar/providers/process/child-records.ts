@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
+import { stateDirProblem, stateFileProblem } from '../../config/state-dir.js'
 
 export interface ChildRecord {
   readonly version: 1
@@ -131,6 +132,7 @@ export function identify(record: ChildRecord, boot = bootId()): Verdict {
  */
 export function leftoverGroups(dir: string): Set<number> {
   const groups = new Set<number>()
+  if (stateDirProblem(dir) !== undefined) return groups // serve refuses it (preflight)
   let names: string[]
   try {
     names = readdirSync(dir).filter((n) => /^\d+\.json$/.test(n))
@@ -140,6 +142,7 @@ export function leftoverGroups(dir: string): Set<number> {
   const boot = bootId()
   for (const name of names) {
     try {
+      if (stateFileProblem(join(dir, name)) !== undefined) continue
       const record = JSON.parse(readFileSync(join(dir, name), 'utf8')) as ChildRecord
       const owner = procStat(record.owner.pid)
       if (owner && owner.startTicks === record.owner.start_ticks && owner.state !== 'Z') continue // its sidecar runs
@@ -189,19 +192,30 @@ export class ChildRecords {
   }
 
   private read(): { file: string; record: ChildRecord | undefined }[] {
+    // Records name the process groups to signal: only believe ones no other user could plant.
+    const problem = stateDirProblem(this.dir, 'state_dir')
+    if (problem) {
+      this.log.error({ state_dir: this.dir }, `crash recovery skipped: ${problem}`)
+      return []
+    }
     let names: string[]
     try {
       names = readdirSync(this.dir).filter((n) => /^\d+\.json$/.test(n))
     } catch {
       return []
     }
-    return names.map((name) => {
+    return names.flatMap((name) => {
       const file = join(this.dir, name)
+      const untrusted = stateFileProblem(file)
+      if (untrusted) {
+        this.log.warn({ file }, `child record ignored: ${untrusted}`)
+        return []
+      }
       try {
         const record = JSON.parse(readFileSync(file, 'utf8')) as ChildRecord
-        return { file, record: record.version === 1 && Number.isInteger(record.pid) && record.pid > 1 ? record : undefined }
+        return [{ file, record: record.version === 1 && Number.isInteger(record.pid) && record.pid > 1 ? record : undefined }]
       } catch {
-        return { file, record: undefined }
+        return [{ file, record: undefined }]
       }
     })
   }

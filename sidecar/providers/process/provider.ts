@@ -282,7 +282,9 @@ export class ProcessProvider implements Provider {
   private async wakeNow(id: string): Promise<BackendInfo> {
     await this.recovered()
     let app = this.app(id)
-    if (app.pending && app.state() !== 'running') app = await this.replace(id)
+    if (app.pending && app.state() !== 'running') app = (await this.replace(id)) ?? this.app(id)
+    // The provider may have closed while this wake waited (recovery, a replacement's stop).
+    if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'process provider is closed')
     // Starting a replica resumes it if it is paused; one waiting for its restart backoff refuses.
     const results = await Promise.allSettled(app.replicas.map((r) => r.start()))
     const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
@@ -414,10 +416,13 @@ export class ProcessProvider implements Provider {
   }
 
   /** Stop the app's process (if any) and put one made from its pending config in its place. */
-  private async replace(name: string, start = false): Promise<App> {
+  private async replace(name: string, start = false): Promise<App | undefined> {
     const app = this.app(name)
     if (!app.pending) return app
     await Promise.all(app.replicas.map((r) => r.stop()))
+    // While the old process stopped, a reload may have removed the app or close() may have run:
+    // a process started now would be in neither `apps` nor `retiring` and nothing would stop it.
+    if (this.closed || this.apps.get(name) !== app) return undefined
     const fresh = this.makeApp(app.pending)
     if (this.apps.get(name) === app) this.apps.set(name, fresh)
     this.log.info({ app: name }, 'app replaced with its new configuration')

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test'
 import pino from 'pino'
 import { processConfigSchema } from '../../sidecar/config/../providers/process/config.js'
 import { ProcessProvider } from '../../sidecar/providers/process/provider.js'
+import { until } from '../helpers/wait.js'
 
 const silent = pino({ level: 'silent' })
 const marker = `review2-leak-${process.pid}-${Date.now()}`
@@ -25,7 +26,7 @@ function withTag(tag: string): number[] {
  * start the new one) and, before the old one has exited, removed by a second reload. The new
  * process is started anyway, is in neither `apps` nor `retiring`, and outlives close().
  */
-describe('review2: process app removed while its reconfiguration is replacing it', () => {
+describe('process app removed while its reconfiguration is replacing it', () => {
   it('leaves nothing running after the provider is closed', async (t) => {
     // Exits 0.5 s after SIGTERM (a graceful shutdown), so the replacement waits for it.
     const entry = (label: string) => ({
@@ -41,7 +42,8 @@ describe('review2: process app removed while its reconfiguration is replacing it
     p.applyConfig(processConfigSchema.parse({ apps: [entry('two')] })) // reload 1: replace (always_on: restart now)
     await new Promise((r) => setTimeout(r, 100))
     p.applyConfig(processConfigSchema.parse({ apps: [] })) // reload 2: the app is removed
-    await new Promise((r) => setTimeout(r, 1500)) // the old process has exited by now
+    await until(() => withTag(`${marker}-one`).length === 0, 'the old process to exit')
+    await new Promise((r) => setImmediate(r)) // the replacement continues after the exit
     await p.close()
     assert.deepEqual(withTag(`${marker}-two`), [], 'the removed app\'s new process is still running after close()')
   })
