@@ -153,12 +153,6 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     const upstreams: Record<string, string> = {}
     const need = (s: string) => setups.includes(s)
 
-    let bare: RunningProcess | undefined
-    if (need('n') || need('nd')) {
-      const b = await startBareResponder(ports.bare as number, upstream)
-      bare = b
-      stops.push(() => b.stop())
-    }
     if (need('c') || need('d')) {
       const y = await sidecarYaml(ctx, 'hot-c', `127.0.0.1:${ports.sc}`)
       sidecars.c = await startSidecarCli(ctx.dir, 'hot-c', y.yaml, { host: '127.0.0.1', port: ports.sc as number })
@@ -190,10 +184,20 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       upstreams.cl0 = y.upstream
     }
     for (const s of Object.values(sidecars)) stops.push(() => s.stop())
+    // Every set-up reaches one backend: the Caddy sidecar c supervises when c runs (so a/b/n and c
+    // differ only in what answers forward_auth), else the standalone one.
+    const shared = upstreams.c ?? upstream
+    const sharedPid = (sidecars.c ? childPid(sidecars.c.pid) : undefined) ?? backend.pid
+    let bare: RunningProcess | undefined
+    if (need('n') || need('nd')) {
+      const b = await startBareResponder(ports.bare as number, shared)
+      bare = b
+      stops.push(() => b.stop())
+    }
 
     // The front Caddy: one site per set-up, all alike but for what forward_auth asks.
-    let sites = site(ports.a as number, `reverse_proxy ${upstream}`)
-    sites += site(ports.auth as number, `header X-Relight-Upstream ${upstream}\nrespond 200`)
+    let sites = site(ports.a as number, `reverse_proxy ${shared}`)
+    sites += site(ports.auth as number, `header X-Relight-Upstream ${shared}\nrespond 200`)
     sites += site(ports.b as number, `import relight 127.0.0.1:${ports.auth}`)
     if (need('n')) sites += site(ports.n as number, `import relight 127.0.0.1:${ports.bare}`)
     if (sidecars.c) sites += site(ports.c as number, `import relight 127.0.0.1:${ports.sc}`)
@@ -238,7 +242,7 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       for (const s of setups) {
         // A sidecar set-up's backend is the Caddy that sidecar supervises.
         const sidecarPid = s === 'd' ? sidecars.c?.pid : s === 'd0' ? sidecars.c0?.pid : sidecars[s]?.pid
-        const backendPid = (sidecarPid === undefined ? undefined : childPid(sidecarPid)) ?? backend.pid
+        const backendPid = (sidecarPid === undefined ? undefined : childPid(sidecarPid)) ?? sharedPid
         const pids = { front: s === 'd' || s === 'd0' || s === 'nd' ? undefined : front.pid, auth: authPid(s), backend: backendPid }
         const snap = async () => ({
           front: pids.front ? await cpuMs(pids.front) : 0,
