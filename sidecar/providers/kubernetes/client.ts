@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs'
 import { Agent, type Dispatcher } from 'undici'
 import { type ErrorCode, RelightError, isRelightError } from '../../core/errors.js'
 import type { Credentials } from './credentials.js'
+import { jsonLines } from '../json-lines.js'
 
 export interface KubeClientOptions {
   /** Per-request limit (ms) for short requests. Default 30 s. */
@@ -183,33 +184,8 @@ export class KubeClient {
       const text = await body.text().catch(() => '')
       throw this.statusError(statusCode, text, 'GET', path, fullQuery)
     }
-    const self = this
     return {
-      async *[Symbol.asyncIterator]() {
-        let buffer = ''
-        try {
-          for await (const chunk of body) {
-            buffer += (chunk as Buffer).toString('utf8')
-            let nl: number
-            while ((nl = buffer.indexOf('\n')) >= 0) {
-              const line = buffer.slice(0, nl).trim()
-              buffer = buffer.slice(nl + 1)
-              if (line === '') continue
-              let event: WatchEvent<T>
-              try {
-                event = JSON.parse(line) as WatchEvent<T>
-              } catch {
-                continue // unreadable line: the relist is the truth
-              }
-              yield event
-            }
-          }
-        } catch (err) {
-          throw self.transportError(err, 'GET', path, { signal, query: fullQuery })
-        } finally {
-          body.destroy()
-        }
-      },
+      [Symbol.asyncIterator]: () => jsonLines<WatchEvent<T>>(body, (err) => this.transportError(err, 'GET', path, { signal, query: fullQuery })),
     }
   }
 

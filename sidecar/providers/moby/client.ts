@@ -26,6 +26,7 @@ import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import { RelightError, isRelightError } from '../../core/errors.js'
 import { codeForConnectError, codeForStatus, httpStatus } from '../http-errors.js'
+import { jsonLines } from '../json-lines.js'
 
 export interface EngineClientOptions {
   /**
@@ -223,33 +224,8 @@ export class EngineClient {
       const text = await body.text().catch(() => '')
       throw this.statusError(statusCode, text, 'GET', path)
     }
-    const self = this
     return {
-      async *[Symbol.asyncIterator]() {
-        let buffer = ''
-        try {
-          for await (const chunk of body) {
-            buffer += (chunk as Buffer).toString('utf8')
-            let nl: number
-            while ((nl = buffer.indexOf('\n')) >= 0) {
-              const line = buffer.slice(0, nl).trim()
-              buffer = buffer.slice(nl + 1)
-              if (line === '') continue
-              let parsed: T
-              try {
-                parsed = JSON.parse(line) as T
-              } catch {
-                continue // a line we cannot read is skipped; the resync is the truth
-              }
-              yield parsed
-            }
-          }
-        } catch (err) {
-          throw self.transportError(err, 'GET', path, options.signal)
-        } finally {
-          body.destroy()
-        }
-      },
+      [Symbol.asyncIterator]: () => jsonLines<T>(body, (err) => this.transportError(err, 'GET', path, options.signal)),
     }
   }
 
