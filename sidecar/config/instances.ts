@@ -13,13 +13,11 @@ export type Instance<T> = T & {
   readonly id: string
   /** This instance's full re-list interval (ms); absent: the top-level resync_interval. */
   readonly resync_interval?: number
-  /** Old key names this block used (logged once as deprecated when the provider starts). */
-  readonly renamed?: readonly string[]
-  /** Old names of other keys this block used (see instancesOf's `oldNames`), logged once as deprecated. */
+  /** Old key names this block used (see instancesOf's `oldNames`), logged once as deprecated. */
   readonly aliased?: readonly string[]
 }
 
-/** Keys every block accepts besides its kind's own: `id` and `resync_interval` (and old names of it). */
+/** Keys every block accepts besides its kind's own: `id` and `resync_interval`. */
 const RESYNC = 'resync_interval'
 
 /**
@@ -27,7 +25,7 @@ const RESYNC = 'resync_interval'
  * inside a block keep their path (`providers.docker[1].label_prefix`). Ids are checked unique
  * across every provider by the main schema.
  */
-export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldResyncKeys: readonly string[] = [], oldNames: Readonly<Record<string, string>> = {}) {
+export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldNames: Readonly<Record<string, string>> = {}) {
   return z.unknown().transform((value, ctx): Instance<z.output<S>>[] => {
     const many = Array.isArray(value)
     const items: unknown[] = many ? value : [value]
@@ -51,39 +49,30 @@ export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldRes
         }
       }
       let resync: number | undefined
-      const renamed: string[] = []
       const aliased: string[] = []
       if (rest !== null && typeof rest === 'object' && !Array.isArray(rest)) {
         const others: Record<string, unknown> = { ...(rest as Record<string, unknown>) }
-        for (const key of [RESYNC, ...oldResyncKeys]) {
-          if (!(key in others)) continue
-          const value = others[key]
-          delete others[key]
-          if (key !== RESYNC) {
-            if (RESYNC in (rest as object)) {
-              failed = true
-              ctx.addIssue({ code: 'custom', path: [...at, key], message: `${key} is the old name of ${RESYNC}; give only ${RESYNC}` })
-              continue
-            }
-            renamed.push(key)
-          }
-          const parsed = duration.safeParse(value)
-          if (!parsed.success) {
-            failed = true
-            for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: [...at, key] } as Parameters<typeof ctx.addIssue>[0])
-          } else if (key === RESYNC || parsed.data > 0) resync = parsed.data // an old key's 0 meant "no extra re-list"
-        }
-        // Old names of the kind's own keys (same meaning): the value moves to the new name.
+        // Old names of the block's keys (same meaning): the value moves to the new name.
         for (const [old, now] of Object.entries(oldNames)) {
           if (!(old in others)) continue
           if (now in others) {
             failed = true
             ctx.addIssue({ code: 'custom', path: [...at, old], message: `${old} is the old name of ${now}; give only ${now}` })
+            delete others[old] // said once, not again as an unknown key
             continue
           }
           others[now] = others[old]
           delete others[old]
           aliased.push(old)
+        }
+        if (RESYNC in others) {
+          const parsed = duration.safeParse(others[RESYNC])
+          const from = aliased.find((old) => oldNames[old] === RESYNC)
+          delete others[RESYNC]
+          if (!parsed.success) {
+            failed = true
+            for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: [...at, from ?? RESYNC] } as Parameters<typeof ctx.addIssue>[0])
+          } else if (from === undefined || parsed.data > 0) resync = parsed.data // an old name's 0 meant "no extra re-list"
         }
         rest = others
       }
@@ -97,7 +86,6 @@ export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldRes
         ...(result.data as object),
         id,
         ...(resync !== undefined ? { resync_interval: resync } : {}),
-        ...(renamed.length > 0 ? { renamed } : {}),
         ...(aliased.length > 0 ? { aliased } : {}),
       } as Instance<z.output<S>>)
     })

@@ -30,7 +30,7 @@ type Plugins = (typeof PROVIDER_PLUGINS)[number]
 /** One key per entry of the provider table: one block or a list of blocks (instances, each with its own `id`). */
 export const providersSchema = z
   .strictObject(
-    Object.fromEntries(PROVIDER_PLUGINS.map((p) => [p.kind, instancesOf(p.kind, p.configSchema, 'oldResyncKeys' in p ? p.oldResyncKeys : [], 'oldNames' in p ? p.oldNames : {}).optional()])) as unknown as {
+    Object.fromEntries(PROVIDER_PLUGINS.map((p) => [p.kind, instancesOf(p.kind, p.configSchema, 'oldNames' in p ? p.oldNames : {}).optional()])) as unknown as {
       [P in Plugins as P['kind']]: z.ZodOptional<z.ZodType<Instance<z.output<P['configSchema']>>[], unknown>>
     },
   )

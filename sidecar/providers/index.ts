@@ -19,7 +19,6 @@ export function createProviders(config: Config, logger: Logger, options: Provide
   for (const plugin of PROVIDER_PLUGINS as readonly ProviderPlugin[]) {
     for (const block of blocks[plugin.kind] ?? []) {
       const log = logger.child({ provider: block.id })
-      for (const key of block.renamed ?? []) log.warn({ key, now: 'resync_interval' }, `providers.${plugin.kind}.${key} is deprecated; write resync_interval (same meaning)`)
       for (const key of block.aliased ?? []) {
         const now = plugin.oldNames?.[key] ?? key
         log.warn({ key, now }, `providers.${plugin.kind}.${key} is deprecated; write ${now} (same meaning)`)

@@ -40,9 +40,7 @@ export interface ProviderPlugin<K extends string = string, S extends z.ZodType =
   readonly configSchema: S
   /** Modes the provider's backends can sleep in, preferred first. */
   readonly sleepModes: readonly SleepMode[]
-  /** Old names of the block's `resync_interval` still accepted (logged as deprecated). */
-  readonly oldResyncKeys?: readonly string[]
-  /** Old names of the block's own keys (old → new, same meaning), still accepted and logged as deprecated. */
+  /** Old names of the block's keys, `resync_interval` included (old → new, same meaning), still accepted and logged as deprecated. */
   readonly oldNames?: Readonly<Record<string, string>>
   /** Absent when settings come only from the YAML (process apps). */
   readonly settings?: SettingsCodec<z.output<S>>

@@ -83,9 +83,9 @@ describe('config', () => {
   it('one re-list interval: resync_interval per provider block; the old watch_interval is an alias (0 = the top-level value)', () => {
     const c = parseConfig('providers:\n  podman: { watch_interval: 10s }\n  slicer: { url: /s.sock, resync_interval: 5s }\n  docker: {}\n', 'x')
     assert.equal(c.providers.podman?.[0]?.resync_interval, 10_000)
-    assert.deepEqual(c.providers.podman?.[0]?.renamed, ['watch_interval'])
+    assert.deepEqual(c.providers.podman?.[0]?.aliased, ['watch_interval'])
     assert.equal(c.providers.slicer?.[0]?.resync_interval, 5000)
-    assert.equal(c.providers.slicer?.[0]?.renamed, undefined)
+    assert.equal(c.providers.slicer?.[0]?.aliased, undefined)
     assert.equal(c.providers.docker?.[0]?.resync_interval, undefined)
     assert.equal(parseConfig('providers:\n  slicer: { url: /s.sock, watch_interval: 0s }\n', 'x').providers.slicer?.[0]?.resync_interval, undefined)
     assert.deepEqual(problems('providers:\n  podman:\n    resync_interval: 5s\n    watch_interval: 10s\n'), [

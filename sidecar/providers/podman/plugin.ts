@@ -7,7 +7,7 @@ import { PODMAN_SLEEP_MODES, PodmanProvider } from './provider.js'
 export const podmanPlugin = definePlugin({
   kind: 'podman',
   configSchema: podmanConfigSchema,
-  oldResyncKeys: ['watch_interval'],
+  oldNames: { watch_interval: 'resync_interval' },
   sleepModes: PODMAN_SLEEP_MODES,
   settings: {
     carrier: 'label',

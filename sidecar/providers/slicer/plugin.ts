@@ -8,7 +8,7 @@ import { SLICER_SLEEP_MODES } from './vm-sleep.js'
 export const slicerPlugin = definePlugin({
   kind: 'slicer',
   configSchema: slicerConfigSchema,
-  oldResyncKeys: ['watch_interval'],
+  oldNames: { watch_interval: 'resync_interval' },
   sleepModes: SLICER_SLEEP_MODES,
   settings: {
     carrier: 'tag',
