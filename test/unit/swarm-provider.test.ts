@@ -5,48 +5,30 @@
  */
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { afterEach, beforeEach, describe, it } from 'node:test'
-import pino from 'pino'
-import { MockAgent } from 'undici'
+import { describe, it } from 'node:test'
 import { isRelightError } from '../../sidecar/core/errors.js'
-import { EngineClient } from '../../sidecar/providers/moby/client.js'
 import { readServiceLabels } from '../../sidecar/providers/swarm/labels.js'
-import { SwarmProvider } from '../../sidecar/providers/swarm/provider.js'
-import { swarmConfigSchema } from '../../sidecar/providers/swarm/config.js'
 import type { Service } from '../../sidecar/providers/swarm/services.js'
 import { targetPort } from '../../sidecar/providers/swarm/upstreams.js'
+import { JSON_HEADERS, recordedSwarm } from '../helpers/swarm-recorded.js'
 
 const fixture = <T>(name: string): T => JSON.parse(readFileSync(new URL(`../../../test/fixtures/swarm/${name}`, import.meta.url), 'utf8')) as T
-const JSON_HEADERS = { headers: { 'content-type': 'application/json' } }
 const service = fixture<Service>('service-ephemeral.json')
 const ID = service.ID
 
 describe('swarm provider (recorded answers)', () => {
-  let agent: MockAgent
-  let engine: EngineClient
-  let provider: SwarmProvider
-  beforeEach(() => {
-    agent = new MockAgent({ enableCallHistory: true })
-    agent.disableNetConnect()
-    engine = new EngineClient({ address: '/nonexistent/docker.sock', dispatcher: agent })
-    provider = new SwarmProvider(swarmConfigSchema.parse({}), pino({ level: 'silent' }), { engine })
-  })
-  afterEach(async () => {
-    await provider.close()
-    await engine.close()
-    await agent.close()
-  })
-  const pool = () => agent.get('http://localhost')
+  const swarm = recordedSwarm({ callHistory: true })
+  const pool = () => swarm.agent.get('http://localhost')
   const on = (method: string, path: string | ((p: string) => boolean), status: number, body: unknown, times = 1) =>
     pool().intercept({ method, path: typeof path === 'string' ? (p: string) => p.split('?')[0] === path : path }).reply(status, body as object, JSON_HEADERS).times(times)
-  const posts = () => (agent.getCallHistory()?.calls() ?? []).filter((c) => c.method === 'POST')
+  const posts = () => (swarm.agent.getCallHistory()?.calls() ?? []).filter((c) => c.method === 'POST')
   const signal = () => AbortSignal.timeout(5000)
 
   it('lists replicated services with a host-mode port; the ephemeral port of the running task (listed twice) is one upstream', async () => {
     on('GET', '/services', 200, fixture('services-status.json'))
     on('GET', '/tasks', 200, fixture('tasks-ephemeral.json'))
     on('GET', '/info', 200, fixture('info-manager.json'))
-    const list = await provider.list(signal())
+    const list = await swarm.provider.list(signal())
     assert.deepEqual(
       list.map((b) => [b.name, b.state, b.upstreams]),
       [['relight-swarm-test-ephemeral', 'running', ['127.0.0.1:32769']]],
@@ -58,7 +40,7 @@ describe('swarm provider (recorded answers)', () => {
   it('check explains a global service and a port published through the routing mesh', async () => {
     on('GET', '/info', 200, fixture('info-manager.json'))
     on('GET', '/services', 200, fixture('services-status.json'))
-    const results = await provider.check(signal())
+    const results = await swarm.provider.check(signal())
     assert.ok(results[0]?.ok && /swarm manager/.test(results[0].message))
     const problems = results.filter((r) => !r.ok).map((r) => r.message)
     assert.equal(problems.length, 2, problems.join('\n'))
@@ -68,18 +50,18 @@ describe('swarm provider (recorded answers)', () => {
 
   it('check explains a node that is not a manager; a list there fails with the engine\'s reason', async () => {
     on('GET', '/info', 200, fixture('info-worker.json'))
-    const results = await provider.check(signal())
+    const results = await swarm.provider.check(signal())
     assert.equal(results.length, 1)
     assert.equal(results[0]?.ok, false)
     assert.match(results[0]?.message ?? '', /is a swarm worker, not a manager.*providers\.swarm\.socket/)
     on('GET', '/services', 503, fixture('services-worker.json'))
-    await assert.rejects(provider.list(signal()), (e) => isRelightError(e) && e.code !== 'RELIGHT_ERR_BACKEND_NOT_FOUND' && /not a swarm manager/.test(e.message))
+    await assert.rejects(swarm.provider.list(signal()), (e) => isRelightError(e) && e.code !== 'RELIGHT_ERR_BACKEND_NOT_FOUND' && /not a swarm manager/.test(e.message))
   })
 
   it('a scale-down that loses the compare-and-swap (HTTP 500 "update out of sequence") is a refused sleep', async () => {
     on('GET', `/services/${ID}`, 200, service)
     on('POST', `/services/${ID}/update`, 500, fixture('update-out-of-sequence.json'))
-    await assert.rejects(provider.sleep(ID, 'scale', signal(), { idleTimeout: 60_000 }), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /changed/.test(e.message))
+    await assert.rejects(swarm.provider.sleep(ID, 'scale', signal(), { idleTimeout: 60_000 }), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /changed/.test(e.message))
     const [post] = posts()
     assert.equal(post?.searchParams.version, String(service.Version.Index), 'sent with the version the activity was read at')
     const spec = JSON.parse(String(post?.body)) as Service['Spec']
@@ -91,7 +73,7 @@ describe('swarm provider (recorded answers)', () => {
   it('refuses a sleep, without writing, when a sidecar saw traffic within idle_timeout', async () => {
     const fresh = { ...service, Spec: { ...service.Spec, Labels: { ...service.Spec.Labels, 'relight.last_activity': new Date(Date.now() - 5000).toISOString() } } }
     on('GET', `/services/${ID}`, 200, fresh)
-    await assert.rejects(provider.sleep(ID, 'scale', signal(), { idleTimeout: 60_000 }), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /traffic 5 s ago/.test(e.message))
+    await assert.rejects(swarm.provider.sleep(ID, 'scale', signal(), { idleTimeout: 60_000 }), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /traffic 5 s ago/.test(e.message))
     assert.equal(posts().length, 0)
   })
 
@@ -99,7 +81,7 @@ describe('swarm provider (recorded answers)', () => {
     const asleep = { ...service, Spec: { ...service.Spec, Mode: { Replicated: { Replicas: 0 } }, Labels: { ...service.Spec.Labels, 'relight.last_activity': '2099-01-01T00:00:00.000Z' } } }
     on('POST', `/services/${ID}/update`, 200, '')
     const before = Date.now()
-    await (provider as unknown as { scaleUp(s: Service, signal: AbortSignal): Promise<void> }).scaleUp(asleep, signal())
+    await (swarm.provider as unknown as { scaleUp(s: Service, signal: AbortSignal): Promise<void> }).scaleUp(asleep, signal())
     const written = JSON.parse(String(posts()[0]?.body)) as Service['Spec']
     const at = Date.parse(written.Labels?.['relight.last_activity'] ?? '')
     assert.ok(at >= before && at <= Date.now(), `last_activity written: ${written.Labels?.['relight.last_activity']}`)
@@ -112,7 +94,7 @@ describe('swarm provider (recorded answers)', () => {
     on('GET', `/services/${ID}`, 200, service, 2)
     on('POST', `/services/${ID}/update`, 500, fixture('update-out-of-sequence.json'))
     on('POST', `/services/${ID}/update`, 200, '')
-    await provider.shareActivity(ID, at, signal())
+    await swarm.provider.shareActivity(ID, at, signal())
     const written = JSON.parse(String(posts()[1]?.body)) as Service['Spec']
     assert.equal(written.Labels?.['relight.last_activity'], new Date(at).toISOString())
     assert.equal(written.Mode?.Replicated?.Replicas, 1, 'an activity write changes nothing else')
@@ -120,15 +102,15 @@ describe('swarm provider (recorded answers)', () => {
     // An older value than the one in the engine is not written back (the newest wins).
     const newer = { ...service, Spec: { ...service.Spec, Labels: { ...service.Spec.Labels, 'relight.last_activity': new Date(at + 30_000).toISOString() } } }
     on('GET', `/services/${ID}`, 200, newer)
-    await provider.shareActivity(ID, at, signal())
+    await swarm.provider.shareActivity(ID, at, signal())
     assert.equal(posts().length, 2)
 
     // The engine refuses the write: sleeps are refused, without even trying to scale down.
     on('GET', `/services/${ID}`, 200, service)
     on('POST', `/services/${ID}/update`, 403, { message: 'forbidden' })
-    await assert.rejects(provider.shareActivity(ID, Date.now(), signal()), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_AUTH'))
+    await assert.rejects(swarm.provider.shareActivity(ID, Date.now(), signal()), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_AUTH'))
     on('GET', `/services/${ID}`, 200, service)
-    await assert.rejects(provider.sleep(ID, 'scale', signal(), { idleTimeout: 1000 }), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /could not write/.test(e.message))
+    await assert.rejects(swarm.provider.sleep(ID, 'scale', signal(), { idleTimeout: 1000 }), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /could not write/.test(e.message))
     assert.equal(posts().length, 3)
   })
 })

@@ -1,6 +1,6 @@
 /**
- * Review of the multi-node providers (kubernetes, swarm): regression tests for the findings.
- * Each test asserts the behaviour the finding asks for, so it FAILS on ae3efc1.
+ * Kubernetes informer: a watch that keeps answering 410 Gone makes it back off instead of
+ * relisting in a tight loop (a real loopback server, not MockAgent).
  */
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
@@ -14,7 +14,7 @@ import type { Workload } from '../../sidecar/providers/kubernetes/workloads.js'
 const silent = pino({ level: 'silent' })
 
 
-describe('review: kubernetes', () => {
+describe('kubernetes informer: 410 Gone', () => {
   it('F3: an informer whose watch keeps answering 410 Gone backs off instead of relisting in a tight loop', async () => {
     // A real server on loopback (MockAgent answers in microtasks and the loop then starves the event loop outright).
     let lists = 0

@@ -1,21 +1,15 @@
 /**
- * Review finding: after a routed member of a group sleeps, the provider scales the group's
+ * Swarm provider, group dependencies: after a routed member of a group sleeps, the provider scales the group's
  * dependencies (services without a domain) down with only their own version as a guard. A
  * dependency another sidecar has just woken (its wake writes relight.last_activity = now on the
  * dependency, then waits for its task, then scales the routed member up) is scaled down under
  * that wake: the member comes up without its database, or the other wake waits until wake_timeout.
- * FAILS on ae3efc1.
+ * Recorded-engine set-up from test/helpers/swarm-recorded.ts.
  */
 import assert from 'node:assert/strict'
-import { afterEach, beforeEach, describe, it } from 'node:test'
-import pino from 'pino'
-import { MockAgent } from 'undici'
-import { EngineClient } from '../../sidecar/providers/moby/client.js'
-import { swarmConfigSchema } from '../../sidecar/providers/swarm/config.js'
-import { SwarmProvider } from '../../sidecar/providers/swarm/provider.js'
+import { describe, it } from 'node:test'
 import type { Service } from '../../sidecar/providers/swarm/services.js'
-
-const JSON_HEADERS = { headers: { 'content-type': 'application/json' } }
+import { JSON_HEADERS, recordedSwarm } from '../helpers/swarm-recorded.js'
 
 const svc = (id: string, replicas: number, labels: Record<string, string>): Service =>
   ({
@@ -30,24 +24,11 @@ const svc = (id: string, replicas: number, labels: Record<string, string>): Serv
     },
   }) as unknown as Service
 
-describe('review: swarm group dependencies', () => {
-  let agent: MockAgent
-  let engine: EngineClient
-  let provider: SwarmProvider
-  beforeEach(() => {
-    agent = new MockAgent({ enableCallHistory: true })
-    agent.disableNetConnect()
-    engine = new EngineClient({ address: '/nonexistent/docker.sock', dispatcher: agent })
-    provider = new SwarmProvider(swarmConfigSchema.parse({}), pino({ level: 'silent' }), { engine })
-  })
-  afterEach(async () => {
-    await provider.close()
-    await engine.close()
-    await agent.close()
-  })
+describe('swarm: group dependencies', () => {
+  const swarm = recordedSwarm({ callHistory: true })
 
   it('does not scale down a dependency another sidecar woke a moment ago (its wake of the routed member is under way)', async () => {
-    const pool = agent.get('http://localhost')
+    const pool = swarm.agent.get('http://localhost')
     const old = new Date(Date.now() - 3_600_000).toISOString()
     const now = new Date().toISOString()
     // B sleeps `shop`; sidecar A is waking `admin` (asleep so far): it has scaled the database up
@@ -59,8 +40,8 @@ describe('review: swarm group dependencies', () => {
     pool.intercept({ method: 'POST', path: (p) => p.split('?')[0] === '/services/shop/update' }).reply(200, {}, JSON_HEADERS)
     pool.intercept({ method: 'GET', path: (p) => p.split('?')[0] === '/services' }).reply(200, [svc('shop', 0, shop.Spec.Labels ?? {}), admin, db], JSON_HEADERS)
     pool.intercept({ method: 'POST', path: (p) => p.split('?')[0] === '/services/db/update' }).reply(200, {}, JSON_HEADERS)
-    await provider.sleep('shop', 'scale', AbortSignal.timeout(5000), { idleTimeout: 60_000 })
-    const dbWrites = (agent.getCallHistory()?.calls() ?? []).filter((c) => c.method === 'POST' && c.path.startsWith('/services/db/update'))
+    await swarm.provider.sleep('shop', 'scale', AbortSignal.timeout(5000), { idleTimeout: 60_000 })
+    const dbWrites = (swarm.agent.getCallHistory()?.calls() ?? []).filter((c) => c.method === 'POST' && c.path.startsWith('/services/db/update'))
     assert.equal(dbWrites.length, 0, 'the database another sidecar just woke was scaled to 0')
   })
 })
