@@ -4,8 +4,7 @@
  * and ask-caddy.test.ts.
  */
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import pino from 'pino'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { canonicalHostProblem } from '../../sidecar/core/hosts.js'
@@ -14,6 +13,7 @@ import { Registry } from '../../sidecar/core/registry.js'
 import { type LogConnection, MAX_OPEN_TICKETS, TicketLedger, type TicketTarget } from '../../sidecar/core/tickets.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
+import { okUpstream } from '../helpers/ok-upstream.js'
 
 const log = pino({ level: 'silent' })
 
@@ -159,21 +159,13 @@ describe('ticket ledger', () => {
 })
 
 describe('/_relight/auth with tickets', () => {
-  let upstream: Server
-  let UP = ''
-  before(async () => {
-    upstream = createServer((_req, res) => res.end('ok'))
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
-    const a = upstream.address()
-    UP = `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`
-  })
-  after(() => new Promise<void>((r) => upstream.close(() => r())))
+  const upstream = okUpstream()
 
   async function setup() {
     const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, max_request_duration: 1m }\n', 'test')
     const provider = new MemoryProvider([
-      { id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] },
-      { id: 'short', hosts: ['short.example.com'], state: 'running', upstreams: [UP], settings: { max_request_duration: 2_000 } },
+      { id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [upstream.address] },
+      { id: 'short', hosts: ['short.example.com'], state: 'running', upstreams: [upstream.address], settings: { max_request_duration: 2_000 } },
     ])
     const clock = { now: 1_000_000 }
     const registry = new Registry([provider], config, log, () => clock.now)

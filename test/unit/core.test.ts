@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import pino from 'pino'
 import { request } from 'undici'
 import { parseConfig } from '../../sidecar/config/load.js'
@@ -13,18 +12,10 @@ import { buildApp } from '../../sidecar/server/app.js'
 import { runProviderContract } from '../contract/provider-contract.js'
 import { deferred, type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
 import { until } from '../helpers/wait.js'
+import { okUpstream } from '../helpers/ok-upstream.js'
 
 const log = pino({ level: 'silent' })
-let upstreamServer: Server
-let UP = ''
-
-before(async () => {
-  upstreamServer = createServer((_req, res) => res.end('ok'))
-  await new Promise<void>((r) => upstreamServer.listen(0, '127.0.0.1', r))
-  const a = upstreamServer.address()
-  UP = `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`
-})
-after(() => new Promise<void>((r) => upstreamServer.close(() => r())))
+const upstream = okUpstream()
 
 interface Core {
   provider: MemoryProvider
@@ -43,7 +34,7 @@ async function core(
   appOptions: Parameters<typeof buildApp>[0] = {},
 ): Promise<Core> {
   const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\n${yaml}`, 'test')
-  const provider = new MemoryProvider(backends(UP), providerOptions)
+  const provider = new MemoryProvider(backends(upstream.address), providerOptions)
   const clock = { now: 1_000_000 }
   const registry = new Registry([provider], config, log, () => clock.now)
   await registry.start()
@@ -71,7 +62,7 @@ describe('/_relight/auth', () => {
     const lists = c.provider.calls.list
     const res = await auth(c, 'A.Example.com.:443')
     assert.equal(res.statusCode, 200)
-    assert.equal(res.headers['x-relight-upstream'], UP)
+    assert.equal(res.headers['x-relight-upstream'], upstream.address)
     assert.equal(c.provider.calls.wake, 0)
     assert.equal(c.provider.calls.list, lists)
     await c.close()
@@ -103,7 +94,7 @@ describe('/_relight/auth', () => {
     setImmediate(() => hold.resolve())
     const answers = await Promise.all(pending)
     assert.equal(c.provider.calls.wake, 1)
-    assert.equal(answers.filter((r) => r.statusCode === 200 && r.headers['x-relight-upstream'] === UP).length, 1000)
+    assert.equal(answers.filter((r) => r.statusCode === 200 && r.headers['x-relight-upstream'] === upstream.address).length, 1000)
     await c.close()
   })
 
@@ -111,12 +102,12 @@ describe('/_relight/auth', () => {
     // A stopped backend has no address yet; the engine hands one out when it starts.
     const c = await core(() => [{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [] }])
     c.provider.onWake = (b) => {
-      b.upstreams = [UP] // set without put(): no upsert reaches the registry
+      b.upstreams = [upstream.address] // set without put(): no upsert reaches the registry
     }
     const res = await auth(c, 'a.example.com')
     assert.equal(res.statusCode, 200)
-    assert.equal(res.headers['x-relight-upstream'], UP)
-    assert.equal(c.registry.get('memory:a')?.info.upstreams[0], UP)
+    assert.equal(res.headers['x-relight-upstream'], upstream.address)
+    assert.equal(c.registry.get('memory:a')?.info.upstreams[0], upstream.address)
     await c.close()
   })
 
@@ -359,7 +350,7 @@ describe('state machine', () => {
     c.provider.backends.delete('a')
     await c.registry.resync(c.provider)
     assert.equal((await auth(c, 'a.example.com')).statusCode, 404)
-    c.provider.put({ id: 'b', hosts: ['b.example.com'], state: 'running', upstreams: [UP] })
+    c.provider.put({ id: 'b', hosts: ['b.example.com'], state: 'running', upstreams: [upstream.address] })
     await new Promise((r) => queueMicrotask(() => r(undefined)))
     assert.equal((await auth(c, 'b.example.com')).statusCode, 200)
     await c.close()
@@ -367,8 +358,8 @@ describe('state machine', () => {
 
   it('keys backends by provider id and re-lists each provider at its own resync interval', async () => {
     const config = parseConfig('resync_interval: 0s\n', 'test')
-    const fast = new MemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] }], { id: 'fast', resyncInterval: 20 })
-    const still = new MemoryProvider([{ id: 'a', hosts: ['b.example.com'], state: 'running', upstreams: [UP] }], { id: 'still' })
+    const fast = new MemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [upstream.address] }], { id: 'fast', resyncInterval: 20 })
+    const still = new MemoryProvider([{ id: 'a', hosts: ['b.example.com'], state: 'running', upstreams: [upstream.address] }], { id: 'still' })
     const thirdList = deferred()
     const list = fast.list.bind(fast)
     fast.list = async (signal) => {
@@ -394,7 +385,7 @@ describe('state machine', () => {
     await c.registry.resync(c.provider)
     assert.equal(c.registry.index, before, 'same index object: warm raw-Host cache kept')
     assert.equal(c.registry.get('memory:a')?.phase, 'asleep', 'the state change still applies')
-    c.provider.backends.set('a', { id: 'a', hosts: ['a.example.com', 'www.a.example.com'], state: 'running', upstreams: [UP] })
+    c.provider.backends.set('a', { id: 'a', hosts: ['a.example.com', 'www.a.example.com'], state: 'running', upstreams: [upstream.address] })
     await c.registry.resync(c.provider)
     assert.notEqual(c.registry.index, before)
     assert.equal((await auth(c, 'www.a.example.com')).statusCode, 200)
@@ -437,7 +428,7 @@ describe('a client that leaves', () => {
 
 runProviderContract('memory (test fake)', {
   make: async () => {
-    const provider = new MemoryProvider([{ id: 'm', hosts: ['m.example.com'], state: 'stopped', upstreams: [UP] }])
+    const provider = new MemoryProvider([{ id: 'm', hosts: ['m.example.com'], state: 'stopped', upstreams: [upstream.address] }])
     return { provider, id: 'm', cleanup: async () => undefined }
   },
 })
@@ -512,7 +503,7 @@ class SharedMemoryProvider extends MemoryProvider {
 describe('shared activity (several sidecars)', () => {
   it('writes traffic at most every idle_timeout/4, and a refused sleep keeps the backend awake without a fallback', async () => {
     const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\n', 'test')
-    const provider = new SharedMemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] }])
+    const provider = new SharedMemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [upstream.address] }])
     const clock = { now: 1_000_000 }
     const registry = new Registry([provider], config, log, () => clock.now)
     await registry.start()
@@ -560,7 +551,7 @@ describe('shared activity (several sidecars)', () => {
 
   it('a failed write is retried with an exponential backoff up to idle_timeout/4, reset by a success', async () => {
     const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 20s, wake_timeout: 2s }\n', 'test')
-    const provider = new SharedMemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] }])
+    const provider = new SharedMemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [upstream.address] }])
     provider.failShare = true
     const clock = { now: 1_000_000 }
     const registry = new Registry([provider], config, log, () => clock.now)

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
 import { Writable } from 'node:stream'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import pino from 'pino'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { RelightError } from '../../sidecar/core/errors.js'
@@ -10,17 +9,9 @@ import { LifecycleEvents } from '../../sidecar/core/events.js'
 import { Registry } from '../../sidecar/core/registry.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
+import { okUpstream } from '../helpers/ok-upstream.js'
 
-let upstreamServer: Server
-let UP = ''
-
-before(async () => {
-  upstreamServer = createServer((_req, res) => res.end('ok'))
-  await new Promise<void>((r) => upstreamServer.listen(0, '127.0.0.1', r))
-  const a = upstreamServer.address()
-  UP = `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`
-})
-after(() => new Promise<void>((r) => upstreamServer.close(() => r())))
+const upstream = okUpstream()
 
 /** A registry whose log lines are captured as parsed JSON. */
 async function setup(backends: MemoryBackend[]) {
@@ -44,7 +35,7 @@ async function setup(backends: MemoryBackend[]) {
 
 describe('lifecycle events', () => {
   it('reports discovery, a wake with its duration, a sleep with its mode, and removal, numbered in order', async () => {
-    const s = await setup([{ id: 'a', hosts: ['a.example.com'], state: 'paused', upstreams: [UP] }])
+    const s = await setup([{ id: 'a', hosts: ['a.example.com'], state: 'paused', upstreams: [upstream.address] }])
     assert.deepEqual(s.types(), ['backend.added', 'provider.up'])
     const b = s.registry.get('memory:a')
     assert.ok(b)
@@ -79,7 +70,7 @@ describe('lifecycle events', () => {
   })
 
   it('says why a sleep is refused (in flight, a provider refusal) and why a wake or sleep failed', async () => {
-    const s = await setup([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] }])
+    const s = await setup([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [upstream.address] }])
     const b = s.registry.get('memory:a')
     assert.ok(b)
     b.started(true)
@@ -119,7 +110,7 @@ describe('lifecycle events', () => {
   })
 
   it('reports a provider going down once and coming back', async () => {
-    const s = await setup([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] }])
+    const s = await setup([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [upstream.address] }])
     s.provider.failList = new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'socket gone')
     await s.registry.resync(s.provider)
     await s.registry.resync(s.provider)
@@ -131,7 +122,7 @@ describe('lifecycle events', () => {
   })
 
   it('emits nothing on the hot path (/auth of an awake backend)', async () => {
-    const s = await setup([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [UP] }])
+    const s = await setup([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [upstream.address] }])
     const app = buildApp({}, { registry: s.registry, logger: pino({ level: 'silent' }) })
     const count = s.events.length
     for (let i = 0; i < 20; i++) {

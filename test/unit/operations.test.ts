@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { createServer, type IncomingMessage, type Server } from 'node:http'
-import { after, before, describe, it } from 'node:test'
+import { createServer, type IncomingMessage } from 'node:http'
+import { describe, it } from 'node:test'
 import pino from 'pino'
 import { request } from 'undici'
 import { parseConfig } from '../../sidecar/config/load.js'
@@ -19,24 +19,16 @@ import { type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
 import { promtoolSkip } from '../helpers/prometheus.js'
 import { startTestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
+import { okUpstream } from '../helpers/ok-upstream.js'
 
 const log = pino({ level: 'silent' })
 const TOKEN = 'admin-token-0123456789'
 const BEARER = { authorization: `Bearer ${TOKEN}` }
-let upstreamServer: Server
-let UP = ''
-
-before(async () => {
-  upstreamServer = createServer((_req, res) => res.end('ok'))
-  await new Promise<void>((r) => upstreamServer.listen(0, '127.0.0.1', r))
-  const a = upstreamServer.address()
-  UP = `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`
-})
-after(() => new Promise<void>((r) => upstreamServer.close(() => r())))
+const upstream = okUpstream()
 
 async function setup(backends: (up: string) => MemoryBackend[], adminToken: string | null = TOKEN) {
   const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\n', 'test')
-  const provider = new MemoryProvider(backends(UP))
+  const provider = new MemoryProvider(backends(upstream.address))
   const registry = new Registry([provider], config, log)
   const app = buildApp(adminToken === null ? {} : { adminToken }, { registry, logger: log })
   await registry.start()
@@ -116,7 +108,7 @@ describe('admin API', () => {
   it('keeps healthz counts equal to the registry after a backend arrives or leaves by event', async () => {
     const s = await setup(one('running'))
     const health = async () => JSON.parse((await s.app.inject({ method: 'GET', url: '/_relight/healthz' })).body)
-    s.provider.put({ id: 'b', hosts: ['b.example.com'], state: 'running', upstreams: [UP] })
+    s.provider.put({ id: 'b', hosts: ['b.example.com'], state: 'running', upstreams: [upstream.address] })
     let h = await health()
     assert.equal(h.backends, 2)
     assert.equal(h.providers.memory.backends, 2)
@@ -362,7 +354,7 @@ describe('webhooks', () => {
     })
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r))
     const port = (receiver.address() as { port: number }).port
-    const provider = new MemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [UP] }])
+    const provider = new MemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [upstream.address] }])
     const sc = await startTestSidecar(
       `admin: { token: ${TOKEN} }\nwebhooks:\n  - { url: "http://127.0.0.1:${port}/ok", events: [wake.ready], secret: ${secret} }\n  - { url: "http://127.0.0.1:${port}/down", events: [wake.ready], secret: ${secret}, attempts: 1 }\n`,
       { providers: [provider], accessLog: false },
