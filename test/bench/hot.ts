@@ -17,6 +17,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { SNIPPET_V1 } from '../helpers/caddy.js'
 import { freePort } from '../helpers/net.js'
 import { startBenchCaddy, site } from './caddy.js'
 import type { BenchContext } from './context.js'
@@ -45,20 +46,6 @@ export const SETUP_LABEL: Record<string, string> = {
 
 const HOST = 'app.bench.test'
 
-/** The snippet before tickets (version 1), for set-up cl0. */
-const SNIPPET_V1 = `(relight_v1) {
-	route {
-		request_header -X-Relight-Upstream
-		forward_auth {args.0} {
-			uri /_relight/auth?
-			copy_headers X-Relight-Upstream
-		}
-		reverse_proxy {http.request.header.X-Relight-Upstream} {
-			header_up -X-Relight-Upstream
-		}
-	}
-}
-`
 const BODY = 'hello from the bench backend'
 
 /** CPU µs per request, by process, during the measured runs (less sensitive to other load than req/s). */

@@ -11,6 +11,21 @@ import { freePort, tempDir } from './net.js'
 
 export const SNIPPET = fileURLToPath(new URL('../../../caddy/relight.caddy', import.meta.url))
 
+/** The snippet before tickets (version 1), as `relight_v1`: the upgrade path and the bench's before/after. */
+export const SNIPPET_V1 = `(relight_v1) {
+	route {
+		request_header -X-Relight-Upstream
+		forward_auth {args.0} {
+			uri /_relight/auth?
+			copy_headers X-Relight-Upstream
+		}
+		reverse_proxy {http.request.header.X-Relight-Upstream} {
+			header_up -X-Relight-Upstream
+		}
+	}
+}
+`
+
 let available: boolean | undefined
 export function caddyInstalled(): boolean {
   available ??= spawnSync('caddy', ['version'], { stdio: 'ignore' }).status === 0

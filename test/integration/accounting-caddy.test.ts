@@ -11,7 +11,7 @@ import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
 import { request } from 'undici'
-import { caddySkip, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
+import { caddySkip, type RunningCaddy, SNIPPET_V1, startCaddy } from '../helpers/caddy.js'
 import { tempDir } from '../helpers/net.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
@@ -19,20 +19,6 @@ import { MemoryProvider } from '../fakes/memory-provider.js'
 
 const skip = caddySkip()
 
-/** The snippet as it was before tickets (version 1), for the upgrade path. */
-const OLD_SNIPPET = `(relight_v1) {
-	route {
-		request_header -X-Relight-Upstream
-		forward_auth {args.0} {
-			uri /_relight/auth?
-			copy_headers X-Relight-Upstream
-		}
-		reverse_proxy {http.request.header.X-Relight-Upstream} {
-			header_up -X-Relight-Upstream
-		}
-	}
-}
-`
 
 describe('accounting by ticket through Caddy', { skip }, () => {
   let backend: Server
@@ -128,7 +114,7 @@ describe('accounting by ticket through Caddy', { skip }, () => {
 
   it('an old snippet still routes but is not counted, and the sidecar says so', async () => {
     const snippet = join(tmp.dir, 'relight-v1.caddy')
-    writeFileSync(snippet, OLD_SNIPPET)
+    writeFileSync(snippet, SNIPPET_V1)
     const old = await startCaddy({ sidecar: sc.address, sites: (port) => `import ${snippet}\nhttp://:${port} {\n\tbind 127.0.0.1\n\timport relight_v1 ${sc.address}\n}\n` })
     try {
       const res = await get('/', {}, old)
