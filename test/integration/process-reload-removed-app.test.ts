@@ -21,6 +21,18 @@ function withTag(tag: string): number[] {
   return out
 }
 
+/** Whether a child of `pid` runs `sleep 0.5` (the TERM trap): the process has been asked to stop. */
+function trapRunning(pid: number): boolean {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${d}/status`, 'utf8'))?.[1])
+      if (ppid === pid && readFileSync(`/proc/${d}/cmdline`, 'latin1') === 'sleep\u00000.5\u0000') return true
+    } catch {}
+  }
+  return false
+}
+
 /**
  * An always_on app is reconfigured (replace: stop the old process — it takes a moment — then
  * start the new one) and, before the old one has exited, removed by a second reload. The new
@@ -40,7 +52,9 @@ describe('process app removed while its reconfiguration is replacing it', () => 
     await p.wake('slow', AbortSignal.timeout(10_000))
     assert.equal(withTag(`${marker}-one`).length > 0, true)
     p.applyConfig(processConfigSchema.parse({ apps: [entry('two')] })) // reload 1: replace (always_on: restart now)
-    await new Promise((r) => setTimeout(r, 100))
+    // reload 2 must land while the replacement waits for the old process: wait until it got SIGTERM
+    const [oldPid] = withTag(`${marker}-one`)
+    await until(() => oldPid !== undefined && trapRunning(oldPid), 'the old process to be asked to stop', 5000, 5) // seen only inside its 0.5 s trap, so still in time
     p.applyConfig(processConfigSchema.parse({ apps: [] })) // reload 2: the app is removed
     await until(() => withTag(`${marker}-one`).length === 0, 'the old process to exit')
     await new Promise((r) => setImmediate(r)) // the replacement continues after the exit
