@@ -32,11 +32,16 @@ export async function preflight(config: Config, options: PreflightOptions = {}):
     const problem = socketGroupProblem(config.socket_group)
     if (problem) problems.push(problem)
   }
-  if (config.access_log !== undefined && config.access_log === config.listen) {
-    problems.push(`access_log: same address as listen (${config.listen}); give each its own`)
+  const addresses = [['access_log', config.access_log], ['listen', config.listen], ['ops_listen', config.ops_listen]] as const
+  const clashing = new Set<string>()
+  for (const [i, [what, address]] of addresses.entries()) {
+    const first = addresses.slice(0, i).find(([, other]) => other !== undefined && other === address)
+    if (address === undefined || first === undefined) continue
+    problems.push(`${first[0]}: same address as ${what} (${address}); give each its own`)
+    clashing.add(what)
   }
-  for (const [what, address] of [['access_log', config.access_log], ['listen', config.listen]] as const) {
-    if (address === undefined || (what === 'listen' && problems.some((p) => p.startsWith('access_log: same address')))) continue
+  for (const [what, address] of addresses) {
+    if (address === undefined || clashing.has(what)) continue
     const problem = await listenProblem(what, address)
     if (problem) problems.push(problem)
   }
