@@ -16,6 +16,8 @@ import { requestReload, writePidFile } from './reload-client.js'
 import { preflight } from './startup/preflight.js'
 import { stateDir } from './config/state-dir.js'
 import { leftoverGroups } from './providers/process/child-records.js'
+import { SNIPPET_VERSION } from './server/app.js'
+import { findRunningSidecar, type Live } from './startup/live.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
 
@@ -206,7 +208,11 @@ async function check(file: string): Promise<void> {
   }
   const out = (ok: boolean, message: string) => write(ok ? 'ok     ' : 'PROBLEM', message)
   out(true, `${file}: configuration is valid`)
-  for (const problem of await preflight(config, { leftoverGroups: leftovers(config, dirname(resolve(file))), stateDir: stateDir(config, dirname(resolve(file))) })) out(false, problem)
+  const baseDir = dirname(resolve(file))
+  const live = await findRunningSidecar(config, baseDir)
+  const runningSidecar = live.running ? live.pid : undefined
+  for (const problem of await preflight(config, { leftoverGroups: leftovers(config, baseDir), stateDir: stateDir(config, baseDir), ...(runningSidecar !== undefined ? { runningSidecar } : {}) })) out(false, problem)
+  if (live.running) liveView(live, write)
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {
@@ -236,7 +242,10 @@ async function check(file: string): Promise<void> {
     const signal = AbortSignal.timeout(15_000)
     try {
       const backends = await provider.list(signal)
-      out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}] ${b.state}`).join('; ') || 'none'}`)
+      // With a sidecar running, the states are its (the live view above): this list is check's own
+      // look, which for process apps sees none of the running sidecar's children.
+      const state = (b: { state: string }) => (live.running ? '' : ` ${b.state}`)
+      out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}]${state(b)}`).join('; ') || 'none'}`)
     } catch (err) {
       out(false, `${providerId(provider)}: cannot list backends: ${(err as Error).message}`)
     }
@@ -249,6 +258,24 @@ async function check(file: string): Promise<void> {
   const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
   process.stdout.write(found === 0 ? '\nall checks passed\n' : `\n${found} problem(s) found\n`)
   process.exitCode = found === 0 ? 0 : 1
+}
+
+/** What `check` says about the sidecar that runs with this config: its healthz, read once. */
+function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void): void {
+  const { health } = live
+  if (health === undefined) {
+    write('PROBLEM', `a sidecar runs with this config (pid ${live.pid}) but its healthz does not answer (${live.error})`)
+    return
+  }
+  write('ok     ', `running sidecar: pid ${live.pid}${health.version ? `, version ${health.version}` : ''}${health.uptime_s !== undefined ? `, up ${health.uptime_s} s` : ''}; healthz on ${live.via}: ${health.status}, ${health.backends} backend(s)`)
+  for (const [id, p] of Object.entries(health.providers)) {
+    write(p.ok ? 'ok     ' : 'PROBLEM', `live ${id}: ${p.ok ? 'up' : `down${p.reason ? ` (${p.reason})` : ''}`}, ${p.backends} backend(s)${p.awake !== undefined ? `, ${p.awake} awake` : ''}`)
+  }
+  if (health.access_log === 'connected') write('ok     ', "live access_log: Caddy's access log is connected")
+  else if (health.access_log === 'disconnected') write('WARNING', 'live access_log: no access-log connection: Caddy is not running, or its site blocks lack  log { output net … }  (in-flight counting is off until it connects)')
+  if (health.snippet === SNIPPET_VERSION) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_VERSION}`)
+  else if (health.snippet === null) write('ok     ', 'live snippet: no forward_auth call from Caddy seen yet')
+  else if (health.snippet !== undefined) write('WARNING', `live snippet: Caddy uses snippet version ${health.snippet}; requests are not counted in flight until it is replaced (relight-sidecar snippet > /etc/caddy/relight.caddy, then reload Caddy)`)
 }
 
 /** `unix:/run/x.sock` → `unix//run/x.sock` (Caddy's network address form). */

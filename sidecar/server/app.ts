@@ -13,6 +13,7 @@ import { AuthOutcomes } from './auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
+import { VERSION } from '../version.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
 /**
@@ -56,6 +57,9 @@ const WAITING_RETRY_SECONDS = 2
 export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   const { registry, logger, tickets } = deps
   let oldSnippetCalls = 0
+  /** The snippet version of the last forward_auth call Caddy made (healthz; `check` shows it). */
+  let snippetSeen: string | undefined
+  const startedAt = Date.now()
   const outcomes = new AuthOutcomes()
   const app = Fastify({
     logger: false,
@@ -155,6 +159,9 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
    * caller is the current snippet. Everything else counts as activity only.
    */
   function authorise(backend: Backend, upstream: string, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+    const snippet = req.headers[SNIPPET_HEADER]
+    if (snippet === SNIPPET_VERSION) snippetSeen = SNIPPET_VERSION
+    else if (req.headers['x-forwarded-method'] !== undefined) snippetSeen = typeof snippet === 'string' ? snippet.slice(0, 8) : '1' // forward_auth without the marker: version 1
     if (tickets !== undefined && req.headers[SNIPPET_HEADER] === SNIPPET_VERSION && tickets.counting) {
       // No ticket when the ledger is full: activity only (below), never in flight without one.
       const ticket = tickets.issue(backend, backend.settings.max_request_duration)
@@ -208,13 +215,22 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     // Counted from the registry now, not at the provider's last list: a backend an event added
     // or removed since then is counted at once (backends == sum of providers' backends).
     const counts = new Map<string, number>()
-    for (const b of registry.all()) counts.set(providerId(b.provider), (counts.get(providerId(b.provider)) ?? 0) + 1)
-    for (const [id, status] of registry.status) providers[id] = { ...status, backends: counts.get(id) ?? 0 }
+    const awake = new Map<string, number>()
+    for (const b of registry.all()) {
+      const id = providerId(b.provider)
+      counts.set(id, (counts.get(id) ?? 0) + 1)
+      if (b.phase === 'running') awake.set(id, (awake.get(id) ?? 0) + 1)
+    }
+    for (const [id, status] of registry.status) providers[id] = { ...status, backends: counts.get(id) ?? 0, awake: awake.get(id) ?? 0 }
     return reply.send({
       status: [...registry.status.values()].every((s) => s.ok) ? 'ok' : 'degraded',
       backends: registry.size,
       providers,
       access_log: options.accessLogState?.() ?? 'not configured',
+      // the relight.caddy version Caddy's last forward_auth call came from; null before the first
+      snippet: snippetSeen ?? null,
+      version: VERSION,
+      uptime_s: Math.round((Date.now() - startedAt) / 1000),
     })
   })
 

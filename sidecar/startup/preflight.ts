@@ -8,8 +8,9 @@ import { stateDirProblem } from '../config/state-dir.js'
 import { RelightError } from '../core/errors.js'
 import { socketAnswers, socketInUseMessage, socketPathProblem } from '../core/unix-socket.js'
 import { lookupGroup, socketGroupProblem } from './groups.js'
-import { describeListenError, tcpListenProblem, unixPath } from './listen-address.js'
-import { tcpPortHolder } from './port-holder.js'
+import { describeListenError, parseTcpAddress, tcpListenProblem, unixPath } from './listen-address.js'
+import { descendsFrom, tcpPortHolder, unixSocketHolder } from './port-holder.js'
+import { socketReachProblems } from './socket-reach.js'
 
 export interface PreflightOptions {
   /**
@@ -19,6 +20,12 @@ export interface PreflightOptions {
   readonly leftoverGroups?: ReadonlySet<number>
   /** The resolved state directory (see config/state-dir.ts): another user must not be able to write it. */
   readonly stateDir?: string
+  /**
+   * `check` on a live system: the pid of this config's running sidecar (startup/live.ts). Its
+   * own listeners and its children's ports are then not "in use by another program", and they
+   * are recognised from /proc alone: nothing binds or connects where it listens.
+   */
+  readonly runningSidecar?: number
 }
 
 /** One-line reasons `serve` would refuse to start, in the order it would meet them. */
@@ -42,15 +49,22 @@ export async function preflight(config: Config, options: PreflightOptions = {}):
   }
   for (const [what, address] of addresses) {
     if (address === undefined || clashing.has(what)) continue
-    const problem = await listenProblem(what, address)
+    const problem = await listenProblem(what, address, options.runningSidecar)
     if (problem) problems.push(problem)
   }
-  problems.push(...(await appPortProblems(config, options.leftoverGroups ?? new Set())))
+  problems.push(...socketReachProblems(config))
+  problems.push(...(await appPortProblems(config, options.leftoverGroups ?? new Set(), options.runningSidecar)))
   return problems
 }
 
-async function listenProblem(what: string, address: string): Promise<string | undefined> {
+async function listenProblem(what: string, address: string, running: number | undefined): Promise<string | undefined> {
   const path = unixPath(address)
+  if (running !== undefined) {
+    const holder = path === undefined ? tcpPortHolder(parseTcpAddress(address).port) : unixSocketHolder(path)
+    if (holder?.pid === running) return undefined // the running sidecar's own listener
+    // Never connect to a live sidecar's sockets (its access log would log the connection).
+    if (path !== undefined) return holder === undefined ? undefined : `${socketInUseMessage(path, what)} (pid ${holder.pid}, ${holder.command})`
+  }
   if (path === undefined) return tcpListenProblem(what, address)
   const problem = socketPathProblem(path, what)
   if (problem) return problem
@@ -58,12 +72,19 @@ async function listenProblem(what: string, address: string): Promise<string | un
 }
 
 /** Every process app's replica ports must be free: the app could not listen otherwise. */
-async function appPortProblems(config: Config, leftoverGroups: ReadonlySet<number>): Promise<string[]> {
+async function appPortProblems(config: Config, leftoverGroups: ReadonlySet<number>, running: number | undefined): Promise<string[]> {
   const problems: string[] = []
   for (const app of (config.providers.process ?? []).flatMap((instance) => instance.apps)) {
     if (app.port === undefined) continue
     for (let replica = 0; replica < app.replicas; replica++) {
       const address = `${app.host.includes(':') ? `[${app.host}]` : app.host}:${app.port + replica}`
+      if (running !== undefined) {
+        // Never bind an app's port while its sidecar runs: it may be starting the app right now.
+        const held = tcpPortHolder(app.port + replica)
+        if (held === undefined || descendsFrom(held.pid, running)) continue // free, or the running sidecar's app
+        problems.push(`process: ${app.name}: ${address} is in use by another program (pid ${held.pid}, ${held.command}); the app could not listen there`)
+        continue
+      }
       const problem = await tcpListenProblem(`process: ${app.name}`, address)
       if (problem === undefined) continue
       const holder = tcpPortHolder(app.port + replica)
