@@ -6,6 +6,7 @@
  */
 import { Agent, request } from 'undici'
 import type { Config } from '../config/schema.js'
+import { sidecarEndpoint } from '../health-client.js'
 import { runningSidecarPid } from '../reload-client.js'
 import { parseTcpAddress, unixPath } from './listen-address.js'
 import { tcpPortHolder, unixSocketHolder } from './port-holder.js'
@@ -28,15 +29,10 @@ export type Live =
 
 /** GET healthz at `address` (`host:port` or `unix:/path`), bounded by `timeoutMs`. */
 export async function fetchHealth(address: string, timeoutMs = 5000): Promise<Health> {
-  const path = unixPath(address)
-  const dispatcher = path !== undefined ? new Agent({ connect: { socketPath: path } }) : undefined
-  const { host, port } = path === undefined ? parseTcpAddress(address) : { host: 'localhost', port: 80 }
-  const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host
+  const endpoint = sidecarEndpoint(address)
+  const dispatcher = endpoint.socketPath !== undefined ? new Agent({ connect: { socketPath: endpoint.socketPath } }) : undefined
   try {
-    const res = await request(`http://${target.includes(':') ? `[${target}]` : target}:${port}/_relight/healthz`, {
-      signal: AbortSignal.timeout(timeoutMs),
-      ...(dispatcher ? { dispatcher } : {}),
-    })
+    const res = await request(`${endpoint.origin}/_relight/healthz`, { signal: AbortSignal.timeout(timeoutMs), ...(dispatcher ? { dispatcher } : {}) })
     const body = await res.body.text()
     const health = JSON.parse(body) as Health
     if (typeof health.status !== 'string' || typeof health.providers !== 'object') throw new Error(`not a relight-sidecar healthz answer: ${body.slice(0, 80)}`)
