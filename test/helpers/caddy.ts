@@ -55,6 +55,8 @@ export interface CaddyOptions {
    * supplementary groups; its files are then in a directory that user owns. Needs root.
    */
   readonly user?: string
+  /** The `auto_https` global option (default `off`; `disable_redirects` for `tls internal` sites without on_demand). */
+  readonly autoHttps?: string
 }
 
 export interface RunningCaddy {
@@ -78,7 +80,7 @@ export async function startCaddy(options: CaddyOptions): Promise<RunningCaddy> {
     snippet = join(tmp.dir, 'relight.caddy')
     copyFileSync(SNIPPET, snippet)
   }
-  const caddyfile = `{\n\tadmin off\n\tauto_https off\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${snippet}\n${site}`
+  const caddyfile = `{\n\tadmin off\n\tauto_https ${options.autoHttps ?? 'off'}\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${snippet}\n${site}`
   const file = join(tmp.dir, 'Caddyfile')
   writeFileSync(file, caddyfile)
   const run = ['caddy', 'run', '--config', file, '--adapter', 'caddyfile']
