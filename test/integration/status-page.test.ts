@@ -94,7 +94,7 @@ describe('status page and waiting pages in Chromium', { skip }, () => {
     await shot(page, '3-running')
 
     // The Sleep button: a cookie + CSRF POST from the page itself.
-    const sleepButton = await page.$('tr[data-key="process:hello"] button:nth-of-type(2)')
+    const sleepButton = await page.$('tr[data-key="process:hello"] button[data-op="sleep"]')
     assert.ok(sleepButton)
     await sleepButton.click()
     await page.waitForSelector('tr[data-key="process:hello"] .state[data-phase="asleep"]', { timeout: 15_000 })
