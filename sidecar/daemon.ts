@@ -14,7 +14,7 @@ import { Webhooks } from './ops/webhooks.js'
 import { WaitingPages } from './pages/template.js'
 import type { Resolver } from './routing/stateful/resolver.js'
 import { StatefulRouter } from './routing/stateful/router.js'
-import { createProviders } from './providers/index.js'
+import { createProviders, reconfigureInPlace } from './providers/index.js'
 import { buildApp } from './server/app.js'
 import { type ReloadResult, Reloader } from './reload.js'
 import { describeListenError, unixPath } from './startup/listen-address.js'
@@ -163,6 +163,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     logger: log,
     current: () => running,
     createProviders: (c) => createProviders(c, log, { baseDir: options.baseDir }),
+    reconfigure: reconfigureInPlace,
     closeProvider: (p) => {
       const done = closeProvider(p).finally(() => retiring.delete(done))
       retiring.add(done)

@@ -84,9 +84,9 @@ describe('engine-api client', () => {
   })
 })
 
-describe('shared HTTP error mapping (providers/http-errors.ts)', () => {
+describe('shared HTTP error mapping (providers/kit/http-errors.ts)', () => {
   it('maps statuses and connection failures the same for every engine client', async () => {
-    const { codeForStatus, codeForConnectError } = await import('../../sidecar/providers/http-errors.js')
+    const { codeForStatus, codeForConnectError } = await import('../../sidecar/providers/kit/http-errors.js')
     assert.equal(codeForStatus(401), 'RELIGHT_ERR_PROVIDER_AUTH')
     assert.equal(codeForStatus(403), 'RELIGHT_ERR_PROVIDER_AUTH')
     assert.equal(codeForStatus(404), 'RELIGHT_ERR_PROVIDER_FAILED')

@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs'
 import { Agent, type Dispatcher } from 'undici'
 import { type ErrorCode, RelightError, isRelightError } from '../../core/errors.js'
 import type { Credentials } from './credentials.js'
-import { jsonLines } from '../json-lines.js'
+import { jsonLines } from '../kit/json-lines.js'
 
 export interface KubeClientOptions {
   /** Per-request limit (ms) for short requests. Default 30 s. */

@@ -8,7 +8,7 @@
  * - any other status → RELIGHT_ERR_PROVIDER_FAILED.
  * The status travels in the error's `context.engine` (kind `status`); `httpStatus()` reads it back.
  */
-import { type ErrorCode, isRelightError } from '../core/errors.js'
+import { type ErrorCode, isRelightError } from '../../core/errors.js'
 
 const AUTH_ERRNOS = new Set(['EACCES', 'EPERM'])
 
