@@ -91,7 +91,7 @@ describe('shared HTTP error mapping (providers/kit/http-errors.ts)', () => {
     assert.equal(codeForStatus(403), 'RELIGHT_ERR_PROVIDER_AUTH')
     assert.equal(codeForStatus(404), 'RELIGHT_ERR_PROVIDER_FAILED')
     assert.equal(codeForStatus(404, 'RELIGHT_ERR_BACKEND_NOT_FOUND'), 'RELIGHT_ERR_BACKEND_NOT_FOUND')
-    for (const s of [502, 503, 504]) assert.equal(codeForStatus(s), 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
+    for (const s of [502, 503, 504, 429]) assert.equal(codeForStatus(s), 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
     for (const s of [400, 409, 500]) assert.equal(codeForStatus(s), 'RELIGHT_ERR_PROVIDER_FAILED')
     assert.equal(codeForConnectError('EACCES'), 'RELIGHT_ERR_PROVIDER_AUTH')
     assert.equal(codeForConnectError('ECONNREFUSED'), 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
