@@ -96,8 +96,8 @@ function importCircles(graph: Graph): string[] {
   return out
 }
 
-/** Kits: providers/kit/ (every engine), providers/moby/ (the Docker API: Docker, Podman, Swarm). */
-const KITS = new Set(['kit', 'moby'])
+/** providers/kit/ serves every engine; providers/moby/ is the Docker-API kit, for the providers that speak that API. */
+const MOBY_USERS = new Set(['docker', 'podman', 'swarm'])
 
 function siblingImports(graph: Graph): string[] {
   const folder = (rel: string) => /^providers\/([^/]+)\//.exec(rel)?.[1]
@@ -108,7 +108,7 @@ function siblingImports(graph: Graph): string[] {
     for (const to of targets) {
       const b = folder(to)
       if (b === undefined || b === a || b === 'kit') continue
-      if (b === 'moby' && !KITS.has(a)) continue // a provider on the Docker API uses the Moby kit
+      if (b === 'moby' && MOBY_USERS.has(a)) continue // a provider on the Docker API uses the Moby kit
       out.push(`${from} → ${to}`)
     }
   }
@@ -149,7 +149,7 @@ describe('architecture', () => {
   })
 
   it('no provider imports a sibling provider; the kits import no provider', () => {
-    assert.deepEqual(siblingImports(sourceGraph()), [], 'a provider folder may import its own files, providers/kit/, the Moby kit (Docker-API engines) and the providers/*.ts contracts')
+    assert.deepEqual(siblingImports(sourceGraph()), [], 'a provider folder may import its own files, providers/kit/, the Moby kit (Docker, Podman, Swarm only) and the providers/*.ts contracts')
   })
 
   it('runtime entries are imported only by the composition root', () => {
