@@ -2,6 +2,8 @@
  * What `serve` needs before it starts, checked without starting anything. `check` prints these
  * problems; `serve` refuses to start on the first one with the same sentence, so a config that
  * `check` passes does not then fail at start-up (short of a race with another program).
+ * These are the sidecar's own checks; each provider kind adds its own through its `preflight`
+ * hook (providers/index.ts runs both).
  */
 import type { Config } from '../config/schema.js'
 import { stateDirProblem } from '../config/state-dir.js'
@@ -9,15 +11,10 @@ import { RelightError } from '../core/errors.js'
 import { socketAnswers, socketInUseMessage, socketPathProblem } from '../core/unix-socket.js'
 import { lookupGroup, socketGroupProblem } from './groups.js'
 import { describeListenError, parseTcpAddress, tcpListenProblem, unixPath } from './listen-address.js'
-import { descendsFrom, tcpPortHolder, unixSocketHolder } from './port-holder.js'
+import { tcpPortHolder, unixSocketHolder } from './port-holder.js'
 import { socketReachProblems } from './socket-reach.js'
 
 export interface PreflightOptions {
-  /**
-   * Process groups a sidecar that died left running (crash recovery ends them before anything
-   * starts): a port one of them holds is not "in use by another program".
-   */
-  readonly leftoverGroups?: ReadonlySet<number>
   /** The resolved state directory (see config/state-dir.ts): another user must not be able to write it. */
   readonly stateDir?: string
   /**
@@ -53,7 +50,6 @@ export async function preflight(config: Config, options: PreflightOptions = {}):
     if (problem) problems.push(problem)
   }
   problems.push(...socketReachProblems(config))
-  problems.push(...(await appPortProblems(config, options.leftoverGroups ?? new Set(), options.runningSidecar)))
   return problems
 }
 
@@ -69,30 +65,6 @@ async function listenProblem(what: string, address: string, running: number | un
   const problem = socketPathProblem(path, what)
   if (problem) return problem
   return (await socketAnswers(path)) ? socketInUseMessage(path, what) : undefined
-}
-
-/** Every process app's replica ports must be free: the app could not listen otherwise. */
-async function appPortProblems(config: Config, leftoverGroups: ReadonlySet<number>, running: number | undefined): Promise<string[]> {
-  const problems: string[] = []
-  for (const app of (config.providers.process ?? []).flatMap((instance) => instance.apps)) {
-    if (app.port === undefined) continue
-    for (let replica = 0; replica < app.replicas; replica++) {
-      const address = `${app.host.includes(':') ? `[${app.host}]` : app.host}:${app.port + replica}`
-      if (running !== undefined) {
-        // Never bind an app's port while its sidecar runs: it may be starting the app right now.
-        const held = tcpPortHolder(app.port + replica)
-        if (held === undefined || descendsFrom(held.pid, running)) continue // free, or the running sidecar's app
-        problems.push(`process: ${app.name}: ${address} is in use by another program (pid ${held.pid}, ${held.command}); the app could not listen there`)
-        continue
-      }
-      const problem = await tcpListenProblem(`process: ${app.name}`, address)
-      if (problem === undefined) continue
-      const holder = tcpPortHolder(app.port + replica)
-      if (holder?.pgid !== undefined && leftoverGroups.has(holder.pgid)) continue
-      problems.push(`${problem}; the app could not listen there`)
-    }
-  }
-  return problems
 }
 
 /** The gid sockets get (`socket_group`), undefined for owner-only sockets. */
