@@ -17,7 +17,7 @@ import { checkHealth } from './health-client.js'
 import { parseDuration } from './core/duration.js'
 import { stateDir } from './config/state-dir.js'
 import { SNIPPET_VERSION } from './server/app.js'
-import { findRunningSidecar, type Live } from './startup/live.js'
+import { findRunningSidecar, type Live } from './ops/live-sidecar.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
 

@@ -41,7 +41,7 @@ export interface PreflightContext {
   /**
    * `check` on a live system: the pid of this config's running sidecar. What it and its children
    * hold is not "in use by another program", and a kind must then neither bind nor connect where
-   * they listen (startup/live.ts).
+   * they listen (ops/live-sidecar.ts).
    */
   readonly runningSidecar?: number
 }

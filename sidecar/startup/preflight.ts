@@ -18,7 +18,7 @@ export interface PreflightOptions {
   /** The resolved state directory (see config/state-dir.ts): another user must not be able to write it. */
   readonly stateDir?: string
   /**
-   * `check` on a live system: the pid of this config's running sidecar (startup/live.ts). Its
+   * `check` on a live system: the pid of this config's running sidecar (ops/live-sidecar.ts). Its
    * own listeners and its children's ports are then not "in use by another program", and they
    * are recognised from /proc alone: nothing binds or connects where it listens.
    */

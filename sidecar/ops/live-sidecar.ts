@@ -8,8 +8,8 @@ import { Agent, request } from 'undici'
 import type { Config } from '../config/schema.js'
 import { sidecarEndpoint } from '../health-client.js'
 import { runningSidecarPid } from '../reload-client.js'
-import { parseTcpAddress, unixPath } from './listen-address.js'
-import { tcpPortHolder, unixSocketHolder } from './port-holder.js'
+import { parseTcpAddress, unixPath } from '../startup/listen-address.js'
+import { tcpPortHolder, unixSocketHolder } from '../startup/port-holder.js'
 
 export interface Health {
   readonly status: string
