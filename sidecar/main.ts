@@ -47,6 +47,8 @@ Validates the configuration, runs the start-up checks serve runs (listen and acc
 socket directories, socket_group, every process app's port free), then asks each provider
 whether it can work (engine reachable, permissions, commands present) and explains each problem
 in words. serve refuses to start on any start-up problem, with the same sentence.
+With this config's sidecar running, its own sockets and apps are not problems, and check shows
+its live view (healthz, Caddy's access log, the snippet version Caddy sends) without disturbing it.
 Exits 0 when everything is fine, 1 on any problem, 2 on a usage error.
 
   --config, -c FILE     YAML configuration (required)`,
