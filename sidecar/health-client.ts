@@ -30,10 +30,25 @@ export interface HealthOptions {
   readonly timeoutMs: number
   /** Count a sidecar that answers `degraded` (a provider cannot be listed) as alive. */
   readonly degradedOk?: boolean
+  /** Ask again (every 250 ms) until the answer is healthy or timeoutMs has passed: for start-up hooks. */
+  readonly wait?: boolean
 }
 
 /** `relight-sidecar health`: one line, exit 0 when the sidecar answers healthy, else 1. */
 export async function checkHealth(listen: string, options: HealthOptions): Promise<HealthOutcome> {
+  if (!options.wait) return askOnce(listen, options)
+  const deadline = Date.now() + options.timeoutMs
+  for (;;) {
+    const left = deadline - Date.now()
+    const outcome = await askOnce(listen, { ...options, timeoutMs: Math.max(1, left) })
+    if (outcome.exitCode === 0 || Date.now() + 250 >= deadline) {
+      return outcome.exitCode === 0 ? outcome : { exitCode: 1, line: `${outcome.line} (still, after waiting ${options.timeoutMs} ms)` }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
+
+async function askOnce(listen: string, options: HealthOptions): Promise<HealthOutcome> {
   const endpoint = sidecarEndpoint(listen)
   const where = endpoint.socketPath ? `unix:${endpoint.socketPath}` : endpoint.origin
   const dispatcher = endpoint.socketPath ? new Agent({ connect: { socketPath: endpoint.socketPath } }) : new Agent()

@@ -63,7 +63,7 @@ by sending SIGHUP to the pid in <state_dir>/sidecar.pid. Exits 0 when the reload
 (or the signal sent), 1 otherwise.
 
   --config, -c FILE     the sidecar's YAML configuration (required)`,
-  health: `relight-sidecar health --config FILE [--timeout 5s] [--degraded-ok]
+  health: `relight-sidecar health --config FILE [--timeout 5s] [--degraded-ok] [--wait]
 
 Asks the running sidecar's GET /_relight/healthz on the configured listen address (unix:/path,
 or host:port with 0.0.0.0 / :: asked on loopback) and prints one line. Sends no token. Made for
@@ -75,7 +75,9 @@ provider cannot be listed) or does not answer within the timeout, 2 on a usage e
   --config, -c FILE     the sidecar's YAML configuration (required)
   --timeout DURATION    how long to wait for the answer (default 5s)
   --degraded-ok         exit 0 on "degraded" too: the process answers (for liveness probes,
-                        so an engine or API server outage does not restart the sidecar)`,
+                        so an engine or API server outage does not restart the sidecar)
+  --wait                ask again every 250 ms until healthy or --timeout has passed (for a
+                        start-up hook that holds Caddy back until the sidecar answers)`,
   snippet: `relight-sidecar snippet
 
 Prints caddy/relight.caddy, the Caddyfile snippet to import. Use it in a site block as
@@ -298,7 +300,7 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') usage('main')
   if (!Object.hasOwn(HELP, command) || command === 'main') usage('main', `unknown command "${command}"`)
-  let values: { config?: string; help?: boolean; 'log-format'?: string; timeout?: string; 'degraded-ok'?: boolean }
+  let values: { config?: string; help?: boolean; 'log-format'?: string; timeout?: string; 'degraded-ok'?: boolean; wait?: boolean }
   try {
     ;({ values } = parseArgs({
       args: rest,
@@ -308,6 +310,7 @@ async function main(argv: string[]): Promise<void> {
         'log-format': { type: 'string' },
         timeout: { type: 'string' },
         'degraded-ok': { type: 'boolean' },
+        wait: { type: 'boolean' },
       },
       strict: true,
     }))
@@ -315,7 +318,7 @@ async function main(argv: string[]): Promise<void> {
     usage(command, (err as Error).message)
   }
   if (values.help) usage(command)
-  if (command !== 'health' && (values.timeout !== undefined || values['degraded-ok'] !== undefined)) usage(command, `--timeout and --degraded-ok are options of health, not of ${command}`)
+  if (command !== 'health' && (values.timeout !== undefined || values['degraded-ok'] !== undefined || values.wait !== undefined)) usage(command, `--timeout, --degraded-ok and --wait are options of health, not of ${command}`)
   if (command === 'snippet') {
     process.stdout.write(readFileSync(SNIPPET_FILE, 'utf8'))
     return
@@ -333,7 +336,7 @@ async function main(argv: string[]): Promise<void> {
     const timeoutMs = parseDuration(values.timeout ?? '5s')
     if (timeoutMs === undefined || timeoutMs <= 0) usage(command, `--timeout: "${values.timeout}" is not a duration like 500ms, 5s or 1m`)
     const config = readConfig(values.config)
-    const outcome = await checkHealth(config.listen, { timeoutMs, degradedOk: values['degraded-ok'] === true })
+    const outcome = await checkHealth(config.listen, { timeoutMs, degradedOk: values['degraded-ok'] === true, wait: values.wait === true })
     ;(outcome.exitCode === 0 ? process.stdout : process.stderr).write(`${outcome.line}\n`)
     process.exitCode = outcome.exitCode
     return

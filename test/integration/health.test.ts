@@ -83,6 +83,22 @@ describe('relight-sidecar health', () => {
     assert.equal(r.err, `unreachable: http://127.0.0.1:${port}: ECONNREFUSED (connect ECONNREFUSED 127.0.0.1:${port})\n`)
   })
 
+  it('--wait asks again until the sidecar answers, or gives up after --timeout', async () => {
+    const port = await freePort()
+    const file = join(tmp.dir, 'later.yaml')
+    writeFileSync(file, `listen: 127.0.0.1:${port}\n${await processApp()}`)
+    const gaveUp = await health('--config', file, '--wait', '--timeout', '600ms')
+    assert.equal(gaveUp.code, 1)
+    assert.match(gaveUp.err, /^unreachable: .*ECONNREFUSED.*\(still, after waiting 600 ms\)\n$/)
+    // Asked before the sidecar exists; answered once it listens.
+    const waiting = health('--config', file, '--wait', '--timeout', '60s')
+    const sc = await startSidecarProcess(file)
+    after(() => stopChild(sc.child))
+    const r = await waiting
+    assert.equal(r.code, 0, r.out + r.err)
+    assert.match(r.out, /^healthy: /)
+  })
+
   it('exits 1 within --timeout when the listener never answers', async () => {
     const sockets = new Set<Socket>()
     const silent = createServer((s) => sockets.add(s)) // accepts, reads nothing, answers nothing
