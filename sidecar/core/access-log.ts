@@ -34,6 +34,19 @@ export interface AccessLogLimits {
 export const DEFAULT_ACCESS_LOG_LIMITS: AccessLogLimits = { maxConnections: 4, maxLine: 256 << 10 }
 
 /**
+ * Connections that never prove themselves (deliver a live ticket issued while they were open:
+ * see TicketLedger) cannot hold the slots. When every slot is taken, a newcomer replaces the
+ * unproven connection open longest, once that one has had PROOF_GRACE_MS to prove itself
+ * (Caddy re-dials on its next write after a refusal, so an intruder who filled the slots first
+ * keeps it out for at most this long plus Caddy's 10 s re-dial pause). And while a proven
+ * connection is open, unproven ones are closed after PROOF_TIMEOUT_MS (Caddy writes every site's
+ * lines to one address through one connection; a second one of Caddy's, if any, re-dials on its
+ * next write, and the proven one keeps its tickets counting meanwhile).
+ */
+export const PROOF_GRACE_MS = 5_000
+export const PROOF_TIMEOUT_MS = 30_000
+
+/**
  * Fairness: a connection yields to the event loop after this many bytes (so /auth requests are
  * served between chunks of a flood rather than after it), and is read at most WINDOW_BUDGET per
  * WINDOW_MS (40 MiB/s, ten times what Caddy logs at full speed here with request headers): a
@@ -93,8 +106,10 @@ export function parseAccessLine(line: string): AccessLine | undefined {
  */
 export class AccessLogServer {
   private server: Server | undefined
-  private readonly sockets = new Set<Socket>()
+  private readonly sockets = new Map<Socket, { readonly conn: LogConnection; readonly openedAt: number }>()
+  private sweepTimer: NodeJS.Timeout | undefined
   private refusedConnections = 0
+  private evictedConnections = 0
   private skippedLines = 0
   private readLines = 0
   private peakBuffered = 0
@@ -125,6 +140,24 @@ export class AccessLogServer {
       }
     })
     server.on('error', (err) => this.log.error({ err }, 'access log listener failed'))
+    this.sweepTimer = setInterval(() => this.sweep(), 1000)
+    this.sweepTimer.unref()
+  }
+
+  /** While a proven connection is open, close unproven ones older than PROOF_TIMEOUT_MS. */
+  private sweep(now = performance.now()): void {
+    let proven = false
+    for (const { conn } of this.sockets.values()) if (conn.proven && conn.open) proven = true
+    if (!proven) return
+    for (const [socket, { conn, openedAt }] of this.sockets) {
+      if (!conn.proven && now - openedAt >= PROOF_TIMEOUT_MS) this.evict(socket, 'it never proved itself while Caddy\'s proven connection was open')
+    }
+  }
+
+  private evict(socket: Socket, why: string): void {
+    this.evictedConnections++
+    this.log.warn({ why, evicted: this.evictedConnections }, 'access log connection closed: not proven to be Caddy\'s (who else writes to this socket?)')
+    socket.destroy()
   }
 
   /** The bound address (the real port when listening on :0). */
@@ -135,10 +168,14 @@ export class AccessLogServer {
   }
 
   /** Counters for status and tests. */
-  get stats(): { connections: number; refusedConnections: number; lines: number; skippedLines: number; peakBufferedBytes: number } {
+  get stats(): { connections: number; provenConnections: number; refusedConnections: number; evictedConnections: number; lines: number; skippedLines: number; peakBufferedBytes: number } {
+    let proven = 0
+    for (const { conn } of this.sockets.values()) if (conn.proven) proven++
     return {
       connections: this.sockets.size,
+      provenConnections: proven,
       refusedConnections: this.refusedConnections,
+      evictedConnections: this.evictedConnections,
       lines: this.readLines,
       skippedLines: this.skippedLines,
       peakBufferedBytes: this.peakBuffered,
@@ -146,6 +183,24 @@ export class AccessLogServer {
   }
 
   private accept(socket: Socket): void {
+    if (this.sockets.size >= this.limits.maxConnections) {
+      // Make room by closing the unproven connection open longest, once it had its grace.
+      const now = performance.now()
+      let oldest: [Socket, number] | undefined
+      for (const [s, { conn, openedAt }] of this.sockets) {
+        if (!conn.proven && now - openedAt >= PROOF_GRACE_MS && (oldest === undefined || openedAt < oldest[1])) oldest = [s, openedAt]
+      }
+      if (oldest !== undefined) {
+        this.evict(oldest[0], 'all access_log_max_connections slots were taken and it had not proved itself')
+        // its close handler runs later: free the slot now
+        const entry = this.sockets.get(oldest[0])
+        this.sockets.delete(oldest[0])
+        if (entry) {
+          entry.conn.open = false
+          this.handlers.closed(entry.conn)
+        }
+      }
+    }
     if (this.sockets.size >= this.limits.maxConnections) {
       socket.destroy()
       this.refusedConnections++
@@ -159,7 +214,7 @@ export class AccessLogServer {
       return
     }
     const conn: LogConnection = { open: true, proven: false }
-    this.sockets.add(socket)
+    this.sockets.set(socket, { conn, openedAt: performance.now() })
     this.handlers.opened(conn)
     this.log.info({ connections: this.sockets.size }, 'caddy access log connected')
     const maxLine = this.limits.maxLine
@@ -233,7 +288,7 @@ export class AccessLogServer {
     socket.on('error', () => undefined)
     socket.on('close', () => {
       clearTimeout(resumeTimer)
-      this.sockets.delete(socket)
+      if (!this.sockets.delete(socket)) return // evicted: already reported closed
       conn.open = false
       this.handlers.closed(conn)
       this.log.warn({ connections: this.sockets.size }, 'caddy access log disconnected')
@@ -251,7 +306,8 @@ export class AccessLogServer {
     const server = this.server
     if (!server) return
     this.server = undefined
-    for (const s of this.sockets) s.destroy()
+    clearInterval(this.sweepTimer)
+    for (const s of this.sockets.keys()) s.destroy()
     await new Promise<void>((resolve) => server.close(() => resolve()))
   }
 }

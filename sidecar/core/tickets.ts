@@ -15,9 +15,12 @@ import { randomFillSync } from 'node:crypto'
  * - no connection open at its issue that may be Caddy's remains (Caddy died or restarted: lines in
  *   flight on that connection are lost with it);
  *
- * When the ledger is full (`MAX_OPEN_TICKETS`) no ticket is issued: the request counts as
- * activity only, like a call without the snippet. Open tickets are never dropped to make room,
- * so a flood of /auth calls for one backend cannot end another backend's open stream.
+ * Bounds: at most `MAX_OPEN_TICKETS` open tickets in all, `MAX_OPEN_PER_BACKEND` for one
+ * backend and `MAX_OPEN_PER_CLIENT` for one client address (Caddy's view of the client
+ * connection's IP, which no client can choose). Beyond a bound no ticket is issued: the request
+ * counts as activity only, like a call without the snippet. Open tickets are never dropped to
+ * make room, so a flood from one client (or for one backend) can neither end nor block the
+ * accounting of another backend's or another client's open stream.
  */
 
 /** What a ticket counts against (a Backend). */
@@ -38,6 +41,8 @@ export interface LogConnection {
 
 interface Entry<T> {
   readonly target: T
+  /** The client address it counts against (undefined: none given, a snippet before version 3). */
+  readonly client: string | undefined
   readonly wakes: number
   readonly expires: number
   /** The access-log connections open when it was issued (shared, never copied per ticket). */
@@ -46,6 +51,17 @@ interface Entry<T> {
 
 /** Open tickets kept at most; beyond, no new ones are issued (a flood cannot grow memory). */
 export const MAX_OPEN_TICKETS = 100_000
+/** Open tickets one backend may hold: a flood on one app leaves the others' accounting alone. */
+export const MAX_OPEN_PER_BACKEND = 10_000
+/**
+ * Open tickets one client address may hold, across backends: more concurrent requests than a
+ * browser or a NAT of ordinary size keeps open (h2 allows 250 streams per connection), so one
+ * client cannot take a backend's whole share from the others.
+ */
+export const MAX_OPEN_PER_CLIENT = 1_000
+
+/** Which bound refused a ticket. */
+export type TicketBound = 'ledger' | 'backend' | 'client'
 /** A ticket: 22 base64url characters of random bytes (132 bits: unguessable). */
 const TICKET_CHARS = 22
 /** Random bytes drawn at a time and encoded once: 4224 bytes = 5632 characters = 256 tickets. */
@@ -55,12 +71,20 @@ export interface TicketLedgerOptions {
   readonly now?: () => number
   /** Called when tickets stop counting without their line (expired, connection lost). */
   readonly onLost?: (reason: 'expired' | 'connection', count: number) => void
-  /** Called when a request got no ticket because the ledger was full (it counts as activity only). */
-  readonly onFull?: (count: number) => void
+  /** Called when a request got no ticket because a bound was reached (it counts as activity only). */
+  readonly onFull?: (bound: TicketBound, count: number) => void
+  /** Bounds (tests use small ones); default MAX_OPEN_TICKETS, MAX_OPEN_PER_BACKEND, MAX_OPEN_PER_CLIENT. */
+  readonly limits?: { readonly total?: number; readonly perBackend?: number; readonly perClient?: number }
 }
 
 export class TicketLedger<T extends TicketTarget = TicketTarget> {
   private readonly open = new Map<string, Entry<T>>()
+  /** Open tickets per backend and per client address (entries removed at 0, so both stay bounded). */
+  private readonly perTarget = new Map<T, number>()
+  private readonly perClient = new Map<string, number>()
+  private readonly maxTotal: number
+  private readonly maxPerTarget: number
+  private readonly maxPerClient: number
   private readonly random = Buffer.allocUnsafe(POOL_BYTES)
   private pool = ''
   private poolAt = 0
@@ -74,13 +98,26 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   private readonly now: () => number
   private readonly onLost: NonNullable<TicketLedgerOptions['onLost']>
   private readonly onFull: NonNullable<TicketLedgerOptions['onFull']>
-  /** Requests refused a ticket because the ledger was full (since start). */
+  /** Requests refused a ticket because a bound was reached (since start). */
   refused = 0
 
   constructor(options: TicketLedgerOptions = {}) {
     this.now = options.now ?? Date.now
     this.onLost = options.onLost ?? (() => undefined)
     this.onFull = options.onFull ?? (() => undefined)
+    this.maxTotal = options.limits?.total ?? MAX_OPEN_TICKETS
+    this.maxPerTarget = options.limits?.perBackend ?? MAX_OPEN_PER_BACKEND
+    this.maxPerClient = options.limits?.perClient ?? MAX_OPEN_PER_CLIENT
+  }
+
+  /** Open tickets counted for `target`. */
+  openFor(target: T): number {
+    return this.perTarget.get(target) ?? 0
+  }
+
+  /** Open tickets counted for a client address. */
+  openForClient(client: string): number {
+    return this.perClient.get(client) ?? 0
   }
 
   /** Open tickets. */
@@ -97,20 +134,32 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     return this.canCount
   }
 
+  /** True while a connection that proved itself to be Caddy's is open. */
+  get proven(): boolean {
+    for (const c of this.connections) if (c.proven) return true
+    return false
+  }
+
   /**
    * Hot path: a new ticket for a request authorised for `target`, counted until its line
    * arrives or `maxMs` passes. The caller counts the request in flight when a ticket is
-   * returned; undefined when the ledger is full (expired tickets are dropped first): then the
-   * request must count as activity only.
+   * returned; undefined when a bound is reached (expired tickets are dropped first): then the
+   * request must count as activity only. `client` is Caddy's address of the client connection
+   * (the snippet's X-Relight-Client), when known.
    */
-  issue(target: T, maxMs: number): string | undefined {
-    if (this.open.size >= MAX_OPEN_TICKETS) {
+  issue(target: T, maxMs: number, client?: string): string | undefined {
+    const forTarget = this.perTarget.get(target) ?? 0
+    const forClient = client === undefined ? 0 : (this.perClient.get(client) ?? 0)
+    if (this.open.size >= this.maxTotal || forTarget >= this.maxPerTarget || forClient >= this.maxPerClient) {
       this.expire()
-      if (this.open.size >= MAX_OPEN_TICKETS) {
+      const bound: TicketBound | undefined =
+        this.open.size >= this.maxTotal ? 'ledger' : this.openFor(target) >= this.maxPerTarget ? 'backend' : client !== undefined && this.openForClient(client) >= this.maxPerClient ? 'client' : undefined
+      if (bound !== undefined) {
         this.refused++
-        this.onFull(this.refused)
+        this.onFull(bound, this.refused)
         return undefined
       }
+      return this.issue(target, maxMs, client)
     }
     if (this.poolAt === this.pool.length) {
       this.pool = randomFillSync(this.random).toString('base64url')
@@ -120,7 +169,9 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     this.poolAt += TICKET_CHARS
     const expires = this.now() + maxMs
     if (expires < this.nextExpiry) this.nextExpiry = expires
-    this.open.set(ticket, { target, wakes: target.counters.wakes, expires, binding: this.binding })
+    this.open.set(ticket, { target, client, wakes: target.counters.wakes, expires, binding: this.binding })
+    this.perTarget.set(target, forTarget + 1)
+    if (client !== undefined) this.perClient.set(client, forClient + 1)
     return ticket
   }
 
@@ -192,6 +243,8 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   clear(): void {
     for (const entry of this.open.values()) this.end(entry)
     this.open.clear()
+    this.perTarget.clear()
+    this.perClient.clear()
     this.nextExpiry = Number.POSITIVE_INFINITY
   }
 
@@ -211,8 +264,19 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     return c.open && (c.proven || !this.suspects.has(c))
   }
 
-  /** A request counted for `entry.target` ends, unless the backend slept since (count reset). */
+  /**
+   * A request counted for `entry.target` ends (its entry was just removed from `open`), unless
+   * the backend slept since (count reset).
+   */
   private end(entry: Entry<T>): void {
+    const forTarget = (this.perTarget.get(entry.target) ?? 1) - 1
+    if (forTarget > 0) this.perTarget.set(entry.target, forTarget)
+    else this.perTarget.delete(entry.target)
+    if (entry.client !== undefined) {
+      const forClient = (this.perClient.get(entry.client) ?? 1) - 1
+      if (forClient > 0) this.perClient.set(entry.client, forClient)
+      else this.perClient.delete(entry.client)
+    }
     if (entry.target.counters.wakes === entry.wakes) entry.target.finished()
   }
 }
