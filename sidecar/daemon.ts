@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
-import { AccessLogServer } from './core/access-log.js'
+import { AccessLogServer, requestKeyOf } from './core/access-log.js'
 import type { Backend } from './core/backend.js'
 import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
@@ -78,6 +78,11 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       {
         ticket: (ticket, conn) => {
           ledger.finish(ticket, conn)
+        },
+        wantUnticketed: () => ledger.keyed,
+        unticketed: (line, conn) => {
+          const key = requestKeyOf(line)
+          if (key !== undefined) ledger.finishUnticketedLater(key, conn)
         },
         opened: (conn) => {
           connections++

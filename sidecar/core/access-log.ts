@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
-import type { LogConnection } from './tickets.js'
+import { type LogConnection, requestKey } from './tickets.js'
 import { claimSocketPath } from './unix-socket.js'
 
 /** Header the sidecar puts on every answer it gives instead of the backend (denials, waiting page). */
@@ -18,6 +18,13 @@ export interface AccessLine {
 export interface AccessLogHandlers {
   /** A line carrying a ticket arrived on `conn`. */
   ticket(ticket: string, conn: LogConnection): void
+  /**
+   * A line without a ticket arrived on `conn`. Called only for a proven connection while
+   * `wantUnticketed()` says some open ticket could match (Caddy's lines for other sites cost a
+   * scan only then).
+   */
+  unticketed?(line: string, conn: LogConnection): void
+  wantUnticketed?(): boolean
   /** A connection opened (it is `open` and not yet `proven`). */
   opened(conn: LogConnection): void
   /** A connection closed (lines still owed on it are lost). */
@@ -86,6 +93,53 @@ export function ticketOf(line: string): string | undefined {
   const end = line.indexOf('"', start) // the closing quote; tickets never contain escapes
   if (end === -1 || end - start > 64) return undefined
   return line.slice(start, end)
+}
+
+const REQUEST_START = '"request":{"remote_ip":"'
+
+/**
+ * Caddy's identity of the request a line logs (`requestKey`): remote_ip, remote_port, method,
+ * host and uri, which Caddy 2.6 writes first in `request`, in this order, before any header
+ * (so before anything a client names). Undefined when the line is not shaped so.
+ */
+export function requestKeyOf(line: string): string | undefined {
+  let at = line.indexOf(REQUEST_START)
+  if (at === -1) return undefined
+  at += REQUEST_START.length
+  const fields: string[] = []
+  for (const name of ['remote_port', 'proto', 'method', 'host', 'uri']) {
+    const value = readString(line, at)
+    if (value === undefined) return undefined
+    fields.push(value.text)
+    const next = `,"${name}":"`
+    if (!line.startsWith(next, value.end + 1)) return undefined
+    at = value.end + 1 + next.length
+  }
+  const uri = readString(line, at)
+  if (uri === undefined) return undefined
+  const [ip, port, , method, host] = fields as [string, string, string, string, string]
+  return requestKey(`${ip}:${port}`, method, host, uri.text)
+}
+
+/** The JSON string whose content starts at `from` (after its opening quote): its text and closing quote. */
+function readString(line: string, from: number): { text: string; end: number } | undefined {
+  let end = line.indexOf('"', from)
+  let escaped = false
+  while (end !== -1 && line.charCodeAt(end - 1) === 0x5c) {
+    // a quote preceded by backslashes: escaped only when their number is odd
+    let n = 0
+    while (line.charCodeAt(end - 1 - n) === 0x5c) n++
+    if (n % 2 === 0) break
+    escaped = true
+    end = line.indexOf('"', end + 1)
+  }
+  if (end === -1) return undefined
+  if (!escaped && line.lastIndexOf('\\', end) < from) return { text: line.slice(from, end), end }
+  try {
+    return { text: JSON.parse(`"${line.slice(from, end)}"`) as string, end }
+  } catch {
+    return undefined
+  }
 }
 
 /** What one access-log line says, as far as accounting goes (undefined: not Caddy's line shape). */
@@ -226,6 +280,7 @@ export class AccessLogServer {
       this.readLines++
       const ticket = ticketOf(line)
       if (ticket !== undefined) this.handlers.ticket(ticket, conn)
+      else if (conn.proven && this.handlers.wantUnticketed?.()) this.handlers.unticketed?.(line, conn)
     }
     let turnBytes = 0
     let windowBytes = 0

@@ -6,7 +6,7 @@ import { RelightError } from '../core/errors.js'
 import { canonicalHostProblem, normalizeHost } from '../core/hosts.js'
 import { providerId } from '../core/provider.js'
 import type { Registry } from '../core/registry.js'
-import type { TicketLedger } from '../core/tickets.js'
+import { requestKey, type TicketLedger } from '../core/tickets.js'
 import type { WaitingPages } from '../pages/template.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
 import { AuthOutcomes } from './auth-outcomes.js'
@@ -29,7 +29,10 @@ export const SNIPPET_HEADER = 'x-relight-snippet'
 export const SNIPPET_VERSION = '3'
 /** The version before 3: still counted, but only its normal responses end a request. */
 export const SNIPPET_V2 = '2'
-/** Caddy's address of the client connection (`{http.request.remote.host}`), set by snippet 3. */
+/**
+ * Caddy's address of the client connection (`{http.request.remote.host}:{http.request.remote.port}`),
+ * set by snippet 3: the same connection identity Caddy logs (remote_ip, remote_port).
+ */
 export const CLIENT_HEADER = 'x-relight-client'
 /** The ticket answered when none is issued (Caddy 2.6's copy_headers would copy a placeholder). */
 export const NO_TICKET = '-'
@@ -172,8 +175,16 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     if (tickets !== undefined && (snippet === SNIPPET_VERSION || snippet === SNIPPET_V2) && canonical && tickets.counting) {
       if (snippet === SNIPPET_V2) noteV2(req)
       // No ticket when a bound is reached: activity only (below), never in flight without one.
-      const client = req.headers[CLIENT_HEADER]
-      const ticket = tickets.issue(backend, backend.settings.max_request_duration, typeof client === 'string' ? client : undefined)
+      const conn = req.headers[CLIENT_HEADER]
+      let ticket: string | undefined
+      if (typeof conn === 'string' && snippet === SNIPPET_VERSION) {
+        // bounded per client address (the IP), matched per connection (a line without its ticket)
+        const h = req.headers
+        const key = requestKey(conn, String(h['x-forwarded-method']), String(h.host), String(h['x-forwarded-uri']))
+        ticket = tickets.issue(backend, backend.settings.max_request_duration, conn.includes(':') ? conn.slice(0, conn.lastIndexOf(':')) : conn, key)
+      } else {
+        ticket = tickets.issue(backend, backend.settings.max_request_duration)
+      }
       if (ticket !== undefined) {
         backend.started(true)
         return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, ticket).send()

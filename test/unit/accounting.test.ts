@@ -10,7 +10,8 @@ import { parseConfig } from '../../sidecar/config/load.js'
 import { canonicalHostProblem } from '../../sidecar/core/hosts.js'
 import type { Backend } from '../../sidecar/core/backend.js'
 import { Registry } from '../../sidecar/core/registry.js'
-import { type LogConnection, MAX_OPEN_PER_BACKEND, MAX_OPEN_PER_CLIENT, MAX_OPEN_TICKETS, TicketLedger, type TicketTarget } from '../../sidecar/core/tickets.js'
+import { requestKeyOf, ticketOf } from '../../sidecar/core/access-log.js'
+import { type LogConnection, MAX_OPEN_PER_BACKEND, MAX_OPEN_PER_CLIENT, MAX_OPEN_TICKETS, requestKey, TicketLedger, type TicketTarget } from '../../sidecar/core/tickets.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
 import { okUpstream } from '../helpers/ok-upstream.js'
@@ -150,6 +151,47 @@ describe('ticket ledger', () => {
     assert.notEqual(ledger.issue(other.start(), 60_000), undefined, 'room again')
   })
 
+  it("a line without its ticket, from Caddy's proven connection, ends the request with Caddy's identity of it", () => {
+    const ledger = new TicketLedger<Counted>()
+    const caddy = conn()
+    const other = conn()
+    ledger.connectionOpened(caddy)
+    ledger.connectionOpened(other)
+    const target = new Counted()
+    ledger.finish(ledger.issue(target.start(), 60_000)!, caddy) // Caddy proves itself
+    const key = requestKey('192.0.2.1:40000', 'GET', 'a.example.com', '/ws?x=1')
+    ledger.issue(target.start(), 60_000, '192.0.2.1', key)
+    ledger.issue(target.start(), 60_000, '192.0.2.1', requestKey('192.0.2.1:40001', 'GET', 'a.example.com', '/ws?x=1'))
+    const line = `{"level":"info","logger":"http.log.access","msg":"handled request","request":{"remote_ip":"192.0.2.1","remote_port":"40000","proto":"HTTP/1.1","method":"GET","host":"a.example.com","uri":"/ws?x=1","headers":{"X-Relight-Ticket":["x"]}},"status":0,"resp_headers":{"Server":["Caddy"]}}`
+    assert.equal(requestKeyOf(line), key)
+    assert.equal(ticketOf(line), undefined)
+    assert.equal(ledger.finishUnticketed(key, other), false, 'an unproven connection ends nothing')
+    assert.equal(target.inflight, 2)
+    assert.equal(ledger.finishUnticketed(requestKey('192.0.2.1:40002', 'GET', 'a.example.com', '/ws?x=1'), caddy), false, 'another connection of the same client: nothing')
+    assert.equal(ledger.finishUnticketed(key, caddy), true)
+    assert.equal(target.inflight, 1)
+    assert.equal(ledger.finishUnticketed(key, caddy), false, 'once')
+  })
+
+  it('identical HTTP/2 requests on one connection: a line without its ticket ends one, and the count stays right', () => {
+    const ledger = new TicketLedger<Counted>()
+    const caddy = conn()
+    ledger.connectionOpened(caddy)
+    const target = new Counted()
+    ledger.finish(ledger.issue(target.start(), 60_000)!, caddy)
+    const key = requestKey('192.0.2.1:40000', 'GET', 'a.example.com', '/slow')
+    const first = ledger.issue(target.start(), 60_000, '192.0.2.1', key)!
+    const second = ledger.issue(target.start(), 60_000, '192.0.2.1', key)!
+    // the first one's ticket never reached Caddy's response headers; its line comes without it
+    assert.equal(ledger.finishUnticketed(key, caddy), true)
+    assert.equal(target.inflight, 1)
+    // the second ends normally: its ticket (or the one ended in its place) finishes the other
+    assert.equal(ledger.finish(second, caddy), true)
+    assert.equal(target.inflight, 0)
+    assert.equal(ledger.finish(first, caddy), false)
+    assert.equal(ledger.size, 0)
+  })
+
   it('bounds one backend and one client address: a flood leaves room for the others', () => {
     const refusals: string[] = []
     const ledger = new TicketLedger<Counted>({ onFull: (b) => refusals.push(b) })
@@ -212,7 +254,7 @@ describe('/_relight/auth with tickets', () => {
       },
     }
   }
-  const SNIPPET = { 'x-relight-snippet': '3', 'x-relight-client': '127.0.0.1', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' }
+  const SNIPPET = { 'x-relight-snippet': '3', 'x-relight-client': '127.0.0.1:50000', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' }
 
   it('gives no ticket to a Host spelling Caddy may log elsewhere (activity only); snippet 2 is still counted', async () => {
     const c = await setup()
