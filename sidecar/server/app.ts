@@ -9,10 +9,11 @@ import type { Registry } from '../core/registry.js'
 import { requestKey, type TicketLedger } from '../core/tickets.js'
 import type { WaitingPages } from '../pages/template.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
-import { AuthOutcomes } from './auth-outcomes.js'
+import { AuthOutcomes } from '../ops/auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
+import { atPowerOfTwo } from '../core/log-throttle.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
 /**
@@ -200,7 +201,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   /** Snippet version 2: counted, but its websockets, aborted requests and 502s are not seen ending. */
   function noteV2(req: FastifyRequest): void {
     v2SnippetCalls++
-    if ((v2SnippetCalls & (v2SnippetCalls - 1)) !== 0) return // 1st, 2nd, 4th, 8th…
+    if (!atPowerOfTwo(v2SnippetCalls)) return // 1st, 2nd, 4th, 8th…
     logger.warn(
       { calls: v2SnippetCalls, host: req.headers.host },
       'Caddy uses relight snippet version 2: websockets, aborted requests and Caddy errors (502, 504) are logged without their ticket, so each keeps its app awake until max_request_duration. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',
@@ -211,7 +212,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   function noteUncounted(req: FastifyRequest): void {
     if (req.headers['x-forwarded-method'] === undefined) return // not forward_auth: a probe or a hand-made call
     oldSnippetCalls++
-    if ((oldSnippetCalls & (oldSnippetCalls - 1)) !== 0) return // 1st, 2nd, 4th, 8th…
+    if (!atPowerOfTwo(oldSnippetCalls)) return // 1st, 2nd, 4th, 8th…
     logger.warn(
       { calls: oldSnippetCalls, host: req.headers.host },
       'Caddy uses an old relight snippet (forward_auth without X-Relight-Snippet: 3): its requests are not counted in flight, so open streams do not keep apps awake. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',
