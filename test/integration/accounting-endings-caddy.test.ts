@@ -29,7 +29,7 @@ const MARGIN_MS = 3000
 const CONFIG = `min_idle_timeout: 300ms\nresync_interval: 0s\ndefaults: { idle_timeout: ${IDLE_MS}ms }\n`
 
 /** The backend every app routes to: SSE streams, slow answers, resets, websockets. */
-async function startBackend(): Promise<{ server: Server; address: string }> {
+async function startBackend(): Promise<{ server: Server; address: string; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     if (req.url === '/sse') {
       res.writeHead(200, { 'content-type': 'text/event-stream' })
@@ -53,9 +53,23 @@ async function startBackend(): Promise<{ server: Server; address: string }> {
       if ((d[0] ?? 0) === 0x88) socket.end(Buffer.from([0x88, 0x00])) // a close frame: answer it, then FIN
     })
   })
+  // every connection, upgraded ones too (server.close() would wait for them)
+  const sockets = new Set<Socket>()
+  server.on('connection', (s: Socket) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+  })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   const a = server.address()
-  return { server, address: `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}` }
+  return {
+    server,
+    address: `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`,
+    close: () => {
+      const closed = new Promise<void>((r) => server.close(() => r()))
+      for (const s of sockets) s.destroy()
+      return closed
+    },
+  }
 }
 
 /** A raw HTTP/1.1 request on its own connection (optionally from another loopback address). */
@@ -95,7 +109,7 @@ const websocket = (port: number, host: string) =>
   open(port, host, '/ws', { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': '13' })
 
 describe('every end of a request finishes it, through Caddy', { skip }, () => {
-  let backend: { server: Server; address: string }
+  let backend: Awaited<ReturnType<typeof startBackend>>
   let sc: TestSidecar
   let caddy: RunningCaddy
   /** The README's site block (a wildcard site with its own log, no catch-all), over HTTP and HTTP/2. */
@@ -133,7 +147,7 @@ describe('every end of a request finishes it, through Caddy', { skip }, () => {
     await caddy?.close()
     await readme?.close()
     await sc?.close()
-    await new Promise<void>((r) => backend?.server.close(() => r()))
+    await backend?.close()
   })
 
   /** Awake now (a request wakes it) and nothing in flight. */
@@ -273,7 +287,7 @@ describe('every end of a request finishes it, through Caddy', { skip }, () => {
 })
 
 describe('an intruder holding the access-log slots', { skip }, () => {
-  let backend: { server: Server; address: string }
+  let backend: Awaited<ReturnType<typeof startBackend>>
   let sc: TestSidecar
   let caddy: RunningCaddy | undefined
   const intruders: Socket[] = []
@@ -291,7 +305,7 @@ describe('an intruder holding the access-log slots', { skip }, () => {
     for (const s of intruders) s.destroy()
     await caddy?.close()
     await sc?.close()
-    await new Promise<void>((r) => backend?.server.close(() => r()))
+    await backend?.close()
   })
 
   const health = async () => {
