@@ -42,7 +42,7 @@ export const FLOORS: readonly { readonly name: string; readonly match: RegExp }[
   },
   { name: 'config', match: /^config\// },
   { name: 'features', match: /^(heartbeat|routing|startup)\// },
-  { name: 'providers, server, ops, pages, reload', match: /^((providers|server|ops|pages)\/|reload(-client)?\.ts$)/ },
+  { name: 'providers, server, ops, pages, reload', match: /^((providers|server|ops|pages)\/|reload(-client)?\.ts$|health-client\.ts$)/ },
   { name: 'composition root', match: /^(daemon|main)\.ts$/ },
 ]
 
