@@ -233,7 +233,7 @@ async function check(file: string): Promise<void> {
   }
   if (config.access_log) {
     out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
-    out(true, `access_log: requests count in flight only through snippet version 2 (it sends X-Relight-Snippet: 2 and logs X-Relight-Ticket); an older relight.caddy still routes but open streams do not keep apps awake, and serve logs "old relight snippet". Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
+    out(true, `access_log: requests count in flight through snippet version 3 (it sends X-Relight-Snippet: 3 and logs X-Relight-Ticket for every end of a request). Version 2 still counts, but Caddy logs its websocket closes, aborted requests and its own 502/504s without the ticket: each of those keeps its app awake until max_request_duration (serve logs "relight snippet version 2"). Version 1 still routes but nothing counts in flight (serve logs "old relight snippet"). Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
   }
   const sockets = [config.listen, config.access_log].filter((a) => a?.startsWith('unix:'))
   if (sockets.length > 0) {
@@ -285,10 +285,11 @@ function liveView(live: Extract<Live, { running: true }>, write: (tag: string, m
     write(p.ok ? 'ok     ' : 'PROBLEM', `live ${id}: ${p.ok ? 'up' : `down${p.reason ? ` (${p.reason})` : ''}`}, ${p.backends} backend(s)${p.awake !== undefined ? `, ${p.awake} awake` : ''}`)
   }
   if (health.access_log === 'connected') write('ok     ', "live access_log: Caddy's access log is connected")
+  else if (health.access_log === 'unproven') write('ok     ', "live access_log: a connection is open; it proves to be Caddy's with the first request it logs")
   else if (health.access_log === 'disconnected') write('WARNING', 'live access_log: no access-log connection: Caddy is not running, or its site blocks lack  log { output net … }  (in-flight counting is off until it connects)')
   if (health.snippet === SNIPPET_VERSION) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_VERSION}`)
   else if (health.snippet === null) write('ok     ', 'live snippet: no forward_auth call from Caddy seen yet')
-  else if (health.snippet !== undefined) write('WARNING', `live snippet: Caddy uses snippet version ${health.snippet}; requests are not counted in flight until it is replaced (relight-sidecar snippet > /etc/caddy/relight.caddy, then reload Caddy)`)
+  else if (health.snippet !== undefined) write('WARNING', `live snippet: Caddy uses snippet version ${health.snippet}, not ${SNIPPET_VERSION}: in-flight counting is ${health.snippet === '2' ? 'partial' : 'off'} until it is replaced (relight-sidecar snippet > /etc/caddy/relight.caddy, then reload Caddy)`)
 }
 
 /** `unix:/run/x.sock` → `unix//run/x.sock` (Caddy's network address form). */

@@ -17,6 +17,7 @@ export interface Health {
   readonly providers: Record<string, { ok: boolean; backends: number; awake?: number; reason?: string }>
   readonly access_log: string
   readonly snippet?: string | null
+  readonly snippet_current?: string
   readonly version?: string
   readonly uptime_s?: number
 }

@@ -51,12 +51,16 @@ export interface CaddyOptions {
   /** Replace the default site block (`http://:PORT { log …; import relight SIDECAR }`). */
   readonly sites?: (port: number) => string
   /**
+   * Let site blocks with `tls internal` get certificates (`auto_https disable_redirects` instead
+   * of `auto_https off`, which turns certificate management off altogether). Add
+   * `skip_install_trust` to `global` with it.
+   */
+  readonly tls?: boolean
+  /**
    * Run Caddy as this unprivileged user (e.g. Debian's `caddy`) through setpriv, with its
    * supplementary groups; its files are then in a directory that user owns. Needs root.
    */
   readonly user?: string
-  /** The `auto_https` global option (default `off`; `disable_redirects` for `tls internal` sites without on_demand). */
-  readonly autoHttps?: string
 }
 
 export interface RunningCaddy {
@@ -80,7 +84,7 @@ export async function startCaddy(options: CaddyOptions): Promise<RunningCaddy> {
     snippet = join(tmp.dir, 'relight.caddy')
     copyFileSync(SNIPPET, snippet)
   }
-  const caddyfile = `{\n\tadmin off\n\tauto_https ${options.autoHttps ?? 'off'}\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${snippet}\n${site}`
+  const caddyfile = `{\n\tadmin off\n\tauto_https ${options.tls ? 'disable_redirects' : 'off'}\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${snippet}\n${site}`
   const file = join(tmp.dir, 'Caddyfile')
   writeFileSync(file, caddyfile)
   const run = ['caddy', 'run', '--config', file, '--adapter', 'caddyfile']

@@ -137,7 +137,7 @@ describe('README production recipe, as written', { skip: usersSkip() }, () => {
     caddy = await startCaddy({
       sidecar: '',
       user: 'caddy',
-      autoHttps: 'disable_redirects',
+      tls: true,
       global: `\tskip_install_trust\n\tdefault_bind 127.0.0.1\n${moveRelight(global as string)}\n`,
       sites: (port) =>
         moveRelight(site)
@@ -252,7 +252,7 @@ describe('README production recipe, as written', { skip: usersSkip() }, () => {
     assert.match(check.stdout, new RegExp(`running sidecar: pid ${(sidecar as SidecarProcess).pid}\\b`))
     assert.match(check.stdout, /live process: up, 1 backend\(s\), 1 awake/)
     assert.match(check.stdout, /live access_log: Caddy's access log is connected/)
-    assert.match(check.stdout, /live snippet: Caddy's forward_auth calls come from snippet version 2/)
+    assert.match(check.stdout, /live snippet: Caddy's forward_auth calls come from snippet version 3/)
     assert.doesNotMatch(check.stdout, /in use/)
     const logged = (sidecar as SidecarProcess).lines().slice(before)
     assert.deepEqual(logged.filter((l) => /access.log|connection/i.test(String(l.msg))), [], 'the sidecar logged no connection of check')
