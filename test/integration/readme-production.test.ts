@@ -245,13 +245,17 @@ describe('README production recipe, as written', { skip: usersSkip() }, () => {
     assert.deepEqual(groups.map((g) => g.name), ['relight'], 'the alert rules are loaded')
   })
 
-  it('check passes against the running sidecar, shows its live view and disturbs nothing', () => {
+  it('check passes against the running sidecar, shows its live view and disturbs nothing', async () => {
+    // Caddy's access-log connection is open (whether it has proved itself yet is the accounting's
+    // business: after the merge of snippet 3 it stays "unproven" here, reported to the lead)
+    const health = (await (await request(`http://${ops}/_relight/healthz`)).body.json()) as { access_log: string }
+    assert.notEqual(health.access_log, 'disconnected')
     const before = (sidecar as SidecarProcess).lines().length
     const check = spawnSync(process.execPath, [MAIN, 'check', '--config', configFile], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, RELIGHT_ADMIN_TOKEN: TOKEN } })
     assert.equal(check.status, 0, check.stdout + check.stderr)
     assert.match(check.stdout, new RegExp(`running sidecar: pid ${(sidecar as SidecarProcess).pid}\\b`))
     assert.match(check.stdout, /live process: up, 1 backend\(s\), 1 awake/)
-    assert.match(check.stdout, /live access_log: Caddy's access log is connected/)
+    assert.match(check.stdout, health.access_log === 'connected' ? /live access_log: Caddy's access log is connected/ : /live access_log: a connection is open/)
     assert.match(check.stdout, /live snippet: Caddy's forward_auth calls come from snippet version 3/)
     assert.doesNotMatch(check.stdout, /in use/)
     const logged = (sidecar as SidecarProcess).lines().slice(before)
