@@ -3,11 +3,11 @@
  * `admin.token` is set (the answer carries the applied changes or the file's problems), else by
  * sending SIGHUP to the pid recorded in `<state_dir>/sidecar.pid` (the result is in its log).
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import type { Config } from './config/schema.js'
-import { stateDir, stateDirProblem, stateFileProblem } from './config/state-dir.js'
+import { stateDir, stateDirProblem, stateFileProblem, writePrivateFile } from './config/state-dir.js'
 import { procStat } from './providers/process/child-records.js'
 
 interface PidRecord {
@@ -25,7 +25,7 @@ export function writePidFile(config: Config, baseDir: string): { remove(): void 
   const record: PidRecord = { pid: process.pid, start_ticks: procStat(process.pid)?.startTicks ?? 0 }
   try {
     mkdirSync(stateDir(config, baseDir), { recursive: true, mode: 0o700 })
-    writeFileSync(path, `${JSON.stringify(record)}\n`, { mode: 0o644 })
+    writePrivateFile(path, `${JSON.stringify(record)}\n`)
   } catch (err) {
     return { error: (err as Error).message, path }
   }
