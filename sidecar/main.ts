@@ -56,8 +56,10 @@ An invalid file changes nothing: the problems are printed (admin API) or logged 
 A valid one is applied as a difference: unchanged apps are not touched.
 
 Reaches the sidecar through the admin API when admin.token is set (prints what changed), else
-by sending SIGHUP to the pid in <state_dir>/sidecar.pid. Exits 0 when the reload was applied
-(or the signal sent), 1 otherwise.
+by sending SIGHUP to the pid in <state_dir>/sidecar.pid. The token is sent only to the process
+that pid file names (its listening socket, checked in /proc: run reload as root or the
+sidecar's user) or to a unix socket in a directory only root or this user can write.
+Exits 0 when the reload was applied (or the signal sent), 1 otherwise.
 
   --config, -c FILE     the sidecar's YAML configuration (required)`,
   snippet: `relight-sidecar snippet
