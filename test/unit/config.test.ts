@@ -176,4 +176,12 @@ describe('config', () => {
       tmp.remove()
     }
   })
+
+  // Issue 23 item 8: a value that cannot be a host is an error, not a silently unroutable entry.
+  it('refuses process app hosts that are not host names, naming the entry', () => {
+    const app = (hosts: string) => `providers:\n  process:\n    apps:\n      - { name: web, hosts: ${hosts}, command: [x], port: 3000 }\n`
+    assert.match(problems(app(`['<img src=x onerror=alert(1)>']`)).join('\n'), /^line 4: providers\.process\.apps\[0\]\.hosts\[0\]: not a host name, \*\.wildcard or first label/)
+    assert.match(problems(app(`[ok.example.com, 'bad host']`)).join('\n'), /hosts\[1\]: not a host name/)
+    assert.deepEqual(parseConfig(app(`[web.example.com, '*.apps.example.com', web]`), 'x', {}).providers.process?.[0]?.apps[0]?.hosts, ['web.example.com', '*.apps.example.com', 'web'])
+  })
 })
