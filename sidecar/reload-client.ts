@@ -12,7 +12,8 @@ import { dirname, join } from 'node:path'
 import { Agent, request } from 'undici'
 import type { Config } from './config/schema.js'
 import { stateDir, stateDirProblem, stateFileProblem, writePrivateFile } from './config/state-dir.js'
-import { procStat } from './providers/process/child-records.js'
+import { procStat } from './core/proc-stat.js'
+import { sidecarEndpoint } from './health-client.js'
 import { splitHostPort } from './core/readiness.js'
 import { acceptedSocket, listenersFor, socketInodes } from './core/socket-owner.js'
 import { tcpPortHolder } from './startup/port-holder.js'
@@ -123,14 +124,12 @@ async function provePeer(pid: number, host: string, port: number, clientPort: nu
 }
 
 async function viaAdmin(config: Config, token: string, pid: number): Promise<ReloadOutcome | undefined> {
-  const listen = config.listen
-  const unix = listen.startsWith('unix:') ? listen.slice('unix:'.length) : undefined
-  const hostPort = unix ? 'localhost' : listen.replace(/^:/, '127.0.0.1:').replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '[::1]:')
+  const { origin, socketPath: unix } = sidecarEndpoint(config.listen)
   if (unix) {
     const problem = unixSocketProblem(unix)
     if (problem) return { exitCode: 1, text: `not sending the admin token: ${problem}\n` }
   }
-  const { host, port } = splitHostPort(hostPort)
+  const { host, port } = splitHostPort(origin.slice('http://'.length))
   // TCP: the token goes out only on a connection the sidecar of the pid file accepted.
   const dispatcher = unix
     ? new Agent({ connect: { socketPath: unix } })
@@ -148,7 +147,7 @@ async function viaAdmin(config: Config, token: string, pid: number): Promise<Rel
         },
       })
   try {
-    const res = await request(`http://${hostPort}/_relight/admin/reload`, {
+    const res = await request(`${origin}/_relight/admin/reload`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(120_000),
