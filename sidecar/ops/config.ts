@@ -1,7 +1,6 @@
 /** Configuration of the operations features (webhooks); metrics and the status page need only `admin.token`. */
 import { z } from 'zod'
-import { duration } from '../config/types.js'
-import { strongSecret } from '../config/secrets.js'
+import { duration, strongSecret } from '../config/types.js'
 import { LIFECYCLE_EVENT_TYPES } from '../core/events.js'
 
 const eventPattern = z.string().refine((p) => p === '*' || LIFECYCLE_EVENT_TYPES.some((t) => t === p || (p.endsWith('.*') && t.startsWith(p.slice(0, -1)))), {
