@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import { TICKET_HEADER } from '../core/access-log.js'
+import { REPLY_HEADER, TICKET_HEADER } from '../core/access-log.js'
 import type { Backend } from '../core/backend.js'
 import { RelightError } from '../core/errors.js'
 import { canonicalHostProblem, normalizeHost } from '../core/hosts.js'
@@ -60,6 +61,45 @@ export interface AppDeps {
   readonly waitingPages?: WaitingPages
 }
 
+/** Request headers read at most (Caddy forwards the client's headers to /_relight/auth). */
+const MAX_HEADER_BYTES = 64 * 1024
+/** After a malformed request, what the client still sends is read and dropped up to this much / long. */
+const DRAIN_BYTES = 4 << 20
+const DRAIN_MS = 5000
+const answered = new WeakSet<Duplex>()
+
+/**
+ * A request Node's parser refuses (headers over MAX_HEADER_BYTES, malformed): answer it — 431
+ * RELIGHT_ERR_HEADERS_TOO_LARGE or 400 RELIGHT_ERR_BAD_REQUEST — and close the connection
+ * cleanly. Fastify's default destroys the socket with the rest of the request unread, so the
+ * kernel resets it and Caddy, still writing, reports 502 for a client's mistake. Here the rest
+ * is read and dropped (bounded) until the peer closes.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || answered.has(socket)) return
+  answered.add(socket)
+  const overflow = err.code === 'HPE_HEADER_OVERFLOW'
+  const code = overflow ? 'RELIGHT_ERR_HEADERS_TOO_LARGE' : 'RELIGHT_ERR_BAD_REQUEST'
+  const status = overflow ? 431 : 400
+  const detail = overflow ? `the request headers exceed ${MAX_HEADER_BYTES / 1024} KiB` : 'the request is not valid HTTP'
+  const body = JSON.stringify({ type: `urn:relight:error:${code}`, title: overflow ? 'Request headers too large' : 'Bad request', status, detail, code })
+  let drained = 0
+  const timer = setTimeout(() => socket.destroy(), DRAIN_MS)
+  timer.unref()
+  socket.on('data', (chunk: Buffer) => {
+    drained += chunk.length
+    if (drained > DRAIN_BYTES) socket.destroy()
+  })
+  socket.once('close', () => clearTimeout(timer))
+  socket.resume()
+  if (socket.writable) {
+    socket.end(
+      `HTTP/1.1 ${status} ${overflow ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nconnection: close\r\ncache-control: no-store\r\n` +
+        `content-type: application/problem+json\r\n${REPLY_HEADER}: ${code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    )
+  }
+}
+
 /** Retry-After of the waiting page: how soon the browser reloads. */
 const WAITING_RETRY_SECONDS = 2
 
@@ -80,6 +120,8 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     return503OnClosing: true,
     routerOptions: { maxParamLength: 200 },
     bodyLimit: 1024,
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    clientErrorHandler: answerClientError,
   })
 
   app.get('/_relight/auth', (req, reply) => {

@@ -20,6 +20,7 @@ import { StandInKubelet } from '../helpers/kubelet.js'
 import { freePort } from '../helpers/net.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
 import { startSidecarProcess } from '../helpers/sidecar-process.js'
+import { testSecret } from '../helpers/secret.js'
 import { until } from '../helpers/wait.js'
 
 const MAIN = fileURLToPath(new URL('../../../dist/sidecar/main.js', import.meta.url))
@@ -268,7 +269,7 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
       .replace('  kubernetes:\n', `  kubernetes:\n    kubeconfig: ${cp.kubeconfigFor('relight-sidecar-edge', token)}\n`)
     const file = join(cp.dir, 'edge-relight.yaml')
     writeFileSync(file, config)
-    const env = { POD_NAMESPACE: NS, RELIGHT_ADMIN_TOKEN: 'edge-admin-token-0123456789' }
+    const env = { POD_NAMESPACE: NS, RELIGHT_ADMIN_TOKEN: testSecret() }
     Object.assign(process.env, env) // startSidecarProcess passes this process's environment on
     t.after(() => {
       for (const k of Object.keys(env)) delete process.env[k]

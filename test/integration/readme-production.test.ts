@@ -107,6 +107,7 @@ describe('README production recipe, as written', { skip: usersSkip() }, () => {
   let prometheus: ChildProcess | undefined
   let promOutput = ''
   let configFile = ''
+  let tokenFile = ''
   const moveRelight = (text: string) => text.replaceAll('/run/relight', run).replaceAll('127.0.0.1:9124', ops)
 
   before(async () => {
@@ -118,11 +119,17 @@ describe('README production recipe, as written', { skip: usersSkip() }, () => {
     chmodSync(join(tmp.dir, 'srv'), 0o755)
     writeFileSync(join(srv, 'server.js'), `require('http').createServer((q, s) => s.end('hello from ' + process.getuid() + '\\n')).listen(Number(process.env.PORT), '127.0.0.1')\n`, { mode: 0o644 })
 
-    const config = moveRelight(fenced('yaml', '# /etc/relight/relight.yaml')).replaceAll('/srv/hello', srv).replace('port: 3001', `port: ${appPort}`)
+    // the admin token file, as Configure makes it (0600)
+    tokenFile = join(tmp.dir, 'admin-token')
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
+    const config = moveRelight(fenced('yaml', '# /etc/relight/relight.yaml'))
+      .replaceAll('/srv/hello', srv)
+      .replace('port: 3001', `port: ${appPort}`)
+      .replaceAll('/etc/relight/admin-token', tokenFile)
     assert.notEqual(config, fenced('yaml', '# /etc/relight/relight.yaml'))
     configFile = join(tmp.dir, 'relight.yaml')
     writeFileSync(configFile, config)
-    process.env.RELIGHT_ADMIN_TOKEN = TOKEN // as the unit's Environment= sets it
+    process.env.RELIGHT_ADMIN_TOKEN = TOKEN // in case the README's config reads it from the environment
     sidecar = await startSidecarProcess(configFile)
     await sidecar.waitFor((l) => l.msg === 'relight-sidecar listening', 'the sidecar to listen', 30_000)
 
@@ -210,7 +217,7 @@ describe('README production recipe, as written', { skip: usersSkip() }, () => {
   it("Prometheus with the README's files scrapes ops_listen and says which backends are awake", async () => {
     const dir = join(tmp.dir, 'prometheus')
     mkdirSync(dir)
-    const moved = (text: string) => text.replaceAll('/etc/prometheus', dir).replaceAll('127.0.0.1:9124', ops)
+    const moved = (text: string) => text.replaceAll('/etc/prometheus', dir).replaceAll('127.0.0.1:9124', ops).replaceAll('/etc/relight/admin-token', tokenFile)
     writeFileSync(join(dir, 'prometheus.yml'), moved(named('yaml', 'prometheus.yml')))
     writeFileSync(join(dir, 'relight-alerts.yml'), named('yaml', 'relight-alerts.yml'))
     const setup = spawnSync('sh', ['-e', '-c', moved(named('sh', 'prometheus-setup'))], { encoding: 'utf8', env: { ...process.env, RELIGHT_ADMIN_TOKEN: TOKEN } })

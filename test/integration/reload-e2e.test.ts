@@ -19,10 +19,11 @@ import { caddySkip, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { MAIN, type SidecarProcess, startSidecarProcess, stopSidecarProcess } from '../helpers/sidecar-process.js'
 import { pidAlive, until } from '../helpers/wait.js'
+import { testSecret } from '../helpers/secret.js'
 
 const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
 const skip = caddySkip()
-const TOKEN = 'reload-test-admin-token-0123456789'
+const TOKEN = testSecret()
 
 describe('hot reload behind Caddy, under traffic', { skip }, () => {
   const tmp = tempDir('relight-reload-')

@@ -20,9 +20,10 @@ import { chromiumSkip, CHROMIUM } from '../helpers/chromium.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { startTestSidecar, testLogger, type TestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
+import { testSecret } from '../helpers/secret.js'
 
 const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
-const TOKEN = 'status-view-token-0123456'
+const TOKEN = testSecret()
 const SHOTS = resolve(process.env.RELIGHT_SHOTS ?? '.tmp/screenshots')
 const CONTAINER_ID = 'f3b1c9d2e4a5968778695a4b3c2d1e0ff3b1c9d2e4a5968778695a4b3c2d1e0f'
 const skip = chromiumSkip()

@@ -36,13 +36,15 @@ describe('README operations section', () => {
     try {
       // The README's steps as written, /etc/prometheus moved: the files first, then its setup
       // block (token file, promtool check config), which must succeed with nothing added.
-      const moved = (text: string) => text.replaceAll('/etc/prometheus', tmp.dir)
+      const adminToken = join(tmp.dir, 'admin-token') // the sidecar's token file (README, Configure)
+      writeFileSync(adminToken, `${'t'.repeat(24)}\n`, { mode: 0o600 })
+      const moved = (text: string) => text.replaceAll('/etc/prometheus', tmp.dir).replaceAll('/etc/relight/admin-token', adminToken)
       writeFileSync(join(tmp.dir, 'prometheus.yml'), moved(block('prometheus.yml')))
       writeFileSync(join(tmp.dir, 'relight-alerts.yml'), block('relight-alerts.yml'))
-      const setup = spawnSync('sh', ['-e', '-c', moved(block('prometheus-setup', 'sh'))], { encoding: 'utf8', env: { ...process.env, RELIGHT_ADMIN_TOKEN: 't'.repeat(24) } })
+      const setup = spawnSync('sh', ['-e', '-c', moved(block('prometheus-setup', 'sh'))], { encoding: 'utf8' })
       assert.equal(setup.status, 0, setup.stdout + setup.stderr)
       assert.match(setup.stdout, /SUCCESS/, 'promtool check config ran')
-      assert.equal(readFileSync(join(tmp.dir, 'relight-admin-token'), 'utf8'), 't'.repeat(24))
+      assert.equal(readFileSync(join(tmp.dir, 'relight-admin-token'), 'utf8'), `${'t'.repeat(24)}\n`)
       const rules = spawnSync('promtool', ['check', 'rules', join(tmp.dir, 'relight-alerts.yml')], { encoding: 'utf8' })
       assert.equal(rules.status, 0, rules.stdout + rules.stderr)
 

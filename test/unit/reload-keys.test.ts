@@ -18,10 +18,12 @@ import { type Sidecar, startSidecar } from '../../sidecar/daemon.js'
 import { LIVE_KEYS, RESTART_KEYS, type ReloadSummary, Reloader } from '../../sidecar/reload.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
 import { tempDir } from '../helpers/net.js'
+import { testSecret } from '../helpers/secret.js'
 import { until } from '../helpers/wait.js'
 
 const silent = pino({ level: 'silent' })
-const TOKEN = 'reload-keys-token-0123456789'
+const TOKEN = testSecret()
+const SECRET = testSecret()
 
 /** For every top-level key: a YAML line that sets it to something other than the base config. */
 const CHANGED: Record<string, string> = {
@@ -44,8 +46,8 @@ const CHANGED: Record<string, string> = {
   heartbeat: 'heartbeat: { url: "http://127.0.0.1:9/hb", secret: s, node_ip: 127.0.0.1 }',
   stateful: 'stateful: [{ hosts: [s.localhost], upstreams: [{ cidr: 127.0.0.0/8, host: 127.0.0.1, port: 9 }], secret: "0123456789abcdef0123456789abcdef" }]',
   dns: 'dns: { servers: [127.0.0.1] }',
-  admin: 'admin: { token: another-token-0123456789 }',
-  webhooks: 'webhooks: [{ url: "http://127.0.0.1:9/hook", events: ["*"], secret: "0123456789abcdef" }]',
+  admin: `admin: { token: ${testSecret()} }`,
+  webhooks: `webhooks: [{ url: "http://127.0.0.1:9/hook", events: ["*"], secret: "${SECRET}" }]`,
 }
 
 const schemaKeys = Object.keys(configSchema.shape)
@@ -133,7 +135,7 @@ describe('reload: webhooks added while running', () => {
     const head = `listen: 127.0.0.1:0\nstate_dir: ${tmp.dir}/state\nadmin: { token: ${TOKEN} }\n`
     writeFileSync(file, head)
     sidecar = await startSidecar(loadConfig(file), { logger: silent, baseDir: tmp.dir, configFile: file })
-    writeFileSync(file, `${head}webhooks: [{ url: "http://127.0.0.1:${port}/hook", events: [config.applied], secret: "0123456789abcdef" }]\n`)
+    writeFileSync(file, `${head}webhooks: [{ url: "http://127.0.0.1:${port}/hook", events: [config.applied], secret: "${SECRET}" }]\n`)
     const result = await sidecar.reload()
     assert.ok(result.ok, JSON.stringify(result))
     assert.equal(result.summary.webhooks, true)
