@@ -52,7 +52,7 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
     await until(async () => {
       const again = await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'crashy.apps.example.test' } })
       return again.headers['x-relight-reply'] === 'RELIGHT_ERR_RESTART_BACKOFF'
-    }, 'crashy to be in restart back-off', 20_000, 200)
+    }, 'crashy to be in restart back-off', 60_000, 200)
     browser = await puppeteer.launch({
       executablePath: CHROMIUM,
       headless: true,
