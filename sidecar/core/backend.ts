@@ -5,7 +5,7 @@ import { type BackendInfo, type BackendState, type Provider, providerId, type Re
 
 export { stateForMode } from './provider.js'
 import type { LifecycleEvent, LifecycleEvents } from './events.js'
-import { waitAnyReady } from './readiness.js'
+import { waitAnyReady, waitReady } from './readiness.js'
 import { abortable } from './timers.js'
 import { atPowerOfTwo } from './log-throttle.js'
 
@@ -86,6 +86,8 @@ export class Backend {
   private _lastError: RelightError | undefined
 
   private ready: string[] = []
+  /** Upstreams a provider report added while running: probed (and ownership-checked) before they join `ready`. */
+  private readonly joining = new Map<string, AbortController>()
   private rr = 0
   private chain: Promise<unknown> = Promise.resolve()
   private wakePromise: Promise<void> | undefined
@@ -271,8 +273,52 @@ export class Backend {
     this._info = stale ? { ...info, state: this.info.state } : info
     this._settings = settings
     if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return
-    if (this.phase === 'running' && info.state === 'running') this.ready = [...info.upstreams]
+    if (this.phase === 'running' && info.state === 'running') this.reconcileReady(info.upstreams)
     else this.applyState(info.state)
+  }
+
+  /**
+   * A report while running (a replica crashed or restarted): upstreams no longer reported leave
+   * `ready` at once; new ones join only through the readiness probe and the provider's
+   * listener-ownership check, never on the provider's word (a replica that restarted may not
+   * listen yet, and another program may hold its port).
+   */
+  private reconcileReady(upstreams: readonly string[]): void {
+    this.ready = this.ready.filter((u) => upstreams.includes(u))
+    for (const [u, probe] of this.joining) if (!upstreams.includes(u)) probe.abort()
+    for (const u of upstreams) if (!this.ready.includes(u)) this.join(u)
+  }
+
+  private join(upstream: string): void {
+    if (this.joining.has(upstream)) return
+    const controller = new AbortController()
+    this.joining.set(upstream, controller)
+    const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
+    const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
+    waitReady(upstream, this.settings.readiness, signal, owns)
+      .then(
+        () => this.addReady(upstream),
+        (err: unknown) => {
+          if (controller.signal.aborted || this.deps.closing.aborted) return
+          const error = toRelightError(signal.aborted ? signal.reason : err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
+          this.log.warn({ upstream, code: error.code, err: error.message }, 'upstream not routed: readiness or listener check failed')
+        },
+      )
+      .finally(() => {
+        if (this.joining.get(upstream) === controller) this.joining.delete(upstream)
+      })
+  }
+
+  /** A probed upstream joins the rotation if it is still reported and the backend still runs. */
+  private addReady(upstream: string): void {
+    if (this.phase !== 'running' && this.phase !== 'probing') return
+    if (!this.info.upstreams.includes(upstream) || this.ready.includes(upstream)) return
+    this.ready = [...this.ready, upstream]
+  }
+
+  private stopJoining(): void {
+    for (const probe of this.joining.values()) probe.abort()
+    this.joining.clear()
   }
 
   /** Only the provider state changed (process exit, paused from outside). */
@@ -303,12 +349,14 @@ export class Backend {
       }
       return
     }
+    this.stopJoining()
     this._phase = 'asleep'
     this._inflight = 0
   }
 
   markRemoved(): void {
     this._removed = true
+    this.stopJoining()
     const gone = new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name })
     this.wakeAbort?.abort(gone)
     this.leftoverProbes?.abort(gone)
@@ -370,11 +418,10 @@ export class Backend {
       this._phase = 'probing'
       // Routed once one upstream is ready; the others join `ready` as their probes succeed.
       const upstreams = this.info.upstreams
-      const ready: string[] = []
+      this.ready = []
       // Routed only to the backend's own listener (process apps: never to a program that bound the port first).
       const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
-      if (upstreams.length > 0) await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => ready.push(u), owns)
-      this.ready = ready
+      if (upstreams.length > 0) await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
       this.leftoverProbes = controller
       this._phase = 'running'
       this._lastActivity = this.deps.now()
@@ -435,6 +482,7 @@ export class Backend {
       }
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
+      this.stopJoining()
       this._phase = 'sleeping'
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -31,9 +31,13 @@ describe('the wake routes only to the app it started', { skip: skip() }, () => {
   const tmp = tempDir('relight-race-')
   let sc: SidecarProcess | undefined
   let racer: ChildProcess | undefined
+  let sc2: SidecarProcess | undefined
+  let racer2: ChildProcess | undefined
   after(async () => {
     racer?.kill('SIGKILL')
+    racer2?.kill('SIGKILL')
     await stopSidecarProcess(sc)
+    await stopSidecarProcess(sc2)
     tmp.remove()
   })
 
@@ -71,5 +75,51 @@ describe('the wake routes only to the app it started', { skip: skip() }, () => {
 
     // The app itself, once it tries to listen, cannot: EADDRINUSE, and it exits (restart: never).
     process.kill(appPid, 'SIGUSR1')
+  })
+
+  it('replicas: a replica that restarts is routed only after its probe and the ownership check (a racer on its port gets nothing)', async () => {
+    const [listen, port] = [await freePort(), await freePort()]
+    const dir = join(tmp.dir, 'replicas')
+    mkdirSync(dir)
+    const file = join(dir, 'relight.yaml')
+    writeFileSync(
+      file,
+      `listen: 127.0.0.1:${listen}\nstate_dir: ${dir}/state\ndefaults: { wake_timeout: 30s }\nproviders:\n  process:\n    apps:\n` +
+        `      - { name: web, hosts: [web.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", SPAWNED_FILE: "${dir}/spawned-{{replica}}", RESPAWN_LISTENS_ON_SIGNAL: SIGUSR1 }, port: ${port}, replicas: 2, stdout: "null" }\n`,
+    )
+    sc2 = await startSidecarProcess(file)
+    const auth = async (): Promise<string> => {
+      const res = await request(`http://127.0.0.1:${listen}/_relight/auth`, { headers: { host: 'web.localhost' } })
+      await res.body.dump()
+      return `${res.statusCode} ${String(res.headers['x-relight-upstream'])}`
+    }
+    const second = `200 127.0.0.1:${port + 1}`
+    // Both replicas routed (round robin) once both probes succeeded.
+    const seen = new Set<string>()
+    await until(async () => {
+      seen.add(await auth())
+      return seen.has(second)
+    }, 'replica 1 to be routed')
+    const spawned1 = join(dir, 'spawned-1')
+    const pid1 = Number(readFileSync(spawned1, 'utf8'))
+    process.kill(pid1, 'SIGKILL')
+    // The restarted replica writes its pid and waits for SIGUSR1 before it listens.
+    await until(() => Number(readFileSync(spawned1, 'utf8') || '0') !== pid1 && readFileSync(spawned1, 'utf8') !== '', 'replica 1 to restart')
+    const script = `require('net').createServer((s) => { console.log('GOT CONNECTION'); s.on('data', (d) => console.log('DATA ' + JSON.stringify(d.toString()))) }).listen(${port + 1}, '127.0.0.1', () => console.log('listening'))`
+    racer2 = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    racer2.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+    racer2.stderr?.on('data', (d: Buffer) => (out += d.toString()))
+    await until(() => out.includes('listening') || racer2?.exitCode !== null, 'the racer to listen')
+    assert.match(out, /listening/, out)
+    const before: string[] = []
+    for (let i = 0; i < 6; i++) before.push(await auth())
+    assert.ok(!before.includes(second), `the restarted replica's port (held by the racer) was routed: ${before.join(', ')}`)
+    const logged = await sc2.waitFor((l) => String(l.msg ?? '').includes(`127.0.0.1:${port + 1} is answered by another program`), 'the ownership check to refuse the racer')
+    assert.equal(logged.holder_pid, racer2.pid)
+    const afterCheck: string[] = []
+    for (let i = 0; i < 6; i++) afterCheck.push(await auth())
+    assert.deepEqual([...new Set(afterCheck)], [`200 127.0.0.1:${port}`], 'only replica 0 is routed')
+    assert.doesNotMatch(out, /DATA/, 'the racer received no request bytes')
   })
 })
