@@ -8,16 +8,20 @@
  */
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { open, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { MAIN } from '../helpers/sidecar-process.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { until } from '../helpers/wait.js'
 
-function serveFifo(config: string) {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--config', config, '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+const HOLD = fileURLToPath(new URL('../../../test/fixtures/hold-module-load.mjs', import.meta.url))
+
+function serveFifo(config: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env) {
+  const child = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--config', config, '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'], env })
   let out = ''
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()))
@@ -28,9 +32,56 @@ function serveFifo(config: string) {
 describe('signals from the first line of serve', () => {
   const tmp = tempDir('relight-sig-')
   const children: ReturnType<typeof serveFifo>[] = []
-  after(() => {
-    for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL')
+  after(async () => {
+    // A clean stop (its apps get their stop signal); SIGKILL only if it does not end in time.
+    for (const c of children) {
+      if (c.child.exitCode !== null || c.child.signalCode !== null) continue
+      c.child.kill('SIGTERM')
+      const timer = setTimeout(() => c.child.kill('SIGKILL'), 15_000)
+      await c.exited
+      clearTimeout(timer)
+    }
     tmp.remove()
+  })
+
+  /**
+   * Start serve with its module loading held (a loader hook) at daemon.js, which the program
+   * loads whatever its entry looks like; resolves once the hook holds it. `go()` lets it load on.
+   */
+  async function heldInModuleLoad(name: string, config: string) {
+    const mark = join(tmp.dir, `${name}.held`)
+    const goFile = join(tmp.dir, `${name}.go`)
+    const sc = serveFifo(config, ['--import', HOLD], { ...process.env, HOLD_MODULE: '/sidecar/daemon.js', HOLD_MARK_FILE: mark, HOLD_GO_FILE: goFile })
+    children.push(sc)
+    await until(() => existsSync(mark) || sc.child.exitCode !== null || sc.child.signalCode !== null, 'the module load to be held', 30_000)
+    assert.ok(existsSync(mark), `the sidecar ended before its modules loaded:\n${sc.out()}`)
+    return { sc, go: () => writeFile(goFile, 'go\n') }
+  }
+
+  it('a SIGHUP while the modules still load does not kill serve and is applied once ready', async () => {
+    const port = await freePort()
+    const config = join(tmp.dir, 'loading-hup.yaml')
+    await writeFile(config, `listen: 127.0.0.1:${port}\nstate_dir: ${tmp.dir}/state-lh\n`)
+    const { sc, go } = await heldInModuleLoad('lh', config)
+    sc.child.kill('SIGHUP')
+    // The kernel delivers it before the process runs any more of its code: go on at once.
+    await go()
+    await until(() => sc.out().includes('relight-sidecar listening') || sc.child.exitCode !== null || sc.child.signalCode !== null, 'the sidecar to listen', 60_000)
+    assert.equal(sc.child.signalCode, null, `the SIGHUP killed the sidecar while it loaded its modules:\n${sc.out()}`)
+    assert.equal(sc.child.exitCode, null, `the sidecar exited:\n${sc.out()}`)
+    // The same file: the reload finds nothing to change, and says so.
+    await until(() => sc.out().includes('"msg":"config applied: nothing changed"'), `the deferred reload to be applied; log:\n${sc.out()}`, 30_000)
+    sc.child.kill('SIGTERM')
+    assert.equal(await sc.exited, 0)
+  })
+
+  it('a SIGTERM while the modules still load stops serve cleanly (exit 0)', async () => {
+    const config = join(tmp.dir, 'loading-term.yaml')
+    await writeFile(config, `listen: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state-lt\n`)
+    const { sc, go } = await heldInModuleLoad('lt', config)
+    sc.child.kill('SIGTERM')
+    await go()
+    assert.equal(await sc.exited, 0, `not a clean stop:\n${sc.out()}`)
   })
 
   /** Start serve on a FIFO config and resolve once it is blocked reading it; the FIFO's write end. */

@@ -119,7 +119,7 @@ function runtimeImports(graph: Graph): string[] {
   const allowed = (from: string, to: string): boolean => {
     if (/^providers\/[^/]+\/plugin\.ts$/.test(to)) return from === 'providers/plugins.ts'
     if (to === 'providers/plugins.ts') return from === 'providers/index.ts'
-    if (to === 'providers/index.ts') return from === 'daemon.ts' || from === 'main.ts'
+    if (to === 'providers/index.ts') return from === 'daemon.ts' || from === 'cli.ts'
     return true
   }
   const out: string[] = []
@@ -166,7 +166,7 @@ describe('architecture', () => {
   })
 
   it('runtime entries are imported only by the composition root', () => {
-    assert.deepEqual(runtimeImports(sourceGraph()), [], 'providers/<kind>/plugin.ts ← providers/plugins.ts ← providers/index.ts ← daemon.ts, main.ts')
+    assert.deepEqual(runtimeImports(sourceGraph()), [], 'providers/<kind>/plugin.ts ← providers/plugins.ts ← providers/index.ts ← daemon.ts, cli.ts')
   })
 
   it('no file outside providers/ imports a provider kind', () => {
@@ -181,7 +181,7 @@ describe('architecture', () => {
       ['providers/kubernetes/workloads.ts', ['providers/docker/provider.ts', 'providers/kit/labels.ts']], // sibling
       ['providers/kit/labels.ts', ['providers/swarm/labels.ts']], // a kit knowing a provider
       ['server/app.ts', ['providers/docker/plugin.ts']], // a runtime entry outside the root
-      ['main.ts', ['providers/process/child-records.ts', 'providers/index.ts']], // a kind named by the top
+      ['cli.ts', ['providers/process/child-records.ts', 'providers/index.ts']], // a kind named by the top
       ['startup/preflight.ts', ['providers/process/config.ts', 'providers/kit/labels.ts']], // even type-only
     ])
     assert.deepEqual(upwardImports(graph), [
@@ -192,7 +192,7 @@ describe('architecture', () => {
     assert.deepEqual(importCircles(graph), ['config/schema.ts → providers/plugins.ts → config/schema.ts'])
     assert.deepEqual(siblingImports(graph), ['providers/kubernetes/workloads.ts → providers/docker/provider.ts', 'providers/kit/labels.ts → providers/swarm/labels.ts'])
     assert.deepEqual(runtimeImports(graph), ['config/schema.ts → providers/plugins.ts', 'server/app.ts → providers/docker/plugin.ts'])
-    assert.deepEqual(kindImports(graph), ['server/app.ts → providers/docker/plugin.ts', 'main.ts → providers/process/child-records.ts', 'startup/preflight.ts → providers/process/config.ts'])
+    assert.deepEqual(kindImports(graph), ['server/app.ts → providers/docker/plugin.ts', 'cli.ts → providers/process/child-records.ts', 'startup/preflight.ts → providers/process/config.ts'])
   })
 
   it('RELIGHT_ERR_CONFIG is raised only while loading the configuration or starting listeners', () => {

@@ -1,0 +1,375 @@
+/**
+ * relight-sidecar command line: serve, check, reload, health, snippet. Loaded by main.ts (the
+ * package bin) once serve's signal handlers are in place.
+ */
+import { takeSignals } from './startup/early-signals.js'
+import { WaitingPages } from './pages/template.js'
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { loadConfig } from './config/load.js'
+import type { Config } from './config/schema.js'
+import { isRelightError } from './core/errors.js'
+import { providerId } from './core/provider.js'
+import { type Sidecar, startSidecar } from './daemon.js'
+import { createLogger, type LogFormat } from './logger.js'
+import { createProviders, preflight } from './providers/index.js'
+import { SystemResolver } from './routing/stateful/resolver.js'
+import { requestReload, writePidFile } from './reload-client.js'
+import { checkHealth } from './health-client.js'
+import { parseDuration } from './core/duration.js'
+import { stateDir } from './config/state-dir.js'
+import { SNIPPET_VERSION } from './server/app.js'
+import { findRunningSidecar, type Live } from './ops/live-sidecar.js'
+
+const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
+
+const HELP: Record<string, string> = {
+  main: `relight-sidecar — scale-to-zero for stock Caddy
+
+Usage:
+  relight-sidecar serve --config FILE    run the sidecar
+  relight-sidecar check --config FILE    validate the config and probe every provider
+  relight-sidecar reload --config FILE   make the running sidecar read its config again
+  relight-sidecar health --config FILE   ask the running sidecar whether it is healthy (probes)
+  relight-sidecar snippet                print the Caddy snippet to import
+  relight-sidecar <command> --help       help for one command
+
+Docs: README.md (configuration reference, Caddy set-up, error codes).`,
+  serve: `relight-sidecar serve --config FILE [--log-format json|pretty]
+
+Runs the sidecar: answers Caddy's forward_auth (/_relight/auth) and on-demand TLS ask
+(/_relight/ask), wakes sleeping backends, puts idle ones to sleep. SIGTERM or SIGINT stop it
+gracefully (child processes get their stop_signal and grace_period).
+
+  --config, -c FILE     YAML configuration (required)
+  --log-format FORMAT   json (default when stdout is not a terminal) or pretty`,
+  check: `relight-sidecar check --config FILE
+
+Validates the configuration, runs the start-up checks serve runs (listen and access_log free,
+socket directories, socket_group, every process app's port free), then asks each provider
+whether it can work (engine reachable, permissions, commands present) and explains each problem
+in words. serve refuses to start on any start-up problem, with the same sentence.
+With this config's sidecar running, its own sockets and apps are not problems, and check shows
+its live view (healthz, Caddy's access log, the snippet version Caddy sends) without disturbing it.
+Exits 0 when everything is fine, 1 on any problem, 2 on a usage error.
+
+  --config, -c FILE     YAML configuration (required)`,
+  reload: `relight-sidecar reload --config FILE
+
+Asks the running sidecar to read its configuration file again (the same as sending it SIGHUP).
+An invalid file changes nothing: the problems are printed (admin API) or logged (SIGHUP).
+A valid one is applied as a difference: unchanged apps are not touched.
+
+Reaches the sidecar through the admin API when admin.token is set (prints what changed), else
+by sending SIGHUP to the pid in <state_dir>/sidecar.pid. The token is sent only to the process
+that pid file names (its listening socket, checked in /proc: run reload as root or the
+sidecar's user) or to a unix socket in a directory only root or this user can write.
+Exits 0 when the reload was applied (or the signal sent), 1 otherwise.
+
+  --config, -c FILE     the sidecar's YAML configuration (required)`,
+  health: `relight-sidecar health --config FILE [--timeout 5s] [--degraded-ok] [--wait]
+
+Asks the running sidecar's GET /_relight/healthz on the configured listen address (unix:/path,
+or host:port with 0.0.0.0 / :: asked on loopback) and prints one line. Sends no token. Made for
+a Docker HEALTHCHECK or a Kubernetes exec probe (the sidecar listens on loopback or a socket,
+where an httpGet probe cannot reach it, and the image has no curl).
+Exits 0 when the sidecar answers "ok", 1 when it does not answer, answers "degraded" (a
+provider cannot be listed) or does not answer within the timeout, 2 on a usage error.
+
+  --config, -c FILE     the sidecar's YAML configuration (required)
+  --timeout DURATION    how long to wait for the answer (default 5s)
+  --degraded-ok         exit 0 on "degraded" too: the process answers (for liveness probes,
+                        so an engine or API server outage does not restart the sidecar)
+  --wait                ask again every 250 ms until healthy or --timeout has passed (for a
+                        start-up hook that holds Caddy back until the sidecar answers)`,
+  snippet: `relight-sidecar snippet
+
+Prints caddy/relight.caddy, the Caddyfile snippet to import. Use it in a site block as
+  import relight 127.0.0.1:9123          (or unix//run/relight/sidecar.sock)`,
+}
+
+function usage(command: string, message?: string): never {
+  if (message) process.stderr.write(`relight-sidecar: ${message}\n\n`)
+  ;(message ? process.stderr : process.stdout).write(`${HELP[command] ?? HELP.main}\n`)
+  process.exit(message ? 2 : 0)
+}
+
+function readConfig(file: string): Config {
+  try {
+    return loadConfig(file)
+  } catch (err) {
+    if (isRelightError(err, 'RELIGHT_ERR_CONFIG')) {
+      process.stderr.write(`relight-sidecar: invalid configuration\n${err.message}\n`)
+      process.exit(1)
+    }
+    throw err
+  }
+}
+
+async function serve(file: string, format: LogFormat): Promise<void> {
+  // Signals are caught from the first line (startup/early-signals.ts): a stop before anything
+  // runs exits at once; a SIGHUP before the sidecar is ready is applied once it is.
+  let onSignal = (signal: string): void => {
+    if (signal === 'SIGHUP') reloadWhenReady = true
+    else process.exit(0) // nothing is running yet
+  }
+  let reloadWhenReady = false
+  takeSignals((signal) => onSignal(signal))
+  const config = readConfig(file)
+  const baseDir = dirname(resolve(file))
+  // The same checks `check` runs first: a refusal is one line, with no stack trace.
+  const problems = await preflight(config, { stateDir: stateDir(config, baseDir) })
+  try {
+    WaitingPages.load(config, dirname(resolve(file)))
+  } catch (err) {
+    problems.push((err as Error).message)
+  }
+  if (problems.length > 0) cannotStart(problems)
+  const logger = createLogger(config.log_level, format)
+  const providers = createProviders(config, logger, { baseDir })
+  // Whatever ends this process, supervised children do not outlive it (a no-op after a
+  // graceful shutdown, which already stopped them).
+  process.on('exit', () => {
+    for (const p of providers) p.terminateNow?.()
+  })
+  const fatal = (what: string) => (err: unknown) => {
+    logger.fatal({ err }, what)
+    logger.flush()
+    process.exit(1)
+  }
+  process.on('uncaughtException', fatal('uncaught exception'))
+  process.on('unhandledRejection', fatal('unhandled rejection'))
+
+  let sidecar: Sidecar | undefined
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    logger.info({ signal }, 'stopping: closing the server and stopping child processes')
+    setTimeout(() => {
+      logger.error({ timeout_ms: config.shutdown_timeout }, 'shutdown took too long; killing child processes and exiting')
+      process.exit(1)
+    }, config.shutdown_timeout).unref()
+    const closing = sidecar ? sidecar.close() : Promise.all(providers.map((p) => p.close?.())).then(() => undefined)
+    closing.then(
+      () => {
+        logger.info('stopped')
+        logger.flush()
+        setImmediate(() => process.exit(0))
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  // SIGHUP: read the config file again and apply the difference (sidecar/reload.ts logs the outcome).
+  const reload = () => {
+    if (stopping) {
+      logger.warn('SIGHUP ignored: the sidecar is stopping')
+      return
+    }
+    if (!sidecar) {
+      if (!reloadWhenReady) logger.info({ file }, 'SIGHUP while starting: the configuration is read again once the sidecar is ready')
+      reloadWhenReady = true
+      return
+    }
+    logger.info({ file }, 'SIGHUP: reloading the configuration')
+    void sidecar.reload()
+  }
+  onSignal = (signal) => (signal === 'SIGHUP' ? reload() : stop(signal))
+  if (reloadWhenReady) logger.info({ file }, 'SIGHUP while starting: the configuration is read again once the sidecar is ready')
+
+  try {
+    sidecar = await startSidecar(config, { logger, baseDir, providers, configFile: resolve(file) })
+  } catch (err) {
+    if (!isRelightError(err, 'RELIGHT_ERR_CONFIG')) {
+      logger.fatal({ err }, 'could not start')
+      process.exitCode = 1
+      return
+    }
+    logger.fatal({ reason: err.message }, 'could not start')
+    logger.flush()
+    cannotStart([err.message])
+  }
+  if (stopping) {
+    await sidecar.close() // a signal came during start-up
+    return
+  }
+  const pidFile = writePidFile(config, baseDir)
+  if ('error' in pidFile) logger.warn({ path: pidFile.path, err: pidFile.error }, 'cannot write the pid file: `relight-sidecar reload` needs admin.token or a signal (kill -HUP)')
+  else process.on('exit', () => pidFile.remove())
+  if (reloadWhenReady) {
+    logger.info({ file }, 'SIGHUP (received while starting): reloading the configuration')
+    void sidecar.reload()
+  }
+}
+
+/** Print why serve does not start (the sentences `check` prints) and exit 1. */
+function cannotStart(reasons: readonly string[]): never {
+  for (const reason of reasons) process.stderr.write(`relight-sidecar: cannot start: ${reason}\n`)
+  process.exit(1)
+}
+
+/** Resolve every stateful upstream host once, as the sidecar will, and print what it finds. */
+async function checkStateful(config: Config, out: (ok: boolean, message: string) => void): Promise<void> {
+  if (config.stateful.length === 0) return
+  const resolver = new SystemResolver(config.dns.servers)
+  for (const [i, site] of config.stateful.entries()) {
+    for (const upstream of site.upstreams) {
+      try {
+        const answer = await resolver.resolve(upstream.host)
+        const ttl = Math.min(...answer.map((a) => a.ttl))
+        out(true, `stateful[${i}] ${site.hosts.join(', ')}: ${upstream.host} → ${answer.map((a) => a.address).join(', ')}${Number.isFinite(ttl) ? ` (ttl ${ttl}s)` : ''}, pods in ${upstream.cidr} on port ${upstream.port}`)
+      } catch (err) {
+        out(false, `stateful[${i}] ${site.hosts.join(', ')}: ${upstream.host} does not resolve (${(err as Error).message}); requests other than /~/{token}/… would get 502`)
+      }
+    }
+  }
+}
+
+async function check(file: string): Promise<void> {
+  const config = readConfig(file)
+  const printed = new Set<string>()
+  const write = (tag: string, message: string) => {
+    const line = `${tag}  ${message}\n`
+    if (printed.has(line)) return // one provider or replica may report the same thing twice
+    printed.add(line)
+    process.stdout.write(line)
+  }
+  const out = (ok: boolean, message: string) => write(ok ? 'ok     ' : 'PROBLEM', message)
+  out(true, `${file}: configuration is valid`)
+  const baseDir = dirname(resolve(file))
+  const live = await findRunningSidecar(config, baseDir)
+  const runningSidecar = live.running ? live.pid : undefined
+  for (const problem of await preflight(config, { stateDir: stateDir(config, baseDir), ...(runningSidecar !== undefined ? { runningSidecar } : {}) })) out(false, problem)
+  if (live.running) liveView(live, write)
+  try {
+    WaitingPages.load(config, dirname(resolve(file)))
+  } catch (err) {
+    out(false, (err as Error).message)
+  }
+  if (config.access_log) {
+    out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
+    out(true, `access_log: requests count in flight through snippet version 3 (it sends X-Relight-Snippet: 3 and logs X-Relight-Ticket for every end of a request). Version 2 still counts, but Caddy logs its websocket closes, aborted requests and its own 502/504s without the ticket: each of those keeps its app awake until max_request_duration (serve logs "relight snippet version 2"). Version 1 still routes but nothing counts in flight (serve logs "old relight snippet"). Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
+  }
+  const sockets = [config.listen, config.access_log].filter((a) => a?.startsWith('unix:'))
+  if (sockets.length > 0) {
+    out(true, config.socket_group === undefined ? `unix sockets are owner-only (0600): Caddy must run as uid ${process.getuid?.()} or set socket_group` : `unix sockets get group ${config.socket_group}, mode 0660`)
+  } else if (config.socket_group !== undefined) {
+    write('WARNING', 'socket_group is set but neither listen nor access_log is a unix socket: it has no effect')
+  }
+  const logger = createLogger('silent', 'json')
+  const providers = createProviders(config, logger, { baseDir: dirname(resolve(file)) })
+  if (!config.access_log && providers.length > 0) {
+    // serve logs the same warning at start-up
+    write('WARNING', 'access_log is not configured: idle means "no request started for idle_timeout"; open websocket/SSE streams are not seen (configure it to fix)')
+  }
+  if (providers.length === 0 && config.stateful.length === 0) {
+    out(false, 'no provider is configured (providers.process, providers.docker, …): nothing can be routed')
+  }
+  await checkStateful(config, out)
+  for (const provider of providers) {
+    const signal = AbortSignal.timeout(15_000)
+    try {
+      const backends = await provider.list(signal)
+      // With a sidecar running, the states are its (the live view above): this list is check's own
+      // look, which for process apps sees none of the running sidecar's children.
+      const state = (b: { state: string }) => (live.running ? '' : ` ${b.state}`)
+      out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}]${state(b)}`).join('; ') || 'none'}`)
+    } catch (err) {
+      out(false, `${providerId(provider)}: cannot list backends: ${(err as Error).message}`)
+    }
+    for (const result of (await provider.check?.(signal).catch((err: unknown) => [{ ok: false, message: (err as Error).message }])) ?? []) {
+      out(result.ok, `${providerId(provider)}: ${result.message}`)
+    }
+    await provider.close?.()
+  }
+  // Counted from what was printed: a repeated line is one problem.
+  const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
+  process.stdout.write(found === 0 ? '\nall checks passed\n' : `\n${found} problem(s) found\n`)
+  process.exitCode = found === 0 ? 0 : 1
+}
+
+/** What `check` says about the sidecar that runs with this config: its healthz, read once. */
+function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void): void {
+  const { health } = live
+  if (health === undefined) {
+    write('PROBLEM', `a sidecar runs with this config (pid ${live.pid}) but its healthz does not answer (${live.error})`)
+    return
+  }
+  write('ok     ', `running sidecar: pid ${live.pid}${health.version ? `, version ${health.version}` : ''}${health.uptime_s !== undefined ? `, up ${health.uptime_s} s` : ''}; healthz on ${live.via}: ${health.status}, ${health.backends} backend(s)`)
+  for (const [id, p] of Object.entries(health.providers)) {
+    write(p.ok ? 'ok     ' : 'PROBLEM', `live ${id}: ${p.ok ? 'up' : `down${p.reason ? ` (${p.reason})` : ''}`}, ${p.backends} backend(s)${p.awake !== undefined ? `, ${p.awake} awake` : ''}`)
+  }
+  if (health.access_log === 'connected') write('ok     ', "live access_log: Caddy's access log is connected")
+  else if (health.access_log === 'unproven') write('ok     ', "live access_log: a connection is open; it proves to be Caddy's with the first request it logs")
+  else if (health.access_log === 'disconnected') write('WARNING', 'live access_log: no access-log connection: Caddy is not running, or its site blocks lack  log { output net … }  (in-flight counting is off until it connects)')
+  if (health.snippet === SNIPPET_VERSION) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_VERSION}`)
+  else if (health.snippet === null) write('ok     ', 'live snippet: no forward_auth call from Caddy seen yet')
+  else if (health.snippet !== undefined) write('WARNING', `live snippet: Caddy uses snippet version ${health.snippet}, not ${SNIPPET_VERSION}: in-flight counting is ${health.snippet === '2' ? 'partial' : 'off'} until it is replaced (relight-sidecar snippet > /etc/caddy/relight.caddy, then reload Caddy)`)
+}
+
+/** `unix:/run/x.sock` → `unix//run/x.sock` (Caddy's network address form). */
+function caddyNetAddress(address: string): string {
+  return address.startsWith('unix:') ? `unix/${address.slice('unix:'.length)}` : address
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') usage('main')
+  if (!Object.hasOwn(HELP, command) || command === 'main') usage('main', `unknown command "${command}"`)
+  let values: { config?: string; help?: boolean; 'log-format'?: string; timeout?: string; 'degraded-ok'?: boolean; wait?: boolean }
+  try {
+    ;({ values } = parseArgs({
+      args: rest,
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        'log-format': { type: 'string' },
+        timeout: { type: 'string' },
+        'degraded-ok': { type: 'boolean' },
+        wait: { type: 'boolean' },
+      },
+      strict: true,
+    }))
+  } catch (err) {
+    usage(command, (err as Error).message)
+  }
+  if (values.help) usage(command)
+  if (command !== 'health' && (values.timeout !== undefined || values['degraded-ok'] !== undefined || values.wait !== undefined)) usage(command, `--timeout, --degraded-ok and --wait are options of health, not of ${command}`)
+  if (command === 'snippet') {
+    process.stdout.write(readFileSync(SNIPPET_FILE, 'utf8'))
+    return
+  }
+  if (!values.config) usage(command, '--config FILE is required')
+  if (command === 'check') return check(values.config)
+  if (command === 'reload') {
+    const config = readConfig(values.config)
+    const outcome = await requestReload(config, dirname(resolve(values.config)))
+    ;(outcome.exitCode === 0 ? process.stdout : process.stderr).write(outcome.text)
+    process.exitCode = outcome.exitCode
+    return
+  }
+  if (command === 'health') {
+    const timeoutMs = parseDuration(values.timeout ?? '5s')
+    if (timeoutMs === undefined || timeoutMs <= 0) usage(command, `--timeout: "${values.timeout}" is not a duration like 500ms, 5s or 1m`)
+    const config = readConfig(values.config)
+    const outcome = await checkHealth(config.listen, { timeoutMs, degradedOk: values['degraded-ok'] === true, wait: values.wait === true })
+    ;(outcome.exitCode === 0 ? process.stdout : process.stderr).write(`${outcome.line}\n`)
+    process.exitCode = outcome.exitCode
+    return
+  }
+  const format = values['log-format'] ?? (process.stdout.isTTY ? 'pretty' : 'json')
+  if (format !== 'json' && format !== 'pretty') usage(command, '--log-format is json or pretty')
+  return serve(values.config, format)
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`relight-sidecar: ${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})
