@@ -47,6 +47,17 @@ export class AdminAccess {
     return { via: 'cookie', id, csrf: session.csrf }
   }
 
+  /**
+   * Whether the request carries the right credential: its bearer header, or the status page
+   * login form's token. Constant time; used by the guess limit, which never refuses the right one.
+   */
+  presentsRightCredential(req: FastifyRequest): boolean {
+    const header = req.headers.authorization
+    if (header !== undefined) return same(Buffer.from(header), this.bearer)
+    const body = req.body as { token?: unknown } | undefined
+    return typeof body?.token === 'string' && same(Buffer.from(body.token), this.token)
+  }
+
   /** A state-changing request is acceptable: bearer, or cookie plus the CSRF header and a same-origin Origin. */
   allowsChange(req: FastifyRequest, access: Access): boolean {
     if (access.via === 'bearer') return true

@@ -3,7 +3,7 @@
  * stream (admin.ts), Prometheus metrics, and the status page (status.ts). All of it listens to
  * the lifecycle events; none of it runs on the /auth hot path.
  */
-import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { Logger } from 'pino'
 import { RelightError } from '../core/errors.js'
 import type { Registry } from '../core/registry.js'
@@ -39,17 +39,29 @@ function presentsCredential(req: FastifyRequest): boolean {
 }
 
 /**
- * Wrong credentials are rate limited per client address (server/guess-limit.ts): a credential
- * from an address over its budget is answered 429 unchecked; every 401 to a credential counts.
- * A logged-in browser (session cookie, no credential) is never held up.
+ * Wrong credentials are rate limited per client address and globally (server/guess-limit.ts): a
+ * WRONG credential over budget is answered 429; every 401 to a credential counts. The right
+ * credential is always accepted (checked in constant time first), so guessing cannot lock the
+ * operator out. A logged-in browser (session cookie, no credential) is never held up. A bearer
+ * is looked at onRequest (the admin routes check it there), the login form once its body is
+ * parsed (preHandler).
  */
-function limitGuesses(app: FastifyInstance, limit: GuessLimit): void {
+function limitGuesses(app: FastifyInstance, limit: GuessLimit, access: AdminAccess): void {
   const address = (req: FastifyRequest) => req.ip ?? 'unix-socket'
-  app.addHook('onRequest', (req, reply, done) => {
-    if (!presentsCredential(req)) return done()
+  const gate = (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    if (access.presentsRightCredential(req)) return done()
     const wait = limit.retryAfter(address(req))
     if (wait === 0) return done()
-    sendError(req, reply, new RelightError('RELIGHT_ERR_TOO_MANY_FAILURES', `too many wrong admin credentials from ${address(req)}; try again in ${wait} s`, { retryAfter: wait }))
+    limit.refusedOne()
+    sendError(req, reply, new RelightError('RELIGHT_ERR_TOO_MANY_FAILURES', `too many wrong admin credentials; a wrong one is refused for ${wait} s more`, { retryAfter: wait }))
+  }
+  app.addHook('onRequest', (req, reply, done) => {
+    if (!presentsCredential(req) || req.headers.authorization === undefined) return done()
+    gate(req, reply, done)
+  })
+  app.addHook('preHandler', (req, reply, done) => {
+    if (!presentsCredential(req) || req.headers.authorization !== undefined) return done()
+    gate(req, reply, done)
   })
   app.addHook('onResponse', (req, reply, done) => {
     if (reply.statusCode === 401 && presentsCredential(req)) limit.failed(address(req))
@@ -87,7 +99,7 @@ export function registerOperations(app: FastifyInstance, options: OperationsOpti
     if (schema?.summary !== undefined) docs.push({ method: route.method, url: route.url, schema })
   })
 
-  limitGuesses(app, new GuessLimit(logger.child({ component: 'admin-access' }), options.guessLimit))
+  limitGuesses(app, new GuessLimit(logger.child({ component: 'admin-access' }), options.guessLimit), access)
 
   registerAdmin(app, { registry, logger, access, history, buffer, routes: () => docs, ...(options.reload ? { reload: options.reload } : {}) })
   registerStatus(app, access)
