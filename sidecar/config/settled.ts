@@ -13,7 +13,8 @@
  * A non-root sidecar sees only its own user's processes in guard 1. The README tells operators
  * to write a new file and rename it over the old one, which needs neither guard.
  */
-import { readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
+import { readdir, readFile, readlink, realpath } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Config } from './schema.js'
 import { ConfigError, loadConfig, parseConfig } from './load.js'
@@ -24,44 +25,55 @@ const POLL_MS = 25
 
 const O_ACCMODE = 0o3
 
-/** Processes (pid and name) that hold `file` open for writing. */
-export function writersOf(file: string, proc = '/proc'): { pid: number; command: string }[] {
+/** fds looked at concurrently; every batch is an await, so the event loop (and /auth) keeps turning. */
+const BATCH = 64
+
+/**
+ * Processes (pid and name) that hold `file` open for writing. Asynchronous (fs.promises, in
+ * batches): a user holding 100k fds makes the scan longer, never the sidecar's request path
+ * wait for it.
+ */
+export async function writersOf(file: string, proc = '/proc'): Promise<{ pid: number; command: string }[]> {
   let target: string
   try {
-    target = realpathSync(file)
+    target = await realpath(file)
   } catch {
     return []
   }
   const writers: { pid: number; command: string }[] = []
   let pids: string[]
   try {
-    pids = readdirSync(proc).filter((d) => /^\d+$/.test(d))
+    pids = (await readdir(proc)).filter((d) => /^\d+$/.test(d))
   } catch {
     return []
+  }
+  const writes = async (pid: string, fd: string): Promise<boolean> => {
+    try {
+      if ((await readlink(`${proc}/${pid}/fd/${fd}`)) !== target) return false
+      const flags = Number.parseInt(/^flags:\s*([0-7]+)/m.exec(await readFile(`${proc}/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0', 8)
+      return (flags & O_ACCMODE) !== 0 // not read-only
+    } catch {
+      return false // closed meanwhile
+    }
   }
   for (const pid of pids) {
     let fds: string[]
     try {
-      fds = readdirSync(`${proc}/${pid}/fd`)
+      fds = await readdir(`${proc}/${pid}/fd`)
     } catch {
       continue
     }
-    for (const fd of fds) {
+    for (let i = 0; i < fds.length; i += BATCH) {
+      const found = await Promise.all(fds.slice(i, i + BATCH).map((fd) => writes(pid, fd)))
+      if (!found.includes(true)) continue
+      let command = '?'
       try {
-        if (readlinkSync(`${proc}/${pid}/fd/${fd}`) !== target) continue
-        const flags = Number.parseInt(/^flags:\s*([0-7]+)/m.exec(readFileSync(`${proc}/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0', 8)
-        if ((flags & O_ACCMODE) === 0) continue // read-only
-        let command = '?'
-        try {
-          command = readFileSync(`${proc}/${pid}/comm`, 'utf8').trim()
-        } catch {
-          // gone
-        }
-        writers.push({ pid: Number(pid), command })
-        break
+        command = (await readFile(`${proc}/${pid}/comm`, 'utf8')).trim()
       } catch {
-        // closed meanwhile
+        // gone
       }
+      writers.push({ pid: Number(pid), command })
+      break
     }
   }
   return writers
@@ -87,13 +99,13 @@ export async function loadSettledConfig(file: string, env: NodeJS.ProcessEnv, lo
   const deadline = Date.now() + waitMs
   let logged = false
   for (;;) {
-    const writers = writersOf(file)
+    const writers = await writersOf(file)
     if (writers.length === 0) {
       const first = snapshot(file)
       if (first === undefined) return loadConfig(file, env) // missing or unreadable: its own message
       await pause(SETTLE_MS)
       const second = snapshot(file)
-      if (second !== undefined && first.key === second.key && writersOf(file).length === 0) return parseConfig(second.text, file, env)
+      if (second !== undefined && first.key === second.key && (await writersOf(file)).length === 0) return parseConfig(second.text, file, env)
       if (Date.now() > deadline) throw new ConfigError(file, [`the file kept changing for ${waitMs / 1000} s; not applied (write a new file and rename it over this one)`])
       continue
     }

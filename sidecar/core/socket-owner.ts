@@ -35,8 +35,13 @@ function decodeEndpoint(field: string): { address: Buffer; port: number } {
   return { address: decodeAddress(field.slice(0, colon)), port: Number.parseInt(field.slice(colon + 1), 16) }
 }
 
-/** Every TCP socket of this network namespace. */
-export function tcpSockets(proc = '/proc'): TcpSocket[] {
+/**
+ * The TCP sockets of this network namespace; only those whose local port is `localPort` when
+ * given (lines are matched on the port's hex before anything is decoded: other users' sockets
+ * cost a substring test each, not a parse).
+ */
+export function tcpSockets(proc = '/proc', localPort?: number): TcpSocket[] {
+  const portField = localPort === undefined ? undefined : `:${localPort.toString(16).toUpperCase().padStart(4, '0')} `
   const sockets: TcpSocket[] = []
   for (const table of ['net/tcp', 'net/tcp6']) {
     let text: string
@@ -46,8 +51,10 @@ export function tcpSockets(proc = '/proc'): TcpSocket[] {
       continue
     }
     for (const line of text.split('\n').slice(1)) {
+      if (portField !== undefined && !line.includes(portField)) continue
       const f = line.trim().split(/\s+/)
       if (f.length < 10 || f[1] === undefined || f[2] === undefined || f[3] === undefined || f[9] === undefined) continue
+      if (portField !== undefined && !`${f[1]} `.endsWith(portField)) continue
       const local = decodeEndpoint(f[1])
       const remote = decodeEndpoint(f[2])
       sockets.push({ local: local.address, localPort: local.port, remote: remote.address, remotePort: remote.port, state: Number.parseInt(f[3], 16), inode: f[9] })
@@ -86,12 +93,12 @@ function coversHost(local: Buffer, host: string): boolean {
 
 /** The listening sockets that accept connections to host:port. */
 export function listenersFor(host: string, port: number, proc = '/proc'): TcpSocket[] {
-  return tcpSockets(proc).filter((s) => s.state === LISTEN && s.localPort === port && coversHost(s.local, host))
+  return tcpSockets(proc, port).filter((s) => s.state === LISTEN && s.localPort === port && coversHost(s.local, host))
 }
 
 /** The sidecar-side socket of an established connection from localPort to serverPort (both loopback). */
 export function acceptedSocket(serverPort: number, clientPort: number, proc = '/proc'): TcpSocket | undefined {
-  return tcpSockets(proc).find((s) => s.state === ESTABLISHED && s.localPort === serverPort && s.remotePort === clientPort)
+  return tcpSockets(proc, serverPort).find((s) => s.state === ESTABLISHED && s.localPort === serverPort && s.remotePort === clientPort)
 }
 
 /** Socket inodes (`123456`) held by `pid`; empty when it is gone or its fds cannot be read. */
