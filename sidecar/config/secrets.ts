@@ -3,23 +3,32 @@
  * configuration error naming the key. `admin.token_file` reads the token from a file only its
  * owner (and group) can read, so a unit file or an operator's shell need not carry it.
  */
-import { readFileSync, statSync } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs'
 import { isAbsolute } from 'node:path'
 import { z } from 'zod'
+import { trustedOwner } from './owner.js'
 import { weakSecretProblem } from './types.js'
 
 /** The token in `file`, or why it cannot be used (the message names `admin.token_file`). */
 export function readTokenFile(file: string): { token: string } | { problem: string } {
   if (!isAbsolute(file)) return { problem: `use an absolute path (got ${file})` }
   let text: string
+  let fd: number | undefined
   try {
-    const st = statSync(file)
+    // Never through a symlink, and the checks are on the file actually read (fstat of the fd).
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+    const st = fstatSync(fd)
     if (!st.isFile()) return { problem: `${file} is not a regular file` }
+    if (!trustedOwner(st.uid)) return { problem: `${file} belongs to uid ${st.uid}, not to this user (${process.getuid?.()}) or root; chown it` }
     if ((st.mode & 0o007) !== 0) return { problem: `${file} can be read or written by every user (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it (640 with a group that needs it, e.g. prometheus)` }
     if ((st.mode & 0o020) !== 0) return { problem: `${file} is writable by its group (mode ${(st.mode & 0o777).toString(8)}); chmod g-w it` }
-    text = readFileSync(file, 'utf8')
+    text = readFileSync(fd, 'utf8')
   } catch (err) {
-    return { problem: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ELOOP') return { problem: `${file} is a symbolic link; name the file itself` }
+    return { problem: `cannot read ${file} (${code ?? (err as Error).message})` }
+  } finally {
+    if (fd !== undefined) closeSync(fd)
   }
   const token = text.replace(/\r?\n$/, '') // `openssl rand -hex 32 > file` ends it with a newline
   const weak = weakSecretProblem(token)

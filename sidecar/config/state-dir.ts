@@ -1,6 +1,7 @@
 import { closeSync, constants as fs, fchmodSync, lstatSync, openSync, renameSync, rmSync, statSync, type Stats, writeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import type { Config } from './schema.js'
+import { trustedOwner } from './owner.js'
 
 export const DEFAULT_STATE_DIR = '/run/relight'
 
@@ -17,10 +18,6 @@ export function stateDir(config: Pick<Config, 'state_dir' | 'listen' | 'access_l
   return DEFAULT_STATE_DIR
 }
 
-/** Owners whose files the sidecar trusts: itself and root. */
-function trustedOwner(uid: number): boolean {
-  return uid === 0 || uid === process.getuid?.()
-}
 
 /**
  * Why `dir` cannot hold the sidecar's state, or undefined when it can (or does not exist yet: the

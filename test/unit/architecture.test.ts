@@ -43,7 +43,7 @@ export const FLOORS: readonly { readonly name: string; readonly match: RegExp }[
   { name: 'config', match: /^config\// },
   { name: 'features', match: /^(heartbeat|routing|startup)\// },
   { name: 'providers, server, ops, pages, reload', match: /^((providers|server|ops|pages)\/|reload(-client)?\.ts$|health-client\.ts$)/ },
-  { name: 'composition root', match: /^(daemon|main)\.ts$/ },
+  { name: 'composition root', match: /^(daemon|main|cli)\.ts$/ },
 ]
 
 export function floorOf(rel: string): number | undefined {

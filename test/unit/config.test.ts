@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { ConfigError, parseConfig } from '../../sidecar/config/load.js'
@@ -172,6 +172,15 @@ describe('config', () => {
       assert.match(problems('admin: { token_file: admin-token }\n').join('\n'), /admin\.token_file: use an absolute path/)
       assert.match(problems(`admin: { token_file: ${tmp.dir}/missing }\n`).join('\n'), /admin\.token_file: cannot read .*ENOENT/)
       assert.match(problems(`admin: { token: ${token}, token_file: ${file} }\n`).join('\n'), /admin: set exactly one of token and token_file/)
+      // Like the state files: never through a symlink, and owned by this user or root.
+      writeFileSync(file, `${token}\n`)
+      const link = join(tmp.dir, 'link-token')
+      symlinkSync(file, link)
+      assert.match(problems(`admin: { token_file: ${link} }\n`).join('\n'), /admin\.token_file: .*link-token is a symbolic link/)
+      if (process.getuid?.() === 0) {
+        chownSync(file, 65534, 65534)
+        assert.match(problems(`admin: { token_file: ${file} }\n`).join('\n'), /admin\.token_file: .* belongs to uid 65534, not to this user \(0\) or root/)
+      }
     } finally {
       tmp.remove()
     }
