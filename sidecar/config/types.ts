@@ -126,15 +126,58 @@ const MIN_BITS = 80
 
 const HOW = 'generate one with  openssl rand -hex 32'
 
+/** Keyboard rows and the digit row, for runs typed along the keyboard. */
+const KEYBOARD_ROWS = ['1234567890', 'qwertyuiop', 'asdfghjkl', 'zxcvbnm', 'abcdefghijklmnopqrstuvwxyz']
 /**
- * Why `value` is too weak to share with clients, or undefined. The entropy estimate counts the
- * characters the string actually uses (so `aaaa…`, `abab…` and long dictionary-ish phrases score
- * low): 64 hex digits from `openssl rand -hex 32` score about 240 bits, the minimum is 80 (random 32 hex digits score 95–125).
+ * Structure a random string of this length practically never has (each below 1 in 10^6 for 64
+ * random hex digits): a substring of REPEAT_LENGTH seen twice, or a run of RUN_LENGTH characters
+ * in code order or along a keyboard row, either way.
+ */
+const REPEAT_LENGTH = 8
+const RUN_LENGTH = 8
+
+function structureProblem(value: string): string | undefined {
+  const seen = new Set<string>()
+  for (let i = 0; i + REPEAT_LENGTH <= value.length; i++) {
+    const part = value.slice(i, i + REPEAT_LENGTH)
+    if (seen.has(part)) return `"${part}" appears twice`
+    seen.add(part)
+  }
+  for (const step of [1, -1]) {
+    let run = 1
+    for (let i = 1; i < value.length; i++) {
+      run = value.charCodeAt(i) - value.charCodeAt(i - 1) === step ? run + 1 : 1
+      if (run >= RUN_LENGTH) return `a run of ${RUN_LENGTH} characters in sequence`
+    }
+  }
+  const lower = value.toLowerCase()
+  for (const row of KEYBOARD_ROWS) {
+    for (const line of [row, [...row].reverse().join('')]) {
+      for (let i = 0; i + RUN_LENGTH <= line.length; i++) if (lower.includes(line.slice(i, i + RUN_LENGTH))) return `"${line.slice(i, i + RUN_LENGTH)}" is typed along the keyboard`
+    }
+  }
+  return undefined
+}
+
+/**
+ * Why `value` is too weak to share with clients, or undefined. Accepted: what a random source
+ * makes, i.e. hex digits (one case; 4 bits each: at least 32 of them is 128 bits) or a
+ * base64-like string with both cases (5.9+ bits a character; at least 32 characters), with no
+ * structure a random string practically never has (repeats, sequences, keyboard runs), and an
+ * estimate from the characters the string actually uses of at least MIN_BITS (`abab…` scores
+ * low). Words (`thisismysecretadmintoken…`) are one case and not hex: refused. 100k samples each
+ * of `openssl rand -hex 16`, `-hex 32` and `-base64 32`: none refused (see config.test.ts).
  */
 export function weakSecretProblem(value: string): string | undefined {
   if (/\s/.test(value)) return `contains whitespace; ${HOW}`
   if (PLACEHOLDER.test(value)) return `is a placeholder, not a secret; ${HOW}`
   if (value.length < MIN_SECRET_LENGTH) return `too short (${value.length} characters, at least ${MIN_SECRET_LENGTH}); ${HOW}`
+  const hex = /^[0-9a-f]+$/.test(value) || /^[0-9A-F]+$/.test(value)
+  if (!hex && !(/[a-z]/.test(value) && /[A-Z]/.test(value))) {
+    return `too predictable (neither hex digits nor a mix of upper and lower case, as a random source makes: words?); ${HOW}`
+  }
+  const structure = structureProblem(value)
+  if (structure !== undefined) return `too predictable (${structure}); ${HOW}`
   const counts = new Map<string, number>()
   for (const c of value) counts.set(c, (counts.get(c) ?? 0) + 1)
   let perChar = 0

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { chmodSync, chownSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { ConfigError, parseConfig } from '../../sidecar/config/load.js'
 import { parseDuration } from '../../sidecar/core/duration.js'
+import { weakSecretProblem } from '../../sidecar/config/types.js'
 import { execSync } from 'node:child_process'
 import { join } from 'node:path'
 import { tempDir } from '../helpers/net.js'
@@ -141,7 +143,22 @@ describe('config', () => {
 
   // Issue 23 item 4 and issue 22 item 5: secrets with real entropy; the token from a file.
   it('refuses guessable tokens and secrets with an error naming the key', () => {
-    const weak = ['change-me-to-32-random-characters', 'a'.repeat(16), ' '.repeat(16), 'a'.repeat(64), 'ab'.repeat(32), `${testSecret().slice(0, 31)} `, 'short-but-random-9f3a']
+    const weak = [
+      'change-me-to-32-random-characters',
+      'a'.repeat(16),
+      ' '.repeat(16),
+      'a'.repeat(64),
+      'ab'.repeat(32),
+      `${testSecret().slice(0, 31)} `,
+      'short-but-random-9f3a',
+      // Long enough and varied, yet not from a random source (the review's examples).
+      '0123456789abcdef0123456789abcdef',
+      'thisismysecretadmintokenforrelight',
+      'relightrelightrelightrelightrelight12',
+      'qwertyuiopasdfghjklzxcvbnm123456',
+      'Xk9mQ2vLpR7tZ4wN' + 'Xk9mQ2vLpR7tZ4wN', // a random-looking half, twice
+      'Xk9mQ2vLpR7tZ4wNabcdefghB3hJ5sD8', // a sequence inside
+    ]
     for (const token of weak) {
       assert.match(problems(`admin: { token: ${JSON.stringify(token)} }\n`).join('\n'), /^line 1: admin\.token: (contains whitespace|is a placeholder|too short|too predictable)/, token)
       assert.match(
@@ -153,6 +170,22 @@ describe('config', () => {
     assert.match(problems('webhooks:\n  - { url: "http://127.0.0.1:9/x", events: ["*"], secret: "${S:-change-me-0123456789}" }\n').join('\n'), /webhooks\[0\]\.secret: is a placeholder/)
     const good = testSecret()
     assert.equal(parseConfig(`admin: { token: ${good} }\n`, 'x', {}).admin?.token, good)
+  })
+
+  it('accepts what openssl rand makes (hex 16, hex 32, base64 32, base64url 24 bytes): 20k samples each', () => {
+    const makers: [string, () => string][] = [
+      ['openssl rand -hex 16', () => randomBytes(16).toString('hex')],
+      ['openssl rand -hex 32', () => randomBytes(32).toString('hex')],
+      ['openssl rand -hex 32 | tr a-f A-F', () => randomBytes(32).toString('hex').toUpperCase()],
+      ['openssl rand -base64 32', () => randomBytes(32).toString('base64')],
+      ['base64url of 24 bytes', () => randomBytes(24).toString('base64url')],
+    ]
+    for (const [what, make] of makers) {
+      for (let i = 0; i < 20_000; i++) {
+        const value = make()
+        assert.equal(weakSecretProblem(value), undefined, `${what}: ${value}`)
+      }
+    }
   })
 
   it('reads admin.token_file (0600/0640, absolute, one line) and names the key when it cannot', () => {
