@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import { Writable } from 'node:stream'
 import pino, { type Logger } from 'pino'
 
@@ -28,7 +29,7 @@ export function formatPretty(line: string): string {
 
 export function createLogger(level: string, format: LogFormat, out: NodeJS.WritableStream = process.stdout): Logger {
   const options = { level, redact: { paths: REDACT, censor: '[redacted]' }, base: undefined }
-  if (format === 'json') return pino(options, pino.destination({ fd: 1, sync: false }))
+  if (format === 'json') return pino(options, dropWhenNobodyReads(pino.destination({ fd: 1, sync: false })))
   const pretty = new Writable({
     write(chunk: Buffer, _enc, done) {
       for (const line of chunk.toString('utf8').split('\n')) if (line) out.write(formatPretty(line))
@@ -36,4 +37,32 @@ export function createLogger(level: string, format: LogFormat, out: NodeJS.Writa
     },
   })
   return pino(options, pretty)
+}
+
+/**
+ * pino flushes its asynchronous destination synchronously at exit; sonic-boom 4's flushSync
+ * retries EVERY write error every 100 ms, for ever, so a sidecar whose stdout reader had gone
+ * (a closed pipe: EPIPE) hung after SIGTERM instead of exiting. While it flushes, a write to a
+ * pipe nobody reads counts as written: the lines are dropped (no one could read them) and the
+ * flush ends. Other errors behave as before.
+ */
+function dropWhenNobodyReads<T extends { flushSync(): void }>(dest: T): T {
+  const flushSync = dest.flushSync.bind(dest)
+  dest.flushSync = () => {
+    const writeSync = fs.writeSync
+    fs.writeSync = ((fd: number, data: string | NodeJS.ArrayBufferView, ...rest: unknown[]) => {
+      try {
+        return (writeSync as (...args: unknown[]) => number)(fd, data, ...rest)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err
+        return typeof data === 'string' ? Buffer.byteLength(data, typeof rest[0] === 'string' ? (rest[0] as BufferEncoding) : 'utf8') : data.byteLength
+      }
+    }) as typeof fs.writeSync
+    try {
+      flushSync()
+    } finally {
+      fs.writeSync = writeSync
+    }
+  }
+  return dest
 }
