@@ -1,7 +1,11 @@
 import { readFileSync } from 'node:fs'
 
-/** Resolve with `condition()`'s value once it is truthy, checking every `interval` ms; reject after `timeout`. */
-export async function until<T>(condition: () => T | Promise<T>, what: string, timeout = 10_000, interval = 10): Promise<Exclude<T, undefined | null | false | 0 | ''>> {
+/**
+ * Resolve with `condition()`'s value once it is truthy, checking every `interval` ms; reject after
+ * `timeout` (30 s by default: a wait that succeeds returns as soon as it can, and on a busy 2-core
+ * CI machine starting a Node child alone can take several seconds).
+ */
+export async function until<T>(condition: () => T | Promise<T>, what: string, timeout = 30_000, interval = 10): Promise<Exclude<T, undefined | null | false | 0 | ''>> {
   const deadline = Date.now() + timeout
   for (;;) {
     const value = await condition()
