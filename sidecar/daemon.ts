@@ -14,11 +14,12 @@ import { Webhooks } from './ops/webhooks.js'
 import { WaitingPages } from './pages/template.js'
 import type { Resolver } from './routing/stateful/resolver.js'
 import { StatefulRouter } from './routing/stateful/router.js'
-import { createProviders } from './providers/index.js'
+import { createProviders, reconfigureInPlace } from './providers/index.js'
 import { buildApp } from './server/app.js'
 import { type ReloadResult, Reloader } from './reload.js'
 import { describeListenError, unixPath } from './startup/listen-address.js'
 import { socketGid } from './startup/preflight.js'
+import { atPowerOfTwo, crossedPowerOfTwo } from './core/log-throttle.js'
 
 export interface SidecarOptions {
   readonly logger: Logger
@@ -163,6 +164,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     logger: log,
     current: () => running,
     createProviders: (c) => createProviders(c, log, { baseDir: options.baseDir }),
+    reconfigure: reconfigureInPlace,
     closeProvider: (p) => {
       const done = closeProvider(p).finally(() => retiring.delete(done))
       retiring.add(done)
@@ -227,7 +229,7 @@ const TICKET_EXPIRY_TICK_MS = 1000
 /** Requests refused a ticket (ledger full): logged at 1, 2, 4, 8… refusals, not per request. */
 function ticketsRefused(log: Logger): (total: number) => void {
   return (total) => {
-    if ((total & (total - 1)) !== 0) return
+    if (!atPowerOfTwo(total)) return
     log.warn({ total }, `in-flight ledger full (${MAX_OPEN_TICKETS} open tickets; a flood of /auth calls?): new requests count as activity only, open ones keep counting`)
   }
 }
@@ -237,7 +239,7 @@ function ticketsLost(log: Logger): (reason: 'expired' | 'connection', count: num
   return (reason, count) => {
     const before = seen[reason]
     seen[reason] += count
-    if (Math.floor(Math.log2(seen[reason])) === Math.floor(Math.log2(Math.max(1, before))) && before > 0) return
+    if (!crossedPowerOfTwo(before, seen[reason])) return
     const why = {
       expired: 'requests stopped counting in flight: no access-log line within max_request_duration (lost line, or an /auth call Caddy did not make)',
       connection: 'requests stopped counting in flight: the access-log connection that would report their end closed',

@@ -2,7 +2,7 @@
 /** relight-sidecar command line: serve, check, snippet. */
 import { WaitingPages } from './pages/template.js'
 import { readFileSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
@@ -10,12 +10,10 @@ import { isRelightError } from './core/errors.js'
 import { providerId } from './core/provider.js'
 import { type Sidecar, startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
-import { createProviders } from './providers/index.js'
+import { createProviders, preflight } from './providers/index.js'
 import { SystemResolver } from './routing/stateful/resolver.js'
 import { requestReload, writePidFile } from './reload-client.js'
-import { preflight } from './startup/preflight.js'
 import { stateDir } from './config/state-dir.js'
-import { leftoverGroups } from './providers/process/child-records.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
 
@@ -86,7 +84,7 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   const config = readConfig(file)
   const baseDir = dirname(resolve(file))
   // The same checks `check` runs first: a refusal is one line, with no stack trace.
-  const problems = await preflight(config, { leftoverGroups: leftovers(config, baseDir), stateDir: stateDir(config, baseDir) })
+  const problems = await preflight(config, { stateDir: stateDir(config, baseDir) })
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {
@@ -167,11 +165,6 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   else process.on('exit', () => pidFile.remove())
 }
 
-/** What a sidecar that died left running (serve ends it first: its ports are not a problem). */
-function leftovers(config: Config, baseDir: string): Set<number> {
-  return leftoverGroups(join(stateDir(config, baseDir), 'process'))
-}
-
 /** Print why serve does not start (the sentences `check` prints) and exit 1. */
 function cannotStart(reasons: readonly string[]): never {
   for (const reason of reasons) process.stderr.write(`relight-sidecar: cannot start: ${reason}\n`)
@@ -206,7 +199,7 @@ async function check(file: string): Promise<void> {
   }
   const out = (ok: boolean, message: string) => write(ok ? 'ok     ' : 'PROBLEM', message)
   out(true, `${file}: configuration is valid`)
-  for (const problem of await preflight(config, { leftoverGroups: leftovers(config, dirname(resolve(file))), stateDir: stateDir(config, dirname(resolve(file))) })) out(false, problem)
+  for (const problem of await preflight(config, { stateDir: stateDir(config, dirname(resolve(file))) })) out(false, problem)
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {

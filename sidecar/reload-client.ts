@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import type { Config } from './config/schema.js'
 import { stateDir, stateDirProblem, stateFileProblem } from './config/state-dir.js'
-import { procStat } from './providers/process/child-records.js'
+import { procStat } from './core/proc-stat.js'
 
 interface PidRecord {
   readonly pid: number

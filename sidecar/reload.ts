@@ -7,9 +7,9 @@
  *   for every backend;
  * - provider instances, by id: added → listed and routable when the reload resolves; removed →
  *   their backends go (hosts answer 404) and the provider is closed (process apps are stopped);
- *   changed (its block, or `defaults`, which providers read) → process apps are diffed app by
- *   app (ProcessProvider.applyConfig), other providers are replaced by a new instance without a
- *   routing gap (listed first, activity carried over);
+ *   changed (its block, or `defaults`, which providers read) → taken in place when the kind
+ *   has an `applyConfig` hook (process apps: diffed app by app), else replaced by a new instance
+ *   without a routing gap (listed first, activity carried over);
  * - stateful sites and heartbeat: rebuilt when their block changed;
  * - keys that need a restart (listen, access_log, socket_group, state_dir, admin,
  *   shutdown_timeout, log_level — pino's child loggers keep the level they were made with)
@@ -54,15 +54,6 @@ export interface ReloadSummary {
 
 export type ReloadResult = { readonly ok: true; readonly changed: boolean; readonly summary: ReloadSummary } | { readonly ok: false; readonly errors: readonly string[] }
 
-/** A provider that takes a new config block in place (process apps: a diff per app). */
-interface Reconfigurable {
-  applyConfig(block: never): object
-}
-
-function reconfigurable(p: Provider): p is Provider & Reconfigurable {
-  return typeof (p as Partial<Reconfigurable>).applyConfig === 'function'
-}
-
 export interface ReloaderDeps {
   /** The config file; reload is refused without one. */
   readonly file: string | undefined
@@ -72,6 +63,12 @@ export interface ReloaderDeps {
   /** Build providers for `config` (only the blocks present in it). */
   readonly createProviders: (config: Config) => Provider[]
   readonly closeProvider: (provider: Provider) => Promise<void>
+  /**
+   * How a provider of `kind` takes a changed block in place (its kind's `applyConfig` hook,
+   * e.g. process apps: a diff per app), returning what changed; undefined when a changed block
+   * gets a new instance. Absent: every changed block gets a new instance.
+   */
+  readonly reconfigure?: (kind: string) => ((provider: Provider, block: unknown) => object) | undefined
   readonly replaceStateful: (config: Config) => void
   readonly replaceHeartbeat: (config: Config) => void
   /** The config now in force. */
@@ -227,9 +224,10 @@ export class Reloader {
           return
         }
         if (same(was.block, now.block) && !defaultsChanged && !this.stale.has(id)) return
-        if (reconfigurable(running)) {
+        const applyConfig = this.deps.reconfigure?.(now.kind)
+        if (applyConfig) {
           if (same(was.block, now.block)) return // defaults only: the registry applied them
-          summary.details[id] = running.applyConfig(now.block as never)
+          summary.details[id] = applyConfig(running, now.block)
           summary.providers.reconfigured.push(id)
           await registry.providerReconfigured(running)
           return

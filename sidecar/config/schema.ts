@@ -1,16 +1,16 @@
 /**
  * The one configuration schema. Defaults live here; unknown keys are errors everywhere.
  * Each provider owns the schema of its block (sidecar/providers/<kind>/config.ts); the
- * `providers` keys come from the provider table (sidecar/providers/plugins.ts).
+ * `providers` keys come from the descriptor table (sidecar/providers/descriptors.ts), which
+ * loads no provider implementation.
  */
 import { z } from 'zod'
 import { heartbeatConfigSchema } from '../heartbeat/config.js'
-import { PROVIDER_PLUGINS } from '../providers/plugins.js'
+import { PROVIDER_DESCRIPTORS } from '../providers/descriptors.js'
 import { webhookConfigSchema } from '../ops/config.js'
-import { waitingPageTemplate } from '../pages/template.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
 import { type Instance, instancesOf, uniqueInstanceIds } from './instances.js'
-import { byteSize, duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy } from './types.js'
+import { byteSize, duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy, waitingPageTemplate } from './types.js'
 
 export const defaultsSchema = z.strictObject({
   idle_timeout: duration.prefault('5m'),
@@ -25,13 +25,13 @@ export const defaultsSchema = z.strictObject({
   waiting_page_template: waitingPageTemplate.optional(),
 })
 
-type Plugins = (typeof PROVIDER_PLUGINS)[number]
+type Descriptors = (typeof PROVIDER_DESCRIPTORS)[number]
 
-/** One key per entry of the provider table: one block or a list of blocks (instances, each with its own `id`). */
+/** One key per entry of the descriptor table: one block or a list of blocks (instances, each with its own `id`). */
 export const providersSchema = z
   .strictObject(
-    Object.fromEntries(PROVIDER_PLUGINS.map((p) => [p.kind, instancesOf(p.kind, p.configSchema, 'oldNames' in p ? p.oldNames : {}).optional()])) as unknown as {
-      [P in Plugins as P['kind']]: z.ZodOptional<z.ZodType<Instance<z.output<P['configSchema']>>[], unknown>>
+    Object.fromEntries(PROVIDER_DESCRIPTORS.map((p) => [p.kind, instancesOf(p.kind, p.configSchema, 'oldNames' in p ? p.oldNames : {}).optional()])) as unknown as {
+      [P in Descriptors as P['kind']]: z.ZodOptional<z.ZodType<Instance<z.output<P['configSchema']>>[], unknown>>
     },
   )
   .superRefine(uniqueInstanceIds)

@@ -1,10 +1,15 @@
-/** zod building blocks shared by the main schema and each provider's own schema. */
+/**
+ * zod building blocks shared by the main schema, each feature's config and each provider's own
+ * schema. A leaf: it imports only core/ (every feature may import it; it imports no feature).
+ */
 import { constants } from 'node:os'
 import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from '../core/duration.js'
 import { BACKEND_SETTINGS, durationProblem, READINESS, type SettingKey, type SettingSpec, STRATEGIES } from '../core/settings.js'
-import { waitingPageTemplate } from '../pages/template.js'
+
+/** `waiting_page_template`'s value: a path to an HTML file, relative to the configuration file's directory (read by pages/template.ts). */
+export const waitingPageTemplate = z.string().min(1, 'expected the path of an HTML file')
 
 /** `500ms`, `30s`, `5m`, `1h` → milliseconds. A bare number is refused with a hint. */
 export const duration = z.unknown().transform((value, ctx): number => {

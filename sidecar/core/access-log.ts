@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { LogConnection } from './tickets.js'
 import { claimSocketPath } from './unix-socket.js'
+import { atPowerOfTwo } from './log-throttle.js'
 
 /** Header the sidecar puts on every answer it gives instead of the backend (denials, waiting page). */
 export const REPLY_HEADER = 'X-Relight-Reply'
@@ -150,7 +151,7 @@ export class AccessLogServer {
       socket.destroy()
       this.refusedConnections++
       // 1st, 2nd, 4th, 8th…: loud enough to notice, quiet under a flood.
-      if ((this.refusedConnections & (this.refusedConnections - 1)) === 0) {
+      if (atPowerOfTwo(this.refusedConnections)) {
         this.log.warn(
           { max: this.limits.maxConnections, refused: this.refusedConnections },
           'access log connection refused: access_log_max_connections reached (who else writes to this socket?)',
@@ -242,7 +243,7 @@ export class AccessLogServer {
 
   private skipped(atLeast: number): void {
     this.skippedLines++
-    if ((this.skippedLines & (this.skippedLines - 1)) === 0) {
+    if (atPowerOfTwo(this.skippedLines)) {
       this.log.warn({ bytes_at_least: atLeast, max: this.limits.maxLine, skipped: this.skippedLines }, 'access log line longer than access_log_max_line skipped')
     }
   }

@@ -7,6 +7,7 @@ export { stateForMode } from './provider.js'
 import type { LifecycleEvent, LifecycleEvents } from './events.js'
 import { waitAnyReady } from './readiness.js'
 import { abortable } from './timers.js'
+import { atPowerOfTwo } from './log-throttle.js'
 
 /** Upper bound of one sleep (a stop may have a long grace period). */
 const SLEEP_TIMEOUT_MS = 5 * 60_000
@@ -226,7 +227,7 @@ export class Backend {
           this.shareFailures++
           const backoff = Math.min(SHARE_RETRY_BASE_MS * 2 ** Math.min(this.shareFailures - 1, 30), Math.max(SHARE_RETRY_BASE_MS, this.settings.idle_timeout / 4))
           this.shareRetryAt = now + backoff
-          if ((this.shareFailures & (this.shareFailures - 1)) === 0) {
+          if (atPowerOfTwo(this.shareFailures)) {
             const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
             this.log.warn({ code: error.code, err: error.message, failures: this.shareFailures }, 'shared activity not written')
           }

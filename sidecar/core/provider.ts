@@ -5,8 +5,8 @@
  * decides when to wake, when to sleep, probes readiness, serialises a backend's transitions,
  * bounds concurrency and maps errors to HTTP. The core never imports a provider's engine client,
  * nor config/ or providers/ code: a provider kind is a folder under sidecar/providers plus one
- * entry of the provider table (providers/plugins.ts: kind, config schema, sleep modes, settings
- * codec, create). Several instances of one kind may run (`providers.docker: [{ id: … }, …]`);
+ * entry of the descriptor table (providers/descriptors.ts: kind, config schema, sleep modes,
+ * settings codec) and one of the runtime table (providers/plugins.ts: create, lifecycle hooks). Several instances of one kind may run (`providers.docker: [{ id: … }, …]`);
  * an instance is named by its `id` (default: the kind) in backend keys, status, logs, heartbeat.
  * Per-backend settings have one table of names, types and bounds (core/settings.ts) that every
  * input reads (YAML, labels, tags, annotations).

@@ -18,6 +18,7 @@ import { mapLimit } from '../core/map-limit.js'
 import { plainHttpToRemote } from '../core/hosts.js'
 import { type BackendInfo, type BackendState, type Provider, providerId, round1 } from '../core/provider.js'
 import type { HeartbeatConfig } from './config.js'
+import { atPowerOfTwo } from '../core/log-throttle.js'
 
 export type HeartbeatStatus = 'running' | 'paused' | 'checkpointed' | 'stopped'
 
@@ -170,7 +171,7 @@ export class Heartbeat {
       this.failures++
       this.counters.failed++
       // Logged on the 1st, 2nd, 4th, 8th… consecutive failure; the attempts back off too.
-      if ((this.failures & (this.failures - 1)) === 0) {
+      if (atPowerOfTwo(this.failures)) {
         this.log.warn({ url: redactUrl(this.config.url), failures: this.failures, err: signal.aborted ? `no answer within ${this.config.timeout} ms` : (err as Error).message }, 'heartbeat failed')
       }
       return false

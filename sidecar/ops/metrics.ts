@@ -10,7 +10,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry as PromRegis
 import type { LifecycleEvents } from '../core/events.js'
 import { type Provider, providerId, SLEEP_MODES } from '../core/provider.js'
 import type { Registry } from '../core/registry.js'
-import type { AuthOutcomes } from '../server/auth-outcomes.js'
+import type { AuthOutcomes } from './auth-outcomes.js'
 import type { WebhookStats } from './webhooks.js'
 
 export interface MetricsSources {

@@ -15,6 +15,7 @@ import type { Logger } from 'pino'
 import { request } from 'undici'
 import type { LifecycleEvents, Stamped } from '../core/events.js'
 import type { WebhookConfig } from './config.js'
+import { atPowerOfTwo } from '../core/log-throttle.js'
 
 /** Events waiting per webhook; beyond it the oldest is dropped. */
 export const WEBHOOK_QUEUE_LIMIT = 1000
@@ -131,7 +132,7 @@ class Webhook {
     this.stats.failed++
     // 1st, 2nd, 4th, 8th… lost event logged: a dead receiver does not flood the log.
     this.failuresLogged++
-    if ((this.failuresLogged & (this.failuresLogged - 1)) === 0) {
+    if (atPowerOfTwo(this.failuresLogged)) {
       this.log.warn({ webhook: this.index, url: redact(this.config.url), event: event.type, attempts: this.config.attempts, err: problem, lost: this.failuresLogged }, 'webhook delivery failed; event dropped')
     }
   }

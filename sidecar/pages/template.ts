@@ -1,7 +1,7 @@
 /**
  * `waiting_page_template`: an operator's own waiting page, an HTML file with `{{host}}` and
- * `{{retry_after}}` placeholders (both HTML-escaped when filled in). The per-backend setting is
- * defined here (its zod type, the loader, the renderer); it is accepted in `defaults`, in
+ * `{{retry_after}}` placeholders (both HTML-escaped when filled in). The loader and the renderer
+ * live here (the value's zod type is in config/types.ts, the schema's leaf); it is accepted in `defaults`, in
  * provider blocks and in app entries, i.e. only from the configuration file: a container label
  * or a VM tag cannot make the sidecar read and publish a file of its choosing.
  *
@@ -10,16 +10,12 @@
  */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { z } from 'zod'
 import { RelightError } from '../core/errors.js'
 import type { BackendSettings } from '../core/provider.js'
 import { escapeHtml, waitingPage } from './html.js'
 
 /** The setting's name, in YAML and in BackendSettings. */
 export const WAITING_PAGE_TEMPLATE = 'waiting_page_template'
-
-/** Its value: a path to an HTML file, relative to the configuration file's directory. */
-export const waitingPageTemplate = z.string().min(1, 'expected the path of an HTML file')
 
 const MAX_TEMPLATE_BYTES = 256 * 1024
 const PLACEHOLDER = /\{\{\s*([A-Za-z_]+)\s*\}\}/g

@@ -1,12 +1,18 @@
 /**
- * What a provider kind contributes to the sidecar: one entry of the table in plugins.ts. The
- * config schema (`providers.<kind>`, one block or a list of instances) and the set of providers
- * built at start come from that table; nothing else names a provider kind.
+ * What a provider kind contributes at run time: its descriptor (providers/descriptor.ts: what
+ * the configuration knows) plus `create` and optional lifecycle hooks. One entry of the table in
+ * providers/plugins.ts, which only the composition root (providers/index.ts, used by daemon.ts
+ * and main.ts) imports. Nothing outside a provider's folder names its kind: start-up checks,
+ * crash leftovers, reload in place and "this engine object is another provider's" go through the
+ * hooks below.
  */
 import type { Logger } from 'pino'
 import type { z } from 'zod'
-import type { BackendSettings, Provider, SleepMode } from '../core/provider.js'
-import type { SettingKey } from '../core/settings.js'
+import type { Provider, SleepMode } from '../core/provider.js'
+import type { ProviderDescriptor } from './descriptor.js'
+import type { ClaimedElsewhere } from './kit/labels.js'
+
+export type { SettingsCodec } from './descriptor.js'
 
 /** What `create` gets besides its own block. */
 export interface PluginContext {
@@ -18,37 +24,43 @@ export interface PluginContext {
   readonly stateDir?: string
   /** The `defaults` a provider may need to decide per backend (port, sleep modes in force). */
   readonly defaults: { readonly app_port: number; readonly sleep: SleepMode; readonly fallback_sleep: SleepMode }
+  /** Engine objects another kind claims (its `claims` hook), e.g. a Swarm task's container; absent: none. */
+  readonly claimedElsewhere?: ClaimedElsewhere
 }
 
-/**
- * How a provider's backends carry per-backend settings in engine metadata (labels, tags,
- * annotations). Names and bounds come from the table in core/settings.ts (`readSettings`).
- */
-export interface SettingsCodec<C> {
-  /** What one piece of metadata is called in messages and docs: `label`, `tag`, `annotation`. */
-  readonly carrier: string
-  /** The metadata name of a setting under this instance's config, e.g. `relight.wake_timeout`. */
-  name(key: SettingKey, config: C): string
-  /** The settings in a backend's metadata (name → text); unusable ones are left out and described. */
-  read(metadata: Readonly<Record<string, string>>, config: C): { readonly settings: BackendSettings; readonly problems: readonly string[] }
+/** One parsed block of the kind, as `create` and the hooks get it. */
+export type PluginBlock<S extends z.ZodType> = z.output<S> & { readonly id: string; readonly resync_interval?: number }
+
+/** What the start-up checks know when they ask a kind about its blocks. */
+export interface PreflightContext {
+  /**
+   * Process groups a sidecar that died left running (every kind's `leftovers`): crash recovery
+   * ends them before anything starts, so what they hold is not "in use by another program".
+   */
+  readonly leftovers: ReadonlySet<number>
 }
 
-export interface ProviderPlugin<K extends string = string, S extends z.ZodType = z.ZodType> {
-  /** `providers.<kind>` in the config, and `Provider.kind`. */
-  readonly kind: K
-  /** The schema of one block (without `id`, which every block accepts). */
-  readonly configSchema: S
-  /** Modes the provider's backends can sleep in, preferred first. */
-  readonly sleepModes: readonly SleepMode[]
-  /** Old names of the block's keys, `resync_interval` included (old → new, same meaning), still accepted and logged as deprecated. */
-  readonly oldNames?: Readonly<Record<string, string>>
-  /** Absent when settings come only from the YAML (process apps). */
-  readonly settings?: SettingsCodec<z.output<S>>
+export interface ProviderPlugin<K extends string = string, S extends z.ZodType = z.ZodType> extends ProviderDescriptor<K, S> {
   /** `config.resync_interval`, when set, becomes the provider's `resyncInterval`. */
-  create(config: z.output<S> & { readonly id: string; readonly resync_interval?: number }, context: PluginContext): Provider
+  create(config: PluginBlock<S>, context: PluginContext): Provider
+  /**
+   * Start-up problems of this kind's blocks, one sentence each, which `check` prints and `serve`
+   * refuses to start on (after the sidecar's own: state directory, sockets, listen addresses).
+   */
+  preflight?(blocks: readonly PluginBlock<S>[], context: PreflightContext): Promise<string[]>
+  /** What a sidecar that died left running, from this kind's records in the state directory (`state_dir`, resolved). */
+  leftovers?(stateDir: string): ReadonlySet<number>
+  /**
+   * On reload, take a changed block in place instead of replacing the instance (`provider` was
+   * built by this kind's `create`); returns what changed, for the reload summary. Absent: a
+   * changed block gets a new instance.
+   */
+  applyConfig?(provider: Provider, block: PluginBlock<S>): object
+  /** Why an engine object (known by its labels) is this kind's and no other provider's to drive; undefined when it is not. */
+  claims?(labels: Readonly<Record<string, string>>): string | undefined
 }
 
-/** Keeps the literal kind and the schema type of an entry (for the config's static type). */
+/** Keeps the literal kind and the schema type of an entry. */
 export function definePlugin<K extends string, S extends z.ZodType>(plugin: ProviderPlugin<K, S>): ProviderPlugin<K, S> {
   return plugin
 }

@@ -1,17 +1,27 @@
 /**
- * The provider table: every provider kind the sidecar knows, in the order their instances are
- * built (which ranks them when two declare one host: the config file's own processes first).
- * The config schema of `providers` and the providers built at start come from it.
- *
- * Adding a provider: its folder (config.ts, provider.ts, plugin.ts, …) and one entry here.
+ * The runtime table: each kind of providers/descriptors.ts with its `create` and lifecycle
+ * hooks, in the descriptors' order. Only the composition root (providers/index.ts) imports it.
  */
+import type { ProviderKind } from './descriptors.js'
+import { PROVIDER_DESCRIPTORS } from './descriptors.js'
 import { dockerPlugin } from './docker/plugin.js'
 import { kubernetesPlugin } from './kubernetes/plugin.js'
+import type { ProviderPlugin } from './plugin.js'
 import { podmanPlugin } from './podman/plugin.js'
 import { processPlugin } from './process/plugin.js'
 import { slicerPlugin } from './slicer/plugin.js'
 import { swarmPlugin } from './swarm/plugin.js'
 
-export const PROVIDER_PLUGINS = [processPlugin, dockerPlugin, podmanPlugin, slicerPlugin, kubernetesPlugin, swarmPlugin] as const
+/** Every kind must have its runtime (a missing one is a type error). */
+const BY_KIND: { readonly [K in ProviderKind]: ProviderPlugin<K> } = {
+  process: processPlugin,
+  docker: dockerPlugin,
+  podman: podmanPlugin,
+  slicer: slicerPlugin,
+  kubernetes: kubernetesPlugin,
+  swarm: swarmPlugin,
+}
 
-export type ProviderKind = (typeof PROVIDER_PLUGINS)[number]['kind']
+export const PROVIDER_PLUGINS: readonly ProviderPlugin[] = PROVIDER_DESCRIPTORS.map((d) => BY_KIND[d.kind] as ProviderPlugin)
+
+export type { ProviderKind }

@@ -9,10 +9,11 @@ import type { Registry } from '../core/registry.js'
 import type { TicketLedger } from '../core/tickets.js'
 import type { WaitingPages } from '../pages/template.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
-import { AuthOutcomes } from './auth-outcomes.js'
+import { AuthOutcomes } from '../ops/auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
+import { atPowerOfTwo } from '../core/log-throttle.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
 /**
@@ -174,7 +175,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   function noteUncounted(req: FastifyRequest): void {
     if (req.headers['x-forwarded-method'] === undefined) return // not forward_auth: a probe or a hand-made call
     oldSnippetCalls++
-    if ((oldSnippetCalls & (oldSnippetCalls - 1)) !== 0) return // 1st, 2nd, 4th, 8th…
+    if (!atPowerOfTwo(oldSnippetCalls)) return // 1st, 2nd, 4th, 8th…
     logger.warn(
       { calls: oldSnippetCalls, host: req.headers.host },
       'Caddy uses an old relight snippet (forward_auth without X-Relight-Snippet: 2): its requests are not counted in flight, so open streams do not keep apps awake. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',

@@ -2,6 +2,8 @@
  * What `serve` needs before it starts, checked without starting anything. `check` prints these
  * problems; `serve` refuses to start on the first one with the same sentence, so a config that
  * `check` passes does not then fail at start-up (short of a race with another program).
+ * These are the sidecar's own checks; each provider kind adds its own through its `preflight`
+ * hook (providers/index.ts runs both).
  */
 import type { Config } from '../config/schema.js'
 import { stateDirProblem } from '../config/state-dir.js'
@@ -9,14 +11,8 @@ import { RelightError } from '../core/errors.js'
 import { socketAnswers, socketInUseMessage, socketPathProblem } from '../core/unix-socket.js'
 import { lookupGroup, socketGroupProblem } from './groups.js'
 import { describeListenError, tcpListenProblem, unixPath } from './listen-address.js'
-import { tcpPortHolder } from './port-holder.js'
 
 export interface PreflightOptions {
-  /**
-   * Process groups a sidecar that died left running (crash recovery ends them before anything
-   * starts): a port one of them holds is not "in use by another program".
-   */
-  readonly leftoverGroups?: ReadonlySet<number>
   /** The resolved state directory (see config/state-dir.ts): another user must not be able to write it. */
   readonly stateDir?: string
 }
@@ -40,7 +36,6 @@ export async function preflight(config: Config, options: PreflightOptions = {}):
     const problem = await listenProblem(what, address)
     if (problem) problems.push(problem)
   }
-  problems.push(...(await appPortProblems(config, options.leftoverGroups ?? new Set())))
   return problems
 }
 
@@ -50,23 +45,6 @@ async function listenProblem(what: string, address: string): Promise<string | un
   const problem = socketPathProblem(path, what)
   if (problem) return problem
   return (await socketAnswers(path)) ? socketInUseMessage(path, what) : undefined
-}
-
-/** Every process app's replica ports must be free: the app could not listen otherwise. */
-async function appPortProblems(config: Config, leftoverGroups: ReadonlySet<number>): Promise<string[]> {
-  const problems: string[] = []
-  for (const app of (config.providers.process ?? []).flatMap((instance) => instance.apps)) {
-    if (app.port === undefined) continue
-    for (let replica = 0; replica < app.replicas; replica++) {
-      const address = `${app.host.includes(':') ? `[${app.host}]` : app.host}:${app.port + replica}`
-      const problem = await tcpListenProblem(`process: ${app.name}`, address)
-      if (problem === undefined) continue
-      const holder = tcpPortHolder(app.port + replica)
-      if (holder?.pgid !== undefined && leftoverGroups.has(holder.pgid)) continue
-      problems.push(`${problem}; the app could not listen there`)
-    }
-  }
-  return problems
 }
 
 /** The gid sockets get (`socket_group`), undefined for owner-only sockets. */

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
-import { CpuRate } from '../../sidecar/providers/cpu-rate.js'
+import { CpuRate } from '../../sidecar/providers/kit/cpu-rate.js'
 import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
 import { dockerFigures, memoryBytes } from '../../sidecar/providers/docker/container-stats.js'
 import { DockerProvider } from '../../sidecar/providers/docker/provider.js'

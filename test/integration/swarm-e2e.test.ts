@@ -11,6 +11,7 @@ import type { Backend } from '../../sidecar/core/backend.js'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import { dockerConfigSchema } from '../../sidecar/providers/docker/config.js'
 import { DockerProvider } from '../../sidecar/providers/docker/provider.js'
+import { claimedElsewhere } from '../../sidecar/providers/index.js'
 import { listContainers } from '../../sidecar/providers/moby/container-inspect.js'
 import { swarmConfigSchema } from '../../sidecar/providers/swarm/config.js'
 import { SwarmProvider } from '../../sidecar/providers/swarm/provider.js'
@@ -169,7 +170,8 @@ describe('swarm provider through real Caddy', { skip, timeout: 240_000 }, () => 
     const svc = await swarm.service({ replicas: 1, containerLabels: { [`${dp}.domain`]: 'task.localhost', [`${dp}.port`]: '8080' } })
     const task = await until(async () => (await swarm.running(svc.id))[0], 'the task runs', 60_000, 50)
     const containerId = ((task as Task).Status.ContainerStatus as { ContainerID: string }).ContainerID
-    const docker = new DockerProvider(dockerConfigSchema.parse({ socket: DOCKER_SOCKET, label_prefix: dp }), testLogger())
+    // Built as the sidecar builds it: with what the other kinds claim (Swarm: task containers).
+    const docker = new DockerProvider(dockerConfigSchema.parse({ socket: DOCKER_SOCKET, label_prefix: dp }), testLogger(), { claimedElsewhere: claimedElsewhere('docker') })
     try {
       const summaries = await listContainers(docker.api, { label: [`${dp}.domain`] }, AbortSignal.timeout(10_000))
       assert.ok(summaries.some((c) => c.Id === containerId), 'the task container carries the domain label')

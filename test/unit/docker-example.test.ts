@@ -5,7 +5,7 @@ import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
 import { parseConfig } from '../../sidecar/config/load.js'
-import { groupOf, isRouted, readLabels } from '../../sidecar/providers/moby/labels.js'
+import { groupOf, isRouted, readLabels } from '../../sidecar/providers/kit/labels.js'
 
 const dir = fileURLToPath(new URL('../../../examples/docker-compose/', import.meta.url))
 

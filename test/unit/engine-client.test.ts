@@ -84,14 +84,14 @@ describe('engine-api client', () => {
   })
 })
 
-describe('shared HTTP error mapping (providers/http-errors.ts)', () => {
+describe('shared HTTP error mapping (providers/kit/http-errors.ts)', () => {
   it('maps statuses and connection failures the same for every engine client', async () => {
-    const { codeForStatus, codeForConnectError } = await import('../../sidecar/providers/http-errors.js')
+    const { codeForStatus, codeForConnectError } = await import('../../sidecar/providers/kit/http-errors.js')
     assert.equal(codeForStatus(401), 'RELIGHT_ERR_PROVIDER_AUTH')
     assert.equal(codeForStatus(403), 'RELIGHT_ERR_PROVIDER_AUTH')
     assert.equal(codeForStatus(404), 'RELIGHT_ERR_PROVIDER_FAILED')
     assert.equal(codeForStatus(404, 'RELIGHT_ERR_BACKEND_NOT_FOUND'), 'RELIGHT_ERR_BACKEND_NOT_FOUND')
-    for (const s of [502, 503, 504]) assert.equal(codeForStatus(s), 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
+    for (const s of [502, 503, 504, 429]) assert.equal(codeForStatus(s), 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
     for (const s of [400, 409, 500]) assert.equal(codeForStatus(s), 'RELIGHT_ERR_PROVIDER_FAILED')
     assert.equal(codeForConnectError('EACCES'), 'RELIGHT_ERR_PROVIDER_AUTH')
     assert.equal(codeForConnectError('ECONNREFUSED'), 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')

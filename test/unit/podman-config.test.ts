@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { containerInfo } from '../../sidecar/providers/moby/container-info.js'
 import type { ContainerInspect as LibpodInspect } from '../../sidecar/providers/moby/containers.js'
-import { PODMAN_SLEEP_MODES } from '../../sidecar/providers/podman/provider.js'
+import { PODMAN_SLEEP_MODES } from '../../sidecar/providers/podman/descriptor.js'
 import { caddyInstalled } from '../helpers/caddy.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))

@@ -11,7 +11,7 @@ import { tcpPortHolder } from '../../sidecar/startup/port-holder.js'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { parseConfig } from '../../sidecar/config/load.js'
-import { preflight } from '../../sidecar/startup/preflight.js'
+import { preflight } from '../../sidecar/providers/index.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { until } from '../helpers/wait.js'
 

@@ -6,7 +6,7 @@
  */
 import { RelightError } from '../../core/errors.js'
 import type { BackendStats } from '../../core/provider.js'
-import { type CpuRate, round1 } from '../cpu-rate.js'
+import { type CpuRate, round1 } from '../kit/cpu-rate.js'
 import { type EngineClient, engineStatus } from '../moby/client.js'
 
 interface CpuStats {

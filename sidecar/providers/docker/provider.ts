@@ -3,7 +3,7 @@ import { RelightError, isRelightError } from '../../core/errors.js'
 import { mapLimit } from '../../core/map-limit.js'
 import type { BackendInfo, BackendSettings, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { settingsFrom } from '../../core/settings.js'
-import { CpuRate } from '../cpu-rate.js'
+import { CpuRate } from '../kit/cpu-rate.js'
 import { EngineClient, engineStatus } from '../moby/client.js'
 import { containerInfo, stateOf } from '../moby/container-info.js'
 import { inspectContainer, listContainers } from '../moby/container-inspect.js'
@@ -15,7 +15,7 @@ import { followEvents } from '../moby/events.js'
 import { assertNotExited, waitHealthy } from '../moby/container-health.js'
 import { GroupDependencies } from '../moby/group.js'
 import { KeyedLock } from '../moby/keyed-lock.js'
-import { domainLabel, groupOf, isRouted, isSwarmTask } from '../moby/labels.js'
+import { type ClaimedElsewhere, claimedByNone, domainLabel, groupOf, isRouted } from '../kit/labels.js'
 import type { DockerConfig } from './config.js'
 import { dockerFigures, fetchContainerStats } from './container-stats.js'
 
@@ -30,6 +30,12 @@ export interface DockerProviderOptions {
   readonly appPort?: number
   /** Use this engine client instead of one built from `config.socket` (tests, Podman's compat API). */
   readonly engine?: EngineClient
+  /**
+   * Containers another provider drives (a Swarm task: Swarm replaces it when it stops, so it is
+   * the service's to scale): never listed, woken or put to sleep here. The composition root
+   * passes the other kinds' claims; default none.
+   */
+  readonly claimedElsewhere?: ClaimedElsewhere
 }
 
 /** The registry's state of a Docker `State.Status` (see moby/container-info.ts). */
@@ -57,6 +63,7 @@ export class DockerProvider implements Provider {
   private readonly configSettings: BackendSettings
   private readonly containerLock = new KeyedLock()
   private readonly groups: GroupDependencies
+  private readonly claimedElsewhere: ClaimedElsewhere
   private readonly events: ContainerEvents
   /** Containers we are stopping: their `die` is a sleep, not a crash. */
   private readonly expectedDie = new Set<string>()
@@ -97,14 +104,21 @@ export class DockerProvider implements Provider {
         this.expectedDie.delete(id)
       },
     })
-    this.groups = new GroupDependencies(this.api, this.prefix, log, {
-      wake: async (depId, signal) => {
-        const started = await this.startContainer(depId, signal)
-        // Compose's `depends_on: service_healthy` parity: dependencies with a health check must be healthy.
-        if (hasHealthcheck(started) && started.State?.Status === 'running') await waitHealthy(this.api, depId, signal, this.log)
+    this.claimedElsewhere = options.claimedElsewhere ?? claimedByNone
+    this.groups = new GroupDependencies(
+      this.api,
+      this.prefix,
+      log,
+      {
+        wake: async (depId, signal) => {
+          const started = await this.startContainer(depId, signal)
+          // Compose's `depends_on: service_healthy` parity: dependencies with a health check must be healthy.
+          if (hasHealthcheck(started) && started.State?.Status === 'running') await waitHealthy(this.api, depId, signal, this.log)
+        },
+        sleep: (depId, mode, signal) => this.sleepContainer(depId, mode === 'pause' ? 'pause' : 'stop', signal),
       },
-      sleep: (depId, mode, signal) => this.sleepContainer(depId, mode === 'pause' ? 'pause' : 'stop', signal),
-    })
+      this.claimedElsewhere,
+    )
     this.configSettings = settingsFrom(config)
   }
 
@@ -140,9 +154,8 @@ export class DockerProvider implements Provider {
 
   /** What the registry knows about a container; undefined when it carries no domain label. */
   toBackend(c: ContainerInspect): BackendInfo | undefined {
-    // A Swarm task's container: Swarm replaces it when it stops, so it is the service's to
-    // scale (providers.swarm), never ours to stop or pause.
-    if (isSwarmTask(labelsOf(c))) return undefined
+    // Another provider's container (a Swarm task's: the service's to scale), never ours to stop or pause.
+    if (this.claimedElsewhere(labelsOf(c)) !== undefined) return undefined
     const info = containerInfo(c, {
       labelPrefix: this.prefix,
       sleepModes: this.sleepModes,
@@ -238,8 +251,9 @@ export class DockerProvider implements Provider {
   private async routed(id: string, signal: AbortSignal): Promise<ContainerInspect> {
     const c = await inspectContainer(this.api, id, signal)
     const labels = labelsOf(c)
-    if (!isRouted(labels, this.prefix) || isSwarmTask(labels)) {
-      const why = isSwarmTask(labels) ? 'belongs to a Swarm service (providers.swarm drives it)' : `has no ${domainLabel(this.prefix)} label`
+    const claimed = this.claimedElsewhere(labels)
+    if (!isRouted(labels, this.prefix) || claimed !== undefined) {
+      const why = claimed ?? `has no ${domainLabel(this.prefix)} label`
       throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `container ${containerName(c)} ${why}`, { backend: id, provider: this.kind })
     }
     return c
@@ -284,7 +298,7 @@ export class DockerProvider implements Provider {
         })
       }
     }
-    results.push(...(await checkLabels(this.api, this.prefix, this.sleepModes, signal)))
+    results.push(...(await checkLabels(this.api, this.prefix, this.sleepModes, signal, this.claimedElsewhere)))
     return results
   }
 

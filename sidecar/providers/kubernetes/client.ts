@@ -4,7 +4,9 @@
  * is in workloads.ts, leases.ts and provider.ts.
  *
  * Errors are RelightErrors:
- * - RELIGHT_ERR_PROVIDER_UNAVAILABLE: the server cannot be reached (refused, reset, timeout, TLS).
+ * Codes come from the kit's one table (providers/kit/http-errors.ts), as for every engine:
+ * - RELIGHT_ERR_PROVIDER_UNAVAILABLE: the server cannot be reached (refused, reset, timeout, TLS),
+ *   or it answered 502/503/504/429 (it cannot serve now).
  * - RELIGHT_ERR_PROVIDER_AUTH: 401 (credentials rejected) or 403 (RBAC denied). The message says
  *   which verb on which resource was denied; `context.engine` (kind `status`: status, verb,
  *   resource, namespace) holds it.
@@ -15,9 +17,10 @@
  */
 import { readFileSync } from 'node:fs'
 import { Agent, type Dispatcher } from 'undici'
-import { type ErrorCode, RelightError, isRelightError } from '../../core/errors.js'
+import { RelightError, isRelightError } from '../../core/errors.js'
+import { codeForStatus } from '../kit/http-errors.js'
 import type { Credentials } from './credentials.js'
-import { jsonLines } from '../json-lines.js'
+import { jsonLines } from '../kit/json-lines.js'
 
 export interface KubeClientOptions {
   /** Per-request limit (ms) for short requests. Default 30 s. */
@@ -280,13 +283,11 @@ export class KubeClient {
     }
     const meaning = describePath(method, path, query)
     const apiMessage = parsed.message ?? ''
-    let code: ErrorCode = 'RELIGHT_ERR_PROVIDER_FAILED'
+    const code = codeForStatus(status)
     let message: string
     if (status === 401) {
-      code = 'RELIGHT_ERR_PROVIDER_AUTH'
       message = `the API server ${this.server} rejected the credentials from ${this.creds.source} (401 Unauthorized): the token or client certificate is wrong or expired`
     } else if (status === 403) {
-      code = 'RELIGHT_ERR_PROVIDER_AUTH'
       message = `RBAC denies ${describeMeaning(meaning)} to the sidecar's identity: grant the verb "${meaning.verb}" on "${meaning.resource}" (see examples/kubernetes/rbac.yaml)${apiMessage ? `. API server: ${apiMessage}` : ''}`
     } else {
       message = `the API server refused ${describeMeaning(meaning)}: ${status} ${parsed.reason ?? ''}${apiMessage ? ` ${apiMessage}` : ''}`.trim()

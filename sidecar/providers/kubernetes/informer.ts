@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino'
 import { isRelightError } from '../../core/errors.js'
-import { delay } from '../../core/timers.js'
+import { Reconnect, WATCH_BACKOFF } from '../kit/reconnect.js'
 import type { KubeClient, KubeStatus, Query, WatchEvent } from './client.js'
 
 interface Listed<T> {
@@ -35,8 +35,6 @@ export interface InformerCounters {
   failures: number
 }
 
-const FIRST_BACKOFF_MS = 200
-const MAX_BACKOFF_MS = 30_000
 /** Ask the server to end each watch after this long (it resumes at once): dead connections get noticed. */
 const WATCH_TIMEOUT_S = 300
 
@@ -50,15 +48,13 @@ export function runInformer<T extends HasMeta>(
   counters: InformerCounters = { lists: 0, watches: 0, gone: 0, failures: 0 },
 ): Promise<void> {
   return (async () => {
-    let backoff = FIRST_BACKOFF_MS
+    const retry = new Reconnect(WATCH_BACKOFF)
     let rv: string | undefined
-    let failures = 0
     /** When the last full list answered: a 410 right after it must not make a list/410 loop. */
     let listedAt = -Infinity
     const relistSoon = async () => {
       if (Date.now() - listedAt >= 1000) return
-      await delay(backoff, signal).catch(() => undefined)
-      backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+      await retry.wait(signal).catch(() => undefined)
     }
     while (!signal.aborted) {
       try {
@@ -71,7 +67,7 @@ export function runInformer<T extends HasMeta>(
         }
         const stream = await client.watch<T>(path, { ...query, resourceVersion: rv, timeoutSeconds: WATCH_TIMEOUT_S }, signal)
         counters.watches++
-        failures = 0
+        retry.resetFailures()
         const opened = Date.now()
         let events = 0
         for await (const event of stream) {
@@ -96,10 +92,8 @@ export function runInformer<T extends HasMeta>(
         }
         // The stream ended (server timeout, or after an ERROR): resume from rv, or relist. A
         // server that ends watches at once, again and again, is not asked in a tight loop.
-        if (events === 0 && Date.now() - opened < 1000) {
-          await delay(backoff, signal)
-          backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
-        } else backoff = FIRST_BACKOFF_MS
+        if (events === 0 && Date.now() - opened < 1000) await retry.wait(signal)
+        else retry.resetDelay()
       } catch (err) {
         if (signal.aborted) return
         if (isRelightError(err) && err.context.engine?.kind === 'status' && err.context.engine.status === 410) {
@@ -108,14 +102,11 @@ export function runInformer<T extends HasMeta>(
           await relistSoon()
           continue
         }
-        failures++
+        const logIt = retry.failed()
         counters.failures++
-        if (failures >= 3) rv = undefined // a watch that keeps failing: start over from a list
-        if (failures === 1 || (failures & (failures - 1)) === 0) {
-          log.warn({ path, failures, err: (err as Error).message }, 'watch failed; retrying')
-        }
-        await delay(backoff, signal).catch(() => undefined)
-        backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+        if (retry.failures >= 3) rv = undefined // a watch that keeps failing: start over from a list
+        if (logIt) log.warn({ path, failures: retry.failures, err: (err as Error).message }, 'watch failed; retrying')
+        await retry.wait(signal).catch(() => undefined)
       }
     }
   })()

@@ -7,6 +7,7 @@ import { mapLimit } from '../../core/map-limit.js'
 import { WarnOnce, problemTopic } from '../../core/warn-once.js'
 import { KubeClient } from './client.js'
 import type { KubernetesConfig } from './config.js'
+import { KUBERNETES_SLEEP_MODES } from './descriptor.js'
 import { type Credentials, loadCredentials } from './credentials.js'
 import { type InformerCounters, runInformer } from './informer.js'
 import { type LeaseOwner, SharedActivity } from './leases.js'
@@ -38,7 +39,6 @@ import {
 
 const POD_LIST_CONCURRENCY = 8
 
-export const KUBERNETES_SLEEP_MODES: readonly SleepMode[] = ['scale']
 /** How long sleep() waits for the pods of a workload scaled to 0 to be gone or terminating. */
 const PODS_GONE_TIMEOUT_MS = 30_000
 

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { BackendInfo, BackendSettings, BackendState } from '../../core/provider.js'
-import { readLabels } from '../moby/labels.js'
+import { readLabels } from '../kit/labels.js'
 
 export type WorkloadKind = 'deployment' | 'statefulset'
 export const WORKLOAD_KINDS: readonly WorkloadKind[] = ['deployment', 'statefulset']

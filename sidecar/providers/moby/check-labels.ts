@@ -2,13 +2,14 @@
 import type { CheckResult, SleepMode } from '../../core/provider.js'
 import { listContainers } from './container-inspect.js'
 import { type ContainerApi, labelsOf, summaryName } from './containers.js'
-import { domainLabel, isSwarmTask, readLabels } from './labels.js'
+import { type ClaimedElsewhere, claimedByNone, domainLabel, readLabels } from '../kit/labels.js'
 
-export async function checkLabels(api: ContainerApi, prefix: string, sleepModes: readonly SleepMode[], signal: AbortSignal): Promise<CheckResult[]> {
+/** `claimedElsewhere`: containers another provider drives (a Swarm task) are not this provider's to list. */
+export async function checkLabels(api: ContainerApi, prefix: string, sleepModes: readonly SleepMode[], signal: AbortSignal, claimedElsewhere: ClaimedElsewhere = claimedByNone): Promise<CheckResult[]> {
   const results: CheckResult[] = []
   const label = domainLabel(prefix)
   try {
-    const summaries = (await listContainers(api, { label: [label] }, signal)).filter((s) => !isSwarmTask(labelsOf(s)))
+    const summaries = (await listContainers(api, { label: [label] }, signal)).filter((s) => claimedElsewhere(labelsOf(s)) === undefined)
     results.push({
       ok: true,
       message:

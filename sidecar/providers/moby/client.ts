@@ -14,7 +14,7 @@
  *   reset, timeout). `context.engine` (kind `connect`) holds the system code (ENOENT, ECONNREFUSED…).
  * - RELIGHT_ERR_PROVIDER_AUTH: the socket exists but we may not open it (EACCES, EPERM), or the
  *   engine answered 401/403.
- * - RELIGHT_ERR_PROVIDER_UNAVAILABLE also for 502/503/504 (the mapping is providers/http-errors.ts,
+ * - RELIGHT_ERR_PROVIDER_UNAVAILABLE also for 502/503/504 (the mapping is providers/kit/http-errors.ts,
  *   shared with Slicer's client).
  * - RELIGHT_ERR_PROVIDER_FAILED: the engine answered with another non-2xx status. `context.engine` (kind
  *   `status`) holds it (callers map 404 to "not found", 304/409 to "already in that state"), its `engineMessage` the engine's own
@@ -25,8 +25,8 @@
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import { RelightError, isRelightError } from '../../core/errors.js'
-import { codeForConnectError, codeForStatus, httpStatus } from '../http-errors.js'
-import { jsonLines } from '../json-lines.js'
+import { codeForConnectError, codeForStatus, httpStatus } from '../kit/http-errors.js'
+import { jsonLines } from '../kit/json-lines.js'
 
 export interface EngineClientOptions {
   /**

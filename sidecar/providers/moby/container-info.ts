@@ -8,7 +8,7 @@
  */
 import type { BackendInfo, BackendSettings, BackendState, SleepMode } from '../../core/provider.js'
 import { type ContainerInspect, containerName, singleExposedPort } from './containers.js'
-import { readLabels } from './labels.js'
+import { readLabels } from '../kit/labels.js'
 import { chooseUpstream } from './upstream.js'
 
 export interface InfoOptions {

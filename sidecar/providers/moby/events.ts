@@ -1,14 +1,15 @@
 /**
- * The one `/events` follower of the Moby kit (Docker, Podman's libpod API, Swarm), with one
- * reconnect policy: backoff 500 ms doubling to 30 s, reset once a stream stayed up 10 s (an
- * engine that accepts and closes at once must not get a reconnect, and a full resync, twice a
- * second); failures logged at the 1st, 2nd, 4th, 8th… so an outage does not flood the log.
+ * The one `/events` follower of the Moby kit (Docker, Podman's libpod API, Swarm), on the shared
+ * reconnect schedule (providers/kit/reconnect.ts): backoff 500 ms doubling to 30 s, reset once a
+ * stream stayed up 10 s (an engine that accepts and closes at once must not get a reconnect, and
+ * a full resync, twice a second); failures logged at the 1st, 2nd, 4th, 8th… so an outage does
+ * not flood the log.
  * Each (re)connection calls `connected` first: events may have been missed while disconnected,
  * so the owner asks the registry for a resync. Events are handled one at a time, in order.
  */
 import type { Logger } from 'pino'
 import { toRelightError } from '../../core/errors.js'
-import { delay } from '../../core/timers.js'
+import { EVENT_STREAM_BACKOFF, Reconnect } from '../kit/reconnect.js'
 import type { EngineClient, Query } from './client.js'
 
 /** A line of `GET /events` (Docker) or `GET /libpod/events` (Docker-shaped; `status` is libpod's older name of Action). */
@@ -21,8 +22,6 @@ export interface MobyEvent {
   readonly time?: number
   readonly timeNano?: number
 }
-
-export const EVENTS_BACKOFF = { firstMs: 500, maxMs: 30_000, stableMs: 10_000 } as const
 
 export interface FollowOptions<E extends MobyEvent> {
   /** Query of the `/events` request (filters, `stream: true` for libpod…). */
@@ -38,15 +37,14 @@ export interface FollowOptions<E extends MobyEvent> {
 
 /** Follow `/events` until the signal aborts, reconnecting by itself. Never rejects. */
 export async function followEvents<E extends MobyEvent = MobyEvent>(client: EngineClient, options: FollowOptions<E>, signal: AbortSignal): Promise<void> {
-  const policy = options.backoff ?? EVENTS_BACKOFF
-  let backoff = policy.firstMs
-  let failures = 0
+  const policy = options.backoff ?? EVENT_STREAM_BACKOFF
+  const retry = new Reconnect(policy)
   while (!signal.aborted) {
     let connectedAt: number | undefined
     try {
       const stream = await client.stream<E>('/events', { query: options.query, signal })
       connectedAt = Date.now()
-      if (failures > 0) options.log.info({ after_failures: failures }, `${options.engine} event stream reconnected`)
+      if (retry.failures > 0) options.log.info({ after_failures: retry.failures }, `${options.engine} event stream reconnected`)
       options.connected()
       for await (const event of stream) {
         if (signal.aborted) break
@@ -60,16 +58,11 @@ export async function followEvents<E extends MobyEvent = MobyEvent>(client: Engi
       if (!signal.aborted) options.log.warn(`${options.engine} event stream ended; reconnecting`)
     } catch (err) {
       if (signal.aborted) break
-      failures++
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
-      if ((failures & (failures - 1)) === 0) options.log.warn({ code: error.code, err: error.message, failures, retry_ms: backoff }, `${options.engine} event stream failed; reconnecting`)
+      if (retry.failed()) options.log.warn({ code: error.code, err: error.message, failures: retry.failures, retry_ms: retry.delayMs }, `${options.engine} event stream failed; reconnecting`)
     }
     if (signal.aborted) break
-    if (connectedAt !== undefined && Date.now() - connectedAt >= policy.stableMs) {
-      backoff = policy.firstMs
-      failures = 0
-    }
-    await delay(backoff, signal)
-    backoff = Math.min(policy.maxMs, backoff * 2)
+    if (connectedAt !== undefined && Date.now() - connectedAt >= policy.stableMs) retry.reset()
+    await retry.wait(signal)
   }
 }

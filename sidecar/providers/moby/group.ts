@@ -11,7 +11,7 @@ import type { SleepMode } from '../../core/provider.js'
 import { listContainers } from './container-inspect.js'
 import { type ContainerApi, type ContainerSummary, labelsOf, summaryName } from './containers.js'
 import { KeyedLock } from './keyed-lock.js'
-import { COMPOSE_PROJECT_LABEL, groupOf, isRouted, isSwarmTask } from './labels.js'
+import { type ClaimedElsewhere, claimedByNone, COMPOSE_PROJECT_LABEL, groupOf, isRouted } from '../kit/labels.js'
 
 export interface MemberOps {
   /** Wake one dependency; resolves once it runs (healthy, where the provider waits for health). */
@@ -29,6 +29,8 @@ export class GroupDependencies {
     private readonly prefix: string,
     private readonly log: Logger,
     private readonly ops: MemberOps,
+    /** Containers another provider drives (a Swarm task) are never a member. */
+    private readonly claimedElsewhere: ClaimedElsewhere = claimedByNone,
   ) {}
 
   /**
@@ -79,7 +81,7 @@ export class GroupDependencies {
     const byId = new Map<string, ContainerSummary>()
     for (const c of [...explicit, ...compose]) {
       const labels = labelsOf(c)
-      if (groupOf(labels, this.prefix) === group && !isSwarmTask(labels)) byId.set(c.Id, c)
+      if (groupOf(labels, this.prefix) === group && this.claimedElsewhere(labels) === undefined) byId.set(c.Id, c)
     }
     return [...byId.values()]
   }

@@ -5,7 +5,7 @@ import { RelightError, isRelightError, toRelightError, throwIfAborted } from '..
 import { mapLimit } from '../../core/map-limit.js'
 import type { BackendInfo, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { settingsFrom } from '../../core/settings.js'
-import { CpuRate, round1 } from '../cpu-rate.js'
+import { CpuRate, round1 } from '../kit/cpu-rate.js'
 import type { EngineClient } from '../moby/client.js'
 import { containerInfo, stateOf } from '../moby/container-info.js'
 import { inspectContainer, listContainers } from '../moby/container-inspect.js'
@@ -15,12 +15,12 @@ import { checkLabels } from '../moby/check-labels.js'
 import { ContainerEvents } from '../moby/container-events.js'
 import { followEvents, type MobyEvent } from '../moby/events.js'
 import { GroupDependencies } from '../moby/group.js'
-import { groupOf } from '../moby/labels.js'
+import { type ClaimedElsewhere, groupOf } from '../kit/labels.js'
 import type { PodmanConfig } from './config.js'
+import { PODMAN_SLEEP_MODES } from './descriptor.js'
 import { containerStats, info as engineInfo, libpodClient, version } from './libpod.js'
 
 /** Modes a `<prefix>.sleep` label may name on Podman. */
-export const PODMAN_SLEEP_MODES: readonly SleepMode[] = ['checkpoint', 'pause', 'stop']
 
 /** Container events after which the provider inspects the container again. */
 const REFRESH_ON = new Set(['create', 'start', 'restore', 'pause', 'unpause', 'died', 'stop', 'checkpoint', 'rename', 'cleanup', 'init'])
@@ -39,6 +39,8 @@ export interface PodmanProviderOptions {
   readonly dispatcher?: Dispatcher
   /** How `check` learns whether CRIU works on this host; default runs `criu check`. */
   readonly probeCriu?: (signal: AbortSignal) => Promise<CriuProbe>
+  /** Containers another provider drives (a Swarm task): never a group member, not listed by `check`. Default none. */
+  readonly claimedElsewhere?: ClaimedElsewhere
 }
 
 /** `criu check` on this host (the Podman socket is local, so this is the host Podman runs on). */
@@ -93,12 +95,18 @@ export class PodmanProvider implements Provider {
     this.api = { engine: this.engine, variant: 'libpod' }
     // Group dependencies (`<prefix>.group`, else the compose project), as on Docker.
     this.events = new ContainerEvents({ api: this.api, toInfo: (c) => this.toInfo(c), refreshOn: REFRESH_ON, removeOn: REMOVE_ON })
-    this.groups = new GroupDependencies(this.api, config.label_prefix, log, {
-      wake: async (depId, signal) => {
-        await wakeOne(this.api, await inspectContainer(this.api, depId, signal), signal, this.log)
+    this.groups = new GroupDependencies(
+      this.api,
+      config.label_prefix,
+      log,
+      {
+        wake: async (depId, signal) => {
+          await wakeOne(this.api, await inspectContainer(this.api, depId, signal), signal, this.log)
+        },
+        sleep: (depId, mode, signal) => this.sleepContainer(depId, mode, containerName({ Id: depId, State: {} }), signal),
       },
-      sleep: (depId, mode, signal) => this.sleepContainer(depId, mode, containerName({ Id: depId, State: {} }), signal),
-    })
+      options.claimedElsewhere,
+    )
   }
 
   private get labelPrefix(): string {
@@ -260,7 +268,7 @@ export class PodmanProvider implements Provider {
       })
       return results
     }
-    results.push(...(await checkLabels(this.api, this.labelPrefix, PODMAN_SLEEP_MODES, signal)))
+    results.push(...(await checkLabels(this.api, this.labelPrefix, PODMAN_SLEEP_MODES, signal, this.options.claimedElsewhere)))
     const uses = await this.checkpointUsers(signal)
     const probe = await (this.options.probeCriu ?? probeCriu)(signal)
     const fallback = this.config.fallback_sleep ?? this.options.defaults.fallback_sleep

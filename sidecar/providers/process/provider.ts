@@ -3,11 +3,11 @@ import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path'
 import type { Logger } from 'pino'
 import { isRelightError, RelightError, throwIfAborted } from '../../core/errors.js'
 import type { BackendInfo, BackendState, BackendStats, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
-import { CpuRate, round1 } from '../cpu-rate.js'
+import { CpuRate, round1 } from '../kit/cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
 import { backendSettingsShape } from '../../config/types.js'
 import { groupUsage } from './stats.js'
-import { ChildRecords, configHash } from './child-records.js'
+import { ChildRecords, configHash, recordsDir } from './child-records.js'
 import { settingsFrom } from '../../core/settings.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
@@ -151,7 +151,7 @@ export class ProcessProvider implements Provider {
     this.resyncInterval = config.resync_interval
     this.baseDir = options.baseDir ?? process.cwd()
     this.env = options.env ?? process.env
-    this.records = options.stateDir === undefined ? undefined : new ChildRecords(join(options.stateDir, 'process'), log.child({ component: 'recovery' }))
+    this.records = options.stateDir === undefined ? undefined : new ChildRecords(recordsDir(options.stateDir), log.child({ component: 'recovery' }))
     for (const app of config.apps) this.apps.set(app.name, this.makeApp(app))
   }
 

@@ -7,7 +7,7 @@ import { homedir } from 'node:os'
 import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { Agent, request } from 'undici'
 import { type ErrorCode, type ErrorContext, RelightError, toRelightError, throwIfAborted } from '../../core/errors.js'
-import { codeForConnectError, codeForStatus } from '../http-errors.js'
+import { codeForConnectError, codeForStatus } from '../kit/http-errors.js'
 
 /** A node as the API reports it; every field but hostname may be missing. */
 export interface SlicerNode {

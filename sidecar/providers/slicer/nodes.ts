@@ -6,6 +6,13 @@ import type { SlicerConfig } from './config.js'
 import { parseTags } from './tags.js'
 import { settingsFrom } from '../../core/settings.js'
 
+/** What the provider knows about a routed node since the last list or its own operation. */
+export interface KnownNode {
+  readonly node: SlicerNode
+  readonly info: BackendInfo
+  readonly persistent: boolean
+}
+
 /**
  * The node's host group: the `hostgroup` field, else the Slicer naming rule `<group>-<n>`
  * (GET /nodes has carried status but not always the group; GET /hostgroup/{g}/nodes the

@@ -4,16 +4,10 @@ import { plainHttpToRemote } from '../../core/hosts.js'
 import type { BackendInfo, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { paths, SlicerClient, type SlicerNode } from './client.js'
 import type { SlicerConfig } from './config.js'
-import { nodeGroup, nodeToBackend } from './nodes.js'
-import { sleepNode, SLICER_SLEEP_MODES } from './vm-sleep.js'
+import { type KnownNode, nodeGroup, nodeToBackend } from './nodes.js'
+import { SLICER_SLEEP_MODES } from './descriptor.js'
+import { sleepNode } from './vm-sleep.js'
 import { wakeNode } from './vm-wake.js'
-
-/** What the provider knows about a routed node since the last list or its own operation. */
-export interface KnownNode {
-  readonly node: SlicerNode
-  readonly info: BackendInfo
-  readonly persistent: boolean
-}
 
 export interface SlicerProviderOptions {
   /** Relative socket paths resolve against this (the config file's directory). */

@@ -3,10 +3,8 @@ import { stateForMode } from '../../core/provider.js'
 import { RelightError } from '../../core/errors.js'
 import type { SleepMode } from '../../core/provider.js'
 import { paths, type SlicerClient } from './client.js'
-import type { KnownNode } from './provider.js'
+import type { KnownNode } from './nodes.js'
 import { notFound } from './vm-wake.js'
-
-export const SLICER_SLEEP_MODES: readonly SleepMode[] = ['pause', 'suspend', 'stop']
 
 const OPS: Partial<Record<SleepMode, string>> = { pause: 'pause', suspend: 'suspend', stop: 'shutdown' }
 

@@ -6,7 +6,7 @@
 import { RelightError, throwIfAborted } from '../../core/errors.js'
 import type { BackendState, SleepMode } from '../../core/provider.js'
 import { paths, type SlicerClient } from './client.js'
-import type { KnownNode } from './provider.js'
+import type { KnownNode } from './nodes.js'
 import { delay } from '../../core/timers.js'
 
 type WakeOp = 'resume' | 'restore' | 'relaunch'

@@ -3,7 +3,15 @@
  * port and per-backend settings), plus what only services carry: the awake replica count and
  * the labels the sidecars write themselves to share decisions (last activity, asleep marker).
  */
-import { type LabelFacts, readLabels } from '../moby/labels.js'
+import { type LabelFacts, readLabels } from '../kit/labels.js'
+
+/** Set by Swarm on every task container. */
+export const SWARM_SERVICE_LABEL = 'com.docker.swarm.service.id'
+
+/** A Swarm task's container: the service's to scale (providers.swarm), never a container provider's to stop or pause. */
+export function isSwarmTask(labels: Readonly<Record<string, string>>): boolean {
+  return labels[SWARM_SERVICE_LABEL] !== undefined
+}
 
 /** Labels the sidecars write. Never set them by hand (reading them is fine). */
 export interface SharedLabels {

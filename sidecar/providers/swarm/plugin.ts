@@ -1,20 +1,15 @@
-/** The `swarm` entry of the provider table (providers/plugins.ts). */
-import { labelSettings } from '../moby/labels.js'
+/**
+ * The `swarm` runtime entry (providers/plugins.ts): its descriptor, how an instance is built,
+ * and its claim on task containers (Swarm replaces a task that stops, so the container providers
+ * leave them to the service's scale).
+ */
 import { definePlugin } from '../plugin.js'
-import { swarmConfigSchema } from './config.js'
-import { SWARM_SLEEP_MODES, SwarmProvider } from './provider.js'
+import { swarmDescriptor } from './descriptor.js'
+import { isSwarmTask } from './labels.js'
+import { SwarmProvider } from './provider.js'
 
 export const swarmPlugin = definePlugin({
-  kind: 'swarm',
-  configSchema: swarmConfigSchema,
-  sleepModes: SWARM_SLEEP_MODES,
-  settings: {
-    carrier: 'service label',
-    name: (key, config) => `${config.label_prefix}.${key}`,
-    read: (labels, config) => {
-      const problems: string[] = []
-      return { settings: labelSettings(labels, config.label_prefix, SWARM_SLEEP_MODES, problems), problems }
-    },
-  },
+  ...swarmDescriptor,
   create: (config, context) => new SwarmProvider(config, context.logger),
+  claims: (labels) => (isSwarmTask(labels) ? 'belongs to a Swarm service (providers.swarm drives it)' : undefined),
 })

@@ -7,14 +7,14 @@ import { WarnOnce, problemTopic } from '../../core/warn-once.js'
 import { settingsFrom } from '../../core/settings.js'
 import { EngineClient } from '../moby/client.js'
 import { type MobyEvent, followEvents } from '../moby/events.js'
-import { domainLabel } from '../moby/labels.js'
+import { domainLabel } from '../kit/labels.js'
 import type { SwarmConfig } from './config.js'
+import { SWARM_SLEEP_MODES } from './descriptor.js'
 import { type ServiceFacts, readServiceLabels, sharedLabels } from './labels.js'
 import { type Service, type ServiceSpec, SwarmServices, type Task, isOutOfSequence } from './services.js'
 import { nodeAddress, targetPort, taskUpstreams } from './upstreams.js'
 
 /** Swarm services sleep only by scaling to 0. */
-export const SWARM_SLEEP_MODES: readonly SleepMode[] = ['scale']
 
 /** Task polling while a wake waits for a task to run (Swarm has no task events). */
 const TASK_POLL_MS = 20

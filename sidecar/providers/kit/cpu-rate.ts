@@ -26,4 +26,4 @@ export class CpuRate {
 }
 
 /** Round for reports: one decimal. */
-export { round1 } from '../core/provider.js'
+export { round1 } from '../../core/provider.js'

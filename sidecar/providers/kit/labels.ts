@@ -1,20 +1,24 @@
 /**
- * Reading relight labels (`<prefix>.domain`, `.port`, `.group`, the per-backend settings). Pure
- * functions over a label map, so any Moby-API object carrying labels can use them: Docker and
- * Podman containers (same labels, compatible with caddy-relight-podman), Swarm services.
+ * The relight label grammar (`<prefix>.domain`, `.port`, `.group`, the per-backend settings).
+ * Pure functions over a name → text map, so any engine object carrying such metadata uses them:
+ * Docker and Podman container labels (compatible with caddy-relight-podman), Swarm service
+ * labels, Kubernetes annotations.
  */
 import type { BackendSettings, SleepMode } from '../../core/provider.js'
 import { readSettings } from '../../core/settings.js'
 
 export const COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
 export const COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'
-/** Set by Swarm on every task container. */
-export const SWARM_SERVICE_LABEL = 'com.docker.swarm.service.id'
+/**
+ * Whether an engine object (known by its labels) belongs to another provider, and then why in
+ * words (`belongs to a Swarm service (providers.swarm drives it)`); undefined when it does not.
+ * The composition root builds it from the other kinds' `claims` hooks (providers/plugin.ts), so
+ * a provider never names a sibling kind.
+ */
+export type ClaimedElsewhere = (labels: Readonly<Record<string, string>>) => string | undefined
 
-/** A Swarm task's container: the service's to scale (providers.swarm), never a container provider's to stop or pause. */
-export function isSwarmTask(labels: Readonly<Record<string, string>>): boolean {
-  return labels[SWARM_SERVICE_LABEL] !== undefined
-}
+/** Nothing is another provider's (a provider built on its own, as in tests). */
+export const claimedByNone: ClaimedElsewhere = () => undefined
 
 export interface LabelFacts {
   /** Declared hosts (`<prefix>.domain`, comma-separated); empty for a non-routed container. */
