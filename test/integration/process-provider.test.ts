@@ -10,7 +10,7 @@ import type { ProviderEvent } from '../../sidecar/core/provider.js'
 import { processConfigSchema } from '../../sidecar/providers/process/config.js'
 import { lookupUser, ProcessProvider } from '../../sidecar/providers/process/provider.js'
 import { waitReady } from '../../sidecar/core/readiness.js'
-import { freePort, tempDir } from '../helpers/net.js'
+import { freePort, freePortRun, tempDir } from '../helpers/net.js'
 import { pidAlive, until } from '../helpers/wait.js'
 
 /** The file's text, or '' while it does not exist yet. */
@@ -81,7 +81,7 @@ describe('process provider', () => {
   })
 
   it('runs replicas on port + N with templates, and spreads them as upstreams', async (t) => {
-    const port = await freePort()
+    const port = await freePortRun(2) // replica 1 listens on port + 1
     const port2 = port + 1
     const { p, close } = provider(t, [
       { name: 'rep', hosts: ['rep.localhost'], command: [process.execPath, APP], env: { PORT: '{{port}}', NAME: 'r{{replica}}' }, port, replicas: 2, stdout: 'null' },
