@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** relight-sidecar command line: serve, check, snippet. */
+/** relight-sidecar command line: serve, check, reload, health, snippet. */
 import { WaitingPages } from './pages/template.js'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
@@ -13,6 +13,8 @@ import { createLogger, type LogFormat } from './logger.js'
 import { createProviders, preflight } from './providers/index.js'
 import { SystemResolver } from './routing/stateful/resolver.js'
 import { requestReload, writePidFile } from './reload-client.js'
+import { checkHealth } from './health-client.js'
+import { parseDuration } from './core/duration.js'
 import { stateDir } from './config/state-dir.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
@@ -24,6 +26,7 @@ Usage:
   relight-sidecar serve --config FILE    run the sidecar
   relight-sidecar check --config FILE    validate the config and probe every provider
   relight-sidecar reload --config FILE   make the running sidecar read its config again
+  relight-sidecar health --config FILE   ask the running sidecar whether it is healthy (probes)
   relight-sidecar snippet                print the Caddy snippet to import
   relight-sidecar <command> --help       help for one command
 
@@ -56,6 +59,21 @@ by sending SIGHUP to the pid in <state_dir>/sidecar.pid. Exits 0 when the reload
 (or the signal sent), 1 otherwise.
 
   --config, -c FILE     the sidecar's YAML configuration (required)`,
+  health: `relight-sidecar health --config FILE [--timeout 5s] [--degraded-ok] [--wait]
+
+Asks the running sidecar's GET /_relight/healthz on the configured listen address (unix:/path,
+or host:port with 0.0.0.0 / :: asked on loopback) and prints one line. Sends no token. Made for
+a Docker HEALTHCHECK or a Kubernetes exec probe (the sidecar listens on loopback or a socket,
+where an httpGet probe cannot reach it, and the image has no curl).
+Exits 0 when the sidecar answers "ok", 1 when it does not answer, answers "degraded" (a
+provider cannot be listed) or does not answer within the timeout, 2 on a usage error.
+
+  --config, -c FILE     the sidecar's YAML configuration (required)
+  --timeout DURATION    how long to wait for the answer (default 5s)
+  --degraded-ok         exit 0 on "degraded" too: the process answers (for liveness probes,
+                        so an engine or API server outage does not restart the sidecar)
+  --wait                ask again every 250 ms until healthy or --timeout has passed (for a
+                        start-up hook that holds Caddy back until the sidecar answers)`,
   snippet: `relight-sidecar snippet
 
 Prints caddy/relight.caddy, the Caddyfile snippet to import. Use it in a site block as
@@ -253,7 +271,7 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') usage('main')
   if (!Object.hasOwn(HELP, command) || command === 'main') usage('main', `unknown command "${command}"`)
-  let values: { config?: string; help?: boolean; 'log-format'?: string }
+  let values: { config?: string; help?: boolean; 'log-format'?: string; timeout?: string; 'degraded-ok'?: boolean; wait?: boolean }
   try {
     ;({ values } = parseArgs({
       args: rest,
@@ -261,6 +279,9 @@ async function main(argv: string[]): Promise<void> {
         config: { type: 'string', short: 'c' },
         help: { type: 'boolean', short: 'h' },
         'log-format': { type: 'string' },
+        timeout: { type: 'string' },
+        'degraded-ok': { type: 'boolean' },
+        wait: { type: 'boolean' },
       },
       strict: true,
     }))
@@ -268,6 +289,7 @@ async function main(argv: string[]): Promise<void> {
     usage(command, (err as Error).message)
   }
   if (values.help) usage(command)
+  if (command !== 'health' && (values.timeout !== undefined || values['degraded-ok'] !== undefined || values.wait !== undefined)) usage(command, `--timeout, --degraded-ok and --wait are options of health, not of ${command}`)
   if (command === 'snippet') {
     process.stdout.write(readFileSync(SNIPPET_FILE, 'utf8'))
     return
@@ -278,6 +300,15 @@ async function main(argv: string[]): Promise<void> {
     const config = readConfig(values.config)
     const outcome = await requestReload(config, dirname(resolve(values.config)))
     ;(outcome.exitCode === 0 ? process.stdout : process.stderr).write(outcome.text)
+    process.exitCode = outcome.exitCode
+    return
+  }
+  if (command === 'health') {
+    const timeoutMs = parseDuration(values.timeout ?? '5s')
+    if (timeoutMs === undefined || timeoutMs <= 0) usage(command, `--timeout: "${values.timeout}" is not a duration like 500ms, 5s or 1m`)
+    const config = readConfig(values.config)
+    const outcome = await checkHealth(config.listen, { timeoutMs, degradedOk: values['degraded-ok'] === true, wait: values.wait === true })
+    ;(outcome.exitCode === 0 ? process.stdout : process.stderr).write(`${outcome.line}\n`)
     process.exitCode = outcome.exitCode
     return
   }

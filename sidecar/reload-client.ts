@@ -9,6 +9,7 @@ import { Agent, request } from 'undici'
 import type { Config } from './config/schema.js'
 import { stateDir, stateDirProblem, stateFileProblem } from './config/state-dir.js'
 import { procStat } from './core/proc-stat.js'
+import { sidecarEndpoint } from './health-client.js'
 
 interface PidRecord {
   readonly pid: number
@@ -66,12 +67,10 @@ export interface ReloadOutcome {
 }
 
 async function viaAdmin(config: Config, token: string): Promise<ReloadOutcome | undefined> {
-  const listen = config.listen
-  const unix = listen.startsWith('unix:') ? listen.slice('unix:'.length) : undefined
-  const hostPort = unix ? 'localhost' : listen.replace(/^:/, '127.0.0.1:').replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '[::1]:')
-  const dispatcher = unix ? new Agent({ connect: { socketPath: unix } }) : undefined
+  const { origin, socketPath } = sidecarEndpoint(config.listen)
+  const dispatcher = socketPath ? new Agent({ connect: { socketPath } }) : undefined
   try {
-    const res = await request(`http://${hostPort}/_relight/admin/reload`, {
+    const res = await request(`${origin}/_relight/admin/reload`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(120_000),

@@ -42,7 +42,7 @@ function serve(config: string): { child: ChildProcess; output: () => string; lis
 describe('relight-sidecar CLI', () => {
   it('prints help for every command and fails on unknown ones', () => {
     assert.match(cli('--help').out, /relight-sidecar serve --config FILE/)
-    for (const c of ['serve', 'check', 'snippet']) assert.equal(cli(c, '--help').code, 0, c)
+    for (const c of ['serve', 'check', 'reload', 'health', 'snippet']) assert.equal(cli(c, '--help').code, 0, c)
     const bad = cli('frobnicate')
     assert.equal(bad.code, 2)
     assert.match(bad.err, /unknown command "frobnicate"/)

@@ -42,7 +42,7 @@ export const FLOORS: readonly { readonly name: string; readonly match: RegExp }[
   },
   { name: 'config', match: /^config\// },
   { name: 'features', match: /^(heartbeat|routing|startup)\// },
-  { name: 'providers, server, ops, pages, reload', match: /^((providers|server|ops|pages)\/|reload(-client)?\.ts$)/ },
+  { name: 'providers, server, ops, pages, reload', match: /^((providers|server|ops|pages)\/|reload(-client)?\.ts$|health-client\.ts$)/ },
   { name: 'composition root', match: /^(daemon|main)\.ts$/ },
 ]
 
@@ -127,6 +127,19 @@ function runtimeImports(graph: Graph): string[] {
   return out
 }
 
+/**
+ * Outside providers/, nothing knows a provider kind: a file there may import the providers/*.ts
+ * contracts and tables (index.ts, descriptors.ts, plugin.ts, …) and providers/kit/, never a kind's folder.
+ */
+function kindImports(graph: Graph): string[] {
+  const out: string[] = []
+  for (const [from, targets] of graph) {
+    if (from.startsWith('providers/')) continue
+    for (const to of targets) if (/^providers\/(?!kit\/)[^/]+\//.test(to)) out.push(`${from} → ${to}`)
+  }
+  return out
+}
+
 describe('architecture', () => {
   it('the scanner sees static, type-only, dynamic and side-effect imports', () => {
     const text = "import a from '../x.js'\nimport type { B } from './b.js'\nexport { c } from '../c/d.js'\nconst e = await import('../e.js')\nimport '../f.js'\n"
@@ -156,6 +169,10 @@ describe('architecture', () => {
     assert.deepEqual(runtimeImports(sourceGraph()), [], 'providers/<kind>/plugin.ts ← providers/plugins.ts ← providers/index.ts ← daemon.ts, main.ts')
   })
 
+  it('no file outside providers/ imports a provider kind', () => {
+    assert.deepEqual(kindImports(sourceGraph()), [], 'main, daemon, reload, startup, server, … reach providers only through providers/index.ts and the providers/*.ts contracts')
+  })
+
   it('the rules catch what they are for (fixtures)', () => {
     const graph = new Map([
       ['core/a.ts', ['config/schema.ts']], // upward
@@ -164,6 +181,8 @@ describe('architecture', () => {
       ['providers/kubernetes/workloads.ts', ['providers/docker/provider.ts', 'providers/kit/labels.ts']], // sibling
       ['providers/kit/labels.ts', ['providers/swarm/labels.ts']], // a kit knowing a provider
       ['server/app.ts', ['providers/docker/plugin.ts']], // a runtime entry outside the root
+      ['main.ts', ['providers/process/child-records.ts', 'providers/index.ts']], // a kind named by the top
+      ['startup/preflight.ts', ['providers/process/config.ts', 'providers/kit/labels.ts']], // even type-only
     ])
     assert.deepEqual(upwardImports(graph), [
       'core/a.ts (core) → config/schema.ts (config)',
@@ -173,6 +192,7 @@ describe('architecture', () => {
     assert.deepEqual(importCircles(graph), ['config/schema.ts → providers/plugins.ts → config/schema.ts'])
     assert.deepEqual(siblingImports(graph), ['providers/kubernetes/workloads.ts → providers/docker/provider.ts', 'providers/kit/labels.ts → providers/swarm/labels.ts'])
     assert.deepEqual(runtimeImports(graph), ['config/schema.ts → providers/plugins.ts', 'server/app.ts → providers/docker/plugin.ts'])
+    assert.deepEqual(kindImports(graph), ['server/app.ts → providers/docker/plugin.ts', 'main.ts → providers/process/child-records.ts', 'startup/preflight.ts → providers/process/config.ts'])
   })
 
   it('RELIGHT_ERR_CONFIG is raised only while loading the configuration or starting listeners', () => {
