@@ -2,12 +2,12 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
-import { AccessLogServer } from './core/access-log.js'
+import { AccessLogServer, requestKeyOf } from './core/access-log.js'
 import type { Backend } from './core/backend.js'
 import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
 import { RelightError } from './core/errors.js'
-import { MAX_OPEN_TICKETS, TicketLedger } from './core/tickets.js'
+import { MAX_OPEN_PER_BACKEND, MAX_OPEN_PER_CLIENT, MAX_OPEN_TICKETS, type TicketBound, TicketLedger } from './core/tickets.js'
 import { claimSocketPath, secureSocket } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
 import { Webhooks } from './ops/webhooks.js'
@@ -80,6 +80,11 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
         ticket: (ticket, conn) => {
           ledger.finish(ticket, conn)
         },
+        wantUnticketed: () => ledger.keyed,
+        unticketed: (line, conn) => {
+          const key = requestKeyOf(line)
+          if (key !== undefined) ledger.finishUnticketedLater(key, conn)
+        },
         opened: (conn) => {
           connections++
           ledger.connectionOpened(conn)
@@ -116,7 +121,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   const app = buildApp(
     {
       ...(config.admin ? { adminToken: config.admin.token } : {}),
-      ...(accessLog ? { accessLogState: () => (connections > 0 ? 'connected' : 'disconnected'), accessLogConnections: () => connections } : {}),
+      ...(accessLog ? { accessLogState: () => (tickets?.proven ? 'connected' : connections > 0 ? 'unproven' : 'disconnected'), accessLogConnections: () => connections } : {}),
       ...(config.heartbeat ? { heartbeatFailures: () => heartbeat?.counters.failed ?? 0 } : {}),
       ...(webhooks ? { webhooks: () => webhooks.stats() } : {}),
       reload: () => reload(),
@@ -226,11 +231,16 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
 const TICKET_EXPIRY_TICK_MS = 1000
 
 /** Logs tickets that stopped counting without their line: each reason at 1, 2, 4, 8… occurrences. */
-/** Requests refused a ticket (ledger full): logged at 1, 2, 4, 8… refusals, not per request. */
-function ticketsRefused(log: Logger): (total: number) => void {
-  return (total) => {
+/** Requests refused a ticket (a bound reached): logged at 1, 2, 4, 8… refusals, not per request. */
+function ticketsRefused(log: Logger): (bound: TicketBound, total: number) => void {
+  const why: Record<TicketBound, string> = {
+    ledger: `in-flight ledger full (${MAX_OPEN_TICKETS} open tickets)`,
+    backend: `one backend holds ${MAX_OPEN_PER_BACKEND} open tickets (a flood of requests to one app?)`,
+    client: `one client address holds ${MAX_OPEN_PER_CLIENT} open tickets (a flood from one client?)`,
+  }
+  return (bound, total) => {
     if (!atPowerOfTwo(total)) return
-    log.warn({ total }, `in-flight ledger full (${MAX_OPEN_TICKETS} open tickets; a flood of /auth calls?): new requests count as activity only, open ones keep counting`)
+    log.warn({ bound, total }, `${why[bound]}: its new requests count as activity only, open ones keep counting`)
   }
 }
 

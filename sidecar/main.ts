@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 /** relight-sidecar command line: serve, check, reload, health, snippet. */
+// First: serve catches SIGHUP/SIGTERM/SIGINT before anything else loads (issue 23 item 6).
+import { takeSignals } from './startup/early-signals.js'
 import { WaitingPages } from './pages/template.js'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
@@ -55,8 +57,10 @@ An invalid file changes nothing: the problems are printed (admin API) or logged 
 A valid one is applied as a difference: unchanged apps are not touched.
 
 Reaches the sidecar through the admin API when admin.token is set (prints what changed), else
-by sending SIGHUP to the pid in <state_dir>/sidecar.pid. Exits 0 when the reload was applied
-(or the signal sent), 1 otherwise.
+by sending SIGHUP to the pid in <state_dir>/sidecar.pid. The token is sent only to the process
+that pid file names (its listening socket, checked in /proc: run reload as root or the
+sidecar's user) or to a unix socket in a directory only root or this user can write.
+Exits 0 when the reload was applied (or the signal sent), 1 otherwise.
 
   --config, -c FILE     the sidecar's YAML configuration (required)`,
   health: `relight-sidecar health --config FILE [--timeout 5s] [--degraded-ok] [--wait]
@@ -99,6 +103,14 @@ function readConfig(file: string): Config {
 }
 
 async function serve(file: string, format: LogFormat): Promise<void> {
+  // Signals are caught from the first line (startup/early-signals.ts): a stop before anything
+  // runs exits at once; a SIGHUP before the sidecar is ready is applied once it is.
+  let onSignal = (signal: string): void => {
+    if (signal === 'SIGHUP') reloadWhenReady = true
+    else process.exit(0) // nothing is running yet
+  }
+  let reloadWhenReady = false
+  takeSignals((signal) => onSignal(signal))
   const config = readConfig(file)
   const baseDir = dirname(resolve(file))
   // The same checks `check` runs first: a refusal is one line, with no stack trace.
@@ -150,17 +162,22 @@ async function serve(file: string, format: LogFormat): Promise<void> {
       },
     )
   }
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
   // SIGHUP: read the config file again and apply the difference (sidecar/reload.ts logs the outcome).
-  process.on('SIGHUP', () => {
-    if (!sidecar || stopping) {
-      logger.warn('SIGHUP ignored: the sidecar is starting or stopping')
+  const reload = () => {
+    if (stopping) {
+      logger.warn('SIGHUP ignored: the sidecar is stopping')
+      return
+    }
+    if (!sidecar) {
+      if (!reloadWhenReady) logger.info({ file }, 'SIGHUP while starting: the configuration is read again once the sidecar is ready')
+      reloadWhenReady = true
       return
     }
     logger.info({ file }, 'SIGHUP: reloading the configuration')
     void sidecar.reload()
-  })
+  }
+  onSignal = (signal) => (signal === 'SIGHUP' ? reload() : stop(signal))
+  if (reloadWhenReady) logger.info({ file }, 'SIGHUP while starting: the configuration is read again once the sidecar is ready')
 
   try {
     sidecar = await startSidecar(config, { logger, baseDir, providers, configFile: resolve(file) })
@@ -181,6 +198,10 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   const pidFile = writePidFile(config, baseDir)
   if ('error' in pidFile) logger.warn({ path: pidFile.path, err: pidFile.error }, 'cannot write the pid file: `relight-sidecar reload` needs admin.token or a signal (kill -HUP)')
   else process.on('exit', () => pidFile.remove())
+  if (reloadWhenReady) {
+    logger.info({ file }, 'SIGHUP (received while starting): reloading the configuration')
+    void sidecar.reload()
+  }
 }
 
 /** Print why serve does not start (the sentences `check` prints) and exit 1. */
@@ -225,7 +246,7 @@ async function check(file: string): Promise<void> {
   }
   if (config.access_log) {
     out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
-    out(true, `access_log: requests count in flight only through snippet version 2 (it sends X-Relight-Snippet: 2 and logs X-Relight-Ticket); an older relight.caddy still routes but open streams do not keep apps awake, and serve logs "old relight snippet". Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
+    out(true, `access_log: requests count in flight through snippet version 3 (it sends X-Relight-Snippet: 3 and logs X-Relight-Ticket for every end of a request). Version 2 still counts, but Caddy logs its websocket closes, aborted requests and its own 502/504s without the ticket: each of those keeps its app awake until max_request_duration (serve logs "relight snippet version 2"). Version 1 still routes but nothing counts in flight (serve logs "old relight snippet"). Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
   }
   const sockets = [config.listen, config.access_log].filter((a) => a?.startsWith('unix:'))
   if (sockets.length > 0) {

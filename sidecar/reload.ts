@@ -16,7 +16,7 @@
  *   keep their running value and are named in the log.
  */
 import type { Logger } from 'pino'
-import { loadConfig } from './config/load.js'
+import { loadSettledConfig } from './config/settled.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
 import { type Provider, providerId } from './core/provider.js'
@@ -149,7 +149,8 @@ export class Reloader {
     }
     let next: Config
     try {
-      next = loadConfig(file, this.deps.env)
+      // Only a whole file: not while a program still writes it (config/settled.ts).
+      next = await loadSettledConfig(file, this.deps.env ?? process.env, logger)
     } catch (err) {
       const errors = isRelightError(err, 'RELIGHT_ERR_CONFIG') && 'problems' in err ? [...(err.problems as string[])] : [(err as Error).message]
       logger.error({ file, errors }, 'config reload refused: the file is invalid; the running configuration stays')

@@ -10,6 +10,7 @@ import { PROVIDER_DESCRIPTORS } from '../providers/descriptors.js'
 import { webhookConfigSchema } from '../ops/config.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
 import { type Instance, instancesOf, uniqueInstanceIds } from './instances.js'
+import { adminSchema } from './secrets.js'
 import { byteSize, duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy, waitingPageTemplate } from './types.js'
 
 export const defaultsSchema = z.strictObject({
@@ -64,7 +65,8 @@ export const configSchema = z.strictObject({
   stateful: statefulSchema.default([]),
   /** Resolver settings for stateful upstream hosts. */
   dns: dnsSchema.prefault({}),
-  admin: z.strictObject({ token: z.string().min(16, 'use at least 16 characters') }).optional(),
+  /** The admin API, metrics and status page: `token` or `token_file` (config/secrets.ts). */
+  admin: adminSchema.optional(),
   /** Lifecycle events POSTed as signed JSON (sidecar/ops/webhooks.ts). */
   webhooks: z.array(webhookConfigSchema).default([]),
 })

@@ -1,4 +1,4 @@
-import { lstatSync, statSync, type Stats } from 'node:fs'
+import { closeSync, constants as fs, fchmodSync, lstatSync, openSync, renameSync, rmSync, statSync, type Stats, writeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import type { Config } from './schema.js'
 
@@ -44,7 +44,8 @@ export function stateDirProblem(dir: string, what = 'state_dir'): string | undef
 
 /**
  * Why the state file `file` must not be believed, or undefined: it must be a regular file (not a
- * symlink) owned by this user or root.
+ * symlink) owned by this user or root, and writable by its owner only (another user who may
+ * rewrite it chooses what it names).
  */
 export function stateFileProblem(file: string): string | undefined {
   let st: Stats
@@ -56,5 +57,29 @@ export function stateFileProblem(file: string): string | undefined {
   if (st.isSymbolicLink()) return `${file} is a symbolic link`
   if (!st.isFile()) return `${file} is not a regular file`
   if (!trustedOwner(st.uid)) return `${file} belongs to uid ${st.uid}, not to this user or root`
+  if ((st.mode & 0o022) !== 0) return `${file} is writable by ${st.mode & 0o002 ? 'every user' : 'its group'} (mode ${(st.mode & 0o7777).toString(8)})`
   return undefined
+}
+
+/**
+ * Write a state file the sidecar will trust later: a fresh temporary file (O_EXCL, never
+ * through a symlink), mode 0600 whatever umask or an earlier file said, renamed over `file`.
+ * So an existing file's owner, mode or link never carries over.
+ */
+export function writePrivateFile(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`
+  rmSync(tmp, { force: true })
+  const fd = openSync(tmp, fs.O_WRONLY | fs.O_CREAT | fs.O_EXCL | fs.O_NOFOLLOW, 0o600)
+  try {
+    fchmodSync(fd, 0o600)
+    writeSync(fd, text)
+  } finally {
+    closeSync(fd)
+  }
+  try {
+    renameSync(tmp, file)
+  } catch (err) {
+    rmSync(tmp, { force: true })
+    throw err
+  }
 }

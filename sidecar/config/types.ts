@@ -115,3 +115,37 @@ export function onlySleepModes(modes: readonly string[], what: string, at: (key:
     }
   }
 }
+
+// Shared secrets (`admin.token`, `webhooks[].secret`; config/secrets.ts reads `admin.token_file`).
+/** Placeholders the README and examples once showed; refused whatever their length. */
+const PLACEHOLDER = /change.?me|replace.?me|placeholder|your.?token|your.?secret|^x+$/i
+/** Fewest characters accepted (`openssl rand -hex 32` makes 64). */
+export const MIN_SECRET_LENGTH = 32
+/** Least estimated entropy (bits) accepted: length × the string's own per-character entropy. */
+const MIN_BITS = 80
+
+const HOW = 'generate one with  openssl rand -hex 32'
+
+/**
+ * Why `value` is too weak to share with clients, or undefined. The entropy estimate counts the
+ * characters the string actually uses (so `aaaa…`, `abab…` and long dictionary-ish phrases score
+ * low): 64 hex digits from `openssl rand -hex 32` score about 240 bits, the minimum is 80 (random 32 hex digits score 95–125).
+ */
+export function weakSecretProblem(value: string): string | undefined {
+  if (/\s/.test(value)) return `contains whitespace; ${HOW}`
+  if (PLACEHOLDER.test(value)) return `is a placeholder, not a secret; ${HOW}`
+  if (value.length < MIN_SECRET_LENGTH) return `too short (${value.length} characters, at least ${MIN_SECRET_LENGTH}); ${HOW}`
+  const counts = new Map<string, number>()
+  for (const c of value) counts.set(c, (counts.get(c) ?? 0) + 1)
+  let perChar = 0
+  for (const n of counts.values()) perChar -= (n / value.length) * Math.log2(n / value.length)
+  const bits = Math.floor(perChar * value.length)
+  if (bits < MIN_BITS) return `too predictable (repeated characters: about ${bits} bits, at least ${MIN_BITS}); ${HOW}`
+  return undefined
+}
+
+/** A string that must be a real secret. */
+export const strongSecret = z.string().superRefine((value, ctx) => {
+  const problem = weakSecretProblem(value)
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem })
+})

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
-import type { LogConnection } from './tickets.js'
+import { type LogConnection, requestKey } from './tickets.js'
 import { claimSocketPath } from './unix-socket.js'
 import { atPowerOfTwo } from './log-throttle.js'
 
@@ -19,6 +19,13 @@ export interface AccessLine {
 export interface AccessLogHandlers {
   /** A line carrying a ticket arrived on `conn`. */
   ticket(ticket: string, conn: LogConnection): void
+  /**
+   * A line without a ticket arrived on `conn`. Called only for a proven connection while
+   * `wantUnticketed()` says some open ticket could match (Caddy's lines for other sites cost a
+   * scan only then).
+   */
+  unticketed?(line: string, conn: LogConnection): void
+  wantUnticketed?(): boolean
   /** A connection opened (it is `open` and not yet `proven`). */
   opened(conn: LogConnection): void
   /** A connection closed (lines still owed on it are lost). */
@@ -33,6 +40,19 @@ export interface AccessLogLimits {
 }
 
 export const DEFAULT_ACCESS_LOG_LIMITS: AccessLogLimits = { maxConnections: 4, maxLine: 256 << 10 }
+
+/**
+ * Connections that never prove themselves (deliver a live ticket issued while they were open:
+ * see TicketLedger) cannot hold the slots. When every slot is taken, a newcomer replaces the
+ * unproven connection open longest, once that one has had PROOF_GRACE_MS to prove itself
+ * (Caddy re-dials on its next write after a refusal, so an intruder who filled the slots first
+ * keeps it out for at most this long plus Caddy's 10 s re-dial pause). And while a proven
+ * connection is open, unproven ones are closed after PROOF_TIMEOUT_MS (Caddy writes every site's
+ * lines to one address through one connection; a second one of Caddy's, if any, re-dials on its
+ * next write, and the proven one keeps its tickets counting meanwhile).
+ */
+export const PROOF_GRACE_MS = 5_000
+export const PROOF_TIMEOUT_MS = 30_000
 
 /**
  * Fairness: a connection yields to the event loop after this many bytes (so /auth requests are
@@ -76,6 +96,53 @@ export function ticketOf(line: string): string | undefined {
   return line.slice(start, end)
 }
 
+const REQUEST_START = '"request":{"remote_ip":"'
+
+/**
+ * Caddy's identity of the request a line logs (`requestKey`): remote_ip, remote_port, method,
+ * host and uri, which Caddy 2.6 writes first in `request`, in this order, before any header
+ * (so before anything a client names). Undefined when the line is not shaped so.
+ */
+export function requestKeyOf(line: string): string | undefined {
+  let at = line.indexOf(REQUEST_START)
+  if (at === -1) return undefined
+  at += REQUEST_START.length
+  const fields: string[] = []
+  for (const name of ['remote_port', 'proto', 'method', 'host', 'uri']) {
+    const value = readString(line, at)
+    if (value === undefined) return undefined
+    fields.push(value.text)
+    const next = `,"${name}":"`
+    if (!line.startsWith(next, value.end + 1)) return undefined
+    at = value.end + 1 + next.length
+  }
+  const uri = readString(line, at)
+  if (uri === undefined) return undefined
+  const [ip, port, , method, host] = fields as [string, string, string, string, string]
+  return requestKey(`${ip}:${port}`, method, host, uri.text)
+}
+
+/** The JSON string whose content starts at `from` (after its opening quote): its text and closing quote. */
+function readString(line: string, from: number): { text: string; end: number } | undefined {
+  let end = line.indexOf('"', from)
+  let escaped = false
+  while (end !== -1 && line.charCodeAt(end - 1) === 0x5c) {
+    // a quote preceded by backslashes: escaped only when their number is odd
+    let n = 0
+    while (line.charCodeAt(end - 1 - n) === 0x5c) n++
+    if (n % 2 === 0) break
+    escaped = true
+    end = line.indexOf('"', end + 1)
+  }
+  if (end === -1) return undefined
+  if (!escaped && line.lastIndexOf('\\', end) < from) return { text: line.slice(from, end), end }
+  try {
+    return { text: JSON.parse(`"${line.slice(from, end)}"`) as string, end }
+  } catch {
+    return undefined
+  }
+}
+
 /** What one access-log line says, as far as accounting goes (undefined: not Caddy's line shape). */
 export function parseAccessLine(line: string): AccessLine | undefined {
   if (line.lastIndexOf(RESP_KEY) === -1) return undefined
@@ -94,8 +161,10 @@ export function parseAccessLine(line: string): AccessLine | undefined {
  */
 export class AccessLogServer {
   private server: Server | undefined
-  private readonly sockets = new Set<Socket>()
+  private readonly sockets = new Map<Socket, { readonly conn: LogConnection; readonly openedAt: number }>()
+  private sweepTimer: NodeJS.Timeout | undefined
   private refusedConnections = 0
+  private evictedConnections = 0
   private skippedLines = 0
   private readLines = 0
   private peakBuffered = 0
@@ -126,6 +195,24 @@ export class AccessLogServer {
       }
     })
     server.on('error', (err) => this.log.error({ err }, 'access log listener failed'))
+    this.sweepTimer = setInterval(() => this.sweep(), 1000)
+    this.sweepTimer.unref()
+  }
+
+  /** While a proven connection is open, close unproven ones older than PROOF_TIMEOUT_MS. */
+  private sweep(now = performance.now()): void {
+    let proven = false
+    for (const { conn } of this.sockets.values()) if (conn.proven && conn.open) proven = true
+    if (!proven) return
+    for (const [socket, { conn, openedAt }] of this.sockets) {
+      if (!conn.proven && now - openedAt >= PROOF_TIMEOUT_MS) this.evict(socket, 'it never proved itself while Caddy\'s proven connection was open')
+    }
+  }
+
+  private evict(socket: Socket, why: string): void {
+    this.evictedConnections++
+    if (atPowerOfTwo(this.evictedConnections)) this.log.warn({ why, evicted: this.evictedConnections }, 'access log connection closed: not proven to be Caddy\'s (who else writes to this socket?)')
+    socket.destroy()
   }
 
   /** The bound address (the real port when listening on :0). */
@@ -136,10 +223,14 @@ export class AccessLogServer {
   }
 
   /** Counters for status and tests. */
-  get stats(): { connections: number; refusedConnections: number; lines: number; skippedLines: number; peakBufferedBytes: number } {
+  get stats(): { connections: number; provenConnections: number; refusedConnections: number; evictedConnections: number; lines: number; skippedLines: number; peakBufferedBytes: number } {
+    let proven = 0
+    for (const { conn } of this.sockets.values()) if (conn.proven) proven++
     return {
       connections: this.sockets.size,
+      provenConnections: proven,
       refusedConnections: this.refusedConnections,
+      evictedConnections: this.evictedConnections,
       lines: this.readLines,
       skippedLines: this.skippedLines,
       peakBufferedBytes: this.peakBuffered,
@@ -147,6 +238,24 @@ export class AccessLogServer {
   }
 
   private accept(socket: Socket): void {
+    if (this.sockets.size >= this.limits.maxConnections) {
+      // Make room by closing the unproven connection open longest, once it had its grace.
+      const now = performance.now()
+      let oldest: [Socket, number] | undefined
+      for (const [s, { conn, openedAt }] of this.sockets) {
+        if (!conn.proven && now - openedAt >= PROOF_GRACE_MS && (oldest === undefined || openedAt < oldest[1])) oldest = [s, openedAt]
+      }
+      if (oldest !== undefined) {
+        this.evict(oldest[0], 'all access_log_max_connections slots were taken and it had not proved itself')
+        // its close handler runs later: free the slot now
+        const entry = this.sockets.get(oldest[0])
+        this.sockets.delete(oldest[0])
+        if (entry) {
+          entry.conn.open = false
+          this.handlers.closed(entry.conn)
+        }
+      }
+    }
     if (this.sockets.size >= this.limits.maxConnections) {
       socket.destroy()
       this.refusedConnections++
@@ -160,7 +269,7 @@ export class AccessLogServer {
       return
     }
     const conn: LogConnection = { open: true, proven: false }
-    this.sockets.add(socket)
+    this.sockets.set(socket, { conn, openedAt: performance.now() })
     this.handlers.opened(conn)
     this.log.info({ connections: this.sockets.size }, 'caddy access log connected')
     const maxLine = this.limits.maxLine
@@ -172,6 +281,7 @@ export class AccessLogServer {
       this.readLines++
       const ticket = ticketOf(line)
       if (ticket !== undefined) this.handlers.ticket(ticket, conn)
+      else if (conn.proven && this.handlers.wantUnticketed?.()) this.handlers.unticketed?.(line, conn)
     }
     let turnBytes = 0
     let windowBytes = 0
@@ -234,7 +344,7 @@ export class AccessLogServer {
     socket.on('error', () => undefined)
     socket.on('close', () => {
       clearTimeout(resumeTimer)
-      this.sockets.delete(socket)
+      if (!this.sockets.delete(socket)) return // evicted: already reported closed
       conn.open = false
       this.handlers.closed(conn)
       this.log.warn({ connections: this.sockets.size }, 'caddy access log disconnected')
@@ -252,7 +362,8 @@ export class AccessLogServer {
     const server = this.server
     if (!server) return
     this.server = undefined
-    for (const s of this.sockets) s.destroy()
+    clearInterval(this.sweepTimer)
+    for (const s of this.sockets.keys()) s.destroy()
     await new Promise<void>((resolve) => server.close(() => resolve()))
   }
 }

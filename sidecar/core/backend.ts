@@ -371,7 +371,9 @@ export class Backend {
       // Routed once one upstream is ready; the others join `ready` as their probes succeed.
       const upstreams = this.info.upstreams
       const ready: string[] = []
-      if (upstreams.length > 0) await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => ready.push(u))
+      // Routed only to the backend's own listener (process apps: never to a program that bound the port first).
+      const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
+      if (upstreams.length > 0) await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => ready.push(u), owns)
       this.ready = ready
       this.leftoverProbes = controller
       this._phase = 'running'

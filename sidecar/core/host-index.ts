@@ -13,6 +13,12 @@ export interface Lookup<T> {
   readonly target: T | undefined
   /** The normalised host, or undefined when the header is not a DNS name. */
   readonly host: string | undefined
+  /**
+   * The header is the canonical spelling of `host` (plus an optional port): what Caddy's
+   * case-sensitive logger map sees for the site that routed it. Another spelling (upper case,
+   * U-labels, a trailing dot) may be routed by that site and logged elsewhere.
+   */
+  readonly canonical: boolean
 }
 
 export interface IndexProblem {
@@ -79,8 +85,8 @@ export class HostIndex<T> {
       if (hit !== undefined) return hit
     }
     const host = normalizeHost(raw)
-    if (host === undefined) return { target: undefined, host: undefined }
-    const result = { target: this.resolve(host), host }
+    if (host === undefined) return { target: undefined, host: undefined, canonical: false }
+    const result = { target: this.resolve(host), host, canonical: raw === host || (raw !== undefined && raw.startsWith(host) && /^:\d{1,5}$/.test(raw.slice(host.length))) }
     if (result.target !== undefined && raw !== undefined && this.rawHits.size < RAW_CACHE_LIMIT) {
       this.rawHits.set(raw, result)
     }

@@ -187,6 +187,14 @@ export interface Provider {
    */
   shareActivity?(id: string, at: number, signal: AbortSignal, context?: SleepContext): Promise<void>
   stats?(id: string, signal: AbortSignal): Promise<BackendStats>
+  /**
+   * Called after a readiness probe of `upstream` connected: is the listener that answered the
+   * backend's own? true: yes; false: not known yet (no listener seen: the probe tries again);
+   * throws RELIGHT_ERR_PORT_IN_USE when another program holds the address (process apps: a
+   * program that bound the port between the spawn and the app's listen). Providers whose
+   * backends own their addresses (containers, VMs, pods) leave it out.
+   */
+  ownsListener?(id: string, upstream: string): boolean
   /** Probe the engine for `relight-sidecar check`: reachable, permitted, features present. */
   check?(signal: AbortSignal): Promise<CheckResult[]>
   /** Release engine connections and child processes. Idempotent. */

@@ -52,16 +52,23 @@ async function httpOnce(upstream: string, path: string, signal: AbortSignal): Pr
 }
 
 /**
- * Resolve once `upstream` accepts connections (tcp) or answers below 500 (http:/path). Retries
- * within milliseconds of a refusal; rejects with the signal's reason when it aborts.
+ * After a probe succeeded: is what answered the backend's own listener? (Provider.ownsListener:
+ * false means not known yet, a throw means another program answered.)
  */
-export async function waitReady(upstream: string, readiness: Readiness, signal: AbortSignal): Promise<void> {
+export type ListenerCheck = (upstream: string) => boolean
+
+/**
+ * Resolve once `upstream` accepts connections (tcp) or answers below 500 (http:/path), and
+ * `owns` (when given) confirms the listener is the backend's. Retries within milliseconds of a
+ * refusal; rejects with the signal's reason when it aborts, or with what `owns` throws.
+ */
+export async function waitReady(upstream: string, readiness: Readiness, signal: AbortSignal, owns?: ListenerCheck): Promise<void> {
   const path = readiness === 'tcp' ? undefined : readiness.slice('http:'.length)
   let wait = FIRST_DELAY_MS
   for (;;) {
     if (signal.aborted) throw signal.reason
     const ok = path === undefined ? await tcpOnce(upstream, signal) : await httpOnce(upstream, path, signal)
-    if (ok) return
+    if (ok && (owns === undefined || owns(upstream))) return
     await delay(wait, signal)
     wait = Math.min(MAX_DELAY_MS, Math.ceil(wait * 1.5))
   }
@@ -73,11 +80,12 @@ export function waitAnyReady(
   readiness: Readiness,
   signal: AbortSignal,
   onReady: (upstream: string) => void,
+  owns?: ListenerCheck,
 ): Promise<void> {
   if (upstreams.length === 0) return Promise.reject(new Error('backend has no upstream address'))
   return Promise.any(
     upstreams.map((u) =>
-      waitReady(u, readiness, signal).then(() => {
+      waitReady(u, readiness, signal, owns).then(() => {
         onReady(u)
       }),
     ),

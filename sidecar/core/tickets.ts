@@ -15,9 +15,12 @@ import { randomFillSync } from 'node:crypto'
  * - no connection open at its issue that may be Caddy's remains (Caddy died or restarted: lines in
  *   flight on that connection are lost with it);
  *
- * When the ledger is full (`MAX_OPEN_TICKETS`) no ticket is issued: the request counts as
- * activity only, like a call without the snippet. Open tickets are never dropped to make room,
- * so a flood of /auth calls for one backend cannot end another backend's open stream.
+ * Bounds: at most `MAX_OPEN_TICKETS` open tickets in all, `MAX_OPEN_PER_BACKEND` for one
+ * backend and `MAX_OPEN_PER_CLIENT` for one client address (Caddy's view of the client
+ * connection's IP, which no client can choose). Beyond a bound no ticket is issued: the request
+ * counts as activity only, like a call without the snippet. Open tickets are never dropped to
+ * make room, so a flood from one client (or for one backend) can neither end nor block the
+ * accounting of another backend's or another client's open stream.
  */
 
 /** What a ticket counts against (a Backend). */
@@ -38,6 +41,10 @@ export interface LogConnection {
 
 interface Entry<T> {
   readonly target: T
+  /** The client address it counts against (undefined: none given, a snippet before version 3). */
+  readonly client: string | undefined
+  /** Caddy's identity of the request (`requestKey`), for lines that come without the ticket. */
+  readonly key: string | undefined
   readonly wakes: number
   readonly expires: number
   /** The access-log connections open when it was issued (shared, never copied per ticket). */
@@ -46,6 +53,46 @@ interface Entry<T> {
 
 /** Open tickets kept at most; beyond, no new ones are issued (a flood cannot grow memory). */
 export const MAX_OPEN_TICKETS = 100_000
+/** Open tickets one backend may hold: a flood on one app leaves the others' accounting alone. */
+export const MAX_OPEN_PER_BACKEND = 10_000
+/**
+ * Open tickets one client address may hold, across backends: more concurrent requests than a
+ * browser or a NAT of ordinary size keeps open (h2 allows 250 streams per connection), so one
+ * client cannot take a backend's whole share from the others.
+ */
+export const MAX_OPEN_PER_CLIENT = 1_000
+
+/** Substitutions remembered (see finishUnticketed); the oldest is forgotten beyond this. */
+const MAX_SUBSTITUTES = 10_000
+/**
+ * A line without a ticket may be read before /auth has answered the request it logs (Caddy
+ * gave up on the call it had sent, logged the request, and the sidecar reads the log socket
+ * first). Such ends are remembered this long, and at most this many: the request's own /auth
+ * call, if it comes, then gets no ticket.
+ */
+const EARLY_END_MS = 10_000
+const MAX_EARLY_ENDS = 10_000
+/**
+ * Lines without a ticket are matched this long after they are read, so that /auth calls Caddy
+ * sent before it wrote the line (already in the sidecar's socket buffers) are answered first:
+ * identical HTTP/2 requests then find each other's tickets rather than an early end.
+ */
+export const UNTICKETED_DELAY_MS = 3000
+/** Lines waiting for that delay, at most (more are matched at once). */
+const MAX_DELAYED = 100_000
+
+/**
+ * Caddy's identity of one request: its client connection as Caddy sees it (`ip:port`, sent by
+ * snippet 3 as X-Relight-Client and logged as request.remote_ip/remote_port, which no client can
+ * choose), method, Host and URI as the client sent them. Built the same way at /auth and from a
+ * log line.
+ */
+export function requestKey(conn: string, method: string, host: string, uri: string): string {
+  return `${conn} ${method} ${host} ${uri}`
+}
+
+/** Which bound refused a ticket. */
+export type TicketBound = 'ledger' | 'backend' | 'client'
 /** A ticket: 22 base64url characters of random bytes (132 bits: unguessable). */
 const TICKET_CHARS = 22
 /** Random bytes drawn at a time and encoded once: 4224 bytes = 5632 characters = 256 tickets. */
@@ -55,12 +102,29 @@ export interface TicketLedgerOptions {
   readonly now?: () => number
   /** Called when tickets stop counting without their line (expired, connection lost). */
   readonly onLost?: (reason: 'expired' | 'connection', count: number) => void
-  /** Called when a request got no ticket because the ledger was full (it counts as activity only). */
-  readonly onFull?: (count: number) => void
+  /** Called when a request got no ticket because a bound was reached (it counts as activity only). */
+  readonly onFull?: (bound: TicketBound, count: number) => void
+  /** Bounds (tests use small ones); default MAX_OPEN_TICKETS, MAX_OPEN_PER_BACKEND, MAX_OPEN_PER_CLIENT. */
+  readonly limits?: { readonly total?: number; readonly perBackend?: number; readonly perClient?: number }
 }
 
 export class TicketLedger<T extends TicketTarget = TicketTarget> {
   private readonly open = new Map<string, Entry<T>>()
+  /** Open tickets per backend and per client address (entries removed at 0, so both stay bounded). */
+  private readonly perTarget = new Map<T, number>()
+  private readonly perClient = new Map<string, number>()
+  /** Open tickets by request key (usually one; several only for identical HTTP/2 streams). */
+  private readonly byKey = new Map<string, string[]>()
+  /** A ticket ended in place of another by a line without its ticket → that line's key. */
+  private readonly substitutes = new Map<string, string>()
+  /** Lines without a ticket that matched no open one yet (see EARLY_END_MS): key → count, until. */
+  private readonly early = new Map<string, { n: number; until: number }>()
+  /** Lines without a ticket waiting UNTICKETED_DELAY_MS (in arrival order). */
+  private delayed: { key: string; from: LogConnection; at: number }[] = []
+  private delayTimer: NodeJS.Timeout | undefined
+  private readonly maxTotal: number
+  private readonly maxPerTarget: number
+  private readonly maxPerClient: number
   private readonly random = Buffer.allocUnsafe(POOL_BYTES)
   private pool = ''
   private poolAt = 0
@@ -74,13 +138,26 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   private readonly now: () => number
   private readonly onLost: NonNullable<TicketLedgerOptions['onLost']>
   private readonly onFull: NonNullable<TicketLedgerOptions['onFull']>
-  /** Requests refused a ticket because the ledger was full (since start). */
+  /** Requests refused a ticket because a bound was reached (since start). */
   refused = 0
 
   constructor(options: TicketLedgerOptions = {}) {
     this.now = options.now ?? Date.now
     this.onLost = options.onLost ?? (() => undefined)
     this.onFull = options.onFull ?? (() => undefined)
+    this.maxTotal = options.limits?.total ?? MAX_OPEN_TICKETS
+    this.maxPerTarget = options.limits?.perBackend ?? MAX_OPEN_PER_BACKEND
+    this.maxPerClient = options.limits?.perClient ?? MAX_OPEN_PER_CLIENT
+  }
+
+  /** Open tickets counted for `target`. */
+  openFor(target: T): number {
+    return this.perTarget.get(target) ?? 0
+  }
+
+  /** Open tickets counted for a client address. */
+  openForClient(client: string): number {
+    return this.perClient.get(client) ?? 0
   }
 
   /** Open tickets. */
@@ -97,20 +174,33 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     return this.canCount
   }
 
+  /** True while a connection that proved itself to be Caddy's is open. */
+  get proven(): boolean {
+    for (const c of this.connections) if (c.proven) return true
+    return false
+  }
+
   /**
    * Hot path: a new ticket for a request authorised for `target`, counted until its line
    * arrives or `maxMs` passes. The caller counts the request in flight when a ticket is
-   * returned; undefined when the ledger is full (expired tickets are dropped first): then the
-   * request must count as activity only.
+   * returned; undefined when a bound is reached (expired tickets are dropped first): then the
+   * request must count as activity only. `client` is Caddy's address of the client connection
+   * (the snippet's X-Relight-Client), when known.
    */
-  issue(target: T, maxMs: number): string | undefined {
-    if (this.open.size >= MAX_OPEN_TICKETS) {
+  issue(target: T, maxMs: number, client?: string, key?: string): string | undefined {
+    if (key !== undefined && this.early.size > 0 && this.endedEarly(key)) return undefined
+    const forTarget = this.perTarget.get(target) ?? 0
+    const forClient = client === undefined ? 0 : (this.perClient.get(client) ?? 0)
+    if (this.open.size >= this.maxTotal || forTarget >= this.maxPerTarget || forClient >= this.maxPerClient) {
       this.expire()
-      if (this.open.size >= MAX_OPEN_TICKETS) {
+      const bound: TicketBound | undefined =
+        this.open.size >= this.maxTotal ? 'ledger' : this.openFor(target) >= this.maxPerTarget ? 'backend' : client !== undefined && this.openForClient(client) >= this.maxPerClient ? 'client' : undefined
+      if (bound !== undefined) {
         this.refused++
-        this.onFull(this.refused)
+        this.onFull(bound, this.refused)
         return undefined
       }
+      return this.issue(target, maxMs, client, key)
     }
     if (this.poolAt === this.pool.length) {
       this.pool = randomFillSync(this.random).toString('base64url')
@@ -120,14 +210,101 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     this.poolAt += TICKET_CHARS
     const expires = this.now() + maxMs
     if (expires < this.nextExpiry) this.nextExpiry = expires
-    this.open.set(ticket, { target, wakes: target.counters.wakes, expires, binding: this.binding })
+    this.open.set(ticket, { target, client, key, wakes: target.counters.wakes, expires, binding: this.binding })
+    this.perTarget.set(target, forTarget + 1)
+    if (client !== undefined) this.perClient.set(client, forClient + 1)
+    if (key !== undefined) {
+      this.keyedSeen = true
+      const same = this.byKey.get(key)
+      if (same === undefined) this.byKey.set(key, [ticket])
+      else same.push(ticket)
+    }
     return ticket
+  }
+
+  /**
+   * A ticket with a request key was issued (snippet 3 is in use): only then are lines without a
+   * ticket looked at. Not "while one is open": a line may be read before its /auth call is.
+   */
+  get keyed(): boolean {
+    return this.keyedSeen
+  }
+  private keyedSeen = false
+
+  /**
+   * A line without a ticket, from Caddy's proven connection, for the request `key`: Caddy logged
+   * a request whose ticket never reached its response headers (the client left, or Caddy gave
+   * up, while /auth was answering). It ends the open ticket with the same key. Only a proven
+   * connection counts (anyone else's lines change nothing), and the key holds Caddy's own view
+   * of the client connection, so the line can only end a request of that same connection:
+   * HTTP/1.1 carries one request at a time, so that is the request itself. Over HTTP/2 one
+   * connection may carry identical requests at once: the newest is ended and remembered, and
+   * when its own line arrives later another one of that key is ended instead, so the count
+   * stays right. True when a ticket ended.
+   */
+  finishUnticketed(key: string, from: LogConnection): boolean {
+    if (!from.proven || !from.open) return false
+    const same = this.byKey.get(key)
+    const ticket = same?.at(-1)
+    if (same === undefined || ticket === undefined) {
+      // Perhaps read before its /auth call was answered: remembered for a moment.
+      const known = this.early.get(key)
+      if (known !== undefined) {
+        known.n++
+        known.until = this.now() + EARLY_END_MS
+      } else {
+        if (this.early.size >= MAX_EARLY_ENDS) this.sweepEarly(Number.POSITIVE_INFINITY, 1)
+        this.early.set(key, { n: 1, until: this.now() + EARLY_END_MS })
+      }
+      return false
+    }
+    if (same.length > 1) {
+      if (this.substitutes.size >= MAX_SUBSTITUTES) {
+        for (const oldest of this.substitutes.keys()) {
+          this.substitutes.delete(oldest)
+          break
+        }
+      }
+      this.substitutes.set(ticket, key)
+    }
+    return this.finish(ticket, from)
+  }
+
+  /** finishUnticketed, UNTICKETED_DELAY_MS from now. */
+  finishUnticketedLater(key: string, from: LogConnection): void {
+    if (this.delayed.length >= MAX_DELAYED) {
+      this.finishUnticketed(key, from)
+      return
+    }
+    this.delayed.push({ key, from, at: this.now() })
+    this.delayTimer ??= setTimeout(() => this.runDelayed(), UNTICKETED_DELAY_MS).unref()
+  }
+
+  private runDelayed(): void {
+    this.delayTimer = undefined
+    const due = this.now() - UNTICKETED_DELAY_MS
+    let i = 0
+    while (i < this.delayed.length && (this.delayed[i] as { at: number }).at <= due) i++
+    const ready = this.delayed.slice(0, i)
+    this.delayed = this.delayed.slice(i)
+    for (const { key, from } of ready) this.finishUnticketed(key, from)
+    if (this.delayed.length > 0) {
+      const next = (this.delayed[0] as { at: number }).at + UNTICKETED_DELAY_MS - this.now()
+      this.delayTimer = setTimeout(() => this.runDelayed(), Math.max(1, next)).unref()
+    }
   }
 
   /** A log line carried `ticket` on `from`. True when it was live (and is now finished). */
   finish(ticket: string, from?: LogConnection): boolean {
     const entry = this.open.get(ticket)
-    if (entry === undefined) return false
+    if (entry === undefined) {
+      // Ended earlier in place of an identical request (finishUnticketed): end that one now.
+      const key = this.substitutes.get(ticket)
+      if (key === undefined || from === undefined || !from.proven) return false
+      this.substitutes.delete(ticket)
+      const other = this.byKey.get(key)?.at(-1)
+      return other !== undefined && this.finish(other, from)
+    }
     this.open.delete(ticket)
     // Proof: only a connection that was open when the ticket was issued. Caddy's connection
     // predates the requests it logs; a foreign one opened after its owner got a ticket cannot
@@ -137,19 +314,40 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
       this.suspects.delete(from)
       this.rebind()
     }
-    this.end(entry)
+    this.end(entry, ticket)
     return true
+  }
+
+  /** The request `key` was logged already (a line without its ticket came first): consume that. */
+  private endedEarly(key: string): boolean {
+    const known = this.early.get(key)
+    if (known === undefined) return false
+    if (known.until < this.now() || --known.n === 0) this.early.delete(key)
+    return known.until >= this.now()
+  }
+
+  /** Forget early ends past their time (or, with `max`, the oldest `max` of them). */
+  private sweepEarly(now: number, max = Number.POSITIVE_INFINITY): void {
+    let n = 0
+    for (const [key, known] of this.early) {
+      if (n >= max) return
+      if (known.until <= now) {
+        this.early.delete(key)
+        n++
+      }
+    }
   }
 
   /** Drop tickets past their max_request_duration. Cheap when none is due. */
   expire(now = this.now()): number {
+    if (this.early.size > 0) this.sweepEarly(now)
     if (now < this.nextExpiry) return 0
     let dropped = 0
     let next = Number.POSITIVE_INFINITY
     for (const [ticket, entry] of this.open) {
       if (entry.expires <= now) {
         this.open.delete(ticket)
-        this.end(entry)
+        this.end(entry, ticket)
         dropped++
       } else if (entry.expires < next) next = entry.expires
     }
@@ -181,7 +379,7 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     for (const [ticket, entry] of this.open) {
       if (entry.binding.includes(conn) && !entry.binding.some((c) => this.mayDeliver(c))) {
         this.open.delete(ticket)
-        this.end(entry)
+        this.end(entry, ticket)
         dropped++
       }
     }
@@ -190,8 +388,16 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
 
   /** Stop counting everything (shutdown). */
   clear(): void {
-    for (const entry of this.open.values()) this.end(entry)
+    for (const [ticket, entry] of this.open) this.end(entry, ticket)
     this.open.clear()
+    this.perTarget.clear()
+    this.perClient.clear()
+    this.byKey.clear()
+    this.substitutes.clear()
+    this.early.clear()
+    this.delayed = []
+    clearTimeout(this.delayTimer)
+    this.delayTimer = undefined
     this.nextExpiry = Number.POSITIVE_INFINITY
   }
 
@@ -211,8 +417,26 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     return c.open && (c.proven || !this.suspects.has(c))
   }
 
-  /** A request counted for `entry.target` ends, unless the backend slept since (count reset). */
-  private end(entry: Entry<T>): void {
+  /**
+   * A request counted for `entry.target` ends (its entry was just removed from `open`), unless
+   * the backend slept since (count reset).
+   */
+  private end(entry: Entry<T>, ticket: string): void {
+    if (entry.key !== undefined) {
+      const same = this.byKey.get(entry.key)
+      if (same !== undefined) {
+        if (same.length <= 1) this.byKey.delete(entry.key)
+        else same.splice(same.indexOf(ticket), 1)
+      }
+    }
+    const forTarget = (this.perTarget.get(entry.target) ?? 1) - 1
+    if (forTarget > 0) this.perTarget.set(entry.target, forTarget)
+    else this.perTarget.delete(entry.target)
+    if (entry.client !== undefined) {
+      const forClient = (this.perClient.get(entry.client) ?? 1) - 1
+      if (forClient > 0) this.perClient.set(entry.client, forClient)
+      else this.perClient.delete(entry.client)
+    }
     if (entry.target.counters.wakes === entry.wakes) entry.target.finished()
   }
 }

@@ -1,6 +1,6 @@
 /** Configuration of the operations features (webhooks); metrics and the status page need only `admin.token`. */
 import { z } from 'zod'
-import { duration } from '../config/types.js'
+import { duration, strongSecret } from '../config/types.js'
 import { LIFECYCLE_EVENT_TYPES } from '../core/events.js'
 
 const eventPattern = z.string().refine((p) => p === '*' || LIFECYCLE_EVENT_TYPES.some((t) => t === p || (p.endsWith('.*') && t.startsWith(p.slice(0, -1)))), {
@@ -13,7 +13,7 @@ export const webhookConfigSchema = z.strictObject({
   /** Which events: types, `wake.*`-style prefixes, or `*`. */
   events: z.array(eventPattern).min(1, 'list at least one event type (or "*")'),
   /** HMAC-SHA256 key of the `x-relight-signature` header; never logged. */
-  secret: z.string().min(16, 'use at least 16 characters'),
+  secret: strongSecret,
   /** Per-attempt limit. */
   timeout: duration.prefault('5s').refine((ms) => ms >= 100, { message: 'at least 100ms' }),
   /** Attempts per event before it is dropped (and counted). */

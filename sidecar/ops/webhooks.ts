@@ -7,10 +7,14 @@
  *   POST <url>
  *   content-type: application/json
  *   x-relight-event: wake.ready
- *   x-relight-delivery: <event id>
- *   x-relight-signature: sha256=<hex HMAC-SHA256 of the raw body, keyed with `secret`>
+ *   x-relight-delivery: <random UUID per event: the same on its retries, never reused, also
+ *                       after a restart (event ids restart at 1 with the process)>
+ *   x-relight-signature: t=<unix seconds of this attempt>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">
+ *
+ * The timestamp is signed, so a receiver that checks its age (the README's recipe: 5 minutes)
+ * refuses a captured delivery replayed later.
  */
-import { createHmac } from 'node:crypto'
+import { createHmac, randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { request } from 'undici'
 import type { LifecycleEvents, Stamped } from '../core/events.js'
@@ -35,8 +39,14 @@ export interface WebhookOptions {
   readonly backoffMs?: number
 }
 
-export function signBody(secret: string, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`
+/** The `x-relight-signature` value for `body` sent at `unixSeconds`. */
+export function signBody(secret: string, body: string, unixSeconds = Math.floor(Date.now() / 1000)): string {
+  return `t=${unixSeconds},v1=${createHmac('sha256', secret).update(`${unixSeconds}.${body}`).digest('hex')}`
+}
+
+interface Queued {
+  readonly event: Stamped
+  readonly delivery: string
 }
 
 /** `wake.*` matches every wake event, `*` everything, anything else one type. */
@@ -50,7 +60,7 @@ export function matches(patterns: readonly string[], type: string): boolean {
 
 class Webhook {
   readonly stats: WebhookStats = { delivered: 0, failed: 0, dropped: 0, attemptFailures: 0 }
-  private readonly queue: Stamped[] = []
+  private readonly queue: Queued[] = []
   private running = false
   private failuresLogged = 0
 
@@ -68,7 +78,7 @@ class Webhook {
       this.queue.shift()
       this.stats.dropped++
     }
-    this.queue.push(event)
+    this.queue.push({ event, delivery: randomUUID() })
     if (!this.running) {
       this.running = true
       // A macrotask later: never on the stack of whatever emitted the event.
@@ -79,25 +89,25 @@ class Webhook {
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0 && !this.signal.aborted) {
-        const event = this.queue.shift() as Stamped
-        await this.deliver(event)
+        const next = this.queue.shift() as Queued
+        await this.deliver(next)
       }
     } finally {
       this.running = false
     }
   }
 
-  private async deliver(event: Stamped): Promise<void> {
+  private async deliver({ event, delivery }: Queued): Promise<void> {
     const body = JSON.stringify(event)
-    const headers = {
-      'content-type': 'application/json',
-      'user-agent': 'relight-sidecar',
-      'x-relight-event': event.type,
-      'x-relight-delivery': String(event.id),
-      'x-relight-signature': signBody(this.config.secret, body),
-    }
     let problem = ''
     for (let attempt = 1; attempt <= this.config.attempts; attempt++) {
+      const headers = {
+        'content-type': 'application/json',
+        'user-agent': 'relight-sidecar',
+        'x-relight-event': event.type,
+        'x-relight-delivery': delivery,
+        'x-relight-signature': signBody(this.config.secret, body), // signed now: a retry is fresh
+      }
       try {
         const res = await request(this.config.url, {
           method: 'POST',

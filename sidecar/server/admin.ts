@@ -32,7 +32,7 @@ export interface AdminDeps {
 
 /** Open event streams beyond this get 503 (each is a socket and a listener). */
 const MAX_STREAMS = 100
-/** A stream whose client stopped reading is closed once this much is queued. */
+/** A stream is closed if this much is ever queued (it is not: writes stop at the first push-back). */
 const MAX_STREAM_BACKLOG = 1 << 20
 const KEEPALIVE_MS = 15_000
 
@@ -220,22 +220,45 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
       connection: 'keep-alive',
     })
     res.write('retry: 2000\n\n')
-    const send = (e: Stamped): void => {
-      if (res.writableLength > MAX_STREAM_BACKLOG) {
-        res.destroy()
-        return
+    // A client that does not read never makes the sidecar queue events for it: once the socket
+    // pushes back (write() returns false) nothing more is written until it drains, and then the
+    // stream resumes from the shared event buffer (an `event: reset` first if some fell out of
+    // it meanwhile). Per client that is the socket's own buffer plus one event, whatever the
+    // event rate; MAX_STREAM_BACKLOG still ends a stream whose single pending write is huge.
+    // An id from a previous run of the sidecar (ids restart at 1): everything is new.
+    if (lastId !== undefined && lastId > buffer.lastId) lastId = 0
+    let sent = lastId ?? buffer.lastId
+    let stalled = false
+    const write = (text: string): void => {
+      if (!res.write(text)) {
+        stalled = true
+        res.once('drain', catchUp)
       }
-      res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`)
+      if (res.writableLength > MAX_STREAM_BACKLOG) res.destroy()
+    }
+    const send = (e: Stamped): void => {
+      if (stalled || res.destroyed) return
+      sent = e.id
+      write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`)
+    }
+    const catchUp = (): void => {
+      stalled = false
+      const { events, complete } = buffer.since(sent)
+      if (!complete) write(`event: reset\ndata: {"missed":true}\n\n`)
+      for (const e of events) {
+        if (stalled) return
+        send(e)
+      }
     }
     if (lastId !== undefined) {
-      // An id from a previous run of the sidecar (ids restart at 1): everything is new.
-      if (lastId > buffer.lastId) lastId = 0
       const { events, complete } = buffer.since(lastId)
-      if (!complete || lastId === 0) res.write(`event: reset\ndata: {"missed":true}\n\n`)
+      if (!complete || lastId === 0) write(`event: reset\ndata: {"missed":true}\n\n`)
       for (const e of events) send(e)
     }
     const stop = buffer.listen(send)
-    const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS)
+    const keepalive = setInterval(() => {
+      if (!stalled) write(': keepalive\n\n')
+    }, KEEPALIVE_MS)
     keepalive.unref()
     streams.add(reply)
     res.on('close', () => {

@@ -1,12 +1,13 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import { TICKET_HEADER } from '../core/access-log.js'
+import { REPLY_HEADER, TICKET_HEADER } from '../core/access-log.js'
 import type { Backend } from '../core/backend.js'
 import { RelightError } from '../core/errors.js'
 import { canonicalHostProblem, normalizeHost } from '../core/hosts.js'
 import { providerId } from '../core/provider.js'
 import type { Registry } from '../core/registry.js'
-import type { TicketLedger } from '../core/tickets.js'
+import { requestKey, type TicketLedger } from '../core/tickets.js'
 import type { WaitingPages } from '../pages/template.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
 import { AuthOutcomes } from '../ops/auth-outcomes.js'
@@ -17,18 +18,30 @@ import { atPowerOfTwo } from '../core/log-throttle.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
 /**
- * Sent by the current snippet's forward_auth (`header_up X-Relight-Snippet 2`): this caller
- * copies the ticket into the request and logs it. Requests without it (an older snippet, a
- * monitoring probe, anyone calling /auth by hand) are answered but never counted in flight.
+ * Sent by the snippet's forward_auth (`header_up X-Relight-Snippet 3`): this caller copies the
+ * ticket into the request and logs it. Requests without it (snippet version 1, a monitoring
+ * probe, anyone calling /auth by hand) are answered but never counted in flight.
+ *
+ * Version 3 sets the ticket as a response header at once as well as last (so Caddy logs it for
+ * every end: websocket closes, aborted requests, its own 502/504s, HTTP/2 resets) and sends
+ * X-Relight-Client. Version 2 only logs it on a normal response: its other ends count until
+ * max_request_duration (the sidecar warns, `check` says so).
  */
 export const SNIPPET_HEADER = 'x-relight-snippet'
-export const SNIPPET_VERSION = '2'
+export const SNIPPET_VERSION = '3'
+/** The version before 3: still counted, but only its normal responses end a request. */
+export const SNIPPET_V2 = '2'
+/**
+ * Caddy's address of the client connection (`{http.request.remote.host}:{http.request.remote.port}`),
+ * set by snippet 3: the same connection identity Caddy logs (remote_ip, remote_port).
+ */
+export const CLIENT_HEADER = 'x-relight-client'
 /** The ticket answered when none is issued (Caddy 2.6's copy_headers would copy a placeholder). */
 export const NO_TICKET = '-'
 
 export interface AppOptions extends OperationsOptions {
   /** Report whether an access-log connection is up (for healthz). undefined: not configured. */
-  readonly accessLogState?: () => 'connected' | 'disconnected'
+  readonly accessLogState?: () => 'connected' | 'unproven' | 'disconnected'
   /** Read the config file again and apply it (POST /_relight/admin/reload). */
   readonly reload?: () => Promise<ReloadResult>
 }
@@ -47,6 +60,45 @@ export interface AppDeps {
   readonly waitingPages?: WaitingPages
 }
 
+/** Request headers read at most (Caddy forwards the client's headers to /_relight/auth). */
+const MAX_HEADER_BYTES = 64 * 1024
+/** After a malformed request, what the client still sends is read and dropped up to this much / long. */
+const DRAIN_BYTES = 4 << 20
+const DRAIN_MS = 5000
+const answered = new WeakSet<Duplex>()
+
+/**
+ * A request Node's parser refuses (headers over MAX_HEADER_BYTES, malformed): answer it — 431
+ * RELIGHT_ERR_HEADERS_TOO_LARGE or 400 RELIGHT_ERR_BAD_REQUEST — and close the connection
+ * cleanly. Fastify's default destroys the socket with the rest of the request unread, so the
+ * kernel resets it and Caddy, still writing, reports 502 for a client's mistake. Here the rest
+ * is read and dropped (bounded) until the peer closes.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || answered.has(socket)) return
+  answered.add(socket)
+  const overflow = err.code === 'HPE_HEADER_OVERFLOW'
+  const code = overflow ? 'RELIGHT_ERR_HEADERS_TOO_LARGE' : 'RELIGHT_ERR_BAD_REQUEST'
+  const status = overflow ? 431 : 400
+  const detail = overflow ? `the request headers exceed ${MAX_HEADER_BYTES / 1024} KiB` : 'the request is not valid HTTP'
+  const body = JSON.stringify({ type: `urn:relight:error:${code}`, title: overflow ? 'Request headers too large' : 'Bad request', status, detail, code })
+  let drained = 0
+  const timer = setTimeout(() => socket.destroy(), DRAIN_MS)
+  timer.unref()
+  socket.on('data', (chunk: Buffer) => {
+    drained += chunk.length
+    if (drained > DRAIN_BYTES) socket.destroy()
+  })
+  socket.once('close', () => clearTimeout(timer))
+  socket.resume()
+  if (socket.writable) {
+    socket.end(
+      `HTTP/1.1 ${status} ${overflow ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nconnection: close\r\ncache-control: no-store\r\n` +
+        `content-type: application/problem+json\r\n${REPLY_HEADER}: ${code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    )
+  }
+}
+
 /** Retry-After of the waiting page: how soon the browser reloads. */
 const WAITING_RETRY_SECONDS = 2
 
@@ -57,12 +109,15 @@ const WAITING_RETRY_SECONDS = 2
 export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   const { registry, logger, tickets } = deps
   let oldSnippetCalls = 0
+  let v2SnippetCalls = 0
   const outcomes = new AuthOutcomes()
   const app = Fastify({
     logger: false,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 200 },
     bodyLimit: 1024,
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    clientErrorHandler: answerClientError,
   })
 
   app.get('/_relight/auth', (req, reply) => {
@@ -72,21 +127,21 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       const site = stateful.lookupRaw(req.headers.host)
       if (site !== undefined) return answerStateful(site, req, reply)
     }
-    const { target, host } = registry.index.lookupRaw(req.headers.host)
+    const { target, host, canonical } = registry.index.lookupRaw(req.headers.host)
     if (target !== undefined) {
       const upstream = target.upstream()
       if (upstream !== undefined) {
         outcomes.routed++
-        return authorise(target, upstream, req, reply)
+        return authorise(target, upstream, req, reply, canonical)
       }
-      return wakeAndAnswer(target, req, reply)
+      return wakeAndAnswer(target, req, reply, canonical)
     }
     if (host === undefined) {
       return authError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the Host header is not a valid DNS name'))
     }
     return registry.resolveAfterMiss(host).then(
       (late) => {
-        if (late) return wakeAndAnswer(late, req, reply)
+        if (late) return wakeAndAnswer(late, req, reply, registry.index.lookupRaw(req.headers.host).canonical)
         return authError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
       },
       (err: unknown) => authError(req, reply, err),
@@ -115,7 +170,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     )
   }
 
-  async function wakeAndAnswer(backend: Backend, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  async function wakeAndAnswer(backend: Backend, req: FastifyRequest, reply: FastifyReply, canonical: boolean): Promise<FastifyReply> {
     const wake = registry.wake(backend)
     try {
       if (backend.settings.strategy === 'waiting_page' && isNavigation(req)) {
@@ -147,18 +202,32 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       backend.started(false)
       return reply.header(UPSTREAM_HEADER, upstream).send()
     }
-    return authorise(backend, upstream, req, reply)
+    return authorise(backend, upstream, req, reply, canonical)
   }
 
   /**
    * Answer 200 with the upstream. The request counts in flight (with a ticket its access-log
-   * line brings back) only when that line can arrive: an access-log connection is up and the
-   * caller is the current snippet. Everything else counts as activity only.
+   * line brings back) only when that line can arrive: an access-log connection is up, the
+   * caller is the snippet (version 3, or 2) and the Host is in the canonical spelling
+   * (`canonical`: Caddy picks a site's logger by the literal Host, case-sensitively, so
+   * `app.APPS.example.com` is routed by a `*.apps.example.com` site but logged elsewhere).
+   * Everything else counts as activity only.
    */
-  function authorise(backend: Backend, upstream: string, req: FastifyRequest, reply: FastifyReply): FastifyReply {
-    if (tickets !== undefined && req.headers[SNIPPET_HEADER] === SNIPPET_VERSION && tickets.counting) {
-      // No ticket when the ledger is full: activity only (below), never in flight without one.
-      const ticket = tickets.issue(backend, backend.settings.max_request_duration)
+  function authorise(backend: Backend, upstream: string, req: FastifyRequest, reply: FastifyReply, canonical: boolean): FastifyReply {
+    const snippet = req.headers[SNIPPET_HEADER]
+    if (tickets !== undefined && (snippet === SNIPPET_VERSION || snippet === SNIPPET_V2) && canonical && tickets.counting) {
+      if (snippet === SNIPPET_V2) noteV2(req)
+      // No ticket when a bound is reached: activity only (below), never in flight without one.
+      const conn = req.headers[CLIENT_HEADER]
+      let ticket: string | undefined
+      if (typeof conn === 'string' && snippet === SNIPPET_VERSION) {
+        // bounded per client address (the IP), matched per connection (a line without its ticket)
+        const h = req.headers
+        const key = requestKey(conn, String(h['x-forwarded-method']), String(h.host), String(h['x-forwarded-uri']))
+        ticket = tickets.issue(backend, backend.settings.max_request_duration, conn.includes(':') ? conn.slice(0, conn.lastIndexOf(':')) : conn, key)
+      } else {
+        ticket = tickets.issue(backend, backend.settings.max_request_duration)
+      }
       if (ticket !== undefined) {
         backend.started(true)
         return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, ticket).send()
@@ -171,6 +240,16 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
   }
 
+  /** Snippet version 2: counted, but its websockets, aborted requests and 502s are not seen ending. */
+  function noteV2(req: FastifyRequest): void {
+    v2SnippetCalls++
+    if (!atPowerOfTwo(v2SnippetCalls)) return // 1st, 2nd, 4th, 8th…
+    logger.warn(
+      { calls: v2SnippetCalls, host: req.headers.host },
+      'Caddy uses relight snippet version 2: websockets, aborted requests and Caddy errors (502, 504) are logged without their ticket, so each keeps its app awake until max_request_duration. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',
+    )
+  }
+
   /** An authorised call without the snippet marker: an old snippet (tell the operator) or a direct call. */
   function noteUncounted(req: FastifyRequest): void {
     if (req.headers['x-forwarded-method'] === undefined) return // not forward_auth: a probe or a hand-made call
@@ -178,7 +257,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     if (!atPowerOfTwo(oldSnippetCalls)) return // 1st, 2nd, 4th, 8th…
     logger.warn(
       { calls: oldSnippetCalls, host: req.headers.host },
-      'Caddy uses an old relight snippet (forward_auth without X-Relight-Snippet: 2): its requests are not counted in flight, so open streams do not keep apps awake. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',
+      'Caddy uses an old relight snippet (forward_auth without X-Relight-Snippet: 3): its requests are not counted in flight, so open streams do not keep apps awake. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',
     )
   }
 

@@ -32,6 +32,8 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_INTERNAL: { status: 500, title: 'Internal error' },
   RELIGHT_ERR_PORT_IN_USE: { status: 503, title: 'Port held by another program', retryAfter: 10 },
   RELIGHT_ERR_RESTART_BACKOFF: { status: 503, title: 'Backend is crashing; waiting to restart it', retryAfter: 1 },
+  RELIGHT_ERR_TOO_MANY_FAILURES: { status: 429, title: 'Too many wrong credentials' },
+  RELIGHT_ERR_HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
 }
 
 

@@ -21,6 +21,7 @@ import { expectAnswer, get } from './http.js'
 import { startSidecarCli, trackCleanup, waitPort } from './procs.js'
 import { load, round, sleep, spread } from './stats.js'
 import type { WakeModeResult } from './wake.js'
+import { testSecret } from '../helpers/secret.js'
 
 /** RELIGHT_BENCH_DOCKER_SOCKET: another engine socket (or a missing one, to see the skip). */
 const SOCKET = process.env.RELIGHT_BENCH_DOCKER_SOCKET ?? '/var/run/docker.sock'
@@ -29,7 +30,7 @@ const INDEX = 'relight bench'
 const RUN_LABEL = 'relight-bench.run'
 /** `docker stop -t` for the twin and `providers.docker.stop_timeout` for the sidecar (docker-init forwards SIGTERM, so stops are quick). */
 const STOP_TIMEOUT_S = 2
-const TOKEN = 'bench-admin-token-docker-0123456789'
+const TOKEN = testSecret()
 
 export interface DockerWake {
   image: string

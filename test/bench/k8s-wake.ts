@@ -21,9 +21,10 @@ import { Skip, type BenchContext } from './context.js'
 import { expectAnswer, get } from './http.js'
 import { startSidecarCli, trackCleanup } from './procs.js'
 import { load, round, sleep, spread, type Spread } from './stats.js'
+import { testSecret } from '../helpers/secret.js'
 
 const NS = 'bench'
-const TOKEN = 'bench-admin-token-k8s-0123456789'
+const TOKEN = testSecret()
 
 export interface K8sWakeResult {
   /** Through Caddy + sidecar: request → first byte, from 0 replicas. */

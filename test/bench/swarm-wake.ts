@@ -19,10 +19,11 @@ import type { BenchContext } from './context.js'
 import { expectAnswer, get } from './http.js'
 import { SIDECAR_MAIN, startSidecarCli, trackCleanup } from './procs.js'
 import { load, round, sleep, spread, type Spread } from './stats.js'
+import { testSecret } from '../helpers/secret.js'
 
 const SOCKET = process.env.RELIGHT_BENCH_DOCKER_SOCKET ?? '/var/run/docker.sock'
 const INDEX = 'relight swarm bench'
-const TOKEN = 'bench-admin-token-swarm-0123456789'
+const TOKEN = testSecret()
 const NAME = 'relight-swarm-test-bench-'
 
 export interface SwarmWake {

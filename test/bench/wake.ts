@@ -17,8 +17,9 @@ import { type DockerWake, dockerWake } from './docker-wake.js'
 import { type SwarmWake, swarmWake } from './swarm-wake.js'
 import { HTTP_APP, SIDECAR_MAIN, startSidecarCli, stop, track, waitPort } from './procs.js'
 import { load, round, sleep, type Spread, spread } from './stats.js'
+import { testSecret } from '../helpers/secret.js'
 
-const TOKEN = 'bench-admin-token-0123456789'
+const TOKEN = testSecret()
 
 export interface WakeModeResult {
   sidecar: Spread

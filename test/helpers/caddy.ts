@@ -51,6 +51,12 @@ export interface CaddyOptions {
   /** Replace the default site block (`http://:PORT { log …; import relight SIDECAR }`). */
   readonly sites?: (port: number) => string
   /**
+   * Let site blocks with `tls internal` get certificates (`auto_https disable_redirects` instead
+   * of `auto_https off`, which turns certificate management off altogether). Add
+   * `skip_install_trust` to `global` with it.
+   */
+  readonly tls?: boolean
+  /**
    * Run Caddy as this unprivileged user (e.g. Debian's `caddy`) through setpriv, with its
    * supplementary groups; its files are then in a directory that user owns. Needs root.
    */
@@ -78,7 +84,7 @@ export async function startCaddy(options: CaddyOptions): Promise<RunningCaddy> {
     snippet = join(tmp.dir, 'relight.caddy')
     copyFileSync(SNIPPET, snippet)
   }
-  const caddyfile = `{\n\tadmin off\n\tauto_https off\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${snippet}\n${site}`
+  const caddyfile = `{\n\tadmin off\n\tauto_https ${options.tls ? 'disable_redirects' : 'off'}\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${snippet}\n${site}`
   const file = join(tmp.dir, 'Caddyfile')
   writeFileSync(file, caddyfile)
   const run = ['caddy', 'run', '--config', file, '--adapter', 'caddyfile']

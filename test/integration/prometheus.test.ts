@@ -15,9 +15,10 @@ import { freePort, tempDir } from '../helpers/net.js'
 import { prometheusSkip } from '../helpers/prometheus.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
+import { testSecret } from '../helpers/secret.js'
 
 const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
-const TOKEN = 'prometheus-test-token-0123'
+const TOKEN = testSecret()
 const skip = caddySkip() ?? prometheusSkip()
 
 interface Sample {

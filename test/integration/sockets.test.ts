@@ -14,11 +14,12 @@ import { Agent, request } from 'undici'
 import { caddySkip, startCaddy, stopChild } from '../helpers/caddy.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { until } from '../helpers/wait.js'
+import { testSecret } from '../helpers/secret.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const MAIN = join(ROOT, 'dist/sidecar/main.js')
 const APP = join(ROOT, 'test/fixtures/http-app.mjs')
-const TOKEN = 'sockets-test-admin-token'
+const TOKEN = testSecret()
 
 /** undefined when users can be switched (root, setpriv, Debian's caddy user); else the reason. */
 function usersSkip(): string | undefined {

@@ -19,9 +19,10 @@ import { chromiumSkip, CHROMIUM } from '../helpers/chromium.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
+import { testSecret } from '../helpers/secret.js'
 
 const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
-const TOKEN = 'status-page-token-0123456'
+const TOKEN = testSecret()
 const SHOTS = resolve('.tmp/screenshots')
 const skip = caddySkip() ?? chromiumSkip()
 

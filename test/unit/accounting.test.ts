@@ -10,7 +10,8 @@ import { parseConfig } from '../../sidecar/config/load.js'
 import { canonicalHostProblem } from '../../sidecar/core/hosts.js'
 import type { Backend } from '../../sidecar/core/backend.js'
 import { Registry } from '../../sidecar/core/registry.js'
-import { type LogConnection, MAX_OPEN_TICKETS, TicketLedger, type TicketTarget } from '../../sidecar/core/tickets.js'
+import { requestKeyOf, ticketOf } from '../../sidecar/core/access-log.js'
+import { type LogConnection, MAX_OPEN_PER_BACKEND, MAX_OPEN_PER_CLIENT, MAX_OPEN_TICKETS, requestKey, TicketLedger, type TicketTarget } from '../../sidecar/core/tickets.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
 import { okUpstream } from '../helpers/ok-upstream.js'
@@ -131,27 +132,95 @@ describe('ticket ledger', () => {
 
   it('holds at most MAX_OPEN_TICKETS: beyond, no ticket is issued and open ones keep counting', () => {
     let refused = 0
-    const ledger = new TicketLedger<Counted>({ onFull: (total) => (refused = total) })
+    let bound = ''
+    const ledger = new TicketLedger<Counted>({ onFull: (b, total) => ((refused = total), (bound = b)) })
     ledger.connectionOpened(conn())
-    const target = new Counted()
+    // as many backends as it takes to fill the ledger within each one's bound
+    const targets = Array.from({ length: Math.ceil(MAX_OPEN_TICKETS / MAX_OPEN_PER_BACKEND) }, () => new Counted())
+    const target = targets[0] as Counted
     const first = ledger.issue(target.start(), 60_000)!
-    for (let i = 1; i < MAX_OPEN_TICKETS; i++) ledger.issue(target.start(), 60_000)
+    for (let i = 1; i < MAX_OPEN_TICKETS; i++) ledger.issue((targets[i % targets.length] as Counted).start(), 60_000)
     assert.equal(ledger.size, MAX_OPEN_TICKETS)
-    assert.equal(ledger.issue(target, 60_000), undefined, 'full: the request gets no ticket')
+    const other = new Counted()
+    assert.equal(ledger.issue(other, 60_000), undefined, 'full: the request gets no ticket')
     assert.equal(refused, 1)
+    assert.equal(bound, 'ledger')
     assert.equal(ledger.size, MAX_OPEN_TICKETS)
-    assert.equal(target.inflight, MAX_OPEN_TICKETS)
+    assert.equal(targets.reduce((n, t) => n + t.inflight, 0), MAX_OPEN_TICKETS)
     assert.equal(ledger.finish(first), true, 'the oldest is still counted')
-    assert.notEqual(ledger.issue(target.start(), 60_000), undefined, 'room again')
+    assert.notEqual(ledger.issue(other.start(), 60_000), undefined, 'room again')
+  })
+
+  it("a line without its ticket, from Caddy's proven connection, ends the request with Caddy's identity of it", () => {
+    const ledger = new TicketLedger<Counted>()
+    const caddy = conn()
+    const other = conn()
+    ledger.connectionOpened(caddy)
+    ledger.connectionOpened(other)
+    const target = new Counted()
+    ledger.finish(ledger.issue(target.start(), 60_000)!, caddy) // Caddy proves itself
+    const key = requestKey('192.0.2.1:40000', 'GET', 'a.example.com', '/ws?x=1')
+    ledger.issue(target.start(), 60_000, '192.0.2.1', key)
+    ledger.issue(target.start(), 60_000, '192.0.2.1', requestKey('192.0.2.1:40001', 'GET', 'a.example.com', '/ws?x=1'))
+    const line = `{"level":"info","logger":"http.log.access","msg":"handled request","request":{"remote_ip":"192.0.2.1","remote_port":"40000","proto":"HTTP/1.1","method":"GET","host":"a.example.com","uri":"/ws?x=1","headers":{"X-Relight-Ticket":["x"]}},"status":0,"resp_headers":{"Server":["Caddy"]}}`
+    assert.equal(requestKeyOf(line), key)
+    assert.equal(ticketOf(line), undefined)
+    assert.equal(ledger.finishUnticketed(key, other), false, 'an unproven connection ends nothing')
+    assert.equal(target.inflight, 2)
+    assert.equal(ledger.finishUnticketed(requestKey('192.0.2.1:40002', 'GET', 'a.example.com', '/ws?x=1'), caddy), false, 'another connection of the same client: nothing')
+    assert.equal(ledger.finishUnticketed(key, caddy), true)
+    assert.equal(target.inflight, 1)
+    assert.equal(ledger.finishUnticketed(key, caddy), false, 'once')
+  })
+
+  it('identical HTTP/2 requests on one connection: a line without its ticket ends one, and the count stays right', () => {
+    const ledger = new TicketLedger<Counted>()
+    const caddy = conn()
+    ledger.connectionOpened(caddy)
+    const target = new Counted()
+    ledger.finish(ledger.issue(target.start(), 60_000)!, caddy)
+    const key = requestKey('192.0.2.1:40000', 'GET', 'a.example.com', '/slow')
+    const first = ledger.issue(target.start(), 60_000, '192.0.2.1', key)!
+    const second = ledger.issue(target.start(), 60_000, '192.0.2.1', key)!
+    // the first one's ticket never reached Caddy's response headers; its line comes without it
+    assert.equal(ledger.finishUnticketed(key, caddy), true)
+    assert.equal(target.inflight, 1)
+    // the second ends normally: its ticket (or the one ended in its place) finishes the other
+    assert.equal(ledger.finish(second, caddy), true)
+    assert.equal(target.inflight, 0)
+    assert.equal(ledger.finish(first, caddy), false)
+    assert.equal(ledger.size, 0)
+  })
+
+  it('bounds one backend and one client address: a flood leaves room for the others', () => {
+    const refusals: string[] = []
+    const ledger = new TicketLedger<Counted>({ onFull: (b) => refusals.push(b) })
+    ledger.connectionOpened(conn())
+    const flooded = new Counted()
+    const quiet = new Counted()
+    for (let i = 0; i < MAX_OPEN_PER_BACKEND; i++) ledger.issue(flooded.start(), 60_000, `10.0.${i >> 8}.${i & 255}`)
+    assert.equal(ledger.issue(flooded, 60_000, '192.0.2.1'), undefined, 'the flooded backend is at its bound')
+    assert.notEqual(ledger.issue(quiet.start(), 60_000, '192.0.2.1'), undefined, 'another backend still gets tickets')
+    const client = '198.51.100.7'
+    const apps = [new Counted(), new Counted()]
+    for (let i = 0; i < MAX_OPEN_PER_CLIENT; i++) ledger.issue((apps[i % 2] as Counted).start(), 60_000, client)
+    assert.equal(ledger.openForClient(client), MAX_OPEN_PER_CLIENT)
+    assert.equal(ledger.issue(quiet, 60_000, client), undefined, 'the flooding client is at its bound')
+    assert.notEqual(ledger.issue(quiet.start(), 60_000, '198.51.100.8'), undefined, 'another client of the same backend is counted')
+    assert.deepEqual(refusals, ['backend', 'client'])
+    ledger.clear()
+    assert.equal(ledger.openFor(flooded), 0)
+    assert.equal(ledger.openForClient(client), 0, 'the per-client count goes with its tickets')
   })
 
   it('when full, expired tickets make room first', () => {
     let t = 0
     const ledger = new TicketLedger<Counted>({ now: () => t })
     ledger.connectionOpened(conn())
-    const target = new Counted()
-    for (let i = 0; i < MAX_OPEN_TICKETS; i++) ledger.issue(target.start(), 1000)
+    const targets = Array.from({ length: Math.ceil(MAX_OPEN_TICKETS / MAX_OPEN_PER_BACKEND) }, () => new Counted())
+    for (let i = 0; i < MAX_OPEN_TICKETS; i++) ledger.issue((targets[i % targets.length] as Counted).start(), 1000)
     t = 1000
+    const target = targets[0] as Counted
     assert.notEqual(ledger.issue(target.start(), 1000), undefined)
     assert.equal(ledger.size, 1)
     assert.equal(target.inflight, 1)
@@ -185,7 +254,25 @@ describe('/_relight/auth with tickets', () => {
       },
     }
   }
-  const SNIPPET = { 'x-relight-snippet': '2', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' }
+  const SNIPPET = { 'x-relight-snippet': '3', 'x-relight-client': '127.0.0.1:50000', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' }
+
+  it('gives no ticket to a Host spelling Caddy may log elsewhere (activity only); snippet 2 is still counted', async () => {
+    const c = await setup()
+    c.tickets.connectionOpened({ open: true, proven: false })
+    const a = c.registry.get('memory:a')
+    for (const host of ['a.EXAMPLE.com', 'A.example.com', 'a.example.com.']) {
+      const res = await c.auth(host, SNIPPET)
+      assert.equal(res.statusCode, 200, `${host} is routed`)
+      assert.equal(res.headers['x-relight-ticket'], '-', `${host} gets no ticket`)
+    }
+    assert.equal(a?.inflight, 0)
+    let res = await c.auth('a.example.com:443', SNIPPET)
+    assert.match(String(res.headers['x-relight-ticket']), /^[A-Za-z0-9_-]{22}$/, 'a port does not change the logger')
+    res = await c.auth('a.example.com', { ...SNIPPET, 'x-relight-snippet': '2' })
+    assert.match(String(res.headers['x-relight-ticket']), /^[A-Za-z0-9_-]{22}$/, 'snippet 2 is counted')
+    assert.equal(a?.inflight, 2)
+    await c.close()
+  })
 
   it('counts a request in flight only with a ticket, and only when its line can arrive', async () => {
     const c = await setup()

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
@@ -8,7 +8,7 @@ import pino from 'pino'
 import { stateDirProblem, stateFileProblem } from '../../sidecar/config/state-dir.js'
 import { procStat } from '../../sidecar/core/proc-stat.js'
 import { bootId, ChildRecords, leftoverGroups } from '../../sidecar/providers/process/child-records.js'
-import { runningSidecarPid } from '../../sidecar/reload-client.js'
+import { runningSidecarPid, writePidFile } from '../../sidecar/reload-client.js'
 import type { Config } from '../../sidecar/config/schema.js'
 import { pidAlive } from '../helpers/wait.js'
 
@@ -89,5 +89,55 @@ describe('crash recovery believes only records no other user could plant', () =>
     assert.deepEqual(runningSidecarPid(config, dir), { pid: victim.pid })
     chmodSync(state, 0o777)
     assert.match((runningSidecarPid(config, dir) as { error: string }).error, /^state_dir: .*writable/)
+  })
+
+  // Issue 23 item 3: an owned file that other users may rewrite is as good as theirs.
+  it('a record or pid file writable by group or others is not believed, even when root owns it', async () => {
+    const state = join(dir, 'modes')
+    mkdirSync(state, { mode: 0o700 })
+    const pid = victim.pid!
+    const stat = procStat(pid)!
+    const file = join(state, `${pid}.json`)
+    writeFileSync(file, JSON.stringify({
+      version: 1, app: 'x', replica: 0, pid, start_ticks: stat.startTicks, boot_id: bootId(),
+      config_hash: '0', stop_signal: 'SIGKILL', grace_ms: 10, owner: { pid: 999_999_999, start_ticks: 0 }, started_at: new Date().toISOString(),
+    }))
+    chmodSync(file, 0o666)
+    assert.match(stateFileProblem(file) ?? '', /writable by every user \(mode 666\)/)
+    assert.equal(leftoverGroups(state).has(pid), false)
+    assert.equal(await new ChildRecords(state, pino({ level: 'silent' })).endLeftovers(), 0)
+    assert.equal(procStat(pid) !== undefined, true, 'the victim still runs')
+    chmodSync(file, 0o620)
+    assert.match(stateFileProblem(file) ?? '', /writable by its group/)
+    rmSync(file)
+
+    writeFileSync(join(state, 'sidecar.pid'), JSON.stringify({ pid, start_ticks: stat.startTicks }))
+    chmodSync(join(state, 'sidecar.pid'), 0o666)
+    const config = { state_dir: state, listen: '127.0.0.1:0' } as unknown as Config
+    assert.match((runningSidecarPid(config, dir) as { error: string }).error, /not trusting the pid file: .*writable by every user/)
+  })
+
+  it('files the sidecar writes are 0600 whatever existed before', () => {
+    const state = join(dir, 'rewrite')
+    mkdirSync(state, { mode: 0o700 })
+    const config = { state_dir: state, listen: '127.0.0.1:0' } as unknown as Config
+    writeFileSync(join(state, 'sidecar.pid'), '{}')
+    chmodSync(join(state, 'sidecar.pid'), 0o666)
+    const written = writePidFile(config, dir)
+    assert.ok(!('error' in written))
+    assert.equal(statSync(join(state, 'sidecar.pid')).mode & 0o777, 0o600)
+    assert.deepEqual(runningSidecarPid(config, dir), { pid: process.pid })
+    written.remove()
+
+    const records = new ChildRecords(state, pino({ level: 'silent' }))
+    const pid = victim.pid!
+    writeFileSync(join(state, `${pid}.json`), '{}')
+    chmodSync(join(state, `${pid}.json`), 0o666)
+    writeFileSync(join(state, `${pid}.json.tmp`), '{}') // the name the old code wrote through
+    chmodSync(join(state, `${pid}.json.tmp`), 0o666)
+    records.save({ app: 'x', replica: 0, pid, config_hash: '0', stop_signal: 'SIGTERM', grace_ms: 10 })
+    assert.equal(statSync(join(state, `${pid}.json`)).mode & 0o777, 0o600)
+    assert.equal(stateFileProblem(join(state, `${pid}.json`)), undefined)
+    rmSync(join(state, `${pid}.json`))
   })
 })

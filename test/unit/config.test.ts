@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { ConfigError, parseConfig } from '../../sidecar/config/load.js'
 import { parseDuration } from '../../sidecar/core/duration.js'
+import { execSync } from 'node:child_process'
+import { join } from 'node:path'
+import { tempDir } from '../helpers/net.js'
+import { testSecret } from '../helpers/secret.js'
 
 function problems(yaml: string, env: NodeJS.ProcessEnv = {}): string[] {
   try {
@@ -96,9 +100,9 @@ describe('config', () => {
   })
 
   it('interpolates ${ENV} and ${ENV:-default}; a missing variable names the key', () => {
-    const c = parseConfig('listen: ${ADDR}\nadmin: { token: "${TOKEN:-0123456789abcdef0}" }\n', 'x', { ADDR: '127.0.0.1:7000' })
+    const c = parseConfig('listen: ${ADDR}\nadmin: { token: "${TOKEN:-3f1c0a9be27d4d58a6e0c5b1f4972e8d}" }\n', 'x', { ADDR: '127.0.0.1:7000' })
     assert.equal(c.listen, '127.0.0.1:7000')
-    assert.equal(c.admin?.token, '0123456789abcdef0')
+    assert.equal(c.admin?.token, '3f1c0a9be27d4d58a6e0c5b1f4972e8d')
     assert.deepEqual(problems('admin:\n  token: ${RELIGHT_ADMIN_TOKEN}\n'), ['line 2: admin.token: environment variable RELIGHT_ADMIN_TOKEN is not set'])
   })
 
@@ -122,8 +126,62 @@ describe('config', () => {
     const readme = readFileSync(`${root}README.md`, 'utf8')
     const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] as string)
     assert.ok(blocks.length >= 1, 'the README shows its sample configuration in ```yaml blocks')
-    const env = { SLICER_TOKEN: 't', HEARTBEAT_SECRET: 's', NODE_IP: '127.0.0.1', DOORS_SECRET: 'yNdj+tO3R11Sh0CJrWFyWJcmxiDOP9iQYAB80YTP164=', RELIGHT_ADMIN_TOKEN: '0123456789abcdef0123' }
-    for (const block of blocks) parseConfig(block, 'README.md', env)
+    const env = { SLICER_TOKEN: 't', HEARTBEAT_SECRET: 's', NODE_IP: '127.0.0.1', DOORS_SECRET: 'yNdj+tO3R11Sh0CJrWFyWJcmxiDOP9iQYAB80YTP164=', RELIGHT_ADMIN_TOKEN: testSecret(), RELIGHT_WEBHOOK_SECRET: testSecret() }
+    // The production block reads its token from /etc/relight/admin-token: made as the README says.
+    const tmp = tempDir('relight-cfg-')
+    const tokenFile = join(tmp.dir, 'admin-token')
+    execSync(`umask 077 && openssl rand -hex 32 > ${tokenFile}`, { shell: '/bin/sh' })
+    try {
+      for (const block of blocks) parseConfig(block.replaceAll('/etc/relight/admin-token', tokenFile), 'README.md', env)
+    } finally {
+      tmp.remove()
+    }
     parseConfig(readFileSync(`${root}examples/processes/relight.yaml`, 'utf8'), 'examples/processes/relight.yaml', env)
+  })
+
+  // Issue 23 item 4 and issue 22 item 5: secrets with real entropy; the token from a file.
+  it('refuses guessable tokens and secrets with an error naming the key', () => {
+    const weak = ['change-me-to-32-random-characters', 'a'.repeat(16), ' '.repeat(16), 'a'.repeat(64), 'ab'.repeat(32), `${testSecret().slice(0, 31)} `, 'short-but-random-9f3a']
+    for (const token of weak) {
+      assert.match(problems(`admin: { token: ${JSON.stringify(token)} }\n`).join('\n'), /^line 1: admin\.token: (contains whitespace|is a placeholder|too short|too predictable)/, token)
+      assert.match(
+        problems(`webhooks:\n  - { url: "http://127.0.0.1:9/x", events: ["*"], secret: ${JSON.stringify(token)} }\n`).join('\n'),
+        /webhooks\[0\]\.secret: (contains whitespace|is a placeholder|too short|too predictable)/,
+        token,
+      )
+    }
+    assert.match(problems('webhooks:\n  - { url: "http://127.0.0.1:9/x", events: ["*"], secret: "${S:-change-me-0123456789}" }\n').join('\n'), /webhooks\[0\]\.secret: is a placeholder/)
+    const good = testSecret()
+    assert.equal(parseConfig(`admin: { token: ${good} }\n`, 'x', {}).admin?.token, good)
+  })
+
+  it('reads admin.token_file (0600/0640, absolute, one line) and names the key when it cannot', () => {
+    const tmp = tempDir('relight-tok-')
+    try {
+      const file = join(tmp.dir, 'admin-token')
+      const token = testSecret()
+      writeFileSync(file, `${token}\n`, { mode: 0o600 })
+      assert.equal(parseConfig(`admin: { token_file: ${file} }\n`, 'x', {}).admin?.token, token)
+      chmodSync(file, 0o640)
+      assert.equal(parseConfig(`admin: { token_file: ${file} }\n`, 'x', {}).admin?.token, token)
+      chmodSync(file, 0o644)
+      assert.match(problems(`admin: { token_file: ${file} }\n`).join('\n'), /^line 1: admin\.token_file: .* can be read or written by every user \(mode 644\)/)
+      chmodSync(file, 0o600)
+      writeFileSync(file, 'change-me-to-32-random-characters\n')
+      assert.match(problems(`admin: { token_file: ${file} }\n`).join('\n'), /admin\.token_file: the token in .* is a placeholder/)
+      assert.match(problems('admin: { token_file: admin-token }\n').join('\n'), /admin\.token_file: use an absolute path/)
+      assert.match(problems(`admin: { token_file: ${tmp.dir}/missing }\n`).join('\n'), /admin\.token_file: cannot read .*ENOENT/)
+      assert.match(problems(`admin: { token: ${token}, token_file: ${file} }\n`).join('\n'), /admin: set exactly one of token and token_file/)
+    } finally {
+      tmp.remove()
+    }
+  })
+
+  // Issue 23 item 8: a value that cannot be a host is an error, not a silently unroutable entry.
+  it('refuses process app hosts that are not host names, naming the entry', () => {
+    const app = (hosts: string) => `providers:\n  process:\n    apps:\n      - { name: web, hosts: ${hosts}, command: [x], port: 3000 }\n`
+    assert.match(problems(app(`['<img src=x onerror=alert(1)>']`)).join('\n'), /^line 4: providers\.process\.apps\[0\]\.hosts\[0\]: not a host name, \*\.wildcard or first label/)
+    assert.match(problems(app(`[ok.example.com, 'bad host']`)).join('\n'), /hosts\[1\]: not a host name/)
+    assert.deepEqual(parseConfig(app(`[web.example.com, '*.apps.example.com', web]`), 'x', {}).providers.process?.[0]?.apps[0]?.hosts, ['web.example.com', '*.apps.example.com', 'web'])
   })
 })

@@ -14,6 +14,7 @@ import { parseAllDocuments } from 'yaml'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { PERMISSIONS } from '../../sidecar/providers/kubernetes/rbac.js'
 import { type Manifest, renderKustomization } from '../helpers/kustomize.js'
+import { testSecret } from '../helpers/secret.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const BASE = join(ROOT, 'deploy/kubernetes/base')
@@ -70,9 +71,10 @@ describe('deploy/kubernetes', () => {
 
   it('the config is valid with the pod environment, and names what is missing without it', () => {
     const cm = renderKustomization(OVERLAY).find((m) => m.kind === 'ConfigMap' && m.metadata.name.startsWith('relight-sidecar-config-')) as Manifest
-    const config = parseConfig(cm.data['relight.yaml'], 'relight.yaml', { POD_NAMESPACE: 'apps', RELIGHT_ADMIN_TOKEN: 'x'.repeat(32) })
+    const token = testSecret()
+    const config = parseConfig(cm.data['relight.yaml'], 'relight.yaml', { POD_NAMESPACE: 'apps', RELIGHT_ADMIN_TOKEN: token })
     assert.deepEqual(config.providers.kubernetes?.[0]?.namespaces, ['apps'])
-    assert.equal(config.admin?.token, 'x'.repeat(32))
+    assert.equal(config.admin?.token, token)
     assert.throws(() => parseConfig(cm.data['relight.yaml'], 'relight.yaml', {}), /RELIGHT_ADMIN_TOKEN/)
   })
 

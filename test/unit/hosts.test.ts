@@ -93,11 +93,13 @@ describe('HostIndex', () => {
 
   it('caches raw Host hits only, so random names cost no memory', () => {
     const idx = new HostIndex([{ key: 'k', target: 't', hosts: ['a.example.com'] }])
-    assert.deepEqual(idx.lookupRaw('A.example.com:443'), { target: 't', host: 'a.example.com' })
-    assert.deepEqual(idx.lookupRaw('A.example.com:443'), { target: 't', host: 'a.example.com' }, 'cached')
+    // canonical: the spelling Caddy's site matchers and loggers see as written (issue 19: only it gets a ticket)
+    assert.deepEqual(idx.lookupRaw('A.example.com:443'), { target: 't', host: 'a.example.com', canonical: false })
+    assert.deepEqual(idx.lookupRaw('A.example.com:443'), { target: 't', host: 'a.example.com', canonical: false }, 'cached')
+    assert.deepEqual(idx.lookupRaw('a.example.com:443'), { target: 't', host: 'a.example.com', canonical: true })
     for (let i = 0; i < 1000; i++) idx.lookupRaw(`r${i}.example.com`)
-    assert.equal((idx as unknown as { rawHits: Map<string, unknown> }).rawHits.size, 1)
-    assert.deepEqual(idx.lookupRaw('in valid'), { target: undefined, host: undefined })
+    assert.equal((idx as unknown as { rawHits: Map<string, unknown> }).rawHits.size, 2)
+    assert.deepEqual(idx.lookupRaw('in valid'), { target: undefined, host: undefined, canonical: false })
   })
 })
 

@@ -20,9 +20,10 @@ import { promtoolSkip } from '../helpers/prometheus.js'
 import { startTestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
 import { okUpstream } from '../helpers/ok-upstream.js'
+import { testSecret } from '../helpers/secret.js'
 
 const log = pino({ level: 'silent' })
-const TOKEN = 'admin-token-0123456789'
+const TOKEN = testSecret()
 const BEARER = { authorization: `Bearer ${TOKEN}` }
 const upstream = okUpstream()
 
@@ -294,7 +295,7 @@ describe('status page access', () => {
 
 describe('webhooks', () => {
   it('POSTs signed JSON to a real receiver off the emitting stack, retries after a failure, and counts what it lost', async (t) => {
-    const secret = 'webhook-secret-0123456789'
+    const secret = testSecret()
     const received: { headers: IncomingMessage['headers']; body: string }[] = []
     let failFirst = true
     const receiver = createServer((req, res) => {
@@ -331,24 +332,26 @@ describe('webhooks', () => {
     const [got] = received
     assert.ok(got)
     assert.equal(got.headers['x-relight-event'], 'wake.ready')
-    assert.equal(got.headers['x-relight-signature'], signBody(secret, got.body))
+    const signature = String(got.headers['x-relight-signature'])
+    assert.equal(signature, signBody(secret, got.body, Number(/^t=(\d+),/.exec(signature)?.[1])))
     const body = JSON.parse(got.body)
     assert.equal(body.type, 'wake.ready')
     assert.equal(body.key, 'memory:a')
-    assert.equal(got.headers['x-relight-delivery'], String(body.id))
+    assert.match(String(got.headers['x-relight-delivery']), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a random UUID')
     assert.deepEqual(hooks.stats()[0], { delivered: 1, failed: 0, dropped: 0, attemptFailures: 1 })
     assert.equal(hooks.stats()[1]?.failed, 2, 'both events lost on the dead receiver')
     assert.equal(hooks.stats()[1]?.attemptFailures, 4)
   })
 
   it('are wired into a running sidecar: a wake reaches the receiver and the results show in /_relight/metrics', async () => {
-    const secret = 'webhook-secret-0123456789'
+    const secret = testSecret()
     const bodies: string[] = []
     const receiver = createServer((req, res) => {
       let body = ''
       req.on('data', (c: Buffer) => (body += c.toString()))
       req.on('end', () => {
-        if (req.headers['x-relight-signature'] === signBody(secret, body)) bodies.push(body)
+        const signature = String(req.headers['x-relight-signature'])
+        if (signature === signBody(secret, body, Number(/^t=(\d+),/.exec(signature)?.[1]))) bodies.push(body)
         res.writeHead(req.url === '/ok' ? 200 : 503).end()
       })
     })
@@ -378,6 +381,6 @@ describe('webhooks', () => {
   })
 
   it('rejects a webhook without events or with an unknown event type, naming the key', () => {
-    assert.throws(() => parseConfig('webhooks:\n  - { url: "http://127.0.0.1:9/x", events: [wake.sometimes], secret: webhook-secret-0123456789 }\n', 'test'), /webhooks\[0\]\.events\[0\]: expected an event type/)
+    assert.throws(() => parseConfig(`webhooks:\n  - { url: "http://127.0.0.1:9/x", events: [wake.sometimes], secret: ${testSecret()} }\n`, 'test'), /webhooks\[0\]\.events\[0\]: expected an event type/)
   })
 })

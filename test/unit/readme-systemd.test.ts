@@ -7,6 +7,7 @@ import { after, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { tempDir } from '../helpers/net.js'
+import { testSecret } from '../helpers/secret.js'
 
 const README = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8')
 const unit = /```ini\n([\s\S]*?)```/.exec(README)?.[1] ?? ''
@@ -33,7 +34,11 @@ describe('README systemd unit', () => {
     assert.equal(k.get('RuntimeDirectoryPreserve')?.[0], 'restart')
     assert.match(k.get('ExecStart')?.[0] ?? '', /^\/usr\/local\/bin\/relight-sidecar serve --config \/etc\/relight\/relight\.yaml$/)
     assert.ok(production, 'the production config block is in the README')
-    const config = parseConfig(production as string, 'README.md', { RELIGHT_ADMIN_TOKEN: 'x'.repeat(32) })
+    const tokenFile = join(tmp.dir, 'admin-token')
+    writeFileSync(tokenFile, `${testSecret()}\n`, { mode: 0o600 })
+    const config = parseConfig((production as string).replaceAll('/etc/relight/admin-token', tokenFile), 'README.md', {})
+    assert.ok(config.admin?.token_file, 'the production config reads the admin token from a file')
+    assert.doesNotMatch(unit, /^Environment=.*(TOKEN|SECRET)/m, 'no secret in the world-readable unit file')
     assert.equal(config.socket_group, 'caddy')
     for (const address of [config.listen, config.access_log]) {
       assert.match(address ?? '', /^unix:\/run\/relight\//, 'sockets live in the RuntimeDirectory')

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { MAX_OPEN_TICKETS, TicketLedger, type LogConnection, type TicketTarget } from '../../sidecar/core/tickets.js'
+import { MAX_OPEN_PER_BACKEND, MAX_OPEN_TICKETS, TicketLedger, type LogConnection, type TicketTarget } from '../../sidecar/core/tickets.js'
 
 /** A backend as the ledger sees it: an in-flight count. */
 function target(): TicketTarget & { inflight: number } {
@@ -24,10 +24,11 @@ describe('ticket ledger: adversarial cases', () => {
     streamed.inflight++
     ledger.issue(streamed, DAY)
     // A local user with access to `listen` sends /auth with X-Relight-Snippet: 2 for backend B.
-    const flooded = target()
+    const flooded = Array.from({ length: Math.ceil(MAX_OPEN_TICKETS / MAX_OPEN_PER_BACKEND) + 1 }, target)
     for (let i = 0; i <= MAX_OPEN_TICKETS; i++) {
-      flooded.inflight++
-      ledger.issue(flooded, DAY)
+      const f = flooded[i % flooded.length]!
+      f.inflight++
+      ledger.issue(f, DAY)
     }
     assert.equal(streamed.inflight, 1, 'A\'s stream stopped counting: A goes to sleep mid-stream')
   })

@@ -14,10 +14,10 @@
  * Records of a sidecar that still runs (another instance sharing the directory) are left alone.
  */
 import { createHash } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { stateDirProblem, stateFileProblem } from '../../config/state-dir.js'
+import { stateDirProblem, stateFileProblem, writePrivateFile } from '../../config/state-dir.js'
 import { procStat } from '../../core/proc-stat.js'
 
 export interface ChildRecord {
@@ -161,8 +161,7 @@ export class ChildRecords {
     const target = this.file(entry.pid)
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 })
-      writeFileSync(`${target}.tmp`, `${JSON.stringify(record)}\n`, { mode: 0o600 })
-      renameSync(`${target}.tmp`, target)
+      writePrivateFile(target, `${JSON.stringify(record)}\n`)
     } catch (err) {
       this.usable = false
       this.log.warn({ state_dir: this.dir, err: (err as Error).message }, 'cannot write the state directory: children are not recorded, so a crash of the sidecar would leave them running')

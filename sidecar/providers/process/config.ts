@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { backendSettingsShape, duration, onlySleepModes, signalName } from '../../config/types.js'
+import { parseHostPattern } from '../../core/hosts.js'
 
 const output = z
   .string()
@@ -7,7 +8,10 @@ const output = z
 
 export const processAppSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'letters, digits, "_", "-", "." (max 63)'),
-  hosts: z.array(z.string()).default([]),
+  /** Names, `*.suffix` wildcards or first labels; anything else is an error naming the entry. */
+  hosts: z
+    .array(z.string().refine((h) => parseHostPattern(h) !== undefined, { message: 'not a host name, *.wildcard or first label' }))
+    .default([]),
   command: z.array(z.string()).min(1, 'give the program and its arguments, e.g. [node, server.js]'),
   args: z.array(z.string()).default([]),
   dir: z.string().optional(),

@@ -7,7 +7,10 @@ import { CpuRate, round1 } from '../kit/cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
 import { backendSettingsShape } from '../../config/types.js'
 import { groupUsage } from './stats.js'
-import { ChildRecords, configHash, recordsDir } from './child-records.js'
+import { ChildRecords, configHash, groupMembers, recordsDir } from './child-records.js'
+import { splitHostPort } from '../../core/readiness.js'
+import { listenersFor, socketInodes } from '../../core/socket-owner.js'
+import { tcpPortHolder } from '../../startup/port-holder.js'
 import { settingsFrom } from '../../core/settings.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
@@ -342,6 +345,31 @@ export class ProcessProvider implements Provider {
     const usage = groupUsage(leaders)
     const rate = this.cpu.sample(series, usage.cpuNs, Number(process.hrtime.bigint())) ?? usage.avgCpuPct
     return { cpu_pct: round1(rate), mem_mb: round1(usage.rssBytes / 1024 / 1024) }
+  }
+
+  /**
+   * The listener on `upstream` belongs to the replica's process group: every listening socket
+   * that accepts connections to that address is held by a member of the group (/proc, see
+   * core/socket-owner.ts). A program that bound the port between the spawn and the app's own
+   * listen (the start-time port check cannot see it) gets 503 RELIGHT_ERR_PORT_IN_USE, named in
+   * the log, and no traffic.
+   */
+  ownsListener(id: string, upstream: string): boolean {
+    const app = this.app(id)
+    const index = app.upstreams.indexOf(upstream)
+    const pid = app.replicas[index]?.pid
+    if (pid === undefined) return false // not started yet
+    const { host, port } = splitHostPort(upstream)
+    const listeners = listenersFor(host, port)
+    if (listeners.length === 0) return false // the probe's listener has gone: probe again
+    const ours = new Set<string>()
+    for (const member of groupMembers(pid)) for (const inode of socketInodes(member)) ours.add(inode)
+    if (listeners.every((l) => ours.has(l.inode))) return true
+    const holder = tcpPortHolder(port)
+    const who = holder ? `pid ${holder.pid}, ${holder.command}` : 'a process the sidecar cannot see'
+    const message = `${upstream} is answered by another program (${who}), not by ${id} (pid ${pid}); nothing is routed there`
+    this.log.warn({ app: id, replica: index, port, pid, holder_pid: holder?.pid, holder_command: holder?.command }, message)
+    throw new RelightError('RELIGHT_ERR_PORT_IN_USE', message, { backend: id, port, ...(holder ? { holderPid: holder.pid } : {}) })
   }
 
   async check(): Promise<CheckResult[]> {

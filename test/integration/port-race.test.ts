@@ -1,0 +1,75 @@
+/**
+ * A local user cannot take an app's traffic during its wake (issue 23 item 1). The app is
+ * spawned, writes its pid and waits for SIGUSR1 before it listens; meanwhile a racer running as
+ * `nobody` binds the app's port (the start-time port check passed long before). The readiness
+ * probe reaches the racer, and the wake must refuse it: 503 RELIGHT_ERR_PORT_IN_USE, the log
+ * naming the racer, and never an x-relight-upstream pointing at it. Synchronised on the file the
+ * app writes and the line the racer prints; no sleeps.
+ */
+import assert from 'node:assert/strict'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { request } from 'undici'
+import { freePort, tempDir } from '../helpers/net.js'
+import { startSidecarProcess, stopSidecarProcess, type SidecarProcess } from '../helpers/sidecar-process.js'
+import { until } from '../helpers/wait.js'
+
+const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
+
+function skip(): string | undefined {
+  let reason: string | undefined
+  if (process.getuid?.() !== 0) reason = 'not root: cannot run the racer as nobody'
+  else if (spawnSync('setpriv', ['--version']).status !== 0) reason = 'setpriv (util-linux) is missing'
+  if (reason && process.env.CI) throw new Error(`${reason}; CI requires this test`)
+  return reason
+}
+
+describe('the wake routes only to the app it started', { skip: skip() }, () => {
+  const tmp = tempDir('relight-race-')
+  let sc: SidecarProcess | undefined
+  let racer: ChildProcess | undefined
+  after(async () => {
+    racer?.kill('SIGKILL')
+    await stopSidecarProcess(sc)
+    tmp.remove()
+  })
+
+  it('a racer (nobody) that binds the port after the spawn gets 503 RELIGHT_ERR_PORT_IN_USE and no traffic', async () => {
+    const [listen, port] = [await freePort(), await freePort()]
+    const spawned = join(tmp.dir, 'spawned')
+    const file = join(tmp.dir, 'relight.yaml')
+    writeFileSync(
+      file,
+      `listen: 127.0.0.1:${listen}\nstate_dir: ${tmp.dir}/state\ndefaults: { wake_timeout: 30s }\nproviders:\n  process:\n    apps:\n` +
+        `      - { name: web, hosts: [web.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", SPAWNED_FILE: ${spawned}, LISTEN_ON_SIGNAL: SIGUSR1 }, port: ${port}, stdout: "null", restart: never }\n`,
+    )
+    sc = await startSidecarProcess(file)
+    const wake = request(`http://127.0.0.1:${listen}/_relight/auth`, { headers: { host: 'web.localhost', cookie: 'session=secret' } })
+    await until(() => existsSync(spawned) && readFileSync(spawned, 'utf8') !== '', 'the app to be spawned')
+    const appPid = Number(readFileSync(spawned, 'utf8'))
+
+    const script = `require('net').createServer((s) => { console.log('GOT CONNECTION'); s.on('data', (d) => console.log('DATA ' + JSON.stringify(d.toString()))) }).listen(${port}, '127.0.0.1', () => console.log('listening'))`
+    racer = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    racer.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+    racer.stderr?.on('data', (d: Buffer) => (out += d.toString()))
+    await until(() => out.includes('listening') || racer?.exitCode !== null, 'the racer to listen')
+    assert.match(out, /listening/, out)
+
+    const res = await wake
+    const body = await res.body.text()
+    assert.equal(res.statusCode, 503, `the wake was answered ${res.statusCode} ${JSON.stringify(res.headers)} ${body}`)
+    assert.equal(res.headers['x-relight-upstream'], undefined, 'no upstream is handed to Caddy')
+    assert.equal(JSON.parse(body).code, 'RELIGHT_ERR_PORT_IN_USE')
+    const logged = await sc.waitFor((l) => l.msg !== undefined && String(l.msg).includes('is answered by another program'), 'the log line naming the racer')
+    assert.equal(logged.holder_pid, racer.pid, 'setpriv execs node: the racer is that pid')
+    assert.equal(logged.holder_command, 'node')
+    assert.doesNotMatch(out, /DATA/, 'the racer received no request bytes')
+
+    // The app itself, once it tries to listen, cannot: EADDRINUSE, and it exits (restart: never).
+    process.kill(appPid, 'SIGUSR1')
+  })
+})
