@@ -231,7 +231,9 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
       await limited.close()
     }
     const file = join(cp.dir, 'limited.yaml')
-    writeFileSync(file, config)
+    // a listen address of its own: on the default 127.0.0.1:9123 another sidecar (a demo) would
+    // be taken for the running one, and check would show its live view instead
+    writeFileSync(file, `listen: unix:${join(cp.dir, 'limited.sock')}\n${config}`)
     const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
     assert.equal(check.status, 1, check.stdout + check.stderr)
     assert.match(check.stdout, /PROBLEM {2}kubernetes: RBAC: the sidecar may not patch deployments\/scale\.apps in namespace "shop", needed for scaling Deployments/)
