@@ -403,7 +403,7 @@ describe('lines without their ticket (a log filter deletes it) end the request t
     await until(() => app()?.inflight === targets.length, `${targets.length} requests in flight`)
     const before = sc.sidecar.tickets?.unticketedEnds ?? 0
     for (const s of sockets) s.destroy()
-    await until(() => app()?.inflight === 0, `every aborted request to end by its line without a ticket (inflight ${app()?.inflight})`, UNTICKETED_DELAY_MS + MARGIN_MS)
+    await until(() => app()?.inflight === 0, "every aborted request to end by its line without a ticket", UNTICKETED_DELAY_MS + MARGIN_MS)
     assert.equal(sc.sidecar.tickets?.unticketedEnds, before + targets.length, 'each ended through the fallback')
   })
 })
