@@ -78,7 +78,11 @@ const MAX_EARLY_ENDS = 10_000
  * key is remembered this long (the line comes within UNTICKETED_DELAY_MS of being read, which
  * follows the answer), at most this many; the line consumes it. Without this, a client that
  * retries on the same connection (an EventSource reconnecting, the waiting page reloading)
- * would have its new stream ended by the old line, or refused a ticket as an early end.
+ * would have its new stream ended by the old line, or refused a ticket as an early end. The
+ * first guard is stateless (access-log.ts skips a line whose response carries X-Relight-Reply:
+ * the sidecar's own answer, copied by Caddy); this one covers answers Caddy logs without that
+ * header (a client gone during a wake). A flood of such answers can evict passes, never beyond
+ * one client connection's own requests (see requestKey).
  */
 const PASS_MS = 30_000
 const MAX_PASSES = 10_000

@@ -11,7 +11,7 @@ import { RelightError } from '../../sidecar/core/errors.js'
 import { canonicalHostProblem } from '../../sidecar/core/hosts.js'
 import type { Backend } from '../../sidecar/core/backend.js'
 import { Registry } from '../../sidecar/core/registry.js'
-import { requestKeyOf, ticketOf } from '../../sidecar/core/access-log.js'
+import { repliedBySidecar, requestKeyOf, ticketOf } from '../../sidecar/core/access-log.js'
 import { clientGroup, type LogConnection, MAX_OPEN_PER_BACKEND, MAX_OPEN_PER_CLIENT, MAX_OPEN_TICKETS, requestKey, TicketLedger, type TicketTarget, UNTICKETED_DELAY_MS } from '../../sidecar/core/tickets.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
@@ -166,6 +166,10 @@ describe('ticket ledger', () => {
     const line = `{"level":"info","logger":"http.log.access","msg":"handled request","request":{"remote_ip":"192.0.2.1","remote_port":"40000","proto":"HTTP/1.1","method":"GET","host":"a.example.com","uri":"/ws?x=1","headers":{"X-Relight-Ticket":["x"]}},"status":0,"resp_headers":{"Server":["Caddy"]}}`
     assert.equal(requestKeyOf(line), key)
     assert.equal(ticketOf(line), undefined)
+    assert.equal(repliedBySidecar(line), false)
+    // the sidecar's own answer (an error, the waiting page) as Caddy logs it: never matched
+    assert.equal(repliedBySidecar(line.replace('"resp_headers":{', '"resp_headers":{"X-Relight-Reply":["RELIGHT_ERR_PROVIDER_UNAVAILABLE"],')), true)
+    assert.equal(repliedBySidecar(line.replace('"headers":{', '"headers":{"X-Relight-Reply":["x"],')), false, 'a request header of that name is not the reply')
     assert.equal(ledger.finishUnticketed(key, other), false, 'an unproven connection ends nothing')
     assert.equal(target.inflight, 2)
     assert.equal(ledger.finishUnticketed(requestKey('192.0.2.1:40002', 'GET', 'a.example.com', '/ws?x=1'), caddy), false, 'another connection of the same client: nothing')
