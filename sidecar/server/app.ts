@@ -268,7 +268,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
     }
     backend.started(false)
-    if (tickets !== undefined && req.headers[SNIPPET_HEADER] === undefined) noteUncounted(req)
+    if (tickets !== undefined && (snippet === undefined || (snippet === SNIPPET_VERSION && req.headers[REQUEST_HEADER] === undefined))) noteUncounted(req)
     return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
   }
 
@@ -289,7 +289,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     if (!atPowerOfTwo(oldSnippetCalls)) return // 1st, 2nd, 4th, 8th…
     logger.warn(
       { calls: oldSnippetCalls, host: req.headers.host },
-      'Caddy uses an old relight snippet (forward_auth without X-Relight-Snippet: 3): its requests are not counted in flight, so open streams do not keep apps awake. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',
+      'Caddy uses an old relight snippet (forward_auth without X-Relight-Snippet: 3 and X-Relight-Request): its requests are not counted in flight, so open streams do not keep apps awake. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',
     )
   }
 
