@@ -8,7 +8,7 @@
  * Whatever ends it (Ctrl-C, SIGTERM, an error), Caddy, the sidecar and the apps are stopped.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -114,10 +114,17 @@ async function main(): Promise<void> {
   const busy: number[] = []
   for (const port of [CADDY_PORT, 9123, 3001, 3002]) if (!(await portFree(port))) busy.push(port)
   if (busy.length > 0) {
-    process.stderr.write(`The demo needs loopback ports 8080, 9123, 3001 and 3002; in use now: ${busy.join(', ')}. Stop what uses them and run again.\n`)
+    process.stderr.write(`The demo needs loopback ports 8080, 9123, 3001 and 3002; in use now: ${busy.join(', ')}. Stop what uses them (another user's demo, on a shared machine?) and run again.\n`)
     process.exit(1)
   }
-  mkdirSync(dirname(config.access_log?.slice('unix:'.length) ?? '/tmp/relight-demo/x'), { recursive: true })
+  // Fixed ports and directory: one demo per machine. Another user's leftover directory is named, not tripped over.
+  const socketDir = dirname(config.access_log?.slice('unix:'.length) ?? '/tmp/relight-demo/x')
+  const owner = existsSync(socketDir) ? statSync(socketDir).uid : undefined
+  if (owner !== undefined && owner !== process.getuid?.()) {
+    process.stderr.write(`The demo keeps its access-log socket in ${socketDir}, which belongs to uid ${owner} (another user's demo?). Remove it (or ask them to) and run again.\n`)
+    process.exit(1)
+  }
+  mkdirSync(socketDir, { recursive: true })
 
   say('relight-sidecar demo: Caddy on http://127.0.0.1:8080, the sidecar on 127.0.0.1:9123')
   const logger = createLogger('info', 'pretty')

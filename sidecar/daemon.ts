@@ -1,8 +1,9 @@
 /** Wires config, providers, registry, access log and HTTP server into one running sidecar. */
 import type { FastifyInstance } from 'fastify'
+import { createServer, type Server } from 'node:http'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
-import { AccessLogServer, requestKeyOf } from './core/access-log.js'
+import { AccessLogServer, REPLY_HEADER, requestKeyOf } from './core/access-log.js'
 import type { Backend } from './core/backend.js'
 import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
@@ -17,7 +18,7 @@ import { StatefulRouter } from './routing/stateful/router.js'
 import { createProviders, reconfigureInPlace } from './providers/index.js'
 import { buildApp } from './server/app.js'
 import { type ReloadResult, Reloader } from './reload.js'
-import { describeListenError, unixPath } from './startup/listen-address.js'
+import { describeListenError, parseTcpAddress, unixPath } from './startup/listen-address.js'
 import { socketGid } from './startup/preflight.js'
 import { atPowerOfTwo, crossedPowerOfTwo } from './core/log-throttle.js'
 
@@ -46,6 +47,8 @@ export interface Sidecar {
   readonly stateful: StatefulRouter | undefined
   /** `host:port` or `unix:/path` the HTTP server listens on (real port when configured :0). */
   readonly address: string
+  /** Where `ops_listen` listens (real port when configured :0); undefined without it. */
+  readonly opsAddress: string | undefined
   /**
    * Read the config file again and apply the difference (sidecar/reload.ts). An invalid file
    * changes nothing and resolves with its problems. Concurrent calls are coalesced.
@@ -63,7 +66,9 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
   const gid = socketGid(config)
   const registry = new Registry(providers, config, log, options.now)
-  const webhooks = config.webhooks.length > 0 ? new Webhooks(config.webhooks, registry.events, log.child({ component: 'webhooks' })) : undefined
+  const makeWebhooks = (c: Config) => (c.webhooks.length > 0 ? new Webhooks(c.webhooks, registry.events, log.child({ component: 'webhooks' })) : undefined)
+  // A reload replaces it (read through the closure by metrics and close()).
+  let webhooks = makeWebhooks(config)
   // Created after the access-log listener (which may fail to bind): its DNS timers run until close().
   let stateful: StatefulRouter | undefined
 
@@ -123,7 +128,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       ...(config.admin ? { adminToken: config.admin.token } : {}),
       ...(accessLog ? { accessLogState: () => (tickets?.proven ? 'connected' : connections > 0 ? 'unproven' : 'disconnected'), accessLogConnections: () => connections } : {}),
       ...(config.heartbeat ? { heartbeatFailures: () => heartbeat?.counters.failed ?? 0 } : {}),
-      ...(webhooks ? { webhooks: () => webhooks.stats() } : {}),
+      webhooks: () => webhooks?.stats() ?? [],
       reload: () => reload(),
     },
     {
@@ -139,6 +144,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   )
 
   let heartbeat: Heartbeat | undefined
+  let ops: OpsListener | undefined
   let closing: Promise<void> | undefined
   /** Providers a reload removed or replaced, while they close. */
   const retiring = new Set<Promise<void>>()
@@ -150,6 +156,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       registry.close()
       webhooks?.close()
       stateful?.close()
+      await ops?.close()
       await app.close().catch(() => undefined)
       await accessLog?.close()
       await Promise.all([...registry.providers.map(closeProvider), ...retiring])
@@ -180,6 +187,10 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       stateful = makeStateful(c)
       old?.close()
     },
+    replaceWebhooks: (c) => {
+      webhooks?.close() // pending deliveries of the old list are abandoned
+      webhooks = makeWebhooks(c)
+    },
     replaceHeartbeat: (c) => {
       heartbeat?.close()
       heartbeat = undefined
@@ -202,6 +213,10 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     await registry.start()
     registry.startIdleWatcher()
     address = await listen(app, config.listen, gid)
+    if (config.ops_listen !== undefined) {
+      ops = await opsListen(app, config.ops_listen, gid)
+      log.info({ address: ops.address }, 'listening for ask, healthz, metrics, the status page and the admin API (not /_relight/auth)')
+    }
   } catch (err) {
     await close() // stop always_on children and the log listener: nothing is left running
     throw err
@@ -222,6 +237,9 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       return stateful
     },
     address,
+    get opsAddress() {
+      return ops?.address
+    },
     reload,
     close,
   }
@@ -288,4 +306,48 @@ async function listen(app: FastifyInstance, listenAddress: string, gid: number |
   const bound = app.server.address()
   if (!bound || typeof bound !== 'object') return listenAddress
   return `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`
+}
+
+interface OpsListener {
+  readonly address: string
+  close(): Promise<void>
+}
+
+/** Paths `ops_listen` never serves: /auth decides routing and counts activity, it is Caddy's alone. */
+const AUTH_PATH = /^\/_relight\/auth(?:[/?]|$)/
+
+/**
+ * `ops_listen`: a second HTTP listener that hands every request to the same app (one admin
+ * session store, one metrics registry, one events buffer), except /_relight/auth, which gets 404.
+ */
+async function opsListen(app: FastifyInstance, address: string, gid: number | undefined): Promise<OpsListener> {
+  const server: Server = createServer((req, res) => {
+    if (AUTH_PATH.test(req.url ?? '')) {
+      // the body sendError (server/responses.ts) gives RELIGHT_ERR_NOT_FOUND
+      res.writeHead(404, { 'content-type': 'application/problem+json', [REPLY_HEADER]: 'RELIGHT_ERR_NOT_FOUND', 'cache-control': 'no-store' })
+      const detail = '/_relight/auth is served on listen only, never on ops_listen'
+      res.end(JSON.stringify({ type: 'urn:relight:error:RELIGHT_ERR_NOT_FOUND', title: 'Not found', status: 404, detail, code: 'RELIGHT_ERR_NOT_FOUND' }))
+      return
+    }
+    app.server.emit('request', req, res)
+  })
+  // Event streams stay open; close() must not wait for them.
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    })
+  const path = unixPath(address)
+  if (path !== undefined) await claimSocketPath(path, 'ops_listen')
+  const bindTo = path !== undefined ? { path } : parseTcpAddress(address)
+  await listening('ops_listen', address, () => new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(bindTo, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  }), gid)
+  const bound = server.address()
+  const actual = path !== undefined || !bound || typeof bound !== 'object' ? address : `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`
+  return { address: actual, close }
 }

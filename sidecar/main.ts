@@ -18,6 +18,8 @@ import { requestReload, writePidFile } from './reload-client.js'
 import { checkHealth } from './health-client.js'
 import { parseDuration } from './core/duration.js'
 import { stateDir } from './config/state-dir.js'
+import { SNIPPET_VERSION } from './server/app.js'
+import { findRunningSidecar, type Live } from './ops/live-sidecar.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
 
@@ -47,6 +49,8 @@ Validates the configuration, runs the start-up checks serve runs (listen and acc
 socket directories, socket_group, every process app's port free), then asks each provider
 whether it can work (engine reachable, permissions, commands present) and explains each problem
 in words. serve refuses to start on any start-up problem, with the same sentence.
+With this config's sidecar running, its own sockets and apps are not problems, and check shows
+its live view (healthz, Caddy's access log, the snippet version Caddy sends) without disturbing it.
 Exits 0 when everything is fine, 1 on any problem, 2 on a usage error.
 
   --config, -c FILE     YAML configuration (required)`,
@@ -238,7 +242,11 @@ async function check(file: string): Promise<void> {
   }
   const out = (ok: boolean, message: string) => write(ok ? 'ok     ' : 'PROBLEM', message)
   out(true, `${file}: configuration is valid`)
-  for (const problem of await preflight(config, { stateDir: stateDir(config, dirname(resolve(file))) })) out(false, problem)
+  const baseDir = dirname(resolve(file))
+  const live = await findRunningSidecar(config, baseDir)
+  const runningSidecar = live.running ? live.pid : undefined
+  for (const problem of await preflight(config, { stateDir: stateDir(config, baseDir), ...(runningSidecar !== undefined ? { runningSidecar } : {}) })) out(false, problem)
+  if (live.running) liveView(live, write)
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {
@@ -268,7 +276,10 @@ async function check(file: string): Promise<void> {
     const signal = AbortSignal.timeout(15_000)
     try {
       const backends = await provider.list(signal)
-      out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}] ${b.state}`).join('; ') || 'none'}`)
+      // With a sidecar running, the states are its (the live view above): this list is check's own
+      // look, which for process apps sees none of the running sidecar's children.
+      const state = (b: { state: string }) => (live.running ? '' : ` ${b.state}`)
+      out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}]${state(b)}`).join('; ') || 'none'}`)
     } catch (err) {
       out(false, `${providerId(provider)}: cannot list backends: ${(err as Error).message}`)
     }
@@ -281,6 +292,25 @@ async function check(file: string): Promise<void> {
   const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
   process.stdout.write(found === 0 ? '\nall checks passed\n' : `\n${found} problem(s) found\n`)
   process.exitCode = found === 0 ? 0 : 1
+}
+
+/** What `check` says about the sidecar that runs with this config: its healthz, read once. */
+function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void): void {
+  const { health } = live
+  if (health === undefined) {
+    write('PROBLEM', `a sidecar runs with this config (pid ${live.pid}) but its healthz does not answer (${live.error})`)
+    return
+  }
+  write('ok     ', `running sidecar: pid ${live.pid}${health.version ? `, version ${health.version}` : ''}${health.uptime_s !== undefined ? `, up ${health.uptime_s} s` : ''}; healthz on ${live.via}: ${health.status}, ${health.backends} backend(s)`)
+  for (const [id, p] of Object.entries(health.providers)) {
+    write(p.ok ? 'ok     ' : 'PROBLEM', `live ${id}: ${p.ok ? 'up' : `down${p.reason ? ` (${p.reason})` : ''}`}, ${p.backends} backend(s)${p.awake !== undefined ? `, ${p.awake} awake` : ''}`)
+  }
+  if (health.access_log === 'connected') write('ok     ', "live access_log: Caddy's access log is connected")
+  else if (health.access_log === 'unproven') write('ok     ', "live access_log: a connection is open; it proves to be Caddy's with the first request it logs")
+  else if (health.access_log === 'disconnected') write('WARNING', 'live access_log: no access-log connection: Caddy is not running, or its site blocks lack  log { output net … }  (in-flight counting is off until it connects)')
+  if (health.snippet === SNIPPET_VERSION) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_VERSION}`)
+  else if (health.snippet === null) write('ok     ', 'live snippet: no forward_auth call from Caddy seen yet')
+  else if (health.snippet !== undefined) write('WARNING', `live snippet: Caddy uses snippet version ${health.snippet}, not ${SNIPPET_VERSION}: in-flight counting is ${health.snippet === '2' ? 'partial' : 'off'} until it is replaced (relight-sidecar snippet > /etc/caddy/relight.caddy, then reload Caddy)`)
 }
 
 /** `unix:/run/x.sock` → `unix//run/x.sock` (Caddy's network address form). */

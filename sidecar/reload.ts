@@ -10,8 +10,8 @@
  *   changed (its block, or `defaults`, which providers read) → taken in place when the kind
  *   has an `applyConfig` hook (process apps: diffed app by app), else replaced by a new instance
  *   without a routing gap (listed first, activity carried over);
- * - stateful sites and heartbeat: rebuilt when their block changed;
- * - keys that need a restart (listen, access_log, socket_group, state_dir, admin,
+ * - stateful sites, heartbeat and webhooks: rebuilt when their block changed;
+ * - keys that need a restart (listen, ops_listen, access_log, socket_group, state_dir, admin,
  *   shutdown_timeout, log_level — pino's child loggers keep the level they were made with)
  *   keep their running value and are named in the log.
  */
@@ -25,6 +25,7 @@ import type { Registry } from './core/registry.js'
 /** Keys that cannot change while the sidecar runs (sockets, directories, the admin API). */
 export const RESTART_KEYS = [
   'listen',
+  'ops_listen',
   'access_log',
   'access_log_max_connections',
   'access_log_max_line',
@@ -37,6 +38,12 @@ export const RESTART_KEYS = [
 
 const REGISTRY_KEYS = ['defaults', 'base_domains', 'min_idle_timeout', 'resync_interval', 'max_concurrent_wakes', 'max_concurrent_sleeps'] as const
 
+/**
+ * Every top-level key a reload applies while the sidecar runs. With RESTART_KEYS this covers the
+ * whole schema (test/unit/reload-keys.test.ts walks it): a new key must be put in one of them.
+ */
+export const LIVE_KEYS = [...REGISTRY_KEYS, 'providers', 'stateful', 'dns', 'heartbeat', 'webhooks'] as const
+
 export interface ReloadSummary {
   /** Provider ids added, removed, replaced by a new instance, or reconfigured in place. */
   readonly providers: { added: string[]; removed: string[]; replaced: string[]; reconfigured: string[] }
@@ -46,6 +53,8 @@ export interface ReloadSummary {
   readonly settings: string[]
   stateful: boolean
   heartbeat: boolean
+  /** The webhooks were rebuilt (their delivery counters start again from 0). */
+  webhooks: boolean
   /** Changed keys that keep their running value until a restart. */
   readonly restart_needed: string[]
   /** Provider changes that failed (the old instance stays). */
@@ -71,6 +80,7 @@ export interface ReloaderDeps {
   readonly reconfigure?: (kind: string) => ((provider: Provider, block: unknown) => object) | undefined
   readonly replaceStateful: (config: Config) => void
   readonly replaceHeartbeat: (config: Config) => void
+  readonly replaceWebhooks: (config: Config) => void
   /** The config now in force. */
   readonly commit: (config: Config) => void
   readonly env?: NodeJS.ProcessEnv
@@ -181,6 +191,7 @@ export class Reloader {
       settings: [],
       stateful: false,
       heartbeat: false,
+      webhooks: false,
       restart_needed: [...restartNeeded],
       failed: [],
     }
@@ -258,6 +269,10 @@ export class Reloader {
       this.deps.replaceHeartbeat(config)
       summary.heartbeat = true
     }
+    if (!same(current.webhooks, config.webhooks)) {
+      this.deps.replaceWebhooks(config)
+      summary.webhooks = true
+    }
     // Record what runs: a failed replacement keeps its old block, so reloading the same file
     // again sees the change and retries it.
     this.deps.commit(kept.size === 0 ? config : withBlocks(config, kept))
@@ -267,7 +282,7 @@ export class Reloader {
     }
     const p = summary.providers
     const changed =
-      summary.settings.length + p.added.length + p.removed.length + p.replaced.length + p.reconfigured.length > 0 || summary.stateful || summary.heartbeat
+      summary.settings.length + p.added.length + p.removed.length + p.replaced.length + p.reconfigured.length > 0 || summary.stateful || summary.heartbeat || summary.webhooks
     logger.info({ ...summary, changed }, changed ? 'config applied' : 'config applied: nothing changed')
     return { ok: true, changed, summary }
   }

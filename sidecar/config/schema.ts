@@ -39,6 +39,12 @@ export const providersSchema = z
 
 export const configSchema = z.strictObject({
   listen: listenAddress.default('127.0.0.1:9123'),
+  /**
+   * A second listener for everything but /_relight/auth: ask, healthz, metrics, the status page
+   * and the admin API. With `listen` on a unix socket, this is what Caddy's on-demand `ask` and
+   * Prometheus reach (neither speaks to a unix socket); /auth stays on the socket only Caddy opens.
+   */
+  ops_listen: listenAddress.optional(),
   /** Where Caddy's `log { output net … format json }` connects: unix:/path or host:port. */
   access_log: listenAddress.optional(),
   /** Concurrent access-log connections accepted (Caddy uses one, briefly two on a reload). */

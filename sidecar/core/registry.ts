@@ -85,6 +85,11 @@ export class Registry implements RegistryReload {
     this.index = new HostIndex<Backend>([], config.base_domains)
   }
 
+  /** `base_domains` in force (a one-label host `web` is `web.<each of these>`). */
+  get baseDomains(): readonly string[] {
+    return this.config.base_domains
+  }
+
   get size(): number {
     return this.backends.size
   }

@@ -1,6 +1,7 @@
 /**
  * What the admin API and the status page tell about each backend beyond its current state: the
- * last wake and sleep, the last wake's duration, the last error and the last refused sleep. Kept
+ * last wake and sleep, the last wake's duration, the last error, the last refused sleep and a
+ * restart back-off in progress. Kept
  * from the lifecycle events; one small entry per live backend (dropped when the backend goes).
  */
 import type { LifecycleEvents, Stamped } from '../core/events.js'
@@ -12,6 +13,11 @@ export interface BackendHistoryEntry {
   last_sleep_mode?: string
   last_error?: { readonly at: string; readonly op: 'wake' | 'sleep'; readonly code: string; readonly reason: string }
   last_sleep_refused?: { readonly at: string; readonly reason: string }
+  /**
+   * The app keeps exiting and its restarts back off (RELIGHT_ERR_RESTART_BACKOFF): since when and
+   * the latest word on it. Kept across the exits in between; cleared by a successful wake.
+   */
+  restart_backoff?: { readonly since: string; readonly reason: string }
 }
 
 export class BackendHistory {
@@ -39,11 +45,15 @@ export class BackendHistory {
         h.last_wake_at = e.time
         h.last_wake_duration_ms = e.duration_ms
         delete h.last_error
+        delete h.restart_backoff
         return
       }
-      case 'wake.failed':
-        this.entry(e.key).last_error = { at: e.time, op: 'wake', code: e.code, reason: e.reason }
+      case 'wake.failed': {
+        const h = this.entry(e.key)
+        h.last_error = { at: e.time, op: 'wake', code: e.code, reason: e.reason }
+        if (e.code === 'RELIGHT_ERR_RESTART_BACKOFF') h.restart_backoff = { since: h.restart_backoff?.since ?? e.time, reason: e.reason }
         return
+      }
       case 'sleep.done': {
         const h = this.entry(e.key)
         h.last_sleep_at = e.time

@@ -30,6 +30,7 @@ export const METRIC_NAMES = [
   'relight_wake_duration_seconds',
   'relight_sleeps_total',
   'relight_inflight_requests',
+  'relight_backend_awake',
   'relight_auth_requests_total',
   'relight_provider_up',
   'relight_access_log_connections',
@@ -82,6 +83,16 @@ export class Metrics {
       collect() {
         this.reset()
         for (const b of registry.all()) this.set({ provider: providerLabel(b.provider), backend: b.info.name }, b.inflight)
+      },
+    })
+    new Gauge({
+      name: 'relight_backend_awake',
+      help: '1 while the backend is awake (phase running: it answers requests), 0 while it sleeps, wakes or is put to sleep. One series per backend.',
+      labelNames: ['provider', 'backend'],
+      registers: [register],
+      collect() {
+        this.reset()
+        for (const b of registry.all()) this.set({ provider: providerLabel(b.provider), backend: b.info.name }, b.phase === 'running' ? 1 : 0)
       },
     })
     new Gauge({

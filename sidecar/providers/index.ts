@@ -74,7 +74,7 @@ export async function preflight(config: Config, options: PreflightOptions = {}):
   const leftovers = options.leftoverGroups ?? leftoverGroups(options.stateDir)
   const blocks = config.providers as Blocks
   for (const plugin of PROVIDER_PLUGINS) {
-    if (plugin.preflight) problems.push(...(await plugin.preflight(blocks[plugin.kind] ?? [], { leftovers })))
+    if (plugin.preflight) problems.push(...(await plugin.preflight(blocks[plugin.kind] ?? [], { leftovers, ...(options.runningSidecar !== undefined ? { runningSidecar: options.runningSidecar } : {}) })))
   }
   return problems
 }

@@ -38,6 +38,12 @@ export interface PreflightContext {
    * ends them before anything starts, so what they hold is not "in use by another program".
    */
   readonly leftovers: ReadonlySet<number>
+  /**
+   * `check` on a live system: the pid of this config's running sidecar. What it and its children
+   * hold is not "in use by another program", and a kind must then neither bind nor connect where
+   * they listen (ops/live-sidecar.ts).
+   */
+  readonly runningSidecar?: number
 }
 
 export interface ProviderPlugin<K extends string = string, S extends z.ZodType = z.ZodType> extends ProviderDescriptor<K, S> {

@@ -42,16 +42,23 @@ declare module 'fastify' {
   }
 }
 
-export function backendView(backend: Backend, history: BackendHistory): Record<string, unknown> {
+export function backendView(backend: Backend, history: BackendHistory, baseDomains: readonly string[]): Record<string, unknown> {
   const h = history.get(backend.key)
   const lastError = h.last_error ?? (backend.lastError ? { code: backend.lastError.code, reason: backend.lastError.message } : undefined)
   return {
     ...backend.status(),
     provider: providerLabel(backend.provider),
+    // the names a browser can open: a one-label host under each base domain, exact names as they are
+    full_hosts: backend.info.hosts.flatMap((host) => (host.includes('.') ? [host] : baseDomains.map((base) => `${host}.${base}`))),
+    idle_timeout_ms: backend.settings.idle_timeout,
+    always_on: backend.settings.always_on,
     ...h,
     ...(lastError ? { last_error: lastError } : {}),
   }
 }
+
+/** Events `GET /_relight/admin/events/recent` returns unless asked for fewer. */
+const RECENT_EVENTS = 50
 
 const keyParams = {
   type: 'object',
@@ -108,13 +115,13 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
             response: { 200: { type: 'object', properties: { backends: { type: 'array', items: backendSchema } }, required: ['backends'] }, ...errors(401) },
           },
         },
-        (_req, reply) => noStore(reply).send({ backends: [...registry.all()].map((b) => backendView(b, history)) }),
+        (_req, reply) => noStore(reply).send({ backends: [...registry.all()].map((b) => backendView(b, history, registry.baseDomains)) }),
       )
 
       admin.get<{ Params: { key: string } }>(
         '/backends/:key',
         { schema: { summary: 'One backend', params: keyParams, response: { 200: backendSchema, ...errors(401, 404) } } },
-        (req, reply) => noStore(reply).send(backendView(find(req), history)),
+        (req, reply) => noStore(reply).send(backendView(find(req), history, registry.baseDomains)),
       )
 
       admin.post<{ Params: { key: string } }>(
@@ -130,7 +137,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
           const backend = find(req)
           await registry.wake(backend)
           logger.info({ backend: backend.info.name, op: 'wake', via: req.relightAccess?.via }, 'admin operation')
-          return noStore(reply).send(backendView(backend, history))
+          return noStore(reply).send(backendView(backend, history, registry.baseDomains))
         },
       )
 
@@ -152,8 +159,20 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
             throw new RelightError('RELIGHT_ERR_SLEEP_REFUSED', `backend ${backend.info.name} stays awake: ${outcome.reason}`, { backend: backend.key, reason: outcome.reason })
           }
           if (outcome.result === 'failed') throw outcome.error
-          return noStore(reply).send(backendView(backend, history))
+          return noStore(reply).send(backendView(backend, history, registry.baseDomains))
         },
+      )
+
+      admin.get<{ Querystring: { limit?: number } }>(
+        '/events/recent',
+        {
+          schema: {
+            summary: `The most recent lifecycle events, oldest first (default ${RECENT_EVENTS}, at most the ${buffer.size} the stream replays)`,
+            querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: buffer.size } } },
+            response: { 200: { type: 'object', properties: { events: { type: 'array', items: { type: 'object' } } }, required: ['events'] }, ...errors(400, 401) },
+          },
+        },
+        (req, reply) => noStore(reply).send({ events: buffer.since(Math.max(0, buffer.lastId - (req.query.limit ?? RECENT_EVENTS))).events }),
       )
 
       admin.get(

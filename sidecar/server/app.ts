@@ -14,6 +14,7 @@ import { AuthOutcomes } from '../ops/auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
 import { isNavigation, sendError, sendWaitingPage } from './responses.js'
+import { VERSION } from '../core/version.js'
 import { atPowerOfTwo } from '../core/log-throttle.js'
 
 export const UPSTREAM_HEADER = 'x-relight-upstream'
@@ -118,6 +119,9 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   const { registry, logger, tickets } = deps
   let oldSnippetCalls = 0
   let v2SnippetCalls = 0
+  /** The snippet version of the last forward_auth call Caddy made (healthz; `check` shows it). */
+  let snippetSeen: string | undefined
+  const startedAt = Date.now()
   const outcomes = new AuthOutcomes()
   const app = Fastify({
     logger: false,
@@ -249,7 +253,13 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
    */
   function authorise(backend: Backend, upstream: string, req: FastifyRequest, reply: FastifyReply, canonical: boolean): FastifyReply {
     const snippet = req.headers[SNIPPET_HEADER]
-    if (tickets !== undefined && ((snippet === SNIPPET_VERSION && req.headers[REQUEST_HEADER] !== undefined) || snippet === SNIPPET_V2) && canonical && tickets.counting) {
+    // a version-3 call without X-Relight-Request is the first cut of version 3 (or a client
+    // claiming it through snippet 1): not counted, and healthz / check say it is outdated
+    const claimed = snippet === SNIPPET_VERSION && req.headers[REQUEST_HEADER] === undefined
+    if (snippet === SNIPPET_V2 || (snippet === SNIPPET_VERSION && !claimed)) snippetSeen = snippet
+    else if (claimed) snippetSeen = '3 without X-Relight-Request'
+    else if (req.headers['x-forwarded-method'] !== undefined) snippetSeen = typeof snippet === 'string' ? snippet.slice(0, 8) : '1' // forward_auth without the marker: version 1
+    if (tickets !== undefined && ((snippet === SNIPPET_VERSION && !claimed) || snippet === SNIPPET_V2) && canonical && tickets.counting) {
       if (snippet === SNIPPET_V2) noteV2(req)
       // No ticket when a bound is reached: activity only (below), never in flight without one.
       const conn = req.headers[CLIENT_HEADER]
@@ -268,7 +278,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
     }
     backend.started(false)
-    if (tickets !== undefined && (snippet === undefined || (snippet === SNIPPET_VERSION && req.headers[REQUEST_HEADER] === undefined))) noteUncounted(req)
+    if (tickets !== undefined && (snippet === undefined || claimed)) noteUncounted(req)
     return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
   }
 
@@ -320,13 +330,23 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     // Counted from the registry now, not at the provider's last list: a backend an event added
     // or removed since then is counted at once (backends == sum of providers' backends).
     const counts = new Map<string, number>()
-    for (const b of registry.all()) counts.set(providerId(b.provider), (counts.get(providerId(b.provider)) ?? 0) + 1)
-    for (const [id, status] of registry.status) providers[id] = { ...status, backends: counts.get(id) ?? 0 }
+    const awake = new Map<string, number>()
+    for (const b of registry.all()) {
+      const id = providerId(b.provider)
+      counts.set(id, (counts.get(id) ?? 0) + 1)
+      if (b.phase === 'running') awake.set(id, (awake.get(id) ?? 0) + 1)
+    }
+    for (const [id, status] of registry.status) providers[id] = { ...status, backends: counts.get(id) ?? 0, awake: awake.get(id) ?? 0 }
     return reply.send({
       status: [...registry.status.values()].every((s) => s.ok) ? 'ok' : 'degraded',
       backends: registry.size,
       providers,
       access_log: options.accessLogState?.() ?? 'not configured',
+      // the relight.caddy version Caddy's last forward_auth call came from; null before the first
+      snippet: snippetSeen ?? null,
+      snippet_current: SNIPPET_VERSION,
+      version: VERSION,
+      uptime_s: Math.round((Date.now() - startedAt) / 1000),
     })
   })
 

@@ -1,4 +1,4 @@
-/** Which process listens on a TCP port (Linux /proc), to name it in error messages. */
+/** Which process listens on a TCP port or unix socket (Linux /proc), to name it in error messages. */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 
 export interface PortHolder {
@@ -14,6 +14,44 @@ export interface PortHolder {
  * does not tell (another user's process is visible only to root).
  */
 export function tcpPortHolder(port: number): PortHolder | undefined {
+  return socketHolder(listeningTcpInodes(port))
+}
+
+/**
+ * The process listening on the unix socket at `path`, found in /proc/net/unix without
+ * connecting to it (a connection to the access-log socket would be logged by the sidecar there).
+ */
+export function unixSocketHolder(path: string): PortHolder | undefined {
+  const inodes = new Set<string>()
+  let text: string
+  try {
+    text = readFileSync('/proc/net/unix', 'utf8')
+  } catch {
+    return undefined
+  }
+  // Num RefCount Protocol Flags Type St Inode Path; flag 00010000 is __SO_ACCEPTCON (listening)
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/)
+    if (f[7] === path && f[6] !== undefined && (Number.parseInt(f[3] ?? '0', 16) & 0x10000) !== 0) inodes.add(`socket:[${f[6]}]`)
+  }
+  return socketHolder(inodes)
+}
+
+/** Whether `pid` is `ancestor` or one of its descendants (through /proc/PID/stat's ppid). */
+export function descendsFrom(pid: number, ancestor: number): boolean {
+  for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
+    if (p === ancestor) return true
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+      p = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    } catch {
+      return false
+    }
+  }
+  return false
+}
+
+function listeningTcpInodes(port: number): Set<string> {
   const inodes = new Set<string>()
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text: string
@@ -29,6 +67,11 @@ export function tcpPortHolder(port: number): PortHolder | undefined {
       if (Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16) === port) inodes.add(`socket:[${f[9]}]`)
     }
   }
+  return inodes
+}
+
+/** The first process holding one of `inodes` (`socket:[N]`) open. */
+function socketHolder(inodes: ReadonlySet<string>): PortHolder | undefined {
   if (inodes.size === 0) return undefined
   let pids: string[]
   try {

@@ -10,11 +10,19 @@ import { stateDirProblem } from '../config/state-dir.js'
 import { RelightError } from '../core/errors.js'
 import { socketAnswers, socketInUseMessage, socketPathProblem } from '../core/unix-socket.js'
 import { lookupGroup, socketGroupProblem } from './groups.js'
-import { describeListenError, tcpListenProblem, unixPath } from './listen-address.js'
+import { describeListenError, parseTcpAddress, tcpListenProblem, unixPath } from './listen-address.js'
+import { tcpPortHolder, unixSocketHolder } from './port-holder.js'
+import { socketReachProblems } from './socket-reach.js'
 
 export interface PreflightOptions {
   /** The resolved state directory (see config/state-dir.ts): another user must not be able to write it. */
   readonly stateDir?: string
+  /**
+   * `check` on a live system: the pid of this config's running sidecar (ops/live-sidecar.ts). Its
+   * own listeners and its children's ports are then not "in use by another program", and they
+   * are recognised from /proc alone: nothing binds or connects where it listens.
+   */
+  readonly runningSidecar?: number
 }
 
 /** One-line reasons `serve` would refuse to start, in the order it would meet them. */
@@ -28,19 +36,31 @@ export async function preflight(config: Config, options: PreflightOptions = {}):
     const problem = socketGroupProblem(config.socket_group)
     if (problem) problems.push(problem)
   }
-  if (config.access_log !== undefined && config.access_log === config.listen) {
-    problems.push(`access_log: same address as listen (${config.listen}); give each its own`)
+  const addresses = [['access_log', config.access_log], ['listen', config.listen], ['ops_listen', config.ops_listen]] as const
+  const clashing = new Set<string>()
+  for (const [i, [what, address]] of addresses.entries()) {
+    const first = addresses.slice(0, i).find(([, other]) => other !== undefined && other === address)
+    if (address === undefined || first === undefined) continue
+    problems.push(`${first[0]}: same address as ${what} (${address}); give each its own`)
+    clashing.add(what)
   }
-  for (const [what, address] of [['access_log', config.access_log], ['listen', config.listen]] as const) {
-    if (address === undefined || (what === 'listen' && problems.some((p) => p.startsWith('access_log: same address')))) continue
-    const problem = await listenProblem(what, address)
+  for (const [what, address] of addresses) {
+    if (address === undefined || clashing.has(what)) continue
+    const problem = await listenProblem(what, address, options.runningSidecar)
     if (problem) problems.push(problem)
   }
+  problems.push(...socketReachProblems(config))
   return problems
 }
 
-async function listenProblem(what: string, address: string): Promise<string | undefined> {
+async function listenProblem(what: string, address: string, running: number | undefined): Promise<string | undefined> {
   const path = unixPath(address)
+  if (running !== undefined) {
+    const holder = path === undefined ? tcpPortHolder(parseTcpAddress(address).port) : unixSocketHolder(path)
+    if (holder?.pid === running) return undefined // the running sidecar's own listener
+    // Never connect to a live sidecar's sockets (its access log would log the connection).
+    if (path !== undefined) return holder === undefined ? undefined : `${socketInUseMessage(path, what)} (pid ${holder.pid}, ${holder.command})`
+  }
   if (path === undefined) return tcpListenProblem(what, address)
   const problem = socketPathProblem(path, what)
   if (problem) return problem

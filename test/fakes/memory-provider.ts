@@ -8,6 +8,8 @@ import { stateForMode } from '../../sidecar/core/provider.js'
 
 export interface MemoryBackend {
   id: string
+  /** Default: the id. */
+  name?: string
   hosts: string[]
   state: BackendState
   upstreams: string[]
@@ -45,7 +47,7 @@ export class MemoryProvider implements Provider {
   }
 
   private info(b: MemoryBackend): BackendInfo {
-    return { id: b.id, name: b.id, hosts: b.hosts, state: b.state, upstreams: b.upstreams, settings: b.settings ?? {}, ...(b.group ? { group: b.group } : {}) }
+    return { id: b.id, name: b.name ?? b.id, hosts: b.hosts, state: b.state, upstreams: b.upstreams, settings: b.settings ?? {}, ...(b.group ? { group: b.group } : {}) }
   }
 
   private get(id: string): MemoryBackend {

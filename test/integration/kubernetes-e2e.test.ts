@@ -19,10 +19,13 @@ import { type ControlPlane, createNamespace, k8sSkip, replicasOf, serviceAccount
 import { StandInKubelet } from '../helpers/kubelet.js'
 import { freePort } from '../helpers/net.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
+import { startSidecarProcess } from '../helpers/sidecar-process.js'
+import { testSecret } from '../helpers/secret.js'
 import { until } from '../helpers/wait.js'
 
 const MAIN = fileURLToPath(new URL('../../../dist/sidecar/main.js', import.meta.url))
 const EXAMPLE_RBAC = fileURLToPath(new URL('../../../examples/kubernetes/rbac.yaml', import.meta.url))
+const DEPLOY_CONFIG = fileURLToPath(new URL('../../../deploy/kubernetes/base/relight.yaml', import.meta.url))
 const NS = 'shop'
 const skip = caddySkip() ?? k8sSkip()
 
@@ -229,7 +232,7 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
     }
     const file = join(cp.dir, 'limited.yaml')
     writeFileSync(file, config)
-    const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 30_000 })
+    const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
     assert.equal(check.status, 1, check.stdout + check.stderr)
     assert.match(check.stdout, /PROBLEM {2}kubernetes: RBAC: the sidecar may not patch deployments\/scale\.apps in namespace "shop", needed for scaling Deployments/)
     assert.match(check.stdout, /may not update leases\.coordination\.k8s\.io in namespace "shop", needed for sharing activity/)
@@ -248,8 +251,40 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
     const token = await serviceAccountToken(cp, NS, 'relight-sidecar', false)
     const file = join(cp.dir, 'example-rbac.yaml')
     writeFileSync(file, ['providers:', '  kubernetes:', `    kubeconfig: ${cp.kubeconfigFor('relight-sidecar', token)}`, `    namespaces: [${NS}]`, ''].join('\n'))
-    const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 30_000 })
+    const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
     assert.equal(check.status, 0, check.stdout + check.stderr)
     assert.match(check.stdout, /ok +kubernetes: RBAC: every permission the sidecar needs is granted in namespace "shop"/)
+  })
+
+  it("deploy/kubernetes's `kubectl exec … check` passes against the running sidecar of its relight.yaml", async (t) => {
+    // deploy/kubernetes/base/relight.yaml with ports and state directory moved, its environment
+    // as the pod sets it, and the token the example's RBAC grants (the previous test applied it)
+    // as its kubeconfig (in the pod: in-cluster).
+    const [listen, log] = [await freePort(), await freePort()]
+    const token = await serviceAccountToken(cp, NS, 'relight-sidecar', false)
+    const config = readFileSync(DEPLOY_CONFIG, 'utf8')
+      .replace('127.0.0.1:9123', `127.0.0.1:${listen}`)
+      .replace('127.0.0.1:9124', `127.0.0.1:${log}`)
+      .replace('/var/lib/relight', join(cp.dir, 'edge-state'))
+      .replace('  kubernetes:\n', `  kubernetes:\n    kubeconfig: ${cp.kubeconfigFor('relight-sidecar-edge', token)}\n`)
+    const file = join(cp.dir, 'edge-relight.yaml')
+    writeFileSync(file, config)
+    const env = { POD_NAMESPACE: NS, RELIGHT_ADMIN_TOKEN: testSecret() }
+    Object.assign(process.env, env) // startSidecarProcess passes this process's environment on
+    t.after(() => {
+      for (const k of Object.keys(env)) delete process.env[k]
+    })
+    const sidecar = await startSidecarProcess(file)
+    t.after(async () => {
+      sidecar.child.kill('SIGTERM')
+      await sidecar.exited
+    })
+    await sidecar.waitFor((l) => l.msg === 'relight-sidecar listening', 'the edge sidecar to listen', 30_000)
+    const before = sidecar.lines().length
+    const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } })
+    assert.equal(check.status, 0, check.stdout + check.stderr)
+    assert.match(check.stdout, new RegExp(`running sidecar: pid ${sidecar.pid}\\b.*healthz on 127\\.0\\.0\\.1:${listen}: ok`))
+    assert.match(check.stdout, /live kubernetes: up, \d+ backend\(s\)/)
+    assert.deepEqual(sidecar.lines().slice(before).filter((l) => /access.log|connection/i.test(String(l.msg))), [], 'check disturbed nothing')
   })
 })

@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { chmodSync, statSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { chmodSync, chownSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -50,7 +52,7 @@ function serve(config: string): { child: ChildProcess; output: () => string; lis
   let output = ''
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()))
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()))
-  const listening = until(() => output.includes('relight-sidecar listening') || child.exitCode !== null, 'the sidecar to listen', 20_000).then(() => {
+  const listening = until(() => output.includes('relight-sidecar listening') || child.exitCode !== null, 'the sidecar to listen', 60_000).then(() => {
     if (child.exitCode !== null) throw new Error(`sidecar exited ${child.exitCode}:\n${output}`)
   })
   return { child, output: () => output, listening }
@@ -120,5 +122,37 @@ describe('unix sockets for a Caddy running as another user', { skip: usersSkip()
     assert.equal(await inflight(), 1)
     stream.body.destroy()
     await until(async () => (await inflight()) === 0, 'the finished stream to be counted from the access log')
+  })
+
+  it('check and serve refuse a socket directory the caddy group cannot traverse; their verdict is what the kernel does to the caddy user', async () => {
+    const dir = join(tmp.dir, 'reach')
+    mkdirSync(dir)
+    const file = join(tmp.dir, 'reach.yaml')
+    writeFileSync(file, `listen: unix:${dir}/sidecar.sock\naccess_log: unix:${dir}/access.sock\nsocket_group: caddy\nstate_dir: ${tmp.dir}/reach-state\n`)
+    // A bare listener beside them, with the mode and group the sidecar gives its sockets: can caddy connect?
+    const probePath = join(dir, 'probe.sock')
+    const probe = createServer().listen(probePath)
+    await once(probe, 'listening')
+    chownSync(probePath, -1, gidOf('caddy'))
+    chmodSync(probePath, 0o660)
+    try {
+      for (const [mode, group, reachable] of [[0o700, 0, false], [0o750, 0, false], [0o710, gidOf('caddy'), true], [0o711, 0, true], [0o755, 0, true]] as const) {
+        chmodSync(dir, mode)
+        chownSync(dir, 0, group)
+        const what = `directory mode 0${mode.toString(8)} gid ${group}`
+        assert.equal(connectAs('caddy', probePath), reachable ? 'ok' : 'EACCES', `${what}: the kernel`)
+        const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
+        const refused = /members of group caddy \(Caddy\) cannot reach/.test(check.stdout)
+        assert.equal(refused, !reachable, `${what}: check says ${check.stdout}`)
+        if (reachable) continue
+        assert.equal(check.status, 1)
+        for (const key of ['listen', 'access_log']) assert.match(check.stdout, new RegExp(`PROBLEM  ${key}: members of group caddy \\(Caddy\\) cannot reach ${dir}/`))
+        const served = spawnSync(process.execPath, [MAIN, 'serve', '--config', file], { encoding: 'utf8', timeout: 60_000 })
+        assert.equal(served.status, 1)
+        assert.match(served.stderr, new RegExp(`cannot start: listen: members of group caddy \\(Caddy\\) cannot reach ${dir}/sidecar.sock: ${dir} is mode 0${mode.toString(8)}`))
+      }
+    } finally {
+      probe.close()
+    }
   })
 })

@@ -42,6 +42,7 @@ describe('Reloader: a failed provider replacement', () => {
         closeProvider: async (p) => void closed.push(p as MemoryProvider),
         replaceStateful: () => {},
         replaceHeartbeat: () => {},
+        replaceWebhooks: () => {},
         commit: (c) => {
           current = c
         },

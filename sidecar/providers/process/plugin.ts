@@ -12,7 +12,7 @@ import { ProcessProvider } from './provider.js'
 export const processPlugin = definePlugin({
   ...processDescriptor,
   create: (config, context) => new ProcessProvider(config, context.logger, { baseDir: context.baseDir, ...(context.stateDir !== undefined ? { stateDir: context.stateDir } : {}) }),
-  preflight: (blocks, context) => appPortProblems(blocks, context.leftovers),
+  preflight: (blocks, context) => appPortProblems(blocks, context.leftovers, context.runningSidecar),
   leftovers: (stateDir) => leftoverGroups(recordsDir(stateDir)),
   // `provider` was built by `create` above.
   applyConfig: (provider, block) => (provider as ProcessProvider).applyConfig(block),

@@ -1,0 +1,127 @@
+/**
+ * What the status page shows, in a real headless Chromium at 1280 and 420 px: the summary line,
+ * names rather than 64-hex ids, full hosts as links, the idle countdown, the last events, a
+ * crash-looping process app shown as restart back-off (not "asleep"), and only the button its
+ * state allows; nothing the strict CSP refuses, nothing wider than the phone's screen.
+ * Real process apps (one exits at once, so its restarts back off) beside an in-memory provider
+ * named `docker` whose backend has a container's 64-hex id. Screenshots: .tmp/screenshots/
+ * (or RELIGHT_SHOTS).
+ */
+import assert from 'node:assert/strict'
+import { mkdirSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { after, before, describe, it } from 'node:test'
+import puppeteer, { type Browser, type Page } from 'puppeteer-core'
+import { parseConfig } from '../../sidecar/config/load.js'
+import { createProviders } from '../../sidecar/providers/index.js'
+import { MemoryProvider } from '../fakes/memory-provider.js'
+import { chromiumSkip, CHROMIUM } from '../helpers/chromium.js'
+import { freePort, tempDir } from '../helpers/net.js'
+import { startTestSidecar, testLogger, type TestSidecar } from '../helpers/sidecar.js'
+import { until } from '../helpers/wait.js'
+import { testSecret } from '../helpers/secret.js'
+
+const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
+const TOKEN = testSecret()
+const SHOTS = resolve(process.env.RELIGHT_SHOTS ?? '.tmp/screenshots')
+const CONTAINER_ID = 'f3b1c9d2e4a5968778695a4b3c2d1e0ff3b1c9d2e4a5968778695a4b3c2d1e0f'
+const skip = chromiumSkip()
+
+describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
+  let sc: TestSidecar
+  let browser: Browser
+  const tmp = tempDir('relight-view-')
+
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true })
+    const app = async (name: string, hosts: string, extra = '') =>
+      `      - { name: ${name}, hosts: [${hosts}], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", NAME: ${name}${extra} }, port: ${await freePort()}, stdout: "null", grace_period: 2s }\n`
+    const yaml =
+      `admin: { token: ${TOKEN} }\nstate_dir: ${tmp.dir}/state\nbase_domains: [apps.example.test]\nmin_idle_timeout: 1s\ndefaults: { idle_timeout: 10m, wake_timeout: 10s }\nproviders:\n  process:\n    apps:\n` +
+      (await app('hello', 'hello, hello.example.org')) +
+      (await app('blog', 'blog')) +
+      (await app('crashy', 'crashy', ', EXIT_CODE: "3"'))
+    const processes = createProviders(parseConfig(`listen: 127.0.0.1:0\n${yaml}`, 'test'), testLogger(), { baseDir: tmp.dir })
+    const docker = new MemoryProvider([{ id: CONTAINER_ID, name: 'shop-web-1', hosts: ['shop.apps.example.test'], state: 'running', upstreams: ['127.0.0.1:9'] }], { kind: 'docker' })
+    sc = await startTestSidecar(yaml, { providers: [...processes, docker] })
+    // hello awake, crashy crash-looping, blog asleep
+    assert.equal((await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'hello.apps.example.test' } })).statusCode, 200)
+    const crash = await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'crashy.apps.example.test' } })
+    assert.ok(crash.statusCode >= 500, `crashy fails to wake (${crash.statusCode})`)
+    await until(async () => {
+      const again = await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'crashy.apps.example.test' } })
+      return again.headers['x-relight-reply'] === 'RELIGHT_ERR_RESTART_BACKOFF'
+    }, 'crashy to be in restart back-off', 60_000, 200)
+    browser = await puppeteer.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      userDataDir: join(tmp.dir, 'profile'),
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--no-default-browser-check'],
+    })
+  })
+  after(async () => {
+    await browser?.close()
+    await sc?.close()
+    tmp.remove()
+  })
+
+  async function open(width: number): Promise<{ page: Page; refused: string[] }> {
+    const page = await browser.newPage()
+    const refused: string[] = []
+    page.on('console', (m) => {
+      if (/Content Security Policy|Refused/i.test(m.text())) refused.push(m.text())
+    })
+    await page.setViewport({ width, height: 900 })
+    await page.goto(`${sc.url}/_relight/status`)
+    if (await page.$('form.login')) {
+      await page.type('input[name=token]', TOKEN)
+      await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')])
+    }
+    await page.waitForSelector('#live.on')
+    await page.waitForSelector('#summary li')
+    await page.waitForSelector('#events li[data-type]')
+    return { page, refused }
+  }
+
+  const text = (page: Page, selector: string) => page.$eval(selector, (e) => (e as unknown as { innerText: string }).innerText)
+
+  it('at 1280 px: summary, names, host links, countdown, back-off, matching buttons, events', async () => {
+    const { page, refused } = await open(1280)
+    const summary = await text(page, '#summary')
+    for (const part of ['4 backends', '2 awake', 'all 2 providers up', 'access log disconnected', 'no Caddy request yet', 'v0.1.0', 'up ']) assert.ok(summary.includes(part), `summary has "${part}": ${summary}`)
+
+    const shop = await text(page, `tr[data-key="docker:${CONTAINER_ID}"]`)
+    assert.match(shop, /shop-web-1/)
+    assert.ok(!shop.includes(CONTAINER_ID), 'the 64-hex id is not shown whole')
+    assert.equal(await page.$eval(`tr[data-key="docker:${CONTAINER_ID}"] .key`, (e) => e.getAttribute('title')), `docker:${CONTAINER_ID}`, 'the full key is in the tooltip')
+
+    const links = await page.$$eval('tr[data-key="process:hello"] .hosts a', (as) => as.map((a) => a.getAttribute('href')))
+    assert.deepEqual(links, ['https://hello.apps.example.test/', 'https://hello.example.org/'])
+    assert.match(await text(page, 'tr[data-key="process:hello"] td[data-idle]'), /^asleep in (9|10) min$/)
+
+    assert.ok(await page.$('tr[data-key="process:crashy"] .state[data-backoff]'), 'crashy shows restart back-off')
+    assert.match(await text(page, 'tr[data-key="process:crashy"]'), /restart back-off[\s\S]*next start in/)
+    assert.equal(await page.$('tr[data-key="process:crashy"] button'), null, 'no button while it restarts by itself')
+
+    const buttons = async (key: string) => page.$$eval(`tr[data-key="${key}"] button`, (bs) => bs.map((b) => b.getAttribute('data-op')))
+    assert.deepEqual(await buttons('process:hello'), ['sleep'])
+    assert.deepEqual(await buttons('process:blog'), ['wake'])
+
+    const events = await page.$$eval('#events li[data-type]', (lis) => lis.map((li) => li.getAttribute('data-type')))
+    assert.ok(events.includes('wake.ready') && events.includes('wake.failed'), `events: ${events.join(', ')}`)
+    assert.ok(events.length <= 50)
+    await page.screenshot({ path: join(SHOTS, 'status-1280.png'), fullPage: true })
+    assert.deepEqual(refused, [], 'nothing refused by the CSP')
+    await page.close()
+  })
+
+  it('at 420 px: one card per backend, nothing wider than the screen', async () => {
+    const { page, refused } = await open(420)
+    assert.equal(await page.evaluate('document.documentElement.scrollWidth'), 420, 'no horizontal scrolling')
+    assert.equal(await page.evaluate('getComputedStyle(document.querySelector("thead")).display'), 'none')
+    await page.screenshot({ path: join(SHOTS, 'status-420.png'), fullPage: true })
+    assert.deepEqual(refused, [])
+    await page.close()
+  })
+})
