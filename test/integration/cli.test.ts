@@ -106,7 +106,7 @@ describe('relight-sidecar CLI', () => {
     const r3 = cli('check', '--config', good)
     assert.equal(r3.code, 0, r3.out + r3.err)
     assert.match(r3.out, /all checks passed/)
-    assert.match(r3.out, /snippet version 3 .*Version 2 .*max_request_duration.*old relight snippet/, 'check tells users of an older snippet what it misses')
+    assert.match(r3.out, /snippet version 3 .*Version 2 .*HTTP\/2 stream resets.*max_request_duration.*Version 1 must be replaced.*X-Relight-\* headers.*old relight snippet/, 'check tells users of an older snippet what it misses (and why version 1 must go)')
     assert.equal(cli('check', '--config', join(tmp.dir, 'missing.yaml')).code, 1)
     tmp.remove()
   })
