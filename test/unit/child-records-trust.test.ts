@@ -127,6 +127,9 @@ describe('crash recovery believes only records no other user could plant', () =>
     assert.ok(!('error' in written))
     assert.equal(statSync(join(state, 'sidecar.pid')).mode & 0o777, 0o600)
     assert.deepEqual(runningSidecarPid(config, dir), { pid: process.pid })
+    // another config sharing the state directory (TCP, no state_dir) does not take it for its own
+    const other = { ...config, listen: '127.0.0.1:1' } as Config
+    assert.match((runningSidecarPid(other, dir) as { error: string }).error, /names the sidecar listening on 127\.0\.0\.1:0 .*not this config's 127\.0\.0\.1:1/)
     written.remove()
 
     const records = new ChildRecords(state, pino({ level: 'silent' }))
