@@ -255,7 +255,7 @@ async function check(file: string): Promise<void> {
   }
   if (config.access_log) {
     out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
-    out(true, `access_log: requests count in flight through snippet version 3 (it sends X-Relight-Snippet: 3 and logs X-Relight-Ticket for every end of a request). Version 2 still counts, but Caddy logs its websocket closes, aborted requests and its own 502/504s without the ticket: each of those keeps its app awake until max_request_duration (serve logs "relight snippet version 2"). Version 1 still routes but nothing counts in flight (serve logs "old relight snippet"). Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
+    out(true, `access_log: requests count in flight through snippet version 3 (it sends X-Relight-Snippet: 3 with X-Relight-Client and X-Relight-Request, and logs X-Relight-Ticket for every end of a request). Version 2 still counts, but Caddy logs its websocket closes, aborted requests, HTTP/2 stream resets and its own 502/504s without the ticket: each of those keeps its app awake until max_request_duration (serve logs "relight snippet version 2"). Version 1 must be replaced: nothing counts in flight, and it forwards the client's own X-Relight-* headers to the sidecar, so a client can claim to be snippet 2 or 3 through it and keep an app awake until max_request_duration (serve logs "old relight snippet"). Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
   }
   const sockets = [config.listen, config.access_log].filter((a) => a?.startsWith('unix:'))
   if (sockets.length > 0) {

@@ -78,6 +78,12 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   let connections = 0
   if (config.access_log) {
     const ledger = new TicketLedger<Backend>({ ...(options.now ? { now: options.now } : {}), onLost: ticketsLost(log), onFull: ticketsRefused(log) })
+    // Lines without their ticket end requests by Caddy's identity of them (client ip:port, method,
+    // Host, URI), which any local user can read from /proc/net/tcp, and a connection proves itself
+    // with any ticket its writer saw (a client sees its own). So they count only where nobody but
+    // Caddy can connect: a unix socket (owner, or socket_group). Over TCP every local user could
+    // end another client's request with them.
+    const unticketedTrusted = config.access_log.startsWith('unix:')
     tickets = ledger
     accessLog = new AccessLogServer(
       config.access_log,
@@ -85,7 +91,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
         ticket: (ticket, conn) => {
           ledger.finish(ticket, conn)
         },
-        wantUnticketed: () => ledger.keyed,
+        wantUnticketed: () => unticketedTrusted && ledger.keyed,
         unticketed: (line, conn) => {
           const key = requestKeyOf(line)
           if (key !== undefined) ledger.finishUnticketedLater(key, conn)

@@ -21,6 +21,12 @@ import { tcpPortHolder } from './startup/port-holder.js'
 interface PidRecord {
   readonly pid: number
   readonly start_ticks: number
+  /**
+   * The sidecar's `listen`: several sidecars on TCP without `state_dir` share the default state
+   * directory, and its pid file then names whichever started last. A record for another address
+   * is another config's sidecar (absent in files written before this field).
+   */
+  readonly listen?: string
 }
 
 export function pidFilePath(config: Config, baseDir: string): string {
@@ -30,7 +36,7 @@ export function pidFilePath(config: Config, baseDir: string): string {
 /** Record this process as the running sidecar. Returns a remover, or the reason it failed. */
 export function writePidFile(config: Config, baseDir: string): { remove(): void } | { error: string; path: string } {
   const path = pidFilePath(config, baseDir)
-  const record: PidRecord = { pid: process.pid, start_ticks: procStat(process.pid)?.startTicks ?? 0 }
+  const record: PidRecord = { pid: process.pid, start_ticks: procStat(process.pid)?.startTicks ?? 0, listen: config.listen }
   try {
     mkdirSync(stateDir(config, baseDir), { recursive: true, mode: 0o700 })
     writePrivateFile(path, `${JSON.stringify(record)}\n`)
@@ -65,6 +71,9 @@ export function runningSidecarPid(config: Config, baseDir: string): { pid: numbe
   }
   const stat = procStat(record.pid)
   if (!stat || stat.startTicks !== record.start_ticks) return { error: `${path} names pid ${record.pid}, which is not running (the sidecar stopped or crashed)` }
+  if (record.listen !== undefined && record.listen !== config.listen) {
+    return { error: `${path} names the sidecar listening on ${record.listen} (pid ${record.pid}), not this config's ${config.listen}: give each sidecar its own state_dir` }
+  }
   return { pid: record.pid }
 }
 

@@ -96,6 +96,20 @@ export function ticketOf(line: string): string | undefined {
   return line.slice(start, end)
 }
 
+const REPLY_KEY = `"${REPLY_HEADER}":[`
+
+/**
+ * The sidecar answered this request itself (an error, a failed wake, the waiting page: Caddy's
+ * forward_auth copies that answer, headers and all, and logs it without a ticket). Such a line
+ * must end nothing: the same client connection may already be retrying the same request (an
+ * EventSource reconnecting, the waiting page reloading), and that retry's ticket has the same
+ * key. Read from the response headers only, which a client cannot write.
+ */
+export function repliedBySidecar(line: string): boolean {
+  const respAt = line.lastIndexOf(RESP_KEY)
+  return respAt !== -1 && line.indexOf(REPLY_KEY, respAt) !== -1
+}
+
 const REQUEST_START = '"request":{"remote_ip":"'
 
 /**
@@ -281,7 +295,7 @@ export class AccessLogServer {
       this.readLines++
       const ticket = ticketOf(line)
       if (ticket !== undefined) this.handlers.ticket(ticket, conn)
-      else if (conn.proven && this.handlers.wantUnticketed?.()) this.handlers.unticketed?.(line, conn)
+      else if (conn.proven && this.handlers.wantUnticketed?.() && !repliedBySidecar(line)) this.handlers.unticketed?.(line, conn)
     }
     let turnBytes = 0
     let windowBytes = 0

@@ -73,6 +73,20 @@ const MAX_SUBSTITUTES = 10_000
 const EARLY_END_MS = 10_000
 const MAX_EARLY_ENDS = 10_000
 /**
+ * Requests /auth answered without a ticket (an error, a failed wake, the waiting page, a client
+ * gone during a wake): Caddy logs them without a ticket too, and that line must end nothing. Its
+ * key is remembered this long (the line comes within UNTICKETED_DELAY_MS of being read, which
+ * follows the answer), at most this many; the line consumes it. Without this, a client that
+ * retries on the same connection (an EventSource reconnecting, the waiting page reloading)
+ * would have its new stream ended by the old line, or refused a ticket as an early end. The
+ * first guard is stateless (access-log.ts skips a line whose response carries X-Relight-Reply:
+ * the sidecar's own answer, copied by Caddy); this one covers answers Caddy logs without that
+ * header (a client gone during a wake). A flood of such answers can evict passes, never beyond
+ * one client connection's own requests (see requestKey).
+ */
+const PASS_MS = 30_000
+const MAX_PASSES = 10_000
+/**
  * Lines without a ticket are matched this long after they are read, so that /auth calls Caddy
  * sent before it wrote the line (already in the sidecar's socket buffers) are answered first:
  * identical HTTP/2 requests then find each other's tickets rather than an early end.
@@ -81,14 +95,61 @@ export const UNTICKETED_DELAY_MS = 3000
 /** Lines waiting for that delay, at most (more are matched at once). */
 const MAX_DELAYED = 100_000
 
+/** Longest client connection (`ip:port`) a key is built from: an IPv6 address with a zone and port fits. */
+const MAX_CONN_CHARS = 64
+
 /**
  * Caddy's identity of one request: its client connection as Caddy sees it (`ip:port`, sent by
  * snippet 3 as X-Relight-Client and logged as request.remote_ip/remote_port, which no client can
- * choose), method, Host and URI as the client sent them. Built the same way at /auth and from a
- * log line.
+ * choose), then a 64-bit hash of the method, Host and URI as the client sent them (snippet 3's
+ * X-Relight-Request is Caddy's `{http.request.orig_method} {http.request.orig_uri}`, what it
+ * logs, whatever rewrites ran before the snippet). Built the same way at /auth and from a log
+ * line. A connection longer than any real one is cut (it cannot match a real one anyway).
+ *
+ * The hash keeps every key under ~90 characters, however long the URI (a key is held by an open
+ * ticket, an early end, a pass and a delayed line). It is not cryptographic, and need not be: a
+ * key only ever matches within one client connection (the cleartext `ip:port` part), so a
+ * collision — even one a client crafts — can only make one of its own connection's lines end
+ * another of its own requests, which it could do anyway by closing the connection.
  */
 export function requestKey(conn: string, method: string, host: string, uri: string): string {
-  return `${conn} ${method} ${host} ${uri}`
+  // Two 32-bit lanes (cyrb53's mixing, kept to 64 bits), one pass over the three strings.
+  let h1 = 0xdeadbeef
+  let h2 = 0x41c6ce57
+  for (const part of [method, host, uri]) {
+    for (let i = 0; i < part.length; i++) {
+      const c = part.charCodeAt(i)
+      h1 = Math.imul(h1 ^ c, 2654435761)
+      h2 = Math.imul(h2 ^ c, 1597334677)
+    }
+    // a separator no string above can hold, so ("a b", "c") and ("a", "b c") differ
+    h1 = Math.imul(h1 ^ 0x10000, 2654435761)
+    h2 = Math.imul(h2 ^ 0x10000, 1597334677)
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
+  return `${conn.length > MAX_CONN_CHARS ? conn.slice(0, MAX_CONN_CHARS) : conn} ${(h1 >>> 0).toString(16)}.${(h2 >>> 0).toString(16)}`
+}
+
+/**
+ * What the per-client bound counts against, from Caddy's remote IP: an IPv4 address itself; an
+ * IPv6 address's /64 (one host, or one customer's network, usually holds a whole /64 and can
+ * pick any address in it). Undefined for something that is not an address (never counted).
+ */
+export function clientGroup(ip: string): string | undefined {
+  if (ip.length > MAX_CONN_CHARS) return undefined
+  if (!ip.includes(':')) return ip
+  const zone = ip.indexOf('%')
+  const addr = (zone === -1 ? ip : ip.slice(0, zone)).toLowerCase()
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(addr)
+  if (v4 !== null) return v4[1]
+  const gap = addr.indexOf('::')
+  const head = (gap === -1 ? addr : addr.slice(0, gap)).split(':').filter((g) => g !== '')
+  const tail = gap === -1 ? [] : addr.slice(gap + 2).split(':').filter((g) => g !== '')
+  const groups = gap === -1 ? head : [...head, ...Array<string>(Math.max(0, 8 - head.length - tail.length)).fill('0'), ...tail]
+  const prefix = groups.slice(0, 4).map((g) => Number.parseInt(g, 16))
+  if (prefix.length < 4 || prefix.some((g) => !(g >= 0 && g <= 0xffff))) return undefined
+  return `${prefix.map((g) => g.toString(16)).join(':')}::/64`
 }
 
 /** Which bound refused a ticket. */
@@ -119,6 +180,8 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   private readonly substitutes = new Map<string, string>()
   /** Lines without a ticket that matched no open one yet (see EARLY_END_MS): key → count, until. */
   private readonly early = new Map<string, { n: number; until: number }>()
+  /** Requests answered without a ticket (see PASS_MS): key → count, until. */
+  private readonly passes = new Map<string, { n: number; until: number }>()
   /** Lines without a ticket waiting UNTICKETED_DELAY_MS (in arrival order). */
   private delayed: { key: string; from: LogConnection; at: number }[] = []
   private delayTimer: NodeJS.Timeout | undefined
@@ -140,6 +203,8 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   private readonly onFull: NonNullable<TicketLedgerOptions['onFull']>
   /** Requests refused a ticket because a bound was reached (since start). */
   refused = 0
+  /** Tickets ended by a line without its ticket (finishUnticketed), since start. */
+  unticketedEnds = 0
 
   constructor(options: TicketLedgerOptions = {}) {
     this.now = options.now ?? Date.now
@@ -244,18 +309,13 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
    */
   finishUnticketed(key: string, from: LogConnection): boolean {
     if (!from.proven || !from.open) return false
+    // The line of a request /auth answered without a ticket: it ends nothing.
+    if (this.passes.size > 0 && this.consume(this.passes, key)) return false
     const same = this.byKey.get(key)
     const ticket = same?.at(-1)
     if (same === undefined || ticket === undefined) {
       // Perhaps read before its /auth call was answered: remembered for a moment.
-      const known = this.early.get(key)
-      if (known !== undefined) {
-        known.n++
-        known.until = this.now() + EARLY_END_MS
-      } else {
-        if (this.early.size >= MAX_EARLY_ENDS) this.sweepEarly(Number.POSITIVE_INFINITY, 1)
-        this.early.set(key, { n: 1, until: this.now() + EARLY_END_MS })
-      }
+      this.remember(this.early, key, EARLY_END_MS, MAX_EARLY_ENDS)
       return false
     }
     if (same.length > 1) {
@@ -267,7 +327,9 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
       }
       this.substitutes.set(ticket, key)
     }
-    return this.finish(ticket, from)
+    const ended = this.finish(ticket, from)
+    if (ended) this.unticketedEnds++
+    return ended
   }
 
   /** finishUnticketed, UNTICKETED_DELAY_MS from now. */
@@ -318,21 +380,46 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     return true
   }
 
+  /**
+   * /auth answered the request `key` without a ticket (snippet 3): its line, which Caddy writes
+   * without one, ends nothing (see PASS_MS).
+   */
+  pass(key: string): void {
+    this.remember(this.passes, key, PASS_MS, MAX_PASSES)
+  }
+
   /** The request `key` was logged already (a line without its ticket came first): consume that. */
   private endedEarly(key: string): boolean {
-    const known = this.early.get(key)
+    return this.consume(this.early, key)
+  }
+
+  /** Count `key` in `map` for `ms` more; beyond `max` keys the oldest is forgotten. */
+  private remember(map: Map<string, { n: number; until: number }>, key: string, ms: number, max: number): void {
+    const known = map.get(key)
+    if (known !== undefined) {
+      known.n++
+      known.until = this.now() + ms
+      return
+    }
+    if (map.size >= max) this.sweep(map, Number.POSITIVE_INFINITY, 1)
+    map.set(key, { n: 1, until: this.now() + ms })
+  }
+
+  /** Take one count of `key` from `map`: true when it held one still in time. */
+  private consume(map: Map<string, { n: number; until: number }>, key: string): boolean {
+    const known = map.get(key)
     if (known === undefined) return false
-    if (known.until < this.now() || --known.n === 0) this.early.delete(key)
+    if (known.until < this.now() || --known.n === 0) map.delete(key)
     return known.until >= this.now()
   }
 
-  /** Forget early ends past their time (or, with `max`, the oldest `max` of them). */
-  private sweepEarly(now: number, max = Number.POSITIVE_INFINITY): void {
+  /** Forget keys past their time (or, with `max`, the oldest `max` of them). */
+  private sweep(map: Map<string, { n: number; until: number }>, now: number, max = Number.POSITIVE_INFINITY): void {
     let n = 0
-    for (const [key, known] of this.early) {
+    for (const [key, known] of map) {
       if (n >= max) return
       if (known.until <= now) {
-        this.early.delete(key)
+        map.delete(key)
         n++
       }
     }
@@ -340,7 +427,8 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
 
   /** Drop tickets past their max_request_duration. Cheap when none is due. */
   expire(now = this.now()): number {
-    if (this.early.size > 0) this.sweepEarly(now)
+    if (this.early.size > 0) this.sweep(this.early, now)
+    if (this.passes.size > 0) this.sweep(this.passes, now)
     if (now < this.nextExpiry) return 0
     let dropped = 0
     let next = Number.POSITIVE_INFINITY
@@ -395,6 +483,7 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
     this.byKey.clear()
     this.substitutes.clear()
     this.early.clear()
+    this.passes.clear()
     this.delayed = []
     clearTimeout(this.delayTimer)
     this.delayTimer = undefined

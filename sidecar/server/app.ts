@@ -7,7 +7,7 @@ import { RelightError } from '../core/errors.js'
 import { canonicalHostProblem, normalizeHost } from '../core/hosts.js'
 import { providerId } from '../core/provider.js'
 import type { Registry } from '../core/registry.js'
-import { requestKey, type TicketLedger } from '../core/tickets.js'
+import { clientGroup, requestKey, type TicketLedger } from '../core/tickets.js'
 import type { WaitingPages } from '../pages/template.js'
 import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js'
 import { AuthOutcomes } from '../ops/auth-outcomes.js'
@@ -37,6 +37,14 @@ export const SNIPPET_V2 = '2'
  * set by snippet 3: the same connection identity Caddy logs (remote_ip, remote_port).
  */
 export const CLIENT_HEADER = 'x-relight-client'
+/**
+ * The request as Caddy logs it, set by snippet 3: `{http.request.orig_method} {http.request.orig_uri}`
+ * (X-Forwarded-Uri is Caddy's re-encoded URI after rewrites: an absolute-form target, a raw
+ * non-ASCII path, handle_path or uri strip_prefix before the snippet make it differ from the
+ * logged `uri`). A snippet-3 call without it is not counted in flight: snippet 1 forwards the
+ * client's own headers to /auth, so a client could otherwise claim version 3 through it.
+ */
+export const REQUEST_HEADER = 'x-relight-request'
 /** The ticket answered when none is issued (Caddy 2.6's copy_headers would copy a placeholder). */
 export const NO_TICKET = '-'
 
@@ -155,7 +163,31 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   /** An /auth answer that is an error, counted by its code (relight_auth_requests_total). */
   function authError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
     outcomes.error(err)
+    noTicket(req)
     return sendError(req, reply, err)
+  }
+
+  /**
+   * Caddy's identity of the request a snippet-3 call is about (see requestKey); undefined for
+   * any other caller.
+   */
+  function keyOf(req: FastifyRequest): string | undefined {
+    const h = req.headers
+    const conn = h[CLIENT_HEADER]
+    const request = h[REQUEST_HEADER]
+    if (h[SNIPPET_HEADER] !== SNIPPET_VERSION || typeof conn !== 'string' || typeof request !== 'string') return undefined
+    const space = request.indexOf(' ')
+    return requestKey(conn, request.slice(0, space), String(h.host), request.slice(space + 1))
+  }
+
+  /**
+   * Answered without a ticket (an error, the waiting page, a client gone): Caddy logs this
+   * request without one, and that line must not end the same connection's next request.
+   */
+  function noTicket(req: FastifyRequest): void {
+    if (tickets === undefined || !tickets.keyed) return
+    const key = keyOf(req)
+    if (key !== undefined) tickets.pass(key)
   }
 
   function answerStateful(site: StatefulSite, req: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
@@ -187,6 +219,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
           wake.catch(() => undefined) // the wake goes on; its failure is logged by the backend
           outcomes.waiting_page++
           const host = normalizeHost(req.headers.host) ?? backend.info.name
+          noTicket(req)
           return sendWaitingPage(reply, host, WAITING_RETRY_SECONDS, deps.waitingPages?.render(backend.info.settings, host, WAITING_RETRY_SECONDS))
         }
       } else {
@@ -204,6 +237,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     // A client that left while we woke the backend sends nothing on: do not count it in flight.
     if (req.raw.destroyed) {
       backend.started(false)
+      noTicket(req)
       return reply.header(UPSTREAM_HEADER, upstream).send()
     }
     return authorise(backend, upstream, req, reply, canonical)
@@ -219,18 +253,20 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
    */
   function authorise(backend: Backend, upstream: string, req: FastifyRequest, reply: FastifyReply, canonical: boolean): FastifyReply {
     const snippet = req.headers[SNIPPET_HEADER]
-    if (snippet === SNIPPET_VERSION || snippet === SNIPPET_V2) snippetSeen = snippet
+    // a version-3 call without X-Relight-Request is the first cut of version 3 (or a client
+    // claiming it through snippet 1): not counted, and healthz / check say it is outdated
+    const claimed = snippet === SNIPPET_VERSION && req.headers[REQUEST_HEADER] === undefined
+    if (snippet === SNIPPET_V2 || (snippet === SNIPPET_VERSION && !claimed)) snippetSeen = snippet
+    else if (claimed) snippetSeen = '3 without X-Relight-Request'
     else if (req.headers['x-forwarded-method'] !== undefined) snippetSeen = typeof snippet === 'string' ? snippet.slice(0, 8) : '1' // forward_auth without the marker: version 1
-    if (tickets !== undefined && (snippet === SNIPPET_VERSION || snippet === SNIPPET_V2) && canonical && tickets.counting) {
+    if (tickets !== undefined && ((snippet === SNIPPET_VERSION && !claimed) || snippet === SNIPPET_V2) && canonical && tickets.counting) {
       if (snippet === SNIPPET_V2) noteV2(req)
       // No ticket when a bound is reached: activity only (below), never in flight without one.
       const conn = req.headers[CLIENT_HEADER]
       let ticket: string | undefined
       if (typeof conn === 'string' && snippet === SNIPPET_VERSION) {
-        // bounded per client address (the IP), matched per connection (a line without its ticket)
-        const h = req.headers
-        const key = requestKey(conn, String(h['x-forwarded-method']), String(h.host), String(h['x-forwarded-uri']))
-        ticket = tickets.issue(backend, backend.settings.max_request_duration, conn.includes(':') ? conn.slice(0, conn.lastIndexOf(':')) : conn, key)
+        // bounded per client address (IPv4, or IPv6 /64), matched per connection (a line without its ticket)
+        ticket = tickets.issue(backend, backend.settings.max_request_duration, clientGroup(conn.slice(0, Math.max(0, conn.lastIndexOf(':')))), keyOf(req))
       } else {
         ticket = tickets.issue(backend, backend.settings.max_request_duration)
       }
@@ -242,7 +278,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
     }
     backend.started(false)
-    if (tickets !== undefined && req.headers[SNIPPET_HEADER] === undefined) noteUncounted(req)
+    if (tickets !== undefined && (snippet === undefined || claimed)) noteUncounted(req)
     return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
   }
 
@@ -263,7 +299,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     if (!atPowerOfTwo(oldSnippetCalls)) return // 1st, 2nd, 4th, 8th…
     logger.warn(
       { calls: oldSnippetCalls, host: req.headers.host },
-      'Caddy uses an old relight snippet (forward_auth without X-Relight-Snippet: 3): its requests are not counted in flight, so open streams do not keep apps awake. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',
+      'Caddy uses an old relight snippet (forward_auth without X-Relight-Snippet: 3 and X-Relight-Request): its requests are not counted in flight, so open streams do not keep apps awake. Update it: relight-sidecar snippet > relight.caddy, then reload Caddy (see README, "Accounting model")',
     )
   }
 

@@ -46,8 +46,8 @@ export interface CaddyOptions {
   readonly sidecar: string
   /** Caddy net log address (`unix//path` or `127.0.0.1:PORT`), or none. */
   readonly accessLog?: string
-  /** Extra global options (e.g. on_demand_tls). */
-  readonly global?: string
+  /** Extra global options (e.g. on_demand_tls), or a function of Caddy's port (e.g. `https_port`). */
+  readonly global?: string | ((port: number) => string)
   /** Replace the default site block (`http://:PORT { log …; import relight SIDECAR }`). */
   readonly sites?: (port: number) => string
   /**
@@ -84,7 +84,7 @@ export async function startCaddy(options: CaddyOptions): Promise<RunningCaddy> {
     snippet = join(tmp.dir, 'relight.caddy')
     copyFileSync(SNIPPET, snippet)
   }
-  const caddyfile = `{\n\tadmin off\n\tauto_https ${options.tls ? 'disable_redirects' : 'off'}\n\tstorage file_system ${tmp.dir}/data\n${options.global ?? ''}}\nimport ${snippet}\n${site}`
+  const caddyfile = `{\n\tadmin off\n\tauto_https ${options.tls ? 'disable_redirects' : 'off'}\n\tstorage file_system ${tmp.dir}/data\n${typeof options.global === 'function' ? options.global(port) : (options.global ?? '')}}\nimport ${snippet}\n${site}`
   const file = join(tmp.dir, 'Caddyfile')
   writeFileSync(file, caddyfile)
   const run = ['caddy', 'run', '--config', file, '--adapter', 'caddyfile']

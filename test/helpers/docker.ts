@@ -126,6 +126,11 @@ export class TestDocker {
     return ['busybox', 'httpd', '-f', '-p', `127.0.0.1:${port}`, '-h', '/www']
   }
 
+  /** The web server, and a shell loop keeping a core busy: its CPU figure must read above 0. */
+  busyHttpd(port: number): string[] {
+    return ['busybox', 'sh', '-c', `busybox httpd -p 127.0.0.1:${port} -h /www; while :; do :; done`]
+  }
+
   async state(id: string): Promise<string> {
     const c = await this.client.json<{ State: { Status: string } }>('GET', `/containers/${id}/json`, { signal: AbortSignal.timeout(10_000) })
     return c.State.Status

@@ -60,10 +60,16 @@ export async function startSidecarProcess(config: string, args: string[] = []): 
       check()
     })
   const sc: SidecarProcess = { child, pid: child.pid as number, lines: () => parsed, waitFor, exited }
+  // Generous: a node start-up on a busy 2-core machine can take many seconds. A sidecar that does
+  // not come up is killed before the error, so no test file is held open by it.
   const started = await Promise.race([
-    waitFor((l) => l.msg === 'relight-sidecar listening', 'the sidecar to listen').then(() => true),
+    waitFor((l) => l.msg === 'relight-sidecar listening', 'the sidecar to listen', 60_000).then(() => true),
     exited.then(() => false),
-  ])
+  ]).catch(async (err: unknown) => {
+    child.kill('SIGKILL')
+    await exited
+    throw err
+  })
   if (!started) throw new Error(`the sidecar exited at start:\n${parsed.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`)
   return sc
 }

@@ -1,11 +1,15 @@
 import { readFileSync } from 'node:fs'
 
-/** Resolve when `condition()` is truthy, checking every `interval` ms; reject after `timeout`. */
-export async function until<T>(condition: () => T | Promise<T>, what: string, timeout = 10_000, interval = 10): Promise<T> {
+/**
+ * Resolve with `condition()`'s value once it is truthy, checking every `interval` ms; reject after
+ * `timeout` (30 s by default: a wait that succeeds returns as soon as it can, and on a busy 2-core
+ * CI machine starting a Node child alone can take several seconds).
+ */
+export async function until<T>(condition: () => T | Promise<T>, what: string, timeout = 30_000, interval = 10): Promise<Exclude<T, undefined | null | false | 0 | ''>> {
   const deadline = Date.now() + timeout
   for (;;) {
     const value = await condition()
-    if (value) return value
+    if (value) return value as Exclude<T, undefined | null | false | 0 | ''>
     if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
     await new Promise((r) => setTimeout(r, interval))
   }

@@ -10,11 +10,12 @@ import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import { connect as h2connect, constants as h2 } from 'node:http2'
 import { connect, type Socket } from 'node:net'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, type TestContext } from 'node:test'
 import { request } from 'undici'
 import { PROOF_GRACE_MS } from '../../sidecar/core/access-log.js'
 import type { LifecycleEvent } from '../../sidecar/core/events.js'
-import { MAX_OPEN_PER_CLIENT } from '../../sidecar/core/tickets.js'
+import { RelightError } from '../../sidecar/core/errors.js'
+import { MAX_OPEN_PER_CLIENT, UNTICKETED_DELAY_MS } from '../../sidecar/core/tickets.js'
 import { caddySkip, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
 import { freePort } from '../helpers/net.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
@@ -105,6 +106,35 @@ function send(port: number, host: string, path: string, localAddress?: string): 
   })
 }
 
+/** Destroy these sockets (and sessions) when the test ends, however it ends. */
+function released<T extends { destroy(): void }>(t: TestContext, ...all: T[]): T[] {
+  t.after(() => {
+    for (const s of all) s.destroy()
+  })
+  return all
+}
+
+/** Reads one whole response (head and a Content-Length body) from a keep-alive socket. */
+function response(socket: Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = ''
+    const onData = (d: Buffer) => {
+      got += d.toString('latin1')
+      const end = got.indexOf('\r\n\r\n')
+      if (end === -1) return
+      const length = /\r\ncontent-length: (\d+)/i.exec(got.slice(0, end))
+      if (length === null || got.length >= end + 4 + Number(length[1])) {
+        socket.off('data', onData)
+        clearTimeout(timer)
+        resolve(got.slice(0, end))
+      }
+    }
+    const timer = setTimeout(() => reject(new Error(`no whole response within 10 s (got ${JSON.stringify(got.slice(0, 200))})`)), 10_000)
+    timer.unref()
+    socket.on('data', onData)
+  })
+}
+
 const websocket = (port: number, host: string) =>
   open(port, host, '/ws', { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': '13' })
 
@@ -112,6 +142,7 @@ describe('every end of a request finishes it, through Caddy', { skip }, () => {
   let backend: Awaited<ReturnType<typeof startBackend>>
   let sc: TestSidecar
   let caddy: RunningCaddy
+  let provider: MemoryProvider
   /** The README's site block (a wildcard site with its own log, no catch-all), over HTTP and HTTP/2. */
   let readme: RunningCaddy
   let tlsPort = 0
@@ -120,8 +151,8 @@ describe('every end of a request finishes it, through Caddy', { skip }, () => {
 
   before(async () => {
     backend = await startBackend()
-    const provider = new MemoryProvider(
-      ['app1', 'app2', 'app3', 'app4', 'app5', 'app6', 'app7'].map((id) => ({ id, hosts: [`${id}.apps.test`], state: 'running' as const, upstreams: [backend.address] })),
+    provider = new MemoryProvider(
+      ['app1', 'app2', 'app3', 'app4', 'app5', 'app6', 'app7', 'app8'].map((id) => ({ id, hosts: [`${id}.apps.test`], state: 'running' as const, upstreams: [backend.address] })),
     )
     sc = await startTestSidecar(CONFIG, { providers: [provider] })
     sc.sidecar.registry.events.subscribe((e) => {
@@ -177,9 +208,11 @@ describe('every end of a request finishes it, through Caddy', { skip }, () => {
     )
   }
 
-  it('websockets closed by FIN, RST and a close frame each end; an open one keeps the app awake', async () => {
+  it('websockets closed by FIN, RST and a close frame each end; an open one keeps the app awake', async (t) => {
     await awake('app1')
+    const fallback = sc.sidecar.tickets?.unticketedEnds
     const ws = await Promise.all([websocket(caddy.port, 'app1.apps.test'), websocket(caddy.port, 'app1.apps.test'), websocket(caddy.port, 'app1.apps.test'), websocket(caddy.port, 'app1.apps.test')])
+    released(t, ...ws.map((w) => w.socket))
     for (const w of ws) assert.match(w.head, /^HTTP\/1\.1 101/)
     await until(() => app('app1')?.inflight === 4, 'four websockets in flight')
     const [fin, rst, frame, kept] = ws.map((w) => w.socket) as [Socket, Socket, Socket, Socket]
@@ -192,11 +225,12 @@ describe('every end of a request finishes it, through Caddy', { skip }, () => {
     const closed = Date.now()
     await until(() => app('app1')?.inflight === 0, 'the last websocket to end', 5000)
     await asleepSoon('app1', closed)
+    assert.equal(sc.sidecar.tickets?.unticketedEnds, fallback, 'every close was logged with its ticket (no line needed the fallback)')
   })
 
-  it('a client that gives up ends its request', async () => {
+  it('a client that gives up ends its request', async (t) => {
     await awake('app2')
-    const slow = await Promise.all([send(caddy.port, 'app2.apps.test', '/slow'), send(caddy.port, 'app2.apps.test', '/slow')])
+    const slow = released(t, ...(await Promise.all([send(caddy.port, 'app2.apps.test', '/slow'), send(caddy.port, 'app2.apps.test', '/slow')])))
     await until(() => app('app2')?.inflight === 2, 'two slow requests in flight')
     slow[0]?.destroy()
     await until(() => app('app2')?.inflight === 1, 'the aborted request to end', 5000)
@@ -205,21 +239,26 @@ describe('every end of a request finishes it, through Caddy', { skip }, () => {
     await asleepSoon('app2', Date.now())
   })
 
-  it("Caddy's 502 (the backend resets the connection) ends the request", async () => {
+  it("Caddy's 502 (the backend resets the connection) ends the request", async (t) => {
     await awake('app3')
+    const fallback = sc.sidecar.tickets?.unticketedEnds
     const stream = await open(caddy.port, 'app3.apps.test', '/sse')
+    released(t, stream.socket)
     const reset = await open(caddy.port, 'app3.apps.test', '/reset')
+    released(t, reset.socket)
     assert.match(reset.head, /^HTTP\/1\.1 502/)
     reset.socket.destroy()
     await until(() => app('app3')?.inflight === 1, 'the 502 to end (the stream still open)', 5000)
     await keptAwake('app3')
     stream.socket.destroy()
     await asleepSoon('app3', Date.now())
+    assert.equal(sc.sidecar.tickets?.unticketedEnds, fallback, 'the 502 was logged with its ticket (no line needed the fallback)')
   })
 
-  it('HTTP/2: reset streams and a closed session end their requests; an open stream keeps the app awake', async () => {
+  it('HTTP/2: reset streams and a closed session end their requests; an open stream keeps the app awake', async (t) => {
     await awake('app4')
     const session = h2connect(`https://127.0.0.1:${tlsPort}`, { rejectUnauthorized: false, servername: 'app4.apps.test' })
+    released(t, session)
     session.on('error', () => undefined)
     const authority = `app4.apps.test:${tlsPort}`
     const sse = session.request({ ':path': '/sse', ':authority': authority })
@@ -243,15 +282,17 @@ describe('every end of a request finishes it, through Caddy', { skip }, () => {
     await asleepSoon('app4', Date.now())
   })
 
-  it("with the README's site block, a Host spelling Caddy logs elsewhere pins nothing; the canonical one counts", async () => {
+  it("with the README's site block, a Host spelling Caddy logs elsewhere pins nothing; the canonical one counts", async (t) => {
     await awake('app5')
     await awake('app6')
     // app6: a stream in the canonical spelling counts and keeps it awake
     const kept = await open(readme.port, `app6.apps.test:${readme.port}`, '/sse')
+    released(t, kept.socket)
     assert.match(kept.head, /^HTTP\/1\.1 200/)
     await until(() => app('app6')?.inflight === 1, 'the canonical stream to count')
     // app5: upper case in the site's domain is routed, but Caddy logs it with its default logger
     const upper = await open(readme.port, `app5.APPS.test:${readme.port}`, '/sse')
+    released(t, upper.socket)
     assert.match(upper.head, /^HTTP\/1\.1 200/, 'routed')
     const started = Date.now()
     assert.equal(app('app5')?.inflight, 0, 'not counted in flight: its line never reaches the sidecar')
@@ -262,17 +303,18 @@ describe('every end of a request finishes it, through Caddy', { skip }, () => {
     await asleepSoon('app6', Date.now())
   })
 
-  it("one client's flood is bounded; another client's stream, on another app and on the flooded one, still counts", async () => {
+  it("one client's flood is bounded; another client's stream, on another app and on the flooded one, still counts", async (t) => {
     await awake('app1')
     await awake('app2')
     // localAddress: one client is one address (Caddy's view, sent as X-Relight-Client)
-    const flood = await Promise.all(Array.from({ length: MAX_OPEN_PER_CLIENT + 100 }, () => send(caddy.port, 'app1.apps.test', '/slow', '127.0.0.2')))
+    const flood = released(t, ...(await Promise.all(Array.from({ length: MAX_OPEN_PER_CLIENT + 100 }, () => send(caddy.port, 'app1.apps.test', '/slow', '127.0.0.2')))))
     await until(() => sc.sidecar.tickets?.openForClient('127.0.0.2') === MAX_OPEN_PER_CLIENT, 'the flood to reach its bound', 30_000, 50)
     // (a few of the extra requests may fail at Caddy instead, with so many connections at once)
     await until(() => (sc.sidecar.tickets?.refused ?? 0) >= 1, 'the rest of the flood to be refused tickets', 30_000, 50)
     assert.equal(app('app1')?.inflight, MAX_OPEN_PER_CLIENT, 'the flood holds no more than its bound')
     const other = await open(caddy.port, 'app2.apps.test', '/sse', {}, '127.0.0.3')
     const same = await open(caddy.port, 'app1.apps.test', '/sse', {}, '127.0.0.3')
+    released(t, other.socket, same.socket)
     await until(() => app('app2')?.inflight === 1 && app('app1')?.inflight === MAX_OPEN_PER_CLIENT + 1, "the other client's streams to count")
     for (const s of flood) s.destroy()
     await until(() => app('app1')?.inflight === 1, 'the flood to end', 30_000, 50)
@@ -283,6 +325,86 @@ describe('every end of a request finishes it, through Caddy', { skip }, () => {
     const closed = Date.now()
     await asleepSoon('app1', closed)
     await asleepSoon('app2', closed)
+  })
+
+  it('a client retrying on the same connection after a failed wake: its new stream keeps counting', async (t) => {
+    await until(() => app('app8')?.phase === 'asleep', 'app8 to fall asleep', 10_000, 50)
+    provider.failWake = new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'one failed start')
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect(caddy.port, '127.0.0.1', () => resolve(s))
+      s.on('error', reject)
+    })
+    released(t, socket)
+    const answered = response(socket)
+    socket.write('GET /sse HTTP/1.1\r\nHost: app8.apps.test\r\n\r\n')
+    assert.match(await answered, /^HTTP\/1\.1 5\d\d/, 'the failed wake is answered with an error (no ticket: Caddy logs it without one)')
+    // the client (an EventSource, say) retries the same request on the same keep-alive connection
+    socket.write('GET /sse HTTP/1.1\r\nHost: app8.apps.test\r\n\r\n')
+    await until(() => app('app8')?.inflight === 1, 'the retried stream to count')
+    const from = Date.now()
+    // past the moment the failed request's line (same connection, method, Host, URI) is matched
+    await until(() => Date.now() - from > UNTICKETED_DELAY_MS + IDLE_MS + 300, 'the fallback delay and an idle timeout', 15_000, 50)
+    assert.equal(app('app8')?.inflight, 1, "the failed request's line ended nothing")
+    assert.equal(app('app8')?.phase, 'running', 'the retried stream keeps app8 awake')
+    socket.destroy()
+    const closed = Date.now()
+    await until(() => app('app8')?.inflight === 0, 'the retried stream to end', 5000)
+    await asleepSoon('app8', closed)
+  })
+})
+
+describe('lines without their ticket (a log filter deletes it) end the request they log', { skip }, () => {
+  let backend: Awaited<ReturnType<typeof startBackend>>
+  let sc: TestSidecar
+  let caddy: RunningCaddy
+  const app = () => sc.sidecar.registry.get('memory:fb')
+
+  before(async () => {
+    backend = await startBackend()
+    const provider = new MemoryProvider(['fb', 'prove'].map((id) => ({ id, hosts: [`${id}.apps.test`], state: 'running' as const, upstreams: [backend.address] })))
+    sc = await startTestSidecar(CONFIG, { providers: [provider] })
+    // fb's site logs through a filter that deletes the ticket: only the fallback can end its
+    // requests; the catch-all site logs normally (Caddy's connection proves itself through it).
+    // `uri strip_prefix` runs before the snippet: a rewrite the line does not show.
+    caddy = await startCaddy({
+      sidecar: sc.address,
+      sites: (port) =>
+        `http://fb.apps.test:${port} {\n\tbind 127.0.0.1\n\tlog {\n\t\toutput net ${sc.caddyAccessLog}\n\t\tformat filter {\n\t\t\twrap json\n\t\t\tfields {\n\t\t\t\tresp_headers>X-Relight-Ticket delete\n\t\t\t}\n\t\t}\n\t}\n\turi strip_prefix /api\n\timport relight ${sc.address}\n}\n` +
+        `http://:${port} {\n\tbind 127.0.0.1\n\tlog {\n\t\toutput net ${sc.caddyAccessLog}\n\t\tformat json\n\t}\n\timport relight ${sc.address}\n}\n`,
+    })
+    const res = await request(`${caddy.url}/`, { headers: { host: 'prove.apps.test' } })
+    await res.body.text()
+    await until(() => sc.sidecar.accessLog?.stats.provenConnections === 1, "Caddy's connection to prove itself")
+  })
+  after(async () => {
+    await caddy?.close()
+    await sc?.close()
+    await backend?.close()
+  })
+
+  it('plain, absolute-form, raw non-ASCII and rewritten request targets: each aborted request ends', async (t) => {
+    const host = `fb.apps.test:${caddy.port}`
+    const targets = ['/slow?plain', `http://${host}/slow/absolute`, '/slow/caf\u00e9', '/api/slow/stripped']
+    const sockets = released(
+      t,
+      ...(await Promise.all(
+        targets.map(
+          (target) =>
+            new Promise<Socket>((resolve, reject) => {
+              const s = connect(caddy.port, '127.0.0.1', () => {
+                s.write(Buffer.concat([Buffer.from(`GET `), Buffer.from(target, 'utf8'), Buffer.from(` HTTP/1.1\r\nHost: ${host}\r\n\r\n`)]))
+                resolve(s)
+              })
+              s.on('error', reject)
+            }),
+        ),
+      )),
+    )
+    await until(() => app()?.inflight === targets.length, `${targets.length} requests in flight`)
+    const before = sc.sidecar.tickets?.unticketedEnds ?? 0
+    for (const s of sockets) s.destroy()
+    await until(() => app()?.inflight === 0, "every aborted request to end by its line without a ticket", UNTICKETED_DELAY_MS + MARGIN_MS)
+    assert.equal(sc.sidecar.tickets?.unticketedEnds, before + targets.length, 'each ended through the fallback')
   })
 })
 

@@ -26,7 +26,7 @@ function readText(file: string): string {
 }
 
 function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 20_000 })
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 60_000 })
   return { code: r.status, out: r.stdout, err: r.stderr }
 }
 
@@ -35,7 +35,7 @@ function serve(config: string): { child: ChildProcess; output: () => string; lis
   let output = ''
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()))
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()))
-  const listening = until(() => output.includes('relight-sidecar listening'), 'the sidecar to listen', 15_000).then(() => undefined)
+  const listening = until(() => output.includes('relight-sidecar listening'), 'the sidecar to listen', 60_000).then(() => undefined)
   return { child, output: () => output, listening }
 }
 
@@ -106,7 +106,7 @@ describe('relight-sidecar CLI', () => {
     const r3 = cli('check', '--config', good)
     assert.equal(r3.code, 0, r3.out + r3.err)
     assert.match(r3.out, /all checks passed/)
-    assert.match(r3.out, /snippet version 3 .*Version 2 .*max_request_duration.*old relight snippet/, 'check tells users of an older snippet what it misses')
+    assert.match(r3.out, /snippet version 3 .*Version 2 .*HTTP\/2 stream resets.*max_request_duration.*Version 1 must be replaced.*X-Relight-\* headers.*old relight snippet/, 'check tells users of an older snippet what it misses (and why version 1 must go)')
     assert.equal(cli('check', '--config', join(tmp.dir, 'missing.yaml')).code, 1)
     tmp.remove()
   })
@@ -137,7 +137,7 @@ describe('relight-sidecar CLI', () => {
     const appPort = await freePort()
     const file = join(tmp.dir, 'r.yaml')
     writeFileSync(file, `listen: 127.0.0.1:${taken}\nproviders:\n  process:\n    apps:\n      - { name: w, hosts: [w.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${appPort}, always_on: true, stdout: "file:${tmp.dir}/w.out" }\n`)
-    const r = spawnSync(process.execPath, [MAIN, 'serve', '--config', file, '--log-format', 'json'], { encoding: 'utf8', timeout: 20_000 })
+    const r = spawnSync(process.execPath, [MAIN, 'serve', '--config', file, '--log-format', 'json'], { encoding: 'utf8', timeout: 60_000 })
     blocker.close()
     assert.equal(r.status, 1, r.stdout + r.stderr)
     assert.match(r.stderr, new RegExp(`^relight-sidecar: cannot start: listen: 127\\.0\\.0\\.1:${taken} is in use by another program \\(pid ${process.pid}, `))

@@ -134,7 +134,7 @@ describe('docker provider (real dockerd)', { skip, timeout: 120_000 }, () => {
     const address = proxy.address()
     const tcpPort = typeof address === 'object' && address ? address.port : 0
     const port = await freePort()
-    const id = await docker.container({ cmd: docker.httpd(port), labels: { [`${p}.domain`]: 'tcp.localhost', [`${p}.port`]: String(port) } })
+    const id = await docker.container({ cmd: docker.busyHttpd(port), labels: { [`${p}.domain`]: 'tcp.localhost', [`${p}.port`]: String(port) } })
     const provider = make({ socket: `tcp://127.0.0.1:${tcpPort}` })
     try {
       const info = (await provider.list(AbortSignal.timeout(10_000))).find((b) => b.id === id)
@@ -142,7 +142,9 @@ describe('docker provider (real dockerd)', { skip, timeout: 120_000 }, () => {
       assert.deepEqual(info?.upstreams, [`127.0.0.1:${port}`])
       const stats = await provider.stats(id, AbortSignal.timeout(20_000))
       assert.ok(stats.mem_mb > 0, `mem_mb ${stats.mem_mb}`)
-      assert.ok(stats.cpu_pct >= 0)
+      // The first call has no earlier sample (one-shot stats): 0. A busy container reads above 0
+      // once the engine's counter moved between two calls; a broken figure (NaN reports as 0) never does.
+      await until(async () => (await provider.stats(id, AbortSignal.timeout(20_000))).cpu_pct > 0, 'a busy container\'s CPU to read above 0', 20_000)
     } finally {
       await provider.close()
       proxy.close()

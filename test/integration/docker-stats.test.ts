@@ -9,6 +9,7 @@ import { DockerProvider } from '../../sidecar/providers/docker/provider.js'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import { DOCKER_SOCKET, TestDocker, dockerSkip } from '../helpers/docker.js'
 import { freePort } from '../helpers/net.js'
+import { until } from '../helpers/wait.js'
 
 describe('docker stats figures', () => {
   it('memory without page cache; CPU from the engine delta first, then between calls', () => {
@@ -45,13 +46,15 @@ describe('docker provider stats (real dockerd)', { skip, timeout: 120_000 }, () 
 
   it('reports a running container\'s memory, zero once stopped, not found once removed', async () => {
     const port = await freePort()
-    const id = await docker.container({ cmd: docker.httpd(port), labels: { [`${docker.run}.domain`]: 'stats.localhost', [`${docker.run}.port`]: String(port) } })
+    const id = await docker.container({ cmd: docker.busyHttpd(port), labels: { [`${docker.run}.domain`]: 'stats.localhost', [`${docker.run}.port`]: String(port) } })
     const provider = new DockerProvider(dockerConfigSchema.parse({ socket: DOCKER_SOCKET, label_prefix: docker.run, stop_timeout: '2s' }), pino({ level: 'silent' }))
     try {
       await provider.wake(id, AbortSignal.timeout(30_000))
       const running = await provider.stats(id, AbortSignal.timeout(10_000))
       assert.ok(running.mem_mb > 0, `httpd uses memory (got ${running.mem_mb})`)
-      assert.ok(Number.isFinite(running.cpu_pct) && running.cpu_pct >= 0)
+      // A busy container reads above 0 once the engine's counter moved between two calls; a
+      // broken figure (NaN reports as 0) never does.
+      await until(async () => (await provider.stats(id, AbortSignal.timeout(10_000))).cpu_pct > 0, 'a busy container\'s CPU to read above 0', 20_000)
       await provider.sleep(id, 'stop', AbortSignal.timeout(30_000))
       assert.deepEqual(await provider.stats(id, AbortSignal.timeout(10_000)), { cpu_pct: 0, mem_mb: 0 })
       await docker.remove(id)

@@ -231,8 +231,10 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
       await limited.close()
     }
     const file = join(cp.dir, 'limited.yaml')
-    writeFileSync(file, config)
-    const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 30_000 })
+    // a listen address of its own: on the default 127.0.0.1:9123 another sidecar (a demo) would
+    // be taken for the running one, and check would show its live view instead
+    writeFileSync(file, `listen: unix:${join(cp.dir, 'limited.sock')}\n${config}`)
+    const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
     assert.equal(check.status, 1, check.stdout + check.stderr)
     assert.match(check.stdout, /PROBLEM {2}kubernetes: RBAC: the sidecar may not patch deployments\/scale\.apps in namespace "shop", needed for scaling Deployments/)
     assert.match(check.stdout, /may not update leases\.coordination\.k8s\.io in namespace "shop", needed for sharing activity/)
@@ -251,7 +253,7 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
     const token = await serviceAccountToken(cp, NS, 'relight-sidecar', false)
     const file = join(cp.dir, 'example-rbac.yaml')
     writeFileSync(file, ['providers:', '  kubernetes:', `    kubeconfig: ${cp.kubeconfigFor('relight-sidecar', token)}`, `    namespaces: [${NS}]`, ''].join('\n'))
-    const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 30_000 })
+    const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
     assert.equal(check.status, 0, check.stdout + check.stderr)
     assert.match(check.stdout, /ok +kubernetes: RBAC: every permission the sidecar needs is granted in namespace "shop"/)
   })

@@ -17,21 +17,11 @@ import { caddySkip, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
 import { freePort } from '../helpers/net.js'
 import { type PodmanFixture, podmanSkip, startPodman, type TestContainer } from '../helpers/podman.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
+import { until } from '../helpers/wait.js'
 
 const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
 const SECRET = 'podman-heartbeat-secret-0123456789'
 const skip = podmanSkip() ?? caddySkip()
-
-/** Poll a condition that events make true (registry state, counters); fails after `ms`. */
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
 
 describe('podman end to end (real podman, real Caddy)', { skip, timeout: 180_000 }, () => {
   let podman: PodmanFixture
@@ -132,7 +122,7 @@ describe('podman end to end (real podman, real Caddy)', { skip, timeout: 180_000
   it('follows events: a container paused outside the sidecar is seen paused, and a request wakes it', async () => {
     await podman.libpod.request('POST', `/containers/${paused.id}/pause`, { signal: AbortSignal.timeout(10_000) })
     const b = backend('paused.podman.localhost')
-    await until('the pause event to reach the registry', () => b.info.state === 'paused' && b.phase === 'asleep')
+    await until(() => b.info.state === 'paused' && b.phase === 'asleep', 'the pause event to reach the registry', 30_000)
     const res = await get('paused.podman.localhost')
     assert.equal(res.status, 200)
     assert.match(res.body, /relight test image/)
@@ -142,7 +132,7 @@ describe('podman end to end (real podman, real Caddy)', { skip, timeout: 180_000
 
   it('discovers a container created after start from the event stream and routes to it', async () => {
     const late = await podman.container({ hosts: 'late.podman.localhost' })
-    await until('the create/start events to reach the registry', () => [...sidecar.sidecar.registry.all()].some((b) => b.info.id === late.id && b.info.state === 'running'))
+    await until(() => [...sidecar.sidecar.registry.all()].some((b) => b.info.id === late.id && b.info.state === 'running'), 'the create/start events to reach the registry', 30_000)
     const res = await get('late.podman.localhost')
     assert.equal(res.status, 200)
   })
@@ -150,7 +140,7 @@ describe('podman end to end (real podman, real Caddy)', { skip, timeout: 180_000
   it('checkpoint fails on this host (no CRIU): the backend falls back to pause, once counted, and check says so', async () => {
     // Its idle_timeout label is 300ms: it went idle soon after the sidecar started.
     const b = backend('ckpt.podman.localhost')
-    await until('the idle checkpoint attempt and its fallback', () => b.counters.sleeps === 1 || b.counters.sleepFailures > 0)
+    await until(() => b.counters.sleeps === 1 || b.counters.sleepFailures > 0, 'the idle checkpoint attempt and its fallback', 30_000)
     assert.equal(b.counters.sleepFailures, 0)
     assert.equal(b.counters.fallbackSleeps, 1)
     assert.equal(b.info.state, 'paused')
@@ -168,7 +158,7 @@ describe('podman end to end (real podman, real Caddy)', { skip, timeout: 180_000
 
   it('sends heartbeats with bearer auth covering the Podman and process backends', async () => {
     const count = beats.length
-    const beat = await until('a heartbeat after the previous steps', () => beats.slice(count).find((x) => x.body.containers.length >= 5))
+    const beat = await until(() => beats.slice(count).find((x) => x.body.containers.length >= 5), 'a heartbeat after the previous steps', 30_000)
     assert.equal(beat.headers.authorization, `Bearer ${SECRET}`)
     const body = beat.body
     assert.equal(body.node_ip, '127.0.0.1')
@@ -192,9 +182,8 @@ describe('podman end to end (real podman, real Caddy)', { skip, timeout: 180_000
     // A paused backend is reported paused: put one to sleep and wait for a heartbeat saying so.
     await podman.libpod.request('POST', `/containers/${paused.id}/pause`, { signal: AbortSignal.timeout(10_000) })
     const after = beats.length
-    const pausedBeat = await until('a heartbeat reporting the paused container', () =>
-      beats.slice(after).find((x) => x.body.containers.some((c) => c.domain === 'paused.podman.localhost' && c.status === 'paused')),
-    )
+    const pausedBeat = await until(() =>
+      beats.slice(after).find((x) => x.body.containers.some((c) => c.domain === 'paused.podman.localhost' && c.status === 'paused')), 'a heartbeat reporting the paused container', 30_000)
     assert.ok(pausedBeat)
   })
 })

@@ -10,7 +10,7 @@ import type { ProviderEvent } from '../../sidecar/core/provider.js'
 import { processConfigSchema } from '../../sidecar/providers/process/config.js'
 import { lookupUser, ProcessProvider } from '../../sidecar/providers/process/provider.js'
 import { waitReady } from '../../sidecar/core/readiness.js'
-import { freePort, tempDir } from '../helpers/net.js'
+import { freePort, freePortRun, tempDir } from '../helpers/net.js'
 import { pidAlive, until } from '../helpers/wait.js'
 
 /** The file's text, or '' while it does not exist yet. */
@@ -52,14 +52,21 @@ describe('process provider', () => {
   })
 
   it('does not spin when an app exits cleanly under restart: always (backoff 0 s, 1 s, 2 s…)', async (t) => {
-    const tmp = tempDir()
-    const { p, close } = provider(t, [{ name: 'quick', command: ['sh', '-c', `echo run >> ${tmp.dir}/runs`], restart: 'always' }])
+    const lines: string[] = []
+    const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) })
+    const { p, close } = provider(t, [{ name: 'quick', command: ['sh', '-c', 'exit 0'], restart: 'always' }], logger)
+    const logged = (msg: string) => lines.map((l) => JSON.parse(l) as { msg: string; time: number; restart_in_ms?: number }).filter((l) => l.msg === msg)
     await p.wake('quick', signal())
-    await new Promise((r) => setTimeout(r, 1500)) // observe the restart rate over a fixed window
-    const runs = read(`${tmp.dir}/runs`).trim().split('\n').length
-    assert.ok(runs >= 2 && runs <= 4, `${runs} runs in 1.5 s`)
+    // The supervisor says each delay it chose; three exits take about 1 s (0 s, then 1 s).
+    await until(() => logged('process exited with code 0; restarting').length >= 3, 'three restarts to be scheduled')
+    const restarts = logged('process exited with code 0; restarting')
+    assert.deepEqual(restarts.slice(0, 3).map((r) => r.restart_in_ms), [0, 1000, 2000])
+    // …and keeps to them: the third start came at least 1 s after the second (load only adds).
+    const starts = logged('process started')
+    assert.ok(starts.length >= 3, `${starts.length} starts`)
+    const gap = (starts[2]?.time ?? 0) - (starts[1]?.time ?? 0)
+    assert.ok(gap >= 995, `the third start came ${gap} ms after the second, before its 1 s backoff`)
     await close()
-    tmp.remove()
   })
 
   it('does not restart under restart: never or after a clean exit under on_failure', async (t) => {
@@ -74,7 +81,7 @@ describe('process provider', () => {
   })
 
   it('runs replicas on port + N with templates, and spreads them as upstreams', async (t) => {
-    const port = await freePort()
+    const port = await freePortRun(2) // replica 1 listens on port + 1
     const port2 = port + 1
     const { p, close } = provider(t, [
       { name: 'rep', hosts: ['rep.localhost'], command: [process.execPath, APP], env: { PORT: '{{port}}', NAME: 'r{{replica}}' }, port, replicas: 2, stdout: 'null' },
@@ -161,7 +168,8 @@ describe('process provider', () => {
     t.after(() => sc.close())
     const b = sc.sidecar.registry.get('process:worker')
     assert.equal(b?.phase, 'running')
-    await new Promise((r) => setTimeout(r, 400)) // several idle sweeps
+    // An idle sweep an hour later by the registry's clock (Date.now) puts nothing to sleep.
+    assert.deepEqual(await sc.sidecar.registry.sweep(Date.now() + 3_600_000), [], 'the sweep put an always_on app to sleep')
     assert.equal(b?.phase, 'running')
   })
 })

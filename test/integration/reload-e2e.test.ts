@@ -168,7 +168,7 @@ describe('hot reload behind Caddy, under traffic', { skip }, () => {
       file,
       head(listen, `shutdown_timeout: 20s\n${stateful}`) + app('keep') + app('change', '', 'NAME: after') + app('tuned', ', idle_timeout: 1s') + app('added'),
     )
-    const cli = spawnSync(process.execPath, [MAIN, 'reload', '--config', file], { encoding: 'utf8', timeout: 30_000 })
+    const cli = spawnSync(process.execPath, [MAIN, 'reload', '--config', file], { encoding: 'utf8', timeout: 60_000 })
     assert.equal(cli.status, 0, cli.stderr)
     assert.match(cli.stdout, /^config applied: nothing changed/)
 
@@ -202,13 +202,13 @@ describe('`relight-sidecar reload` without an admin token', () => {
     const sc = await startSidecarProcess(file)
     try {
       writeFileSync(file, `${head}providers:\n  process:\n    apps:\n      - { name: late, hosts: [late.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${port}, stdout: "null" }\n`)
-      const cli = spawnSync(process.execPath, [MAIN, 'reload', '--config', file], { encoding: 'utf8', timeout: 30_000 })
+      const cli = spawnSync(process.execPath, [MAIN, 'reload', '--config', file], { encoding: 'utf8', timeout: 60_000 })
       assert.equal(cli.status, 0, cli.stderr)
       assert.match(cli.stdout, new RegExp(`sent SIGHUP to the sidecar \\(pid ${sc.pid}\\)`))
       const applied = await sc.waitFor((l) => l.msg === 'config applied', 'the reload to be applied')
       assert.deepEqual((applied.providers as { added: string[] }).added, ['process'])
       assert.equal(await stopSidecarProcess(sc), 0)
-      const gone = spawnSync(process.execPath, [MAIN, 'reload', '--config', file], { encoding: 'utf8', timeout: 30_000 })
+      const gone = spawnSync(process.execPath, [MAIN, 'reload', '--config', file], { encoding: 'utf8', timeout: 60_000 })
       assert.equal(gone.status, 1)
       assert.match(gone.stderr, /cannot reach the sidecar/)
     } finally {

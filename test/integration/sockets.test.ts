@@ -52,7 +52,7 @@ function serve(config: string): { child: ChildProcess; output: () => string; lis
   let output = ''
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()))
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()))
-  const listening = until(() => output.includes('relight-sidecar listening') || child.exitCode !== null, 'the sidecar to listen', 20_000).then(() => {
+  const listening = until(() => output.includes('relight-sidecar listening') || child.exitCode !== null, 'the sidecar to listen', 60_000).then(() => {
     if (child.exitCode !== null) throw new Error(`sidecar exited ${child.exitCode}:\n${output}`)
   })
   return { child, output: () => output, listening }

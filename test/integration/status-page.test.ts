@@ -95,9 +95,10 @@ describe('status page and waiting pages in Chromium', { skip }, () => {
     await shot(page, '3-running')
 
     // The Sleep button: a cookie + CSRF POST from the page itself.
-    const sleepButton = await page.$('tr[data-key="process:hello"] button[data-op="sleep"]')
-    assert.ok(sleepButton)
-    await sleepButton.click()
+    // The live page re-renders rows as events arrive: a handle taken first can be detached by the
+    // time it is clicked ("Node is detached from document"), so click through a locator, which
+    // finds the button again until the click lands.
+    await page.locator('tr[data-key="process:hello"] button[data-op="sleep"]').setTimeout(15_000).click()
     await page.waitForSelector('tr[data-key="process:hello"] .state[data-phase="asleep"]', { timeout: 15_000 })
     await shot(page, '4-slept-by-button')
     await page.close()

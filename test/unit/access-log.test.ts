@@ -135,26 +135,29 @@ describe('access log listener', () => {
 })
 
 describe('unix socket paths', () => {
-  it('refuses a socket another program still answers on, and replaces a stale one', async () => {
+  it('refuses a socket another program still answers on, and replaces a stale one', async (t) => {
     const tmp = tempDir()
     const path = join(tmp.dir, 'a.sock')
     const handlers = recorder().handlers
     const first = new AccessLogServer(`unix:${path}`, handlers, pino({ level: 'silent' }))
-    await first.listen()
     const second = new AccessLogServer(`unix:${path}`, handlers, pino({ level: 'silent' }))
+    t.after(async () => {
+      await second.close()
+      await first.close()
+      tmp.remove()
+    })
+    await first.listen()
     await assert.rejects(second.listen(), (e: unknown) => isRelightError(e, 'RELIGHT_ERR_CONFIG') && /in use by a running program/.test((e as Error).message))
-    await second.close()
     // a crashed listener leaves its socket file behind with nobody on it: that one is taken over
     const stale = join(tmp.dir, 'b.sock')
     const crashed = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'ignore'] })
+    t.after(() => { crashed.kill('SIGKILL') })
     await new Promise((res) => crashed.stdout.once('data', res))
     crashed.kill('SIGKILL')
     await new Promise((res) => crashed.once('exit', res))
     assert.ok(existsSync(stale), 'SIGKILL left the socket file')
     const third = new AccessLogServer(`unix:${stale}`, handlers, pino({ level: 'silent' }))
+    t.after(() => third.close())
     await third.listen()
-    await third.close()
-    await first.close()
-    tmp.remove()
   })
 })

@@ -7,11 +7,12 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import pino from 'pino'
 import { parseConfig } from '../../sidecar/config/load.js'
+import { RelightError } from '../../sidecar/core/errors.js'
 import { canonicalHostProblem } from '../../sidecar/core/hosts.js'
 import type { Backend } from '../../sidecar/core/backend.js'
 import { Registry } from '../../sidecar/core/registry.js'
-import { requestKeyOf, ticketOf } from '../../sidecar/core/access-log.js'
-import { type LogConnection, MAX_OPEN_PER_BACKEND, MAX_OPEN_PER_CLIENT, MAX_OPEN_TICKETS, requestKey, TicketLedger, type TicketTarget } from '../../sidecar/core/tickets.js'
+import { repliedBySidecar, requestKeyOf, ticketOf } from '../../sidecar/core/access-log.js'
+import { clientGroup, type LogConnection, MAX_OPEN_PER_BACKEND, MAX_OPEN_PER_CLIENT, MAX_OPEN_TICKETS, requestKey, TicketLedger, type TicketTarget, UNTICKETED_DELAY_MS } from '../../sidecar/core/tickets.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
 import { okUpstream } from '../helpers/ok-upstream.js'
@@ -165,12 +166,65 @@ describe('ticket ledger', () => {
     const line = `{"level":"info","logger":"http.log.access","msg":"handled request","request":{"remote_ip":"192.0.2.1","remote_port":"40000","proto":"HTTP/1.1","method":"GET","host":"a.example.com","uri":"/ws?x=1","headers":{"X-Relight-Ticket":["x"]}},"status":0,"resp_headers":{"Server":["Caddy"]}}`
     assert.equal(requestKeyOf(line), key)
     assert.equal(ticketOf(line), undefined)
+    assert.equal(repliedBySidecar(line), false)
+    // the sidecar's own answer (an error, the waiting page) as Caddy logs it: never matched
+    assert.equal(repliedBySidecar(line.replace('"resp_headers":{', '"resp_headers":{"X-Relight-Reply":["RELIGHT_ERR_PROVIDER_UNAVAILABLE"],')), true)
+    assert.equal(repliedBySidecar(line.replace('"headers":{', '"headers":{"X-Relight-Reply":["x"],')), false, 'a request header of that name is not the reply')
     assert.equal(ledger.finishUnticketed(key, other), false, 'an unproven connection ends nothing')
     assert.equal(target.inflight, 2)
     assert.equal(ledger.finishUnticketed(requestKey('192.0.2.1:40002', 'GET', 'a.example.com', '/ws?x=1'), caddy), false, 'another connection of the same client: nothing')
     assert.equal(ledger.finishUnticketed(key, caddy), true)
     assert.equal(target.inflight, 1)
     assert.equal(ledger.finishUnticketed(key, caddy), false, 'once')
+  })
+
+  it('keys are bounded whatever the URI; IPv6 clients are bounded per /64', () => {
+    const long = requestKey('192.0.2.1:40000', 'GET', 'a.example.com', `/${'a'.repeat(200_000)}`)
+    assert.ok(long.length < 100, `a key stays short (${long.length} characters)`)
+    assert.notEqual(requestKey('192.0.2.1:40000', 'GET', 'a.example.com', '/a'), requestKey('192.0.2.1:40000', 'GET', 'a.example.com', '/b'))
+    assert.notEqual(requestKey('192.0.2.1:40000', 'GET', 'a.example.com', '/a b'), requestKey('192.0.2.1:40000', 'GET a.example.com', '/a', 'b'))
+    assert.notEqual(requestKey('192.0.2.1:40000', 'GET', 'a.example.com', '/a'), requestKey('192.0.2.1:40001', 'GET', 'a.example.com', '/a'))
+    assert.equal(clientGroup('192.0.2.1'), '192.0.2.1')
+    assert.equal(clientGroup('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64')
+    assert.equal(clientGroup('2001:db8:1:2::ffff'), '2001:db8:1:2::/64')
+    assert.equal(clientGroup('2001:0db8:0001:0002:aaaa::1'), '2001:db8:1:2::/64', 'leading zeros')
+    assert.equal(clientGroup('2001:db8::1'), '2001:db8:0:0::/64')
+    assert.equal(clientGroup('::1'), '0:0:0:0::/64')
+    assert.equal(clientGroup('fe80::1%eth0'), 'fe80:0:0:0::/64', 'zone dropped')
+    assert.equal(clientGroup('::ffff:192.0.2.1'), '192.0.2.1', 'IPv4-mapped')
+    assert.equal(clientGroup('zz::1'), undefined)
+    // one /64 is one client for the bound
+    const ledger = new TicketLedger<Counted>({ limits: { perClient: 2 } })
+    ledger.connectionOpened(conn())
+    const target = new Counted()
+    assert.notEqual(ledger.issue(target.start(), 60_000, clientGroup('2001:db8:1:2::1')), undefined)
+    assert.notEqual(ledger.issue(target.start(), 60_000, clientGroup('2001:db8:1:2::2')), undefined)
+    assert.equal(ledger.issue(target, 60_000, clientGroup('2001:db8:1:2::3')), undefined, 'another address of the same /64 is the same client')
+    assert.notEqual(ledger.issue(target.start(), 60_000, clientGroup('2001:db8:1:3::1')), undefined, 'the next /64 is another client')
+  })
+
+  it('a line of a request answered without a ticket ends nothing, and is no early end', () => {
+    let now = 0
+    const ledger = new TicketLedger<Counted>({ now: () => now })
+    const caddy = conn()
+    ledger.connectionOpened(caddy)
+    const target = new Counted()
+    ledger.finish(ledger.issue(target.start(), 60_000)!, caddy)
+    const key = requestKey('192.0.2.1:40000', 'GET', 'a.example.com', '/events')
+    // the retry got its ticket before the old line is matched: the line ends nothing
+    ledger.pass(key)
+    ledger.issue(target.start(), 60_000, '192.0.2.1', key)
+    now += UNTICKETED_DELAY_MS
+    assert.equal(ledger.finishUnticketed(key, caddy), false)
+    assert.equal(target.inflight, 1)
+    // the old line is matched before the retry: the retry still gets a ticket
+    const other = requestKey('192.0.2.1:40001', 'GET', 'a.example.com', '/events')
+    ledger.pass(other)
+    assert.equal(ledger.finishUnticketed(other, caddy), false)
+    assert.notEqual(ledger.issue(target.start(), 60_000, '192.0.2.1', other), undefined)
+    // a pass is used once: a later line of that key (the retry, abandoned) ends the retry
+    assert.equal(ledger.finishUnticketed(other, caddy), true)
+    assert.equal(target.inflight, 1)
   })
 
   it('identical HTTP/2 requests on one connection: a line without its ticket ends one, and the count stays right', () => {
@@ -235,6 +289,7 @@ describe('/_relight/auth with tickets', () => {
     const provider = new MemoryProvider([
       { id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [upstream.address] },
       { id: 'short', hosts: ['short.example.com'], state: 'running', upstreams: [upstream.address], settings: { max_request_duration: 2_000 } },
+      { id: 'sleepy', hosts: ['sleepy.example.com'], state: 'stopped', upstreams: [upstream.address] },
     ])
     const clock = { now: 1_000_000 }
     const registry = new Registry([provider], config, log, () => clock.now)
@@ -245,6 +300,7 @@ describe('/_relight/auth with tickets', () => {
     const auth = (host: string, headers: Record<string, string> = {}) => app.inject({ method: 'GET', url: '/_relight/auth?', headers: { host, ...headers } })
     return {
       registry,
+      provider,
       tickets,
       clock,
       auth,
@@ -254,7 +310,41 @@ describe('/_relight/auth with tickets', () => {
       },
     }
   }
-  const SNIPPET = { 'x-relight-snippet': '3', 'x-relight-client': '127.0.0.1:50000', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' }
+  const SNIPPET = { 'x-relight-snippet': '3', 'x-relight-client': '127.0.0.1:50000', 'x-relight-request': 'GET /', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' }
+
+  it('snippet 3 without X-Relight-Request (a client claiming version 3 through snippet 1) is not counted', async () => {
+    const c = await setup()
+    c.tickets.connectionOpened({ open: true, proven: false })
+    const { 'x-relight-request': _, ...claimed } = SNIPPET
+    const res = await c.auth('a.example.com', claimed)
+    assert.equal(res.statusCode, 200)
+    assert.equal(res.headers['x-relight-ticket'], '-')
+    assert.equal(c.registry.get('memory:a')?.inflight, 0)
+    await c.close()
+  })
+
+  it("an answer without a ticket (a failed wake) lets that request's line pass: the same connection's retry keeps counting", async () => {
+    const c = await setup()
+    const caddy: LogConnection = { open: true, proven: false }
+    c.tickets.connectionOpened(caddy)
+    const proof = String((await c.auth('a.example.com', SNIPPET)).headers['x-relight-ticket'])
+    c.tickets.finish(proof, caddy)
+    assert.equal(caddy.proven, true)
+    const headers = { ...SNIPPET, 'x-relight-request': 'GET /events' }
+    const key = requestKey(SNIPPET['x-relight-client'], 'GET', 'sleepy.example.com', '/events')
+    const sleepy = c.registry.get('memory:sleepy')
+    c.provider.failWake = new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'one failed start')
+    const failed = await c.auth('sleepy.example.com', headers)
+    assert.equal(failed.statusCode, 503, 'the failed wake is an error answer: no ticket')
+    // the client retries on the same connection and gets a stream
+    const retried = await c.auth('sleepy.example.com', headers)
+    assert.match(String(retried.headers['x-relight-ticket']), /^[A-Za-z0-9_-]{22}$/)
+    assert.equal(sleepy?.inflight, 1)
+    // the failed request's line (no ticket, same key) is matched now: it ends nothing
+    assert.equal(c.tickets.finishUnticketed(key, caddy), false)
+    assert.equal(sleepy?.inflight, 1)
+    await c.close()
+  })
 
   it('gives no ticket to a Host spelling Caddy may log elsewhere (activity only); snippet 2 is still counted', async () => {
     const c = await setup()

@@ -44,7 +44,7 @@ export function edgeTable(manifests: Manifest[]): string {
     `| resources | sidecar ${res(sidecar)}; caddy ${res(caddy)} |`,
     `| security | non-root pod, seccomp \`${spec.securityContext.seccompProfile.type}\`; each container ${sc(sidecar)} |`,
     `| admin token | env \`RELIGHT_ADMIN_TOKEN\` from Secret \`${sidecar.env.find((e: Manifest) => e.name === 'RELIGHT_ADMIN_TOKEN').valueFrom.secretKeyRef.name}\`, key \`token\` (metrics, status page, admin API) |`,
-    `| TLS | none in the pod: Caddy serves HTTP on ${caddy.ports[0].containerPort}; \`/data\` is an emptyDir per replica (see "TLS" below) |`,
+    `| TLS | none in the pod: Caddy serves HTTP on ${caddy.ports[0].containerPort}; \`/data\` is an emptyDir per replica (see "TLS" in [deploy/kubernetes/README.md](deploy/kubernetes/README.md#tls)) |`,
   ].join('\n')
 }
 

@@ -294,7 +294,7 @@ describe('status page access', () => {
 })
 
 describe('webhooks', () => {
-  it('POSTs signed JSON to a real receiver off the emitting stack, retries after a failure, and counts what it lost', async () => {
+  it('POSTs signed JSON to a real receiver off the emitting stack, retries after a failure, and counts what it lost', async (t) => {
     const secret = testSecret()
     const received: { headers: IncomingMessage['headers']; body: string }[] = []
     let failFirst = true
@@ -312,6 +312,7 @@ describe('webhooks', () => {
       })
     })
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r))
+    t.after(() => new Promise<void>((r) => receiver.close(() => r())))
     const port = (receiver.address() as { port: number }).port
     const events = new LifecycleEvents()
     const config = parseConfig(
@@ -319,6 +320,7 @@ describe('webhooks', () => {
       'test',
     )
     const hooks = new Webhooks(config.webhooks, events, log, { backoffMs: 20 })
+    t.after(() => hooks.close())
     let returned = false
     events.subscribe(() => assert.equal(returned, false, 'delivery never runs on the emitting stack'))
     events.emit({ type: 'provider.up', provider: 'memory', backends: 1 }) // not matched by wake.*
@@ -339,8 +341,6 @@ describe('webhooks', () => {
     assert.deepEqual(hooks.stats()[0], { delivered: 1, failed: 0, dropped: 0, attemptFailures: 1 })
     assert.equal(hooks.stats()[1]?.failed, 2, 'both events lost on the dead receiver')
     assert.equal(hooks.stats()[1]?.attemptFailures, 4)
-    hooks.close()
-    await new Promise<void>((r) => receiver.close(() => r()))
   })
 
   it('are wired into a running sidecar: a wake reaches the receiver and the results show in /_relight/metrics', async () => {

@@ -123,6 +123,9 @@ describe('podman provider: libpod requests (recorded answers)', () => {
     pool().intercept({ path: `${BASE}/start`, method: 'POST' }).reply(304, '')
     inspectReturns(running)
     await provider.wake(ID, AbortSignal.timeout(5000))
+    // One start, not retried, and the container read again to see it running.
+    assert.deepEqual(calls(), [`GET ${BASE}/json`, `POST ${BASE}/start`, `GET ${BASE}/json`])
+    agent.assertNoPendingInterceptors()
   })
 
   it('lists by the domain label and reads hosts, port and settings from labels', async () => {

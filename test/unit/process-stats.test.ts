@@ -2,14 +2,16 @@ import assert from 'node:assert/strict'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { processConfigSchema } from '../../sidecar/providers/process/config.js'
 import { ProcessProvider } from '../../sidecar/providers/process/provider.js'
 import { groupUsage, parseStat } from '../../sidecar/providers/process/stats.js'
 import { freePort, tempDir } from '../helpers/net.js'
+import { until } from '../helpers/wait.js'
 
-const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
+/** Listens on PORT and spins about 80 % of a core. */
+const BUSY_APP = `require('node:http').createServer((q, r) => r.end('ok')).listen(Number(process.env.PORT), '127.0.0.1')
+setInterval(() => { const end = Date.now() + 20; while (Date.now() < end); }, 25)`
 
 /** A /proc line: pid (comm) state ppid pgrp … utime(14) stime(15) cutime(16) cstime(17) … starttime(22) */
 function statLine(pid: number, comm: string, pgrp: number, utime: number, stime: number, cutime: number, cstime: number, start: number): string {
@@ -45,25 +47,23 @@ describe('process provider stats', () => {
     assert.equal(usage.avgCpuPct, 10)
   })
 
-  it('reports a running app\'s figures and zero for a stopped one', async () => {
+  it('reports a running app\'s figures and zero for a stopped one', async (t) => {
     const port = await freePort()
     const provider = new ProcessProvider(
       processConfigSchema.parse({
-        apps: [{ name: 'stats', hosts: ['stats.localhost'], command: [process.execPath, APP], env: { PORT: '{{port}}' }, port, stdout: 'null', stderr: 'null', grace_period: '2s' }],
+        apps: [{ name: 'stats', hosts: ['stats.localhost'], command: [process.execPath, '-e', BUSY_APP], env: { PORT: '{{port}}' }, port, stdout: 'null', stderr: 'null', grace_period: '2s' }],
       }),
       pino({ level: 'silent' }),
     )
-    try {
-      await provider.wake('stats', AbortSignal.timeout(5000))
-      const first = await provider.stats('stats', AbortSignal.timeout(5000))
-      assert.ok(first.mem_mb > 0, `a node process has resident memory (got ${first.mem_mb})`)
-      assert.ok(Number.isFinite(first.cpu_pct) && first.cpu_pct >= 0)
-      const second = await provider.stats('stats', AbortSignal.timeout(5000))
-      assert.ok(Number.isFinite(second.cpu_pct) && second.cpu_pct >= 0)
-      await provider.sleep('stats', 'stop', AbortSignal.timeout(5000))
-      assert.deepEqual(await provider.stats('stats', AbortSignal.timeout(5000)), { cpu_pct: 0, mem_mb: 0 })
-    } finally {
-      await provider.close()
-    }
+    t.after(() => provider.close())
+    await provider.wake('stats', AbortSignal.timeout(5000))
+    // The app keeps a core busy, so a CPU figure of 0 means a broken computation (NaN reports as 0).
+    // Right after spawn the child may not have left the sidecar's process group yet (setsid runs in
+    // the child), so its group can be empty for a moment: ask until the group shows up.
+    await until(async () => (await provider.stats('stats', AbortSignal.timeout(5000))).mem_mb > 0, 'a node process to show resident memory')
+    // Then the rate between two calls: /proc counts CPU in 10 ms ticks, so ask until one has passed.
+    await until(async () => (await provider.stats('stats', AbortSignal.timeout(5000))).cpu_pct > 0, 'a busy process\'s CPU rate between two calls to be above 0')
+    await provider.sleep('stats', 'stop', AbortSignal.timeout(5000))
+    assert.deepEqual(await provider.stats('stats', AbortSignal.timeout(5000)), { cpu_pct: 0, mem_mb: 0 })
   })
 })

@@ -416,7 +416,10 @@ export class ProcessProvider implements Provider {
       this.apps.delete(name)
       changes.removed.push(name)
       this.retiring.add(app)
-      void this.serial(name, () => Promise.all(app.replicas.map((r) => r.stop()))).finally(() => this.retiring.delete(app))
+      void this.serial(name, () => Promise.all(app.replicas.map((r) => r.stop()))).finally(() => {
+        this.retiring.delete(app)
+        this.log.info({ app: name }, 'removed app stopped')
+      })
     }
     for (const config of next.apps) {
       const app = this.apps.get(config.name)
