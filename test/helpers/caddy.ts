@@ -4,7 +4,7 @@
  * where a missing Caddy is a failure.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { chmodSync, copyFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, tempDir } from './net.js'
@@ -154,4 +154,23 @@ export function stopChild(child: ChildProcess): Promise<void> {
     })
     child.kill('SIGTERM')
   })
+}
+
+/** The certificate files (`*.crt`, sorted) in a Caddy storage directory. */
+export function certificates(storage: string): string[] {
+  const found: string[] = []
+  const walk = (d: string) => {
+    let entries
+    try {
+      entries = readdirSync(d, { withFileTypes: true })
+    } catch {
+      return
+    }
+    for (const e of entries) {
+      if (e.isDirectory()) walk(join(d, e.name))
+      else if (e.name.endsWith('.crt')) found.push(e.name)
+    }
+  }
+  walk(join(storage, 'certificates'))
+  return found.sort()
 }

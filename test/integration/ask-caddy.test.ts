@@ -3,11 +3,9 @@
  * twenty spellings of one name in the TLS SNI get exactly one certificate.
  */
 import assert from 'node:assert/strict'
-import { readdirSync } from 'node:fs'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { connect } from 'node:tls'
-import { caddySkip, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
+import { caddySkip, certificates, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
 
@@ -51,23 +49,6 @@ function handshake(port: number, servername: string): Promise<boolean> {
   })
 }
 
-function certificates(dir: string): string[] {
-  const found: string[] = []
-  const walk = (d: string) => {
-    let entries
-    try {
-      entries = readdirSync(d, { withFileTypes: true })
-    } catch {
-      return
-    }
-    for (const e of entries) {
-      if (e.isDirectory()) walk(join(d, e.name))
-      else if (e.name.endsWith('.crt')) found.push(e.name)
-    }
-  }
-  walk(join(dir, 'certificates'))
-  return found
-}
 
 describe('on-demand TLS asks the sidecar: one certificate per name', { skip }, () => {
   let sc: TestSidecar

@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
+import { testSecret } from '../helpers/secret.js'
 import { dockerSkip } from '../helpers/docker.js'
 import { type ControlPlane, createNamespace, k8sSkip, serviceAccountToken, startControlPlane } from '../helpers/k8s.js'
 import { ROOT, sidecarImage } from '../helpers/images.js'
@@ -73,7 +74,7 @@ describe('deploy/kubernetes on a real control plane', { skip: k8sSkip() }, () =>
 
   it('the overlay applies: every object is accepted by the API server', async () => {
     await createNamespace(cp, NS)
-    const token = 'k8s-test-admin-token-0123456789abcdef'
+    const token = testSecret()
     await cp.ok('POST', `/api/v1/namespaces/${NS}/secrets`, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'relight-admin' }, stringData: { token } })
     const policyV1 = (await cp.api('GET', '/apis/policy/v1')).status === 200
     for (const m of manifests) {

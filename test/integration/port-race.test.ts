@@ -7,27 +7,21 @@
  * app writes and the line the racer prints; no sleeps.
  */
 import assert from 'node:assert/strict'
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { freePort, tempDir } from '../helpers/net.js'
+import { nobodySkip } from '../helpers/nobody.js'
 import { startSidecarProcess, stopSidecarProcess, type SidecarProcess } from '../helpers/sidecar-process.js'
 import { until } from '../helpers/wait.js'
 
 const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
 
-function skip(): string | undefined {
-  let reason: string | undefined
-  if (process.getuid?.() !== 0) reason = 'not root: cannot run the racer as nobody'
-  else if (spawnSync('setpriv', ['--version']).status !== 0) reason = 'setpriv (util-linux) is missing'
-  if (reason && process.env.CI) throw new Error(`${reason}; CI requires this test`)
-  return reason
-}
 
-describe('the wake routes only to the app it started', { skip: skip() }, () => {
+describe('the wake routes only to the app it started', { skip: nobodySkip() }, () => {
   const tmp = tempDir('relight-race-')
   let sc: SidecarProcess | undefined
   let racer: ChildProcess | undefined

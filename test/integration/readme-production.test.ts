@@ -12,21 +12,22 @@
  */
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
 import { connect } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import { caddySkip, type RunningCaddy, startCaddy, stopChild } from '../helpers/caddy.js'
+import { testSecret } from '../helpers/secret.js'
+import { caddySkip, certificates, type RunningCaddy, startCaddy, stopChild } from '../helpers/caddy.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { prometheusSkip } from '../helpers/prometheus.js'
 import { MAIN, type SidecarProcess, startSidecarProcess } from '../helpers/sidecar-process.js'
 import { until } from '../helpers/wait.js'
 
 const README = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8')
-const TOKEN = 'readme-production-token-0123456789'
+const TOKEN = testSecret()
 
 function fenced(lang: string, first: string | RegExp): string {
   for (const m of README.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))) {
@@ -79,23 +80,6 @@ function httpsGet(port: number, host: string, path: string): Promise<{ status: n
   })
 }
 
-function certificates(storage: string): string[] {
-  const found: string[] = []
-  const walk = (d: string) => {
-    let entries
-    try {
-      entries = readdirSync(d, { withFileTypes: true })
-    } catch {
-      return
-    }
-    for (const e of entries) {
-      if (e.isDirectory()) walk(join(d, e.name))
-      else if (e.name.endsWith('.crt')) found.push(e.name)
-    }
-  }
-  walk(join(storage, 'certificates'))
-  return found.sort()
-}
 
 describe('README production recipe, as written', { skip: usersSkip() }, () => {
   const tmp = tempDir('relight-prod-')

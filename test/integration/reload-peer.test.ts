@@ -14,17 +14,11 @@ import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { procStat } from '../../sidecar/core/proc-stat.js'
 import { freePort, tempDir } from '../helpers/net.js'
+import { nobodySkip } from '../helpers/nobody.js'
 import { testSecret } from '../helpers/secret.js'
 import { MAIN, startSidecarProcess, stopSidecarProcess } from '../helpers/sidecar-process.js'
 import { until } from '../helpers/wait.js'
 
-function skip(): string | undefined {
-  let reason: string | undefined
-  if (process.getuid?.() !== 0) reason = 'not root: cannot run the racer as nobody'
-  else if (spawnSync('setpriv', ['--version']).status !== 0) reason = 'setpriv (util-linux) is missing'
-  if (reason && process.env.CI) throw new Error(`${reason}; CI requires this test`)
-  return reason
-}
 
 /** A listener run as `nobody` that answers like the admin API and prints every byte it gets. */
 const RACER = `
@@ -55,7 +49,7 @@ async function receivedBefore(r: ReturnType<typeof racer>, port: number): Promis
   return r.out().split('\n').filter((l) => l.startsWith('DATA ') && !l.includes(marker))
 }
 
-describe('reload sends the admin token only to the sidecar', { skip: skip() }, () => {
+describe('reload sends the admin token only to the sidecar', { skip: nobodySkip() }, () => {
   const tmp = tempDir('relight-peer-')
   mkdirSync(join(tmp.dir, 'state'), { mode: 0o700 })
   const tokenFile = join(tmp.dir, 'admin-token')
