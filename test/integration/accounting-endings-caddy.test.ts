@@ -6,8 +6,6 @@
  * app asleep within idle_timeout plus a margin, and a stream still open keeps its app awake.
  */
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
-import { createServer, type Server } from 'node:http'
 import { connect as h2connect, constants as h2 } from 'node:http2'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, it, type TestContext } from 'node:test'
@@ -18,6 +16,7 @@ import { RelightError } from '../../sidecar/core/errors.js'
 import { MAX_OPEN_PER_CLIENT, UNTICKETED_DELAY_MS } from '../../sidecar/core/tickets.js'
 import { caddySkip, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
 import { freePort } from '../helpers/net.js'
+import { startStreamBackend as startBackend } from '../helpers/stream-backend.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
@@ -29,49 +28,6 @@ const IDLE_MS = 1000
 const MARGIN_MS = 3000
 const CONFIG = `min_idle_timeout: 300ms\nresync_interval: 0s\ndefaults: { idle_timeout: ${IDLE_MS}ms }\n`
 
-/** The backend every app routes to: SSE streams, slow answers, resets, websockets. */
-async function startBackend(): Promise<{ server: Server; address: string; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
-    if (req.url === '/sse') {
-      res.writeHead(200, { 'content-type': 'text/event-stream' })
-      res.write('data: first\n\n')
-      const t = setInterval(() => res.write('data: tick\n\n'), 100)
-      res.on('close', () => clearInterval(t))
-      return
-    }
-    if (req.url?.startsWith('/slow')) return // answers never: the client gives up
-    if (req.url === '/reset') {
-      req.socket.destroy() // Caddy answers 502
-      return
-    }
-    res.end('ok\n')
-  })
-  server.on('upgrade', (req, socket: Socket) => {
-    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
-    socket.on('error', () => undefined)
-    socket.on('data', (d: Buffer) => {
-      if ((d[0] ?? 0) === 0x88) socket.end(Buffer.from([0x88, 0x00])) // a close frame: answer it, then FIN
-    })
-  })
-  // every connection, upgraded ones too (server.close() would wait for them)
-  const sockets = new Set<Socket>()
-  server.on('connection', (s: Socket) => {
-    sockets.add(s)
-    s.on('close', () => sockets.delete(s))
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const a = server.address()
-  return {
-    server,
-    address: `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`,
-    close: () => {
-      const closed = new Promise<void>((r) => server.close(() => r()))
-      for (const s of sockets) s.destroy()
-      return closed
-    },
-  }
-}
 
 /** A raw HTTP/1.1 request on its own connection (optionally from another loopback address). */
 function open(port: number, host: string, path: string, extra: Record<string, string> = {}, localAddress?: string): Promise<{ socket: Socket; head: string }> {

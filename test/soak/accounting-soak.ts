@@ -10,8 +10,6 @@
  * the connection), and HTTP/2 streams (some reset). Everything runs on 127.0.0.1; every process
  * and server started here is stopped when it ends. Prints one JSON object with the figures.
  */
-import { createHash } from 'node:crypto'
-import { createServer } from 'node:http'
 import { connect as h2connect, constants as h2 } from 'node:http2'
 import { connect, type Socket } from 'node:net'
 import { loadavg } from 'node:os'
@@ -20,6 +18,7 @@ import { request } from 'undici'
 import type { LifecycleEvent } from '../../sidecar/core/events.js'
 import { startCaddy, type RunningCaddy } from '../helpers/caddy.js'
 import { freePort } from '../helpers/net.js'
+import { startStreamBackend } from '../helpers/stream-backend.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
 import { until } from '../helpers/wait.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
@@ -46,32 +45,8 @@ const rand = (lo: number, hi: number) => lo + Math.random() * (hi - lo)
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 async function main(): Promise<void> {
-  const backend = createServer((req, res) => {
-    if (req.url === '/sse') {
-      res.writeHead(200, { 'content-type': 'text/event-stream' })
-      const t = setInterval(() => res.write('data: tick\n\n'), 200)
-      res.write('data: first\n\n')
-      res.on('close', () => clearInterval(t))
-      return
-    }
-    if (req.url === '/slow') return
-    if (req.url === '/reset') {
-      req.socket.destroy()
-      return
-    }
-    res.end('ok\n')
-  })
-  backend.on('upgrade', (req, socket: Socket) => {
-    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
-    socket.on('error', () => undefined)
-    socket.on('data', (d: Buffer) => {
-      if ((d[0] ?? 0) === 0x88) socket.end(Buffer.from([0x88, 0x00]))
-    })
-  })
-  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r))
-  const ba = backend.address()
-  const upstream = `127.0.0.1:${typeof ba === 'object' && ba ? ba.port : 0}`
+  const backend = await startStreamBackend()
+  const upstream = backend.address
   const ids = Array.from({ length: APPS }, (_, i) => `app${i + 1}`)
   const provider = new MemoryProvider(ids.map((id) => ({ id, hosts: [`${id}.apps.test`], state: 'running' as const, upstreams: [upstream] })))
   let sc: TestSidecar | undefined
@@ -231,8 +206,7 @@ async function main(): Promise<void> {
   } finally {
     await caddy?.close()
     await sc?.close()
-    await new Promise<void>((r) => backend.close(() => r()))
-    backend.closeAllConnections()
+    await backend.close()
   }
 }
 
