@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, copyFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { connect as tlsConnect } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { freePort, tempDir } from './net.js'
 
@@ -173,4 +174,18 @@ export function certificates(storage: string): string[] {
   }
   walk(join(storage, 'certificates'))
   return found.sort()
+}
+
+/** One TLS handshake with Caddy on loopback, `servername` in the SNI: whether it succeeded (bounded: 15 s). */
+export function handshake(port: number, servername: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false })
+    socket.setTimeout(15_000, () => socket.destroy())
+    socket.once('secureConnect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+    socket.once('close', () => resolve(false))
+  })
 }

@@ -4,8 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { connect } from 'node:tls'
-import { caddySkip, certificates, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
+import { caddySkip, certificates, handshake, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
 
@@ -35,19 +34,6 @@ const SPELLINGS = [
   'shop.apps.EXAMPLE.com',
 ]
 
-/** One TLS handshake with `servername` in the SNI; whether it succeeded. */
-function handshake(port: number, servername: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false })
-    socket.setTimeout(10_000, () => socket.destroy())
-    socket.once('secureConnect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-    socket.once('close', () => resolve(false))
-  })
-}
 
 
 describe('on-demand TLS asks the sidecar: one certificate per name', { skip }, () => {

@@ -15,12 +15,11 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
-import { connect } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { testSecret } from '../helpers/secret.js'
-import { caddySkip, certificates, type RunningCaddy, startCaddy, stopChild } from '../helpers/caddy.js'
+import { caddySkip, certificates, handshake, type RunningCaddy, startCaddy, stopChild } from '../helpers/caddy.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { prometheusSkip } from '../helpers/prometheus.js'
 import { MAIN, type SidecarProcess, startSidecarProcess } from '../helpers/sidecar-process.js'
@@ -52,19 +51,6 @@ function usersSkip(): string | undefined {
   return why
 }
 
-/** One TLS handshake with `servername` in the SNI; whether it succeeded. */
-function handshake(port: number, servername: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false })
-    socket.setTimeout(15_000, () => socket.destroy())
-    socket.once('secureConnect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-    socket.once('close', () => resolve(false))
-  })
-}
 
 /** GET https://host:port/path through Caddy on loopback (SNI and Host = host). */
 function httpsGet(port: number, host: string, path: string): Promise<{ status: number; body: string }> {
