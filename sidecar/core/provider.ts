@@ -26,6 +26,7 @@
  *   signal aborts. Missing an event is allowed: the periodic resync through `list()` is the truth.
  * - Providers never call each other and never touch the host index.
  */
+import type { SharedEngine } from './shared.js'
 
 export type SleepMode = 'pause' | 'stop' | 'checkpoint' | 'suspend' | 'scale'
 export const SLEEP_MODES = ['pause', 'stop', 'checkpoint', 'suspend', 'scale'] as const
@@ -186,6 +187,23 @@ export interface Provider {
    * counts as absent and is replaced (core/activity-clock.ts).
    */
   shareActivity?(id: string, at: number, signal: AbortSignal, context?: SleepContext): Promise<void>
+  /**
+   * Several sidecars on one engine (Swarm, Kubernetes): the shared-decision port (core/shared.ts).
+   * A provider with `shared` (1) writes an activity token in the same write as every wake's
+   * replica change, and writes one when `wake()` finds the backend up; (2) emits no
+   * `upsert`/`state` for its own writes (it recognises them by version) and never emits from
+   * inside `wake()`/`sleep()`/`sleepIf()`: a transition reports only through its return value;
+   * (3) resets `seenAt` of every observation when its view reconnects; (4) `sleep()` of a shared
+   * backend is only called by the admin API and is `sleepIf(observe(id).version)`.
+   * Replaces `shareActivity` (removed once both cluster providers implement this).
+   */
+  readonly shared?: SharedEngine
+  /**
+   * While the core probes a woken backend: resolves with a reason when the backend stopped
+   * (a task that failed right after start). Never resolves otherwise; `signal` aborts when the
+   * probe ends. Replaces side-channel `state` events from inside a wake.
+   */
+  startFailure?(id: string, signal: AbortSignal): Promise<string>
   stats?(id: string, signal: AbortSignal): Promise<BackendStats>
   /**
    * Called after a readiness probe of `upstream` connected: is the listener that answered the

@@ -479,7 +479,7 @@ describe('admin API', () => {
 
 /** Several sidecars on one engine: the provider keeps a shared last-activity and refuses stale sleeps. */
 class SharedMemoryProvider extends MemoryProvider {
-  readonly shared = new Map<string, number>()
+  readonly lastShared = new Map<string, number>()
   readonly writes: { id: string; at: number }[] = []
   failShare = false
   shareAttempts = 0
@@ -488,11 +488,11 @@ class SharedMemoryProvider extends MemoryProvider {
     this.shareAttempts++
     if (this.failShare) throw new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'engine down')
     this.writes.push({ id, at })
-    this.shared.set(id, Math.max(at, this.shared.get(id) ?? 0))
+    this.lastShared.set(id, Math.max(at, this.lastShared.get(id) ?? 0))
   }
 
   override async sleep(id: string, mode: SleepMode, signal: AbortSignal, context?: SleepContext): Promise<void> {
-    const last = this.shared.get(id)
+    const last = this.lastShared.get(id)
     if (context && last !== undefined && Date.now() - last < context.idleTimeout) {
       throw new RelightError('RELIGHT_ERR_SLEEP_REFUSED', `another sidecar saw activity ${Date.now() - last} ms ago`)
     }
@@ -526,7 +526,7 @@ describe('shared activity (several sidecars)', () => {
       await registry.sweep()
       assert.equal(provider.writes.length, 2)
       // Locally idle, but another sidecar wrote activity a moment ago: the sleep is refused.
-      provider.shared.set('a', Date.now())
+      provider.lastShared.set('a', Date.now())
       clock.now += 10_000
       assert.deepEqual(await registry.sweep(), [false])
       const backend = registry.get('memory:a')
@@ -539,7 +539,7 @@ describe('shared activity (several sidecars)', () => {
       await registry.sweep()
       assert.equal(provider.writes.length, 2, 'a refused sleep is not shared as activity')
       // The other sidecar went quiet long ago: the next idle sweep sleeps it once.
-      provider.shared.set('a', Date.now() - 60_000)
+      provider.lastShared.set('a', Date.now() - 60_000)
       clock.now += 10_000
       assert.deepEqual(await registry.sweep(), [true])
       assert.deepEqual(provider.calls.sleep, ['stop'])

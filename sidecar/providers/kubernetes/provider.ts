@@ -88,7 +88,7 @@ export class KubernetesProvider implements Provider {
   private readonly namespaces: readonly (string | undefined)[]
   private readonly prefix: string
   private readonly baseSettings: BackendSettings
-  private readonly shared: SharedActivity | undefined
+  private readonly leases: SharedActivity | undefined
   private readonly listeners = new Set<(event: ProviderEvent) => void>()
   /** What the watches know: annotated workloads by id, and pods by namespace/name. */
   private readonly workloads = new Map<string, Known>()
@@ -131,7 +131,7 @@ export class KubernetesProvider implements Provider {
     this.credentials = credentials
     this.setupError = setupError
     this.client = options.client ?? (credentials ? new KubeClient(credentials) : undefined)
-    this.shared = this.client ? new SharedActivity(this.client, this.identity) : undefined
+    this.leases = this.client ? new SharedActivity(this.client, this.identity) : undefined
     const defaultNamespace = credentials?.namespace ?? 'default'
     this.namespaces = config.namespaces === 'all' ? [undefined] : (config.namespaces ?? [defaultNamespace])
   }
@@ -219,7 +219,7 @@ export class KubernetesProvider implements Provider {
       const had = this.workloads.delete(id)
       this.pinned.delete(id)
       this.warned.forget(id)
-      if (type === 'DELETED') this.shared?.forget({ kind, namespace: w.metadata.namespace ?? 'default', name: w.metadata.name })
+      if (type === 'DELETED') this.leases?.forget({ kind, namespace: w.metadata.namespace ?? 'default', name: w.metadata.name })
       if (had || type === 'DELETED') this.emit({ type: 'remove', id })
       return
     }
@@ -273,7 +273,7 @@ export class KubernetesProvider implements Provider {
     const k = { kind: ref.kind, workload: w }
     if (specReplicas(w) === 0) {
       const { awakeReplicas, settings } = this.facts(k)
-      await (this.shared as SharedActivity).renew(ref, Date.now(), signal, ownerOf(ref, w), settings.idle_timeout ?? this.baseSettings.idle_timeout).catch((err: unknown) => {
+      await (this.leases as SharedActivity).renew(ref, Date.now(), signal, ownerOf(ref, w), settings.idle_timeout ?? this.baseSettings.idle_timeout).catch((err: unknown) => {
         if (signal.aborted) throw err
         // The wake goes on (availability first); this sidecar refuses its own scale-downs of the
         // workload until a later write succeeds (leases.ts).
@@ -347,7 +347,7 @@ export class KubernetesProvider implements Provider {
     const w = await this.get(ref, signal)
     const k = { kind: ref.kind, workload: w }
     if (specReplicas(w) > 0) {
-      await (this.shared as SharedActivity).claimScaleDown(ref, context?.idleTimeout ?? 0, signal, ownerOf(ref, w))
+      await (this.leases as SharedActivity).claimScaleDown(ref, context?.idleTimeout ?? 0, signal, ownerOf(ref, w))
       await this.scale(client, ref, 0, signal)
       this.log.debug({ workload: id }, 'scaled to 0')
       // Asleep once no pod is left or every one is terminating: a wake right after must not
@@ -367,7 +367,7 @@ export class KubernetesProvider implements Provider {
     this.usable()
     const ref = this.ref(id)
     const known = this.workloads.get(id)?.workload
-    await (this.shared as SharedActivity).renew(ref, at, signal, known ? ownerOf(ref, known) : undefined, context?.idleTimeout)
+    await (this.leases as SharedActivity).renew(ref, at, signal, known ? ownerOf(ref, known) : undefined, context?.idleTimeout)
   }
 
   // ── helpers ────────────────────────────────────────────────────────────────────────────────
