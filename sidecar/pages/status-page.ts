@@ -186,7 +186,7 @@ function row(b) {
     td("In flight", { class: "num" }, b.inflight),
     td("Idle", { "data-idle": "" }, idleCell(b)),
     td("Last wake", {}, ago(b.last_wake_at), b.last_wake_duration_ms !== undefined ? el("div", { class: "muted small" }, "took " + ms(b.last_wake_duration_ms)) : null),
-    td("Last sleep", {}, ago(b.last_sleep_at), b.last_sleep_refused ? el("div", { class: "muted small" }, "refused: " + b.last_sleep_refused.reason) : null),
+    td("Last sleep", {}, ago(b.last_sleep_at), b.last_sleep_refused ? el("div", { class: "muted small" }, "refused: " + b.last_sleep_refused.reason + (b.last_sleep_refused.cpu_pct !== undefined ? " (CPU " + b.last_sleep_refused.cpu_pct + "%)" : "")) : null),
     td("Last error", { class: err ? "err" : "muted empty" }, err ? err.code.replace("RELIGHT_ERR_", "") + (err.reason ? ": " + err.reason : "") : "–"),
     td("", { class: "actions" }, actions(b)));
 }
