@@ -48,7 +48,7 @@ const SLEEP_RESULTS = ['done', 'refused', 'failed'] as const
  * a backend sleep?"). Bounded: a provider's refusal (its message varies) is `shared`, anything
  * else `other`; `not idle` (the ordinary case) is not counted.
  */
-export const REFUSAL_REASONS = ['always_on', 'inflight', 'waking', 'startup_grace', 'busy', 'shared', 'other'] as const
+export const REFUSAL_REASONS = ['always_on', 'awake_during', 'inflight', 'waking', 'startup_grace', 'busy', 'shared', 'other'] as const
 
 export function refusalReason(reason: string, code?: string): (typeof REFUSAL_REASONS)[number] {
   if (code === 'RELIGHT_ERR_SLEEP_REFUSED') return 'shared'
@@ -191,7 +191,7 @@ export class Metrics {
     })
     const refusals = new Counter({
       name: 'relight_sleep_refusals_total',
-      help: 'Sleeps refused, by the rule that kept the backend awake (always_on, inflight, waking, startup_grace, busy, shared, other).',
+      help: 'Sleeps refused, by the rule that kept the backend awake (always_on, awake_during, inflight, waking, startup_grace, busy, shared, other).',
       labelNames: ['provider', 'backend', 'reason'],
       registers: [register],
     })

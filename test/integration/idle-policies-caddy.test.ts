@@ -43,7 +43,7 @@ describe('ignored traffic through Caddy', { skip }, () => {
     return { status: res.statusCode, retryAfter: res.headers['retry-after'], body: await res.body.text() }
   }
 
-  it('an uptime checker every 2 s for 30 s: the app sleeps idle_timeout after the last real request and stays asleep', async () => {
+  it('an uptime checker every 2 s for 30 s: the app sleeps idle_timeout after the last real request and stays asleep', async (t) => {
     const app = () => sc.sidecar.registry.get('process:app')
     const user = await get('Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0')
     assert.equal(user.status, 200, 'a real request wakes the app')
@@ -61,6 +61,7 @@ describe('ignored traffic through Caddy', { skip }, () => {
     const slept = events.find((e) => e.event.type === 'sleep.done')
     assert.ok(slept, `the app slept (answers: ${JSON.stringify(answers)})`)
     const sleptAfter = slept.at - lastReal
+    t.diagnostic(`slept ${sleptAfter} ms after the last real request; answers ${JSON.stringify(answers.map((a) => [a.at, a.status]))}`)
     // On time: idle_timeout after the last real request, plus a sweep tick and the stop itself.
     assert.ok(sleptAfter >= IDLE_MS - 200 && sleptAfter <= IDLE_MS + 2000, `slept ${sleptAfter} ms after the last real request`)
     const served = answers.filter((a) => a.status === 200)
