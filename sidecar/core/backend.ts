@@ -493,8 +493,23 @@ export class Backend {
    * Put the backend to sleep if it is still idle once earlier transitions finish. Returns true
    * when it went to sleep. Falls back to `fallback_sleep` when the preferred mode fails.
    */
-  sleepIfIdle(): Promise<boolean> {
-    return this.runSleep(false).then((outcome) => outcome.result === 'done')
+  sleepIfIdle(options: { busyChecked?: boolean } = {}): Promise<boolean> {
+    return this.runSleep(false, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
+  }
+
+  /**
+   * busy_cpu: read the CPU now; at or above it, hold the backend awake for another idle_timeout
+   * and report the refusal (reason `busy`). False when busy_cpu is off or the reading failed.
+   * The sweep asks every member of a group before it puts any to sleep.
+   */
+  async busyNow(): Promise<boolean> {
+    const limit = this.settings.busy_cpu
+    if (limit === undefined) return false
+    const cpu = await this.measureCpu()
+    if (cpu === undefined || cpu < limit) return false
+    this.hold('busy', this.deps.now() + this.settings.idle_timeout)
+    this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: 'busy', cpu_pct: cpu })
+    return true
   }
 
   /**
@@ -505,17 +520,12 @@ export class Backend {
     return this.runSleep(true)
   }
 
-  private runSleep(ignoreActivity: boolean): Promise<SleepOutcome> {
+  private runSleep(ignoreActivity: boolean, checkBusy = !ignoreActivity): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
       let blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
-      if (blocker === undefined && !ignoreActivity && this.settings.busy_cpu !== undefined) {
-        const cpu = await this.measureCpu()
-        if (cpu !== undefined && cpu >= this.settings.busy_cpu) {
-          this.hold('busy', this.deps.now() + this.settings.idle_timeout)
-          this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: 'busy', cpu_pct: cpu })
-          return { result: 'refused', reason: 'busy' }
-        }
+      if (blocker === undefined && checkBusy && this.settings.busy_cpu !== undefined) {
+        if (await this.busyNow()) return { result: 'refused', reason: 'busy' }
         // A request may have come while the CPU was read.
         blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
       }

@@ -424,13 +424,19 @@ export class Registry implements RegistryReload {
       if (!members) groups.set(key, (members = []))
       members.push(backend)
     }
+    const groupWork: Promise<boolean[]>[] = []
     for (const members of groups.values()) {
       const awake = members.filter((b) => b.phase !== 'asleep')
-      if (awake.length > 0 && awake.every((b) => b.isIdle(now))) {
-        for (const b of awake) work.push(b.sleepIfIdle())
-      }
+      if (awake.length > 0 && awake.every((b) => b.isIdle(now))) groupWork.push(this.sleepGroup(awake))
     }
-    return Promise.all(work)
+    return Promise.all([Promise.all(work), ...groupWork]).then((done) => done.flat())
+  }
+
+  /** A group sleeps together: every member's busy_cpu is read first, and one busy member keeps them all. */
+  private async sleepGroup(awake: readonly Backend[]): Promise<boolean[]> {
+    const busy = await Promise.all(awake.map((b) => b.busyNow()))
+    if (busy.some(Boolean)) return awake.map(() => false)
+    return Promise.all(awake.map((b) => b.sleepIfIdle({ busyChecked: true })))
   }
 
   /** Start the idle sweep: every second, or faster when idle timeouts are short. */

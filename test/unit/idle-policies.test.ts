@@ -26,10 +26,11 @@ const TOKEN = testSecret()
 /** A MemoryProvider that measures CPU (like process, docker and podman): `cpu` is what it reports. */
 class MeasuringProvider extends MemoryProvider {
   cpu = 0
+  readonly cpuOf = new Map<string, number>()
   statsCalls = 0
-  async stats(): Promise<BackendStats> {
+  async stats(id: string): Promise<BackendStats> {
     this.statsCalls++
-    return { cpu_pct: this.cpu, mem_mb: 1 }
+    return { cpu_pct: this.cpuOf.get(id) ?? this.cpu, mem_mb: 1 }
   }
 }
 
@@ -199,6 +200,30 @@ describe('busy_cpu', () => {
     await c.close()
   })
 
+  it('one busy member keeps its whole group awake', async () => {
+    const provider = new MeasuringProvider([])
+    const c = await core(
+      (up) => [
+        { id: 'web', hosts: ['web.example.com'], state: 'running', upstreams: [up], group: 'g' },
+        { id: 'worker', hosts: ['worker.example.com'], state: 'running', upstreams: [up], group: 'g' },
+      ],
+      'defaults: { idle_timeout: 10s, busy_cpu: 10% }\n',
+      provider,
+    )
+    provider.cpuOf.set('worker', 80)
+    c.clock.now += 10_000
+    await c.registry.sweep()
+    assert.equal(c.registry.get('memory:web')?.phase, 'running', 'the idle member waits for the busy one')
+    assert.equal(c.registry.get('memory:worker')?.phase, 'running')
+    assert.deepEqual(c.refusals(), ['busy'])
+    provider.cpuOf.set('worker', 0)
+    c.clock.now += 10_000
+    await c.registry.sweep()
+    assert.equal(c.registry.get('memory:web')?.phase, 'asleep')
+    assert.equal(c.registry.get('memory:worker')?.phase, 'asleep')
+    await c.close()
+  })
+
   it('an operator sleep is not refused for busy; a provider that cannot measure ignores it (and its config refuses it)', async () => {
     const provider = new MeasuringProvider([])
     provider.cpu = 90
@@ -232,6 +257,23 @@ describe('startup_grace', () => {
     c.clock.now += 30_000
     await c.registry.sweep()
     assert.equal(a?.phase, 'asleep')
+    await c.close()
+  })
+
+  it('a reload: a provider it adds gets the grace, one it replaces carries the grace over (no restart)', async () => {
+    const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }], 'defaults: { idle_timeout: 10s, startup_grace: 60s }\n')
+    c.clock.now += 50_000
+    const added = new MemoryProvider([{ id: 'b', hosts: ['b.example.com'], state: 'running', upstreams: [upstream.address] }], { id: 'added' })
+    await c.registry.addProvider(added)
+    const replacement = new MemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [upstream.address] }])
+    await c.registry.replaceProvider(c.provider, replacement)
+    c.clock.now += 15_000
+    await c.registry.sweep()
+    assert.equal(c.registry.get('memory:a')?.phase, 'asleep', "the replaced provider's backend: its grace ended 60 s after start-up")
+    assert.equal(c.registry.get('added:b')?.phase, 'running', 'found by the reload 15 s ago: held')
+    c.clock.now += 46_000
+    await c.registry.sweep()
+    assert.equal(c.registry.get('added:b')?.phase, 'asleep')
     await c.close()
   })
 
