@@ -136,7 +136,19 @@ export class Backend {
     if (this.phase === 'running') this.ready = [...info.upstreams]
     this._lastActivity = deps.now()
     this.createdAt = this.lastActivity
-    if (info.state === 'running') this.hold('startup_grace', this.createdAt + settings.startup_grace)
+    if (info.state === 'running') {
+      this.hold('startup_grace', this.createdAt + settings.startup_grace)
+      this.primeCpu()
+    }
+  }
+
+  /**
+   * busy_cpu: take a first CPU reading as the backend starts running, so the one taken when a
+   * sleep is due covers the idle window (a provider's reading is the rate since its previous
+   * one; Docker's first one-shot reading has nothing to compare with and says 0).
+   */
+  private primeCpu(): void {
+    if (this.settings.busy_cpu !== undefined) void this.measureCpu()
   }
 
   private hold(reason: 'startup_grace' | 'busy', until: number): void {
@@ -461,6 +473,7 @@ export class Backend {
       this._lastActivity = this.deps.now()
       this._lastError = undefined
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
+      this.primeCpu()
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
       const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: providerId(this.provider) })

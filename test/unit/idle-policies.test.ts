@@ -177,9 +177,11 @@ describe('busy_cpu', () => {
     const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }], 'defaults: { idle_timeout: 10s, busy_cpu: 10% }\n', provider)
     const a = c.registry.get('memory:a')
     assert.equal(a?.settings.busy_cpu, 10)
+    assert.equal(provider.statsCalls, 1, 'a first reading as it is found running: the next one covers the idle window')
     provider.cpu = 37.5
     c.clock.now += 10_000
     await c.registry.sweep()
+    assert.equal(provider.statsCalls, 2)
     assert.equal(a?.phase, 'running')
     assert.deepEqual(c.refusals(), ['busy'])
     const refused = c.events.find((e) => e.type === 'sleep.refused')
@@ -187,7 +189,7 @@ describe('busy_cpu', () => {
     // Measured again only after another idle_timeout, not on every sweep tick.
     c.clock.now += 5_000
     await c.registry.sweep()
-    assert.equal(provider.statsCalls, 1)
+    assert.equal(provider.statsCalls, 2)
     assert.equal(a?.status().held, 'busy')
     c.clock.now += 5_000
     await c.registry.sweep()
