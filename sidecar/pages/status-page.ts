@@ -158,6 +158,8 @@ function idleCell(b) {
   if (b.phase !== "running") return "–";
   if (b.always_on) return el("span", { class: "muted" }, "always on");
   if (b.inflight > 0) return el("span", {}, "awake: " + b.inflight + " in flight");
+  // An idle policy (startup_grace, busy_cpu) holds it awake past its idle_timeout.
+  if (b.held && b.held_ms > b.idle_timeout_ms - b.idle_ms) return el("span", { "data-held": b.held }, (b.held === "busy" ? "busy" : "startup grace") + ": awake " + span(b.held_ms / 1000) + " more");
   return el("span", { "data-deadline": String(fetchedAt + b.idle_timeout_ms - b.idle_ms) }, countdown(fetchedAt + b.idle_timeout_ms - b.idle_ms));
 }
 function countdown(deadline) { const s = (deadline - Date.now()) / 1000; return s <= 1 ? "asleep any moment" : "asleep in " + span(s); }
