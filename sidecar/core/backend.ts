@@ -53,6 +53,8 @@ export interface BackendDeps {
   readonly closing: AbortSignal
   /** Where wake and sleep transitions are reported (logs subscribe to it). */
   readonly events: LifecycleEvents
+  /** Bounds concurrent CPU readings for busy_cpu (`provider.stats()`); unbounded without it. */
+  readonly statsQueue?: PQueue
 }
 
 /** What a sleep request came to. */
@@ -593,8 +595,10 @@ export class Backend {
   private async measureCpu(): Promise<number | undefined> {
     const stats = this.provider.stats
     if (!stats) return undefined
+    // The timeout starts when the reading does, not while it waits for a slot.
+    const read = () => stats.call(this.provider, this.info.id, AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)]))
     try {
-      const s = await stats.call(this.provider, this.info.id, AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)]))
+      const s = await (this.deps.statsQueue ? this.deps.statsQueue.add(read) : read())
       this.busyFailures = 0
       return s.cpu_pct
     } catch (err) {

@@ -34,6 +34,8 @@ export interface ProviderStatus {
 }
 
 const LIST_TIMEOUT_MS = 15_000
+/** CPU readings for busy_cpu at once (a start-up finds every backend running and reads each). */
+const STATS_CONCURRENCY = 8
 const RELIST_ON_MISS_EVERY_MS = 1000
 const RELIST_ON_MISS_WAIT_MS = 1500
 
@@ -88,6 +90,7 @@ export class Registry implements RegistryReload {
       now,
       closing: this.closer.signal,
       events: this.events,
+      statsQueue: new PQueue({ concurrency: STATS_CONCURRENCY }),
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
   }

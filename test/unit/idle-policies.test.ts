@@ -15,7 +15,8 @@ import { Registry } from '../../sidecar/core/registry.js'
 import { TicketLedger } from '../../sidecar/core/tickets.js'
 import { readLabels } from '../../sidecar/providers/kit/labels.js'
 import { buildApp } from '../../sidecar/server/app.js'
-import { type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
+import { deferred, type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
+import { until } from '../helpers/wait.js'
 import { okUpstream } from '../helpers/ok-upstream.js'
 import { testSecret } from '../helpers/secret.js'
 
@@ -28,9 +29,20 @@ class MeasuringProvider extends MemoryProvider {
   cpu = 0
   readonly cpuOf = new Map<string, number>()
   statsCalls = 0
+  reading = 0
+  mostAtOnce = 0
+  /** When set, readings wait for it. */
+  holdStats: Promise<void> | undefined
   async stats(id: string): Promise<BackendStats> {
     this.statsCalls++
-    return { cpu_pct: this.cpuOf.get(id) ?? this.cpu, mem_mb: 1 }
+    this.reading++
+    this.mostAtOnce = Math.max(this.mostAtOnce, this.reading)
+    try {
+      if (this.holdStats) await this.holdStats
+      return { cpu_pct: this.cpuOf.get(id) ?? this.cpu, mem_mb: 1 }
+    } finally {
+      this.reading--
+    }
   }
 }
 
@@ -199,6 +211,23 @@ describe('busy_cpu', () => {
     c.clock.now += 10_000
     await c.registry.sweep()
     assert.equal(a?.phase, 'asleep')
+    await c.close()
+  })
+
+  it('reads at most 8 backends at once (a start-up finds them all running)', async () => {
+    const provider = new MeasuringProvider([])
+    const held = deferred()
+    provider.holdStats = held.promise
+    const c = await core(
+      (up) => Array.from({ length: 20 }, (_, i) => ({ id: `b${i}`, hosts: [`b${i}.example.com`], state: 'running' as const, upstreams: [up] })),
+      'defaults: { idle_timeout: 10s, busy_cpu: 10% }\n',
+      provider,
+    )
+    await new Promise((r) => setImmediate(r))
+    assert.equal(provider.mostAtOnce, 8)
+    held.resolve()
+    await until(() => provider.statsCalls === 20, 'every first reading')
+    assert.equal(provider.mostAtOnce, 8)
     await c.close()
   })
 
