@@ -7,7 +7,7 @@ import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from '../core/duration.js'
 import { BACKEND_SETTINGS, durationProblem, PERCENT_RANGE, parsePercent, READINESS, type SettingKey, type SettingSpec, STATUS_RANGE, STRATEGIES } from '../core/settings.js'
-import { IGNORE_FIELDS, type IgnoreRule, ignoreFieldProblem } from '../core/ignore.js'
+import { IGNORE_FIELDS, type IgnoreRule, ignoreCountProblem, ignoreFieldProblem } from '../core/ignore.js'
 
 /** `waiting_page_template`'s value: a path to an HTML file, relative to the configuration file's directory (read by pages/template.ts). */
 export const waitingPageTemplate = z.string().min(1, 'expected the path of an HTML file')
@@ -25,7 +25,10 @@ export const ignoreRules = z.array(
       }
     })
     .transform((rule): IgnoreRule => Object.fromEntries(Object.entries(rule).filter(([, v]) => v !== undefined))),
-)
+).superRefine((rules, ctx) => {
+  const problem = ignoreCountProblem(rules.length)
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem })
+})
 
 /** `ignore_status`: an HTTP status. */
 export const httpStatus = z
