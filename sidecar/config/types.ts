@@ -6,7 +6,7 @@ import { constants } from 'node:os'
 import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from '../core/duration.js'
-import { BACKEND_SETTINGS, durationProblem, READINESS, type SettingKey, type SettingSpec, STRATEGIES } from '../core/settings.js'
+import { BACKEND_SETTINGS, durationProblem, READINESS, type SettingKey, type SettingSpec, STRATEGIES, switchFromText } from '../core/settings.js'
 
 /** `waiting_page_template`'s value: a path to an HTML file, relative to the configuration file's directory (read by pages/template.ts). */
 export const waitingPageTemplate = z.string().min(1, 'expected the path of an HTML file')
@@ -76,8 +76,20 @@ export function settingSchema(spec: SettingSpec) {
       return readiness
     case 'template':
       return waitingPageTemplate
+    case 'switch':
+      return onOff
   }
 }
+
+/** `on`/`off` or a YAML boolean → boolean. */
+export const onOff = z.unknown().transform((value, ctx): boolean => {
+  const on = typeof value === 'boolean' ? value : typeof value === 'string' ? switchFromText(value) : undefined
+  if (on === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected on or off, got ${JSON.stringify(value)}` })
+    return z.NEVER
+  }
+  return on
+})
 
 interface SettingTypes {
   duration: typeof duration
@@ -85,6 +97,7 @@ interface SettingTypes {
   strategy: typeof strategy
   readiness: typeof readiness
   template: typeof waitingPageTemplate
+  switch: typeof onOff
 }
 type Settings = (typeof BACKEND_SETTINGS)[number]
 

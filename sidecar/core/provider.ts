@@ -77,6 +77,8 @@ export interface BackendSettings {
   always_on?: boolean
   /** Path of an HTML waiting page (pages/template.ts); from the config file only. */
   waiting_page_template?: string
+  /** Awake, proxied by Caddy directly through the flag directory (core/fast-lane.ts). */
+  fast_lane?: boolean
 }
 
 export interface BackendInfo {

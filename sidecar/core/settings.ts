@@ -19,10 +19,11 @@ export type SettingKey =
   | 'readiness'
   | 'max_request_duration'
   | 'waiting_page_template'
+  | 'fast_lane'
 
 export interface SettingSpec {
   readonly key: SettingKey
-  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template'
+  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template' | 'switch'
   /**
    * Accepted from the configuration file only (defaults, provider blocks, app entries): a label,
    * tag or annotation naming it is reported as a problem and ignored.
@@ -45,6 +46,8 @@ export const BACKEND_SETTINGS = [
   { key: 'max_request_duration', type: 'duration', min: { ms: 1000, why: '1s (streams and downloads need time)' } },
   // An HTML file the sidecar reads and publishes (pages/template.ts): never from a label or tag.
   { key: 'waiting_page_template', type: 'template', configOnly: true },
+  // Awake, the backend is proxied by Caddy directly (snippet 4's relight_fast; core/fast-lane.ts).
+  { key: 'fast_lane', type: 'switch' },
 ] as const satisfies readonly SettingSpec[]
 
 export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s.key)
@@ -52,7 +55,14 @@ export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s
 /** `tcp`, or `http:/path`. */
 export const READINESS = /^(tcp|http:\/.*)$/
 
-export type SettingValue = number | SleepMode | Strategy | Readiness | string
+export type SettingValue = number | SleepMode | Strategy | Readiness | string | boolean
+
+/** A switch's spellings: `on`/`off` (and `true`/`false`) → boolean; undefined for anything else. */
+export function switchFromText(text: string): boolean | undefined {
+  if (text === 'on' || text === 'true') return true
+  if (text === 'off' || text === 'false') return false
+  return undefined
+}
 
 /** A duration already parsed (YAML) checked against its spec's bound: the problem in words, or undefined. */
 export function durationProblem(spec: SettingSpec, ms: number): string | undefined {
@@ -83,6 +93,10 @@ export function settingFromText(spec: SettingSpec, text: string, sleepModes: rea
       return READINESS.test(text) ? { value: text as Readiness } : { expected: 'tcp or http:/path' }
     case 'template':
       return { expected: 'nothing here: waiting_page_template is set in the configuration file only' }
+    case 'switch': {
+      const on = switchFromText(text)
+      return on === undefined ? { expected: 'on or off' } : { value: on }
+    }
   }
 }
 
