@@ -21,6 +21,13 @@ const SHARE_RETRY_BASE_MS = 1000
  * just before may take to open its connection to the upstream (then seen in /proc/net/tcp).
  */
 export const LANE_GRACE_MS = 500
+/**
+ * Snippet 4 closes Caddy's idle keep-alive connections to an app after 1 s (`keepalive 1s`):
+ * once the flag is gone no new fast-lane request starts, so a connection still open this long
+ * after the grace carries a request (the sleep is refused and the lane reopens).
+ */
+export const LANE_KEEPALIVE_MS = 1000
+const LANE_POLL_MS = 50
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -310,7 +317,8 @@ export class Backend {
     if (this.settings.always_on) return 'always_on'
     if (this.inflight > 0) return `inflight: ${this.inflight}`
     if (this.wakePromise !== undefined) return 'waking'
-    if (!ignoreActivity && now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+    if (ignoreActivity) return undefined // an operator's sleep: the drain decides (runSleep)
+    if (now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
     // Fast lane: a request Caddy proxies directly is seen only by its connection to the upstream
     // (its access-log line comes at its end). An open one is activity: a slow download keeps
     // the backend awake, and its end restarts the idle clock.
@@ -562,7 +570,7 @@ export class Backend {
       if (laneWasOpen) {
         // Safe sleep (README, "Fast lane"): close the lane first, give a request Caddy admitted
         // just before the time to open its connection, then sleep only if no connection to the
-        // upstream is open (an idle keep-alive one too: snippet 4 closes those after 2 s).
+        // upstream is open (an idle keep-alive one too: snippet 4 closes those after 1 s).
         this.syncFastLane()
         const drain = await this.drainFastLane(signal)
         if (drain !== undefined) return drain
@@ -600,14 +608,17 @@ export class Backend {
   /** After the flag is removed: undefined when the sleep may go on, else its refusal (lane reopened). */
   private async drainFastLane(signal: AbortSignal): Promise<SleepOutcome | undefined> {
     const grace = this.deps.fastLane?.graceMs ?? LANE_GRACE_MS
+    const deadline = this.deps.now() + grace + LANE_KEEPALIVE_MS + 4 * LANE_POLL_MS
+    let connections = 0
     try {
       await delay(grace, signal)
+      // Idle keep-alive connections close within LANE_KEEPALIVE_MS; a busy one stays.
+      while ((connections = this.laneConnections()) > 0 && this.deps.now() < deadline) await delay(LANE_POLL_MS, signal)
     } catch {
       // shutting down: the flag stays removed, nothing sleeps
       this._phase = 'running'
       return { result: 'refused', reason: 'closing' }
     }
-    const connections = this.laneConnections()
     if (connections === 0 && this.inflight === 0) return undefined
     const reason = connections > 0 ? `connections: ${connections}` : `inflight: ${this.inflight}`
     this._phase = this.info.state === 'running' ? 'running' : 'asleep'

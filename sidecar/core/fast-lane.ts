@@ -166,7 +166,7 @@ export class FastLane {
   /**
    * Open TCP connections to `upstream` (client side: ESTABLISHED or SYN_SENT) in this network
    * namespace, whoever holds them: Caddy's fast-lane and forward_auth-lane connections, idle
-   * keep-alive ones included (snippet 4 closes those after 2 s), and anyone else's (which only
+   * keep-alive ones included (snippet 4 closes those after 1 s), and anyone else's (which only
    * keeps the backend awake longer). A name as upstream host is matched by port alone.
    */
   connections(upstream: string): number {
