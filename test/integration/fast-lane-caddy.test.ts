@@ -7,7 +7,7 @@
  * issue's 60 s form.
  */
 import assert from 'node:assert/strict'
-import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
@@ -379,5 +379,25 @@ describe('fast lane: when the sidecar dies, the lane closes', { skip }, () => {
     // SIGTERM: the lane closes before the sidecar is gone
     assert.equal(await stopSidecarProcess(sc), 0)
     assert.deepEqual(readdirSync(laneDir), [])
+  })
+
+  it('a config reload that changes an app’s hosts, or removes it, removes its flag by the time it is applied', async () => {
+    const original = readFileSync(config, 'utf8')
+    sc = await startSidecarProcess(config)
+    const res = await request(`${caddy.url}/`, { headers: { host: 'app.localhost' } })
+    appPids.add(Number(/pid (\d+)/.exec(await res.body.text())?.[1]))
+    await until(() => readdirSync(laneDir).includes('app.localhost'), 'the flag')
+    const reload = async (text: string, n: number) => {
+      writeFileSync(config, text)
+      sc?.child.kill('SIGHUP')
+      await until(() => (sc?.lines().filter((l) => typeof l.msg === 'string' && l.msg.startsWith('config applied')).length ?? 0) >= n, 'the reload', 30_000).catch((err: unknown) => {
+        throw new Error(`${String(err)}: ${JSON.stringify(sc?.lines().map((l) => l.msg))}`)
+      })
+    }
+    await reload(original.replace('hosts: [app.localhost]', 'hosts: [other.localhost]'), 1)
+    assert.equal(readdirSync(laneDir).includes('app.localhost'), false, 'the old host’s flag is gone when the reload is applied')
+    await reload(original.replace(/apps:\n {6}- \{ name: app.*\n/, 'apps: []\n'), 2)
+    assert.deepEqual(readdirSync(laneDir), [], 'the removed app’s flag is gone when the reload is applied')
+    writeFileSync(config, original)
   })
 })
