@@ -15,9 +15,9 @@
  * (replicas stay in the forward_auth lane, which balances them), and a flag is replaced by an
  * atomic rename. Nothing here is on the request path.
  */
-import { lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, chownSync, chmodSync } from 'node:fs'
+import { lstatSync, statSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, chownSync, chmodSync } from 'node:fs'
 import { isIP } from 'node:net'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { canonicalHostProblem } from './hosts.js'
 import { tcpSockets } from './socket-owner.js'
 
@@ -85,6 +85,13 @@ export class FastLane {
    */
   reset(): void {
     mkdirSync(this.dir, { recursive: true })
+    // Only the sidecar writes here: a directory someone else owns or can swap is refused.
+    const st = lstatSync(this.dir)
+    const uid = process.getuid?.()
+    if (st.isSymbolicLink() || !st.isDirectory()) throw new Error(`${this.dir} is not a directory (a symbolic link is refused)`)
+    if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new Error(`${this.dir} belongs to uid ${st.uid}, not to this user (${uid}) or root`)
+    const parent = statSync(dirname(this.dir))
+    if ((parent.mode & 0o002) !== 0 && (parent.mode & 0o1000) === 0) throw new Error(`${dirname(this.dir)} is writable by every user without the sticky bit: anyone could replace ${this.dir}`)
     this.secure(this.dir)
     for (const name of readdirSync(this.dir)) rmSync(join(this.dir, name), { recursive: true, force: true })
     this.wanted.clear()

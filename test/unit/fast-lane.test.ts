@@ -1,6 +1,6 @@
 /** The fast lane's flags (core/fast-lane.ts) and its settings; through Caddy: test/integration/fast-lane-caddy.test.ts. */
 import assert from 'node:assert/strict'
-import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server, connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -72,6 +72,15 @@ describe('fast lane flags', () => {
     lane.set(a, [{ host: 'x.example', upstream: '127.0.0.1:1' }])
     lane.clear()
     assert.deepEqual(readdirSync(dir), [])
+  })
+
+  it('refuses a flag directory that is a link or can be swapped by anyone', () => {
+    const open = join(tmp.dir, 'open')
+    mkdirSync(open)
+    chmodSync(open, 0o777) // every user, no sticky bit
+    assert.throws(() => new FastLane({ dir: join(open, 'awake') }).reset(), /writable by every user/)
+    symlinkSync(dir, join(tmp.dir, 'link'))
+    assert.throws(() => new FastLane({ dir: join(tmp.dir, 'link') }).reset(), /symbolic link/)
   })
 
   it('a flag of a process that is gone dangles', () => {
