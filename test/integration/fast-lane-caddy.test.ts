@@ -153,6 +153,8 @@ describe('fast lane through Caddy', { skip }, () => {
     provider = new AppProvider(apps, [
       { id: 'app', hosts: ['app.localhost'], state: 'running', upstreams: [`127.0.0.1:${apps.get('app')?.port}`] },
       { id: 'two', hosts: ['two.localhost'], state: 'stopped', upstreams: [`127.0.0.1:${apps.get('two')?.port}`] },
+      // ignore rules are the sidecar's per-request decision: this one keeps the forward_auth lane
+      { id: 'ign', hosts: ['ign.localhost'], state: 'running', upstreams: [`127.0.0.1:${apps.get('app')?.port}`], settings: { ignore: [{ path: '/health' }] } },
     ])
     sc = await startTestSidecar('fast_lane_dir: {{dir}}/awake\nmin_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 5s, fast_lane: on }\n', { providers: [provider] })
     laneDir = join(sc.dir, 'awake')
@@ -181,6 +183,10 @@ describe('fast lane through Caddy', { skip }, () => {
     assert.equal(ticketed(first.headers), true, 'the waking request takes the forward_auth lane')
     await until(() => existsSync(join(laneDir, 'two.localhost', `127.0.0.1:${apps.get('two')?.port}`)), 'the flag once ready')
     assert.equal(ticketed((await get('/', 'two.localhost')).headers), false)
+    const ign = await get('/', 'ign.localhost')
+    assert.equal(ign.body, 'app\n')
+    assert.equal(ticketed(ign.headers), true, 'a backend with ignore rules keeps the forward_auth lane')
+    assert.equal(existsSync(join(laneDir, 'ign.localhost')), false)
   })
 
   it('stream-like requests always take the forward_auth lane', async () => {
