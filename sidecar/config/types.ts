@@ -6,7 +6,7 @@ import { constants } from 'node:os'
 import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from '../core/duration.js'
-import { BACKEND_SETTINGS, durationProblem, PERCENT_RANGE, parsePercent, READINESS, type SettingKey, type SettingSpec, STATUS_RANGE, STRATEGIES } from '../core/settings.js'
+import { BACKEND_SETTINGS, durationProblem, PERCENT_RANGE, parsePercent, READINESS, type SettingKey, type SettingSpec, STATUS_RANGE, STRATEGIES, switchFromText } from '../core/settings.js'
 import { IGNORE_FIELDS, type IgnoreRule, ignoreCountProblem, ignoreFieldProblem } from '../core/ignore.js'
 
 /** `waiting_page_template`'s value: a path to an HTML file, relative to the configuration file's directory (read by pages/template.ts). */
@@ -112,6 +112,8 @@ export function settingSchema(spec: SettingSpec) {
       return readiness
     case 'template':
       return waitingPageTemplate
+    case 'switch':
+      return onOff
     case 'ignore':
       return ignoreRules
     case 'status':
@@ -133,6 +135,16 @@ export function noBusyCpu(kind: string, at: (key: string) => PropertyKey[] = (ke
   }
 }
 
+/** `on`/`off` or a YAML boolean → boolean. */
+export const onOff = z.unknown().transform((value, ctx): boolean => {
+  const on = typeof value === 'boolean' ? value : typeof value === 'string' ? switchFromText(value) : undefined
+  if (on === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected on or off, got ${JSON.stringify(value)}` })
+    return z.NEVER
+  }
+  return on
+})
+
 interface SettingTypes {
   duration: typeof duration
   sleep: typeof sleepMode
@@ -142,6 +154,7 @@ interface SettingTypes {
   ignore: typeof ignoreRules
   status: typeof httpStatus
   percent: typeof cpuPercent
+  switch: typeof onOff
 }
 type Settings = (typeof BACKEND_SETTINGS)[number]
 

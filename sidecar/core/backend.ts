@@ -6,7 +6,8 @@ import { type BackendInfo, type BackendState, type Provider, providerId, type Re
 export { stateForMode } from './provider.js'
 import type { LifecycleEvent, LifecycleEvents } from './events.js'
 import { waitAnyReady, waitReady } from './readiness.js'
-import { abortable } from './timers.js'
+import { abortable, delay } from './timers.js'
+import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import type { IgnoreRules } from './ignore.js'
 
@@ -16,6 +17,18 @@ const SLEEP_TIMEOUT_MS = 5 * 60_000
 const SHARE_TIMEOUT_MS = 10_000
 /** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
 const SHARE_RETRY_BASE_MS = 1000
+/**
+ * Fast lane: after a sleep removed the flag, how long a request Caddy's file matcher admitted
+ * just before may take to open its connection to the upstream (then seen in /proc/net/tcp).
+ */
+export const LANE_GRACE_MS = 500
+/**
+ * Snippet 4 closes Caddy's idle keep-alive connections to an app after 1 s (`keepalive 1s`):
+ * once the flag is gone no new fast-lane request starts, so a connection still open this long
+ * after the grace carries a request (the sleep is refused and the lane reopens).
+ */
+export const LANE_KEEPALIVE_MS = 1000
+const LANE_POLL_MS = 50
 /** Upper bound of one CPU measurement for busy_cpu (the sleep waits for it). */
 const BUSY_MEASURE_TIMEOUT_MS = 5000
 
@@ -36,6 +49,7 @@ export interface ResolvedSettings {
   readonly readiness: Readiness
   readonly max_request_duration: number
   readonly always_on: boolean
+  readonly fast_lane: boolean
   /** Idle policies (issue 26): see core/ignore.ts and README "When does a backend sleep?". */
   readonly ignore: IgnoreRules
   readonly ignore_status: number
@@ -55,6 +69,16 @@ export interface BackendDeps {
   readonly events: LifecycleEvents
   /** Bounds concurrent CPU readings for busy_cpu (`provider.stats()`); unbounded without it. */
   readonly statsQueue?: PQueue
+  /** The fast lane's flags (present with `fast_lane_dir`). */
+  readonly fastLane?: FastLaneDeps
+}
+
+export interface FastLaneDeps {
+  readonly lane: FastLane
+  /** The hosts Caddy may send straight to this backend: canonical names the host index gives it. */
+  hostsOf(backend: Backend): string[]
+  /** Grace after the flag is removed (ms; default LANE_GRACE_MS). */
+  readonly graceMs?: number
 }
 
 /** What a sleep request came to. */
@@ -219,6 +243,46 @@ export class Backend {
     return this.childLog
   }
 
+  /**
+   * Write or remove this backend's fast-lane flags to match its state: flagged only while
+   * running with exactly one ready upstream (replicas stay in the forward_auth lane, which
+   * balances them), `fast_lane` on and not removed. Called at every change of those.
+   */
+  syncFastLane(): void {
+    const fast = this.deps.fastLane
+    if (fast === undefined) return
+    const upstream = this.ready[0]
+    // `ignore` rules are decided per request by the sidecar: such a backend keeps the forward_auth lane.
+    const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
+    try {
+      fast.lane.set(this, on ? fast.hostsOf(this).map((host) => ({ host, upstream })) : [])
+    } catch (err) {
+      // a flag not written keeps the forward_auth lane; one not removed is what must never happen
+      this.log.error({ err }, on ? 'fast lane flag not written' : 'fast lane flag NOT REMOVED')
+    }
+  }
+
+  /** Whether Caddy may proxy this backend directly now (its flag is written). */
+  get fastLaneOpen(): boolean {
+    return this.deps.fastLane?.lane.has(this) ?? false
+  }
+
+  /** Open TCP connections to this backend's upstreams (fast lane on), else 0. */
+  private laneConnections(): number {
+    const fast = this.deps.fastLane
+    if (fast === undefined || !this.settings.fast_lane) return 0
+    let n = 0
+    for (const u of new Set([...this.ready, ...this.info.upstreams])) n += fast.lane.connections(u)
+    return n
+  }
+
+  /** The access log reported a fast-lane request (no ticket) finished: activity. */
+  laneRequestEnded(): void {
+    const next = this.successor
+    if (next !== undefined) return next.laneRequestEnded()
+    this._lastActivity = this.lastTraffic = this.deps.now()
+  }
+
   /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */
   upstream(): string | undefined {
     if (this.phase !== 'running') return undefined
@@ -312,8 +376,17 @@ export class Backend {
     if (this.settings.always_on) return 'always_on'
     if (this.inflight > 0) return `inflight: ${this.inflight}`
     if (this.wakePromise !== undefined) return 'waking'
-    if (!ignoreActivity && now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
-    if (!ignoreActivity && now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
+    if (ignoreActivity) return undefined // an operator's sleep: the drain decides (runSleep)
+    if (now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+    if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
+    // Fast lane: a request Caddy proxies directly is seen only by its connection to the upstream
+    // (its access-log line comes at its end). An open one is activity: a slow download keeps
+    // the backend awake, and its end restarts the idle clock.
+    const connections = this.laneConnections()
+    if (connections > 0) {
+      this._lastActivity = now
+      return `connections: ${connections}`
+    }
     return undefined
   }
 
@@ -331,9 +404,10 @@ export class Backend {
     const stale = observedAt !== undefined && observedAt < this.transitionEndedAt
     this._info = stale ? { ...info, state: this.info.state } : info
     this.settingsChanged(settings)
-    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return
+    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return this.syncFastLane()
     if (this.phase === 'running' && info.state === 'running') this.reconcileReady(info.upstreams)
     else this.applyState(info.state)
+    this.syncFastLane()
   }
 
   /**
@@ -373,6 +447,7 @@ export class Backend {
     if (this.phase !== 'running' && this.phase !== 'probing') return
     if (!this.info.upstreams.includes(upstream) || this.ready.includes(upstream)) return
     this.ready = [...this.ready, upstream]
+    this.syncFastLane()
   }
 
   private stopJoining(): void {
@@ -397,6 +472,7 @@ export class Backend {
     }
     if (this.phase === 'sleeping') return
     this.applyState(state)
+    this.syncFastLane()
   }
 
   private applyState(state: BackendState): void {
@@ -416,6 +492,7 @@ export class Backend {
 
   markRemoved(): void {
     this._removed = true
+    this.syncFastLane()
     this.stopJoining()
     const gone = new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name })
     this.wakeAbort?.abort(gone)
@@ -486,6 +563,8 @@ export class Backend {
       this._phase = 'running'
       this._lastActivity = this.deps.now()
       this._lastError = undefined
+      // ready now: the fast lane opens (never before the readiness probe)
+      this.syncFastLane()
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
       this.primeCpu()
     } catch (err) {
@@ -584,11 +663,20 @@ export class Backend {
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
       this.stopJoining()
+      const laneWasOpen = this.fastLaneOpen
       this._phase = 'sleeping'
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
       // are bounded by their own wake_timeout.
       const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+      if (laneWasOpen) {
+        // Safe sleep (README, "Fast lane"): close the lane first, give a request Caddy admitted
+        // just before the time to open its connection, then sleep only if no connection to the
+        // upstream is open (an idle keep-alive one too: snippet 4 closes those after 1 s).
+        this.syncFastLane()
+        const drain = await this.drainFastLane(signal)
+        if (drain !== undefined) return drain
+      }
       try {
         const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
         this._phase = 'asleep'
@@ -614,8 +702,33 @@ export class Backend {
         return { result: 'failed', error }
       } finally {
         this.transitionEndedAt = this.deps.now()
+        this.syncFastLane() // still running after a refusal or failure: the lane reopens
       }
     })
+  }
+
+  /** After the flag is removed: undefined when the sleep may go on, else its refusal (lane reopened). */
+  private async drainFastLane(signal: AbortSignal): Promise<SleepOutcome | undefined> {
+    const grace = this.deps.fastLane?.graceMs ?? LANE_GRACE_MS
+    const deadline = this.deps.now() + grace + LANE_KEEPALIVE_MS + 4 * LANE_POLL_MS
+    let connections = 0
+    try {
+      await delay(grace, signal)
+      // Idle keep-alive connections close within LANE_KEEPALIVE_MS; a busy one stays.
+      while ((connections = this.laneConnections()) > 0 && this.deps.now() < deadline) await delay(LANE_POLL_MS, signal)
+    } catch {
+      // shutting down: the flag stays removed, nothing sleeps
+      this._phase = 'running'
+      return { result: 'refused', reason: 'closing' }
+    }
+    if (connections === 0 && this.inflight === 0) return undefined
+    const reason = connections > 0 ? `connections: ${connections}` : `inflight: ${this.inflight}`
+    this._phase = this.info.state === 'running' ? 'running' : 'asleep'
+    this._lastActivity = this.deps.now()
+    this.transitionEndedAt = this.deps.now()
+    this.syncFastLane()
+    this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason })
+    return { result: 'refused', reason }
   }
 
   /**
@@ -685,6 +798,7 @@ export class Backend {
   /** A config reload changed this backend's settings (idle_timeout…): they apply from now on. */
   reconfigure(settings: ResolvedSettings): void {
     this.settingsChanged(settings)
+    this.syncFastLane()
   }
 
   /**
@@ -729,6 +843,7 @@ export class Backend {
       state: this.info.state,
       upstreams: this.info.upstreams,
       inflight: this.inflight,
+      fast_lane: this.fastLaneOpen,
       idle_ms: this.deps.now() - this.lastActivity,
       ...(this.holdReason !== undefined && this.deps.now() < this.holdUntil ? { held: this.holdReason, held_ms: this.holdUntil - this.deps.now() } : {}),
       ...this.counters,

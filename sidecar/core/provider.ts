@@ -86,6 +86,8 @@ export interface BackendSettings {
   busy_cpu?: number
   /** ms a backend found running (start-up, reload, started outside the sidecar) is left awake. */
   startup_grace?: number
+  /** Awake, proxied by Caddy directly through the flag directory (core/fast-lane.ts). */
+  fast_lane?: boolean
 }
 
 export interface BackendInfo {

@@ -5,6 +5,9 @@ import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { logEvents } from './event-log.js'
 import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
+import type { FastLane } from './fast-lane.js'
+import { laneHostProblem } from './fast-lane.js'
+import { parseHostPattern } from './hosts.js'
 import { type IgnoreRule, IgnoreRules } from './ignore.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { delay } from './timers.js'
@@ -56,7 +59,7 @@ export class Registry implements RegistryReload {
   private readonly backends = new Map<string, Backend>()
   private config: RegistryConfig
   private readonly log: Logger
-  private readonly deps: BackendDeps
+  private deps: BackendDeps
   private readonly closer = new AbortController()
   private timers: NodeJS.Timeout[] = []
   private readonly resyncTimers = new Map<Provider, NodeJS.Timeout>()
@@ -93,6 +96,30 @@ export class Registry implements RegistryReload {
       statsQueue: new PQueue({ concurrency: STATS_CONCURRENCY }),
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
+  }
+
+  /**
+   * Use the fast lane's flag directory (daemon, before start): backends with `fast_lane: on`
+   * write their flags there while awake (core/fast-lane.ts).
+   */
+  useFastLane(lane: FastLane, graceMs?: number): void {
+    this.deps = { ...this.deps, fastLane: { lane, hostsOf: (b) => this.laneHosts(b), ...(graceMs !== undefined ? { graceMs } : {}) } }
+  }
+
+  /**
+   * The exact names Caddy may send straight to `backend`: its exact hosts and its first-label
+   * hosts under each base domain, in canonical spelling, that the host index gives to it
+   * (a host two backends declare is flagged for the winner only). Wildcards stay in the
+   * forward_auth lane.
+   */
+  private laneHosts(backend: Backend): string[] {
+    const names: string[] = []
+    for (const declared of backend.info.hosts) {
+      const pattern = parseHostPattern(declared)
+      if (pattern?.kind === 'exact') names.push(pattern.name)
+      else if (pattern?.kind === 'label') for (const base of this.config.base_domains) names.push(`${pattern.label}.${base}`)
+    }
+    return [...new Set(names)].filter((n) => laneHostProblem(n) === undefined && this.index.resolve(n) === backend)
   }
 
   /** `base_domains` in force (a one-label host `web` is `web.<each of these>`). */
@@ -284,6 +311,7 @@ export class Registry implements RegistryReload {
       this.warnedSettings.add(k)
       this.log.warn({ backend: info.name, provider: providerId(provider), ...extra }, msg)
     }
+    if (s.fast_lane === true && this.deps.fastLane === undefined) warn('fast_lane', 'fast_lane is on but fast_lane_dir is not set: this backend stays in the forward_auth lane', {})
     let idle = s.idle_timeout ?? d.idle_timeout
     if (idle < this.config.min_idle_timeout) {
       warn('idle', 'idle_timeout below min_idle_timeout; using the floor', { idle_timeout: idle, min_idle_timeout: this.config.min_idle_timeout })
@@ -305,6 +333,7 @@ export class Registry implements RegistryReload {
       readiness: s.readiness ?? d.readiness,
       max_request_duration: s.max_request_duration ?? d.max_request_duration,
       always_on: s.always_on ?? false,
+      fast_lane: s.fast_lane ?? d.fast_lane,
       ...this.idlePolicies(provider, info, idle, warn),
     }
   }
@@ -358,6 +387,8 @@ export class Registry implements RegistryReload {
       }
     }
     this.index = index
+    // hosts may have moved between backends: flags follow the new index
+    if (this.deps.fastLane !== undefined) for (const b of this.backends.values()) b.syncFastLane()
   }
 
   /**

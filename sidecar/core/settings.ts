@@ -25,10 +25,11 @@ export type SettingKey =
   | 'ignore_status'
   | 'busy_cpu'
   | 'startup_grace'
+  | 'fast_lane'
 
 export interface SettingSpec {
   readonly key: SettingKey
-  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template' | 'ignore' | 'status' | 'percent'
+  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template' | 'ignore' | 'status' | 'percent' | 'switch'
   /**
    * Accepted from the configuration file only (defaults, provider blocks, app entries): a label,
    * tag or annotation naming it is reported as a problem and ignored.
@@ -58,6 +59,8 @@ export const BACKEND_SETTINGS = [
   { key: 'ignore_status', type: 'status' },
   { key: 'busy_cpu', type: 'percent' },
   { key: 'startup_grace', type: 'duration' },
+  // Awake, the backend is proxied by Caddy directly (snippet 4's relight_fast; core/fast-lane.ts).
+  { key: 'fast_lane', type: 'switch' },
 ] as const satisfies readonly SettingSpec[]
 
 export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s.key)
@@ -65,7 +68,7 @@ export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s
 /** `tcp`, or `http:/path`. */
 export const READINESS = /^(tcp|http:\/.*)$/
 
-export type SettingValue = number | SleepMode | Strategy | Readiness | string | readonly IgnoreRule[]
+export type SettingValue = number | SleepMode | Strategy | Readiness | string | readonly IgnoreRule[] | boolean
 
 /**
  * `ignore_status`: what an ignored request gets while its backend sleeps. Not a 2xx: Caddy's
@@ -81,6 +84,15 @@ export function parsePercent(text: string): number | undefined {
   if (m === null) return undefined
   const n = Number(m[1])
   return n >= PERCENT_RANGE.min && n <= PERCENT_RANGE.max ? n : undefined
+
+}
+
+
+/** A switch's spellings: `on`/`off` (and `true`/`false`) → boolean; undefined for anything else. */
+export function switchFromText(text: string): boolean | undefined {
+  if (text === 'on' || text === 'true') return true
+  if (text === 'off' || text === 'false') return false
+  return undefined
 }
 
 /** A duration already parsed (YAML) checked against its spec's bound: the problem in words, or undefined. */
@@ -123,6 +135,10 @@ export function settingFromText(spec: SettingSpec, text: string, sleepModes: rea
     case 'percent': {
       const n = parsePercent(text)
       return n !== undefined ? { value: n } : { expected: `a CPU percentage such as 10% (${PERCENT_RANGE.min}% to ${PERCENT_RANGE.max}%, 100% is one core)` }
+    }
+    case 'switch': {
+      const on = switchFromText(text)
+      return on === undefined ? { expected: 'on or off' } : { value: on }
     }
   }
 }

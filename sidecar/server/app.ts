@@ -33,6 +33,14 @@ export const SNIPPET_VERSION = '3'
 /** The version before 3: still counted, but only its normal responses end a request. */
 export const SNIPPET_V2 = '2'
 /**
+ * Snippet version 4's `relight_fast` (the fast lane, core/fast-lane.ts) sends 4 from its
+ * forward_auth lane: accounted exactly as 3; `check` and healthz tell the fast lane is imported.
+ * Its plain `relight` is unchanged and still sends 3.
+ */
+export const SNIPPET_FAST = '4'
+/** The accounting protocol a snippet header speaks (4 speaks 3's). */
+const protocolOf = (snippet: string | string[] | undefined) => (snippet === SNIPPET_FAST ? SNIPPET_VERSION : snippet)
+/**
  * Caddy's address of the client connection (`{http.request.remote.host}:{http.request.remote.port}`),
  * set by snippet 3: the same connection identity Caddy logs (remote_ip, remote_port).
  */
@@ -166,12 +174,12 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
    * The backend's `ignore` rules match this request (core/ignore.ts). Method and URI as Caddy
    * logs them (snippet 3's X-Relight-Request), else forward_auth's X-Forwarded-Method/-Uri; the
    * client is Caddy's view of the connection (X-Relight-Client, without the port). X-Relight-*
-   * only from snippet 3, as keyOf(): older snippets pass the client's own X-Relight-* headers
+   * only from snippet 3 (or 4, which speaks 3), as keyOf(): older snippets pass the client's own X-Relight-* headers
    * on, so under them a `client` rule matches nothing (`check` warns).
    */
   function ignored(backend: Backend, req: FastifyRequest): boolean {
     const h = req.headers
-    const current = h[SNIPPET_HEADER] === SNIPPET_VERSION
+    const current = protocolOf(h[SNIPPET_HEADER]) === SNIPPET_VERSION
     const request = current ? h[REQUEST_HEADER] : undefined
     let method: string | undefined
     let uri: string | undefined
@@ -227,7 +235,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     const h = req.headers
     const conn = h[CLIENT_HEADER]
     const request = h[REQUEST_HEADER]
-    if (h[SNIPPET_HEADER] !== SNIPPET_VERSION || typeof conn !== 'string' || typeof request !== 'string') return undefined
+    if (protocolOf(h[SNIPPET_HEADER]) !== SNIPPET_VERSION || typeof conn !== 'string' || typeof request !== 'string') return undefined
     const space = request.indexOf(' ')
     return requestKey(conn, request.slice(0, space), String(h.host), request.slice(space + 1))
   }
@@ -304,11 +312,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
    * Everything else counts as activity only.
    */
   function authorise(backend: Backend, upstream: string, req: FastifyRequest, reply: FastifyReply, canonical: boolean): FastifyReply {
-    const snippet = req.headers[SNIPPET_HEADER]
+    const snippet = protocolOf(req.headers[SNIPPET_HEADER])
     // a version-3 call without X-Relight-Request is the first cut of version 3 (or a client
     // claiming it through snippet 1): not counted, and healthz / check say it is outdated
     const claimed = snippet === SNIPPET_VERSION && req.headers[REQUEST_HEADER] === undefined
-    if (snippet === SNIPPET_V2 || (snippet === SNIPPET_VERSION && !claimed)) snippetSeen = snippet
+    if (snippet === SNIPPET_V2 || (snippet === SNIPPET_VERSION && !claimed)) snippetSeen = req.headers[SNIPPET_HEADER] as string
     else if (claimed) snippetSeen = '3 without X-Relight-Request'
     else if (req.headers['x-forwarded-method'] !== undefined) snippetSeen = typeof snippet === 'string' ? snippet.slice(0, 8) : '1' // forward_auth without the marker: version 1
     if (tickets !== undefined && ((snippet === SNIPPET_VERSION && !claimed) || snippet === SNIPPET_V2) && canonical && tickets.counting) {

@@ -57,6 +57,22 @@ describe('relight-sidecar CLI', () => {
     assert.match(r.out, /request_header -X-Relight-Upstream/)
   })
 
+  it('check says which snippet version the fast lane needs', () => {
+    const tmp = tempDir('relight-cli-fastlane-')
+    try {
+      const file = join(tmp.dir, 'relight.yaml')
+      writeFileSync(file, `listen: 127.0.0.1:0\nfast_lane_dir: ${tmp.dir}/awake\ndefaults: { fast_lane: on }\n`)
+      const r = cli('check', '--config', file)
+      assert.match(r.out, /ok +fast_lane: needs snippet version 4 .*import relight_fast 127\.0\.0\.1:0 .*\/awake/)
+      writeFileSync(file, 'listen: 127.0.0.1:0\ndefaults: { fast_lane: on }\n')
+      const bad = cli('check', '--config', file)
+      assert.equal(bad.code, 1)
+      assert.match(bad.out + bad.err, /fast_lane_dir/)
+    } finally {
+      tmp.remove()
+    }
+  })
+
   it('check resolves stateful upstream hosts; a stateful-only config needs no provider', async () => {
     const tmp = tempDir('relight-cli-stateful-')
     after(() => tmp.remove())
@@ -132,7 +148,7 @@ describe('relight-sidecar CLI', () => {
       `listen: ${listen}\nstate_dir: ${tmp.dir}/state\ndefaults: { ignore: [{ client: 10.0.0.0/8, path: /healthz }] }\nproviders:\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null" }\n`,
     )
     const before = cli('check', '--config', file)
-    assert.match(before.out, /ok +ignore: client rules \(defaults\.ignore\) match only requests from snippet version 3; no live snippet seen/)
+    assert.match(before.out, /ok +ignore: client rules \(defaults\.ignore\) match only requests from snippet version 3 \(or 4\); no live snippet seen/)
     const sidecar = await startSidecarProcess(file)
     t.after(() => stopSidecarProcess(sidecar))
     // Caddy with snippet 2 in front: its forward_auth call wakes the app and is authorised.
@@ -140,7 +156,7 @@ describe('relight-sidecar CLI', () => {
     await woken.body.dump()
     assert.equal(woken.statusCode, 200)
     const r = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
-    assert.match(r.stdout, /WARNING +ignore: client rules \(defaults\.ignore\) match only requests from snippet version 3, and Caddy uses version 2: they match nothing until it is replaced/, r.stdout)
+    assert.match(r.stdout, /WARNING +ignore: client rules \(defaults\.ignore\) match only requests from snippet version 3 \(or 4\), and Caddy uses version 2: they match nothing until it is replaced/, r.stdout)
   })
 
   it('a SIGTERM during start-up leaves no child behind', async (t) => {
