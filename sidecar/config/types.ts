@@ -6,10 +6,19 @@ import { constants } from 'node:os'
 import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from '../core/duration.js'
-import { BACKEND_SETTINGS, durationProblem, READINESS, type SettingKey, type SettingSpec, STRATEGIES } from '../core/settings.js'
+import type { Schedule } from '../core/schedule.js'
+import { BACKEND_SETTINGS, durationProblem, READINESS, scheduleFromText, type SettingKey, type SettingSpec, STRATEGIES } from '../core/settings.js'
 
 /** `waiting_page_template`'s value: a path to an HTML file, relative to the configuration file's directory (read by pages/template.ts). */
 export const waitingPageTemplate = z.string().min(1, 'expected the path of an HTML file')
+
+/** `awake_during` / `asleep_during`: one string of windows joined by `;`, or a list of windows. */
+export const schedule = z.union([z.string(), z.array(z.string()).min(1)]).transform((value, ctx): Schedule => {
+  const parsed = scheduleFromText(Array.isArray(value) ? value.join('; ') : value)
+  if ('value' in parsed) return parsed.value
+  ctx.addIssue({ code: 'custom', message: `expected ${parsed.expected}` })
+  return z.NEVER
+})
 
 /** `500ms`, `30s`, `5m`, `1h` → milliseconds. A bare number is refused with a hint. */
 export const duration = z.unknown().transform((value, ctx): number => {
@@ -76,6 +85,8 @@ export function settingSchema(spec: SettingSpec) {
       return readiness
     case 'template':
       return waitingPageTemplate
+    case 'schedule':
+      return schedule
   }
 }
 
@@ -85,6 +96,7 @@ interface SettingTypes {
   strategy: typeof strategy
   readiness: typeof readiness
   template: typeof waitingPageTemplate
+  schedule: typeof schedule
 }
 type Settings = (typeof BACKEND_SETTINGS)[number]
 

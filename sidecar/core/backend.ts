@@ -4,11 +4,14 @@ import { isRelightError, RelightError, toRelightError } from './errors.js'
 import { type BackendInfo, type BackendState, type Provider, providerId, type Readiness, type SleepMode, stateForMode, type Strategy } from './provider.js'
 
 export { stateForMode } from './provider.js'
-import type { LifecycleEvent, LifecycleEvents } from './events.js'
+import type { LifecycleEvent, LifecycleEvents, SleepCause } from './events.js'
+import { type Schedule, scheduleAt } from './schedule.js'
 import { waitAnyReady, waitReady } from './readiness.js'
 import { abortable } from './timers.js'
 import { atPowerOfTwo } from './log-throttle.js'
 
+/** The sleep.refused reason inside an awake_during window. */
+const POLICY_AWAKE_DURING = 'awake_during'
 /** Upper bound of one sleep (a stop may have a long grace period). */
 const SLEEP_TIMEOUT_MS = 5 * 60_000
 /** Upper bound of one shared-activity write. */
@@ -33,6 +36,9 @@ export interface ResolvedSettings {
   readonly readiness: Readiness
   readonly max_request_duration: number
   readonly always_on: boolean
+  /** Weekly windows when it is kept awake / kept asleep (core/schedule.ts); absent: none. */
+  readonly awake_during?: Schedule
+  readonly asleep_during?: Schedule
 }
 
 export interface BackendDeps {
@@ -40,6 +46,8 @@ export interface BackendDeps {
   readonly sleepQueue: PQueue
   readonly logger: Logger
   readonly now: () => number
+  /** Wall-clock ms since the epoch, for schedules (awake_during, asleep_during) only. */
+  readonly wallNow: () => number
   /** Aborts every operation on shutdown. */
   readonly closing: AbortSignal
   /** Where wake and sleep transitions are reported (logs subscribe to it). */
@@ -245,7 +253,9 @@ export class Backend {
    * activity for idle_timeout.
    */
   isIdle(now: number): boolean {
-    return this.sleepBlocker(now, false) === undefined
+    const blocker = this.sleepBlocker(now, false)
+    // Kept awake by a policy only: idle, so the sleep attempt reports the refusal and its reason.
+    return blocker === undefined || blocker === POLICY_AWAKE_DURING
   }
 
   /** Why the backend must not sleep now (undefined: it may); `asleep` when there is nothing to put to sleep. */
@@ -255,6 +265,8 @@ export class Backend {
     if (this.inflight > 0) return `inflight: ${this.inflight}`
     if (this.wakePromise !== undefined) return 'waking'
     if (!ignoreActivity && now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+    // Idle, but a policy keeps it awake: the sweep reports it (sleep.refused) once per idle_timeout.
+    if (scheduleAt(this.settings, this.deps.wallNow()) === 'awake') return POLICY_AWAKE_DURING
     return undefined
   }
 
@@ -460,7 +472,23 @@ export class Backend {
    * when it went to sleep. Falls back to `fallback_sleep` when the preferred mode fails.
    */
   sleepIfIdle(): Promise<boolean> {
-    return this.runSleep(false).then((outcome) => outcome.result === 'done')
+    return this.runSleep(false, 'idle').then((outcome) => outcome.result === 'done')
+  }
+
+  /**
+   * Whether a policy (schedule, max_awake) may put it to sleep now: awake, nothing in flight,
+   * no wake pending, not always_on, not inside awake_during. Activity does not count.
+   */
+  maySleepEarly(now: number = this.deps.now()): boolean {
+    return this.sleepBlocker(now, true) === undefined
+  }
+
+  /**
+   * A policy puts it to sleep before idle_timeout: `schedule` (an asleep_during window began) or
+   * `evicted` (max_awake: `reason` says for whom). Refused like sleepNow().
+   */
+  sleepFor(cause: 'schedule' | 'evicted', reason: string): Promise<SleepOutcome> {
+    return this.runSleep(true, cause, reason)
   }
 
   /**
@@ -468,15 +496,17 @@ export class Backend {
    * for idle_timeout, but still refused while a request is in flight or a wake is pending.
    */
   sleepNow(): Promise<SleepOutcome> {
-    return this.runSleep(true)
+    return this.runSleep(true, 'operator')
   }
 
-  private runSleep(ignoreActivity: boolean): Promise<SleepOutcome> {
+  private runSleep(ignoreActivity: boolean, cause: SleepCause, reason?: string): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
       const blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
       if (blocker === 'asleep') return { result: 'asleep' }
       if (blocker !== undefined) {
+        // Refused by a policy: reported again after another idle_timeout, not on every sweep.
+        if (blocker === POLICY_AWAKE_DURING) this._lastActivity = this.deps.now()
         this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
         return { result: 'refused', reason: blocker }
       }
@@ -494,7 +524,7 @@ export class Backend {
         this._inflight = 0
         this._info = { ...this.info, state: stateForMode(mode) }
         this._counters.sleeps++
-        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started })
+        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started, cause, ...(reason !== undefined ? { reason } : {}) })
         return { result: 'done', mode }
       } catch (err) {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })

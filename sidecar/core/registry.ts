@@ -1,11 +1,13 @@
 import PQueue from 'p-queue'
 import type { Logger } from 'pino'
 import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
+import { Capacity, type CapacityLimits } from './capacity.js'
 import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { logEvents } from './event-log.js'
 import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
+import { scheduleAt } from './schedule.js'
 import { delay } from './timers.js'
 
 /** What the registry reads of the configuration (the parsed config satisfies it; core imports no config/ code). */
@@ -17,6 +19,10 @@ export interface RegistryConfig {
   readonly resync_interval: number
   readonly max_concurrent_wakes: number
   readonly max_concurrent_sleeps: number
+  /** Most backends awake at once across every provider (a group counts as one); absent: no cap. */
+  readonly max_awake?: number | undefined
+  /** Provider blocks by kind, for each instance's own `max_awake` (config/instances.ts). */
+  readonly providers?: Readonly<Record<string, readonly { readonly id: string; readonly max_awake?: number | undefined }[] | undefined>>
 }
 
 export interface ProviderStatus {
@@ -31,6 +37,8 @@ export interface ProviderStatus {
 const LIST_TIMEOUT_MS = 15_000
 const RELIST_ON_MISS_EVERY_MS = 1000
 const RELIST_ON_MISS_WAIT_MS = 1500
+/** Least time between two scheduled wakes of one backend (awake_during) when one failed. */
+const SCHEDULED_WAKE_RETRY_MS = 10_000
 
 /**
  * Owns every backend: lists providers, follows their events, keeps the host index, and runs
@@ -61,8 +69,15 @@ export class Registry implements RegistryReload {
   private lastMissRelist = 0
   private readonly resyncs = new Map<Provider, { again: boolean; done: Promise<void> }>()
   private missRelist: Promise<void> | undefined
+  /** max_awake admissions and evictions (core/capacity.ts). */
+  private readonly capacity: Capacity
+  /** Backends the sweep woke for an awake_during window: no new attempt before this (deps.now clock). */
+  private readonly scheduledWakeAt = new Map<string, number>()
+  /** The asleep_during window end each backend's last wake.refused named (one event per window). */
+  private readonly refusedUntil = new Map<string, number>()
 
-  constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now) {
+  /** `wallNow`: wall-clock ms since the epoch, read for schedules only (tests inject both clocks). */
+  constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now, wallNow: () => number = Date.now) {
     const ids = new Set<string>()
     for (const p of providers) {
       // The config refuses duplicates with the key named; reaching this is a wiring mistake.
@@ -79,10 +94,21 @@ export class Registry implements RegistryReload {
       sleepQueue: new PQueue({ concurrency: config.max_concurrent_sleeps }),
       logger,
       now,
+      wallNow,
       closing: this.closer.signal,
       events: this.events,
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
+    this.capacity = new Capacity(() => this.backends.values(), () => this.capacityLimits())
+  }
+
+  /** max_awake in force: top level, and each provider instance's block. */
+  private capacityLimits(): CapacityLimits {
+    const perProvider = new Map<string, number>()
+    for (const blocks of Object.values(this.config.providers ?? {})) {
+      for (const block of blocks ?? []) if (block.max_awake !== undefined) perProvider.set(block.id, block.max_awake)
+    }
+    return { global: this.config.max_awake, perProvider }
   }
 
   /** `base_domains` in force (a one-label host `web` is `web.<each of these>`). */
@@ -259,6 +285,8 @@ export class Registry implements RegistryReload {
   }
 
   private remove(backend: Backend): void {
+    this.scheduledWakeAt.delete(backend.key)
+    this.refusedUntil.delete(backend.key)
     backend.markRemoved()
     this.backends.delete(backend.key)
     this.events.emit({ type: 'backend.removed', ...ref(backend) })
@@ -295,6 +323,8 @@ export class Registry implements RegistryReload {
       readiness: s.readiness ?? d.readiness,
       max_request_duration: s.max_request_duration ?? d.max_request_duration,
       always_on: s.always_on ?? false,
+      ...(s.awake_during ?? d.awake_during ? { awake_during: s.awake_during ?? d.awake_during } : {}),
+      ...(s.asleep_during ?? d.asleep_during ? { asleep_during: s.asleep_during ?? d.asleep_during } : {}),
     }
   }
 
@@ -359,9 +389,53 @@ export class Registry implements RegistryReload {
     return undefined
   }
 
-  /** Wake a backend and, in the background, the other members of its group. */
+  /**
+   * Wake a backend and, in the background, the other members of its group. Refused inside an
+   * asleep_during window (RELIGHT_ERR_SCHEDULED_ASLEEP) and when max_awake is reached and nothing
+   * can be put to sleep to make room (RELIGHT_ERR_CAPACITY).
+   */
   wake(backend: Backend): Promise<void> {
     if (backend.phase === 'running') return Promise.resolve()
+    const refusal = this.scheduleRefusal(backend)
+    if (refusal !== undefined) return Promise.reject(refusal)
+    if (!this.capacity.applies(backend)) return this.wakeGroup(backend)
+    return this.capacity.admit(backend).then(
+      (release) => {
+        const woken = this.wakeGroup(backend)
+        woken.then(release, release)
+        return woken
+      },
+      (err: unknown) => {
+        if (err instanceof RelightError) {
+          this.events.emit({ type: 'wake.refused', ...ref(backend), code: err.code, reason: err.message, retry_after_s: err.context.retryAfter ?? 0 })
+        }
+        throw err
+      },
+    )
+  }
+
+  /** Inside an asleep_during window: the error to answer (Retry-After: the window's end). */
+  private scheduleRefusal(backend: Backend): RelightError | undefined {
+    const schedule = backend.settings.asleep_during
+    const wall = this.deps.wallNow()
+    if (schedule === undefined || scheduleAt(backend.settings, wall) !== 'asleep') return undefined
+    const end = schedule.nextChange(wall)
+    const retryAfter = end === undefined ? 3600 : Math.max(1, Math.ceil((end - wall) / 1000))
+    const until = end === undefined ? 'further notice' : schedule.describe(end)
+    const error = new RelightError('RELIGHT_ERR_SCHEDULED_ASLEEP', `${backend.info.name} is asleep by schedule (asleep_during: ${schedule.text}) until ${until}`, {
+      backend: backend.info.name,
+      retryAfter,
+      reason: `asleep_during until ${until}`,
+    })
+    // One event per backend and window, not one per refused request.
+    if (this.refusedUntil.get(backend.key) !== (end ?? Infinity)) {
+      this.refusedUntil.set(backend.key, end ?? Infinity)
+      this.events.emit({ type: 'wake.refused', ...ref(backend), code: error.code, reason: error.message, retry_after_s: retryAfter })
+    }
+    return error
+  }
+
+  private wakeGroup(backend: Backend): Promise<void> {
     const group = backend.info.group
     if (group !== undefined) {
       for (const other of this.backends.values()) {
@@ -380,8 +454,16 @@ export class Registry implements RegistryReload {
   sweep(now = this.deps.now()): Promise<boolean[]> {
     const groups = new Map<string, Backend[]>()
     const work: Promise<boolean>[] = []
+    const wall = this.deps.wallNow()
     for (const backend of this.backends.values()) {
       backend.shareActivity(now)
+      const scheduled = scheduleAt(backend.settings, wall)
+      if (scheduled === 'asleep') {
+        // An asleep_during window: put to sleep at its start (once nothing is in flight).
+        if (backend.maySleepEarly(now)) work.push(backend.sleepFor('schedule', `asleep_during: ${backend.settings.asleep_during?.text ?? ''}`).then((o) => o.result === 'done'))
+        continue
+      }
+      if (scheduled === 'awake') this.wakeForSchedule(backend, now)
       const group = backend.info.group
       if (group === undefined) {
         if (backend.isIdle(now)) work.push(backend.sleepIfIdle())
@@ -399,6 +481,17 @@ export class Registry implements RegistryReload {
       }
     }
     return Promise.all(work)
+  }
+
+  /**
+   * Inside an awake_during window an asleep backend is woken (its group too); a failed or
+   * refused attempt is retried after max(wake_timeout, 10s), not on every sweep.
+   */
+  private wakeForSchedule(backend: Backend, now: number): void {
+    if (backend.removed || backend.phase !== 'asleep' || backend.info.state === 'running') return
+    if (now < (this.scheduledWakeAt.get(backend.key) ?? -Infinity)) return
+    this.scheduledWakeAt.set(backend.key, now + Math.max(backend.settings.wake_timeout, SCHEDULED_WAKE_RETRY_MS))
+    this.wake(backend).catch(() => undefined) // failures are events (wake.failed, wake.refused)
   }
 
   /** Start the idle sweep: every second, or faster when idle timeouts are short. */

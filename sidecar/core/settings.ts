@@ -6,6 +6,7 @@
  */
 import { parseDuration } from './duration.js'
 import type { BackendSettings, Readiness, SleepMode, Strategy } from './provider.js'
+import { Schedule } from './schedule.js'
 
 export const STRATEGIES = ['blocking', 'waiting_page'] as const satisfies readonly Strategy[]
 
@@ -19,10 +20,12 @@ export type SettingKey =
   | 'readiness'
   | 'max_request_duration'
   | 'waiting_page_template'
+  | 'awake_during'
+  | 'asleep_during'
 
 export interface SettingSpec {
   readonly key: SettingKey
-  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template'
+  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template' | 'schedule'
   /**
    * Accepted from the configuration file only (defaults, provider blocks, app entries): a label,
    * tag or annotation naming it is reported as a problem and ignored.
@@ -45,6 +48,9 @@ export const BACKEND_SETTINGS = [
   { key: 'max_request_duration', type: 'duration', min: { ms: 1000, why: '1s (streams and downloads need time)' } },
   // An HTML file the sidecar reads and publishes (pages/template.ts): never from a label or tag.
   { key: 'waiting_page_template', type: 'template', configOnly: true },
+  // Weekly windows (core/schedule.ts): kept awake inside awake_during, kept asleep inside asleep_during.
+  { key: 'awake_during', type: 'schedule' },
+  { key: 'asleep_during', type: 'schedule' },
 ] as const satisfies readonly SettingSpec[]
 
 export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s.key)
@@ -52,7 +58,16 @@ export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s
 /** `tcp`, or `http:/path`. */
 export const READINESS = /^(tcp|http:\/.*)$/
 
-export type SettingValue = number | SleepMode | Strategy | Readiness | string
+export type SettingValue = number | SleepMode | Strategy | Readiness | string | Schedule
+
+/** A schedule's text parsed: the Schedule, or what is wrong with it in words. */
+export function scheduleFromText(text: string): { value: Schedule } | { expected: string } {
+  try {
+    return { value: Schedule.parse(text) }
+  } catch (err) {
+    return { expected: `weekly windows such as "Mon-Fri 08:00-18:00 Europe/Berlin" (${(err as Error).message})` }
+  }
+}
 
 /** A duration already parsed (YAML) checked against its spec's bound: the problem in words, or undefined. */
 export function durationProblem(spec: SettingSpec, ms: number): string | undefined {
@@ -83,6 +98,8 @@ export function settingFromText(spec: SettingSpec, text: string, sleepModes: rea
       return READINESS.test(text) ? { value: text as Readiness } : { expected: 'tcp or http:/path' }
     case 'template':
       return { expected: 'nothing here: waiting_page_template is set in the configuration file only' }
+    case 'schedule':
+      return scheduleFromText(text)
   }
 }
 

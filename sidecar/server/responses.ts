@@ -34,6 +34,8 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_RESTART_BACKOFF: { status: 503, title: 'Backend is crashing; waiting to restart it', retryAfter: 1 },
   RELIGHT_ERR_TOO_MANY_FAILURES: { status: 429, title: 'Too many wrong credentials' },
   RELIGHT_ERR_HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
+  RELIGHT_ERR_CAPACITY: { status: 503, title: 'Queued: too many apps awake', retryAfter: 5 },
+  RELIGHT_ERR_SCHEDULED_ASLEEP: { status: 503, title: 'Asleep by schedule' },
 }
 
 
