@@ -1,0 +1,190 @@
+/**
+ * `max_awake` (issue 26 item 5), against the in-memory provider: the cap holds globally and per
+ * provider instance, the least recently active evictable backend is put to sleep first, a busy
+ * one is never evicted, groups count as one, and with nothing to evict the wake is refused with
+ * RELIGHT_ERR_CAPACITY and Retry-After (browsers on the waiting page see they are queued). The
+ * keys are refused with clear errors.
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import pino from 'pino'
+import { parseConfig } from '../../sidecar/config/load.js'
+import type { Stamped } from '../../sidecar/core/events.js'
+import { Registry } from '../../sidecar/core/registry.js'
+import { buildApp } from '../../sidecar/server/app.js'
+import { deferred, type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
+import { okUpstream } from '../helpers/ok-upstream.js'
+
+const log = pino({ level: 'silent' })
+const upstream = okUpstream()
+
+const problems = (yaml: string): string[] => {
+  try {
+    parseConfig(yaml, 't', {})
+    return []
+  } catch (err) {
+    return [...((err as { problems?: string[] }).problems ?? [String(err)])]
+  }
+}
+
+async function setup(yaml: string, providers: { id: string; backends: string[]; group?: Record<string, string> }[], strategy = 'blocking') {
+  const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s, strategy: ${strategy}, waiting_page_after: 0s }\n${yaml}`, 'test')
+  const made = providers.map(
+    (p) =>
+      new MemoryProvider(
+        p.backends.map((id): MemoryBackend => ({ id, hosts: [`${id}.example.com`], state: 'stopped', upstreams: [upstream.address], ...(p.group?.[id] ? { group: p.group[id] } : {}) })),
+        { id: p.id },
+      ),
+  )
+  const clock = { now: 1_000_000 }
+  const registry = new Registry(made, config, log, () => clock.now)
+  const events: Stamped[] = []
+  registry.events.subscribe((e) => events.push(e))
+  await registry.start()
+  const http = buildApp({}, { registry, logger: log })
+  await http.ready()
+  const awake = () => [...registry.all()].filter((b) => b.phase !== 'asleep').map((b) => b.key).sort()
+  return {
+    registry,
+    clock,
+    events,
+    awake,
+    providers: made,
+    auth: (host: string, headers: Record<string, string> = {}) => http.inject({ method: 'GET', url: '/_relight/auth', headers: { host, ...headers } }),
+    close: async () => {
+      registry.close()
+      await http.close()
+    },
+  }
+}
+
+describe('max_awake', () => {
+  it('global cap 2: the third wake puts the least recently active backend to sleep first', async () => {
+    const c = await setup('max_awake: 2\n', [{ id: 'm', backends: ['a', 'b', 'c', 'd'] }])
+    try {
+      assert.equal((await c.auth('a.example.com')).statusCode, 200)
+      c.clock.now += 1000
+      assert.equal((await c.auth('b.example.com')).statusCode, 200)
+      c.clock.now += 1000
+      assert.equal((await c.auth('a.example.com')).statusCode, 200) // a is now the more recent
+      c.clock.now += 1000
+      assert.equal((await c.auth('c.example.com')).statusCode, 200)
+      assert.deepEqual(c.awake(), ['m:a', 'm:c'])
+      const evicted = c.events.find((e) => e.type === 'sleep.done')
+      assert.ok(evicted?.type === 'sleep.done' && evicted.name === 'b' && evicted.cause === 'evicted', JSON.stringify(evicted))
+      assert.match(evicted.reason ?? '', /max_awake 2 \(global\): room for c/)
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('a backend with a request in flight is not evicted; with none evictable the wake is refused 503 RELIGHT_ERR_CAPACITY + Retry-After', async () => {
+    const c = await setup('max_awake: 2\n', [{ id: 'm', backends: ['a', 'b', 'c'] }])
+    try {
+      await c.auth('a.example.com')
+      await c.auth('b.example.com')
+      const a = c.registry.get('m:a')!
+      const b = c.registry.get('m:b')!
+      a.started(true) // a stream
+      c.clock.now += 1000
+      assert.equal((await c.auth('c.example.com')).statusCode, 200)
+      assert.deepEqual(c.awake(), ['m:a', 'm:c']) // b went, a stayed (older activity but in flight)
+      assert.equal(b.phase, 'asleep')
+      c.registry.get('m:c')!.started(true)
+      const res = await c.auth('b.example.com')
+      assert.equal(res.statusCode, 503)
+      assert.equal(res.headers['retry-after'], '5')
+      assert.equal(JSON.parse(res.body).code, 'RELIGHT_ERR_CAPACITY')
+      const refused = c.events.filter((e) => e.type === 'wake.refused')
+      assert.equal(refused.length, 1)
+      assert.ok(refused[0]?.type === 'wake.refused' && refused[0].code === 'RELIGHT_ERR_CAPACITY' && refused[0].name === 'b')
+      assert.deepEqual(c.awake(), ['m:a', 'm:c'])
+      // Eviction is refused too while it is in flight: an operator sleep of a stays refused.
+      a.finished()
+      assert.equal((await c.auth('b.example.com')).statusCode, 200)
+      assert.deepEqual(c.awake(), ['m:b', 'm:c'])
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('a browser on the waiting page is told it is queued', async () => {
+    const c = await setup('max_awake: 1\n', [{ id: 'm', backends: ['a', 'b'] }], 'waiting_page')
+    try {
+      await c.auth('a.example.com')
+      await until(() => c.awake().length === 1)
+      c.registry.get('m:a')!.started(true)
+      const res = await c.auth('b.example.com', { accept: 'text/html', 'x-forwarded-method': 'GET' })
+      assert.equal(res.statusCode, 503)
+      assert.equal(res.headers['x-relight-reply'], 'RELIGHT_ERR_CAPACITY')
+      assert.ok(res.headers['retry-after'])
+      assert.match(res.body, /is queued/)
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('per provider instance: each instance has its own cap, and concurrent wakes never exceed it', async () => {
+    const c = await setup('', [
+      { id: 'one', backends: ['a', 'b', 'c', 'd'] },
+      { id: 'two', backends: ['x', 'y'] },
+    ])
+    // The caps come from the config's provider blocks: give them through applySettings.
+    const config = parseConfig(
+      'min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\nproviders:\n  docker:\n    - { id: one, max_awake: 2 }\n    - { id: two }\n',
+      't',
+    )
+    c.registry.applySettings(config)
+    try {
+      const hold = deferred()
+      c.providers[0]!.holdWake = hold.promise
+      const answers = Promise.all(['a', 'b', 'c', 'd'].map((h) => c.auth(`${h}.example.com`)))
+      await until(() => c.events.some((e) => e.type === 'wake.refused'))
+      hold.resolve()
+      const codes = (await answers).map((r) => r.statusCode)
+      // Two woke; the other two found both busy waking (nothing evictable) and were refused.
+      assert.deepEqual(codes.filter((s) => s === 200).length, 2, JSON.stringify(codes))
+      assert.equal(c.awake().filter((k) => k.startsWith('one:')).length, 2)
+      c.providers[0]!.holdWake = undefined
+      // The other instance has no cap of its own.
+      assert.equal((await c.auth('x.example.com')).statusCode, 200)
+      assert.equal((await c.auth('y.example.com')).statusCode, 200)
+      assert.equal(c.awake().length, 4)
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('group members count as one, and are evicted together', async () => {
+    const c = await setup('max_awake: 2\n', [{ id: 'm', backends: ['web', 'db', 'b', 'c'], group: { web: 'g', db: 'g' } }])
+    try {
+      await c.auth('web.example.com')
+      await until(() => c.awake().length === 2) // web and db: one unit
+      c.clock.now += 1000
+      assert.equal((await c.auth('b.example.com')).statusCode, 200)
+      assert.deepEqual(c.awake(), ['m:b', 'm:db', 'm:web'])
+      c.clock.now += 1000
+      assert.equal((await c.auth('c.example.com')).statusCode, 200)
+      assert.deepEqual(c.awake(), ['m:b', 'm:c'])
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('the keys: top level and per provider block, errors naming the key; not a per-backend setting', () => {
+    assert.deepEqual(problems('max_awake: 3\nproviders:\n  docker:\n    max_awake: 2\n'), [])
+    assert.deepEqual(problems('providers:\n  docker:\n    - { id: a, max_awake: 2 }\n    - { id: b }\n'), [])
+    assert.match(problems('max_awake: 0\n')[0] ?? '', /max_awake.*at least 1/)
+    assert.match(problems('max_awake: two\n')[0] ?? '', /max_awake.*whole number/)
+    assert.match(problems('providers:\n  docker:\n    - { id: a, max_awake: 1.5 }\n')[0] ?? '', /providers\.docker\.0\.max_awake|providers\.docker\[0\]\.max_awake|max_awake.*whole number/)
+    assert.match(problems('defaults:\n  max_awake: 2\n')[0] ?? '', /max_awake/)
+  })
+})
+
+async function until(condition: () => boolean, timeout = 5000): Promise<void> {
+  const deadline = Date.now() + timeout
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
