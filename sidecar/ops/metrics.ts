@@ -7,7 +7,7 @@
  * a removed backend's series are dropped.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry as PromRegistry } from 'prom-client'
-import type { LifecycleEvents } from '../core/events.js'
+import type { LifecycleEvents, SleepCause } from '../core/events.js'
 import { type Provider, providerId, SLEEP_MODES } from '../core/provider.js'
 import type { Registry } from '../core/registry.js'
 import type { AuthOutcomes } from './auth-outcomes.js'
@@ -38,10 +38,14 @@ export const METRIC_NAMES = [
   'relight_webhook_deliveries_total',
   'relight_webhook_attempt_failures_total',
   'relight_events_total',
+  'relight_sleep_causes_total',
+  'relight_wake_refusals_total',
 ] as const
 
 const PHASES = ['running', 'sleeping', 'asleep', 'waking', 'probing'] as const
 const SLEEP_RESULTS = ['done', 'refused', 'failed'] as const
+const SLEEP_CAUSES = ['idle', 'operator', 'schedule', 'evicted'] as const satisfies readonly SleepCause[]
+const WAKE_REFUSAL_CODES = ['RELIGHT_ERR_CAPACITY', 'RELIGHT_ERR_SCHEDULED_ASLEEP'] as const
 
 /** The provider label: the provider instance's id (its kind unless configured otherwise). */
 export const providerLabel = (provider: Provider): string => providerId(provider)
@@ -176,6 +180,18 @@ export class Metrics {
       labelNames: ['provider', 'backend', 'mode', 'result'],
       registers: [register],
     })
+    const sleepCauses = new Counter({
+      name: 'relight_sleep_causes_total',
+      help: 'Sleeps done by cause: idle (idle_timeout), operator, schedule (asleep_during), evicted (max_awake).',
+      labelNames: ['provider', 'backend', 'cause'],
+      registers: [register],
+    })
+    const wakeRefusals = new Counter({
+      name: 'relight_wake_refusals_total',
+      help: 'Wakes refused by a policy, by code: RELIGHT_ERR_CAPACITY (max_awake), RELIGHT_ERR_SCHEDULED_ASLEEP (asleep_during, once per window).',
+      labelNames: ['provider', 'backend', 'code'],
+      registers: [register],
+    })
     const eventsTotal = new Counter({
       name: 'relight_events_total',
       help: 'Lifecycle events emitted, by type.',
@@ -195,6 +211,10 @@ export class Metrics {
           return
         case 'sleep.done':
           sleeps.inc({ provider: e.provider, backend: e.name, mode: e.mode, result: 'done' })
+          sleepCauses.inc({ provider: e.provider, backend: e.name, cause: e.cause })
+          return
+        case 'wake.refused':
+          wakeRefusals.inc({ provider: e.provider, backend: e.name, code: e.code })
           return
         case 'sleep.refused':
           if (e.reason !== 'not idle') sleeps.inc({ provider: e.provider, backend: e.name, mode: e.mode, result: 'refused' })
@@ -210,6 +230,8 @@ export class Metrics {
         case 'backend.removed':
           for (const result of ['ready', 'failed']) wakes.remove({ provider: e.provider, backend: e.name, result })
           for (const mode of SLEEP_MODES) for (const result of SLEEP_RESULTS) sleeps.remove({ provider: e.provider, backend: e.name, mode, result })
+          for (const cause of SLEEP_CAUSES) sleepCauses.remove({ provider: e.provider, backend: e.name, cause })
+          for (const code of WAKE_REFUSAL_CODES) wakeRefusals.remove({ provider: e.provider, backend: e.name, code })
           return
         default:
           return

@@ -48,6 +48,8 @@ export const backendSchema = {
       required: ['code'],
     },
     last_sleep_refused: { type: 'object', properties: { at: stamp, reason: { type: 'string' } }, required: ['reason'] },
+    last_sleep_cause: { type: 'object', properties: { cause: { type: 'string' }, reason: { type: 'string' } }, required: ['cause'] },
+    last_wake_refused: { type: 'object', properties: { at: stamp, code: { type: 'string' }, reason: { type: 'string' } }, required: ['code', 'reason'] },
     restart_backoff: {
       type: 'object',
       description: 'The app keeps exiting and its restarts back off; cleared by a successful wake',
