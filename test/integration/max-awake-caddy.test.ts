@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import type { Stamped } from '../../sidecar/core/events.js'
@@ -17,6 +18,7 @@ import { until } from '../helpers/wait.js'
 
 const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
 const NAMES = ['a', 'b', 'c', 'd', 'e']
+const TOKEN = randomBytes(32).toString('hex')
 
 describe('max_awake 2 with five process apps, through Caddy', { skip: caddySkip() }, () => {
   let sc: TestSidecar
@@ -37,7 +39,7 @@ describe('max_awake 2 with five process apps, through Caddy', { skip: caddySkip(
     for (const name of NAMES) {
       apps += `      - { name: ${name}, hosts: [${name}.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", NAME: ${name} }, port: ${await freePort()}, stdout: "null", grace_period: 2s }\n`
     }
-    sc = await startTestSidecar(`max_awake: 2\ndefaults: { idle_timeout: 10m, wake_timeout: 10s }\nproviders:\n  process:\n    apps:\n${apps}`)
+    sc = await startTestSidecar(`admin: { token: "${TOKEN}" }\nmax_awake: 2\ndefaults: { idle_timeout: 10m, wake_timeout: 10s }\nproviders:\n  process:\n    apps:\n${apps}`)
     // Every transition is checked the moment it is reported, and the state sampled in between.
     sc.sidecar.registry.events.subscribe((e) => {
       events.push(e)
@@ -110,12 +112,17 @@ describe('max_awake 2 with five process apps, through Caddy', { skip: caddySkip(
     assert.deepEqual(evicted(), ['b', 'a', 'c'])
     assert.deepEqual(awakeNow(), ['d', 'e'])
 
-    const metrics = await request(`${sc.url}/_relight/metrics`)
+    const metrics = await request(`${sc.url}/_relight/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
     const text = await metrics.body.text()
-    if (metrics.statusCode === 200) {
-      assert.match(text, /relight_sleep_causes_total\{provider="process",backend="c",cause="evicted"\} 1/)
-      assert.match(text, /relight_wake_refusals_total\{provider="process",backend="e",code="RELIGHT_ERR_CAPACITY"\} 1/)
-    }
+    assert.equal(metrics.statusCode, 200)
+    assert.match(text, /relight_sleep_causes_total\{provider="process",backend="c",cause="evicted"\} 1/)
+    assert.match(text, /relight_wake_refusals_total\{provider="process",backend="e",code="RELIGHT_ERR_CAPACITY"\} 1/)
+    // The status page's data: the eviction's reason on c, the refusal on e.
+    const status = await request(`${sc.url}/_relight/admin/backends`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    const { backends } = (await status.body.json()) as { backends: { name: string; last_sleep_cause?: { cause: string; reason?: string }; last_wake_refused?: { code: string } }[] }
+    const c = backends.find((b) => b.name === 'c')
+    assert.equal(c?.last_sleep_cause?.cause, 'evicted')
+    assert.match(c?.last_sleep_cause?.reason ?? '', /max_awake 2 \(global\): room for e/)
     t.diagnostic(`most awake at any sampled moment: ${most}`)
     assert.equal(most, 2)
   })
