@@ -118,7 +118,8 @@ describe('max_awake', () => {
       assert.equal(res.statusCode, 503)
       assert.equal(res.headers['x-relight-reply'], 'RELIGHT_ERR_CAPACITY')
       assert.ok(res.headers['retry-after'])
-      assert.match(res.body, /is queued/)
+      assert.match(res.body, /b\.example\.com is queued<\/h1>/)
+      assert.match(res.body, /retries every \d+ s by itself/)
     } finally {
       await c.close()
     }
