@@ -36,7 +36,7 @@ export const RESTART_KEYS = [
   'log_level',
 ] as const
 
-const REGISTRY_KEYS = ['defaults', 'base_domains', 'min_idle_timeout', 'resync_interval', 'max_concurrent_wakes', 'max_concurrent_sleeps'] as const
+const REGISTRY_KEYS = ['defaults', 'base_domains', 'min_idle_timeout', 'resync_interval', 'max_concurrent_wakes', 'max_concurrent_sleeps', 'max_awake'] as const
 
 /**
  * Every top-level key a reload applies while the sidecar runs. With RESTART_KEYS this covers the
