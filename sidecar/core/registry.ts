@@ -419,7 +419,9 @@ export class Registry implements RegistryReload {
     const schedule = backend.settings.asleep_during
     const wall = this.deps.wallNow()
     if (schedule === undefined || scheduleAt(backend.settings, wall) !== 'asleep') return undefined
-    const end = schedule.nextChange(wall)
+    // The window's end, worked out once per window (refused requests may come fast).
+    const known = this.refusedUntil.get(backend.key)
+    const end = known !== undefined && known > wall ? (Number.isFinite(known) ? known : undefined) : schedule.nextChange(wall)
     const retryAfter = end === undefined ? 3600 : Math.max(1, Math.ceil((end - wall) / 1000))
     const until = end === undefined ? 'further notice' : schedule.describe(end)
     const error = new RelightError('RELIGHT_ERR_SCHEDULED_ASLEEP', `${backend.info.name} is asleep by schedule (asleep_during: ${schedule.text}) until ${until}`, {

@@ -141,7 +141,7 @@ describe('schedules in the registry (injected wall clock)', () => {
       clock,
       events,
       backend,
-      auth: () => http.inject({ method: 'GET', url: '/_relight/auth', headers: { host: 'a.example.com' } }),
+      auth: (headers: Record<string, string> = {}) => http.inject({ method: 'GET', url: '/_relight/auth', headers: { host: 'a.example.com', ...headers } }),
       close: async () => {
         registry.close()
         await http.close()
@@ -209,7 +209,11 @@ describe('schedules in the registry (injected wall clock)', () => {
       assert.equal(res.headers['retry-after'], String(90 * 60))
       assert.match(JSON.parse(res.body).detail, /until Sun 04:00 Europe\/Berlin/)
       assert.equal(c.provider.calls.wake, 1)
-      await c.auth() // a second refusal in the same window: no second event
+      // A browser gets a page saying until when.
+      const page = await c.auth({ accept: 'text/html', 'x-forwarded-method': 'GET' })
+      assert.equal(page.statusCode, 503)
+      assert.match(page.body, /asleep by schedule.*until Sun 04:00 Europe\/Berlin/)
+      // A second refusal in the same window (the page above was one): no second event.
       const refusals = c.events.filter((e) => e.type === 'wake.refused')
       assert.equal(refusals.length, 1)
       // 04:00 CEST: served again.
