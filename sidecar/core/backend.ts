@@ -374,6 +374,11 @@ export class Backend {
     this.leftoverProbes?.abort(gone)
   }
 
+  /** Resolves once the transitions queued so far (a sleep in progress, say) are over. */
+  whenSettled(): Promise<void> {
+    return this.chain.then(() => undefined)
+  }
+
   /** Run `op` after every earlier transition of this backend. */
   private serial<T>(op: () => Promise<T>): Promise<T> {
     const next = this.chain.then(op, op)

@@ -81,6 +81,12 @@ export class Capacity {
       const victim = attempt < MAX_EVICTIONS ? this.leastRecentlyActive(full, unit) : undefined
       const caps = full.map((s) => `max_awake ${s.cap} (${s.name})`).join(', ')
       if (victim === undefined) {
+        // A backend already being put to sleep (the idle sweep, a schedule) frees room soon: wait for it.
+        const leaving = this.leaving(full)
+        if (leaving.length > 0 && attempt < MAX_EVICTIONS) {
+          await Promise.race(leaving.map((b) => b.whenSettled()))
+          continue
+        }
         throw new RelightError(
           'RELIGHT_ERR_CAPACITY',
           `${target.info.name} is queued: ${caps} reached and every awake backend is busy or must stay awake`,
@@ -121,6 +127,11 @@ export class Capacity {
     let n = awake.size
     for (const [unit, b] of this.reserved) if (scope.includes(b) && !awake.has(unit)) n++
     return n
+  }
+
+  /** Backends in every full scope that are being put to sleep right now. */
+  private leaving(full: readonly Scope[]): Backend[] {
+    return [...this.backends()].filter((b) => b.phase === 'sleeping' && !b.removed && full.every((s) => s.includes(b)))
   }
 
   /** The awake unit in every full scope whose members may all sleep early and were active least recently. */

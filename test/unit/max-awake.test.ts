@@ -108,6 +108,29 @@ describe('max_awake', () => {
     }
   })
 
+  it('a backend the idle sweep is putting to sleep frees its room: the wake waits for it instead of being refused', async () => {
+    const c = await setup('max_awake: 1\n', [{ id: 'm', backends: ['a', 'b'] }])
+    try {
+      assert.equal((await c.auth('a.example.com')).statusCode, 200)
+      const hold = deferred()
+      c.providers[0]!.holdSleep = hold.promise
+      c.clock.now += 11_000 // past idle_timeout
+      const swept = c.registry.sweep()
+      await until(() => c.registry.get('m:a')?.phase === 'sleeping')
+      const answer = c.auth('b.example.com')
+      await new Promise((r) => setTimeout(r, 50))
+      assert.equal(c.registry.get('m:b')?.phase, 'asleep', 'b waits while a is still being put to sleep')
+      hold.resolve()
+      c.providers[0]!.holdSleep = undefined
+      assert.equal((await answer).statusCode, 200)
+      await swept
+      assert.deepEqual(c.awake(), ['m:b'])
+      assert.equal(c.events.filter((e) => e.type === 'wake.refused').length, 0)
+    } finally {
+      await c.close()
+    }
+  })
+
   it('a browser on the waiting page is told it is queued', async () => {
     const c = await setup('max_awake: 1\n', [{ id: 'm', backends: ['a', 'b'] }], 'waiting_page')
     try {
