@@ -479,7 +479,9 @@ export class Registry implements RegistryReload {
     for (const members of groups.values()) {
       const awake = members.filter((b) => b.phase !== 'asleep')
       if (awake.length > 0 && awake.every((b) => b.isIdle(now))) {
-        for (const b of awake) work.push(b.sleepIfIdle())
+        // A member kept awake by awake_during keeps the whole group: only its refusal is reported.
+        const held = awake.filter((b) => scheduleAt(b.settings, wall) === 'awake')
+        for (const b of held.length > 0 ? held : awake) work.push(b.sleepIfIdle())
       }
     }
     return Promise.all(work)

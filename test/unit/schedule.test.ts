@@ -187,6 +187,27 @@ describe('schedules in the registry (injected wall clock)', () => {
     }
   })
 
+  it('a group member inside awake_during keeps its whole group awake', async () => {
+    const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\n`, 'test')
+    const awake = Schedule.parse('Fri 08:00-18:00 Europe/Berlin')
+    const provider = new MemoryProvider([
+      { id: 'web', hosts: ['web.example.com'], state: 'running', upstreams: [upstream.address], group: 'g', settings: { awake_during: awake } },
+      { id: 'db', hosts: [], state: 'running', upstreams: [upstream.address], group: 'g' },
+    ])
+    const clock = { now: 1_000_000, wall: at('2026-03-27T12:00:00Z') }
+    const registry = new Registry([provider], config, log, () => clock.now, () => clock.wall)
+    try {
+      await registry.start()
+      clock.now += 20_000
+      await registry.sweep()
+      assert.equal(registry.get('memory:db')?.phase, 'running')
+      assert.equal(registry.get('memory:web')?.phase, 'running')
+      assert.deepEqual(provider.calls.sleep, [])
+    } finally {
+      registry.close()
+    }
+  })
+
   it('asleep_during: put to sleep at the window start, wakes refused with Retry-After = the window end, woken after it', async () => {
     const c = await setup({ asleep_during: 'Sun 01:00-04:00 Europe/Berlin' })
     try {
