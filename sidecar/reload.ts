@@ -200,6 +200,8 @@ export class Reloader {
     if (registryChanged.length > 0) {
       registry.applySettings(config) // before provider changes: new backends get the new defaults
       summary.settings.push(...registryChanged)
+    } else if (!same(current.providers, config.providers)) {
+      registry.applyCaps(config) // a block's max_awake (added, changed, removed; a new block's)
     }
 
     // Providers, per instance id: what a provider is built from is its block and `defaults`.

@@ -71,6 +71,8 @@ export class Registry implements RegistryReload {
   private missRelist: Promise<void> | undefined
   /** max_awake admissions and evictions (core/capacity.ts). */
   private readonly capacity: Capacity
+  /** max_awake in force: top level, and each provider instance's block. */
+  private caps: CapacityLimits
   /** Backends the sweep woke for an awake_during window: no new attempt before this (deps.now clock). */
   private readonly scheduledWakeAt = new Map<string, number>()
   /** The asleep_during window end each backend's last wake.refused named (one event per window). */
@@ -99,16 +101,16 @@ export class Registry implements RegistryReload {
       events: this.events,
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
-    this.capacity = new Capacity(() => this.backends.values(), () => this.capacityLimits())
+    this.caps = capsOf(config)
+    this.capacity = new Capacity(() => this.backends.values(), () => this.caps)
   }
 
-  /** max_awake in force: top level, and each provider instance's block. */
-  private capacityLimits(): CapacityLimits {
-    const perProvider = new Map<string, number>()
-    for (const blocks of Object.values(this.config.providers ?? {})) {
-      for (const block of blocks ?? []) if (block.max_awake !== undefined) perProvider.set(block.id, block.max_awake)
-    }
-    return { global: this.config.max_awake, perProvider }
+  /**
+   * New max_awake caps, live: the top-level key and every provider block's. A reload calls this
+   * whenever `providers` changed (a block's cap is not one of the registry keys).
+   */
+  applyCaps(config: RegistryConfig): void {
+    this.caps = capsOf(config)
   }
 
   /** `base_domains` in force (a one-label host `web` is `web.<each of these>`). */
@@ -516,6 +518,7 @@ export class Registry implements RegistryReload {
 
   applySettings(config: RegistryConfig): void {
     this.config = config
+    this.applyCaps(config)
     this.deps.wakeQueue.concurrency = config.max_concurrent_wakes
     this.deps.sleepQueue.concurrency = config.max_concurrent_sleeps
     this.warnedSettings.clear()
@@ -597,6 +600,8 @@ export class Registry implements RegistryReload {
 export interface RegistryReload {
   /** New registry settings, live: defaults, min_idle_timeout, base_domains, resync_interval, caps. */
   applySettings(config: RegistryConfig): void
+  /** New max_awake caps only (provider blocks changed; the other registry keys did not). */
+  applyCaps(config: RegistryConfig): void
   /** List a new provider and follow it; its hosts are routable when this resolves. */
   addProvider(provider: Provider): Promise<void>
   /** A provider changed its own config in place (process apps): list it again, restart its timer. */
@@ -612,6 +617,15 @@ export interface RegistryReload {
 
 function sameHosts(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((h, i) => h === b[i])
+}
+
+/** max_awake of the top level and of each provider block. */
+function capsOf(config: RegistryConfig): CapacityLimits {
+  const perProvider = new Map<string, number>()
+  for (const blocks of Object.values(config.providers ?? {})) {
+    for (const block of blocks ?? []) if (block.max_awake !== undefined) perProvider.set(block.id, block.max_awake)
+  }
+  return { global: config.max_awake, perProvider }
 }
 
 function ref(backend: Backend): { key: string; name: string; provider: string } {

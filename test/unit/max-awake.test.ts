@@ -11,6 +11,8 @@ import pino from 'pino'
 import { parseConfig } from '../../sidecar/config/load.js'
 import type { Stamped } from '../../sidecar/core/events.js'
 import { Registry } from '../../sidecar/core/registry.js'
+import type { Config } from '../../sidecar/config/schema.js'
+import { Reloader } from '../../sidecar/reload.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { deferred, type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
 import { okUpstream } from '../helpers/ok-upstream.js'
@@ -192,6 +194,42 @@ describe('max_awake', () => {
       assert.deepEqual(c.awake(), ['m:b', 'm:c'])
     } finally {
       await c.close()
+    }
+  })
+
+  it('a reload applies a provider block\'s max_awake: added → enforced, removed → not enforced', async () => {
+    const mk = () => new MemoryProvider(['a', 'b', 'c'].map((id): MemoryBackend => ({ id, hosts: [`${id}.example.com`], state: 'stopped', upstreams: [upstream.address] })), { kind: 'docker', id: 'p' })
+    const yaml = (block: string) => parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\nproviders:\n  docker:\n    - ${block}\n`, 't')
+    let current: Config = yaml('{ id: p }')
+    const registry = new Registry([mk()], current, log)
+    await registry.start()
+    const reloader = new Reloader({
+      file: undefined,
+      registry,
+      logger: log,
+      current: () => current,
+      createProviders: () => [mk()],
+      closeProvider: async () => {},
+      replaceStateful: () => {},
+      replaceHeartbeat: () => {},
+      replaceWebhooks: () => {},
+      commit: (c) => {
+        current = c
+      },
+    })
+    const awake = () => [...registry.all()].filter((b) => b.phase !== 'asleep').map((b) => b.info.id).sort()
+    const wakeAll = async () => {
+      for (const b of [...registry.all()]) await registry.wake(b).catch((err: unknown) => (err as { code?: string }).code)
+    }
+    try {
+      await reloader.apply(yaml('{ id: p, max_awake: 1 }'))
+      await wakeAll()
+      assert.equal(awake().length, 1, `cap 1 added by a reload: ${awake().join(',')}`)
+      await reloader.apply(yaml('{ id: p }'))
+      await wakeAll()
+      assert.deepEqual(awake(), ['a', 'b', 'c'], 'cap removed by a reload')
+    } finally {
+      registry.close()
     }
   })
 
