@@ -8,6 +8,7 @@
 import type { Backend } from './backend.js'
 import { RelightError } from './errors.js'
 import { providerId } from './provider.js'
+import { abortable } from './timers.js'
 
 export interface CapacityLimits {
   /** Across every provider; undefined: no cap. */
@@ -39,10 +40,10 @@ interface Scope {
 }
 
 export class Capacity {
-  /** Units admitted whose wake has not settled yet: counted as awake. */
+  /** Units admitted whose wake has not settled yet (or waiting for their victim): counted as awake. */
   private readonly reserved = new Map<string, Backend>()
-  /** Admissions run one at a time, so two wakes never take the same room or evict the same unit. */
-  private chain: Promise<unknown> = Promise.resolve()
+  /** Backends being evicted for a reserved unit: never picked again, and their room is already spoken for. */
+  private readonly evicting = new Set<Backend>()
   private readonly backends: () => Iterable<Backend>
   private readonly limits: () => CapacityLimits
 
@@ -59,43 +60,69 @@ export class Capacity {
 
   /**
    * Wait for room for `target`'s unit, evicting when needed. Resolves with the function that
-   * gives the reservation back (call it when the wake settled); rejects with RELIGHT_ERR_CAPACITY.
+   * gives the reservation back (call it when the wake settled); rejects with RELIGHT_ERR_CAPACITY,
+   * also when `deadline` ends first (the wake_timeout of the request).
+   *
+   * No lock: every decision (room, victim, reservation) is made synchronously between two awaits,
+   * and nothing is awaited while another admission would have to wait for it. A wake that has
+   * room, or needs another provider's room, is never held up by a slow engine stop.
    */
-  admit(target: Backend): Promise<() => void> {
-    const run = this.chain.then(() => this.admitNow(target))
-    this.chain = run.catch(() => undefined)
-    return run
-  }
-
-  private async admitNow(target: Backend): Promise<() => void> {
+  async admit(target: Backend, deadline: AbortSignal): Promise<() => void> {
     const unit = unitOf(target)
     for (let attempt = 0; ; attempt++) {
+      if (deadline.aborted) throw this.refusal(target, this.fullScopes(target), 'no room freed within wake_timeout')
       if (this.reserved.has(unit) || this.awakeUnits(() => true).has(unit)) return () => undefined
-      const full = this.scopes(target).filter((s) => this.inUse(s) >= s.cap)
-      if (full.length === 0) {
-        this.reserved.set(unit, target)
-        return () => {
-          if (this.reserved.get(unit) === target) this.reserved.delete(unit)
-        }
-      }
+      const full = this.fullScopes(target)
+      if (full.length === 0) return this.reserve(unit, target)
       const victim = attempt < MAX_EVICTIONS ? this.leastRecentlyActive(full, unit) : undefined
-      const caps = full.map((s) => `max_awake ${s.cap} (${s.name})`).join(', ')
       if (victim === undefined) {
         // A backend already being put to sleep (the idle sweep, a schedule) frees room soon: wait for it.
         const leaving = this.leaving(full)
         if (leaving.length > 0 && attempt < MAX_EVICTIONS) {
-          await Promise.race(leaving.map((b) => b.whenSettled()))
+          await abortable(Promise.race(leaving.map((b) => b.whenSettled())), deadline).catch(() => undefined)
           continue
         }
-        throw new RelightError(
-          'RELIGHT_ERR_CAPACITY',
-          `${target.info.name} is queued: ${caps} reached and every awake backend is busy or must stay awake`,
-          { backend: target.info.name, retryAfter: CAPACITY_RETRY_AFTER_S, reason: caps },
-        )
+        throw this.refusal(target, full, 'every awake backend is busy or must stay awake')
       }
+      // Room and victim are taken now, before the first await: no other admission takes either.
+      const release = this.reserve(unit, target)
+      for (const b of victim) this.evicting.add(b)
+      const reason = `${describe(full)}: room for ${target.info.name}`
       // Every awake member of the unit; a member that refuses (a request arrived) keeps it awake.
-      await Promise.all(victim.map((b) => b.sleepFor('evicted', `${caps}: room for ${target.info.name}`)))
+      const slept = Promise.all(victim.map((b) => b.sleepFor('evicted', reason))).finally(() => {
+        for (const b of victim) this.evicting.delete(b)
+      })
+      let outcomes: Awaited<typeof slept>
+      try {
+        outcomes = await abortable(slept, deadline)
+      } catch {
+        release() // the stop goes on; this request gives up its room
+        slept.catch(() => undefined)
+        throw this.refusal(target, full, 'no room freed within wake_timeout')
+      }
+      if (outcomes.every((o) => o.result === 'done' || o.result === 'asleep')) return release
+      release() // the victim stayed awake: look again
     }
+  }
+
+  private reserve(unit: string, target: Backend): () => void {
+    this.reserved.set(unit, target)
+    return () => {
+      if (this.reserved.get(unit) === target) this.reserved.delete(unit)
+    }
+  }
+
+  private fullScopes(target: Backend): Scope[] {
+    return this.scopes(target).filter((s) => this.inUse(s) >= s.cap)
+  }
+
+  private refusal(target: Backend, full: readonly Scope[], why: string): RelightError {
+    const caps = describe(full)
+    return new RelightError('RELIGHT_ERR_CAPACITY', `${target.info.name} is queued: ${caps} reached and ${why}`, {
+      backend: target.info.name,
+      retryAfter: CAPACITY_RETRY_AFTER_S,
+      reason: caps,
+    })
   }
 
   private scopes(target: Backend): Scope[] {
@@ -129,9 +156,9 @@ export class Capacity {
     return n
   }
 
-  /** Backends in every full scope that are being put to sleep right now. */
+  /** Backends in every full scope being put to sleep right now, whose room nobody reserved. */
   private leaving(full: readonly Scope[]): Backend[] {
-    return [...this.backends()].filter((b) => b.phase === 'sleeping' && !b.removed && full.every((s) => s.includes(b)))
+    return [...this.backends()].filter((b) => b.phase === 'sleeping' && !b.removed && !this.evicting.has(b) && full.every((s) => s.includes(b)))
   }
 
   /** The awake unit in every full scope whose members may all sleep early and were active least recently. */
@@ -140,7 +167,7 @@ export class Capacity {
     let bestActivity = Infinity
     for (const [unit, members] of this.awakeUnits((b) => full.every((s) => s.includes(b)))) {
       if (unit === except || this.reserved.has(unit)) continue
-      if (!members.every((b) => b.maySleepEarly())) continue
+      if (!members.every((b) => !this.evicting.has(b) && b.maySleepEarly())) continue
       const activity = Math.max(...members.map((b) => b.lastActivity))
       if (activity < bestActivity) {
         best = members
@@ -149,4 +176,8 @@ export class Capacity {
     }
     return best
   }
+}
+
+function describe(full: readonly Scope[]): string {
+  return full.map((s) => `max_awake ${s.cap} (${s.name})`).join(', ')
 }

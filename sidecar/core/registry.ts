@@ -8,7 +8,7 @@ import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { scheduleAt } from './schedule.js'
-import { delay } from './timers.js'
+import { abortable, delay } from './timers.js'
 
 /** What the registry reads of the configuration (the parsed config satisfies it; core imports no config/ code). */
 export interface RegistryConfig {
@@ -401,11 +401,18 @@ export class Registry implements RegistryReload {
     const refusal = this.scheduleRefusal(backend)
     if (refusal !== undefined) return Promise.reject(refusal)
     if (!this.capacity.applies(backend)) return this.wakeGroup(backend)
-    return this.capacity.admit(backend).then(
+    // The whole call, admission included, within wake_timeout from here.
+    const timeout = backend.settings.wake_timeout
+    const deadline = AbortSignal.any([this.closer.signal, AbortSignal.timeout(timeout)])
+    return this.capacity.admit(backend, deadline).then(
       (release) => {
         const woken = this.wakeGroup(backend)
         woken.then(release, release)
-        return woken
+        const late = new RelightError('RELIGHT_ERR_WAKE_TIMEOUT', `backend ${backend.info.name} was not ready within ${timeout} ms (waiting for room included)`, { backend: backend.info.name })
+        // The wake goes on (the next request finds it running); this caller stops waiting.
+        return abortable(woken, deadline).catch((err: unknown) => {
+          throw err instanceof Error && err.name === 'TimeoutError' ? late : err
+        })
       },
       (err: unknown) => {
         if (err instanceof RelightError) {

@@ -133,6 +133,34 @@ describe('max_awake', () => {
     }
   })
 
+  it('a slow eviction holds up nobody else, and the waiting request gets 503 CAPACITY within wake_timeout', async () => {
+    const c = await setup('', [
+      { id: 'one', backends: ['a', 'b'] },
+      { id: 'two', backends: ['x'] },
+    ])
+    c.registry.applyCaps(parseConfig('providers:\n  docker:\n    - { id: one, max_awake: 1 }\n    - { id: two, max_awake: 5 }\n', 't'))
+    const hold = deferred()
+    try {
+      assert.equal((await c.auth('a.example.com')).statusCode, 200)
+      c.clock.now += 1000
+      c.providers[0]!.holdSleep = hold.promise // a docker stop with a long grace period
+      const started = Date.now()
+      const b = c.auth('b.example.com')
+      await until(() => c.registry.get('one:a')?.phase === 'sleeping')
+      // Another provider with room: answered at once, not after the stop.
+      assert.equal((await within(c.auth('x.example.com'), 1500)).statusCode, 200)
+      const refused = await within(b, 4000)
+      assert.equal(refused.statusCode, 503)
+      assert.equal(JSON.parse(refused.body).code, 'RELIGHT_ERR_CAPACITY')
+      assert.equal(refused.headers['retry-after'], '5')
+      assert.ok(Date.now() - started < 3000, `answered after ${Date.now() - started} ms (wake_timeout 2 s)`)
+    } finally {
+      hold.resolve()
+      c.providers[0]!.holdSleep = undefined
+      await c.close()
+    }
+  })
+
   it('a browser on the waiting page is told it is queued', async () => {
     const c = await setup('max_awake: 1\n', [{ id: 'm', backends: ['a', 'b'] }], 'waiting_page')
     try {
@@ -242,6 +270,14 @@ describe('max_awake', () => {
     assert.match(problems('defaults:\n  max_awake: 2\n')[0] ?? '', /max_awake/)
   })
 })
+
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([p, late]).finally(() => clearTimeout(timer))
+}
 
 async function until(condition: () => boolean, timeout = 5000): Promise<void> {
   const deadline = Date.now() + timeout
