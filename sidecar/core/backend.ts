@@ -85,6 +85,7 @@ export class Backend {
   /** The successor's wake count when it took over: a later wake means its count was reset. */
   private successorWakes = 0
   private _lastActivity: number
+  private _draining = false
   /** Last request start or finish only: what is shared with other sidecars (never a wake or a refused sleep). */
   private lastTraffic = -Infinity
   private readonly _counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
@@ -177,9 +178,21 @@ export class Backend {
     return this.childLog
   }
 
+  /**
+   * Inside an asleep_during window while still running (set by the idle sweep): new requests are
+   * refused (upstream() is undefined, the wake path answers 503) so those in flight can drain.
+   */
+  get draining(): boolean {
+    return this._draining
+  }
+
+  drain(on: boolean): void {
+    this._draining = on
+  }
+
   /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */
   upstream(): string | undefined {
-    if (this.phase !== 'running') return undefined
+    if (this.phase !== 'running' || this._draining) return undefined
     const ready = this.ready
     if (ready.length === 1) return ready[0]
     if (ready.length === 0) return undefined

@@ -397,9 +397,13 @@ export class Registry implements RegistryReload {
    * can be put to sleep to make room (RELIGHT_ERR_CAPACITY).
    */
   wake(backend: Backend): Promise<void> {
-    if (backend.phase === 'running') return Promise.resolve()
+    if (backend.phase === 'running' && !backend.draining) return Promise.resolve()
+    // always_on ignores both policies: a request is its only way back after a failed start.
+    if (backend.settings.always_on) return this.wakeGroup(backend)
     const refusal = this.scheduleRefusal(backend)
     if (refusal !== undefined) return Promise.reject(refusal)
+    backend.drain(false) // the window ended (or its schedule changed) before the sweep saw it
+    if (backend.phase === 'running') return Promise.resolve()
     if (!this.capacity.applies(backend)) return this.wakeGroup(backend)
     // The whole call, admission included, within wake_timeout from here.
     const timeout = backend.settings.wake_timeout
@@ -469,11 +473,14 @@ export class Registry implements RegistryReload {
     for (const backend of this.backends.values()) {
       backend.shareActivity(now)
       const scheduled = scheduleAt(backend.settings, wall)
-      if (scheduled === 'asleep') {
-        // An asleep_during window: put to sleep at its start (once nothing is in flight).
+      if (scheduled === 'asleep' && !backend.settings.always_on) {
+        // An asleep_during window: new requests are refused from its start (503), and the
+        // backend is put to sleep once those in flight have ended.
+        backend.drain(true)
         if (backend.maySleepEarly(now)) work.push(backend.sleepFor('schedule', `asleep_during: ${backend.settings.asleep_during?.text ?? ''}`).then((o) => o.result === 'done'))
         continue
       }
+      backend.drain(false)
       if (scheduled === 'awake') this.wakeForSchedule(backend, now)
       const group = backend.info.group
       if (group === undefined) {

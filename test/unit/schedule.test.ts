@@ -11,6 +11,7 @@ import pino from 'pino'
 import { parseConfig } from '../../sidecar/config/load.js'
 import type { Stamped } from '../../sidecar/core/events.js'
 import { Registry } from '../../sidecar/core/registry.js'
+import { RelightError } from '../../sidecar/core/errors.js'
 import { Schedule } from '../../sidecar/core/schedule.js'
 import { readLabels } from '../../sidecar/providers/kit/labels.js'
 import { parseTags } from '../../sidecar/providers/slicer/tags.js'
@@ -120,13 +121,14 @@ describe('awake_during / asleep_during: every input, errors naming the key', () 
 })
 
 describe('schedules in the registry (injected wall clock)', () => {
-  async function setup(settings: Record<string, string>) {
+  async function setup(settings: Record<string, string>, extra: Record<string, unknown> = {}, before?: (p: MemoryProvider) => void) {
     const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\n`, 'test')
     const parsed = parseConfig(`providers:\n  process:\n    apps:\n      - { name: a, command: [x], ${Object.entries(settings).map(([k, v]) => `${k}: "${v}"`).join(', ')} }\n`, 't')
     const app = parsed.providers.process?.[0]?.apps[0] as unknown as Record<string, unknown>
     const provider = new MemoryProvider([
-      { id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [upstream.address], settings: { awake_during: app.awake_during, asleep_during: app.asleep_during } as never },
+      { id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [upstream.address], settings: { awake_during: app.awake_during, asleep_during: app.asleep_during, ...extra } as never },
     ])
+    before?.(provider)
     const clock = { now: 1_000_000, wall: at('2026-03-27T16:59:00Z') } // Fri 17:59 CET
     const registry = new Registry([provider], config, log, () => clock.now, () => clock.wall)
     const events: Stamped[] = []
@@ -241,6 +243,50 @@ describe('schedules in the registry (injected wall clock)', () => {
       c.clock.wall = at('2026-03-29T02:00:00Z')
       assert.equal((await c.auth()).statusCode, 200)
       assert.equal(c.provider.calls.wake, 2)
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('asleep_during with a request in flight at the window start: new requests get 503 at once, and it sleeps when the first one ends', async () => {
+    const c = await setup({ asleep_during: 'Sun 01:00-04:00 Europe/Berlin' })
+    try {
+      c.clock.wall = at('2026-03-28T12:00:00Z')
+      assert.equal((await c.auth()).statusCode, 200)
+      c.backend.started(true) // a long request (or a websocket) in flight
+      c.clock.wall = at('2026-03-29T00:00:00Z') // Sun 01:00 CET
+      await c.registry.sweep()
+      assert.equal(c.backend.phase, 'running', 'not stopped under the request in flight')
+      const res = await c.auth()
+      assert.equal(res.statusCode, 503, 'a new request inside the window is refused')
+      assert.equal(JSON.parse(res.body).code, 'RELIGHT_ERR_SCHEDULED_ASLEEP')
+      assert.equal(res.headers['retry-after'], String(2 * 3600)) // 01:00 CET to 04:00 CEST
+      c.backend.finished()
+      c.clock.now += 1000
+      await c.registry.sweep()
+      assert.equal(c.backend.phase, 'asleep')
+      const done = c.events.find((e) => e.type === 'sleep.done')
+      assert.ok(done?.type === 'sleep.done' && done.cause === 'schedule', JSON.stringify(done))
+      // After the window: served again.
+      c.clock.wall = at('2026-03-29T02:00:00Z')
+      assert.equal((await c.auth()).statusCode, 200)
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('always_on ignores asleep_during: a request to an always_on backend that failed to start is served inside the window', async () => {
+    const c = await setup({ asleep_during: 'Sun 01:00-04:00 Europe/Berlin' }, { always_on: true }, (p) => {
+      p.failWake = new RelightError('RELIGHT_ERR_PROVIDER_FAILED', 'first start failed')
+    })
+    try {
+      await until(() => c.backend.lastError !== undefined, 'the first start failed')
+      c.provider.failWake = undefined
+      c.clock.wall = at('2026-03-29T00:30:00Z') // inside the window
+      const res = await c.auth()
+      assert.equal(res.statusCode, 200, res.body)
+      await c.registry.sweep()
+      assert.equal(c.backend.phase, 'running')
     } finally {
       await c.close()
     }
