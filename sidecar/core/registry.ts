@@ -75,6 +75,8 @@ export class Registry implements RegistryReload {
   private caps: CapacityLimits
   /** Backends the sweep woke for an awake_during window: no new attempt before this (deps.now clock). */
   private readonly scheduledWakeAt = new Map<string, number>()
+  /** Backends whose schedule sleep failed or was refused: no new attempt before this (deps.now clock). */
+  private readonly scheduledSleepAt = new Map<string, number>()
   /** The asleep_during window end each backend's last wake.refused named (one event per window). */
   private readonly refusedUntil = new Map<string, number>()
 
@@ -288,6 +290,7 @@ export class Registry implements RegistryReload {
 
   private remove(backend: Backend): void {
     this.scheduledWakeAt.delete(backend.key)
+    this.scheduledSleepAt.delete(backend.key)
     this.refusedUntil.delete(backend.key)
     backend.markRemoved()
     this.backends.delete(backend.key)
@@ -477,7 +480,7 @@ export class Registry implements RegistryReload {
         // An asleep_during window: new requests are refused from its start (503), and the
         // backend is put to sleep once those in flight have ended.
         backend.drain(true)
-        if (backend.maySleepEarly(now)) work.push(backend.sleepFor('schedule', `asleep_during: ${backend.settings.asleep_during?.text ?? ''}`).then((o) => o.result === 'done'))
+        if (backend.maySleepEarly(now) && now >= (this.scheduledSleepAt.get(backend.key) ?? -Infinity)) work.push(this.sleepForSchedule(backend, now))
         continue
       }
       backend.drain(false)
@@ -501,6 +504,18 @@ export class Registry implements RegistryReload {
       }
     }
     return Promise.all(work)
+  }
+
+  /**
+   * Put to sleep for an asleep_during window; a failed or refused attempt (the engine, another
+   * sidecar saw traffic) is retried after max(idle_timeout, 10s), not on every sweep tick.
+   */
+  private sleepForSchedule(backend: Backend, now: number): Promise<boolean> {
+    return backend.sleepFor('schedule', `asleep_during: ${backend.settings.asleep_during?.text ?? ''}`).then((o) => {
+      if (o.result === 'failed' || o.result === 'refused') this.scheduledSleepAt.set(backend.key, now + Math.max(backend.settings.idle_timeout, SCHEDULED_WAKE_RETRY_MS))
+      else this.scheduledSleepAt.delete(backend.key)
+      return o.result === 'done'
+    })
   }
 
   /**

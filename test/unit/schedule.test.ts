@@ -291,4 +291,27 @@ describe('schedules in the registry (injected wall clock)', () => {
       await c.close()
     }
   })
+
+  it('a schedule sleep that fails is retried after max(idle_timeout, 10s), not on every sweep tick', async () => {
+    const c = await setup({ asleep_during: 'Sun 01:00-04:00 Europe/Berlin' })
+    try {
+      c.clock.wall = at('2026-03-28T12:00:00Z')
+      assert.equal((await c.auth()).statusCode, 200)
+      const err = new RelightError('RELIGHT_ERR_PROVIDER_FAILED', 'engine says no')
+      c.provider.failSleep.set('stop', err)
+      c.provider.failSleep.set('pause', err)
+      c.clock.wall = at('2026-03-29T00:00:00Z')
+      for (let i = 0; i < 5; i++) {
+        c.clock.now += 1000
+        await c.registry.sweep()
+      }
+      assert.equal(c.events.filter((e) => e.type === 'sleep.failed').length, 1)
+      c.provider.failSleep.clear()
+      c.clock.now += 10_000 // idle_timeout (10 s) after the failure
+      await c.registry.sweep()
+      assert.equal(c.backend.phase, 'asleep')
+    } finally {
+      await c.close()
+    }
+  })
 })
