@@ -4,13 +4,14 @@
  * Date.UTC) does every calendar and DST computation, this file none.
  *
  * Grammar of one window: `[days] HH:MM-HH:MM [zone]`
- * - days: `Mon`, `Mon-Fri` (a range may wrap: `Fri-Mon`), lists `Mon,Wed,Sat-Sun`; left out: every day;
+ * - days: `Mon` (or `Monday`), `Mon-Fri` (a range may wrap: `Fri-Mon`), lists `Mon,Wed,Sat-Sun`; left out: every day;
  * - times: 00:00–24:00; an end at or before the start runs past midnight into the next day
  *   (`Fri 22:00-02:00` is Friday 22:00 to Saturday 02:00); `00:00-24:00` is the whole day;
  * - zone: an IANA name (`Europe/Berlin`, `UTC`); left out: the sidecar's own time zone.
  */
 
 const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const
+const FULL_DAY_NAMES = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'] as const
 const MINUTE = 60_000
 /** Windows are at most a week apart: boundaries are looked for this many local days ahead. */
 const LOOKAHEAD_DAYS = 8
@@ -52,16 +53,51 @@ class Zone {
     return Date.UTC(p.year as number, (p.month as number) - 1, p.day as number, p.hour as number, p.minute as number, p.second as number)
   }
 
+  /** The zone's offset from UTC at instant `t` (ms). */
+  offset(t: number): number {
+    const whole = Math.floor(t / 1000) * 1000
+    return this.wall(whole) - whole
+  }
+
   /**
-   * The instant when the wall clock shows `wall` (a wall time as if UTC). A time the clocks skip
-   * (spring forward) comes out shifted by the gap; a time shown twice (fall back), the first one.
+   * Every instant when the wall clock shows `wall` (a wall time as if UTC): one, two for a time
+   * shown twice (fall back), and for a time the clocks skip (spring forward) the instant they
+   * jump past it (02:30 in a gap 02:00→03:00 is 03:00, when the new time begins).
    */
-  instant(wall: number): number {
+  instants(wall: number): number[] {
     // The zone's offsets around that day (a DST change is never closer than a day to another).
-    const offsets = new Set([-86_400_000, 0, 86_400_000].map((d) => this.wall(wall + d) - (wall + d)))
-    const candidates = [...offsets].map((o) => wall - o)
+    const offsets = new Set([-86_400_000, 0, 86_400_000].map((d) => this.offset(wall + d)))
+    const candidates = [...offsets].map((o) => wall - o).sort((a, b) => a - b)
     const shown = candidates.filter((c) => this.wall(c) === wall)
-    return shown.length > 0 ? Math.min(...shown) : Math.max(...candidates)
+    if (shown.length > 0) return shown
+    // Skipped: the first instant whose wall clock is at or past `wall`.
+    let lo = candidates[0] as number
+    let hi = candidates[candidates.length - 1] as number
+    while (hi - lo > 1000) {
+      const mid = lo + Math.floor((hi - lo) / 2000) * 1000
+      if (this.wall(mid) >= wall) hi = mid
+      else lo = mid
+    }
+    return [hi]
+  }
+
+  /** The instants in (from, to] where the offset changes (DST), found day by day then to the second. */
+  transitions(from: number, to: number): number[] {
+    const found: number[] = []
+    for (let day = from; day < to; day += 86_400_000) {
+      const next = Math.min(day + 86_400_000, to)
+      if (this.offset(day) === this.offset(next)) continue
+      let lo = day
+      let hi = next
+      const before = this.offset(day)
+      while (hi - lo > 1000) {
+        const mid = lo + Math.floor((hi - lo) / 2000) * 1000
+        if (this.offset(mid) === before) lo = mid
+        else hi = mid
+      }
+      found.push(hi)
+    }
+    return found
   }
 }
 
@@ -117,17 +153,20 @@ export class Schedule {
   nextChange(t: number): number | undefined {
     const now = this.contains(t)
     const candidates: number[] = []
+    const zones = new Set<Zone>()
     for (const w of this.windows) {
+      zones.add(w.zone)
       const wall = w.zone.wall(t)
       const midnight = wall - (((wall % 86_400_000) + 86_400_000) % 86_400_000)
       for (let day = -1; day <= LOOKAHEAD_DAYS; day++) {
         const dayStart = midnight + day * 86_400_000
         for (const at of [w.start, w.end]) {
-          const c = w.zone.instant(dayStart + at * MINUTE)
-          if (c > t) candidates.push(c)
+          for (const c of w.zone.instants(dayStart + at * MINUTE)) if (c > t) candidates.push(c)
         }
       }
     }
+    // A clock change can itself enter or leave a window (02:45 CEST → 02:00 CET inside 01:00-02:30).
+    for (const zone of zones) candidates.push(...zone.transitions(t, t + LOOKAHEAD_DAYS * 86_400_000).filter((c) => c > t))
     candidates.sort((a, b) => a - b)
     for (const c of candidates) if (this.contains(c) !== now) return c
     return undefined
@@ -177,12 +216,16 @@ function minutes(hhmm: string, text: string): number {
 function parseDays(text: string, window: string): Set<number> {
   const days = new Set<number>()
   const day = (name: string): number => {
-    const i = (DAY_NAMES as readonly string[]).indexOf(name.toLowerCase().slice(0, 3))
-    if (i < 0 || name.length < 3) throw new Error(`"${window}": "${name}" is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun)`)
+    const lower = name.toLowerCase()
+    // Exactly a day's three letters or its full name: `Monkey` is not Monday.
+    const i = (DAY_NAMES as readonly string[]).indexOf(lower.slice(0, 3))
+    if (i < 0 || (lower.length !== 3 && lower !== FULL_DAY_NAMES[i])) throw new Error(`"${window}": "${name}" is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun, or the full name)`)
     return i
   }
   for (const item of text.split(',')) {
-    const [a, b] = item.split('-')
+    const ends = item.split('-')
+    if (ends.length > 2) throw new Error(`"${window}": "${item}" is not a day range (expected one "-", as in Mon-Fri; list several with ",": Mon-Wed,Sat)`)
+    const [a, b] = ends
     if (a === undefined || a === '') throw new Error(`"${window}": expected days such as Mon-Fri or Sat,Sun`)
     const first = day(a)
     const last = b === undefined ? first : day(b)

@@ -64,6 +64,19 @@ describe('Schedule (Intl only)', () => {
     assert.equal(s.nextChange(at('2026-10-24T23:00:00Z')), at('2026-10-25T03:00:00Z'))
   })
 
+  it('a boundary inside the hour the clocks change: both passes of a repeated time, the jump over a skipped one, the change itself', () => {
+    const autumn = Schedule.parse('Sun 01:00-02:30 Europe/Berlin') // 2026-10-25: 03:00 CEST → 02:00 CET at 01:00Z
+    assert.equal(autumn.nextChange(at('2026-10-25T00:15:00Z')), at('2026-10-25T00:30:00Z')) // 02:15 CEST → 02:30 CEST
+    assert.equal(autumn.nextChange(at('2026-10-25T00:45:00Z')), at('2026-10-25T01:00:00Z')) // 02:45 CEST: back inside at 02:00 CET
+    assert.equal(autumn.nextChange(at('2026-10-25T01:10:00Z')), at('2026-10-25T01:30:00Z')) // 02:10 CET → 02:30 CET, 20 min
+    assert.equal(autumn.describe(at('2026-10-25T01:30:00Z')), 'Sun 02:30 Europe/Berlin')
+    const spring = Schedule.parse('Sun 00:00-02:30 Europe/Berlin') // 2026-03-29: 02:00 CET → 03:00 CEST at 01:00Z
+    assert.equal(spring.nextChange(at('2026-03-29T00:30:00Z')), at('2026-03-29T01:00:00Z')) // 02:30 is skipped: 03:00 CEST
+    assert.equal(spring.contains(at('2026-03-29T01:00:00Z')), false) // nextChange agrees with contains
+    assert.equal(spring.describe(at('2026-03-29T01:00:00Z')), 'Sun 03:00 Europe/Berlin')
+    assert.equal(Schedule.parse('Sun 02:30-06:00 Europe/Berlin').nextChange(at('2026-03-29T00:30:00Z')), at('2026-03-29T01:00:00Z'))
+  })
+
   it('past midnight, wrapping day ranges, several windows, every day', () => {
     const s = Schedule.parse('Fri-Mon 22:00-02:00 UTC; Wed 12:00-13:00 UTC')
     assert.equal(s.contains(at('2026-01-16T23:00:00Z')), true) // Fri 23:00
@@ -82,6 +95,9 @@ describe('Schedule (Intl only)', () => {
     assert.throws(() => Schedule.parse('Mon 08:00-25:00'), /25:00 is not a time of day/)
     assert.throws(() => Schedule.parse('Mon 08:00-18:00 Mars/Olympus'), /"Mars\/Olympus" is not a time zone/)
     assert.throws(() => Schedule.parse(' ; '), /expected windows/)
+    assert.throws(() => Schedule.parse('Mon-Fri-Sat 08:00-18:00 UTC'), /"Mon-Fri-Sat" is not a day range/)
+    assert.throws(() => Schedule.parse('Monkey 08:00-18:00 UTC'), /"Monkey" is not a day/)
+    assert.equal(Schedule.parse('Monday-Friday 08:00-18:00 UTC').contains(at('2026-12-11T12:00:00Z')), true) // full names
   })
 })
 
@@ -112,6 +128,8 @@ describe('awake_during / asleep_during: every input, errors naming the key', () 
         assert.equal(refused.length, 1, `${input} refuses ${bad}: ${JSON.stringify(refused)}`)
         assert.match(refused[0] ?? '', new RegExp(`${key}.*08:00-18:00`), input)
       }
+      assert.match(problems(`defaults:\n  ${key}: "Mon-Fri-Sat 08:00-18:00 UTC"\n`)[0] ?? '', new RegExp(`${key}.*"Mon-Fri-Sat" is not a day range`))
+      assert.match(problems(`defaults:\n  ${key}: "Monkey 08:00-18:00 UTC"\n`)[0] ?? '', new RegExp(`${key}.*"Monkey" is not a day`))
     })
   }
   it('a label schedule reaches the backend settings', () => {
