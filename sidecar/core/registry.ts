@@ -78,7 +78,7 @@ export class Registry implements RegistryReload {
   /** Backends whose schedule sleep failed or was refused: no new attempt before this (deps.now clock). */
   private readonly scheduledSleepAt = new Map<string, number>()
   /** The asleep_during window end each backend's last wake.refused named (one event per window). */
-  private readonly refusedUntil = new Map<string, number>()
+  private readonly refusedUntil = new Map<string, { readonly text: string; readonly end: number }>()
 
   /** `wallNow`: wall-clock ms since the epoch, read for schedules only (tests inject both clocks). */
   constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now, wallNow: () => number = Date.now) {
@@ -435,9 +435,10 @@ export class Registry implements RegistryReload {
     const schedule = backend.settings.asleep_during
     const wall = this.deps.wallNow()
     if (schedule === undefined || scheduleAt(backend.settings, wall) !== 'asleep') return undefined
-    // The window's end, worked out once per window (refused requests may come fast).
+    // The window's end, worked out once per window and schedule (refused requests may come fast);
+    // a changed schedule (reload, label) or a window without end is worked out again.
     const known = this.refusedUntil.get(backend.key)
-    const end = known !== undefined && known > wall ? (Number.isFinite(known) ? known : undefined) : schedule.nextChange(wall)
+    const end = known !== undefined && known.text === schedule.text && known.end > wall && Number.isFinite(known.end) ? known.end : schedule.nextChange(wall)
     const retryAfter = end === undefined ? 3600 : Math.max(1, Math.ceil((end - wall) / 1000))
     const until = end === undefined ? 'further notice' : schedule.describe(end)
     const error = new RelightError('RELIGHT_ERR_SCHEDULED_ASLEEP', `${backend.info.name} is asleep by schedule (asleep_during: ${schedule.text}) until ${until}`, {
@@ -446,8 +447,8 @@ export class Registry implements RegistryReload {
       reason: `asleep_during until ${until}`,
     })
     // One event per backend and window, not one per refused request.
-    if (this.refusedUntil.get(backend.key) !== (end ?? Infinity)) {
-      this.refusedUntil.set(backend.key, end ?? Infinity)
+    if (known?.end !== (end ?? Infinity) || known.text !== schedule.text) {
+      this.refusedUntil.set(backend.key, { text: schedule.text, end: end ?? Infinity })
       this.events.emit({ type: 'wake.refused', ...ref(backend), code: error.code, reason: error.message, retry_after_s: retryAfter })
     }
     return error

@@ -332,4 +332,25 @@ describe('schedules in the registry (injected wall clock)', () => {
       await c.close()
     }
   })
+
+  it('the window end told to refused clients follows a changed schedule (an all-day window narrowed by a label edit)', async () => {
+    const c = await setup({ asleep_during: '00:00-24:00 UTC' })
+    try {
+      c.clock.wall = at('2026-12-07T12:00:00Z')
+      let res = await c.auth()
+      assert.equal(res.headers['retry-after'], '3600')
+      assert.match(JSON.parse(res.body).detail, /until further notice/)
+      c.provider.put({ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [upstream.address], settings: { asleep_during: Schedule.parse('11:00-13:00 UTC') } })
+      await until(() => c.backend.settings.asleep_during?.text === '11:00-13:00 UTC', 'the new schedule applied')
+      res = await c.auth()
+      assert.equal(res.headers['retry-after'], '3600')
+      assert.match(JSON.parse(res.body).detail, /until Mon 13:00 UTC/)
+      c.clock.wall = at('2026-12-08T11:30:00Z')
+      res = await c.auth()
+      assert.equal(res.headers['retry-after'], '5400')
+      assert.match(JSON.parse(res.body).detail, /until Tue 13:00 UTC/)
+    } finally {
+      await c.close()
+    }
+  })
 })
