@@ -14,6 +14,12 @@ import { atPowerOfTwo } from './log-throttle.js'
 const POLICY_AWAKE_DURING = 'awake_during'
 /** Upper bound of one sleep (a stop may have a long grace period). */
 const SLEEP_TIMEOUT_MS = 5 * 60_000
+/**
+ * max_awake never evicts a backend active (woken, a request started or ended) less than
+ * min(idle_timeout, this) ago: a browser on the waiting page comes back within 2 s of the wake,
+ * and two such browsers at the cap would otherwise evict each other's app for ever.
+ */
+export const EVICTION_GRACE_MS = 5000
 /** Upper bound of one shared-activity write. */
 const SHARE_TIMEOUT_MS = 10_000
 /** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
@@ -86,6 +92,8 @@ export class Backend {
   private successorWakes = 0
   private _lastActivity: number
   private _draining = false
+  /** Last request answered without a ticket (its end is never seen), deps.now clock. */
+  private lastUncounted = -Infinity
   /** Last request start or finish only: what is shared with other sidecars (never a wake or a refused sleep). */
   private lastTraffic = -Infinity
   private readonly _counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
@@ -204,6 +212,7 @@ export class Backend {
   started(countInflight: boolean): void {
     if (countInflight) this._inflight++
     this._lastActivity = this.lastTraffic = this.deps.now()
+    if (!countInflight) this.lastUncounted = this._lastActivity
   }
 
   /** The access log reported a request finished. */
@@ -502,6 +511,24 @@ export class Backend {
   }
 
   /**
+   * Whether max_awake may evict it now: maySleepEarly(), no activity for
+   * min(idle_timeout, EVICTION_GRACE_MS), and no request answered without a ticket for
+   * idle_timeout (its end is never seen: it may still be running, so eviction waits as long as
+   * the idle sleep would).
+   */
+  mayBeEvicted(now: number = this.deps.now()): boolean {
+    return this.maySleepEarly(now) && this.evictionBlocker(now) === undefined
+  }
+
+  private evictionBlocker(now: number): string | undefined {
+    // TODO(policies-a): also refuse inside startup_grace once that setting lands (a backend
+    // started by hand has an old lastActivity and would be the first evicted: Sablier #985).
+    if (now - this.lastActivity < Math.min(this.settings.idle_timeout, EVICTION_GRACE_MS)) return 'recently active'
+    if (now - this.lastUncounted < this.settings.idle_timeout) return 'a request without a ticket may be in flight'
+    return undefined
+  }
+
+  /**
    * A policy puts it to sleep before idle_timeout: `schedule` (an asleep_during window began) or
    * `evicted` (max_awake: `reason` says for whom). Refused like sleepNow().
    */
@@ -520,8 +547,11 @@ export class Backend {
   private runSleep(ignoreActivity: boolean, cause: SleepCause, reason?: string): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
-      const blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
+      const now = this.deps.now()
+      let blocker = this.sleepBlocker(now, ignoreActivity)
       if (blocker === 'asleep') return { result: 'asleep' }
+      // Checked again here: a request may have come between the eviction's choice and now.
+      if (blocker === undefined && cause === 'evicted') blocker = this.evictionBlocker(now)
       if (blocker !== undefined) {
         // Refused by a policy: reported again after another idle_timeout, not on every sweep.
         if (blocker === POLICY_AWAKE_DURING) this._lastActivity = this.deps.now()
@@ -597,6 +627,7 @@ export class Backend {
   carryActivityFrom(old: Backend): void {
     this._inflight = old.inflight
     this._lastActivity = old.lastActivity
+    this.lastUncounted = old.lastUncounted
     // Open access-log tickets still name `old`: their lines must end the requests here.
     old.successor = this
     old.successorWakes = this.counters.wakes

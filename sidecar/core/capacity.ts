@@ -3,7 +3,9 @@
  * provider instance (`max_awake` in its block). A group's members count as one. A wake that
  * would exceed a cap first puts the least recently active awake backend (or group) that may
  * sleep early (nothing in flight, no wake pending, not always_on, not inside awake_during) to
- * sleep; with none, the wake is refused with RELIGHT_ERR_CAPACITY.
+ * sleep, unless it was active less than min(idle_timeout, 5 s) ago or answered a request without
+ * a ticket less than idle_timeout ago (Backend.mayBeEvicted); with none, the wake is refused with
+ * RELIGHT_ERR_CAPACITY.
  */
 import type { Backend } from './backend.js'
 import { RelightError } from './errors.js'
@@ -167,7 +169,7 @@ export class Capacity {
     let bestActivity = Infinity
     for (const [unit, members] of this.awakeUnits((b) => full.every((s) => s.includes(b)))) {
       if (unit === except || this.reserved.has(unit)) continue
-      if (!members.every((b) => !this.evicting.has(b) && b.maySleepEarly())) continue
+      if (!members.every((b) => !this.evicting.has(b) && b.mayBeEvicted())) continue
       const activity = Math.max(...members.map((b) => b.lastActivity))
       if (activity < bestActivity) {
         best = members

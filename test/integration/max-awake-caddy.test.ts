@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
+import { EVICTION_GRACE_MS } from '../../sidecar/core/backend.js'
 import type { Stamped } from '../../sidecar/core/events.js'
 import { caddySkip, type RunningCaddy, startCaddy } from '../helpers/caddy.js'
 import { freePort } from '../helpers/net.js'
@@ -74,6 +75,9 @@ describe('max_awake 2 with five process apps, through Caddy', { skip: caddySkip(
     return controller
   }
 
+  /** Past the eviction grace (min(idle_timeout, 5 s) after an app's last activity): the rule under test is about time. */
+  const grace = () => new Promise((resolve) => setTimeout(resolve, EVICTION_GRACE_MS + 300))
+
   const evicted = () => events.flatMap((e) => (e.type === 'sleep.done' && e.cause === 'evicted' ? [e.name] : []))
 
   it('never more than 2 awake; the least recently active sleeps; a stream protects its app; full and busy: 503 RELIGHT_ERR_CAPACITY', async (t) => {
@@ -81,6 +85,9 @@ describe('max_awake 2 with five process apps, through Caddy', { skip: caddySkip(
     assert.equal((await get('b.localhost')).status, 200)
     assert.equal((await get('a.localhost')).status, 200) // a is now more recent than b
     assert.deepEqual(awakeNow(), ['a', 'b'])
+    // Just used: neither may be evicted yet (Backend.mayBeEvicted); after the grace both may.
+    assert.equal((await get('c.localhost')).code, 'RELIGHT_ERR_CAPACITY')
+    await grace()
 
     assert.match((await get('c.localhost')).body, /^c pid/)
     assert.deepEqual(evicted(), ['b'], 'b, the least recently active, made room for c')
@@ -90,6 +97,7 @@ describe('max_awake 2 with five process apps, through Caddy', { skip: caddySkip(
     const cStream = await stream('c.localhost')
     await until(() => sc.sidecar.registry.get('process:c')?.inflight === 1, 'the stream to c counted in flight')
     assert.equal((await get('a.localhost')).status, 200)
+    await grace()
     assert.equal((await get('d.localhost')).status, 200)
     assert.deepEqual(evicted(), ['b', 'a'], 'c was the least recently active, but its stream kept it awake: a went')
     assert.deepEqual(awakeNow(), ['c', 'd'])
@@ -108,6 +116,7 @@ describe('max_awake 2 with five process apps, through Caddy', { skip: caddySkip(
     // c's stream ends: c may go now, and e wakes in its place.
     cStream.abort()
     await until(() => sc.sidecar.registry.get('process:c')?.inflight === 0, 'the end of c stream reported by the access log')
+    await grace() // the stream's end is activity too
     assert.match((await get('e.localhost')).body, /^e pid/)
     assert.deepEqual(evicted(), ['b', 'a', 'c'])
     assert.deepEqual(awakeNow(), ['d', 'e'])

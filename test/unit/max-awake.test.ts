@@ -65,11 +65,11 @@ describe('max_awake', () => {
     const c = await setup('max_awake: 2\n', [{ id: 'm', backends: ['a', 'b', 'c', 'd'] }])
     try {
       assert.equal((await c.auth('a.example.com')).statusCode, 200)
-      c.clock.now += 1000
+      c.clock.now += 11_000 // past idle_timeout: these requests have no ticket (Backend.mayBeEvicted)
       assert.equal((await c.auth('b.example.com')).statusCode, 200)
-      c.clock.now += 1000
+      c.clock.now += 11_000 // past idle_timeout: these requests have no ticket (Backend.mayBeEvicted)
       assert.equal((await c.auth('a.example.com')).statusCode, 200) // a is now the more recent
-      c.clock.now += 1000
+      c.clock.now += 11_000 // past idle_timeout: these requests have no ticket (Backend.mayBeEvicted)
       assert.equal((await c.auth('c.example.com')).statusCode, 200)
       assert.deepEqual(c.awake(), ['m:a', 'm:c'])
       const evicted = c.events.find((e) => e.type === 'sleep.done')
@@ -88,7 +88,7 @@ describe('max_awake', () => {
       const a = c.registry.get('m:a')!
       const b = c.registry.get('m:b')!
       a.started(true) // a stream
-      c.clock.now += 1000
+      c.clock.now += 11_000 // past idle_timeout: these requests have no ticket (Backend.mayBeEvicted)
       assert.equal((await c.auth('c.example.com')).statusCode, 200)
       assert.deepEqual(c.awake(), ['m:a', 'm:c']) // b went, a stayed (older activity but in flight)
       assert.equal(b.phase, 'asleep')
@@ -103,6 +103,7 @@ describe('max_awake', () => {
       assert.deepEqual(c.awake(), ['m:a', 'm:c'])
       // Eviction is refused too while it is in flight: an operator sleep of a stays refused.
       a.finished()
+      c.clock.now += 5000 // min(idle_timeout, 5 s) after a's last activity
       assert.equal((await c.auth('b.example.com')).statusCode, 200)
       assert.deepEqual(c.awake(), ['m:b', 'm:c'])
     } finally {
@@ -142,7 +143,7 @@ describe('max_awake', () => {
     const hold = deferred()
     try {
       assert.equal((await c.auth('a.example.com')).statusCode, 200)
-      c.clock.now += 1000
+      c.clock.now += 11_000 // past idle_timeout: these requests have no ticket (Backend.mayBeEvicted)
       c.providers[0]!.holdSleep = hold.promise // a docker stop with a long grace period
       const started = Date.now()
       const b = c.auth('b.example.com')
@@ -214,10 +215,10 @@ describe('max_awake', () => {
     try {
       await c.auth('web.example.com')
       await until(() => c.awake().length === 2) // web and db: one unit
-      c.clock.now += 1000
+      c.clock.now += 11_000 // past idle_timeout: these requests have no ticket (Backend.mayBeEvicted)
       assert.equal((await c.auth('b.example.com')).statusCode, 200)
       assert.deepEqual(c.awake(), ['m:b', 'm:db', 'm:web'])
-      c.clock.now += 1000
+      c.clock.now += 11_000 // past idle_timeout: these requests have no ticket (Backend.mayBeEvicted)
       assert.equal((await c.auth('c.example.com')).statusCode, 200)
       assert.deepEqual(c.awake(), ['m:b', 'm:c'])
     } finally {
@@ -258,6 +259,50 @@ describe('max_awake', () => {
       assert.deepEqual(awake(), ['a', 'b', 'c'], 'cap removed by a reload')
     } finally {
       registry.close()
+    }
+  })
+
+  it('two waiting-page browsers at cap 1 do not evict each other: a freshly woken or just used backend stays', async () => {
+    const c = await setup('max_awake: 1\n', [{ id: 'm', backends: ['a', 'b'] }], 'waiting_page')
+    const html = { accept: 'text/html', 'x-forwarded-method': 'GET' }
+    try {
+      await c.auth('a.example.com', html) // browser A: the waiting page, a wakes
+      await until(() => c.registry.get('m:a')?.phase === 'running')
+      const queued = await c.auth('b.example.com', html) // browser B, before A's page retries
+      assert.equal(queued.statusCode, 503)
+      assert.equal(queued.headers['x-relight-reply'], 'RELIGHT_ERR_CAPACITY')
+      assert.equal(c.registry.get('m:a')?.phase, 'running', 'a, woken a moment ago, was not evicted')
+      assert.equal((await c.auth('a.example.com', html)).statusCode, 200) // A's page retries: served
+      // That request had no ticket: a is not evicted before idle_timeout (10 s) after it.
+      c.clock.now += 6000
+      assert.equal((await c.auth('b.example.com', html)).headers['x-relight-reply'], 'RELIGHT_ERR_CAPACITY')
+      assert.equal(c.registry.get('m:a')?.phase, 'running')
+      c.clock.now += 5000
+      await c.auth('b.example.com', html)
+      await until(() => c.registry.get('m:b')?.phase === 'running')
+      assert.deepEqual(c.awake(), ['m:b'])
+      assert.equal(c.events.filter((e) => e.type === 'sleep.done' && e.cause === 'evicted').length, 1)
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('counted requests: evictable min(idle_timeout, 5 s) after the last one ended', async () => {
+    const c = await setup('max_awake: 1\n', [{ id: 'm', backends: ['a', 'b'] }])
+    try {
+      const a = c.registry.get('m:a')!
+      const b = c.registry.get('m:b')!
+      await c.registry.wake(a)
+      a.started(true)
+      c.clock.now += 60_000
+      a.finished()
+      c.clock.now += 3000
+      await assert.rejects(c.registry.wake(b), { code: 'RELIGHT_ERR_CAPACITY' })
+      c.clock.now += 2000
+      await c.registry.wake(b)
+      assert.deepEqual(c.awake(), ['m:b'])
+    } finally {
+      await c.close()
     }
   })
 
