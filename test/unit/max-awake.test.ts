@@ -120,12 +120,18 @@ describe('max_awake', () => {
       c.clock.now += 11_000 // past idle_timeout
       const swept = c.registry.sweep()
       await until(() => c.registry.get('m:a')?.phase === 'sleeping')
+      // The engine is asked to start b only once a is asleep (seen at the engine call, no timer).
+      let aAtWake: string | undefined
+      c.providers[0]!.onWake = (b) => {
+        if (b.id === 'b') aAtWake = c.registry.get('m:a')?.phase
+      }
       const answer = c.auth('b.example.com')
-      await new Promise((r) => setTimeout(r, 50))
-      assert.equal(c.registry.get('m:b')?.phase, 'asleep', 'b waits while a is still being put to sleep')
+      // Let every pending callback run (a wake that did not wait would reach the engine here).
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
       hold.resolve()
       c.providers[0]!.holdSleep = undefined
       assert.equal((await answer).statusCode, 200)
+      assert.equal(aAtWake, 'asleep', 'b waited while a was still being put to sleep')
       await swept
       assert.deepEqual(c.awake(), ['m:b'])
       assert.equal(c.events.filter((e) => e.type === 'wake.refused').length, 0)
