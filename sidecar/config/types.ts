@@ -13,8 +13,13 @@ import { BACKEND_SETTINGS, durationProblem, READINESS, scheduleFromText, type Se
 export const waitingPageTemplate = z.string().min(1, 'expected the path of an HTML file')
 
 /** `awake_during` / `asleep_during`: one string of windows joined by `;`, or a list of windows. */
-export const schedule = z.union([z.string(), z.array(z.string()).min(1)]).transform((value, ctx): Schedule => {
-  const parsed = scheduleFromText(Array.isArray(value) ? value.join('; ') : value)
+export const schedule = z.unknown().transform((value, ctx): Schedule => {
+  const list = Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string')
+  if (typeof value !== 'string' && !list) {
+    ctx.addIssue({ code: 'custom', message: 'expected windows as text, such as "Mon-Fri 08:00-18:00 Europe/Berlin" (or a list of them)' })
+    return z.NEVER
+  }
+  const parsed = scheduleFromText(list ? (value as string[]).join('; ') : (value as string))
   if ('value' in parsed) return parsed.value
   ctx.addIssue({ code: 'custom', message: `expected ${parsed.expected}` })
   return z.NEVER

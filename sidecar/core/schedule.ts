@@ -15,6 +15,8 @@ const FULL_DAY_NAMES = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 
 const MINUTE = 60_000
 /** Windows are at most a week apart: boundaries are looked for this many local days ahead. */
 const LOOKAHEAD_DAYS = 8
+/** Windows in one schedule, at most. */
+const MAX_WINDOWS = 64
 
 interface Window {
   /** Local weekdays (0 = Sunday) on which the window starts. */
@@ -118,6 +120,8 @@ export class Schedule {
       .map((p) => p.trim())
       .filter((p) => p !== '')
     if (parts.length === 0) throw new Error('expected windows such as "Mon-Fri 08:00-18:00 Europe/Berlin"')
+    // Every window is checked on every sweep tick: a label with thousands would cost CPU each second.
+    if (parts.length > MAX_WINDOWS) throw new Error(`${parts.length} windows: at most ${MAX_WINDOWS}`)
     const local = localZone ?? new Intl.DateTimeFormat().resolvedOptions().timeZone
     const zones = new Map<string, Zone>()
     const zoneOf = (name: string): Zone => {

@@ -130,6 +130,8 @@ describe('awake_during / asleep_during: every input, errors naming the key', () 
       }
       assert.match(problems(`defaults:\n  ${key}: "Mon-Fri-Sat 08:00-18:00 UTC"\n`)[0] ?? '', new RegExp(`${key}.*"Mon-Fri-Sat" is not a day range`))
       assert.match(problems(`defaults:\n  ${key}: "Monkey 08:00-18:00 UTC"\n`)[0] ?? '', new RegExp(`${key}.*"Monkey" is not a day`))
+      assert.match(problems(`defaults:\n  ${key}: 5\n`)[0] ?? '', new RegExp(`${key}.*expected windows as text`))
+      assert.match(problems(`defaults:\n  ${key}: "${Array(65).fill('Mon 08:00-09:00 UTC').join('; ')}"\n`)[0] ?? '', new RegExp(`${key}.*65 windows: at most 64`))
     })
   }
   it('a label schedule reaches the backend settings', () => {
