@@ -31,6 +31,7 @@ export const RESTART_KEYS = [
   'access_log_max_line',
   'socket_group',
   'state_dir',
+  'fast_lane_dir',
   'admin',
   'shutdown_timeout',
   'log_level',

@@ -7,8 +7,10 @@ export { stateForMode } from './provider.js'
 import type { LifecycleEvent, LifecycleEvents, SleepCause } from './events.js'
 import { type Schedule, scheduleAt } from './schedule.js'
 import { waitAnyReady, waitReady } from './readiness.js'
-import { abortable } from './timers.js'
+import { abortable, delay } from './timers.js'
+import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
+import type { IgnoreRules } from './ignore.js'
 
 /** The sleep.refused reason inside an awake_during window. */
 const POLICY_AWAKE_DURING = 'awake_during'
@@ -24,6 +26,20 @@ export const EVICTION_GRACE_MS = 5000
 const SHARE_TIMEOUT_MS = 10_000
 /** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
 const SHARE_RETRY_BASE_MS = 1000
+/**
+ * Fast lane: after a sleep removed the flag, how long a request Caddy's file matcher admitted
+ * just before may take to open its connection to the upstream (then seen in /proc/net/tcp).
+ */
+export const LANE_GRACE_MS = 500
+/**
+ * Snippet 4 closes Caddy's idle keep-alive connections to an app after 1 s (`keepalive 1s`):
+ * once the flag is gone no new fast-lane request starts, so a connection still open this long
+ * after the grace carries a request (the sleep is refused and the lane reopens).
+ */
+export const LANE_KEEPALIVE_MS = 1000
+const LANE_POLL_MS = 50
+/** Upper bound of one CPU measurement for busy_cpu (the sleep waits for it). */
+const BUSY_MEASURE_TIMEOUT_MS = 5000
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -45,6 +61,13 @@ export interface ResolvedSettings {
   /** Weekly windows when it is kept awake / kept asleep (core/schedule.ts); absent: none. */
   readonly awake_during?: Schedule
   readonly asleep_during?: Schedule
+  readonly fast_lane: boolean
+  /** Idle policies (issue 26): see core/ignore.ts and README "When does a backend sleep?". */
+  readonly ignore: IgnoreRules
+  readonly ignore_status: number
+  /** Percent of one core; undefined: off (or the provider cannot measure). */
+  readonly busy_cpu: number | undefined
+  readonly startup_grace: number
 }
 
 export interface BackendDeps {
@@ -58,6 +81,18 @@ export interface BackendDeps {
   readonly closing: AbortSignal
   /** Where wake and sleep transitions are reported (logs subscribe to it). */
   readonly events: LifecycleEvents
+  /** Bounds concurrent CPU readings for busy_cpu (`provider.stats()`); unbounded without it. */
+  readonly statsQueue?: PQueue
+  /** The fast lane's flags (present with `fast_lane_dir`). */
+  readonly fastLane?: FastLaneDeps
+}
+
+export interface FastLaneDeps {
+  readonly lane: FastLane
+  /** The hosts Caddy may send straight to this backend: canonical names the host index gives it. */
+  hostsOf(backend: Backend): string[]
+  /** Grace after the flag is removed (ms; default LANE_GRACE_MS). */
+  readonly graceMs?: number
 }
 
 /** What a sleep request came to. */
@@ -123,6 +158,16 @@ export class Backend {
   private shareRetryAt = -Infinity
   private readonly deps: BackendDeps
   private childLog: Logger | undefined
+  /**
+   * Idle policies that hold the backend awake until a time (deps.now clock): `startup_grace`
+   * (found running: at start-up, by a reload, or started outside the sidecar) and `busy` (the
+   * last CPU measurement was at or above busy_cpu: measured again after another idle_timeout).
+   */
+  private holdUntil = -Infinity
+  private holdReason: 'startup_grace' | 'busy' | undefined
+  /** The startup_grace refusal is reported once per grace, not on every sweep tick. */
+  private holdReported = false
+  private busyFailures = 0
 
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
     this.key = `${providerId(provider)}:${info.id}`
@@ -134,6 +179,25 @@ export class Backend {
     if (this.phase === 'running') this.ready = [...info.upstreams]
     this._lastActivity = deps.now()
     this.createdAt = this.lastActivity
+    if (info.state === 'running') {
+      this.hold('startup_grace', this.createdAt + settings.startup_grace)
+      this.primeCpu()
+    }
+  }
+
+  /**
+   * busy_cpu: take a first CPU reading as the backend starts running, so the one taken when a
+   * sleep is due covers the idle window (a provider's reading is the rate since its previous
+   * one; Docker's first one-shot reading has nothing to compare with and says 0).
+   */
+  private primeCpu(): void {
+    if (this.settings.busy_cpu !== undefined) void this.measureCpu()
+  }
+
+  private hold(reason: 'startup_grace' | 'busy', until: number): void {
+    this.holdUntil = until
+    this.holdReason = reason
+    this.holdReported = false
   }
 
   /** What the provider last reported (hosts, upstreams, group, details). */
@@ -196,6 +260,46 @@ export class Backend {
 
   drain(on: boolean): void {
     this._draining = on
+  }
+
+  /**
+   * Write or remove this backend's fast-lane flags to match its state: flagged only while
+   * running with exactly one ready upstream (replicas stay in the forward_auth lane, which
+   * balances them), `fast_lane` on and not removed. Called at every change of those.
+   */
+  syncFastLane(): void {
+    const fast = this.deps.fastLane
+    if (fast === undefined) return
+    const upstream = this.ready[0]
+    // `ignore` rules are decided per request by the sidecar: such a backend keeps the forward_auth lane.
+    const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
+    try {
+      fast.lane.set(this, on ? fast.hostsOf(this).map((host) => ({ host, upstream })) : [])
+    } catch (err) {
+      // a flag not written keeps the forward_auth lane; one not removed is what must never happen
+      this.log.error({ err }, on ? 'fast lane flag not written' : 'fast lane flag NOT REMOVED')
+    }
+  }
+
+  /** Whether Caddy may proxy this backend directly now (its flag is written). */
+  get fastLaneOpen(): boolean {
+    return this.deps.fastLane?.lane.has(this) ?? false
+  }
+
+  /** Open TCP connections to this backend's upstreams (fast lane on), else 0. */
+  private laneConnections(): number {
+    const fast = this.deps.fastLane
+    if (fast === undefined || !this.settings.fast_lane) return 0
+    let n = 0
+    for (const u of new Set([...this.ready, ...this.info.upstreams])) n += fast.lane.connections(u)
+    return n
+  }
+
+  /** The access log reported a fast-lane request (no ticket) finished: activity. */
+  laneRequestEnded(): void {
+    const next = this.successor
+    if (next !== undefined) return next.laneRequestEnded()
+    this._lastActivity = this.lastTraffic = this.deps.now()
   }
 
   /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */
@@ -276,7 +380,12 @@ export class Backend {
    */
   isIdle(now: number): boolean {
     const blocker = this.sleepBlocker(now, false)
-    // Kept awake by a policy only: idle, so the sleep attempt reports the refusal and its reason.
+    if (blocker === 'startup_grace' && !this.holdReported) {
+      // Idle by every other rule: the grace alone keeps it awake. Said once per grace.
+      this.holdReported = true
+      this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
+    }
+    // Kept awake by awake_during only: idle, so the sleep attempt reports the refusal and its reason.
     return blocker === undefined || blocker === POLICY_AWAKE_DURING
   }
 
@@ -286,7 +395,19 @@ export class Backend {
     if (this.settings.always_on) return 'always_on'
     if (this.inflight > 0) return `inflight: ${this.inflight}`
     if (this.wakePromise !== undefined) return 'waking'
-    if (!ignoreActivity && now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+    // An operator's or a policy's sleep (ignoreActivity): the fast lane's drain decides (runSleep).
+    if (!ignoreActivity) {
+      if (now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+      if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
+      // Fast lane: a request Caddy proxies directly is seen only by its connection to the upstream
+      // (its access-log line comes at its end). An open one is activity: a slow download keeps
+      // the backend awake, and its end restarts the idle clock.
+      const connections = this.laneConnections()
+      if (connections > 0) {
+        this._lastActivity = now
+        return `connections: ${connections}`
+      }
+    }
     // Idle, but a policy keeps it awake: the sweep reports it (sleep.refused) once per idle_timeout.
     if (scheduleAt(this.settings, this.deps.wallNow()) === 'awake') return POLICY_AWAKE_DURING
     return undefined
@@ -306,9 +427,10 @@ export class Backend {
     const stale = observedAt !== undefined && observedAt < this.transitionEndedAt
     this._info = stale ? { ...info, state: this.info.state } : info
     this._settings = settings
-    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return
+    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return this.syncFastLane()
     if (this.phase === 'running' && info.state === 'running') this.reconcileReady(info.upstreams)
     else this.applyState(info.state)
+    this.syncFastLane()
   }
 
   /**
@@ -348,6 +470,7 @@ export class Backend {
     if (this.phase !== 'running' && this.phase !== 'probing') return
     if (!this.info.upstreams.includes(upstream) || this.ready.includes(upstream)) return
     this.ready = [...this.ready, upstream]
+    this.syncFastLane()
   }
 
   private stopJoining(): void {
@@ -372,6 +495,7 @@ export class Backend {
     }
     if (this.phase === 'sleeping') return
     this.applyState(state)
+    this.syncFastLane()
   }
 
   private applyState(state: BackendState): void {
@@ -379,6 +503,7 @@ export class Backend {
       if (this.phase !== 'running') {
         // Started outside a wake of ours (a restart after a crash, `docker start`): it may not
         // listen yet, so it is routed only after the readiness probe of a (no-op) wake.
+        this.hold('startup_grace', this.deps.now() + this.settings.startup_grace)
         this.wake().catch(() => undefined)
       }
       return
@@ -390,6 +515,7 @@ export class Backend {
 
   markRemoved(): void {
     this._removed = true
+    this.syncFastLane()
     this.stopJoining()
     const gone = new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name })
     this.wakeAbort?.abort(gone)
@@ -465,7 +591,10 @@ export class Backend {
       this._phase = 'running'
       this._lastActivity = this.deps.now()
       this._lastError = undefined
+      // ready now: the fast lane opens (never before the readiness probe)
+      this.syncFastLane()
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
+      this.primeCpu()
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
       const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: providerId(this.provider) })
@@ -498,8 +627,8 @@ export class Backend {
    * Put the backend to sleep if it is still idle once earlier transitions finish. Returns true
    * when it went to sleep. Falls back to `fallback_sleep` when the preferred mode fails.
    */
-  sleepIfIdle(): Promise<boolean> {
-    return this.runSleep(false, 'idle').then((outcome) => outcome.result === 'done')
+  sleepIfIdle(options: { busyChecked?: boolean } = {}): Promise<boolean> {
+    return this.runSleep(false, 'idle', undefined, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
   }
 
   /**
@@ -521,8 +650,9 @@ export class Backend {
   }
 
   private evictionBlocker(now: number): string | undefined {
-    // TODO(policies-a): also refuse inside startup_grace once that setting lands (a backend
-    // started by hand has an old lastActivity and would be the first evicted: Sablier #985).
+    // startup_grace (a backend found running, started by hand, has an old lastActivity and would
+    // be the first evicted: Sablier #985) and busy_cpu's hold protect it from eviction too.
+    if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
     if (now - this.lastActivity < Math.min(this.settings.idle_timeout, EVICTION_GRACE_MS)) return 'recently active'
     if (now - this.lastUncounted < this.settings.idle_timeout) return 'a request without a ticket may be in flight'
     return undefined
@@ -537,6 +667,21 @@ export class Backend {
   }
 
   /**
+   * busy_cpu: read the CPU now; at or above it, hold the backend awake for another idle_timeout
+   * and report the refusal (reason `busy`). False when busy_cpu is off or the reading failed.
+   * The sweep asks every member of a group before it puts any to sleep.
+   */
+  async busyNow(): Promise<boolean> {
+    const limit = this.settings.busy_cpu
+    if (limit === undefined) return false
+    const cpu = await this.measureCpu()
+    if (cpu === undefined || cpu < limit) return false
+    this.hold('busy', this.deps.now() + this.settings.idle_timeout)
+    this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: 'busy', cpu_pct: cpu })
+    return true
+  }
+
+  /**
    * An operator asked for a sleep (admin API, status page): like sleepIfIdle() without waiting
    * for idle_timeout, but still refused while a request is in flight or a wake is pending.
    */
@@ -544,11 +689,17 @@ export class Backend {
     return this.runSleep(true, 'operator')
   }
 
-  private runSleep(ignoreActivity: boolean, cause: SleepCause, reason?: string): Promise<SleepOutcome> {
+  private runSleep(ignoreActivity: boolean, cause: SleepCause, reason?: string, checkBusy = !ignoreActivity): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
-      const now = this.deps.now()
+      let now = this.deps.now()
       let blocker = this.sleepBlocker(now, ignoreActivity)
+      if (blocker === undefined && checkBusy && this.settings.busy_cpu !== undefined) {
+        if (await this.busyNow()) return { result: 'refused', reason: 'busy' }
+        // A request may have come while the CPU was read.
+        now = this.deps.now()
+        blocker = this.sleepBlocker(now, ignoreActivity)
+      }
       if (blocker === 'asleep') return { result: 'asleep' }
       // Checked again here: a request may have come between the eviction's choice and now.
       if (blocker === undefined && cause === 'evicted') blocker = this.evictionBlocker(now)
@@ -561,11 +712,20 @@ export class Backend {
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
       this.stopJoining()
+      const laneWasOpen = this.fastLaneOpen
       this._phase = 'sleeping'
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
       // are bounded by their own wake_timeout.
       const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+      if (laneWasOpen) {
+        // Safe sleep (README, "Fast lane"): close the lane first, give a request Caddy admitted
+        // just before the time to open its connection, then sleep only if no connection to the
+        // upstream is open (an idle keep-alive one too: snippet 4 closes those after 1 s).
+        this.syncFastLane()
+        const drain = await this.drainFastLane(signal)
+        if (drain !== undefined) return drain
+      }
       try {
         const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
         this._phase = 'asleep'
@@ -591,8 +751,58 @@ export class Backend {
         return { result: 'failed', error }
       } finally {
         this.transitionEndedAt = this.deps.now()
+        this.syncFastLane() // still running after a refusal or failure: the lane reopens
       }
     })
+  }
+
+  /** After the flag is removed: undefined when the sleep may go on, else its refusal (lane reopened). */
+  private async drainFastLane(signal: AbortSignal): Promise<SleepOutcome | undefined> {
+    const grace = this.deps.fastLane?.graceMs ?? LANE_GRACE_MS
+    const deadline = this.deps.now() + grace + LANE_KEEPALIVE_MS + 4 * LANE_POLL_MS
+    let connections = 0
+    try {
+      await delay(grace, signal)
+      // Idle keep-alive connections close within LANE_KEEPALIVE_MS; a busy one stays.
+      while ((connections = this.laneConnections()) > 0 && this.deps.now() < deadline) await delay(LANE_POLL_MS, signal)
+    } catch {
+      // shutting down: the flag stays removed, nothing sleeps
+      this._phase = 'running'
+      return { result: 'refused', reason: 'closing' }
+    }
+    if (connections === 0 && this.inflight === 0) return undefined
+    const reason = connections > 0 ? `connections: ${connections}` : `inflight: ${this.inflight}`
+    this._phase = this.info.state === 'running' ? 'running' : 'asleep'
+    this._lastActivity = this.deps.now()
+    this.transitionEndedAt = this.deps.now()
+    this.syncFastLane()
+    this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason })
+    return { result: 'refused', reason }
+  }
+
+  /**
+   * CPU percent of one core since the provider's previous measurement of this backend (the
+   * previous busy check, an idle_timeout ago, or the heartbeat's); undefined when it cannot be
+   * read (the sleep then goes ahead: an engine that cannot answer must not keep every backend
+   * awake; logged at 1, 2, 4… failures).
+   */
+  private async measureCpu(): Promise<number | undefined> {
+    const stats = this.provider.stats
+    if (!stats) return undefined
+    // The timeout starts when the reading does, not while it waits for a slot.
+    const read = () => stats.call(this.provider, this.info.id, AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)]))
+    try {
+      const s = await (this.deps.statsQueue ? this.deps.statsQueue.add(read) : read())
+      this.busyFailures = 0
+      return s.cpu_pct
+    } catch (err) {
+      this.busyFailures++
+      if (atPowerOfTwo(this.busyFailures)) {
+        const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
+        this.log.warn({ code: error.code, err: error.message, failures: this.busyFailures }, 'CPU not measured for busy_cpu; sleeping as if idle')
+      }
+      return undefined
+    }
   }
 
   private async trySleep(mode: SleepMode, fallback: SleepMode, signal: AbortSignal): Promise<SleepMode> {
@@ -617,6 +827,7 @@ export class Backend {
   /** A config reload changed this backend's settings (idle_timeout…): they apply from now on. */
   reconfigure(settings: ResolvedSettings): void {
     this._settings = settings
+    this.syncFastLane()
   }
 
   /**
@@ -628,6 +839,10 @@ export class Backend {
     this._inflight = old.inflight
     this._lastActivity = old.lastActivity
     this.lastUncounted = old.lastUncounted
+    // Known before the reload: not "found running" by it (a reload resets no idle policy).
+    this.holdUntil = old.holdUntil
+    this.holdReason = old.holdReason
+    this.holdReported = old.holdReported
     // Open access-log tickets still name `old`: their lines must end the requests here.
     old.successor = this
     old.successorWakes = this.counters.wakes
@@ -643,7 +858,9 @@ export class Backend {
       state: this.info.state,
       upstreams: this.info.upstreams,
       inflight: this.inflight,
+      fast_lane: this.fastLaneOpen,
       idle_ms: this.deps.now() - this.lastActivity,
+      ...(this.holdReason !== undefined && this.deps.now() < this.holdUntil ? { held: this.holdReason, held_ms: this.holdUntil - this.deps.now() } : {}),
       ...this.counters,
       ...(this.lastError ? { last_error: this.lastError.code } : {}),
     }

@@ -6,6 +6,10 @@ import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { logEvents } from './event-log.js'
 import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
+import type { FastLane } from './fast-lane.js'
+import { laneHostProblem } from './fast-lane.js'
+import { parseHostPattern } from './hosts.js'
+import { type IgnoreRule, IgnoreRules } from './ignore.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { scheduleAt } from './schedule.js'
 import { abortable, delay } from './timers.js'
@@ -13,7 +17,11 @@ import { abortable, delay } from './timers.js'
 /** What the registry reads of the configuration (the parsed config satisfies it; core imports no config/ code). */
 export interface RegistryConfig {
   /** Settings every backend inherits (`defaults`). */
-  readonly defaults: Omit<ResolvedSettings, 'always_on'>
+  readonly defaults: Omit<ResolvedSettings, 'always_on' | 'ignore' | 'busy_cpu' | 'startup_grace'> & {
+    readonly ignore: readonly IgnoreRule[]
+    readonly busy_cpu?: number | undefined
+    readonly startup_grace?: number | undefined
+  }
   readonly base_domains: readonly string[]
   readonly min_idle_timeout: number
   readonly resync_interval: number
@@ -35,6 +43,8 @@ export interface ProviderStatus {
 }
 
 const LIST_TIMEOUT_MS = 15_000
+/** CPU readings for busy_cpu at once (a start-up finds every backend running and reads each). */
+const STATS_CONCURRENCY = 8
 const RELIST_ON_MISS_EVERY_MS = 1000
 const RELIST_ON_MISS_WAIT_MS = 1500
 /** Least time between two scheduled wakes of one backend (awake_during) when one failed. */
@@ -57,7 +67,7 @@ export class Registry implements RegistryReload {
   private readonly backends = new Map<string, Backend>()
   private config: RegistryConfig
   private readonly log: Logger
-  private readonly deps: BackendDeps
+  private deps: BackendDeps
   private readonly closer = new AbortController()
   private timers: NodeJS.Timeout[] = []
   private readonly resyncTimers = new Map<Provider, NodeJS.Timeout>()
@@ -66,6 +76,8 @@ export class Registry implements RegistryReload {
   private rebuildScheduled = false
   private closed = false
   private readonly warnedSettings = new Set<string>()
+  /** Ignore rules compiled once per list (a list is shared by every backend it came from). */
+  private compiledRules = new WeakMap<readonly IgnoreRule[], IgnoreRules>()
   private lastMissRelist = 0
   private readonly resyncs = new Map<Provider, { again: boolean; done: Promise<void> }>()
   private missRelist: Promise<void> | undefined
@@ -101,6 +113,7 @@ export class Registry implements RegistryReload {
       wallNow,
       closing: this.closer.signal,
       events: this.events,
+      statsQueue: new PQueue({ concurrency: STATS_CONCURRENCY }),
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
     this.caps = capsOf(config)
@@ -113,6 +126,30 @@ export class Registry implements RegistryReload {
    */
   applyCaps(config: RegistryConfig): void {
     this.caps = capsOf(config)
+  }
+
+  /**
+   * Use the fast lane's flag directory (daemon, before start): backends with `fast_lane: on`
+   * write their flags there while awake (core/fast-lane.ts).
+   */
+  useFastLane(lane: FastLane, graceMs?: number): void {
+    this.deps = { ...this.deps, fastLane: { lane, hostsOf: (b) => this.laneHosts(b), ...(graceMs !== undefined ? { graceMs } : {}) } }
+  }
+
+  /**
+   * The exact names Caddy may send straight to `backend`: its exact hosts and its first-label
+   * hosts under each base domain, in canonical spelling, that the host index gives to it
+   * (a host two backends declare is flagged for the winner only). Wildcards stay in the
+   * forward_auth lane.
+   */
+  private laneHosts(backend: Backend): string[] {
+    const names: string[] = []
+    for (const declared of backend.info.hosts) {
+      const pattern = parseHostPattern(declared)
+      if (pattern?.kind === 'exact') names.push(pattern.name)
+      else if (pattern?.kind === 'label') for (const base of this.config.base_domains) names.push(`${pattern.label}.${base}`)
+    }
+    return [...new Set(names)].filter((n) => laneHostProblem(n) === undefined && this.index.resolve(n) === backend)
   }
 
   /** `base_domains` in force (a one-label host `web` is `web.<each of these>`). */
@@ -307,6 +344,7 @@ export class Registry implements RegistryReload {
       this.warnedSettings.add(k)
       this.log.warn({ backend: info.name, provider: providerId(provider), ...extra }, msg)
     }
+    if (s.fast_lane === true && this.deps.fastLane === undefined) warn('fast_lane', 'fast_lane is on but fast_lane_dir is not set: this backend stays in the forward_auth lane', {})
     let idle = s.idle_timeout ?? d.idle_timeout
     if (idle < this.config.min_idle_timeout) {
       warn('idle', 'idle_timeout below min_idle_timeout; using the floor', { idle_timeout: idle, min_idle_timeout: this.config.min_idle_timeout })
@@ -330,6 +368,32 @@ export class Registry implements RegistryReload {
       always_on: s.always_on ?? false,
       ...(s.awake_during ?? d.awake_during ? { awake_during: s.awake_during ?? d.awake_during } : {}),
       ...(s.asleep_during ?? d.asleep_during ? { asleep_during: s.asleep_during ?? d.asleep_during } : {}),
+      fast_lane: s.fast_lane ?? d.fast_lane,
+      ...this.idlePolicies(provider, info, idle, warn),
+    }
+  }
+
+  /** The issue-26 settings: compiled ignore rules (cached per rule list), busy_cpu where the provider measures CPU. */
+  private idlePolicies(provider: Provider, info: BackendInfo, idle: number, warn: (what: string, msg: string, extra: object) => void) {
+    const d = this.config.defaults
+    const s = info.settings
+    const rules = s.ignore ?? d.ignore
+    let ignore = this.compiledRules.get(rules)
+    if (ignore === undefined) {
+      ignore = rules.length === 0 ? IgnoreRules.none : new IgnoreRules(rules)
+      this.compiledRules.set(rules, ignore)
+    }
+    let busy = s.busy_cpu ?? d.busy_cpu
+    if (busy !== undefined && !provider.stats) {
+      // The config refuses it in the block of such a provider; defaults and labels end here.
+      if (s.busy_cpu !== undefined) warn('busy_cpu', `${provider.kind} cannot measure a backend's CPU; busy_cpu is ignored`, { busy_cpu: busy })
+      busy = undefined
+    }
+    return {
+      ignore,
+      ignore_status: s.ignore_status ?? d.ignore_status,
+      busy_cpu: busy,
+      startup_grace: s.startup_grace ?? d.startup_grace ?? idle,
     }
   }
 
@@ -358,6 +422,8 @@ export class Registry implements RegistryReload {
       }
     }
     this.index = index
+    // hosts may have moved between backends: flags follow the new index
+    if (this.deps.fastLane !== undefined) for (const b of this.backends.values()) b.syncFastLane()
   }
 
   /**
@@ -496,15 +562,24 @@ export class Registry implements RegistryReload {
       if (!members) groups.set(key, (members = []))
       members.push(backend)
     }
+    const groupWork: Promise<boolean[]>[] = []
     for (const members of groups.values()) {
       const awake = members.filter((b) => b.phase !== 'asleep')
       if (awake.length > 0 && awake.every((b) => b.isIdle(now))) {
         // A member kept awake by awake_during keeps the whole group: only its refusal is reported.
         const held = awake.filter((b) => scheduleAt(b.settings, wall) === 'awake')
-        for (const b of held.length > 0 ? held : awake) work.push(b.sleepIfIdle())
+        if (held.length > 0) for (const b of held) work.push(b.sleepIfIdle())
+        else groupWork.push(this.sleepGroup(awake))
       }
     }
-    return Promise.all(work)
+    return Promise.all([Promise.all(work), ...groupWork]).then((done) => done.flat())
+  }
+
+  /** A group sleeps together: every member's busy_cpu is read first, and one busy member keeps them all. */
+  private async sleepGroup(awake: readonly Backend[]): Promise<boolean[]> {
+    const busy = await Promise.all(awake.map((b) => b.busyNow()))
+    if (busy.some(Boolean)) return awake.map(() => false)
+    return Promise.all(awake.map((b) => b.sleepIfIdle({ busyChecked: true })))
   }
 
   /**

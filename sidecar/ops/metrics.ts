@@ -40,12 +40,25 @@ export const METRIC_NAMES = [
   'relight_events_total',
   'relight_sleep_causes_total',
   'relight_wake_refusals_total',
+  'relight_sleep_refusals_total',
 ] as const
 
 const PHASES = ['running', 'sleeping', 'asleep', 'waking', 'probing'] as const
 const SLEEP_RESULTS = ['done', 'refused', 'failed'] as const
 const SLEEP_CAUSES = ['idle', 'operator', 'schedule', 'evicted'] as const satisfies readonly SleepCause[]
 const WAKE_REFUSAL_CODES = ['RELIGHT_ERR_CAPACITY', 'RELIGHT_ERR_SCHEDULED_ASLEEP'] as const
+/**
+ * `reason` of relight_sleep_refusals_total: the rule that kept a backend awake (README "When does
+ * a backend sleep?"). Bounded: a provider's refusal (its message varies) is `shared`, anything
+ * else `other`; `not idle` (the ordinary case) is not counted.
+ */
+export const REFUSAL_REASONS = ['always_on', 'awake_during', 'inflight', 'waking', 'startup_grace', 'busy', 'shared', 'other'] as const
+
+export function refusalReason(reason: string, code?: string): (typeof REFUSAL_REASONS)[number] {
+  if (code === 'RELIGHT_ERR_SLEEP_REFUSED') return 'shared'
+  const word = reason.split(':')[0] as (typeof REFUSAL_REASONS)[number]
+  return REFUSAL_REASONS.includes(word) ? word : 'other'
+}
 
 /** The provider label: the provider instance's id (its kind unless configured otherwise). */
 export const providerLabel = (provider: Provider): string => providerId(provider)
@@ -192,6 +205,12 @@ export class Metrics {
       labelNames: ['provider', 'backend', 'code'],
       registers: [register],
     })
+    const refusals = new Counter({
+      name: 'relight_sleep_refusals_total',
+      help: 'Sleeps refused, by the rule that kept the backend awake (always_on, awake_during, inflight, waking, startup_grace, busy, shared, other).',
+      labelNames: ['provider', 'backend', 'reason'],
+      registers: [register],
+    })
     const eventsTotal = new Counter({
       name: 'relight_events_total',
       help: 'Lifecycle events emitted, by type.',
@@ -217,7 +236,9 @@ export class Metrics {
           wakeRefusals.inc({ provider: e.provider, backend: e.name, code: e.code })
           return
         case 'sleep.refused':
-          if (e.reason !== 'not idle') sleeps.inc({ provider: e.provider, backend: e.name, mode: e.mode, result: 'refused' })
+          if (e.reason === 'not idle') return
+          sleeps.inc({ provider: e.provider, backend: e.name, mode: e.mode, result: 'refused' })
+          refusals.inc({ provider: e.provider, backend: e.name, reason: refusalReason(e.reason, e.code) })
           return
         case 'sleep.failed':
           sleeps.inc({ provider: e.provider, backend: e.name, mode: e.mode, result: 'failed' })
@@ -232,6 +253,7 @@ export class Metrics {
           for (const mode of SLEEP_MODES) for (const result of SLEEP_RESULTS) sleeps.remove({ provider: e.provider, backend: e.name, mode, result })
           for (const cause of SLEEP_CAUSES) sleepCauses.remove({ provider: e.provider, backend: e.name, cause })
           for (const code of WAKE_REFUSAL_CODES) wakeRefusals.remove({ provider: e.provider, backend: e.name, code })
+          for (const reason of REFUSAL_REASONS) refusals.remove({ provider: e.provider, backend: e.name, reason })
           return
         default:
           return

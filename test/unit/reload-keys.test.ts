@@ -41,6 +41,7 @@ const CHANGED: Record<string, string> = {
   max_awake: 'max_awake: 3',
   shutdown_timeout: 'shutdown_timeout: 5s',
   state_dir: 'state_dir: /tmp/relight-reload-keys-elsewhere',
+  fast_lane_dir: 'fast_lane_dir: /tmp/relight-reload-keys-awake',
   log_level: 'log_level: debug',
   defaults: 'defaults: { idle_timeout: 2h }',
   providers: 'providers: { docker: { socket: /nonexistent.sock } }',
