@@ -312,6 +312,27 @@ describe('max_awake', () => {
     }
   })
 
+  it('a backend found running is not evicted inside its startup_grace (Sablier #985)', async () => {
+    const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\nmax_awake: 1\ndefaults: { idle_timeout: 10s, wake_timeout: 2s, startup_grace: 1m }\n', 'test')
+    const provider = new MemoryProvider([
+      { id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [upstream.address] }, // started by hand
+      { id: 'b', hosts: ['b.example.com'], state: 'stopped', upstreams: [upstream.address] },
+    ])
+    const clock = { now: 1_000_000 }
+    const registry = new Registry([provider], config, log, () => clock.now)
+    try {
+      await registry.start()
+      clock.now += 30_000 // idle, but inside its grace
+      await assert.rejects(registry.wake(registry.get('memory:b')!), { code: 'RELIGHT_ERR_CAPACITY' })
+      assert.equal(registry.get('memory:a')?.phase, 'running')
+      clock.now += 31_000 // past the grace
+      await registry.wake(registry.get('memory:b')!)
+      assert.equal(registry.get('memory:a')?.phase, 'asleep')
+    } finally {
+      registry.close()
+    }
+  })
+
   it('the keys: top level and per provider block, errors naming the key; not a per-backend setting', () => {
     assert.deepEqual(problems('max_awake: 3\nproviders:\n  docker:\n    max_awake: 2\n'), [])
     assert.deepEqual(problems('providers:\n  docker:\n    - { id: a, max_awake: 2 }\n    - { id: b }\n'), [])
