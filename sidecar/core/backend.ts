@@ -259,7 +259,9 @@ export class Backend {
   }
 
   drain(on: boolean): void {
+    if (this._draining === on) return
     this._draining = on
+    this.syncFastLane() // the fast lane closes too: Caddy must ask the sidecar, which refuses
   }
 
   /**
@@ -272,7 +274,7 @@ export class Backend {
     if (fast === undefined) return
     const upstream = this.ready[0]
     // `ignore` rules are decided per request by the sidecar: such a backend keeps the forward_auth lane.
-    const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
+    const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && !this._draining && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
     try {
       fast.lane.set(this, on ? fast.hostsOf(this).map((host) => ({ host, upstream })) : [])
     } catch (err) {

@@ -12,12 +12,14 @@ import { parseConfig } from '../../sidecar/config/load.js'
 import type { Stamped } from '../../sidecar/core/events.js'
 import { Registry } from '../../sidecar/core/registry.js'
 import { RelightError } from '../../sidecar/core/errors.js'
+import { FastLane } from '../../sidecar/core/fast-lane.js'
 import { Schedule } from '../../sidecar/core/schedule.js'
 import { readLabels } from '../../sidecar/providers/kit/labels.js'
 import { parseTags } from '../../sidecar/providers/slicer/tags.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
 import { okUpstream } from '../helpers/ok-upstream.js'
+import { tempDir } from '../helpers/net.js'
 import { until } from '../helpers/wait.js'
 
 const log = pino({ level: 'silent' })
@@ -141,7 +143,7 @@ describe('awake_during / asleep_during: every input, errors naming the key', () 
 })
 
 describe('schedules in the registry (injected wall clock)', () => {
-  async function setup(settings: Record<string, string>, extra: Record<string, unknown> = {}, before?: (p: MemoryProvider) => void) {
+  async function setup(settings: Record<string, string>, extra: Record<string, unknown> = {}, before?: (p: MemoryProvider) => void, lane?: FastLane) {
     const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\n`, 'test')
     const parsed = parseConfig(`providers:\n  process:\n    apps:\n      - { name: a, command: [x], ${Object.entries(settings).map(([k, v]) => `${k}: "${v}"`).join(', ')} }\n`, 't')
     const app = parsed.providers.process?.[0]?.apps[0] as unknown as Record<string, unknown>
@@ -151,6 +153,7 @@ describe('schedules in the registry (injected wall clock)', () => {
     before?.(provider)
     const clock = { now: 1_000_000, wall: at('2026-03-27T16:59:00Z') } // Fri 17:59 CET
     const registry = new Registry([provider], config, log, () => clock.now, () => clock.wall)
+    if (lane !== undefined) registry.useFastLane(lane)
     const events: Stamped[] = []
     registry.events.subscribe((e) => events.push(e))
     await registry.start()
@@ -353,6 +356,26 @@ describe('schedules in the registry (injected wall clock)', () => {
       assert.match(JSON.parse(res.body).detail, /until Tue 13:00 UTC/)
     } finally {
       await c.close()
+    }
+  })
+
+  it('fast_lane: the flag goes at the window start, so Caddy asks the sidecar (which refuses) while the request in flight drains', async () => {
+    const tmp = tempDir('relight-sched-lane-')
+    const lane = new FastLane({ dir: `${tmp.dir}/awake` })
+    lane.reset()
+    const c = await setup({ asleep_during: 'Sun 01:00-04:00 Europe/Berlin' }, { fast_lane: true }, undefined, lane)
+    try {
+      c.clock.wall = at('2026-03-28T12:00:00Z')
+      assert.equal((await c.auth()).statusCode, 200)
+      assert.equal(c.backend.fastLaneOpen, true)
+      c.backend.started(true)
+      c.clock.wall = at('2026-03-29T00:00:00Z')
+      await c.registry.sweep()
+      assert.equal(c.backend.phase, 'running')
+      assert.equal(c.backend.fastLaneOpen, false, 'no flag inside the window')
+    } finally {
+      await c.close()
+      tmp.remove()
     }
   })
 })
