@@ -4,15 +4,24 @@ import { isRelightError, RelightError, toRelightError } from './errors.js'
 import { type BackendInfo, type BackendState, type Provider, providerId, type Readiness, type SleepMode, stateForMode, type Strategy } from './provider.js'
 
 export { stateForMode } from './provider.js'
-import type { LifecycleEvent, LifecycleEvents } from './events.js'
+import type { LifecycleEvent, LifecycleEvents, SleepCause } from './events.js'
+import { type Schedule, scheduleAt } from './schedule.js'
 import { waitAnyReady, waitReady } from './readiness.js'
 import { abortable, delay } from './timers.js'
 import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import type { IgnoreRules } from './ignore.js'
 
+/** The sleep.refused reason inside an awake_during window. */
+const POLICY_AWAKE_DURING = 'awake_during'
 /** Upper bound of one sleep (a stop may have a long grace period). */
 const SLEEP_TIMEOUT_MS = 5 * 60_000
+/**
+ * max_awake never evicts a backend active (woken, a request started or ended) less than
+ * min(idle_timeout, this) ago: a browser on the waiting page comes back within 2 s of the wake,
+ * and two such browsers at the cap would otherwise evict each other's app for ever.
+ */
+export const EVICTION_GRACE_MS = 5000
 /** Upper bound of one shared-activity write. */
 const SHARE_TIMEOUT_MS = 10_000
 /** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
@@ -49,6 +58,9 @@ export interface ResolvedSettings {
   readonly readiness: Readiness
   readonly max_request_duration: number
   readonly always_on: boolean
+  /** Weekly windows when it is kept awake / kept asleep (core/schedule.ts); absent: none. */
+  readonly awake_during?: Schedule
+  readonly asleep_during?: Schedule
   readonly fast_lane: boolean
   /** Idle policies (issue 26): see core/ignore.ts and README "When does a backend sleep?". */
   readonly ignore: IgnoreRules
@@ -63,6 +75,8 @@ export interface BackendDeps {
   readonly sleepQueue: PQueue
   readonly logger: Logger
   readonly now: () => number
+  /** Wall-clock ms since the epoch, for schedules (awake_during, asleep_during) only. */
+  readonly wallNow: () => number
   /** Aborts every operation on shutdown. */
   readonly closing: AbortSignal
   /** Where wake and sleep transitions are reported (logs subscribe to it). */
@@ -112,6 +126,9 @@ export class Backend {
   /** The successor's wake count when it took over: a later wake means its count was reset. */
   private successorWakes = 0
   private _lastActivity: number
+  private _draining = false
+  /** Last request answered without a ticket (its end is never seen), deps.now clock. */
+  private lastUncounted = -Infinity
   /** Last request start or finish only: what is shared with other sidecars (never a wake or a refused sleep). */
   private lastTraffic = -Infinity
   private readonly _counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
@@ -244,6 +261,20 @@ export class Backend {
   }
 
   /**
+   * Inside an asleep_during window while still running (set by the idle sweep): new requests are
+   * refused (upstream() is undefined, the wake path answers 503) so those in flight can drain.
+   */
+  get draining(): boolean {
+    return this._draining
+  }
+
+  drain(on: boolean): void {
+    if (this._draining === on) return
+    this._draining = on
+    this.syncFastLane() // the fast lane closes too: Caddy must ask the sidecar, which refuses
+  }
+
+  /**
    * Write or remove this backend's fast-lane flags to match its state: flagged only while
    * running with exactly one ready upstream (replicas stay in the forward_auth lane, which
    * balances them), `fast_lane` on and not removed. Called at every change of those.
@@ -253,7 +284,7 @@ export class Backend {
     if (fast === undefined) return
     const upstream = this.ready[0]
     // `ignore` rules are decided per request by the sidecar: such a backend keeps the forward_auth lane.
-    const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
+    const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && !this._draining && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
     try {
       fast.lane.set(this, on ? fast.hostsOf(this).map((host) => ({ host, upstream })) : [])
     } catch (err) {
@@ -285,7 +316,7 @@ export class Backend {
 
   /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */
   upstream(): string | undefined {
-    if (this.phase !== 'running') return undefined
+    if (this.phase !== 'running' || this._draining) return undefined
     const ready = this.ready
     if (ready.length === 1) return ready[0]
     if (ready.length === 0) return undefined
@@ -297,6 +328,7 @@ export class Backend {
   started(countInflight: boolean): void {
     if (countInflight) this._inflight++
     this._lastActivity = this.lastTraffic = this.deps.now()
+    if (!countInflight) this.lastUncounted = this._lastActivity
   }
 
   /** The access log reported a request finished. */
@@ -367,7 +399,8 @@ export class Backend {
       this.holdReported = true
       this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
     }
-    return blocker === undefined
+    // Kept awake by awake_during only: idle, so the sleep attempt reports the refusal and its reason.
+    return blocker === undefined || blocker === POLICY_AWAKE_DURING
   }
 
   /** Why the backend must not sleep now (undefined: it may); `asleep` when there is nothing to put to sleep. */
@@ -376,17 +409,21 @@ export class Backend {
     if (this.settings.always_on) return 'always_on'
     if (this.inflight > 0) return `inflight: ${this.inflight}`
     if (this.wakePromise !== undefined) return 'waking'
-    if (ignoreActivity) return undefined // an operator's sleep: the drain decides (runSleep)
-    if (now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
-    if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
-    // Fast lane: a request Caddy proxies directly is seen only by its connection to the upstream
-    // (its access-log line comes at its end). An open one is activity: a slow download keeps
-    // the backend awake, and its end restarts the idle clock.
-    const connections = this.laneConnections()
-    if (connections > 0) {
-      this._lastActivity = now
-      return `connections: ${connections}`
+    // An operator's or a policy's sleep (ignoreActivity): the fast lane's drain decides (runSleep).
+    if (!ignoreActivity) {
+      if (now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+      if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
+      // Fast lane: a request Caddy proxies directly is seen only by its connection to the upstream
+      // (its access-log line comes at its end). An open one is activity: a slow download keeps
+      // the backend awake, and its end restarts the idle clock.
+      const connections = this.laneConnections()
+      if (connections > 0) {
+        this._lastActivity = now
+        return `connections: ${connections}`
+      }
     }
+    // Idle, but a policy keeps it awake: the sweep reports it (sleep.refused) once per idle_timeout.
+    if (scheduleAt(this.settings, this.deps.wallNow()) === 'awake') return POLICY_AWAKE_DURING
     return undefined
   }
 
@@ -499,6 +536,11 @@ export class Backend {
     this.leftoverProbes?.abort(gone)
   }
 
+  /** Resolves once the transitions queued so far (a sleep in progress, say) are over. */
+  whenSettled(): Promise<void> {
+    return this.chain.then(() => undefined)
+  }
+
   /** Run `op` after every earlier transition of this backend. */
   private serial<T>(op: () => Promise<T>): Promise<T> {
     const next = this.chain.then(op, op)
@@ -601,12 +643,47 @@ export class Backend {
    */
   sleepIfIdle(options: { busyChecked?: boolean } = {}): Promise<boolean> {
     if (this.idleSleep !== undefined) return this.idleSleep
-    const sleep = this.runSleep(false, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
+    const sleep = this.runSleep(false, 'idle', undefined, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
     this.idleSleep = sleep
     void sleep.finally(() => {
       if (this.idleSleep === sleep) this.idleSleep = undefined
     }).catch(() => undefined)
     return sleep
+  }
+
+  /**
+   * Whether a policy (schedule, max_awake) may put it to sleep now: awake, nothing in flight,
+   * no wake pending, not always_on, not inside awake_during. Activity does not count.
+   */
+  maySleepEarly(now: number = this.deps.now()): boolean {
+    return this.sleepBlocker(now, true) === undefined
+  }
+
+  /**
+   * Whether max_awake may evict it now: maySleepEarly(), no activity for
+   * min(idle_timeout, EVICTION_GRACE_MS), and no request answered without a ticket for
+   * idle_timeout (its end is never seen: it may still be running, so eviction waits as long as
+   * the idle sleep would).
+   */
+  mayBeEvicted(now: number = this.deps.now()): boolean {
+    return this.maySleepEarly(now) && this.evictionBlocker(now) === undefined
+  }
+
+  private evictionBlocker(now: number): string | undefined {
+    // startup_grace (a backend found running, started by hand, has an old lastActivity and would
+    // be the first evicted: Sablier #985) and busy_cpu's hold protect it from eviction too.
+    if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
+    if (now - this.lastActivity < Math.min(this.settings.idle_timeout, EVICTION_GRACE_MS)) return 'recently active'
+    if (now - this.lastUncounted < this.settings.idle_timeout) return 'a request without a ticket may be in flight'
+    return undefined
+  }
+
+  /**
+   * A policy puts it to sleep before idle_timeout: `schedule` (an asleep_during window began) or
+   * `evicted` (max_awake: `reason` says for whom). Refused like sleepNow().
+   */
+  sleepFor(cause: 'schedule' | 'evicted', reason: string): Promise<SleepOutcome> {
+    return this.runSleep(true, cause, reason)
   }
 
   /**
@@ -641,22 +718,28 @@ export class Backend {
    * for idle_timeout, but still refused while a request is in flight or a wake is pending.
    */
   sleepNow(): Promise<SleepOutcome> {
-    return this.runSleep(true)
+    return this.runSleep(true, 'operator')
   }
 
-  private runSleep(ignoreActivity: boolean, checkBusy = !ignoreActivity): Promise<SleepOutcome> {
+  private runSleep(ignoreActivity: boolean, cause: SleepCause, reason?: string, checkBusy = !ignoreActivity): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
-      let blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
+      let now = this.deps.now()
+      let blocker = this.sleepBlocker(now, ignoreActivity)
       if (blocker === undefined && checkBusy && this.settings.busy_cpu !== undefined) {
         if (await this.busyNow()) return { result: 'refused', reason: 'busy' }
         // A request may have come while the CPU was read.
-        blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
+        now = this.deps.now()
+        blocker = this.sleepBlocker(now, ignoreActivity)
       }
       if (blocker === 'asleep') return { result: 'asleep' }
       // A hold was reported when it began (busyNow, isIdle): not once more per queued sleep.
       if (blocker !== undefined && blocker === this.holdReason) return { result: 'refused', reason: blocker }
+      // Checked again here: a request may have come between the eviction's choice and now.
+      if (blocker === undefined && cause === 'evicted') blocker = this.evictionBlocker(now)
       if (blocker !== undefined) {
+        // Refused by a policy: reported again after another idle_timeout, not on every sweep.
+        if (blocker === POLICY_AWAKE_DURING) this._lastActivity = this.deps.now()
         this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
         return { result: 'refused', reason: blocker }
       }
@@ -683,7 +766,7 @@ export class Backend {
         this._inflight = 0
         this._info = { ...this.info, state: stateForMode(mode) }
         this._counters.sleeps++
-        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started })
+        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started, cause, ...(reason !== undefined ? { reason } : {}) })
         return { result: 'done', mode }
       } catch (err) {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
@@ -823,6 +906,7 @@ export class Backend {
   carryActivityFrom(old: Backend): void {
     this._inflight = old.inflight
     this._lastActivity = old.lastActivity
+    this.lastUncounted = old.lastUncounted
     // Known before the reload: not "found running" by it (a reload resets no idle policy).
     this.holdUntil = old.holdUntil
     this.holdReason = old.holdReason

@@ -13,7 +13,7 @@ import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js
 import { AuthOutcomes } from '../ops/auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
-import { isNavigation, sendError, sendIgnored, sendWaitingPage } from './responses.js'
+import { isNavigation, sendError, sendIgnored, sendQueuedPage, sendWaitingPage } from './responses.js'
 import { VERSION } from '../core/version.js'
 import { atPowerOfTwo } from '../core/log-throttle.js'
 
@@ -286,6 +286,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
         await wake
       }
     } catch (err) {
+      if (err instanceof RelightError && err.code === 'RELIGHT_ERR_CAPACITY' && backend.settings.strategy === 'waiting_page' && isNavigation(req)) {
+        outcomes.error(err)
+        noTicket(req)
+        return sendQueuedPage(reply, normalizeHost(req.headers.host) ?? backend.info.name, err)
+      }
       return authError(req, reply, err)
     }
     const upstream = backend.upstream()
