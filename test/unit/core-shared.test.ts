@@ -227,6 +227,26 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     await c.close()
   })
 
+  it('after idle/2 of shared silence a request waits for its write; asleep (another sidecar won) wakes instead of routing', async () => {
+    const c = await core((up) => [web(up)])
+    c.clock.now += IDLE / 2
+    c.engine.recordAsleep = true
+    const wake = deferred()
+    c.provider.holdWake = wake.promise
+    let answered = false
+    const pending = c.auth('web.example.com').then((r) => {
+      answered = true
+      return r
+    })
+    await until(() => c.provider.calls.wake === 1, 'the wake')
+    await c.settle()
+    assert.equal(answered, false, 'not routed to a stopping replica: it waits for the wake')
+    assert.equal(c.engine.calls.recordActivity.length, 1)
+    wake.resolve()
+    assert.equal((await pending).statusCode, 200)
+    await c.close()
+  })
+
   it('while the view is not live, a request is verified by one bounded read; asleep wakes, gone answers 404', async () => {
     const c = await core((up) => [web(up)])
     c.engine.disconnect()
