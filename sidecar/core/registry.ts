@@ -549,6 +549,8 @@ export class Registry implements RegistryReload {
     this.timers = []
     for (const t of this.resyncTimers.values()) clearInterval(t)
     this.resyncTimers.clear()
+    for (const off of this.reconnectSubs.values()) off()
+    this.reconnectSubs.clear()
     this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down'))
   }
 }
