@@ -23,8 +23,6 @@ const VERIFY_EVERY_MS = 2000
 export const VERIFY_TIMEOUT_MS = 300
 /** …and none for this long on a provider after one timed out (a frozen engine costs one wait per backend per 5 s). */
 const VERIFY_COOLOFF_MS = 5000
-/** When the verify reads of an engine may start again (deps.now clock). */
-const verifyPausedUntil = new WeakMap<SharedEngine, number>()
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -56,6 +54,8 @@ export interface BackendDeps {
   readonly events: LifecycleEvents
   /** Bounds this sidecar's concurrent activity-token writes (shared engines). */
   readonly shareQueue: PQueue
+  /** Per shared engine: when its verify reads may start again after one timed out (deps.now clock). */
+  readonly verifyPausedUntil: WeakMap<SharedEngine, number>
 }
 
 /** What a verify read before routing came to (engine view not live): see Backend.verify. */
@@ -261,7 +261,7 @@ export class Backend {
     if (shared === undefined) return undefined
     if (this.verifying) return this.verifying
     const now = this.deps.now()
-    if (now - this.verifiedAt < VERIFY_EVERY_MS || now < (verifyPausedUntil.get(shared) ?? -Infinity)) return undefined
+    if (now - this.verifiedAt < VERIFY_EVERY_MS || now < (this.deps.verifyPausedUntil.get(shared) ?? -Infinity)) return undefined
     this.verifiedAt = now
     const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(VERIFY_TIMEOUT_MS)])
     const run = shared.refresh(this.info.id, signal).then(
@@ -270,7 +270,7 @@ export class Backend {
         return answer
       },
       (err: unknown): VerifyOutcome => {
-        if (signal.aborted && !this.deps.closing.aborted) verifyPausedUntil.set(shared, this.deps.now() + VERIFY_COOLOFF_MS)
+        if (signal.aborted && !this.deps.closing.aborted) this.deps.verifyPausedUntil.set(shared, this.deps.now() + VERIFY_COOLOFF_MS)
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
         this.log.debug({ code: error.code, err: error.message }, 'verify read before routing failed; routing on the last view')
         return 'unconfirmed'

@@ -94,6 +94,7 @@ export class Registry implements RegistryReload {
       closing: this.closer.signal,
       events: this.events,
       shareQueue: new PQueue({ concurrency: SHARE_CONCURRENCY }),
+      verifyPausedUntil: new WeakMap(),
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
   }
