@@ -217,7 +217,8 @@ export class Backend {
   started(countInflight: boolean): void {
     if (countInflight) this._inflight++
     this._lastActivity = this.lastTraffic = this.deps.now()
-    this.sharer?.touched(this.lastTraffic)
+    // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
+    if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
   }
 
   /** The access log reported a request finished. */
@@ -231,7 +232,8 @@ export class Backend {
     }
     if (this.inflight > 0) this._inflight--
     this._lastActivity = this.lastTraffic = this.deps.now()
-    this.sharer?.touched(this.lastTraffic)
+    // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
+    if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
   }
 
   /**
@@ -304,7 +306,7 @@ export class Backend {
    */
   shareActivity(now: number, wallNow: number = Date.now()): void {
     if (this.sharer !== undefined) {
-      this.sharer.tick(now)
+      if (this.phase === 'running' && !this.removed) this.sharer.tick(now)
       return
     }
     // The old path, for providers without the shared-decision port (removed once they move).

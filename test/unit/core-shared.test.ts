@@ -141,6 +141,19 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     await c.close()
   })
 
+  it('a request reported finished after our own sleep writes no token (the workload is down)', async () => {
+    const c = await core((up) => [web(up)])
+    c.clock.now += IDLE
+    await c.registry.sweep()
+    assert.equal(c.backend('web').phase, 'asleep')
+    c.backend('web').finished() // a late access-log line
+    c.clock.now += IDLE
+    await c.registry.sweep()
+    await c.settle()
+    assert.equal(c.engine.calls.recordActivity.length, 0)
+    await c.close()
+  })
+
   it('an admin sleep of a shared backend is sleepIf on the observed version', async () => {
     const c = await core((up) => [web(up)])
     const version = c.engine.foreignWrite('web')
