@@ -114,6 +114,14 @@ export class ActivitySharer {
     this.lastStart = Math.max(this.lastStart, startedAt)
   }
 
+  /**
+   * A group sibling was found at 0 in the engine: write now (unless a write is under way), so
+   * that an `asleep` answer wakes this member too. Its token moving is right: the group is in use.
+   */
+  checkNow(now: number): void {
+    if (this.writing === undefined && !this.closed) this.write(now)
+  }
+
   /** The engine view is live again: a write that failed is retried now. */
   reconnected(): void {
     if (this.failures === 0 && this.retryAt === -Infinity) return

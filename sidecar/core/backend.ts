@@ -56,6 +56,8 @@ export interface BackendDeps {
   readonly shareQueue: PQueue
   /** Per shared engine: when its verify reads may start again after one timed out (deps.now clock). */
   readonly verifyPausedUntil: WeakMap<SharedEngine, number>
+  /** Shared engines: the rest of this backend's group after it was found at 0 in the engine (Registry). */
+  readonly wakeGroup?: (backend: Backend) => void
 }
 
 /** What a verify read before routing came to (engine view not live): see Backend.verify. */
@@ -295,8 +297,9 @@ export class Backend {
     this.ready = []
     this._phase = 'asleep'
     this._info = { ...this.info, state: 'scaled_to_zero' }
-    this.log.info('another sidecar put it to sleep while this one had traffic: waking it')
+    this.log.info('another sidecar put it to sleep while this one had traffic: waking it (and its group)')
     this.wake().catch(() => undefined)
+    this.deps.wakeGroup?.(this)
   }
 
   /**
