@@ -837,6 +837,8 @@ export class Backend {
     // Open access-log tickets still name `old`: their lines must end the requests here.
     old.successor = this
     old.successorWakes = this.counters.wakes
+    // The old instance writes no more tokens: a late answer must not wake through the replaced provider.
+    old.sharer?.close()
   }
 
   /** Status for healthz and the admin API. */

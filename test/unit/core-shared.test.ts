@@ -471,6 +471,21 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
       await c.close()
     })
 
+    it('a reload that replaces the provider closes the old backend sharer: a late asleep answer wakes nothing through the old provider', async () => {
+      const c = await core((up) => [web(up)])
+      const record = deferred()
+      c.engine.holdRecord = record.promise
+      c.engine.recordAsleep = true
+      assert.equal((await c.auth('web.example.com')).statusCode, 200) // its write is held
+      await until(() => c.engine.calls.recordActivity.length === 1, 'the write')
+      const next = new SharedMemoryProvider([web(upstream.address)], () => c.clock.now)
+      await c.registry.replaceProvider(c.provider, next)
+      record.resolve()
+      await c.settle()
+      assert.equal(c.provider.calls.wake, 0, 'the old, replaced provider woke nothing')
+      await c.close()
+    })
+
     it('a token write that never settles fails after idle/4 (not 10 s) and frees its slot', async () => {
       const c = await core((up) => [web(up)], { idle: '1s' })
       c.engine.recordActivity = () => new Promise(() => undefined)
