@@ -988,6 +988,15 @@ export class Backend {
   }
 
   /**
+   * Our shared sleep did not happen (refused, cancelled, failed): running again if it was and the
+   * engine still says so, and replicas not ready yet are probed again (the sleep ended their probes).
+   */
+  private resumeAfterSleep(wasPhase: Phase): void {
+    this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+    if (this.phase === 'running') this.reconcileReady(this.info.upstreams)
+  }
+
+  /**
    * Several sidecars: scale down only if the shared activity is still `version` (the engine's
    * precondition decides). `changed`: another sidecar wrote since; the backend stays up and is
    * judged again from the new observation. The local idle clock is not reset: only traffic moves it.
@@ -1019,13 +1028,13 @@ export class Backend {
         throw err
       })
       if (answer === undefined) {
-        this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+        this.resumeAfterSleep(wasPhase)
         const reason = 'a request arrived here before the sleep was written'
         this.emit({ type: 'sleep.refused', mode, reason })
         return { result: 'refused', reason }
       }
       if (answer.result === 'changed') {
-        this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+        this.resumeAfterSleep(wasPhase)
         const reason = 'another sidecar wrote since (version changed)'
         this.emit({ type: 'sleep.refused', mode, reason, code: 'RELIGHT_ERR_SLEEP_REFUSED' })
         return { result: 'refused', reason }
@@ -1040,7 +1049,7 @@ export class Backend {
     } catch (err) {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
       this._counters.sleepFailures++
-      this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+      this.resumeAfterSleep(wasPhase)
       this._lastActivity = this.deps.now() // retry after another idle_timeout, not on every tick
       this.emit({ type: 'sleep.failed', mode, code: error.code, reason: error.message })
       return { result: 'failed', error }

@@ -486,6 +486,32 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
       await c.close()
     })
 
+    it('a refused shared sleep probes again the replicas that were not ready yet', async () => {
+      const net = await import('node:net')
+      const port = await new Promise<number>((resolve) => {
+        const s = net.createServer().listen(0, '127.0.0.1', () => {
+          const p = (s.address() as { port: number }).port
+          s.close(() => resolve(p))
+        })
+      })
+      const late = `127.0.0.1:${port}`
+      const c = await core((up) => [web(up)])
+      // a second replica is reported (not listening yet): it joins once its probe succeeds
+      c.provider.emit({ type: 'upsert', backend: { id: 'web', name: 'web', hosts: ['web.example.com'], state: 'running', upstreams: [upstream.address, late], settings: {} } })
+      c.clock.now += IDLE
+      c.engine.beforeSleepIf = (id) => void c.engine.foreignWrite(id) // another sidecar wrote: refused
+      await c.registry.sweep()
+      assert.equal(c.backend('web').phase, 'running')
+      const srv = net.createServer((s) => s.end()).listen(port, '127.0.0.1')
+      try {
+        const b = c.backend('web')
+        await until(() => [b.upstream(), b.upstream()].includes(late), 'the late replica routed', 5000)
+      } finally {
+        srv.close()
+        await c.close()
+      }
+    })
+
     it('a token write that never settles fails after idle/4 (not 10 s) and frees its slot', async () => {
       const c = await core((up) => [web(up)], { idle: '1s' })
       c.engine.recordActivity = () => new Promise(() => undefined)
