@@ -310,6 +310,16 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     await c.close()
   })
 
+  it('a first connection up (no down before it) says the view is live, without a provider.up', async () => {
+    const c = await core((up) => [web(up)])
+    const ups = () => c.events.filter((e) => e.type === 'provider.up').length
+    const before = ups()
+    c.provider.emit({ type: 'connection', up: true })
+    assert.equal(c.registry.status.get('memory')?.view, 'live')
+    assert.equal(ups(), before, 'no provider.up without a down')
+    await c.close()
+  })
+
   describe('review fixes (groups, restarts, adopt, long wakes, bounds)', () => {
     const db = (up: string): MemoryBackend => ({ id: 'db', hosts: ['db.example.com'], state: 'running', upstreams: [up], group: 'shop' })
 
