@@ -310,6 +310,18 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     await c.close()
   })
 
+  it('the registry judges on the monotonic clock by default (production passes no clock)', async () => {
+    const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\n`, 'test')
+    const provider = new SharedMemoryProvider([web(upstream.address)], () => 0)
+    const registry = new Registry([provider], config, log)
+    await registry.start()
+    const b = registry.get('memory:web')
+    registry.close()
+    assert.ok(b)
+    // performance.now() counts from this process's start; Date.now() from 1970
+    assert.ok(Math.abs(b.createdAt - performance.now()) < 60_000, `createdAt ${b.createdAt} is not on the monotonic clock`)
+  })
+
   it('a first connection up (no down before it) says the view is live, without a provider.up', async () => {
     const c = await core((up) => [web(up)])
     const ups = () => c.events.filter((e) => e.type === 'provider.up').length
