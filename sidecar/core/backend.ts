@@ -11,7 +11,7 @@ import { abortable, delay } from './timers.js'
 import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import { ActivitySharer, type HoldOutcome } from './activity-share.js'
-import { sharedBlocker, type SharedEngine } from './shared.js'
+import { observeSafely, sharedBlocker, type SharedEngine } from './shared.js'
 import type { IgnoreRules } from './ignore.js'
 
 /** The sleep.refused reason inside an awake_during window. */
@@ -391,7 +391,12 @@ export class Backend {
   /** Shared engines: the engine view does not follow the engine now (routing needs a verify read). */
   get viewStale(): boolean {
     const shared = this.provider.shared
-    return shared !== undefined && shared.observe(this.info.id)?.live === false
+    if (shared === undefined) return false
+    try {
+      return shared.observe(this.info.id)?.live === false
+    } catch {
+      return true // cannot tell: the bounded verify read decides
+    }
   }
 
   /**
@@ -535,7 +540,7 @@ export class Backend {
       if (shared !== undefined) {
         // Several sidecars: idle here is not enough; the shared token must not have changed for
         // idle_timeout, measured on this host's monotonic clock, with the view live.
-        const blocker = sharedBlocker(shared.observe(this.info.id), this.createdAt, now, this.settings.idle_timeout)
+        const blocker = sharedBlocker(observeSafely(shared, this.info.id), this.createdAt, now, this.settings.idle_timeout)
         if (blocker !== undefined) return blocker
       }
     }
@@ -919,13 +924,13 @@ export class Backend {
       if (this.removed) return { result: 'refused', reason: 'removed' }
       const shared = this.provider.shared
       // The version judged idle: the scale-down is conditional on it (read just before the blocker).
-      let judged = shared?.observe(this.info.id)
+      let judged = shared === undefined ? undefined : observeSafely(shared, this.info.id)
       let now = this.deps.now()
       let blocker = this.sleepBlocker(now, ignoreActivity)
       if (blocker === undefined && checkBusy && this.settings.busy_cpu !== undefined) {
         if (await this.busyNow()) return { result: 'refused', reason: 'busy' }
         // A request may have come while the CPU was read.
-        judged = shared?.observe(this.info.id)
+        judged = shared === undefined ? undefined : observeSafely(shared, this.info.id)
         now = this.deps.now()
         blocker = this.sleepBlocker(now, ignoreActivity)
       }

@@ -534,6 +534,18 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
       }
     })
 
+    it('a provider whose observe() throws fails neither the request nor the sweep', async () => {
+      const c = await core((up) => [web(up)])
+      c.engine.observe = () => {
+        throw new Error('broken view')
+      }
+      assert.equal((await c.auth('web.example.com')).statusCode, 200)
+      c.clock.now += IDLE
+      await c.registry.sweep()
+      assert.equal(c.backend('web').phase, 'running', 'nothing judged idle on an unreadable observation')
+      await c.close()
+    })
+
     it('a token write that never settles fails after idle/4 (not 10 s) and frees its slot', async () => {
       const c = await core((up) => [web(up)], { idle: '1s' })
       c.engine.recordActivity = () => new Promise(() => undefined)
