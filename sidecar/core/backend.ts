@@ -10,6 +10,8 @@ import { waitAnyReady, waitReady } from './readiness.js'
 import { abortable, delay } from './timers.js'
 import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
+import { ActivitySharer, type HoldOutcome } from './activity-share.js'
+import { observeSafely, sharedBlocker, type SharedEngine } from './shared.js'
 import type { IgnoreRules } from './ignore.js'
 
 /** The sleep.refused reason inside an awake_during window. */
@@ -26,6 +28,12 @@ export const EVICTION_GRACE_MS = 5000
 const SHARE_TIMEOUT_MS = 10_000
 /** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
 const SHARE_RETRY_BASE_MS = 1000
+/** Verify reads (engine view not live): at most one per backend this often… */
+const VERIFY_EVERY_MS = 2000
+/** …each bounded by this… */
+export const VERIFY_TIMEOUT_MS = 300
+/** …and none for this long on a provider after one timed out (a frozen engine costs one wait per backend per 5 s). */
+const VERIFY_COOLOFF_MS = 5000
 /**
  * Fast lane: after a sleep removed the flag, how long a request Caddy's file matcher admitted
  * just before may take to open its connection to the upstream (then seen in /proc/net/tcp).
@@ -81,6 +89,12 @@ export interface BackendDeps {
   readonly closing: AbortSignal
   /** Where wake and sleep transitions are reported (logs subscribe to it). */
   readonly events: LifecycleEvents
+  /** Bounds this sidecar's concurrent activity-token writes (shared engines). */
+  readonly shareQueue: PQueue
+  /** Per shared engine: when its verify reads may start again after one timed out (deps.now clock). */
+  readonly verifyPausedUntil: WeakMap<SharedEngine, number>
+  /** Shared engines: found at 0 in the engine while routed here; the Registry wakes it and its group (max_awake, schedules). */
+  readonly foundAsleep?: (backend: Backend) => void
   /** Bounds concurrent CPU readings for busy_cpu (`provider.stats()`); unbounded without it. */
   readonly statsQueue?: PQueue
   /** The fast lane's flags (present with `fast_lane_dir`). */
@@ -94,6 +108,9 @@ export interface FastLaneDeps {
   /** Grace after the flag is removed (ms; default LANE_GRACE_MS). */
   readonly graceMs?: number
 }
+
+/** What a verify read before routing came to (engine view not live): see Backend.verify. */
+export type VerifyOutcome = 'awake' | 'asleep' | 'gone' | 'unconfirmed'
 
 /** What a sleep request came to. */
 export type SleepOutcome =
@@ -158,6 +175,17 @@ export class Backend {
   private shareRetryAt = -Infinity
   private readonly deps: BackendDeps
   private childLog: Logger | undefined
+  /** Shared engines only: when this sidecar writes activity tokens (core/activity-share.ts). */
+  readonly sharer: ActivitySharer | undefined
+  /** Shared engines only: a probe of a backend another sidecar woke (no provider call). */
+  private adopting: Promise<void> | undefined
+  /** The adopt in progress: a report that the workload went down meanwhile ends it. */
+  private adoptAbort: AbortController | undefined
+  /** Shared engines: our own conditional sleep before its write left the sleep queue (a request cancels it). */
+  private sleepCancel: AbortController | undefined
+  /** Shared engines only: the last verify read (deps.now clock) and the one in flight. */
+  private verifiedAt = -Infinity
+  private verifying: Promise<VerifyOutcome> | undefined
   /**
    * Idle policies that hold the backend awake until a time (deps.now clock): `startup_grace`
    * (found running: at start-up, by a reload, or started outside the sidecar) and `busy` (the
@@ -188,6 +216,18 @@ export class Backend {
     if (this.phase === 'running') this.ready = [...info.upstreams]
     this._lastActivity = deps.now()
     this.createdAt = this.lastActivity
+    const shared = provider.shared
+    if (shared !== undefined) {
+      this.sharer = new ActivitySharer(shared, info.id, {
+        now: deps.now,
+        queue: deps.shareQueue,
+        closing: deps.closing,
+        log: () => this.log,
+        idle: () => this.settings.idle_timeout,
+        inflight: () => this.inflight,
+        asleep: () => this.foundAsleep(),
+      })
+    }
     if (info.state === 'running') {
       this.hold('startup_grace', this.createdAt + settings.startup_grace)
       this.primeCpu()
@@ -328,6 +368,8 @@ export class Backend {
   started(countInflight: boolean): void {
     if (countInflight) this._inflight++
     this._lastActivity = this.lastTraffic = this.deps.now()
+    // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
+    if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
     if (!countInflight) this.lastUncounted = this._lastActivity
   }
 
@@ -342,6 +384,83 @@ export class Backend {
     }
     if (this.inflight > 0) this._inflight--
     this._lastActivity = this.lastTraffic = this.deps.now()
+    // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
+    if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
+  }
+
+  /**
+   * Shared engines, request path, after upstream() answered: undefined (nearly always), or a
+   * wait for the token write this request triggered when nobody wrote for idle_timeout/2
+   * (ActivitySharer.hold). `asleep`: another sidecar scaled it down; the backend is already
+   * marked asleep and waking.
+   */
+  shareHold(): Promise<HoldOutcome> | undefined {
+    return this.sharer?.hold(this.deps.now())
+  }
+
+  /** Shared engines: the engine view does not follow the engine now (routing needs a verify read). */
+  get viewStale(): boolean {
+    const shared = this.provider.shared
+    if (shared === undefined) return false
+    try {
+      return shared.observe(this.info.id)?.live === false
+    } catch {
+      return true // cannot tell: the bounded verify read decides
+    }
+  }
+
+  /**
+   * Shared engines, request path, while the view is not live: read the object before routing on
+   * what the view last said. At most one read per backend per VERIFY_EVERY_MS, bounded by
+   * VERIFY_TIMEOUT_MS, and none on this provider for VERIFY_COOLOFF_MS after one timed out.
+   * undefined: no read now (route on the last view).
+   */
+  verify(): Promise<VerifyOutcome> | undefined {
+    const shared = this.provider.shared
+    if (shared === undefined) return undefined
+    if (this.verifying) return this.verifying
+    const now = this.deps.now()
+    if (now - this.verifiedAt < VERIFY_EVERY_MS || now < (this.deps.verifyPausedUntil.get(shared) ?? -Infinity)) return undefined
+    this.verifiedAt = now
+    // Bounded by the core's own timer: a refresh that ignores its signal (stuck in a provider
+    // queue) must not hold this request, nor every later one that would share `verifying`.
+    const timeout = new AbortController()
+    const timer = setTimeout(() => timeout.abort(new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', `verify read not answered within ${VERIFY_TIMEOUT_MS} ms`)), VERIFY_TIMEOUT_MS)
+    const signal = AbortSignal.any([this.deps.closing, timeout.signal])
+    const read = (async () => shared.refresh(this.info.id, signal))()
+    const run = abortable(read, signal).then(
+      (answer): VerifyOutcome => {
+        if (answer === 'asleep') this.foundAsleep()
+        return answer
+      },
+      (err: unknown): VerifyOutcome => {
+        if (signal.aborted && !this.deps.closing.aborted) this.deps.verifyPausedUntil.set(shared, this.deps.now() + VERIFY_COOLOFF_MS)
+        const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
+        this.log.debug({ code: error.code, err: error.message }, 'verify read before routing failed; routing on the last view')
+        return 'unconfirmed'
+      },
+    )
+    this.verifying = run
+    void run.finally(() => {
+      clearTimeout(timer)
+      if (this.verifying === run) this.verifying = undefined
+    })
+    return run
+  }
+
+  /**
+   * The engine says the workload is at 0 replicas while this sidecar routes to it (another
+   * sidecar scaled it down): stop routing and wake it (there is traffic here).
+   */
+  private foundAsleep(): void {
+    if (this.removed || this.phase !== 'running') return
+    this.stopJoining()
+    this.ready = []
+    this._phase = 'asleep'
+    this._info = { ...this.info, state: 'scaled_to_zero' }
+    this.log.info('another sidecar put it to sleep while this one had traffic: waking it (and its group)')
+    if (this.deps.foundAsleep !== undefined) this.deps.foundAsleep(this)
+    else this.wake().catch(() => undefined)
   }
 
   /**
@@ -350,6 +469,13 @@ export class Backend {
    * sweep; never on the request path. `wallNow` is ms since the epoch (shared with other hosts).
    */
   shareActivity(now: number, wallNow: number = Date.now()): void {
+    if (this.sharer !== undefined) {
+      if (this.removed) return
+      if (this.phase === 'running') this.sharer.tick(now)
+      else if (this.wakePromise !== undefined) this.sharer.tickWaking(now) // requests wait on our wake
+      return
+    }
+    // The old path, for providers without the shared-decision port (removed once they move).
     const share = this.provider.shareActivity
     if (!share || this.sharing || this.removed || this.phase !== 'running') return
     // Traffic only: a refused sleep restarts the local idle clock, and sharing that would make
@@ -405,10 +531,11 @@ export class Backend {
 
   /** Why the backend must not sleep now (undefined: it may); `asleep` when there is nothing to put to sleep. */
   private sleepBlocker(now: number, ignoreActivity: boolean): string | undefined {
-    if (!(this.phase === 'running' || (this.phase === 'asleep' && this.info.state === 'running'))) return this.phase
+    if (!(this.phase === 'running' || (this.phase === 'asleep' && this.upInEngine))) return this.phase
     if (this.settings.always_on) return 'always_on'
     if (this.inflight > 0) return `inflight: ${this.inflight}`
     if (this.wakePromise !== undefined) return 'waking'
+    if (this.adopting !== undefined) return 'probing'
     // An operator's or a policy's sleep (ignoreActivity): the fast lane's drain decides (runSleep).
     if (!ignoreActivity) {
       if (now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
@@ -421,10 +548,25 @@ export class Backend {
         this._lastActivity = now
         return `connections: ${connections}`
       }
+      const shared = this.provider.shared
+      if (shared !== undefined) {
+        // Several sidecars: idle here is not enough; the shared token must not have changed for
+        // idle_timeout, measured on this host's monotonic clock, with the view live.
+        const blocker = sharedBlocker(observeSafely(shared, this.info.id), this.createdAt, now, this.settings.idle_timeout)
+        if (blocker !== undefined) return blocker
+      }
     }
     // Idle, but a policy keeps it awake: the sweep reports it (sleep.refused) once per idle_timeout.
     if (scheduleAt(this.settings, this.deps.wallNow()) === 'awake') return POLICY_AWAKE_DURING
     return undefined
+  }
+
+  /**
+   * Up in the engine, whatever the phase here: running, or (shared engines) starting, e.g. a
+   * group sibling another sidecar woke and this one never routed.
+   */
+  get upInEngine(): boolean {
+    return this.info.state === 'running' || (this.provider.shared !== undefined && this.info.state === 'starting')
   }
 
   /** Report a transition to the lifecycle events (logs, metrics, the events stream subscribe). */
@@ -437,14 +579,21 @@ export class Backend {
    * that started before the last transition ended (`observedAt`) cannot undo it: its state is
    * older than what the transition did.
    */
-  update(info: BackendInfo, settings: ResolvedSettings, observedAt?: number): void {
+  update(info: BackendInfo, settings: ResolvedSettings, observedAt?: number): 'applied' | 'deferred' {
     const stale = observedAt !== undefined && observedAt < this.transitionEndedAt
     this._info = stale ? { ...info, state: this.info.state } : info
     this.settingsChanged(settings)
-    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return this.syncFastLane()
+    // A transition in progress keeps its phase: what the engine reports meanwhile is its
+    // progress (or our own write), and the transition reports by its result.
+    if (this.phase === 'probing' && !stale && !this.upInEngine) this.adoptAbort?.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name }))
+    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') {
+      this.syncFastLane()
+      return 'deferred'
+    }
     if (this.phase === 'running' && info.state === 'running') this.reconcileReady(info.upstreams)
     else this.applyState(info.state)
     this.syncFastLane()
+    return 'applied'
   }
 
   /**
@@ -498,6 +647,7 @@ export class Backend {
     if (this.phase === 'waking' || this.phase === 'probing') {
       // Exited during a wake: fail the waiters now rather than at wake_timeout. Other states
       // are the wake's own progress; the wake sets the phase when it is done.
+      if (this.phase === 'probing' && !this.upInEngine) this.adoptAbort?.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name }))
       if (state === 'stopped' || (this.phase === 'probing' && state !== 'running' && state !== 'starting')) {
         this.wakeAbort?.abort(
           new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} stopped while waking${reason ? `: ${reason}` : ''}`, {
@@ -516,9 +666,12 @@ export class Backend {
     if (state === 'running') {
       if (this.phase !== 'running') {
         // Started outside a wake of ours (a restart after a crash, `docker start`): it may not
-        // listen yet, so it is routed only after the readiness probe of a (no-op) wake.
+        // listen yet, so it is routed only after the readiness probe of a (no-op) wake. On a
+        // shared engine, another sidecar's wake: probed and routed without a provider call,
+        // since a wake writes an activity token and nobody here had traffic.
         this.hold('startup_grace', this.deps.now() + this.settings.startup_grace)
-        this.wake().catch(() => undefined)
+        if (this.provider.shared !== undefined) this.adopt()
+        else this.wake().catch(() => undefined)
       }
       return
     }
@@ -527,8 +680,51 @@ export class Backend {
     this._inflight = 0
   }
 
+  /**
+   * Shared engines: a backend found running that this sidecar did not wake (another sidecar's
+   * wake, seen by an event or a resync). Its reported upstreams are probed and it is routed;
+   * nothing is written to the engine and the local idle clock is left alone (the shared token
+   * of the waker keeps it up). Single flight; a request meanwhile waits behind it.
+   */
+  private adopt(): void {
+    if (this.adopting !== undefined || this.wakePromise !== undefined || this.removed) return
+    const upstreams = this.info.upstreams
+    if (upstreams.length === 0) return // not routable yet: the next report with upstreams adopts it
+    const run = this.serial(async () => {
+      if (this.phase !== 'asleep' || this.removed || !this.upInEngine) return
+      this._phase = 'probing'
+      this.ready = []
+      const controller = new AbortController()
+      this.adoptAbort = controller
+      const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
+      try {
+        const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
+        await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
+        // A scale-down reported while we probed wins: a replica in its stop grace still answers.
+        if (!this.upInEngine) throw new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name })
+        this.leftoverProbes = controller
+        this._phase = 'running'
+        this._info = { ...this.info, state: 'running' }
+        this.log.debug('routed: up in the engine (another sidecar woke it)')
+      } catch (err) {
+        this._phase = 'asleep'
+        this.ready = []
+        const error = toRelightError(signal.aborted ? signal.reason : err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
+        this.log.debug({ code: error.code, err: error.message }, 'not routed: up in the engine but not ready here')
+      } finally {
+        if (this.adoptAbort === controller) this.adoptAbort = undefined
+        this.transitionEndedAt = this.deps.now()
+      }
+    })
+    this.adopting = run
+    void run.finally(() => {
+      if (this.adopting === run) this.adopting = undefined
+    })
+  }
+
   markRemoved(): void {
     this._removed = true
+    this.sharer?.close()
     this.syncFastLane()
     this.stopJoining()
     const gone = new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name })
@@ -555,6 +751,9 @@ export class Backend {
    */
   wake(): Promise<void> {
     if (this.phase === 'running') return Promise.resolve()
+    // A request here before our conditional sleep left the queue: the sleep is cancelled, and
+    // the wake behind it finds the backend running (no scale-down, no wake).
+    if (this.phase === 'sleeping') this.sleepCancel?.abort()
     if (this.wakePromise) return this.wakePromise
     if (this.removed) {
       return Promise.reject(new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name }))
@@ -587,6 +786,7 @@ export class Backend {
     const from = this.info.state
     this._phase = 'waking'
     this._counters.wakes++
+    this.sharer?.wakeStarted(started)
     this.emit({ type: 'wake.started', from })
     try {
       signal.throwIfAborted()
@@ -600,11 +800,12 @@ export class Backend {
       this.ready = []
       // Routed only to the backend's own listener (process apps: never to a program that bound the port first).
       const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
-      if (upstreams.length > 0) await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
+      if (upstreams.length > 0) await this.probeWoken(upstreams, signal, owns)
       this.leftoverProbes = controller
       this._phase = 'running'
       this._lastActivity = this.deps.now()
       this._lastError = undefined
+      this.sharer?.wroteByWake(started)
       // ready now: the fast lane opens (never before the readiness probe)
       this.syncFastLane()
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
@@ -621,6 +822,33 @@ export class Backend {
       throw error
     } finally {
       this.transitionEndedAt = this.deps.now()
+    }
+  }
+
+  /**
+   * The readiness probe of a wake, raced with the provider's `startFailure` hook: a backend
+   * that stopped right after its start (a task that failed) fails the wake at once with
+   * RELIGHT_ERR_BACKEND_EXITED instead of at wake_timeout.
+   */
+  private async probeWoken(upstreams: readonly string[], signal: AbortSignal, owns: ((u: string) => boolean) | undefined): Promise<void> {
+    const startFailure = this.provider.startFailure
+    if (startFailure === undefined) return waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
+    const probe = new AbortController()
+    const stopped = new AbortController()
+    const name = this.info.name
+    startFailure.call(this.provider, this.info.id, stopped.signal).then(
+      (reason) => {
+        if (!stopped.signal.aborted) probe.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${name} stopped while starting: ${reason}`, { backend: name }))
+      },
+      () => undefined, // the hook ended with the probe, or failed: the probe decides
+    )
+    const both = AbortSignal.any([signal, probe.signal])
+    try {
+      await waitAnyReady(upstreams, this.settings.readiness, both, (u) => this.addReady(u), owns)
+    } catch (err) {
+      throw probe.signal.aborted && !signal.aborted ? probe.signal.reason : err
+    } finally {
+      stopped.abort()
     }
   }
 
@@ -724,14 +952,19 @@ export class Backend {
   private runSleep(ignoreActivity: boolean, cause: SleepCause, reason?: string, checkBusy = !ignoreActivity): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
+      const shared = this.provider.shared
+      // The version judged idle: the scale-down is conditional on it (read just before the blocker).
+      let judged = shared === undefined ? undefined : observeSafely(shared, this.info.id)
       let now = this.deps.now()
       let blocker = this.sleepBlocker(now, ignoreActivity)
       if (blocker === undefined && checkBusy && this.settings.busy_cpu !== undefined) {
         if (await this.busyNow()) return { result: 'refused', reason: 'busy' }
         // A request may have come while the CPU was read.
+        judged = shared === undefined ? undefined : observeSafely(shared, this.info.id)
         now = this.deps.now()
         blocker = this.sleepBlocker(now, ignoreActivity)
       }
+      if (blocker === undefined && shared !== undefined && judged === undefined) blocker = 'engine has not reported it yet'
       if (blocker === 'asleep') return { result: 'asleep' }
       // A hold was reported when it began (busyNow, isIdle): not once more per queued sleep.
       if (blocker !== undefined && blocker === this.holdReason) return { result: 'refused', reason: blocker }
@@ -743,6 +976,7 @@ export class Backend {
         this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
         return { result: 'refused', reason: blocker }
       }
+      if (shared !== undefined && judged !== undefined) return this.sleepShared(shared, judged.version, cause, reason)
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
       this.stopJoining()
@@ -788,6 +1022,79 @@ export class Backend {
         this.syncFastLane() // still running after a refusal or failure: the lane reopens
       }
     })
+  }
+
+  /**
+   * Our shared sleep did not happen (refused, cancelled, failed): running again if it was and the
+   * engine still says so, and replicas not ready yet are probed again (the sleep ended their probes).
+   */
+  private resumeAfterSleep(wasPhase: Phase): void {
+    this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+    if (this.phase === 'running') this.reconcileReady(this.info.upstreams)
+  }
+
+  /**
+   * Several sidecars: scale down only if the shared activity is still `version` (the engine's
+   * precondition decides). `changed`: another sidecar wrote since; the backend stays up and is
+   * judged again from the new observation. The local idle clock is not reset: only traffic moves it.
+   */
+  private async sleepShared(shared: SharedEngine, version: string, cause: SleepCause, reason?: string): Promise<SleepOutcome> {
+    this.leftoverProbes?.abort()
+    this.leftoverProbes = undefined
+    this.stopJoining()
+    const wasPhase = this.phase
+    this._phase = 'sleeping'
+    this.syncFastLane() // closed while the conditional write runs (no fast-lane drain on shared engines yet)
+    const started = this.deps.now()
+    const mode = this.settings.sleep
+    const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+    const cancel = new AbortController()
+    this.sleepCancel = cancel
+    try {
+      // Cancelled (wake()) only while still queued: once the write starts, nothing cancels it.
+      const answer = await this.queued(
+        this.deps.sleepQueue,
+        async () => {
+          if (this.sleepCancel === cancel) this.sleepCancel = undefined
+          if (cancel.signal.aborted) return undefined
+          return shared.sleepIf(this.info.id, version, signal)
+        },
+        AbortSignal.any([signal, cancel.signal]),
+      ).catch((err: unknown) => {
+        if (cancel.signal.aborted) return undefined
+        throw err
+      })
+      if (answer === undefined) {
+        this.resumeAfterSleep(wasPhase)
+        const reason = 'a request arrived here before the sleep was written'
+        this.emit({ type: 'sleep.refused', mode, reason })
+        return { result: 'refused', reason }
+      }
+      if (answer.result === 'changed') {
+        this.resumeAfterSleep(wasPhase)
+        const reason = 'another sidecar wrote since (version changed)'
+        this.emit({ type: 'sleep.refused', mode, reason, code: 'RELIGHT_ERR_SLEEP_REFUSED' })
+        return { result: 'refused', reason }
+      }
+      this._phase = 'asleep'
+      this._inflight = 0
+      this.ready = []
+      this._info = { ...this.info, state: stateForMode(mode) }
+      this._counters.sleeps++
+      this.emit({ type: 'sleep.done', mode, fallback: false, duration_ms: this.deps.now() - started, cause, ...(reason !== undefined ? { reason } : {}) })
+      return { result: 'done', mode }
+    } catch (err) {
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
+      this._counters.sleepFailures++
+      this.resumeAfterSleep(wasPhase)
+      this._lastActivity = this.deps.now() // retry after another idle_timeout, not on every tick
+      this.emit({ type: 'sleep.failed', mode, code: error.code, reason: error.message })
+      return { result: 'failed', error }
+    } finally {
+      if (this.sleepCancel === cancel) this.sleepCancel = undefined
+      this.transitionEndedAt = this.deps.now()
+      this.syncFastLane() // still running after a refusal or failure: the lane reopens
+    }
   }
 
   /** After the flag is removed: undefined when the sleep may go on, else its refusal (lane reopened). */
@@ -915,6 +1222,8 @@ export class Backend {
     // Open access-log tickets still name `old`: their lines must end the requests here.
     old.successor = this
     old.successorWakes = this.counters.wakes
+    // The old instance writes no more tokens: a late answer must not wake through the replaced provider.
+    old.sharer?.close()
   }
 
   /** Status for healthz and the admin API. */

@@ -11,6 +11,7 @@ import { laneHostProblem } from './fast-lane.js'
 import { parseHostPattern } from './hosts.js'
 import { type IgnoreRule, IgnoreRules } from './ignore.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
+import { monotonicNow } from './clock.js'
 import { scheduleAt } from './schedule.js'
 import { abortable, delay } from './timers.js'
 
@@ -40,6 +41,8 @@ export interface ProviderStatus {
   error?: string
   /** Code of the last failed list. */
   code?: ErrorCode
+  /** Shared engines: whether the provider's engine view follows the engine (a `connection` event). */
+  view?: 'live' | 'down'
 }
 
 const LIST_TIMEOUT_MS = 15_000
@@ -47,6 +50,10 @@ const LIST_TIMEOUT_MS = 15_000
 const STATS_CONCURRENCY = 8
 const RELIST_ON_MISS_EVERY_MS = 1000
 const RELIST_ON_MISS_WAIT_MS = 1500
+/** Concurrent activity-token writes of this sidecar (shared engines). */
+const SHARE_CONCURRENCY = 8
+/** healthz says `degraded` when an engine view has been down this long. */
+export const VIEW_DOWN_DEGRADED_MS = 2000
 /** Least time between two scheduled wakes of one backend (awake_during) when one failed. */
 const SCHEDULED_WAKE_RETRY_MS = 10_000
 
@@ -78,7 +85,7 @@ export class Registry implements RegistryReload {
   private readonly warnedSettings = new Set<string>()
   /** Ignore rules compiled once per list (a list is shared by every backend it came from). */
   private compiledRules = new WeakMap<readonly IgnoreRule[], IgnoreRules>()
-  private lastMissRelist = 0
+  private lastMissRelist = -Infinity
   private readonly resyncs = new Map<Provider, { again: boolean; done: Promise<void> }>()
   private missRelist: Promise<void> | undefined
   /** max_awake admissions and evictions (core/capacity.ts). */
@@ -91,9 +98,16 @@ export class Registry implements RegistryReload {
   private readonly scheduledSleepAt = new Map<string, number>()
   /** The asleep_during window end each backend's last wake.refused named (one event per window). */
   private readonly refusedUntil = new Map<string, { readonly text: string; readonly end: number }>()
+  /** Shared engines: when each provider's view went down (deps.now clock); absent while live. */
+  private readonly viewDownAt = new Map<string, number>()
+  /** Shared engines: the onReconnect subscription per followed provider. */
+  private readonly reconnectSubs = new Map<Provider, () => void>()
 
-  /** `wallNow`: wall-clock ms since the epoch, read for schedules only (tests inject both clocks). */
-  constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now, wallNow: () => number = Date.now) {
+  /**
+   * `now` is the clock every idle and transition duration is measured on: monotonic (core/clock.ts);
+   * `wallNow`: wall-clock ms since the epoch, read for schedules only (tests inject both clocks).
+   */
+  constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = monotonicNow, wallNow: () => number = Date.now) {
     const ids = new Set<string>()
     for (const p of providers) {
       // The config refuses duplicates with the key named; reaching this is a wiring mistake.
@@ -113,6 +127,9 @@ export class Registry implements RegistryReload {
       wallNow,
       closing: this.closer.signal,
       events: this.events,
+      shareQueue: new PQueue({ concurrency: SHARE_CONCURRENCY }),
+      verifyPausedUntil: new WeakMap(),
+      foundAsleep: (backend) => this.foundAsleep(backend),
       statsQueue: new PQueue({ concurrency: STATS_CONCURRENCY }),
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
@@ -199,6 +216,14 @@ export class Registry implements RegistryReload {
   }
 
   private follow(provider: Provider): void {
+    const shared = provider.shared
+    if (shared !== undefined) {
+      // The view is live again: token writes that failed during the outage are retried now.
+      const off = shared.onReconnect(() => {
+        for (const b of this.backends.values()) if (b.provider === provider) b.sharer?.reconnected()
+      })
+      this.reconnectSubs.set(provider, off)
+    }
     if (!provider.watch) return
     const watching = new AbortController()
     this.watches.set(provider, watching)
@@ -206,6 +231,9 @@ export class Registry implements RegistryReload {
   }
 
   private unfollow(provider: Provider): void {
+    this.reconnectSubs.get(provider)?.()
+    this.reconnectSubs.delete(provider)
+    this.viewDownAt.delete(providerId(provider))
     this.watches.get(provider)?.abort()
     this.watches.delete(provider)
     this.stopResyncTimer(provider)
@@ -272,8 +300,9 @@ export class Registry implements RegistryReload {
         hostsChanged = true
       }
     }
-    const wasUp = this.status.get(providerId(provider))?.ok === true
-    this.status.set(providerId(provider), { ok: true, backends: infos.length, lastList: Date.now() })
+    const previous = this.status.get(providerId(provider))
+    const wasUp = previous?.ok === true
+    this.status.set(providerId(provider), { ok: true, backends: infos.length, lastList: Date.now(), ...(previous?.view ? { view: previous.view } : {}) })
     if (!wasUp) this.events.emit({ type: 'provider.up', provider: providerId(provider), backends: infos.length })
     // A resync that changes no host keeps the index (and its warm raw-Host cache).
     if (hostsChanged) this.scheduleRebuild(true)
@@ -304,7 +333,36 @@ export class Registry implements RegistryReload {
       case 'resync':
         this.resyncInBackground(provider)
         return
+      case 'connection':
+        this.viewConnection(provider, event.up, event.reason)
+        return
     }
+  }
+
+  /** A shared engine's view lost or regained the engine: status, provider.down/up, healthz. */
+  private viewConnection(provider: Provider, up: boolean, reason: string | undefined): void {
+    const id = providerId(provider)
+    const before = this.status.get(id) ?? { ok: true, backends: 0 }
+    if (up) {
+      // The first `up` (no `down` before it) only says the view is live; provider.up follows a down.
+      if (before.view !== 'live') this.status.set(id, { ...before, view: 'live' })
+      if (this.viewDownAt.delete(id)) this.events.emit({ type: 'provider.up', provider: id, backends: before.backends })
+      return
+    }
+    if (this.viewDownAt.has(id)) return
+    this.viewDownAt.set(id, this.deps.now())
+    this.status.set(id, { ...before, view: 'down' })
+    this.events.emit({ type: 'provider.down', provider: id, code: 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', reason: `engine view disconnected${reason ? `: ${reason}` : ''}` })
+  }
+
+  /**
+   * healthz: a provider cannot be listed, or a shared engine's view has been down for more than
+   * VIEW_DOWN_DEGRADED_MS (a blip while a stream reopens is not reported).
+   */
+  degraded(now = this.deps.now()): boolean {
+    for (const s of this.status.values()) if (!s.ok) return true
+    for (const at of this.viewDownAt.values()) if (now - at > VIEW_DOWN_DEGRADED_MS) return true
+    return false
   }
 
   /** Add or update a backend; true when the host index must change (new backend or new hosts). */
@@ -315,8 +373,9 @@ export class Registry implements RegistryReload {
     if (existing) {
       const hostsChanged = !sameHosts(existing.info.hosts, info.hosts)
       const before = existing.info.state
-      existing.update(info, settings, observedAt)
-      if (existing.info.state !== before) this.events.emit({ type: 'backend.state', ...ref(existing), state: existing.info.state })
+      // A report during a transition (its progress, our own write) is no state change of its own.
+      const applied = existing.update(info, settings, observedAt) === 'applied'
+      if (applied && existing.info.state !== before) this.events.emit({ type: 'backend.state', ...ref(existing), state: existing.info.state })
       return hostsChanged
     }
     const backend = new Backend(provider, info, settings, this.deps)
@@ -436,10 +495,10 @@ export class Registry implements RegistryReload {
     if (relisting.length === 0) return undefined
     // One relist, and one bound on waiting for it, shared by every request that misses meanwhile.
     if (!this.missRelist) {
-      const wait = Math.max(0, this.lastMissRelist + RELIST_ON_MISS_EVERY_MS - Date.now())
+      const wait = Math.max(0, this.lastMissRelist + RELIST_ON_MISS_EVERY_MS - this.deps.now())
       const relist = delay(wait, this.closer.signal)
         .then(() => {
-          this.lastMissRelist = Date.now()
+          this.lastMissRelist = this.deps.now()
           return Promise.all(relisting.map((p) => this.resync(p)))
         })
         .then(() => undefined)
@@ -564,22 +623,44 @@ export class Registry implements RegistryReload {
     }
     const groupWork: Promise<boolean[]>[] = []
     for (const members of groups.values()) {
-      const awake = members.filter((b) => b.phase !== 'asleep')
+      // Shared engines: also a member up in the engine that this sidecar never routed (another
+      // sidecar woke it): its token must be quiet too before the group sleeps.
+      const awake = members.filter((b) => b.phase !== 'asleep' || (b.provider.shared !== undefined && b.upInEngine))
       if (awake.length > 0 && awake.every((b) => b.isIdle(now))) {
         // A member kept awake by awake_during keeps the whole group: only its refusal is reported.
         const held = awake.filter((b) => scheduleAt(b.settings, wall) === 'awake')
         if (held.length > 0) for (const b of held) work.push(b.sleepIfIdle())
         else groupWork.push(this.sleepGroup(awake))
+        continue
+      }
+      // Shared engines: a member with traffic here while a sibling is at 0 in the engine (a group
+      // sleep split elsewhere, or a sibling slept by hand): wake the sibling, as a request would.
+      if (members[0]?.provider.shared !== undefined && members.some((b) => b.phase === 'running' && !b.isIdle(now))) {
+        for (const b of members) if (b.phase === 'asleep' && !b.upInEngine) this.wake(b).catch(() => undefined) // failures are events
       }
     }
     return Promise.all([Promise.all(work), ...groupWork]).then((done) => done.flat())
   }
 
-  /** A group sleeps together: every member's busy_cpu is read first, and one busy member keeps them all. */
+  /**
+   * A group sleeps together: every member's busy_cpu is read first, and one busy member keeps
+   * them all. Then member by member, routed members (with hosts) first and dependencies last,
+   * stopping at the first member that does not go to sleep (a refusal: on a shared engine
+   * another sidecar wrote its token since): never a sibling put to sleep under a member that
+   * stays up. A member that slept before a later refusal is woken by the next request or by
+   * the sweep's group rule.
+   */
   private async sleepGroup(awake: readonly Backend[]): Promise<boolean[]> {
     const busy = await Promise.all(awake.map((b) => b.busyNow()))
     if (busy.some(Boolean)) return awake.map(() => false)
-    return Promise.all(awake.map((b) => b.sleepIfIdle({ busyChecked: true })))
+    const ordered = [...awake.filter((b) => b.info.hosts.length > 0), ...awake.filter((b) => b.info.hosts.length === 0)]
+    const done: boolean[] = []
+    for (const b of ordered) {
+      const slept = await b.sleepIfIdle({ busyChecked: true })
+      done.push(slept)
+      if (!slept) break
+    }
+    return [...done, ...ordered.slice(done.length).map(() => false)]
   }
 
   /**
@@ -604,6 +685,22 @@ export class Registry implements RegistryReload {
     this.scheduledWakeAt.set(backend.key, now + Math.max(backend.settings.wake_timeout, SCHEDULED_WAKE_RETRY_MS))
     this.wake(backend).catch(() => undefined) // failures are events (wake.failed, wake.refused)
   }
+
+  /**
+   * A token write or verify read found `backend` at 0 in the engine (another sidecar slept it,
+   * maybe with its group): wake it like a request would (its asleep siblings too, within
+   * max_awake and the schedules); siblings still running here (their view update has not
+   * arrived) write a token now, which answers `asleep` if they are at 0 too and wakes them.
+   */
+  private foundAsleep(backend: Backend): void {
+    this.wake(backend).catch(() => undefined) // failures are events (wake.failed, wake.refused)
+    const group = backend.info.group
+    if (group === undefined) return
+    for (const other of this.backends.values()) {
+      if (other !== backend && other.provider === backend.provider && other.info.group === group && other.phase === 'running') other.sharer?.checkNow(this.deps.now())
+    }
+  }
+
 
   /** Start the idle sweep: every second, or faster when idle timeouts are short. */
   startIdleWatcher(tickMs = Math.min(1000, Math.max(50, Math.floor(this.config.min_idle_timeout / 10)))): void {
@@ -697,6 +794,8 @@ export class Registry implements RegistryReload {
     this.timers = []
     for (const t of this.resyncTimers.values()) clearInterval(t)
     this.resyncTimers.clear()
+    for (const off of this.reconnectSubs.values()) off()
+    this.reconnectSubs.clear()
     this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down'))
   }
 }
