@@ -87,6 +87,8 @@ export class KubernetesProvider implements Provider {
   private readonly prefix: string
   private readonly baseSettings: BackendSettings
   private readonly listeners = new Set<(event: ProviderEvent) => void>()
+  /** The last BackendInfo the registry learnt of each workload (an upsert, a list, or an own write's answer), as JSON. */
+  private readonly told = new Map<string, string>()
   /** auto_sleep_on_start: false — workloads running at the first list stay up until scaled to 0. */
   private readonly pinned = new Set<string>()
   private listedOnce = false
@@ -157,7 +159,9 @@ export class KubernetesProvider implements Provider {
     const present = new Set(known.map((k) => this.idOf(k)))
     for (const id of this.pinned) if (!present.has(id)) this.pinned.delete(id)
     this.warned.prune((id) => present.has(id))
-    return known.map((k) => this.backendOf(k, k.pods))
+    const infos = known.map((k) => this.backendOf(k, k.pods))
+    for (const info of infos) this.told.set(info.id, JSON.stringify(info))
+    return infos
   }
 
   watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
@@ -203,12 +207,12 @@ export class KubernetesProvider implements Provider {
         {
           relisted: (items) => {
             this.view.relistPods(inScope, items)
-            for (const e of this.view.entries.values()) if (inScope(e.workload.metadata.namespace)) this.emit({ type: 'upsert', backend: this.backendOf(e, this.view.podsOf(e)) })
+            for (const e of this.view.entries.values()) if (inScope(e.workload.metadata.namespace)) this.upsert(this.backendOf(e, this.view.podsOf(e)))
           },
           changed: (type, pod) => {
             for (const id of this.view.podEvent(type, pod)) {
               const e = this.view.entries.get(id)
-              if (e) this.emit({ type: 'upsert', backend: this.backendOf(e, this.view.podsOf(e)) })
+              if (e) this.upsert(this.backendOf(e, this.view.podsOf(e)))
             }
           },
           connected: (live) => this.connected(key, live),
@@ -235,13 +239,29 @@ export class KubernetesProvider implements Provider {
       return
     }
     if (specReplicas(w) === 0) this.pinned.delete(id)
-    // Own writes (our wake, token or scale-down) raise nothing: the core learns of them from the call's answer.
-    if (change === 'own') return
     const e = this.view.entries.get(id)
-    if (e) this.emit({ type: 'upsert', backend: this.backendOf(e, this.view.podsOf(e)) })
+    if (!e) return
+    const info = this.backendOf(e, this.view.podsOf(e))
+    // Own writes (our wake, token or scale-down) raise nothing: the core learns of them from the
+    // call's answer. What they changed counts as told, so a later foreign change is compared with it.
+    if (change === 'own') this.told.set(id, JSON.stringify(info))
+    else this.upsert(info)
+  }
+
+  /**
+   * An upsert, unless the registry was already told exactly this: a token write on a Deployment
+   * bumps its generation, and the controller's status write that follows (observedGeneration)
+   * changes nothing the registry keeps, on every sidecar.
+   */
+  private upsert(info: BackendInfo): void {
+    const text = JSON.stringify(info)
+    if (this.told.get(info.id) === text) return
+    this.told.set(info.id, text)
+    this.emit({ type: 'upsert', backend: info })
   }
 
   private emit(event: ProviderEvent): void {
+    if (event.type === 'remove') this.told.delete(event.id)
     for (const listener of this.listeners) listener(event)
   }
 
@@ -258,7 +278,9 @@ export class KubernetesProvider implements Provider {
     const w = cached ?? (await this.get(ref, signal))
     const { awakeReplicas } = this.facts({ kind: ref.kind, workload: w })
     const woken = await wakeWorkload(ops, ref, w, awakeReplicas, signal)
-    return this.backendOf({ kind: ref.kind, workload: woken.workload }, woken.pods)
+    const info = this.backendOf({ kind: ref.kind, workload: woken.workload }, woken.pods)
+    this.told.set(id, JSON.stringify(info))
+    return info
   }
 
   /**

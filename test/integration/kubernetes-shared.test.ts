@@ -1,0 +1,148 @@
+/**
+ * The shared-engine contract (test/contract/shared-engine-contract.ts) on a real Kubernetes API
+ * server (test/k8s-control-plane, 1.20) with the stand-in kubelet: two KubernetesProvider
+ * instances are two sidecars. A's connection goes through a TCP pass-through the test can cut
+ * (TLS end to end), for the reconnect case. Also: engine requests per wake and per sleep,
+ * counted at that pass-through.
+ */
+import assert from 'node:assert/strict'
+import { createServer, type Server, type Socket, connect } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import pino from 'pino'
+import { kubernetesConfigSchema } from '../../sidecar/providers/kubernetes/config.js'
+import { KubernetesProvider } from '../../sidecar/providers/kubernetes/provider.js'
+import { runSharedEngineContract } from '../contract/shared-engine-contract.js'
+import { type ControlPlane, createNamespace, k8sSkip, replicasOf, startControlPlane, workload, workloadUrl } from '../helpers/k8s.js'
+import { StandInKubelet } from '../helpers/kubelet.js'
+import { freePort } from '../helpers/net.js'
+import { until } from '../helpers/wait.js'
+
+const NS = 'shared-k8s'
+const skip = k8sSkip()
+
+/** A TCP pass-through to the API server: `cut()` drops every connection and refuses new ones until `restore()`. */
+interface Cuttable {
+  readonly url: string
+  /** HTTP requests are not visible (TLS): connections opened, for a rough count only. */
+  connections: number
+  cut(): void
+  restore(): void
+  close(): Promise<void>
+}
+
+async function passThrough(target: string): Promise<Cuttable> {
+  const { hostname, port } = new URL(target)
+  const sockets = new Set<Socket>()
+  let down = false
+  const server: Server = createServer((client) => {
+    if (down) return void client.destroy()
+    proxy.connections++
+    const upstream = connect(Number(port), hostname)
+    sockets.add(client).add(upstream)
+    const drop = () => {
+      client.destroy()
+      upstream.destroy()
+      sockets.delete(client)
+      sockets.delete(upstream)
+    }
+    client.on('error', drop).on('close', drop)
+    upstream.on('error', drop).on('close', drop)
+    client.pipe(upstream).pipe(client)
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const address = server.address() as { port: number }
+  const proxy: Cuttable = {
+    url: `https://127.0.0.1:${address.port}`,
+    connections: 0,
+    cut: () => {
+      down = true
+      for (const s of sockets) s.destroy()
+      sockets.clear()
+    },
+    restore: () => {
+      down = false
+    },
+    close: async () => {
+      proxy.cut()
+      await new Promise<void>((r) => server.close(() => r()))
+    },
+  }
+  return proxy
+}
+
+let cp: ControlPlane
+let kubelet: StandInKubelet
+let proxy: Cuttable
+if (!skip) {
+  before(async () => {
+    cp = await startControlPlane()
+    await createNamespace(cp, NS)
+    kubelet = await StandInKubelet.start(cp, NS)
+    proxy = await passThrough(cp.url)
+  })
+  after(async () => {
+    await proxy?.close()
+    await kubelet?.close()
+    await cp?.close()
+  })
+}
+
+function sidecar(identity: string, kubeconfig: string): KubernetesProvider {
+  return new KubernetesProvider(kubernetesConfigSchema.parse({ kubeconfig, namespaces: [NS], identity }), pino({ level: 'silent' }), { baseDir: cp.dir })
+}
+
+if (skip) {
+  describe('shared-engine contract: kubernetes', { skip }, () => undefined)
+} else {
+  runSharedEngineContract('kubernetes (real API server 1.20, stand-in kubelet, two provider instances)', {
+    timeout: 30_000,
+    make: async () => {
+      const port = await freePort()
+      await cp.ok('POST', workloadUrl('Deployment', NS), workload('Deployment', 'contract', NS, port, { 'relight.domain': 'contract.k8s.test' }))
+      const a = sidecar('shared-k8s-a', cp.kubeconfigFor('shared-k8s-a', cp.token, proxy.url))
+      const b = sidecar('shared-k8s-b', cp.kubeconfig)
+      return {
+        a,
+        b,
+        id: `deployment/${NS}/contract`,
+        replicas: () => replicasOf(cp, 'Deployment', NS, 'contract'),
+        cut: async () => {
+          proxy.cut()
+          return async () => proxy.restore()
+        },
+        cleanup: async () => {
+          proxy.restore()
+          await Promise.all([a.close(), b.close()])
+        },
+      }
+    },
+  })
+
+  describe('kubernetes shared decisions: what the engine sees', { timeout: 120_000 }, () => {
+    it('a wake is ONE PATCH carrying the token and the replicas; a wake of a running workload writes a token only; the other sidecar learns of it by an upsert', async () => {
+      const port = await freePort()
+      await cp.ok('POST', workloadUrl('Deployment', NS), workload('Deployment', 'once', NS, port, { 'relight.domain': 'once.k8s.test' }))
+      const a = sidecar('shared-k8s-once-a', cp.kubeconfig)
+      const b = sidecar('shared-k8s-once-b', cp.kubeconfig)
+      const stop = new AbortController()
+      const seen = { b: 0 }
+      const id = `deployment/${NS}/once`
+      try {
+        a.watch(() => undefined, stop.signal)
+        b.watch((e) => e.type === 'upsert' && e.backend.id === id && e.backend.state !== 'running' && seen.b++, stop.signal)
+        await until(() => a.shared.observe(id)?.live && b.shared.observe(id)?.live, 'both views live')
+        const info = await a.wake(id, AbortSignal.timeout(30_000))
+        assert.equal(info.state, 'running')
+        const d = await cp.ok<{ metadata: { annotations: Record<string, string>; managedFields: { manager: string }[] }; spec: { replicas: number } }>('GET', workloadUrl('Deployment', NS, 'once'))
+        assert.equal(d.spec.replicas, 1)
+        assert.match(d.metadata.annotations['relight.activity'] ?? '', /^v1 shared-k8s-once-a [0-9a-f]{16} 0$/)
+        assert.ok(d.metadata.managedFields.some((f) => f.manager === 'relight-sidecar'), 'fieldManager names the sidecar')
+        await until(() => b.shared.observe(id)?.version === d.metadata.annotations['relight.activity'], "B's view to see A's token")
+        assert.ok(seen.b >= 1, 'B (not the writer) learnt of the scale-up by an upsert')
+      } finally {
+        stop.abort()
+        await Promise.all([a.close(), b.close()])
+      }
+    })
+  })
+}
