@@ -79,7 +79,7 @@ export function runSharedEngineContract(name: string, target: SharedContractTarg
 
     it('own-writes-silent: a sidecar raises no upsert for its own activity write', async () => {
       await agreed()
-      const upserts = () => events.a.filter((e) => e.type !== 'resync' && (e.type === 'remove' ? e.id : e.type === 'upsert' ? e.backend.id : e.id) === pair.id).length
+      const upserts = () => events.a.filter((e) => (e.type === 'upsert' && e.backend.id === pair.id) || (e.type === 'state' && e.id === pair.id)).length
       const counted = upserts()
       const answer = await pair.a.shared.recordActivity(pair.id, 0, signal())
       assert.equal(answer.state, 'awake')

@@ -2,9 +2,9 @@ import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import { monotonicNow } from '../../core/clock.js'
 import { RelightError } from '../../core/errors.js'
-import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepContext, SleepMode } from '../../core/provider.js'
+import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { settingsFrom } from '../../core/settings.js'
-import { type SharedEngine, sharedBlocker } from '../../core/shared.js'
+import type { SharedEngine } from '../../core/shared.js'
 import { WarnOnce, problemTopic } from '../../core/warn-once.js'
 import { KubeClient } from './client.js'
 import type { KubernetesConfig } from './config.js'
@@ -95,6 +95,8 @@ export class KubernetesProvider implements Provider {
   private watching = false
   private readonly warned = new WarnOnce()
   private readonly closer = new AbortController()
+  /** Aborts the running informers (restarted when the view is distrusted). */
+  private informers = new AbortController()
   private closed = false
 
   constructor(
@@ -142,6 +144,11 @@ export class KubernetesProvider implements Provider {
       },
       onReconnect: (listener) => this.view.onReconnect(listener),
     }
+    this.view.onDistrust(() => {
+      this.log.warn({ provider: this.id }, 'kubernetes view distrusted (the API server did not answer a fresh read in time): listing again; no scale-down until then')
+      this.emit({ type: 'connection', up: false, reason: 'the API server did not answer a fresh read within 1 s' })
+      if (this.watching && this.client && !this.closed) this.startInformers(this.client)
+    })
   }
 
   // ── discovery ──────────────────────────────────────────────────────────────────────────────
@@ -172,10 +179,14 @@ export class KubernetesProvider implements Provider {
     // One set of informers per provider, however many listeners.
     if (this.watching) return
     this.watching = true
-    this.startInformers(this.client, this.closer.signal)
+    this.startInformers(this.client)
   }
 
-  private startInformers(client: KubeClient, stop: AbortSignal): void {
+  /** The informers, afresh (first watch, and after the view was distrusted: they list again). */
+  private startInformers(client: KubeClient): void {
+    this.informers.abort()
+    this.informers = new AbortController()
+    const stop = AbortSignal.any([this.closer.signal, this.informers.signal])
     this.view.expect(this.namespaces.length * (WORKLOAD_KINDS.length + 1))
     for (const ns of this.namespaces) {
       const inScope = (namespace: string | undefined) => ns === undefined || namespace === ns
@@ -227,7 +238,14 @@ export class KubernetesProvider implements Provider {
   private connected(key: string, live: boolean): void {
     const was = this.view.live
     this.view.connected(key, live)
-    if (was !== this.view.live) this.log.info({ provider: this.id, live: this.view.live }, this.view.live ? 'kubernetes view live (listed and watching)' : 'kubernetes view disconnected: no scale-down until it is listed again')
+    if (was === this.view.live) return
+    if (this.view.live) {
+      this.log.info({ provider: this.id }, 'kubernetes view live (listed and watching)')
+      this.emit({ type: 'connection', up: true })
+    } else {
+      this.log.warn({ provider: this.id, collection: key }, 'kubernetes view disconnected: no scale-down until it is listed again')
+      this.emit({ type: 'connection', up: false, reason: `the watch of ${key} failed` })
+    }
   }
 
   private workloadChanged(kind: WorkloadKind, type: 'ADDED' | 'MODIFIED' | 'DELETED', w: Workload): void {
@@ -284,40 +302,21 @@ export class KubernetesProvider implements Provider {
   }
 
   /**
-   * Scale to 0, through the shared-decision port: only when no activity token changed for
-   * `idle_timeout` as this view measures it, and conditional on the version judged (`sleepIf`).
-   * Refused (RELIGHT_ERR_SLEEP_REFUSED) otherwise. Without `context` (admin API): `sleepIf` of
-   * what the view observes now.
+   * Scale to 0 (the admin API; the core's idle sleeps call `shared.sleepIf` itself):
+   * `sleepIf(observe(id).version)`, refused (RELIGHT_ERR_SLEEP_REFUSED) when the activity changed
+   * since. Without an informer (a one-shot use) it judges on a fresh read.
    */
-  async sleep(id: string, mode: SleepMode, signal: AbortSignal, context?: SleepContext): Promise<void> {
+  async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
     const ops = this.ops()
     if (mode !== 'scale') {
       throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `kubernetes workloads sleep with scale (to 0 replicas), not ${mode}`, { backend: id, provider: this.kind, mode })
     }
     const ref = this.ref(id)
-    let version: string
-    if (this.view.started) {
-      const obs = this.view.observe(id)
-      if (context !== undefined) {
-        const blocker = sharedBlocker(obs, this.view.now(), this.view.now(), context.idleTimeout)
-        if (blocker !== undefined) throw refused(id, blocker)
-      }
-      version = obs?.version ?? 'none'
-    } else {
-      // No informer (a one-shot use): nobody to share with; judge on a fresh read.
-      version = (await this.get(ref, signal)).metadata.annotations?.[this.view.annotation] ?? 'none'
-    }
+    const observed = this.view.started ? this.view.observe(id)?.version : undefined
+    const version = observed ?? (await this.get(ref, signal)).metadata.annotations?.[this.view.annotation] ?? 'none'
     const answer = await sleepIf(ops, ref, version, signal)
     if (answer.result === 'changed') throw refused(id, answer.observation.live ? 'another sidecar wrote activity since (version changed)' : 'engine view disconnected')
     this.pinned.delete(id)
-  }
-
-  /**
-   * The core's activity sharing before it calls `shared` itself (shared-core): a token write;
-   * `at` is this host's wall clock, compared only with this host's wall clock.
-   */
-  async shareActivity(id: string, at: number, signal: AbortSignal): Promise<void> {
-    await recordActivity(this.ops(), this.ref(id), Math.max(0, Date.now() - at), signal)
   }
 
   // ── helpers ────────────────────────────────────────────────────────────────────────────────

@@ -76,6 +76,7 @@ export class KubernetesView {
   private readonly expected = new Map<string, OwnWrite[]>()
   private readonly waiters = new Set<Waiter>()
   private readonly reconnectListeners = new Set<() => void>()
+  private readonly distrustListeners = new Set<() => void>()
   private collections = 0
   private everLive = false
 
@@ -117,9 +118,19 @@ export class KubernetesView {
     this.settleWaiters()
   }
 
-  /** The view is not to be trusted (a fresh read failed or was slow): blocks sleeps until the informers re-list. */
+  /**
+   * The view is not to be trusted (a fresh read failed or was slow: a frozen engine keeps its
+   * watches open and silent): not live, which blocks sleeps, until the informers listed again
+   * (the listener restarts them).
+   */
   distrust(): void {
+    if (this.connectedKeys.size === 0) return
     this.connectedKeys.clear()
+    for (const l of this.distrustListeners) l()
+  }
+
+  onDistrust(listener: () => void): void {
+    this.distrustListeners.add(listener)
   }
 
   onReconnect(listener: () => void): () => void {
