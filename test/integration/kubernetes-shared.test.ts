@@ -9,6 +9,9 @@ import assert from 'node:assert/strict'
 import { createServer, type Server, type Socket, connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
+import { readFileSync } from 'node:fs'
+import { Agent, type Dispatcher } from 'undici'
+import { KubeClient } from '../../sidecar/providers/kubernetes/client.js'
 import { kubernetesConfigSchema } from '../../sidecar/providers/kubernetes/config.js'
 import { KubernetesProvider } from '../../sidecar/providers/kubernetes/provider.js'
 import { runSharedEngineContract } from '../contract/shared-engine-contract.js'
@@ -91,6 +94,23 @@ function sidecar(identity: string, kubeconfig: string): KubernetesProvider {
   return new KubernetesProvider(kubernetesConfigSchema.parse({ kubeconfig, namespaces: [NS], identity }), pino({ level: 'silent' }), { baseDir: cp.dir })
 }
 
+/** Every request a provider's client sends, as `METHOD path` (watches apart): the engine cost. */
+class CountingAgent extends Agent {
+  readonly requests: string[] = []
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const path = String(options.path)
+    if (!path.includes('watch=1')) this.requests.push(`${options.method} ${path.split('?')[0]}`)
+    return super.dispatch(options, handler)
+  }
+}
+
+function countedSidecar(identity: string): { provider: KubernetesProvider; agent: CountingAgent; client: KubeClient } {
+  const agent = new CountingAgent({ connect: { ca: readFileSync(cp.ca, 'utf8') } })
+  const client = new KubeClient({ server: cp.url, token: cp.token, namespace: NS, source: 'test' }, { dispatcher: agent })
+  const provider = new KubernetesProvider(kubernetesConfigSchema.parse({ namespaces: [NS], identity }), pino({ level: 'silent' }), { client })
+  return { provider, agent, client }
+}
+
 if (skip) {
   describe('shared-engine contract: kubernetes', { skip }, () => undefined)
 } else {
@@ -142,6 +162,47 @@ if (skip) {
       } finally {
         stop.abort()
         await Promise.all([a.close(), b.close()])
+      }
+    })
+
+    it('engine requests: a wake from 0 is 1 request on the waking sidecar and 0 on the other; a sleep is a fresh GET + a conditional PATCH', async () => {
+      const port = await freePort()
+      await cp.ok('POST', workloadUrl('Deployment', NS), workload('Deployment', 'counted', NS, port, { 'relight.domain': 'counted.k8s.test' }))
+      const a = countedSidecar('shared-k8s-count-a')
+      const b = countedSidecar('shared-k8s-count-b')
+      const stop = new AbortController()
+      const id = `deployment/${NS}/counted`
+      try {
+        a.provider.watch(() => undefined, stop.signal)
+        b.provider.watch(() => undefined, stop.signal)
+        await until(() => a.provider.shared.observe(id)?.live && b.provider.shared.observe(id)?.live, 'both views live')
+        a.agent.requests.length = 0
+        b.agent.requests.length = 0
+        await a.provider.wake(id, AbortSignal.timeout(30_000))
+        await until(() => b.provider.shared.observe(id)?.version === a.provider.shared.observe(id)?.version, "B's view to see the wake")
+        const wake = { a: [...a.agent.requests], b: [...b.agent.requests] }
+        process.stderr.write(`# kubernetes engine requests per wake from 0: waker ${wake.a.length} (${wake.a.join(', ')}), other sidecar ${wake.b.length}\n`)
+        assert.deepEqual(wake.a, [`PATCH ${workloadUrl('Deployment', NS, 'counted')}`])
+        assert.deepEqual(wake.b, [])
+        a.agent.requests.length = 0
+        await a.provider.shared.recordActivity(id, 0, AbortSignal.timeout(30_000))
+        assert.deepEqual(a.agent.requests, [`PATCH ${workloadUrl('Deployment', NS, 'counted')}`], 'recordActivity: one PATCH')
+        const v = await until(() => {
+          const va = a.provider.shared.observe(id)?.version
+          return va !== undefined && va === b.provider.shared.observe(id)?.version ? va : undefined
+        }, 'both views to agree')
+        a.agent.requests.length = 0
+        b.agent.requests.length = 0
+        assert.equal((await b.provider.shared.sleepIf(id, v, AbortSignal.timeout(30_000))).result, 'slept')
+        const sleep = [...b.agent.requests]
+        process.stderr.write(`# kubernetes engine requests per sleep: ${sleep.length} (${sleep.join(', ')}); other sidecar ${a.agent.requests.length}\n`)
+        // GET + PATCH, plus GET + PATCH again per 409 from a controller's status write (≤ 3 tries).
+        assert.ok(sleep.length >= 2 && sleep.length <= 6 && sleep.length % 2 === 0, sleep.join(', '))
+        assert.deepEqual(a.agent.requests, [])
+      } finally {
+        stop.abort()
+        await Promise.all([a.provider.close(), b.provider.close()])
+        await Promise.all([a.client.close(), b.client.close(), a.agent.close(), b.agent.close()])
       }
     })
   })
