@@ -18,6 +18,7 @@ export async function recordActivity(ops: WorkloadOps, ref: WorkloadRef, agoMs: 
   } finally {
     ops.view.settle(ref.kind, id, write, answer)
   }
+  ops.log.debug({ workload: id, token, replicas: specReplicas(answer) }, 'activity written')
   if (specReplicas(answer) === 0) return { state: 'asleep' }
   return { state: 'awake', observation: ops.view.observe(id) ?? ownObservation(ops, token, agoMs) }
 }

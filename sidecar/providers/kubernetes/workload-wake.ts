@@ -47,7 +47,7 @@ export async function wakeWorkload(ops: WorkloadOps, ref: WorkloadRef, current: 
       ops.view.settle(ref.kind, id, write, answer)
     }
     w = answer
-    if (scaleUp) ops.log.debug({ workload: id, replicas: awakeReplicas }, 'scaled up')
+    ops.log.debug({ workload: id, token, ...(scaleUp ? { replicas: awakeReplicas } : {}) }, scaleUp ? 'scaled up (activity written)' : 'wake found it up: activity written')
     if (specReplicas(w) > 0) break
   }
   const pods = await waitForPods(ops, ref.kind, w, signal, (pods) => pods.some((p) => p.ready && p.ip !== undefined))
