@@ -104,6 +104,15 @@ export class ActivitySharer {
     return Promise.race([landed, late]).finally(() => clearTimeout(timer))
   }
 
+  /**
+   * A wake of ours landed, and a shared provider's wake writes a token in the same write as the
+   * replicas (provider contract): the request that caused it needs no second write at once.
+   */
+  wroteByWake(startedAt: number): void {
+    this.landedAt = Math.max(this.landedAt, startedAt)
+    this.lastStart = Math.max(this.lastStart, startedAt)
+  }
+
   /** The engine view is live again: a write that failed is retried now. */
   reconnected(): void {
     if (this.failures === 0 && this.retryAt === -Infinity) return

@@ -590,6 +590,7 @@ export class Backend {
       this._phase = 'running'
       this._lastActivity = this.deps.now()
       this._lastError = undefined
+      this.sharer?.wroteByWake(started)
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err

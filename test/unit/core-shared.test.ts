@@ -166,6 +166,20 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     await c.close()
   })
 
+  it('a request that wakes the backend writes no second token (the wake wrote one)', async () => {
+    const c = await core((up) => [web(up, { state: 'scaled_to_zero' })])
+    assert.equal((await c.auth('web.example.com')).statusCode, 200)
+    assert.equal(c.provider.calls.wake, 1)
+    await c.settle()
+    assert.equal(c.engine.calls.recordActivity.length, 0)
+    // traffic goes on: the next write comes from the tick, idle/4 after the wake
+    c.clock.now += IDLE / 4
+    await c.auth('web.example.com')
+    await c.registry.sweep()
+    await until(() => c.engine.calls.recordActivity.length === 1, 'the cadence write')
+    await c.close()
+  })
+
   it('a task that fails right after its start aborts the wake with BACKEND_EXITED (startFailure)', async () => {
     // the woken backend's address answers nothing: only the hook can end the wait early
     const c = await core(() => [web('127.0.0.1:9', { state: 'scaled_to_zero' })])
