@@ -10,6 +10,8 @@
  *   `changed` and the workload stays up (whether or not A's view saw B's write yet).
  * - sleepIf-clean: unchanged since v: `slept`, and the engine says 0; recordActivity then answers `asleep`.
  * - reconnect-resets-seenAt (when the target can cut A's view): after the view is back, seenAt ≥ the reconnect.
+ * - frozen-engine (when the target can freeze A's connection): sleepIf answers `changed` within about
+ *   1 s (the fresh read's bound) and A's view is not live; after the thaw it is live again, seenAt reset.
  *
  * Used by test/integration/kubernetes-shared.test.ts (real API server) and, for Swarm, by the
  * swarm helper's suite: a target supplies `make()`.
@@ -34,6 +36,11 @@ export interface SharedPair {
    * it. Without it the reconnect test is skipped.
    */
   cut?(): Promise<() => Promise<void>>
+  /**
+   * Optional: freeze A's connection to the engine (no byte passes, nothing closes: a frozen engine)
+   * until the returned function thaws it. Without it the freeze test is skipped.
+   */
+  freeze?(): Promise<() => Promise<void>>
   cleanup(): Promise<void>
 }
 
@@ -121,6 +128,30 @@ export function runSharedEngineContract(name: string, target: SharedContractTarg
       off()
       assert.equal(reconnected, 1, 'onReconnect fired once')
       assert.ok((pair.a.shared.observe(pair.id)?.seenAt ?? 0) >= back, 'seenAt reset to the reconnect')
+    })
+
+    it('frozen-engine: sleepIf on a silent, unbroken connection answers changed within the fresh-read bound; the view is not live until it listed again', async (t) => {
+      if (!pair.freeze) return t.skip('the target cannot freeze a connection')
+      await pair.a.wake(pair.id, signal())
+      const v = await agreed()
+      const thaw = await pair.freeze()
+      let thawed = false
+      try {
+        const started = performance.now()
+        const answer = await pair.a.shared.sleepIf(pair.id, v, signal())
+        const took = performance.now() - started
+        assert.equal(answer.result, 'changed')
+        assert.ok(took < 3000, `answered after ${took.toFixed(0)} ms`)
+        assert.equal(pair.a.shared.observe(pair.id)?.live, false, 'not live: no sleep until the view is listed again')
+        assert.ok((await pair.replicas()) > 0, 'still up')
+        const back = performance.now()
+        await thaw()
+        thawed = true
+        await until(() => pair.a.shared.observe(pair.id)?.live, "A's view to list again after the thaw")
+        assert.ok((pair.a.shared.observe(pair.id)?.seenAt ?? 0) >= back, 'seenAt counts from the recovery')
+      } finally {
+        if (!thawed) await thaw()
+      }
     })
   })
 }

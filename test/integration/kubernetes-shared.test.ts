@@ -30,6 +30,9 @@ interface Cuttable {
   connections: number
   cut(): void
   restore(): void
+  /** No byte passes either way, nothing closes (a frozen engine), until `thaw()`. */
+  freeze(): void
+  thaw(): void
   close(): Promise<void>
 }
 
@@ -37,11 +40,16 @@ async function passThrough(target: string): Promise<Cuttable> {
   const { hostname, port } = new URL(target)
   const sockets = new Set<Socket>()
   let down = false
+  let frozen = false
   const server: Server = createServer((client) => {
     if (down) return void client.destroy()
     proxy.connections++
     const upstream = connect(Number(port), hostname)
     sockets.add(client).add(upstream)
+    if (frozen) {
+      client.pause()
+      upstream.pause()
+    }
     const drop = () => {
       client.destroy()
       upstream.destroy()
@@ -64,6 +72,14 @@ async function passThrough(target: string): Promise<Cuttable> {
     },
     restore: () => {
       down = false
+    },
+    freeze: () => {
+      frozen = true
+      for (const s of sockets) s.pause()
+    },
+    thaw: () => {
+      frozen = false
+      for (const s of sockets) s.resume()
     },
     close: async () => {
       proxy.cut()
@@ -130,7 +146,12 @@ if (skip) {
           proxy.cut()
           return async () => proxy.restore()
         },
+        freeze: async () => {
+          proxy.freeze()
+          return async () => proxy.thaw()
+        },
         cleanup: async () => {
+          proxy.thaw()
           proxy.restore()
           await Promise.all([a.close(), b.close()])
         },
