@@ -47,6 +47,15 @@ describe('kubernetes sleepIf', () => {
     assert.deepEqual(sent, [])
   })
 
+  it('a fresh read the API server refuses (500, 403): changed, no PATCH, and the view stays live (the engine answers, it is not frozen)', async () => {
+    const p = fedProvider(k8s, webWorkload('10', 1, A))
+    k8s.api.intercept({ path: WEB_PATH, method: 'GET' }).reply(500, { kind: 'Status', code: 500, message: 'etcdserver: request timed out' }, JSON_HEADERS)
+    const sent = recordPatches(k8s, () => ({ status: 500, body: {} }))
+    assert.equal((await p.shared.sleepIf(WEB_ID, A, AbortSignal.timeout(5000))).result, 'changed')
+    assert.equal(p.view.live, true)
+    assert.deepEqual(sent, [])
+  })
+
   it('unchanged: ONE PATCH with the read resourceVersion as precondition and replicas 0 ⇒ slept', async () => {
     const p = fedProvider(k8s, webWorkload('10', 2, A))
     k8s.api.intercept({ path: WEB_PATH, method: 'GET' }).reply(200, webWorkload('11', 2, A), JSON_HEADERS)

@@ -36,6 +36,11 @@ export async function sleepIf(ops: WorkloadOps, ref: WorkloadRef, unchangedSince
       fresh = await getWorkload(ops, ref, AbortSignal.any([signal, AbortSignal.timeout(freshReadMs)]))
     } catch (err) {
       if (signal.aborted || isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) throw err
+      if (ops.client.statusOf(err) !== undefined) {
+        // The API server answered (RBAC, a server error): it is not frozen, only unhelpful. Stay up.
+        ops.log.warn({ workload: id, err: (err as Error).message }, 'sleep refused: the fresh read before the scale-down failed')
+        return changed()
+      }
       ops.view.distrust()
       ops.log.warn({ workload: id, err: (err as Error).message }, `engine did not answer the fresh read within ${freshReadMs} ms: no scale-down until the view is listed again`)
       return changed()
