@@ -99,7 +99,13 @@ describe('kubernetes view', () => {
 
   it('waitFor resolves from pod events on the cache (no request) and rejects with the signal', async () => {
     const view = liveView({ t: 0 })
-    const ready = view.waitFor(ID, (e, pods) => (e && pods.some((p) => p.ready) ? pods.length : undefined), AbortSignal.timeout(5000))
+    let asked = 0
+    const ready = view.waitFor(ID, (e, pods) => (asked++, e && pods.some((p) => p.ready) ? pods.length : undefined), AbortSignal.timeout(5000))
+    // Another workload's pod does not ask this waiter again.
+    const other = pod('api-xyz-1', true)
+    other.metadata.labels = { app: 'api', 'pod-template-hash': 'xyz' }
+    view.podEvent('ADDED', other)
+    assert.equal(asked, 1, 'asked once (at the start), not for an unrelated pod')
     view.podEvent('ADDED', pod('web-abc-1', false))
     assert.equal(view.waiting, 1)
     view.podEvent('MODIFIED', pod('web-abc-1', true))

@@ -169,12 +169,12 @@ export class KubernetesView {
     if (type === 'DELETED' || !isAnnotated(w, this.prefix)) {
       const had = this.entries.delete(id)
       this.expected.delete(id)
-      this.settleWaiters()
+      this.settleWaiters([id])
       return { id, change: had || type === 'DELETED' ? 'removed' : 'ignored' }
     }
     const own = this.isOwn(id, w)
     this.put(kind, id, w)
-    this.settleWaiters()
+    this.settleWaiters([id])
     return { id, change: own ? 'own' : 'foreign' }
   }
 
@@ -185,8 +185,8 @@ export class KubernetesView {
     const record = podRecord(pod)
     if (type === 'DELETED') this.pods.delete(key)
     else this.pods.set(key, record)
-    this.settleWaiters()
-    if (type !== 'DELETED' && before && before.ready === record.ready && before.ip === record.ip && before.terminating === record.terminating) return []
+    // The workloads that made this pod: only their waiters are asked again (a pod event on a big
+    // cluster must not cost waiters × pods).
     const ids: string[] = []
     for (const [id, e] of this.entries) {
       const w = e.workload
@@ -195,6 +195,8 @@ export class KubernetesView {
       if (!ownsPod(e.kind, w, record) && !(before && ownsPod(e.kind, w, before))) continue
       ids.push(id)
     }
+    this.settleWaiters(ids)
+    if (type !== 'DELETED' && before && before.ready === record.ready && before.ip === record.ip && before.terminating === record.terminating) return []
     return ids
   }
 
@@ -239,7 +241,7 @@ export class KubernetesView {
     const e = this.entries.get(id)
     if (rv !== undefined && e) remember(e.ownVersions, rv)
     if (!write.matched && (e || !this.started)) this.put(kind, id, answer, rv)
-    this.settleWaiters()
+    this.settleWaiters([id])
   }
 
   /** A fresh read (sleepIf, refresh): the cache follows it; a token change counts as seen now. */
@@ -288,8 +290,9 @@ export class KubernetesView {
     return this.waiters.size
   }
 
-  private settleWaiters(): void {
-    for (const w of [...this.waiters]) w.check()
+  /** Ask the waiters again: those of `ids`, or all (a list, a reconnect). */
+  private settleWaiters(ids?: readonly string[]): void {
+    for (const w of [...this.waiters]) if (ids === undefined || ids.includes(w.id)) w.check()
   }
 
   private isOwn(id: string, w: Workload): boolean {
