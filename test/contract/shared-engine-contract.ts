@@ -132,7 +132,9 @@ export function runSharedEngineContract(name: string, target: SharedContractTarg
 
     it('frozen-engine: sleepIf on a silent, unbroken connection answers changed within the fresh-read bound; the view is not live until it listed again', async (t) => {
       if (!pair.freeze) return t.skip('the target cannot freeze a connection')
+      if (process.env.CONTRACT_DEBUG) process.stderr.write(`# frozen: wake, A live=${pair.a.shared.observe(pair.id)?.live}\n`)
       await pair.a.wake(pair.id, signal())
+      if (process.env.CONTRACT_DEBUG) process.stderr.write('# frozen: woken\n')
       const v = await agreed()
       const thaw = await pair.freeze()
       let thawed = false

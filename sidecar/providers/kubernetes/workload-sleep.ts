@@ -13,9 +13,9 @@
  * 5. Slept: wait (bounded) until the cached pods are gone or terminating, so a wake right after
  *    does not route to a pod the controller is about to delete.
  */
-import { isRelightError } from '../../core/errors.js'
+import { isRelightError, RelightError } from '../../core/errors.js'
 import type { Observation, SleepIfAnswer } from '../../core/shared.js'
-import { getWorkload, patchWorkload, type WorkloadOps } from './workload-patch.js'
+import { getWorkload, patchWorkload, within, type WorkloadOps } from './workload-patch.js'
 import { waitForPods } from './workload-wake.js'
 import { specReplicas, type Workload, workloadId, type WorkloadRef } from './workloads.js'
 
@@ -32,8 +32,9 @@ export async function sleepIf(ops: WorkloadOps, ref: WorkloadRef, unchangedSince
   if (ops.view.started && ops.view.observe(id) !== undefined && ops.view.observe(id)?.version !== unchangedSince) return changed()
   for (let attempt = 0; ; attempt++) {
     let fresh: Workload
+    const bound = within(signal, freshReadMs, () => new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', `the API server did not answer the fresh read within ${freshReadMs} ms`, { provider: 'kubernetes' }))
     try {
-      fresh = await getWorkload(ops, ref, AbortSignal.any([signal, AbortSignal.timeout(freshReadMs)]))
+      fresh = await getWorkload(ops, ref, bound.signal)
     } catch (err) {
       if (signal.aborted || isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND')) throw err
       if (ops.client.statusOf(err) !== undefined) {
@@ -44,6 +45,8 @@ export async function sleepIf(ops: WorkloadOps, ref: WorkloadRef, unchangedSince
       ops.view.distrust()
       ops.log.warn({ workload: id, err: (err as Error).message }, `engine did not answer the fresh read within ${freshReadMs} ms: no scale-down until the view is listed again`)
       return changed()
+    } finally {
+      bound.clear()
     }
     ops.view.read(ref.kind, id, fresh)
     if (tokenOf(ops, fresh) !== unchangedSince) {
@@ -69,11 +72,13 @@ export async function sleepIf(ops: WorkloadOps, ref: WorkloadRef, unchangedSince
 }
 
 async function slept(ops: WorkloadOps, ref: WorkloadRef, w: Workload, signal: AbortSignal): Promise<SleepIfAnswer> {
-  const bound = AbortSignal.any([signal, AbortSignal.timeout(PODS_GONE_TIMEOUT_MS)])
-  await waitForPods(ops, ref.kind, w, bound, (pods) => pods.every((p) => p.terminating)).catch((err: unknown) => {
-    if (signal.aborted) throw err
-    ops.log.debug({ workload: workloadId(ref), err: (err as Error).message }, 'pods still there after the scale-down')
-  })
+  const bound = within(signal, PODS_GONE_TIMEOUT_MS, () => new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `pods still there ${PODS_GONE_TIMEOUT_MS} ms after the scale-down`, { provider: 'kubernetes' }))
+  await waitForPods(ops, ref.kind, w, bound.signal, (pods) => pods.every((p) => p.terminating))
+    .catch((err: unknown) => {
+      if (signal.aborted) throw err
+      ops.log.debug({ workload: workloadId(ref), err: (err as Error).message }, 'pods still there after the scale-down')
+    })
+    .finally(() => bound.clear())
   return { result: 'slept' }
 }
 
