@@ -56,6 +56,8 @@ export interface BackendDeps {
   readonly shareQueue: PQueue
   /** Per shared engine: when its verify reads may start again after one timed out (deps.now clock). */
   readonly verifyPausedUntil: WeakMap<SharedEngine, number>
+  /** Shared engines: the rest of this backend's group after it was found at 0 in the engine (Registry). */
+  readonly wakeGroup?: (backend: Backend) => void
 }
 
 /** What a verify read before routing came to (engine view not live): see Backend.verify. */
@@ -125,6 +127,10 @@ export class Backend {
   readonly sharer: ActivitySharer | undefined
   /** Shared engines only: a probe of a backend another sidecar woke (no provider call). */
   private adopting: Promise<void> | undefined
+  /** The adopt in progress: a report that the workload went down meanwhile ends it. */
+  private adoptAbort: AbortController | undefined
+  /** Shared engines: our own conditional sleep before its write left the sleep queue (a request cancels it). */
+  private sleepCancel: AbortController | undefined
   /** Shared engines only: the last verify read (deps.now clock) and the one in flight. */
   private verifiedAt = -Infinity
   private verifying: Promise<VerifyOutcome> | undefined
@@ -265,8 +271,13 @@ export class Backend {
     const now = this.deps.now()
     if (now - this.verifiedAt < VERIFY_EVERY_MS || now < (this.deps.verifyPausedUntil.get(shared) ?? -Infinity)) return undefined
     this.verifiedAt = now
-    const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(VERIFY_TIMEOUT_MS)])
-    const run = shared.refresh(this.info.id, signal).then(
+    // Bounded by the core's own timer: a refresh that ignores its signal (stuck in a provider
+    // queue) must not hold this request, nor every later one that would share `verifying`.
+    const timeout = new AbortController()
+    const timer = setTimeout(() => timeout.abort(new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', `verify read not answered within ${VERIFY_TIMEOUT_MS} ms`)), VERIFY_TIMEOUT_MS)
+    const signal = AbortSignal.any([this.deps.closing, timeout.signal])
+    const read = (async () => shared.refresh(this.info.id, signal))()
+    const run = abortable(read, signal).then(
       (answer): VerifyOutcome => {
         if (answer === 'asleep') this.foundAsleep()
         return answer
@@ -280,6 +291,7 @@ export class Backend {
     )
     this.verifying = run
     void run.finally(() => {
+      clearTimeout(timer)
       if (this.verifying === run) this.verifying = undefined
     })
     return run
@@ -295,8 +307,9 @@ export class Backend {
     this.ready = []
     this._phase = 'asleep'
     this._info = { ...this.info, state: 'scaled_to_zero' }
-    this.log.info('another sidecar put it to sleep while this one had traffic: waking it')
+    this.log.info('another sidecar put it to sleep while this one had traffic: waking it (and its group)')
     this.wake().catch(() => undefined)
+    this.deps.wakeGroup?.(this)
   }
 
   /**
@@ -306,7 +319,9 @@ export class Backend {
    */
   shareActivity(now: number, wallNow: number = Date.now()): void {
     if (this.sharer !== undefined) {
-      if (this.phase === 'running' && !this.removed) this.sharer.tick(now)
+      if (this.removed) return
+      if (this.phase === 'running') this.sharer.tick(now)
+      else if (this.wakePromise !== undefined) this.sharer.tickWaking(now) // requests wait on our wake
       return
     }
     // The old path, for providers without the shared-decision port (removed once they move).
@@ -395,6 +410,7 @@ export class Backend {
     this._settings = settings
     // A transition in progress keeps its phase: what the engine reports meanwhile is its
     // progress (or our own write), and the transition reports by its result.
+    if (this.phase === 'probing' && !stale && !this.upInEngine) this.adoptAbort?.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name }))
     if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return 'deferred'
     if (this.phase === 'running' && info.state === 'running') this.reconcileReady(info.upstreams)
     else this.applyState(info.state)
@@ -451,6 +467,7 @@ export class Backend {
     if (this.phase === 'waking' || this.phase === 'probing') {
       // Exited during a wake: fail the waiters now rather than at wake_timeout. Other states
       // are the wake's own progress; the wake sets the phase when it is done.
+      if (this.phase === 'probing' && !this.upInEngine) this.adoptAbort?.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name }))
       if (state === 'stopped' || (this.phase === 'probing' && state !== 'running' && state !== 'starting')) {
         this.wakeAbort?.abort(
           new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} stopped while waking${reason ? `: ${reason}` : ''}`, {
@@ -496,10 +513,13 @@ export class Backend {
       this._phase = 'probing'
       this.ready = []
       const controller = new AbortController()
+      this.adoptAbort = controller
       const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
       try {
         const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
         await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
+        // A scale-down reported while we probed wins: a replica in its stop grace still answers.
+        if (!this.upInEngine) throw new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name })
         this.leftoverProbes = controller
         this._phase = 'running'
         this._info = { ...this.info, state: 'running' }
@@ -510,6 +530,7 @@ export class Backend {
         const error = toRelightError(signal.aborted ? signal.reason : err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
         this.log.debug({ code: error.code, err: error.message }, 'not routed: up in the engine but not ready here')
       } finally {
+        if (this.adoptAbort === controller) this.adoptAbort = undefined
         this.transitionEndedAt = this.deps.now()
       }
     })
@@ -542,6 +563,9 @@ export class Backend {
    */
   wake(): Promise<void> {
     if (this.phase === 'running') return Promise.resolve()
+    // A request here before our conditional sleep left the queue: the sleep is cancelled, and
+    // the wake behind it finds the backend running (no scale-down, no wake).
+    if (this.phase === 'sleeping') this.sleepCancel?.abort()
     if (this.wakePromise) return this.wakePromise
     if (this.removed) {
       return Promise.reject(new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name }))
@@ -574,6 +598,7 @@ export class Backend {
     const from = this.info.state
     this._phase = 'waking'
     this._counters.wakes++
+    this.sharer?.wakeStarted(started)
     this.emit({ type: 'wake.started', from })
     try {
       signal.throwIfAborted()
@@ -729,8 +754,28 @@ export class Backend {
     const started = this.deps.now()
     const mode = this.settings.sleep
     const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+    const cancel = new AbortController()
+    this.sleepCancel = cancel
     try {
-      const answer = await this.queued(this.deps.sleepQueue, () => shared.sleepIf(this.info.id, version, signal), signal)
+      // Cancelled (wake()) only while still queued: once the write starts, nothing cancels it.
+      const answer = await this.queued(
+        this.deps.sleepQueue,
+        async () => {
+          if (this.sleepCancel === cancel) this.sleepCancel = undefined
+          if (cancel.signal.aborted) return undefined
+          return shared.sleepIf(this.info.id, version, signal)
+        },
+        AbortSignal.any([signal, cancel.signal]),
+      ).catch((err: unknown) => {
+        if (cancel.signal.aborted) return undefined
+        throw err
+      })
+      if (answer === undefined) {
+        this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+        const reason = 'a request arrived here before the sleep was written'
+        this.emit({ type: 'sleep.refused', mode, reason })
+        return { result: 'refused', reason }
+      }
       if (answer.result === 'changed') {
         this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
         const reason = 'another sidecar wrote since (version changed)'
@@ -752,6 +797,7 @@ export class Backend {
       this.emit({ type: 'sleep.failed', mode, code: error.code, reason: error.message })
       return { result: 'failed', error }
     } finally {
+      if (this.sleepCancel === cancel) this.sleepCancel = undefined
       this.transitionEndedAt = this.deps.now()
     }
   }

@@ -65,7 +65,7 @@ export class Registry implements RegistryReload {
   private rebuildScheduled = false
   private closed = false
   private readonly warnedSettings = new Set<string>()
-  private lastMissRelist = 0
+  private lastMissRelist = -Infinity
   private readonly resyncs = new Map<Provider, { again: boolean; done: Promise<void> }>()
   private missRelist: Promise<void> | undefined
   /** Shared engines: when each provider's view went down (deps.now clock); absent while live. */
@@ -95,6 +95,7 @@ export class Registry implements RegistryReload {
       events: this.events,
       shareQueue: new PQueue({ concurrency: SHARE_CONCURRENCY }),
       verifyPausedUntil: new WeakMap(),
+      wakeGroup: (backend) => this.wakeGroupOf(backend),
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
   }
@@ -391,10 +392,10 @@ export class Registry implements RegistryReload {
     if (relisting.length === 0) return undefined
     // One relist, and one bound on waiting for it, shared by every request that misses meanwhile.
     if (!this.missRelist) {
-      const wait = Math.max(0, this.lastMissRelist + RELIST_ON_MISS_EVERY_MS - Date.now())
+      const wait = Math.max(0, this.lastMissRelist + RELIST_ON_MISS_EVERY_MS - this.deps.now())
       const relist = delay(wait, this.closer.signal)
         .then(() => {
-          this.lastMissRelist = Date.now()
+          this.lastMissRelist = this.deps.now()
           return Promise.all(relisting.map((p) => this.resync(p)))
         })
         .then(() => undefined)
@@ -453,10 +454,32 @@ export class Registry implements RegistryReload {
       // sidecar woke it): its token must be quiet too before the group sleeps.
       const awake = members.filter((b) => b.phase !== 'asleep' || (b.provider.shared !== undefined && b.upInEngine))
       if (awake.length > 0 && awake.every((b) => b.isIdle(now))) {
-        for (const b of awake) work.push(b.sleepIfIdle())
+        work.push(sleepGroup(awake))
+        continue
+      }
+      // Shared engines: a member with traffic here while a sibling is at 0 in the engine (a group
+      // sleep split elsewhere, or a sibling slept by hand): wake the sibling, as a request would.
+      if (members[0]?.provider.shared !== undefined && members.some((b) => b.phase === 'running' && !b.isIdle(now))) {
+        for (const b of members) if (b.phase === 'asleep' && !b.upInEngine) b.wake().catch(() => undefined) // its failure is logged by the backend
       }
     }
     return Promise.all(work)
+  }
+
+  /**
+   * Wake the rest of `backend`'s group after a token write or verify read found it at 0 in the
+   * engine (another sidecar slept the group): siblings asleep here are woken; siblings still
+   * running here (their view update has not arrived) write a token now, which answers `asleep`
+   * if they are at 0 too and wakes them the same way.
+   */
+  private wakeGroupOf(backend: Backend): void {
+    const group = backend.info.group
+    if (group === undefined) return
+    for (const other of this.backends.values()) {
+      if (other === backend || other.provider !== backend.provider || other.info.group !== group) continue
+      if (other.phase === 'running') other.sharer?.checkNow(this.deps.now())
+      else other.wake().catch(() => undefined)
+    }
   }
 
   /** Start the idle sweep: every second, or faster when idle timeouts are short. */
@@ -571,6 +594,19 @@ export interface RegistryReload {
    * be listed.
    */
   replaceProvider(old: Provider, next: Provider): Promise<void>
+}
+
+/**
+ * A group's idle sleep: member by member, routed members (with hosts) first and dependencies
+ * last, stopping at the first member that does not go to sleep (a refusal: on a shared engine
+ * another sidecar wrote its token since). Never a sibling put to sleep under a member that
+ * stays up; a member that slept before a later refusal is woken by the next request or by the
+ * sweep's group rule.
+ */
+async function sleepGroup(members: readonly Backend[]): Promise<boolean> {
+  const ordered = [...members.filter((b) => b.info.hosts.length > 0), ...members.filter((b) => b.info.hosts.length === 0)]
+  for (const b of ordered) if (!(await b.sleepIfIdle())) return false
+  return true
 }
 
 function sameHosts(a: readonly string[], b: readonly string[]): boolean {
