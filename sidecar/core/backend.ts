@@ -4,15 +4,26 @@ import { isRelightError, RelightError, toRelightError } from './errors.js'
 import { type BackendInfo, type BackendState, type Provider, providerId, type Readiness, type SleepMode, stateForMode, type Strategy } from './provider.js'
 
 export { stateForMode } from './provider.js'
-import type { LifecycleEvent, LifecycleEvents } from './events.js'
+import type { LifecycleEvent, LifecycleEvents, SleepCause } from './events.js'
+import { type Schedule, scheduleAt } from './schedule.js'
 import { waitAnyReady, waitReady } from './readiness.js'
-import { abortable } from './timers.js'
+import { abortable, delay } from './timers.js'
+import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import { ActivitySharer, type HoldOutcome } from './activity-share.js'
 import { sharedBlocker, type SharedEngine } from './shared.js'
+import type { IgnoreRules } from './ignore.js'
 
+/** The sleep.refused reason inside an awake_during window. */
+const POLICY_AWAKE_DURING = 'awake_during'
 /** Upper bound of one sleep (a stop may have a long grace period). */
 const SLEEP_TIMEOUT_MS = 5 * 60_000
+/**
+ * max_awake never evicts a backend active (woken, a request started or ended) less than
+ * min(idle_timeout, this) ago: a browser on the waiting page comes back within 2 s of the wake,
+ * and two such browsers at the cap would otherwise evict each other's app for ever.
+ */
+export const EVICTION_GRACE_MS = 5000
 /** Upper bound of one shared-activity write. */
 const SHARE_TIMEOUT_MS = 10_000
 /** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
@@ -23,6 +34,20 @@ const VERIFY_EVERY_MS = 2000
 export const VERIFY_TIMEOUT_MS = 300
 /** …and none for this long on a provider after one timed out (a frozen engine costs one wait per backend per 5 s). */
 const VERIFY_COOLOFF_MS = 5000
+/**
+ * Fast lane: after a sleep removed the flag, how long a request Caddy's file matcher admitted
+ * just before may take to open its connection to the upstream (then seen in /proc/net/tcp).
+ */
+export const LANE_GRACE_MS = 500
+/**
+ * Snippet 4 closes Caddy's idle keep-alive connections to an app after 1 s (`keepalive 1s`):
+ * once the flag is gone no new fast-lane request starts, so a connection still open this long
+ * after the grace carries a request (the sleep is refused and the lane reopens).
+ */
+export const LANE_KEEPALIVE_MS = 1000
+const LANE_POLL_MS = 50
+/** Upper bound of one CPU measurement for busy_cpu (the sleep waits for it). */
+const BUSY_MEASURE_TIMEOUT_MS = 5000
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -41,6 +66,16 @@ export interface ResolvedSettings {
   readonly readiness: Readiness
   readonly max_request_duration: number
   readonly always_on: boolean
+  /** Weekly windows when it is kept awake / kept asleep (core/schedule.ts); absent: none. */
+  readonly awake_during?: Schedule
+  readonly asleep_during?: Schedule
+  readonly fast_lane: boolean
+  /** Idle policies (issue 26): see core/ignore.ts and README "When does a backend sleep?". */
+  readonly ignore: IgnoreRules
+  readonly ignore_status: number
+  /** Percent of one core; undefined: off (or the provider cannot measure). */
+  readonly busy_cpu: number | undefined
+  readonly startup_grace: number
 }
 
 export interface BackendDeps {
@@ -48,6 +83,8 @@ export interface BackendDeps {
   readonly sleepQueue: PQueue
   readonly logger: Logger
   readonly now: () => number
+  /** Wall-clock ms since the epoch, for schedules (awake_during, asleep_during) only. */
+  readonly wallNow: () => number
   /** Aborts every operation on shutdown. */
   readonly closing: AbortSignal
   /** Where wake and sleep transitions are reported (logs subscribe to it). */
@@ -56,8 +93,20 @@ export interface BackendDeps {
   readonly shareQueue: PQueue
   /** Per shared engine: when its verify reads may start again after one timed out (deps.now clock). */
   readonly verifyPausedUntil: WeakMap<SharedEngine, number>
-  /** Shared engines: the rest of this backend's group after it was found at 0 in the engine (Registry). */
-  readonly wakeGroup?: (backend: Backend) => void
+  /** Shared engines: found at 0 in the engine while routed here; the Registry wakes it and its group (max_awake, schedules). */
+  readonly foundAsleep?: (backend: Backend) => void
+  /** Bounds concurrent CPU readings for busy_cpu (`provider.stats()`); unbounded without it. */
+  readonly statsQueue?: PQueue
+  /** The fast lane's flags (present with `fast_lane_dir`). */
+  readonly fastLane?: FastLaneDeps
+}
+
+export interface FastLaneDeps {
+  readonly lane: FastLane
+  /** The hosts Caddy may send straight to this backend: canonical names the host index gives it. */
+  hostsOf(backend: Backend): string[]
+  /** Grace after the flag is removed (ms; default LANE_GRACE_MS). */
+  readonly graceMs?: number
 }
 
 /** What a verify read before routing came to (engine view not live): see Backend.verify. */
@@ -94,6 +143,9 @@ export class Backend {
   /** The successor's wake count when it took over: a later wake means its count was reset. */
   private successorWakes = 0
   private _lastActivity: number
+  private _draining = false
+  /** Last request answered without a ticket (its end is never seen), deps.now clock. */
+  private lastUncounted = -Infinity
   /** Last request start or finish only: what is shared with other sidecars (never a wake or a refused sleep). */
   private lastTraffic = -Infinity
   private readonly _counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
@@ -134,6 +186,16 @@ export class Backend {
   /** Shared engines only: the last verify read (deps.now clock) and the one in flight. */
   private verifiedAt = -Infinity
   private verifying: Promise<VerifyOutcome> | undefined
+  /**
+   * Idle policies that hold the backend awake until a time (deps.now clock): `startup_grace`
+   * (found running: at start-up, by a reload, or started outside the sidecar) and `busy` (the
+   * last CPU measurement was at or above busy_cpu: measured again after another idle_timeout).
+   */
+  private holdUntil = -Infinity
+  private holdReason: 'startup_grace' | 'busy' | undefined
+  /** The startup_grace refusal is reported once per grace, not on every sweep tick. */
+  private holdReported = false
+  private busyFailures = 0
 
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
     this.key = `${providerId(provider)}:${info.id}`
@@ -157,6 +219,25 @@ export class Backend {
         asleep: () => this.foundAsleep(),
       })
     }
+    if (info.state === 'running') {
+      this.hold('startup_grace', this.createdAt + settings.startup_grace)
+      this.primeCpu()
+    }
+  }
+
+  /**
+   * busy_cpu: take a first CPU reading as the backend starts running, so the one taken when a
+   * sleep is due covers the idle window (a provider's reading is the rate since its previous
+   * one; Docker's first one-shot reading has nothing to compare with and says 0).
+   */
+  private primeCpu(): void {
+    if (this.settings.busy_cpu !== undefined) void this.measureCpu()
+  }
+
+  private hold(reason: 'startup_grace' | 'busy', until: number): void {
+    this.holdUntil = until
+    this.holdReason = reason
+    this.holdReported = false
   }
 
   /** What the provider last reported (hosts, upstreams, group, details). */
@@ -209,9 +290,63 @@ export class Backend {
     return this.childLog
   }
 
+  /**
+   * Inside an asleep_during window while still running (set by the idle sweep): new requests are
+   * refused (upstream() is undefined, the wake path answers 503) so those in flight can drain.
+   */
+  get draining(): boolean {
+    return this._draining
+  }
+
+  drain(on: boolean): void {
+    if (this._draining === on) return
+    this._draining = on
+    this.syncFastLane() // the fast lane closes too: Caddy must ask the sidecar, which refuses
+  }
+
+  /**
+   * Write or remove this backend's fast-lane flags to match its state: flagged only while
+   * running with exactly one ready upstream (replicas stay in the forward_auth lane, which
+   * balances them), `fast_lane` on and not removed. Called at every change of those.
+   */
+  syncFastLane(): void {
+    const fast = this.deps.fastLane
+    if (fast === undefined) return
+    const upstream = this.ready[0]
+    // `ignore` rules are decided per request by the sidecar: such a backend keeps the forward_auth lane.
+    const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && !this._draining && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
+    try {
+      fast.lane.set(this, on ? fast.hostsOf(this).map((host) => ({ host, upstream })) : [])
+    } catch (err) {
+      // a flag not written keeps the forward_auth lane; one not removed is what must never happen
+      this.log.error({ err }, on ? 'fast lane flag not written' : 'fast lane flag NOT REMOVED')
+    }
+  }
+
+  /** Whether Caddy may proxy this backend directly now (its flag is written). */
+  get fastLaneOpen(): boolean {
+    return this.deps.fastLane?.lane.has(this) ?? false
+  }
+
+  /** Open TCP connections to this backend's upstreams (fast lane on), else 0. */
+  private laneConnections(): number {
+    const fast = this.deps.fastLane
+    if (fast === undefined || !this.settings.fast_lane) return 0
+    let n = 0
+    for (const u of new Set([...this.ready, ...this.info.upstreams])) n += fast.lane.connections(u)
+    return n
+  }
+
+  /** The access log reported a fast-lane request (no ticket) finished: activity. */
+  laneRequestEnded(): void {
+    const next = this.successor
+    if (next !== undefined) return next.laneRequestEnded()
+    this._lastActivity = this.lastTraffic = this.deps.now()
+  }
+
   /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */
   upstream(): string | undefined {
-    if (this.phase !== 'running') return undefined
+    if (this.phase !== 'running' || this._draining) return undefined
     const ready = this.ready
     if (ready.length === 1) return ready[0]
     if (ready.length === 0) return undefined
@@ -225,6 +360,7 @@ export class Backend {
     this._lastActivity = this.lastTraffic = this.deps.now()
     // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
     if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
+    if (!countInflight) this.lastUncounted = this._lastActivity
   }
 
   /** The access log reported a request finished. */
@@ -308,8 +444,8 @@ export class Backend {
     this._phase = 'asleep'
     this._info = { ...this.info, state: 'scaled_to_zero' }
     this.log.info('another sidecar put it to sleep while this one had traffic: waking it (and its group)')
-    this.wake().catch(() => undefined)
-    this.deps.wakeGroup?.(this)
+    if (this.deps.foundAsleep !== undefined) this.deps.foundAsleep(this)
+    else this.wake().catch(() => undefined)
   }
 
   /**
@@ -366,7 +502,14 @@ export class Backend {
    * activity for idle_timeout.
    */
   isIdle(now: number): boolean {
-    return this.sleepBlocker(now, false) === undefined
+    const blocker = this.sleepBlocker(now, false)
+    if (blocker === 'startup_grace' && !this.holdReported) {
+      // Idle by every other rule: the grace alone keeps it awake. Said once per grace.
+      this.holdReported = true
+      this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
+    }
+    // Kept awake by awake_during only: idle, so the sleep attempt reports the refusal and its reason.
+    return blocker === undefined || blocker === POLICY_AWAKE_DURING
   }
 
   /** Why the backend must not sleep now (undefined: it may); `asleep` when there is nothing to put to sleep. */
@@ -376,13 +519,28 @@ export class Backend {
     if (this.inflight > 0) return `inflight: ${this.inflight}`
     if (this.wakePromise !== undefined) return 'waking'
     if (this.adopting !== undefined) return 'probing'
-    if (!ignoreActivity && now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
-    const shared = this.provider.shared
-    if (shared !== undefined && !ignoreActivity) {
-      // Several sidecars: idle here is not enough; the shared token must not have changed for
-      // idle_timeout, measured on this host's monotonic clock, with the view live.
-      return sharedBlocker(shared.observe(this.info.id), this.createdAt, now, this.settings.idle_timeout)
+    // An operator's or a policy's sleep (ignoreActivity): the fast lane's drain decides (runSleep).
+    if (!ignoreActivity) {
+      if (now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+      if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
+      // Fast lane: a request Caddy proxies directly is seen only by its connection to the upstream
+      // (its access-log line comes at its end). An open one is activity: a slow download keeps
+      // the backend awake, and its end restarts the idle clock.
+      const connections = this.laneConnections()
+      if (connections > 0) {
+        this._lastActivity = now
+        return `connections: ${connections}`
+      }
+      const shared = this.provider.shared
+      if (shared !== undefined) {
+        // Several sidecars: idle here is not enough; the shared token must not have changed for
+        // idle_timeout, measured on this host's monotonic clock, with the view live.
+        const blocker = sharedBlocker(shared.observe(this.info.id), this.createdAt, now, this.settings.idle_timeout)
+        if (blocker !== undefined) return blocker
+      }
     }
+    // Idle, but a policy keeps it awake: the sweep reports it (sleep.refused) once per idle_timeout.
+    if (scheduleAt(this.settings, this.deps.wallNow()) === 'awake') return POLICY_AWAKE_DURING
     return undefined
   }
 
@@ -411,9 +569,13 @@ export class Backend {
     // A transition in progress keeps its phase: what the engine reports meanwhile is its
     // progress (or our own write), and the transition reports by its result.
     if (this.phase === 'probing' && !stale && !this.upInEngine) this.adoptAbort?.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name }))
-    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return 'deferred'
+    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') {
+      this.syncFastLane()
+      return 'deferred'
+    }
     if (this.phase === 'running' && info.state === 'running') this.reconcileReady(info.upstreams)
     else this.applyState(info.state)
+    this.syncFastLane()
     return 'applied'
   }
 
@@ -454,6 +616,7 @@ export class Backend {
     if (this.phase !== 'running' && this.phase !== 'probing') return
     if (!this.info.upstreams.includes(upstream) || this.ready.includes(upstream)) return
     this.ready = [...this.ready, upstream]
+    this.syncFastLane()
   }
 
   private stopJoining(): void {
@@ -479,6 +642,7 @@ export class Backend {
     }
     if (this.phase === 'sleeping') return
     this.applyState(state)
+    this.syncFastLane()
   }
 
   private applyState(state: BackendState): void {
@@ -488,6 +652,7 @@ export class Backend {
         // listen yet, so it is routed only after the readiness probe of a (no-op) wake. On a
         // shared engine, another sidecar's wake: probed and routed without a provider call,
         // since a wake writes an activity token and nobody here had traffic.
+        this.hold('startup_grace', this.deps.now() + this.settings.startup_grace)
         if (this.provider.shared !== undefined) this.adopt()
         else this.wake().catch(() => undefined)
       }
@@ -543,10 +708,16 @@ export class Backend {
   markRemoved(): void {
     this._removed = true
     this.sharer?.close()
+    this.syncFastLane()
     this.stopJoining()
     const gone = new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name })
     this.wakeAbort?.abort(gone)
     this.leftoverProbes?.abort(gone)
+  }
+
+  /** Resolves once the transitions queued so far (a sleep in progress, say) are over. */
+  whenSettled(): Promise<void> {
+    return this.chain.then(() => undefined)
   }
 
   /** Run `op` after every earlier transition of this backend. */
@@ -618,7 +789,10 @@ export class Backend {
       this._lastActivity = this.deps.now()
       this._lastError = undefined
       this.sharer?.wroteByWake(started)
+      // ready now: the fast lane opens (never before the readiness probe)
+      this.syncFastLane()
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
+      this.primeCpu()
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
       const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: providerId(this.provider) })
@@ -678,8 +852,58 @@ export class Backend {
    * Put the backend to sleep if it is still idle once earlier transitions finish. Returns true
    * when it went to sleep. Falls back to `fallback_sleep` when the preferred mode fails.
    */
-  sleepIfIdle(): Promise<boolean> {
-    return this.runSleep(false).then((outcome) => outcome.result === 'done')
+  sleepIfIdle(options: { busyChecked?: boolean } = {}): Promise<boolean> {
+    return this.runSleep(false, 'idle', undefined, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
+  }
+
+  /**
+   * Whether a policy (schedule, max_awake) may put it to sleep now: awake, nothing in flight,
+   * no wake pending, not always_on, not inside awake_during. Activity does not count.
+   */
+  maySleepEarly(now: number = this.deps.now()): boolean {
+    return this.sleepBlocker(now, true) === undefined
+  }
+
+  /**
+   * Whether max_awake may evict it now: maySleepEarly(), no activity for
+   * min(idle_timeout, EVICTION_GRACE_MS), and no request answered without a ticket for
+   * idle_timeout (its end is never seen: it may still be running, so eviction waits as long as
+   * the idle sleep would).
+   */
+  mayBeEvicted(now: number = this.deps.now()): boolean {
+    return this.maySleepEarly(now) && this.evictionBlocker(now) === undefined
+  }
+
+  private evictionBlocker(now: number): string | undefined {
+    // startup_grace (a backend found running, started by hand, has an old lastActivity and would
+    // be the first evicted: Sablier #985) and busy_cpu's hold protect it from eviction too.
+    if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
+    if (now - this.lastActivity < Math.min(this.settings.idle_timeout, EVICTION_GRACE_MS)) return 'recently active'
+    if (now - this.lastUncounted < this.settings.idle_timeout) return 'a request without a ticket may be in flight'
+    return undefined
+  }
+
+  /**
+   * A policy puts it to sleep before idle_timeout: `schedule` (an asleep_during window began) or
+   * `evicted` (max_awake: `reason` says for whom). Refused like sleepNow().
+   */
+  sleepFor(cause: 'schedule' | 'evicted', reason: string): Promise<SleepOutcome> {
+    return this.runSleep(true, cause, reason)
+  }
+
+  /**
+   * busy_cpu: read the CPU now; at or above it, hold the backend awake for another idle_timeout
+   * and report the refusal (reason `busy`). False when busy_cpu is off or the reading failed.
+   * The sweep asks every member of a group before it puts any to sleep.
+   */
+  async busyNow(): Promise<boolean> {
+    const limit = this.settings.busy_cpu
+    if (limit === undefined) return false
+    const cpu = await this.measureCpu()
+    if (cpu === undefined || cpu < limit) return false
+    this.hold('busy', this.deps.now() + this.settings.idle_timeout)
+    this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: 'busy', cpu_pct: cpu })
+    return true
   }
 
   /**
@@ -687,37 +911,59 @@ export class Backend {
    * for idle_timeout, but still refused while a request is in flight or a wake is pending.
    */
   sleepNow(): Promise<SleepOutcome> {
-    return this.runSleep(true)
+    return this.runSleep(true, 'operator')
   }
 
-  private runSleep(ignoreActivity: boolean): Promise<SleepOutcome> {
+  private runSleep(ignoreActivity: boolean, cause: SleepCause, reason?: string, checkBusy = !ignoreActivity): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
       const shared = this.provider.shared
-      // The version judged idle: the scale-down is conditional on it (read before the blocker).
-      const judged = shared?.observe(this.info.id)
-      const blocker = this.sleepBlocker(this.deps.now(), ignoreActivity) ?? (shared !== undefined && judged === undefined ? 'engine has not reported it yet' : undefined)
+      // The version judged idle: the scale-down is conditional on it (read just before the blocker).
+      let judged = shared?.observe(this.info.id)
+      let now = this.deps.now()
+      let blocker = this.sleepBlocker(now, ignoreActivity)
+      if (blocker === undefined && checkBusy && this.settings.busy_cpu !== undefined) {
+        if (await this.busyNow()) return { result: 'refused', reason: 'busy' }
+        // A request may have come while the CPU was read.
+        judged = shared?.observe(this.info.id)
+        now = this.deps.now()
+        blocker = this.sleepBlocker(now, ignoreActivity)
+      }
+      if (blocker === undefined && shared !== undefined && judged === undefined) blocker = 'engine has not reported it yet'
       if (blocker === 'asleep') return { result: 'asleep' }
+      // Checked again here: a request may have come between the eviction's choice and now.
+      if (blocker === undefined && cause === 'evicted') blocker = this.evictionBlocker(now)
       if (blocker !== undefined) {
+        // Refused by a policy: reported again after another idle_timeout, not on every sweep.
+        if (blocker === POLICY_AWAKE_DURING) this._lastActivity = this.deps.now()
         this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
         return { result: 'refused', reason: blocker }
       }
-      if (shared !== undefined && judged !== undefined) return this.sleepShared(shared, judged.version)
+      if (shared !== undefined && judged !== undefined) return this.sleepShared(shared, judged.version, cause, reason)
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
       this.stopJoining()
+      const laneWasOpen = this.fastLaneOpen
       this._phase = 'sleeping'
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
       // are bounded by their own wake_timeout.
       const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+      if (laneWasOpen) {
+        // Safe sleep (README, "Fast lane"): close the lane first, give a request Caddy admitted
+        // just before the time to open its connection, then sleep only if no connection to the
+        // upstream is open (an idle keep-alive one too: snippet 4 closes those after 1 s).
+        this.syncFastLane()
+        const drain = await this.drainFastLane(signal)
+        if (drain !== undefined) return drain
+      }
       try {
         const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
         this._phase = 'asleep'
         this._inflight = 0
         this._info = { ...this.info, state: stateForMode(mode) }
         this._counters.sleeps++
-        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started })
+        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started, cause, ...(reason !== undefined ? { reason } : {}) })
         return { result: 'done', mode }
       } catch (err) {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
@@ -736,8 +982,18 @@ export class Backend {
         return { result: 'failed', error }
       } finally {
         this.transitionEndedAt = this.deps.now()
+        this.syncFastLane() // still running after a refusal or failure: the lane reopens
       }
     })
+  }
+
+  /**
+   * Our shared sleep did not happen (refused, cancelled, failed): running again if it was and the
+   * engine still says so, and replicas not ready yet are probed again (the sleep ended their probes).
+   */
+  private resumeAfterSleep(wasPhase: Phase): void {
+    this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+    if (this.phase === 'running') this.reconcileReady(this.info.upstreams)
   }
 
   /**
@@ -745,12 +1001,13 @@ export class Backend {
    * precondition decides). `changed`: another sidecar wrote since; the backend stays up and is
    * judged again from the new observation. The local idle clock is not reset: only traffic moves it.
    */
-  private async sleepShared(shared: SharedEngine, version: string): Promise<SleepOutcome> {
+  private async sleepShared(shared: SharedEngine, version: string, cause: SleepCause, reason?: string): Promise<SleepOutcome> {
     this.leftoverProbes?.abort()
     this.leftoverProbes = undefined
     this.stopJoining()
     const wasPhase = this.phase
     this._phase = 'sleeping'
+    this.syncFastLane() // closed while the conditional write runs (no fast-lane drain on shared engines yet)
     const started = this.deps.now()
     const mode = this.settings.sleep
     const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
@@ -771,13 +1028,13 @@ export class Backend {
         throw err
       })
       if (answer === undefined) {
-        this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+        this.resumeAfterSleep(wasPhase)
         const reason = 'a request arrived here before the sleep was written'
         this.emit({ type: 'sleep.refused', mode, reason })
         return { result: 'refused', reason }
       }
       if (answer.result === 'changed') {
-        this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+        this.resumeAfterSleep(wasPhase)
         const reason = 'another sidecar wrote since (version changed)'
         this.emit({ type: 'sleep.refused', mode, reason, code: 'RELIGHT_ERR_SLEEP_REFUSED' })
         return { result: 'refused', reason }
@@ -787,18 +1044,68 @@ export class Backend {
       this.ready = []
       this._info = { ...this.info, state: stateForMode(mode) }
       this._counters.sleeps++
-      this.emit({ type: 'sleep.done', mode, fallback: false, duration_ms: this.deps.now() - started })
+      this.emit({ type: 'sleep.done', mode, fallback: false, duration_ms: this.deps.now() - started, cause, ...(reason !== undefined ? { reason } : {}) })
       return { result: 'done', mode }
     } catch (err) {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
       this._counters.sleepFailures++
-      this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+      this.resumeAfterSleep(wasPhase)
       this._lastActivity = this.deps.now() // retry after another idle_timeout, not on every tick
       this.emit({ type: 'sleep.failed', mode, code: error.code, reason: error.message })
       return { result: 'failed', error }
     } finally {
       if (this.sleepCancel === cancel) this.sleepCancel = undefined
       this.transitionEndedAt = this.deps.now()
+      this.syncFastLane() // still running after a refusal or failure: the lane reopens
+    }
+  }
+
+  /** After the flag is removed: undefined when the sleep may go on, else its refusal (lane reopened). */
+  private async drainFastLane(signal: AbortSignal): Promise<SleepOutcome | undefined> {
+    const grace = this.deps.fastLane?.graceMs ?? LANE_GRACE_MS
+    const deadline = this.deps.now() + grace + LANE_KEEPALIVE_MS + 4 * LANE_POLL_MS
+    let connections = 0
+    try {
+      await delay(grace, signal)
+      // Idle keep-alive connections close within LANE_KEEPALIVE_MS; a busy one stays.
+      while ((connections = this.laneConnections()) > 0 && this.deps.now() < deadline) await delay(LANE_POLL_MS, signal)
+    } catch {
+      // shutting down: the flag stays removed, nothing sleeps
+      this._phase = 'running'
+      return { result: 'refused', reason: 'closing' }
+    }
+    if (connections === 0 && this.inflight === 0) return undefined
+    const reason = connections > 0 ? `connections: ${connections}` : `inflight: ${this.inflight}`
+    this._phase = this.info.state === 'running' ? 'running' : 'asleep'
+    this._lastActivity = this.deps.now()
+    this.transitionEndedAt = this.deps.now()
+    this.syncFastLane()
+    this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason })
+    return { result: 'refused', reason }
+  }
+
+  /**
+   * CPU percent of one core since the provider's previous measurement of this backend (the
+   * previous busy check, an idle_timeout ago, or the heartbeat's); undefined when it cannot be
+   * read (the sleep then goes ahead: an engine that cannot answer must not keep every backend
+   * awake; logged at 1, 2, 4… failures).
+   */
+  private async measureCpu(): Promise<number | undefined> {
+    const stats = this.provider.stats
+    if (!stats) return undefined
+    // The timeout starts when the reading does, not while it waits for a slot.
+    const read = () => stats.call(this.provider, this.info.id, AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)]))
+    try {
+      const s = await (this.deps.statsQueue ? this.deps.statsQueue.add(read) : read())
+      this.busyFailures = 0
+      return s.cpu_pct
+    } catch (err) {
+      this.busyFailures++
+      if (atPowerOfTwo(this.busyFailures)) {
+        const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
+        this.log.warn({ code: error.code, err: error.message, failures: this.busyFailures }, 'CPU not measured for busy_cpu; sleeping as if idle')
+      }
+      return undefined
     }
   }
 
@@ -824,6 +1131,7 @@ export class Backend {
   /** A config reload changed this backend's settings (idle_timeout…): they apply from now on. */
   reconfigure(settings: ResolvedSettings): void {
     this._settings = settings
+    this.syncFastLane()
   }
 
   /**
@@ -834,9 +1142,16 @@ export class Backend {
   carryActivityFrom(old: Backend): void {
     this._inflight = old.inflight
     this._lastActivity = old.lastActivity
+    this.lastUncounted = old.lastUncounted
+    // Known before the reload: not "found running" by it (a reload resets no idle policy).
+    this.holdUntil = old.holdUntil
+    this.holdReason = old.holdReason
+    this.holdReported = old.holdReported
     // Open access-log tickets still name `old`: their lines must end the requests here.
     old.successor = this
     old.successorWakes = this.counters.wakes
+    // The old instance writes no more tokens: a late answer must not wake through the replaced provider.
+    old.sharer?.close()
   }
 
   /** Status for healthz and the admin API. */
@@ -849,7 +1164,9 @@ export class Backend {
       state: this.info.state,
       upstreams: this.info.upstreams,
       inflight: this.inflight,
+      fast_lane: this.fastLaneOpen,
       idle_ms: this.deps.now() - this.lastActivity,
+      ...(this.holdReason !== undefined && this.deps.now() < this.holdUntil ? { held: this.holdReason, held_ms: this.holdUntil - this.deps.now() } : {}),
       ...this.counters,
       ...(this.lastError ? { last_error: this.lastError.code } : {}),
     }

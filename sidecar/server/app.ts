@@ -13,7 +13,7 @@ import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js
 import { AuthOutcomes } from '../ops/auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
-import { isNavigation, sendError, sendWaitingPage } from './responses.js'
+import { isNavigation, sendError, sendIgnored, sendQueuedPage, sendWaitingPage } from './responses.js'
 import { VERSION } from '../core/version.js'
 import { atPowerOfTwo } from '../core/log-throttle.js'
 
@@ -32,6 +32,14 @@ export const SNIPPET_HEADER = 'x-relight-snippet'
 export const SNIPPET_VERSION = '3'
 /** The version before 3: still counted, but only its normal responses end a request. */
 export const SNIPPET_V2 = '2'
+/**
+ * Snippet version 4's `relight_fast` (the fast lane, core/fast-lane.ts) sends 4 from its
+ * forward_auth lane: accounted exactly as 3; `check` and healthz tell the fast lane is imported.
+ * Its plain `relight` is unchanged and still sends 3.
+ */
+export const SNIPPET_FAST = '4'
+/** The accounting protocol a snippet header speaks (4 speaks 3's). */
+const protocolOf = (snippet: string | string[] | undefined) => (snippet === SNIPPET_FAST ? SNIPPET_VERSION : snippet)
 /**
  * Caddy's address of the client connection (`{http.request.remote.host}:{http.request.remote.port}`),
  * set by snippet 3: the same connection identity Caddy logs (remote_ip, remote_port).
@@ -141,6 +149,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     }
     const { target, host, canonical } = registry.index.lookupRaw(req.headers.host)
     if (target !== undefined) {
+      if (!target.settings.ignore.empty && ignored(target, req)) return answerIgnored(target, req, reply)
       const upstream = target.upstream()
       if (upstream !== undefined) {
         // Shared engines only (one property check otherwise): a verify read while the engine
@@ -157,6 +166,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     }
     return registry.resolveAfterMiss(host).then(
       (late) => {
+        if (late && !late.settings.ignore.empty && ignored(late, req)) return answerIgnored(late, req, reply)
         if (late) return wakeAndAnswer(late, req, reply, registry.index.lookupRaw(req.headers.host).canonical)
         return authError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
       },
@@ -185,6 +195,53 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     return authorise(backend, upstream, req, reply, canonical)
   }
 
+  /**
+   * The backend's `ignore` rules match this request (core/ignore.ts). Method and URI as Caddy
+   * logs them (snippet 3's X-Relight-Request), else forward_auth's X-Forwarded-Method/-Uri; the
+   * client is Caddy's view of the connection (X-Relight-Client, without the port).
+   */
+  function ignored(backend: Backend, req: FastifyRequest): boolean {
+    const h = req.headers
+    const request = h[REQUEST_HEADER]
+    let method: string | undefined
+    let uri: string | undefined
+    if (typeof request === 'string') {
+      const space = request.indexOf(' ')
+      method = request.slice(0, space)
+      uri = request.slice(space + 1)
+    } else {
+      const m = h['x-forwarded-method']
+      const u = h['x-forwarded-uri']
+      method = typeof m === 'string' ? m : undefined
+      uri = typeof u === 'string' ? u : undefined
+    }
+    const conn = h[CLIENT_HEADER]
+    const agent = h['user-agent']
+    return backend.settings.ignore.matches({
+      userAgent: typeof agent === 'string' ? agent : undefined,
+      method,
+      uri,
+      client: typeof conn === 'string' && conn.includes(':') ? conn.slice(0, conn.lastIndexOf(':')) : undefined,
+    })
+  }
+
+  /**
+   * An ignored request: served while the backend is awake, but neither counted as activity nor
+   * in flight (no ticket: its log line ends nothing); while it sleeps (or wakes), answered
+   * `ignore_status` without waking it.
+   */
+  function answerIgnored(backend: Backend, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+    const upstream = backend.upstream()
+    if (upstream !== undefined) {
+      // Logged with the ticket `-` (snippet 3 sets it at once): the line ends nothing.
+      outcomes.ignored++
+      return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
+    }
+    noTicket(req)
+    outcomes.ignored_asleep++
+    return sendIgnored(reply, backend.settings.ignore_status)
+  }
+
   /** An /auth answer that is an error, counted by its code (relight_auth_requests_total). */
   function authError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
     outcomes.error(err)
@@ -200,7 +257,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     const h = req.headers
     const conn = h[CLIENT_HEADER]
     const request = h[REQUEST_HEADER]
-    if (h[SNIPPET_HEADER] !== SNIPPET_VERSION || typeof conn !== 'string' || typeof request !== 'string') return undefined
+    if (protocolOf(h[SNIPPET_HEADER]) !== SNIPPET_VERSION || typeof conn !== 'string' || typeof request !== 'string') return undefined
     const space = request.indexOf(' ')
     return requestKey(conn, request.slice(0, space), String(h.host), request.slice(space + 1))
   }
@@ -251,6 +308,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
         await wake
       }
     } catch (err) {
+      if (err instanceof RelightError && err.code === 'RELIGHT_ERR_CAPACITY' && backend.settings.strategy === 'waiting_page' && isNavigation(req)) {
+        outcomes.error(err)
+        noTicket(req)
+        return sendQueuedPage(reply, normalizeHost(req.headers.host) ?? backend.info.name, err)
+      }
       return authError(req, reply, err)
     }
     const upstream = backend.upstream()
@@ -277,11 +339,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
    * Everything else counts as activity only.
    */
   function authorise(backend: Backend, upstream: string, req: FastifyRequest, reply: FastifyReply, canonical: boolean): FastifyReply {
-    const snippet = req.headers[SNIPPET_HEADER]
+    const snippet = protocolOf(req.headers[SNIPPET_HEADER])
     // a version-3 call without X-Relight-Request is the first cut of version 3 (or a client
     // claiming it through snippet 1): not counted, and healthz / check say it is outdated
     const claimed = snippet === SNIPPET_VERSION && req.headers[REQUEST_HEADER] === undefined
-    if (snippet === SNIPPET_V2 || (snippet === SNIPPET_VERSION && !claimed)) snippetSeen = snippet
+    if (snippet === SNIPPET_V2 || (snippet === SNIPPET_VERSION && !claimed)) snippetSeen = req.headers[SNIPPET_HEADER] as string
     else if (claimed) snippetSeen = '3 without X-Relight-Request'
     else if (req.headers['x-forwarded-method'] !== undefined) snippetSeen = typeof snippet === 'string' ? snippet.slice(0, 8) : '1' // forward_auth without the marker: version 1
     if (tickets !== undefined && ((snippet === SNIPPET_VERSION && !claimed) || snippet === SNIPPET_V2) && canonical && tickets.counting) {

@@ -47,7 +47,16 @@ export const backendSchema = {
       properties: { at: stamp, op: { type: 'string', enum: ['wake', 'sleep'] }, code: { type: 'string' }, reason: { type: 'string' } },
       required: ['code'],
     },
-    last_sleep_refused: { type: 'object', properties: { at: stamp, reason: { type: 'string' } }, required: ['reason'] },
+    last_sleep_refused: {
+      type: 'object',
+      description: 'The last refused sleep: the rule that kept it awake (README "When does a backend sleep?"); cpu_pct for busy',
+      properties: { at: stamp, reason: { type: 'string' }, cpu_pct: { type: 'number' } },
+      required: ['reason'],
+    },
+    held: { type: 'string', enum: ['startup_grace', 'busy'], description: 'An idle policy holds it awake for held_ms more' },
+    held_ms: { type: 'number' },
+    last_sleep_cause: { type: 'object', properties: { cause: { type: 'string' }, reason: { type: 'string' } }, required: ['cause'] },
+    last_wake_refused: { type: 'object', properties: { at: stamp, code: { type: 'string' }, reason: { type: 'string' } }, required: ['code', 'reason'] },
     restart_backoff: {
       type: 'object',
       description: 'The app keeps exiting and its restarts back off; cleared by a successful wake',

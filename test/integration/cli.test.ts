@@ -56,6 +56,22 @@ describe('relight-sidecar CLI', () => {
     assert.match(r.out, /request_header -X-Relight-Upstream/)
   })
 
+  it('check says which snippet version the fast lane needs', () => {
+    const tmp = tempDir('relight-cli-fastlane-')
+    try {
+      const file = join(tmp.dir, 'relight.yaml')
+      writeFileSync(file, `listen: 127.0.0.1:0\nfast_lane_dir: ${tmp.dir}/awake\ndefaults: { fast_lane: on }\n`)
+      const r = cli('check', '--config', file)
+      assert.match(r.out, /ok +fast_lane: needs snippet version 4 .*import relight_fast 127\.0\.0\.1:0 .*\/awake/)
+      writeFileSync(file, 'listen: 127.0.0.1:0\ndefaults: { fast_lane: on }\n')
+      const bad = cli('check', '--config', file)
+      assert.equal(bad.code, 1)
+      assert.match(bad.out + bad.err, /fast_lane_dir/)
+    } finally {
+      tmp.remove()
+    }
+  })
+
   it('check resolves stateful upstream hosts; a stateful-only config needs no provider', async () => {
     const tmp = tempDir('relight-cli-stateful-')
     after(() => tmp.remove())
@@ -108,6 +124,16 @@ describe('relight-sidecar CLI', () => {
     assert.match(r3.out, /all checks passed/)
     assert.match(r3.out, /snippet version 3 .*Version 2 .*HTTP\/2 stream resets.*max_request_duration.*Version 1 must be replaced.*X-Relight-\* headers.*old relight snippet/, 'check tells users of an older snippet what it misses (and why version 1 must go)')
     assert.equal(cli('check', '--config', join(tmp.dir, 'missing.yaml')).code, 1)
+    tmp.remove()
+  })
+
+  it('check says where busy_cpu cannot apply (a provider that cannot measure CPU)', async () => {
+    const tmp = tempDir()
+    const file = join(tmp.dir, 'busy.yaml')
+    writeFileSync(file, `listen: 127.0.0.1:${await freePort()}\ndefaults: { busy_cpu: 10% }\nproviders:\n  slicer: { url: ${tmp.dir}/no-slicer.sock }\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [${process.execPath}, ${APP}], port: ${await freePort()} }\n`)
+    const r = cli('check', '--config', file)
+    assert.match(r.out, /WARNING +slicer: slicer cannot measure a backend's CPU, so busy_cpu does not apply to its backends; set by defaults\.busy_cpu and ignored there/)
+    assert.doesNotMatch(r.out, /process: process cannot measure/, 'the process provider measures CPU')
     tmp.remove()
   })
 
