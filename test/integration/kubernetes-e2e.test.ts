@@ -161,12 +161,8 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
     await until(async () => (await replicasOf(cp, 'Deployment', NS, 'idle')) === 0, 'idle to be scaled to 0', 20_000, 100)
     await kubelet.waitGone('idle-')
     await until(() => known('deployment/shop/idle')?.phase === 'asleep', 'the sidecar to see idle asleep')
-    const lease = await cp.ok<{ metadata: { annotations?: Record<string, string>; ownerReferences?: { kind: string; name: string }[] } }>(
-      'GET',
-      `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/relight-deployment-idle`,
-    )
-    assert.match(lease.metadata.annotations?.['relight.scale-down'] ?? '', /^e2e-sidecar /, 'the scale-down is recorded in the Lease')
-    assert.deepEqual(lease.metadata.ownerReferences?.map((o) => `${o.kind}/${o.name}`), ['Deployment/idle'], 'the Lease goes when the Deployment goes')
+    const leases = await cp.ok<{ items: unknown[] }>('GET', `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases`)
+    assert.deepEqual(leases.items, [], 'no Lease: activity and replicas live in the Deployment itself')
     const res = await get('idle.k8s.test')
     assert.equal(res.status, 200, res.body)
     assert.match(res.body, /^pod=idle-/)
@@ -236,8 +232,8 @@ describe('kubernetes end to end through Caddy', { skip, timeout: 180_000 }, () =
     writeFileSync(file, `listen: unix:${join(cp.dir, 'limited.sock')}\n${config}`)
     const check = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
     assert.equal(check.status, 1, check.stdout + check.stderr)
-    assert.match(check.stdout, /PROBLEM {2}kubernetes: RBAC: the sidecar may not patch deployments\/scale\.apps in namespace "shop", needed for scaling Deployments/)
-    assert.match(check.stdout, /may not update leases\.coordination\.k8s\.io in namespace "shop", needed for sharing activity/)
+    assert.match(check.stdout, /PROBLEM {2}kubernetes: RBAC: the sidecar may not patch deployments\.apps in namespace "shop", needed for writing activity and scaling Deployments/)
+    assert.doesNotMatch(check.stdout, /leases/, 'Leases are no longer used')
     assert.match(check.stdout, /ok +kubernetes: \d+ backend\(s\): .*deployment\/shop\/guarded \[guarded\.k8s\.test\] scaled_to_zero/)
   })
 

@@ -1,6 +1,6 @@
 /**
  * Against a real Kubernetes API server (test/k8s-control-plane) with the stand-in kubelet:
- * two sidecars in front of one cluster share each workload's last activity in a Lease, so
+ * two sidecars in front of one cluster share each workload's activity in its `relight.activity` annotation, so
  * traffic through one keeps the other from scaling down, and silence ends in one scale-down.
  * Then the provider contract suite.
  */
@@ -11,7 +11,6 @@ import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
 import { request } from 'undici'
 import { isRelightError } from '../../sidecar/core/errors.js'
-import type { SleepContext, SleepMode } from '../../sidecar/core/provider.js'
 import { kubernetesConfigSchema } from '../../sidecar/providers/kubernetes/config.js'
 import { KubernetesProvider } from '../../sidecar/providers/kubernetes/provider.js'
 import { runProviderContract } from '../contract/provider-contract.js'
@@ -38,18 +37,16 @@ if (!skip) {
   })
 }
 
-/** Counts what a sidecar's provider answered to the core's sleep requests (a spy on the real provider). */
+/** Counts what a sidecar's provider answered to the core's conditional scale-downs (a spy on the real provider's port). */
 function spySleeps(provider: KubernetesProvider): { done: number; refused: number } {
   const counts = { done: 0, refused: 0 }
-  const real = provider.sleep.bind(provider)
-  provider.sleep = async (id: string, mode: SleepMode, signal: AbortSignal, context?: SleepContext) => {
-    try {
-      await real(id, mode, signal, context)
-      counts.done++
-    } catch (err) {
-      if (isRelightError(err, 'RELIGHT_ERR_SLEEP_REFUSED')) counts.refused++
-      throw err
-    }
+  const shared = provider.shared as { sleepIf: KubernetesProvider['shared']['sleepIf'] }
+  const real = shared.sleepIf.bind(shared)
+  shared.sleepIf = async (id, unchangedSince, signal) => {
+    const answer = await real(id, unchangedSince, signal)
+    if (answer.result === 'slept') counts.done++
+    else counts.refused++
+    return answer
   }
   return counts
 }
@@ -94,25 +91,45 @@ describe('kubernetes: two sidecars share the scale-down decision', { skip, timeo
     await bothRouting()
     const a = sidecars[0] as TestSidecar
     const done = spies.map((s) => s.done)
-    // Traffic through A only until B, past its idle timeout, asks to sleep and is refused.
+    // Traffic through A only, for three of B's idle timeouts (1.5 s): B, idle itself, sees A's
+    // activity tokens in the Deployment's annotation and never scales it down.
+    const started = Date.now()
     await until(async () => {
       assert.equal(await auth(a), 200)
       assert.equal(await replicasOf(cp, 'Deployment', NS, 'shared'), 1)
-      return (spies[1]?.refused ?? 0) >= 1
-    }, `B to ask to scale down and be refused (${JSON.stringify(spies)})`, 30_000, 200)
+      return Date.now() - started > 4500
+    }, 'three idle timeouts of traffic through A', 30_000, 200)
     assert.deepEqual(spies.map((s) => s.done), done, 'no scale-down while A had traffic')
-    const lease = await cp.ok<{ spec: { holderIdentity: string; renewTime: string } }>('GET', `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/relight-deployment-shared`)
-    assert.equal(lease.spec.holderIdentity, 'sidecar-a')
-    assert.ok(Date.now() - Date.parse(lease.spec.renewTime) < 1500, `renewed recently: ${lease.spec.renewTime}`)
+    const d = await cp.ok<{ metadata: { annotations: Record<string, string> } }>('GET', workloadUrl('Deployment', NS, 'shared'))
+    assert.match(d.metadata.annotations['relight.activity'] ?? '', /^v1 sidecar-a [0-9a-f]{16} \d+$/, 'the last activity token is A\'s')
   })
 
   it('silence: exactly one sidecar scales the Deployment to 0, and both see it asleep', async () => {
     await bothRouting()
-    const done = (spies[0]?.done ?? 0) + (spies[1]?.done ?? 0)
+    // The truth from the engine: the Deployment's own watch, counting spec.replicas going to 0.
+    const stop = new AbortController()
+    const downs = { count: 0 }
+    const following = (async () => {
+      let last = -1
+      let buffer = ''
+      const stream = await cp.stream(`${workloadUrl('Deployment', NS)}?watch=1&fieldSelector=metadata.name%3Dshared`, stop.signal)
+      for await (const chunk of stream) {
+        buffer += chunk.toString('utf8')
+        for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+          const event = JSON.parse(buffer.slice(0, nl)) as { object: { spec?: { replicas?: number } } }
+          buffer = buffer.slice(nl + 1)
+          const replicas = event.object.spec?.replicas ?? 0
+          if (replicas === 0 && last > 0) downs.count++
+          last = replicas
+        }
+      }
+    })().catch(() => undefined)
     await until(async () => (await replicasOf(cp, 'Deployment', NS, 'shared')) === 0, 'the Deployment to be scaled to 0', 20_000, 100)
     await until(() => sidecars.every((s) => s.sidecar.registry.get(key)?.phase === 'asleep'), 'both sidecars to see it asleep')
     await kubelet.waitGone('shared-')
-    assert.equal((spies[0]?.done ?? 0) + (spies[1]?.done ?? 0) - done, 1, `one scale-down: ${JSON.stringify(spies)}`)
+    stop.abort()
+    await following
+    assert.equal(downs.count, 1, `one scale-down in the engine (sleepIf answers: ${JSON.stringify(spies)})`)
     // Either sidecar wakes it again.
     assert.equal(await auth(sidecars[1] as TestSidecar), 200)
     assert.equal(await replicasOf(cp, 'Deployment', NS, 'shared'), 1)

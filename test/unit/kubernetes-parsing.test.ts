@@ -9,10 +9,10 @@ import { WarnOnce, problemTopic } from '../../sidecar/core/warn-once.js'
 import { readLabels } from '../../sidecar/providers/kit/labels.js'
 import { describeMeaning, describePath } from '../../sidecar/providers/kubernetes/client.js'
 import { fromKubeconfig, inCluster, loadCredentials } from '../../sidecar/providers/kubernetes/credentials.js'
-import { microTime, parseMark } from '../../sidecar/providers/kubernetes/leases.js'
+import { agoOf } from '../../sidecar/providers/kubernetes/view.js'
+import { newToken } from '../../sidecar/providers/kubernetes/workload-patch.js'
 import {
   type BackendOptions,
-  leaseName,
   ownsPod,
   parseWorkloadId,
   podRecord,
@@ -177,12 +177,10 @@ describe('kubernetes: annotations', () => {
     assert.equal(toBackend(up, [], { ...OPTIONS, alwaysOn: true }).settings.always_on, true)
   })
 
-  it('ids, lease names and label selectors', () => {
+  it('ids and label selectors', () => {
     assert.deepEqual(parseWorkloadId('statefulset/shop/db'), { kind: 'statefulset', namespace: 'shop', name: 'db' })
     assert.equal(parseWorkloadId('relight-contract-no-such-backend'), undefined)
     assert.equal(parseWorkloadId('pod/shop/x'), undefined)
-    assert.equal(leaseName({ kind: 'deployment', namespace: 'shop', name: 'web' }), 'relight-deployment-web')
-    assert.ok(leaseName({ kind: 'deployment', namespace: 'shop', name: 'a'.repeat(253) }).length <= 253)
     const selector = { matchLabels: { app: 'web' }, matchExpressions: [{ key: 'tier', operator: 'In' as const, values: ['a', 'b'] }, { key: 'legacy', operator: 'DoesNotExist' as const }] }
     assert.equal(selectorString(selector), 'app=web,tier in (a,b),!legacy')
     assert.ok(selectorMatches(selector, { app: 'web', tier: 'a' }))
@@ -229,9 +227,13 @@ describe('kubernetes: annotations', () => {
     assert.equal(describeMeaning(describePath('PUT', '/apis/coordination.k8s.io/v1/namespaces/shop/leases/relight-deployment-web')), 'update leases "relight-deployment-web" in namespace "shop"')
   })
 
-  it('writes MicroTime and reads scale-down marks', () => {
-    assert.equal(microTime(Date.UTC(2026, 10, 30, 13, 0, 0, 123)), '2026-11-30T13:00:00.123000Z')
-    assert.deepEqual(parseMark('edge-1/42 2026-11-30T13:00:00.123000Z'), { by: 'edge-1/42', at: Date.UTC(2026, 10, 30, 13, 0, 0, 123) })
-    assert.equal(parseMark('garbage'), undefined)
+  it('activity tokens: v1 <identity> <16 hex> <ago_ms>; a reader takes ago_ms from the last field, 0 when absent or unreadable', () => {
+    const token = newToken('edge 1/42', 1234.4)
+    assert.match(token, /^v1 edge_1\/42 [0-9a-f]{16} 1234$/)
+    assert.notEqual(newToken('edge-1', 0), newToken('edge-1', 0), 'each write is a new token')
+    assert.equal(agoOf(token), 1234)
+    assert.equal(agoOf(undefined), 0)
+    assert.equal(agoOf('hand written'), 0)
+    assert.equal(agoOf('v1 x y -5'), 0)
   })
 })

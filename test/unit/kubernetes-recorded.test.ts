@@ -1,7 +1,7 @@
 /**
  * Kubernetes provider against answers recorded from a real kube-apiserver 1.20
  * (test/fixtures/kubernetes), replayed with undici's MockAgent: discovery, wake, sleep with the
- * shared Lease, RBAC and credential errors in words, and the informer's relist on 410 Gone.
+ * activity token, RBAC and credential errors in words, and the informer's relist on 410 Gone.
  * The same flows run against the live API server in test/integration/kubernetes-*.test.ts.
  */
 import assert from 'node:assert/strict'
@@ -12,7 +12,6 @@ import { isRelightError } from '../../sidecar/core/errors.js'
 import { kubernetesConfigSchema } from '../../sidecar/providers/kubernetes/config.js'
 import { runInformer } from '../../sidecar/providers/kubernetes/informer.js'
 import { checkPermissions } from '../../sidecar/providers/kubernetes/rbac.js'
-import { type Lease, SCALE_DOWN_ANNOTATION, SharedActivity, microTime } from '../../sidecar/providers/kubernetes/leases.js'
 import { KubernetesProvider } from '../../sidecar/providers/kubernetes/provider.js'
 import type { Workload } from '../../sidecar/providers/kubernetes/workloads.js'
 import { JSON_HEADERS, recordedKubernetes } from '../helpers/kubernetes-recorded.js'
@@ -21,8 +20,6 @@ const FIXTURES = new URL('../../../test/fixtures/kubernetes/', import.meta.url)
 const fixture = (name: string): any => JSON.parse(readFileSync(new URL(name, FIXTURES), 'utf8'))
 const text = (name: string): string => readFileSync(new URL(name, FIXTURES), 'utf8')
 const silent = pino({ level: 'silent' })
-const WEB = { kind: 'deployment' as const, namespace: 'shop', name: 'web' }
-const LEASE_PATH = '/apis/coordination.k8s.io/v1/namespaces/shop/leases/relight-deployment-web'
 
 describe('kubernetes provider on recorded answers', () => {
   const k8s = recordedKubernetes()
@@ -67,15 +64,14 @@ describe('kubernetes provider on recorded answers', () => {
     assert.deepEqual(viaService.find((b) => b.id === 'statefulset/shop/db')?.upstreams, ['db.shop.svc.cluster.local:8082'])
   })
 
-  it('wake(): PATCHes the scale subresource to the awake count, then waits for a Ready pod', async () => {
-    const web = (fixture('deployments.json').items as Workload[]).find((w) => w.metadata.name === 'web')
+  it('wake(): ONE merge PATCH of the Deployment (activity token + awake count), then waits for a Ready pod', async () => {
+    const web = (fixture('deployments.json').items as Workload[]).find((w) => w.metadata.name === 'web') as Workload
     k8s.api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments/web', method: 'GET' }).reply(200, web, JSON_HEADERS)
-    const order: string[] = []
-    let patch: { body: string; type: string } | undefined
-    k8s.api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments/web/scale', method: 'PATCH' }).reply(200, (opts) => {
-      patch = { body: String(opts.body), type: String((opts.headers as Record<string, string>)['content-type']) }
-      order.push('scale')
-      return fixture('scale-patch.json')
+    const patches: { body: string; type: string; path: string }[] = []
+    k8s.api.intercept({ path: (p) => p.startsWith('/apis/apps/v1/namespaces/shop/deployments/web'), method: 'PATCH' }).reply(200, (opts) => {
+      patches.push({ path: opts.path, body: String(opts.body), type: String((opts.headers as Record<string, string>)['content-type']) })
+      const sent = JSON.parse(String(opts.body)) as { metadata: { annotations: Record<string, string> }; spec: { replicas: number } }
+      return { ...web, metadata: { ...web.metadata, resourceVersion: '900', annotations: { ...web.metadata.annotations, ...sent.metadata.annotations } }, spec: { ...web.spec, replicas: sent.spec.replicas } }
     }, JSON_HEADERS)
     // The pods of `db`, relabelled as web's and owned by a ReplicaSet of web's: one Ready with an IP.
     const pods = fixture('pods-db.json')
@@ -84,24 +80,12 @@ describe('kubernetes provider on recorded answers', () => {
       p.metadata.ownerReferences = [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-6d4b75cb6d', uid: 'rs-uid', controller: true }]
     }
     k8s.api.intercept({ path: '/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb', method: 'GET' }).reply(200, pods, JSON_HEADERS)
-    // The wake is recorded in the Lease (created here), before the scale-up.
-    k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(404, () => {
-      order.push('lease read')
-      return fixture('lease-404.json')
-    }, JSON_HEADERS)
-    let created: Lease | undefined
-    k8s.api.intercept({ path: '/apis/coordination.k8s.io/v1/namespaces/shop/leases', method: 'POST' }).reply(201, (opts) => {
-      order.push('lease write')
-      created = JSON.parse(String(opts.body)) as Lease
-      return created
-    }, JSON_HEADERS)
     const p = provider()
-    const before = Date.now()
     const info = await p.wake('deployment/shop/web', AbortSignal.timeout(5000))
-    assert.deepEqual(patch, { body: '{"spec":{"replicas":2}}', type: 'application/merge-patch+json' })
-    assert.deepEqual(order, ['lease read', 'lease write', 'scale'])
-    const renewed = Date.parse(created?.spec?.renewTime ?? '')
-    assert.ok(renewed >= before - 1 && renewed <= Date.now(), `renewTime ${created?.spec?.renewTime}`)
+    assert.equal(patches.length, 1, 'one write: no Lease, no scale subresource')
+    assert.equal(patches[0]?.path, '/apis/apps/v1/namespaces/shop/deployments/web?fieldManager=relight-sidecar')
+    assert.equal(patches[0]?.type, 'application/merge-patch+json')
+    assert.match(patches[0]?.body ?? '', /^\{"metadata":\{"annotations":\{"relight\.activity":"v1 edge-1 [0-9a-f]{16} 0"\}\},"spec":\{"replicas":2\}\}$/)
     assert.equal(info.state, 'running')
     assert.deepEqual(info.upstreams, ['127.0.0.182:8080'])
   })
@@ -109,12 +93,14 @@ describe('kubernetes provider on recorded answers', () => {
   it('an RBAC denial says which verb on which resource; a wrong token says so; a missing workload is BACKEND_NOT_FOUND', async () => {
     const web = (fixture('deployments.json').items as Workload[]).find((w) => w.metadata.name === 'web')
     k8s.api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments/web', method: 'GET' }).reply(200, web, JSON_HEADERS)
-    k8s.api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments/web/scale', method: 'PATCH' }).reply(403, fixture('forbidden-scale.json'), JSON_HEADERS)
+    const forbidden = fixture('forbidden-scale.json')
+    forbidden.message = String(forbidden.message).replace('deployments/scale', 'deployments').replace(' in API group', ' in API group')
+    k8s.api.intercept({ path: '/apis/apps/v1/namespaces/shop/deployments/web?fieldManager=relight-sidecar', method: 'PATCH' }).reply(403, forbidden, JSON_HEADERS)
     const p = provider()
     await assert.rejects(p.wake('deployment/shop/web', AbortSignal.timeout(5000)), (e) => {
       assert.ok(isRelightError(e, 'RELIGHT_ERR_PROVIDER_AUTH'))
-      assert.match(e.message, /^RBAC denies patch deployments\/scale "web" in namespace "shop" to the sidecar's identity: grant the verb "patch" on "deployments\/scale"/)
-      assert.match(e.message, /User "system:serviceaccount:shop:nobody" cannot patch resource "deployments\/scale"/)
+      assert.match(e.message, /^RBAC denies patch deployments "web" in namespace "shop" to the sidecar's identity: grant the verb "patch" on "deployments"/)
+      assert.match(e.message, /User "system:serviceaccount:shop:nobody" cannot patch resource "deployments"/)
       return true
     })
     for (const kind of ['deployments', 'statefulsets']) k8s.api.intercept({ path: `/apis/apps/v1/namespaces/shop/${kind}`, method: 'GET' }).reply(401, fixture('unauthorized.json'), JSON_HEADERS)
@@ -124,101 +110,6 @@ describe('kubernetes provider on recorded answers', () => {
     await assert.rejects(p.wake('deployment/elsewhere/web', AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_BACKEND_NOT_FOUND') && /watched namespaces/.test(e.message))
   })
 
-  describe('shared activity in a Lease', () => {
-    const now = Date.parse('2026-11-30T13:10:00Z')
-    const lease = (renewTime: string, annotations?: Record<string, string>): Lease => {
-      const l = fixture('lease.json') as Lease
-      return { ...l, metadata: { ...l.metadata, ...(annotations ? { annotations } : {}) }, spec: { ...l.spec, renewTime } }
-    }
-
-    it('refuses a scale-down when another sidecar saw traffic within idle_timeout', async () => {
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, lease('2026-11-30T13:09:30.000000Z'), JSON_HEADERS)
-      const shared = new SharedActivity(k8s.client, 'edge-2', () => now)
-      await assert.rejects(shared.claimScaleDown(WEB, 60_000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /edge-1 saw traffic 30 s ago/.test(e.message))
-    })
-
-    it('claims with the resourceVersion it read: a concurrent write (409) refuses, a clean write allows', async () => {
-      const shared = new SharedActivity(k8s.client, 'edge-2', () => now)
-      const stale = lease('2026-11-30T13:00:00.123000Z')
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, stale, JSON_HEADERS)
-      let put: Lease | undefined
-      k8s.api.intercept({ path: LEASE_PATH, method: 'PUT' }).reply(409, (opts) => {
-        put = JSON.parse(String(opts.body)) as Lease
-        return fixture('lease-conflict.json')
-      }, JSON_HEADERS)
-      await assert.rejects(shared.claimScaleDown(WEB, 60_000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /at the same moment/.test(e.message))
-      assert.equal(put?.metadata.resourceVersion, stale.metadata.resourceVersion, 'the write carries the resourceVersion read')
-      assert.equal(put?.metadata.annotations?.[SCALE_DOWN_ANNOTATION], `edge-2 ${microTime(now)}`)
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, stale, JSON_HEADERS)
-      k8s.api.intercept({ path: LEASE_PATH, method: 'PUT' }).reply(200, stale, JSON_HEADERS)
-      await shared.claimScaleDown(WEB, 60_000, AbortSignal.timeout(5000))
-    })
-
-    it('a scale-down another sidecar marked since the last traffic refuses; a missing Lease is created', async () => {
-      const shared = new SharedActivity(k8s.client, 'edge-2', () => now)
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, lease('2026-11-30T13:00:00.000000Z', { [SCALE_DOWN_ANNOTATION]: 'edge-1 2026-11-30T13:09:59.000000Z' }), JSON_HEADERS)
-      await assert.rejects(shared.claimScaleDown(WEB, 30_000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /edge-1 scaled it down 1 s ago/.test(e.message))
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(404, fixture('lease-404.json'), JSON_HEADERS)
-      let created: Lease | undefined
-      k8s.api.intercept({ path: '/apis/coordination.k8s.io/v1/namespaces/shop/leases', method: 'POST' }).reply(201, (opts) => {
-        created = JSON.parse(String(opts.body)) as Lease
-        return fixture('lease.json')
-      }, JSON_HEADERS)
-      await shared.claimScaleDown(WEB, 30_000, AbortSignal.timeout(5000))
-      assert.equal(created?.metadata.name, 'relight-deployment-web')
-      assert.equal(created?.metadata.annotations?.[SCALE_DOWN_ANNOTATION], `edge-2 ${microTime(now)}`)
-    })
-
-    it('renew: newest activity wins, a 409 is read again and retried; a failed write refuses sleeps until one succeeds', async () => {
-      const shared = new SharedActivity(k8s.client, 'edge-2', () => now)
-      const at = Date.parse('2026-11-30T13:05:00Z')
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, lease('2026-11-30T13:00:00.000000Z'), JSON_HEADERS)
-      k8s.api.intercept({ path: LEASE_PATH, method: 'PUT' }).reply(409, fixture('lease-conflict.json'), JSON_HEADERS)
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, lease('2026-11-30T13:01:00.000000Z'), JSON_HEADERS)
-      let put: Lease | undefined
-      k8s.api.intercept({ path: LEASE_PATH, method: 'PUT' }).reply(200, (opts) => {
-        put = JSON.parse(String(opts.body)) as Lease
-        return put
-      }, JSON_HEADERS)
-      await shared.renew(WEB, at, AbortSignal.timeout(5000))
-      assert.equal(put?.spec?.renewTime, '2026-11-30T13:05:00.000000Z')
-      assert.equal(put?.spec?.holderIdentity, 'edge-2')
-      // Older than what is recorded: nothing to write.
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, lease('2026-11-30T13:06:00.000000Z'), JSON_HEADERS)
-      await shared.renew(WEB, at, AbortSignal.timeout(5000))
-      // Denied: the write fails, and until a write succeeds no scale-down is allowed.
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(403, fixture('forbidden-scale.json'), JSON_HEADERS)
-      await assert.rejects(shared.renew(WEB, now, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_AUTH'))
-      await assert.rejects(shared.claimScaleDown(WEB, 1000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /last write of its shared activity failed/.test(e.message))
-    })
-
-    it('a renewTime or scale-down mark far in the future (skewed clock, hand edit) counts as absent: no sleep blocked until then, the next renew replaces it', async () => {
-      const shared = new SharedActivity(k8s.client, 'edge-2', () => now)
-      const future = lease('2099-01-01T00:00:00.000000Z', { [SCALE_DOWN_ANNOTATION]: 'edge-1 2099-01-01T00:00:00.000000Z' })
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, future, JSON_HEADERS)
-      k8s.api.intercept({ path: LEASE_PATH, method: 'PUT' }).reply(200, future, JSON_HEADERS)
-      await shared.claimScaleDown(WEB, 60_000, AbortSignal.timeout(5000))
-      // Within max(idle_timeout, 5 min) ahead: still counts (ordinary clock skew).
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, lease('2026-11-30T13:14:00.000000Z'), JSON_HEADERS)
-      await assert.rejects(shared.claimScaleDown(WEB, 60_000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED'))
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(200, future, JSON_HEADERS)
-      let put: Lease | undefined
-      k8s.api.intercept({ path: LEASE_PATH, method: 'PUT' }).reply(200, (opts) => {
-        put = JSON.parse(String(opts.body)) as Lease
-        return put
-      }, JSON_HEADERS)
-      await shared.renew(WEB, now - 1000, AbortSignal.timeout(5000), undefined, 60_000)
-      assert.equal(put?.spec?.renewTime, microTime(now - 1000), 'the future value is replaced, not kept as the newest')
-      assert.equal(put?.metadata.annotations?.[SCALE_DOWN_ANNOTATION], undefined)
-    })
-
-    it('the API cannot be read: never scale down', async () => {
-      const shared = new SharedActivity(k8s.client, 'edge-2', () => now)
-      k8s.api.intercept({ path: LEASE_PATH, method: 'GET' }).reply(403, fixture('forbidden-scale.json'), JSON_HEADERS)
-      await assert.rejects(shared.claimScaleDown(WEB, 1000, AbortSignal.timeout(5000)), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /cannot read its shared activity/.test(e.message))
-    })
-  })
-
   it('check: one SelfSubjectAccessReview per permission; each denial named in words', async () => {
     const allowed = fixture('access-review-allowed.json')
     k8s.api
@@ -226,7 +117,7 @@ describe('kubernetes provider on recorded answers', () => {
       .reply(201, (opts) => {
         const asked = JSON.parse(String(opts.body)) as { spec: { resourceAttributes: Record<string, string> } }
         const a = asked.spec.resourceAttributes
-        const denied = a.resource === 'leases' || (a.resource === 'statefulsets' && a.subresource === 'scale')
+        const denied = a.resource === 'statefulsets' && a.verb === 'patch'
         return { ...allowed, spec: asked.spec, status: { allowed: !denied } }
       }, JSON_HEADERS)
       .persist()
@@ -234,10 +125,7 @@ describe('kubernetes provider on recorded answers', () => {
     assert.deepEqual(
       results.map((r) => `${r.ok ? 'ok' : 'PROBLEM'} ${r.message}`),
       [
-        'PROBLEM RBAC: the sidecar may not patch statefulsets/scale.apps in namespace "shop", needed for scaling StatefulSets (wake and sleep) (see examples/kubernetes/rbac.yaml)',
-        'PROBLEM RBAC: the sidecar may not get leases.coordination.k8s.io in namespace "shop", needed for reading the activity other sidecars share (see examples/kubernetes/rbac.yaml)',
-        'PROBLEM RBAC: the sidecar may not create leases.coordination.k8s.io in namespace "shop", needed for sharing activity with other sidecars (see examples/kubernetes/rbac.yaml)',
-        'PROBLEM RBAC: the sidecar may not update leases.coordination.k8s.io in namespace "shop", needed for sharing activity and deciding scale-downs (see examples/kubernetes/rbac.yaml)',
+        'PROBLEM RBAC: the sidecar may not patch statefulsets.apps in namespace "shop", needed for writing activity and scaling StatefulSets (wake and sleep) (see examples/kubernetes/rbac.yaml)',
       ],
     )
   })

@@ -21,6 +21,12 @@ export interface BackoffPolicy {
  */
 export const EVENT_STREAM_BACKOFF = { firstMs: 500, maxMs: 30_000, stableMs: 10_000 } as const
 export const WATCH_BACKOFF = { firstMs: 200, maxMs: 30_000 } as const
+/**
+ * Cluster views (Kubernetes informers; issue 21): several sidecars decide sleeps together from
+ * them, so a view that lags after an outage routes on stale facts. 200 ms doubling to 2 s, reset
+ * as soon as a stream opens (docs/plans/issue-21-shared-decisions.md §4.2).
+ */
+export const CLUSTER_VIEW_BACKOFF = { firstMs: 200, maxMs: 2_000 } as const
 
 export class Reconnect {
   private delay: number

@@ -5,7 +5,7 @@ const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
 
 /**
  * `providers.kubernetes`: Deployments and StatefulSets annotated `<annotation_prefix>.domain`,
- * scaled between 0 and their awake count through the `scale` subresource.
+ * scaled between 0 and their awake count by a merge PATCH of the workload.
  *
  * Credentials: `kubeconfig` (a file; token or client certificate, CA), else the in-cluster
  * service account (token and CA under /var/run/secrets/kubernetes.io/serviceaccount,
@@ -39,7 +39,7 @@ export const kubernetesConfigSchema = z
      * other. false: they are left running until someone else scales them to 0.
      */
     auto_sleep_on_start: z.boolean().default(true),
-    /** This sidecar's name in the shared Leases (holderIdentity). Default: $POD_NAME, else hostname/pid. */
+    /** This sidecar's name in the activity tokens it writes (`relight.activity`). Default: $POD_NAME, else hostname/pid. */
     identity: z.string().min(1).max(128).optional(),
     ...backendSettingsShape,
   })

@@ -1,12 +1,14 @@
 /**
  * List, then watch from the list's resourceVersion; resume from the last seen resourceVersion
- * when the server ends a watch (it does every few minutes); list again when the server answers
- * 410 Gone (the resourceVersion is too old) or the watch keeps failing. Runs until its signal
- * aborts, with backoff between failures.
+ * when the server ends a watch normally (it does every few minutes); list again when the server
+ * answers 410 Gone (the resourceVersion is too old) or after any failure (what happened meanwhile
+ * is unknown). Runs until its signal aborts, with backoff between failures (CLUSTER_VIEW_BACKOFF:
+ * 200 ms doubling to 2 s, reset as soon as a watch opens). `connected(false)` on the first
+ * failure, `connected(true)` once a list was taken and its watch opened.
  */
 import type { Logger } from 'pino'
 import { isRelightError } from '../../core/errors.js'
-import { Reconnect, WATCH_BACKOFF } from '../kit/reconnect.js'
+import { CLUSTER_VIEW_BACKOFF, Reconnect } from '../kit/reconnect.js'
 import type { KubeClient, KubeStatus, Query, WatchEvent } from './client.js'
 
 interface Listed<T> {
@@ -22,6 +24,8 @@ export interface InformerHandlers<T> {
   /** A full list: the truth for this collection (at start and after each relist). */
   relisted(items: T[]): void
   changed(type: 'ADDED' | 'MODIFIED' | 'DELETED', object: T): void
+  /** true: listed and watching (after start and after each failure); false: a list or watch failed. */
+  connected?(live: boolean): void
 }
 
 export interface InformerCounters {
@@ -48,8 +52,16 @@ export function runInformer<T extends HasMeta>(
   counters: InformerCounters = { lists: 0, watches: 0, gone: 0, failures: 0 },
 ): Promise<void> {
   return (async () => {
-    const retry = new Reconnect(WATCH_BACKOFF)
+    const retry = new Reconnect(CLUSTER_VIEW_BACKOFF)
     let rv: string | undefined
+    let live = false
+    /** The last stream ended within 1 s with no event. */
+    let flapping = false
+    const setLive = (next: boolean) => {
+      if (live === next) return
+      live = next
+      handlers.connected?.(next)
+    }
     /** When the last full list answered: a 410 right after it must not make a list/410 loop. */
     let listedAt = -Infinity
     const relistSoon = async () => {
@@ -67,7 +79,12 @@ export function runInformer<T extends HasMeta>(
         }
         const stream = await client.watch<T>(path, { ...query, resourceVersion: rv, timeoutSeconds: WATCH_TIMEOUT_S }, signal)
         counters.watches++
-        retry.resetFailures()
+        // The engine answers again: the next failure starts from the first delay (issue 21: a
+        // delay reset only when a stream *ended* reopened watches after 4.7 → 22 s).
+        // Not after a stream the server closed at once with nothing: that one keeps its backoff.
+        if (flapping) retry.resetFailures()
+        else retry.reset()
+        setLive(true)
         const opened = Date.now()
         let events = 0
         for await (const event of stream) {
@@ -92,7 +109,8 @@ export function runInformer<T extends HasMeta>(
         }
         // The stream ended (server timeout, or after an ERROR): resume from rv, or relist. A
         // server that ends watches at once, again and again, is not asked in a tight loop.
-        if (events === 0 && Date.now() - opened < 1000) await retry.wait(signal)
+        flapping = events === 0 && Date.now() - opened < 1000
+        if (flapping) await retry.wait(signal)
         else retry.resetDelay()
       } catch (err) {
         if (signal.aborted) return
@@ -104,7 +122,8 @@ export function runInformer<T extends HasMeta>(
         }
         const logIt = retry.failed()
         counters.failures++
-        if (retry.failures >= 3) rv = undefined // a watch that keeps failing: start over from a list
+        setLive(false)
+        rv = undefined // what happened while the stream was down is unknown: list again
         if (logIt) log.warn({ path, failures: retry.failures, err: (err as Error).message }, 'watch failed; retrying')
         await retry.wait(signal).catch(() => undefined)
       }

@@ -1,46 +1,41 @@
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
-import { RelightError, isRelightError, throwIfAborted } from '../../core/errors.js'
-import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepContext, SleepMode } from '../../core/provider.js'
+import { monotonicNow } from '../../core/clock.js'
+import { RelightError } from '../../core/errors.js'
+import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import { settingsFrom } from '../../core/settings.js'
-import { mapLimit } from '../../core/map-limit.js'
+import type { SharedEngine } from '../../core/shared.js'
 import { WarnOnce, problemTopic } from '../../core/warn-once.js'
 import { KubeClient } from './client.js'
 import type { KubernetesConfig } from './config.js'
 import { KUBERNETES_SLEEP_MODES } from './descriptor.js'
 import { type Credentials, loadCredentials } from './credentials.js'
 import { type InformerCounters, runInformer } from './informer.js'
-import { type LeaseOwner, SharedActivity } from './leases.js'
-import { checkPermissions } from './rbac.js'
+import { KubernetesView } from './view.js'
+import { recordActivity } from './workload-activity.js'
+import { checkKubernetes } from './workload-check.js'
+import { listFromApi, listFromView } from './workload-list.js'
+import { getWorkload, notFound, type WorkloadOps } from './workload-patch.js'
+import { refreshWorkload } from './workload-refresh.js'
+import { sleepIf } from './workload-sleep.js'
+import { wakeWorkload } from './workload-wake.js'
 import {
   type BackendOptions,
   collectionPath,
   isAnnotated,
-  ownsPod,
   parseWorkloadId,
   type Pod,
-  type PodList,
-  podRecord,
   type PodRecord,
   podsPath,
   readFacts,
-  selectorMatches,
-  selectorString,
   specReplicas,
   toBackend,
   type Workload,
   type WorkloadKind,
   workloadId,
-  type WorkloadList,
-  workloadPath,
   type WorkloadRef,
   WORKLOAD_KINDS,
 } from './workloads.js'
-
-const POD_LIST_CONCURRENCY = 8
-
-/** How long sleep() waits for the pods of a workload scaled to 0 to be gone or terminating. */
-const PODS_GONE_TIMEOUT_MS = 30_000
 
 export interface KubernetesProviderOptions {
   /** Directory a relative `kubeconfig` path resolves against (the config file's). */
@@ -54,6 +49,8 @@ export interface KubernetesProviderOptions {
   readonly env?: NodeJS.ProcessEnv
   /** The in-cluster service account folder (default /var/run/secrets/kubernetes.io/serviceaccount; tests). */
   readonly serviceAccountDir?: string
+  /** The monotonic clock observations are timed on (default core/clock.ts; tests). */
+  readonly now?: () => number
 }
 
 interface Known {
@@ -63,16 +60,14 @@ interface Known {
 
 /**
  * Deployments and StatefulSets annotated `<prefix>.domain`, scaled between 0 and their awake
- * count (`<prefix>.replicas`, default 1) through the `scale` subresource. Upstreams are the
+ * count (`<prefix>.replicas`, default 1) by a merge PATCH of the workload. Upstreams are the
  * ready pods (condition Ready, with an IP), or the workload's Service by its cluster DNS name.
  *
- * Discovery: list() lists the workloads (and the pods of those scaled up) afresh: the truth.
- * watch() follows workloads and pods (list, then watch from that resourceVersion; resume on a
- * normal end; list again on 410 Gone) and reports each change.
- *
- * Several sidecars: each one writes the traffic it sees into a Lease per workload
- * (shareActivity), and scales a workload down only after checking that Lease with a
- * resourceVersion precondition (leases.ts).
+ * Thin wiring: the informers (watch()) feed one view (view.ts); each operation is its own file
+ * (workload-list, -wake, -activity, -sleep, -refresh, -check). Several sidecars share their
+ * decisions through `shared` (core/shared.ts): the activity token lives in the workload's
+ * `<prefix>.activity` annotation, and a scale-down is a PATCH conditional on the resourceVersion
+ * of a fresh read (docs/plans/issue-21-shared-decisions.md §4.2, §4.6).
  */
 export class KubernetesProvider implements Provider {
   readonly kind: string = 'kubernetes'
@@ -81,6 +76,9 @@ export class KubernetesProvider implements Provider {
   /** Informer statistics (tests and status). */
   readonly watchCounters: InformerCounters = { lists: 0, watches: 0, gone: 0, failures: 0 }
   readonly identity: string
+  /** What the informers know (tests and the shared-decision port). */
+  readonly view: KubernetesView
+  readonly shared: SharedEngine
   private readonly client: KubeClient | undefined
   private readonly setupError: RelightError | undefined
   private readonly credentials: Credentials | undefined
@@ -88,16 +86,17 @@ export class KubernetesProvider implements Provider {
   private readonly namespaces: readonly (string | undefined)[]
   private readonly prefix: string
   private readonly baseSettings: BackendSettings
-  private readonly leases: SharedActivity | undefined
   private readonly listeners = new Set<(event: ProviderEvent) => void>()
-  /** What the watches know: annotated workloads by id, and pods by namespace/name. */
-  private readonly workloads = new Map<string, Known>()
-  private readonly pods = new Map<string, PodRecord>()
+  /** The last BackendInfo the registry learnt of each workload (an upsert, a list, or an own write's answer), as JSON. */
+  private readonly told = new Map<string, string>()
   /** auto_sleep_on_start: false — workloads running at the first list stay up until scaled to 0. */
   private readonly pinned = new Set<string>()
   private listedOnce = false
+  private watching = false
   private readonly warned = new WarnOnce()
   private readonly closer = new AbortController()
+  /** Aborts the running informers (restarted when the view is distrusted). */
+  private informers = new AbortController()
   private closed = false
 
   constructor(
@@ -131,24 +130,32 @@ export class KubernetesProvider implements Provider {
     this.credentials = credentials
     this.setupError = setupError
     this.client = options.client ?? (credentials ? new KubeClient(credentials) : undefined)
-    this.leases = this.client ? new SharedActivity(this.client, this.identity) : undefined
     const defaultNamespace = credentials?.namespace ?? 'default'
     this.namespaces = config.namespaces === 'all' ? [undefined] : (config.namespaces ?? [defaultNamespace])
+    this.view = new KubernetesView(this.prefix, options.now ?? monotonicNow)
+    this.shared = {
+      observe: (id) => this.view.observe(id),
+      recordActivity: async (id, agoMs, signal) => recordActivity(this.ops(), this.ref(id), agoMs, signal),
+      refresh: async (id, signal) => refreshWorkload(this.ops(), this.ref(id), this.config.route === 'pods', signal),
+      sleepIf: async (id, unchangedSince, signal) => {
+        const answer = await sleepIf(this.ops(), this.ref(id), unchangedSince, signal)
+        if (answer.result === 'slept') this.pinned.delete(id)
+        return answer
+      },
+      onReconnect: (listener) => this.view.onReconnect(listener),
+    }
+    this.view.onDistrust(() => {
+      this.log.warn({ provider: this.id }, 'kubernetes view distrusted (the API server did not answer a fresh read in time): listing again; no scale-down until then')
+      this.emit({ type: 'connection', up: false, reason: 'the API server did not answer a fresh read within 1 s' })
+      if (this.watching && this.client && !this.closed) this.startInformers(this.client)
+    })
   }
 
   // ── discovery ──────────────────────────────────────────────────────────────────────────────
 
   async list(signal: AbortSignal): Promise<BackendInfo[]> {
-    const client = this.usable()
-    const lists = await Promise.all(
-      this.namespaces.flatMap((ns) =>
-        WORKLOAD_KINDS.map(async (kind) => {
-          const list = await client.json<WorkloadList>('GET', collectionPath(kind, ns), { signal })
-          return list.items.filter((w) => isAnnotated(w, this.prefix)).map((workload) => ({ kind, workload }))
-        }),
-      ),
-    )
-    const known = lists.flat()
+    const ops = this.ops()
+    const known = this.view.live ? listFromView(this.view) : await listFromApi(ops, this.namespaces, signal)
     if (!this.listedOnce) {
       this.listedOnce = true
       if (!this.config.auto_sleep_on_start) {
@@ -159,51 +166,67 @@ export class KubernetesProvider implements Provider {
     const present = new Set(known.map((k) => this.idOf(k)))
     for (const id of this.pinned) if (!present.has(id)) this.pinned.delete(id)
     this.warned.prune((id) => present.has(id))
-    // Pods only for workloads scaled up: the others have none to route to.
-    return mapLimit(known, POD_LIST_CONCURRENCY, async (k) => {
-      const pods = specReplicas(k.workload) > 0 ? await this.listPods(k.kind, k.workload, signal).then((r) => r.pods) : []
-      return this.backendOf(k, pods)
-    })
+    const infos = known.map((k) => this.backendOf(k, k.pods))
+    for (const info of infos) this.told.set(info.id, JSON.stringify(info))
+    return infos
   }
 
   watch(onEvent: (event: ProviderEvent) => void, signal: AbortSignal): void {
     if (this.closed || !this.client) return
-    const client = this.client
     const stop = AbortSignal.any([signal, this.closer.signal])
     this.listeners.add(onEvent)
     stop.addEventListener('abort', () => this.listeners.delete(onEvent), { once: true })
+    // One set of informers per provider, however many listeners.
+    if (this.watching) return
+    this.watching = true
+    this.startInformers(this.client)
+  }
+
+  /** The informers, afresh (first watch, and after the view was distrusted: they list again). */
+  private startInformers(client: KubeClient): void {
+    this.informers.abort()
+    this.informers = new AbortController()
+    const stop = AbortSignal.any([this.closer.signal, this.informers.signal])
+    this.view.expect(this.namespaces.length * (WORKLOAD_KINDS.length + 1))
     for (const ns of this.namespaces) {
       const inScope = (namespace: string | undefined) => ns === undefined || namespace === ns
       for (const kind of WORKLOAD_KINDS) {
+        const key = `${kind}@${ns ?? '*'}`
         void runInformer<Workload>(
           client,
           collectionPath(kind, ns),
           {},
           {
             relisted: (items) => {
-              for (const [id, k] of this.workloads) if (k.kind === kind && inScope(k.workload.metadata.namespace)) this.workloads.delete(id)
-              for (const w of items) if (isAnnotated(w, this.prefix)) this.workloads.set(this.idOf({ kind, workload: w }), { kind, workload: w })
-              this.warned.prune((id) => this.workloads.has(id))
-              onEvent({ type: 'resync' })
+              this.view.relistWorkloads(kind, inScope, items)
+              this.warned.prune((id) => this.view.entries.has(id))
+              this.emit({ type: 'resync' })
             },
             changed: (type, w) => this.workloadChanged(kind, type, w),
+            connected: (live) => this.connected(key, live),
           },
           this.log,
           stop,
           this.watchCounters,
         )
       }
+      const key = `pods@${ns ?? '*'}`
       void runInformer<Pod>(
         client,
         podsPath(ns),
         {},
         {
           relisted: (items) => {
-            for (const [key, p] of this.pods) if (inScope(p.namespace)) this.pods.delete(key)
-            for (const pod of items) this.pods.set(podKey(pod), podRecord(pod))
-            for (const k of this.workloads.values()) if (inScope(k.workload.metadata.namespace)) this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k)) })
+            this.view.relistPods(inScope, items)
+            for (const e of this.view.entries.values()) if (inScope(e.workload.metadata.namespace)) this.upsert(this.backendOf(e, this.view.podsOf(e)))
           },
-          changed: (type, pod) => this.podChanged(type, pod),
+          changed: (type, pod) => {
+            for (const id of this.view.podEvent(type, pod)) {
+              const e = this.view.entries.get(id)
+              if (e) this.upsert(this.backendOf(e, this.view.podsOf(e)))
+            }
+          },
+          connected: (live) => this.connected(key, live),
         },
         this.log,
         stop,
@@ -212,162 +235,88 @@ export class KubernetesProvider implements Provider {
     }
   }
 
+  private connected(key: string, live: boolean): void {
+    const was = this.view.live
+    this.view.connected(key, live)
+    if (was === this.view.live) return
+    if (this.view.live) {
+      this.log.info({ provider: this.id }, 'kubernetes view live (listed and watching)')
+      this.emit({ type: 'connection', up: true })
+    } else {
+      this.log.warn({ provider: this.id, collection: key }, 'kubernetes view disconnected: no scale-down until it is listed again')
+      this.emit({ type: 'connection', up: false, reason: `the watch of ${key} failed` })
+    }
+  }
+
   private workloadChanged(kind: WorkloadKind, type: 'ADDED' | 'MODIFIED' | 'DELETED', w: Workload): void {
-    const k: Known = { kind, workload: w }
-    const id = this.idOf(k)
-    if (type === 'DELETED' || !isAnnotated(w, this.prefix)) {
-      const had = this.workloads.delete(id)
+    const { id, change } = this.view.workloadEvent(kind, type, w)
+    if (change === 'removed' || change === 'ignored') {
       this.pinned.delete(id)
       this.warned.forget(id)
-      if (type === 'DELETED') this.leases?.forget({ kind, namespace: w.metadata.namespace ?? 'default', name: w.metadata.name })
-      if (had || type === 'DELETED') this.emit({ type: 'remove', id })
+      if (change === 'removed') this.emit({ type: 'remove', id })
       return
     }
-    this.workloads.set(id, k)
     if (specReplicas(w) === 0) this.pinned.delete(id)
-    this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k)) })
+    const e = this.view.entries.get(id)
+    if (!e) return
+    const info = this.backendOf(e, this.view.podsOf(e))
+    // Own writes (our wake, token or scale-down) raise nothing: the core learns of them from the
+    // call's answer. What they changed counts as told, so a later foreign change is compared with it.
+    if (change === 'own') this.told.set(id, JSON.stringify(info))
+    else this.upsert(info)
   }
 
-  private podChanged(type: 'ADDED' | 'MODIFIED' | 'DELETED', pod: Pod): void {
-    const key = podKey(pod)
-    const before = this.pods.get(key)
-    const record = podRecord(pod)
-    if (type === 'DELETED') this.pods.delete(key)
-    else this.pods.set(key, record)
-    // Only what routing sees matters: readiness and address.
-    if (type !== 'DELETED' && before && before.ready === record.ready && before.ip === record.ip) return
-    for (const k of this.workloads.values()) {
-      if ((k.workload.metadata.namespace ?? 'default') !== record.namespace) continue
-      if (!selectorMatches(k.workload.spec?.selector, record.labels)) continue
-      if (!ownsPod(k.kind, k.workload, record) && !(before && ownsPod(k.kind, k.workload, before))) continue
-      this.emit({ type: 'upsert', backend: this.backendOf(k, this.cachedPods(k)) })
-    }
-  }
-
-  /** The cached pods the workload made (selector and controller ownerReference). */
-  private cachedPods(k: Known): PodRecord[] {
-    const w = k.workload
-    const ns = w.metadata.namespace ?? 'default'
-    const out: PodRecord[] = []
-    for (const p of this.pods.values()) if (p.namespace === ns && selectorMatches(w.spec?.selector, p.labels) && ownsPod(k.kind, w, p)) out.push(p)
-    return out
+  /**
+   * An upsert, unless the registry was already told exactly this: a token write on a Deployment
+   * bumps its generation, and the controller's status write that follows (observedGeneration)
+   * changes nothing the registry keeps, on every sidecar.
+   */
+  private upsert(info: BackendInfo): void {
+    const text = JSON.stringify(info)
+    if (this.told.get(info.id) === text) return
+    this.told.set(info.id, text)
+    this.emit({ type: 'upsert', backend: info })
   }
 
   private emit(event: ProviderEvent): void {
+    if (event.type === 'remove') this.told.delete(event.id)
     for (const listener of this.listeners) listener(event)
   }
 
-  // ── wake ───────────────────────────────────────────────────────────────────────────────────
+  // ── wake, sleep, shared activity ───────────────────────────────────────────────────────────
 
   /**
-   * Scale to the awake count (when at 0) and resolve once a pod is Ready with an IP, with the
-   * workload's fresh BackendInfo (also emitted, for other listeners). The wake is recorded in the
-   * Lease first, as activity (like Swarm's scale-up writes last_activity): another sidecar
-   * whose view is stale (it still sees the workload up and idle) then cannot claim a scale-down
-   * of it for idle_timeout, and a claim it read before loses its compare-and-swap.
+   * One merge PATCH (a fresh activity token, and the awake count when at 0), then resolve once a
+   * pod is Ready with an IP, with the workload's fresh BackendInfo. Emits nothing (contract 2).
    */
   async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
-    const client = this.usable()
+    const ops = this.ops()
     const ref = this.ref(id)
-    let w = await this.get(ref, signal)
-    const k = { kind: ref.kind, workload: w }
-    if (specReplicas(w) === 0) {
-      const { awakeReplicas, settings } = this.facts(k)
-      await (this.leases as SharedActivity).renew(ref, Date.now(), signal, ownerOf(ref, w), settings.idle_timeout ?? this.baseSettings.idle_timeout).catch((err: unknown) => {
-        if (signal.aborted) throw err
-        // The wake goes on (availability first); this sidecar refuses its own scale-downs of the
-        // workload until a later write succeeds (leases.ts).
-        this.log.warn({ workload: id, err: (err as Error).message }, 'could not record the wake in the Lease')
-      })
-      await this.scale(client, ref, awakeReplicas, signal)
-      w = { ...w, spec: { ...w.spec, replicas: awakeReplicas } }
-      this.log.debug({ workload: id, replicas: awakeReplicas }, 'scaled up')
-    }
-    const pods = await this.waitForReadyPod(ref.kind, w, signal)
-    const info = this.backendOf({ kind: ref.kind, workload: w }, pods)
-    this.emit({ type: 'upsert', backend: info })
+    const cached = this.view.live ? this.view.entries.get(id)?.workload : undefined
+    const w = cached ?? (await this.get(ref, signal))
+    const { awakeReplicas } = this.facts({ kind: ref.kind, workload: w })
+    const woken = await wakeWorkload(ops, ref, w, awakeReplicas, signal)
+    const info = this.backendOf({ kind: ref.kind, workload: woken.workload }, woken.pods)
+    this.told.set(id, JSON.stringify(info))
     return info
   }
 
-  /** The workload's pods once one is Ready with an IP; bounded by the caller's signal (wake_timeout). */
-  private waitForReadyPod(kind: WorkloadKind, w: Workload, signal: AbortSignal): Promise<PodRecord[]> {
-    return this.waitForPods(kind, w, signal, (pods) => pods.some((p) => p.ready && p.ip !== undefined))
-  }
-
   /**
-   * The workload's pods once `done` holds for them: list (by the workload's selector), then
-   * watch from that list's resourceVersion, listing again when the watch ends. Pods of another
-   * workload that the selector also matches are left out (ownsPod).
+   * Scale to 0 (the admin API; the core's idle sleeps call `shared.sleepIf` itself):
+   * `sleepIf(observe(id).version)`, refused (RELIGHT_ERR_SLEEP_REFUSED) when the activity changed
+   * since. Without an informer (a one-shot use) it judges on a fresh read.
    */
-  private async waitForPods(kind: WorkloadKind, w: Workload, signal: AbortSignal, done: (pods: PodRecord[]) => boolean): Promise<PodRecord[]> {
-    const client = this.usable()
-    const selector = selectorString(w.spec?.selector)
-    const ns = w.metadata.namespace ?? 'default'
-    if (selector === '') throw new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `${ns}/${w.metadata.name} has no pod selector`, { backend: w.metadata.name, provider: this.kind })
-    for (;;) {
-      const { pods, resourceVersion } = await this.listPods(kind, w, signal)
-      const byName = new Map(pods.map((p) => [p.name, p]))
-      if (done([...byName.values()])) return [...byName.values()]
-      const stream = await client.watch<Pod>(podsPath(ns), { labelSelector: selector, resourceVersion }, signal)
-      try {
-        for await (const event of stream) {
-          if (event.type === 'ERROR') break // list again
-          if (event.type === 'BOOKMARK') continue
-          const record = podRecord(event.object)
-          if (event.type === 'DELETED' || !ownsPod(kind, w, record)) byName.delete(record.name)
-          else byName.set(record.name, record)
-          if (done([...byName.values()])) return [...byName.values()]
-        }
-      } catch (err) {
-        if (signal.aborted) throw err
-        if (!isRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')) throw err
-        // a dropped watch: list again
-      }
-      throwIfAborted(signal)
-    }
-  }
-
-  private async listPods(kind: WorkloadKind, w: Workload, signal: AbortSignal): Promise<{ pods: PodRecord[]; resourceVersion: string }> {
-    const client = this.usable()
-    const selector = selectorString(w.spec?.selector)
-    if (selector === '') return { pods: [], resourceVersion: '0' }
-    const list = await client.json<PodList>('GET', podsPath(w.metadata.namespace ?? 'default'), { query: { labelSelector: selector }, signal })
-    return { pods: list.items.map(podRecord).filter((p) => ownsPod(kind, w, p)), resourceVersion: list.metadata.resourceVersion ?? '0' }
-  }
-
-  // ── sleep and shared activity ──────────────────────────────────────────────────────────────
-
-  /** Scale to 0, after the shared Lease says no other sidecar saw traffic (leases.ts). */
-  async sleep(id: string, mode: SleepMode, signal: AbortSignal, context?: SleepContext): Promise<void> {
-    const client = this.usable()
+  async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
+    const ops = this.ops()
     if (mode !== 'scale') {
       throw new RelightError('RELIGHT_ERR_SLEEP_MODE_UNSUPPORTED', `kubernetes workloads sleep with scale (to 0 replicas), not ${mode}`, { backend: id, provider: this.kind, mode })
     }
     const ref = this.ref(id)
-    const w = await this.get(ref, signal)
-    const k = { kind: ref.kind, workload: w }
-    if (specReplicas(w) > 0) {
-      await (this.leases as SharedActivity).claimScaleDown(ref, context?.idleTimeout ?? 0, signal, ownerOf(ref, w))
-      await this.scale(client, ref, 0, signal)
-      this.log.debug({ workload: id }, 'scaled to 0')
-      // Asleep once no pod is left or every one is terminating: a wake right after must not
-      // route to a pod the controller is about to delete. Bounded, in case another sidecar
-      // scaled it up again meanwhile (its pods then stay).
-      const bound = AbortSignal.any([signal, AbortSignal.timeout(PODS_GONE_TIMEOUT_MS)])
-      await this.waitForPods(ref.kind, w, bound, (pods) => pods.every((p) => p.terminating)).catch((err: unknown) => {
-        if (signal.aborted) throw err
-        this.log.debug({ workload: id, err: (err as Error).message }, 'pods still there after the scale-down')
-      })
-    }
+    const observed = this.view.started ? this.view.observe(id)?.version : undefined
+    const version = observed ?? (await this.get(ref, signal)).metadata.annotations?.[this.view.annotation] ?? 'none'
+    const answer = await sleepIf(ops, ref, version, signal)
+    if (answer.result === 'changed') throw refused(id, answer.observation.live ? 'another sidecar wrote activity since (version changed)' : 'engine view disconnected')
     this.pinned.delete(id)
-    this.emit({ type: 'upsert', backend: this.backendOf({ ...k, workload: { ...w, spec: { ...w.spec, replicas: 0 } } }, []) })
-  }
-
-  async shareActivity(id: string, at: number, signal: AbortSignal, context?: SleepContext): Promise<void> {
-    this.usable()
-    const ref = this.ref(id)
-    const known = this.workloads.get(id)?.workload
-    await (this.leases as SharedActivity).renew(ref, at, signal, known ? ownerOf(ref, known) : undefined, context?.idleTimeout)
   }
 
   // ── helpers ────────────────────────────────────────────────────────────────────────────────
@@ -376,6 +325,10 @@ export class KubernetesProvider implements Provider {
     if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'the kubernetes provider is closed', { provider: this.kind })
     if (this.setupError) throw this.setupError
     return this.client as KubeClient
+  }
+
+  private ops(): WorkloadOps {
+    return { client: this.usable(), view: this.view, identity: this.identity, prefix: this.prefix, log: this.log, kind: this.kind }
   }
 
   private idOf(k: Known): string {
@@ -391,28 +344,9 @@ export class KubernetesProvider implements Provider {
 
   /** The workload, fresh; BACKEND_NOT_FOUND when it is gone or no longer annotated. */
   private async get(ref: WorkloadRef, signal: AbortSignal): Promise<Workload> {
-    const client = this.usable()
-    let w: Workload
-    try {
-      w = await client.json<Workload>('GET', workloadPath(ref), { signal })
-    } catch (err) {
-      if (client.statusOf(err) === 404) throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `${workloadId(ref)} does not exist`, { backend: workloadId(ref), provider: this.kind })
-      throw err
-    }
-    if (!isAnnotated(w, this.prefix)) {
-      throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `${workloadId(ref)} has no ${this.prefix}.domain annotation`, { backend: workloadId(ref), provider: this.kind })
-    }
+    const w = await getWorkload(this.ops(), ref, signal)
+    if (!isAnnotated(w, this.prefix)) throw notFound(this, ref, `has no ${this.prefix}.domain annotation`)
     return w
-  }
-
-  /** PATCH the scale subresource (merge patch). */
-  private async scale(client: KubeClient, ref: WorkloadRef, replicas: number, signal: AbortSignal): Promise<void> {
-    try {
-      await client.json('PATCH', workloadPath(ref, 'scale'), { body: { spec: { replicas } }, contentType: 'application/merge-patch+json', signal })
-    } catch (err) {
-      if (client.statusOf(err) === 404) throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `${workloadId(ref)} does not exist`, { backend: workloadId(ref), provider: this.kind })
-      throw err
-    }
   }
 
   private backendOptions(k: Known): BackendOptions {
@@ -449,34 +383,17 @@ export class KubernetesProvider implements Provider {
 
   async check(signal: AbortSignal): Promise<CheckResult[]> {
     if (this.setupError) return [] // list() already failed with the reason
-    const client = this.client as KubeClient
-    const results: CheckResult[] = []
-    try {
-      const v = await client.json<{ gitVersion?: string }>('GET', '/version', { signal })
-      results.push({ ok: true, message: `Kubernetes ${v.gitVersion ?? '?'} answers at ${client.server}${this.credentials ? ` (${this.credentials.source})` : ''}` })
-    } catch (err) {
-      return [{ ok: false, message: `cannot use the Kubernetes API: ${(err as Error).message}` }]
-    }
-    try {
-      results.push(...(await checkPermissions(client, this.namespaces, signal)))
-    } catch (err) {
-      results.push({ ok: false, message: `cannot ask the API server which permissions the sidecar has: ${(err as Error).message}` })
-    }
-    results.push({ ok: true, message: `shared activity: this sidecar writes Leases as "${this.identity}" (give each replica its own identity; keep clocks in sync)` })
-    try {
-      for (const ns of this.namespaces) {
-        for (const kind of WORKLOAD_KINDS) {
-          const list = await client.json<WorkloadList>('GET', collectionPath(kind, ns), { signal })
-          for (const w of list.items.filter((x) => isAnnotated(x, this.prefix))) {
-            const k = { kind, workload: w }
-            for (const p of this.facts(k).problems) results.push({ ok: false, message: `${this.idOf(k)}: ${p}` })
-          }
-        }
-      }
-    } catch {
-      // list() already reported it
-    }
-    return results
+    return checkKubernetes(
+      {
+        client: this.client as KubeClient,
+        source: this.credentials?.source,
+        namespaces: this.namespaces,
+        prefix: this.prefix,
+        identity: this.identity,
+        problems: (k) => this.facts(k).problems.map((p) => `${this.idOf(k)}: ${p}`),
+      },
+      signal,
+    )
   }
 
   async close(): Promise<void> {
@@ -488,12 +405,6 @@ export class KubernetesProvider implements Provider {
   }
 }
 
-/** The workload as the owner of its Lease (so deleting the workload deletes the Lease). */
-function ownerOf(ref: WorkloadRef, w: Workload): LeaseOwner | undefined {
-  const uid = w.metadata.uid
-  return uid ? { apiVersion: 'apps/v1', kind: ref.kind === 'deployment' ? 'Deployment' : 'StatefulSet', name: w.metadata.name, uid } : undefined
-}
-
-function podKey(pod: Pod): string {
-  return `${pod.metadata.namespace ?? ''}/${pod.metadata.name}`
+function refused(id: string, why: string): RelightError {
+  return new RelightError('RELIGHT_ERR_SLEEP_REFUSED', `${id} stays up: ${why}`, { backend: id, provider: 'kubernetes' })
 }

@@ -17,17 +17,14 @@ export interface Permission {
 export const PERMISSIONS: readonly Permission[] = [
   { group: 'apps', resource: 'deployments', verb: 'list', why: 'discovering annotated Deployments' },
   { group: 'apps', resource: 'deployments', verb: 'watch', why: 'following Deployment changes' },
-  { group: 'apps', resource: 'deployments', verb: 'get', why: 'waking and sleeping Deployments' },
-  { group: 'apps', resource: 'deployments', subresource: 'scale', verb: 'patch', why: 'scaling Deployments (wake and sleep)' },
+  { group: 'apps', resource: 'deployments', verb: 'get', why: 'reading a Deployment afresh before a scale-down' },
+  { group: 'apps', resource: 'deployments', verb: 'patch', why: 'writing activity and scaling Deployments (wake and sleep)' },
   { group: 'apps', resource: 'statefulsets', verb: 'list', why: 'discovering annotated StatefulSets' },
   { group: 'apps', resource: 'statefulsets', verb: 'watch', why: 'following StatefulSet changes' },
-  { group: 'apps', resource: 'statefulsets', verb: 'get', why: 'waking and sleeping StatefulSets' },
-  { group: 'apps', resource: 'statefulsets', subresource: 'scale', verb: 'patch', why: 'scaling StatefulSets (wake and sleep)' },
+  { group: 'apps', resource: 'statefulsets', verb: 'get', why: 'reading a StatefulSet afresh before a scale-down' },
+  { group: 'apps', resource: 'statefulsets', verb: 'patch', why: 'writing activity and scaling StatefulSets (wake and sleep)' },
   { group: '', resource: 'pods', verb: 'list', why: 'finding ready pods (upstreams)' },
   { group: '', resource: 'pods', verb: 'watch', why: 'waiting for pods to be ready' },
-  { group: 'coordination.k8s.io', resource: 'leases', verb: 'get', why: 'reading the activity other sidecars share' },
-  { group: 'coordination.k8s.io', resource: 'leases', verb: 'create', why: 'sharing activity with other sidecars' },
-  { group: 'coordination.k8s.io', resource: 'leases', verb: 'update', why: 'sharing activity and deciding scale-downs' },
 ]
 
 interface AccessReview {

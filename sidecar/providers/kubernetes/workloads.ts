@@ -2,7 +2,6 @@
  * Deployments, StatefulSets and Pods as the API server returns them, and what the registry
  * knows about them: pure functions, no I/O (provider.ts does the calls).
  */
-import { createHash } from 'node:crypto'
 import type { BackendInfo, BackendSettings, BackendState } from '../../core/provider.js'
 import { readLabels } from '../kit/labels.js'
 
@@ -116,13 +115,6 @@ export function podsPath(namespace: string | undefined): string {
   return namespace === undefined ? '/api/v1/pods' : `/api/v1/namespaces/${namespace}/pods`
 }
 
-/** The Lease that carries a workload's shared last activity (a DNS subdomain of at most 253 characters). */
-export function leaseName(ref: WorkloadRef): string {
-  const name = `relight-${ref.kind}-${ref.name}`
-  if (name.length <= 253) return name
-  const hash = createHash('sha256').update(ref.name).digest('hex').slice(0, 10)
-  return `${name.slice(0, 242).replace(/[-.]+$/, '')}-${hash}`
-}
 
 /** A label selector in the API's query syntax (`app=web,tier in (a,b),!legacy`). */
 export function selectorString(selector: LabelSelector | undefined): string {
