@@ -1,0 +1,143 @@
+/**
+ * `wake()`: every wake writes activity, in the same one spec update as the replica count
+ * (also when the service is already up: then the token alone), so no other sidecar can scale it
+ * down on a view older than this request. A group member found at 0 first ensures its
+ * dependencies are up AND token-written (rule 1 of §3: another sidecar's conditional scale-down
+ * of a dependency then fails), and only then writes the member.
+ *
+ * A wake right after a scale-down can meet the old task still holding the host port: the wake
+ * first waits for tasks that are shutting down, and a new task that fails with "port is already
+ * allocated" is not final (Swarm starts its replacement).
+ */
+import { delay } from '../../core/timers.js'
+import { RelightError } from '../../core/errors.js'
+import type { BackendInfo } from '../../core/provider.js'
+import { domainLabel } from '../kit/labels.js'
+import { CAS_ATTEMPTS, type SwarmContext, TASK_ENDED, TASK_FAILED, jitter, nameOf, replicasOf, taskReason, withReplicas } from './context.js'
+import { readServiceLabels } from './labels.js'
+import { type Service, type Task, isOutOfSequence, isPortBusy } from './services.js'
+import { stampActivity } from './stamp.js'
+import { targetPort, taskUpstreams } from './upstreams.js'
+import { SKIP } from './view.js'
+
+export async function wakeService(ctx: SwarmContext, id: string, signal: AbortSignal): Promise<BackendInfo> {
+  ctx.throwIfAborted(signal)
+  const service = await routedService(ctx, id, signal)
+  const facts = readServiceLabels(service.Spec.Labels ?? {}, ctx.prefix)
+  const port = targetPort(service, facts.port, ctx.prefix)
+  if ('problem' in port) throw ctx.failed(service, `service ${nameOf(service)} ${port.problem}`)
+  const watch = ctx.view.tasks(service.ID)
+  let before: ReadonlySet<string> | undefined
+  if (replicasOf(service) === 0) {
+    if (facts.group !== undefined) await ensureDependencies(ctx, facts.group, signal)
+    // Old tasks still stopping may hold the host port: let them end first (bounded by the wake's signal).
+    const tasks = await watch.wait((ts) => (ts.some((t) => t.DesiredState !== 'running' && !TASK_ENDED.has(t.Status.State)) ? undefined : ts), signal)
+    before = new Set(tasks.map((t) => t.ID))
+  }
+  const written = await ensureUp(ctx, service.ID, 0, signal)
+  if (written.wasAsleep) ctx.log.info({ service: nameOf(written.service), replicas: replicasOf(written.service) }, 'scaled up')
+  let known = before
+  const running = await watch.wait((tasks) => {
+    const up = tasks.filter((t) => t.DesiredState === 'running' && t.Status.State === 'running')
+    if (up.some((t) => taskUpstreams([t], port.target, (n) => ctx.hostOf(n)).length > 0)) return up
+    // Failures from before this wake looked are not this wake's.
+    known ??= new Set(tasks.filter((t) => TASK_FAILED.has(t.Status.State)).map((t) => t.ID))
+    const failed = tasks.find((t) => !known?.has(t.ID) && TASK_FAILED.has(t.Status.State) && !isPortBusy(taskReason(t)))
+    if (failed) throw exited(ctx, written.service, failed)
+    return undefined
+  }, signal)
+  await ctx.learnNodes(running, signal)
+  ctx.woke.set(service.ID, new Set(running.map((t) => t.ID)))
+  const info = ctx.toBackend(written.service, running)
+  if (!info || info.state !== 'running') throw ctx.failed(service, `service ${nameOf(service)} changed while waking (no longer routed, or scaled down)`)
+  return info // the core probes these upstreams
+}
+
+/**
+ * One write: replicas to the awake count when at 0 (dropping the asleep marker) and a new
+ * activity token always. A lost compare-and-swap is retried on a fresh read.
+ */
+export async function ensureUp(ctx: SwarmContext, id: string, agoMs: number, signal: AbortSignal): Promise<{ service: Service; wasAsleep: boolean }> {
+  let wasAsleep = false
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await ctx.view.write(
+        id,
+        (s) => {
+          if (!s.Spec.Mode?.Replicated) return SKIP
+          const facts = readServiceLabels(s.Spec.Labels ?? {}, ctx.prefix)
+          wasAsleep = replicasOf(s) === 0
+          return withReplicas(s.Spec, wasAsleep ? facts.replicas : undefined, (labels) => {
+            if (wasAsleep) {
+              delete labels[ctx.labels.asleepSince]
+              delete labels[ctx.labels.asleepReplicas]
+            }
+            stampActivity(labels, ctx.labels, ctx.identity, agoMs)
+          })
+        },
+        signal,
+        attempt === 1 && ctx.view.live ? 'cached' : 'fresh',
+      )
+      const service = r.written ?? r.base
+      if (r.written === undefined && !r.skipped && wasAsleep) {
+        // The read-back failed: the write stands; say what we wrote.
+        const facts = readServiceLabels(r.base.Spec.Labels ?? {}, ctx.prefix)
+        return { service: { ...r.base, Spec: withReplicas(r.base.Spec, facts.replicas, () => undefined) }, wasAsleep }
+      }
+      return { service, wasAsleep }
+    } catch (err) {
+      if (!isOutOfSequence(err) || attempt >= CAS_ATTEMPTS) {
+        const s = ctx.view.entry(id)?.service ?? ({ ID: id, Version: { Index: 0 }, Spec: {} } as Service)
+        throw ctx.engineError(err, s, 'scale up', isOutOfSequence(err))
+      }
+    }
+    await delay(jitter(attempt), signal)
+  }
+}
+
+/** Rule 1 of §3: a group's dependencies (members without a domain) up and token-written before the member. */
+async function ensureDependencies(ctx: SwarmContext, group: string, signal: AbortSignal): Promise<void> {
+  const members = await ctx.api.list({ label: [`${ctx.prefix}.group=${group}`] }, signal)
+  const deps = members.filter((s) => s.Spec.Mode?.Replicated && readServiceLabels(s.Spec.Labels ?? {}, ctx.prefix).hosts.length === 0)
+  if (deps.length === 0) return
+  for (const d of deps) ctx.view.absorb(d, false)
+  const asleep = deps.filter((s) => replicasOf(s) === 0)
+  if (asleep.length > 0) ctx.log.info({ group, services: asleep.map(nameOf) }, 'waking group dependencies')
+  await Promise.all(
+    deps.map(async (dep) => {
+      const r = await ensureUp(ctx, dep.ID, 0, signal)
+      if (!r.wasAsleep) return
+      let known: ReadonlySet<string> | undefined
+      await ctx.view.tasks(dep.ID).wait((tasks) => {
+        if (tasks.some((t) => t.DesiredState === 'running' && t.Status.State === 'running')) return true
+        known ??= new Set(tasks.filter((t) => TASK_FAILED.has(t.Status.State)).map((t) => t.ID))
+        const failed = tasks.find((t) => !known?.has(t.ID) && TASK_FAILED.has(t.Status.State) && !isPortBusy(taskReason(t)))
+        if (failed) throw exited(ctx, r.service, failed)
+        return undefined
+      }, signal)
+    }),
+  )
+}
+
+/** The service, routed (domain label, replicated): the view's copy when it is current, else a read. */
+export async function routedService(ctx: SwarmContext, id: string, signal: AbortSignal): Promise<Service> {
+  const entry = ctx.view.entry(id)
+  const service = entry && !entry.stale && ctx.view.live ? entry.service : await ctx.view.read(id, signal)
+  const facts = readServiceLabels(service.Spec.Labels ?? {}, ctx.prefix)
+  if (facts.hosts.length === 0) {
+    throw new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `service ${nameOf(service)} has no ${domainLabel(ctx.prefix)} label`, { backend: id, provider: ctx.kind })
+  }
+  if (!service.Spec.Mode?.Replicated) throw ctx.failed(service, `service ${nameOf(service)} is not a replicated service (global or job mode); only replicated services scale to zero`)
+  return service
+}
+
+function exited(ctx: SwarmContext, service: Service, failed: Task): RelightError {
+  const why = taskReason(failed)
+  const code = failed.Status.ContainerStatus?.ExitCode
+  ctx.log.warn({ service: nameOf(service), task: failed.ID, state: failed.Status.State, err: why, ...(code !== undefined ? { exit_code: code } : {}) }, 'task failed while waking')
+  return new RelightError('RELIGHT_ERR_BACKEND_EXITED', `a task of service ${nameOf(service)} ${failed.Status.State}: ${why}`, {
+    backend: nameOf(service),
+    provider: ctx.kind,
+    ...(code !== undefined ? { exitCode: code } : {}),
+  })
+}
