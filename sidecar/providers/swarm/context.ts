@@ -75,6 +75,13 @@ export class SwarmContext {
     }
   }
 
+  /** Learn this node's id once (tasks here are reached on 127.0.0.1). */
+  async knowLocalNode(signal: AbortSignal): Promise<void> {
+    if (this.localNode !== undefined) return
+    const info = await this.api.info(signal)
+    this.localNode = info.Swarm?.NodeID || undefined
+  }
+
   /** Addresses of the nodes tasks run on: this node is 127.0.0.1, others their node address. */
   async learnNodes(tasks: readonly Task[], signal: AbortSignal): Promise<void> {
     if (tasks.length === 0) return

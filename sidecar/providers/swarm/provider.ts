@@ -34,6 +34,8 @@ const LEGACY_START_WATCH_MS = 5_000
 export interface SwarmProviderOptions {
   /** Use this engine client instead of one built from `config.socket` (tests: recorded answers). */
   readonly engine?: EngineClient
+  /** Use these engine calls instead (tests: an in-memory swarm shared by several provider instances). */
+  readonly api?: SwarmServices
   /** The monotonic clock of the view (tests). */
   readonly now?: () => number
   /** Task poll pauses (tests). */
@@ -82,7 +84,7 @@ export class SwarmProvider implements Provider {
     this.engine =
       options.engine ??
       new EngineClient({ address: config.socket, name: 'docker', ...(config.api_version ? { apiPrefix: `/v${config.api_version}` } : {}) })
-    this.api = new SwarmServices(this.engine)
+    this.api = options.api ?? new SwarmServices(this.engine)
     this.configSettings = settingsFrom(config)
     const now = options.now ?? monotonicNow
     this.view = new SwarmView(this.api, log, {

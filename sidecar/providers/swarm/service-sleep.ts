@@ -7,7 +7,6 @@
  * changed, no retry). Dependencies of a group go down only when every routed member is at 0 and
  * they too were untouched for idle_timeout here, by the same conditional write.
  */
-import { monotonicNow } from '../../core/clock.js'
 import { isRelightError, toRelightError } from '../../core/errors.js'
 import { type Observation, type SleepIfAnswer, sharedBlocker } from '../../core/shared.js'
 import { type SwarmContext, nameOf, replicasOf, withReplicas } from './context.js'
@@ -76,7 +75,7 @@ export async function sleepDependencies(ctx: SwarmContext, group: string, idleTi
   for (const m of members) ctx.view.absorb(m, false)
   const routed = members.filter((s) => readServiceLabels(s.Spec.Labels ?? {}, ctx.prefix).hosts.length > 0)
   if (routed.some((s) => replicasOf(s) > 0)) return []
-  const now = monotonicNow()
+  const now = ctx.view.now()
   const deps = members.filter((s) => {
     if (!s.Spec.Mode?.Replicated || routed.includes(s) || replicasOf(s) === 0) return false
     const obs = ctx.view.observe(s.ID)
@@ -101,16 +100,6 @@ export async function sleepDependencies(ctx: SwarmContext, group: string, idleTi
 }
 
 function changed(ctx: SwarmContext, id: string): SleepIfAnswer {
-  const observation: Observation = ctx.view.observe(id) ?? { version: '', seenAt: monotonicNow(), agoMs: 0, live: false }
+  const observation: Observation = ctx.view.observe(id) ?? { version: '', seenAt: ctx.view.now(), agoMs: 0, live: false }
   return { result: 'changed', observation }
-}
-
-/** Whether `a` and the observed version name the same write (tests, the legacy sleep path). */
-export function sameVersion(a: bigint | undefined, version: string): boolean {
-  if (a === undefined) return false
-  try {
-    return sameMicros(a, BigInt(version))
-  } catch {
-    return false
-  }
 }

@@ -10,7 +10,7 @@
  * allocated" is not final (Swarm starts its replacement).
  */
 import { delay } from '../../core/timers.js'
-import { RelightError } from '../../core/errors.js'
+import { RelightError, isRelightError } from '../../core/errors.js'
 import type { BackendInfo } from '../../core/provider.js'
 import { domainLabel } from '../kit/labels.js'
 import { CAS_ATTEMPTS, type SwarmContext, TASK_ENDED, TASK_FAILED, jitter, nameOf, replicasOf, taskReason, withReplicas } from './context.js'
@@ -24,8 +24,9 @@ export async function wakeService(ctx: SwarmContext, id: string, signal: AbortSi
   ctx.throwIfAborted(signal)
   const service = await routedService(ctx, id, signal)
   const facts = readServiceLabels(service.Spec.Labels ?? {}, ctx.prefix)
-  const port = targetPort(service, facts.port, ctx.prefix)
-  if ('problem' in port) throw ctx.failed(service, `service ${nameOf(service)} ${port.problem}`)
+  const choice = targetPort(service, facts.port, ctx.prefix)
+  if ('problem' in choice) throw ctx.failed(service, `service ${nameOf(service)} ${choice.problem}`)
+  const port = choice
   const watch = ctx.view.tasks(service.ID)
   let before: ReadonlySet<string> | undefined
   if (replicasOf(service) === 0) {
@@ -34,23 +35,44 @@ export async function wakeService(ctx: SwarmContext, id: string, signal: AbortSi
     const tasks = await watch.wait((ts) => (ts.some((t) => t.DesiredState !== 'running' && !TASK_ENDED.has(t.Status.State)) ? undefined : ts), signal)
     before = new Set(tasks.map((t) => t.ID))
   }
-  const written = await ensureUp(ctx, service.ID, 0, signal)
+  let written: { service: Service; wasAsleep: boolean }
+  if (before !== undefined) written = await ensureUp(ctx, service.ID, 0, signal)
+  else {
+    // Already up: the token is what keeps other sidecars from scaling it down under this request;
+    // a sidecar that cannot write (read-only socket proxy) still routes to what runs.
+    try {
+      written = await ensureUp(ctx, service.ID, 0, signal)
+    } catch (err) {
+      if (isRelightError(err, 'RELIGHT_ERR_BACKEND_NOT_FOUND') || signal.aborted) throw err
+      ctx.log.warn({ service: nameOf(service), err: (err as Error).message }, 'could not write activity into a running service; routing to it anyway')
+      written = { service, wasAsleep: false }
+    }
+  }
   if (written.wasAsleep) ctx.log.info({ service: nameOf(written.service), replicas: replicasOf(written.service) }, 'scaled up')
   let known = before
-  const running = await watch.wait((tasks) => {
+  await ctx.knowLocalNode(signal)
+  let running: readonly Task[] = []
+  while (taskUpstreams(running, port.target, (n) => ctx.hostOf(n)).length === 0) {
+    running = await waitRunning()
+    await ctx.learnNodes(running, signal)
+  }
+  ctx.woke.set(service.ID, new Set(running.map((t) => t.ID)))
+  const info = ctx.toBackend(written.service, running)
+  if (!info || info.state !== 'running') throw ctx.failed(service, `service ${nameOf(service)} changed while waking (no longer routed, or scaled down)`)
+  return info // the core probes these upstreams
+
+  function waitRunning(): Promise<readonly Task[]> {
+    return watch.wait((tasks) => {
     const up = tasks.filter((t) => t.DesiredState === 'running' && t.Status.State === 'running')
-    if (up.some((t) => taskUpstreams([t], port.target, (n) => ctx.hostOf(n)).length > 0)) return up
+    // A task on a node this sidecar has not resolved yet: learn the node, then judge again.
+    if (up.some((t) => taskUpstreams([t], port.target, (n) => ctx.hostOf(n)).length > 0 || ctx.hostOf(t.NodeID) === undefined)) return up
     // Failures from before this wake looked are not this wake's.
     known ??= new Set(tasks.filter((t) => TASK_FAILED.has(t.Status.State)).map((t) => t.ID))
     const failed = tasks.find((t) => !known?.has(t.ID) && TASK_FAILED.has(t.Status.State) && !isPortBusy(taskReason(t)))
     if (failed) throw exited(ctx, written.service, failed)
     return undefined
-  }, signal)
-  await ctx.learnNodes(running, signal)
-  ctx.woke.set(service.ID, new Set(running.map((t) => t.ID)))
-  const info = ctx.toBackend(written.service, running)
-  if (!info || info.state !== 'running') throw ctx.failed(service, `service ${nameOf(service)} changed while waking (no longer routed, or scaled down)`)
-  return info // the core probes these upstreams
+    }, signal)
+  }
 }
 
 /**

@@ -49,10 +49,6 @@ export interface ServiceEntry {
   /** Own writes in flight: this service's events wait for them (our event may beat our POST's answer). */
   writing: number
   readonly queued: MobyEvent[]
-  /** Coalesced inspects. */
-  inspecting: boolean
-  inspectAgain: boolean
-  lastInspectAt: number
 }
 
 export interface ViewHooks {
@@ -96,6 +92,11 @@ export class SwarmView {
     private readonly options: ViewOptions,
   ) {
     this.labels = sharedLabels(options.prefix)
+  }
+
+  /** The view's monotonic clock (ms). */
+  now(): number {
+    return this.options.now()
   }
 
   /** The view follows the engine now (stream open, re-listed since). */
@@ -192,9 +193,6 @@ export class SwarmView {
         ownUs: [],
         writing: 0,
         queued: [],
-        inspecting: false,
-        inspectAgain: false,
-        lastInspectAt: -Infinity,
       }
       this.entries.set(s.ID, entry)
       if (emit) this.hooks.changed(s)
@@ -316,6 +314,7 @@ export class SwarmView {
     if (!id || event.Type !== undefined && event.Type !== 'service') return
     const e = this.entries.get(id)
     if (event.Action === 'remove') {
+      this.pendingInspects.delete(id)
       if (e) {
         this.entries.delete(id)
         this.watches.delete(id)
@@ -336,6 +335,11 @@ export class SwarmView {
     const us = eventMicros(event.timeNano ?? (event.time !== undefined ? event.time * 1e9 : undefined))
     if (us !== undefined && this.isOwn(e, us)) return
     if (us !== undefined && sameMicros(us, e.lastChangeUs)) return // already read (a read-back or inspect beat the event)
+    // A write older than the last read is in that read already (its change was seen then). The
+    // fresh read before any scale-down compares UpdatedAt for equality, so a clock that stepped
+    // back after a leader change cannot make this skip a change that matters.
+    const readUs = parseUpdatedAt(e.service.UpdatedAt)
+    if (us !== undefined && readUs !== undefined && us < readUs) return
     e.lastChangeUs = us ?? e.lastChangeUs + 1n
     e.seenAt = this.options.now()
     e.agoMs = 0
@@ -397,7 +401,6 @@ export class SwarmView {
         // closed
       } finally {
         state.inspecting = false
-        this.pendingInspects.delete(id)
       }
     })()
   }
