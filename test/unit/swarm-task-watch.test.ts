@@ -19,6 +19,29 @@ describe('swarm task watch', () => {
     closing.abort()
   })
 
+  it('never has two polls of one service in flight, however many waiters', async () => {
+    let inFlight = 0
+    let most = 0
+    let calls = 0
+    const api = {
+      tasks: async () => {
+        calls++
+        inFlight++
+        most = Math.max(most, inFlight)
+        await new Promise((r) => setTimeout(r, 5))
+        inFlight--
+        return calls >= 4 ? [{ ID: 't', ServiceID: 'web', DesiredState: 'running', Status: { State: 'running' } }] : []
+      },
+    } as unknown as ConstructorParameters<typeof TaskWatch>[0]
+    const closing = new AbortController()
+    const watch = new TaskWatch(api, 'web', closing.signal, [1])
+    const running = (ts: readonly { Status: { State: string } }[]) => (ts.length > 0 ? true : undefined)
+    await Promise.all([1, 2, 3].map(() => watch.wait(running, AbortSignal.timeout(2000))))
+    assert.equal(most, 1)
+    assert.equal(calls, 4)
+    closing.abort()
+  })
+
   it('stops polling when the last waiter leaves', async () => {
     const swarm = new FakeSwarm()
     swarm.add('web', {}, 0)
