@@ -8,6 +8,8 @@ import type { LifecycleEvent, LifecycleEvents } from './events.js'
 import { waitAnyReady, waitReady } from './readiness.js'
 import { abortable } from './timers.js'
 import { atPowerOfTwo } from './log-throttle.js'
+import { ActivitySharer, type HoldOutcome } from './activity-share.js'
+import { sharedBlocker, type SharedEngine } from './shared.js'
 
 /** Upper bound of one sleep (a stop may have a long grace period). */
 const SLEEP_TIMEOUT_MS = 5 * 60_000
@@ -15,6 +17,14 @@ const SLEEP_TIMEOUT_MS = 5 * 60_000
 const SHARE_TIMEOUT_MS = 10_000
 /** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
 const SHARE_RETRY_BASE_MS = 1000
+/** Verify reads (engine view not live): at most one per backend this often… */
+const VERIFY_EVERY_MS = 2000
+/** …each bounded by this… */
+export const VERIFY_TIMEOUT_MS = 300
+/** …and none for this long on a provider after one timed out (a frozen engine costs one wait per backend per 5 s). */
+const VERIFY_COOLOFF_MS = 5000
+/** When the verify reads of an engine may start again (deps.now clock). */
+const verifyPausedUntil = new WeakMap<SharedEngine, number>()
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -44,7 +54,12 @@ export interface BackendDeps {
   readonly closing: AbortSignal
   /** Where wake and sleep transitions are reported (logs subscribe to it). */
   readonly events: LifecycleEvents
+  /** Bounds this sidecar's concurrent activity-token writes (shared engines). */
+  readonly shareQueue: PQueue
 }
+
+/** What a verify read before routing came to (engine view not live): see Backend.verify. */
+export type VerifyOutcome = 'awake' | 'asleep' | 'gone' | 'unconfirmed'
 
 /** What a sleep request came to. */
 export type SleepOutcome =
@@ -106,6 +121,13 @@ export class Backend {
   private shareRetryAt = -Infinity
   private readonly deps: BackendDeps
   private childLog: Logger | undefined
+  /** Shared engines only: when this sidecar writes activity tokens (core/activity-share.ts). */
+  readonly sharer: ActivitySharer | undefined
+  /** Shared engines only: a probe of a backend another sidecar woke (no provider call). */
+  private adopting: Promise<void> | undefined
+  /** Shared engines only: the last verify read (deps.now clock) and the one in flight. */
+  private verifiedAt = -Infinity
+  private verifying: Promise<VerifyOutcome> | undefined
 
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
     this.key = `${providerId(provider)}:${info.id}`
@@ -117,6 +139,18 @@ export class Backend {
     if (this.phase === 'running') this.ready = [...info.upstreams]
     this._lastActivity = deps.now()
     this.createdAt = this.lastActivity
+    const shared = provider.shared
+    if (shared !== undefined) {
+      this.sharer = new ActivitySharer(shared, info.id, {
+        now: deps.now,
+        queue: deps.shareQueue,
+        closing: deps.closing,
+        log: () => this.log,
+        idle: () => this.settings.idle_timeout,
+        inflight: () => this.inflight,
+        asleep: () => this.foundAsleep(),
+      })
+    }
   }
 
   /** What the provider last reported (hosts, upstreams, group, details). */
@@ -183,6 +217,7 @@ export class Backend {
   started(countInflight: boolean): void {
     if (countInflight) this._inflight++
     this._lastActivity = this.lastTraffic = this.deps.now()
+    this.sharer?.touched(this.lastTraffic)
   }
 
   /** The access log reported a request finished. */
@@ -196,6 +231,70 @@ export class Backend {
     }
     if (this.inflight > 0) this._inflight--
     this._lastActivity = this.lastTraffic = this.deps.now()
+    this.sharer?.touched(this.lastTraffic)
+  }
+
+  /**
+   * Shared engines, request path, after upstream() answered: undefined (nearly always), or a
+   * wait for the token write this request triggered when nobody wrote for idle_timeout/2
+   * (ActivitySharer.hold). `asleep`: another sidecar scaled it down; the backend is already
+   * marked asleep and waking.
+   */
+  shareHold(): Promise<HoldOutcome> | undefined {
+    return this.sharer?.hold(this.deps.now())
+  }
+
+  /** Shared engines: the engine view does not follow the engine now (routing needs a verify read). */
+  get viewStale(): boolean {
+    const shared = this.provider.shared
+    return shared !== undefined && shared.observe(this.info.id)?.live === false
+  }
+
+  /**
+   * Shared engines, request path, while the view is not live: read the object before routing on
+   * what the view last said. At most one read per backend per VERIFY_EVERY_MS, bounded by
+   * VERIFY_TIMEOUT_MS, and none on this provider for VERIFY_COOLOFF_MS after one timed out.
+   * undefined: no read now (route on the last view).
+   */
+  verify(): Promise<VerifyOutcome> | undefined {
+    const shared = this.provider.shared
+    if (shared === undefined) return undefined
+    if (this.verifying) return this.verifying
+    const now = this.deps.now()
+    if (now - this.verifiedAt < VERIFY_EVERY_MS || now < (verifyPausedUntil.get(shared) ?? -Infinity)) return undefined
+    this.verifiedAt = now
+    const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(VERIFY_TIMEOUT_MS)])
+    const run = shared.refresh(this.info.id, signal).then(
+      (answer): VerifyOutcome => {
+        if (answer === 'asleep') this.foundAsleep()
+        return answer
+      },
+      (err: unknown): VerifyOutcome => {
+        if (signal.aborted && !this.deps.closing.aborted) verifyPausedUntil.set(shared, this.deps.now() + VERIFY_COOLOFF_MS)
+        const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
+        this.log.debug({ code: error.code, err: error.message }, 'verify read before routing failed; routing on the last view')
+        return 'unconfirmed'
+      },
+    )
+    this.verifying = run
+    void run.finally(() => {
+      if (this.verifying === run) this.verifying = undefined
+    })
+    return run
+  }
+
+  /**
+   * The engine says the workload is at 0 replicas while this sidecar routes to it (another
+   * sidecar scaled it down): stop routing and wake it (there is traffic here).
+   */
+  private foundAsleep(): void {
+    if (this.removed || this.phase !== 'running') return
+    this.stopJoining()
+    this.ready = []
+    this._phase = 'asleep'
+    this._info = { ...this.info, state: 'scaled_to_zero' }
+    this.log.info('another sidecar put it to sleep while this one had traffic: waking it')
+    this.wake().catch(() => undefined)
   }
 
   /**
@@ -204,6 +303,11 @@ export class Backend {
    * sweep; never on the request path. `wallNow` is ms since the epoch (shared with other hosts).
    */
   shareActivity(now: number, wallNow: number = Date.now()): void {
+    if (this.sharer !== undefined) {
+      this.sharer.tick(now)
+      return
+    }
+    // The old path, for providers without the shared-decision port (removed once they move).
     const share = this.provider.shareActivity
     if (!share || this.sharing || this.removed || this.phase !== 'running') return
     // Traffic only: a refused sleep restarts the local idle clock, and sharing that would make
@@ -250,12 +354,27 @@ export class Backend {
 
   /** Why the backend must not sleep now (undefined: it may); `asleep` when there is nothing to put to sleep. */
   private sleepBlocker(now: number, ignoreActivity: boolean): string | undefined {
-    if (!(this.phase === 'running' || (this.phase === 'asleep' && this.info.state === 'running'))) return this.phase
+    if (!(this.phase === 'running' || (this.phase === 'asleep' && this.upInEngine))) return this.phase
     if (this.settings.always_on) return 'always_on'
     if (this.inflight > 0) return `inflight: ${this.inflight}`
     if (this.wakePromise !== undefined) return 'waking'
+    if (this.adopting !== undefined) return 'probing'
     if (!ignoreActivity && now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+    const shared = this.provider.shared
+    if (shared !== undefined && !ignoreActivity) {
+      // Several sidecars: idle here is not enough; the shared token must not have changed for
+      // idle_timeout, measured on this host's monotonic clock, with the view live.
+      return sharedBlocker(shared.observe(this.info.id), this.createdAt, now, this.settings.idle_timeout)
+    }
     return undefined
+  }
+
+  /**
+   * Up in the engine, whatever the phase here: running, or (shared engines) starting, e.g. a
+   * group sibling another sidecar woke and this one never routed.
+   */
+  get upInEngine(): boolean {
+    return this.info.state === 'running' || (this.provider.shared !== undefined && this.info.state === 'starting')
   }
 
   /** Report a transition to the lifecycle events (logs, metrics, the events stream subscribe). */
@@ -268,13 +387,16 @@ export class Backend {
    * that started before the last transition ended (`observedAt`) cannot undo it: its state is
    * older than what the transition did.
    */
-  update(info: BackendInfo, settings: ResolvedSettings, observedAt?: number): void {
+  update(info: BackendInfo, settings: ResolvedSettings, observedAt?: number): 'applied' | 'deferred' {
     const stale = observedAt !== undefined && observedAt < this.transitionEndedAt
     this._info = stale ? { ...info, state: this.info.state } : info
     this._settings = settings
-    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return
+    // A transition in progress keeps its phase: what the engine reports meanwhile is its
+    // progress (or our own write), and the transition reports by its result.
+    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return 'deferred'
     if (this.phase === 'running' && info.state === 'running') this.reconcileReady(info.upstreams)
     else this.applyState(info.state)
+    return 'applied'
   }
 
   /**
@@ -344,8 +466,11 @@ export class Backend {
     if (state === 'running') {
       if (this.phase !== 'running') {
         // Started outside a wake of ours (a restart after a crash, `docker start`): it may not
-        // listen yet, so it is routed only after the readiness probe of a (no-op) wake.
-        this.wake().catch(() => undefined)
+        // listen yet, so it is routed only after the readiness probe of a (no-op) wake. On a
+        // shared engine, another sidecar's wake: probed and routed without a provider call,
+        // since a wake writes an activity token and nobody here had traffic.
+        if (this.provider.shared !== undefined) this.adopt()
+        else this.wake().catch(() => undefined)
       }
       return
     }
@@ -354,8 +479,47 @@ export class Backend {
     this._inflight = 0
   }
 
+  /**
+   * Shared engines: a backend found running that this sidecar did not wake (another sidecar's
+   * wake, seen by an event or a resync). Its reported upstreams are probed and it is routed;
+   * nothing is written to the engine and the local idle clock is left alone (the shared token
+   * of the waker keeps it up). Single flight; a request meanwhile waits behind it.
+   */
+  private adopt(): void {
+    if (this.adopting !== undefined || this.wakePromise !== undefined || this.removed) return
+    const upstreams = this.info.upstreams
+    if (upstreams.length === 0) return // not routable yet: the next report with upstreams adopts it
+    const run = this.serial(async () => {
+      if (this.phase !== 'asleep' || this.removed || !this.upInEngine) return
+      this._phase = 'probing'
+      this.ready = []
+      const controller = new AbortController()
+      const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
+      try {
+        const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
+        await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
+        this.leftoverProbes = controller
+        this._phase = 'running'
+        this._info = { ...this.info, state: 'running' }
+        this.log.debug('routed: up in the engine (another sidecar woke it)')
+      } catch (err) {
+        this._phase = 'asleep'
+        this.ready = []
+        const error = toRelightError(signal.aborted ? signal.reason : err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
+        this.log.debug({ code: error.code, err: error.message }, 'not routed: up in the engine but not ready here')
+      } finally {
+        this.transitionEndedAt = this.deps.now()
+      }
+    })
+    this.adopting = run
+    void run.finally(() => {
+      if (this.adopting === run) this.adopting = undefined
+    })
+  }
+
   markRemoved(): void {
     this._removed = true
+    this.sharer?.close()
     this.stopJoining()
     const gone = new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name })
     this.wakeAbort?.abort(gone)
@@ -421,11 +585,12 @@ export class Backend {
       this.ready = []
       // Routed only to the backend's own listener (process apps: never to a program that bound the port first).
       const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
-      if (upstreams.length > 0) await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
+      if (upstreams.length > 0) await this.probeWoken(upstreams, signal, owns)
       this.leftoverProbes = controller
       this._phase = 'running'
       this._lastActivity = this.deps.now()
       this._lastError = undefined
+      this.sharer?.wroteByWake(started)
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
@@ -439,6 +604,33 @@ export class Backend {
       throw error
     } finally {
       this.transitionEndedAt = this.deps.now()
+    }
+  }
+
+  /**
+   * The readiness probe of a wake, raced with the provider's `startFailure` hook: a backend
+   * that stopped right after its start (a task that failed) fails the wake at once with
+   * RELIGHT_ERR_BACKEND_EXITED instead of at wake_timeout.
+   */
+  private async probeWoken(upstreams: readonly string[], signal: AbortSignal, owns: ((u: string) => boolean) | undefined): Promise<void> {
+    const startFailure = this.provider.startFailure
+    if (startFailure === undefined) return waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
+    const probe = new AbortController()
+    const stopped = new AbortController()
+    const name = this.info.name
+    startFailure.call(this.provider, this.info.id, stopped.signal).then(
+      (reason) => {
+        if (!stopped.signal.aborted) probe.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${name} stopped while starting: ${reason}`, { backend: name }))
+      },
+      () => undefined, // the hook ended with the probe, or failed: the probe decides
+    )
+    const both = AbortSignal.any([signal, probe.signal])
+    try {
+      await waitAnyReady(upstreams, this.settings.readiness, both, (u) => this.addReady(u), owns)
+    } catch (err) {
+      throw probe.signal.aborted && !signal.aborted ? probe.signal.reason : err
+    } finally {
+      stopped.abort()
     }
   }
 
@@ -474,12 +666,16 @@ export class Backend {
   private runSleep(ignoreActivity: boolean): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
-      const blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
+      const shared = this.provider.shared
+      // The version judged idle: the scale-down is conditional on it (read before the blocker).
+      const judged = shared?.observe(this.info.id)
+      const blocker = this.sleepBlocker(this.deps.now(), ignoreActivity) ?? (shared !== undefined && judged === undefined ? 'engine has not reported it yet' : undefined)
       if (blocker === 'asleep') return { result: 'asleep' }
       if (blocker !== undefined) {
         this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
         return { result: 'refused', reason: blocker }
       }
+      if (shared !== undefined && judged !== undefined) return this.sleepShared(shared, judged.version)
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
       this.stopJoining()
@@ -515,6 +711,47 @@ export class Backend {
         this.transitionEndedAt = this.deps.now()
       }
     })
+  }
+
+  /**
+   * Several sidecars: scale down only if the shared activity is still `version` (the engine's
+   * precondition decides). `changed`: another sidecar wrote since; the backend stays up and is
+   * judged again from the new observation. The local idle clock is not reset: only traffic moves it.
+   */
+  private async sleepShared(shared: SharedEngine, version: string): Promise<SleepOutcome> {
+    this.leftoverProbes?.abort()
+    this.leftoverProbes = undefined
+    this.stopJoining()
+    const wasPhase = this.phase
+    this._phase = 'sleeping'
+    const started = this.deps.now()
+    const mode = this.settings.sleep
+    const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+    try {
+      const answer = await this.queued(this.deps.sleepQueue, () => shared.sleepIf(this.info.id, version, signal), signal)
+      if (answer.result === 'changed') {
+        this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+        const reason = 'another sidecar wrote since (version changed)'
+        this.emit({ type: 'sleep.refused', mode, reason, code: 'RELIGHT_ERR_SLEEP_REFUSED' })
+        return { result: 'refused', reason }
+      }
+      this._phase = 'asleep'
+      this._inflight = 0
+      this.ready = []
+      this._info = { ...this.info, state: stateForMode(mode) }
+      this._counters.sleeps++
+      this.emit({ type: 'sleep.done', mode, fallback: false, duration_ms: this.deps.now() - started })
+      return { result: 'done', mode }
+    } catch (err) {
+      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
+      this._counters.sleepFailures++
+      this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+      this._lastActivity = this.deps.now() // retry after another idle_timeout, not on every tick
+      this.emit({ type: 'sleep.failed', mode, code: error.code, reason: error.message })
+      return { result: 'failed', error }
+    } finally {
+      this.transitionEndedAt = this.deps.now()
+    }
   }
 
   private async trySleep(mode: SleepMode, fallback: SleepMode, signal: AbortSignal): Promise<SleepMode> {

@@ -114,6 +114,11 @@ export type ProviderEvent =
   | { readonly type: 'state'; readonly id: string; readonly state: BackendState; readonly reason?: string }
   /** Something changed that the provider cannot describe: the registry lists again soon. */
   | { readonly type: 'resync' }
+  /**
+   * Shared engines: the engine view lost (`up: false`) or regained its stream. Status and
+   * healthz show it; sleeps are already blocked by `Observation.live`.
+   */
+  | { readonly type: 'connection'; readonly up: boolean; readonly reason?: string }
 
 export interface BackendStats {
   cpu_pct: number

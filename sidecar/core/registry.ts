@@ -7,6 +7,7 @@ import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { delay } from './timers.js'
+import { monotonicNow } from './clock.js'
 
 /** What the registry reads of the configuration (the parsed config satisfies it; core imports no config/ code). */
 export interface RegistryConfig {
@@ -26,11 +27,17 @@ export interface ProviderStatus {
   error?: string
   /** Code of the last failed list. */
   code?: ErrorCode
+  /** Shared engines: whether the provider's engine view follows the engine (a `connection` event). */
+  view?: 'live' | 'down'
 }
 
 const LIST_TIMEOUT_MS = 15_000
 const RELIST_ON_MISS_EVERY_MS = 1000
 const RELIST_ON_MISS_WAIT_MS = 1500
+/** Concurrent activity-token writes of this sidecar (shared engines). */
+const SHARE_CONCURRENCY = 8
+/** healthz says `degraded` when an engine view has been down this long. */
+export const VIEW_DOWN_DEGRADED_MS = 2000
 
 /**
  * Owns every backend: lists providers, follows their events, keeps the host index, and runs
@@ -61,8 +68,13 @@ export class Registry implements RegistryReload {
   private lastMissRelist = 0
   private readonly resyncs = new Map<Provider, { again: boolean; done: Promise<void> }>()
   private missRelist: Promise<void> | undefined
+  /** Shared engines: when each provider's view went down (deps.now clock); absent while live. */
+  private readonly viewDownAt = new Map<string, number>()
+  /** Shared engines: the onReconnect subscription per followed provider. */
+  private readonly reconnectSubs = new Map<Provider, () => void>()
 
-  constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now) {
+  /** `now` is the clock every idle and transition duration is measured on: monotonic (core/clock.ts), injectable for tests. */
+  constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = monotonicNow) {
     const ids = new Set<string>()
     for (const p of providers) {
       // The config refuses duplicates with the key named; reaching this is a wiring mistake.
@@ -81,6 +93,7 @@ export class Registry implements RegistryReload {
       now,
       closing: this.closer.signal,
       events: this.events,
+      shareQueue: new PQueue({ concurrency: SHARE_CONCURRENCY }),
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
   }
@@ -132,6 +145,14 @@ export class Registry implements RegistryReload {
   }
 
   private follow(provider: Provider): void {
+    const shared = provider.shared
+    if (shared !== undefined) {
+      // The view is live again: token writes that failed during the outage are retried now.
+      const off = shared.onReconnect(() => {
+        for (const b of this.backends.values()) if (b.provider === provider) b.sharer?.reconnected()
+      })
+      this.reconnectSubs.set(provider, off)
+    }
     if (!provider.watch) return
     const watching = new AbortController()
     this.watches.set(provider, watching)
@@ -139,6 +160,9 @@ export class Registry implements RegistryReload {
   }
 
   private unfollow(provider: Provider): void {
+    this.reconnectSubs.get(provider)?.()
+    this.reconnectSubs.delete(provider)
+    this.viewDownAt.delete(providerId(provider))
     this.watches.get(provider)?.abort()
     this.watches.delete(provider)
     this.stopResyncTimer(provider)
@@ -205,8 +229,9 @@ export class Registry implements RegistryReload {
         hostsChanged = true
       }
     }
-    const wasUp = this.status.get(providerId(provider))?.ok === true
-    this.status.set(providerId(provider), { ok: true, backends: infos.length, lastList: Date.now() })
+    const previous = this.status.get(providerId(provider))
+    const wasUp = previous?.ok === true
+    this.status.set(providerId(provider), { ok: true, backends: infos.length, lastList: Date.now(), ...(previous?.view ? { view: previous.view } : {}) })
     if (!wasUp) this.events.emit({ type: 'provider.up', provider: providerId(provider), backends: infos.length })
     // A resync that changes no host keeps the index (and its warm raw-Host cache).
     if (hostsChanged) this.scheduleRebuild(true)
@@ -237,7 +262,36 @@ export class Registry implements RegistryReload {
       case 'resync':
         this.resyncInBackground(provider)
         return
+      case 'connection':
+        this.viewConnection(provider, event.up, event.reason)
+        return
     }
+  }
+
+  /** A shared engine's view lost or regained the engine: status, provider.down/up, healthz. */
+  private viewConnection(provider: Provider, up: boolean, reason: string | undefined): void {
+    const id = providerId(provider)
+    const before = this.status.get(id) ?? { ok: true, backends: 0 }
+    if (up) {
+      if (!this.viewDownAt.delete(id)) return
+      this.status.set(id, { ...before, view: 'live' })
+      this.events.emit({ type: 'provider.up', provider: id, backends: before.backends })
+      return
+    }
+    if (this.viewDownAt.has(id)) return
+    this.viewDownAt.set(id, this.deps.now())
+    this.status.set(id, { ...before, view: 'down' })
+    this.events.emit({ type: 'provider.down', provider: id, code: 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', reason: `engine view disconnected${reason ? `: ${reason}` : ''}` })
+  }
+
+  /**
+   * healthz: a provider cannot be listed, or a shared engine's view has been down for more than
+   * VIEW_DOWN_DEGRADED_MS (a blip while a stream reopens is not reported).
+   */
+  degraded(now = this.deps.now()): boolean {
+    for (const s of this.status.values()) if (!s.ok) return true
+    for (const at of this.viewDownAt.values()) if (now - at > VIEW_DOWN_DEGRADED_MS) return true
+    return false
   }
 
   /** Add or update a backend; true when the host index must change (new backend or new hosts). */
@@ -248,8 +302,9 @@ export class Registry implements RegistryReload {
     if (existing) {
       const hostsChanged = !sameHosts(existing.info.hosts, info.hosts)
       const before = existing.info.state
-      existing.update(info, settings, observedAt)
-      if (existing.info.state !== before) this.events.emit({ type: 'backend.state', ...ref(existing), state: existing.info.state })
+      // A report during a transition (its progress, our own write) is no state change of its own.
+      const applied = existing.update(info, settings, observedAt) === 'applied'
+      if (applied && existing.info.state !== before) this.events.emit({ type: 'backend.state', ...ref(existing), state: existing.info.state })
       return hostsChanged
     }
     const backend = new Backend(provider, info, settings, this.deps)
@@ -393,7 +448,9 @@ export class Registry implements RegistryReload {
       members.push(backend)
     }
     for (const members of groups.values()) {
-      const awake = members.filter((b) => b.phase !== 'asleep')
+      // Shared engines: also a member up in the engine that this sidecar never routed (another
+      // sidecar woke it): its token must be quiet too before the group sleeps.
+      const awake = members.filter((b) => b.phase !== 'asleep' || (b.provider.shared !== undefined && b.upInEngine))
       if (awake.length > 0 && awake.every((b) => b.isIdle(now))) {
         for (const b of awake) work.push(b.sleepIfIdle())
       }

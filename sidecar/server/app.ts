@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { REPLY_HEADER, TICKET_HEADER } from '../core/access-log.js'
-import type { Backend } from '../core/backend.js'
+import type { Backend, VerifyOutcome } from '../core/backend.js'
 import { RelightError } from '../core/errors.js'
 import { canonicalHostProblem, normalizeHost } from '../core/hosts.js'
 import { providerId } from '../core/provider.js'
@@ -143,6 +143,10 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     if (target !== undefined) {
       const upstream = target.upstream()
       if (upstream !== undefined) {
+        // Shared engines only (one property check otherwise): a verify read while the engine
+        // view is not live, or the wait for this request's token write after a quiet spell.
+        const gate = target.sharer === undefined ? undefined : sharedGate(target)
+        if (gate !== undefined) return gate.then((outcome) => afterGate(target, outcome, req, reply, canonical))
         outcomes.routed++
         return authorise(target, upstream, req, reply, canonical)
       }
@@ -159,6 +163,27 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       (err: unknown) => authError(req, reply, err),
     )
   })
+
+  /**
+   * Several sidecars on one engine, before routing to a backend this sidecar believes running:
+   * while the engine view is not live, a verify read (bounded, rate-limited: Backend.verify);
+   * otherwise the hold of ActivitySharer (only after idle_timeout/2 of shared silence).
+   */
+  function sharedGate(backend: Backend): Promise<VerifyOutcome> | undefined {
+    return backend.viewStale ? backend.verify() : backend.shareHold()
+  }
+
+  function afterGate(backend: Backend, outcome: VerifyOutcome, req: FastifyRequest, reply: FastifyReply, canonical: boolean): FastifyReply | Promise<FastifyReply> {
+    if (outcome === 'gone') {
+      return authError(req, reply, new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${backend.info.name} no longer exists`, { backend: backend.info.name }))
+    }
+    // 'asleep': another sidecar scaled it down (the backend is marked asleep and waking);
+    // 'awake' or 'unconfirmed' (the engine did not answer in time): route on what is known.
+    const upstream = backend.upstream()
+    if (upstream === undefined) return wakeAndAnswer(backend, req, reply, canonical)
+    outcomes.routed++
+    return authorise(backend, upstream, req, reply, canonical)
+  }
 
   /** An /auth answer that is an error, counted by its code (relight_auth_requests_total). */
   function authError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
@@ -338,7 +363,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     }
     for (const [id, status] of registry.status) providers[id] = { ...status, backends: counts.get(id) ?? 0, awake: awake.get(id) ?? 0 }
     return reply.send({
-      status: [...registry.status.values()].every((s) => s.ok) ? 'ok' : 'degraded',
+      status: registry.degraded() ? 'degraded' : 'ok',
       backends: registry.size,
       providers,
       access_log: options.accessLogState?.() ?? 'not configured',

@@ -1,0 +1,278 @@
+/**
+ * The core's shared-decision rules (docs/architecture.md, "Shared decisions") against a scripted
+ * SharedEngine: what this sidecar judges on its own monotonic clock, what it writes, and what it
+ * reports. No engine; the provider is test/fakes/shared-engine.ts.
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import pino from 'pino'
+import { parseConfig } from '../../sidecar/config/load.js'
+import type { Stamped } from '../../sidecar/core/events.js'
+import { Registry } from '../../sidecar/core/registry.js'
+import { buildApp } from '../../sidecar/server/app.js'
+import { RelightError } from '../../sidecar/core/errors.js'
+import type { MemoryBackend } from '../fakes/memory-provider.js'
+import { deferred } from '../fakes/memory-provider.js'
+import { SharedMemoryProvider } from '../fakes/shared-engine.js'
+import { okUpstream } from '../helpers/ok-upstream.js'
+import { until } from '../helpers/wait.js'
+
+const log = pino({ level: 'silent' })
+const upstream = okUpstream()
+const IDLE = 10_000
+
+async function core(backends: (up: string) => MemoryBackend[]) {
+  const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s, sleep: scale, fallback_sleep: scale }\n`, 'test')
+  const clock = { now: 1_000_000 }
+  const provider = new SharedMemoryProvider(backends(upstream.address), () => clock.now)
+  const engine = provider.shared
+  const registry = new Registry([provider], config, log, () => clock.now)
+  const events: Stamped[] = []
+  registry.events.subscribe((e) => events.push(e))
+  await registry.start()
+  const app = buildApp({}, { registry, logger: log })
+  await app.ready()
+  const auth = (host: string) => app.inject({ method: 'GET', url: '/_relight/auth', headers: { host } })
+  const backend = (id: string) => {
+    const b = registry.get(`memory:${id}`)
+    assert.ok(b, id)
+    return b
+  }
+  const settle = () => new Promise((r) => setTimeout(r, 5))
+  return {
+    clock,
+    provider,
+    engine,
+    registry,
+    events,
+    auth,
+    backend,
+    settle,
+    close: async () => {
+      registry.close()
+      await app.close()
+    },
+  }
+}
+
+const web = (up: string, over: Partial<MemoryBackend> = {}): MemoryBackend => ({ id: 'web', hosts: ['web.example.com'], state: 'running', upstreams: [up], ...over })
+
+describe('shared decisions in the core (fake SharedEngine)', () => {
+  it('judges idleness on its own monotonic clock: a wall clock 2 minutes off changes nothing', async () => {
+    const realNow = Date.now
+    for (const skew of [120_000, -120_000]) {
+      Date.now = () => realNow() + skew
+      try {
+        const c = await core((up) => [web(up)])
+        c.clock.now += 5000
+        c.engine.foreignWrite('web') // another sidecar's traffic, seen here now
+        c.clock.now += IDLE - 1
+        await c.registry.sweep()
+        assert.equal(c.engine.calls.sleepIf.length, 0, `skew ${skew}: not before idle_timeout after the token was seen`)
+        c.clock.now += 1
+        await c.registry.sweep()
+        assert.equal(c.engine.calls.sleepIf.length, 1, `skew ${skew}: exactly idle_timeout after`)
+        assert.equal(c.backend('web').phase, 'asleep')
+        await c.close()
+      } finally {
+        Date.now = realNow
+      }
+    }
+  })
+
+  it('a view that is not live blocks every sleep; after it reconnects nothing sleeps for idle_timeout', async () => {
+    const c = await core((up) => [web(up)])
+    c.engine.disconnect()
+    c.clock.now += 10 * IDLE
+    await c.registry.sweep()
+    assert.equal(c.engine.calls.sleepIf.length, 0)
+    c.engine.reconnect() // seenAt = now for every observation
+    c.clock.now += IDLE - 1
+    await c.registry.sweep()
+    assert.equal(c.engine.calls.sleepIf.length, 0, 'reconnect resets: one idle_timeout from the reconnect')
+    c.clock.now += 1
+    await c.registry.sweep()
+    assert.deepEqual(c.engine.calls.sleepIf, [{ id: 'web', unchangedSince: 'none' }])
+    assert.deepEqual(c.provider.calls.sleep, [], 'never the unconditional provider.sleep')
+    await c.close()
+  })
+
+  it('a token write that failed during an outage is retried at once when the view reconnects', async () => {
+    const c = await core((up) => [web(up)])
+    c.engine.failRecord = new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'engine down')
+    c.engine.disconnect()
+    assert.equal((await c.auth('web.example.com')).statusCode, 200)
+    await until(() => c.engine.calls.recordActivity.length === 1, 'first write (fails)')
+    await c.settle()
+    c.engine.failRecord = undefined
+    c.engine.reconnect()
+    await until(() => c.engine.calls.recordActivity.length === 2, 'retry on reconnect, not at the next tick')
+    await c.close()
+  })
+
+  it('shares the first request after a quiet spell at once, before any sweep tick', async () => {
+    const c = await core((up) => [web(up)])
+    c.clock.now += IDLE
+    assert.equal((await c.auth('web.example.com')).statusCode, 200)
+    await until(() => c.engine.calls.recordActivity.length === 1, 'the immediate write')
+    await c.close()
+  })
+
+  it('a sleep whose version changed meanwhile is refused with a reason and does not reset the local idle clock', async () => {
+    const c = await core((up) => [web(up)])
+    c.clock.now += IDLE
+    const idleBefore = c.backend('web').lastActivity
+    c.engine.beforeSleepIf = (id) => {
+      c.engine.beforeSleepIf = undefined
+      c.engine.foreignWrite(id)
+    }
+    await c.registry.sweep()
+    assert.equal(c.engine.calls.sleepIf.length, 1)
+    const refused = c.events.find((e) => e.type === 'sleep.refused')
+    assert.ok(refused && refused.type === 'sleep.refused')
+    assert.match(refused.reason, /another sidecar wrote since/)
+    assert.equal(c.backend('web').phase, 'running')
+    assert.equal(c.backend('web').lastActivity, idleBefore, 'only traffic moves the local idle clock')
+    // judged again from the new token: idle_timeout after it
+    c.clock.now += IDLE
+    await c.registry.sweep()
+    assert.equal(c.engine.calls.sleepIf.length, 2)
+    assert.equal(c.backend('web').phase, 'asleep')
+    await c.close()
+  })
+
+  it('an admin sleep of a shared backend is sleepIf on the observed version', async () => {
+    const c = await core((up) => [web(up)])
+    const version = c.engine.foreignWrite('web')
+    const outcome = await c.backend('web').sleepNow()
+    assert.equal(outcome.result, 'done')
+    assert.deepEqual(c.engine.calls.sleepIf, [{ id: 'web', unchangedSince: version }])
+    assert.deepEqual(c.provider.calls.sleep, [])
+    await c.close()
+  })
+
+  it('a wake reports only by its result: engine reports during it raise no backend.state', async () => {
+    const c = await core((up) => [web(up, { state: 'scaled_to_zero' })])
+    const hold = deferred()
+    c.provider.holdWake = hold.promise
+    const pending = c.auth('web.example.com')
+    await until(() => c.backend('web').phase === 'waking', 'waking')
+    // the engine shows our own write's progress (a provider that still emitted it)
+    c.provider.emit({ type: 'upsert', backend: { id: 'web', name: 'web', hosts: ['web.example.com'], state: 'starting', upstreams: [], settings: {} } })
+    hold.resolve()
+    assert.equal((await pending).statusCode, 200)
+    const types = c.events.map((e) => e.type).filter((t) => t.startsWith('wake.') || t === 'backend.state')
+    assert.deepEqual(types, ['wake.started', 'wake.ready'])
+    await c.close()
+  })
+
+  it('a request that wakes the backend writes no second token (the wake wrote one)', async () => {
+    const c = await core((up) => [web(up, { state: 'scaled_to_zero' })])
+    assert.equal((await c.auth('web.example.com')).statusCode, 200)
+    assert.equal(c.provider.calls.wake, 1)
+    await c.settle()
+    assert.equal(c.engine.calls.recordActivity.length, 0)
+    // traffic goes on: the next write comes from the tick, idle/4 after the wake
+    c.clock.now += IDLE / 4
+    await c.auth('web.example.com')
+    await c.registry.sweep()
+    await until(() => c.engine.calls.recordActivity.length === 1, 'the cadence write')
+    await c.close()
+  })
+
+  it('a task that fails right after its start aborts the wake with BACKEND_EXITED (startFailure)', async () => {
+    // the woken backend's address answers nothing: only the hook can end the wait early
+    const c = await core(() => [web('127.0.0.1:9', { state: 'scaled_to_zero' })])
+    const pending = c.auth('web.example.com')
+    await until(() => c.backend('web').phase === 'probing', 'probing')
+    c.provider.taskFailed('task exited with code 1')
+    const res = await pending
+    assert.equal(res.statusCode, 502)
+    assert.equal(JSON.parse(res.body).code, 'RELIGHT_ERR_BACKEND_EXITED')
+    assert.match(JSON.parse(res.body).detail, /task exited with code 1/)
+    await c.close()
+  })
+
+  it('a backend found running (event or resync) is probed and routed without a wake or a token write', async () => {
+    const c = await core((up) => [web(up, { state: 'scaled_to_zero' })])
+    // another sidecar woke it: seen by an event
+    c.provider.put(web(upstream.address))
+    await until(() => c.backend('web').phase === 'running', 'routed')
+    // and by resyncs
+    await c.registry.resync(c.provider)
+    await c.registry.resync(c.provider)
+    assert.equal(c.provider.calls.wake, 0)
+    assert.equal(c.engine.calls.recordActivity.length, 0, 'nobody had traffic here')
+    // a request here is traffic: written
+    assert.equal((await c.auth('web.example.com')).statusCode, 200)
+    await until(() => c.engine.calls.recordActivity.length === 1, 'the request wrote')
+    await c.close()
+  })
+
+  it('a group sibling up in the engine but never routed here blocks the group sleep while its token is fresh', async () => {
+    const c = await core((up) => [
+      web(up, { group: 'shop' }),
+      { id: 'api', hosts: ['api.example.com'], state: 'scaled_to_zero', upstreams: [], group: 'shop' },
+    ])
+    c.clock.now += IDLE
+    // another sidecar wakes api: replicas up (starting), its token fresh; never routed here
+    c.provider.put({ id: 'api', hosts: ['api.example.com'], state: 'starting', upstreams: [], group: 'shop' })
+    c.engine.foreignWrite('api')
+    await c.registry.sweep()
+    assert.equal(c.backend('api').phase, 'asleep')
+    assert.equal(c.engine.calls.sleepIf.length, 0, 'web idle here, but api is awake in the engine with a fresh token')
+    c.clock.now += IDLE
+    await c.registry.sweep()
+    assert.deepEqual(c.engine.calls.sleepIf.map((s) => s.id).sort(), ['api', 'web'], 'the group sleeps together')
+    await c.close()
+  })
+
+  it('while the view is not live, a request is verified by one bounded read; asleep wakes, gone answers 404', async () => {
+    const c = await core((up) => [web(up)])
+    c.engine.disconnect()
+    c.engine.refreshAnswer = 'asleep' // another sidecar scaled it down while we could not see
+    const res = await c.auth('web.example.com')
+    assert.equal(res.statusCode, 200)
+    assert.equal(c.engine.calls.refresh.length, 1)
+    assert.equal(c.provider.calls.wake, 1, 'woken instead of routed to a stopped replica')
+    // at most one read per backend per 2 s
+    assert.equal((await c.auth('web.example.com')).statusCode, 200)
+    assert.equal(c.engine.calls.refresh.length, 1)
+    c.clock.now += 2000
+    c.engine.refreshAnswer = 'gone'
+    assert.equal((await c.auth('web.example.com')).statusCode, 404)
+    await c.close()
+  })
+
+  it('a verify read that times out routes on the last view and pauses reads on that engine for 5 s', async () => {
+    const c = await core((up) => [web(up)])
+    c.engine.disconnect()
+    const never = deferred()
+    c.engine.holdRefresh = never.promise
+    const started = Date.now()
+    assert.equal((await c.auth('web.example.com')).statusCode, 200)
+    assert.ok(Date.now() - started < 2000, 'bounded (300 ms)')
+    c.clock.now += 2000
+    assert.equal((await c.auth('web.example.com')).statusCode, 200)
+    assert.equal(c.engine.calls.refresh.length, 1, 'cool-off after a timeout')
+    c.clock.now += 5000
+    c.engine.holdRefresh = undefined
+    assert.equal((await c.auth('web.example.com')).statusCode, 200)
+    assert.equal(c.engine.calls.refresh.length, 2)
+    never.resolve()
+    await c.close()
+  })
+
+  it('a connection event marks the provider down, and healthz degraded after 2 s', async () => {
+    const c = await core((up) => [web(up)])
+    c.provider.emit({ type: 'connection', up: false, reason: 'stream closed' })
+    assert.ok(c.events.some((e) => e.type === 'provider.down'))
+    assert.equal(c.registry.degraded(), false, 'a blip is not reported')
+    c.clock.now += 2001
+    assert.equal(c.registry.degraded(), true)
+    c.provider.emit({ type: 'connection', up: true })
+    assert.ok(c.events.some((e) => e.type === 'provider.up'))
+    assert.equal(c.registry.degraded(), false)
+    await c.close()
+  })
+})
