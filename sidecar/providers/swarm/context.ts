@@ -101,9 +101,9 @@ export class SwarmContext {
     return this.nodeHosts.get(nodeId)
   }
 
-  /** The idle_timeout of a service (its label, else the provider's, else the default 5 min). */
-  idleTimeout(s: Service): number {
-    return readServiceLabels(s.Spec.Labels ?? {}, this.prefix).settings.idle_timeout ?? this.configSettings.idle_timeout ?? 300_000
+  /** The idle_timeout a service's label or the provider's settings give (undefined: the top-level default, which providers do not see). */
+  explicitIdleTimeout(s: Service): number | undefined {
+    return readServiceLabels(s.Spec.Labels ?? {}, this.prefix).settings.idle_timeout ?? this.configSettings.idle_timeout
   }
 
   refused(name: string, why: string): RelightError {

@@ -2,8 +2,8 @@ import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import { monotonicNow } from '../../core/clock.js'
 import { RelightError, isRelightError } from '../../core/errors.js'
-import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepContext, SleepMode } from '../../core/provider.js'
-import { type ActivityAnswer, type Observation, type SharedEngine, type SleepIfAnswer, sharedBlocker } from '../../core/shared.js'
+import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
+import type { ActivityAnswer, Observation, SharedEngine, SleepIfAnswer } from '../../core/shared.js'
 import { WarnOnce } from '../../core/warn-once.js'
 import { settingsFrom } from '../../core/settings.js'
 import { EngineClient } from '../moby/client.js'
@@ -22,14 +22,6 @@ import { SwarmView } from './view.js'
 
 /** Service events that can change what the registry knows. */
 export const WATCHED_ACTIONS = ['create', 'update', 'remove'] as const
-
-/**
- * Until the core drives `shared` and `startFailure` (issue 21, branch shared-core), the core's
- * old calls are served by the new pieces: `shareActivity` → `recordActivity`, `sleep` with a
- * context → the shared rule on this sidecar's view + `sleepIf`, and a task that fails within
- * LEGACY_START_WATCH_MS of a wake → a `stopped` state (the old side channel).
- */
-const LEGACY_START_WATCH_MS = 5_000
 
 export interface SwarmProviderOptions {
   /** Use this engine client instead of one built from `config.socket` (tests: recorded answers). */
@@ -154,6 +146,7 @@ export class SwarmProvider implements Provider {
           this.emit({ type: 'remove', id })
         },
         resync: () => this.emit({ type: 'resync' }),
+        connection: (up, reason) => this.emit(up ? { type: 'connection', up } : { type: 'connection', up, ...(reason !== undefined ? { reason } : {}) }),
       },
       this.closer.signal,
     )
@@ -179,27 +172,19 @@ export class SwarmProvider implements Provider {
 
   async wake(id: string, signal: AbortSignal): Promise<BackendInfo> {
     this.assertOpen()
-    const info = await wakeService(this.ctx, id, signal)
-    this.legacyStartWatch(id)
-    return info
+    return wakeService(this.ctx, id, signal)
   }
 
   startFailure(id: string, signal: AbortSignal): Promise<string> {
     return startFailure(this.ctx, id, signal)
   }
 
-  /** Legacy (until the core races `startFailure`): a task that fails right after the wake ends the core's probe through a `stopped` state. */
-  private legacyStartWatch(id: string): void {
-    const signal = AbortSignal.any([this.closer.signal, AbortSignal.timeout(LEGACY_START_WATCH_MS)])
-    void startFailure(this.ctx, id, signal).then((reason) => this.emit({ type: 'state', id, state: 'stopped', reason }))
-  }
-
   /**
-   * Scale to 0 (mode `scale`). With `context` (the core's idle sweep, legacy path): refused while
-   * this sidecar's view saw a write within idle_timeout or is not live, then `sleepIf` on the
-   * observed version. Without (admin): `sleepIf` on the observed version.
+   * Scale to 0 (mode `scale`) if nobody wrote the service since this sidecar's view last saw it
+   * change: `sleepIf` on the observed version (the core calls `shared.sleepIf` itself for idle
+   * and admin sleeps; this is the Provider contract's entry point).
    */
-  async sleep(id: string, mode: SleepMode, signal: AbortSignal, context?: SleepContext): Promise<void> {
+  async sleep(id: string, mode: SleepMode, signal: AbortSignal): Promise<void> {
     this.assertOpen()
     this.ctx.throwIfAborted(signal)
     if (mode !== 'scale') {
@@ -209,19 +194,8 @@ export class SwarmProvider implements Provider {
     if (replicasOf(service) === 0) return
     const obs = this.view.observe(id)
     if (!obs) throw this.ctx.refused(nameOf(service), 'this sidecar has not observed the service yet')
-    if (context) {
-      const blocker = sharedBlocker(obs, obs.seenAt, (this.options.now ?? monotonicNow)(), context.idleTimeout)
-      if (blocker !== undefined) throw this.ctx.refused(nameOf(service), blocker)
-    }
-    const answer = await sleepIf(this.ctx, id, obs.version, signal, context?.idleTimeout)
+    const answer = await sleepIf(this.ctx, id, obs.version, signal)
     if (answer.result === 'changed') throw this.ctx.refused(nameOf(service), 'another sidecar wrote since (version changed)')
-  }
-
-  /** Legacy (until the core's ActivitySharer calls `shared.recordActivity`): traffic at `at` (ms since the epoch, this host's clock). */
-  async shareActivity(id: string, at: number, signal: AbortSignal): Promise<void> {
-    this.assertOpen()
-    const answer = await recordActivity(this.ctx, id, Math.max(0, Date.now() - at), signal)
-    if (answer.state === 'asleep') this.log.debug({ service: id }, 'activity not written: the service is at 0 replicas')
   }
 
   // ── check and lifecycle ────────────────────────────────────────────────────────────────────

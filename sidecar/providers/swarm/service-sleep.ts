@@ -37,6 +37,10 @@ export async function sleepIf(ctx: SwarmContext, id: string, unchangedSince: str
   }
   const replicas = replicasOf(fresh)
   if (replicas === 0) return { result: 'slept' }
+  // How long the core judged this member idle (its observation's age, the writer's ago_ms
+  // unclamped: never shorter than the core's own figure, which is ≥ idle_timeout).
+  const judgedObs = ctx.view.observe(id)
+  const memberIdle = judgedObs ? ctx.view.now() - (judgedObs.seenAt - Math.max(0, judgedObs.agoMs)) : 0
   try {
     await ctx.view.write(id, (s) => scaleDownSpec(ctx, s), signal, fresh)
   } catch (err) {
@@ -46,7 +50,7 @@ export async function sleepIf(ctx: SwarmContext, id: string, unchangedSince: str
   ctx.log.info({ service: nameOf(fresh), replicas_before: replicas }, 'scaled to zero')
   const group = readServiceLabels(fresh.Spec.Labels ?? {}, ctx.prefix).group
   if (group !== undefined) {
-    await sleepDependencies(ctx, group, idleTimeout ?? ctx.idleTimeout(fresh), signal).catch((err: unknown) => {
+    await sleepDependencies(ctx, group, idleTimeout ?? ctx.explicitIdleTimeout(fresh) ?? memberIdle, signal).catch((err: unknown) => {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { provider: ctx.kind })
       ctx.log.warn({ group, code: error.code, err: error.message }, 'could not scale the group\'s dependencies down; they stay up until the group sleeps again')
     })
@@ -68,7 +72,9 @@ export function scaleDownSpec(ctx: SwarmContext, s: Service): ServiceSpec {
 /**
  * After a routed member slept: a dependency goes down only when, in one fresh list of the group,
  * every routed member is at 0, and the dependency's own observation is live and unchanged for
- * idle_timeout here; then with the version of that list (a wake's token written since ⇒ refused).
+ * idle_timeout here (the member's `<prefix>.idle_timeout` label or the provider's setting; the
+ * provider does not see the top-level defaults, so otherwise: at least as long as the member the
+ * core judged idle, which is at least idle_timeout); then with the version of that list (a wake's token written since ⇒ refused).
  */
 export async function sleepDependencies(ctx: SwarmContext, group: string, idleTimeout: number, signal: AbortSignal): Promise<string[]> {
   const members = await ctx.api.list({ label: [`${ctx.prefix}.group=${group}`] }, signal)
@@ -80,7 +86,7 @@ export async function sleepDependencies(ctx: SwarmContext, group: string, idleTi
     if (!s.Spec.Mode?.Replicated || routed.includes(s) || replicasOf(s) === 0) return false
     const obs = ctx.view.observe(s.ID)
     // A dependency touched within idle_timeout (a wake's ensureUp) may be under another sidecar's wake.
-    return obs !== undefined && sharedBlocker(obs, obs.seenAt, now, idleTimeout) === undefined
+    return obs !== undefined && sharedBlocker({ ...obs, agoMs: 0 }, obs.seenAt, now, idleTimeout) === undefined
   })
   if (deps.length === 0) return []
   ctx.log.info({ group, services: deps.map(nameOf) }, 'group asleep; scaling its dependencies down')

@@ -58,6 +58,8 @@ export interface ViewHooks {
   removed(id: string): void
   /** The stream (re)connected: events may have been missed (the registry lists). */
   resync(): void
+  /** The view stopped (false, with why) or started again (true) following the engine. */
+  connection(up: boolean, reason?: string): void
 }
 
 export interface ViewOptions {
@@ -84,7 +86,7 @@ export class SwarmView {
   private stream: AbortController | undefined
   private everLive = false
   private _live = false
-  private hooks: ViewHooks = { changed: () => undefined, removed: () => undefined, resync: () => undefined }
+  private hooks: ViewHooks = { changed: () => undefined, removed: () => undefined, resync: () => undefined, connection: () => undefined }
 
   constructor(
     private readonly api: SwarmServices,
@@ -136,8 +138,14 @@ export class SwarmView {
    */
   markNotLive(why: string): void {
     if (this._live) this.log.warn({ reason: why }, 'swarm view not live; reopening the event stream and re-listing')
-    this._live = false
+    this.down(why)
     this.stream?.abort(new Error(why))
+  }
+
+  private down(why: string): void {
+    if (!this._live) return
+    this._live = false
+    this.hooks.connection(false, why)
   }
 
   // ── reads and writes ──────────────────────────────────────────────────────────────────────
@@ -435,7 +443,7 @@ export class SwarmView {
           this.log.warn({ code: error.code, err: error.message, failures: retry.failures, retry_ms: retry.delayMs }, 'swarm event stream failed; reconnecting')
         }
       }
-      this._live = false
+      this.down('the swarm event stream broke')
       stream.abort(new Error('reopening the swarm event stream'))
       if (stop.aborted) break
       // Reset when a stream opened (the measured 7.5 s reopen), unless it closed at once with nothing.
@@ -455,6 +463,7 @@ export class SwarmView {
     const again = this.everLive
     this.everLive = true
     this._live = true
+    this.hooks.connection(true)
     if (again) for (const l of this.reconnectListeners) l()
   }
 
