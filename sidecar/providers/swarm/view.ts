@@ -219,7 +219,11 @@ export class SwarmView {
         e.seenAt = now
       }
     }
-    if (sameMicros(us, e.lastChangeUs) && !this.isOwn(e, us)) e.agoMs = tokenAgoMs(s.Spec.Labels?.[this.labels.activity])
+    if (sameMicros(us, e.lastChangeUs)) {
+      // The exact µs of the read replace the event's (a double: ±1 µs), so every view names a write alike.
+      e.lastChangeUs = us
+      if (!this.isOwn(e, us)) e.agoMs = tokenAgoMs(s.Spec.Labels?.[this.labels.activity])
+    }
     if (emit && routingKey(before, this.options.prefix) !== routingKey(s, this.options.prefix)) this.hooks.changed(s)
     return e
   }
