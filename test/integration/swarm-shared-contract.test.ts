@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
+import type { ProviderEvent } from '../../sidecar/core/provider.js'
 import { swarmConfigSchema } from '../../sidecar/providers/swarm/config.js'
 import { SwarmProvider } from '../../sidecar/providers/swarm/provider.js'
 import { runSharedEngineContract } from '../contract/shared-engine-contract.js'
@@ -60,6 +61,28 @@ if (skip) {
         },
       }
     },
+  })
+
+  describe('swarm: watch() reports changes made by someone else', () => {
+    it('a scale-down and a scale-up by another writer arrive as upserts; the started task is followed until it runs', async () => {
+      const prefix = `${swarm.run}o`
+      const svc = await swarm.service({ labels: { [`${prefix}.domain`]: 'other.localhost', [`${prefix}.port`]: '8080' }, replicas: 1 })
+      const p = sidecar(DOCKER_SOCKET, prefix, 'edge-watch')
+      const events: ProviderEvent[] = []
+      try {
+        p.watch((e) => events.push(e), AbortSignal.timeout(120_000))
+        await until(() => p.shared.observe(svc.id)?.live === true, 'the view to go live', 30_000, 10)
+        const state = (s: string) => events.some((e) => e.type === 'upsert' && e.backend.id === svc.id && e.backend.state === s)
+        await swarm.scale(svc.id, 0)
+        await until(() => state('scaled_to_zero'), 'an upsert scaled_to_zero', 30_000, 10)
+        await swarm.scale(svc.id, 1)
+        await until(() => state('running'), 'an upsert running, with the task', 60_000, 10)
+        const running = events.find((e) => e.type === 'upsert' && e.backend.id === svc.id && e.backend.state === 'running')
+        assert.ok(running?.type === 'upsert' && running.backend.upstreams.length === 1, 'with the task\'s upstream (the core adopts it)')
+      } finally {
+        await p.close()
+      }
+    })
   })
 
   describe('swarm: engine requests per wake (one sidecar)', () => {

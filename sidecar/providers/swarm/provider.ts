@@ -4,6 +4,7 @@ import { monotonicNow } from '../../core/clock.js'
 import { RelightError, isRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import type { ActivityAnswer, Observation, SharedEngine, SleepIfAnswer } from '../../core/shared.js'
+import { delay } from '../../core/timers.js'
 import { WarnOnce } from '../../core/warn-once.js'
 import { settingsFrom } from '../../core/settings.js'
 import { EngineClient } from '../moby/client.js'
@@ -19,6 +20,10 @@ import { routedService, wakeService } from './service-wake.js'
 import { type Service, SwarmServices } from './services.js'
 import { startFailure } from './start-failure.js'
 import { SwarmView } from './view.js'
+
+/** Following a service someone else scaled up, until a task runs (Swarm has no task events). */
+const FOLLOW_POLL_MS = 250
+const FOLLOW_MAX_MS = 120_000
 
 /** Service events that can change what the registry knows. */
 export const WATCHED_ACTIONS = ['create', 'update', 'remove'] as const
@@ -62,6 +67,8 @@ export class SwarmProvider implements Provider {
   private readonly configSettings: BackendSettings
   private readonly listeners = new Set<(event: ProviderEvent) => void>()
   private readonly warned = new WarnOnce()
+  /** Services scaled up by someone else, followed until a task runs. */
+  private readonly following = new Set<string>()
   private readonly closer = new AbortController()
   private started = false
   private closed = false
@@ -159,9 +166,43 @@ export class SwarmProvider implements Provider {
       await this.ctx.learnNodes(tasks, signal)
       const info = this.ctx.toBackend(s, tasks)
       this.emit(info ? { type: 'upsert', backend: info } : { type: 'remove', id: s.ID })
+      if (info?.state === 'starting') this.followStarting(s.ID, signal)
     } catch (err) {
       if (!signal.aborted) this.log.debug({ service: s.ID, err: (err as Error).message }, 'reading a changed service failed; the resync corrects it')
     }
+  }
+
+  /**
+   * A service someone else scaled up has no task running yet, and Swarm sends no task events: its
+   * running tasks are listed every FOLLOW_POLL_MS (no inspect) until one runs, so the core can
+   * adopt it (probe and route with no write). One follower per service; ends when the view says
+   * it went back to 0 or is gone, or after FOLLOW_MAX_MS.
+   */
+  private followStarting(id: string, signal: AbortSignal): void {
+    if (this.following.has(id)) return
+    this.following.add(id)
+    const stop = AbortSignal.any([signal, AbortSignal.timeout(FOLLOW_MAX_MS)])
+    void (async () => {
+      try {
+        while (!stop.aborted) {
+          await delay(FOLLOW_POLL_MS, stop)
+          const entry = this.view.entry(id)
+          if (!entry || replicasOf(entry.service) === 0) return
+          const tasks = await this.api.tasks({ service: [id], 'desired-state': ['running'] }, stop)
+          await this.ctx.learnNodes(tasks, stop)
+          const info = this.ctx.toBackend(entry.service, tasks)
+          if (!info) return
+          if (info.state === 'running') {
+            this.emit({ type: 'upsert', backend: info })
+            return
+          }
+        }
+      } catch (err) {
+        if (!stop.aborted) this.log.debug({ service: id, err: (err as Error).message }, 'following a starting service failed; the resync corrects it')
+      } finally {
+        this.following.delete(id)
+      }
+    })()
   }
 
   private emit(event: ProviderEvent): void {
