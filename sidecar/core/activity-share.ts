@@ -73,6 +73,7 @@ export class ActivitySharer {
   touched(now: number): void {
     this.lastTraffic = now
     this.dirty = true
+    if (this.closed) return
     if (this.writing === undefined && now - this.landedAt >= this.deps.idle() / 4 && now >= this.retryAt) this.write(now)
   }
 

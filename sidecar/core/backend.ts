@@ -23,8 +23,6 @@ const VERIFY_EVERY_MS = 2000
 export const VERIFY_TIMEOUT_MS = 300
 /** …and none for this long on a provider after one timed out (a frozen engine costs one wait per backend per 5 s). */
 const VERIFY_COOLOFF_MS = 5000
-/** When the verify reads of an engine may start again (deps.now clock). */
-const verifyPausedUntil = new WeakMap<SharedEngine, number>()
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -56,6 +54,8 @@ export interface BackendDeps {
   readonly events: LifecycleEvents
   /** Bounds this sidecar's concurrent activity-token writes (shared engines). */
   readonly shareQueue: PQueue
+  /** Per shared engine: when its verify reads may start again after one timed out (deps.now clock). */
+  readonly verifyPausedUntil: WeakMap<SharedEngine, number>
 }
 
 /** What a verify read before routing came to (engine view not live): see Backend.verify. */
@@ -217,7 +217,8 @@ export class Backend {
   started(countInflight: boolean): void {
     if (countInflight) this._inflight++
     this._lastActivity = this.lastTraffic = this.deps.now()
-    this.sharer?.touched(this.lastTraffic)
+    // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
+    if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
   }
 
   /** The access log reported a request finished. */
@@ -231,7 +232,8 @@ export class Backend {
     }
     if (this.inflight > 0) this._inflight--
     this._lastActivity = this.lastTraffic = this.deps.now()
-    this.sharer?.touched(this.lastTraffic)
+    // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
+    if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
   }
 
   /**
@@ -261,7 +263,7 @@ export class Backend {
     if (shared === undefined) return undefined
     if (this.verifying) return this.verifying
     const now = this.deps.now()
-    if (now - this.verifiedAt < VERIFY_EVERY_MS || now < (verifyPausedUntil.get(shared) ?? -Infinity)) return undefined
+    if (now - this.verifiedAt < VERIFY_EVERY_MS || now < (this.deps.verifyPausedUntil.get(shared) ?? -Infinity)) return undefined
     this.verifiedAt = now
     const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(VERIFY_TIMEOUT_MS)])
     const run = shared.refresh(this.info.id, signal).then(
@@ -270,7 +272,7 @@ export class Backend {
         return answer
       },
       (err: unknown): VerifyOutcome => {
-        if (signal.aborted && !this.deps.closing.aborted) verifyPausedUntil.set(shared, this.deps.now() + VERIFY_COOLOFF_MS)
+        if (signal.aborted && !this.deps.closing.aborted) this.deps.verifyPausedUntil.set(shared, this.deps.now() + VERIFY_COOLOFF_MS)
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
         this.log.debug({ code: error.code, err: error.message }, 'verify read before routing failed; routing on the last view')
         return 'unconfirmed'
@@ -304,7 +306,7 @@ export class Backend {
    */
   shareActivity(now: number, wallNow: number = Date.now()): void {
     if (this.sharer !== undefined) {
-      this.sharer.tick(now)
+      if (this.phase === 'running' && !this.removed) this.sharer.tick(now)
       return
     }
     // The old path, for providers without the shared-decision port (removed once they move).

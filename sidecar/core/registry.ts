@@ -94,6 +94,7 @@ export class Registry implements RegistryReload {
       closing: this.closer.signal,
       events: this.events,
       shareQueue: new PQueue({ concurrency: SHARE_CONCURRENCY }),
+      verifyPausedUntil: new WeakMap(),
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
   }
@@ -549,6 +550,8 @@ export class Registry implements RegistryReload {
     this.timers = []
     for (const t of this.resyncTimers.values()) clearInterval(t)
     this.resyncTimers.clear()
+    for (const off of this.reconnectSubs.values()) off()
+    this.reconnectSubs.clear()
     this.closer.abort(new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down'))
   }
 }

@@ -141,6 +141,19 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     await c.close()
   })
 
+  it('a request reported finished after our own sleep writes no token (the workload is down)', async () => {
+    const c = await core((up) => [web(up)])
+    c.clock.now += IDLE
+    await c.registry.sweep()
+    assert.equal(c.backend('web').phase, 'asleep')
+    c.backend('web').finished() // a late access-log line
+    c.clock.now += IDLE
+    await c.registry.sweep()
+    await c.settle()
+    assert.equal(c.engine.calls.recordActivity.length, 0)
+    await c.close()
+  })
+
   it('an admin sleep of a shared backend is sleepIf on the observed version', async () => {
     const c = await core((up) => [web(up)])
     const version = c.engine.foreignWrite('web')
@@ -224,6 +237,26 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     c.clock.now += IDLE
     await c.registry.sweep()
     assert.deepEqual(c.engine.calls.sleepIf.map((s) => s.id).sort(), ['api', 'web'], 'the group sleeps together')
+    await c.close()
+  })
+
+  it('after idle/2 of shared silence a request waits for its write; asleep (another sidecar won) wakes instead of routing', async () => {
+    const c = await core((up) => [web(up)])
+    c.clock.now += IDLE / 2
+    c.engine.recordAsleep = true
+    const wake = deferred()
+    c.provider.holdWake = wake.promise
+    let answered = false
+    const pending = c.auth('web.example.com').then((r) => {
+      answered = true
+      return r
+    })
+    await until(() => c.provider.calls.wake === 1, 'the wake')
+    await c.settle()
+    assert.equal(answered, false, 'not routed to a stopping replica: it waits for the wake')
+    assert.equal(c.engine.calls.recordActivity.length, 1)
+    wake.resolve()
+    assert.equal((await pending).statusCode, 200)
     await c.close()
   })
 
