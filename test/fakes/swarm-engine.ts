@@ -19,6 +19,8 @@ export class FakeSwarm {
   private readonly streams = new Set<{ push: (e: MobyEvent) => void; end: (err?: Error) => void }>()
   /** Called before an update is applied (a test writes "as another sidecar" here). */
   beforeUpdate: ((id: string) => void | Promise<void>) | undefined
+  /** The next this many `/events` requests fail (an engine that is down). */
+  failEvents = 0
   /** Delay (ms) of every inspect answer (a slow engine). */
   inspectDelayMs = 0
   /** Tasks a scale-up creates: their states, one per poll (the last repeats). Default: running at once. */
@@ -119,6 +121,10 @@ export class FakeSwarm {
     },
     events: async (_filters: Filters, signal: AbortSignal): Promise<AsyncIterable<MobyEvent>> => {
       this.calls.push('GET /events')
+      if (this.failEvents > 0) {
+        this.failEvents--
+        throw new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', 'connect ECONNREFUSED /var/run/docker.sock', { provider: 'docker' })
+      }
       const queue: MobyEvent[] = []
       let wake: (() => void) | undefined
       let ended: Error | null | undefined

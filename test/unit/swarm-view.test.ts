@@ -76,4 +76,22 @@ describe('swarm view', () => {
     assert.equal(a.provider.shared.observe('web')?.seenAt, a.clock.now)
     assert.equal(reconnects, 1)
   })
+
+  it('reopens promptly after an outage: the backoff is reset when a stream opens (and delivered)', async () => {
+    swarm().add('web', WEB)
+    const a = await sidecar()
+    // Three failed attempts: the delay has grown to 1.6 s.
+    swarm().failEvents = 3
+    swarm().cut()
+    await until(() => !a.provider.view.live, 'not live')
+    await until(() => a.provider.view.live, 'live after three failures')
+    swarm().writeAsOther('web', (spec) => ({ ...spec, Labels: { ...spec.Labels, x: '1' } }))
+    await settle()
+    const cutAt = Date.now()
+    swarm().cut()
+    await until(() => !a.provider.view.live, 'not live')
+    await until(() => a.provider.view.live, 'live again')
+    const took = Date.now() - cutAt
+    assert.ok(took < 1000, `reopened after ${took} ms (the first delay, not the grown one)`)
+  })
 })
