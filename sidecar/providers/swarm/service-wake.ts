@@ -128,7 +128,7 @@ async function ensureDependencies(ctx: SwarmContext, group: string, signal: Abor
   await Promise.all(
     deps.map(async (dep) => {
       const r = await ensureUp(ctx, dep.ID, 0, signal)
-      if (!r.wasAsleep) return
+      // Also when it was up already: a sibling's wake may have scaled it up a moment ago, and its task may not run yet.
       let known: ReadonlySet<string> | undefined
       await ctx.view.tasks(dep.ID).wait((tasks) => {
         if (tasks.some((t) => t.DesiredState === 'running' && t.Status.State === 'running')) return true
