@@ -25,6 +25,8 @@ export class FakeSwarm {
   inspectDelayMs = 0
   /** Tasks a scale-up creates: their states, one per poll (the last repeats). Default: running at once. */
   taskScript: Array<Partial<Task['Status']> & { desired?: Task['DesiredState'] }>[] | undefined
+  /** Per-service task scripts (override `taskScript`). */
+  readonly taskScripts = new Map<string, Array<Partial<Task['Status']> & { desired?: Task['DesiredState'] }>[]>()
   private polls = new Map<string, number>()
 
   add(id: string, labels: Record<string, string>, replicas = 1): Service {
@@ -178,17 +180,18 @@ export class FakeSwarm {
 
   private startTasks(id: string, n: number): void {
     for (let i = 0; i < n; i++) {
-      this.tasks.push({ ID: `${id}-t${this.tasks.length}`, ServiceID: id, NodeID: 'node1', DesiredState: 'running', Status: { State: this.taskScript ? 'pending' : 'running', PortStatus: { Ports: [{ Protocol: 'tcp', TargetPort: 8080, PublishedPort: 30000 + this.tasks.length, PublishMode: 'host' }] } } })
+      this.tasks.push({ ID: `${id}-t${this.tasks.length}`, ServiceID: id, NodeID: 'node1', DesiredState: 'running', Status: { State: this.taskScripts.has(id) || this.taskScript ? 'pending' : 'running', PortStatus: { Ports: [{ Protocol: 'tcp', TargetPort: 8080, PublishedPort: 30000 + this.tasks.length, PublishMode: 'host' }] } } })
     }
     this.polls.set(id, 0)
   }
 
   /** Advance the task script of a service by one poll. */
   private poll(id: string): void {
-    if (!this.taskScript || !this.polls.has(id)) return
+    const script = this.taskScripts.get(id) ?? this.taskScript
+    if (!script || !this.polls.has(id)) return
     const n = this.polls.get(id) ?? 0
     this.polls.set(id, n + 1)
-    const step = this.taskScript[Math.min(n, this.taskScript.length - 1)] ?? []
+    const step = script[Math.min(n, script.length - 1)] ?? []
     const mine = this.tasks.filter((t) => t.ServiceID === id)
     step.forEach((st, i) => {
       const t = mine[i]

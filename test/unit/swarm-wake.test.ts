@@ -70,4 +70,16 @@ describe('swarm wake', () => {
     swarm().taskScript = [[{ State: 'pending' }], [{ State: 'failed', Err: 'exec: no such file', desired: 'shutdown' }]]
     await assert.rejects(a.provider.wake('web', AbortSignal.timeout(2000)), (e) => isRelightError(e, 'RELIGHT_ERR_BACKEND_EXITED') && /no such file/.test(e.message))
   })
+
+  it('two members woken at once: neither answers before the dependency\'s task runs (the second finds it already scaled up)', async () => {
+    swarm().add('db', { 'relight.group': 'shop' }, 0)
+    swarm().add('web', { ...WEB, 'relight.group': 'shop' }, 0)
+    swarm().add('admin', { 'relight.domain': 'admin.example.com', 'relight.group': 'shop' }, 0)
+    const a = await sidecar()
+    swarm().taskScripts.set('db', [[{ State: 'pending' }], [{ State: 'pending' }], [{ State: 'pending' }], [{ State: 'pending' }], [{ State: 'running' }]])
+    const dbRuns = () => swarm().tasks.some((t) => t.ServiceID === 'db' && t.Status.State === 'running')
+    const woke: boolean[] = []
+    await Promise.all(['web', 'admin'].map((id) => a.provider.wake(id, AbortSignal.timeout(2000)).then(() => woke.push(dbRuns()))))
+    assert.deepEqual(woke, [true, true])
+  })
 })
