@@ -150,6 +150,7 @@ export class SwarmProvider implements Provider {
         changed: (s) => void this.changed(s, stop),
         removed: (id) => {
           this.warned.forget(id)
+          this.ctx.woke.delete(id)
           this.emit({ type: 'remove', id })
         },
         resync: () => this.emit({ type: 'resync' }),
