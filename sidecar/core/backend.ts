@@ -10,6 +10,7 @@ import { abortable } from './timers.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import { ActivitySharer, type HoldOutcome } from './activity-share.js'
 import { sharedBlocker, type SharedEngine } from './shared.js'
+import type { IgnoreRules } from './ignore.js'
 
 /** Upper bound of one sleep (a stop may have a long grace period). */
 const SLEEP_TIMEOUT_MS = 5 * 60_000
@@ -23,6 +24,8 @@ const VERIFY_EVERY_MS = 2000
 export const VERIFY_TIMEOUT_MS = 300
 /** …and none for this long on a provider after one timed out (a frozen engine costs one wait per backend per 5 s). */
 const VERIFY_COOLOFF_MS = 5000
+/** Upper bound of one CPU measurement for busy_cpu (the sleep waits for it). */
+const BUSY_MEASURE_TIMEOUT_MS = 5000
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -41,6 +44,12 @@ export interface ResolvedSettings {
   readonly readiness: Readiness
   readonly max_request_duration: number
   readonly always_on: boolean
+  /** Idle policies (issue 26): see core/ignore.ts and README "When does a backend sleep?". */
+  readonly ignore: IgnoreRules
+  readonly ignore_status: number
+  /** Percent of one core; undefined: off (or the provider cannot measure). */
+  readonly busy_cpu: number | undefined
+  readonly startup_grace: number
 }
 
 export interface BackendDeps {
@@ -56,6 +65,8 @@ export interface BackendDeps {
   readonly shareQueue: PQueue
   /** Per shared engine: when its verify reads may start again after one timed out (deps.now clock). */
   readonly verifyPausedUntil: WeakMap<SharedEngine, number>
+  /** Bounds concurrent CPU readings for busy_cpu (`provider.stats()`); unbounded without it. */
+  readonly statsQueue?: PQueue
 }
 
 /** What a verify read before routing came to (engine view not live): see Backend.verify. */
@@ -128,6 +139,16 @@ export class Backend {
   /** Shared engines only: the last verify read (deps.now clock) and the one in flight. */
   private verifiedAt = -Infinity
   private verifying: Promise<VerifyOutcome> | undefined
+  /**
+   * Idle policies that hold the backend awake until a time (deps.now clock): `startup_grace`
+   * (found running: at start-up, by a reload, or started outside the sidecar) and `busy` (the
+   * last CPU measurement was at or above busy_cpu: measured again after another idle_timeout).
+   */
+  private holdUntil = -Infinity
+  private holdReason: 'startup_grace' | 'busy' | undefined
+  /** The startup_grace refusal is reported once per grace, not on every sweep tick. */
+  private holdReported = false
+  private busyFailures = 0
 
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
     this.key = `${providerId(provider)}:${info.id}`
@@ -151,6 +172,25 @@ export class Backend {
         asleep: () => this.foundAsleep(),
       })
     }
+    if (info.state === 'running') {
+      this.hold('startup_grace', this.createdAt + settings.startup_grace)
+      this.primeCpu()
+    }
+  }
+
+  /**
+   * busy_cpu: take a first CPU reading as the backend starts running, so the one taken when a
+   * sleep is due covers the idle window (a provider's reading is the rate since its previous
+   * one; Docker's first one-shot reading has nothing to compare with and says 0).
+   */
+  private primeCpu(): void {
+    if (this.settings.busy_cpu !== undefined) void this.measureCpu()
+  }
+
+  private hold(reason: 'startup_grace' | 'busy', until: number): void {
+    this.holdUntil = until
+    this.holdReason = reason
+    this.holdReported = false
   }
 
   /** What the provider last reported (hosts, upstreams, group, details). */
@@ -351,7 +391,13 @@ export class Backend {
    * activity for idle_timeout.
    */
   isIdle(now: number): boolean {
-    return this.sleepBlocker(now, false) === undefined
+    const blocker = this.sleepBlocker(now, false)
+    if (blocker === 'startup_grace' && !this.holdReported) {
+      // Idle by every other rule: the grace alone keeps it awake. Said once per grace.
+      this.holdReported = true
+      this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
+    }
+    return blocker === undefined
   }
 
   /** Why the backend must not sleep now (undefined: it may); `asleep` when there is nothing to put to sleep. */
@@ -362,6 +408,7 @@ export class Backend {
     if (this.wakePromise !== undefined) return 'waking'
     if (this.adopting !== undefined) return 'probing'
     if (!ignoreActivity && now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+    if (!ignoreActivity && now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
     const shared = this.provider.shared
     if (shared !== undefined && !ignoreActivity) {
       // Several sidecars: idle here is not enough; the shared token must not have changed for
@@ -471,6 +518,7 @@ export class Backend {
         // listen yet, so it is routed only after the readiness probe of a (no-op) wake. On a
         // shared engine, another sidecar's wake: probed and routed without a provider call,
         // since a wake writes an activity token and nobody here had traffic.
+        this.hold('startup_grace', this.deps.now() + this.settings.startup_grace)
         if (this.provider.shared !== undefined) this.adopt()
         else this.wake().catch(() => undefined)
       }
@@ -594,6 +642,7 @@ export class Backend {
       this._lastError = undefined
       this.sharer?.wroteByWake(started)
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
+      this.primeCpu()
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
       const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: providerId(this.provider) })
@@ -653,8 +702,23 @@ export class Backend {
    * Put the backend to sleep if it is still idle once earlier transitions finish. Returns true
    * when it went to sleep. Falls back to `fallback_sleep` when the preferred mode fails.
    */
-  sleepIfIdle(): Promise<boolean> {
-    return this.runSleep(false).then((outcome) => outcome.result === 'done')
+  sleepIfIdle(options: { busyChecked?: boolean } = {}): Promise<boolean> {
+    return this.runSleep(false, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
+  }
+
+  /**
+   * busy_cpu: read the CPU now; at or above it, hold the backend awake for another idle_timeout
+   * and report the refusal (reason `busy`). False when busy_cpu is off or the reading failed.
+   * The sweep asks every member of a group before it puts any to sleep.
+   */
+  async busyNow(): Promise<boolean> {
+    const limit = this.settings.busy_cpu
+    if (limit === undefined) return false
+    const cpu = await this.measureCpu()
+    if (cpu === undefined || cpu < limit) return false
+    this.hold('busy', this.deps.now() + this.settings.idle_timeout)
+    this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: 'busy', cpu_pct: cpu })
+    return true
   }
 
   /**
@@ -665,13 +729,18 @@ export class Backend {
     return this.runSleep(true)
   }
 
-  private runSleep(ignoreActivity: boolean): Promise<SleepOutcome> {
+  private runSleep(ignoreActivity: boolean, checkBusy = !ignoreActivity): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
       const shared = this.provider.shared
       // The version judged idle: the scale-down is conditional on it (read before the blocker).
       const judged = shared?.observe(this.info.id)
-      const blocker = this.sleepBlocker(this.deps.now(), ignoreActivity) ?? (shared !== undefined && judged === undefined ? 'engine has not reported it yet' : undefined)
+      let blocker = this.sleepBlocker(this.deps.now(), ignoreActivity) ?? (shared !== undefined && judged === undefined ? 'engine has not reported it yet' : undefined)
+      if (blocker === undefined && checkBusy && this.settings.busy_cpu !== undefined) {
+        if (await this.busyNow()) return { result: 'refused', reason: 'busy' }
+        // A request may have come while the CPU was read.
+        blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
+      }
       if (blocker === 'asleep') return { result: 'asleep' }
       if (blocker !== undefined) {
         this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
@@ -756,6 +825,31 @@ export class Backend {
     }
   }
 
+  /**
+   * CPU percent of one core since the provider's previous measurement of this backend (the
+   * previous busy check, an idle_timeout ago, or the heartbeat's); undefined when it cannot be
+   * read (the sleep then goes ahead: an engine that cannot answer must not keep every backend
+   * awake; logged at 1, 2, 4… failures).
+   */
+  private async measureCpu(): Promise<number | undefined> {
+    const stats = this.provider.stats
+    if (!stats) return undefined
+    // The timeout starts when the reading does, not while it waits for a slot.
+    const read = () => stats.call(this.provider, this.info.id, AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)]))
+    try {
+      const s = await (this.deps.statsQueue ? this.deps.statsQueue.add(read) : read())
+      this.busyFailures = 0
+      return s.cpu_pct
+    } catch (err) {
+      this.busyFailures++
+      if (atPowerOfTwo(this.busyFailures)) {
+        const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
+        this.log.warn({ code: error.code, err: error.message, failures: this.busyFailures }, 'CPU not measured for busy_cpu; sleeping as if idle')
+      }
+      return undefined
+    }
+  }
+
   private async trySleep(mode: SleepMode, fallback: SleepMode, signal: AbortSignal): Promise<SleepMode> {
     const id = this.info.id
     const context = { idleTimeout: this.settings.idle_timeout }
@@ -788,6 +882,10 @@ export class Backend {
   carryActivityFrom(old: Backend): void {
     this._inflight = old.inflight
     this._lastActivity = old.lastActivity
+    // Known before the reload: not "found running" by it (a reload resets no idle policy).
+    this.holdUntil = old.holdUntil
+    this.holdReason = old.holdReason
+    this.holdReported = old.holdReported
     // Open access-log tickets still name `old`: their lines must end the requests here.
     old.successor = this
     old.successorWakes = this.counters.wakes
@@ -804,6 +902,7 @@ export class Backend {
       upstreams: this.info.upstreams,
       inflight: this.inflight,
       idle_ms: this.deps.now() - this.lastActivity,
+      ...(this.holdReason !== undefined && this.deps.now() < this.holdUntil ? { held: this.holdReason, held_ms: this.holdUntil - this.deps.now() } : {}),
       ...this.counters,
       ...(this.lastError ? { last_error: this.lastError.code } : {}),
     }
