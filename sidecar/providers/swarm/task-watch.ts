@@ -9,6 +9,10 @@ import type { SwarmServices, Task } from './services.js'
 
 /** Pauses between polls; the last one repeats. */
 export const TASK_POLL_SCHEDULE_MS: readonly number[] = [25, 50, 100]
+/** One `GET /tasks` answers within this, or counts as failed (a hung poll must not hold every waiter). */
+const POLL_TIMEOUT_MS = 5_000
+/** Pause after a failed poll: doubling from the first, up to the last. */
+const ERROR_BACKOFF_MS = { firstMs: 25, maxMs: 1_000 } as const
 
 interface Waiter {
   /** Called with every poll's tasks: a value ends the wait with it; a throw rejects it. */
@@ -28,6 +32,8 @@ export class TaskWatch {
     readonly serviceId: string,
     private readonly closing: AbortSignal,
     private readonly schedule: readonly number[] = TASK_POLL_SCHEDULE_MS,
+    /** Told of the first failed poll of a run of failures (logging). */
+    private readonly onError?: (err: unknown) => void,
   ) {}
 
   /** Waiters now (tests: the poller stops when none is left). */
@@ -41,8 +47,13 @@ export class TaskWatch {
 
   /**
    * Resolve with `pick(tasks)` once it answers a value (not undefined) for some poll. Rejects
-   * when `pick` throws or a poll fails; on abort the waiter leaves and the promise rejects with
+   * when `pick` throws or the service is gone; on abort the waiter leaves and the promise rejects with
    * the signal's reason.
+   */
+  /**
+   * A failed poll (dockerd restarting, a manager election, a timeout) does not end any wait: the
+   * poller keeps going with backoff, and each waiter's own signal bounds it. Only a service that
+   * is gone (NOT_FOUND) rejects every waiter.
    */
   wait<T>(pick: (tasks: readonly Task[]) => T | undefined, signal: AbortSignal): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -83,8 +94,9 @@ export class TaskWatch {
   }
 
   private async loop(): Promise<void> {
+    let errorPause = 0
     for (let i = 0; this.waiters.size > 0 && !this.closing.aborted; i++) {
-      const pause = this.schedule[Math.min(i, this.schedule.length - 1)] ?? 100
+      const pause = errorPause > 0 ? errorPause : (this.schedule[Math.min(i, this.schedule.length - 1)] ?? 100)
       try {
         await delay(pause, this.closing)
       } catch {
@@ -93,11 +105,18 @@ export class TaskWatch {
       if (this.waiters.size === 0) break
       let tasks: Task[]
       try {
-        tasks = await this.api.tasks({ service: [this.serviceId] }, this.closing)
+        tasks = await this.api.tasks({ service: [this.serviceId] }, AbortSignal.any([this.closing, AbortSignal.timeout(POLL_TIMEOUT_MS)]))
       } catch (err) {
-        for (const w of [...this.waiters]) w.reject(err)
-        break
+        if (this.closing.aborted) break
+        if ((err as { code?: string } | undefined)?.code === 'RELIGHT_ERR_BACKEND_NOT_FOUND') {
+          for (const w of [...this.waiters]) w.reject(err)
+          break
+        }
+        if (errorPause === 0) this.onError?.(err)
+        errorPause = Math.min(errorPause === 0 ? ERROR_BACKOFF_MS.firstMs : errorPause * 2, ERROR_BACKOFF_MS.maxMs)
+        continue
       }
+      errorPause = 0
       this.latest = tasks
       for (const w of [...this.waiters]) {
         try {
