@@ -47,14 +47,22 @@ describe('swarm sleepIf', () => {
     assert.equal(replicas(swarm().services.get('web')), 1)
   })
 
-  it('a fresh read slower than 1 s answers changed and takes the view off live (it re-lists)', async () => {
+  it('a fresh read slower than 1 s answers changed and restarts only that service\'s idle clock; two in a row take the view off live (it re-lists)', async () => {
     swarm().add('web', WEB, 1)
+    swarm().add('api', { 'relight.domain': 'api.example.com' }, 1)
     const a = await sidecar()
+    const apiSeen = a.provider.shared.observe('api')?.seenAt
+    a.clock.now += 60_000
     swarm().inspectDelayMs = 1500
     const answer = await a.provider.shared.sleepIf('web', a.provider.shared.observe('web')?.version ?? '', AbortSignal.timeout(5000))
     assert.equal(answer.result, 'changed')
-    assert.equal(a.provider.view.live, false)
+    assert.equal(a.provider.view.live, true, 'one slow answer of a working engine does not reset every service')
+    assert.equal(a.provider.shared.observe('web')?.seenAt, a.clock.now, 'the judged service starts its idle time again')
+    assert.equal(a.provider.shared.observe('api')?.seenAt, apiSeen, 'other services keep their idle clocks')
     assert.equal(replicas(swarm().services.get('web')), 1)
+    const again = await a.provider.shared.sleepIf('api', a.provider.shared.observe('api')?.version ?? '', AbortSignal.timeout(5000))
+    assert.equal(again.result, 'changed')
+    assert.equal(a.provider.view.live, false, 'a second slow read in a row: the engine may be frozen')
     swarm().inspectDelayMs = 0
     await until(() => a.provider.view.live, 'live again after the re-list')
   })

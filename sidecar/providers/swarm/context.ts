@@ -22,6 +22,8 @@ export class SwarmContext {
   readonly woke = new Map<string, ReadonlySet<string>>()
   private localNode: string | undefined
   private readonly nodeHosts = new Map<string, string>()
+  /** Deferred work by key (a dependency sleep to retry): one per key, cancelled on close. */
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; stop: AbortController }>()
 
   constructor(
     readonly kind: string,
@@ -94,6 +96,36 @@ export class SwarmContext {
       const addr = nodeAddress(node)
       if (addr !== undefined) this.nodeHosts.set(node.ID, addr)
     }
+  }
+
+  /** Run `fn` once in `ms` (replacing what was scheduled under `key`); bounded to 30 s; cancelled by closeTimers. */
+  later(key: string, ms: number, fn: (signal: AbortSignal) => Promise<void>): void {
+    this.cancel(key)
+    const stop = new AbortController()
+    const timer = setTimeout(() => {
+      this.timers.delete(key)
+      void fn(AbortSignal.any([stop.signal, AbortSignal.timeout(30_000)])).catch(() => undefined)
+    }, ms)
+    timer.unref()
+    this.timers.set(key, { timer, stop })
+  }
+
+  private cancel(key: string): void {
+    const t = this.timers.get(key)
+    if (!t) return
+    clearTimeout(t.timer)
+    t.stop.abort()
+    this.timers.delete(key)
+  }
+
+  closeTimers(): void {
+    for (const key of [...this.timers.keys()]) this.cancel(key)
+  }
+
+  /** The nodes Swarm reports `ready` now (one `GET /nodes`). */
+  async readyNodes(signal: AbortSignal): Promise<ReadonlySet<string>> {
+    const nodes = await this.api.nodes(signal)
+    return new Set(nodes.filter((n) => n.Status?.State === 'ready').map((n) => n.ID))
   }
 
   hostOf(nodeId: string | undefined): string | undefined {

@@ -254,6 +254,7 @@ export class SwarmProvider implements Provider {
     if (this.closed) return
     this.closed = true
     this.closer.abort()
+    this.ctx.closeTimers()
     this.view.close()
     this.listeners.clear()
     if (!this.options.engine) await this.engine.close()

@@ -37,10 +37,13 @@ export async function sleepIf(ctx: SwarmContext, id: string, unchangedSince: str
   }
   const replicas = replicasOf(fresh)
   if (replicas === 0) return { result: 'slept' }
-  // How long the core judged this member idle (its observation's age, the writer's ago_ms
-  // unclamped: never shorter than the core's own figure, which is ≥ idle_timeout).
+  // How long the member was untouched here: its observation's age WITHOUT the writer's ago_ms.
+  // A wake writes the dependencies before the member, so a dependency untouched at least that
+  // long was not touched by any wake since the member's last one. (With ago_ms added, a token's
+  // ago after a restart or reconnect — every seenAt reset to the same instant — made the member
+  // always "older" than its dependencies, and they stayed up for good.)
   const judgedObs = ctx.view.observe(id)
-  const memberIdle = judgedObs ? ctx.view.now() - (judgedObs.seenAt - Math.max(0, judgedObs.agoMs)) : 0
+  const memberIdle = judgedObs ? ctx.view.now() - judgedObs.seenAt : 0
   try {
     await ctx.view.write(id, (s) => scaleDownSpec(ctx, s), signal, fresh)
   } catch (err) {
@@ -50,12 +53,29 @@ export async function sleepIf(ctx: SwarmContext, id: string, unchangedSince: str
   ctx.log.info({ service: nameOf(fresh), replicas_before: replicas }, 'scaled to zero')
   const group = readServiceLabels(fresh.Spec.Labels ?? {}, ctx.prefix).group
   if (group !== undefined) {
-    await sleepDependencies(ctx, group, idleTimeout ?? ctx.explicitIdleTimeout(fresh) ?? memberIdle, signal).catch((err: unknown) => {
-      const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { provider: ctx.kind })
-      ctx.log.warn({ group, code: error.code, err: error.message }, 'could not scale the group\'s dependencies down; they stay up until the group sleeps again')
-    })
+    await sleepGroupDependencies(ctx, group, idleTimeout ?? ctx.explicitIdleTimeout(fresh) ?? memberIdle, signal)
   }
   return { result: 'slept' }
+}
+
+/** Retries of a dependency sleep start no sooner than this after the last try. */
+const DEPENDENCY_RETRY_MIN_MS = 1_000
+
+/**
+ * sleepDependencies, logged; a dependency touched too recently is tried again once it has been
+ * quiet long enough (the core's sweep does not call sleepIf for a member already at 0, so nothing
+ * else would retry it before the group's next wake and sleep).
+ */
+async function sleepGroupDependencies(ctx: SwarmContext, group: string, idleTimeout: number, signal: AbortSignal): Promise<void> {
+  try {
+    const r = await sleepDependencies(ctx, group, idleTimeout, signal)
+    if (r.retryInMs !== undefined) {
+      ctx.later(`deps:${group}`, Math.max(r.retryInMs, DEPENDENCY_RETRY_MIN_MS), (s) => sleepGroupDependencies(ctx, group, idleTimeout, s))
+    }
+  } catch (err) {
+    const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { provider: ctx.kind })
+    ctx.log.warn({ group, code: error.code, err: error.message }, 'could not scale the group\'s dependencies down; they stay up until the group sleeps again')
+  }
 }
 
 /** Replicas 0, the asleep marker, and the awake count when no label says it. */
@@ -76,19 +96,30 @@ export function scaleDownSpec(ctx: SwarmContext, s: Service): ServiceSpec {
  * provider does not see the top-level defaults, so otherwise: at least as long as the member the
  * core judged idle, which is at least idle_timeout); then with the version of that list (a wake's token written since ⇒ refused).
  */
-export async function sleepDependencies(ctx: SwarmContext, group: string, idleTimeout: number, signal: AbortSignal): Promise<string[]> {
+export async function sleepDependencies(
+  ctx: SwarmContext,
+  group: string,
+  idleTimeout: number,
+  signal: AbortSignal,
+): Promise<{ slept: string[]; retryInMs?: number }> {
   const members = await ctx.api.list({ label: [`${ctx.prefix}.group=${group}`] }, signal)
   for (const m of members) ctx.view.absorb(m, false)
   const routed = members.filter((s) => readServiceLabels(s.Spec.Labels ?? {}, ctx.prefix).hosts.length > 0)
-  if (routed.some((s) => replicasOf(s) > 0)) return []
+  if (routed.some((s) => replicasOf(s) > 0)) return { slept: [] }
   const now = ctx.view.now()
+  let retryInMs: number | undefined
   const deps = members.filter((s) => {
     if (!s.Spec.Mode?.Replicated || routed.includes(s) || replicasOf(s) === 0) return false
     const obs = ctx.view.observe(s.ID)
+    if (obs === undefined) return false
     // A dependency touched within idle_timeout (a wake's ensureUp) may be under another sidecar's wake.
-    return obs !== undefined && sharedBlocker({ ...obs, agoMs: 0 }, obs.seenAt, now, idleTimeout) === undefined
+    if (sharedBlocker({ ...obs, agoMs: 0 }, obs.seenAt, now, idleTimeout) === undefined) return true
+    const due = obs.seenAt + idleTimeout - now
+    retryInMs = retryInMs === undefined ? due : Math.min(retryInMs, due)
+    return false
   })
-  if (deps.length === 0) return []
+  const later = retryInMs !== undefined ? { retryInMs } : {}
+  if (deps.length === 0) return { slept: [], ...later }
   ctx.log.info({ group, services: deps.map(nameOf) }, 'group asleep; scaling its dependencies down')
   const slept: string[] = []
   await Promise.all(
@@ -102,7 +133,7 @@ export async function sleepDependencies(ctx: SwarmContext, group: string, idleTi
       }
     }),
   )
-  return slept
+  return { slept, ...later }
 }
 
 function changed(ctx: SwarmContext, id: string): SleepIfAnswer {

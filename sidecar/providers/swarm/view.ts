@@ -30,6 +30,8 @@ export const CLUSTER_VIEW_BACKOFF = { firstMs: 200, maxMs: 2_000 } as const
 const STABLE_OPEN_MS = 1_000
 /** The re-list after a (re)connect must answer within this, or the stream is reopened. */
 const RELIST_TIMEOUT_MS = 10_000
+/** Bounded reads in a row that must fail or time out before the view counts as not live. */
+const SLOW_READS_NOT_LIVE = 2
 /** Own writes remembered per service (their UpdatedAt). */
 const OWN_KEPT = 8
 
@@ -44,6 +46,8 @@ export interface ServiceEntry {
   agoMs: number
   /** An event newer than `service` arrived: read before the next CAS. */
   stale: boolean
+  /** Events of someone else's writes handled so far: a read started before one of them is older than it. */
+  events: number
   /** UpdatedAt of our last writes (read back). */
   readonly ownUs: bigint[]
   /** Own writes in flight: this service's events wait for them (our event may beat our POST's answer). */
@@ -85,6 +89,8 @@ export class SwarmView {
   private readonly closer = new AbortController()
   private stream: AbortController | undefined
   private everLive = false
+  /** Bounded reads in a row that did not answer in time. */
+  private slowReads = 0
   private _live = false
   private hooks: ViewHooks = { changed: () => undefined, removed: () => undefined, resync: () => undefined, connection: () => undefined }
 
@@ -145,7 +151,16 @@ export class SwarmView {
   private down(why: string): void {
     if (!this._live) return
     this._live = false
-    this.hooks.connection(false, why)
+    this.safely('connection', () => this.hooks.connection(false, why))
+  }
+
+  /** Call a hook or listener: one that throws is logged, never an unhandled rejection of the stream loop. */
+  private safely(what: string, fn: () => void): void {
+    try {
+      fn()
+    } catch (err) {
+      this.log.error({ hook: what, err: (err as Error).message }, 'a swarm view listener threw')
+    }
   }
 
   // ── reads and writes ──────────────────────────────────────────────────────────────────────
@@ -154,7 +169,9 @@ export class SwarmView {
   tasks(id: string): TaskWatch {
     let w = this.watches.get(id)
     if (!w) {
-      w = new TaskWatch(this.api, id, this.closer.signal, this.options.taskPollMs)
+      w = new TaskWatch(this.api, id, this.closer.signal, this.options.taskPollMs, (err) =>
+        this.log.warn({ service: id, err: (err as Error).message }, 'listing tasks failed; polling on with backoff'),
+      )
       this.watches.set(id, w)
     }
     return w
@@ -182,8 +199,16 @@ export class SwarmView {
     }
   }
 
-  /** A read of one service (inspect): the entry follows it. `emit`: tell the hooks when routing changed. */
-  absorb(s: Service, emit: boolean): ServiceEntry | undefined {
+  /**
+   * A read of one service (inspect): the entry follows it. `emit`: tell the hooks when routing
+   * changed. `eventsAtRead`: the entry's event count when the read started; a read older than an
+   * event handled since changes nothing (it would clear `stale` with what the event superseded).
+   */
+  absorb(s: Service, emit: boolean, eventsAtRead?: number): ServiceEntry | undefined {
+    if (eventsAtRead !== undefined) {
+      const current = this.entries.get(s.ID)
+      if (current && current.events !== eventsAtRead) return current
+    }
     if (!this.isOurs(s)) {
       if (this.entries.delete(s.ID) && emit) this.hooks.removed(s.ID)
       return undefined
@@ -198,6 +223,7 @@ export class SwarmView {
         seenAt: now,
         agoMs: tokenAgoMs(s.Spec.Labels?.[this.labels.activity]),
         stale: false,
+        events: 0,
         ownUs: [],
         writing: 0,
         queued: [],
@@ -229,19 +255,40 @@ export class SwarmView {
   }
 
   /**
-   * Read the service now, bounded by `timeoutMs` (the fresh read before a scale-down): a slow
-   * or failed read marks the view not live and rethrows. Updates the entry (no hooks).
+   * Read the service now, bounded by `timeoutMs` (the fresh read before a scale-down). A bounded
+   * read that fails or does not answer in time rethrows and:
+   * - the first time, restarts only THIS service's idle clock (seenAt = now): one slow answer of
+   *   a loaded but working manager must not restart every service's clock (review R9);
+   * - the second time in a row (no bounded read answered in time between), marks the view not
+   *   live (a frozen engine sends nothing and closes nothing): the stream reopens, re-lists, and
+   *   every seenAt is reset.
+   * Updates the entry (no hooks).
    */
   async read(id: string, signal: AbortSignal, timeoutMs?: number): Promise<Service> {
     const bounded = timeoutMs === undefined ? signal : AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
     let s: Service
+    const eventsAtRead = this.entries.get(id)?.events
     try {
       s = await this.api.inspect(id, bounded)
     } catch (err) {
-      if (timeoutMs !== undefined && !signal.aborted && !isNotFound(err)) this.markNotLive(`the engine did not answer a read of service ${id} within ${timeoutMs} ms`)
+      if (timeoutMs !== undefined && !signal.aborted && !isNotFound(err)) {
+        const why = `the engine did not answer a read of service ${id} within ${timeoutMs} ms`
+        if (++this.slowReads >= SLOW_READS_NOT_LIVE) {
+          this.slowReads = 0
+          this.markNotLive(`${why} (${SLOW_READS_NOT_LIVE} in a row)`)
+        } else {
+          const e = this.entries.get(id)
+          if (e) {
+            e.seenAt = this.options.now()
+            e.agoMs = 0
+          }
+          this.log.warn({ service: id, reason: why }, 'engine slow: this service stays up; its idle time starts again')
+        }
+      }
       throw err
     }
-    this.absorb(s, false)
+    if (timeoutMs !== undefined) this.slowReads = 0
+    this.absorb(s, false, eventsAtRead)
     return s
   }
 
@@ -288,6 +335,15 @@ export class SwarmView {
           return { base, skipped: false }
         }
         const us = parseUpdatedAt(written.UpdatedAt)
+        if (!showsWrite(written, spec)) {
+          // Someone else wrote between our update and this read: that write is theirs (it moves
+          // the observation and may change routing); our own event will count as foreign too.
+          this.log.debug({ service: id }, 'read-back shows a later write by someone else')
+          // Judge their change against what we wrote (our scale-down, then their scale-up: an upsert).
+          if (entry) entry.service = { ...base, Spec: spec }
+          this.absorb(written, true)
+          return { base, written, skipped: false }
+        }
         entry = this.entries.get(id) ?? this.absorb(written, false)
         if (entry && us !== undefined) {
           entry.ownUs.push(us)
@@ -356,6 +412,7 @@ export class SwarmView {
     e.seenAt = this.options.now()
     e.agoMs = 0
     e.stale = true
+    e.events++
     const replicas = event.Actor?.Attributes?.['replicas.new']
     const old = event.Actor?.Attributes?.['replicas.old']
     if (replicas !== undefined && Number.isInteger(Number(replicas))) {
@@ -399,11 +456,12 @@ export class SwarmView {
           const wait = state.lastAt + (this.options.inspectEveryMs ?? 1_000) - this.options.now()
           if (wait > 0) await delay(wait, this.closer.signal)
           state.lastAt = this.options.now()
+          const eventsAtRead = this.entries.get(id)?.events
           try {
             const s = await this.api.inspect(id, AbortSignal.any([this.closer.signal, AbortSignal.timeout(RELIST_TIMEOUT_MS)]))
             const e = this.entries.get(id)
             if (e && e.writing > 0) continue // our own write reads it back
-            this.absorb(s, true)
+            this.absorb(s, true, eventsAtRead)
           } catch (err) {
             if (isNotFound(err) && this.entries.delete(id)) this.hooks.removed(id)
             else if (!this.closer.signal.aborted) this.log.debug({ service: id, err: (err as Error).message }, 'inspect after a service event failed; the next resync corrects it')
@@ -433,7 +491,7 @@ export class SwarmView {
         this.goLive()
         if (retry.failures > 0) this.log.info({ after_failures: retry.failures }, 'swarm event stream reconnected')
         retry.resetFailures()
-        this.hooks.resync()
+        this.safely('resync', () => this.hooks.resync())
         for await (const event of iterator) {
           if (signal.aborted) break
           events++
@@ -467,14 +525,23 @@ export class SwarmView {
     const again = this.everLive
     this.everLive = true
     this._live = true
-    this.hooks.connection(true)
-    if (again) for (const l of this.reconnectListeners) l()
+    this.safely('connection', () => this.hooks.connection(true))
+    if (again) for (const l of this.reconnectListeners) this.safely('reconnect', l)
   }
 
   close(): void {
     this.closer.abort()
     this._live = false
   }
+}
+
+/** The read-back carries what we wrote (labels exactly, with the token's random part, and the replica count). */
+function showsWrite(read: Service, wrote: ServiceSpec): boolean {
+  const a = read.Spec.Labels ?? {}
+  const b = wrote.Labels ?? {}
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)])
+  for (const k of keys) if (a[k] !== b[k]) return false
+  return (read.Spec.Mode?.Replicated?.Replicas ?? 0) === (wrote.Mode?.Replicated?.Replicas ?? 0)
 }
 
 function isNotFound(err: unknown): boolean {
