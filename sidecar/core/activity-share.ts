@@ -18,13 +18,19 @@
  */
 import type PQueue from 'p-queue'
 import type { Logger } from 'pino'
-import { toRelightError } from './errors.js'
+import { RelightError, toRelightError } from './errors.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import type { ActivityAnswer, SharedEngine } from './shared.js'
+import { abortable } from './timers.js'
 
 /** Longest a request waits for the token write it triggered. */
 export const HOLD_MS = 500
-/** Upper bound of one token write. */
+/**
+ * Upper bound of one token write, counted from when it leaves the queue and enforced by the
+ * core's own timer (an engine that ignores the abort cannot hold a slot or the backend's next
+ * write); at most idle_timeout/4, so one stalled write never silences a backend for long
+ * enough that another sidecar judges it idle.
+ */
 export const SHARE_TIMEOUT_MS = 10_000
 /** First retry delay of a failed write; doubles up to idle_timeout/4. */
 export const SHARE_RETRY_BASE_MS = 250
@@ -57,12 +63,24 @@ export class ActivitySharer {
   private failures = 0
   private retryAt = -Infinity
   private closed = false
+  /**
+   * When the view (re)started (this sidecar's start, a reconnect) and the version it saw then:
+   * its `seenAt` is reset to that moment and says nothing about the token's real age, so until
+   * the version changes or a write of ours lands the silence is unknown and a request holds.
+   */
+  private viewStartedAt: number
+  private baseVersion: string | undefined
+  /** A write a hold already gave up on: later requests do not wait on it again. */
+  private givenUp: Promise<unknown> | undefined
 
   constructor(
     private readonly engine: SharedEngine,
     private readonly id: string,
     private readonly deps: SharerDeps,
-  ) {}
+  ) {
+    this.viewStartedAt = deps.now()
+    this.baseVersion = engine.observe(id)?.version
+  }
 
   /** Writes that failed in a row (status, tests). */
   get failed(): number {
@@ -92,14 +110,22 @@ export class ActivitySharer {
    */
   hold(now: number): Promise<HoldOutcome> | undefined {
     const obs = this.engine.observe(this.id)
-    const heard = Math.max(obs?.seenAt ?? -Infinity, this.landedAt)
-    if (now - heard < this.deps.idle() / 2) return undefined
+    const unknown = this.landedAt < this.viewStartedAt && (this.baseVersion === undefined || obs?.version === this.baseVersion)
+    if (!unknown) {
+      const heard = Math.max(obs?.seenAt ?? -Infinity, this.landedAt)
+      if (now - heard < this.deps.idle() / 2) return undefined
+    }
     this.touched(now)
+    // Unknown silence: write now even inside the idle/4 cadence (a reconnect soon after a write).
+    if (unknown && this.writing === undefined && !this.closed && now >= this.retryAt) this.write(now)
     const writing = this.writing
-    if (writing === undefined) return undefined
+    if (writing === undefined || writing === this.givenUp) return undefined
     let timer: NodeJS.Timeout | undefined
     const late = new Promise<HoldOutcome>((resolve) => {
-      timer = setTimeout(() => resolve('unconfirmed'), HOLD_MS)
+      timer = setTimeout(() => {
+        this.givenUp = writing
+        resolve('unconfirmed')
+      }, HOLD_MS)
     })
     const landed = writing.then((state): HoldOutcome => (state === 'failed' ? 'unconfirmed' : state))
     return Promise.race([landed, late]).finally(() => clearTimeout(timer))
@@ -114,36 +140,73 @@ export class ActivitySharer {
     this.lastStart = Math.max(this.lastStart, startedAt)
   }
 
+  /**
+   * A group sibling was found at 0 in the engine: write now (unless a write is under way), so
+   * that an `asleep` answer wakes this member too. Its token moving is right: the group is in use.
+   */
+  checkNow(now: number): void {
+    if (this.writing === undefined && !this.closed) this.write(now)
+  }
+
   /** The engine view is live again: a write that failed is retried now. */
   reconnected(): void {
+    this.viewStartedAt = this.deps.now()
+    this.baseVersion = this.engine.observe(this.id)?.version
     if (this.failures === 0 && this.retryAt === -Infinity) return
     this.failures = 0
     this.retryAt = -Infinity
     if (this.dirty && this.writing === undefined && !this.closed) this.write(this.deps.now())
   }
 
+  /** A wake of ours started at `startedAt`; the provider wrote a token with the replicas. */
+  wakeStarted(startedAt: number): void {
+    this.lastStart = Math.max(this.lastStart, startedAt)
+  }
+
+  /**
+   * The idle sweep's tick while a wake of ours is under way: requests wait on it, so this is
+   * traffic now (agoMs 0), written every idle_timeout/4. A wake longer than idle_timeout
+   * otherwise leaves the token still, and another sidecar may scale down a workload still starting.
+   */
+  tickWaking(now: number): void {
+    if (this.writing !== undefined || this.closed) return
+    if (this.failures > 0 ? now < this.retryAt : now - this.lastStart < this.deps.idle() / 4) return
+    this.write(now, true)
+  }
+
   close(): void {
     this.closed = true
   }
 
-  private write(now: number): void {
-    const agoMs = this.deps.inflight() > 0 ? 0 : Math.max(0, now - this.lastTraffic)
+  private write(now: number, busy = false): void {
+    const agoMs = busy || this.deps.inflight() > 0 ? 0 : Math.max(0, now - this.lastTraffic)
     this.dirty = false
     this.lastStart = now
-    const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(SHARE_TIMEOUT_MS)])
-    const run = this.deps.queue.add(() => {
-      signal.throwIfAborted()
-      return this.engine.recordActivity(this.id, agoMs, signal)
+    const bound = Math.min(SHARE_TIMEOUT_MS, Math.max(SHARE_RETRY_BASE_MS, this.deps.idle() / 4))
+    const run = this.deps.queue.add(async () => {
+      this.deps.closing.throwIfAborted()
+      // The core's own timer, from when the write leaves the queue: never the engine's goodwill.
+      const timeout = new AbortController()
+      const timer = setTimeout(() => timeout.abort(new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', `activity token not written within ${bound} ms`)), bound)
+      const signal = AbortSignal.any([this.deps.closing, timeout.signal])
+      try {
+        return await abortable(this.engine.recordActivity(this.id, agoMs, signal), signal)
+      } finally {
+        clearTimeout(timer)
+      }
     })
-    const writing = run.then(
-      (answer) => {
+    // A malformed answer counts as a failed write (never an unhandled rejection).
+    const writing = run
+      .then((answer: ActivityAnswer | undefined) => {
+        const state = answer?.state
+        if (state !== 'awake' && state !== 'asleep') throw new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `the provider answered a token write with state ${String(state)}`)
         this.landedAt = now
         this.failures = 0
         this.retryAt = -Infinity
-        if (answer.state === 'asleep' && !this.closed) this.deps.asleep()
-        return answer.state
-      },
-      (err: unknown) => {
+        if (state === 'asleep' && !this.closed) this.deps.asleep()
+        return state
+      })
+      .catch((err: unknown) => {
         this.failures++
         this.dirty = true // the traffic is still not shared
         const cap = Math.max(SHARE_RETRY_BASE_MS, this.deps.idle() / 4)
@@ -153,8 +216,7 @@ export class ActivitySharer {
           this.deps.log().warn({ code: error.code, err: error.message, failures: this.failures }, 'shared activity not written')
         }
         return 'failed' as const
-      },
-    )
+      })
     this.writing = writing
     void writing.finally(() => {
       if (this.writing === writing) this.writing = undefined

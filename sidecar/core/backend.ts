@@ -4,16 +4,26 @@ import { isRelightError, RelightError, toRelightError } from './errors.js'
 import { type BackendInfo, type BackendState, type Provider, providerId, type Readiness, type SleepMode, stateForMode, type Strategy } from './provider.js'
 
 export { stateForMode } from './provider.js'
-import type { LifecycleEvent, LifecycleEvents } from './events.js'
+import type { LifecycleEvent, LifecycleEvents, SleepCause } from './events.js'
+import { type Schedule, scheduleAt } from './schedule.js'
 import { waitAnyReady, waitReady } from './readiness.js'
-import { abortable } from './timers.js'
+import { abortable, delay } from './timers.js'
+import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import { ActivitySharer, type HoldOutcome } from './activity-share.js'
 import { sharedBlocker, type SharedEngine } from './shared.js'
 import type { IgnoreRules } from './ignore.js'
 
+/** The sleep.refused reason inside an awake_during window. */
+const POLICY_AWAKE_DURING = 'awake_during'
 /** Upper bound of one sleep (a stop may have a long grace period). */
 const SLEEP_TIMEOUT_MS = 5 * 60_000
+/**
+ * max_awake never evicts a backend active (woken, a request started or ended) less than
+ * min(idle_timeout, this) ago: a browser on the waiting page comes back within 2 s of the wake,
+ * and two such browsers at the cap would otherwise evict each other's app for ever.
+ */
+export const EVICTION_GRACE_MS = 5000
 /** Upper bound of one shared-activity write. */
 const SHARE_TIMEOUT_MS = 10_000
 /** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
@@ -24,6 +34,18 @@ const VERIFY_EVERY_MS = 2000
 export const VERIFY_TIMEOUT_MS = 300
 /** …and none for this long on a provider after one timed out (a frozen engine costs one wait per backend per 5 s). */
 const VERIFY_COOLOFF_MS = 5000
+/**
+ * Fast lane: after a sleep removed the flag, how long a request Caddy's file matcher admitted
+ * just before may take to open its connection to the upstream (then seen in /proc/net/tcp).
+ */
+export const LANE_GRACE_MS = 500
+/**
+ * Snippet 4 closes Caddy's idle keep-alive connections to an app after 1 s (`keepalive 1s`):
+ * once the flag is gone no new fast-lane request starts, so a connection still open this long
+ * after the grace carries a request (the sleep is refused and the lane reopens).
+ */
+export const LANE_KEEPALIVE_MS = 1000
+const LANE_POLL_MS = 50
 /** Upper bound of one CPU measurement for busy_cpu (the sleep waits for it). */
 const BUSY_MEASURE_TIMEOUT_MS = 5000
 
@@ -44,6 +66,10 @@ export interface ResolvedSettings {
   readonly readiness: Readiness
   readonly max_request_duration: number
   readonly always_on: boolean
+  /** Weekly windows when it is kept awake / kept asleep (core/schedule.ts); absent: none. */
+  readonly awake_during?: Schedule
+  readonly asleep_during?: Schedule
+  readonly fast_lane: boolean
   /** Idle policies (issue 26): see core/ignore.ts and README "When does a backend sleep?". */
   readonly ignore: IgnoreRules
   readonly ignore_status: number
@@ -57,6 +83,8 @@ export interface BackendDeps {
   readonly sleepQueue: PQueue
   readonly logger: Logger
   readonly now: () => number
+  /** Wall-clock ms since the epoch, for schedules (awake_during, asleep_during) only. */
+  readonly wallNow: () => number
   /** Aborts every operation on shutdown. */
   readonly closing: AbortSignal
   /** Where wake and sleep transitions are reported (logs subscribe to it). */
@@ -65,8 +93,20 @@ export interface BackendDeps {
   readonly shareQueue: PQueue
   /** Per shared engine: when its verify reads may start again after one timed out (deps.now clock). */
   readonly verifyPausedUntil: WeakMap<SharedEngine, number>
+  /** Shared engines: found at 0 in the engine while routed here; the Registry wakes it and its group (max_awake, schedules). */
+  readonly foundAsleep?: (backend: Backend) => void
   /** Bounds concurrent CPU readings for busy_cpu (`provider.stats()`); unbounded without it. */
   readonly statsQueue?: PQueue
+  /** The fast lane's flags (present with `fast_lane_dir`). */
+  readonly fastLane?: FastLaneDeps
+}
+
+export interface FastLaneDeps {
+  readonly lane: FastLane
+  /** The hosts Caddy may send straight to this backend: canonical names the host index gives it. */
+  hostsOf(backend: Backend): string[]
+  /** Grace after the flag is removed (ms; default LANE_GRACE_MS). */
+  readonly graceMs?: number
 }
 
 /** What a verify read before routing came to (engine view not live): see Backend.verify. */
@@ -103,6 +143,9 @@ export class Backend {
   /** The successor's wake count when it took over: a later wake means its count was reset. */
   private successorWakes = 0
   private _lastActivity: number
+  private _draining = false
+  /** Last request answered without a ticket (its end is never seen), deps.now clock. */
+  private lastUncounted = -Infinity
   /** Last request start or finish only: what is shared with other sidecars (never a wake or a refused sleep). */
   private lastTraffic = -Infinity
   private readonly _counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
@@ -136,6 +179,10 @@ export class Backend {
   readonly sharer: ActivitySharer | undefined
   /** Shared engines only: a probe of a backend another sidecar woke (no provider call). */
   private adopting: Promise<void> | undefined
+  /** The adopt in progress: a report that the workload went down meanwhile ends it. */
+  private adoptAbort: AbortController | undefined
+  /** Shared engines: our own conditional sleep before its write left the sleep queue (a request cancels it). */
+  private sleepCancel: AbortController | undefined
   /** Shared engines only: the last verify read (deps.now clock) and the one in flight. */
   private verifiedAt = -Infinity
   private verifying: Promise<VerifyOutcome> | undefined
@@ -243,9 +290,63 @@ export class Backend {
     return this.childLog
   }
 
+  /**
+   * Inside an asleep_during window while still running (set by the idle sweep): new requests are
+   * refused (upstream() is undefined, the wake path answers 503) so those in flight can drain.
+   */
+  get draining(): boolean {
+    return this._draining
+  }
+
+  drain(on: boolean): void {
+    if (this._draining === on) return
+    this._draining = on
+    this.syncFastLane() // the fast lane closes too: Caddy must ask the sidecar, which refuses
+  }
+
+  /**
+   * Write or remove this backend's fast-lane flags to match its state: flagged only while
+   * running with exactly one ready upstream (replicas stay in the forward_auth lane, which
+   * balances them), `fast_lane` on and not removed. Called at every change of those.
+   */
+  syncFastLane(): void {
+    const fast = this.deps.fastLane
+    if (fast === undefined) return
+    const upstream = this.ready[0]
+    // `ignore` rules are decided per request by the sidecar: such a backend keeps the forward_auth lane.
+    const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && !this._draining && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
+    try {
+      fast.lane.set(this, on ? fast.hostsOf(this).map((host) => ({ host, upstream })) : [])
+    } catch (err) {
+      // a flag not written keeps the forward_auth lane; one not removed is what must never happen
+      this.log.error({ err }, on ? 'fast lane flag not written' : 'fast lane flag NOT REMOVED')
+    }
+  }
+
+  /** Whether Caddy may proxy this backend directly now (its flag is written). */
+  get fastLaneOpen(): boolean {
+    return this.deps.fastLane?.lane.has(this) ?? false
+  }
+
+  /** Open TCP connections to this backend's upstreams (fast lane on), else 0. */
+  private laneConnections(): number {
+    const fast = this.deps.fastLane
+    if (fast === undefined || !this.settings.fast_lane) return 0
+    let n = 0
+    for (const u of new Set([...this.ready, ...this.info.upstreams])) n += fast.lane.connections(u)
+    return n
+  }
+
+  /** The access log reported a fast-lane request (no ticket) finished: activity. */
+  laneRequestEnded(): void {
+    const next = this.successor
+    if (next !== undefined) return next.laneRequestEnded()
+    this._lastActivity = this.lastTraffic = this.deps.now()
+  }
+
   /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */
   upstream(): string | undefined {
-    if (this.phase !== 'running') return undefined
+    if (this.phase !== 'running' || this._draining) return undefined
     const ready = this.ready
     if (ready.length === 1) return ready[0]
     if (ready.length === 0) return undefined
@@ -259,6 +360,7 @@ export class Backend {
     this._lastActivity = this.lastTraffic = this.deps.now()
     // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
     if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
+    if (!countInflight) this.lastUncounted = this._lastActivity
   }
 
   /** The access log reported a request finished. */
@@ -305,8 +407,13 @@ export class Backend {
     const now = this.deps.now()
     if (now - this.verifiedAt < VERIFY_EVERY_MS || now < (this.deps.verifyPausedUntil.get(shared) ?? -Infinity)) return undefined
     this.verifiedAt = now
-    const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(VERIFY_TIMEOUT_MS)])
-    const run = shared.refresh(this.info.id, signal).then(
+    // Bounded by the core's own timer: a refresh that ignores its signal (stuck in a provider
+    // queue) must not hold this request, nor every later one that would share `verifying`.
+    const timeout = new AbortController()
+    const timer = setTimeout(() => timeout.abort(new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', `verify read not answered within ${VERIFY_TIMEOUT_MS} ms`)), VERIFY_TIMEOUT_MS)
+    const signal = AbortSignal.any([this.deps.closing, timeout.signal])
+    const read = (async () => shared.refresh(this.info.id, signal))()
+    const run = abortable(read, signal).then(
       (answer): VerifyOutcome => {
         if (answer === 'asleep') this.foundAsleep()
         return answer
@@ -320,6 +427,7 @@ export class Backend {
     )
     this.verifying = run
     void run.finally(() => {
+      clearTimeout(timer)
       if (this.verifying === run) this.verifying = undefined
     })
     return run
@@ -335,8 +443,9 @@ export class Backend {
     this.ready = []
     this._phase = 'asleep'
     this._info = { ...this.info, state: 'scaled_to_zero' }
-    this.log.info('another sidecar put it to sleep while this one had traffic: waking it')
-    this.wake().catch(() => undefined)
+    this.log.info('another sidecar put it to sleep while this one had traffic: waking it (and its group)')
+    if (this.deps.foundAsleep !== undefined) this.deps.foundAsleep(this)
+    else this.wake().catch(() => undefined)
   }
 
   /**
@@ -346,7 +455,9 @@ export class Backend {
    */
   shareActivity(now: number, wallNow: number = Date.now()): void {
     if (this.sharer !== undefined) {
-      if (this.phase === 'running' && !this.removed) this.sharer.tick(now)
+      if (this.removed) return
+      if (this.phase === 'running') this.sharer.tick(now)
+      else if (this.wakePromise !== undefined) this.sharer.tickWaking(now) // requests wait on our wake
       return
     }
     // The old path, for providers without the shared-decision port (removed once they move).
@@ -397,7 +508,8 @@ export class Backend {
       this.holdReported = true
       this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
     }
-    return blocker === undefined
+    // Kept awake by awake_during only: idle, so the sleep attempt reports the refusal and its reason.
+    return blocker === undefined || blocker === POLICY_AWAKE_DURING
   }
 
   /** Why the backend must not sleep now (undefined: it may); `asleep` when there is nothing to put to sleep. */
@@ -407,14 +519,28 @@ export class Backend {
     if (this.inflight > 0) return `inflight: ${this.inflight}`
     if (this.wakePromise !== undefined) return 'waking'
     if (this.adopting !== undefined) return 'probing'
-    if (!ignoreActivity && now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
-    if (!ignoreActivity && now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
-    const shared = this.provider.shared
-    if (shared !== undefined && !ignoreActivity) {
-      // Several sidecars: idle here is not enough; the shared token must not have changed for
-      // idle_timeout, measured on this host's monotonic clock, with the view live.
-      return sharedBlocker(shared.observe(this.info.id), this.createdAt, now, this.settings.idle_timeout)
+    // An operator's or a policy's sleep (ignoreActivity): the fast lane's drain decides (runSleep).
+    if (!ignoreActivity) {
+      if (now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+      if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
+      // Fast lane: a request Caddy proxies directly is seen only by its connection to the upstream
+      // (its access-log line comes at its end). An open one is activity: a slow download keeps
+      // the backend awake, and its end restarts the idle clock.
+      const connections = this.laneConnections()
+      if (connections > 0) {
+        this._lastActivity = now
+        return `connections: ${connections}`
+      }
+      const shared = this.provider.shared
+      if (shared !== undefined) {
+        // Several sidecars: idle here is not enough; the shared token must not have changed for
+        // idle_timeout, measured on this host's monotonic clock, with the view live.
+        const blocker = sharedBlocker(shared.observe(this.info.id), this.createdAt, now, this.settings.idle_timeout)
+        if (blocker !== undefined) return blocker
+      }
     }
+    // Idle, but a policy keeps it awake: the sweep reports it (sleep.refused) once per idle_timeout.
+    if (scheduleAt(this.settings, this.deps.wallNow()) === 'awake') return POLICY_AWAKE_DURING
     return undefined
   }
 
@@ -442,9 +568,14 @@ export class Backend {
     this._settings = settings
     // A transition in progress keeps its phase: what the engine reports meanwhile is its
     // progress (or our own write), and the transition reports by its result.
-    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') return 'deferred'
+    if (this.phase === 'probing' && !stale && !this.upInEngine) this.adoptAbort?.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name }))
+    if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') {
+      this.syncFastLane()
+      return 'deferred'
+    }
     if (this.phase === 'running' && info.state === 'running') this.reconcileReady(info.upstreams)
     else this.applyState(info.state)
+    this.syncFastLane()
     return 'applied'
   }
 
@@ -485,6 +616,7 @@ export class Backend {
     if (this.phase !== 'running' && this.phase !== 'probing') return
     if (!this.info.upstreams.includes(upstream) || this.ready.includes(upstream)) return
     this.ready = [...this.ready, upstream]
+    this.syncFastLane()
   }
 
   private stopJoining(): void {
@@ -498,6 +630,7 @@ export class Backend {
     if (this.phase === 'waking' || this.phase === 'probing') {
       // Exited during a wake: fail the waiters now rather than at wake_timeout. Other states
       // are the wake's own progress; the wake sets the phase when it is done.
+      if (this.phase === 'probing' && !this.upInEngine) this.adoptAbort?.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name }))
       if (state === 'stopped' || (this.phase === 'probing' && state !== 'running' && state !== 'starting')) {
         this.wakeAbort?.abort(
           new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} stopped while waking${reason ? `: ${reason}` : ''}`, {
@@ -509,6 +642,7 @@ export class Backend {
     }
     if (this.phase === 'sleeping') return
     this.applyState(state)
+    this.syncFastLane()
   }
 
   private applyState(state: BackendState): void {
@@ -544,10 +678,13 @@ export class Backend {
       this._phase = 'probing'
       this.ready = []
       const controller = new AbortController()
+      this.adoptAbort = controller
       const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
       try {
         const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
         await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
+        // A scale-down reported while we probed wins: a replica in its stop grace still answers.
+        if (!this.upInEngine) throw new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name })
         this.leftoverProbes = controller
         this._phase = 'running'
         this._info = { ...this.info, state: 'running' }
@@ -558,6 +695,7 @@ export class Backend {
         const error = toRelightError(signal.aborted ? signal.reason : err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
         this.log.debug({ code: error.code, err: error.message }, 'not routed: up in the engine but not ready here')
       } finally {
+        if (this.adoptAbort === controller) this.adoptAbort = undefined
         this.transitionEndedAt = this.deps.now()
       }
     })
@@ -570,10 +708,16 @@ export class Backend {
   markRemoved(): void {
     this._removed = true
     this.sharer?.close()
+    this.syncFastLane()
     this.stopJoining()
     const gone = new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name })
     this.wakeAbort?.abort(gone)
     this.leftoverProbes?.abort(gone)
+  }
+
+  /** Resolves once the transitions queued so far (a sleep in progress, say) are over. */
+  whenSettled(): Promise<void> {
+    return this.chain.then(() => undefined)
   }
 
   /** Run `op` after every earlier transition of this backend. */
@@ -590,6 +734,9 @@ export class Backend {
    */
   wake(): Promise<void> {
     if (this.phase === 'running') return Promise.resolve()
+    // A request here before our conditional sleep left the queue: the sleep is cancelled, and
+    // the wake behind it finds the backend running (no scale-down, no wake).
+    if (this.phase === 'sleeping') this.sleepCancel?.abort()
     if (this.wakePromise) return this.wakePromise
     if (this.removed) {
       return Promise.reject(new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${this.info.name} was removed`, { backend: this.info.name }))
@@ -622,6 +769,7 @@ export class Backend {
     const from = this.info.state
     this._phase = 'waking'
     this._counters.wakes++
+    this.sharer?.wakeStarted(started)
     this.emit({ type: 'wake.started', from })
     try {
       signal.throwIfAborted()
@@ -641,6 +789,8 @@ export class Backend {
       this._lastActivity = this.deps.now()
       this._lastError = undefined
       this.sharer?.wroteByWake(started)
+      // ready now: the fast lane opens (never before the readiness probe)
+      this.syncFastLane()
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
       this.primeCpu()
     } catch (err) {
@@ -703,7 +853,42 @@ export class Backend {
    * when it went to sleep. Falls back to `fallback_sleep` when the preferred mode fails.
    */
   sleepIfIdle(options: { busyChecked?: boolean } = {}): Promise<boolean> {
-    return this.runSleep(false, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
+    return this.runSleep(false, 'idle', undefined, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
+  }
+
+  /**
+   * Whether a policy (schedule, max_awake) may put it to sleep now: awake, nothing in flight,
+   * no wake pending, not always_on, not inside awake_during. Activity does not count.
+   */
+  maySleepEarly(now: number = this.deps.now()): boolean {
+    return this.sleepBlocker(now, true) === undefined
+  }
+
+  /**
+   * Whether max_awake may evict it now: maySleepEarly(), no activity for
+   * min(idle_timeout, EVICTION_GRACE_MS), and no request answered without a ticket for
+   * idle_timeout (its end is never seen: it may still be running, so eviction waits as long as
+   * the idle sleep would).
+   */
+  mayBeEvicted(now: number = this.deps.now()): boolean {
+    return this.maySleepEarly(now) && this.evictionBlocker(now) === undefined
+  }
+
+  private evictionBlocker(now: number): string | undefined {
+    // startup_grace (a backend found running, started by hand, has an old lastActivity and would
+    // be the first evicted: Sablier #985) and busy_cpu's hold protect it from eviction too.
+    if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
+    if (now - this.lastActivity < Math.min(this.settings.idle_timeout, EVICTION_GRACE_MS)) return 'recently active'
+    if (now - this.lastUncounted < this.settings.idle_timeout) return 'a request without a ticket may be in flight'
+    return undefined
+  }
+
+  /**
+   * A policy puts it to sleep before idle_timeout: `schedule` (an asleep_during window began) or
+   * `evicted` (max_awake: `reason` says for whom). Refused like sleepNow().
+   */
+  sleepFor(cause: 'schedule' | 'evicted', reason: string): Promise<SleepOutcome> {
+    return this.runSleep(true, cause, reason)
   }
 
   /**
@@ -726,42 +911,59 @@ export class Backend {
    * for idle_timeout, but still refused while a request is in flight or a wake is pending.
    */
   sleepNow(): Promise<SleepOutcome> {
-    return this.runSleep(true)
+    return this.runSleep(true, 'operator')
   }
 
-  private runSleep(ignoreActivity: boolean, checkBusy = !ignoreActivity): Promise<SleepOutcome> {
+  private runSleep(ignoreActivity: boolean, cause: SleepCause, reason?: string, checkBusy = !ignoreActivity): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
       const shared = this.provider.shared
-      // The version judged idle: the scale-down is conditional on it (read before the blocker).
-      const judged = shared?.observe(this.info.id)
-      let blocker = this.sleepBlocker(this.deps.now(), ignoreActivity) ?? (shared !== undefined && judged === undefined ? 'engine has not reported it yet' : undefined)
+      // The version judged idle: the scale-down is conditional on it (read just before the blocker).
+      let judged = shared?.observe(this.info.id)
+      let now = this.deps.now()
+      let blocker = this.sleepBlocker(now, ignoreActivity)
       if (blocker === undefined && checkBusy && this.settings.busy_cpu !== undefined) {
         if (await this.busyNow()) return { result: 'refused', reason: 'busy' }
         // A request may have come while the CPU was read.
-        blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
+        judged = shared?.observe(this.info.id)
+        now = this.deps.now()
+        blocker = this.sleepBlocker(now, ignoreActivity)
       }
+      if (blocker === undefined && shared !== undefined && judged === undefined) blocker = 'engine has not reported it yet'
       if (blocker === 'asleep') return { result: 'asleep' }
+      // Checked again here: a request may have come between the eviction's choice and now.
+      if (blocker === undefined && cause === 'evicted') blocker = this.evictionBlocker(now)
       if (blocker !== undefined) {
+        // Refused by a policy: reported again after another idle_timeout, not on every sweep.
+        if (blocker === POLICY_AWAKE_DURING) this._lastActivity = this.deps.now()
         this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
         return { result: 'refused', reason: blocker }
       }
-      if (shared !== undefined && judged !== undefined) return this.sleepShared(shared, judged.version)
+      if (shared !== undefined && judged !== undefined) return this.sleepShared(shared, judged.version, cause, reason)
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
       this.stopJoining()
+      const laneWasOpen = this.fastLaneOpen
       this._phase = 'sleeping'
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
       // are bounded by their own wake_timeout.
       const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+      if (laneWasOpen) {
+        // Safe sleep (README, "Fast lane"): close the lane first, give a request Caddy admitted
+        // just before the time to open its connection, then sleep only if no connection to the
+        // upstream is open (an idle keep-alive one too: snippet 4 closes those after 1 s).
+        this.syncFastLane()
+        const drain = await this.drainFastLane(signal)
+        if (drain !== undefined) return drain
+      }
       try {
         const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
         this._phase = 'asleep'
         this._inflight = 0
         this._info = { ...this.info, state: stateForMode(mode) }
         this._counters.sleeps++
-        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started })
+        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started, cause, ...(reason !== undefined ? { reason } : {}) })
         return { result: 'done', mode }
       } catch (err) {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
@@ -780,6 +982,7 @@ export class Backend {
         return { result: 'failed', error }
       } finally {
         this.transitionEndedAt = this.deps.now()
+        this.syncFastLane() // still running after a refusal or failure: the lane reopens
       }
     })
   }
@@ -789,17 +992,38 @@ export class Backend {
    * precondition decides). `changed`: another sidecar wrote since; the backend stays up and is
    * judged again from the new observation. The local idle clock is not reset: only traffic moves it.
    */
-  private async sleepShared(shared: SharedEngine, version: string): Promise<SleepOutcome> {
+  private async sleepShared(shared: SharedEngine, version: string, cause: SleepCause, reason?: string): Promise<SleepOutcome> {
     this.leftoverProbes?.abort()
     this.leftoverProbes = undefined
     this.stopJoining()
     const wasPhase = this.phase
     this._phase = 'sleeping'
+    this.syncFastLane() // closed while the conditional write runs (no fast-lane drain on shared engines yet)
     const started = this.deps.now()
     const mode = this.settings.sleep
     const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+    const cancel = new AbortController()
+    this.sleepCancel = cancel
     try {
-      const answer = await this.queued(this.deps.sleepQueue, () => shared.sleepIf(this.info.id, version, signal), signal)
+      // Cancelled (wake()) only while still queued: once the write starts, nothing cancels it.
+      const answer = await this.queued(
+        this.deps.sleepQueue,
+        async () => {
+          if (this.sleepCancel === cancel) this.sleepCancel = undefined
+          if (cancel.signal.aborted) return undefined
+          return shared.sleepIf(this.info.id, version, signal)
+        },
+        AbortSignal.any([signal, cancel.signal]),
+      ).catch((err: unknown) => {
+        if (cancel.signal.aborted) return undefined
+        throw err
+      })
+      if (answer === undefined) {
+        this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+        const reason = 'a request arrived here before the sleep was written'
+        this.emit({ type: 'sleep.refused', mode, reason })
+        return { result: 'refused', reason }
+      }
       if (answer.result === 'changed') {
         this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
         const reason = 'another sidecar wrote since (version changed)'
@@ -811,7 +1035,7 @@ export class Backend {
       this.ready = []
       this._info = { ...this.info, state: stateForMode(mode) }
       this._counters.sleeps++
-      this.emit({ type: 'sleep.done', mode, fallback: false, duration_ms: this.deps.now() - started })
+      this.emit({ type: 'sleep.done', mode, fallback: false, duration_ms: this.deps.now() - started, cause, ...(reason !== undefined ? { reason } : {}) })
       return { result: 'done', mode }
     } catch (err) {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
@@ -821,8 +1045,34 @@ export class Backend {
       this.emit({ type: 'sleep.failed', mode, code: error.code, reason: error.message })
       return { result: 'failed', error }
     } finally {
+      if (this.sleepCancel === cancel) this.sleepCancel = undefined
       this.transitionEndedAt = this.deps.now()
+      this.syncFastLane() // still running after a refusal or failure: the lane reopens
     }
+  }
+
+  /** After the flag is removed: undefined when the sleep may go on, else its refusal (lane reopened). */
+  private async drainFastLane(signal: AbortSignal): Promise<SleepOutcome | undefined> {
+    const grace = this.deps.fastLane?.graceMs ?? LANE_GRACE_MS
+    const deadline = this.deps.now() + grace + LANE_KEEPALIVE_MS + 4 * LANE_POLL_MS
+    let connections = 0
+    try {
+      await delay(grace, signal)
+      // Idle keep-alive connections close within LANE_KEEPALIVE_MS; a busy one stays.
+      while ((connections = this.laneConnections()) > 0 && this.deps.now() < deadline) await delay(LANE_POLL_MS, signal)
+    } catch {
+      // shutting down: the flag stays removed, nothing sleeps
+      this._phase = 'running'
+      return { result: 'refused', reason: 'closing' }
+    }
+    if (connections === 0 && this.inflight === 0) return undefined
+    const reason = connections > 0 ? `connections: ${connections}` : `inflight: ${this.inflight}`
+    this._phase = this.info.state === 'running' ? 'running' : 'asleep'
+    this._lastActivity = this.deps.now()
+    this.transitionEndedAt = this.deps.now()
+    this.syncFastLane()
+    this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason })
+    return { result: 'refused', reason }
   }
 
   /**
@@ -872,6 +1122,7 @@ export class Backend {
   /** A config reload changed this backend's settings (idle_timeout…): they apply from now on. */
   reconfigure(settings: ResolvedSettings): void {
     this._settings = settings
+    this.syncFastLane()
   }
 
   /**
@@ -882,6 +1133,7 @@ export class Backend {
   carryActivityFrom(old: Backend): void {
     this._inflight = old.inflight
     this._lastActivity = old.lastActivity
+    this.lastUncounted = old.lastUncounted
     // Known before the reload: not "found running" by it (a reload resets no idle policy).
     this.holdUntil = old.holdUntil
     this.holdReason = old.holdReason
@@ -889,6 +1141,8 @@ export class Backend {
     // Open access-log tickets still name `old`: their lines must end the requests here.
     old.successor = this
     old.successorWakes = this.counters.wakes
+    // The old instance writes no more tokens: a late answer must not wake through the replaced provider.
+    old.sharer?.close()
   }
 
   /** Status for healthz and the admin API. */
@@ -901,6 +1155,7 @@ export class Backend {
       state: this.info.state,
       upstreams: this.info.upstreams,
       inflight: this.inflight,
+      fast_lane: this.fastLaneOpen,
       idle_ms: this.deps.now() - this.lastActivity,
       ...(this.holdReason !== undefined && this.deps.now() < this.holdUntil ? { held: this.holdReason, held_ms: this.holdUntil - this.deps.now() } : {}),
       ...this.counters,

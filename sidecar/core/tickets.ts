@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto'
+import { monotonicNow } from './clock.js'
 
 /**
  * In-flight accounting by ticket. Each request the sidecar authorises (and can see the end of)
@@ -160,6 +161,7 @@ const TICKET_CHARS = 22
 const POOL_BYTES = 4224
 
 export interface TicketLedgerOptions {
+  /** Durations only (ticket expiry, delays): the core's monotonic clock unless a test injects one. A wall-clock step must not expire open tickets. */
   readonly now?: () => number
   /** Called when tickets stop counting without their line (expired, connection lost). */
   readonly onLost?: (reason: 'expired' | 'connection', count: number) => void
@@ -207,7 +209,7 @@ export class TicketLedger<T extends TicketTarget = TicketTarget> {
   unticketedEnds = 0
 
   constructor(options: TicketLedgerOptions = {}) {
-    this.now = options.now ?? Date.now
+    this.now = options.now ?? monotonicNow
     this.onLost = options.onLost ?? (() => undefined)
     this.onFull = options.onFull ?? (() => undefined)
     this.maxTotal = options.limits?.total ?? MAX_OPEN_TICKETS

@@ -56,6 +56,22 @@ describe('relight-sidecar CLI', () => {
     assert.match(r.out, /request_header -X-Relight-Upstream/)
   })
 
+  it('check says which snippet version the fast lane needs', () => {
+    const tmp = tempDir('relight-cli-fastlane-')
+    try {
+      const file = join(tmp.dir, 'relight.yaml')
+      writeFileSync(file, `listen: 127.0.0.1:0\nfast_lane_dir: ${tmp.dir}/awake\ndefaults: { fast_lane: on }\n`)
+      const r = cli('check', '--config', file)
+      assert.match(r.out, /ok +fast_lane: needs snippet version 4 .*import relight_fast 127\.0\.0\.1:0 .*\/awake/)
+      writeFileSync(file, 'listen: 127.0.0.1:0\ndefaults: { fast_lane: on }\n')
+      const bad = cli('check', '--config', file)
+      assert.equal(bad.code, 1)
+      assert.match(bad.out + bad.err, /fast_lane_dir/)
+    } finally {
+      tmp.remove()
+    }
+  })
+
   it('check resolves stateful upstream hosts; a stateful-only config needs no provider', async () => {
     const tmp = tempDir('relight-cli-stateful-')
     after(() => tmp.remove())

@@ -102,7 +102,8 @@ describe('ActivitySharer', () => {
 
   it('holds a request only after idle_timeout/2 of shared silence, bounded by HOLD_MS', async () => {
     const { sharer, clock, engine, settle } = setup()
-    // the token was seen just now: no hold
+    // another sidecar's write was seen just now (a change since the view started): no hold
+    engine.foreignWrite('a')
     assert.equal(sharer.hold(clock.now), undefined)
     clock.now += IDLE / 2 - 1
     assert.equal(sharer.hold(clock.now), undefined)
@@ -123,6 +124,33 @@ describe('ActivitySharer', () => {
     assert.equal(sharer.hold(clock.now + 100), undefined)
     clock.now += IDLE
     assert.equal(await sharer.hold(clock.now), 'awake')
+  })
+
+  it('right after the view (re)started, the silence is unknown: the first request holds for its write', async () => {
+    const { sharer, clock, engine, settle } = setup()
+    // seenAt is the start: it says nothing about the token's age; another sidecar may judge it idle now
+    const landed = deferred()
+    engine.holdRecord = landed.promise
+    const held = sharer.hold(clock.now + 10)
+    assert.ok(held, 'held at once after a (re)start')
+    landed.resolve()
+    assert.equal(await held, 'awake')
+    await settle()
+    assert.equal(sharer.hold(clock.now + 20), undefined, 'not once our write landed')
+    // a reconnect soon after a write (inside the idle/4 cadence) holds again, with a write of its own
+    clock.now += 1000
+    sharer.reconnected()
+    const again = sharer.hold(clock.now)
+    assert.ok(again, 'held after a reconnect')
+    assert.equal(await again, 'awake')
+    assert.equal(engine.calls.recordActivity.length, 2)
+  })
+
+  it('a malformed write answer is a failed write, not an unhandled rejection', async () => {
+    const { sharer, clock, engine } = setup()
+    engine.recordActivity = async () => ({ state: 'sideways' }) as never
+    sharer.touched(clock.now + IDLE)
+    await until(() => sharer.failed === 1, 'the write failed')
   })
 
   it('an asleep answer (another sidecar slept it) is reported to the request and makes the core wake', async () => {

@@ -21,8 +21,9 @@ const log = pino({ level: 'silent' })
 const upstream = okUpstream()
 const IDLE = 10_000
 
-async function core(backends: (up: string) => MemoryBackend[]) {
-  const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s, sleep: scale, fallback_sleep: scale }\n`, 'test')
+async function core(backends: (up: string) => MemoryBackend[], options: { idle?: string; extra?: string } = {}) {
+  const idle = options.idle ?? '10s'
+  const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\n${options.extra ?? ''}defaults: { idle_timeout: ${idle}, wake_timeout: 2s, sleep: scale, fallback_sleep: scale }\n`, 'test')
   const clock = { now: 1_000_000 }
   const provider = new SharedMemoryProvider(backends(upstream.address), () => clock.now)
   const engine = provider.shared
@@ -307,5 +308,190 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     assert.ok(c.events.some((e) => e.type === 'provider.up'))
     assert.equal(c.registry.degraded(), false)
     await c.close()
+  })
+
+  describe('review fixes (groups, restarts, adopt, long wakes, bounds)', () => {
+    const db = (up: string): MemoryBackend => ({ id: 'db', hosts: ['db.example.com'], state: 'running', upstreams: [up], group: 'shop' })
+
+    it('a group sleeps member by member and stops at the first refusal: a sibling is not slept under a member served elsewhere', async () => {
+      const c = await core((up) => [web(up, { group: 'shop' }), db(up)])
+      c.clock.now += IDLE
+      // another sidecar's traffic on web lands between this sidecar's judgement and its CAS on web
+      c.engine.beforeSleepIf = (id) => {
+        if (id === 'web') c.engine.foreignWrite('web')
+      }
+      await c.registry.sweep()
+      assert.deepEqual({ web: c.backend('web').phase, db: c.backend('db').phase }, { web: 'running', db: 'running' })
+      assert.deepEqual(c.engine.calls.sleepIf.map((s) => s.id), ['web'], 'db never asked')
+      await c.close()
+    })
+
+    it('the sweep wakes a group sibling found asleep while a member has traffic here (a split made elsewhere)', async () => {
+      const c = await core((up) => [web(up, { group: 'shop' }), db(up)])
+      assert.equal((await c.auth('web.example.com')).statusCode, 200)
+      // another sidecar's group sleep was split: db is at 0 in the engine, web is served here
+      c.provider.emit({ type: 'upsert', backend: { id: 'db', name: 'db', hosts: ['db.example.com'], state: 'scaled_to_zero', upstreams: [], group: 'shop', settings: {} } })
+      await until(() => c.backend('db').phase === 'asleep', 'db reported asleep')
+      await c.registry.sweep()
+      await until(() => c.backend('db').phase === 'running', 'db woken by the sweep', 5000)
+      assert.equal(c.provider.calls.wake, 1)
+      await c.close()
+    })
+
+    it('a token write answering asleep from the sweep tick wakes the whole group, not only the member', async () => {
+      const c = await core((up) => [web(up, { group: 'shop' }), db(up)])
+      assert.equal((await c.auth('web.example.com')).statusCode, 200) // traffic here: immediate write
+      await until(() => c.engine.calls.recordActivity.length === 1, 'first write')
+      c.backend('web').started(true) // a long request in flight here
+      // another sidecar slept the whole group (both at 0 in the engine); db's view update has not arrived
+      c.engine.recordAsleep = true
+      c.clock.now += IDLE / 4
+      await c.registry.sweep() // tick: web's write answers asleep
+      await until(() => c.provider.calls.wake >= 2, 'web and db woken', 5000)
+      await c.close()
+    })
+
+    it('after a (re)start the first request waits for its write (no token change seen since the view started)', async () => {
+      // fresh sidecar: seenAt is the start, nothing written by us; another sidecar whose view saw
+      // the token long ago slept it meanwhile (our write answers asleep)
+      const c = await core((up) => [web(up)])
+      c.clock.now += 1000
+      c.engine.recordAsleep = true
+      const wake = deferred()
+      c.provider.holdWake = wake.promise
+      let answered = false
+      const pending = c.auth('web.example.com').then((r) => {
+        answered = true
+        return r
+      })
+      await until(() => c.provider.calls.wake === 1, 'the wake')
+      await c.settle()
+      assert.equal(answered, false, 'not routed to a replica the write found asleep')
+      wake.resolve()
+      assert.equal((await pending).statusCode, 200)
+      await c.close()
+    })
+
+    it('after a view reconnect the first request waits for its write again; later ones do not', async () => {
+      const c = await core((up) => [web(up)])
+      assert.equal((await c.auth('web.example.com')).statusCode, 200)
+      await until(() => c.engine.calls.recordActivity.length === 1, 'first write')
+      c.engine.disconnect()
+      c.clock.now += 1000
+      c.engine.reconnect()
+      const record = deferred()
+      c.engine.holdRecord = record.promise
+      let answered = false
+      const pending = c.auth('web.example.com').then((r) => {
+        answered = true
+        return r
+      })
+      await until(() => c.engine.calls.recordActivity.length === 2, 'a write for the first request after the reconnect')
+      await c.settle()
+      assert.equal(answered, false, 'held for its write')
+      record.resolve()
+      assert.equal((await pending).statusCode, 200)
+      c.engine.holdRecord = new Promise(() => undefined) // a later request must not wait on anything
+      assert.equal((await c.auth('web.example.com')).statusCode, 200)
+      await c.close()
+    })
+
+    it('an adopt whose probe succeeds does not overwrite a scale-down reported while it probed', async () => {
+      const net = await import('node:net')
+      const port = await new Promise<number>((resolve) => {
+        const s = net.createServer().listen(0, '127.0.0.1', () => {
+          const p = (s.address() as { port: number }).port
+          s.close(() => resolve(p))
+        })
+      })
+      const up = `127.0.0.1:${port}`
+      const c = await core(() => [{ id: 'web', hosts: ['web.example.com'], state: 'scaled_to_zero', upstreams: [] }])
+      c.provider.emit({ type: 'upsert', backend: { id: 'web', name: 'web', hosts: ['web.example.com'], state: 'running', upstreams: [up], settings: {} } })
+      await until(() => c.backend('web').phase === 'probing', 'probing')
+      c.provider.emit({ type: 'upsert', backend: { id: 'web', name: 'web', hosts: ['web.example.com'], state: 'scaled_to_zero', upstreams: [], settings: {} } })
+      const srv = net.createServer((s) => s.end()).listen(port, '127.0.0.1')
+      try {
+        await until(() => c.backend('web').phase !== 'probing', 'probe ended', 5000)
+        assert.deepEqual({ phase: c.backend('web').phase, state: c.backend('web').info.state }, { phase: 'asleep', state: 'scaled_to_zero' })
+      } finally {
+        srv.close()
+        await c.close()
+      }
+    })
+
+    it('a wake longer than idle_timeout keeps writing tokens every idle/4 while requests wait on it', async () => {
+      const c = await core((up) => [web(up, { state: 'scaled_to_zero' })])
+      const wake = deferred()
+      c.provider.holdWake = wake.promise
+      const pending = c.auth('web.example.com')
+      await until(() => c.provider.calls.wake === 1, 'wake')
+      c.clock.now += IDLE / 8
+      await c.registry.sweep()
+      await c.settle()
+      assert.equal(c.engine.calls.recordActivity.length, 0, 'not before idle/4 (the wake wrote one)')
+      for (let i = 1; i <= 4; i++) {
+        c.clock.now += IDLE / 4 // 1.125 idle_timeout in all
+        await c.registry.sweep()
+        await until(() => c.engine.calls.recordActivity.length === i, `token ${i} during the wake`, 5000)
+        await c.settle() // the write settles before the next tick
+      }
+      assert.ok(c.engine.calls.recordActivity.every((w) => w.agoMs === 0), 'waiting requests are activity now')
+      wake.resolve()
+      assert.equal((await pending).statusCode, 200)
+      await c.close()
+    })
+
+    it('a request arriving while our own sleep waits in the sleep queue cancels it (no scale-down, no wake)', async () => {
+      const c = await core((up) => [{ id: 'api', hosts: ['api.example.com'], state: 'running', upstreams: [up] }, web(up)], { extra: 'max_concurrent_sleeps: 1\n' })
+      c.clock.now += IDLE
+      const gate = deferred()
+      const sleepIf = c.engine.sleepIf.bind(c.engine)
+      c.engine.sleepIf = async (id, version, signal) => {
+        if (id === 'api') await gate.promise // api's sleep holds the one slot
+        return sleepIf(id, version, signal)
+      }
+      const sweep = c.registry.sweep()
+      await until(() => c.backend('web').phase === 'sleeping' && c.backend('api').phase === 'sleeping', 'both sleeps under way')
+      const request = c.auth('web.example.com') // arrives before web's conditional write left the queue
+      await until(() => c.backend('web').phase === 'running', 'web sleep cancelled')
+      gate.resolve()
+      await sweep
+      assert.equal((await request).statusCode, 200)
+      assert.deepEqual(c.engine.calls.sleepIf.map((s) => s.id), ['api'])
+      assert.equal(c.provider.calls.wake, 0)
+      await c.close()
+    })
+
+    it('a verify read that never settles (engine ignores the abort) is bounded by the core', async () => {
+      const c = await core((up) => [web(up)])
+      c.engine.disconnect()
+      c.engine.refresh = () => new Promise(() => undefined)
+      const res = await Promise.race([c.auth('web.example.com').then((r) => r.statusCode), new Promise((r) => setTimeout(r, 5000, 'hung')).then(() => 'hung')])
+      assert.equal(res, 200)
+      await c.close()
+    })
+
+    it('a reload that replaces the provider closes the old backend sharer: a late asleep answer wakes nothing through the old provider', async () => {
+      const c = await core((up) => [web(up)])
+      const record = deferred()
+      c.engine.holdRecord = record.promise
+      c.engine.recordAsleep = true
+      assert.equal((await c.auth('web.example.com')).statusCode, 200) // its write is held
+      await until(() => c.engine.calls.recordActivity.length === 1, 'the write')
+      const next = new SharedMemoryProvider([web(upstream.address)], () => c.clock.now)
+      await c.registry.replaceProvider(c.provider, next)
+      record.resolve()
+      await c.settle()
+      assert.equal(c.provider.calls.wake, 0, 'the old, replaced provider woke nothing')
+      await c.close()
+    })
+
+    it('a token write that never settles fails after idle/4 (not 10 s) and frees its slot', async () => {
+      const c = await core((up) => [web(up)], { idle: '1s' })
+      c.engine.recordActivity = () => new Promise(() => undefined)
+      assert.equal((await c.auth('web.example.com')).statusCode, 200)
+      await until(() => c.backend('web').sharer?.failed === 1, 'the write timed out', 3000)
+      await c.close()
+    })
   })
 })
