@@ -45,9 +45,9 @@ export function fakeSwarmSetup(): { swarm: () => FakeSwarm; sidecar: (options?: 
   }
 }
 
-/** Resolve once `cond()` holds (polls every 2 ms; fails after 3 s). */
-export async function until(cond: () => boolean, what = 'condition'): Promise<void> {
-  const end = Date.now() + 3000
+/** Resolve once `cond()` holds (polls every 2 ms; fails after `ms`, 3 s unless told). */
+export async function until(cond: () => boolean, what = 'condition', ms = 3000): Promise<void> {
+  const end = Date.now() + ms
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 2))

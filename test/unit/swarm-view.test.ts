@@ -84,7 +84,8 @@ describe('swarm view', () => {
     swarm().failEvents = 3
     swarm().cut()
     await until(() => !a.provider.view.live, 'not live')
-    await until(() => a.provider.view.live, 'live after three failures')
+    // Up to 200 + 400 + 800 + 1600 ms of backoff (the cut itself may count): more than until's default 3 s on busy cores.
+    await until(() => a.provider.view.live, 'live after three failures', 10_000)
     swarm().writeAsOther('web', (spec) => ({ ...spec, Labels: { ...spec.Labels, x: '1' } }))
     await settle()
     const cutAt = Date.now()
