@@ -63,8 +63,8 @@ export class TestSwarm {
   readonly client = new EngineClient({ address: DOCKER_SOCKET, name: 'docker' })
   readonly run: string
 
-  /** `tag`: a helper or test name that goes into every name and label prefix (e.g. `shared-swarm`). */
-  constructor(tag = 's') {
+  /** `tag`: a helper or test name that goes into every name and label prefix (e.g. `shared-swarm`; default RELIGHT_TEST_TAG, else `s`). */
+  constructor(tag = process.env.RELIGHT_TEST_TAG ?? 's') {
     this.run = `${tag}${randomBytes(4).toString('hex')}`
     this.tag = `${NAME_PREFIX}img:${this.run}`
   }
