@@ -191,3 +191,47 @@ describe('swarm races: listeners', () => {
     await until(() => ups >= 2, 'live again after the cut')
   })
 })
+
+describe('swarm races: low', () => {
+  const { swarm, sidecar } = fakeSwarmSetup()
+
+  it('a service removed while the stream was down is reported removed after the re-list', async () => {
+    // Seen failing with absorbList dropping the entry silently (no remove event; its woken-task ids leaked).
+    swarm().add('web', { 'relight.domain': 'web.example.com' }, 1)
+    swarm().add('api', { 'relight.domain': 'api.example.com' }, 1)
+    const a = await sidecar({ identity: 'edge-a' })
+    swarm().failEvents = 1
+    swarm().cut()
+    await until(() => !a.provider.view.live, 'not live')
+    swarm().services.delete('web')
+    await until(() => a.provider.view.live, 'live again', 10_000)
+    assert.ok(a.events.some((e) => e.type === 'remove' && e.id === 'web'))
+    assert.equal(a.provider.view.entry('web'), undefined)
+  })
+
+  it('an event without timeNano (whole seconds) counts as a change, not as older than the last read', async () => {
+    // Seen failing with time * 1e9 used as the event's time: the event was dropped as older than the read.
+    swarm().add('web', { 'relight.domain': 'web.example.com' }, 1)
+    const a = await sidecar({ identity: 'edge-a', inspectEveryMs: 60_000 })
+    const before = a.provider.shared.observe('web')
+    a.clock.now += 5_000
+    const seconds = Math.floor(Date.parse(swarm().services.get('web')?.UpdatedAt ?? '') / 1000)
+    a.provider.view.handle({ Type: 'service', Action: 'update', Actor: { ID: 'web', Attributes: {} }, time: seconds })
+    assert.equal(a.provider.shared.observe('web')?.seenAt, (before?.seenAt ?? 0) + 5_000)
+    assert.equal(a.provider.view.entry('web')?.stale, true)
+  })
+
+  it('one dependency failing ends the other dependencies\' waits (their pollers stop)', async () => {
+    // Seen failing with ensureDependencies' local abort removed: cache's poller kept its waiter until the wake's signal.
+    swarm().add('db', { 'relight.group': 'shop' }, 0)
+    swarm().add('cache', { 'relight.group': 'shop' }, 0)
+    swarm().add('shop', { 'relight.domain': 'shop.example.com', 'relight.group': 'shop' }, 0)
+    swarm().taskScripts.set('db', [[{ State: 'pending' }], [{ State: 'failed', Err: 'exit 1', desired: 'shutdown' }]])
+    swarm().taskScripts.set('cache', [[{ State: 'pending' }]])
+    const a = await sidecar({ identity: 'edge-a' })
+    const err = await a.provider.wake('shop', AbortSignal.timeout(10_000)).then(() => undefined, (e: Error & { code?: string }) => e)
+    assert.equal(err?.code, 'RELIGHT_ERR_BACKEND_EXITED')
+    await settle()
+    assert.equal(a.provider.view.tasks('cache').size, 0)
+  })
+})

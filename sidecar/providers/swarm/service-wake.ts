@@ -210,8 +210,21 @@ async function ensureDependencies(ctx: SwarmContext, group: string, signal: Abor
   for (const d of deps) ctx.view.absorb(d, false)
   const asleep = deps.filter((s) => replicasOf(s) === 0)
   if (asleep.length > 0) ctx.log.info({ group, services: asleep.map(nameOf) }, 'waking group dependencies')
+  // The first dependency that fails ends the others' waits too (their pollers stop with their last waiter).
+  const local = new AbortController()
+  const both = AbortSignal.any([signal, local.signal])
   await Promise.all(
     deps.map(async (dep) => {
+      try {
+        await ensureDependency(dep, both)
+      } catch (err) {
+        local.abort(err)
+        throw err
+      }
+    }),
+  )
+
+  async function ensureDependency(dep: Service, signal: AbortSignal): Promise<void> {
       const r = await ensureUp(ctx, dep.ID, 0, signal, true)
       const depService = 'unprepared' in r ? r.unprepared : r.service
       // Also when it was up already: a sibling's wake may have scaled it up a moment ago, and its task may not run yet.
@@ -223,8 +236,7 @@ async function ensureDependencies(ctx: SwarmContext, group: string, signal: Abor
         if (failed) throw exited(ctx, depService, failed)
         return undefined
       }, signal)
-    }),
-  )
+  }
 }
 
 /** The service, routed (domain label, replicated): the view's copy when it is current, else a read. */

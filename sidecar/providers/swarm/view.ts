@@ -194,8 +194,14 @@ export class SwarmView {
       present.add(s.ID)
       this.absorb(s, false)
     }
-    for (const id of this.entries.keys()) {
-      if (!present.has(id) && this.entries.get(id)?.writing === 0) this.entries.delete(id)
+    for (const id of [...this.entries.keys()]) {
+      if (!present.has(id) && this.entries.get(id)?.writing === 0) {
+        // Removed (or lost our labels) while the stream was down: no event will say so.
+        this.entries.delete(id)
+        this.watches.delete(id)
+        this.pendingInspects.delete(id)
+        this.safely('removed', () => this.hooks.removed(id))
+      }
     }
   }
 
@@ -400,7 +406,8 @@ export class SwarmView {
       e.queued.push(event)
       return
     }
-    const us = eventMicros(event.timeNano ?? (event.time !== undefined ? event.time * 1e9 : undefined))
+    // Without timeNano (Docker sends it since API 1.22) the time is whole seconds: unknown, so a change.
+    const us = eventMicros(event.timeNano)
     if (us !== undefined && this.isOwn(e, us)) return
     if (us !== undefined && sameMicros(us, e.lastChangeUs)) return // already read (a read-back or inspect beat the event)
     // A write older than the last read is in that read already (its change was seen then). The
