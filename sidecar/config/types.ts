@@ -8,7 +8,7 @@ import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from '../core/duration.js'
 import type { Schedule } from '../core/schedule.js'
 import { BACKEND_SETTINGS, durationProblem, PERCENT_RANGE, parsePercent, READINESS, scheduleFromText, type SettingKey, type SettingSpec, STATUS_RANGE, STRATEGIES, switchFromText } from '../core/settings.js'
-import { IGNORE_FIELDS, type IgnoreRule, ignoreFieldProblem } from '../core/ignore.js'
+import { IGNORE_FIELDS, type IgnoreRule, ignoreCountProblem, ignoreFieldProblem } from '../core/ignore.js'
 
 /** `waiting_page_template`'s value: a path to an HTML file, relative to the configuration file's directory (read by pages/template.ts). */
 export const waitingPageTemplate = z.string().min(1, 'expected the path of an HTML file')
@@ -39,7 +39,10 @@ export const ignoreRules = z.array(
       }
     })
     .transform((rule): IgnoreRule => Object.fromEntries(Object.entries(rule).filter(([, v]) => v !== undefined))),
-)
+).superRefine((rules, ctx) => {
+  const problem = ignoreCountProblem(rules.length)
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem })
+})
 
 /** `ignore_status`: an HTTP status. */
 export const httpStatus = z

@@ -20,7 +20,7 @@ import type PQueue from 'p-queue'
 import type { Logger } from 'pino'
 import { RelightError, toRelightError } from './errors.js'
 import { atPowerOfTwo } from './log-throttle.js'
-import type { ActivityAnswer, SharedEngine } from './shared.js'
+import { type ActivityAnswer, observeSafely, type SharedEngine } from './shared.js'
 import { abortable } from './timers.js'
 
 /** Longest a request waits for the token write it triggered. */
@@ -79,7 +79,7 @@ export class ActivitySharer {
     private readonly deps: SharerDeps,
   ) {
     this.viewStartedAt = deps.now()
-    this.baseVersion = engine.observe(id)?.version
+    this.baseVersion = observeSafely(engine, id)?.version
   }
 
   /** Writes that failed in a row (status, tests). */
@@ -109,7 +109,7 @@ export class ActivitySharer {
    * when nobody wrote for ≥ idle_timeout/2, the wait for this request's write, bounded by HOLD_MS.
    */
   hold(now: number): Promise<HoldOutcome> | undefined {
-    const obs = this.engine.observe(this.id)
+    const obs = observeSafely(this.engine, this.id)
     const unknown = this.landedAt < this.viewStartedAt && (this.baseVersion === undefined || obs?.version === this.baseVersion)
     if (!unknown) {
       const heard = Math.max(obs?.seenAt ?? -Infinity, this.landedAt)
@@ -151,7 +151,7 @@ export class ActivitySharer {
   /** The engine view is live again: a write that failed is retried now. */
   reconnected(): void {
     this.viewStartedAt = this.deps.now()
-    this.baseVersion = this.engine.observe(this.id)?.version
+    this.baseVersion = observeSafely(this.engine, this.id)?.version
     if (this.failures === 0 && this.retryAt === -Infinity) return
     this.failures = 0
     this.retryAt = -Infinity

@@ -11,7 +11,7 @@ import { abortable, delay } from './timers.js'
 import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import { ActivitySharer, type HoldOutcome } from './activity-share.js'
-import { sharedBlocker, type SharedEngine } from './shared.js'
+import { observeSafely, sharedBlocker, type SharedEngine } from './shared.js'
 import type { IgnoreRules } from './ignore.js'
 
 /** The sleep.refused reason inside an awake_during window. */
@@ -195,7 +195,16 @@ export class Backend {
   private holdReason: 'startup_grace' | 'busy' | undefined
   /** The startup_grace refusal is reported once per grace, not on every sweep tick. */
   private holdReported = false
+  /** When the startup_grace hold began: a reload that changes startup_grace recomputes its end. */
+  private graceFrom = -Infinity
   private busyFailures = 0
+  /** The CPU reading in flight (one per backend, whoever asked: a sweep, a group, a first reading). */
+  private cpuReading: Promise<number | undefined> | undefined
+  private cpuReadingWhy: 'first' | 'due' = 'first'
+  /** The sweep's busy check in flight: the backend is not idle meanwhile, so no other sweep starts one. */
+  private busyCheck: Promise<boolean> | undefined
+  /** The sweep's sleep in flight: a later sweep tick joins it instead of queueing another. */
+  private idleSleep: Promise<boolean> | undefined
 
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
     this.key = `${providerId(provider)}:${info.id}`
@@ -231,10 +240,11 @@ export class Backend {
    * one; Docker's first one-shot reading has nothing to compare with and says 0).
    */
   private primeCpu(): void {
-    if (this.settings.busy_cpu !== undefined) void this.measureCpu()
+    if (this.settings.busy_cpu !== undefined) void this.measureCpu('first')
   }
 
   private hold(reason: 'startup_grace' | 'busy', until: number): void {
+    if (reason === 'startup_grace') this.graceFrom = until - this.settings.startup_grace
     this.holdUntil = until
     this.holdReason = reason
     this.holdReported = false
@@ -391,7 +401,12 @@ export class Backend {
   /** Shared engines: the engine view does not follow the engine now (routing needs a verify read). */
   get viewStale(): boolean {
     const shared = this.provider.shared
-    return shared !== undefined && shared.observe(this.info.id)?.live === false
+    if (shared === undefined) return false
+    try {
+      return shared.observe(this.info.id)?.live === false
+    } catch {
+      return true // cannot tell: the bounded verify read decides
+    }
   }
 
   /**
@@ -502,6 +517,8 @@ export class Backend {
    * activity for idle_timeout.
    */
   isIdle(now: number): boolean {
+    // A sleep or a CPU reading of the sweep's is under way: its outcome decides, not another tick.
+    if (this.idleSleep !== undefined || this.busyCheck !== undefined) return false
     const blocker = this.sleepBlocker(now, false)
     if (blocker === 'startup_grace' && !this.holdReported) {
       // Idle by every other rule: the grace alone keeps it awake. Said once per grace.
@@ -535,7 +552,7 @@ export class Backend {
       if (shared !== undefined) {
         // Several sidecars: idle here is not enough; the shared token must not have changed for
         // idle_timeout, measured on this host's monotonic clock, with the view live.
-        const blocker = sharedBlocker(shared.observe(this.info.id), this.createdAt, now, this.settings.idle_timeout)
+        const blocker = sharedBlocker(observeSafely(shared, this.info.id), this.createdAt, now, this.settings.idle_timeout)
         if (blocker !== undefined) return blocker
       }
     }
@@ -565,7 +582,7 @@ export class Backend {
   update(info: BackendInfo, settings: ResolvedSettings, observedAt?: number): 'applied' | 'deferred' {
     const stale = observedAt !== undefined && observedAt < this.transitionEndedAt
     this._info = stale ? { ...info, state: this.info.state } : info
-    this._settings = settings
+    this.settingsChanged(settings)
     // A transition in progress keeps its phase: what the engine reports meanwhile is its
     // progress (or our own write), and the transition reports by its result.
     if (this.phase === 'probing' && !stale && !this.upInEngine) this.adoptAbort?.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name }))
@@ -853,7 +870,13 @@ export class Backend {
    * when it went to sleep. Falls back to `fallback_sleep` when the preferred mode fails.
    */
   sleepIfIdle(options: { busyChecked?: boolean } = {}): Promise<boolean> {
-    return this.runSleep(false, 'idle', undefined, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
+    if (this.idleSleep !== undefined) return this.idleSleep
+    const sleep = this.runSleep(false, 'idle', undefined, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
+    this.idleSleep = sleep
+    void sleep.finally(() => {
+      if (this.idleSleep === sleep) this.idleSleep = undefined
+    }).catch(() => undefined)
+    return sleep
   }
 
   /**
@@ -894,13 +917,25 @@ export class Backend {
   /**
    * busy_cpu: read the CPU now; at or above it, hold the backend awake for another idle_timeout
    * and report the refusal (reason `busy`). False when busy_cpu is off or the reading failed.
-   * The sweep asks every member of a group before it puts any to sleep.
+   * The sweep asks every member of a group before it puts any to sleep. One check at a time:
+   * a caller while one runs gets its answer (one reading, one refusal reported).
    */
-  async busyNow(): Promise<boolean> {
+  busyNow(): Promise<boolean> {
+    if (this.busyCheck !== undefined) return this.busyCheck
+    const check = this.checkBusy()
+    this.busyCheck = check
+    void check.finally(() => {
+      if (this.busyCheck === check) this.busyCheck = undefined
+    }).catch(() => undefined)
+    return check
+  }
+
+  private async checkBusy(): Promise<boolean> {
     const limit = this.settings.busy_cpu
     if (limit === undefined) return false
-    const cpu = await this.measureCpu()
-    if (cpu === undefined || cpu < limit) return false
+    const cpu = await this.measureCpu('due')
+    // Not a number (a plugin's bad reading) is not busy: busy_cpu fails open.
+    if (cpu === undefined || !(cpu >= limit)) return false
     this.hold('busy', this.deps.now() + this.settings.idle_timeout)
     this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: 'busy', cpu_pct: cpu })
     return true
@@ -919,18 +954,20 @@ export class Backend {
       if (this.removed) return { result: 'refused', reason: 'removed' }
       const shared = this.provider.shared
       // The version judged idle: the scale-down is conditional on it (read just before the blocker).
-      let judged = shared?.observe(this.info.id)
+      let judged = shared === undefined ? undefined : observeSafely(shared, this.info.id)
       let now = this.deps.now()
       let blocker = this.sleepBlocker(now, ignoreActivity)
       if (blocker === undefined && checkBusy && this.settings.busy_cpu !== undefined) {
         if (await this.busyNow()) return { result: 'refused', reason: 'busy' }
         // A request may have come while the CPU was read.
-        judged = shared?.observe(this.info.id)
+        judged = shared === undefined ? undefined : observeSafely(shared, this.info.id)
         now = this.deps.now()
         blocker = this.sleepBlocker(now, ignoreActivity)
       }
       if (blocker === undefined && shared !== undefined && judged === undefined) blocker = 'engine has not reported it yet'
       if (blocker === 'asleep') return { result: 'asleep' }
+      // A hold was reported when it began (busyNow, isIdle): not once more per queued sleep.
+      if (blocker !== undefined && blocker === this.holdReason) return { result: 'refused', reason: blocker }
       // Checked again here: a request may have come between the eviction's choice and now.
       if (blocker === undefined && cause === 'evicted') blocker = this.evictionBlocker(now)
       if (blocker !== undefined) {
@@ -988,6 +1025,15 @@ export class Backend {
   }
 
   /**
+   * Our shared sleep did not happen (refused, cancelled, failed): running again if it was and the
+   * engine still says so, and replicas not ready yet are probed again (the sleep ended their probes).
+   */
+  private resumeAfterSleep(wasPhase: Phase): void {
+    this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+    if (this.phase === 'running') this.reconcileReady(this.info.upstreams)
+  }
+
+  /**
    * Several sidecars: scale down only if the shared activity is still `version` (the engine's
    * precondition decides). `changed`: another sidecar wrote since; the backend stays up and is
    * judged again from the new observation. The local idle clock is not reset: only traffic moves it.
@@ -1019,13 +1065,13 @@ export class Backend {
         throw err
       })
       if (answer === undefined) {
-        this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+        this.resumeAfterSleep(wasPhase)
         const reason = 'a request arrived here before the sleep was written'
         this.emit({ type: 'sleep.refused', mode, reason })
         return { result: 'refused', reason }
       }
       if (answer.result === 'changed') {
-        this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+        this.resumeAfterSleep(wasPhase)
         const reason = 'another sidecar wrote since (version changed)'
         this.emit({ type: 'sleep.refused', mode, reason, code: 'RELIGHT_ERR_SLEEP_REFUSED' })
         return { result: 'refused', reason }
@@ -1040,7 +1086,7 @@ export class Backend {
     } catch (err) {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
       this._counters.sleepFailures++
-      this._phase = wasPhase === 'running' && this.info.state === 'running' ? 'running' : 'asleep'
+      this.resumeAfterSleep(wasPhase)
       this._lastActivity = this.deps.now() // retry after another idle_timeout, not on every tick
       this.emit({ type: 'sleep.failed', mode, code: error.code, reason: error.message })
       return { result: 'failed', error }
@@ -1081,20 +1127,40 @@ export class Backend {
    * read (the sleep then goes ahead: an engine that cannot answer must not keep every backend
    * awake; logged at 1, 2, 4… failures).
    */
-  private async measureCpu(): Promise<number | undefined> {
+  private measureCpu(why: 'first' | 'due'): Promise<number | undefined> {
+    if (this.cpuReading !== undefined) {
+      // A due reading does not take a first one's figure (it covers no idle window): it follows it.
+      if (why === 'first' || this.cpuReadingWhy === 'due') return this.cpuReading
+      return this.cpuReading.then(() => this.measureCpu('due'))
+    }
+    const reading = this.readCpu(why)
+    this.cpuReading = reading
+    this.cpuReadingWhy = why
+    void reading.finally(() => {
+      if (this.cpuReading === reading) this.cpuReading = undefined
+    })
+    return reading
+  }
+
+  private async readCpu(why: 'first' | 'due'): Promise<number | undefined> {
     const stats = this.provider.stats
     if (!stats) return undefined
-    // The timeout starts when the reading does, not while it waits for a slot.
-    const read = () => stats.call(this.provider, this.info.id, AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)]))
+    // The timeout starts when the reading does, not while it waits for a slot. Raced here too:
+    // a provider that ignores the signal neither holds the slot nor the sleep beyond it.
+    const read = () => {
+      const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)])
+      return abortable(stats.call(this.provider, this.info.id, signal), signal)
+    }
     try {
       const s = await (this.deps.statsQueue ? this.deps.statsQueue.add(read) : read())
       this.busyFailures = 0
       return s.cpu_pct
     } catch (err) {
       this.busyFailures++
-      if (atPowerOfTwo(this.busyFailures)) {
+      if (atPowerOfTwo(this.busyFailures) && !this.deps.closing.aborted) {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
-        this.log.warn({ code: error.code, err: error.message, failures: this.busyFailures }, 'CPU not measured for busy_cpu; sleeping as if idle')
+        const then = why === 'due' ? 'sleeping as if idle' : 'the first reading is missing, so the next one covers the time since the provider last measured'
+        this.log.warn({ code: error.code, err: error.message, failures: this.busyFailures }, `CPU not measured for busy_cpu; ${then}`)
       }
       return undefined
     }
@@ -1121,8 +1187,22 @@ export class Backend {
 
   /** A config reload changed this backend's settings (idle_timeout…): they apply from now on. */
   reconfigure(settings: ResolvedSettings): void {
-    this._settings = settings
+    this.settingsChanged(settings)
     this.syncFastLane()
+  }
+
+  /**
+   * New settings, from a reload or the provider's report. busy_cpu turned on while running takes
+   * a first reading now (as a wake does), so the due one covers the idle window; a grace under
+   * way ends startup_grace after it began, with the new value.
+   */
+  private settingsChanged(settings: ResolvedSettings): void {
+    const before = this._settings
+    this._settings = settings
+    if (before.busy_cpu === undefined && settings.busy_cpu !== undefined && this.phase === 'running') this.primeCpu()
+    if (this.holdReason === 'startup_grace' && settings.startup_grace !== before.startup_grace && this.deps.now() < this.holdUntil) {
+      this.holdUntil = this.graceFrom + settings.startup_grace
+    }
   }
 
   /**
@@ -1138,6 +1218,7 @@ export class Backend {
     this.holdUntil = old.holdUntil
     this.holdReason = old.holdReason
     this.holdReported = old.holdReported
+    this.graceFrom = old.graceFrom
     // Open access-log tickets still name `old`: their lines must end the requests here.
     old.successor = this
     old.successorWakes = this.counters.wakes

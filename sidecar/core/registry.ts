@@ -344,9 +344,9 @@ export class Registry implements RegistryReload {
     const id = providerId(provider)
     const before = this.status.get(id) ?? { ok: true, backends: 0 }
     if (up) {
-      if (!this.viewDownAt.delete(id)) return
-      this.status.set(id, { ...before, view: 'live' })
-      this.events.emit({ type: 'provider.up', provider: id, backends: before.backends })
+      // The first `up` (no `down` before it) only says the view is live; provider.up follows a down.
+      if (before.view !== 'live') this.status.set(id, { ...before, view: 'live' })
+      if (this.viewDownAt.delete(id)) this.events.emit({ type: 'provider.up', provider: id, backends: before.backends })
       return
     }
     if (this.viewDownAt.has(id)) return

@@ -55,6 +55,19 @@ export interface SharedEngine {
 }
 
 /** Why a backend on a shared engine may not sleep yet (undefined: it may). Pure; unit-tested. */
+/**
+ * `engine.observe(id)`, or undefined when the provider throws: an observation that cannot be
+ * read is treated as none (sleeps refused, routing on the view) instead of failing the request
+ * or the whole idle sweep.
+ */
+export function observeSafely(engine: SharedEngine, id: string): Observation | undefined {
+  try {
+    return engine.observe(id)
+  } catch {
+    return undefined
+  }
+}
+
 export function sharedBlocker(obs: Observation | undefined, knownSince: number, now: number, idleTimeout: number): string | undefined {
   if (obs !== undefined && !obs.live) return 'engine view disconnected'
   // A duration from the writer, an instant from here (§5.0); clamped so a wrong value costs at most idle/4.

@@ -310,6 +310,28 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     await c.close()
   })
 
+  it('the registry judges on the monotonic clock by default (production passes no clock)', async () => {
+    const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\n`, 'test')
+    const provider = new SharedMemoryProvider([web(upstream.address)], () => 0)
+    const registry = new Registry([provider], config, log)
+    await registry.start()
+    const b = registry.get('memory:web')
+    registry.close()
+    assert.ok(b)
+    // performance.now() counts from this process's start; Date.now() from 1970
+    assert.ok(Math.abs(b.createdAt - performance.now()) < 60_000, `createdAt ${b.createdAt} is not on the monotonic clock`)
+  })
+
+  it('a first connection up (no down before it) says the view is live, without a provider.up', async () => {
+    const c = await core((up) => [web(up)])
+    const ups = () => c.events.filter((e) => e.type === 'provider.up').length
+    const before = ups()
+    c.provider.emit({ type: 'connection', up: true })
+    assert.equal(c.registry.status.get('memory')?.view, 'live')
+    assert.equal(ups(), before, 'no provider.up without a down')
+    await c.close()
+  })
+
   describe('review fixes (groups, restarts, adopt, long wakes, bounds)', () => {
     const db = (up: string): MemoryBackend => ({ id: 'db', hosts: ['db.example.com'], state: 'running', upstreams: [up], group: 'shop' })
 
@@ -483,6 +505,44 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
       record.resolve()
       await c.settle()
       assert.equal(c.provider.calls.wake, 0, 'the old, replaced provider woke nothing')
+      await c.close()
+    })
+
+    it('a refused shared sleep probes again the replicas that were not ready yet', async () => {
+      const net = await import('node:net')
+      const port = await new Promise<number>((resolve) => {
+        const s = net.createServer().listen(0, '127.0.0.1', () => {
+          const p = (s.address() as { port: number }).port
+          s.close(() => resolve(p))
+        })
+      })
+      const late = `127.0.0.1:${port}`
+      const c = await core((up) => [web(up)])
+      // a second replica is reported (not listening yet): it joins once its probe succeeds
+      c.provider.emit({ type: 'upsert', backend: { id: 'web', name: 'web', hosts: ['web.example.com'], state: 'running', upstreams: [upstream.address, late], settings: {} } })
+      c.clock.now += IDLE
+      c.engine.beforeSleepIf = (id) => void c.engine.foreignWrite(id) // another sidecar wrote: refused
+      await c.registry.sweep()
+      assert.equal(c.backend('web').phase, 'running')
+      const srv = net.createServer((s) => s.end()).listen(port, '127.0.0.1')
+      try {
+        const b = c.backend('web')
+        await until(() => [b.upstream(), b.upstream()].includes(late), 'the late replica routed', 5000)
+      } finally {
+        srv.close()
+        await c.close()
+      }
+    })
+
+    it('a provider whose observe() throws fails neither the request nor the sweep', async () => {
+      const c = await core((up) => [web(up)])
+      c.engine.observe = () => {
+        throw new Error('broken view')
+      }
+      assert.equal((await c.auth('web.example.com')).statusCode, 200)
+      c.clock.now += IDLE
+      await c.registry.sweep()
+      assert.equal(c.backend('web').phase, 'running', 'nothing judged idle on an unreadable observation')
       await c.close()
     })
 
