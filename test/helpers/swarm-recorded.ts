@@ -40,6 +40,7 @@ export const webService = (labels: Record<string, string>): Service =>
   ({
     ID: 'svc1',
     Version: { Index: 42 },
+    UpdatedAt: '2026-12-07T14:25:40.123456789Z',
     Spec: {
       Name: 'web',
       Labels: { 'relight.domain': 'web.example.com', ...labels },

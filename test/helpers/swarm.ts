@@ -61,10 +61,16 @@ export interface TestService {
 
 export class TestSwarm {
   readonly client = new EngineClient({ address: DOCKER_SOCKET, name: 'docker' })
-  readonly run = `s${randomBytes(4).toString('hex')}`
+  readonly run: string
+
+  /** `tag`: a helper or test name that goes into every name and label prefix (e.g. `shared-swarm`; default RELIGHT_TEST_TAG, else `s`). */
+  constructor(tag = process.env.RELIGHT_TEST_TAG ?? 's') {
+    this.run = `${tag}${randomBytes(4).toString('hex')}`
+    this.tag = `${NAME_PREFIX}img:${this.run}`
+  }
   /** `sha256:…` of the imported busybox image. */
   image = ''
-  private readonly tag = `${NAME_PREFIX}img:${this.run}`
+  private readonly tag: string
 
   /** `docker import` of the busybox rootfs; answers the image id. */
   async importImage(index = '<h1>relight swarm test</h1>\n'): Promise<string> {

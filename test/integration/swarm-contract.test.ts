@@ -19,6 +19,15 @@ if (skip === undefined) {
 
   runProviderContract('swarm (real single-node swarm)', {
     timeout: 90_000,
+    skip: [
+      {
+        // Issue 21: a shared provider raises nothing for its own writes (core/provider.ts, `shared`
+        // point 2). Someone else's scale-down and scale-up are reported: swarm-shared-contract.test.ts
+        // ("watch() reports a change someone else made") and the shared-engine contract's own-writes-silent.
+        reason: 'own writes are silent on a shared engine; see swarm-shared-contract.test.ts for changes made by others',
+        tests: ['watch'],
+      },
+    ],
     make: async () => {
       // A unique label prefix: other test files' services are invisible to this provider.
       const service = await swarm.service({ labels: { [`${swarm.run}.domain`]: 'contract.localhost', [`${swarm.run}.port`]: '8080' } })

@@ -1,47 +1,42 @@
 /**
- * Swarm provider, group dependencies: after a routed member of a group sleeps, the provider scales the group's
- * dependencies (services without a domain) down with only their own version as a guard. A
- * dependency another sidecar has just woken (its wake writes relight.last_activity = now on the
- * dependency, then waits for its task, then scales the routed member up) is scaled down under
- * that wake: the member comes up without its database, or the other wake waits until wake_timeout.
- * Recorded-engine set-up from test/helpers/swarm-recorded.ts.
+ * Swarm group dependencies across sidecars (issue 21 §3): a dependency another sidecar's wake
+ * just touched is not scaled down under it. Round 2 guarded the dependency with only its own
+ * version and a wall-clock last_activity; now sidecar B's wake writes a token into the
+ * dependency BEFORE the member, and A scales a dependency down only when every routed member is
+ * at 0 and the dependency's own observation was unchanged for idle_timeout here, with the
+ * version of that read. In-memory swarm (test/fakes/swarm-engine.ts), two provider instances.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import type { Service } from '../../sidecar/providers/swarm/services.js'
-import { JSON_HEADERS, recordedSwarm } from '../helpers/swarm-recorded.js'
+import { fakeSwarmSetup, until } from '../helpers/swarm-fake.js'
 
-const svc = (id: string, replicas: number, labels: Record<string, string>): Service =>
-  ({
-    ID: id,
-    Version: { Index: 7 },
-    Spec: {
-      Name: id,
-      Labels: { 'relight.group': 'shop', ...labels },
-      Mode: { Replicated: { Replicas: replicas } },
-      EndpointSpec: { Mode: 'dnsrr', Ports: [{ Protocol: 'tcp', TargetPort: 8080, PublishMode: 'host' }] },
-      TaskTemplate: { ContainerSpec: { Image: 'sha256:abc' } },
-    },
-  }) as unknown as Service
+const replicas = (s: { Spec: { Mode?: { Replicated?: { Replicas?: number } } } } | undefined) => s?.Spec.Mode?.Replicated?.Replicas
 
 describe('swarm: group dependencies', () => {
-  const swarm = recordedSwarm({ callHistory: true })
+  const { swarm, sidecar } = fakeSwarmSetup()
 
   it('does not scale down a dependency another sidecar woke a moment ago (its wake of the routed member is under way)', async () => {
-    const pool = swarm.agent.get('http://localhost')
-    const old = new Date(Date.now() - 3_600_000).toISOString()
-    const now = new Date().toISOString()
-    // B sleeps `shop`; sidecar A is waking `admin` (asleep so far): it has scaled the database up
-    // (last_activity = now, written by A's scaleUp) and waits for its task before scaling admin up.
-    const shop = svc('shop', 1, { 'relight.domain': 'shop.example.com', 'relight.last_activity': old })
-    const admin = svc('admin', 0, { 'relight.domain': 'admin.example.com', 'relight.last_activity': old })
-    const db = svc('db', 1, { 'relight.last_activity': now })
-    pool.intercept({ method: 'GET', path: (p) => p.split('?')[0] === '/services/shop' }).reply(200, shop, JSON_HEADERS)
-    pool.intercept({ method: 'POST', path: (p) => p.split('?')[0] === '/services/shop/update' }).reply(200, {}, JSON_HEADERS)
-    pool.intercept({ method: 'GET', path: (p) => p.split('?')[0] === '/services' }).reply(200, [svc('shop', 0, shop.Spec.Labels ?? {}), admin, db], JSON_HEADERS)
-    pool.intercept({ method: 'POST', path: (p) => p.split('?')[0] === '/services/db/update' }).reply(200, {}, JSON_HEADERS)
-    await swarm.provider.sleep('shop', 'scale', AbortSignal.timeout(5000), { idleTimeout: 60_000 })
-    const dbWrites = (swarm.agent.getCallHistory()?.calls() ?? []).filter((c) => c.method === 'POST' && c.path.startsWith('/services/db/update'))
-    assert.equal(dbWrites.length, 0, 'the database another sidecar just woke was scaled to 0')
+    swarm().add('db', { 'relight.group': 'shop' }, 0)
+    swarm().add('shop', { 'relight.domain': 'shop.example.com', 'relight.group': 'shop', 'relight.idle_timeout': '10s' }, 1)
+    swarm().add('admin', { 'relight.domain': 'admin.example.com', 'relight.group': 'shop' }, 0)
+    const a = await sidecar({ identity: 'edge-a' })
+    const b = await sidecar({ identity: 'edge-b' })
+    a.clock.now += 60_000
+    // B wakes admin, slowly: the database is ensured up first; admin's own write is held back.
+    let release: () => void = () => undefined
+    const held = new Promise<void>((r) => (release = r))
+    swarm().beforeUpdate = async (id) => {
+      if (id === 'admin') await held
+    }
+    const waking = b.provider.wake('admin', AbortSignal.timeout(5000))
+    await until(() => replicas(swarm().services.get('db')) === 1, 'B scaled the database up')
+    // Meanwhile A sleeps shop (idle everywhere): the group looks asleep (admin still at 0).
+    const obs = a.provider.shared.observe('shop')
+    const answer = await a.provider.shared.sleepIf('shop', obs?.version ?? '', AbortSignal.timeout(5000))
+    assert.deepEqual(answer, { result: 'slept' })
+    assert.equal(replicas(swarm().services.get('db')), 1, 'the database B just woke stays up')
+    release()
+    await waking
+    assert.equal(replicas(swarm().services.get('admin')), 1)
   })
 })

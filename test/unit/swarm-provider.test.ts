@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { isRelightError } from '../../sidecar/core/errors.js'
 import { readServiceLabels } from '../../sidecar/providers/swarm/labels.js'
-import type { Service } from '../../sidecar/providers/swarm/services.js'
+import { type Service, parseUpdatedAt } from '../../sidecar/providers/swarm/services.js'
 import { targetPort } from '../../sidecar/providers/swarm/upstreams.js'
 import { JSON_HEADERS, recordedSwarm } from '../helpers/swarm-recorded.js'
 
@@ -34,7 +34,8 @@ describe('swarm provider (recorded answers)', () => {
       [['relight-swarm-test-ephemeral', 'running', ['127.0.0.1:32769']]],
     )
     assert.equal(list[0]?.settings.sleep, 'scale')
-    assert.equal(list[0]?.details?.last_activity, '2026-11-30T14:00:00.000Z')
+    // The compat label relight.last_activity is written for older sidecars, never read (issue 21: no wall clock from another host).
+    assert.equal(list[0]?.details?.last_activity, undefined)
   })
 
   it('check explains a global service and a port published through the routing mesh', async () => {
@@ -58,59 +59,57 @@ describe('swarm provider (recorded answers)', () => {
     await assert.rejects(swarm.provider.list(signal()), (e) => isRelightError(e) && e.code !== 'RELIGHT_ERR_BACKEND_NOT_FOUND' && /not a swarm manager/.test(e.message))
   })
 
-  it('a scale-down that loses the compare-and-swap (HTTP 500 "update out of sequence") is a refused sleep', async () => {
+  // The view is not started here: the judged version is the fixture's UpdatedAt in µs.
+  const judged = String(parseUpdatedAt(service.UpdatedAt))
+
+  it('a scale-down that loses the compare-and-swap (HTTP 500 "update out of sequence") answers changed', async () => {
     on('GET', `/services/${ID}`, 200, service)
     on('POST', `/services/${ID}/update`, 500, fixture('update-out-of-sequence.json'))
-    await assert.rejects(swarm.provider.sleep(ID, 'scale', signal(), { idleTimeout: 60_000 }), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /changed/.test(e.message))
+    const answer = await swarm.provider.shared.sleepIf(ID, judged, signal())
+    assert.equal(answer.result, 'changed')
     const [post] = posts()
-    assert.equal(post?.searchParams.version, String(service.Version.Index), 'sent with the version the activity was read at')
+    assert.equal(post?.searchParams.version, String(service.Version.Index), 'sent with the version of the fresh read')
     const spec = JSON.parse(String(post?.body)) as Service['Spec']
     assert.equal(spec.Mode?.Replicated?.Replicas, 0)
     assert.ok(spec.Labels?.['relight.asleep.since'], 'asleep marker in the same update')
     assert.equal(spec.Labels?.['relight.asleep.replicas'], '1')
   })
 
-  it('refuses a sleep, without writing, when a sidecar saw traffic within idle_timeout', async () => {
-    const fresh = { ...service, Spec: { ...service.Spec, Labels: { ...service.Spec.Labels, 'relight.last_activity': new Date(Date.now() - 5000).toISOString() } } }
-    on('GET', `/services/${ID}`, 200, fresh)
-    await assert.rejects(swarm.provider.sleep(ID, 'scale', signal(), { idleTimeout: 60_000 }), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /traffic 5 s ago/.test(e.message))
+  it('answers changed, without writing, when the fresh read shows another UpdatedAt than the one judged idle', async () => {
+    on('GET', `/services/${ID}`, 200, { ...service, UpdatedAt: '2026-11-30T14:20:29.000000001Z' })
+    const answer = await swarm.provider.shared.sleepIf(ID, judged, signal())
+    assert.equal(answer.result, 'changed')
     assert.equal(posts().length, 0)
   })
 
-  it('a wake records the wake time as activity, replacing a last_activity far in the future rather than keeping it', async () => {
-    const asleep = { ...service, Spec: { ...service.Spec, Mode: { Replicated: { Replicas: 0 } }, Labels: { ...service.Spec.Labels, 'relight.last_activity': '2099-01-01T00:00:00.000Z' } } }
+  it('an activity write puts a new token and replaces a last_activity far in the future (compat label from this clock, never read)', async () => {
+    const future = { ...service, Spec: { ...service.Spec, Labels: { ...service.Spec.Labels, 'relight.last_activity': '2099-01-01T00:00:00.000Z' } } }
+    on('GET', `/services/${ID}`, 200, future)
     on('POST', `/services/${ID}/update`, 200, '')
+    on('GET', `/services/${ID}`, 200, { ...future, UpdatedAt: '2026-11-30T14:30:00.000000001Z' })
     const before = Date.now()
-    await (swarm.provider as unknown as { scaleUp(s: Service, signal: AbortSignal): Promise<void> }).scaleUp(asleep, signal())
+    const answer = await swarm.provider.shared.recordActivity(ID, 0, signal())
+    assert.equal(answer.state, 'awake')
     const written = JSON.parse(String(posts()[0]?.body)) as Service['Spec']
+    assert.match(written.Labels?.['relight.activity'] ?? '', /^v1 \S+ [0-9a-f]{16} 0$/)
     const at = Date.parse(written.Labels?.['relight.last_activity'] ?? '')
     assert.ok(at >= before && at <= Date.now(), `last_activity written: ${written.Labels?.['relight.last_activity']}`)
-    assert.equal(written.Mode?.Replicated?.Replicas, 1)
+    assert.equal(written.Mode?.Replicated?.Replicas, 1, 'an activity write changes nothing else')
   })
 
-  it('shares activity with compare-and-swap: a lost race is retried on a fresh read; a failed write blocks sleeps until one succeeds', async () => {
-    // Times near the real clock: a last_activity far in the future counts as absent (review F2).
-    const at = Math.floor(Date.now() / 1000) * 1000 - 60_000
+  it('writes activity with compare-and-swap: a lost race is retried on a fresh read; a refused write rejects (no "failed write" state: a view that is not live blocks sleeps)', async () => {
     on('GET', `/services/${ID}`, 200, service, 2)
     on('POST', `/services/${ID}/update`, 500, fixture('update-out-of-sequence.json'))
     on('POST', `/services/${ID}/update`, 200, '')
-    await swarm.provider.shareActivity(ID, at, signal())
-    const written = JSON.parse(String(posts()[1]?.body)) as Service['Spec']
-    assert.equal(written.Labels?.['relight.last_activity'], new Date(at).toISOString())
-    assert.equal(written.Mode?.Replicated?.Replicas, 1, 'an activity write changes nothing else')
-
-    // An older value than the one in the engine is not written back (the newest wins).
-    const newer = { ...service, Spec: { ...service.Spec, Labels: { ...service.Spec.Labels, 'relight.last_activity': new Date(at + 30_000).toISOString() } } }
-    on('GET', `/services/${ID}`, 200, newer)
-    await swarm.provider.shareActivity(ID, at, signal())
+    on('GET', `/services/${ID}`, 200, { ...service, UpdatedAt: '2026-11-30T14:30:00.000000001Z' })
+    await swarm.provider.shared.recordActivity(ID, 1500, signal())
     assert.equal(posts().length, 2)
+    const written = JSON.parse(String(posts()[1]?.body)) as Service['Spec']
+    assert.match(written.Labels?.['relight.activity'] ?? '', / 1500$/)
 
-    // The engine refuses the write: sleeps are refused, without even trying to scale down.
     on('GET', `/services/${ID}`, 200, service)
     on('POST', `/services/${ID}/update`, 403, { message: 'forbidden' })
-    await assert.rejects(swarm.provider.shareActivity(ID, Date.now(), signal()), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_AUTH'))
-    on('GET', `/services/${ID}`, 200, service)
-    await assert.rejects(swarm.provider.sleep(ID, 'scale', signal(), { idleTimeout: 1000 }), (e) => isRelightError(e, 'RELIGHT_ERR_SLEEP_REFUSED') && /could not write/.test(e.message))
+    await assert.rejects(swarm.provider.shared.recordActivity(ID, 0, signal()), (e) => isRelightError(e, 'RELIGHT_ERR_PROVIDER_AUTH'))
     assert.equal(posts().length, 3)
   })
 })

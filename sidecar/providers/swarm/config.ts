@@ -13,6 +13,8 @@ export const swarmConfigSchema = z
     api_version: z.string().regex(/^\d+\.\d+$/, 'expected a version such as 1.41').optional(),
     /** Service labels are `<label_prefix>.domain`, `<label_prefix>.port`… */
     label_prefix: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-", "."').default('relight'),
+    /** This sidecar's name in the activity tokens it writes (`relight.activity`). Default: hostname/pid. */
+    identity: z.string().min(1).max(128).optional(),
     ...backendSettingsShape,
   })
   .superRefine(onlySleepModes(['scale'], 'swarm services'))

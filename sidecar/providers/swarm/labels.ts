@@ -3,6 +3,7 @@
  * port and per-backend settings), plus what only services carry: the awake replica count and
  * the labels the sidecars write themselves to share decisions (last activity, asleep marker).
  */
+import { randomBytes } from 'node:crypto'
 import { type LabelFacts, readLabels } from '../kit/labels.js'
 
 /** Set by Swarm on every task container. */
@@ -15,7 +16,15 @@ export function isSwarmTask(labels: Readonly<Record<string, string>>): boolean {
 
 /** Labels the sidecars write. Never set them by hand (reading them is fine). */
 export interface SharedLabels {
-  /** ms since the epoch of the last request any sidecar saw (ISO 8601 in the label). */
+  /**
+   * The activity token (`v1 <identity> <16 hex> <ago_ms>`): a new value on every write of a sidecar
+   * that saw traffic. Other sidecars see the write as a new `UpdatedAt` (docs/plans/issue-21, §0).
+   */
+  readonly activity: string
+  /**
+   * Compatibility only: the writer's wall-clock time of its last request (ISO 8601), written for
+   * one more release so older sidecars in a mixed fleet still see traffic. Never read.
+   */
   readonly lastActivity: string
   /** Set when a sidecar scaled the service to 0: when (ISO 8601). */
   readonly asleepSince: string
@@ -25,6 +34,7 @@ export interface SharedLabels {
 
 export function sharedLabels(prefix: string): SharedLabels {
   return {
+    activity: `${prefix}.activity`,
     lastActivity: `${prefix}.last_activity`,
     asleepSince: `${prefix}.asleep.since`,
     asleepReplicas: `${prefix}.asleep.replicas`,
@@ -34,8 +44,20 @@ export function sharedLabels(prefix: string): SharedLabels {
 export interface ServiceFacts extends LabelFacts {
   /** How many replicas an awake service runs. */
   readonly replicas: number
-  /** Last shared activity (ms since the epoch), when written and readable. */
-  readonly lastActivity?: number
+  /** The activity token as written (see SharedLabels.activity), when present. */
+  readonly activity?: string
+}
+
+/** A fresh activity token: no time of day, only how long before the write the writer's last request was. */
+export function activityToken(identity: string, agoMs: number): string {
+  const ago = Math.max(0, Math.round(Number.isFinite(agoMs) ? agoMs : 0))
+  return `v1 ${identity.replace(/\s+/g, '_')} ${randomBytes(8).toString('hex')} ${ago}`
+}
+
+/** The `ago_ms` of a token (0 when absent or unreadable: counts as "just now", the safe side). */
+export function tokenAgoMs(token: string | undefined): number {
+  const m = token === undefined ? null : /^v1 \S+ [0-9a-f]{16} (\d{1,12})$/.exec(token.trim())
+  return m ? Number(m[1]) : 0
 }
 
 /** Most replicas a `<prefix>.replicas` label may ask for (a typo must not flood the swarm). */
@@ -56,11 +78,11 @@ export function readServiceLabels(labels: Readonly<Record<string, string>>, pref
     const before = Number(labels[shared.asleepReplicas])
     if (Number.isInteger(before) && before >= 1 && before <= MAX_REPLICAS) replicas = before
   }
-  const activity = labels[shared.lastActivity] !== undefined ? Date.parse(labels[shared.lastActivity] as string) : NaN
+  const activity = labels[shared.activity]
   return {
     ...facts,
     problems,
     replicas: replicas ?? 1,
-    ...(Number.isFinite(activity) ? { lastActivity: activity } : {}),
+    ...(activity !== undefined ? { activity } : {}),
   }
 }

@@ -41,6 +41,8 @@ export interface ServiceSpec {
 export interface Service {
   readonly ID: string
   readonly Version: { readonly Index: number }
+  /** Set by the raft leader on every write (RFC 3339, ns); equals the `timeNano` of the write's `update` event. */
+  readonly UpdatedAt?: string
   readonly Spec: ServiceSpec
   readonly Endpoint?: { readonly Ports?: PortConfig[] | null }
   readonly ServiceStatus?: { readonly RunningTasks?: number; readonly DesiredTasks?: number }
@@ -101,6 +103,43 @@ export function isOutOfSequence(err: unknown): boolean {
   if (engineStatus(err) !== 500) return false
   const engine = (err as RelightError).context.engine
   return engine?.kind === 'status' && engine.engineMessage.includes('update out of sequence')
+}
+
+/**
+ * A service's `UpdatedAt` in µs since the epoch (exact: no double in between), or undefined when
+ * absent or unreadable. "2026-12-07T14:25:40.123456789Z" → 1796653540123456n.
+ */
+export function parseUpdatedAt(text: string | undefined): bigint | undefined {
+  if (text === undefined) return undefined
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/.exec(text)
+  if (!m) return undefined
+  const seconds = Date.parse(`${m[1]}${m[3]}`)
+  if (!Number.isFinite(seconds)) return undefined
+  const fraction = ((m[2] ?? '') + '000000').slice(0, 6)
+  return BigInt(seconds) * 1000n + BigInt(fraction)
+}
+
+/**
+ * An event's `timeNano` in µs. The JSON number (~1.8e18) reaches us as a double with 256 ns
+ * steps, hence µs and a tolerance of 1 (`sameMicros`).
+ */
+export function eventMicros(timeNano: number | undefined): bigint | undefined {
+  if (timeNano === undefined || !Number.isFinite(timeNano) || timeNano <= 0) return undefined
+  return BigInt(Math.round(timeNano / 1000))
+}
+
+/** Two µs time stamps of one write (event time and inspected UpdatedAt) may differ by one. */
+export function sameMicros(a: bigint, b: bigint): boolean {
+  const d = a - b
+  return d >= -1n && d <= 1n
+}
+
+/**
+ * A task that could not bind its host port because the previous task still holds it (Swarm
+ * retries it by its restart policy): not a failure of the wake. The one place that matches this text.
+ */
+export function isPortBusy(reason: string | undefined): boolean {
+  return reason !== undefined && /port is already allocated|address already in use/i.test(reason)
 }
 
 export class SwarmServices {
