@@ -112,10 +112,12 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
           if (key !== undefined) ledger.finishUnticketedLater(key, conn)
         },
         // A fast-lane request's end (no ticket: it never passed /auth) is activity for its host.
-        wantLaneLines: () => fastLane !== undefined,
+        // Before the connection is proven too on a unix socket (Caddy opens a new one at every
+        // reload; a busy fast-lane app may see no ticketed request for long): activity only.
+        wantLaneLines: (conn) => fastLane !== undefined && (conn.proven || unticketedTrusted),
         laneLine: (line) => {
           const target = registry.index.lookupRaw(hostOf(line)).target
-          if (target?.settings.fast_lane) target.laneRequestEnded()
+          if (target !== undefined && (target.settings.fast_lane || target.laneUsedSinceWake)) target.laneRequestEnded()
         },
         opened: (conn) => {
           connections++

@@ -150,6 +150,8 @@ export class Backend {
   private holdReason: 'startup_grace' | 'busy' | undefined
   /** The startup_grace refusal is reported once per grace, not on every sweep tick. */
   private holdReported = false
+  /** A fast-lane flag was written since the last wake (see laneUsedSinceWake). */
+  private laneUsed = false
   private busyFailures = 0
 
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
@@ -246,6 +248,7 @@ export class Backend {
     const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
     try {
       fast.lane.set(this, on ? fast.hostsOf(this).map((host) => ({ host, upstream })) : [])
+      if (fast.lane.has(this)) this.laneUsed = true
     } catch (err) {
       // a flag not written keeps the forward_auth lane; one not removed is what must never happen
       this.log.error({ err }, on ? 'fast lane flag not written' : 'fast lane flag NOT REMOVED')
@@ -257,10 +260,19 @@ export class Backend {
     return this.deps.fastLane?.lane.has(this) ?? false
   }
 
-  /** Open TCP connections to this backend's upstreams (fast lane on), else 0. */
+  /**
+   * Whether a flag of this backend was written since its last wake: a fast-lane request Caddy
+   * admitted then may still run, whatever the setting says now (`fast_lane` turned off by a
+   * reload, hosts changed, replicas). Cleared only when the backend is asleep.
+   */
+  get laneUsedSinceWake(): boolean {
+    return this.laneUsed
+  }
+
+  /** Open TCP connections to this backend's upstreams (fast lane on now or since the last wake), else 0. */
   private laneConnections(): number {
     const fast = this.deps.fastLane
-    if (fast === undefined || !this.settings.fast_lane) return 0
+    if (fast === undefined || !(this.settings.fast_lane || this.laneUsed)) return 0
     let n = 0
     for (const u of new Set([...this.ready, ...this.info.upstreams])) n += fast.lane.connections(u)
     return n
@@ -476,6 +488,7 @@ export class Backend {
     this.stopJoining()
     this._phase = 'asleep'
     this._inflight = 0
+    this.laneUsed = false // stopped: no fast-lane request can still run on it
   }
 
   markRemoved(): void {
@@ -631,7 +644,9 @@ export class Backend {
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
       this.stopJoining()
-      const laneWasOpen = this.fastLaneOpen
+      // Not only an open flag: one removed since the wake (fast_lane turned off, hosts changed)
+      // may have admitted a request that still runs.
+      const laneWasOpen = this.fastLaneOpen || this.laneUsed
       this._phase = 'sleeping'
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
@@ -649,6 +664,7 @@ export class Backend {
         const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
         this._phase = 'asleep'
         this._inflight = 0
+        this.laneUsed = false
         this._info = { ...this.info, state: stateForMode(mode) }
         this._counters.sleeps++
         this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started })
@@ -757,6 +773,9 @@ export class Backend {
   carryActivityFrom(old: Backend): void {
     this._inflight = old.inflight
     this._lastActivity = old.lastActivity
+    // A fast-lane request admitted under the old settings may still run (a reload that turned
+    // fast_lane off): keep counting its connections and drain at the next sleep.
+    this.laneUsed = old.laneUsed || old.fastLaneOpen
     // Known before the reload: not "found running" by it (a reload resets no idle policy).
     this.holdUntil = old.holdUntil
     this.holdReason = old.holdReason
