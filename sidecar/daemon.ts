@@ -73,11 +73,11 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   // listed, so no flag of an earlier sidecar survives into this one.
   let fastLane: FastLane | undefined
   if (config.fast_lane_dir !== undefined) {
-    fastLane = new FastLane({ dir: config.fast_lane_dir, ...(gid !== undefined ? { gid } : {}) })
+    fastLane = new FastLane({ dir: config.fast_lane_dir, sharedPidNamespace: config.fast_lane_shared_pid_namespace, ...(gid !== undefined ? { gid } : {}) })
     try {
       fastLane.reset()
     } catch (err) {
-      throw new RelightError('RELIGHT_ERR_CONFIG', `fast_lane_dir ${config.fast_lane_dir} cannot be made or emptied: ${(err as Error).message}`)
+      throw new RelightError('RELIGHT_ERR_CONFIG', `fast_lane_dir ${config.fast_lane_dir} refused: ${(err as Error).message}`)
     }
     registry.useFastLane(fastLane, options.fastLaneGraceMs)
   }

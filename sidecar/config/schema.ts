@@ -74,6 +74,11 @@ export const configSchema = z.strictObject({
    * (`socket_group`); emptied at start. Needed when any backend has `fast_lane: on`.
    */
   fast_lane_dir: z.string().regex(/^\/./, 'expected an absolute path such as /run/relight/awake').optional(),
+  /**
+   * The sidecar runs in a pid namespace of its own that Caddy shares (same container,
+   * shareProcessNamespace, --pid container:…): without it, fast_lane_dir is refused there (core/fast-lane.ts).
+   */
+  fast_lane_shared_pid_namespace: z.boolean().default(false),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   defaults: defaultsSchema.prefault({}),
   providers: providersSchema.prefault({}),

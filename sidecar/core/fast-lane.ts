@@ -15,7 +15,7 @@
  * (replicas stay in the forward_auth lane, which balances them), and a flag is replaced by an
  * atomic rename. Nothing here is on the request path.
  */
-import { lstatSync, statSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, chownSync, chmodSync } from 'node:fs'
+import { lstatSync, readFileSync, statSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, chownSync, chmodSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { dirname, join } from 'node:path'
 import { canonicalHostProblem } from './hosts.js'
@@ -45,6 +45,38 @@ export function laneUpstreamProblem(upstream: string): string | undefined {
   return undefined
 }
 
+/** The kernel's fixed inode number of the initial pid namespace (PROC_PID_INIT_INO, Linux ≥ 3.8). */
+const INITIAL_PID_NAMESPACE = 'pid:[4026531836]'
+
+/**
+ * Why this process may not share its pid namespace with Caddy (undefined: it runs in the
+ * initial one, the host's, which every process sees). The flags are links to
+ * /proc/<sidecar pid>/cmdline, and Caddy resolves them in ITS pid namespace: in another one the
+ * same pid can be a live process (a sidecar that is pid 1 of its container points at Caddy's own
+ * init), so the flags never dangle and the lane does not close when the sidecar dies. That Caddy
+ * shares a non-initial namespace (same container, `shareProcessNamespace`, `--pid container:…`)
+ * cannot be seen from here: it must be acknowledged (`fast_lane_shared_pid_namespace: true`).
+ */
+export function pidNamespaceProblem(proc = '/proc', pid = process.pid): string | undefined {
+  let ns: string
+  try {
+    ns = readlinkSync(`${proc}/self/ns/pid`)
+  } catch (err) {
+    return `its pid namespace cannot be read (${proc}/self/ns/pid: ${(err as NodeJS.ErrnoException).code ?? String(err)})`
+  }
+  let nspid = ''
+  try {
+    nspid = /^NSpid:\s*(.*)$/m.exec(readFileSync(`${proc}/self/status`, 'latin1'))?.[1]?.trim() ?? ''
+  } catch {
+    // older kernels: the namespace link decides
+  }
+  const levels = nspid === '' ? [] : nspid.split(/\s+/)
+  if (ns !== INITIAL_PID_NAMESPACE || levels.length > 1 || pid === 1) {
+    return `the sidecar runs in its own pid namespace (${ns}${nspid ? `, NSpid ${nspid}` : ''}${pid === 1 ? ', pid 1' : ''})`
+  }
+  return undefined
+}
+
 /** Host and port of an upstream (`[::1]:80` → `::1`, 80). */
 function splitUpstream(upstream: string): { host: string; port: number } {
   const colon = upstream.lastIndexOf(':')
@@ -59,6 +91,8 @@ export interface FastLaneOptions {
   readonly pid?: number
   /** /proc, for tests. */
   readonly proc?: string
+  /** `fast_lane_shared_pid_namespace`: Caddy shares this (non-initial) pid namespace; skips the check. */
+  readonly sharedPidNamespace?: boolean
 }
 
 export class FastLane {
@@ -66,6 +100,8 @@ export class FastLane {
   private readonly gid: number | undefined
   private readonly target: string
   private readonly proc: string
+  private readonly pid: number
+  private readonly sharedPidNamespace: boolean
   /** What each owner (a Backend) wants flagged. */
   private readonly wanted = new Map<object, readonly LaneEntry[]>()
   /** Flag path (`host/upstream`) → how many owners want it. */
@@ -76,7 +112,9 @@ export class FastLane {
     this.dir = options.dir
     this.gid = options.gid
     this.proc = options.proc ?? '/proc'
-    this.target = `${this.proc}/${options.pid ?? process.pid}/cmdline`
+    this.pid = options.pid ?? process.pid
+    this.sharedPidNamespace = options.sharedPidNamespace ?? false
+    this.target = `${this.proc}/${this.pid}/cmdline`
   }
 
   /**
@@ -84,6 +122,13 @@ export class FastLane {
    * it, even if a new process took its pid. Call once at start, before any backend is listed.
    */
   reset(): void {
+    const ns = this.sharedPidNamespace ? undefined : pidNamespaceProblem(this.proc, this.pid)
+    if (ns !== undefined) {
+      throw new Error(
+        `${ns}: Caddy resolves the flags (links to ${this.target}) in its own pid namespace, where that pid may be another live process, so the lane would not close when the sidecar dies. ` +
+          'Run the sidecar in the host pid namespace (pid: host, hostPID), or, if Caddy shares this namespace (same container, shareProcessNamespace, --pid container:…), say so with fast_lane_shared_pid_namespace: true',
+      )
+    }
     mkdirSync(this.dir, { recursive: true })
     // Only the sidecar writes here: a directory someone else owns or can swap is refused.
     const st = lstatSync(this.dir)

@@ -3,9 +3,10 @@ import assert from 'node:assert/strict'
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server, connect, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
 import { parseConfig } from '../../sidecar/config/load.js'
-import { FastLane, laneHostProblem, laneUpstreamProblem } from '../../sidecar/core/fast-lane.js'
+import { FastLane, laneHostProblem, laneUpstreamProblem, pidNamespaceProblem } from '../../sidecar/core/fast-lane.js'
 import { readSettings } from '../../sidecar/core/settings.js'
 import { tempDir } from '../helpers/net.js'
 
@@ -81,6 +82,40 @@ describe('fast lane flags', () => {
     assert.throws(() => new FastLane({ dir: join(open, 'awake') }).reset(), /writable by every user/)
     symlinkSync(dir, join(tmp.dir, 'link'))
     assert.throws(() => new FastLane({ dir: join(tmp.dir, 'link') }).reset(), /symbolic link/)
+  })
+
+  // Review item 2: a sidecar that is pid 1 of its container pointed its flags at /proc/1/cmdline,
+  // which in Caddy's container is Caddy's own init: the lane opened and never dangled.
+  it('refuses to start the lane in a pid namespace of its own unless Caddy sharing it is acknowledged', () => {
+    const fake = (ns: string, nspid: string) => {
+      const proc = join(tmp.dir, `proc-${ns.replace(/\W/g, '')}-${nspid.replace(/\W/g, '_')}`)
+      mkdirSync(join(proc, 'self', 'ns'), { recursive: true })
+      symlinkSync(ns, join(proc, 'self', 'ns', 'pid'))
+      writeFileSync(join(proc, 'self', 'status'), `Name:\tnode\nNSpid:\t${nspid}\n`)
+      return proc
+    }
+    const initial = 'pid:[4026531836]'
+    assert.equal(pidNamespaceProblem(fake(initial, '4242'), 4242), undefined)
+    assert.match(pidNamespaceProblem(fake(initial, '4242\t1'), 4242) ?? '', /own pid namespace/)
+    assert.match(pidNamespaceProblem(fake('pid:[4026532313]', '1'), 1) ?? '', /own pid namespace.*pid 1/)
+    assert.match(pidNamespaceProblem(fake('pid:[4026532314]', '7'), 7) ?? '', /own pid namespace/, 'not pid 1 (tini) but a namespace of its own')
+    const proc = fake('pid:[4026532315]', '1')
+    assert.throws(() => new FastLane({ dir: join(tmp.dir, 'ns-awake'), proc, pid: 1 }).reset(), /fast_lane_shared_pid_namespace: true/)
+    assert.equal(existsSync(join(tmp.dir, 'ns-awake')), false, 'refused before anything is made')
+    new FastLane({ dir: join(tmp.dir, 'ns-awake'), proc, pid: 1, sharedPidNamespace: true }).reset()
+    assert.equal(parseConfig('listen: 127.0.0.1:0\nfast_lane_dir: /run/x\nfast_lane_shared_pid_namespace: true\n', 't').fast_lane_shared_pid_namespace, true)
+    assert.throws(() => parseConfig('listen: 127.0.0.1:0\nfast_lane_shared_pid_namespace: maybe\n', 't'), /fast_lane_shared_pid_namespace/)
+  })
+
+  it('detects a real pid namespace of its own (unshare --pid, as root)', { skip: process.getuid?.() !== 0 || !existsSync('/usr/bin/unshare') ? 'needs root and unshare' : false }, () => {
+    const mod = new URL('../../sidecar/core/fast-lane.js', import.meta.url).href
+    const run = (args: string[]) =>
+      spawnSync('/usr/bin/unshare', [...args, process.execPath, '--input-type=module', '-e', `const m = await import(${JSON.stringify(mod)}); console.log(JSON.stringify(m.pidNamespaceProblem() ?? null))`], { encoding: 'utf8', timeout: 20_000 })
+    const own = run(['--pid', '--fork', '--mount-proc'])
+    assert.equal(own.status, 0, own.stderr)
+    assert.match(own.stdout, /own pid namespace.*pid 1/)
+    const same = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(mod)}); console.log(JSON.stringify(m.pidNamespaceProblem() ?? null))`], { encoding: 'utf8', timeout: 20_000 })
+    assert.equal(same.stdout.trim(), readlinkSync('/proc/self/ns/pid') === 'pid:[4026531836]' ? 'null' : same.stdout.trim())
   })
 
   it('a flag of a process that is gone dangles', () => {
