@@ -1,6 +1,6 @@
 /** The fast lane's flags (core/fast-lane.ts) and its settings; through Caddy: test/integration/fast-lane-caddy.test.ts. */
 import assert from 'node:assert/strict'
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, renameSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server, connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
@@ -116,6 +116,36 @@ describe('fast lane flags', () => {
     assert.match(own.stdout, /own pid namespace.*pid 1/)
     const same = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(mod)}); console.log(JSON.stringify(m.pidNamespaceProblem() ?? null))`], { encoding: 'utf8', timeout: 20_000 })
     assert.equal(same.stdout.trim(), readlinkSync('/proc/self/ns/pid') === 'pid:[4026531836]' ? 'null' : same.stdout.trim())
+  })
+
+  // Review item 4: a parent owned by another user passed, and the sidecar then followed that
+  // user's links (deleting, chmod-ing and renaming into any directory).
+  it('refuses a flag directory below one another user owns or may write, follows no link, and is pinned', { skip: process.getuid?.() !== 0 ? 'needs root (chown)' : false }, () => {
+    const theirs = join(tmp.dir, 'theirs')
+    mkdirSync(theirs, { mode: 0o755 })
+    chownSync(theirs, 65534, 65534)
+    assert.throws(() => new FastLane({ dir: join(theirs, 'awake') }).reset(), /theirs \(above .*\) belongs to uid 65534/)
+    assert.throws(() => new FastLane({ dir: join(theirs, 'deeper', 'awake') }).reset(), /belongs to uid 65534/, 'any ancestor, not only the parent')
+    const group = join(tmp.dir, 'group')
+    mkdirSync(join(group, 'sub'), { recursive: true })
+    chmodSync(group, 0o775)
+    assert.throws(() => new FastLane({ dir: join(group, 'sub', 'awake') }).reset(), /writable by its group without the sticky bit/)
+    // a host directory swapped for a link is refused before anything follows it
+    const pinDir = join(tmp.dir, 'pin', 'awake')
+    const lane = new FastLane({ dir: pinDir })
+    lane.reset()
+    const victim = join(tmp.dir, 'victim')
+    mkdirSync(victim, { mode: 0o700 })
+    writeFileSync(join(victim, 'precious'), 'x')
+    symlinkSync(victim, join(pinDir, 'app.example'))
+    assert.throws(() => lane.set({}, [{ host: 'app.example', upstream: '127.0.0.1:8080' }]), /symbolic link/)
+    assert.deepEqual(readdirSync(victim), ['precious'])
+    assert.equal(lstatSync(victim).mode & 0o777, 0o700)
+    // the directory renamed away and replaced: no write there
+    renameSync(pinDir, `${pinDir}.old`)
+    mkdirSync(pinDir)
+    assert.throws(() => lane.set({}, [{ host: 'b.example', upstream: '127.0.0.1:8080' }]), /replaced since start/)
+    assert.deepEqual(readdirSync(pinDir), [])
   })
 
   it('a flag of a process that is gone dangles', () => {
