@@ -31,6 +31,8 @@ export const defaultsSchema = z.strictObject({
   startup_grace: settingFor('startup_grace').optional(),
   /** Awake, proxied by Caddy directly (snippet 4's relight_fast): off unless turned on. */
   fast_lane: settingFor('fast_lane').prefault('off'),
+  /** After a sleep removed the flag: how long a request Caddy admitted just before may take to open its connection. */
+  fast_lane_drain: settingFor('fast_lane_drain').prefault('2s'),
 })
 
 type Descriptors = (typeof PROVIDER_DESCRIPTORS)[number]

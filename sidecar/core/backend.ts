@@ -20,8 +20,10 @@ const SHARE_RETRY_BASE_MS = 1000
 /**
  * Fast lane: after a sleep removed the flag, how long a request Caddy's file matcher admitted
  * just before may take to open its connection to the upstream (then seen in /proc/net/tcp).
+ * The setting `fast_lane_drain` (default 2 s) decides; this is its value when absent. 2 s, not
+ * 500 ms: a sleep is not latency-critical, and a loaded Caddy can stall a goroutine longer.
  */
-export const LANE_GRACE_MS = 500
+export const LANE_GRACE_MS = 2000
 /**
  * Snippet 4 closes Caddy's idle keep-alive connections to an app after 1 s (`keepalive 1s`):
  * once the flag is gone no new fast-lane request starts, so a connection still open this long
@@ -50,6 +52,8 @@ export interface ResolvedSettings {
   readonly max_request_duration: number
   readonly always_on: boolean
   readonly fast_lane: boolean
+  /** Wait after the flag is removed (ms; LANE_GRACE_MS when absent). */
+  readonly fast_lane_drain?: number
   /** Idle policies (issue 26): see core/ignore.ts and README "When does a backend sleep?". */
   readonly ignore: IgnoreRules
   readonly ignore_status: number
@@ -693,7 +697,7 @@ export class Backend {
 
   /** After the flag is removed: undefined when the sleep may go on, else its refusal (lane reopened). */
   private async drainFastLane(signal: AbortSignal): Promise<SleepOutcome | undefined> {
-    const grace = this.deps.fastLane?.graceMs ?? LANE_GRACE_MS
+    const grace = this.deps.fastLane?.graceMs ?? this.settings.fast_lane_drain ?? LANE_GRACE_MS
     const deadline = this.deps.now() + grace + LANE_KEEPALIVE_MS + 4 * LANE_POLL_MS
     let connections = 0
     try {

@@ -334,6 +334,7 @@ export class Registry implements RegistryReload {
       max_request_duration: s.max_request_duration ?? d.max_request_duration,
       always_on: s.always_on ?? false,
       fast_lane: s.fast_lane ?? d.fast_lane,
+      fast_lane_drain: s.fast_lane_drain ?? d.fast_lane_drain,
       ...this.idlePolicies(provider, info, idle, warn),
     }
   }

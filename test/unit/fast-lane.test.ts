@@ -24,6 +24,18 @@ describe('fast_lane setting', () => {
     assert.throws(() => parseConfig('listen: 127.0.0.1:0\nfast_lane_dir: relative/dir\n', 't'), /fast_lane_dir/)
   })
 
+  // Review item 6: the post-removal wait was a fixed 500 ms.
+  it('fast_lane_drain: 2s by default, set in defaults or by label through the one table, bounded', () => {
+    assert.equal(parseConfig('listen: 127.0.0.1:0\n', 't').defaults.fast_lane_drain, 2000)
+    assert.equal(parseConfig('listen: 127.0.0.1:0\ndefaults: { fast_lane_drain: 5s }\n', 't').defaults.fast_lane_drain, 5000)
+    assert.throws(() => parseConfig('listen: 127.0.0.1:0\ndefaults: { fast_lane_drain: 10ms }\n', 't'), /fast_lane_drain/)
+    const problems: string[] = []
+    const read = (text: string) => readSettings((k) => (k === 'fast_lane_drain' ? text : undefined), ['stop'], (key, t, expected) => problems.push(`${key}=${t}: ${expected}`))
+    assert.equal(read('3s').fast_lane_drain, 3000)
+    assert.equal(read('soon').fast_lane_drain, undefined)
+    assert.match(problems.join('\n'), /fast_lane_drain=soon/)
+  })
+
   it('labels, tags and annotations read it through the one table', () => {
     const problems: string[] = []
     const read = (text: string) => readSettings((k) => (k === 'fast_lane' ? text : undefined), ['stop'], (key, t, expected) => problems.push(`${key}=${t}: ${expected}`))
