@@ -198,6 +198,10 @@ describe('fast lane through Caddy', { skip }, () => {
       'Accept: text/event-stream',
       'Accept: text/html, text/event-stream;q=0.9',
       'Content-Type: application/grpc+proto',
+      // header values in any case (review P3: these took the fast lane)
+      'Accept: TEXT/EVENT-STREAM',
+      'Content-Type: Application/GRPC',
+      'Connection: UPGRADE',
     ]
     for (const extra of cases) {
       const res = await raw(port, `GET / HTTP/1.1\r\nHost: app.localhost\r\n${extra}`)
