@@ -11,6 +11,7 @@ import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
 import { type BackendInfo, type Provider, providerId } from './core/provider.js'
+import type { IgnoreRule } from './core/ignore.js'
 import { type Sidecar, startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { createProviders, preflight } from './providers/index.js'
@@ -288,6 +289,8 @@ async function check(file: string): Promise<void> {
     out(false, 'no provider is configured (providers.process, providers.docker, …): nothing can be routed')
   }
   await checkStateful(config, out)
+  // Where `client` ignore rules are set: they match only through snippet version 3.
+  const clientRules = hasClientRule(config.defaults.ignore) ? ['defaults.ignore'] : []
   for (const provider of providers) {
     const signal = AbortSignal.timeout(15_000)
     try {
@@ -297,6 +300,7 @@ async function check(file: string): Promise<void> {
       const state = (b: { state: string }) => (live.running ? '' : ` ${b.state}`)
       out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}]${state(b)}`).join('; ') || 'none'}`)
       busyCpuCheck(provider, backends, config.defaults.busy_cpu, write)
+      for (const b of backends) if (hasClientRule(b.settings.ignore)) clientRules.push(`${providerId(provider)}: ${b.name}`)
     } catch (err) {
       out(false, `${providerId(provider)}: cannot list backends: ${(err as Error).message}`)
       busyCpuCheck(provider, [], config.defaults.busy_cpu, write)
@@ -306,6 +310,7 @@ async function check(file: string): Promise<void> {
     }
     await provider.close?.()
   }
+  clientRuleCheck(clientRules, live.running ? live.health?.snippet : undefined, write)
   // Counted from what was printed: a repeated line is one problem.
   const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
   process.stdout.write(found === 0 ? '\nall checks passed\n' : `\n${found} problem(s) found\n`)
@@ -322,6 +327,22 @@ function busyCpuCheck(provider: Provider, backends: readonly BackendInfo[], from
   const what = `${providerId(provider)}: ${provider.kind} cannot measure a backend's CPU, so busy_cpu does not apply to its backends`
   if (fromDefaults === undefined && setBy.length === 0) write('ok     ', what)
   else write('WARNING', `${what}; set by ${[...(fromDefaults !== undefined ? ['defaults.busy_cpu'] : []), ...setBy].join(', ')} and ignored there`)
+}
+
+function hasClientRule(rules: readonly IgnoreRule[] | undefined): boolean {
+  return rules?.some((r) => r.client !== undefined) === true
+}
+
+/**
+ * `ignore` rules naming `client` read X-Relight-Client, which only snippet version 3 sends (older
+ * ones pass the client's own header on, so it is not read): under them such a rule matches nothing.
+ */
+function clientRuleCheck(setBy: readonly string[], snippet: string | null | undefined, write: (tag: string, message: string) => void): void {
+  if (setBy.length === 0) return
+  const what = `ignore: client rules (${setBy.join(', ')}) match only requests from snippet version ${SNIPPET_VERSION} (or ${SNIPPET_FAST})`
+  if (snippet === SNIPPET_VERSION || snippet === SNIPPET_FAST) write('ok     ', what)
+  else if (snippet === undefined || snippet === null) write('ok     ', `${what}; no live snippet seen to compare with`)
+  else write('WARNING', `${what}, and Caddy uses version ${snippet}: they match nothing until it is replaced (relight-sidecar snippet > /etc/caddy/relight.caddy, then reload Caddy)`)
 }
 
 /** What `check` says about the sidecar that runs with this config: its healthz, read once. */

@@ -9,7 +9,7 @@ import { heartbeatConfigSchema } from '../heartbeat/config.js'
 import { PROVIDER_DESCRIPTORS } from '../providers/descriptors.js'
 import { webhookConfigSchema } from '../ops/config.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
-import { type Instance, instancesOf, uniqueInstanceIds } from './instances.js'
+import { type Instance, instancesOf, maxAwake, uniqueInstanceIds } from './instances.js'
 import { adminSchema } from './secrets.js'
 import { byteSize, duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy, waitingPageTemplate } from './types.js'
 
@@ -24,6 +24,8 @@ export const defaultsSchema = z.strictObject({
   readiness: readiness.default('tcp'),
   max_request_duration: settingFor('max_request_duration').prefault('24h'),
   waiting_page_template: waitingPageTemplate.optional(),
+  awake_during: settingFor('awake_during').optional(),
+  asleep_during: settingFor('asleep_during').optional(),
   // Idle policies (issue 26; README "When does a backend sleep?"). startup_grace: idle_timeout when absent.
   ignore: settingFor('ignore').default([]),
   ignore_status: settingFor('ignore_status').default(503),
@@ -67,6 +69,8 @@ export const configSchema = z.strictObject({
   resync_interval: duration.prefault('30s'),
   max_concurrent_wakes: z.number().int().min(1).max(1000).default(16),
   max_concurrent_sleeps: z.number().int().min(1).max(1000).default(4),
+  /** Most backends awake at once across every provider (a group counts as one); absent: no cap. Each provider block may set its own. */
+  max_awake: maxAwake.optional(),
   /** How long shutdown waits for sleeps and child processes before giving up. */
   shutdown_timeout: durationAtLeast(1000, '1s (children need time to stop)').prefault('30s'),
   /** Crash recovery records (children the sidecar started); default beside the sockets or /run/relight. */

@@ -13,7 +13,7 @@ import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js
 import { AuthOutcomes } from '../ops/auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
-import { isNavigation, sendError, sendIgnored, sendWaitingPage } from './responses.js'
+import { isNavigation, sendError, sendIgnored, sendQueuedPage, sendWaitingPage } from './responses.js'
 import { VERSION } from '../core/version.js'
 import { atPowerOfTwo } from '../core/log-throttle.js'
 
@@ -173,24 +173,27 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   /**
    * The backend's `ignore` rules match this request (core/ignore.ts). Method and URI as Caddy
    * logs them (snippet 3's X-Relight-Request), else forward_auth's X-Forwarded-Method/-Uri; the
-   * client is Caddy's view of the connection (X-Relight-Client, without the port).
+   * client is Caddy's view of the connection (X-Relight-Client, without the port). X-Relight-*
+   * only from snippet 3 (or 4, which speaks 3), as keyOf(): older snippets pass the client's own X-Relight-* headers
+   * on, so under them a `client` rule matches nothing (`check` warns).
    */
   function ignored(backend: Backend, req: FastifyRequest): boolean {
     const h = req.headers
-    const request = h[REQUEST_HEADER]
+    const current = protocolOf(h[SNIPPET_HEADER]) === SNIPPET_VERSION
+    const request = current ? h[REQUEST_HEADER] : undefined
     let method: string | undefined
     let uri: string | undefined
     if (typeof request === 'string') {
       const space = request.indexOf(' ')
-      method = request.slice(0, space)
-      uri = request.slice(space + 1)
+      method = space < 0 ? request : request.slice(0, space)
+      uri = space < 0 ? undefined : request.slice(space + 1)
     } else {
       const m = h['x-forwarded-method']
       const u = h['x-forwarded-uri']
       method = typeof m === 'string' ? m : undefined
       uri = typeof u === 'string' ? u : undefined
     }
-    const conn = h[CLIENT_HEADER]
+    const conn = current ? h[CLIENT_HEADER] : undefined
     const agent = h['user-agent']
     return backend.settings.ignore.matches({
       userAgent: typeof agent === 'string' ? agent : undefined,
@@ -283,6 +286,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
         await wake
       }
     } catch (err) {
+      if (err instanceof RelightError && err.code === 'RELIGHT_ERR_CAPACITY' && backend.settings.strategy === 'waiting_page' && isNavigation(req)) {
+        outcomes.error(err)
+        noTicket(req)
+        return sendQueuedPage(reply, normalizeHost(req.headers.host) ?? backend.info.name, err)
+      }
       return authError(req, reply, err)
     }
     const upstream = backend.upstream()

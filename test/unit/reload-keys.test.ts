@@ -38,6 +38,7 @@ const CHANGED: Record<string, string> = {
   resync_interval: 'resync_interval: 1m',
   max_concurrent_wakes: 'max_concurrent_wakes: 3',
   max_concurrent_sleeps: 'max_concurrent_sleeps: 3',
+  max_awake: 'max_awake: 3',
   shutdown_timeout: 'shutdown_timeout: 5s',
   state_dir: 'state_dir: /tmp/relight-reload-keys-elsewhere',
   fast_lane_dir: 'fast_lane_dir: /tmp/relight-reload-keys-awake',
