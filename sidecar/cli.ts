@@ -249,7 +249,7 @@ async function check(file: string): Promise<void> {
   const live = await findRunningSidecar(config, baseDir)
   const runningSidecar = live.running ? live.pid : undefined
   for (const problem of await preflight(config, { stateDir: stateDir(config, baseDir), ...(runningSidecar !== undefined ? { runningSidecar } : {}) })) out(false, problem)
-  if (live.running) liveView(live, write, config.fast_lane_dir !== undefined)
+  if (live.running) liveView(live, write, config.fast_lane_dir !== undefined, config.fast_lane_dir)
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {
@@ -346,7 +346,7 @@ function clientRuleCheck(setBy: readonly string[], snippet: string | null | unde
 }
 
 /** What `check` says about the sidecar that runs with this config: its healthz, read once. */
-function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void, fastLane = false): void {
+function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void, fastLane = false, fastDir?: string): void {
   const { health } = live
   if (health === undefined) {
     write('PROBLEM', `a sidecar runs with this config (pid ${live.pid}) but its healthz does not answer (${live.error})`)
@@ -360,6 +360,14 @@ function liveView(live: Extract<Live, { running: true }>, write: (tag: string, m
   else if (health.access_log === 'unproven') write('ok     ', "live access_log: a connection is open; it proves to be Caddy's with the first request it logs")
   else if (health.access_log === 'disconnected') write('WARNING', 'live access_log: no access-log connection: Caddy is not running, or its site blocks lack  log { output net … }  (in-flight counting is off until it connects)')
   if (health.snippet === SNIPPET_FAST) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_FAST} (relight_fast: the fast lane)`)
+  if (fastDir !== undefined) {
+    // relight_fast's forward_auth names the directory it was given (X-Relight-Fast-Dir).
+    const dirs = health.fast_lane_dirs ?? []
+    const wrong = dirs.filter((d) => d !== fastDir)
+    if (wrong.length > 0) write('PROBLEM', `live relight_fast: Caddy passes ${wrong.join(', ')} as the flag directory, not fast_lane_dir ${fastDir}: those sites never take the fast lane (import relight_fast … ${fastDir})`)
+    else if (dirs.length > 0) write('ok     ', `live relight_fast: Caddy passes fast_lane_dir ${fastDir} as the flag directory`)
+    else write('UNCHECKED', `live relight_fast: no forward_auth call from relight_fast seen yet (or a relight_fast older than this sidecar's): the directory Caddy passes cannot be compared with fast_lane_dir ${fastDir}`)
+  }
   else if (health.snippet === SNIPPET_VERSION && fastLane) write('WARNING', `live snippet: Caddy uses snippet version ${SNIPPET_VERSION}; the fast lane needs version ${SNIPPET_FAST}'s relight_fast (nothing takes the fast lane until it is imported)`)
   else if (health.snippet === SNIPPET_VERSION) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_VERSION}`)
   else if (health.snippet === null) write('ok     ', 'live snippet: no forward_auth call from Caddy seen yet')

@@ -210,6 +210,9 @@ describe('fast lane through Caddy', { skip }, () => {
     }
     const plain = await raw(port, 'GET / HTTP/1.1\r\nHost: app.localhost\r\nAccept: text/html')
     assert.equal(ticketed(plain.headers), false, 'an ordinary request takes the fast lane')
+    // relight_fast's forward_auth named the directory it was given: `check` compares it (review item 5)
+    const health = await request(`http://${sc.address}/_relight/healthz`)
+    assert.deepEqual((await health.body.json() as { fast_lane_dirs?: string[] }).fast_lane_dirs, [laneDir])
   })
 
   it('hostile Host headers never leave the flag directory nor match another host’s flag', async () => {
