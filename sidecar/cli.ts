@@ -21,6 +21,7 @@ import { checkHealth } from './health-client.js'
 import { parseDuration } from './core/duration.js'
 import { stateDir } from './config/state-dir.js'
 import { SNIPPET_FAST, SNIPPET_VERSION } from './server/app.js'
+import { pidNamespaceProblem } from './core/fast-lane.js'
 import { findRunningSidecar, type Live } from './ops/live-sidecar.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
@@ -248,7 +249,7 @@ async function check(file: string): Promise<void> {
   const live = await findRunningSidecar(config, baseDir)
   const runningSidecar = live.running ? live.pid : undefined
   for (const problem of await preflight(config, { stateDir: stateDir(config, baseDir), ...(runningSidecar !== undefined ? { runningSidecar } : {}) })) out(false, problem)
-  if (live.running) liveView(live, write, config.fast_lane_dir !== undefined)
+  if (live.running) liveView(live, write, config.fast_lane_dir !== undefined, config.fast_lane_dir)
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {
@@ -260,8 +261,15 @@ async function check(file: string): Promise<void> {
   }
   if (config.fast_lane_dir !== undefined) {
     // Which snippet each feature needs: the fast lane is version 4's relight_fast.
-    out(true, `fast_lane: needs snippet version 4 (relight-sidecar snippet): in each site block  import relight_fast ${caddyNetAddress(config.listen)} ${config.fast_lane_dir}  (relight_fast sends X-Relight-Snippet: 4). Flags in ${config.fast_lane_dir} are ${config.socket_group === undefined ? 'world-readable (0755)' : `readable by group ${config.socket_group} (0750)`}; Caddy must share this sidecar's /proc (pid namespace) and network namespace`)
+    out(true, `fast_lane: needs snippet version 4 (relight-sidecar snippet): in each site block  import relight_fast ${caddyNetAddress(config.listen)} ${config.fast_lane_dir}  (relight_fast sends X-Relight-Snippet: 4). Flags in ${config.fast_lane_dir} are ${config.socket_group === undefined ? 'world-readable (0755)' : `readable by group ${config.socket_group} (0750)`}`)
+    // Checked here, in the process running `check` (run it where the sidecar runs).
+    const ns = pidNamespaceProblem()
+    if (ns === undefined) out(true, 'fast_lane: this process runs in the initial (host) pid namespace, which every Caddy resolves the flags in')
+    else if (config.fast_lane_shared_pid_namespace) write('WARNING', `fast_lane: ${ns}; fast_lane_shared_pid_namespace: true says Caddy shares it (not checkable from here: if it does not, the lane does not close when the sidecar dies)`)
+    else out(false, `fast_lane: ${ns}: serve refuses fast_lane_dir here (Caddy resolves the flags' /proc links in its own pid namespace). Run with the host pid namespace, or set fast_lane_shared_pid_namespace: true if Caddy shares this one`)
+    write('UNCHECKED', 'fast_lane: that Caddy shares this network namespace (the connection check reads this /proc/net/tcp) and passes this fast_lane_dir to relight_fast cannot be checked from here')
     if (!config.access_log) write('WARNING', 'fast_lane without access_log: a fast-lane request is seen only while its connection to the upstream is open')
+    else if (!config.access_log.startsWith('unix:')) write('WARNING', 'fast_lane with a TCP access_log: fast-lane log lines count only once a ticketed request proved the log connection (after each Caddy reload); a unix socket counts them at once')
   } else if (config.defaults.fast_lane) {
     out(false, 'defaults.fast_lane is on but fast_lane_dir is not set')
   }
@@ -338,7 +346,7 @@ function clientRuleCheck(setBy: readonly string[], snippet: string | null | unde
 }
 
 /** What `check` says about the sidecar that runs with this config: its healthz, read once. */
-function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void, fastLane = false): void {
+function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void, fastLane = false, fastDir?: string): void {
   const { health } = live
   if (health === undefined) {
     write('PROBLEM', `a sidecar runs with this config (pid ${live.pid}) but its healthz does not answer (${live.error})`)
@@ -352,6 +360,14 @@ function liveView(live: Extract<Live, { running: true }>, write: (tag: string, m
   else if (health.access_log === 'unproven') write('ok     ', "live access_log: a connection is open; it proves to be Caddy's with the first request it logs")
   else if (health.access_log === 'disconnected') write('WARNING', 'live access_log: no access-log connection: Caddy is not running, or its site blocks lack  log { output net … }  (in-flight counting is off until it connects)')
   if (health.snippet === SNIPPET_FAST) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_FAST} (relight_fast: the fast lane)`)
+  if (fastDir !== undefined) {
+    // relight_fast's forward_auth names the directory it was given (X-Relight-Fast-Dir).
+    const dirs = health.fast_lane_dirs ?? []
+    const wrong = dirs.filter((d) => d !== fastDir)
+    if (wrong.length > 0) write('PROBLEM', `live relight_fast: Caddy passes ${wrong.join(', ')} as the flag directory, not fast_lane_dir ${fastDir}: those sites never take the fast lane (import relight_fast … ${fastDir})`)
+    else if (dirs.length > 0) write('ok     ', `live relight_fast: Caddy passes fast_lane_dir ${fastDir} as the flag directory`)
+    else write('UNCHECKED', `live relight_fast: no forward_auth call from relight_fast seen yet (or a relight_fast older than this sidecar's): the directory Caddy passes cannot be compared with fast_lane_dir ${fastDir}`)
+  }
   else if (health.snippet === SNIPPET_VERSION && fastLane) write('WARNING', `live snippet: Caddy uses snippet version ${SNIPPET_VERSION}; the fast lane needs version ${SNIPPET_FAST}'s relight_fast (nothing takes the fast lane until it is imported)`)
   else if (health.snippet === SNIPPET_VERSION) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_VERSION}`)
   else if (health.snippet === null) write('ok     ', 'live snippet: no forward_auth call from Caddy seen yet')

@@ -73,11 +73,11 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   // listed, so no flag of an earlier sidecar survives into this one.
   let fastLane: FastLane | undefined
   if (config.fast_lane_dir !== undefined) {
-    fastLane = new FastLane({ dir: config.fast_lane_dir, ...(gid !== undefined ? { gid } : {}) })
+    fastLane = new FastLane({ dir: config.fast_lane_dir, sharedPidNamespace: config.fast_lane_shared_pid_namespace, ...(gid !== undefined ? { gid } : {}) })
     try {
       fastLane.reset()
     } catch (err) {
-      throw new RelightError('RELIGHT_ERR_CONFIG', `fast_lane_dir ${config.fast_lane_dir} cannot be made or emptied: ${(err as Error).message}`)
+      throw new RelightError('RELIGHT_ERR_CONFIG', `fast_lane_dir ${config.fast_lane_dir} refused: ${(err as Error).message}`)
     }
     registry.useFastLane(fastLane, options.fastLaneGraceMs)
   }
@@ -112,10 +112,12 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
           if (key !== undefined) ledger.finishUnticketedLater(key, conn)
         },
         // A fast-lane request's end (no ticket: it never passed /auth) is activity for its host.
-        wantLaneLines: () => fastLane !== undefined,
+        // Before the connection is proven too on a unix socket (Caddy opens a new one at every
+        // reload; a busy fast-lane app may see no ticketed request for long): activity only.
+        wantLaneLines: (conn) => fastLane !== undefined && (conn.proven || unticketedTrusted),
         laneLine: (line) => {
           const target = registry.index.lookupRaw(hostOf(line)).target
-          if (target?.settings.fast_lane) target.laneRequestEnded()
+          if (target !== undefined && (target.settings.fast_lane || target.laneUsedSinceWake)) target.laneRequestEnded()
         },
         opened: (conn) => {
           connections++

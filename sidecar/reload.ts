@@ -32,6 +32,7 @@ export const RESTART_KEYS = [
   'socket_group',
   'state_dir',
   'fast_lane_dir',
+  'fast_lane_shared_pid_namespace',
   'admin',
   'shutdown_timeout',
   'log_level',

@@ -33,6 +33,8 @@ export const defaultsSchema = z.strictObject({
   startup_grace: settingFor('startup_grace').optional(),
   /** Awake, proxied by Caddy directly (snippet 4's relight_fast): off unless turned on. */
   fast_lane: settingFor('fast_lane').prefault('off'),
+  /** After a sleep removed the flag: how long a request Caddy admitted just before may take to open its connection. */
+  fast_lane_drain: settingFor('fast_lane_drain').prefault('2s'),
 })
 
 type Descriptors = (typeof PROVIDER_DESCRIPTORS)[number]
@@ -78,6 +80,11 @@ export const configSchema = z.strictObject({
    * (`socket_group`); emptied at start. Needed when any backend has `fast_lane: on`.
    */
   fast_lane_dir: z.string().regex(/^\/./, 'expected an absolute path such as /run/relight/awake').optional(),
+  /**
+   * The sidecar runs in a pid namespace of its own that Caddy shares (same container,
+   * shareProcessNamespace, --pid container:…): without it, fast_lane_dir is refused there (core/fast-lane.ts).
+   */
+  fast_lane_shared_pid_namespace: z.boolean().default(false),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   defaults: defaultsSchema.prefault({}),
   providers: providersSchema.prefault({}),

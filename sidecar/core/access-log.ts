@@ -27,11 +27,13 @@ export interface AccessLogHandlers {
   unticketed?(line: string, conn: LogConnection): void
   wantUnticketed?(): boolean
   /**
-   * A line without a ticket, not the sidecar's own answer, on a proven connection, while
-   * `wantLaneLines()` says some backend has the fast lane on: maybe a fast-lane request's end.
+   * A line without a ticket, not the sidecar's own answer, while `wantLaneLines(conn)` says
+   * some backend has the fast lane on and lines of `conn` may count (a proven connection, or
+   * any on a unix socket: activity ends no ticket, so an unproven writer can at most keep an
+   * app awake): maybe a fast-lane request's end.
    */
   laneLine?(line: string): void
-  wantLaneLines?(): boolean
+  wantLaneLines?(conn: LogConnection): boolean
   /** A connection opened (it is `open` and not yet `proven`). */
   opened(conn: LogConnection): void
   /** A connection closed (lines still owed on it are lost). */
@@ -316,8 +318,8 @@ export class AccessLogServer {
       if (ticket !== undefined) this.handlers.ticket(ticket, conn)
       else if (conn.proven && !repliedBySidecar(line)) {
         if (this.handlers.wantUnticketed?.()) this.handlers.unticketed?.(line, conn)
-        if (this.handlers.wantLaneLines?.()) this.handlers.laneLine?.(line)
-      }
+        if (this.handlers.wantLaneLines?.(conn)) this.handlers.laneLine?.(line)
+      } else if (!conn.proven && this.handlers.wantLaneLines?.(conn) && !repliedBySidecar(line)) this.handlers.laneLine?.(line)
     }
     let turnBytes = 0
     let windowBytes = 0

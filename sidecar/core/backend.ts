@@ -37,8 +37,10 @@ const VERIFY_COOLOFF_MS = 5000
 /**
  * Fast lane: after a sleep removed the flag, how long a request Caddy's file matcher admitted
  * just before may take to open its connection to the upstream (then seen in /proc/net/tcp).
+ * The setting `fast_lane_drain` (default 2 s) decides; this is its value when absent. 2 s, not
+ * 500 ms: a sleep is not latency-critical, and a loaded Caddy can stall a goroutine longer.
  */
-export const LANE_GRACE_MS = 500
+export const LANE_GRACE_MS = 2000
 /**
  * Snippet 4 closes Caddy's idle keep-alive connections to an app after 1 s (`keepalive 1s`):
  * once the flag is gone no new fast-lane request starts, so a connection still open this long
@@ -70,6 +72,8 @@ export interface ResolvedSettings {
   readonly awake_during?: Schedule
   readonly asleep_during?: Schedule
   readonly fast_lane: boolean
+  /** Wait after the flag is removed (ms; LANE_GRACE_MS when absent). */
+  readonly fast_lane_drain?: number
   /** Idle policies (issue 26): see core/ignore.ts and README "When does a backend sleep?". */
   readonly ignore: IgnoreRules
   readonly ignore_status: number
@@ -195,6 +199,8 @@ export class Backend {
   private holdReason: 'startup_grace' | 'busy' | undefined
   /** The startup_grace refusal is reported once per grace, not on every sweep tick. */
   private holdReported = false
+  /** A fast-lane flag was written since the last wake (see laneUsedSinceWake). */
+  private laneUsed = false
   /** When the startup_grace hold began: a reload that changes startup_grace recomputes its end. */
   private graceFrom = -Infinity
   private busyFailures = 0
@@ -327,6 +333,7 @@ export class Backend {
     const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && !this._draining && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
     try {
       fast.lane.set(this, on ? fast.hostsOf(this).map((host) => ({ host, upstream })) : [])
+      if (fast.lane.has(this)) this.laneUsed = true
     } catch (err) {
       // a flag not written keeps the forward_auth lane; one not removed is what must never happen
       this.log.error({ err }, on ? 'fast lane flag not written' : 'fast lane flag NOT REMOVED')
@@ -338,10 +345,19 @@ export class Backend {
     return this.deps.fastLane?.lane.has(this) ?? false
   }
 
-  /** Open TCP connections to this backend's upstreams (fast lane on), else 0. */
+  /**
+   * Whether a flag of this backend was written since its last wake: a fast-lane request Caddy
+   * admitted then may still run, whatever the setting says now (`fast_lane` turned off by a
+   * reload, hosts changed, replicas). Cleared only when the backend is asleep.
+   */
+  get laneUsedSinceWake(): boolean {
+    return this.laneUsed
+  }
+
+  /** Open TCP connections to this backend's upstreams (fast lane on now or since the last wake), else 0. */
   private laneConnections(): number {
     const fast = this.deps.fastLane
-    if (fast === undefined || !this.settings.fast_lane) return 0
+    if (fast === undefined || !(this.settings.fast_lane || this.laneUsed)) return 0
     let n = 0
     for (const u of new Set([...this.ready, ...this.info.upstreams])) n += fast.lane.connections(u)
     return n
@@ -678,6 +694,7 @@ export class Backend {
     this.stopJoining()
     this._phase = 'asleep'
     this._inflight = 0
+    this.laneUsed = false // stopped: no fast-lane request can still run on it
   }
 
   /**
@@ -980,7 +997,9 @@ export class Backend {
       this.leftoverProbes?.abort()
       this.leftoverProbes = undefined
       this.stopJoining()
-      const laneWasOpen = this.fastLaneOpen
+      // Not only an open flag: one removed since the wake (fast_lane turned off, hosts changed)
+      // may have admitted a request that still runs.
+      const laneWasOpen = this.fastLaneOpen || this.laneUsed
       this._phase = 'sleeping'
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
@@ -998,6 +1017,7 @@ export class Backend {
         const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
         this._phase = 'asleep'
         this._inflight = 0
+        this.laneUsed = false
         this._info = { ...this.info, state: stateForMode(mode) }
         this._counters.sleeps++
         this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started, cause, ...(reason !== undefined ? { reason } : {}) })
@@ -1099,7 +1119,7 @@ export class Backend {
 
   /** After the flag is removed: undefined when the sleep may go on, else its refusal (lane reopened). */
   private async drainFastLane(signal: AbortSignal): Promise<SleepOutcome | undefined> {
-    const grace = this.deps.fastLane?.graceMs ?? LANE_GRACE_MS
+    const grace = this.deps.fastLane?.graceMs ?? this.settings.fast_lane_drain ?? LANE_GRACE_MS
     const deadline = this.deps.now() + grace + LANE_KEEPALIVE_MS + 4 * LANE_POLL_MS
     let connections = 0
     try {
@@ -1213,6 +1233,9 @@ export class Backend {
   carryActivityFrom(old: Backend): void {
     this._inflight = old.inflight
     this._lastActivity = old.lastActivity
+    // A fast-lane request admitted under the old settings may still run (a reload that turned
+    // fast_lane off): keep counting its connections and drain at the next sleep.
+    this.laneUsed = old.laneUsed || old.fastLaneOpen
     this.lastUncounted = old.lastUncounted
     // Known before the reload: not "found running" by it (a reload resets no idle policy).
     this.holdUntil = old.holdUntil

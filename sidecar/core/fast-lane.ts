@@ -15,7 +15,7 @@
  * (replicas stay in the forward_auth lane, which balances them), and a flag is replaced by an
  * atomic rename. Nothing here is on the request path.
  */
-import { lstatSync, statSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, chownSync, chmodSync } from 'node:fs'
+import { type Stats, lstatSync, readFileSync, realpathSync, statSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, chownSync, chmodSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { dirname, join } from 'node:path'
 import { canonicalHostProblem } from './hosts.js'
@@ -45,6 +45,75 @@ export function laneUpstreamProblem(upstream: string): string | undefined {
   return undefined
 }
 
+/** The kernel's fixed inode number of the initial pid namespace (PROC_PID_INIT_INO, Linux ≥ 3.8). */
+const INITIAL_PID_NAMESPACE = 'pid:[4026531836]'
+
+/**
+ * Why this process may not share its pid namespace with Caddy (undefined: it runs in the
+ * initial one, the host's, which every process sees). The flags are links to
+ * /proc/<sidecar pid>/cmdline, and Caddy resolves them in ITS pid namespace: in another one the
+ * same pid can be a live process (a sidecar that is pid 1 of its container points at Caddy's own
+ * init), so the flags never dangle and the lane does not close when the sidecar dies. That Caddy
+ * shares a non-initial namespace (same container, `shareProcessNamespace`, `--pid container:…`)
+ * cannot be seen from here: it must be acknowledged (`fast_lane_shared_pid_namespace: true`).
+ */
+export function pidNamespaceProblem(proc = '/proc', pid = process.pid): string | undefined {
+  let ns: string
+  try {
+    ns = readlinkSync(`${proc}/self/ns/pid`)
+  } catch (err) {
+    return `its pid namespace cannot be read (${proc}/self/ns/pid: ${(err as NodeJS.ErrnoException).code ?? String(err)})`
+  }
+  let nspid = ''
+  try {
+    nspid = /^NSpid:\s*(.*)$/m.exec(readFileSync(`${proc}/self/status`, 'latin1'))?.[1]?.trim() ?? ''
+  } catch {
+    // older kernels: the namespace link decides
+  }
+  const levels = nspid === '' ? [] : nspid.split(/\s+/)
+  if (ns !== INITIAL_PID_NAMESPACE || levels.length > 1 || pid === 1) {
+    return `the sidecar runs in its own pid namespace (${ns}${nspid ? `, NSpid ${nspid}` : ''}${pid === 1 ? ', pid 1' : ''})`
+  }
+  return undefined
+}
+
+/** Owners the sidecar trusts with a directory above the flags: itself and root. */
+function trusted(uid: number): boolean {
+  return uid === 0 || uid === process.getuid?.()
+}
+
+/**
+ * Why someone other than this user or root could replace the flag directory `dir` through a
+ * directory above it (undefined: no one can), like ssh's StrictModes: every ancestor, as
+ * written and as resolved (a link such as /var/run → /run), must belong to this user or root,
+ * and one writable by its group or every user needs the sticky bit (/tmp: others cannot rename
+ * what is ours in it). The sidecar deletes, chowns and renames by path in `dir`.
+ */
+export function flagDirAncestorProblem(dir: string): string | undefined {
+  if (process.getuid === undefined) return undefined
+  const seen = new Set<string>()
+  const chain = (p: string) => {
+    for (let d = dirname(p); !seen.has(d); d = dirname(d)) seen.add(d)
+  }
+  chain(dir)
+  try {
+    chain(join(realpathSync(dirname(dir)), 'x'))
+  } catch {
+    // the parent is made by reset(); the written chain is checked
+  }
+  for (const d of [...seen].sort()) {
+    let st: Stats
+    try {
+      st = statSync(d)
+    } catch {
+      continue // missing: made by reset() (recursive mkdir as this user), then checked again
+    }
+    if (!trusted(st.uid)) return `${d} (above ${dir}) belongs to uid ${st.uid}, not to this user (${process.getuid()}) or root: its owner could replace ${dir}`
+    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) return `${d} (above ${dir}) is writable by ${st.mode & 0o002 ? 'every user' : 'its group'} without the sticky bit (mode ${(st.mode & 0o7777).toString(8)}): anyone who may write it could replace ${dir}`
+  }
+  return undefined
+}
+
 /** Host and port of an upstream (`[::1]:80` → `::1`, 80). */
 function splitUpstream(upstream: string): { host: string; port: number } {
   const colon = upstream.lastIndexOf(':')
@@ -59,6 +128,8 @@ export interface FastLaneOptions {
   readonly pid?: number
   /** /proc, for tests. */
   readonly proc?: string
+  /** `fast_lane_shared_pid_namespace`: Caddy shares this (non-initial) pid namespace; skips the check. */
+  readonly sharedPidNamespace?: boolean
 }
 
 export class FastLane {
@@ -66,17 +137,23 @@ export class FastLane {
   private readonly gid: number | undefined
   private readonly target: string
   private readonly proc: string
+  private readonly pid: number
+  private readonly sharedPidNamespace: boolean
   /** What each owner (a Backend) wants flagged. */
   private readonly wanted = new Map<object, readonly LaneEntry[]>()
   /** Flag path (`host/upstream`) → how many owners want it. */
   private readonly written = new Map<string, number>()
   private tmpSeq = 0
+  /** The directory reset() checked (device and inode): every write first checks it is still that one. */
+  private pinned: { dev: number; ino: number } | undefined
 
   constructor(options: FastLaneOptions) {
     this.dir = options.dir
     this.gid = options.gid
     this.proc = options.proc ?? '/proc'
-    this.target = `${this.proc}/${options.pid ?? process.pid}/cmdline`
+    this.pid = options.pid ?? process.pid
+    this.sharedPidNamespace = options.sharedPidNamespace ?? false
+    this.target = `${this.proc}/${this.pid}/cmdline`
   }
 
   /**
@@ -84,14 +161,25 @@ export class FastLane {
    * it, even if a new process took its pid. Call once at start, before any backend is listed.
    */
   reset(): void {
+    const ns = this.sharedPidNamespace ? undefined : pidNamespaceProblem(this.proc, this.pid)
+    if (ns !== undefined) {
+      throw new Error(
+        `${ns}: Caddy resolves the flags (links to ${this.target}) in its own pid namespace, where that pid may be another live process, so the lane would not close when the sidecar dies. ` +
+          'Run the sidecar in the host pid namespace (pid: host, hostPID), or, if Caddy shares this namespace (same container, shareProcessNamespace, --pid container:…), say so with fast_lane_shared_pid_namespace: true',
+      )
+    }
+    // Only the sidecar writes here: a directory someone else owns or can swap is refused, and
+    // so is one below a directory someone else could swap.
+    const before = flagDirAncestorProblem(this.dir)
+    if (before !== undefined) throw new Error(before)
     mkdirSync(this.dir, { recursive: true })
-    // Only the sidecar writes here: a directory someone else owns or can swap is refused.
+    const after = flagDirAncestorProblem(this.dir)
+    if (after !== undefined) throw new Error(after)
     const st = lstatSync(this.dir)
     const uid = process.getuid?.()
     if (st.isSymbolicLink() || !st.isDirectory()) throw new Error(`${this.dir} is not a directory (a symbolic link is refused)`)
     if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new Error(`${this.dir} belongs to uid ${st.uid}, not to this user (${uid}) or root`)
-    const parent = statSync(dirname(this.dir))
-    if ((parent.mode & 0o002) !== 0 && (parent.mode & 0o1000) === 0) throw new Error(`${dirname(this.dir)} is writable by every user without the sticky bit: anyone could replace ${this.dir}`)
+    this.pinned = { dev: st.dev, ino: st.ino }
     this.secure(this.dir)
     for (const name of readdirSync(this.dir)) rmSync(join(this.dir, name), { recursive: true, force: true })
     this.wanted.clear()
@@ -129,9 +217,14 @@ export class FastLane {
   private claim(e: LaneEntry): void {
     const path = `${e.host}/${e.upstream}`
     const n = this.written.get(path) ?? 0
-    this.written.set(path, n + 1)
-    if (n > 0) return
+    if (n > 0) {
+      this.written.set(path, n + 1)
+      return
+    }
+    this.checkPinned()
     const hostDir = join(this.dir, e.host)
+    this.refuseLink(hostDir)
+    this.written.set(path, 1)
     // Another upstream of the same host (another owner's): never two flags for one host.
     try {
       for (const other of readdirSync(hostDir)) if (other !== e.upstream) this.written.delete(`${e.host}/${other}`), unlinkSync(join(hostDir, other))
@@ -154,13 +247,33 @@ export class FastLane {
       return
     }
     this.written.delete(path)
+    this.checkPinned()
     const hostDir = join(this.dir, e.host)
+    this.refuseLink(hostDir)
     rmSync(join(hostDir, e.upstream), { force: true })
     try {
       rmdirSync(hostDir)
     } catch {
       // another flag of this host, or already gone
     }
+  }
+
+  /** The directory is still the one reset() checked (not renamed away and replaced). */
+  private checkPinned(): void {
+    if (this.pinned === undefined) return
+    const st = lstatSync(this.dir)
+    if (st.isSymbolicLink() || st.dev !== this.pinned.dev || st.ino !== this.pinned.ino) throw new Error(`${this.dir} was replaced since start (not the directory checked then): no flag written or removed there`)
+  }
+
+  /** A host directory that is a link (or not a directory) is refused before anything follows it. */
+  private refuseLink(hostDir: string): void {
+    let st: Stats
+    try {
+      st = lstatSync(hostDir)
+    } catch {
+      return // not there yet
+    }
+    if (!st.isDirectory()) throw new Error(`${hostDir} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}: refused (only the sidecar writes here)`)
   }
 
   private secure(path: string): void {

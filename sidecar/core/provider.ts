@@ -93,6 +93,8 @@ export interface BackendSettings {
   startup_grace?: number
   /** Awake, proxied by Caddy directly through the flag directory (core/fast-lane.ts). */
   fast_lane?: boolean
+  /** ms a sleep waits after removing the fast-lane flag before it counts connections. */
+  fast_lane_drain?: number
 }
 
 export interface BackendInfo {

@@ -428,6 +428,7 @@ export class Registry implements RegistryReload {
       ...(s.awake_during ?? d.awake_during ? { awake_during: s.awake_during ?? d.awake_during } : {}),
       ...(s.asleep_during ?? d.asleep_during ? { asleep_during: s.asleep_during ?? d.asleep_during } : {}),
       fast_lane: s.fast_lane ?? d.fast_lane,
+      fast_lane_drain: s.fast_lane_drain ?? d.fast_lane_drain,
       ...this.idlePolicies(provider, info, idle, warn),
     }
   }

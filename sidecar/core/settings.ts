@@ -29,6 +29,7 @@ export type SettingKey =
   | 'busy_cpu'
   | 'startup_grace'
   | 'fast_lane'
+  | 'fast_lane_drain'
 
 export interface SettingSpec {
   readonly key: SettingKey
@@ -67,6 +68,9 @@ export const BACKEND_SETTINGS = [
   { key: 'startup_grace', type: 'duration' },
   // Awake, the backend is proxied by Caddy directly (snippet 4's relight_fast; core/fast-lane.ts).
   { key: 'fast_lane', type: 'switch' },
+  // A sleep of a fast-lane backend waits this long after removing its flag before it looks for
+  // open connections: a request Caddy admitted just before opens its own meanwhile (core/backend.ts).
+  { key: 'fast_lane_drain', type: 'duration', min: { ms: 100, why: '100ms (a request admitted just before the flag went needs time to open its connection)' } },
 ] as const satisfies readonly SettingSpec[]
 
 export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s.key)

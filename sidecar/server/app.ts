@@ -29,6 +29,8 @@ export const UPSTREAM_HEADER = 'x-relight-upstream'
  * max_request_duration (the sidecar warns, `check` says so).
  */
 export const SNIPPET_HEADER = 'x-relight-snippet'
+/** relight_fast's forward_auth names the flag directory it was given (`header_up X-Relight-Fast-Dir {args.1}`). */
+const FAST_DIR_HEADER = 'x-relight-fast-dir'
 export const SNIPPET_VERSION = '3'
 /** The version before 3: still counted, but only its normal responses end a request. */
 export const SNIPPET_V2 = '2'
@@ -129,6 +131,8 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   let v2SnippetCalls = 0
   /** The snippet version of the last forward_auth call Caddy made (healthz; `check` shows it). */
   let snippetSeen: string | undefined
+  /** The flag directories relight_fast's forward_auth calls named (X-Relight-Fast-Dir: its {args.1}); `check` compares them with fast_lane_dir. */
+  const fastDirsSeen = new Set<string>()
   const startedAt = Date.now()
   const outcomes = new AuthOutcomes()
   const app = Fastify({
@@ -349,6 +353,8 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     if (snippet === SNIPPET_V2 || (snippet === SNIPPET_VERSION && !claimed)) snippetSeen = req.headers[SNIPPET_HEADER] as string
     else if (claimed) snippetSeen = '3 without X-Relight-Request'
     else if (req.headers['x-forwarded-method'] !== undefined) snippetSeen = typeof snippet === 'string' ? snippet.slice(0, 8) : '1' // forward_auth without the marker: version 1
+    const fastDir = req.headers[FAST_DIR_HEADER]
+    if (req.headers[SNIPPET_HEADER] === SNIPPET_FAST && typeof fastDir === 'string' && fastDir.length <= 4096 && (fastDirsSeen.size < 8 || fastDirsSeen.has(fastDir))) fastDirsSeen.add(fastDir)
     if (tickets !== undefined && ((snippet === SNIPPET_VERSION && !claimed) || snippet === SNIPPET_V2) && canonical && tickets.counting) {
       if (snippet === SNIPPET_V2) noteV2(req)
       // No ticket when a bound is reached: activity only (below), never in flight without one.
@@ -435,6 +441,8 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       // the relight.caddy version Caddy's last forward_auth call came from; null before the first
       snippet: snippetSeen ?? null,
       snippet_current: SNIPPET_VERSION,
+      // the directories relight_fast was given, as its forward_auth calls said (at most 8)
+      fast_lane_dirs: [...fastDirsSeen],
       version: VERSION,
       uptime_s: Math.round((Date.now() - startedAt) / 1000),
     })

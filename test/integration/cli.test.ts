@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -64,6 +64,18 @@ describe('relight-sidecar CLI', () => {
       writeFileSync(file, `listen: 127.0.0.1:0\nfast_lane_dir: ${tmp.dir}/awake\ndefaults: { fast_lane: on }\n`)
       const r = cli('check', '--config', file)
       assert.match(r.out, /ok +fast_lane: needs snippet version 4 .*import relight_fast 127\.0\.0\.1:0 .*\/awake/)
+      // the pid namespace is checked, not stated as an ok line; what cannot be checked says so
+      assert.doesNotMatch(r.out, /ok .*must share/)
+      assert.match(r.out, /ok +fast_lane: this process runs in the initial \(host\) pid namespace/)
+      assert.match(r.out, /UNCHECKED +fast_lane: that Caddy shares this network namespace/)
+      if (process.getuid?.() === 0 && existsSync('/usr/bin/unshare')) {
+        const own = spawnSync('/usr/bin/unshare', ['--pid', '--fork', '--mount-proc', process.execPath, MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
+        assert.match(own.stdout, /PROBLEM +fast_lane: the sidecar runs in its own pid namespace .*fast_lane_shared_pid_namespace: true/)
+        writeFileSync(file, `listen: 127.0.0.1:0\nfast_lane_dir: ${tmp.dir}/awake\nfast_lane_shared_pid_namespace: true\naccess_log: 127.0.0.1:0\ndefaults: { fast_lane: on }\n`)
+        const acked = spawnSync('/usr/bin/unshare', ['--pid', '--fork', '--mount-proc', process.execPath, MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
+        assert.match(acked.stdout, /WARNING +fast_lane: the sidecar runs in its own pid namespace .*says Caddy shares it/)
+        assert.match(acked.stdout, /WARNING +fast_lane with a TCP access_log/)
+      }
       writeFileSync(file, 'listen: 127.0.0.1:0\ndefaults: { fast_lane: on }\n')
       const bad = cli('check', '--config', file)
       assert.equal(bad.code, 1)

@@ -198,6 +198,10 @@ describe('fast lane through Caddy', { skip }, () => {
       'Accept: text/event-stream',
       'Accept: text/html, text/event-stream;q=0.9',
       'Content-Type: application/grpc+proto',
+      // header values in any case (review P3: these took the fast lane)
+      'Accept: TEXT/EVENT-STREAM',
+      'Content-Type: Application/GRPC',
+      'Connection: UPGRADE',
     ]
     for (const extra of cases) {
       const res = await raw(port, `GET / HTTP/1.1\r\nHost: app.localhost\r\n${extra}`)
@@ -206,6 +210,9 @@ describe('fast lane through Caddy', { skip }, () => {
     }
     const plain = await raw(port, 'GET / HTTP/1.1\r\nHost: app.localhost\r\nAccept: text/html')
     assert.equal(ticketed(plain.headers), false, 'an ordinary request takes the fast lane')
+    // relight_fast's forward_auth named the directory it was given: `check` compares it (review item 5)
+    const health = await request(`http://${sc.address}/_relight/healthz`)
+    assert.deepEqual((await health.body.json() as { fast_lane_dirs?: string[] }).fast_lane_dirs, [laneDir])
   })
 
   it('hostile Host headers never leave the flag directory nor match another host’s flag', async () => {
@@ -405,5 +412,66 @@ describe('fast lane: when the sidecar dies, the lane closes', { skip }, () => {
     await reload(original.replace(/apps:\n {6}- \{ name: app.*\n/, 'apps: []\n'), 2)
     assert.deepEqual(readdirSync(laneDir), [], 'the removed app’s flag is gone when the reload is applied')
     writeFileSync(config, original)
+  })
+})
+
+describe('fast lane: a request admitted before fast_lane is turned off, and an unproven access log', { skip }, () => {
+  const apps = new Map<string, StoppableApp>()
+  let provider: AppProvider
+  let sc: TestSidecar
+  let caddy: RunningCaddy
+  let laneDir = ''
+  const backend = () => sc.sidecar.registry.get('memory:app')
+  before(async () => {
+    for (const name of ['app', 'busy']) {
+      apps.set(name, new StoppableApp(await freePort(), name))
+      await apps.get(name)?.start()
+    }
+    provider = new AppProvider(apps, [
+      { id: 'app', hosts: ['app.localhost'], state: 'running', upstreams: [`127.0.0.1:${apps.get('app')?.port}`] },
+      { id: 'busy', hosts: ['busy.localhost'], state: 'running', upstreams: [`127.0.0.1:${apps.get('busy')?.port}`], settings: { idle_timeout: 60_000 } },
+    ])
+    sc = await startTestSidecar('fast_lane_dir: {{dir}}/awake\nmin_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 3s, fast_lane: on }\n', { providers: [provider] })
+    laneDir = join(sc.dir, 'awake')
+    caddy = await startCaddy({ sidecar: sc.address, sites: (port) => site(port, sc, laneDir) })
+  })
+  after(async () => {
+    await caddy?.close()
+    await sc?.close()
+    for (const app of apps.values()) await app.stop()
+  })
+
+  // Review item 1: turning fast_lane off removed the flag, then stopped counting the open
+  // fast-lane connection and skipped the drain: the idle sleep cut the download.
+  it('a fast-lane download outlives fast_lane being turned off for its backend (resync), and the app is not stopped under it', { timeout: 60_000 }, async () => {
+    const app = apps.get('app') as StoppableApp
+    await until(() => existsSync(join(laneDir, 'app.localhost')), 'the flag')
+    const res = await request(`${caddy.url}/slow?s=8`, { headers: { host: 'app.localhost' } })
+    assert.equal(ticketed(res.headers), false, 'fast lane')
+    const b = provider.backends.get('app')
+    assert.ok(b)
+    b.settings = { fast_lane: false }
+    await sc.sidecar.registry.resync(provider)
+    assert.equal(existsSync(join(laneDir, 'app.localhost')), false, 'flag removed at once')
+    let bytes = 0
+    for await (const chunk of res.body) bytes += (chunk as Buffer).length
+    assert.equal(bytes, 8 * 10 * 1024, 'every byte')
+    assert.equal(app.stops, 0, 'not stopped under the download')
+    // then idle: it sleeps (after the drain), and the next sleep counts no more connections
+    await until(() => backend()?.phase === 'asleep', 'the idle sleep after the download', 20_000)
+    assert.equal((backend() as unknown as { laneUsedSinceWake: boolean }).laneUsedSinceWake, false)
+  })
+
+  // Review item 3: Caddy opens a new log connection at every reload; until a ticketed line
+  // proves it, fast-lane lines were dropped and a busy fast-lane app looked idle.
+  it('fast-lane log lines count as activity before any ticketed request proved the (unix) log connection', { timeout: 60_000 }, async () => {
+    const busy = () => sc.sidecar.registry.get('memory:busy') as unknown as { lastActivity: number }
+    await until(() => existsSync(join(laneDir, 'busy.localhost')), 'the flag')
+    await until(() => sc.sidecar.registry.countInflight, 'Caddy to connect its access log')
+    const t0 = busy().lastActivity
+    const res = await request(`${caddy.url}/`, { headers: { host: 'busy.localhost' } })
+    await res.body.text()
+    assert.equal(ticketed(res.headers), false, 'fast lane')
+    await until(() => busy().lastActivity > t0, 'the fast-lane log line to count as activity', 10_000)
   })
 })

@@ -1,11 +1,12 @@
 /** The fast lane's flags (core/fast-lane.ts) and its settings; through Caddy: test/integration/fast-lane-caddy.test.ts. */
 import assert from 'node:assert/strict'
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, renameSync, lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server, connect, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
 import { parseConfig } from '../../sidecar/config/load.js'
-import { FastLane, laneHostProblem, laneUpstreamProblem } from '../../sidecar/core/fast-lane.js'
+import { FastLane, laneHostProblem, laneUpstreamProblem, pidNamespaceProblem } from '../../sidecar/core/fast-lane.js'
 import { readSettings } from '../../sidecar/core/settings.js'
 import { tempDir } from '../helpers/net.js'
 
@@ -21,6 +22,18 @@ describe('fast_lane setting', () => {
     assert.throws(() => parseConfig('listen: 127.0.0.1:0\nfast_lane_dir: /run/x\ndefaults: { fast_lane: yes please }\n', 't'), /fast_lane/)
     assert.throws(() => parseConfig('listen: 127.0.0.1:0\ndefaults: { fast_lane: on }\n', 't'), /fast_lane_dir/)
     assert.throws(() => parseConfig('listen: 127.0.0.1:0\nfast_lane_dir: relative/dir\n', 't'), /fast_lane_dir/)
+  })
+
+  // Review item 6: the post-removal wait was a fixed 500 ms.
+  it('fast_lane_drain: 2s by default, set in defaults or by label through the one table, bounded', () => {
+    assert.equal(parseConfig('listen: 127.0.0.1:0\n', 't').defaults.fast_lane_drain, 2000)
+    assert.equal(parseConfig('listen: 127.0.0.1:0\ndefaults: { fast_lane_drain: 5s }\n', 't').defaults.fast_lane_drain, 5000)
+    assert.throws(() => parseConfig('listen: 127.0.0.1:0\ndefaults: { fast_lane_drain: 10ms }\n', 't'), /fast_lane_drain/)
+    const problems: string[] = []
+    const read = (text: string) => readSettings((k) => (k === 'fast_lane_drain' ? text : undefined), ['stop'], (key, t, expected) => problems.push(`${key}=${t}: ${expected}`))
+    assert.equal(read('3s').fast_lane_drain, 3000)
+    assert.equal(read('soon').fast_lane_drain, undefined)
+    assert.match(problems.join('\n'), /fast_lane_drain=soon/)
   })
 
   it('labels, tags and annotations read it through the one table', () => {
@@ -81,6 +94,70 @@ describe('fast lane flags', () => {
     assert.throws(() => new FastLane({ dir: join(open, 'awake') }).reset(), /writable by every user/)
     symlinkSync(dir, join(tmp.dir, 'link'))
     assert.throws(() => new FastLane({ dir: join(tmp.dir, 'link') }).reset(), /symbolic link/)
+  })
+
+  // Review item 2: a sidecar that is pid 1 of its container pointed its flags at /proc/1/cmdline,
+  // which in Caddy's container is Caddy's own init: the lane opened and never dangled.
+  it('refuses to start the lane in a pid namespace of its own unless Caddy sharing it is acknowledged', () => {
+    const fake = (ns: string, nspid: string) => {
+      const proc = join(tmp.dir, `proc-${ns.replace(/\W/g, '')}-${nspid.replace(/\W/g, '_')}`)
+      mkdirSync(join(proc, 'self', 'ns'), { recursive: true })
+      symlinkSync(ns, join(proc, 'self', 'ns', 'pid'))
+      writeFileSync(join(proc, 'self', 'status'), `Name:\tnode\nNSpid:\t${nspid}\n`)
+      return proc
+    }
+    const initial = 'pid:[4026531836]'
+    assert.equal(pidNamespaceProblem(fake(initial, '4242'), 4242), undefined)
+    assert.match(pidNamespaceProblem(fake(initial, '4242\t1'), 4242) ?? '', /own pid namespace/)
+    assert.match(pidNamespaceProblem(fake('pid:[4026532313]', '1'), 1) ?? '', /own pid namespace.*pid 1/)
+    assert.match(pidNamespaceProblem(fake('pid:[4026532314]', '7'), 7) ?? '', /own pid namespace/, 'not pid 1 (tini) but a namespace of its own')
+    const proc = fake('pid:[4026532315]', '1')
+    assert.throws(() => new FastLane({ dir: join(tmp.dir, 'ns-awake'), proc, pid: 1 }).reset(), /fast_lane_shared_pid_namespace: true/)
+    assert.equal(existsSync(join(tmp.dir, 'ns-awake')), false, 'refused before anything is made')
+    new FastLane({ dir: join(tmp.dir, 'ns-awake'), proc, pid: 1, sharedPidNamespace: true }).reset()
+    assert.equal(parseConfig('listen: 127.0.0.1:0\nfast_lane_dir: /run/x\nfast_lane_shared_pid_namespace: true\n', 't').fast_lane_shared_pid_namespace, true)
+    assert.throws(() => parseConfig('listen: 127.0.0.1:0\nfast_lane_shared_pid_namespace: maybe\n', 't'), /fast_lane_shared_pid_namespace/)
+  })
+
+  it('detects a real pid namespace of its own (unshare --pid, as root)', { skip: process.getuid?.() !== 0 || !existsSync('/usr/bin/unshare') ? 'needs root and unshare' : false }, () => {
+    const mod = new URL('../../sidecar/core/fast-lane.js', import.meta.url).href
+    const run = (args: string[]) =>
+      spawnSync('/usr/bin/unshare', [...args, process.execPath, '--input-type=module', '-e', `const m = await import(${JSON.stringify(mod)}); console.log(JSON.stringify(m.pidNamespaceProblem() ?? null))`], { encoding: 'utf8', timeout: 20_000 })
+    const own = run(['--pid', '--fork', '--mount-proc'])
+    assert.equal(own.status, 0, own.stderr)
+    assert.match(own.stdout, /own pid namespace.*pid 1/)
+    const same = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(mod)}); console.log(JSON.stringify(m.pidNamespaceProblem() ?? null))`], { encoding: 'utf8', timeout: 20_000 })
+    assert.equal(same.stdout.trim(), readlinkSync('/proc/self/ns/pid') === 'pid:[4026531836]' ? 'null' : same.stdout.trim())
+  })
+
+  // Review item 4: a parent owned by another user passed, and the sidecar then followed that
+  // user's links (deleting, chmod-ing and renaming into any directory).
+  it('refuses a flag directory below one another user owns or may write, follows no link, and is pinned', { skip: process.getuid?.() !== 0 ? 'needs root (chown)' : false }, () => {
+    const theirs = join(tmp.dir, 'theirs')
+    mkdirSync(theirs, { mode: 0o755 })
+    chownSync(theirs, 65534, 65534)
+    assert.throws(() => new FastLane({ dir: join(theirs, 'awake') }).reset(), /theirs \(above .*\) belongs to uid 65534/)
+    assert.throws(() => new FastLane({ dir: join(theirs, 'deeper', 'awake') }).reset(), /belongs to uid 65534/, 'any ancestor, not only the parent')
+    const group = join(tmp.dir, 'group')
+    mkdirSync(join(group, 'sub'), { recursive: true })
+    chmodSync(group, 0o775)
+    assert.throws(() => new FastLane({ dir: join(group, 'sub', 'awake') }).reset(), /writable by its group without the sticky bit/)
+    // a host directory swapped for a link is refused before anything follows it
+    const pinDir = join(tmp.dir, 'pin', 'awake')
+    const lane = new FastLane({ dir: pinDir })
+    lane.reset()
+    const victim = join(tmp.dir, 'victim')
+    mkdirSync(victim, { mode: 0o700 })
+    writeFileSync(join(victim, 'precious'), 'x')
+    symlinkSync(victim, join(pinDir, 'app.example'))
+    assert.throws(() => lane.set({}, [{ host: 'app.example', upstream: '127.0.0.1:8080' }]), /symbolic link/)
+    assert.deepEqual(readdirSync(victim), ['precious'])
+    assert.equal(lstatSync(victim).mode & 0o777, 0o700)
+    // the directory renamed away and replaced: no write there
+    renameSync(pinDir, `${pinDir}.old`)
+    mkdirSync(pinDir)
+    assert.throws(() => lane.set({}, [{ host: 'b.example', upstream: '127.0.0.1:8080' }]), /replaced since start/)
+    assert.deepEqual(readdirSync(pinDir), [])
   })
 
   it('a flag of a process that is gone dangles', () => {

@@ -42,6 +42,7 @@ const CHANGED: Record<string, string> = {
   shutdown_timeout: 'shutdown_timeout: 5s',
   state_dir: 'state_dir: /tmp/relight-reload-keys-elsewhere',
   fast_lane_dir: 'fast_lane_dir: /tmp/relight-reload-keys-awake',
+  fast_lane_shared_pid_namespace: 'fast_lane_shared_pid_namespace: true',
   log_level: 'log_level: debug',
   defaults: 'defaults: { idle_timeout: 2h }',
   providers: 'providers: { docker: { socket: /nonexistent.sock } }',
