@@ -16,8 +16,12 @@ export interface SidecarProcess {
   readonly exited: Promise<number | string>
 }
 
-export async function startSidecarProcess(config: string, args: string[] = []): Promise<SidecarProcess> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--config', config, '--log-format', 'json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+/** `options.env` is added to this process's environment (e.g. faketime.ts's fakeTimeEnv for a skewed wall clock). */
+export async function startSidecarProcess(config: string, args: string[] = [], options: { env?: Record<string, string> } = {}): Promise<SidecarProcess> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--config', config, '--log-format', 'json', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  })
   const parsed: Record<string, unknown>[] = []
   let buffer = ''
   let stderr = ''
