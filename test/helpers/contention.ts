@@ -364,6 +364,28 @@ export class Cluster {
     }
   }
 
+  /**
+   * What the sidecars logged about sleeps since `from` (Date.now() of the test; by arrival order:
+   * lines carry the sidecar's own wall clock, which faketime shifts): refusal reasons with counts,
+   * and which sidecar logged each `asleep`.
+   */
+  sleepLog(from: number): { refused: Record<string, number>; slept: string[] } {
+    const refused: Record<string, number> = {}
+    const slept: string[] = []
+    for (const e of this.edges) {
+      for (const l of e.proc?.lines() ?? []) {
+        const seen = (l as { seenAt?: number }).seenAt ?? 0
+        if (seen < from) continue
+        if (l.msg === 'sleep refused') {
+          const reason = String(l.reason ?? '').replace(/\d+/g, 'N')
+          refused[reason] = (refused[reason] ?? 0) + 1
+        }
+        if (l.msg === 'asleep') slept.push(e.name)
+      }
+    }
+    return { refused, slept }
+  }
+
   /** Engine requests per edge in [from, to). */
   engineRequests(from: number, to: number): number[] {
     return this.edges.map((e) => e.proxy.counts(from, to).total)

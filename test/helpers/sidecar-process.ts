@@ -32,10 +32,11 @@ export async function startSidecarProcess(config: string, args: string[] = [], o
     while ((nl = buffer.indexOf('\n')) >= 0) {
       const line = buffer.slice(0, nl)
       buffer = buffer.slice(nl + 1)
+      // seenAt: when this process read the line (the test's clock; the child's may be skewed)
       try {
-        parsed.push(JSON.parse(line) as Record<string, unknown>)
+        parsed.push({ ...(JSON.parse(line) as Record<string, unknown>), seenAt: Date.now() })
       } catch {
-        parsed.push({ msg: line })
+        parsed.push({ msg: line, seenAt: Date.now() })
       }
     }
     for (const w of waiters) w()

@@ -34,8 +34,10 @@ describe('swarm contention: three sidecars, one service', { skip, timeout: 420_0
   })
 
   it('S1: traffic hopping between the sidecars: no failure, no scale-down during, one after', opts(), async (t) => {
+    const since = Date.now()
     const r = await s1(c, 40_000)
     t.diagnostic(`S1 ${JSON.stringify(r)}`)
+    t.diagnostic(`S1 sidecar log: ${JSON.stringify(c.sleepLog(since))}`)
     assert.equal(r.failed, 0, `failed: ${r.failures.join('; ')}`)
     assert.equal(r.needless, 0, 'needless sleeps')
     assert.equal(r.downsDuring, 0, 'scale-downs during the traffic')
@@ -44,39 +46,49 @@ describe('swarm contention: three sidecars, one service', { skip, timeout: 420_0
   })
 
   it('S2: bursts at two sidecars as the idle timer expires are never slept', opts(), async (t) => {
+    const since = Date.now()
     const r = await s2(c, 6)
     t.diagnostic(`S2 ${JSON.stringify(r)}`)
+    t.diagnostic(`S2 sidecar log: ${JSON.stringify(c.sleepLog(since))}`)
     assert.equal(r.failed, 0, `failed: ${r.failures.join('; ')}`)
     assert.equal(r.needless, 0, `needless sleeps (${r.slept} of ${r.trials} trials)`)
   })
 
   it('S3: kill -9 of the busy sidecar: no needless sleep, failures only at the dead edge', opts(), async (t) => {
+    const since = Date.now()
     const r = await s3(c)
     t.diagnostic(`S3 ${JSON.stringify(r)}`)
+    t.diagnostic(`S3 sidecar log: ${JSON.stringify(c.sleepLog(since))}`)
     assert.equal(r.failed, 0, `failed: ${r.failures.join('; ')}`)
     assert.equal(r.needless, 0, 'needless sleeps')
   })
 
   for (const mode of ['freeze', 'cut'] as const) {
     it(`S4 (${mode}): the engine ${mode === 'freeze' ? 'frozen' : 'cut off'} for 1.5·idle while B has traffic`, opts(), async (t) => {
+      const since = Date.now()
       const r = await s4(c, mode)
       t.diagnostic(`S4 ${JSON.stringify(r)}`)
+      t.diagnostic(`S4 sidecar log: ${JSON.stringify(c.sleepLog(since))}`)
       assert.equal(r.failed, 0, `failed: ${r.failures.join('; ')}`)
       assert.equal(r.needless, 0, 'needless sleeps')
     })
   }
 
   it('S7: a request right after a scale-down waits for the wake instead of failing', opts(), async (t) => {
+    const since = Date.now()
     const r = await s7(c, 3)
     t.diagnostic(`S7 ${JSON.stringify(r)}`)
+    t.diagnostic(`S7 sidecar log: ${JSON.stringify(c.sleepLog(since))}`)
     assert.equal(r.missed, 0, 'trials without a scale-down')
     assert.equal(r.failed, 0, `failed: ${r.failures.join('; ')}`)
   })
 
   // last: it restarts two sidecars under libfaketime
   it('S5: A 120 s ahead, C 120 s behind: no needless sleep, one scale-down ≥ idle after the last request', opts({ skip: fakeTimeSkip() }), async (t) => {
+    const since = Date.now()
     const r = await s5(c)
     t.diagnostic(`S5 ${JSON.stringify(r)}`)
+    t.diagnostic(`S5 sidecar log: ${JSON.stringify(c.sleepLog(since))}`)
     assert.equal(r.failed, 0, `failed: ${r.failures.join('; ')}`)
     assert.equal(r.needless, 0, 'needless sleeps')
     assert.equal(r.downsAfter, 1, 'exactly one scale-down after the traffic')
