@@ -143,6 +143,8 @@ export async function engineProxy(upstream: Upstream): Promise<EngineProxy> {
         return
       }
       res.writeHead(answer.statusCode ?? 502, answer.headers)
+      // a watch or event stream answers its headers long before its first event: pass them on now
+      res.flushHeaders()
       const entry = { answer, res }
       answers.add(entry)
       answer.on('close', () => answers.delete(entry))
