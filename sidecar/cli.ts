@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
-import { providerId } from './core/provider.js'
+import { type BackendInfo, type Provider, providerId } from './core/provider.js'
 import { type Sidecar, startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { createProviders, preflight } from './providers/index.js'
@@ -281,8 +281,10 @@ async function check(file: string): Promise<void> {
       // look, which for process apps sees none of the running sidecar's children.
       const state = (b: { state: string }) => (live.running ? '' : ` ${b.state}`)
       out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}]${state(b)}`).join('; ') || 'none'}`)
+      busyCpuCheck(provider, backends, config.defaults.busy_cpu, write)
     } catch (err) {
       out(false, `${providerId(provider)}: cannot list backends: ${(err as Error).message}`)
+      busyCpuCheck(provider, [], config.defaults.busy_cpu, write)
     }
     for (const result of (await provider.check?.(signal).catch((err: unknown) => [{ ok: false, message: (err as Error).message }])) ?? []) {
       out(result.ok, `${providerId(provider)}: ${result.message}`)
@@ -293,6 +295,18 @@ async function check(file: string): Promise<void> {
   const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
   process.stdout.write(found === 0 ? '\nall checks passed\n' : `\n${found} problem(s) found\n`)
   process.exitCode = found === 0 ? 0 : 1
+}
+
+/**
+ * busy_cpu needs the provider's CPU reading (`stats`): where there is none, say so, and warn when
+ * defaults or a backend's labels set it (the block itself cannot: its schema refuses the key).
+ */
+function busyCpuCheck(provider: Provider, backends: readonly BackendInfo[], fromDefaults: number | undefined, write: (tag: string, message: string) => void): void {
+  if (provider.stats) return
+  const setBy = backends.filter((b) => b.settings.busy_cpu !== undefined).map((b) => b.name)
+  const what = `${providerId(provider)}: ${provider.kind} cannot measure a backend's CPU, so busy_cpu does not apply to its backends`
+  if (fromDefaults === undefined && setBy.length === 0) write('ok     ', what)
+  else write('WARNING', `${what}; set by ${[...(fromDefaults !== undefined ? ['defaults.busy_cpu'] : []), ...setBy].join(', ')} and ignored there`)
 }
 
 /** What `check` says about the sidecar that runs with this config: its healthz, read once. */

@@ -24,6 +24,11 @@ export const defaultsSchema = z.strictObject({
   readiness: readiness.default('tcp'),
   max_request_duration: settingFor('max_request_duration').prefault('24h'),
   waiting_page_template: waitingPageTemplate.optional(),
+  // Idle policies (issue 26; README "When does a backend sleep?"). startup_grace: idle_timeout when absent.
+  ignore: settingFor('ignore').default([]),
+  ignore_status: settingFor('ignore_status').default(503),
+  busy_cpu: settingFor('busy_cpu').optional(),
+  startup_grace: settingFor('startup_grace').optional(),
 })
 
 type Descriptors = (typeof PROVIDER_DESCRIPTORS)[number]

@@ -6,10 +6,43 @@ import { constants } from 'node:os'
 import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from '../core/duration.js'
-import { BACKEND_SETTINGS, durationProblem, READINESS, type SettingKey, type SettingSpec, STRATEGIES } from '../core/settings.js'
+import { BACKEND_SETTINGS, durationProblem, PERCENT_RANGE, parsePercent, READINESS, type SettingKey, type SettingSpec, STATUS_RANGE, STRATEGIES } from '../core/settings.js'
+import { IGNORE_FIELDS, type IgnoreRule, ignoreFieldProblem } from '../core/ignore.js'
 
 /** `waiting_page_template`'s value: a path to an HTML file, relative to the configuration file's directory (read by pages/template.ts). */
 export const waitingPageTemplate = z.string().min(1, 'expected the path of an HTML file')
+
+/** `ignore`: a list of rules, each naming at least one of user_agent, path, method, client (core/ignore.ts). */
+export const ignoreRules = z.array(
+  z
+    .strictObject(Object.fromEntries(IGNORE_FIELDS.map((f) => [f, z.string().optional()])) as Record<(typeof IGNORE_FIELDS)[number], z.ZodOptional<z.ZodString>>)
+    .superRefine((rule, ctx) => {
+      const fields = IGNORE_FIELDS.filter((f) => rule[f] !== undefined)
+      if (fields.length === 0) ctx.addIssue({ code: 'custom', message: `a rule needs at least one of ${IGNORE_FIELDS.join(', ')}` })
+      for (const f of fields) {
+        const problem = ignoreFieldProblem(f, rule[f] as string)
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', path: [f], message: problem })
+      }
+    })
+    .transform((rule): IgnoreRule => Object.fromEntries(Object.entries(rule).filter(([, v]) => v !== undefined))),
+)
+
+/** `ignore_status`: an HTTP status. */
+export const httpStatus = z
+  .number()
+  .int()
+  .min(STATUS_RANGE.min, `must be an HTTP status from ${STATUS_RANGE.min} to ${STATUS_RANGE.max}: Caddy's forward_auth passes a 2xx on to the backend, which sleeps`)
+  .max(STATUS_RANGE.max, `must be an HTTP status from ${STATUS_RANGE.min} to ${STATUS_RANGE.max}`)
+
+/** `busy_cpu`: `10%` or a number (percent of one core). */
+export const cpuPercent = z.unknown().transform((value, ctx): number => {
+  const n = typeof value === 'number' || typeof value === 'string' ? parsePercent(String(value)) : undefined
+  if (n === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a CPU percentage such as 10% (${PERCENT_RANGE.min}% to ${PERCENT_RANGE.max}%; 100% is one core), got ${JSON.stringify(value)}` })
+    return z.NEVER
+  }
+  return n
+})
 
 /** `500ms`, `30s`, `5m`, `1h` → milliseconds. A bare number is refused with a hint. */
 export const duration = z.unknown().transform((value, ctx): number => {
@@ -76,6 +109,24 @@ export function settingSchema(spec: SettingSpec) {
       return readiness
     case 'template':
       return waitingPageTemplate
+    case 'ignore':
+      return ignoreRules
+    case 'status':
+      return httpStatus
+    case 'percent':
+      return cpuPercent
+  }
+}
+
+/**
+ * A superRefine for the block of a provider that cannot measure a backend's CPU (no `stats`):
+ * `busy_cpu` there would never refuse a sleep, so it is refused with the key named.
+ */
+export function noBusyCpu(kind: string, at: (key: string) => PropertyKey[] = (key) => [key]) {
+  return (cfg: { busy_cpu?: number | undefined }, ctx: z.RefinementCtx): void => {
+    if (cfg.busy_cpu !== undefined) {
+      ctx.addIssue({ code: 'custom', path: at('busy_cpu'), message: `${kind} cannot measure a backend's CPU, so busy_cpu cannot apply; it works with process, docker and podman` })
+    }
   }
 }
 
@@ -85,6 +136,9 @@ interface SettingTypes {
   strategy: typeof strategy
   readiness: typeof readiness
   template: typeof waitingPageTemplate
+  ignore: typeof ignoreRules
+  status: typeof httpStatus
+  percent: typeof cpuPercent
 }
 type Settings = (typeof BACKEND_SETTINGS)[number]
 

@@ -8,6 +8,7 @@ import type { LifecycleEvent, LifecycleEvents } from './events.js'
 import { waitAnyReady, waitReady } from './readiness.js'
 import { abortable } from './timers.js'
 import { atPowerOfTwo } from './log-throttle.js'
+import type { IgnoreRules } from './ignore.js'
 
 /** Upper bound of one sleep (a stop may have a long grace period). */
 const SLEEP_TIMEOUT_MS = 5 * 60_000
@@ -15,6 +16,8 @@ const SLEEP_TIMEOUT_MS = 5 * 60_000
 const SHARE_TIMEOUT_MS = 10_000
 /** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
 const SHARE_RETRY_BASE_MS = 1000
+/** Upper bound of one CPU measurement for busy_cpu (the sleep waits for it). */
+const BUSY_MEASURE_TIMEOUT_MS = 5000
 
 /**
  * The core's view of a backend. Transitions are serialised:
@@ -33,6 +36,12 @@ export interface ResolvedSettings {
   readonly readiness: Readiness
   readonly max_request_duration: number
   readonly always_on: boolean
+  /** Idle policies (issue 26): see core/ignore.ts and README "When does a backend sleep?". */
+  readonly ignore: IgnoreRules
+  readonly ignore_status: number
+  /** Percent of one core; undefined: off (or the provider cannot measure). */
+  readonly busy_cpu: number | undefined
+  readonly startup_grace: number
 }
 
 export interface BackendDeps {
@@ -44,6 +53,8 @@ export interface BackendDeps {
   readonly closing: AbortSignal
   /** Where wake and sleep transitions are reported (logs subscribe to it). */
   readonly events: LifecycleEvents
+  /** Bounds concurrent CPU readings for busy_cpu (`provider.stats()`); unbounded without it. */
+  readonly statsQueue?: PQueue
 }
 
 /** What a sleep request came to. */
@@ -106,6 +117,16 @@ export class Backend {
   private shareRetryAt = -Infinity
   private readonly deps: BackendDeps
   private childLog: Logger | undefined
+  /**
+   * Idle policies that hold the backend awake until a time (deps.now clock): `startup_grace`
+   * (found running: at start-up, by a reload, or started outside the sidecar) and `busy` (the
+   * last CPU measurement was at or above busy_cpu: measured again after another idle_timeout).
+   */
+  private holdUntil = -Infinity
+  private holdReason: 'startup_grace' | 'busy' | undefined
+  /** The startup_grace refusal is reported once per grace, not on every sweep tick. */
+  private holdReported = false
+  private busyFailures = 0
 
   constructor(provider: Provider, info: BackendInfo, settings: ResolvedSettings, deps: BackendDeps) {
     this.key = `${providerId(provider)}:${info.id}`
@@ -117,6 +138,25 @@ export class Backend {
     if (this.phase === 'running') this.ready = [...info.upstreams]
     this._lastActivity = deps.now()
     this.createdAt = this.lastActivity
+    if (info.state === 'running') {
+      this.hold('startup_grace', this.createdAt + settings.startup_grace)
+      this.primeCpu()
+    }
+  }
+
+  /**
+   * busy_cpu: take a first CPU reading as the backend starts running, so the one taken when a
+   * sleep is due covers the idle window (a provider's reading is the rate since its previous
+   * one; Docker's first one-shot reading has nothing to compare with and says 0).
+   */
+  private primeCpu(): void {
+    if (this.settings.busy_cpu !== undefined) void this.measureCpu()
+  }
+
+  private hold(reason: 'startup_grace' | 'busy', until: number): void {
+    this.holdUntil = until
+    this.holdReason = reason
+    this.holdReported = false
   }
 
   /** What the provider last reported (hosts, upstreams, group, details). */
@@ -245,7 +285,13 @@ export class Backend {
    * activity for idle_timeout.
    */
   isIdle(now: number): boolean {
-    return this.sleepBlocker(now, false) === undefined
+    const blocker = this.sleepBlocker(now, false)
+    if (blocker === 'startup_grace' && !this.holdReported) {
+      // Idle by every other rule: the grace alone keeps it awake. Said once per grace.
+      this.holdReported = true
+      this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
+    }
+    return blocker === undefined
   }
 
   /** Why the backend must not sleep now (undefined: it may); `asleep` when there is nothing to put to sleep. */
@@ -255,6 +301,7 @@ export class Backend {
     if (this.inflight > 0) return `inflight: ${this.inflight}`
     if (this.wakePromise !== undefined) return 'waking'
     if (!ignoreActivity && now - this.lastActivity < this.settings.idle_timeout) return 'not idle'
+    if (!ignoreActivity && now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
     return undefined
   }
 
@@ -345,6 +392,7 @@ export class Backend {
       if (this.phase !== 'running') {
         // Started outside a wake of ours (a restart after a crash, `docker start`): it may not
         // listen yet, so it is routed only after the readiness probe of a (no-op) wake.
+        this.hold('startup_grace', this.deps.now() + this.settings.startup_grace)
         this.wake().catch(() => undefined)
       }
       return
@@ -427,6 +475,7 @@ export class Backend {
       this._lastActivity = this.deps.now()
       this._lastError = undefined
       this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
+      this.primeCpu()
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
       const error = toRelightError(reason, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name, provider: providerId(this.provider) })
@@ -459,8 +508,23 @@ export class Backend {
    * Put the backend to sleep if it is still idle once earlier transitions finish. Returns true
    * when it went to sleep. Falls back to `fallback_sleep` when the preferred mode fails.
    */
-  sleepIfIdle(): Promise<boolean> {
-    return this.runSleep(false).then((outcome) => outcome.result === 'done')
+  sleepIfIdle(options: { busyChecked?: boolean } = {}): Promise<boolean> {
+    return this.runSleep(false, options.busyChecked !== true).then((outcome) => outcome.result === 'done')
+  }
+
+  /**
+   * busy_cpu: read the CPU now; at or above it, hold the backend awake for another idle_timeout
+   * and report the refusal (reason `busy`). False when busy_cpu is off or the reading failed.
+   * The sweep asks every member of a group before it puts any to sleep.
+   */
+  async busyNow(): Promise<boolean> {
+    const limit = this.settings.busy_cpu
+    if (limit === undefined) return false
+    const cpu = await this.measureCpu()
+    if (cpu === undefined || cpu < limit) return false
+    this.hold('busy', this.deps.now() + this.settings.idle_timeout)
+    this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: 'busy', cpu_pct: cpu })
+    return true
   }
 
   /**
@@ -471,10 +535,15 @@ export class Backend {
     return this.runSleep(true)
   }
 
-  private runSleep(ignoreActivity: boolean): Promise<SleepOutcome> {
+  private runSleep(ignoreActivity: boolean, checkBusy = !ignoreActivity): Promise<SleepOutcome> {
     return this.serial(async (): Promise<SleepOutcome> => {
       if (this.removed) return { result: 'refused', reason: 'removed' }
-      const blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
+      let blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
+      if (blocker === undefined && checkBusy && this.settings.busy_cpu !== undefined) {
+        if (await this.busyNow()) return { result: 'refused', reason: 'busy' }
+        // A request may have come while the CPU was read.
+        blocker = this.sleepBlocker(this.deps.now(), ignoreActivity)
+      }
       if (blocker === 'asleep') return { result: 'asleep' }
       if (blocker !== undefined) {
         this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
@@ -517,6 +586,31 @@ export class Backend {
     })
   }
 
+  /**
+   * CPU percent of one core since the provider's previous measurement of this backend (the
+   * previous busy check, an idle_timeout ago, or the heartbeat's); undefined when it cannot be
+   * read (the sleep then goes ahead: an engine that cannot answer must not keep every backend
+   * awake; logged at 1, 2, 4… failures).
+   */
+  private async measureCpu(): Promise<number | undefined> {
+    const stats = this.provider.stats
+    if (!stats) return undefined
+    // The timeout starts when the reading does, not while it waits for a slot.
+    const read = () => stats.call(this.provider, this.info.id, AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)]))
+    try {
+      const s = await (this.deps.statsQueue ? this.deps.statsQueue.add(read) : read())
+      this.busyFailures = 0
+      return s.cpu_pct
+    } catch (err) {
+      this.busyFailures++
+      if (atPowerOfTwo(this.busyFailures)) {
+        const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
+        this.log.warn({ code: error.code, err: error.message, failures: this.busyFailures }, 'CPU not measured for busy_cpu; sleeping as if idle')
+      }
+      return undefined
+    }
+  }
+
   private async trySleep(mode: SleepMode, fallback: SleepMode, signal: AbortSignal): Promise<SleepMode> {
     const id = this.info.id
     const context = { idleTimeout: this.settings.idle_timeout }
@@ -549,6 +643,10 @@ export class Backend {
   carryActivityFrom(old: Backend): void {
     this._inflight = old.inflight
     this._lastActivity = old.lastActivity
+    // Known before the reload: not "found running" by it (a reload resets no idle policy).
+    this.holdUntil = old.holdUntil
+    this.holdReason = old.holdReason
+    this.holdReported = old.holdReported
     // Open access-log tickets still name `old`: their lines must end the requests here.
     old.successor = this
     old.successorWakes = this.counters.wakes
@@ -565,6 +663,7 @@ export class Backend {
       upstreams: this.info.upstreams,
       inflight: this.inflight,
       idle_ms: this.deps.now() - this.lastActivity,
+      ...(this.holdReason !== undefined && this.deps.now() < this.holdUntil ? { held: this.holdReason, held_ms: this.holdUntil - this.deps.now() } : {}),
       ...this.counters,
       ...(this.lastError ? { last_error: this.lastError.code } : {}),
     }

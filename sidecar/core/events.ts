@@ -30,10 +30,11 @@ export type LifecycleEvent =
   | (BackendRef & { readonly type: 'sleep.done'; readonly mode: SleepMode; readonly fallback: boolean; readonly duration_ms: number })
   /**
    * The backend stays awake on purpose: `reason` is `inflight: N`, `waking`, `always_on`,
-   * `not running`, `not idle`, or the provider's refusal (RELIGHT_ERR_SLEEP_REFUSED: another
-   * sidecar saw traffic).
+   * `not running`, `not idle`, `startup_grace` (found running less than startup_grace ago),
+   * `busy` (CPU at or above busy_cpu: `cpu_pct`), or the provider's refusal
+   * (RELIGHT_ERR_SLEEP_REFUSED: another sidecar saw traffic).
    */
-  | (BackendRef & { readonly type: 'sleep.refused'; readonly mode: SleepMode; readonly reason: string; readonly code?: ErrorCode })
+  | (BackendRef & { readonly type: 'sleep.refused'; readonly mode: SleepMode; readonly reason: string; readonly code?: ErrorCode; readonly cpu_pct?: number })
   | (BackendRef & { readonly type: 'sleep.failed'; readonly mode: SleepMode; readonly code: ErrorCode; readonly reason: string })
   | (BackendRef & { readonly type: 'backend.added'; readonly hosts: readonly string[]; readonly state: BackendState })
   | (BackendRef & { readonly type: 'backend.removed' })

@@ -26,6 +26,7 @@
  *   signal aborts. Missing an event is allowed: the periodic resync through `list()` is the truth.
  * - Providers never call each other and never touch the host index.
  */
+import type { IgnoreRule } from './ignore.js'
 import type { SharedEngine } from './shared.js'
 
 export type SleepMode = 'pause' | 'stop' | 'checkpoint' | 'suspend' | 'scale'
@@ -77,6 +78,14 @@ export interface BackendSettings {
   always_on?: boolean
   /** Path of an HTML waiting page (pages/template.ts); from the config file only. */
   waiting_page_template?: string
+  /** Requests that neither count as activity nor wake the backend (core/ignore.ts). */
+  ignore?: readonly IgnoreRule[]
+  /** Status an ignored request gets while the backend sleeps (503 sends Retry-After). */
+  ignore_status?: number
+  /** A sleep is refused while the backend uses more CPU than this (percent of one core). */
+  busy_cpu?: number
+  /** ms a backend found running (start-up, reload, started outside the sidecar) is left awake. */
+  startup_grace?: number
 }
 
 export interface BackendInfo {

@@ -5,13 +5,18 @@ import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { logEvents } from './event-log.js'
 import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
+import { type IgnoreRule, IgnoreRules } from './ignore.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { delay } from './timers.js'
 
 /** What the registry reads of the configuration (the parsed config satisfies it; core imports no config/ code). */
 export interface RegistryConfig {
   /** Settings every backend inherits (`defaults`). */
-  readonly defaults: Omit<ResolvedSettings, 'always_on'>
+  readonly defaults: Omit<ResolvedSettings, 'always_on' | 'ignore' | 'busy_cpu' | 'startup_grace'> & {
+    readonly ignore: readonly IgnoreRule[]
+    readonly busy_cpu?: number | undefined
+    readonly startup_grace?: number | undefined
+  }
   readonly base_domains: readonly string[]
   readonly min_idle_timeout: number
   readonly resync_interval: number
@@ -29,6 +34,8 @@ export interface ProviderStatus {
 }
 
 const LIST_TIMEOUT_MS = 15_000
+/** CPU readings for busy_cpu at once (a start-up finds every backend running and reads each). */
+const STATS_CONCURRENCY = 8
 const RELIST_ON_MISS_EVERY_MS = 1000
 const RELIST_ON_MISS_WAIT_MS = 1500
 
@@ -58,6 +65,8 @@ export class Registry implements RegistryReload {
   private rebuildScheduled = false
   private closed = false
   private readonly warnedSettings = new Set<string>()
+  /** Ignore rules compiled once per list (a list is shared by every backend it came from). */
+  private compiledRules = new WeakMap<readonly IgnoreRule[], IgnoreRules>()
   private lastMissRelist = 0
   private readonly resyncs = new Map<Provider, { again: boolean; done: Promise<void> }>()
   private missRelist: Promise<void> | undefined
@@ -81,6 +90,7 @@ export class Registry implements RegistryReload {
       now,
       closing: this.closer.signal,
       events: this.events,
+      statsQueue: new PQueue({ concurrency: STATS_CONCURRENCY }),
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
   }
@@ -295,6 +305,31 @@ export class Registry implements RegistryReload {
       readiness: s.readiness ?? d.readiness,
       max_request_duration: s.max_request_duration ?? d.max_request_duration,
       always_on: s.always_on ?? false,
+      ...this.idlePolicies(provider, info, idle, warn),
+    }
+  }
+
+  /** The issue-26 settings: compiled ignore rules (cached per rule list), busy_cpu where the provider measures CPU. */
+  private idlePolicies(provider: Provider, info: BackendInfo, idle: number, warn: (what: string, msg: string, extra: object) => void) {
+    const d = this.config.defaults
+    const s = info.settings
+    const rules = s.ignore ?? d.ignore
+    let ignore = this.compiledRules.get(rules)
+    if (ignore === undefined) {
+      ignore = rules.length === 0 ? IgnoreRules.none : new IgnoreRules(rules)
+      this.compiledRules.set(rules, ignore)
+    }
+    let busy = s.busy_cpu ?? d.busy_cpu
+    if (busy !== undefined && !provider.stats) {
+      // The config refuses it in the block of such a provider; defaults and labels end here.
+      if (s.busy_cpu !== undefined) warn('busy_cpu', `${provider.kind} cannot measure a backend's CPU; busy_cpu is ignored`, { busy_cpu: busy })
+      busy = undefined
+    }
+    return {
+      ignore,
+      ignore_status: s.ignore_status ?? d.ignore_status,
+      busy_cpu: busy,
+      startup_grace: s.startup_grace ?? d.startup_grace ?? idle,
     }
   }
 
@@ -392,13 +427,19 @@ export class Registry implements RegistryReload {
       if (!members) groups.set(key, (members = []))
       members.push(backend)
     }
+    const groupWork: Promise<boolean[]>[] = []
     for (const members of groups.values()) {
       const awake = members.filter((b) => b.phase !== 'asleep')
-      if (awake.length > 0 && awake.every((b) => b.isIdle(now))) {
-        for (const b of awake) work.push(b.sleepIfIdle())
-      }
+      if (awake.length > 0 && awake.every((b) => b.isIdle(now))) groupWork.push(this.sleepGroup(awake))
     }
-    return Promise.all(work)
+    return Promise.all([Promise.all(work), ...groupWork]).then((done) => done.flat())
+  }
+
+  /** A group sleeps together: every member's busy_cpu is read first, and one busy member keeps them all. */
+  private async sleepGroup(awake: readonly Backend[]): Promise<boolean[]> {
+    const busy = await Promise.all(awake.map((b) => b.busyNow()))
+    if (busy.some(Boolean)) return awake.map(() => false)
+    return Promise.all(awake.map((b) => b.sleepIfIdle({ busyChecked: true })))
   }
 
   /** Start the idle sweep: every second, or faster when idle timeouts are short. */

@@ -5,6 +5,7 @@
  * and Swarm labels (`readSettings`). A bound added here holds for every input at once.
  */
 import { parseDuration } from './duration.js'
+import { type IgnoreRule, parseIgnoreText } from './ignore.js'
 import type { BackendSettings, Readiness, SleepMode, Strategy } from './provider.js'
 
 export const STRATEGIES = ['blocking', 'waiting_page'] as const satisfies readonly Strategy[]
@@ -19,10 +20,15 @@ export type SettingKey =
   | 'readiness'
   | 'max_request_duration'
   | 'waiting_page_template'
+  // Idle policies (issue 26, README "When does a backend sleep?").
+  | 'ignore'
+  | 'ignore_status'
+  | 'busy_cpu'
+  | 'startup_grace'
 
 export interface SettingSpec {
   readonly key: SettingKey
-  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template'
+  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template' | 'ignore' | 'status' | 'percent'
   /**
    * Accepted from the configuration file only (defaults, provider blocks, app entries): a label,
    * tag or annotation naming it is reported as a problem and ignored.
@@ -45,6 +51,13 @@ export const BACKEND_SETTINGS = [
   { key: 'max_request_duration', type: 'duration', min: { ms: 1000, why: '1s (streams and downloads need time)' } },
   // An HTML file the sidecar reads and publishes (pages/template.ts): never from a label or tag.
   { key: 'waiting_page_template', type: 'template', configOnly: true },
+  // Idle policies (issue 26): requests that neither count nor wake (core/ignore.ts), the status
+  // they get while the backend sleeps, the CPU above which a sleep is refused (percent of one
+  // core), and how long a backend found running is left awake.
+  { key: 'ignore', type: 'ignore' },
+  { key: 'ignore_status', type: 'status' },
+  { key: 'busy_cpu', type: 'percent' },
+  { key: 'startup_grace', type: 'duration' },
 ] as const satisfies readonly SettingSpec[]
 
 export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s.key)
@@ -52,7 +65,23 @@ export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s
 /** `tcp`, or `http:/path`. */
 export const READINESS = /^(tcp|http:\/.*)$/
 
-export type SettingValue = number | SleepMode | Strategy | Readiness | string
+export type SettingValue = number | SleepMode | Strategy | Readiness | string | readonly IgnoreRule[]
+
+/**
+ * `ignore_status`: what an ignored request gets while its backend sleeps. Not a 2xx: Caddy's
+ * forward_auth passes a 2xx answer on to the upstream, and a sleeping backend has none.
+ */
+export const STATUS_RANGE = { min: 300, max: 599 } as const
+/** `busy_cpu`: percent of one core (a multi-threaded app can exceed 100, like `docker stats`). */
+export const PERCENT_RANGE = { min: 0.1, max: 10_000 } as const
+
+/** `10%`, `10` or `2.5%` → 2.5; undefined when not a percentage in PERCENT_RANGE. */
+export function parsePercent(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*%?\s*$/.exec(text)
+  if (m === null) return undefined
+  const n = Number(m[1])
+  return n >= PERCENT_RANGE.min && n <= PERCENT_RANGE.max ? n : undefined
+}
 
 /** A duration already parsed (YAML) checked against its spec's bound: the problem in words, or undefined. */
 export function durationProblem(spec: SettingSpec, ms: number): string | undefined {
@@ -83,6 +112,18 @@ export function settingFromText(spec: SettingSpec, text: string, sleepModes: rea
       return READINESS.test(text) ? { value: text as Readiness } : { expected: 'tcp or http:/path' }
     case 'template':
       return { expected: 'nothing here: waiting_page_template is set in the configuration file only' }
+    case 'ignore': {
+      const parsed = parseIgnoreText(text)
+      return 'rules' in parsed ? { value: parsed.rules } : { expected: `rules such as user_agent=UptimeRobot; path=/healthz,method=GET (${parsed.problem})` }
+    }
+    case 'status': {
+      const n = Number(text)
+      return /^\d{3}$/.test(text) && n >= STATUS_RANGE.min && n <= STATUS_RANGE.max ? { value: n } : { expected: `an HTTP status from ${STATUS_RANGE.min} to ${STATUS_RANGE.max} (a 2xx would be passed on to a backend that sleeps)` }
+    }
+    case 'percent': {
+      const n = parsePercent(text)
+      return n !== undefined ? { value: n } : { expected: `a CPU percentage such as 10% (${PERCENT_RANGE.min}% to ${PERCENT_RANGE.max}%, 100% is one core)` }
+    }
   }
 }
 

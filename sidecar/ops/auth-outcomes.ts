@@ -13,6 +13,10 @@ export class AuthOutcomes {
   waiting_page = 0
   /** Routed by the stateful (doors-caddy) router. */
   stateful = 0
+  /** Matched the backend's `ignore` rules while awake: routed, not counted as activity. */
+  ignored = 0
+  /** Matched the backend's `ignore` rules while asleep: answered `ignore_status`, not woken. */
+  ignored_asleep = 0
   /** Refused or failed, by error code (`host_unknown`, `wake_timeout`…). */
   readonly errors = new Map<ErrorCode, number>()
 
@@ -28,6 +32,8 @@ export class AuthOutcomes {
       ['woken', this.woken],
       ['waiting_page', this.waiting_page],
       ['stateful', this.stateful],
+      ['ignored', this.ignored],
+      ['ignored_asleep', this.ignored_asleep],
     ]
     for (const [code, n] of this.errors) out.push([code.replace(/^RELIGHT_ERR_/, '').toLowerCase(), n])
     return out

@@ -12,7 +12,7 @@ export interface BackendHistoryEntry {
   last_sleep_at?: string
   last_sleep_mode?: string
   last_error?: { readonly at: string; readonly op: 'wake' | 'sleep'; readonly code: string; readonly reason: string }
-  last_sleep_refused?: { readonly at: string; readonly reason: string }
+  last_sleep_refused?: { readonly at: string; readonly reason: string; readonly cpu_pct?: number }
   /**
    * The app keeps exiting and its restarts back off (RELIGHT_ERR_RESTART_BACKOFF): since when and
    * the latest word on it. Kept across the exits in between; cleared by a successful wake.
@@ -61,7 +61,7 @@ export class BackendHistory {
         return
       }
       case 'sleep.refused':
-        if (e.reason !== 'not idle') this.entry(e.key).last_sleep_refused = { at: e.time, reason: e.reason }
+        if (e.reason !== 'not idle') this.entry(e.key).last_sleep_refused = { at: e.time, reason: e.reason, ...(e.cpu_pct !== undefined ? { cpu_pct: e.cpu_pct } : {}) }
         return
       case 'sleep.failed':
         this.entry(e.key).last_error = { at: e.time, op: 'sleep', code: e.code, reason: e.reason }

@@ -38,10 +38,23 @@ export const METRIC_NAMES = [
   'relight_webhook_deliveries_total',
   'relight_webhook_attempt_failures_total',
   'relight_events_total',
+  'relight_sleep_refusals_total',
 ] as const
 
 const PHASES = ['running', 'sleeping', 'asleep', 'waking', 'probing'] as const
 const SLEEP_RESULTS = ['done', 'refused', 'failed'] as const
+/**
+ * `reason` of relight_sleep_refusals_total: the rule that kept a backend awake (README "When does
+ * a backend sleep?"). Bounded: a provider's refusal (its message varies) is `shared`, anything
+ * else `other`; `not idle` (the ordinary case) is not counted.
+ */
+export const REFUSAL_REASONS = ['always_on', 'awake_during', 'inflight', 'waking', 'startup_grace', 'busy', 'shared', 'other'] as const
+
+export function refusalReason(reason: string, code?: string): (typeof REFUSAL_REASONS)[number] {
+  if (code === 'RELIGHT_ERR_SLEEP_REFUSED') return 'shared'
+  const word = reason.split(':')[0] as (typeof REFUSAL_REASONS)[number]
+  return REFUSAL_REASONS.includes(word) ? word : 'other'
+}
 
 /** The provider label: the provider instance's id (its kind unless configured otherwise). */
 export const providerLabel = (provider: Provider): string => providerId(provider)
@@ -176,6 +189,12 @@ export class Metrics {
       labelNames: ['provider', 'backend', 'mode', 'result'],
       registers: [register],
     })
+    const refusals = new Counter({
+      name: 'relight_sleep_refusals_total',
+      help: 'Sleeps refused, by the rule that kept the backend awake (always_on, awake_during, inflight, waking, startup_grace, busy, shared, other).',
+      labelNames: ['provider', 'backend', 'reason'],
+      registers: [register],
+    })
     const eventsTotal = new Counter({
       name: 'relight_events_total',
       help: 'Lifecycle events emitted, by type.',
@@ -197,7 +216,9 @@ export class Metrics {
           sleeps.inc({ provider: e.provider, backend: e.name, mode: e.mode, result: 'done' })
           return
         case 'sleep.refused':
-          if (e.reason !== 'not idle') sleeps.inc({ provider: e.provider, backend: e.name, mode: e.mode, result: 'refused' })
+          if (e.reason === 'not idle') return
+          sleeps.inc({ provider: e.provider, backend: e.name, mode: e.mode, result: 'refused' })
+          refusals.inc({ provider: e.provider, backend: e.name, reason: refusalReason(e.reason, e.code) })
           return
         case 'sleep.failed':
           sleeps.inc({ provider: e.provider, backend: e.name, mode: e.mode, result: 'failed' })
@@ -210,6 +231,7 @@ export class Metrics {
         case 'backend.removed':
           for (const result of ['ready', 'failed']) wakes.remove({ provider: e.provider, backend: e.name, result })
           for (const mode of SLEEP_MODES) for (const result of SLEEP_RESULTS) sleeps.remove({ provider: e.provider, backend: e.name, mode, result })
+          for (const reason of REFUSAL_REASONS) refusals.remove({ provider: e.provider, backend: e.name, reason })
           return
         default:
           return

@@ -158,6 +158,8 @@ function idleCell(b) {
   if (b.phase !== "running") return "–";
   if (b.always_on) return el("span", { class: "muted" }, "always on");
   if (b.inflight > 0) return el("span", {}, "awake: " + b.inflight + " in flight");
+  // An idle policy (startup_grace, busy_cpu) holds it awake past its idle_timeout.
+  if (b.held && b.held_ms > b.idle_timeout_ms - b.idle_ms) return el("span", { "data-held": b.held }, (b.held === "busy" ? "busy" : "startup grace") + ": awake " + span(b.held_ms / 1000) + " more");
   return el("span", { "data-deadline": String(fetchedAt + b.idle_timeout_ms - b.idle_ms) }, countdown(fetchedAt + b.idle_timeout_ms - b.idle_ms));
 }
 function countdown(deadline) { const s = (deadline - Date.now()) / 1000; return s <= 1 ? "asleep any moment" : "asleep in " + span(s); }
@@ -186,7 +188,7 @@ function row(b) {
     td("In flight", { class: "num" }, b.inflight),
     td("Idle", { "data-idle": "" }, idleCell(b)),
     td("Last wake", {}, ago(b.last_wake_at), b.last_wake_duration_ms !== undefined ? el("div", { class: "muted small" }, "took " + ms(b.last_wake_duration_ms)) : null),
-    td("Last sleep", {}, ago(b.last_sleep_at), b.last_sleep_refused ? el("div", { class: "muted small" }, "refused: " + b.last_sleep_refused.reason) : null),
+    td("Last sleep", {}, ago(b.last_sleep_at), b.last_sleep_refused ? el("div", { class: "muted small" }, "refused: " + b.last_sleep_refused.reason + (b.last_sleep_refused.cpu_pct !== undefined ? " (CPU " + b.last_sleep_refused.cpu_pct + "%)" : "")) : null),
     td("Last error", { class: err ? "err" : "muted empty" }, err ? err.code.replace("RELIGHT_ERR_", "") + (err.reason ? ": " + err.reason : "") : "–"),
     td("", { class: "actions" }, actions(b)));
 }

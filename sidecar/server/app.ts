@@ -13,7 +13,7 @@ import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js
 import { AuthOutcomes } from '../ops/auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
-import { isNavigation, sendError, sendWaitingPage } from './responses.js'
+import { isNavigation, sendError, sendIgnored, sendWaitingPage } from './responses.js'
 import { VERSION } from '../core/version.js'
 import { atPowerOfTwo } from '../core/log-throttle.js'
 
@@ -141,6 +141,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     }
     const { target, host, canonical } = registry.index.lookupRaw(req.headers.host)
     if (target !== undefined) {
+      if (!target.settings.ignore.empty && ignored(target, req)) return answerIgnored(target, req, reply)
       const upstream = target.upstream()
       if (upstream !== undefined) {
         outcomes.routed++
@@ -153,12 +154,60 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     }
     return registry.resolveAfterMiss(host).then(
       (late) => {
+        if (late && !late.settings.ignore.empty && ignored(late, req)) return answerIgnored(late, req, reply)
         if (late) return wakeAndAnswer(late, req, reply, registry.index.lookupRaw(req.headers.host).canonical)
         return authError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
       },
       (err: unknown) => authError(req, reply, err),
     )
   })
+
+  /**
+   * The backend's `ignore` rules match this request (core/ignore.ts). Method and URI as Caddy
+   * logs them (snippet 3's X-Relight-Request), else forward_auth's X-Forwarded-Method/-Uri; the
+   * client is Caddy's view of the connection (X-Relight-Client, without the port).
+   */
+  function ignored(backend: Backend, req: FastifyRequest): boolean {
+    const h = req.headers
+    const request = h[REQUEST_HEADER]
+    let method: string | undefined
+    let uri: string | undefined
+    if (typeof request === 'string') {
+      const space = request.indexOf(' ')
+      method = request.slice(0, space)
+      uri = request.slice(space + 1)
+    } else {
+      const m = h['x-forwarded-method']
+      const u = h['x-forwarded-uri']
+      method = typeof m === 'string' ? m : undefined
+      uri = typeof u === 'string' ? u : undefined
+    }
+    const conn = h[CLIENT_HEADER]
+    const agent = h['user-agent']
+    return backend.settings.ignore.matches({
+      userAgent: typeof agent === 'string' ? agent : undefined,
+      method,
+      uri,
+      client: typeof conn === 'string' && conn.includes(':') ? conn.slice(0, conn.lastIndexOf(':')) : undefined,
+    })
+  }
+
+  /**
+   * An ignored request: served while the backend is awake, but neither counted as activity nor
+   * in flight (no ticket: its log line ends nothing); while it sleeps (or wakes), answered
+   * `ignore_status` without waking it.
+   */
+  function answerIgnored(backend: Backend, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+    const upstream = backend.upstream()
+    if (upstream !== undefined) {
+      // Logged with the ticket `-` (snippet 3 sets it at once): the line ends nothing.
+      outcomes.ignored++
+      return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
+    }
+    noTicket(req)
+    outcomes.ignored_asleep++
+    return sendIgnored(reply, backend.settings.ignore_status)
+  }
 
   /** An /auth answer that is an error, counted by its code (relight_auth_requests_total). */
   function authError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {

@@ -97,3 +97,16 @@ export function sendWaitingPage(reply: FastifyReply, host: string, retryAfterSec
     .type('text/html; charset=utf-8')
     .send(html)
 }
+
+/** Retry-After of a 503 answered to an ignored request (core/ignore.ts) while its backend sleeps. */
+export const IGNORED_RETRY_SECONDS = 60
+
+/**
+ * An ignored request (the backend's `ignore` rules) while its backend sleeps: `status`
+ * (`ignore_status`, 503 by default, with Retry-After), and the backend is not woken.
+ */
+export function sendIgnored(reply: FastifyReply, status: number): FastifyReply {
+  reply.code(status).header(REPLY_HEADER, 'ignored').header('cache-control', 'no-store')
+  if (status === 503) reply.header('retry-after', String(IGNORED_RETRY_SECONDS))
+  return reply.type('text/plain; charset=utf-8').send('asleep: this request is ignored and does not wake it\n')
+}

@@ -47,7 +47,14 @@ export const backendSchema = {
       properties: { at: stamp, op: { type: 'string', enum: ['wake', 'sleep'] }, code: { type: 'string' }, reason: { type: 'string' } },
       required: ['code'],
     },
-    last_sleep_refused: { type: 'object', properties: { at: stamp, reason: { type: 'string' } }, required: ['reason'] },
+    last_sleep_refused: {
+      type: 'object',
+      description: 'The last refused sleep: the rule that kept it awake (README "When does a backend sleep?"); cpu_pct for busy',
+      properties: { at: stamp, reason: { type: 'string' }, cpu_pct: { type: 'number' } },
+      required: ['reason'],
+    },
+    held: { type: 'string', enum: ['startup_grace', 'busy'], description: 'An idle policy holds it awake for held_ms more' },
+    held_ms: { type: 'number' },
     restart_backoff: {
       type: 'object',
       description: 'The app keeps exiting and its restarts back off; cleared by a successful wake',

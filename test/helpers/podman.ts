@@ -48,7 +48,7 @@ export interface PodmanFixture {
   readonly libpod: EngineClient
   readonly image: string
   /** Create (and by default start) a busybox httpd container on the host network. */
-  container(options: { hosts: string; labels?: Record<string, string>; start?: boolean; port?: number }): Promise<TestContainer>
+  container(options: { hosts: string; labels?: Record<string, string>; start?: boolean; port?: number; command?: (port: number) => string[] }): Promise<TestContainer>
   /** Remove every container this run created, the image, stop the service. */
   cleanup(): Promise<void>
 }
@@ -129,14 +129,14 @@ export async function startPodman(): Promise<PodmanFixture> {
     prefix,
     libpod,
     image,
-    async container({ hosts, labels = {}, start = true, port }) {
+    async container({ hosts, labels = {}, start = true, port, command }) {
       const p = port ?? (await freePort())
       const name = `relight-test-${run}-${created.length}`
       const res = await libpod.json<{ Id: string }>('POST', '/containers/create', {
         body: {
           image,
           name,
-          command: ['/bin/busybox', 'httpd', '-f', '-p', `127.0.0.1:${p}`, '-h', '/www'],
+          command: command?.(p) ?? ['/bin/busybox', 'httpd', '-f', '-p', `127.0.0.1:${p}`, '-h', '/www'],
           netns: { nsmode: 'host' },
           // httpd as PID 1 ignores SIGTERM: stop with SIGKILL rather than wait for the timeout.
           stop_signal: 9,

@@ -111,6 +111,16 @@ describe('relight-sidecar CLI', () => {
     tmp.remove()
   })
 
+  it('check says where busy_cpu cannot apply (a provider that cannot measure CPU)', async () => {
+    const tmp = tempDir()
+    const file = join(tmp.dir, 'busy.yaml')
+    writeFileSync(file, `listen: 127.0.0.1:${await freePort()}\ndefaults: { busy_cpu: 10% }\nproviders:\n  slicer: { url: ${tmp.dir}/no-slicer.sock }\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [${process.execPath}, ${APP}], port: ${await freePort()} }\n`)
+    const r = cli('check', '--config', file)
+    assert.match(r.out, /WARNING +slicer: slicer cannot measure a backend's CPU, so busy_cpu does not apply to its backends; set by defaults\.busy_cpu and ignored there/)
+    assert.doesNotMatch(r.out, /process: process cannot measure/, 'the process provider measures CPU')
+    tmp.remove()
+  })
+
   it('a SIGTERM during start-up leaves no child behind', async (t) => {
     const tmp = tempDir()
     t.after(() => tmp.remove())

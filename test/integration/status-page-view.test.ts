@@ -4,7 +4,7 @@
  * crash-looping process app shown as restart back-off (not "asleep"), and only the button its
  * state allows; nothing the strict CSP refuses, nothing wider than the phone's screen.
  * Real process apps (one exits at once, so its restarts back off) beside an in-memory provider
- * named `docker` whose backend has a container's 64-hex id. Screenshots: .tmp/screenshots/
+ * named `docker` whose backend has a container's 64-hex id (and a startup_grace that holds it awake). Screenshots: .tmp/screenshots/
  * (or RELIGHT_SHOTS).
  */
 import assert from 'node:assert/strict'
@@ -43,7 +43,7 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
       (await app('blog', 'blog')) +
       (await app('crashy', 'crashy', ', EXIT_CODE: "3"'))
     const processes = createProviders(parseConfig(`listen: 127.0.0.1:0\n${yaml}`, 'test'), testLogger(), { baseDir: tmp.dir })
-    const docker = new MemoryProvider([{ id: CONTAINER_ID, name: 'shop-web-1', hosts: ['shop.apps.example.test'], state: 'running', upstreams: ['127.0.0.1:9'] }], { kind: 'docker' })
+    const docker = new MemoryProvider([{ id: CONTAINER_ID, name: 'shop-web-1', hosts: ['shop.apps.example.test'], state: 'running', upstreams: ['127.0.0.1:9'], settings: { startup_grace: 3_600_000 } }], { kind: 'docker' })
     sc = await startTestSidecar(yaml, { providers: [...processes, docker] })
     // hello awake, crashy crash-looping, blog asleep
     assert.equal((await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'hello.apps.example.test' } })).statusCode, 200)
@@ -95,6 +95,8 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
     assert.match(shop, /shop-web-1/)
     assert.ok(!shop.includes(CONTAINER_ID), 'the 64-hex id is not shown whole')
     assert.equal(await page.$eval(`tr[data-key="docker:${CONTAINER_ID}"] .key`, (e) => e.getAttribute('title')), `docker:${CONTAINER_ID}`, 'the full key is in the tooltip')
+    // found running with startup_grace 1h: held awake past its idle_timeout, and the page says why
+    assert.match(await text(page, `tr[data-key="docker:${CONTAINER_ID}"] td[data-idle]`), /^startup grace: awake (59|60) min more$/)
 
     const links = await page.$$eval('tr[data-key="process:hello"] .hosts a', (as) => as.map((a) => a.getAttribute('href')))
     assert.deepEqual(links, ['https://hello.apps.example.test/', 'https://hello.example.org/'])

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { backendSettingsShape, onlySleepModes } from '../../config/types.js'
+import { backendSettingsShape, noBusyCpu, onlySleepModes } from '../../config/types.js'
 
 const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
 
@@ -44,5 +44,6 @@ export const kubernetesConfigSchema = z
     ...backendSettingsShape,
   })
   .superRefine(onlySleepModes(['scale'], 'kubernetes workloads'))
+  .superRefine(noBusyCpu('kubernetes'))
 
 export type KubernetesConfig = z.output<typeof kubernetesConfigSchema>

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { backendSettingsShape } from '../../config/types.js'
+import { backendSettingsShape, noBusyCpu } from '../../config/types.js'
 
 /**
  * `providers.slicer`: one SlicerVM API. Per-backend overrides here apply to every routed VM;
@@ -37,6 +37,7 @@ export const slicerConfigSchema = z
     sleep: slicerSleep.transform((m) => m as 'pause' | 'suspend').optional(),
     fallback_sleep: slicerSleep.transform((m) => m as 'pause' | 'suspend').optional(),
   })
+  .superRefine(noBusyCpu('slicer'))
   .superRefine((cfg, ctx) => {
     const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(cfg.url)?.[1]?.toLowerCase()
     if (scheme !== undefined && scheme !== 'http' && scheme !== 'https') {

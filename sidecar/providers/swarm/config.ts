@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { backendSettingsShape, onlySleepModes } from '../../config/types.js'
+import { backendSettingsShape, noBusyCpu, onlySleepModes } from '../../config/types.js'
 
 /**
  * `providers.swarm`. Per-backend keys (idle_timeout, readiness…) apply to every service; the
@@ -16,5 +16,6 @@ export const swarmConfigSchema = z
     ...backendSettingsShape,
   })
   .superRefine(onlySleepModes(['scale'], 'swarm services'))
+  .superRefine(noBusyCpu('swarm'))
 
 export type SwarmConfig = z.output<typeof swarmConfigSchema>
