@@ -210,3 +210,31 @@ export async function cost(c: Cluster, windowMs: number): Promise<CostResult> {
   const busyPerMinute = c.engineRequests(busyFrom, Date.now()).map((n) => Math.round((n * 60_000) / (Date.now() - busyFrom)))
   return { sidecars: c.edges.length, wake, idlePerMinute, busyPerMinute }
 }
+
+export interface S10Result extends Judgement {
+  /** From the restarted sidecar's start (listening) to the scale-down (ms); the target is ≥ idle. */
+  downAfterStartMs: number | undefined
+  /** From the last request to the scale-down (ms). */
+  downAfterRequestMs: number | undefined
+}
+
+/**
+ * S10: the others stopped (SIGTERM), a request through B, B restarted at once: B, alone now, must
+ * not scale the workload down before its start + idle (a restarted sidecar knows nothing of the
+ * traffic before it; the protocol has it wait one idle_timeout). The others are started again after.
+ */
+export async function s10(c: Cluster): Promise<S10Result> {
+  const b = 1 % c.edges.length
+  await c.awake(b)
+  for (const e of c.edges) if (e.index !== b) await c.stop(e.index)
+  const o = await c.awake(b)
+  await c.restart(b)
+  const started = Date.now()
+  const down = await c.waitDown(o.end, 3 * c.idle + 20_000, 'the scale-down after the restart').catch(() => undefined)
+  for (const e of c.edges) if (e.index !== b) await c.restart(e.index)
+  return {
+    ...c.judge(o.start),
+    downAfterStartMs: down ? down.at - started : undefined,
+    downAfterRequestMs: down ? down.at - o.end : undefined,
+  }
+}

@@ -94,7 +94,7 @@ export class Cluster {
   /** Activity writes seen (labels/annotations/leases), test clock. */
   readonly writes: number[] = []
   readonly host: string
-  private readonly stop = new AbortController()
+  private readonly ended = new AbortController()
   private readonly tmp = tempDir('relight-ct-')
   private swarm: TestSwarm | undefined
   private service: TestService | undefined
@@ -132,7 +132,7 @@ export class Cluster {
       const swarm = (this.swarm = new TestSwarm())
       await swarm.importImage('<h1>contention</h1>\n')
       this.service = await swarm.service({ labels: { [`${swarm.run}.domain`]: this.host, [`${swarm.run}.port`]: '8080' }, replicas: 0 })
-      const events = await swarm.client.stream<MobyEvent>('/events', { query: { filters: { type: ['service'], service: [this.service.id] } }, signal: this.stop.signal })
+      const events = await swarm.client.stream<MobyEvent>('/events', { query: { filters: { type: ['service'], service: [this.service.id] } }, signal: this.ended.signal })
       void (async () => {
         try {
           for await (const e of events) {
@@ -155,7 +155,7 @@ export class Cluster {
     const port = await freePort()
     await cp.ok('POST', workloadUrl('Deployment', ns), workload('Deployment', this.name, ns, port, { 'relight.domain': this.host }))
     const follow = async (path: string, onEvent: (type: string, obj: any) => void) => {
-      const body = await cp.stream(path, this.stop.signal)
+      const body = await cp.stream(path, this.ended.signal)
       let buffer = ''
       try {
         for await (const chunk of body) {
@@ -284,6 +284,14 @@ export class Cluster {
     edge.proc?.child.kill('SIGKILL')
   }
 
+  /** SIGTERM edge i and wait for its exit (it stays dead until `restart`). */
+  async stop(i: number): Promise<void> {
+    const edge = this.edges[i] as Edge
+    edge.deadSince ??= Date.now()
+    if (edge.proc) await stopSidecarProcess(edge.proc)
+    edge.proc = undefined
+  }
+
   /** Stop (SIGTERM unless already dead) and start edge i again, with `env` (e.g. fakeTimeEnv). */
   async restart(i: number, env?: Record<string, string>, skew = 0): Promise<void> {
     const edge = this.edges[i] as Edge
@@ -392,7 +400,7 @@ export class Cluster {
   }
 
   async close(): Promise<void> {
-    this.stop.abort()
+    this.ended.abort()
     for (const e of this.edges) {
       await e.caddy.close().catch(() => undefined)
       if (e.proc) {

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { caddySkip } from '../helpers/caddy.js'
 import { Cluster, sharedProtocol } from '../helpers/contention.js'
-import { s1, s2, s3, s4, s5 } from '../helpers/contention-scenarios.js'
+import { s1, s10, s2, s3, s4, s5 } from '../helpers/contention-scenarios.js'
 import { fakeTimeSkip } from '../helpers/faketime.js'
 import { type ControlPlane, createNamespace, k8sSkip, startControlPlane } from '../helpers/k8s.js'
 import { StandInKubelet } from '../helpers/kubelet.js'
@@ -82,6 +82,16 @@ describe('kubernetes contention: three sidecars, one Deployment', { skip, timeou
       assert.equal(r.needless, 0, 'needless sleeps')
     })
   }
+
+  it('S10: a restarted sidecar scales nothing down for one idle_timeout after its start', opts(), async (t) => {
+    const since = Date.now()
+    const r = await s10(c)
+    t.diagnostic(`S10 ${JSON.stringify(r)}`)
+    t.diagnostic(`S10 sidecar log: ${JSON.stringify(c.sleepLog(since))}`)
+    assert.equal(r.failed, 0, `failed: ${r.failures.join('; ')}`)
+    assert.equal(r.needless, 0, 'needless sleeps')
+    assert.ok(r.downAfterStartMs !== undefined && r.downAfterStartMs >= IDLE_MS, `scale-down ${r.downAfterStartMs} ms after the restarted sidecar started`)
+  })
 
   // last: it restarts two sidecars under libfaketime
   it('S5: A 120 s ahead, C 120 s behind: no needless sleep, one scale-down ≥ idle after the last request', opts({ skip: fakeTimeSkip() }), async (t) => {
