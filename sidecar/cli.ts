@@ -11,6 +11,7 @@ import { loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
 import { type BackendInfo, type Provider, providerId } from './core/provider.js'
+import type { IgnoreRule } from './core/ignore.js'
 import { type Sidecar, startSidecar } from './daemon.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { createProviders, preflight } from './providers/index.js'
@@ -19,7 +20,7 @@ import { requestReload, writePidFile } from './reload-client.js'
 import { checkHealth } from './health-client.js'
 import { parseDuration } from './core/duration.js'
 import { stateDir } from './config/state-dir.js'
-import { SNIPPET_VERSION } from './server/app.js'
+import { SNIPPET_FAST, SNIPPET_VERSION } from './server/app.js'
 import { findRunningSidecar, type Live } from './ops/live-sidecar.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
@@ -247,7 +248,7 @@ async function check(file: string): Promise<void> {
   const live = await findRunningSidecar(config, baseDir)
   const runningSidecar = live.running ? live.pid : undefined
   for (const problem of await preflight(config, { stateDir: stateDir(config, baseDir), ...(runningSidecar !== undefined ? { runningSidecar } : {}) })) out(false, problem)
-  if (live.running) liveView(live, write)
+  if (live.running) liveView(live, write, config.fast_lane_dir !== undefined)
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {
@@ -256,6 +257,13 @@ async function check(file: string): Promise<void> {
   if (config.access_log) {
     out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
     out(true, `access_log: requests count in flight through snippet version 3 (it sends X-Relight-Snippet: 3 with X-Relight-Client and X-Relight-Request, and logs X-Relight-Ticket for every end of a request). Version 2 still counts, but Caddy logs its websocket closes, aborted requests, HTTP/2 stream resets and its own 502/504s without the ticket: each of those keeps its app awake until max_request_duration (serve logs "relight snippet version 2"). Version 1 must be replaced: nothing counts in flight, and it forwards the client's own X-Relight-* headers to the sidecar, so a client can claim to be snippet 2 or 3 through it and keep an app awake until max_request_duration (serve logs "old relight snippet"). Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
+  }
+  if (config.fast_lane_dir !== undefined) {
+    // Which snippet each feature needs: the fast lane is version 4's relight_fast.
+    out(true, `fast_lane: needs snippet version 4 (relight-sidecar snippet): in each site block  import relight_fast ${caddyNetAddress(config.listen)} ${config.fast_lane_dir}  (relight_fast sends X-Relight-Snippet: 4). Flags in ${config.fast_lane_dir} are ${config.socket_group === undefined ? 'world-readable (0755)' : `readable by group ${config.socket_group} (0750)`}; Caddy must share this sidecar's /proc (pid namespace) and network namespace`)
+    if (!config.access_log) write('WARNING', 'fast_lane without access_log: a fast-lane request is seen only while its connection to the upstream is open')
+  } else if (config.defaults.fast_lane) {
+    out(false, 'defaults.fast_lane is on but fast_lane_dir is not set')
   }
   const sockets = [config.listen, config.access_log].filter((a) => a?.startsWith('unix:'))
   if (sockets.length > 0) {
@@ -273,6 +281,8 @@ async function check(file: string): Promise<void> {
     out(false, 'no provider is configured (providers.process, providers.docker, …): nothing can be routed')
   }
   await checkStateful(config, out)
+  // Where `client` ignore rules are set: they match only through snippet version 3.
+  const clientRules = hasClientRule(config.defaults.ignore) ? ['defaults.ignore'] : []
   for (const provider of providers) {
     const signal = AbortSignal.timeout(15_000)
     try {
@@ -282,6 +292,7 @@ async function check(file: string): Promise<void> {
       const state = (b: { state: string }) => (live.running ? '' : ` ${b.state}`)
       out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}]${state(b)}`).join('; ') || 'none'}`)
       busyCpuCheck(provider, backends, config.defaults.busy_cpu, write)
+      for (const b of backends) if (hasClientRule(b.settings.ignore)) clientRules.push(`${providerId(provider)}: ${b.name}`)
     } catch (err) {
       out(false, `${providerId(provider)}: cannot list backends: ${(err as Error).message}`)
       busyCpuCheck(provider, [], config.defaults.busy_cpu, write)
@@ -291,6 +302,7 @@ async function check(file: string): Promise<void> {
     }
     await provider.close?.()
   }
+  clientRuleCheck(clientRules, live.running ? live.health?.snippet : undefined, write)
   // Counted from what was printed: a repeated line is one problem.
   const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
   process.stdout.write(found === 0 ? '\nall checks passed\n' : `\n${found} problem(s) found\n`)
@@ -309,8 +321,24 @@ function busyCpuCheck(provider: Provider, backends: readonly BackendInfo[], from
   else write('WARNING', `${what}; set by ${[...(fromDefaults !== undefined ? ['defaults.busy_cpu'] : []), ...setBy].join(', ')} and ignored there`)
 }
 
+function hasClientRule(rules: readonly IgnoreRule[] | undefined): boolean {
+  return rules?.some((r) => r.client !== undefined) === true
+}
+
+/**
+ * `ignore` rules naming `client` read X-Relight-Client, which only snippet version 3 sends (older
+ * ones pass the client's own header on, so it is not read): under them such a rule matches nothing.
+ */
+function clientRuleCheck(setBy: readonly string[], snippet: string | null | undefined, write: (tag: string, message: string) => void): void {
+  if (setBy.length === 0) return
+  const what = `ignore: client rules (${setBy.join(', ')}) match only requests from snippet version ${SNIPPET_VERSION} (or ${SNIPPET_FAST})`
+  if (snippet === SNIPPET_VERSION || snippet === SNIPPET_FAST) write('ok     ', what)
+  else if (snippet === undefined || snippet === null) write('ok     ', `${what}; no live snippet seen to compare with`)
+  else write('WARNING', `${what}, and Caddy uses version ${snippet}: they match nothing until it is replaced (relight-sidecar snippet > /etc/caddy/relight.caddy, then reload Caddy)`)
+}
+
 /** What `check` says about the sidecar that runs with this config: its healthz, read once. */
-function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void): void {
+function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void, fastLane = false): void {
   const { health } = live
   if (health === undefined) {
     write('PROBLEM', `a sidecar runs with this config (pid ${live.pid}) but its healthz does not answer (${live.error})`)
@@ -323,7 +351,9 @@ function liveView(live: Extract<Live, { running: true }>, write: (tag: string, m
   if (health.access_log === 'connected') write('ok     ', "live access_log: Caddy's access log is connected")
   else if (health.access_log === 'unproven') write('ok     ', "live access_log: a connection is open; it proves to be Caddy's with the first request it logs")
   else if (health.access_log === 'disconnected') write('WARNING', 'live access_log: no access-log connection: Caddy is not running, or its site blocks lack  log { output net … }  (in-flight counting is off until it connects)')
-  if (health.snippet === SNIPPET_VERSION) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_VERSION}`)
+  if (health.snippet === SNIPPET_FAST) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_FAST} (relight_fast: the fast lane)`)
+  else if (health.snippet === SNIPPET_VERSION && fastLane) write('WARNING', `live snippet: Caddy uses snippet version ${SNIPPET_VERSION}; the fast lane needs version ${SNIPPET_FAST}'s relight_fast (nothing takes the fast lane until it is imported)`)
+  else if (health.snippet === SNIPPET_VERSION) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_VERSION}`)
   else if (health.snippet === null) write('ok     ', 'live snippet: no forward_auth call from Caddy seen yet')
   else if (health.snippet !== undefined) write('WARNING', `live snippet: Caddy uses snippet version ${health.snippet}, not ${SNIPPET_VERSION}: in-flight counting is ${health.snippet === '2' ? 'partial' : 'off'} until it is replaced (relight-sidecar snippet > /etc/caddy/relight.caddy, then reload Caddy)`)
 }

@@ -3,7 +3,8 @@ import type { FastifyInstance } from 'fastify'
 import { createServer, type Server } from 'node:http'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
-import { AccessLogServer, REPLY_HEADER, requestKeyOf } from './core/access-log.js'
+import { AccessLogServer, hostOf, REPLY_HEADER, requestKeyOf } from './core/access-log.js'
+import { FastLane } from './core/fast-lane.js'
 import type { Backend } from './core/backend.js'
 import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
@@ -33,6 +34,8 @@ export interface SidecarOptions {
   readonly resolver?: Resolver
   /** The config file, read again by reload(). */
   readonly configFile?: string
+  /** Fast lane: grace after a flag's removal before a sleep (tests; default LANE_GRACE_MS). */
+  readonly fastLaneGraceMs?: number
 }
 
 export interface Sidecar {
@@ -66,6 +69,18 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   const providers = options.providers ?? createProviders(config, log, { baseDir: options.baseDir })
   const gid = socketGid(config)
   const registry = new Registry(providers, config, log, options.now)
+  // The fast lane's flags (core/fast-lane.ts): the directory is emptied before any backend is
+  // listed, so no flag of an earlier sidecar survives into this one.
+  let fastLane: FastLane | undefined
+  if (config.fast_lane_dir !== undefined) {
+    fastLane = new FastLane({ dir: config.fast_lane_dir, ...(gid !== undefined ? { gid } : {}) })
+    try {
+      fastLane.reset()
+    } catch (err) {
+      throw new RelightError('RELIGHT_ERR_CONFIG', `fast_lane_dir ${config.fast_lane_dir} cannot be made or emptied: ${(err as Error).message}`)
+    }
+    registry.useFastLane(fastLane, options.fastLaneGraceMs)
+  }
   const makeWebhooks = (c: Config) => (c.webhooks.length > 0 ? new Webhooks(c.webhooks, registry.events, log.child({ component: 'webhooks' })) : undefined)
   // A reload replaces it (read through the closure by metrics and close()).
   let webhooks = makeWebhooks(config)
@@ -95,6 +110,12 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
         unticketed: (line, conn) => {
           const key = requestKeyOf(line)
           if (key !== undefined) ledger.finishUnticketedLater(key, conn)
+        },
+        // A fast-lane request's end (no ticket: it never passed /auth) is activity for its host.
+        wantLaneLines: () => fastLane !== undefined,
+        laneLine: (line) => {
+          const target = registry.index.lookupRaw(hostOf(line)).target
+          if (target?.settings.fast_lane) target.laneRequestEnded()
         },
         opened: (conn) => {
           connections++
@@ -157,6 +178,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   const closeProvider = (p: Provider): Promise<void> => p.close?.().catch((err: unknown) => log.error({ err, provider: providerId(p) }, 'provider close failed')) ?? Promise.resolve()
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      fastLane?.clear() // the lane closes first: nothing goes around a sidecar that is stopping
       heartbeat?.close()
       clearInterval(expiryTimer)
       registry.close()

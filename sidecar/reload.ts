@@ -31,12 +31,13 @@ export const RESTART_KEYS = [
   'access_log_max_line',
   'socket_group',
   'state_dir',
+  'fast_lane_dir',
   'admin',
   'shutdown_timeout',
   'log_level',
 ] as const
 
-const REGISTRY_KEYS = ['defaults', 'base_domains', 'min_idle_timeout', 'resync_interval', 'max_concurrent_wakes', 'max_concurrent_sleeps'] as const
+const REGISTRY_KEYS = ['defaults', 'base_domains', 'min_idle_timeout', 'resync_interval', 'max_concurrent_wakes', 'max_concurrent_sleeps', 'max_awake'] as const
 
 /**
  * Every top-level key a reload applies while the sidecar runs. With RESTART_KEYS this covers the
@@ -200,6 +201,8 @@ export class Reloader {
     if (registryChanged.length > 0) {
       registry.applySettings(config) // before provider changes: new backends get the new defaults
       summary.settings.push(...registryChanged)
+    } else if (!same(current.providers, config.providers)) {
+      registry.applyCaps(config) // a block's max_awake (added, changed, removed; a new block's)
     }
 
     // Providers, per instance id: what a provider is built from is its block and `defaults`.

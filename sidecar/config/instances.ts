@@ -13,12 +13,17 @@ export type Instance<T> = T & {
   readonly id: string
   /** This instance's full re-list interval (ms); absent: the top-level resync_interval. */
   readonly resync_interval?: number
+  /** Most of this instance's backends awake at once (a group counts as one); absent: no cap of its own. */
+  readonly max_awake?: number
   /** Old key names this block used (see instancesOf's `oldNames`), logged once as deprecated. */
   readonly aliased?: readonly string[]
 }
 
-/** Keys every block accepts besides its kind's own: `id` and `resync_interval`. */
+/** Keys every block accepts besides its kind's own: `id`, `resync_interval` and `max_awake`. */
 const RESYNC = 'resync_interval'
+const MAX_AWAKE = 'max_awake'
+/** `max_awake`, at the top level and in every provider block. */
+export const maxAwake = z.number({ error: 'expected a whole number of backends, at least 1' }).int('expected a whole number of backends, at least 1').min(1, 'must be at least 1 (leave it out for no cap)')
 
 /**
  * One block or a non-empty list of blocks of `schema`, each with an optional `id`. Problems
@@ -49,6 +54,7 @@ export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldNam
         }
       }
       let resync: number | undefined
+      let cap: number | undefined
       const aliased: string[] = []
       if (rest !== null && typeof rest === 'object' && !Array.isArray(rest)) {
         const others: Record<string, unknown> = { ...(rest as Record<string, unknown>) }
@@ -74,6 +80,14 @@ export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldNam
             for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: [...at, from ?? RESYNC] } as Parameters<typeof ctx.addIssue>[0])
           } else if (from === undefined || parsed.data > 0) resync = parsed.data // an old name's 0 meant "no extra re-list"
         }
+        if (MAX_AWAKE in others) {
+          const parsed = maxAwake.safeParse(others[MAX_AWAKE])
+          delete others[MAX_AWAKE]
+          if (!parsed.success) {
+            failed = true
+            for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: [...at, MAX_AWAKE] } as Parameters<typeof ctx.addIssue>[0])
+          } else cap = parsed.data
+        }
         rest = others
       }
       const result = schema.safeParse(rest)
@@ -86,6 +100,7 @@ export function instancesOf<S extends z.ZodType>(kind: string, schema: S, oldNam
         ...(result.data as object),
         id,
         ...(resync !== undefined ? { resync_interval: resync } : {}),
+        ...(cap !== undefined ? { max_awake: cap } : {}),
         ...(aliased.length > 0 ? { aliased } : {}),
       } as Instance<z.output<S>>)
     })

@@ -9,7 +9,7 @@ import { heartbeatConfigSchema } from '../heartbeat/config.js'
 import { PROVIDER_DESCRIPTORS } from '../providers/descriptors.js'
 import { webhookConfigSchema } from '../ops/config.js'
 import { dnsSchema, statefulSchema } from '../routing/stateful/config.js'
-import { type Instance, instancesOf, uniqueInstanceIds } from './instances.js'
+import { type Instance, instancesOf, maxAwake, uniqueInstanceIds } from './instances.js'
 import { adminSchema } from './secrets.js'
 import { byteSize, duration, durationAtLeast, listenAddress, readiness, settingFor, sleepMode, strategy, waitingPageTemplate } from './types.js'
 
@@ -24,11 +24,15 @@ export const defaultsSchema = z.strictObject({
   readiness: readiness.default('tcp'),
   max_request_duration: settingFor('max_request_duration').prefault('24h'),
   waiting_page_template: waitingPageTemplate.optional(),
+  awake_during: settingFor('awake_during').optional(),
+  asleep_during: settingFor('asleep_during').optional(),
   // Idle policies (issue 26; README "When does a backend sleep?"). startup_grace: idle_timeout when absent.
   ignore: settingFor('ignore').default([]),
   ignore_status: settingFor('ignore_status').default(503),
   busy_cpu: settingFor('busy_cpu').optional(),
   startup_grace: settingFor('startup_grace').optional(),
+  /** Awake, proxied by Caddy directly (snippet 4's relight_fast): off unless turned on. */
+  fast_lane: settingFor('fast_lane').prefault('off'),
 })
 
 type Descriptors = (typeof PROVIDER_DESCRIPTORS)[number]
@@ -63,10 +67,17 @@ export const configSchema = z.strictObject({
   resync_interval: duration.prefault('30s'),
   max_concurrent_wakes: z.number().int().min(1).max(1000).default(16),
   max_concurrent_sleeps: z.number().int().min(1).max(1000).default(4),
+  /** Most backends awake at once across every provider (a group counts as one); absent: no cap. Each provider block may set its own. */
+  max_awake: maxAwake.optional(),
   /** How long shutdown waits for sleeps and child processes before giving up. */
   shutdown_timeout: durationAtLeast(1000, '1s (children need time to stop)').prefault('30s'),
   /** Crash recovery records (children the sidecar started); default beside the sockets or /run/relight. */
   state_dir: z.string().min(1).optional(),
+  /**
+   * The fast lane's flag directory (core/fast-lane.ts), an absolute path Caddy's user can read
+   * (`socket_group`); emptied at start. Needed when any backend has `fast_lane: on`.
+   */
+  fast_lane_dir: z.string().regex(/^\/./, 'expected an absolute path such as /run/relight/awake').optional(),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   defaults: defaultsSchema.prefault({}),
   providers: providersSchema.prefault({}),
@@ -80,6 +91,10 @@ export const configSchema = z.strictObject({
   admin: adminSchema.optional(),
   /** Lifecycle events POSTed as signed JSON (sidecar/ops/webhooks.ts). */
   webhooks: z.array(webhookConfigSchema).default([]),
+}).superRefine((c, ctx) => {
+  if (c.defaults.fast_lane && c.fast_lane_dir === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['fast_lane_dir'], message: 'defaults.fast_lane is on: set fast_lane_dir (the flag directory Caddy\'s relight_fast snippet reads, e.g. /run/relight/awake)' })
+  }
 })
 
 export type Config = z.output<typeof configSchema>

@@ -6,11 +6,25 @@ import { constants } from 'node:os'
 import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from '../core/duration.js'
-import { BACKEND_SETTINGS, durationProblem, PERCENT_RANGE, parsePercent, READINESS, type SettingKey, type SettingSpec, STATUS_RANGE, STRATEGIES } from '../core/settings.js'
-import { IGNORE_FIELDS, type IgnoreRule, ignoreFieldProblem } from '../core/ignore.js'
+import type { Schedule } from '../core/schedule.js'
+import { BACKEND_SETTINGS, durationProblem, PERCENT_RANGE, parsePercent, READINESS, scheduleFromText, type SettingKey, type SettingSpec, STATUS_RANGE, STRATEGIES, switchFromText } from '../core/settings.js'
+import { IGNORE_FIELDS, type IgnoreRule, ignoreCountProblem, ignoreFieldProblem } from '../core/ignore.js'
 
 /** `waiting_page_template`'s value: a path to an HTML file, relative to the configuration file's directory (read by pages/template.ts). */
 export const waitingPageTemplate = z.string().min(1, 'expected the path of an HTML file')
+
+/** `awake_during` / `asleep_during`: one string of windows joined by `;`, or a list of windows. */
+export const schedule = z.unknown().transform((value, ctx): Schedule => {
+  const list = Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string')
+  if (typeof value !== 'string' && !list) {
+    ctx.addIssue({ code: 'custom', message: 'expected windows as text, such as "Mon-Fri 08:00-18:00 Europe/Berlin" (or a list of them)' })
+    return z.NEVER
+  }
+  const parsed = scheduleFromText(list ? (value as string[]).join('; ') : (value as string))
+  if ('value' in parsed) return parsed.value
+  ctx.addIssue({ code: 'custom', message: `expected ${parsed.expected}` })
+  return z.NEVER
+})
 
 /** `ignore`: a list of rules, each naming at least one of user_agent, path, method, client (core/ignore.ts). */
 export const ignoreRules = z.array(
@@ -25,7 +39,10 @@ export const ignoreRules = z.array(
       }
     })
     .transform((rule): IgnoreRule => Object.fromEntries(Object.entries(rule).filter(([, v]) => v !== undefined))),
-)
+).superRefine((rules, ctx) => {
+  const problem = ignoreCountProblem(rules.length)
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem })
+})
 
 /** `ignore_status`: an HTTP status. */
 export const httpStatus = z
@@ -109,6 +126,10 @@ export function settingSchema(spec: SettingSpec) {
       return readiness
     case 'template':
       return waitingPageTemplate
+    case 'schedule':
+      return schedule
+    case 'switch':
+      return onOff
     case 'ignore':
       return ignoreRules
     case 'status':
@@ -130,15 +151,27 @@ export function noBusyCpu(kind: string, at: (key: string) => PropertyKey[] = (ke
   }
 }
 
+/** `on`/`off` or a YAML boolean → boolean. */
+export const onOff = z.unknown().transform((value, ctx): boolean => {
+  const on = typeof value === 'boolean' ? value : typeof value === 'string' ? switchFromText(value) : undefined
+  if (on === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected on or off, got ${JSON.stringify(value)}` })
+    return z.NEVER
+  }
+  return on
+})
+
 interface SettingTypes {
   duration: typeof duration
   sleep: typeof sleepMode
   strategy: typeof strategy
   readiness: typeof readiness
   template: typeof waitingPageTemplate
+  schedule: typeof schedule
   ignore: typeof ignoreRules
   status: typeof httpStatus
   percent: typeof cpuPercent
+  switch: typeof onOff
 }
 type Settings = (typeof BACKEND_SETTINGS)[number]
 

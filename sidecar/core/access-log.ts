@@ -26,6 +26,12 @@ export interface AccessLogHandlers {
    */
   unticketed?(line: string, conn: LogConnection): void
   wantUnticketed?(): boolean
+  /**
+   * A line without a ticket, not the sidecar's own answer, on a proven connection, while
+   * `wantLaneLines()` says some backend has the fast lane on: maybe a fast-lane request's end.
+   */
+  laneLine?(line: string): void
+  wantLaneLines?(): boolean
   /** A connection opened (it is `open` and not yet `proven`). */
   opened(conn: LogConnection): void
   /** A connection closed (lines still owed on it are lost). */
@@ -112,12 +118,26 @@ export function repliedBySidecar(line: string): boolean {
 
 const REQUEST_START = '"request":{"remote_ip":"'
 
+/** The Host a line logs (as the client sent it, port included), or undefined. */
+export function hostOf(line: string): string | undefined {
+  const fields = requestFieldsOf(line)
+  return fields?.[4]
+}
+
 /**
  * Caddy's identity of the request a line logs (`requestKey`): remote_ip, remote_port, method,
  * host and uri, which Caddy 2.6 writes first in `request`, in this order, before any header
  * (so before anything a client names). Undefined when the line is not shaped so.
  */
 export function requestKeyOf(line: string): string | undefined {
+  const fields = requestFieldsOf(line)
+  if (fields === undefined) return undefined
+  const [ip, port, , method, host, uri] = fields
+  return requestKey(`${ip}:${port}`, method, host, uri)
+}
+
+/** remote_ip, remote_port, proto, method, host, uri of a line's `request`, or undefined. */
+function requestFieldsOf(line: string): [string, string, string, string, string, string] | undefined {
   let at = line.indexOf(REQUEST_START)
   if (at === -1) return undefined
   at += REQUEST_START.length
@@ -132,8 +152,7 @@ export function requestKeyOf(line: string): string | undefined {
   }
   const uri = readString(line, at)
   if (uri === undefined) return undefined
-  const [ip, port, , method, host] = fields as [string, string, string, string, string]
-  return requestKey(`${ip}:${port}`, method, host, uri.text)
+  return [...(fields as [string, string, string, string, string]), uri.text]
 }
 
 /** The JSON string whose content starts at `from` (after its opening quote): its text and closing quote. */
@@ -295,7 +314,10 @@ export class AccessLogServer {
       this.readLines++
       const ticket = ticketOf(line)
       if (ticket !== undefined) this.handlers.ticket(ticket, conn)
-      else if (conn.proven && this.handlers.wantUnticketed?.() && !repliedBySidecar(line)) this.handlers.unticketed?.(line, conn)
+      else if (conn.proven && !repliedBySidecar(line)) {
+        if (this.handlers.wantUnticketed?.()) this.handlers.unticketed?.(line, conn)
+        if (this.handlers.wantLaneLines?.()) this.handlers.laneLine?.(line)
+      }
     }
     let turnBytes = 0
     let windowBytes = 0

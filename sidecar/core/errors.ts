@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   RELIGHT_ERR_PORT_IN_USE: 'Another program holds the port a process app must listen on; the app is not started and nothing is routed there.',
   RELIGHT_ERR_RESTART_BACKOFF: 'The backend keeps exiting and waits for its next restart (backoff); requests are refused until then.',
   RELIGHT_ERR_TOO_MANY_FAILURES: 'Too many wrong admin credentials from this client address; it must wait (Retry-After) before the next is checked.',
+  RELIGHT_ERR_CAPACITY: 'Waking the backend would exceed max_awake and no awake backend can be put to sleep (each has requests in flight or must stay awake); retry after Retry-After.',
+  RELIGHT_ERR_SCHEDULED_ASLEEP: 'The backend is inside an asleep_during window and is not woken before it ends (Retry-After).',
   RELIGHT_ERR_HEADERS_TOO_LARGE: 'The request headers are larger than the sidecar reads (64 KiB); the request is refused, not routed.',
 } as const
 

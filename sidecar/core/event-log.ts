@@ -24,8 +24,11 @@ export function logEvents(events: LifecycleEvents, log: Logger): () => void {
         }
         log.warn({ backend: e.name, provider: e.provider, code: e.code, err: e.reason, ms: e.duration_ms }, 'wake failed')
         return
+      case 'wake.refused':
+        log.info({ backend: e.name, provider: e.provider, code: e.code, reason: e.reason, retry_after_s: e.retry_after_s }, 'wake refused')
+        return
       case 'sleep.done':
-        log.info({ backend: e.name, provider: e.provider, mode: e.mode, ms: e.duration_ms }, 'asleep')
+        log.info({ backend: e.name, provider: e.provider, mode: e.mode, ms: e.duration_ms, cause: e.cause, ...(e.reason ? { reason: e.reason } : {}) }, 'asleep')
         return
       case 'sleep.refused':
         // "not idle": the sweep lost a race with a request; not worth a line.

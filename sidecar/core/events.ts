@@ -26,13 +26,32 @@ export type LifecycleEvent =
   /** The backend answers its readiness probe and is routed. */
   | (BackendRef & { readonly type: 'wake.ready'; readonly from: BackendState; readonly duration_ms: number })
   | (BackendRef & { readonly type: 'wake.failed'; readonly duration_ms: number; readonly code: ErrorCode; readonly reason: string })
+  /**
+   * A wake was refused before it began, by a policy: RELIGHT_ERR_SCHEDULED_ASLEEP (inside an
+   * `asleep_during` window) or RELIGHT_ERR_CAPACITY (`max_awake` reached, nothing could be put
+   * to sleep). `retry_after_s` is what the client was told.
+   */
+  | (BackendRef & { readonly type: 'wake.refused'; readonly code: ErrorCode; readonly reason: string; readonly retry_after_s: number })
   /** Asleep in `mode` (`fallback` when the preferred mode failed and `fallback_sleep` was used). */
-  | (BackendRef & { readonly type: 'sleep.done'; readonly mode: SleepMode; readonly fallback: boolean; readonly duration_ms: number })
+  | (BackendRef & {
+      readonly type: 'sleep.done'
+      readonly mode: SleepMode
+      readonly fallback: boolean
+      readonly duration_ms: number
+      /**
+       * Why it was put to sleep: `idle` (idle_timeout), `operator` (admin API), `schedule` (an
+       * `asleep_during` window began) or `evicted` (`max_awake`: another backend needed the room).
+       */
+      readonly cause: SleepCause
+      /** The cause in words (`evicted`: for whom and which cap). */
+      readonly reason?: string
+    })
   /**
    * The backend stays awake on purpose: `reason` is `inflight: N`, `waking`, `always_on`,
-   * `not running`, `not idle`, `startup_grace` (found running less than startup_grace ago),
-   * `busy` (CPU at or above busy_cpu: `cpu_pct`), or the provider's refusal
-   * (RELIGHT_ERR_SLEEP_REFUSED: another sidecar saw traffic).
+   * `awake_during`, `not running`, `not idle`, `startup_grace` (found running less than
+   * startup_grace ago), `busy` (CPU at or above busy_cpu: `cpu_pct`), `recently active` or
+   * `a request without a ticket may be in flight` (an eviction re-checked), or the provider's
+   * refusal (RELIGHT_ERR_SLEEP_REFUSED: another sidecar saw traffic).
    */
   | (BackendRef & { readonly type: 'sleep.refused'; readonly mode: SleepMode; readonly reason: string; readonly code?: ErrorCode; readonly cpu_pct?: number })
   | (BackendRef & { readonly type: 'sleep.failed'; readonly mode: SleepMode; readonly code: ErrorCode; readonly reason: string })
@@ -47,12 +66,15 @@ export type LifecycleEvent =
   /** A configuration took effect (start, and later reloads). */
   | { readonly type: 'config.applied'; readonly providers: readonly string[]; readonly backends: number }
 
+export type SleepCause = 'idle' | 'operator' | 'schedule' | 'evicted'
+
 export type LifecycleEventType = LifecycleEvent['type']
 
 export const LIFECYCLE_EVENT_TYPES: readonly LifecycleEventType[] = [
   'wake.started',
   'wake.ready',
   'wake.failed',
+  'wake.refused',
   'sleep.done',
   'sleep.refused',
   'sleep.failed',

@@ -6,8 +6,10 @@
  * - `user_agent`: a pattern matched anywhere in the User-Agent, case-insensitively; `*` stands
  *   for any run of characters (no regular expressions: a label's author must not be able to
  *   make the hot path backtrack).
- * - `path`: a prefix of the request path (the query is not part of it).
- * - `method`: an HTTP method, exactly (`HEAD`, `OPTIONS`).
+ * - `path`: a prefix of the request path that ends at a segment boundary (the query is not part
+ *   of it): `/healthz` matches `/healthz` and `/healthz/live`, not `/healthzdashboard`.
+ * - `method`: an HTTP method, exactly (`HEAD`; `OPTIONS` would 503 a browser's CORS preflight
+ *   to a sleeping app, so its real request never comes).
  * - `client`: an address or CIDR, matched against the client connection as Caddy sees it
  *   (`{http.request.remote.host}`, sent by the snippet as X-Relight-Client): behind another
  *   proxy or a CDN that is the proxy's address.
@@ -38,17 +40,22 @@ export interface IgnoreSubject {
 
 /** User agents longer than this are matched on their first this-many characters. */
 const MAX_USER_AGENT = 1024
+/** Every rule is tried on every /auth of its backend: a label must not make that unbounded. */
+export const MAX_IGNORE_RULES = 32
+/** The longest value of one condition. */
+export const MAX_IGNORE_VALUE = 256
 
 /** The problem with one condition's value, in words, or undefined. */
 export function ignoreFieldProblem(field: (typeof IGNORE_FIELDS)[number], value: string): string | undefined {
   if (value.length === 0) return 'must not be empty'
+  if (value.length > MAX_IGNORE_VALUE) return `must be at most ${MAX_IGNORE_VALUE} characters (it has ${value.length})`
   switch (field) {
     case 'user_agent':
       return value.replaceAll('*', '').length === 0 ? 'must contain more than *' : undefined
     case 'path':
       return value.startsWith('/') ? undefined : 'must start with /'
     case 'method':
-      return /^[A-Za-z]+$/.test(value) ? undefined : 'must be an HTTP method such as HEAD or OPTIONS'
+      return /^[A-Za-z]+$/.test(value) ? undefined : 'must be an HTTP method such as HEAD'
     case 'client':
       return subnet(value) === undefined ? 'must be an IP address or a CIDR such as 10.0.0.0/8 or fd00::/8' : undefined
   }
@@ -63,6 +70,11 @@ export function ignoreRuleProblem(rule: IgnoreRule): string | undefined {
     if (problem !== undefined) return `${f} ${problem}`
   }
   return undefined
+}
+
+/** The problem with the number of rules, or undefined. */
+export function ignoreCountProblem(count: number): string | undefined {
+  return count > MAX_IGNORE_RULES ? `at most ${MAX_IGNORE_RULES} rules (it has ${count})` : undefined
 }
 
 /** The text form to rules, or what is wrong with it in words. */
@@ -85,6 +97,8 @@ export function parseIgnoreText(text: string): { rules: IgnoreRule[] } | { probl
     rules.push(rule)
   }
   if (rules.length === 0) return { problem: 'no rule' }
+  const tooMany = ignoreCountProblem(rules.length)
+  if (tooMany !== undefined) return { problem: tooMany }
   return { rules }
 }
 
@@ -136,10 +150,17 @@ export class IgnoreRules {
 
   /** True when some rule matches every condition it names. */
   matches(req: IgnoreSubject): boolean {
+    // Once per request, not once per rule.
+    const method = req.method?.toUpperCase()
+    const path = pathOf(req.uri)
+    let agent: string | undefined | null = null // null: not lowercased yet
     for (const rule of this.compiled) {
-      if (rule.method !== undefined && req.method?.toUpperCase() !== rule.method) continue
-      if (rule.path !== undefined && !pathOf(req.uri).startsWith(rule.path)) continue
-      if (rule.agent !== undefined && !globMatch(rule.agent, req.userAgent)) continue
+      if (rule.method !== undefined && method !== rule.method) continue
+      if (rule.path !== undefined && !underPath(path, rule.path)) continue
+      if (rule.agent !== undefined) {
+        if (agent === null) agent = lowerAgent(req.userAgent)
+        if (!globMatch(rule.agent, agent)) continue
+      }
       if (rule.clients !== undefined && !inList(rule.clients, req.client)) continue
       return true
     }
@@ -153,10 +174,20 @@ function pathOf(uri: string | undefined): string {
   return q < 0 ? uri : uri.slice(0, q)
 }
 
-/** The parts in order, anywhere in the agent (leftmost search: linear, no backtracking). */
-function globMatch(parts: readonly string[], agent: string | undefined): boolean {
-  if (agent === undefined) return false
-  const text = (agent.length > MAX_USER_AGENT ? agent.slice(0, MAX_USER_AGENT) : agent).toLowerCase()
+/** `prefix` is the path, or a run of its segments: `/healthz` is under itself and `/healthz/x`, not `/healthzx`. */
+function underPath(path: string, prefix: string): boolean {
+  if (!path.startsWith(prefix)) return false
+  return path.length === prefix.length || prefix.endsWith('/') || path[prefix.length] === '/'
+}
+
+function lowerAgent(agent: string | undefined): string | undefined {
+  if (agent === undefined) return undefined
+  return (agent.length > MAX_USER_AGENT ? agent.slice(0, MAX_USER_AGENT) : agent).toLowerCase()
+}
+
+/** The parts in order, anywhere in the (lowercased) agent (leftmost search: linear, no backtracking). */
+function globMatch(parts: readonly string[], text: string | undefined): boolean {
+  if (text === undefined) return false
   let at = 0
   for (const part of parts) {
     const found = text.indexOf(part, at)

@@ -28,6 +28,7 @@
  */
 import type { IgnoreRule } from './ignore.js'
 import type { SharedEngine } from './shared.js'
+import type { Schedule } from './schedule.js'
 
 export type SleepMode = 'pause' | 'stop' | 'checkpoint' | 'suspend' | 'scale'
 export const SLEEP_MODES = ['pause', 'stop', 'checkpoint', 'suspend', 'scale'] as const
@@ -78,6 +79,10 @@ export interface BackendSettings {
   always_on?: boolean
   /** Path of an HTML waiting page (pages/template.ts); from the config file only. */
   waiting_page_template?: string
+  /** Weekly windows when the backend is kept awake (woken at the start, never put to sleep). */
+  awake_during?: Schedule
+  /** Weekly windows when the backend is kept asleep (put to sleep at the start, never woken). */
+  asleep_during?: Schedule
   /** Requests that neither count as activity nor wake the backend (core/ignore.ts). */
   ignore?: readonly IgnoreRule[]
   /** Status an ignored request gets while the backend sleeps (503 sends Retry-After). */
@@ -86,6 +91,8 @@ export interface BackendSettings {
   busy_cpu?: number
   /** ms a backend found running (start-up, reload, started outside the sidecar) is left awake. */
   startup_grace?: number
+  /** Awake, proxied by Caddy directly through the flag directory (core/fast-lane.ts). */
+  fast_lane?: boolean
 }
 
 export interface BackendInfo {

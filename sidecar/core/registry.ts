@@ -1,13 +1,18 @@
 import PQueue from 'p-queue'
 import type { Logger } from 'pino'
 import { Backend, type BackendDeps, type ResolvedSettings } from './backend.js'
+import { Capacity, type CapacityLimits } from './capacity.js'
 import { type ErrorCode, RelightError, toRelightError } from './errors.js'
 import { logEvents } from './event-log.js'
 import { LifecycleEvents } from './events.js'
 import { HostIndex } from './host-index.js'
+import type { FastLane } from './fast-lane.js'
+import { laneHostProblem } from './fast-lane.js'
+import { parseHostPattern } from './hosts.js'
 import { type IgnoreRule, IgnoreRules } from './ignore.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
-import { delay } from './timers.js'
+import { scheduleAt } from './schedule.js'
+import { abortable, delay } from './timers.js'
 
 /** What the registry reads of the configuration (the parsed config satisfies it; core imports no config/ code). */
 export interface RegistryConfig {
@@ -22,6 +27,10 @@ export interface RegistryConfig {
   readonly resync_interval: number
   readonly max_concurrent_wakes: number
   readonly max_concurrent_sleeps: number
+  /** Most backends awake at once across every provider (a group counts as one); absent: no cap. */
+  readonly max_awake?: number | undefined
+  /** Provider blocks by kind, for each instance's own `max_awake` (config/instances.ts). */
+  readonly providers?: Readonly<Record<string, readonly { readonly id: string; readonly max_awake?: number | undefined }[] | undefined>>
 }
 
 export interface ProviderStatus {
@@ -38,6 +47,8 @@ const LIST_TIMEOUT_MS = 15_000
 const STATS_CONCURRENCY = 8
 const RELIST_ON_MISS_EVERY_MS = 1000
 const RELIST_ON_MISS_WAIT_MS = 1500
+/** Least time between two scheduled wakes of one backend (awake_during) when one failed. */
+const SCHEDULED_WAKE_RETRY_MS = 10_000
 
 /**
  * Owns every backend: lists providers, follows their events, keeps the host index, and runs
@@ -56,7 +67,7 @@ export class Registry implements RegistryReload {
   private readonly backends = new Map<string, Backend>()
   private config: RegistryConfig
   private readonly log: Logger
-  private readonly deps: BackendDeps
+  private deps: BackendDeps
   private readonly closer = new AbortController()
   private timers: NodeJS.Timeout[] = []
   private readonly resyncTimers = new Map<Provider, NodeJS.Timeout>()
@@ -70,8 +81,19 @@ export class Registry implements RegistryReload {
   private lastMissRelist = 0
   private readonly resyncs = new Map<Provider, { again: boolean; done: Promise<void> }>()
   private missRelist: Promise<void> | undefined
+  /** max_awake admissions and evictions (core/capacity.ts). */
+  private readonly capacity: Capacity
+  /** max_awake in force: top level, and each provider instance's block. */
+  private caps: CapacityLimits
+  /** Backends the sweep woke for an awake_during window: no new attempt before this (deps.now clock). */
+  private readonly scheduledWakeAt = new Map<string, number>()
+  /** Backends whose schedule sleep failed or was refused: no new attempt before this (deps.now clock). */
+  private readonly scheduledSleepAt = new Map<string, number>()
+  /** The asleep_during window end each backend's last wake.refused named (one event per window). */
+  private readonly refusedUntil = new Map<string, { readonly text: string; readonly end: number }>()
 
-  constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now) {
+  /** `wallNow`: wall-clock ms since the epoch, read for schedules only (tests inject both clocks). */
+  constructor(providers: readonly Provider[], config: RegistryConfig, logger: Logger, now: () => number = Date.now, wallNow: () => number = Date.now) {
     const ids = new Set<string>()
     for (const p of providers) {
       // The config refuses duplicates with the key named; reaching this is a wiring mistake.
@@ -88,11 +110,46 @@ export class Registry implements RegistryReload {
       sleepQueue: new PQueue({ concurrency: config.max_concurrent_sleeps }),
       logger,
       now,
+      wallNow,
       closing: this.closer.signal,
       events: this.events,
       statsQueue: new PQueue({ concurrency: STATS_CONCURRENCY }),
     }
     this.index = new HostIndex<Backend>([], config.base_domains)
+    this.caps = capsOf(config)
+    this.capacity = new Capacity(() => this.backends.values(), () => this.caps)
+  }
+
+  /**
+   * New max_awake caps, live: the top-level key and every provider block's. A reload calls this
+   * whenever `providers` changed (a block's cap is not one of the registry keys).
+   */
+  applyCaps(config: RegistryConfig): void {
+    this.caps = capsOf(config)
+  }
+
+  /**
+   * Use the fast lane's flag directory (daemon, before start): backends with `fast_lane: on`
+   * write their flags there while awake (core/fast-lane.ts).
+   */
+  useFastLane(lane: FastLane, graceMs?: number): void {
+    this.deps = { ...this.deps, fastLane: { lane, hostsOf: (b) => this.laneHosts(b), ...(graceMs !== undefined ? { graceMs } : {}) } }
+  }
+
+  /**
+   * The exact names Caddy may send straight to `backend`: its exact hosts and its first-label
+   * hosts under each base domain, in canonical spelling, that the host index gives to it
+   * (a host two backends declare is flagged for the winner only). Wildcards stay in the
+   * forward_auth lane.
+   */
+  private laneHosts(backend: Backend): string[] {
+    const names: string[] = []
+    for (const declared of backend.info.hosts) {
+      const pattern = parseHostPattern(declared)
+      if (pattern?.kind === 'exact') names.push(pattern.name)
+      else if (pattern?.kind === 'label') for (const base of this.config.base_domains) names.push(`${pattern.label}.${base}`)
+    }
+    return [...new Set(names)].filter((n) => laneHostProblem(n) === undefined && this.index.resolve(n) === backend)
   }
 
   /** `base_domains` in force (a one-label host `web` is `web.<each of these>`). */
@@ -269,6 +326,9 @@ export class Registry implements RegistryReload {
   }
 
   private remove(backend: Backend): void {
+    this.scheduledWakeAt.delete(backend.key)
+    this.scheduledSleepAt.delete(backend.key)
+    this.refusedUntil.delete(backend.key)
     backend.markRemoved()
     this.backends.delete(backend.key)
     this.events.emit({ type: 'backend.removed', ...ref(backend) })
@@ -284,6 +344,7 @@ export class Registry implements RegistryReload {
       this.warnedSettings.add(k)
       this.log.warn({ backend: info.name, provider: providerId(provider), ...extra }, msg)
     }
+    if (s.fast_lane === true && this.deps.fastLane === undefined) warn('fast_lane', 'fast_lane is on but fast_lane_dir is not set: this backend stays in the forward_auth lane', {})
     let idle = s.idle_timeout ?? d.idle_timeout
     if (idle < this.config.min_idle_timeout) {
       warn('idle', 'idle_timeout below min_idle_timeout; using the floor', { idle_timeout: idle, min_idle_timeout: this.config.min_idle_timeout })
@@ -305,6 +366,9 @@ export class Registry implements RegistryReload {
       readiness: s.readiness ?? d.readiness,
       max_request_duration: s.max_request_duration ?? d.max_request_duration,
       always_on: s.always_on ?? false,
+      ...(s.awake_during ?? d.awake_during ? { awake_during: s.awake_during ?? d.awake_during } : {}),
+      ...(s.asleep_during ?? d.asleep_during ? { asleep_during: s.asleep_during ?? d.asleep_during } : {}),
+      fast_lane: s.fast_lane ?? d.fast_lane,
       ...this.idlePolicies(provider, info, idle, warn),
     }
   }
@@ -358,6 +422,8 @@ export class Registry implements RegistryReload {
       }
     }
     this.index = index
+    // hosts may have moved between backends: flags follow the new index
+    if (this.deps.fastLane !== undefined) for (const b of this.backends.values()) b.syncFastLane()
   }
 
   /**
@@ -394,9 +460,67 @@ export class Registry implements RegistryReload {
     return undefined
   }
 
-  /** Wake a backend and, in the background, the other members of its group. */
+  /**
+   * Wake a backend and, in the background, the other members of its group. Refused inside an
+   * asleep_during window (RELIGHT_ERR_SCHEDULED_ASLEEP) and when max_awake is reached and nothing
+   * can be put to sleep to make room (RELIGHT_ERR_CAPACITY).
+   */
   wake(backend: Backend): Promise<void> {
+    if (backend.phase === 'running' && !backend.draining) return Promise.resolve()
+    // always_on ignores both policies: a request is its only way back after a failed start.
+    if (backend.settings.always_on) return this.wakeGroup(backend)
+    const refusal = this.scheduleRefusal(backend)
+    if (refusal !== undefined) return Promise.reject(refusal)
+    backend.drain(false) // the window ended (or its schedule changed) before the sweep saw it
     if (backend.phase === 'running') return Promise.resolve()
+    if (!this.capacity.applies(backend)) return this.wakeGroup(backend)
+    // The whole call, admission included, within wake_timeout from here.
+    const timeout = backend.settings.wake_timeout
+    const deadline = AbortSignal.any([this.closer.signal, AbortSignal.timeout(timeout)])
+    return this.capacity.admit(backend, deadline).then(
+      (release) => {
+        const woken = this.wakeGroup(backend)
+        woken.then(release, release)
+        const late = new RelightError('RELIGHT_ERR_WAKE_TIMEOUT', `backend ${backend.info.name} was not ready within ${timeout} ms (waiting for room included)`, { backend: backend.info.name })
+        // The wake goes on (the next request finds it running); this caller stops waiting.
+        return abortable(woken, deadline).catch((err: unknown) => {
+          throw err instanceof Error && err.name === 'TimeoutError' ? late : err
+        })
+      },
+      (err: unknown) => {
+        if (err instanceof RelightError) {
+          this.events.emit({ type: 'wake.refused', ...ref(backend), code: err.code, reason: err.message, retry_after_s: err.context.retryAfter ?? 0 })
+        }
+        throw err
+      },
+    )
+  }
+
+  /** Inside an asleep_during window: the error to answer (Retry-After: the window's end). */
+  private scheduleRefusal(backend: Backend): RelightError | undefined {
+    const schedule = backend.settings.asleep_during
+    const wall = this.deps.wallNow()
+    if (schedule === undefined || scheduleAt(backend.settings, wall) !== 'asleep') return undefined
+    // The window's end, worked out once per window and schedule (refused requests may come fast);
+    // a changed schedule (reload, label) or a window without end is worked out again.
+    const known = this.refusedUntil.get(backend.key)
+    const end = known !== undefined && known.text === schedule.text && known.end > wall && Number.isFinite(known.end) ? known.end : schedule.nextChange(wall)
+    const retryAfter = end === undefined ? 3600 : Math.max(1, Math.ceil((end - wall) / 1000))
+    const until = end === undefined ? 'further notice' : schedule.describe(end)
+    const error = new RelightError('RELIGHT_ERR_SCHEDULED_ASLEEP', `${backend.info.name} is asleep by schedule (asleep_during: ${schedule.text}) until ${until}`, {
+      backend: backend.info.name,
+      retryAfter,
+      reason: `asleep_during until ${until}`,
+    })
+    // One event per backend and window, not one per refused request.
+    if (known?.end !== (end ?? Infinity) || known.text !== schedule.text) {
+      this.refusedUntil.set(backend.key, { text: schedule.text, end: end ?? Infinity })
+      this.events.emit({ type: 'wake.refused', ...ref(backend), code: error.code, reason: error.message, retry_after_s: retryAfter })
+    }
+    return error
+  }
+
+  private wakeGroup(backend: Backend): Promise<void> {
     const group = backend.info.group
     if (group !== undefined) {
       for (const other of this.backends.values()) {
@@ -415,8 +539,19 @@ export class Registry implements RegistryReload {
   sweep(now = this.deps.now()): Promise<boolean[]> {
     const groups = new Map<string, Backend[]>()
     const work: Promise<boolean>[] = []
+    const wall = this.deps.wallNow()
     for (const backend of this.backends.values()) {
       backend.shareActivity(now)
+      const scheduled = scheduleAt(backend.settings, wall)
+      if (scheduled === 'asleep' && !backend.settings.always_on) {
+        // An asleep_during window: new requests are refused from its start (503), and the
+        // backend is put to sleep once those in flight have ended.
+        backend.drain(true)
+        if (backend.maySleepEarly(now) && now >= (this.scheduledSleepAt.get(backend.key) ?? -Infinity)) work.push(this.sleepForSchedule(backend, now))
+        continue
+      }
+      backend.drain(false)
+      if (scheduled === 'awake') this.wakeForSchedule(backend, now)
       const group = backend.info.group
       if (group === undefined) {
         if (backend.isIdle(now)) work.push(backend.sleepIfIdle())
@@ -430,7 +565,12 @@ export class Registry implements RegistryReload {
     const groupWork: Promise<boolean[]>[] = []
     for (const members of groups.values()) {
       const awake = members.filter((b) => b.phase !== 'asleep')
-      if (awake.length > 0 && awake.every((b) => b.isIdle(now))) groupWork.push(this.sleepGroup(awake))
+      if (awake.length > 0 && awake.every((b) => b.isIdle(now))) {
+        // A member kept awake by awake_during keeps the whole group: only its refusal is reported.
+        const held = awake.filter((b) => scheduleAt(b.settings, wall) === 'awake')
+        if (held.length > 0) for (const b of held) work.push(b.sleepIfIdle())
+        else groupWork.push(this.sleepGroup(awake))
+      }
     }
     return Promise.all([Promise.all(work), ...groupWork]).then((done) => done.flat())
   }
@@ -440,6 +580,29 @@ export class Registry implements RegistryReload {
     const busy = await Promise.all(awake.map((b) => b.busyNow()))
     if (busy.some(Boolean)) return awake.map(() => false)
     return Promise.all(awake.map((b) => b.sleepIfIdle({ busyChecked: true })))
+  }
+
+  /**
+   * Put to sleep for an asleep_during window; a failed or refused attempt (the engine, another
+   * sidecar saw traffic) is retried after max(idle_timeout, 10s), not on every sweep tick.
+   */
+  private sleepForSchedule(backend: Backend, now: number): Promise<boolean> {
+    return backend.sleepFor('schedule', `asleep_during: ${backend.settings.asleep_during?.text ?? ''}`).then((o) => {
+      if (o.result === 'failed' || o.result === 'refused') this.scheduledSleepAt.set(backend.key, now + Math.max(backend.settings.idle_timeout, SCHEDULED_WAKE_RETRY_MS))
+      else this.scheduledSleepAt.delete(backend.key)
+      return o.result === 'done'
+    })
+  }
+
+  /**
+   * Inside an awake_during window an asleep backend is woken (its group too); a failed or
+   * refused attempt is retried after max(wake_timeout, 10s), not on every sweep.
+   */
+  private wakeForSchedule(backend: Backend, now: number): void {
+    if (backend.removed || backend.phase !== 'asleep' || backend.info.state === 'running') return
+    if (now < (this.scheduledWakeAt.get(backend.key) ?? -Infinity)) return
+    this.scheduledWakeAt.set(backend.key, now + Math.max(backend.settings.wake_timeout, SCHEDULED_WAKE_RETRY_MS))
+    this.wake(backend).catch(() => undefined) // failures are events (wake.failed, wake.refused)
   }
 
   /** Start the idle sweep: every second, or faster when idle timeouts are short. */
@@ -460,6 +623,7 @@ export class Registry implements RegistryReload {
 
   applySettings(config: RegistryConfig): void {
     this.config = config
+    this.applyCaps(config)
     this.deps.wakeQueue.concurrency = config.max_concurrent_wakes
     this.deps.sleepQueue.concurrency = config.max_concurrent_sleeps
     this.warnedSettings.clear()
@@ -541,6 +705,8 @@ export class Registry implements RegistryReload {
 export interface RegistryReload {
   /** New registry settings, live: defaults, min_idle_timeout, base_domains, resync_interval, caps. */
   applySettings(config: RegistryConfig): void
+  /** New max_awake caps only (provider blocks changed; the other registry keys did not). */
+  applyCaps(config: RegistryConfig): void
   /** List a new provider and follow it; its hosts are routable when this resolves. */
   addProvider(provider: Provider): Promise<void>
   /** A provider changed its own config in place (process apps): list it again, restart its timer. */
@@ -556,6 +722,15 @@ export interface RegistryReload {
 
 function sameHosts(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((h, i) => h === b[i])
+}
+
+/** max_awake of the top level and of each provider block. */
+function capsOf(config: RegistryConfig): CapacityLimits {
+  const perProvider = new Map<string, number>()
+  for (const blocks of Object.values(config.providers ?? {})) {
+    for (const block of blocks ?? []) if (block.max_awake !== undefined) perProvider.set(block.id, block.max_awake)
+  }
+  return { global: config.max_awake, perProvider }
 }
 
 function ref(backend: Backend): { key: string; name: string; provider: string } {

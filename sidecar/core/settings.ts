@@ -7,6 +7,7 @@
 import { parseDuration } from './duration.js'
 import { type IgnoreRule, parseIgnoreText } from './ignore.js'
 import type { BackendSettings, Readiness, SleepMode, Strategy } from './provider.js'
+import { Schedule } from './schedule.js'
 
 export const STRATEGIES = ['blocking', 'waiting_page'] as const satisfies readonly Strategy[]
 
@@ -20,15 +21,18 @@ export type SettingKey =
   | 'readiness'
   | 'max_request_duration'
   | 'waiting_page_template'
+  | 'awake_during'
+  | 'asleep_during'
   // Idle policies (issue 26, README "When does a backend sleep?").
   | 'ignore'
   | 'ignore_status'
   | 'busy_cpu'
   | 'startup_grace'
+  | 'fast_lane'
 
 export interface SettingSpec {
   readonly key: SettingKey
-  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template' | 'ignore' | 'status' | 'percent'
+  readonly type: 'duration' | 'sleep' | 'strategy' | 'readiness' | 'template' | 'ignore' | 'status' | 'percent' | 'switch' | 'schedule'
   /**
    * Accepted from the configuration file only (defaults, provider blocks, app entries): a label,
    * tag or annotation naming it is reported as a problem and ignored.
@@ -51,6 +55,9 @@ export const BACKEND_SETTINGS = [
   { key: 'max_request_duration', type: 'duration', min: { ms: 1000, why: '1s (streams and downloads need time)' } },
   // An HTML file the sidecar reads and publishes (pages/template.ts): never from a label or tag.
   { key: 'waiting_page_template', type: 'template', configOnly: true },
+  // Weekly windows (core/schedule.ts): kept awake inside awake_during, kept asleep inside asleep_during.
+  { key: 'awake_during', type: 'schedule' },
+  { key: 'asleep_during', type: 'schedule' },
   // Idle policies (issue 26): requests that neither count nor wake (core/ignore.ts), the status
   // they get while the backend sleeps, the CPU above which a sleep is refused (percent of one
   // core), and how long a backend found running is left awake.
@@ -58,6 +65,8 @@ export const BACKEND_SETTINGS = [
   { key: 'ignore_status', type: 'status' },
   { key: 'busy_cpu', type: 'percent' },
   { key: 'startup_grace', type: 'duration' },
+  // Awake, the backend is proxied by Caddy directly (snippet 4's relight_fast; core/fast-lane.ts).
+  { key: 'fast_lane', type: 'switch' },
 ] as const satisfies readonly SettingSpec[]
 
 export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s.key)
@@ -65,7 +74,16 @@ export const SETTING_KEYS: readonly SettingKey[] = BACKEND_SETTINGS.map((s) => s
 /** `tcp`, or `http:/path`. */
 export const READINESS = /^(tcp|http:\/.*)$/
 
-export type SettingValue = number | SleepMode | Strategy | Readiness | string | readonly IgnoreRule[]
+export type SettingValue = number | SleepMode | Strategy | Readiness | string | readonly IgnoreRule[] | boolean | Schedule
+
+/** A schedule's text parsed: the Schedule, or what is wrong with it in words. */
+export function scheduleFromText(text: string): { value: Schedule } | { expected: string } {
+  try {
+    return { value: Schedule.parse(text) }
+  } catch (err) {
+    return { expected: `weekly windows such as "Mon-Fri 08:00-18:00 Europe/Berlin" (${(err as Error).message})` }
+  }
+}
 
 /**
  * `ignore_status`: what an ignored request gets while its backend sleeps. Not a 2xx: Caddy's
@@ -81,6 +99,15 @@ export function parsePercent(text: string): number | undefined {
   if (m === null) return undefined
   const n = Number(m[1])
   return n >= PERCENT_RANGE.min && n <= PERCENT_RANGE.max ? n : undefined
+
+}
+
+
+/** A switch's spellings: `on`/`off` (and `true`/`false`) → boolean; undefined for anything else. */
+export function switchFromText(text: string): boolean | undefined {
+  if (text === 'on' || text === 'true') return true
+  if (text === 'off' || text === 'false') return false
+  return undefined
 }
 
 /** A duration already parsed (YAML) checked against its spec's bound: the problem in words, or undefined. */
@@ -112,6 +139,8 @@ export function settingFromText(spec: SettingSpec, text: string, sleepModes: rea
       return READINESS.test(text) ? { value: text as Readiness } : { expected: 'tcp or http:/path' }
     case 'template':
       return { expected: 'nothing here: waiting_page_template is set in the configuration file only' }
+    case 'schedule':
+      return scheduleFromText(text)
     case 'ignore': {
       const parsed = parseIgnoreText(text)
       return 'rules' in parsed ? { value: parsed.rules } : { expected: `rules such as user_agent=UptimeRobot; path=/healthz,method=GET (${parsed.problem})` }
@@ -123,6 +152,10 @@ export function settingFromText(spec: SettingSpec, text: string, sleepModes: rea
     case 'percent': {
       const n = parsePercent(text)
       return n !== undefined ? { value: n } : { expected: `a CPU percentage such as 10% (${PERCENT_RANGE.min}% to ${PERCENT_RANGE.max}%, 100% is one core)` }
+    }
+    case 'switch': {
+      const on = switchFromText(text)
+      return on === undefined ? { expected: 'on or off' } : { value: on }
     }
   }
 }

@@ -13,6 +13,10 @@ export interface BackendHistoryEntry {
   last_sleep_mode?: string
   last_error?: { readonly at: string; readonly op: 'wake' | 'sleep'; readonly code: string; readonly reason: string }
   last_sleep_refused?: { readonly at: string; readonly reason: string; readonly cpu_pct?: number }
+  /** Why the last sleep happened when not for idle_timeout: `schedule` or `evicted` (with its reason). */
+  last_sleep_cause?: { readonly cause: string; readonly reason?: string }
+  /** The last wake a policy refused (max_awake, asleep_during); cleared by a wake. */
+  last_wake_refused?: { readonly at: string; readonly code: string; readonly reason: string }
   /**
    * The app keeps exiting and its restarts back off (RELIGHT_ERR_RESTART_BACKOFF): since when and
    * the latest word on it. Kept across the exits in between; cleared by a successful wake.
@@ -45,6 +49,7 @@ export class BackendHistory {
         h.last_wake_at = e.time
         h.last_wake_duration_ms = e.duration_ms
         delete h.last_error
+        delete h.last_wake_refused
         delete h.restart_backoff
         return
       }
@@ -58,6 +63,12 @@ export class BackendHistory {
         const h = this.entry(e.key)
         h.last_sleep_at = e.time
         h.last_sleep_mode = e.mode
+        if (e.cause === 'idle') delete h.last_sleep_cause
+        else h.last_sleep_cause = { cause: e.cause, ...(e.reason !== undefined ? { reason: e.reason } : {}) }
+        return
+      }
+      case 'wake.refused': {
+        this.entry(e.key).last_wake_refused = { at: e.time, code: e.code, reason: e.reason }
         return
       }
       case 'sleep.refused':

@@ -7,7 +7,7 @@
  * a removed backend's series are dropped.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry as PromRegistry } from 'prom-client'
-import type { LifecycleEvents } from '../core/events.js'
+import type { LifecycleEvents, SleepCause } from '../core/events.js'
 import { type Provider, providerId, SLEEP_MODES } from '../core/provider.js'
 import type { Registry } from '../core/registry.js'
 import type { AuthOutcomes } from './auth-outcomes.js'
@@ -38,11 +38,15 @@ export const METRIC_NAMES = [
   'relight_webhook_deliveries_total',
   'relight_webhook_attempt_failures_total',
   'relight_events_total',
+  'relight_sleep_causes_total',
+  'relight_wake_refusals_total',
   'relight_sleep_refusals_total',
 ] as const
 
 const PHASES = ['running', 'sleeping', 'asleep', 'waking', 'probing'] as const
 const SLEEP_RESULTS = ['done', 'refused', 'failed'] as const
+const SLEEP_CAUSES = ['idle', 'operator', 'schedule', 'evicted'] as const satisfies readonly SleepCause[]
+const WAKE_REFUSAL_CODES = ['RELIGHT_ERR_CAPACITY', 'RELIGHT_ERR_SCHEDULED_ASLEEP'] as const
 /**
  * `reason` of relight_sleep_refusals_total: the rule that kept a backend awake (README "When does
  * a backend sleep?"). Bounded: a provider's refusal (its message varies) is `shared`, anything
@@ -189,6 +193,18 @@ export class Metrics {
       labelNames: ['provider', 'backend', 'mode', 'result'],
       registers: [register],
     })
+    const sleepCauses = new Counter({
+      name: 'relight_sleep_causes_total',
+      help: 'Sleeps done by cause: idle (idle_timeout), operator, schedule (asleep_during), evicted (max_awake).',
+      labelNames: ['provider', 'backend', 'cause'],
+      registers: [register],
+    })
+    const wakeRefusals = new Counter({
+      name: 'relight_wake_refusals_total',
+      help: 'Wakes refused by a policy, by code: RELIGHT_ERR_CAPACITY (max_awake), RELIGHT_ERR_SCHEDULED_ASLEEP (asleep_during, once per window).',
+      labelNames: ['provider', 'backend', 'code'],
+      registers: [register],
+    })
     const refusals = new Counter({
       name: 'relight_sleep_refusals_total',
       help: 'Sleeps refused, by the rule that kept the backend awake (always_on, awake_during, inflight, waking, startup_grace, busy, shared, other).',
@@ -214,6 +230,10 @@ export class Metrics {
           return
         case 'sleep.done':
           sleeps.inc({ provider: e.provider, backend: e.name, mode: e.mode, result: 'done' })
+          sleepCauses.inc({ provider: e.provider, backend: e.name, cause: e.cause })
+          return
+        case 'wake.refused':
+          wakeRefusals.inc({ provider: e.provider, backend: e.name, code: e.code })
           return
         case 'sleep.refused':
           if (e.reason === 'not idle') return
@@ -231,6 +251,8 @@ export class Metrics {
         case 'backend.removed':
           for (const result of ['ready', 'failed']) wakes.remove({ provider: e.provider, backend: e.name, result })
           for (const mode of SLEEP_MODES) for (const result of SLEEP_RESULTS) sleeps.remove({ provider: e.provider, backend: e.name, mode, result })
+          for (const cause of SLEEP_CAUSES) sleepCauses.remove({ provider: e.provider, backend: e.name, cause })
+          for (const code of WAKE_REFUSAL_CODES) wakeRefusals.remove({ provider: e.provider, backend: e.name, code })
           for (const reason of REFUSAL_REASONS) refusals.remove({ provider: e.provider, backend: e.name, reason })
           return
         default:

@@ -188,7 +188,7 @@ function row(b) {
     td("In flight", { class: "num" }, b.inflight),
     td("Idle", { "data-idle": "" }, idleCell(b)),
     td("Last wake", {}, ago(b.last_wake_at), b.last_wake_duration_ms !== undefined ? el("div", { class: "muted small" }, "took " + ms(b.last_wake_duration_ms)) : null),
-    td("Last sleep", {}, ago(b.last_sleep_at), b.last_sleep_refused ? el("div", { class: "muted small" }, "refused: " + b.last_sleep_refused.reason + (b.last_sleep_refused.cpu_pct !== undefined ? " (CPU " + b.last_sleep_refused.cpu_pct + "%)" : "")) : null),
+    td("Last sleep", {}, ago(b.last_sleep_at), b.last_sleep_cause ? el("div", { class: "muted small", "data-cause": b.last_sleep_cause.cause }, b.last_sleep_cause.cause + (b.last_sleep_cause.reason ? ": " + b.last_sleep_cause.reason : "")) : null, b.last_sleep_refused ? el("div", { class: "muted small" }, "refused: " + b.last_sleep_refused.reason + (b.last_sleep_refused.cpu_pct !== undefined ? " (CPU " + b.last_sleep_refused.cpu_pct + "%)" : "")) : null, b.last_wake_refused ? el("div", { class: "muted small", "data-wake-refused": b.last_wake_refused.code }, "wake refused: " + b.last_wake_refused.reason) : null),
     td("Last error", { class: err ? "err" : "muted empty" }, err ? err.code.replace("RELIGHT_ERR_", "") + (err.reason ? ": " + err.reason : "") : "–"),
     td("", { class: "actions" }, actions(b)));
 }
@@ -215,6 +215,7 @@ function describe(e) {
   if (e.state) parts.push(e.state);
   if (e.mode) parts.push(e.mode + (e.fallback ? " (fallback)" : ""));
   if (e.duration_ms !== undefined) parts.push(ms(e.duration_ms));
+  if (e.cause && e.cause !== "idle") parts.push(e.cause);
   if (e.reason) parts.push(e.reason);
   if (e.backends !== undefined) parts.push(e.backends + " backends");
   return parts.join(" · ");

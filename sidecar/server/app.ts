@@ -13,7 +13,7 @@ import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js
 import { AuthOutcomes } from '../ops/auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
-import { isNavigation, sendError, sendIgnored, sendWaitingPage } from './responses.js'
+import { isNavigation, sendError, sendIgnored, sendQueuedPage, sendWaitingPage } from './responses.js'
 import { VERSION } from '../core/version.js'
 import { atPowerOfTwo } from '../core/log-throttle.js'
 
@@ -32,6 +32,14 @@ export const SNIPPET_HEADER = 'x-relight-snippet'
 export const SNIPPET_VERSION = '3'
 /** The version before 3: still counted, but only its normal responses end a request. */
 export const SNIPPET_V2 = '2'
+/**
+ * Snippet version 4's `relight_fast` (the fast lane, core/fast-lane.ts) sends 4 from its
+ * forward_auth lane: accounted exactly as 3; `check` and healthz tell the fast lane is imported.
+ * Its plain `relight` is unchanged and still sends 3.
+ */
+export const SNIPPET_FAST = '4'
+/** The accounting protocol a snippet header speaks (4 speaks 3's). */
+const protocolOf = (snippet: string | string[] | undefined) => (snippet === SNIPPET_FAST ? SNIPPET_VERSION : snippet)
 /**
  * Caddy's address of the client connection (`{http.request.remote.host}:{http.request.remote.port}`),
  * set by snippet 3: the same connection identity Caddy logs (remote_ip, remote_port).
@@ -165,24 +173,27 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   /**
    * The backend's `ignore` rules match this request (core/ignore.ts). Method and URI as Caddy
    * logs them (snippet 3's X-Relight-Request), else forward_auth's X-Forwarded-Method/-Uri; the
-   * client is Caddy's view of the connection (X-Relight-Client, without the port).
+   * client is Caddy's view of the connection (X-Relight-Client, without the port). X-Relight-*
+   * only from snippet 3 (or 4, which speaks 3), as keyOf(): older snippets pass the client's own X-Relight-* headers
+   * on, so under them a `client` rule matches nothing (`check` warns).
    */
   function ignored(backend: Backend, req: FastifyRequest): boolean {
     const h = req.headers
-    const request = h[REQUEST_HEADER]
+    const current = protocolOf(h[SNIPPET_HEADER]) === SNIPPET_VERSION
+    const request = current ? h[REQUEST_HEADER] : undefined
     let method: string | undefined
     let uri: string | undefined
     if (typeof request === 'string') {
       const space = request.indexOf(' ')
-      method = request.slice(0, space)
-      uri = request.slice(space + 1)
+      method = space < 0 ? request : request.slice(0, space)
+      uri = space < 0 ? undefined : request.slice(space + 1)
     } else {
       const m = h['x-forwarded-method']
       const u = h['x-forwarded-uri']
       method = typeof m === 'string' ? m : undefined
       uri = typeof u === 'string' ? u : undefined
     }
-    const conn = h[CLIENT_HEADER]
+    const conn = current ? h[CLIENT_HEADER] : undefined
     const agent = h['user-agent']
     return backend.settings.ignore.matches({
       userAgent: typeof agent === 'string' ? agent : undefined,
@@ -224,7 +235,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     const h = req.headers
     const conn = h[CLIENT_HEADER]
     const request = h[REQUEST_HEADER]
-    if (h[SNIPPET_HEADER] !== SNIPPET_VERSION || typeof conn !== 'string' || typeof request !== 'string') return undefined
+    if (protocolOf(h[SNIPPET_HEADER]) !== SNIPPET_VERSION || typeof conn !== 'string' || typeof request !== 'string') return undefined
     const space = request.indexOf(' ')
     return requestKey(conn, request.slice(0, space), String(h.host), request.slice(space + 1))
   }
@@ -275,6 +286,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
         await wake
       }
     } catch (err) {
+      if (err instanceof RelightError && err.code === 'RELIGHT_ERR_CAPACITY' && backend.settings.strategy === 'waiting_page' && isNavigation(req)) {
+        outcomes.error(err)
+        noTicket(req)
+        return sendQueuedPage(reply, normalizeHost(req.headers.host) ?? backend.info.name, err)
+      }
       return authError(req, reply, err)
     }
     const upstream = backend.upstream()
@@ -301,11 +317,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
    * Everything else counts as activity only.
    */
   function authorise(backend: Backend, upstream: string, req: FastifyRequest, reply: FastifyReply, canonical: boolean): FastifyReply {
-    const snippet = req.headers[SNIPPET_HEADER]
+    const snippet = protocolOf(req.headers[SNIPPET_HEADER])
     // a version-3 call without X-Relight-Request is the first cut of version 3 (or a client
     // claiming it through snippet 1): not counted, and healthz / check say it is outdated
     const claimed = snippet === SNIPPET_VERSION && req.headers[REQUEST_HEADER] === undefined
-    if (snippet === SNIPPET_V2 || (snippet === SNIPPET_VERSION && !claimed)) snippetSeen = snippet
+    if (snippet === SNIPPET_V2 || (snippet === SNIPPET_VERSION && !claimed)) snippetSeen = req.headers[SNIPPET_HEADER] as string
     else if (claimed) snippetSeen = '3 without X-Relight-Request'
     else if (req.headers['x-forwarded-method'] !== undefined) snippetSeen = typeof snippet === 'string' ? snippet.slice(0, 8) : '1' // forward_auth without the marker: version 1
     if (tickets !== undefined && ((snippet === SNIPPET_VERSION && !claimed) || snippet === SNIPPET_V2) && canonical && tickets.counting) {

@@ -2,7 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { REPLY_HEADER } from '../core/access-log.js'
 import { type ErrorCode, RelightError, toRelightError } from '../core/errors.js'
-import { errorPage, waitingPage } from '../pages/html.js'
+import { errorPage, queuedPage, waitingPage } from '../pages/html.js'
 
 interface HttpMapping {
   status: number
@@ -34,6 +34,8 @@ const HTTP: Record<ErrorCode, HttpMapping> = {
   RELIGHT_ERR_RESTART_BACKOFF: { status: 503, title: 'Backend is crashing; waiting to restart it', retryAfter: 1 },
   RELIGHT_ERR_TOO_MANY_FAILURES: { status: 429, title: 'Too many wrong credentials' },
   RELIGHT_ERR_HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
+  RELIGHT_ERR_CAPACITY: { status: 503, title: 'Queued: too many apps awake', retryAfter: 5 },
+  RELIGHT_ERR_SCHEDULED_ASLEEP: { status: 503, title: 'Asleep by schedule' },
 }
 
 
@@ -85,6 +87,21 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown
       ...(typeof error.context.reason === 'string' ? { reason: error.context.reason } : {}),
     }),
   )
+}
+
+/**
+ * A waiting-page client whose wake was refused for capacity (RELIGHT_ERR_CAPACITY): the page
+ * saying it is queued, 503 with Retry-After, marked with the code like any refusal.
+ */
+export function sendQueuedPage(reply: FastifyReply, host: string, error: RelightError): FastifyReply {
+  const retryAfter = error.context.retryAfter ?? HTTP.RELIGHT_ERR_CAPACITY.retryAfter ?? 5
+  return reply
+    .code(503)
+    .header(REPLY_HEADER, error.code)
+    .header('retry-after', String(retryAfter))
+    .header('cache-control', 'no-store')
+    .type('text/html; charset=utf-8')
+    .send(queuedPage(host, retryAfter, error.context.reason ?? 'max_awake reached'))
 }
 
 /** `html`: an operator's template rendered for this request; the built-in page by default. */

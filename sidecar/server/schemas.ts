@@ -55,6 +55,8 @@ export const backendSchema = {
     },
     held: { type: 'string', enum: ['startup_grace', 'busy'], description: 'An idle policy holds it awake for held_ms more' },
     held_ms: { type: 'number' },
+    last_sleep_cause: { type: 'object', properties: { cause: { type: 'string' }, reason: { type: 'string' } }, required: ['cause'] },
+    last_wake_refused: { type: 'object', properties: { at: stamp, code: { type: 'string' }, reason: { type: 'string' } }, required: ['code', 'reason'] },
     restart_backoff: {
       type: 'object',
       description: 'The app keeps exiting and its restarts back off; cleared by a successful wake',

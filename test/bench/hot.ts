@@ -14,6 +14,9 @@
  *   d   wrk straight at the sidecar's /_relight/auth (no Caddy): what the sidecar alone can do
  *   nd  wrk straight at the bare Node responder (no Caddy): d/nd is the sidecar's own cost
  *   d0  like d, with the --baseline build
+ *   al  a with the access log on (streamed to the fl sidecar, as fl's is): the limit for fl
+ *   fl  the fast lane (snippet 4's relight_fast, issue 25): the app is awake, Caddy stats its flag
+ *       and proxies directly, no forward_auth; access log streamed to the sidecar
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -26,8 +29,8 @@ import { type RunningProcess, SIDECAR_MAIN, startBareResponder, startSidecarCli 
 import { cpuMs, median, round, rssMb } from './stats.js'
 import { runWrk, type WrkResult } from './wrk.js'
 
-export const HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'cl0', 'd', 'nd', 'd0'] as const
-export const DEFAULT_HOT_SETUPS = ['a', 'b', 'n', 'c', 'cu', 'cl']
+export const HOT_SETUPS = ['a', 'al', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'fl', 'c0', 'cl0', 'd', 'nd', 'd0'] as const
+export const DEFAULT_HOT_SETUPS = ['a', 'al', 'b', 'n', 'c', 'cu', 'cl', 'fl']
 
 export const SETUP_LABEL: Record<string, string> = {
   a: 'a  Caddy reverse_proxy → backend (limit)',
@@ -37,6 +40,8 @@ export const SETUP_LABEL: Record<string, string> = {
   cu: 'cu forward_auth → relight-sidecar (unix socket)',
   cl: 'cl c + access log to the sidecar',
   clf: 'clf cl, log filtered (no request headers)',
+  al: 'al a + access log (limit for fl)',
+  fl: 'fl fast lane: file matcher → backend, access log on',
   c0: 'c0 forward_auth → baseline sidecar build (TCP)',
   cl0: 'cl0 cl with the baseline build and the version 1 snippet',
   d: 'd  wrk → sidecar /_relight/auth (no Caddy)',
@@ -130,7 +135,9 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
     const upstream = `127.0.0.1:${backendPort}`
 
     const ports: Record<string, number> = {}
-    for (const s of ['a', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'c0', 'cl0', 'auth', 'bare', 'sc', 'sc0', 'scl', 'sclf', 'scl0']) ports[s] = await freePort()
+    for (const s of ['a', 'al', 'b', 'n', 'c', 'cu', 'cl', 'clf', 'fl', 'c0', 'cl0', 'auth', 'bare', 'sc', 'sc0', 'scl', 'sclf', 'scl0', 'sfl']) ports[s] = await freePort()
+    const accessSockFl = join(ctx.dir, 'hot-access-fl.sock')
+    const laneDir = join(ctx.dir, 'hot-fast-lane')
     const unixSock = join(ctx.dir, 'hot-sidecar.sock')
     const accessSock = join(ctx.dir, 'hot-access.sock')
     const accessSockF = join(ctx.dir, 'hot-access-f.sock')
@@ -159,6 +166,11 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       const y = await sidecarYaml(ctx, 'hot-clf', `127.0.0.1:${ports.sclf}`, `access_log: unix:${accessSockF}\n`)
       sidecars.clf = await startSidecarCli(ctx.dir, 'hot-clf', y.yaml, { host: '127.0.0.1', port: ports.sclf as number })
       upstreams.clf = y.upstream
+    }
+    if (need('fl') || need('al')) {
+      const y = await sidecarYaml(ctx, 'hot-fl', `127.0.0.1:${ports.sfl}`, `access_log: unix:${accessSockFl}\nfast_lane_dir: ${JSON.stringify(laneDir)}\ndefaults: { fast_lane: on }\n`)
+      sidecars.fl = await startSidecarCli(ctx.dir, 'hot-fl', y.yaml, { host: '127.0.0.1', port: ports.sfl as number })
+      upstreams.fl = y.upstream
     }
     if ((need('c0') || need('d0')) && ctx.baseline) {
       const y = await sidecarYaml(ctx, 'hot-c0', `127.0.0.1:${ports.sc0}`)
@@ -195,6 +207,9 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       sites += site(ports.clf as number, `log {\n\toutput net unix/${accessSockF}\n${filter.split('\n').map((l) => `\t${l}`).join('\n')}\n}\nimport relight 127.0.0.1:${ports.sclf}`)
     }
     if (sidecars.c0) sites += site(ports.c0 as number, `import relight 127.0.0.1:${ports.sc0}`)
+    const flLog = `log {\n\toutput net unix/${accessSockFl}\n\tformat json\n}\n`
+    if (sidecars.fl) sites += site(ports.fl as number, `${flLog}import relight_fast 127.0.0.1:${ports.sfl} ${laneDir}`)
+    if (need('al')) sites += site(ports.al as number, `${flLog}reverse_proxy ${shared}`)
     if (sidecars.cl0) sites = `${SNIPPET_V1}${sites}${site(ports.cl0 as number, `log {\n\toutput net unix/${accessSock0}\n\tformat json\n}\nimport relight_v1 127.0.0.1:${ports.scl0}`)}`
     const front = await startBenchCaddy(ctx.dir, sites)
     stops.push(() => front.close())
@@ -209,7 +224,18 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
         expectAnswer('sidecar /_relight/auth', a, 200)
         const own = s === 'd' ? upstreams.c : upstreams.c0
         if (a.headers['x-relight-upstream'] !== own) throw new Error(`sidecar answered X-Relight-Upstream ${String(a.headers['x-relight-upstream'])}, expected ${own}`)
-      } else expectAnswer(`set-up ${s}`, await get({ port: ports[s] as number }, '/', HOST), 200, BODY)
+      } else {
+        const a = await get({ port: ports[s] as number }, '/', HOST)
+        expectAnswer(`set-up ${s}`, a, 200, BODY)
+        // the fast lane answers without the forward_auth ticket; wait for the flag (always_on wakes at start)
+        if (s === 'fl' && a.headers['x-relight-ticket'] !== undefined) {
+          const deadline = Date.now() + 10_000
+          while ((await get({ port: ports.fl as number }, '/', HOST)).headers['x-relight-ticket'] !== undefined) {
+            if (Date.now() > deadline) throw new Error('set-up fl: still answered through forward_auth after 10 s (no fast-lane flag)')
+            await new Promise((r) => setTimeout(r, 100))
+          }
+        }
+      }
     }
 
     const wrkOf = (s: string, seconds: number) =>
@@ -281,6 +307,10 @@ export async function runHot(ctx: BenchContext): Promise<HotResult> {
       paired(s, 'a')
     }
     paired('b', 'a')
+    paired('fl', 'a')
+    paired('fl', 'al')
+    paired('fl', 'cl')
+    paired('al', 'a')
     paired('d', 'nd')
     paired('clf', 'cl')
     if (runs.c0 && runs.c) paired('c', 'c0')

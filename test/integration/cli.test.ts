@@ -11,6 +11,7 @@ import { request } from 'undici'
 import { caddySkip, type RunningCaddy, startCaddy, stopChild } from '../helpers/caddy.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { pidAlive, until } from '../helpers/wait.js'
+import { startSidecarProcess, stopSidecarProcess } from '../helpers/sidecar-process.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const MAIN = join(ROOT, 'dist/sidecar/main.js')
@@ -54,6 +55,22 @@ describe('relight-sidecar CLI', () => {
     assert.equal(r.code, 0)
     assert.equal(r.out, readFileSync(join(ROOT, 'caddy/relight.caddy'), 'utf8'))
     assert.match(r.out, /request_header -X-Relight-Upstream/)
+  })
+
+  it('check says which snippet version the fast lane needs', () => {
+    const tmp = tempDir('relight-cli-fastlane-')
+    try {
+      const file = join(tmp.dir, 'relight.yaml')
+      writeFileSync(file, `listen: 127.0.0.1:0\nfast_lane_dir: ${tmp.dir}/awake\ndefaults: { fast_lane: on }\n`)
+      const r = cli('check', '--config', file)
+      assert.match(r.out, /ok +fast_lane: needs snippet version 4 .*import relight_fast 127\.0\.0\.1:0 .*\/awake/)
+      writeFileSync(file, 'listen: 127.0.0.1:0\ndefaults: { fast_lane: on }\n')
+      const bad = cli('check', '--config', file)
+      assert.equal(bad.code, 1)
+      assert.match(bad.out + bad.err, /fast_lane_dir/)
+    } finally {
+      tmp.remove()
+    }
   })
 
   it('check resolves stateful upstream hosts; a stateful-only config needs no provider', async () => {
@@ -119,6 +136,27 @@ describe('relight-sidecar CLI', () => {
     assert.match(r.out, /WARNING +slicer: slicer cannot measure a backend's CPU, so busy_cpu does not apply to its backends; set by defaults\.busy_cpu and ignored there/)
     assert.doesNotMatch(r.out, /process: process cannot measure/, 'the process provider measures CPU')
     tmp.remove()
+  })
+
+  it('check warns that client ignore rules match nothing while the live snippet is older than 3', async (t) => {
+    const tmp = tempDir()
+    t.after(() => tmp.remove())
+    const file = join(tmp.dir, 'r.yaml')
+    const listen = `127.0.0.1:${await freePort()}`
+    writeFileSync(
+      file,
+      `listen: ${listen}\nstate_dir: ${tmp.dir}/state\ndefaults: { ignore: [{ client: 10.0.0.0/8, path: /healthz }] }\nproviders:\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null" }\n`,
+    )
+    const before = cli('check', '--config', file)
+    assert.match(before.out, /ok +ignore: client rules \(defaults\.ignore\) match only requests from snippet version 3 \(or 4\); no live snippet seen/)
+    const sidecar = await startSidecarProcess(file)
+    t.after(() => stopSidecarProcess(sidecar))
+    // Caddy with snippet 2 in front: its forward_auth call wakes the app and is authorised.
+    const woken = await request(`http://${listen}/_relight/auth`, { headers: { host: 'a.localhost', 'x-relight-snippet': '2', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' } })
+    await woken.body.dump()
+    assert.equal(woken.statusCode, 200)
+    const r = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
+    assert.match(r.stdout, /WARNING +ignore: client rules \(defaults\.ignore\) match only requests from snippet version 3 \(or 4\), and Caddy uses version 2: they match nothing until it is replaced/, r.stdout)
   })
 
   it('a SIGTERM during start-up leaves no child behind', async (t) => {

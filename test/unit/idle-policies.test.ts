@@ -88,7 +88,7 @@ describe('ignore rules', () => {
   })
 
   it('match all conditions of one rule, any rule of the list', () => {
-    const rules = new IgnoreRules([{ user_agent: 'uptime*kuma' }, { path: '/health', method: 'head' }, { client: '10.1.0.0/16' }, { client: 'fd00::/8' }])
+    const rules = new IgnoreRules([{ user_agent: 'uptime*kuma' }, { path: '/healthz', method: 'head' }, { client: '10.1.0.0/16' }, { client: 'fd00::/8' }])
     const req = { userAgent: 'Mozilla/5.0', method: 'GET', uri: '/', client: '192.0.2.1' }
     assert.equal(rules.matches(req), false)
     assert.equal(rules.matches({ ...req, userAgent: 'Uptime-Kuma/1.23.0' }), true, 'case-insensitive, * for any run')
@@ -171,7 +171,10 @@ describe('ignore rules', () => {
       (up) => [{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [up] }],
       'defaults: { idle_timeout: 10s, ignore: [{ method: OPTIONS }, { path: /healthz }, { client: 198.51.100.0/24 }] }\n',
     )
-    const status = async (headers: Record<string, string>) => (await c.app.inject({ method: 'GET', url: '/_relight/auth', headers: { host: 'a.example.com', ...headers } })).statusCode
+    const status = async (headers: Record<string, string>) => {
+      const v3 = headers['x-relight-request'] !== undefined || headers['x-relight-client'] !== undefined ? { 'x-relight-snippet': '3' } : {}
+      return (await c.app.inject({ method: 'GET', url: '/_relight/auth', headers: { host: 'a.example.com', ...v3, ...headers } })).statusCode
+    }
     assert.equal(await status({ 'x-relight-request': 'OPTIONS /' }), 503)
     assert.equal(await status({ 'x-forwarded-method': 'OPTIONS', 'x-forwarded-uri': '/' }), 503)
     assert.equal(await status({ 'x-relight-request': 'GET /healthz/deep?x' }), 503)
@@ -332,5 +335,172 @@ describe('startup_grace', () => {
     const d = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }], 'defaults: { idle_timeout: 10s }\n')
     assert.equal(d.registry.get('memory:a')?.settings.startup_grace, 10_000)
     await d.close()
+  })
+})
+
+describe('idle policies under load and misuse (review of policies-a)', () => {
+  it('one CPU check at a time: sweep ticks during a slow reading neither queue sleeps nor repeat the refusal', async () => {
+    const provider = new MeasuringProvider([])
+    const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }], 'defaults: { idle_timeout: 10s, busy_cpu: 10% }\n', provider)
+    await until(() => provider.reading === 0, 'the first reading')
+    const before = provider.statsCalls
+    const gate = deferred()
+    provider.holdStats = gate.promise
+    provider.cpu = 50
+    c.clock.now += 10_000
+    const sweeps = [c.registry.sweep()]
+    await until(() => provider.reading === 1, 'the due reading started')
+    const a = c.registry.get('memory:a')
+    assert.equal(a?.isIdle(c.clock.now), false, 'not idle while its CPU is read')
+    for (let i = 0; i < 4; i++) {
+      c.clock.now += 1000
+      sweeps.push(c.registry.sweep())
+      await new Promise((r) => setImmediate(r))
+    }
+    gate.resolve()
+    await Promise.all(sweeps)
+    assert.equal(provider.statsCalls - before, 1, 'one reading')
+    const refused = c.events.filter((e) => e.type === 'sleep.refused')
+    assert.deepEqual(refused.map((e) => (e.type === 'sleep.refused' ? [e.reason, e.cpu_pct] : [])), [['busy', 50]])
+    assert.match(await c.metrics(), /relight_sleep_refusals_total\{provider="memory",backend="a",reason="busy"\} 1\n/)
+    await c.close()
+  })
+
+  it('a group is read once per check, not on every sweep tick of a slow reading', async () => {
+    const provider = new MeasuringProvider([])
+    const c = await core(
+      (up) => ['w', 'x'].map((id) => ({ id, hosts: [`${id}.example.com`], state: 'running' as const, upstreams: [up], group: 'g' })),
+      'defaults: { idle_timeout: 10s, busy_cpu: 10% }\n',
+      provider,
+    )
+    await until(() => provider.reading === 0, 'the first readings')
+    const before = provider.statsCalls
+    const gate = deferred()
+    provider.holdStats = gate.promise
+    provider.cpuOf.set('x', 80)
+    c.clock.now += 10_000
+    const sweeps = [c.registry.sweep()]
+    await until(() => provider.reading === 2, 'both members read')
+    for (let i = 0; i < 4; i++) {
+      c.clock.now += 1000
+      sweeps.push(c.registry.sweep())
+      await new Promise((r) => setImmediate(r))
+    }
+    gate.resolve()
+    await Promise.all(sweeps)
+    assert.equal(provider.statsCalls - before, 2, 'one reading per member')
+    assert.deepEqual(c.refusals(), ['busy'])
+    await c.close()
+  })
+
+  it('busy_cpu turned on by a reload takes a first reading, so the due one covers the idle window', async () => {
+    /** Like Docker's one-shot stats: the first reading of a container has nothing to compare with and says 0. */
+    class DockerLike extends MeasuringProvider {
+      readonly seen = new Set<string>()
+      override async stats(id: string): Promise<BackendStats> {
+        const s = await super.stats(id)
+        if (this.seen.has(id)) return s
+        this.seen.add(id)
+        return { ...s, cpu_pct: 0 }
+      }
+    }
+    const provider = new DockerLike([])
+    provider.cpu = 90
+    const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }], 'defaults: { idle_timeout: 10s, startup_grace: 0s }\n', provider)
+    c.registry.applySettings(parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, startup_grace: 0s, busy_cpu: 10% }\n', 't'))
+    await until(() => provider.statsCalls === 1 && provider.reading === 0, 'a first reading on the reload')
+    c.clock.now += 10_000
+    await c.registry.sweep()
+    assert.equal(c.registry.get('memory:a')?.phase, 'running', 'the container burns 90%')
+    assert.deepEqual(c.refusals(), ['busy'])
+    await c.close()
+  })
+
+  it('a reload that lowers startup_grace ends a grace under way with the new value', async () => {
+    const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }], 'defaults: { idle_timeout: 10s, startup_grace: 1h }\n')
+    c.clock.now += 20_000
+    c.registry.applySettings(parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, startup_grace: 30s }\n', 't'))
+    await c.registry.sweep()
+    assert.equal(c.registry.get('memory:a')?.phase, 'running', '20 s of a 30 s grace')
+    c.clock.now += 10_000
+    await c.registry.sweep()
+    assert.equal(c.registry.get('memory:a')?.phase, 'asleep')
+    await c.close()
+  })
+
+  it('a reading that is not a number is not busy, and a reading the provider never ends does not hold the sleep', async () => {
+    const provider = new MeasuringProvider([])
+    provider.cpu = Number.NaN
+    const c = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }], 'defaults: { idle_timeout: 10s, startup_grace: 0s, busy_cpu: 10% }\n', provider)
+    c.clock.now += 10_000
+    await c.registry.sweep()
+    assert.equal(c.registry.get('memory:a')?.phase, 'asleep', 'fails open')
+    await c.close()
+    // A plugin that ignores its abort signal: the core's own bound ends the wait (here: shutdown).
+    const hung = new MeasuringProvider([])
+    const d = await core((up) => [{ id: 'a', hosts: ['a.example.com'], state: 'running', upstreams: [up] }], 'defaults: { idle_timeout: 10s, startup_grace: 0s, busy_cpu: 10% }\n', hung)
+    await until(() => hung.reading === 0, 'the first reading')
+    hung.holdStats = new Promise<void>(() => undefined)
+    d.clock.now += 10_000
+    const check = d.registry.get('memory:a')!.busyNow()
+    await until(() => hung.reading === 1, 'the reading started')
+    d.registry.close()
+    let settled = false
+    void check.then(() => (settled = true))
+    await until(() => settled, 'the check ends when the sidecar closes, whatever the provider does')
+    assert.equal(await check, false)
+    await d.app.close()
+  })
+
+  it('path rules match at a segment boundary; rules and values are capped, naming the key', () => {
+    const rules = new IgnoreRules([{ path: '/healthz' }, { path: '/api/' }])
+    const m = (uri: string) => rules.matches({ userAgent: undefined, method: 'GET', uri, client: undefined })
+    assert.equal(m('/healthz'), true)
+    assert.equal(m('/healthz?x=1'), true)
+    assert.equal(m('/healthz/live'), true)
+    assert.equal(m('/healthzdashboard'), false)
+    assert.equal(m('/api/x'), true)
+    assert.equal(m('/api'), false)
+    const many = Array.from({ length: 33 }, (_, i) => `{ path: /p${i} }`).join(', ')
+    assert.throws(() => parseConfig(`defaults:\n  ignore: [${many}]\n`, 't', {}), /defaults\.ignore.*at most 32 rules \(it has 33\)/)
+    assert.throws(() => parseConfig(`defaults:\n  ignore: [{ user_agent: ${'x'.repeat(257)} }]\n`, 't', {}), /defaults\.ignore\[0\]\.user_agent.*at most 256 characters/)
+    const label = readLabels({ 'relight.domain': 'a.localhost', 'relight.ignore': Array.from({ length: 33 }, (_, i) => `path=/p${i}`).join(';') }, 'relight')
+    assert.match(label.problems.join(), /relight\.ignore=.*at most 32 rules/)
+  })
+
+  it('lowercases the User-Agent once per request, not once per rule', () => {
+    const rules = new IgnoreRules(Array.from({ length: 20 }, (_, i) => ({ user_agent: `bot${i}` })))
+    const lower = String.prototype.toLowerCase
+    let calls = 0
+    String.prototype.toLowerCase = function (this: string) {
+      calls++
+      return lower.call(this)
+    }
+    try {
+      assert.equal(rules.matches({ userAgent: 'Mozilla/5.0', method: 'GET', uri: '/', client: undefined }), false)
+    } finally {
+      String.prototype.toLowerCase = lower
+    }
+    assert.equal(calls, 1)
+  })
+
+  it('X-Relight-Request and X-Relight-Client count only from snippet 3 (an older snippet passes the client\'s own on)', async () => {
+    const c = await core(
+      (up) => [{ id: 'a', hosts: ['a.example.com'], state: 'stopped', upstreams: [up] }],
+      'defaults: { idle_timeout: 10s, ignore: [{ client: 10.0.0.0/8 }, { path: /healthz }] }\n',
+    )
+    const status = async (headers: Record<string, string>) => (await c.app.inject({ method: 'GET', url: '/_relight/auth', headers: { host: 'a.example.com', ...headers } })).statusCode
+    const v2 = { 'x-relight-snippet': '2', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/healthz' }
+    assert.equal(await status(v2), 503, "snippet 2: forward_auth's own X-Forwarded-Uri")
+    assert.equal(c.provider.calls.wake, 0)
+    assert.equal(await status({ ...v2, 'x-forwarded-uri': '/api', 'x-relight-request': 'GET /healthz' }), 200, 'a forged X-Relight-Request is not read')
+    assert.equal(c.provider.calls.wake, 1)
+    await c.registry.get('memory:a')?.sleepNow()
+    assert.equal(await status({ ...v2, 'x-forwarded-uri': '/api', 'x-relight-client': '10.0.0.1:1' }), 200, 'a forged X-Relight-Client is not read')
+    assert.equal(c.provider.calls.wake, 2)
+    await c.registry.get('memory:a')?.sleepNow()
+    assert.equal(await status({ 'x-relight-snippet': '4', 'x-forwarded-uri': '/api', 'x-relight-request': 'GET /api', 'x-relight-client': '10.0.0.1:1' }), 503, 'snippet 4 speaks 3: its client is read')
+    assert.equal(c.provider.calls.wake, 2)
+    await c.close()
   })
 })

@@ -90,7 +90,7 @@ describe('per-backend settings table', () => {
   })
 
   it('labels and tags read every key of the table (a config-only key is reported, not read)', () => {
-    const values: Record<string, string> = { duration: '2m', sleep: 'pause', strategy: 'waiting_page', readiness: 'http:/up', ignore: 'user_agent=UptimeRobot; path=/up,method=HEAD', status: '503', percent: '10%' }
+    const values: Record<string, string> = { duration: '2m', sleep: 'pause', strategy: 'waiting_page', readiness: 'http:/up', ignore: 'user_agent=UptimeRobot; path=/up,method=HEAD', status: '503', percent: '10%', switch: 'on', schedule: 'Mon-Fri 08:00-18:00 Europe/Berlin' }
     for (const spec of BACKEND_SETTINGS as readonly SettingSpec[]) {
       if (spec.configOnly) {
         const label = readLabels({ 'relight.domain': 'a.localhost', [`relight.${spec.key}`]: '/etc/shadow' }, 'relight')
