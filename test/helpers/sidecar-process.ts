@@ -16,8 +16,12 @@ export interface SidecarProcess {
   readonly exited: Promise<number | string>
 }
 
-export async function startSidecarProcess(config: string, args: string[] = []): Promise<SidecarProcess> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--config', config, '--log-format', 'json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+/** `options.env` is added to this process's environment (e.g. faketime.ts's fakeTimeEnv for a skewed wall clock). */
+export async function startSidecarProcess(config: string, args: string[] = [], options: { env?: Record<string, string> } = {}): Promise<SidecarProcess> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--config', config, '--log-format', 'json', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  })
   const parsed: Record<string, unknown>[] = []
   let buffer = ''
   let stderr = ''
@@ -28,10 +32,11 @@ export async function startSidecarProcess(config: string, args: string[] = []): 
     while ((nl = buffer.indexOf('\n')) >= 0) {
       const line = buffer.slice(0, nl)
       buffer = buffer.slice(nl + 1)
+      // seenAt: when this process read the line (the test's clock; the child's may be skewed)
       try {
-        parsed.push(JSON.parse(line) as Record<string, unknown>)
+        parsed.push({ ...(JSON.parse(line) as Record<string, unknown>), seenAt: Date.now() })
       } catch {
-        parsed.push({ msg: line })
+        parsed.push({ msg: line, seenAt: Date.now() })
       }
     }
     for (const w of waiters) w()

@@ -17,7 +17,7 @@ import { swarmConfigSchema } from '../../sidecar/providers/swarm/config.js'
 import { SwarmProvider } from '../../sidecar/providers/swarm/provider.js'
 import { type RunningCaddy, caddySkip, startCaddy } from '../helpers/caddy.js'
 import { DOCKER_SOCKET } from '../helpers/docker.js'
-import { type EngineProxy, readOnlyEngineProxy } from '../helpers/engine-proxy.js'
+import { type ReadOnlyEngineProxy, readOnlyEngineProxy } from '../helpers/engine-proxy.js'
 import { type TestSidecar, startTestSidecar } from '../helpers/sidecar.js'
 import { TestSwarm, swarmSkip } from '../helpers/swarm.js'
 import type { Task } from '../../sidecar/providers/swarm/services.js'
@@ -34,7 +34,7 @@ describe('swarm provider through real Caddy', { skip, timeout: 240_000 }, () => 
   let caddy: RunningCaddy
   let roSc: TestSidecar
   let roCaddy: RunningCaddy
-  let proxy: EngineProxy
+  let proxy: ReadOnlyEngineProxy
   let early = { id: '', name: '', port: 0 }
 
   const get = async (via: RunningCaddy, host: string) => {
