@@ -7,7 +7,7 @@ import { WaitingPages } from './pages/template.js'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { loadConfig } from './config/load.js'
+import { fastLaneDirOf, loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
 import { type BackendInfo, type Provider, providerId } from './core/provider.js'
@@ -21,7 +21,7 @@ import { checkHealth } from './health-client.js'
 import { parseDuration } from './core/duration.js'
 import { stateDir } from './config/state-dir.js'
 import { SNIPPET_FAST, SNIPPET_VERSION } from './server/app.js'
-import { pidNamespaceProblem } from './core/fast-lane.js'
+import { pidNamespaceProblem, removeStaleFlags } from './core/fast-lane.js'
 import { findRunningSidecar, type Live } from './ops/live-sidecar.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
@@ -118,7 +118,21 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   }
   let reloadWhenReady = false
   takeSignals((signal) => onSignal(signal))
+  // The fast lane's stale flags go first, before anything that can refuse this start (a config
+  // error, a port taken, a provider's preflight), and again on every way out: a dead sidecar's
+  // flags open again for whoever takes its pid (README, "Fast lane"), so a refused restart must
+  // not leave them. Flags of another live sidecar of this user are kept (core/fast-lane.ts).
+  const laneDir = fastLaneDirOf(file)
+  if (laneDir !== undefined) {
+    removeStaleFlags(laneDir)
+    process.on('exit', () => removeStaleFlags(laneDir))
+  }
   const config = readConfig(file)
+  if (config.fast_lane_dir !== undefined && config.fast_lane_dir !== laneDir) {
+    const dir = config.fast_lane_dir // written through an environment variable
+    removeStaleFlags(dir)
+    process.on('exit', () => removeStaleFlags(dir))
+  }
   const baseDir = dirname(resolve(file))
   // The same checks `check` runs first: a refusal is one line, with no stack trace.
   const problems = await preflight(config, { stateDir: stateDir(config, baseDir) })

@@ -139,6 +139,22 @@ export function parseConfig(text: string, source = 'config', env: NodeJS.Process
   return deepFreeze(config)
 }
 
+/**
+ * `fast_lane_dir` as the file says it, read before (and whatever) the full validation says:
+ * `serve` empties stale flags there first, so even a configuration edited into an error does
+ * not leave a dead sidecar's flags in place. Undefined when the file, its YAML or the key
+ * (a literal absolute path) cannot be read.
+ */
+export function fastLaneDirOf(file: string): string | undefined {
+  try {
+    const raw: unknown = parseDocument(readFileSync(file, 'utf8')).toJS()
+    const dir = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>).fast_lane_dir : undefined
+    return typeof dir === 'string' && /^\/./.test(dir) && !dir.includes('${') ? dir : undefined
+  } catch {
+    return undefined
+  }
+}
+
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
   let text: string
   try {

@@ -114,6 +114,62 @@ export function flagDirAncestorProblem(dir: string): string | undefined {
   return undefined
 }
 
+/**
+ * Remove the flags an earlier sidecar left in `dir` (its links to /proc/<pid>/cmdline), before
+ * anything else in `serve` can refuse the start (a config error, a port taken, a provider
+ * preflight): a refused restart must not leave a dead sidecar's flags, which open again for
+ * whoever takes its pid (README, "Fast lane"). Kept: a flag of another live process of this
+ * user (a sidecar still running: this start is then refused by its checks, and its lane must
+ * not close under it); a process of another user, a zombie, this process itself or a gone one
+ * does not keep its flags. Best effort, silent: a directory this user may not trust is left to
+ * reset(), which refuses it with the reason. Returns the flags removed (`host/upstream`).
+ */
+export function removeStaleFlags(dir: string, options: { readonly proc?: string; readonly uid?: number } = {}): string[] {
+  const proc = options.proc ?? '/proc'
+  const uid = options.uid ?? process.getuid?.()
+  const removed: string[] = []
+  try {
+    if (flagDirAncestorProblem(dir) !== undefined) return removed
+    const st = lstatSync(dir)
+    if (!st.isDirectory() || (uid !== undefined && st.uid !== uid && st.uid !== 0)) return removed
+  } catch {
+    return removed // no directory: no flag
+  }
+  const keeps = (target: string): boolean => {
+    const m = /^(.*)\/(\d+)\/cmdline$/.exec(target)
+    if (m === null || m[1] !== proc) return false
+    const pid = Number(m[2])
+    if (pid === process.pid) return false
+    try {
+      const owner = statSync(`${proc}/${pid}`).uid
+      const state = /\)\s+(\S)/.exec(readFileSync(`${proc}/${pid}/stat`, 'latin1'))?.[1]
+      return owner === uid && state !== 'Z'
+    } catch {
+      return false // gone
+    }
+  }
+  for (const host of readdirSync(dir)) {
+    const hostDir = join(dir, host)
+    try {
+      const st = lstatSync(hostDir)
+      if (!st.isDirectory()) {
+        if (host.startsWith('.tmp-')) rmSync(hostDir, { force: true })
+        continue
+      }
+      for (const u of readdirSync(hostDir)) {
+        const p = join(hostDir, u)
+        if (!lstatSync(p).isSymbolicLink() || keeps(readlinkSync(p))) continue
+        unlinkSync(p)
+        removed.push(`${host}/${u}`)
+      }
+      rmdirSync(hostDir)
+    } catch {
+      // removed meanwhile, or a host directory still holding a kept flag
+    }
+  }
+  return removed.sort()
+}
+
 /** Host and port of an upstream (`[::1]:80` → `::1`, 80). */
 function splitUpstream(upstream: string): { host: string; port: number } {
   const colon = upstream.lastIndexOf(':')

@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -186,6 +186,46 @@ describe('relight-sidecar CLI', () => {
     child.kill('SIGTERM')
     await new Promise((r) => child.once('exit', r))
     await until(() => !pidAlive(grandchild), 'the app group to be gone', 5000)
+  })
+
+  it('a refused serve (a squatted app port, a config error) still empties fast_lane_dir of a dead sidecar\'s flags', async () => {
+    const tmp = tempDir()
+    const { createServer } = await import('node:net')
+    const squatter = createServer()
+    await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', r))
+    const appPort = (squatter.address() as { port: number }).port
+    const laneDir = join(tmp.dir, 'awake')
+    const flag = join(laneDir, 'app.localhost', `127.0.0.1:${appPort}`)
+    const plant = () => {
+      mkdirSync(join(laneDir, 'app.localhost'), { recursive: true })
+      symlinkSync(`/proc/${2 ** 22 + 4321}/cmdline`, flag) // the dead sidecar's pid (above any pid_max here)
+    }
+    const gone = () => {
+      try {
+        lstatSync(flag)
+        return false
+      } catch {
+        return true
+      }
+    }
+    const file = join(tmp.dir, 'r.yaml')
+    const good = `listen: 127.0.0.1:${await freePort()}\nfast_lane_dir: ${laneDir}\ndefaults: { fast_lane: on }\nproviders:\n  process:\n    apps:\n      - { name: app, hosts: [app.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${appPort}, stdout: "file:${tmp.dir}/app.out" }\n`
+    // A local user holds the app's port: serve refuses (A3), and must not leave the flag.
+    plant()
+    writeFileSync(file, good)
+    const squatted = spawnSync(process.execPath, [MAIN, 'serve', '--config', file, '--log-format', 'json'], { encoding: 'utf8', timeout: 60_000 })
+    assert.equal(squatted.status, 1, squatted.stdout + squatted.stderr)
+    assert.match(squatted.stderr, /cannot start: .*in use by another program/)
+    assert.ok(gone(), 'the dead sidecar\'s flag is removed by a start refused for a squatted port')
+    // A configuration edited into an error: the flag goes too.
+    plant()
+    writeFileSync(file, `${good}no_such_key: 1\n`)
+    const invalid = spawnSync(process.execPath, [MAIN, 'serve', '--config', file, '--log-format', 'json'], { encoding: 'utf8', timeout: 60_000 })
+    assert.equal(invalid.status, 1, invalid.stdout + invalid.stderr)
+    assert.match(invalid.stderr, /invalid configuration/)
+    assert.ok(gone(), 'the dead sidecar\'s flag is removed by a start refused for a configuration error')
+    squatter.close()
+    tmp.remove()
   })
 
   it('serve exits 1 and leaves no child behind when it cannot listen', async () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
 import { parseConfig } from '../../sidecar/config/load.js'
-import { FastLane, laneHostProblem, laneUpstreamProblem, pidNamespaceProblem } from '../../sidecar/core/fast-lane.js'
+import { FastLane, removeStaleFlags, laneHostProblem, laneUpstreamProblem, pidNamespaceProblem } from '../../sidecar/core/fast-lane.js'
 import { readSettings } from '../../sidecar/core/settings.js'
 import { tempDir } from '../helpers/net.js'
 
@@ -158,6 +158,36 @@ describe('fast lane flags', () => {
     mkdirSync(pinDir)
     assert.throws(() => lane.set({}, [{ host: 'b.example', upstream: '127.0.0.1:8080' }]), /replaced since start/)
     assert.deepEqual(readdirSync(pinDir), [])
+  })
+
+  it('removeStaleFlags: a dead, foreign, zombie or own pid loses its flags; a live sidecar of this user keeps them', () => {
+    const proc = join(tmp.dir, 'proc')
+    const stale = join(tmp.dir, 'stale')
+    const fake = (pid: number, state: string) => {
+      mkdirSync(join(proc, String(pid)), { recursive: true })
+      writeFileSync(join(proc, String(pid), 'stat'), `${pid} (node) ${state} 1 1 1`)
+    }
+    fake(100, 'S') // another sidecar of this user, running
+    fake(101, 'Z') // a zombie: the sidecar died, its parent did not reap it yet
+    fake(102, 'S') // a process of another user that took a dead sidecar's pid
+    const root = process.getuid?.() === 0
+    if (root) chownSync(join(proc, '102'), 65534, 65534)
+    const flag = (host: string, pid: number) => {
+      mkdirSync(join(stale, host), { recursive: true })
+      symlinkSync(`${proc}/${pid}/cmdline`, join(stale, host, '127.0.0.1:1'))
+    }
+    flag('live.example', 100)
+    flag('zombie.example', 101)
+    flag('foreign.example', 102)
+    flag('gone.example', 103)
+    flag('self.example', process.pid)
+    mkdirSync(join(stale, 'plain.example'))
+    writeFileSync(join(stale, 'plain.example', 'not-a-link'), '')
+    const removed = removeStaleFlags(stale, { proc })
+    const expected = ['gone.example/127.0.0.1:1', 'self.example/127.0.0.1:1', 'zombie.example/127.0.0.1:1', ...(root ? ['foreign.example/127.0.0.1:1'] : [])].sort()
+    assert.deepEqual(removed, expected)
+    assert.deepEqual(readdirSync(stale).sort(), ['live.example', 'plain.example', ...(root ? [] : ['foreign.example'])].sort(), 'emptied host directories go')
+    assert.deepEqual(removeStaleFlags(join(tmp.dir, 'missing'), { proc }), [], 'no directory: nothing to do')
   })
 
   it('a flag of a process that is gone dangles', () => {
