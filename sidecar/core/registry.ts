@@ -32,6 +32,8 @@ export interface RegistryConfig {
   readonly max_awake?: number | undefined
   /** Provider blocks by kind, for each instance's own `max_awake` (config/instances.ts). */
   readonly providers?: Readonly<Record<string, readonly { readonly id: string; readonly max_awake?: number | undefined }[] | undefined>>
+  /** Stateful sites: their hosts never get a fast-lane flag (/auth routes them to the site). */
+  readonly stateful?: readonly { readonly hosts: readonly string[] }[]
 }
 
 export interface ProviderStatus {
@@ -166,7 +168,10 @@ export class Registry implements RegistryReload {
       if (pattern?.kind === 'exact') names.push(pattern.name)
       else if (pattern?.kind === 'label') for (const base of this.config.base_domains) names.push(`${pattern.label}.${base}`)
     }
-    return [...new Set(names)].filter((n) => laneHostProblem(n) === undefined && this.index.resolve(n) === backend)
+    // A stateful site's host is routed by /auth to the site (app.ts checks stateful first): a
+    // flag would send its plain requests to the backend instead, around the session routing.
+    const stateful = new Set(this.config.stateful?.flatMap((site) => site.hosts))
+    return [...new Set(names)].filter((n) => laneHostProblem(n) === undefined && !stateful.has(n) && this.index.resolve(n) === backend)
   }
 
   /** `base_domains` in force (a one-label host `web` is `web.<each of these>`). */
@@ -584,7 +589,9 @@ export class Registry implements RegistryReload {
     const group = backend.info.group
     if (group !== undefined) {
       for (const other of this.backends.values()) {
-        if (other !== backend && other.provider === backend.provider && other.info.group === group && other.phase !== 'running') {
+        // A sibling inside its own asleep_during window stays asleep: a request to another
+        // member must not start what the window keeps off (its own requests get 503).
+        if (other !== backend && other.provider === backend.provider && other.info.group === group && other.phase !== 'running' && (other.settings.always_on || this.scheduleRefusal(other) === undefined)) {
           other.wake().catch(() => undefined) // its own failure is logged by the backend
         }
       }

@@ -8,6 +8,9 @@ import { after, before, describe, it } from 'node:test'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { FastLane, removeStaleFlags, laneHostProblem, laneUpstreamProblem, pidNamespaceProblem } from '../../sidecar/core/fast-lane.js'
 import { readSettings } from '../../sidecar/core/settings.js'
+import { Registry } from '../../sidecar/core/registry.js'
+import pino from 'pino'
+import { MemoryProvider } from '../fakes/memory-provider.js'
 import { tempDir } from '../helpers/net.js'
 
 describe('fast_lane setting', () => {
@@ -188,6 +191,27 @@ describe('fast lane flags', () => {
     assert.deepEqual(removed, expected)
     assert.deepEqual(readdirSync(stale).sort(), ['live.example', 'plain.example', ...(root ? [] : ['foreign.example'])].sort(), 'emptied host directories go')
     assert.deepEqual(removeStaleFlags(join(tmp.dir, 'missing'), { proc }), [], 'no directory: nothing to do')
+  })
+
+  it('a host that is a stateful site gets no flag (its requests go to the site, through /auth)', async () => {
+    const secret = Buffer.alloc(32, 1).toString('base64')
+    const config = parseConfig(`fast_lane_dir: ${dir}\nresync_interval: 0s\ndefaults: { fast_lane: on }\nstateful:\n  - hosts: [app.localhost]\n    secret: "${secret}"\n    upstreams:\n      - { cidr: 127.0.0.0/8, host: localhost, port: 9 }\n`, 'test')
+    const lane = new FastLane({ dir })
+    lane.reset()
+    const provider = new MemoryProvider([
+      { id: 'app', hosts: ['app.localhost'], state: 'running', upstreams: ['127.0.0.1:39601'] },
+      { id: 'other', hosts: ['other.localhost'], state: 'running', upstreams: ['127.0.0.1:39602'] },
+    ])
+    const registry = new Registry([provider], config, pino({ level: 'silent' }))
+    registry.useFastLane(lane)
+    try {
+      await registry.start()
+      assert.deepEqual(lane.flags(), ['other.localhost/127.0.0.1:39602'])
+      assert.deepEqual(lane.onDisk(), ['other.localhost/127.0.0.1:39602'])
+    } finally {
+      registry.close()
+      lane.clear()
+    }
   })
 
   it('a flag of a process that is gone dangles', () => {

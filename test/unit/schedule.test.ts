@@ -233,6 +233,29 @@ describe('schedules in the registry (injected wall clock)', () => {
     }
   })
 
+  it('a request to one group member does not wake a sibling inside its own asleep_during window', async () => {
+    const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 60s, wake_timeout: 2s }\n`, 'test')
+    const provider = new MemoryProvider([
+      { id: 'web', hosts: ['web.example.com'], state: 'stopped', upstreams: [upstream.address], group: 'g' },
+      { id: 'worker', hosts: ['worker.example.com'], state: 'stopped', upstreams: [upstream.address], group: 'g', settings: { asleep_during: Schedule.parse('00:00-24:00 UTC') } },
+      { id: 'db', hosts: [], state: 'stopped', upstreams: [upstream.address], group: 'g' },
+    ])
+    const registry = new Registry([provider], config, log)
+    try {
+      await registry.start()
+      const web = registry.get('memory:web')
+      assert.ok(web)
+      await registry.wake(web)
+      // the outside-window sibling starts with the group; the one inside its window does not
+      await until(() => registry.get('memory:db')?.phase === 'running', 'db woken with its group')
+      assert.equal(registry.get('memory:worker')?.phase, 'asleep')
+      assert.equal(provider.calls.wake, 2, 'web and db only')
+      assert.equal(provider.backends.get('worker')?.state, 'stopped')
+    } finally {
+      registry.close()
+    }
+  })
+
   it('asleep_during: put to sleep at the window start, wakes refused with Retry-After = the window end, woken after it', async () => {
     const c = await setup({ asleep_during: 'Sun 01:00-04:00 Europe/Berlin' })
     try {
