@@ -201,6 +201,14 @@ export class Backend {
   private holdReported = false
   /** A fast-lane flag was written since the last wake (see laneUsedSinceWake). */
   private laneUsed = false
+  /**
+   * Since when open connections to the upstream (laneConnections) have held off a sleep with no
+   * request seen meanwhile; undefined while none does. Such a hold ends after
+   * max_request_duration, like a ticket: anyone on the host can open a connection.
+   */
+  private connectionsSince: number | undefined
+  /** The last `connections: N` refusal reported (once per idle_timeout). */
+  private connectionsReportedAt = -Infinity
   /** When the startup_grace hold began: a reload that changes startup_grace recomputes its end. */
   private graceFrom = -Infinity
   private busyFailures = 0
@@ -361,6 +369,21 @@ export class Backend {
     let n = 0
     for (const u of new Set([...this.ready, ...this.info.upstreams])) n += fast.lane.connections(u)
     return n
+  }
+
+  /**
+   * Whether open connections to the upstream have held off sleeps for max_request_duration with
+   * no request seen since (starts the count at the first call that finds them). Past it they
+   * no longer count: a sleep then cuts them, as an expired ticket no longer holds one.
+   */
+  private connectionsHeldTooLong(now: number): boolean {
+    if (this.connectionsSince === undefined || this.lastTraffic > this.connectionsSince) {
+      this.connectionsSince = now
+      return false
+    }
+    if (now - this.connectionsSince < this.settings.max_request_duration) return false
+    this.log.warn({ held_ms: now - this.connectionsSince, max_request_duration: this.settings.max_request_duration }, 'open connections to the upstream held off sleeps for max_request_duration with no request seen: they no longer keep it awake')
+    return true
   }
 
   /** The access log reported a fast-lane request (no ticket) finished: activity. */
@@ -541,6 +564,12 @@ export class Backend {
       this.holdReported = true
       this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
     }
+    if (blocker?.startsWith('connections:') === true && now - this.connectionsReportedAt >= this.settings.idle_timeout) {
+      // Idle but for open connections to the upstream (a fast-lane download, or anyone's socket):
+      // said once per idle_timeout, so an operator sees why it stays awake.
+      this.connectionsReportedAt = now
+      this.emit({ type: 'sleep.refused', mode: this.settings.sleep, reason: blocker })
+    }
     // Kept awake by awake_during only: idle, so the sleep attempt reports the refusal and its reason.
     return blocker === undefined || blocker === POLICY_AWAKE_DURING
   }
@@ -560,10 +589,11 @@ export class Backend {
       // (its access-log line comes at its end). An open one is activity: a slow download keeps
       // the backend awake, and its end restarts the idle clock.
       const connections = this.laneConnections()
-      if (connections > 0) {
+      if (connections > 0 && !this.connectionsHeldTooLong(now)) {
         this._lastActivity = now
         return `connections: ${connections}`
       }
+      if (connections === 0) this.connectionsSince = undefined
       const shared = this.provider.shared
       if (shared !== undefined) {
         // Several sidecars: idle here is not enough; the shared token must not have changed for
@@ -1124,8 +1154,16 @@ export class Backend {
     let connections = 0
     try {
       await delay(grace, signal)
-      // Idle keep-alive connections close within LANE_KEEPALIVE_MS; a busy one stays.
-      while ((connections = this.laneConnections()) > 0 && this.deps.now() < deadline) await delay(LANE_POLL_MS, signal)
+      // Idle keep-alive connections close within LANE_KEEPALIVE_MS; a busy one stays (bounded
+      // by max_request_duration: then it no longer holds the sleep, whatever the sleep's cause).
+      while ((connections = this.laneConnections()) > 0 && this.deps.now() < deadline) {
+        if (this.connectionsHeldTooLong(this.deps.now())) {
+          connections = 0
+          break
+        }
+        await delay(LANE_POLL_MS, signal)
+      }
+      if (connections === 0) this.connectionsSince = undefined
     } catch {
       // shutting down: the flag stays removed, nothing sleeps
       this._phase = 'running'

@@ -236,6 +236,47 @@ describe('fast lane flags', () => {
       await new Promise<void>((r) => server.close(() => r()))
     })
 
+    it('an open connection holds a sleep at most max_request_duration, and says so once per idle_timeout', async () => {
+      const config = parseConfig(`fast_lane_dir: ${dir}\nmin_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { fast_lane: on, idle_timeout: 10s, max_request_duration: 60s }\n`, 'test')
+      const lane = new FastLane({ dir })
+      lane.reset()
+      const provider = new MemoryProvider([{ id: 'app', hosts: ['app.localhost'], state: 'running', upstreams: [`127.0.0.1:${port}`] }])
+      const clock = { now: 1_000_000 }
+      const registry = new Registry([provider], config, pino({ level: 'silent' }), () => clock.now)
+      registry.useFastLane(lane, 0)
+      const refused: string[] = []
+      registry.events.subscribe((e) => {
+        if (e.type === 'sleep.refused') refused.push(e.reason)
+      })
+      const c = connect(port, '127.0.0.1') // anyone's idle socket to the upstream: no HTTP at all
+      try {
+        await new Promise((r) => c.once('connect', r))
+        await registry.start()
+        const app = registry.get('memory:app')
+        assert.ok(app?.fastLaneOpen)
+        clock.now += 20_000 // idle by its requests
+        await registry.sweep()
+        assert.equal(app.phase, 'running')
+        assert.deepEqual(refused, ['connections: 1'], 'the hold is reported')
+        clock.now += 1_000
+        await registry.sweep()
+        assert.deepEqual(refused, ['connections: 1'], 'not again within idle_timeout')
+        clock.now += 11_000
+        await registry.sweep()
+        assert.deepEqual(refused, ['connections: 1', 'connections: 1'], 'again after idle_timeout')
+        clock.now += 60_000 // past max_request_duration with no request seen
+        await registry.sweep()
+        clock.now += 11_000
+        await registry.sweep()
+        assert.equal(app.phase, 'asleep', 'the hold ended at max_request_duration')
+        assert.deepEqual(provider.calls.sleep.length, 1)
+      } finally {
+        c.destroy()
+        registry.close()
+        lane.clear()
+      }
+    })
+
     it('counts open client-side connections from /proc/net/tcp, not the listener nor closed ones', async () => {
       const lane = new FastLane({ dir })
       assert.equal(lane.connections(`127.0.0.1:${port}`), 0)
