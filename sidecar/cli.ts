@@ -21,7 +21,7 @@ import { checkHealth } from './health-client.js'
 import { parseDuration } from './core/duration.js'
 import { stateDir } from './config/state-dir.js'
 import { SNIPPET_FAST, SNIPPET_VERSION } from './server/app.js'
-import { pidNamespaceProblem, removeStaleFlags } from './core/fast-lane.js'
+import { pidMaxProblem, pidNamespaceProblem, removeStaleFlags } from './core/fast-lane.js'
 import { findRunningSidecar, type Live } from './ops/live-sidecar.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
@@ -281,6 +281,8 @@ async function check(file: string): Promise<void> {
     if (ns === undefined) out(true, 'fast_lane: this process runs in the initial (host) pid namespace, which every Caddy resolves the flags in')
     else if (config.fast_lane_shared_pid_namespace) write('WARNING', `fast_lane: ${ns}; fast_lane_shared_pid_namespace: true says Caddy shares it (not checkable from here: if it does not, the lane does not close when the sidecar dies)`)
     else out(false, `fast_lane: ${ns}: serve refuses fast_lane_dir here (Caddy resolves the flags' /proc links in its own pid namespace). Run with the host pid namespace, or set fast_lane_shared_pid_namespace: true if Caddy shares this one`)
+    const pidMax = pidMaxProblem()
+    if (pidMax !== undefined) write('WARNING', `fast_lane: ${pidMax}`)
     write('UNCHECKED', 'fast_lane: that Caddy shares this network namespace (the connection check reads this /proc/net/tcp) and passes this fast_lane_dir to relight_fast cannot be checked from here')
     if (!config.access_log) write('WARNING', 'fast_lane without access_log: a fast-lane request is seen only while its connection to the upstream is open')
     else if (!config.access_log.startsWith('unix:')) write('WARNING', 'fast_lane with a TCP access_log: fast-lane log lines count only once a ticketed request proved the log connection (after each Caddy reload); a unix socket counts them at once')

@@ -77,6 +77,25 @@ export function pidNamespaceProblem(proc = '/proc', pid = process.pid): string |
   return undefined
 }
 
+/** systemd's pid_max (and the 64-bit kernel's limit): a pid comes round again only after millions of starts. */
+export const SAFE_PID_MAX = 4_194_304
+
+/**
+ * Why this host's pid_max makes a dead sidecar's flags quick to reopen (undefined: it does not,
+ * or it cannot be read). With 32768 (the kernel's default, usual in containers), a local user
+ * aiming at a dead sidecar's pid took it in 12–23 s on a 2-core host (README, "Fast lane").
+ */
+export function pidMaxProblem(proc = '/proc'): string | undefined {
+  let max: number
+  try {
+    max = Number(readFileSync(`${proc}/sys/kernel/pid_max`, 'latin1').trim())
+  } catch {
+    return undefined
+  }
+  if (!Number.isFinite(max) || max >= SAFE_PID_MAX) return undefined
+  return `kernel.pid_max is ${max}: after a crash, the dead sidecar's flags reopen for whoever takes its pid, which a local user aiming at it can do in seconds at this size (12–23 s measured with 32768). Restart the sidecar at once (Restart=always, RestartSec=100ms, no StartLimit), set socket_group so other users cannot read the pid in the flags, and raise it: sysctl kernel.pid_max=${SAFE_PID_MAX}`
+}
+
 /** Owners the sidecar trusts with a directory above the flags: itself and root. */
 function trusted(uid: number): boolean {
   return uid === 0 || uid === process.getuid?.()

@@ -68,6 +68,10 @@ describe('relight-sidecar CLI', () => {
       assert.doesNotMatch(r.out, /ok .*must share/)
       assert.match(r.out, /ok +fast_lane: this process runs in the initial \(host\) pid namespace/)
       assert.match(r.out, /UNCHECKED +fast_lane: that Caddy shares this network namespace/)
+      // a pid_max below 4194304 lets a local user take a dead sidecar's pid in seconds (A1)
+      const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'))
+      if (pidMax < 4_194_304) assert.match(r.out, new RegExp(`WARNING +fast_lane: kernel\\.pid_max is ${pidMax}: .*Restart=always`))
+      else assert.doesNotMatch(r.out, /kernel\.pid_max/)
       if (process.getuid?.() === 0 && existsSync('/usr/bin/unshare')) {
         const own = spawnSync('/usr/bin/unshare', ['--pid', '--fork', '--mount-proc', process.execPath, MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
         assert.match(own.stdout, /PROBLEM +fast_lane: the sidecar runs in its own pid namespace .*fast_lane_shared_pid_namespace: true/)

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
 import { parseConfig } from '../../sidecar/config/load.js'
-import { FastLane, removeStaleFlags, laneHostProblem, laneUpstreamProblem, pidNamespaceProblem } from '../../sidecar/core/fast-lane.js'
+import { FastLane, removeStaleFlags, pidMaxProblem, laneHostProblem, laneUpstreamProblem, pidNamespaceProblem } from '../../sidecar/core/fast-lane.js'
 import { readSettings } from '../../sidecar/core/settings.js'
 import { Registry } from '../../sidecar/core/registry.js'
 import pino from 'pino'
@@ -212,6 +212,16 @@ describe('fast lane flags', () => {
       registry.close()
       lane.clear()
     }
+  })
+
+  it('pidMaxProblem: a pid_max below 4194304 is named with what to do; a large or unreadable one is not', () => {
+    const proc = join(tmp.dir, 'proc-pidmax')
+    mkdirSync(join(proc, 'sys', 'kernel'), { recursive: true })
+    writeFileSync(join(proc, 'sys', 'kernel', 'pid_max'), '32768\n')
+    assert.match(pidMaxProblem(proc) ?? '', /^kernel\.pid_max is 32768: .*Restart=always.*socket_group.*kernel\.pid_max=4194304$/)
+    writeFileSync(join(proc, 'sys', 'kernel', 'pid_max'), '4194304\n')
+    assert.equal(pidMaxProblem(proc), undefined)
+    assert.equal(pidMaxProblem(join(tmp.dir, 'no-proc')), undefined)
   })
 
   it('a flag of a process that is gone dangles', () => {
