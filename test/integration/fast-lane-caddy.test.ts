@@ -21,6 +21,7 @@ import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js'
 import { type SidecarProcess, startSidecarProcess, stopSidecarProcess } from '../helpers/sidecar-process.js'
 import { pidAlive, until } from '../helpers/wait.js'
 import { MemoryProvider } from '../fakes/memory-provider.js'
+import { Schedule } from '../../sidecar/core/schedule.js'
 
 const skip = caddySkip()
 const LONG = process.env.RELIGHT_FAST_LANE_LONG === '1'
@@ -423,12 +424,13 @@ describe('fast lane: a request admitted before fast_lane is turned off, and an u
   let laneDir = ''
   const backend = () => sc.sidecar.registry.get('memory:app')
   before(async () => {
-    for (const name of ['app', 'busy']) {
+    for (const name of ['app', 'busy', 'sched']) {
       apps.set(name, new StoppableApp(await freePort(), name))
       await apps.get(name)?.start()
     }
     provider = new AppProvider(apps, [
       { id: 'app', hosts: ['app.localhost'], state: 'running', upstreams: [`127.0.0.1:${apps.get('app')?.port}`] },
+      { id: 'sched', hosts: ['sched.localhost'], state: 'running', upstreams: [`127.0.0.1:${apps.get('sched')?.port}`], settings: { idle_timeout: 60_000 } },
       { id: 'busy', hosts: ['busy.localhost'], state: 'running', upstreams: [`127.0.0.1:${apps.get('busy')?.port}`], settings: { idle_timeout: 60_000 } },
     ])
     sc = await startTestSidecar('fast_lane_dir: {{dir}}/awake\nmin_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 3s, fast_lane: on }\n', { providers: [provider] })
@@ -460,6 +462,41 @@ describe('fast lane: a request admitted before fast_lane is turned off, and an u
     // then idle: it sleeps (after the drain), and the next sleep counts no more connections
     await until(() => backend()?.phase === 'asleep', 'the idle sleep after the download', 20_000)
     assert.equal((backend() as unknown as { laneUsedSinceWake: boolean }).laneUsedSinceWake, false)
+  })
+
+  // Outsider A2: the window's start removed the flag, so the schedule sleep skipped the drain and
+  // stopped the app under a fast-lane download (fixed by laneUsedSinceWake; held here).
+  it('an asleep_during window that starts during a fast-lane download waits for it, then puts the app to sleep', { timeout: 60_000 }, async () => {
+    const app = apps.get('sched') as StoppableApp
+    const done: unknown[] = []
+    const refused: string[] = []
+    const unsubscribe = sc.sidecar.registry.events.subscribe((e) => {
+      if (!('key' in e) || e.key !== 'memory:sched') return
+      if (e.type === 'sleep.done') done.push(e.cause)
+      if (e.type === 'sleep.refused') refused.push(e.reason)
+    })
+    try {
+      await until(() => existsSync(join(laneDir, 'sched.localhost')), 'the flag')
+      const res = await request(`${caddy.url}/slow?s=8`, { headers: { host: 'sched.localhost' } })
+      assert.equal(ticketed(res.headers), false, 'fast lane')
+      const b = provider.backends.get('sched')
+      assert.ok(b)
+      b.settings = { idle_timeout: 3_000, asleep_during: Schedule.parse('00:00-24:00 UTC') } // the refused window sleep is retried after max(idle_timeout, 10 s)
+      await sc.sidecar.registry.resync(provider)
+      // the window's sleep drained and found the download's connection open: refused, not done
+      await until(() => refused.some((r) => r.startsWith('connections:')), 'the schedule sleep refused by the open connection', 20_000)
+      assert.equal(existsSync(join(laneDir, 'sched.localhost')), false, 'no flag inside the window')
+      let bytes = 0
+      for await (const chunk of res.body) bytes += (chunk as Buffer).length
+      assert.equal(bytes, 8 * 10 * 1024, 'every byte')
+      assert.equal(app.stops, 0, 'not stopped under the download')
+      assert.deepEqual(done, [])
+      // then the window's sleep goes ahead (retried after max(idle_timeout, 10 s))
+      await until(() => done.length > 0, 'the schedule sleep after the download', 40_000)
+      assert.deepEqual(done, ['schedule'])
+    } finally {
+      unsubscribe()
+    }
   })
 
   // Review item 3: Caddy opens a new log connection at every reload; until a ticketed line
