@@ -139,7 +139,7 @@ async function loadSummary() {
     [awake + " awake", awake > 0 ? "ok" : ""],
     [providers.length === 0 ? "no providers" : down.length === 0 ? (providers.length === 1 ? "provider up" : "all " + providers.length + " providers up") : "down: " + down.join(", "), down.length ? "bad" : "ok"],
     ["access log " + h.access_log, h.access_log === "disconnected" ? "bad" : h.access_log === "connected" ? "ok" : ""],
-    [h.snippet === null || h.snippet === undefined ? "no Caddy request yet" : "snippet v" + h.snippet, h.snippet && h.snippet !== h.snippet_current ? "bad" : ""],
+    [h.snippet === null || h.snippet === undefined ? "no Caddy request yet" : "snippet v" + h.snippet, h.snippet_outdated ? "bad" : h.snippet ? "ok" : ""],
     ["v" + h.version],
     ["up " + span(h.uptime_s)],
   ];
