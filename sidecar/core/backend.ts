@@ -1249,6 +1249,22 @@ export class Backend {
     old.sharer?.close()
   }
 
+  /**
+   * Inside a schedule window now: which, and until when (the window's end, or an asleep_during
+   * window beginning inside awake_during), for the status page and the admin API.
+   */
+  private scheduleStatus(): { schedule?: { state: 'awake' | 'asleep'; key: string; until?: string; until_text?: string } } {
+    const now = this.deps.wallNow()
+    const state = scheduleAt(this.settings, now)
+    if (state === undefined) return {}
+    const own = state === 'asleep' ? this.settings.asleep_during : this.settings.awake_during
+    if (own === undefined) return {}
+    const ends = [own.nextChange(now), state === 'awake' ? this.settings.asleep_during?.nextChange(now) : undefined].filter((t): t is number => t !== undefined)
+    const until = ends.length > 0 ? Math.min(...ends) : undefined
+    const key = state === 'asleep' ? 'asleep_during' : 'awake_during'
+    return { schedule: { state, key, ...(until !== undefined ? { until: new Date(until).toISOString(), until_text: own.describe(until) } : {}) } }
+  }
+
   /** Status for healthz and the admin API. */
   status(): Record<string, unknown> {
     return {
@@ -1262,6 +1278,7 @@ export class Backend {
       fast_lane: this.fastLaneOpen,
       idle_ms: this.deps.now() - this.lastActivity,
       ...(this.holdReason !== undefined && this.deps.now() < this.holdUntil ? { held: this.holdReason, held_ms: this.holdUntil - this.deps.now() } : {}),
+      ...this.scheduleStatus(),
       ...this.counters,
       ...(this.lastError ? { last_error: this.lastError.code } : {}),
     }
