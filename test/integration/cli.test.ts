@@ -171,6 +171,25 @@ describe('relight-sidecar CLI', () => {
     assert.match(r.stdout, /WARNING +ignore: client rules \(defaults\.ignore\) match only requests from snippet version 3 \(or 4\), and Caddy uses version 2: they match nothing until it is replaced/, r.stdout)
   })
 
+  it("check warns about a client-only ignore rule and a rule matching everything, and names an app with fast_lane: on but no fast_lane_dir", async (t) => {
+    const tmp = tempDir()
+    t.after(() => tmp.remove())
+    const file = join(tmp.dir, 'r.yaml')
+    const app = async (name: string, extra: string) =>
+      `      - { name: ${name}, hosts: [${name}.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null"${extra} }\n`
+    writeFileSync(
+      file,
+      `listen: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state\ndefaults: { ignore: [{ client: 10.0.0.0/8 }] }\nproviders:\n  process:\n    apps:\n` +
+        (await app('a', ', ignore: [{ path: / }]')) +
+        (await app('fast', ', fast_lane: on')),
+    )
+    const r = cli('check', '--config', file)
+    assert.match(r.out, /WARNING +defaults\.ignore: the rule \{ client: 10\.0\.0\.0\/8 \} has only client: every request from 10\.0\.0\.0\/8 is ignored, real users behind it/, r.out)
+    assert.match(r.out, /WARNING +process: a: ignore: the rule \{ path: \/ \} matches every request/, r.out)
+    assert.match(r.out, /PROBLEM +fast_lane: on for process: fast, but fast_lane_dir \(top level\) is not set/, r.out)
+    assert.equal(r.code, 1)
+  })
+
   it('a SIGTERM during start-up leaves no child behind', async (t) => {
     const tmp = tempDir()
     t.after(() => tmp.remove())
