@@ -190,6 +190,26 @@ describe('relight-sidecar CLI', () => {
     assert.equal(r.code, 1)
   })
 
+  it("check keeps the snippet-version paragraph short once the live snippet is current", async (t) => {
+    const tmp = tempDir()
+    t.after(() => tmp.remove())
+    const file = join(tmp.dir, 'r.yaml')
+    const listen = `127.0.0.1:${await freePort()}`
+    writeFileSync(
+      file,
+      `listen: ${listen}\naccess_log: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state\nproviders:\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null" }\n`,
+    )
+    assert.match(cli('check', '--config', file).out, /Version 1 must be replaced/, 'no live snippet: the whole explanation')
+    const sidecar = await startSidecarProcess(file)
+    t.after(() => stopSidecarProcess(sidecar))
+    const call = await request(`http://${listen}/_relight/auth`, { headers: { host: 'a.localhost', 'x-relight-snippet': '4', 'x-relight-request': 'GET /', 'x-relight-client': '127.0.0.1:5000', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' } })
+    await call.body.dump()
+    assert.equal(call.statusCode, 200)
+    const r = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
+    assert.match(r.stdout, /ok +access_log: requests count in flight through the live snippet \(version 4, current\)/, r.stdout)
+    assert.doesNotMatch(r.stdout, /Version 1 must be replaced/, r.stdout)
+  })
+
   it('a SIGTERM during start-up leaves no child behind', async (t) => {
     const tmp = tempDir()
     t.after(() => tmp.remove())
