@@ -152,7 +152,8 @@ function stateCell(b) {
   const off = backoff(b);
   if (off) return [el("div", {}, el("span", { class: "state backoff", "data-phase": b.phase, "data-backoff": "" }, "restart back-off"), el("div", { class: "muted small" }, off.reason + " (since " + new Date(off.since).toLocaleTimeString() + ")"))];
   const asleepBySchedule = b.schedule && b.schedule.state === "asleep" ? el("div", { class: "small", "data-schedule": "asleep" }, "asleep by schedule" + (b.schedule.until_text ? " until " + b.schedule.until_text : "") + " (asleep_during)") : null;
-  return [el("span", { class: "state " + b.phase, "data-phase": b.phase }, b.phase), b.state !== b.phase ? el("div", { class: "muted small" }, b.state) : null, asleepBySchedule];
+  const laneOff = b.fast_lane_off ? el("div", { class: "muted small", "data-lane-off": "" }, "fast lane off: " + b.fast_lane_off) : null;
+  return [el("span", { class: "state " + b.phase, "data-phase": b.phase }, b.phase), b.state !== b.phase ? el("div", { class: "muted small" }, b.state) : null, asleepBySchedule, laneOff];
 }
 /** When an awake backend will be put to sleep (updated every second without a refetch). */
 function idleCell(b) {

@@ -55,6 +55,8 @@ export const backendSchema = {
     },
     held: { type: 'string', enum: ['startup_grace', 'busy'], description: 'An idle policy holds it awake for held_ms more' },
     held_ms: { type: 'number' },
+    fast_lane: { type: 'boolean', description: "The fast lane's flag is written: Caddy proxies it directly" },
+    fast_lane_off: { type: 'string', description: 'fast_lane is on and the backend awake, but it stays in the forward_auth lane: why (ignore rules, replicas, wildcard hosts, no fast_lane_dir)' },
     schedule: {
       type: 'object',
       description: 'Inside an awake_during or asleep_during window now: which (key), and until when (until, and as the schedule\'s zone shows it, until_text); no until for a window that never ends',

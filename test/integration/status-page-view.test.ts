@@ -46,7 +46,7 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
       (await app('blog', 'blog')) +
       (await app('crashy', 'crashy', ', EXIT_CODE: "3"')) +
       // inside a schedule window all of today (UTC): the page says so, not an idle countdown or a Wake button
-      (await app('checked', 'checked', '', `, awake_during: "${TODAY} 00:00-24:00 UTC"`)) +
+      (await app('checked', 'checked', '', `, awake_during: "${TODAY} 00:00-24:00 UTC", fast_lane: on`)) +
       (await app('night', 'night', '', `, asleep_during: "${TODAY} 00:00-24:00 UTC"`))
     const processes = createProviders(parseConfig(`listen: 127.0.0.1:0\n${yaml}`, 'test'), testLogger(), { baseDir: tmp.dir })
     const docker = new MemoryProvider([{ id: CONTAINER_ID, name: 'shop-web-1', hosts: ['shop.apps.example.test'], state: 'running', upstreams: ['127.0.0.1:9'], settings: { startup_grace: 3_600_000 } }], { kind: 'docker' })
@@ -102,6 +102,7 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
     const snippetClass = await page.$$eval('#summary li', (lis) => lis.find((li) => li.textContent === 'snippet v4')?.className)
     assert.equal(snippetClass, 'ok', 'the shipped snippet (relight_fast, version 4) is current, not marked bad')
     assert.equal(await text(page, 'tr[data-key="process:checked"] td[data-idle]'), `awake until ${TOMORROW} 00:00 UTC (awake_during)`)
+    assert.equal(await text(page, 'tr[data-key="process:checked"] [data-lane-off]'), 'fast lane off: fast_lane_dir is not set')
     assert.match(await text(page, 'tr[data-key="process:night"]'), new RegExp(`asleep by schedule until ${TOMORROW} 00:00 UTC \\(asleep_during\\)`))
     assert.equal(await page.$('tr[data-key="process:night"] button'), null, 'no Wake button while asleep_during refuses wakes')
 
