@@ -271,7 +271,9 @@ async function check(file: string): Promise<void> {
   }
   if (config.access_log) {
     out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
-    out(true, `access_log: requests count in flight through snippet version 3 (it sends X-Relight-Snippet: 3 with X-Relight-Client and X-Relight-Request, and logs X-Relight-Ticket for every end of a request). Version 2 still counts, but Caddy logs its websocket closes, aborted requests, HTTP/2 stream resets and its own 502/504s without the ticket: each of those keeps its app awake until max_request_duration (serve logs "relight snippet version 2"). Version 1 must be replaced: nothing counts in flight, and it forwards the client's own X-Relight-* headers to the sidecar, so a client can claim to be snippet 2 or 3 through it and keep an app awake until max_request_duration (serve logs "old relight snippet"). Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
+    const liveSnippet = live.running ? live.health?.snippet : undefined
+    if (liveSnippet === SNIPPET_VERSION || liveSnippet === SNIPPET_FAST) out(true, `access_log: requests count in flight through the live snippet (version ${liveSnippet}, current)`)
+    else out(true, `access_log: requests count in flight through snippet version 3 (it sends X-Relight-Snippet: 3 with X-Relight-Client and X-Relight-Request, and logs X-Relight-Ticket for every end of a request). Version 2 still counts, but Caddy logs its websocket closes, aborted requests, HTTP/2 stream resets and its own 502/504s without the ticket: each of those keeps its app awake until max_request_duration (serve logs "relight snippet version 2"). Version 1 must be replaced: nothing counts in flight, and it forwards the client's own X-Relight-* headers to the sidecar, so a client can claim to be snippet 2 or 3 through it and keep an app awake until max_request_duration (serve logs "old relight snippet"). Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
   }
   if (config.fast_lane_dir !== undefined) {
     // Which snippet each feature needs: the fast lane is version 4's relight_fast.
@@ -307,6 +309,9 @@ async function check(file: string): Promise<void> {
   await checkStateful(config, out)
   // Where `client` ignore rules are set: they match only through snippet version 3.
   const clientRules = hasClientRule(config.defaults.ignore) ? ['defaults.ignore'] : []
+  ignoreRuleCheck('defaults.ignore', config.defaults.ignore, write)
+  // `fast_lane: on` on a backend needs the top-level fast_lane_dir (serve only logs it per backend)
+  const fastLaneWithoutDir: string[] = []
   for (const provider of providers) {
     const signal = AbortSignal.timeout(15_000)
     try {
@@ -316,7 +321,11 @@ async function check(file: string): Promise<void> {
       const state = (b: { state: string }) => (live.running ? '' : ` ${b.state}`)
       out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}]${state(b)}`).join('; ') || 'none'}`)
       busyCpuCheck(provider, backends, config.defaults.busy_cpu, write)
-      for (const b of backends) if (hasClientRule(b.settings.ignore)) clientRules.push(`${providerId(provider)}: ${b.name}`)
+      for (const b of backends) {
+        if (hasClientRule(b.settings.ignore)) clientRules.push(`${providerId(provider)}: ${b.name}`)
+        ignoreRuleCheck(`${providerId(provider)}: ${b.name}: ignore`, b.settings.ignore, write)
+        if (b.settings.fast_lane === true && config.fast_lane_dir === undefined) fastLaneWithoutDir.push(`${providerId(provider)}: ${b.name}`)
+      }
     } catch (err) {
       out(false, `${providerId(provider)}: cannot list backends: ${(err as Error).message}`)
       busyCpuCheck(provider, [], config.defaults.busy_cpu, write)
@@ -327,6 +336,9 @@ async function check(file: string): Promise<void> {
     await provider.close?.()
   }
   clientRuleCheck(clientRules, live.running ? live.health?.snippet : undefined, write)
+  if (fastLaneWithoutDir.length > 0) {
+    out(false, `fast_lane: on for ${fastLaneWithoutDir.join(', ')}, but fast_lane_dir (top level) is not set: they stay in the forward_auth lane. Set fast_lane_dir (e.g. /run/relight/awake) and import relight_fast with it`)
+  }
   // Counted from what was printed: a repeated line is one problem.
   const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
   process.stdout.write(found === 0 ? '\nall checks passed\n' : `\n${found} problem(s) found\n`)
@@ -343,6 +355,26 @@ function busyCpuCheck(provider: Provider, backends: readonly BackendInfo[], from
   const what = `${providerId(provider)}: ${provider.kind} cannot measure a backend's CPU, so busy_cpu does not apply to its backends`
   if (fromDefaults === undefined && setBy.length === 0) write('ok     ', what)
   else write('WARNING', `${what}; set by ${[...(fromDefaults !== undefined ? ['defaults.busy_cpu'] : []), ...setBy].join(', ')} and ignored there`)
+}
+
+/** Everything an IPv4 or IPv6 `client` condition can match. */
+const ANY_CLIENT = new Set(['0.0.0.0/0', '::/0'])
+
+/**
+ * The two `ignore` foot-guns README "Ignored traffic" warns about: a rule with only `client`
+ * ignores every real user behind that address (an office, a proxy, a CDN), and a rule whose
+ * conditions are all as wide as they go (`path: /`, any client) ignores every request: either
+ * way a sleeping app is never woken by them.
+ */
+function ignoreRuleCheck(where: string, rules: readonly IgnoreRule[] | undefined, write: (tag: string, message: string) => void): void {
+  for (const rule of rules ?? []) {
+    const shown = `{ ${Object.entries(rule).map(([k, v]) => `${k}: ${String(v)}`).join(', ')} }`
+    const wide = rule.user_agent === undefined && rule.method === undefined && (rule.path === undefined || rule.path === '/') && (rule.client === undefined || ANY_CLIENT.has(rule.client))
+    if (wide) write('WARNING', `${where}: the rule ${shown} matches every request: no request counts as activity or wakes the app (narrow it with path, user_agent or method)`)
+    else if (rule.client !== undefined && rule.user_agent === undefined && rule.path === undefined && rule.method === undefined) {
+      write('WARNING', `${where}: the rule ${shown} has only client: every request from ${rule.client} is ignored, real users behind it (an office, a proxy, a CDN) included, and never wakes the app; add path, user_agent or method (README "Ignored traffic")`)
+    }
+  }
 }
 
 function hasClientRule(rules: readonly IgnoreRule[] | undefined): boolean {

@@ -51,7 +51,7 @@ export interface ReloadSummary {
   readonly providers: { added: string[]; removed: string[]; replaced: string[]; reconfigured: string[] }
   /** Per provider reconfigured in place: what it changed (process: apps added/removed/updated/replaced). */
   readonly details: Record<string, unknown>
-  /** Top-level keys applied live. */
+  /** Top-level keys applied live, and `max_awake (<provider id>)` for a provider block's cap. */
   readonly settings: string[]
   stateful: boolean
   heartbeat: boolean
@@ -211,6 +211,11 @@ export class Reloader {
     const after = blocksById(config)
     const byId = (id: string) => registry.providers.find((p) => providerId(p) === id)
     const defaultsChanged = !same(current.defaults, config.defaults)
+    // A provider block's own cap: named in the summary (the block's other changes say little about it).
+    for (const [id, now] of after) {
+      const was = before.get(id)
+      if (was !== undefined && was.kind === now.kind && !same(capOf(was.block), capOf(now.block))) summary.settings.push(`max_awake (${id})`)
+    }
     /** Blocks whose new instance could not take over: the running instance keeps these. */
     const kept = new Map<string, Block>()
     await Promise.all(
@@ -290,4 +295,9 @@ export class Reloader {
     logger.info({ ...summary, changed }, changed ? 'config applied' : 'config applied: nothing changed')
     return { ok: true, changed, summary }
   }
+}
+
+/** A provider block's own max_awake, if any. */
+function capOf(block: unknown): unknown {
+  return typeof block === 'object' && block !== null ? (block as { max_awake?: unknown }).max_awake : undefined
 }

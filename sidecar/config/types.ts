@@ -7,7 +7,7 @@ import { z } from 'zod'
 import { SLEEP_MODES } from '../core/provider.js'
 import { parseDuration } from '../core/duration.js'
 import type { Schedule } from '../core/schedule.js'
-import { BACKEND_SETTINGS, durationProblem, PERCENT_RANGE, parsePercent, READINESS, scheduleFromText, type SettingKey, type SettingSpec, STATUS_RANGE, STRATEGIES, switchFromText } from '../core/settings.js'
+import { BACKEND_SETTINGS, durationProblem, PERCENT_RANGE, parsePercent, percentProblem, READINESS, scheduleFromText, type SettingKey, type SettingSpec, STATUS_RANGE, STRATEGIES, switchFromText } from '../core/settings.js'
 import { IGNORE_FIELDS, type IgnoreRule, ignoreCountProblem, ignoreFieldProblem } from '../core/ignore.js'
 
 /** `waiting_page_template`'s value: a path to an HTML file, relative to the configuration file's directory (read by pages/template.ts). */
@@ -51,11 +51,11 @@ export const httpStatus = z
   .min(STATUS_RANGE.min, `must be an HTTP status from ${STATUS_RANGE.min} to ${STATUS_RANGE.max}: Caddy's forward_auth passes a 2xx on to the backend, which sleeps`)
   .max(STATUS_RANGE.max, `must be an HTTP status from ${STATUS_RANGE.min} to ${STATUS_RANGE.max}`)
 
-/** `busy_cpu`: `10%` or a number (percent of one core). */
+/** `busy_cpu`: `10%` (percent of one core). A bare number is refused with a hint, as durations are. */
 export const cpuPercent = z.unknown().transform((value, ctx): number => {
-  const n = typeof value === 'number' || typeof value === 'string' ? parsePercent(String(value)) : undefined
+  const n = typeof value === 'string' ? parsePercent(value) : undefined
   if (n === undefined) {
-    ctx.addIssue({ code: 'custom', message: `expected a CPU percentage such as 10% (${PERCENT_RANGE.min}% to ${PERCENT_RANGE.max}%; 100% is one core), got ${JSON.stringify(value)}` })
+    ctx.addIssue({ code: 'custom', message: typeof value === 'number' || typeof value === 'string' ? percentProblem(String(value)) : `expected a CPU percentage such as 10% (${PERCENT_RANGE.min}% to ${PERCENT_RANGE.max}%; 100% is one core), got ${JSON.stringify(value)}` })
     return z.NEVER
   }
   return n

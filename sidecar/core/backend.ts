@@ -348,6 +348,22 @@ export class Backend {
     }
   }
 
+  /**
+   * Why an awake backend with `fast_lane: on` has no flag (stays in the forward_auth lane), for
+   * the admin API and the status page; undefined when the setting is off, the backend is not
+   * awake, or its flag is written. The same conditions as syncFastLane.
+   */
+  get fastLaneOff(): string | undefined {
+    if (!this.settings.fast_lane || this.phase !== 'running' || this.fastLaneOpen) return undefined
+    const fast = this.deps.fastLane
+    if (fast === undefined) return 'fast_lane_dir is not set'
+    if (!this.settings.ignore.empty) return 'it has ignore rules (decided per request by the sidecar)'
+    if (this._draining) return 'it is being put to sleep'
+    if (this.ready.length !== 1 || this.info.upstreams.length !== 1) return `${Math.max(this.ready.length, this.info.upstreams.length)} upstreams (replicas keep the forward_auth lane, which balances them)`
+    if (fast.hostsOf(this).length === 0) return 'no exact host (a wildcard or non-canonical host cannot be flagged)'
+    return 'its flag could not be written (see the log)'
+  }
+
   /** Whether Caddy may proxy this backend directly now (its flag is written). */
   get fastLaneOpen(): boolean {
     return this.deps.fastLane?.lane.has(this) ?? false
@@ -1287,6 +1303,22 @@ export class Backend {
     old.sharer?.close()
   }
 
+  /**
+   * Inside a schedule window now: which, and until when (the window's end, or an asleep_during
+   * window beginning inside awake_during), for the status page and the admin API.
+   */
+  private scheduleStatus(): { schedule?: { state: 'awake' | 'asleep'; key: string; until?: string; until_text?: string } } {
+    const now = this.deps.wallNow()
+    const state = scheduleAt(this.settings, now)
+    if (state === undefined) return {}
+    const own = state === 'asleep' ? this.settings.asleep_during : this.settings.awake_during
+    if (own === undefined) return {}
+    const ends = [own.nextChange(now), state === 'awake' ? this.settings.asleep_during?.nextChange(now) : undefined].filter((t): t is number => t !== undefined)
+    const until = ends.length > 0 ? Math.min(...ends) : undefined
+    const key = state === 'asleep' ? 'asleep_during' : 'awake_during'
+    return { schedule: { state, key, ...(until !== undefined ? { until: new Date(until).toISOString(), until_text: own.describe(until) } : {}) } }
+  }
+
   /** Status for healthz and the admin API. */
   status(): Record<string, unknown> {
     return {
@@ -1298,8 +1330,10 @@ export class Backend {
       upstreams: this.info.upstreams,
       inflight: this.inflight,
       fast_lane: this.fastLaneOpen,
+      ...(this.fastLaneOff !== undefined ? { fast_lane_off: this.fastLaneOff } : {}),
       idle_ms: this.deps.now() - this.lastActivity,
       ...(this.holdReason !== undefined && this.deps.now() < this.holdUntil ? { held: this.holdReason, held_ms: this.holdUntil - this.deps.now() } : {}),
+      ...this.scheduleStatus(),
       ...this.counters,
       ...(this.lastError ? { last_error: this.lastError.code } : {}),
     }

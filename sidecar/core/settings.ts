@@ -97,15 +97,24 @@ export const STATUS_RANGE = { min: 300, max: 599 } as const
 /** `busy_cpu`: percent of one core (a multi-threaded app can exceed 100, like `docker stats`). */
 export const PERCENT_RANGE = { min: 0.1, max: 10_000 } as const
 
-/** `10%`, `10` or `2.5%` → 2.5; undefined when not a percentage in PERCENT_RANGE. */
+/**
+ * `10%` or `2.5%` → 2.5; undefined when not a percentage in PERCENT_RANGE. The `%` is required:
+ * a bare `0.5` may mean half a core (50%), so it is refused (percentProblem says how to write it).
+ */
 export function parsePercent(text: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*%?\s*$/.exec(text)
+  const m = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text)
   if (m === null) return undefined
   const n = Number(m[1])
   return n >= PERCENT_RANGE.min && n <= PERCENT_RANGE.max ? n : undefined
 
 }
 
+/** Why `text` is not a busy_cpu percentage, in words (a bare number gets the hint durations get). */
+export function percentProblem(text: string): string {
+  const range = `${PERCENT_RANGE.min}% to ${PERCENT_RANGE.max}%; 100% is one core`
+  if (/^\s*\d+(?:\.\d+)?\s*$/.test(text)) return `${text.trim()} has no unit; write it like ${text.trim()}% (percent of one core: half a core is 50%)`
+  return `expected a CPU percentage such as 10% (${range}), got ${JSON.stringify(text)}`
+}
 
 /** A switch's spellings: `on`/`off` (and `true`/`false`) → boolean; undefined for anything else. */
 export function switchFromText(text: string): boolean | undefined {
@@ -155,7 +164,7 @@ export function settingFromText(spec: SettingSpec, text: string, sleepModes: rea
     }
     case 'percent': {
       const n = parsePercent(text)
-      return n !== undefined ? { value: n } : { expected: `a CPU percentage such as 10% (${PERCENT_RANGE.min}% to ${PERCENT_RANGE.max}%, 100% is one core)` }
+      return n !== undefined ? { value: n } : { expected: `a CPU percentage such as 10% (${PERCENT_RANGE.min}% to ${PERCENT_RANGE.max}%, 100% is one core, the % is required)` }
     }
     case 'switch': {
       const on = switchFromText(text)

@@ -18,6 +18,7 @@ export interface Health {
   readonly access_log: string
   readonly snippet?: string | null
   readonly snippet_current?: string
+  readonly snippet_outdated?: boolean
   readonly fast_lane_dirs?: readonly string[]
   readonly version?: string
   readonly uptime_s?: number

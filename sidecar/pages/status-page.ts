@@ -139,7 +139,7 @@ async function loadSummary() {
     [awake + " awake", awake > 0 ? "ok" : ""],
     [providers.length === 0 ? "no providers" : down.length === 0 ? (providers.length === 1 ? "provider up" : "all " + providers.length + " providers up") : "down: " + down.join(", "), down.length ? "bad" : "ok"],
     ["access log " + h.access_log, h.access_log === "disconnected" ? "bad" : h.access_log === "connected" ? "ok" : ""],
-    [h.snippet === null || h.snippet === undefined ? "no Caddy request yet" : "snippet v" + h.snippet, h.snippet && h.snippet !== h.snippet_current ? "bad" : ""],
+    [h.snippet === null || h.snippet === undefined ? "no Caddy request yet" : "snippet v" + h.snippet, h.snippet_outdated ? "bad" : h.snippet ? "ok" : ""],
     ["v" + h.version],
     ["up " + span(h.uptime_s)],
   ];
@@ -151,13 +151,17 @@ function backoff(b) { return b.phase !== "running" ? b.restart_backoff : undefin
 function stateCell(b) {
   const off = backoff(b);
   if (off) return [el("div", {}, el("span", { class: "state backoff", "data-phase": b.phase, "data-backoff": "" }, "restart back-off"), el("div", { class: "muted small" }, off.reason + " (since " + new Date(off.since).toLocaleTimeString() + ")"))];
-  return [el("span", { class: "state " + b.phase, "data-phase": b.phase }, b.phase), b.state !== b.phase ? el("div", { class: "muted small" }, b.state) : null];
+  const asleepBySchedule = b.schedule && b.schedule.state === "asleep" ? el("div", { class: "small", "data-schedule": "asleep" }, "asleep by schedule" + (b.schedule.until_text ? " until " + b.schedule.until_text : "") + " (asleep_during)") : null;
+  const laneOff = b.fast_lane_off ? el("div", { class: "muted small", "data-lane-off": "" }, "fast lane off: " + b.fast_lane_off) : null;
+  return [el("span", { class: "state " + b.phase, "data-phase": b.phase }, b.phase), b.state !== b.phase ? el("div", { class: "muted small" }, b.state) : null, asleepBySchedule, laneOff];
 }
 /** When an awake backend will be put to sleep (updated every second without a refetch). */
 function idleCell(b) {
   if (b.phase !== "running") return "–";
   if (b.always_on) return el("span", { class: "muted" }, "always on");
   if (b.inflight > 0) return el("span", {}, "awake: " + b.inflight + " in flight");
+  // awake_during holds it awake whatever its idle clock says
+  if (b.schedule && b.schedule.state === "awake") return el("span", { "data-schedule": "awake" }, (b.schedule.until_text ? "awake until " + b.schedule.until_text : "awake") + " (awake_during)");
   // An idle policy (startup_grace, busy_cpu) holds it awake past its idle_timeout.
   if (b.held && b.held_ms > b.idle_timeout_ms - b.idle_ms) return el("span", { "data-held": b.held }, (b.held === "busy" ? "busy" : "startup grace") + ": awake " + span(b.held_ms / 1000) + " more");
   return el("span", { "data-deadline": String(fetchedAt + b.idle_timeout_ms - b.idle_ms) }, countdown(fetchedAt + b.idle_timeout_ms - b.idle_ms));
@@ -165,6 +169,7 @@ function idleCell(b) {
 function countdown(deadline) { const s = (deadline - Date.now()) / 1000; return s <= 1 ? "asleep any moment" : "asleep in " + span(s); }
 function actions(b) {
   if (backoff(b)) return el("span", { class: "muted small" }, "restarts by itself");
+  if (b.phase === "asleep" && b.schedule && b.schedule.state === "asleep") return el("span", { class: "muted small" }, "wakes are refused until then");
   if (b.phase === "asleep") return el("button", { type: "button", "data-op": "wake", onclick: () => op(b.key, "wake") }, "Wake");
   if (b.phase === "running" && !b.always_on) return el("button", { type: "button", "data-op": "sleep", onclick: () => op(b.key, "sleep") }, "Sleep");
   return null;

@@ -440,7 +440,9 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       access_log: options.accessLogState?.() ?? 'not configured',
       // the relight.caddy version Caddy's last forward_auth call came from; null before the first
       snippet: snippetSeen ?? null,
-      snippet_current: SNIPPET_VERSION,
+      // the version of the file this sidecar prints (4); its plain `relight` sends 3, also current
+      snippet_current: SNIPPET_FAST,
+      snippet_outdated: snippetSeen !== undefined && snippetSeen !== SNIPPET_VERSION && snippetSeen !== SNIPPET_FAST,
       // the directories relight_fast was given, as its forward_auth calls said (at most 8)
       fast_lane_dirs: [...fastDirsSeen],
       version: VERSION,

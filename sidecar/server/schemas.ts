@@ -55,6 +55,14 @@ export const backendSchema = {
     },
     held: { type: 'string', enum: ['startup_grace', 'busy'], description: 'An idle policy holds it awake for held_ms more' },
     held_ms: { type: 'number' },
+    fast_lane: { type: 'boolean', description: "The fast lane's flag is written: Caddy proxies it directly" },
+    fast_lane_off: { type: 'string', description: 'fast_lane is on and the backend awake, but it stays in the forward_auth lane: why (ignore rules, replicas, wildcard hosts, no fast_lane_dir)' },
+    schedule: {
+      type: 'object',
+      description: 'Inside an awake_during or asleep_during window now: which (key), and until when (until, and as the schedule\'s zone shows it, until_text); no until for a window that never ends',
+      properties: { state: { type: 'string', enum: ['awake', 'asleep'] }, key: { type: 'string' }, until: stamp, until_text: { type: 'string' } },
+      required: ['state', 'key'],
+    },
     last_sleep_cause: { type: 'object', properties: { cause: { type: 'string' }, reason: { type: 'string' } }, required: ['cause'] },
     last_wake_refused: { type: 'object', properties: { at: stamp, code: { type: 'string' }, reason: { type: 'string' } }, required: ['code', 'reason'] },
     restart_backoff: {

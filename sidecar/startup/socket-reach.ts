@@ -3,7 +3,8 @@
  * on the socket (secureSocket gives it to the group) and search (x) permission on every
  * directory above it. A directory left at 0700 (the sidecar's own state directory, made when it
  * listened on TCP) passes every other check, and then Caddy gets "permission denied" and clients
- * an empty 502: `check` and `serve` say so instead.
+ * an empty 502: `check` and `serve` say so instead. The same for the directories above
+ * fast_lane_dir, whose flags Caddy's `file` matcher must be able to stat.
  */
 import { statSync } from 'node:fs'
 import { dirname } from 'node:path'
@@ -25,6 +26,18 @@ export function socketReachProblems(config: Config): string[] {
       problems.push(
         `${what}: members of group ${group.name} (Caddy) cannot reach ${path}: ${blocked.dir} is mode ${blocked.mode} (uid ${blocked.uid}, gid ${blocked.gid}) and lets neither them nor others in; ` +
           `chmod o+x ${blocked.dir} (0755), or chgrp ${group.name} ${blocked.dir} && chmod g+x ${blocked.dir}`,
+      )
+    }
+  }
+  // The fast lane's flags: Caddy's `file` matcher stats them, which needs search permission on
+  // every directory above fast_lane_dir (the sidecar makes fast_lane_dir itself 0750, group
+  // socket_group). Blocked, the matcher never matches and every request silently takes forward_auth.
+  if (config.fast_lane_dir !== undefined) {
+    const blocked = blockingDirectory(config.fast_lane_dir, group.gid)
+    if (blocked) {
+      problems.push(
+        `fast_lane_dir: members of group ${group.name} (Caddy) cannot reach ${config.fast_lane_dir}: ${blocked.dir} is mode ${blocked.mode} (uid ${blocked.uid}, gid ${blocked.gid}) and lets neither them nor others in, so Caddy never sees a flag and no request takes the fast lane; ` +
+          `chmod o+x ${blocked.dir} (0755), or chgrp ${group.name} ${blocked.dir} && chmod g+x ${blocked.dir}, or choose a fast_lane_dir under /run`,
       )
     }
   }

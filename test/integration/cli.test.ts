@@ -175,6 +175,45 @@ describe('relight-sidecar CLI', () => {
     assert.match(r.stdout, /WARNING +ignore: client rules \(defaults\.ignore\) match only requests from snippet version 3 \(or 4\), and Caddy uses version 2: they match nothing until it is replaced/, r.stdout)
   })
 
+  it("check warns about a client-only ignore rule and a rule matching everything, and names an app with fast_lane: on but no fast_lane_dir", async (t) => {
+    const tmp = tempDir()
+    t.after(() => tmp.remove())
+    const file = join(tmp.dir, 'r.yaml')
+    const app = async (name: string, extra: string) =>
+      `      - { name: ${name}, hosts: [${name}.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null"${extra} }\n`
+    writeFileSync(
+      file,
+      `listen: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state\ndefaults: { ignore: [{ client: 10.0.0.0/8 }] }\nproviders:\n  process:\n    apps:\n` +
+        (await app('a', ', ignore: [{ path: / }]')) +
+        (await app('fast', ', fast_lane: on')),
+    )
+    const r = cli('check', '--config', file)
+    assert.match(r.out, /WARNING +defaults\.ignore: the rule \{ client: 10\.0\.0\.0\/8 \} has only client: every request from 10\.0\.0\.0\/8 is ignored, real users behind it/, r.out)
+    assert.match(r.out, /WARNING +process: a: ignore: the rule \{ path: \/ \} matches every request/, r.out)
+    assert.match(r.out, /PROBLEM +fast_lane: on for process: fast, but fast_lane_dir \(top level\) is not set/, r.out)
+    assert.equal(r.code, 1)
+  })
+
+  it("check keeps the snippet-version paragraph short once the live snippet is current", async (t) => {
+    const tmp = tempDir()
+    t.after(() => tmp.remove())
+    const file = join(tmp.dir, 'r.yaml')
+    const listen = `127.0.0.1:${await freePort()}`
+    writeFileSync(
+      file,
+      `listen: ${listen}\naccess_log: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state\nproviders:\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null" }\n`,
+    )
+    assert.match(cli('check', '--config', file).out, /Version 1 must be replaced/, 'no live snippet: the whole explanation')
+    const sidecar = await startSidecarProcess(file)
+    t.after(() => stopSidecarProcess(sidecar))
+    const call = await request(`http://${listen}/_relight/auth`, { headers: { host: 'a.localhost', 'x-relight-snippet': '4', 'x-relight-request': 'GET /', 'x-relight-client': '127.0.0.1:5000', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' } })
+    await call.body.dump()
+    assert.equal(call.statusCode, 200)
+    const r = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
+    assert.match(r.stdout, /ok +access_log: requests count in flight through the live snippet \(version 4, current\)/, r.stdout)
+    assert.doesNotMatch(r.stdout, /Version 1 must be replaced/, r.stdout)
+  })
+
   it('a SIGTERM during start-up leaves no child behind', async (t) => {
     const tmp = tempDir()
     t.after(() => tmp.remove())

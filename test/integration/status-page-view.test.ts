@@ -27,6 +27,9 @@ const TOKEN = testSecret()
 const SHOTS = resolve(process.env.RELIGHT_SHOTS ?? '.tmp/screenshots')
 const CONTAINER_ID = 'f3b1c9d2e4a5968778695a4b3c2d1e0ff3b1c9d2e4a5968778695a4b3c2d1e0f'
 const skip = chromiumSkip()
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat']
+const TODAY = DAYS[new Date().getUTCDay()] as string
+const TOMORROW = DAYS[(new Date().getUTCDay() + 1) % 7] as string
 
 describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
   let sc: TestSidecar
@@ -35,18 +38,24 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
 
   before(async () => {
     mkdirSync(SHOTS, { recursive: true })
-    const app = async (name: string, hosts: string, extra = '') =>
-      `      - { name: ${name}, hosts: [${hosts}], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", NAME: ${name}${extra} }, port: ${await freePort()}, stdout: "null", grace_period: 2s }\n`
+    const app = async (name: string, hosts: string, extra = '', more = '') =>
+      `      - { name: ${name}, hosts: [${hosts}], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", NAME: ${name}${extra} }, port: ${await freePort()}, stdout: "null", grace_period: 2s${more} }\n`
     const yaml =
       `admin: { token: ${TOKEN} }\nstate_dir: ${tmp.dir}/state\nbase_domains: [apps.example.test]\nmin_idle_timeout: 1s\ndefaults: { idle_timeout: 10m, wake_timeout: 10s }\nproviders:\n  process:\n    apps:\n` +
       (await app('hello', 'hello, hello.example.org')) +
       (await app('blog', 'blog')) +
-      (await app('crashy', 'crashy', ', EXIT_CODE: "3"'))
+      (await app('crashy', 'crashy', ', EXIT_CODE: "3"')) +
+      // inside a schedule window all of today (UTC): the page says so, not an idle countdown or a Wake button
+      (await app('checked', 'checked', '', `, awake_during: "${TODAY} 00:00-24:00 UTC", fast_lane: on`)) +
+      (await app('night', 'night', '', `, asleep_during: "${TODAY} 00:00-24:00 UTC"`))
     const processes = createProviders(parseConfig(`listen: 127.0.0.1:0\n${yaml}`, 'test'), testLogger(), { baseDir: tmp.dir })
     const docker = new MemoryProvider([{ id: CONTAINER_ID, name: 'shop-web-1', hosts: ['shop.apps.example.test'], state: 'running', upstreams: ['127.0.0.1:9'], settings: { startup_grace: 3_600_000 } }], { kind: 'docker' })
     sc = await startTestSidecar(yaml, { providers: [...processes, docker] })
     // hello awake, crashy crash-looping, blog asleep
     assert.equal((await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'hello.apps.example.test' } })).statusCode, 200)
+    // relight_fast's forward_auth call: snippet 4, the shipped one
+    const fast = { 'x-relight-snippet': '4', 'x-relight-request': 'GET /', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' }
+    assert.equal((await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'checked.apps.example.test', ...fast } })).statusCode, 200)
     const crash = await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'crashy.apps.example.test' } })
     assert.ok(crash.statusCode >= 500, `crashy fails to wake (${crash.statusCode})`)
     await until(async () => {
@@ -89,7 +98,13 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
   it('at 1280 px: summary, names, host links, countdown, back-off, matching buttons, events', async () => {
     const { page, refused } = await open(1280)
     const summary = await text(page, '#summary')
-    for (const part of ['4 backends', '2 awake', 'all 2 providers up', 'access log disconnected', 'no Caddy request yet', 'v0.1.0', 'up ']) assert.ok(summary.includes(part), `summary has "${part}": ${summary}`)
+    for (const part of ['6 backends', '3 awake', 'all 2 providers up', 'access log disconnected', 'snippet v4', 'v0.1.0', 'up ']) assert.ok(summary.includes(part), `summary has "${part}": ${summary}`)
+    const snippetClass = await page.$$eval('#summary li', (lis) => lis.find((li) => li.textContent === 'snippet v4')?.className)
+    assert.equal(snippetClass, 'ok', 'the shipped snippet (relight_fast, version 4) is current, not marked bad')
+    assert.equal(await text(page, 'tr[data-key="process:checked"] td[data-idle]'), `awake until ${TOMORROW} 00:00 UTC (awake_during)`)
+    assert.equal(await text(page, 'tr[data-key="process:checked"] [data-lane-off]'), 'fast lane off: fast_lane_dir is not set')
+    assert.match(await text(page, 'tr[data-key="process:night"]'), new RegExp(`asleep by schedule until ${TOMORROW} 00:00 UTC \\(asleep_during\\)`))
+    assert.equal(await page.$('tr[data-key="process:night"] button'), null, 'no Wake button while asleep_during refuses wakes')
 
     const shop = await text(page, `tr[data-key="docker:${CONTAINER_ID}"]`)
     assert.match(shop, /shop-web-1/)

@@ -10,7 +10,8 @@ import { FastLane, removeStaleFlags, pidMaxProblem, laneHostProblem, laneUpstrea
 import { readSettings } from '../../sidecar/core/settings.js'
 import { Registry } from '../../sidecar/core/registry.js'
 import pino from 'pino'
-import { MemoryProvider } from '../fakes/memory-provider.js'
+import { type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
+import { okUpstream } from '../helpers/ok-upstream.js'
 import { tempDir } from '../helpers/net.js'
 
 describe('fast_lane setting', () => {
@@ -300,5 +301,43 @@ describe('fast lane flags', () => {
       // the client side is gone at once (FIN_WAIT/TIME_WAIT are not counted)
       assert.equal(lane.connections(`127.0.0.1:${port}`), 0)
     })
+  })
+})
+
+describe('fast_lane on but kept in the forward_auth lane', () => {
+  const tmp = tempDir('relight-lane-off-')
+  const upstream = okUpstream()
+  after(() => tmp.remove())
+
+  it('the admin status says why: ignore rules, replicas, a wildcard host, no fast_lane_dir', async () => {
+    const on = { fast_lane: true }
+    const backends = (): MemoryBackend[] => [
+      { id: 'plain', hosts: ['plain.example.com'], state: 'running', upstreams: [upstream.address], settings: on },
+      { id: 'checked', hosts: ['checked.example.com'], state: 'running', upstreams: [upstream.address], settings: { ...on, ignore: [{ path: '/healthz' }] } },
+      { id: 'replicas', hosts: ['replicas.example.com'], state: 'running', upstreams: [upstream.address, '127.0.0.1:9'], settings: on },
+      { id: 'wild', hosts: ['*.wild.example.com'], state: 'running', upstreams: [upstream.address], settings: on },
+      { id: 'off', hosts: ['off.example.com'], state: 'running', upstreams: [upstream.address] },
+    ]
+    const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10m }\n', 't')
+    const lane = new FastLane({ dir: join(tmp.dir, 'awake') })
+    lane.reset()
+    const registry = new Registry([new MemoryProvider(backends())], config, pino({ level: 'silent' }))
+    registry.useFastLane(lane)
+    const without = new Registry([new MemoryProvider(backends())], config, pino({ level: 'silent' }))
+    try {
+      await registry.start()
+      await without.start()
+      const off = (r: Registry, id: string) => r.get(`memory:${id}`)?.status().fast_lane_off
+      assert.equal(registry.get('memory:plain')?.status().fast_lane, true)
+      assert.equal(off(registry, 'plain'), undefined)
+      assert.match(String(off(registry, 'checked')), /ignore rules/)
+      assert.match(String(off(registry, 'replicas')), /^2 upstreams \(replicas/)
+      assert.match(String(off(registry, 'wild')), /wildcard/)
+      assert.equal(off(registry, 'off'), undefined, 'fast_lane off: nothing to explain')
+      assert.equal(off(without, 'plain'), 'fast_lane_dir is not set')
+    } finally {
+      registry.close()
+      without.close()
+    }
   })
 })

@@ -275,6 +275,10 @@ describe('busy_cpu', () => {
       assert.throws(() => parseConfig(`providers:\n  ${kind}: ${block}\n`, 't', {}), new RegExp(`providers\\.${kind}\\.busy_cpu.*${kind} cannot measure`))
     }
     assert.throws(() => parseConfig('defaults: { busy_cpu: ten }\n', 't', {}), /defaults\.busy_cpu.*CPU percentage/)
+    // a bare number: 0.5 may mean half a core, so it is refused with the way to write it
+    assert.throws(() => parseConfig('defaults: { busy_cpu: 0.5 }\n', 't', {}), /defaults\.busy_cpu.*0\.5 has no unit; write it like 0\.5%/)
+    assert.throws(() => parseConfig('providers: { process: { apps: [{ name: a, hosts: [a], command: [x], port: 1, busy_cpu: "10" }] } }\n', 't', {}), /busy_cpu.*10 has no unit; write it like 10%/)
+    assert.equal(parseConfig('defaults: { busy_cpu: 2.5% }\n', 't', {}).defaults.busy_cpu, 2.5)
   })
 })
 

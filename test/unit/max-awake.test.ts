@@ -257,7 +257,9 @@ describe('max_awake', () => {
       for (const b of [...registry.all()]) await registry.wake(b).catch((err: unknown) => (err as { code?: string }).code)
     }
     try {
-      await reloader.apply(yaml('{ id: p, max_awake: 1 }'))
+      const added = await reloader.apply(yaml('{ id: p, max_awake: 1 }'))
+      // the summary names the cap that changed, not only "reconfigured"
+      assert.ok(added.ok && added.summary.settings.includes('max_awake (p)'), JSON.stringify(added))
       await wakeAll()
       assert.equal(awake().length, 1, `cap 1 added by a reload: ${awake().join(',')}`)
       await reloader.apply(yaml('{ id: p }'))

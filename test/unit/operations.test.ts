@@ -120,6 +120,21 @@ describe('admin API', () => {
     await s.close()
   })
 
+  it("healthz: the shipped snippet's relight (3) and relight_fast (4) are both current, 2 is outdated", async () => {
+    const s = await setup(one('running'))
+    const health = async () => JSON.parse((await s.app.inject({ method: 'GET', url: '/_relight/healthz' })).body)
+    const call = (snippet: string) =>
+      s.app.inject({ url: '/_relight/auth', headers: { host: 'a.example.com', 'x-relight-snippet': snippet, 'x-relight-request': 'GET /', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' } })
+    let h = await health()
+    assert.deepEqual([h.snippet, h.snippet_current, h.snippet_outdated], [null, '4', false])
+    for (const [snippet, outdated] of [['4', false], ['3', false], ['2', true]] as const) {
+      assert.equal((await call(snippet)).statusCode, 200)
+      h = await health()
+      assert.deepEqual([h.snippet, h.snippet_outdated], [snippet, outdated], `after a call from snippet ${snippet}`)
+    }
+    await s.close()
+  })
+
   it('serves an OpenAPI description built from the route schemas', async () => {
     const s = await setup(one())
     const res = await s.app.inject({ method: 'GET', url: '/_relight/admin/openapi.json', headers: BEARER })

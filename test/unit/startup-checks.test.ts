@@ -1,6 +1,6 @@
 /** Start-up checks shared by `check` and `serve`: groups, socket paths, listen errors. */
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { parseConfig } from '../../sidecar/config/load.js'
 import { preflight } from '../../sidecar/providers/index.js'
+import { socketReachProblems } from '../../sidecar/startup/socket-reach.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { until } from '../helpers/wait.js'
 
@@ -31,6 +32,23 @@ describe('start-up checks', () => {
     assert.match(socketPathProblem(join(tmp.dir, 'file/sub/a.sock'), 'listen') ?? '', /^listen: cannot create the directory .*\/file\/sub for .*: .*\/file is not a directory$/)
     assert.match(socketPathProblem(`/tmp/${'x'.repeat(110)}.sock`, 'access_log') ?? '', /^access_log: the unix socket path \S+ is too long \(120 bytes; Linux allows 107\)$/)
     assert.equal(socketPathProblem(join(tmp.dir, 'new/dir/a.sock'), 'listen'), undefined)
+  })
+
+  it("fast_lane_dir: a directory above it that socket_group cannot search is a problem (Caddy's file matcher would never see a flag)", () => {
+    const closed = join(tmp.dir, 'closed')
+    mkdirSync(join(closed, 'inner'), { recursive: true })
+    chmodSync(tmp.dir, 0o755)
+    const config = parseConfig(`listen: 127.0.0.1:0\nsocket_group: root\nfast_lane_dir: ${closed}/inner/awake\n`, 'test')
+    try {
+      chmodSync(closed, 0o700)
+      const problems = socketReachProblems(config)
+      assert.equal(problems.length, 1, problems.join('\n'))
+      assert.match(problems[0] ?? '', new RegExp(`^fast_lane_dir: members of group root \\(Caddy\\) cannot reach ${closed}/inner/awake: ${closed} is mode 0700 .*no request takes the fast lane.*chmod o\\+x ${closed}`))
+      chmodSync(closed, 0o711)
+      assert.deepEqual(socketReachProblems(config), [])
+    } finally {
+      chmodSync(closed, 0o755)
+    }
   })
 
   it('names the program holding a TCP port', async () => {
