@@ -601,7 +601,7 @@ export class Registry implements RegistryReload {
     const work: Promise<boolean>[] = []
     const wall = this.deps.wallNow()
     for (const backend of this.backends.values()) {
-      backend.shareActivity(now)
+      backend.shareTick(now)
       const scheduled = scheduleAt(backend.settings, wall)
       if (scheduled === 'asleep' && !backend.settings.always_on) {
         // An asleep_during window: new requests are refused from its start (503), and the
