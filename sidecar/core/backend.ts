@@ -7,7 +7,7 @@ export { stateForMode } from './provider.js'
 import type { LifecycleEvent, LifecycleEvents, SleepCause } from './events.js'
 import { type Schedule, scheduleAt } from './schedule.js'
 import { waitAnyReady, waitReady } from './readiness.js'
-import { abortable, delay } from './timers.js'
+import { abortable, delay, withDeadline } from './timers.js'
 import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import { ActivitySharer, type HoldOutcome } from './activity-share.js'
@@ -579,7 +579,8 @@ export class Backend {
     if (this.joining.has(upstream)) return
     const controller = new AbortController()
     this.joining.set(upstream, controller)
-    const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
+    const bound = withDeadline([controller.signal, this.deps.closing], this.settings.wake_timeout)
+    const signal = bound.signal
     const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
     waitReady(upstream, this.settings.readiness, signal, owns)
       .then(
@@ -591,6 +592,7 @@ export class Backend {
         },
       )
       .finally(() => {
+        bound.clear()
         if (this.joining.get(upstream) === controller) this.joining.delete(upstream)
       })
   }
@@ -664,7 +666,8 @@ export class Backend {
       this.ready = []
       const controller = new AbortController()
       this.adoptAbort = controller
-      const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
+      const bound = withDeadline([controller.signal, this.deps.closing], this.settings.wake_timeout)
+      const signal = bound.signal
       try {
         const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
         await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
@@ -680,6 +683,8 @@ export class Backend {
         const error = toRelightError(signal.aborted ? signal.reason : err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
         this.log.debug({ code: error.code, err: error.message }, 'not routed: up in the engine but not ready here')
       } finally {
+        // Not cleared: probes of replicas not up yet go on after the first (leftoverProbes), and
+        // wake_timeout still bounds them.
         if (this.adoptAbort === controller) this.adoptAbort = undefined
         this.transitionEndedAt = this.deps.now()
       }
@@ -955,14 +960,18 @@ export class Backend {
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
       // are bounded by their own wake_timeout.
-      const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+      const bound = withDeadline(this.deps.closing, Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))
+      const signal = bound.signal
       if (laneWasOpen) {
         // Safe sleep (README, "Fast lane"): close the lane first, give a request Caddy admitted
         // just before the time to open its connection, then sleep only if no connection to the
         // upstream is open (an idle keep-alive one too: snippet 4 closes those after 1 s).
         this.syncFastLane()
         const drain = await this.drainFastLane(signal)
-        if (drain !== undefined) return drain
+        if (drain !== undefined) {
+          bound.clear()
+          return drain
+        }
       }
       try {
         const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
@@ -989,6 +998,7 @@ export class Backend {
         this.emit({ type: 'sleep.failed', mode: this.settings.sleep, code: error.code, reason: error.message })
         return { result: 'failed', error }
       } finally {
+        bound.clear()
         this.transitionEndedAt = this.deps.now()
         this.syncFastLane() // still running after a refusal or failure: the lane reopens
       }
@@ -1018,7 +1028,8 @@ export class Backend {
     this.syncFastLane() // closed while the conditional write runs (no fast-lane drain on shared engines yet)
     const started = this.deps.now()
     const mode = this.settings.sleep
-    const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+    const bound = withDeadline(this.deps.closing, Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))
+    const signal = bound.signal
     const cancel = new AbortController()
     this.sleepCancel = cancel
     try {
@@ -1062,6 +1073,7 @@ export class Backend {
       this.emit({ type: 'sleep.failed', mode, code: error.code, reason: error.message })
       return { result: 'failed', error }
     } finally {
+      bound.clear()
       if (this.sleepCancel === cancel) this.sleepCancel = undefined
       this.transitionEndedAt = this.deps.now()
       this.syncFastLane() // still running after a refusal or failure: the lane reopens
@@ -1118,9 +1130,13 @@ export class Backend {
     if (!stats) return undefined
     // The timeout starts when the reading does, not while it waits for a slot. Raced here too:
     // a provider that ignores the signal neither holds the slot nor the sleep beyond it.
-    const read = () => {
-      const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)])
-      return abortable(stats.call(this.provider, this.info.id, signal), signal)
+    const read = async () => {
+      const bound = withDeadline(this.deps.closing, BUSY_MEASURE_TIMEOUT_MS)
+      try {
+        return await abortable(stats.call(this.provider, this.info.id, bound.signal), bound.signal)
+      } finally {
+        bound.clear()
+      }
     }
     try {
       const s = await (this.deps.statsQueue ? this.deps.statsQueue.add(read) : read())

@@ -5,7 +5,10 @@
  * `withDeadline` was built that way.
  */
 import assert from 'node:assert/strict'
+import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { join, relative } from 'node:path'
 import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import { withDeadline } from '../../sidecar/core/timers.js'
@@ -32,7 +35,27 @@ function aborted(signal: AbortSignal, ms: number): Promise<unknown> {
   })
 }
 
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
+
+function sources(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name)
+    if (statSync(path).isDirectory()) return sources(path)
+    return path.endsWith('.ts') ? [path] : []
+  })
+}
+
 describe('withDeadline', () => {
+  it('is used instead of an inline AbortSignal.timeout inside AbortSignal.any anywhere in sidecar/', () => {
+    const inline = /AbortSignal\.any\(\[[^\]]*AbortSignal\.timeout\(/
+    const found = sources(join(ROOT, 'sidecar')).flatMap((file) =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .flatMap((line, i) => (inline.test(line) && !line.trim().startsWith('*') ? [`${relative(ROOT, file)}:${i + 1}`] : [])),
+    )
+    assert.deepEqual(found, [], 'use withDeadline (core/timers.ts): nodejs/node#57736')
+  })
+
   it('fires after ms even when garbage collection runs meanwhile (nodejs/node#57736)', async () => {
     const gc = exposeGc()
     const outers: AbortController[] = []
