@@ -7,7 +7,7 @@ export { stateForMode } from './provider.js'
 import type { LifecycleEvent, LifecycleEvents, SleepCause } from './events.js'
 import { type Schedule, scheduleAt } from './schedule.js'
 import { waitAnyReady, waitReady } from './readiness.js'
-import { abortable, delay } from './timers.js'
+import { abortable, delay, withDeadline } from './timers.js'
 import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import { ActivitySharer, type HoldOutcome } from './activity-share.js'
@@ -24,10 +24,6 @@ const SLEEP_TIMEOUT_MS = 5 * 60_000
  * and two such browsers at the cap would otherwise evict each other's app for ever.
  */
 export const EVICTION_GRACE_MS = 5000
-/** Upper bound of one shared-activity write. */
-const SHARE_TIMEOUT_MS = 10_000
-/** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
-const SHARE_RETRY_BASE_MS = 1000
 /** Verify reads (engine view not live): at most one per backend this often… */
 const VERIFY_EVERY_MS = 2000
 /** …each bounded by this… */
@@ -150,8 +146,6 @@ export class Backend {
   private _draining = false
   /** Last request answered without a ticket (its end is never seen), deps.now clock. */
   private lastUncounted = -Infinity
-  /** Last request start or finish only: what is shared with other sidecars (never a wake or a refused sleep). */
-  private lastTraffic = -Infinity
   private readonly _counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
   /** When the registry first learnt of it (deps.now clock). */
   readonly createdAt: number
@@ -170,13 +164,6 @@ export class Backend {
   /** When the last wake or sleep ended (deps.now clock); older list results cannot undo it. */
   private transitionEndedAt = -Infinity
   private fallbackLogged = false
-  /** Shared activity (several sidecars, one engine): when we last wrote it and which activity. */
-  private sharedAt = -Infinity
-  private sharedActivity = -Infinity
-  private sharing = false
-  private shareFailures = 0
-  /** After a failed write: no new attempt before this (deps.now clock). */
-  private shareRetryAt = -Infinity
   private readonly deps: BackendDeps
   private childLog: Logger | undefined
   /** Shared engines only: when this sidecar writes activity tokens (core/activity-share.ts). */
@@ -383,7 +370,7 @@ export class Backend {
   laneRequestEnded(): void {
     const next = this.successor
     if (next !== undefined) return next.laneRequestEnded()
-    this._lastActivity = this.lastTraffic = this.deps.now()
+    this._lastActivity = this.deps.now()
   }
 
   /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */
@@ -399,9 +386,10 @@ export class Backend {
   /** A request was authorised (counted in flight only when the access log can report its end). */
   started(countInflight: boolean): void {
     if (countInflight) this._inflight++
-    this._lastActivity = this.lastTraffic = this.deps.now()
-    // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
-    if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
+    this._lastActivity = this.deps.now()
+    // Traffic only (never a wake or a refused sleep), and only while up here: a line that
+    // arrives after our own sleep is no traffic to write.
+    if (this.phase === 'running') this.sharer?.touched(this._lastActivity)
     if (!countInflight) this.lastUncounted = this._lastActivity
   }
 
@@ -415,9 +403,10 @@ export class Backend {
       return
     }
     if (this.inflight > 0) this._inflight--
-    this._lastActivity = this.lastTraffic = this.deps.now()
-    // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
-    if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
+    this._lastActivity = this.deps.now()
+    // Traffic only (never a wake or a refused sleep), and only while up here: a line that
+    // arrives after our own sleep is no traffic to write.
+    if (this.phase === 'running') this.sharer?.touched(this._lastActivity)
   }
 
   /**
@@ -496,52 +485,14 @@ export class Backend {
   }
 
   /**
-   * Several sidecars on one engine: tell the provider about traffic seen since the last write,
-   * at most every idle_timeout/4 (requests in flight count as traffic now). Called by the idle
-   * sweep; never on the request path. `wallNow` is ms since the epoch (shared with other hosts).
+   * The idle sweep's tick (shared engines): write pending traffic as an activity token, at most
+   * every idle_timeout/4 (core/activity-share.ts). Only while routed here, or while a wake of
+   * ours is under way (requests wait on it). Never on the request path.
    */
-  shareActivity(now: number, wallNow: number = Date.now()): void {
-    if (this.sharer !== undefined) {
-      if (this.removed) return
-      if (this.phase === 'running') this.sharer.tick(now)
-      else if (this.wakePromise !== undefined) this.sharer.tickWaking(now) // requests wait on our wake
-      return
-    }
-    // The old path, for providers without the shared-decision port (removed once they move).
-    const share = this.provider.shareActivity
-    if (!share || this.sharing || this.removed || this.phase !== 'running') return
-    // Traffic only: a refused sleep restarts the local idle clock, and sharing that would make
-    // two sidecars keep each other awake for ever.
-    if (this.inflight === 0 && this.lastTraffic <= this.sharedActivity) return
-    if (now - this.sharedAt < this.settings.idle_timeout / 4) return
-    if (now < this.shareRetryAt) return
-    const activity = this.inflight > 0 ? now : this.lastTraffic
-    const at = wallNow - (now - activity)
-    this.sharing = true
-    share
-      .call(this.provider, this.info.id, at, AbortSignal.any([this.deps.closing, AbortSignal.timeout(SHARE_TIMEOUT_MS)]), { idleTimeout: this.settings.idle_timeout })
-      .then(
-        () => {
-          this.sharedAt = now
-          this.sharedActivity = activity
-          this.shareFailures = 0
-          this.shareRetryAt = -Infinity
-        },
-        (err: unknown) => {
-          // Retried with an exponential backoff (an engine that is down is not asked every sweep
-          // tick); the provider refuses sleeps until a write succeeds.
-          this.shareFailures++
-          const backoff = Math.min(SHARE_RETRY_BASE_MS * 2 ** Math.min(this.shareFailures - 1, 30), Math.max(SHARE_RETRY_BASE_MS, this.settings.idle_timeout / 4))
-          this.shareRetryAt = now + backoff
-          if (atPowerOfTwo(this.shareFailures)) {
-            const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
-            this.log.warn({ code: error.code, err: error.message, failures: this.shareFailures }, 'shared activity not written')
-          }
-        },
-      )
-      .finally(() => {
-        this.sharing = false
-      })
+  shareTick(now: number): void {
+    if (this.sharer === undefined || this.removed) return
+    if (this.phase === 'running') this.sharer.tick(now)
+    else if (this.wakePromise !== undefined) this.sharer.tickWaking(now) // requests wait on our wake
   }
 
   /**
@@ -644,7 +595,8 @@ export class Backend {
     if (this.joining.has(upstream)) return
     const controller = new AbortController()
     this.joining.set(upstream, controller)
-    const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
+    const bound = withDeadline([controller.signal, this.deps.closing], this.settings.wake_timeout)
+    const signal = bound.signal
     const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
     waitReady(upstream, this.settings.readiness, signal, owns)
       .then(
@@ -656,6 +608,7 @@ export class Backend {
         },
       )
       .finally(() => {
+        bound.clear()
         if (this.joining.get(upstream) === controller) this.joining.delete(upstream)
       })
   }
@@ -729,7 +682,8 @@ export class Backend {
       this.ready = []
       const controller = new AbortController()
       this.adoptAbort = controller
-      const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
+      const bound = withDeadline([controller.signal, this.deps.closing], this.settings.wake_timeout)
+      const signal = bound.signal
       try {
         const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
         await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
@@ -745,6 +699,8 @@ export class Backend {
         const error = toRelightError(signal.aborted ? signal.reason : err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
         this.log.debug({ code: error.code, err: error.message }, 'not routed: up in the engine but not ready here')
       } finally {
+        // Not cleared: probes of replicas not up yet go on after the first (leftoverProbes), and
+        // wake_timeout still bounds them.
         if (this.adoptAbort === controller) this.adoptAbort = undefined
         this.transitionEndedAt = this.deps.now()
       }
@@ -1020,14 +976,18 @@ export class Backend {
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
       // are bounded by their own wake_timeout.
-      const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+      const bound = withDeadline(this.deps.closing, Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))
+      const signal = bound.signal
       if (laneWasOpen) {
         // Safe sleep (README, "Fast lane"): close the lane first, give a request Caddy admitted
         // just before the time to open its connection, then sleep only if no connection to the
         // upstream is open (an idle keep-alive one too: snippet 4 closes those after 1 s).
         this.syncFastLane()
         const drain = await this.drainFastLane(signal)
-        if (drain !== undefined) return drain
+        if (drain !== undefined) {
+          bound.clear()
+          return drain
+        }
       }
       try {
         const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
@@ -1054,6 +1014,7 @@ export class Backend {
         this.emit({ type: 'sleep.failed', mode: this.settings.sleep, code: error.code, reason: error.message })
         return { result: 'failed', error }
       } finally {
+        bound.clear()
         this.transitionEndedAt = this.deps.now()
         this.syncFastLane() // still running after a refusal or failure: the lane reopens
       }
@@ -1083,7 +1044,8 @@ export class Backend {
     this.syncFastLane() // closed while the conditional write runs (no fast-lane drain on shared engines yet)
     const started = this.deps.now()
     const mode = this.settings.sleep
-    const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+    const bound = withDeadline(this.deps.closing, Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))
+    const signal = bound.signal
     const cancel = new AbortController()
     this.sleepCancel = cancel
     try {
@@ -1127,6 +1089,7 @@ export class Backend {
       this.emit({ type: 'sleep.failed', mode, code: error.code, reason: error.message })
       return { result: 'failed', error }
     } finally {
+      bound.clear()
       if (this.sleepCancel === cancel) this.sleepCancel = undefined
       this.transitionEndedAt = this.deps.now()
       this.syncFastLane() // still running after a refusal or failure: the lane reopens
@@ -1183,9 +1146,13 @@ export class Backend {
     if (!stats) return undefined
     // The timeout starts when the reading does, not while it waits for a slot. Raced here too:
     // a provider that ignores the signal neither holds the slot nor the sleep beyond it.
-    const read = () => {
-      const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)])
-      return abortable(stats.call(this.provider, this.info.id, signal), signal)
+    const read = async () => {
+      const bound = withDeadline(this.deps.closing, BUSY_MEASURE_TIMEOUT_MS)
+      try {
+        return await abortable(stats.call(this.provider, this.info.id, bound.signal), bound.signal)
+      } finally {
+        bound.clear()
+      }
     }
     try {
       const s = await (this.deps.statsQueue ? this.deps.statsQueue.add(read) : read())
