@@ -317,7 +317,10 @@ export class Backend {
     if (fast === undefined) return
     const upstream = this.ready[0]
     // `ignore` rules are decided per request by the sidecar: such a backend keeps the forward_auth lane.
-    const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && !this._draining && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
+    // Several sidecars (Swarm, Kubernetes): a fast-lane request is seen only when it ends, and an
+    // open one only by this host's connection table, so the other sidecars could not see it:
+    // such a backend keeps the forward_auth lane, whose requests are shared from their start.
+    const on = this.settings.fast_lane && this.settings.ignore.empty && this.provider.shared === undefined && !this.removed && this.phase === 'running' && !this._draining && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
     try {
       fast.lane.set(this, on ? fast.hostsOf(this).map((host) => ({ host, upstream })) : [])
       if (fast.lane.has(this)) this.laneUsed = true
@@ -337,6 +340,7 @@ export class Backend {
     const fast = this.deps.fastLane
     if (fast === undefined) return 'fast_lane_dir is not set'
     if (!this.settings.ignore.empty) return 'it has ignore rules (decided per request by the sidecar)'
+    if (this.provider.shared !== undefined) return 'several sidecars decide its sleep (Swarm, Kubernetes): its requests must be seen, and shared, from their start'
     if (this._draining) return 'it is being put to sleep'
     if (this.ready.length !== 1 || this.info.upstreams.length !== 1) return `${Math.max(this.ready.length, this.info.upstreams.length)} upstreams (replicas keep the forward_auth lane, which balances them)`
     if (fast.hostsOf(this).length === 0) return 'no exact host (a wildcard or non-canonical host cannot be flagged)'
@@ -371,6 +375,7 @@ export class Backend {
     const next = this.successor
     if (next !== undefined) return next.laneRequestEnded()
     this._lastActivity = this.deps.now()
+    if (this.phase === 'running') this.sharer?.touched(this._lastActivity)
   }
 
   /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */
@@ -891,6 +896,14 @@ export class Backend {
     // be the first evicted: Sablier #985) and busy_cpu's hold protect it from eviction too.
     if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
     if (now - this.lastActivity < Math.min(this.settings.idle_timeout, EVICTION_GRACE_MS)) return 'recently active'
+    // Several sidecars: another sidecar's traffic reaches us only as a token, written at most
+    // every idle_timeout/4, so its activity is judged over the whole idle_timeout, as for an idle
+    // sleep: a workload busy elsewhere is never evicted from here.
+    const shared = this.provider.shared
+    if (shared !== undefined) {
+      const blocker = sharedBlocker(observeSafely(shared, this.info.id), this.createdAt, now, this.settings.idle_timeout)
+      if (blocker !== undefined) return blocker
+    }
     if (now - this.lastUncounted < this.settings.idle_timeout) return 'a request without a ticket may be in flight'
     return undefined
   }
