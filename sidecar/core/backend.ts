@@ -7,7 +7,7 @@ export { stateForMode } from './provider.js'
 import type { LifecycleEvent, LifecycleEvents, SleepCause } from './events.js'
 import { type Schedule, scheduleAt } from './schedule.js'
 import { waitAnyReady, waitReady } from './readiness.js'
-import { abortable, delay } from './timers.js'
+import { abortable, delay, withDeadline } from './timers.js'
 import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import { ActivitySharer, type HoldOutcome } from './activity-share.js'
@@ -24,10 +24,6 @@ const SLEEP_TIMEOUT_MS = 5 * 60_000
  * and two such browsers at the cap would otherwise evict each other's app for ever.
  */
 export const EVICTION_GRACE_MS = 5000
-/** Upper bound of one shared-activity write. */
-const SHARE_TIMEOUT_MS = 10_000
-/** A failed shared-activity write is retried after 1 s, doubling up to idle_timeout/4; a success resets it. */
-const SHARE_RETRY_BASE_MS = 1000
 /** Verify reads (engine view not live): at most one per backend this often… */
 const VERIFY_EVERY_MS = 2000
 /** …each bounded by this… */
@@ -150,8 +146,6 @@ export class Backend {
   private _draining = false
   /** Last request answered without a ticket (its end is never seen), deps.now clock. */
   private lastUncounted = -Infinity
-  /** Last request start or finish only: what is shared with other sidecars (never a wake or a refused sleep). */
-  private lastTraffic = -Infinity
   private readonly _counters: BackendCounters = { wakes: 0, wakeFailures: 0, sleeps: 0, sleepFailures: 0, fallbackSleeps: 0 }
   /** When the registry first learnt of it (deps.now clock). */
   readonly createdAt: number
@@ -170,13 +164,6 @@ export class Backend {
   /** When the last wake or sleep ended (deps.now clock); older list results cannot undo it. */
   private transitionEndedAt = -Infinity
   private fallbackLogged = false
-  /** Shared activity (several sidecars, one engine): when we last wrote it and which activity. */
-  private sharedAt = -Infinity
-  private sharedActivity = -Infinity
-  private sharing = false
-  private shareFailures = 0
-  /** After a failed write: no new attempt before this (deps.now clock). */
-  private shareRetryAt = -Infinity
   private readonly deps: BackendDeps
   private childLog: Logger | undefined
   /** Shared engines only: when this sidecar writes activity tokens (core/activity-share.ts). */
@@ -338,7 +325,10 @@ export class Backend {
     if (fast === undefined) return
     const upstream = this.ready[0]
     // `ignore` rules are decided per request by the sidecar: such a backend keeps the forward_auth lane.
-    const on = this.settings.fast_lane && this.settings.ignore.empty && !this.removed && this.phase === 'running' && !this._draining && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
+    // Several sidecars (Swarm, Kubernetes): a fast-lane request is seen only when it ends, and an
+    // open one only by this host's connection table, so the other sidecars could not see it:
+    // such a backend keeps the forward_auth lane, whose requests are shared from their start.
+    const on = this.settings.fast_lane && this.settings.ignore.empty && this.provider.shared === undefined && !this.removed && this.phase === 'running' && !this._draining && this.ready.length === 1 && this.info.upstreams.length === 1 && upstream !== undefined
     try {
       fast.lane.set(this, on ? fast.hostsOf(this).map((host) => ({ host, upstream })) : [])
       if (fast.lane.has(this)) this.laneUsed = true
@@ -358,6 +348,7 @@ export class Backend {
     const fast = this.deps.fastLane
     if (fast === undefined) return 'fast_lane_dir is not set'
     if (!this.settings.ignore.empty) return 'it has ignore rules (decided per request by the sidecar)'
+    if (this.provider.shared !== undefined) return 'several sidecars decide its sleep (Swarm, Kubernetes): its requests must be seen, and shared, from their start'
     if (this._draining) return 'it is being put to sleep'
     if (this.ready.length !== 1 || this.info.upstreams.length !== 1) return `${Math.max(this.ready.length, this.info.upstreams.length)} upstreams (replicas keep the forward_auth lane, which balances them)`
     if (fast.hostsOf(this).length === 0) return 'no exact host (a wildcard or non-canonical host cannot be flagged)'
@@ -406,7 +397,8 @@ export class Backend {
   laneRequestEnded(): void {
     const next = this.successor
     if (next !== undefined) return next.laneRequestEnded()
-    this._lastActivity = this.lastTraffic = this.deps.now()
+    this._lastActivity = this.deps.now()
+    if (this.phase === 'running') this.sharer?.touched(this._lastActivity)
   }
 
   /** Hot path: the next ready upstream when running, else undefined. No I/O, no allocation. */
@@ -422,9 +414,10 @@ export class Backend {
   /** A request was authorised (counted in flight only when the access log can report its end). */
   started(countInflight: boolean): void {
     if (countInflight) this._inflight++
-    this._lastActivity = this.lastTraffic = this.deps.now()
-    // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
-    if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
+    this._lastActivity = this.deps.now()
+    // Traffic only (never a wake or a refused sleep), and only while up here: a line that
+    // arrives after our own sleep is no traffic to write.
+    if (this.phase === 'running') this.sharer?.touched(this._lastActivity)
     if (!countInflight) this.lastUncounted = this._lastActivity
   }
 
@@ -438,9 +431,10 @@ export class Backend {
       return
     }
     if (this.inflight > 0) this._inflight--
-    this._lastActivity = this.lastTraffic = this.deps.now()
-    // Shared only while up here: a line that arrives after our own sleep is no traffic to write.
-    if (this.phase === 'running') this.sharer?.touched(this.lastTraffic)
+    this._lastActivity = this.deps.now()
+    // Traffic only (never a wake or a refused sleep), and only while up here: a line that
+    // arrives after our own sleep is no traffic to write.
+    if (this.phase === 'running') this.sharer?.touched(this._lastActivity)
   }
 
   /**
@@ -519,52 +513,14 @@ export class Backend {
   }
 
   /**
-   * Several sidecars on one engine: tell the provider about traffic seen since the last write,
-   * at most every idle_timeout/4 (requests in flight count as traffic now). Called by the idle
-   * sweep; never on the request path. `wallNow` is ms since the epoch (shared with other hosts).
+   * The idle sweep's tick (shared engines): write pending traffic as an activity token, at most
+   * every idle_timeout/4 (core/activity-share.ts). Only while routed here, or while a wake of
+   * ours is under way (requests wait on it). Never on the request path.
    */
-  shareActivity(now: number, wallNow: number = Date.now()): void {
-    if (this.sharer !== undefined) {
-      if (this.removed) return
-      if (this.phase === 'running') this.sharer.tick(now)
-      else if (this.wakePromise !== undefined) this.sharer.tickWaking(now) // requests wait on our wake
-      return
-    }
-    // The old path, for providers without the shared-decision port (removed once they move).
-    const share = this.provider.shareActivity
-    if (!share || this.sharing || this.removed || this.phase !== 'running') return
-    // Traffic only: a refused sleep restarts the local idle clock, and sharing that would make
-    // two sidecars keep each other awake for ever.
-    if (this.inflight === 0 && this.lastTraffic <= this.sharedActivity) return
-    if (now - this.sharedAt < this.settings.idle_timeout / 4) return
-    if (now < this.shareRetryAt) return
-    const activity = this.inflight > 0 ? now : this.lastTraffic
-    const at = wallNow - (now - activity)
-    this.sharing = true
-    share
-      .call(this.provider, this.info.id, at, AbortSignal.any([this.deps.closing, AbortSignal.timeout(SHARE_TIMEOUT_MS)]), { idleTimeout: this.settings.idle_timeout })
-      .then(
-        () => {
-          this.sharedAt = now
-          this.sharedActivity = activity
-          this.shareFailures = 0
-          this.shareRetryAt = -Infinity
-        },
-        (err: unknown) => {
-          // Retried with an exponential backoff (an engine that is down is not asked every sweep
-          // tick); the provider refuses sleeps until a write succeeds.
-          this.shareFailures++
-          const backoff = Math.min(SHARE_RETRY_BASE_MS * 2 ** Math.min(this.shareFailures - 1, 30), Math.max(SHARE_RETRY_BASE_MS, this.settings.idle_timeout / 4))
-          this.shareRetryAt = now + backoff
-          if (atPowerOfTwo(this.shareFailures)) {
-            const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED')
-            this.log.warn({ code: error.code, err: error.message, failures: this.shareFailures }, 'shared activity not written')
-          }
-        },
-      )
-      .finally(() => {
-        this.sharing = false
-      })
+  shareTick(now: number): void {
+    if (this.sharer === undefined || this.removed) return
+    if (this.phase === 'running') this.sharer.tick(now)
+    else if (this.wakePromise !== undefined) this.sharer.tickWaking(now) // requests wait on our wake
   }
 
   /**
@@ -674,7 +630,8 @@ export class Backend {
     if (this.joining.has(upstream)) return
     const controller = new AbortController()
     this.joining.set(upstream, controller)
-    const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
+    const bound = withDeadline([controller.signal, this.deps.closing], this.settings.wake_timeout)
+    const signal = bound.signal
     const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
     waitReady(upstream, this.settings.readiness, signal, owns)
       .then(
@@ -686,6 +643,7 @@ export class Backend {
         },
       )
       .finally(() => {
+        bound.clear()
         if (this.joining.get(upstream) === controller) this.joining.delete(upstream)
       })
   }
@@ -759,7 +717,8 @@ export class Backend {
       this.ready = []
       const controller = new AbortController()
       this.adoptAbort = controller
-      const signal = AbortSignal.any([controller.signal, this.deps.closing, AbortSignal.timeout(this.settings.wake_timeout)])
+      const bound = withDeadline([controller.signal, this.deps.closing], this.settings.wake_timeout)
+      const signal = bound.signal
       try {
         const owns = this.provider.ownsListener?.bind(this.provider, this.info.id)
         await waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
@@ -775,6 +734,8 @@ export class Backend {
         const error = toRelightError(signal.aborted ? signal.reason : err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
         this.log.debug({ code: error.code, err: error.message }, 'not routed: up in the engine but not ready here')
       } finally {
+        // Not cleared: probes of replicas not up yet go on after the first (leftoverProbes), and
+        // wake_timeout still bounds them.
         if (this.adoptAbort === controller) this.adoptAbort = undefined
         this.transitionEndedAt = this.deps.now()
       }
@@ -965,6 +926,14 @@ export class Backend {
     // be the first evicted: Sablier #985) and busy_cpu's hold protect it from eviction too.
     if (now < this.holdUntil && this.holdReason !== undefined) return this.holdReason
     if (now - this.lastActivity < Math.min(this.settings.idle_timeout, EVICTION_GRACE_MS)) return 'recently active'
+    // Several sidecars: another sidecar's traffic reaches us only as a token, written at most
+    // every idle_timeout/4, so its activity is judged over the whole idle_timeout, as for an idle
+    // sleep: a workload busy elsewhere is never evicted from here.
+    const shared = this.provider.shared
+    if (shared !== undefined) {
+      const blocker = sharedBlocker(observeSafely(shared, this.info.id), this.createdAt, now, this.settings.idle_timeout)
+      if (blocker !== undefined) return blocker
+    }
     if (now - this.lastUncounted < this.settings.idle_timeout) return 'a request without a ticket may be in flight'
     return undefined
   }
@@ -1050,14 +1019,18 @@ export class Backend {
       const started = this.deps.now()
       // Generous: a stop may legitimately take a long grace period. Requests waiting behind it
       // are bounded by their own wake_timeout.
-      const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+      const bound = withDeadline(this.deps.closing, Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))
+      const signal = bound.signal
       if (laneWasOpen) {
         // Safe sleep (README, "Fast lane"): close the lane first, give a request Caddy admitted
         // just before the time to open its connection, then sleep only if no connection to the
         // upstream is open (an idle keep-alive one too: snippet 4 closes those after 1 s).
         this.syncFastLane()
         const drain = await this.drainFastLane(signal)
-        if (drain !== undefined) return drain
+        if (drain !== undefined) {
+          bound.clear()
+          return drain
+        }
       }
       try {
         const mode = await this.trySleep(this.settings.sleep, this.settings.fallback_sleep, signal)
@@ -1084,6 +1057,7 @@ export class Backend {
         this.emit({ type: 'sleep.failed', mode: this.settings.sleep, code: error.code, reason: error.message })
         return { result: 'failed', error }
       } finally {
+        bound.clear()
         this.transitionEndedAt = this.deps.now()
         this.syncFastLane() // still running after a refusal or failure: the lane reopens
       }
@@ -1113,7 +1087,8 @@ export class Backend {
     this.syncFastLane() // closed while the conditional write runs (no fast-lane drain on shared engines yet)
     const started = this.deps.now()
     const mode = this.settings.sleep
-    const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))])
+    const bound = withDeadline(this.deps.closing, Math.max(this.settings.wake_timeout, SLEEP_TIMEOUT_MS))
+    const signal = bound.signal
     const cancel = new AbortController()
     this.sleepCancel = cancel
     try {
@@ -1157,6 +1132,7 @@ export class Backend {
       this.emit({ type: 'sleep.failed', mode, code: error.code, reason: error.message })
       return { result: 'failed', error }
     } finally {
+      bound.clear()
       if (this.sleepCancel === cancel) this.sleepCancel = undefined
       this.transitionEndedAt = this.deps.now()
       this.syncFastLane() // still running after a refusal or failure: the lane reopens
@@ -1221,9 +1197,13 @@ export class Backend {
     if (!stats) return undefined
     // The timeout starts when the reading does, not while it waits for a slot. Raced here too:
     // a provider that ignores the signal neither holds the slot nor the sleep beyond it.
-    const read = () => {
-      const signal = AbortSignal.any([this.deps.closing, AbortSignal.timeout(BUSY_MEASURE_TIMEOUT_MS)])
-      return abortable(stats.call(this.provider, this.info.id, signal), signal)
+    const read = async () => {
+      const bound = withDeadline(this.deps.closing, BUSY_MEASURE_TIMEOUT_MS)
+      try {
+        return await abortable(stats.call(this.provider, this.info.id, bound.signal), bound.signal)
+      } finally {
+        bound.clear()
+      }
     }
     try {
       const s = await (this.deps.statsQueue ? this.deps.statsQueue.add(read) : read())

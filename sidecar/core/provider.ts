@@ -193,23 +193,13 @@ export interface Provider {
    */
   wake(id: string, signal: AbortSignal): Promise<BackendInfo>
   /**
-   * Idempotent; resolves when the backend is asleep in `mode`. A provider shared by several
-   * sidecars rejects with `sleepRefused` (RELIGHT_ERR_SLEEP_REFUSED) when another sidecar saw
-   * activity within `context.idleTimeout`, when its compare-and-swap lost, or when the shared
-   * activity could not be read or last written: the core then keeps the backend awake and
-   * tries again after another idle_timeout, without a fallback mode.
+   * Idempotent; resolves when the backend is asleep in `mode`. A provider with `shared` (several
+   * sidecars) is called here only by the admin API: it is `sleepIf(observe(id).version)` and
+   * rejects with RELIGHT_ERR_SLEEP_REFUSED when the activity changed since (another sidecar's
+   * token or wake) or the engine could not be read: the core then keeps the backend awake,
+   * without a fallback mode.
    */
   sleep(id: string, mode: SleepMode, signal: AbortSignal, context?: SleepContext): Promise<void>
-  /**
-   * Several sidecars on one engine (Swarm, Kubernetes): record in the engine that this sidecar
-   * saw traffic for `id` at `at` (ms since the epoch; requests started or finished, or requests
-   * in flight). The core calls it for a running backend with traffic since the last call, at
-   * most every idle_timeout/4, never on the request path. A failed write rejects, and the
-   * provider refuses sleeps of that backend until a later write succeeds. `context` carries the
-   * backend's idle_timeout: a recorded time more than max(idle_timeout, 5 min) in the future
-   * counts as absent and is replaced (core/activity-clock.ts).
-   */
-  shareActivity?(id: string, at: number, signal: AbortSignal, context?: SleepContext): Promise<void>
   /**
    * Several sidecars on one engine (Swarm, Kubernetes): the shared-decision port (core/shared.ts).
    * A provider with `shared` (1) writes an activity token in the same write as every wake's
@@ -218,7 +208,6 @@ export interface Provider {
    * inside `wake()`/`sleep()`/`sleepIf()`: a transition reports only through its return value;
    * (3) resets `seenAt` of every observation when its view reconnects; (4) `sleep()` of a shared
    * backend is only called by the admin API and is `sleepIf(observe(id).version)`.
-   * Replaces `shareActivity` (removed once both cluster providers implement this).
    */
   readonly shared?: SharedEngine
   /**

@@ -1,7 +1,7 @@
 import { connect } from 'node:net'
 import { request } from 'undici'
 import type { Readiness } from './provider.js'
-import { delay } from './timers.js'
+import { delay, withDeadline } from './timers.js'
 
 /**
  * First retry after a refused connect, growing ×1.5 to the cap: ms-scale, never seconds. The cap
@@ -38,16 +38,19 @@ function tcpOnce(upstream: string, signal: AbortSignal): Promise<boolean> {
 }
 
 async function httpOnce(upstream: string, path: string, signal: AbortSignal): Promise<boolean> {
+  const attempt = withDeadline(signal, ATTEMPT_TIMEOUT_MS)
   try {
     const res = await request(`http://${upstream}${path}`, {
       method: 'GET',
-      signal: AbortSignal.any([signal, AbortSignal.timeout(ATTEMPT_TIMEOUT_MS)]),
+      signal: attempt.signal,
       headers: { 'user-agent': 'relight-sidecar readiness' },
     })
     await res.body.dump()
     return res.statusCode < 500
   } catch {
     return false
+  } finally {
+    attempt.clear()
   }
 }
 

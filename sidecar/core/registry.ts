@@ -13,7 +13,7 @@ import { type IgnoreRule, IgnoreRules } from './ignore.js'
 import { type BackendInfo, type Provider, type ProviderEvent, providerId, type SleepMode } from './provider.js'
 import { monotonicNow } from './clock.js'
 import { scheduleAt } from './schedule.js'
-import { abortable, delay } from './timers.js'
+import { abortable, delay, withDeadline } from './timers.js'
 
 /** What the registry reads of the configuration (the parsed config satisfies it; core imports no config/ code). */
 export interface RegistryConfig {
@@ -277,11 +277,11 @@ export class Registry implements RegistryReload {
 
   private async listOnce(provider: Provider): Promise<void> {
     if (this.closed) return
-    const signal = AbortSignal.any([this.closer.signal, AbortSignal.timeout(LIST_TIMEOUT_MS)])
+    const bound = withDeadline(this.closer.signal, LIST_TIMEOUT_MS)
     const listedAt = this.deps.now()
     let infos: BackendInfo[]
     try {
-      infos = await provider.list(signal)
+      infos = await provider.list(bound.signal)
     } catch (err) {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE', { provider: providerId(provider) })
       const before = this.status.get(providerId(provider))
@@ -290,6 +290,8 @@ export class Registry implements RegistryReload {
       }
       this.status.set(providerId(provider), { ...(before ?? { backends: 0 }), ok: false, error: error.message, code: error.code })
       return
+    } finally {
+      bound.clear()
     }
     if (this.closed) return
     const seen = new Set<string>()
@@ -541,8 +543,9 @@ export class Registry implements RegistryReload {
     if (!this.capacity.applies(backend)) return this.wakeGroup(backend)
     // The whole call, admission included, within wake_timeout from here.
     const timeout = backend.settings.wake_timeout
-    const deadline = AbortSignal.any([this.closer.signal, AbortSignal.timeout(timeout)])
-    return this.capacity.admit(backend, deadline).then(
+    const bound = withDeadline(this.closer.signal, timeout)
+    const deadline = bound.signal
+    const admitted = this.capacity.admit(backend, deadline).then(
       (release) => {
         const woken = this.wakeGroup(backend)
         woken.then(release, release)
@@ -559,6 +562,8 @@ export class Registry implements RegistryReload {
         throw err
       },
     )
+    void admitted.then(bound.clear, bound.clear)
+    return admitted
   }
 
   /** Inside an asleep_during window: the error to answer (Retry-After: the window's end). */
@@ -608,7 +613,7 @@ export class Registry implements RegistryReload {
     const work: Promise<boolean>[] = []
     const wall = this.deps.wallNow()
     for (const backend of this.backends.values()) {
-      backend.shareActivity(now)
+      backend.shareTick(now)
       const scheduled = scheduleAt(backend.settings, wall)
       if (scheduled === 'asleep' && !backend.settings.always_on) {
         // An asleep_during window: new requests are refused from its start (503), and the
@@ -764,7 +769,13 @@ export class Registry implements RegistryReload {
   async replaceProvider(old: Provider, next: Provider): Promise<void> {
     if (this.closed) throw new RelightError('RELIGHT_ERR_CLOSED', 'sidecar is shutting down')
     const listedAt = this.deps.now()
-    const infos = await next.list(AbortSignal.any([this.closer.signal, AbortSignal.timeout(LIST_TIMEOUT_MS)]))
+    const bound = withDeadline(this.closer.signal, LIST_TIMEOUT_MS)
+    let infos: BackendInfo[]
+    try {
+      infos = await next.list(bound.signal)
+    } finally {
+      bound.clear()
+    }
     // From here on synchronous: no request sees a moment without the provider's hosts.
     this.unfollow(old)
     const previous = new Map<string, Backend>()

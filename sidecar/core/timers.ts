@@ -36,3 +36,28 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<
     )
   })
 }
+
+/** A signal bounded in time (see `withDeadline`); `clear()` once the operation it bounds is over. */
+export interface Deadline {
+  readonly signal: AbortSignal
+  clear(): void
+}
+
+/**
+ * A signal that aborts when any of `signals` does, or after `ms` with `reason()` (by default
+ * AbortSignal.timeout's reason, a DOMException named TimeoutError), whichever comes first.
+ *
+ * Use it instead of `AbortSignal.any([signal, AbortSignal.timeout(ms)])` written inline: on
+ * Node 20 a timeout signal whose only holder is an `AbortSignal.any` composite may be garbage
+ * collected before it fires (nodejs/node#57736), and the bound silently disappears (an engine
+ * that froze then holds the operation for ever). Here the timer holds its own controller until
+ * it fires or `clear()` is called. Like AbortSignal.timeout's, the timer does not keep the
+ * process alive.
+ */
+export function withDeadline(signals: AbortSignal | readonly AbortSignal[], ms: number, reason?: () => unknown): Deadline {
+  const bound = new AbortController()
+  const timer = setTimeout(() => bound.abort(reason !== undefined ? reason() : new DOMException('The operation was aborted due to timeout', 'TimeoutError')), ms)
+  timer.unref()
+  const sources = Array.isArray(signals) ? (signals as readonly AbortSignal[]) : [signals as AbortSignal]
+  return { signal: AbortSignal.any([...sources, bound.signal]), clear: () => clearTimeout(timer) }
+}

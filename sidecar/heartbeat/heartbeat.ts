@@ -19,6 +19,7 @@ import { plainHttpToRemote } from '../core/hosts.js'
 import { type BackendInfo, type BackendState, type Provider, providerId, round1 } from '../core/provider.js'
 import type { HeartbeatConfig } from './config.js'
 import { atPowerOfTwo } from '../core/log-throttle.js'
+import { type Deadline, withDeadline } from '../core/timers.js'
 
 export type HeartbeatStatus = 'running' | 'paused' | 'checkpointed' | 'stopped'
 
@@ -145,11 +146,13 @@ export class Heartbeat {
     if (this.closed) return false
     // Stats and the POST each get `timeout`: slow stats report 0 for the late backends (entry()
     // stops asking once its signal aborts) and never cost the router its heartbeat.
-    const statsSignal = AbortSignal.any([this.closer.signal, AbortSignal.timeout(this.config.timeout)])
-    let signal = statsSignal
+    const statsBound = withDeadline(this.closer.signal, this.config.timeout)
+    let postBound: Deadline | undefined
+    let signal = statsBound.signal
     try {
-      const payload = await this.collect(statsSignal)
-      signal = AbortSignal.any([this.closer.signal, AbortSignal.timeout(this.config.timeout)])
+      const payload = await this.collect(statsBound.signal)
+      postBound = withDeadline(this.closer.signal, this.config.timeout)
+      signal = postBound.signal
       const res = await request(this.config.url, {
         method: 'POST',
         signal,
@@ -175,6 +178,9 @@ export class Heartbeat {
         this.log.warn({ url: redactUrl(this.config.url), failures: this.failures, err: signal.aborted ? `no answer within ${this.config.timeout} ms` : (err as Error).message }, 'heartbeat failed')
       }
       return false
+    } finally {
+      statsBound.clear()
+      postBound?.clear()
     }
   }
 

@@ -20,6 +20,7 @@ import { request } from 'undici'
 import type { LifecycleEvents, Stamped } from '../core/events.js'
 import type { WebhookConfig } from './config.js'
 import { atPowerOfTwo } from '../core/log-throttle.js'
+import { withDeadline } from '../core/timers.js'
 
 /** Events waiting per webhook; beyond it the oldest is dropped. */
 export const WEBHOOK_QUEUE_LIMIT = 1000
@@ -108,12 +109,13 @@ class Webhook {
         'x-relight-delivery': delivery,
         'x-relight-signature': signBody(this.config.secret, body), // signed now: a retry is fresh
       }
+      const bound = withDeadline(this.signal, this.config.timeout)
       try {
         const res = await request(this.config.url, {
           method: 'POST',
           headers,
           body,
-          signal: AbortSignal.any([this.signal, AbortSignal.timeout(this.config.timeout)]),
+          signal: bound.signal,
         })
         await res.body.dump()
         if (res.statusCode >= 200 && res.statusCode < 300) {
@@ -126,6 +128,8 @@ class Webhook {
       } catch (err) {
         if (this.signal.aborted) return
         problem = (err as Error).message
+      } finally {
+        bound.clear()
       }
       this.stats.attemptFailures++
       if (attempt === this.config.attempts) break

@@ -32,13 +32,14 @@ describe('process app removed while its reconfiguration is replacing it', () => 
     const tmp = tempDir('relight-removed-app-')
     const asked = join(tmp.dir, 'asked-to-stop')
     const release = join(tmp.dir, 'release')
+    const trapped = join(tmp.dir, 'trapped')
     // On SIGTERM the app says so (a file) and shuts down only once the test releases it, so the
     // replacement is still waiting for it when reload 2 lands: no time window to catch. It also
     // ends with this test's process, and is never restarted: a leaked one (the bug) that the
     // after hook kills does not come back and keep the file running.
     const entry = (label: string) => ({
       name: 'slow', always_on: true, restart: 'never', grace_period: '20s', stdout: 'null', stderr: 'null',
-      command: ['sh', '-c', `trap 'touch ${asked}; until [ -e ${release} ] || ! kill -0 ${process.pid} 2>/dev/null; do sleep 0.02; done; exit 0' TERM; while kill -0 ${process.pid} 2>/dev/null; do sleep 0.05; done`, `${marker}-${label}`],
+      command: ['sh', '-c', `trap 'touch ${asked}; until [ -e ${release} ] || ! kill -0 ${process.pid} 2>/dev/null; do sleep 0.02; done; exit 0' TERM; touch ${trapped}; while kill -0 ${process.pid} 2>/dev/null; do sleep 0.05; done`, `${marker}-${label}`],
     })
     const lines: string[] = []
     const p = new ProcessProvider(processConfigSchema.parse({ apps: [entry('one')] }), pino({ level: 'info' }, { write: (s: string) => void lines.push(s) }))
@@ -50,6 +51,8 @@ describe('process app removed while its reconfiguration is replacing it', () => 
     })
     await p.wake('slow', AbortSignal.timeout(10_000))
     assert.equal(withTag(`${marker}-one`).length > 0, true)
+    // A TERM that lands before the shell set its trap ends it without the file (seen under load).
+    await until(() => existsSync(trapped), 'the old process to set its TERM trap')
     p.applyConfig(processConfigSchema.parse({ apps: [entry('two')] })) // reload 1: replace (always_on: restart now)
     await until(() => existsSync(asked), 'the old process to be asked to stop (its TERM trap writes a file)')
     p.applyConfig(processConfigSchema.parse({ apps: [] })) // reload 2: the app is removed

@@ -16,6 +16,10 @@ import { deferred } from '../fakes/memory-provider.js'
 import { SharedMemoryProvider } from '../fakes/shared-engine.js'
 import { okUpstream } from '../helpers/ok-upstream.js'
 import { until } from '../helpers/wait.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { FastLane } from '../../sidecar/core/fast-lane.js'
 
 const log = pino({ level: 'silent' })
 const upstream = okUpstream()
@@ -553,5 +557,38 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
       await until(() => c.backend('web').sharer?.failed === 1, 'the write timed out', 3000)
       await c.close()
     })
+  })
+})
+
+describe('shared engines and the policies of one sidecar', () => {
+  it('max_awake never evicts a workload another sidecar served within idle_timeout (its token is fresh): the wake is refused instead', async () => {
+    const c = await core((up) => [web(up), { id: 'api', hosts: ['api.example.com'], state: 'scaled_to_zero', upstreams: [up] }], { extra: 'max_awake: 1\n' })
+    c.clock.now += IDLE + 1000 // past web's startup_grace, no local traffic
+    c.engine.foreignWrite('web') // another sidecar serves web
+    c.clock.now += 6000 // past the local eviction grace (min(idle, 5 s)), well within idle_timeout
+    const res = await c.auth('api.example.com')
+    assert.equal(res.statusCode, 503, res.body)
+    assert.equal(JSON.parse(res.body).code, 'RELIGHT_ERR_CAPACITY')
+    assert.equal(c.engine.calls.sleepIf.length, 0, 'web was not scaled down from here')
+    assert.equal(c.backend('web').phase, 'running')
+    await c.close()
+  })
+
+  it('a backend on a shared engine keeps the forward_auth lane (no fast-lane flag): its requests are shared from their start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'relight-shared-lane-'))
+    const lane = new FastLane({ dir: join(dir, 'awake') })
+    lane.reset()
+    const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10m, sleep: scale, fallback_sleep: scale }\n', 'test')
+    const registry = new Registry([new SharedMemoryProvider([{ ...web(upstream.address), settings: { fast_lane: true } }], () => 0)], config, log, () => 0)
+    registry.useFastLane(lane)
+    try {
+      await registry.start()
+      const status = registry.get('memory:web')?.status()
+      assert.equal(status?.fast_lane, false, 'no flag written')
+      assert.match(String(status?.fast_lane_off), /several sidecars/)
+    } finally {
+      registry.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

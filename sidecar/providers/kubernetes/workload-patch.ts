@@ -74,15 +74,3 @@ export async function getWorkload(ops: WorkloadOps, ref: WorkloadRef, signal: Ab
 export function notFound(ops: Pick<WorkloadOps, 'kind'>, ref: WorkloadRef, why = 'does not exist'): RelightError {
   return new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `${workloadId(ref)} ${why}`, { backend: workloadId(ref), provider: ops.kind })
 }
-
-/**
- * `signal`, or `ms` elapsed (aborting with `reason`), whichever comes first; `clear()` when done.
- * Not `AbortSignal.any([signal, AbortSignal.timeout(ms)])`: Node may collect such a timeout signal
- * before it fires (nodejs/node#57736), and these bounds are what make a frozen engine harmless.
- * The timer holds its controller.
- */
-export function within(signal: AbortSignal, ms: number, reason: () => Error): { signal: AbortSignal; clear(): void } {
-  const bound = new AbortController()
-  const timer = setTimeout(() => bound.abort(reason()), ms)
-  return { signal: AbortSignal.any([signal, bound.signal]), clear: () => clearTimeout(timer) }
-}

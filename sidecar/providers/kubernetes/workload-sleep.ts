@@ -15,7 +15,8 @@
  */
 import { isRelightError, RelightError } from '../../core/errors.js'
 import type { Observation, SleepIfAnswer } from '../../core/shared.js'
-import { getWorkload, patchWorkload, within, type WorkloadOps } from './workload-patch.js'
+import { withDeadline } from '../../core/timers.js'
+import { getWorkload, patchWorkload, type WorkloadOps } from './workload-patch.js'
 import { waitForPods } from './workload-wake.js'
 import { specReplicas, type Workload, workloadId, type WorkloadRef } from './workloads.js'
 
@@ -32,7 +33,7 @@ export async function sleepIf(ops: WorkloadOps, ref: WorkloadRef, unchangedSince
   if (ops.view.started && ops.view.observe(id) !== undefined && ops.view.observe(id)?.version !== unchangedSince) return changed()
   for (let attempt = 0; ; attempt++) {
     let fresh: Workload
-    const bound = within(signal, freshReadMs, () => new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', `the API server did not answer the fresh read within ${freshReadMs} ms`, { provider: 'kubernetes' }))
+    const bound = withDeadline(signal, freshReadMs, () => new RelightError('RELIGHT_ERR_PROVIDER_UNAVAILABLE', `the API server did not answer the fresh read within ${freshReadMs} ms`, { provider: 'kubernetes' }))
     try {
       fresh = await getWorkload(ops, ref, bound.signal)
     } catch (err) {
@@ -72,7 +73,7 @@ export async function sleepIf(ops: WorkloadOps, ref: WorkloadRef, unchangedSince
 }
 
 async function slept(ops: WorkloadOps, ref: WorkloadRef, w: Workload, signal: AbortSignal): Promise<SleepIfAnswer> {
-  const bound = within(signal, PODS_GONE_TIMEOUT_MS, () => new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `pods still there ${PODS_GONE_TIMEOUT_MS} ms after the scale-down`, { provider: 'kubernetes' }))
+  const bound = withDeadline(signal, PODS_GONE_TIMEOUT_MS, () => new RelightError('RELIGHT_ERR_PROVIDER_FAILED', `pods still there ${PODS_GONE_TIMEOUT_MS} ms after the scale-down`, { provider: 'kubernetes' }))
   await waitForPods(ops, ref.kind, w, bound.signal, (pods) => pods.every((p) => p.terminating))
     .catch((err: unknown) => {
       if (signal.aborted) throw err

@@ -7,6 +7,7 @@ import { homedir } from 'node:os'
 import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { Agent, request } from 'undici'
 import { type ErrorCode, type ErrorContext, RelightError, toRelightError, throwIfAborted } from '../../core/errors.js'
+import { withDeadline } from '../../core/timers.js'
 import { codeForConnectError, codeForStatus } from '../kit/http-errors.js'
 
 /** A node as the API reports it; every field but hostname may be missing. */
@@ -88,13 +89,23 @@ export class SlicerClient {
     const headers: Record<string, string> = { 'user-agent': 'relight-sidecar', accept: 'application/json' }
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
     if (body !== undefined) headers['content-type'] = 'application/json'
+    // The request and its answer's body, within REQUEST_TIMEOUT_MS.
+    const bound = withDeadline(signal, REQUEST_TIMEOUT_MS)
+    try {
+      return await this.send(method, path, headers, signal, bound.signal, body)
+    } finally {
+      bound.clear()
+    }
+  }
+
+  private async send(method: 'GET' | 'HEAD' | 'POST' | 'DELETE', path: string, headers: Record<string, string>, signal: AbortSignal, bounded: AbortSignal, body?: unknown): Promise<ApiResult> {
     let res: Awaited<ReturnType<typeof request>>
     try {
       res = await request(`${this.endpoint.base}${path}`, {
         method,
         headers,
         dispatcher: this.agent,
-        signal: AbortSignal.any([signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
+        signal: bounded,
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       })
     } catch (err) {

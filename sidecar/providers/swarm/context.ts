@@ -5,6 +5,7 @@
 import type { Logger } from 'pino'
 import { RelightError, toRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings } from '../../core/provider.js'
+import { withDeadline } from '../../core/timers.js'
 import { problemTopic, type WarnOnce } from '../../core/warn-once.js'
 import { type SharedLabels, readServiceLabels } from './labels.js'
 import type { Service, ServiceSpec, SwarmServices, Task } from './services.js'
@@ -104,7 +105,10 @@ export class SwarmContext {
     const stop = new AbortController()
     const timer = setTimeout(() => {
       this.timers.delete(key)
-      void fn(AbortSignal.any([stop.signal, AbortSignal.timeout(30_000)])).catch(() => undefined)
+      const bound = withDeadline(stop.signal, 30_000)
+      void fn(bound.signal)
+        .catch(() => undefined)
+        .finally(bound.clear)
     }, ms)
     timer.unref()
     this.timers.set(key, { timer, stop })

@@ -4,7 +4,7 @@ import { monotonicNow } from '../../core/clock.js'
 import { RelightError, isRelightError } from '../../core/errors.js'
 import type { BackendInfo, BackendSettings, CheckResult, Provider, ProviderEvent, SleepMode } from '../../core/provider.js'
 import type { ActivityAnswer, Observation, SharedEngine, SleepIfAnswer } from '../../core/shared.js'
-import { delay } from '../../core/timers.js'
+import { delay, withDeadline } from '../../core/timers.js'
 import { WarnOnce } from '../../core/warn-once.js'
 import { settingsFrom } from '../../core/settings.js'
 import { EngineClient } from '../moby/client.js'
@@ -182,7 +182,8 @@ export class SwarmProvider implements Provider {
   private followStarting(id: string, signal: AbortSignal): void {
     if (this.following.has(id)) return
     this.following.add(id)
-    const stop = AbortSignal.any([signal, AbortSignal.timeout(FOLLOW_MAX_MS)])
+    const bound = withDeadline(signal, FOLLOW_MAX_MS)
+    const stop = bound.signal
     void (async () => {
       try {
         while (!stop.aborted) {
@@ -201,6 +202,7 @@ export class SwarmProvider implements Provider {
       } catch (err) {
         if (!stop.aborted) this.log.debug({ service: id, err: (err as Error).message }, 'following a starting service failed; the resync corrects it')
       } finally {
+        bound.clear()
         this.following.delete(id)
       }
     })()

@@ -9,7 +9,7 @@
  * first waits for tasks that are shutting down, and a new task that fails with "port is already
  * allocated" is not final (Swarm starts its replacement).
  */
-import { delay } from '../../core/timers.js'
+import { delay, withDeadline } from '../../core/timers.js'
 import { RelightError, isRelightError } from '../../core/errors.js'
 import type { BackendInfo } from '../../core/provider.js'
 import { domainLabel } from '../kit/labels.js'
@@ -118,7 +118,8 @@ async function waitOldTasks(ctx: SwarmContext, service: Service, signal: AbortSi
   let ready: ReadonlySet<string> | undefined
   const counts = (t: Task) => ready === undefined || t.NodeID === undefined || ctx.hostOf(t.NodeID) === '127.0.0.1' || ready.has(t.NodeID)
   const stopping = (ts: readonly Task[]) => ts.some((t) => t.DesiredState !== 'running' && !TASK_ENDED.has(t.Status.State) && counts(t))
-  const bound = AbortSignal.any([signal, AbortSignal.timeout(OLD_TASK_WAIT_MS)])
+  const deadline = withDeadline(signal, OLD_TASK_WAIT_MS)
+  const bound = deadline.signal
   const watch = ctx.view.tasks(service.ID)
   try {
     let seen = await watch.wait((ts) => ts, bound)
@@ -131,6 +132,8 @@ async function waitOldTasks(ctx: SwarmContext, service: Service, signal: AbortSi
     if (signal.aborted) throw err
     ctx.log.warn({ service: nameOf(service), waited_ms: OLD_TASK_WAIT_MS, err: (err as Error).message }, 'old tasks still stopping; scaling up anyway')
     return new Set((watch.latest ?? []).map((t) => t.ID))
+  } finally {
+    deadline.clear()
   }
 }
 

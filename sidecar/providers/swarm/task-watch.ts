@@ -4,7 +4,7 @@
  * started by the first waiter and stopped when the last one leaves. Polls after 25, 50, 100,
  * 100… ms: about 12 `GET /tasks` for a task that runs after 1 s, at most 100 ms added latency.
  */
-import { delay } from '../../core/timers.js'
+import { delay, withDeadline } from '../../core/timers.js'
 import type { SwarmServices, Task } from './services.js'
 
 /** Pauses between polls; the last one repeats. */
@@ -105,7 +105,12 @@ export class TaskWatch {
       if (this.waiters.size === 0) break
       let tasks: Task[]
       try {
-        tasks = await this.api.tasks({ service: [this.serviceId] }, AbortSignal.any([this.closing, AbortSignal.timeout(POLL_TIMEOUT_MS)]))
+        const bound = withDeadline(this.closing, POLL_TIMEOUT_MS)
+        try {
+          tasks = await this.api.tasks({ service: [this.serviceId] }, bound.signal)
+        } finally {
+          bound.clear()
+        }
       } catch (err) {
         if (this.closing.aborted) break
         if ((err as { code?: string } | undefined)?.code === 'RELIGHT_ERR_BACKEND_NOT_FOUND') {

@@ -15,7 +15,7 @@
 import type { Logger } from 'pino'
 import { toRelightError } from '../../core/errors.js'
 import type { Observation } from '../../core/shared.js'
-import { delay } from '../../core/timers.js'
+import { delay, withDeadline } from '../../core/timers.js'
 import { domainLabel } from '../kit/labels.js'
 import { Reconnect } from '../kit/reconnect.js'
 import { KeyedLock } from '../moby/keyed-lock.js'
@@ -271,11 +271,11 @@ export class SwarmView {
    * Updates the entry (no hooks).
    */
   async read(id: string, signal: AbortSignal, timeoutMs?: number): Promise<Service> {
-    const bounded = timeoutMs === undefined ? signal : AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+    const bound = timeoutMs === undefined ? undefined : withDeadline(signal, timeoutMs)
     let s: Service
     const eventsAtRead = this.entries.get(id)?.events
     try {
-      s = await this.api.inspect(id, bounded)
+      s = await this.api.inspect(id, bound?.signal ?? signal)
     } catch (err) {
       if (timeoutMs !== undefined && !signal.aborted && !isNotFound(err)) {
         const why = `the engine did not answer a read of service ${id} within ${timeoutMs} ms`
@@ -292,6 +292,8 @@ export class SwarmView {
         }
       }
       throw err
+    } finally {
+      bound?.clear()
     }
     if (timeoutMs !== undefined) this.slowReads = 0
     this.absorb(s, false, eventsAtRead)
@@ -465,7 +467,13 @@ export class SwarmView {
           state.lastAt = this.options.now()
           const eventsAtRead = this.entries.get(id)?.events
           try {
-            const s = await this.api.inspect(id, AbortSignal.any([this.closer.signal, AbortSignal.timeout(RELIST_TIMEOUT_MS)]))
+            const bound = withDeadline(this.closer.signal, RELIST_TIMEOUT_MS)
+            let s: Service
+            try {
+              s = await this.api.inspect(id, bound.signal)
+            } finally {
+              bound.clear()
+            }
             const e = this.entries.get(id)
             if (e && e.writing > 0) continue // our own write reads it back
             this.absorb(s, true, eventsAtRead)
@@ -493,7 +501,13 @@ export class SwarmView {
       try {
         const iterator = await this.api.events({ type: ['service'], event: ['create', 'update', 'remove'] }, signal)
         openedAt = this.options.now()
-        const services = await this.listOurs(AbortSignal.any([signal, AbortSignal.timeout(RELIST_TIMEOUT_MS)]))
+        const relist = withDeadline(signal, RELIST_TIMEOUT_MS)
+        let services: Service[]
+        try {
+          services = await this.listOurs(relist.signal)
+        } finally {
+          relist.clear()
+        }
         this.absorbList(services)
         this.goLive()
         if (retry.failures > 0) this.log.info({ after_failures: retry.failures }, 'swarm event stream reconnected')
