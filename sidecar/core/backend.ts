@@ -196,6 +196,8 @@ export class Backend {
   private connectionsSince: number | undefined
   /** The last `connections: N` refusal reported (once per idle_timeout). */
   private connectionsReportedAt = -Infinity
+  /** The last request start or end seen (ticketed or fast-lane): a connection hold counts from after it. */
+  private lastRequestSeen = -Infinity
   /** When the startup_grace hold began: a reload that changes startup_grace recomputes its end. */
   private graceFrom = -Infinity
   private busyFailures = 0
@@ -384,7 +386,7 @@ export class Backend {
    * no longer count: a sleep then cuts them, as an expired ticket no longer holds one.
    */
   private connectionsHeldTooLong(now: number): boolean {
-    if (this.connectionsSince === undefined || this.lastTraffic > this.connectionsSince) {
+    if (this.connectionsSince === undefined || this.lastRequestSeen > this.connectionsSince) {
       this.connectionsSince = now
       return false
     }
@@ -397,7 +399,7 @@ export class Backend {
   laneRequestEnded(): void {
     const next = this.successor
     if (next !== undefined) return next.laneRequestEnded()
-    this._lastActivity = this.deps.now()
+    this._lastActivity = this.lastRequestSeen = this.deps.now()
     if (this.phase === 'running') this.sharer?.touched(this._lastActivity)
   }
 
@@ -414,7 +416,7 @@ export class Backend {
   /** A request was authorised (counted in flight only when the access log can report its end). */
   started(countInflight: boolean): void {
     if (countInflight) this._inflight++
-    this._lastActivity = this.deps.now()
+    this._lastActivity = this.lastRequestSeen = this.deps.now()
     // Traffic only (never a wake or a refused sleep), and only while up here: a line that
     // arrives after our own sleep is no traffic to write.
     if (this.phase === 'running') this.sharer?.touched(this._lastActivity)
@@ -431,7 +433,7 @@ export class Backend {
       return
     }
     if (this.inflight > 0) this._inflight--
-    this._lastActivity = this.deps.now()
+    this._lastActivity = this.lastRequestSeen = this.deps.now()
     // Traffic only (never a wake or a refused sleep), and only while up here: a line that
     // arrives after our own sleep is no traffic to write.
     if (this.phase === 'running') this.sharer?.touched(this._lastActivity)
