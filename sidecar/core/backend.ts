@@ -834,7 +834,7 @@ export class Backend {
       this.sharer?.wroteByWake(started)
       // ready now: the fast lane opens (never before the readiness probe)
       this.syncFastLane()
-      this.emit({ type: 'wake.ready', from, duration_ms: this.deps.now() - started })
+      this.emit({ type: 'wake.ready', from, duration_ms: Math.round(this.deps.now() - started) })
       this.primeCpu()
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
@@ -844,7 +844,7 @@ export class Backend {
       // Asleep even if the engine started it: the next request probes again, and if none comes
       // the idle sweep puts it back to sleep (isIdle looks at the reported state).
       this._phase = 'asleep'
-      this.emit({ type: 'wake.failed', duration_ms: this.deps.now() - started, code: error.code, reason: error.message })
+      this.emit({ type: 'wake.failed', duration_ms: Math.round(this.deps.now() - started), code: error.code, reason: error.message })
       throw error
     } finally {
       this.transitionEndedAt = this.deps.now()
@@ -1041,7 +1041,7 @@ export class Backend {
         this.laneUsed = false
         this._info = { ...this.info, state: stateForMode(mode) }
         this._counters.sleeps++
-        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: this.deps.now() - started, cause, ...(reason !== undefined ? { reason } : {}) })
+        this.emit({ type: 'sleep.done', mode, fallback: mode !== this.settings.sleep, duration_ms: Math.round(this.deps.now() - started), cause, ...(reason !== undefined ? { reason } : {}) })
         return { result: 'done', mode }
       } catch (err) {
         const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
@@ -1124,7 +1124,7 @@ export class Backend {
       this.ready = []
       this._info = { ...this.info, state: stateForMode(mode) }
       this._counters.sleeps++
-      this.emit({ type: 'sleep.done', mode, fallback: false, duration_ms: this.deps.now() - started, cause, ...(reason !== undefined ? { reason } : {}) })
+      this.emit({ type: 'sleep.done', mode, fallback: false, duration_ms: Math.round(this.deps.now() - started), cause, ...(reason !== undefined ? { reason } : {}) })
       return { result: 'done', mode }
     } catch (err) {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
@@ -1313,8 +1313,8 @@ export class Backend {
       inflight: this.inflight,
       fast_lane: this.fastLaneOpen,
       ...(this.fastLaneOff !== undefined ? { fast_lane_off: this.fastLaneOff } : {}),
-      idle_ms: this.deps.now() - this.lastActivity,
-      ...(this.holdReason !== undefined && this.deps.now() < this.holdUntil ? { held: this.holdReason, held_ms: this.holdUntil - this.deps.now() } : {}),
+      idle_ms: Math.round(this.deps.now() - this.lastActivity),
+      ...(this.holdReason !== undefined && this.deps.now() < this.holdUntil ? { held: this.holdReason, held_ms: Math.round(this.holdUntil - this.deps.now()) } : {}),
       ...this.scheduleStatus(),
       ...this.counters,
       ...(this.lastError ? { last_error: this.lastError.code } : {}),

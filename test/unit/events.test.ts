@@ -34,6 +34,25 @@ async function setup(backends: MemoryBackend[]) {
 }
 
 describe('lifecycle events', () => {
+  it('durations are whole milliseconds, also on the monotonic clock (performance.now is fractional)', async () => {
+    const provider = new MemoryProvider([{ id: 'a', hosts: ['a.example.com'], state: 'paused', upstreams: [upstream.address] }])
+    const config = parseConfig('min_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { idle_timeout: 10s, wake_timeout: 2s }\n', 'test')
+    let t = 1_000_000.123
+    const registry = new Registry([provider], config, pino({ level: 'silent' }), () => (t += 0.37))
+    const events: Stamped[] = []
+    registry.events.subscribe((e) => events.push(e))
+    await registry.start()
+    const b = registry.get('memory:a')
+    assert.ok(b)
+    await registry.wake(b)
+    t += 11_000
+    await registry.sweep()
+    const durations = events.flatMap((e) => ('duration_ms' in e ? [e.duration_ms] : []))
+    assert.equal(durations.length, 2, 'wake.ready and sleep.done')
+    for (const d of durations) assert.ok(Number.isInteger(d), `${d} is whole`)
+    registry.close()
+  })
+
   it('reports discovery, a wake with its duration, a sleep with its mode, and removal, numbered in order', async () => {
     const s = await setup([{ id: 'a', hosts: ['a.example.com'], state: 'paused', upstreams: [upstream.address] }])
     assert.deepEqual(s.types(), ['backend.added', 'provider.up'])
