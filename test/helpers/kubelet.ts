@@ -4,6 +4,8 @@
  * (test/fixtures/pod-app.mjs) on its own loopback address (127.0.0.x, never anything else) and
  * the port the pod's first container declares, then PATCHes the pod's status to Running and
  * Ready with that podIP. When a pod is deleted (scale-down, workload deleted) it stops the process.
+ * A pod whose first container's image is `CRASH_IMAGE` starts nothing: its status says the
+ * container crash-loops (exit code 1, CrashLoopBackOff), as a real kubelet's would.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { EventEmitter } from 'node:events'
@@ -13,10 +15,13 @@ import type { ControlPlane } from './k8s.js'
 
 const POD_APP = fileURLToPath(new URL('../../../test/fixtures/pod-app.mjs', import.meta.url))
 
+/** The image of a container that exits with code 1 at once, again and again. */
+export const CRASH_IMAGE = 'relight-test/crash'
+
 interface PodObject {
   metadata: { name: string; namespace: string; resourceVersion: string; deletionTimestamp?: string }
-  spec?: { containers?: { ports?: { containerPort?: number }[] }[] }
-  status?: { podIP?: string }
+  spec?: { containers?: { name?: string; image?: string; ports?: { containerPort?: number }[] }[] }
+  status?: { podIP?: string; containerStatuses?: unknown[] }
 }
 
 export interface RunningPod {
@@ -46,7 +51,7 @@ function takeAddress(): string {
 export class StandInKubelet extends EventEmitter {
   readonly pods = new Map<string, RunningPod>()
   /** Pods seen, started and stopped (for assertions). */
-  readonly counts = { started: 0, stopped: 0 }
+  readonly counts = { started: 0, stopped: 0, crashed: 0 }
   private readonly controller = new AbortController()
   private readonly starting = new Set<string>()
   private running: Promise<void> | undefined
@@ -141,6 +146,10 @@ export class StandInKubelet extends EventEmitter {
       return
     }
     if (this.pods.has(name) || this.starting.has(name) || pod.status?.podIP) return
+    if (pod.spec?.containers?.[0]?.image === CRASH_IMAGE) {
+      if (pod.status?.containerStatuses === undefined) this.crashLoop(name, pod.spec.containers[0].name ?? 'app').catch((err: unknown) => this.emit('error', err))
+      return
+    }
     const port = pod.spec?.containers?.[0]?.ports?.[0]?.containerPort
     if (!port) return
     this.starting.add(name)
@@ -185,6 +194,28 @@ export class StandInKubelet extends EventEmitter {
       return
     }
     throw new Error(`no free 127.0.0.x address for ${name} on port ${port}`)
+  }
+
+  private async crashLoop(name: string, container: string): Promise<void> {
+    const res = await this.cp.api('PATCH', `/api/v1/namespaces/${this.namespace}/pods/${name}/status`, {
+      status: {
+        phase: 'Running',
+        conditions: [{ type: 'Ready', status: 'False' }],
+        containerStatuses: [
+          {
+            name: container,
+            image: CRASH_IMAGE,
+            imageID: '',
+            ready: false,
+            restartCount: 1,
+            state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 10s restarting failed container' } },
+            lastState: { terminated: { exitCode: 1, reason: 'Error' } },
+          },
+        ],
+      },
+    }, 'application/merge-patch+json')
+    if (res.status !== 200 && res.status !== 404) throw new Error(`pod ${name} status: ${res.status}`)
+    this.counts.crashed++
   }
 
   private async stopPod(name: string): Promise<void> {

@@ -11,6 +11,7 @@ import type { KubernetesConfig } from './config.js'
 import { KUBERNETES_SLEEP_MODES } from './descriptor.js'
 import { type Credentials, loadCredentials } from './credentials.js'
 import { type InformerCounters, runInformer } from './informer.js'
+import { failureKeys, startFailure } from './start-failure.js'
 import { KubernetesView } from './view.js'
 import { recordActivity } from './workload-activity.js'
 import { checkKubernetes } from './workload-check.js'
@@ -91,6 +92,8 @@ export class KubernetesProvider implements Provider {
   private readonly told = new Map<string, string>()
   /** auto_sleep_on_start: false — workloads running at the first list stay up until scaled to 0. */
   private readonly pinned = new Set<string>()
+  /** Per workload: the pod failures the view held when its last wake began (start-failure.ts). */
+  private readonly failedBeforeWake = new Map<string, Set<string>>()
   private listedOnce = false
   private watching = false
   private readonly warned = new WarnOnce()
@@ -253,6 +256,7 @@ export class KubernetesProvider implements Provider {
     if (change === 'removed' || change === 'ignored') {
       this.pinned.delete(id)
       this.warned.forget(id)
+      this.failedBeforeWake.delete(id)
       if (change === 'removed') this.emit({ type: 'remove', id })
       return
     }
@@ -295,10 +299,26 @@ export class KubernetesProvider implements Provider {
     const cached = this.view.live ? this.view.entries.get(id)?.workload : undefined
     const w = cached ?? (await this.get(ref, signal))
     const { awakeReplicas } = this.facts({ kind: ref.kind, workload: w })
-    const woken = await wakeWorkload(ops, ref, w, awakeReplicas, signal)
+    const entry = this.view.started ? this.view.entries.get(id) : undefined
+    const failedBefore = this.view.started ? failureKeys(entry ? this.view.podsOf(entry) : []) : undefined
+    if (failedBefore) this.failedBeforeWake.set(id, failedBefore)
+    const woken = await wakeWorkload(ops, ref, w, awakeReplicas, signal, failedBefore)
     const info = this.backendOf({ kind: ref.kind, workload: woken.workload }, woken.pods)
     this.told.set(id, JSON.stringify(info))
     return info
+  }
+
+  /**
+   * While the core probes the woken workload: resolves when one of its pods fails to start after
+   * the wake began (start-failure.ts); from the view's pod cache, no request of its own.
+   */
+  startFailure(id: string, signal: AbortSignal): Promise<string> {
+    let before = this.failedBeforeWake.get(id)
+    if (before === undefined) {
+      const entry = this.view.entries.get(id)
+      before = failureKeys(entry ? this.view.podsOf(entry) : [])
+    }
+    return startFailure(this.view, this.log, id, before, signal)
   }
 
   /**

@@ -7,6 +7,7 @@
  */
 import { isRelightError, throwIfAborted } from '../../core/errors.js'
 import { RelightError } from '../../core/errors.js'
+import { newFailure } from './start-failure.js'
 import { newToken, patchWorkload, type WorkloadOps } from './workload-patch.js'
 import {
   ownsPod,
@@ -30,9 +31,19 @@ export interface Woken {
 
 /**
  * `current`: the workload as last seen (the view's entry, or a fresh GET). `awakeReplicas`: the
- * count to scale to from 0. Resolves once a pod is Ready with an IP (bounded by `signal`).
+ * count to scale to from 0. Resolves once a pod is Ready with an IP (bounded by `signal`); rejects
+ * with RELIGHT_ERR_BACKEND_EXITED when, before that, a pod fails to start with a failure not in
+ * `failedBefore` (start-failure.ts: a crash-looping pod does not wait out wake_timeout). Without
+ * `failedBefore` (no informer: nothing tells an old failure from a new one) it waits for Ready only.
  */
-export async function wakeWorkload(ops: WorkloadOps, ref: WorkloadRef, current: Workload, awakeReplicas: number, signal: AbortSignal): Promise<Woken> {
+export async function wakeWorkload(
+  ops: WorkloadOps,
+  ref: WorkloadRef,
+  current: Workload,
+  awakeReplicas: number,
+  signal: AbortSignal,
+  failedBefore?: ReadonlySet<string>,
+): Promise<Woken> {
   const id = workloadId(ref)
   let w = current
   // Up as far as we know: token only (an HPA's count is left alone). The answer says if it was
@@ -50,7 +61,14 @@ export async function wakeWorkload(ops: WorkloadOps, ref: WorkloadRef, current: 
     ops.log.debug({ workload: id, token, ...(scaleUp ? { replicas: awakeReplicas } : {}) }, scaleUp ? 'scaled up (activity written)' : 'wake found it up: activity written')
     if (specReplicas(w) > 0) break
   }
-  const pods = await waitForPods(ops, ref.kind, w, signal, (pods) => pods.some((p) => p.ready && p.ip !== undefined))
+  const ready = (pods: readonly PodRecord[]) => pods.some((p) => p.ready && p.ip !== undefined)
+  const failed = (pods: readonly PodRecord[]) => (failedBefore === undefined ? undefined : newFailure(pods, failedBefore))
+  const pods = await waitForPods(ops, ref.kind, w, signal, (pods) => ready(pods) || failed(pods) !== undefined)
+  const failure = ready(pods) ? undefined : failed(pods)
+  if (failure !== undefined) {
+    ops.log.warn({ workload: id, err: failure }, 'pod failed to start during the wake')
+    throw new RelightError('RELIGHT_ERR_BACKEND_EXITED', `workload ${id} stopped while starting: ${failure}`, { backend: id, provider: ops.kind })
+  }
   return { workload: w, pods }
 }
 

@@ -65,7 +65,29 @@ export interface Pod {
     phase?: string
     podIP?: string
     conditions?: { type: string; status: string }[]
+    initContainerStatuses?: ContainerStatus[]
+    containerStatuses?: ContainerStatus[]
   }
+}
+
+/** The parts of a pod's container status that say it failed to start. */
+export interface ContainerStatus {
+  name: string
+  restartCount?: number
+  state?: {
+    waiting?: { reason?: string; message?: string }
+    terminated?: { exitCode?: number; reason?: string }
+  }
+  lastState?: { terminated?: { exitCode?: number; reason?: string } }
+}
+
+/** Waiting reasons that mean the container will not start by itself soon. */
+const START_FAILURES = new Set(['CrashLoopBackOff', 'ErrImagePull', 'ImagePullBackOff', 'CreateContainerConfigError'])
+
+/** A container of the pod that failed to start: `key` names this failure (pod, container, restart), `reason` says it. */
+export interface PodFailure {
+  readonly key: string
+  readonly reason: string
 }
 
 export interface PodList {
@@ -84,6 +106,8 @@ export interface PodRecord {
   readonly terminating: boolean
   /** The controller ownerReference (the ReplicaSet or StatefulSet that made the pod), if any. */
   readonly controller: { readonly kind: string; readonly name: string; readonly uid: string | undefined } | undefined
+  /** A container that failed to start (exited non-zero, crash-looping, image or config unusable), if any. */
+  readonly failure: PodFailure | undefined
 }
 
 export interface WorkloadRef {
@@ -177,7 +201,31 @@ export function podRecord(pod: Pod): PodRecord {
     ready,
     terminating,
     controller: controllerOf(pod),
+    failure: terminating ? undefined : failureOf(pod),
   }
+}
+
+/**
+ * The first container (init containers first) that failed to start. The key changes with every
+ * restart (restartCount) and every new pod (uid), so a failure already there when a wake began is
+ * told apart from one after it.
+ */
+function failureOf(pod: Pod): PodFailure | undefined {
+  const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]
+  for (const c of statuses) {
+    const waiting = c.state?.waiting
+    const terminated = c.state?.terminated
+    let reason: string | undefined
+    if (waiting?.reason !== undefined && START_FAILURES.has(waiting.reason)) {
+      const last = c.lastState?.terminated
+      const exit = last?.exitCode !== undefined && last.exitCode !== 0 ? ` (last exit code ${last.exitCode})` : ''
+      reason = `${waiting.reason}${exit}${waiting.message ? `: ${waiting.message}` : ''}`
+    } else if (terminated?.exitCode !== undefined && terminated.exitCode !== 0) {
+      reason = `exited with code ${terminated.exitCode}${terminated.reason ? ` (${terminated.reason})` : ''}`
+    }
+    if (reason !== undefined) return { key: `${pod.metadata.uid ?? pod.metadata.name}/${c.name}/${c.restartCount ?? 0}`, reason: `pod ${pod.metadata.name} container ${c.name}: ${reason}` }
+  }
+  return undefined
 }
 
 function controllerOf(pod: Pod): PodRecord['controller'] {
