@@ -7,7 +7,7 @@ import { WaitingPages } from './pages/template.js'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { fastLaneDirOf, loadConfig } from './config/load.js'
+import { fastLaneDirIn, loadConfig, parseConfig, readConfigText } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
 import { type BackendInfo, type Provider, providerId } from './core/provider.js'
@@ -97,9 +97,10 @@ function usage(command: string, message?: string): never {
   process.exit(message ? 2 : 0)
 }
 
-function readConfig(file: string): Config {
+/** The configuration, or exit 1 with the problems; `text` when the file was read already. */
+function readConfig(file: string, text?: string): Config {
   try {
-    return loadConfig(file)
+    return text === undefined ? loadConfig(file) : parseConfig(text, file)
   } catch (err) {
     if (isRelightError(err, 'RELIGHT_ERR_CONFIG')) {
       process.stderr.write(`relight-sidecar: invalid configuration\n${err.message}\n`)
@@ -122,12 +123,21 @@ async function serve(file: string, format: LogFormat): Promise<void> {
   // error, a port taken, a provider's preflight), and again on every way out: a dead sidecar's
   // flags open again for whoever takes its pid (README, "Fast lane"), so a refused restart must
   // not leave them. Flags of another live sidecar of this user are kept (core/fast-lane.ts).
-  const laneDir = fastLaneDirOf(file)
+  // Read once: the file may be a FIFO or /dev/stdin.
+  let text: string
+  try {
+    text = readConfigText(file)
+  } catch (err) {
+    if (!isRelightError(err, 'RELIGHT_ERR_CONFIG')) throw err
+    process.stderr.write(`relight-sidecar: invalid configuration\n${err.message}\n`)
+    process.exit(1)
+  }
+  const laneDir = fastLaneDirIn(text)
   if (laneDir !== undefined) {
     removeStaleFlags(laneDir)
     process.on('exit', () => removeStaleFlags(laneDir))
   }
-  const config = readConfig(file)
+  const config = readConfig(file, text)
   if (config.fast_lane_dir !== undefined && config.fast_lane_dir !== laneDir) {
     const dir = config.fast_lane_dir // written through an environment variable
     removeStaleFlags(dir)

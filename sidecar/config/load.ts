@@ -140,14 +140,15 @@ export function parseConfig(text: string, source = 'config', env: NodeJS.Process
 }
 
 /**
- * `fast_lane_dir` as the file says it, read before (and whatever) the full validation says:
- * `serve` empties stale flags there first, so even a configuration edited into an error does
- * not leave a dead sidecar's flags in place. Undefined when the file, its YAML or the key
- * (a literal absolute path) cannot be read.
+ * `fast_lane_dir` as the file's text says it, read before (and whatever) the full validation
+ * says: `serve` empties stale flags there first, so even a configuration edited into an error
+ * does not leave a dead sidecar's flags in place. Undefined when its YAML or the key (a literal
+ * absolute path) cannot be read. Takes the text, not the file: the file is read once (it may be
+ * a FIFO or `/dev/stdin`, which a second read would find empty or blocked).
  */
-export function fastLaneDirOf(file: string): string | undefined {
+export function fastLaneDirIn(text: string): string | undefined {
   try {
-    const raw: unknown = parseDocument(readFileSync(file, 'utf8')).toJS()
+    const raw: unknown = parseDocument(text).toJS()
     const dir = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>).fast_lane_dir : undefined
     return typeof dir === 'string' && /^\/./.test(dir) && !dir.includes('${') ? dir : undefined
   } catch {
@@ -155,13 +156,16 @@ export function fastLaneDirOf(file: string): string | undefined {
   }
 }
 
-export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  let text: string
+/** The configuration file's text; a ConfigError naming the file when it cannot be read. */
+export function readConfigText(file: string): string {
   try {
-    text = readFileSync(file, 'utf8')
+    return readFileSync(file, 'utf8')
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     throw new ConfigError(file, [code === 'ENOENT' ? 'file not found' : `cannot read: ${(err as Error).message}`])
   }
-  return parseConfig(text, file, env)
+}
+
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  return parseConfig(readConfigText(file), file, env)
 }
