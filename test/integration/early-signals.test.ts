@@ -29,7 +29,7 @@ function serveFifo(config: string, nodeArgs: string[] = [], env: NodeJS.ProcessE
   return { child, out: () => out, exited }
 }
 
-describe('signals from the first line of serve', () => {
+describe('signals from the first line of serve', { timeout: 120_000 }, () => {
   const tmp = tempDir('relight-sig-')
   const children: ReturnType<typeof serveFifo>[] = []
   after(async () => {
