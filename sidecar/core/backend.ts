@@ -589,6 +589,15 @@ export class Backend {
     return this.info.state === 'running' || (this.provider.shared !== undefined && this.info.state === 'starting')
   }
 
+  /**
+   * Requests here within idle_timeout, or one in flight. Not a wake's end, a startup_grace hold or
+   * another sidecar's token: the sweep's group rule wakes a sibling found at 0 only for this
+   * (otherwise a sidecar with no traffic re-woke a group another sidecar was putting to sleep).
+   */
+  hasTrafficHere(now: number): boolean {
+    return this._inflight > 0 || now - this.lastRequestSeen < this.settings.idle_timeout
+  }
+
   /** Report a transition to the lifecycle events (logs, metrics, the events stream subscribe). */
   private emit(event: DistributiveOmit<LifecycleEvent, 'key' | 'name' | 'provider'>): void {
     this.deps.events.emit({ ...event, key: this.key, name: this.info.name, provider: providerId(this.provider) } as LifecycleEvent)

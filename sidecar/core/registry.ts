@@ -648,7 +648,7 @@ export class Registry implements RegistryReload {
       }
       // Shared engines: a member with traffic here while a sibling is at 0 in the engine (a group
       // sleep split elsewhere, or a sibling slept by hand): wake the sibling, as a request would.
-      if (members[0]?.provider.shared !== undefined && members.some((b) => b.phase === 'running' && !b.isIdle(now))) {
+      if (members[0]?.provider.shared !== undefined && members.some((b) => b.phase === 'running' && b.hasTrafficHere(now))) {
         for (const b of members) if (b.phase === 'asleep' && !b.upInEngine) this.wake(b).catch(() => undefined) // failures are events
       }
     }
