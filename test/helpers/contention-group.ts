@@ -370,13 +370,15 @@ export interface S6aTrial {
   holder: string
   waker: string
   delayMs: number
+  /** Scale-downs of the dependency held in the trial (every sidecar's, each for its own delay). */
+  held: number
   /** From the hold's start to the waker's first successful answer (ms). */
   wokenAfterMs: number | undefined
   /** From the hold's start to the next write of the dependency (token or scale-up) the engine reported (ms). */
   depWriteAfterMs: number | undefined
-  /** The waker's write of the dependency (token or scale-up) landed while the scale-down was held: the race was run. */
+  /** The engine's first event of the dependency after the first hold is a write (token or scale-up), before any held write went on: the race was run. */
   raced: boolean
-  /** The held scale-down landed (the dependency went to 0 within the hold + 1 s). */
+  /** The dependency went to 0 during the trial (only a held write can do that). */
   heldLanded: boolean
   /** Dependency replicas read after the hold ended, while the waker's traffic still ran. */
   depReplicasAfter: number
@@ -401,11 +403,11 @@ export interface S6aResult {
 
 /**
  * S6a: the group is woken and used through one sidecar, then left idle. The engine proxies of all
- * sidecars hold the next scale-down of the dependency (a POST …/update with Replicas 0) for
- * `delayMs()`; the moment it is held, another sidecar wakes the group (requests for X) and keeps
- * serving X until 1.5 s after the held write went on. The silence after that is the next trial's
- * idle spell (the proxies hold the next scale-down of the dependency again); after the last
- * trial, silence until the whole group sleeps.
+ * sidecars hold every scale-down of the dependency (a POST …/update with Replicas 0) for
+ * `delayMs()` each; the moment the first of a trial is held, another sidecar wakes the group
+ * (requests for X) and keeps serving X until 1.5 s after the last held write went on. The silence
+ * after that is the next trial's idle spell; after the last trial, silence until the whole group
+ * sleeps.
  */
 export async function s6a(c: GroupCluster, trials: number, delayMs: () => number): Promise<S6aResult> {
   const from = Date.now()
@@ -413,52 +415,70 @@ export async function s6a(c: GroupCluster, trials: number, delayMs: () => number
   const done: S6aTrial[] = []
   const dep = c.ids.dep
   type Held = { edge: number; at: number; ms: number }
-  /** Hold the next scale-down of the dependency at any proxy; resolves when one is held. */
-  const arm = (): Promise<Held> =>
+  const holds: Held[] = []
+  let onHold: (() => void) | undefined
+  for (const e of c.edges) {
+    e.proxy.delay(
+      (m, p, body) => scalesToZero(m, p, body, dep),
+      () => {
+        const ms = Math.round(delayMs())
+        holds.push({ edge: e.index, at: Date.now(), ms })
+        onHold?.()
+        return ms
+      },
+    )
+  }
+  /** The first hold after `after` (test clock). */
+  const nextHold = (after: number) =>
     new Promise<Held>((resolve) => {
-      let held: Held | undefined
-      for (const e of c.edges) {
-        e.proxy.delay(
-          (m, p, body) => held === undefined && scalesToZero(m, p, body, dep),
-          () => {
-            const ms = Math.round(delayMs())
-            held = { edge: e.index, at: Date.now(), ms }
-            resolve(held)
-            return ms
-          },
-        )
+      const check = () => {
+        const h = holds.find((x) => x.at > after)
+        if (h === undefined) return
+        onHold = undefined
+        resolve(h)
       }
+      onHold = check
+      check()
     })
   let unsettled = 0
   const marks: { at: number; what: string }[] = []
   try {
     await c.awake(0, 'x')
     await c.traffic(0, 'x', Date.now() + 1000)
+    let trialFrom = Date.now()
     for (let t = 0; t < trials; t++) {
-      const h = await within(arm(), 3 * c.idle + 20_000)
+      const h = await within(nextHold(trialFrom), 3 * c.idle + 20_000)
       if (h === undefined) {
         // e.g. the dependency is at 0 already (a previous trial's held write landed): reported, not thrown
         marks.push({ at: Date.now(), what: `trial ${t}: no scale-down of the dependency to hold` })
         break
       }
       const waker = (h.edge + 1) % n
-      marks.push({ at: h.at, what: `HOLD ${c.edges[h.edge]?.name} ${h.ms} ms` })
       const wakeFrom = Date.now()
-      await c.traffic(waker, 'x', h.at + h.ms + 1500)
+      // until 1.5 s after the last write held in this trial went on (another sidecar's may come later)
+      const goneOn = () => Math.max(...holds.filter((x) => x.at >= h.at).map((x) => x.at + x.ms))
+      while (Date.now() < goneOn() + 1500) {
+        await c.hit(waker, 'x')
+        await sleep(100)
+      }
+      const trialEnd = Date.now()
+      const held = holds.filter((x) => x.at >= h.at && x.at <= trialEnd)
+      for (const x of held) marks.push({ at: x.at, what: `HOLD ${c.edges[x.edge]?.name} ${x.ms} ms` })
       const depReplicasAfter = await c.swarm.replicas(dep)
       const firstOk = c.outcomes.find((o) => o.edge === waker && o.ok && o.start >= wakeFrom)
-      const depWrite = c.events.find((e) => e.role === 'dep' && e.kind !== 'down' && e.at > h.at)
-      const heldLanded = c.events.some((e) => e.role === 'dep' && e.kind === 'down' && e.at >= h.at && e.at <= h.at + h.ms + 1000)
+      const first = c.events.find((e) => e.role === 'dep' && e.at > h.at)
       done.push({
         holder: c.edges[h.edge]?.name ?? '?',
         waker: c.edges[waker]?.name ?? '?',
         delayMs: h.ms,
+        held: held.length,
         wokenAfterMs: firstOk ? firstOk.end - h.at : undefined,
-        depWriteAfterMs: depWrite ? depWrite.at - h.at : undefined,
-        raced: depWrite !== undefined && depWrite.at < h.at + h.ms,
-        heldLanded,
+        depWriteAfterMs: first ? first.at - h.at : undefined,
+        raced: first !== undefined && first.kind !== 'down' && first.at < Math.min(...held.map((x) => x.at + x.ms)),
+        heldLanded: c.events.some((e) => e.role === 'dep' && e.kind === 'down' && e.at > h.at && e.at <= trialEnd),
         depReplicasAfter,
       })
+      trialFrom = trialEnd
     }
     for (const e of c.edges) e.proxy.delay(undefined)
     const lastEnd = Math.max(...c.outcomes.filter((o) => o.ok).map((o) => o.end))
@@ -498,6 +518,8 @@ export interface S6bResult {
   depAfterMs: number | undefined
   /** Scale-downs after the traffic: one per service expected. */
   downsAfter: number
+  /** Wakes of the group with no request since it slept (ms after the scenario's start). */
+  unrequestedWakes: number[]
   timeline: string
 }
 
@@ -534,6 +556,7 @@ export async function s6b(c: GroupCluster, durationMs: number): Promise<S6bResul
     yAfterMs: y === undefined ? undefined : y - lastEnd,
     depAfterMs: d === undefined ? undefined : d - lastEnd,
     downsAfter: c.downs(lastEnd + 1).length,
+    unrequestedWakes: c.unrequestedWakes(from).map((u) => u - from),
     timeline: c.timeline(from),
   }
 }

@@ -10,6 +10,9 @@
  *   0 failed requests. On the round-2 protocol: 6 of 6 trials lost the dependency (issue 21).
  * - S6b: X idle on sidecar A while Y is served through sidecar B: nothing of the group is scaled
  *   down while Y is served; after the traffic the group sleeps, members first, then the dependency.
+ * - Both: the group is never woken with no request since it slept (before the fix in the sweep's
+ *   group rule, a sidecar whose member was kept up only by its startup_grace or by another
+ *   sidecar's token re-woke the group another sidecar was putting to sleep: 2–3 times a run).
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
@@ -59,6 +62,7 @@ describe('swarm contention: a group across three sidecars', { skip, timeout: 240
     assert.equal(r.failed, 0, `failed: ${r.failures.join('; ')}`)
     assert.equal(r.needless, 0, 'needless sleeps')
     assert.equal(r.unsettled, 0, 'trials whose group did not sleep afterwards')
+    assert.deepEqual(r.unrequestedWakes, [], 'the group woken with no request since it slept (ms after the start)')
   })
 
   it('S6b: X idle on A while B serves Y: nothing of the group sleeps; afterwards members, then the dependency', async (t) => {
@@ -75,5 +79,6 @@ describe('swarm contention: a group across three sidecars', { skip, timeout: 240
     assert.ok(r.depAfterMs > Math.max(r.xAfterMs, r.yAfterMs), `the dependency after the members (x ${r.xAfterMs}, y ${r.yAfterMs}, dependency ${r.depAfterMs} ms)`)
     assert.ok(Math.min(r.xAfterMs, r.yAfterMs) >= IDLE_MS, `members scaled down ${r.xAfterMs} / ${r.yAfterMs} ms after the last request`)
     assert.equal(r.downsAfter, 3, 'exactly one scale-down per service after the traffic')
+    assert.deepEqual(r.unrequestedWakes, [], 'the group woken with no request since it slept (ms after the start)')
   })
 })
