@@ -25,7 +25,7 @@ const skip = (await swarmSkip()) ?? caddySkip()
 const IDLE_MS = 4000
 const TRIALS = Number(process.env.RELIGHT_S6A_TRIALS ?? 3)
 
-describe('swarm contention: a group across three sidecars', { skip, timeout: 240_000 }, () => {
+describe('swarm contention: a group across three sidecars', { skip, timeout: 360_000 }, () => {
   let c: GroupCluster
 
   before(async () => {
