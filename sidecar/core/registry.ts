@@ -581,6 +581,7 @@ export class Registry implements RegistryReload {
       backend: backend.info.name,
       retryAfter,
       reason: `asleep_during until ${until}`,
+      until,
     })
     // One event per backend and window, not one per refused request.
     if (known?.end !== (end ?? Infinity) || known.text !== schedule.text) {
