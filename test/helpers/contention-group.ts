@@ -189,16 +189,22 @@ export class GroupCluster {
   }
 
   /** Requests through edge i until one for `member` succeeds (the member is awake and routed there). */
-  awake(i: number, member: 'x' | 'y'): Promise<GroupOutcome> {
-    return until(
-      async () => {
-        const o = await this.hit(i, member)
-        return o.ok ? o : undefined
-      },
-      `a request for ${member} through ${this.edges[i]?.name} to succeed`,
-      60_000,
-      200,
-    )
+  async awake(i: number, member: 'x' | 'y'): Promise<GroupOutcome> {
+    const from = Date.now()
+    try {
+      return await until(
+        async () => {
+          const o = await this.hit(i, member)
+          return o.ok ? o : undefined
+        },
+        `a request for ${member} through ${this.edges[i]?.name} to succeed`,
+        120_000,
+        200,
+      )
+    } catch (err) {
+      const answers = this.outcomes.filter((o) => o.start >= from).map((o) => `${o.status} (${o.end - o.start} ms)`)
+      throw new Error(`${(err as Error).message}; answers: ${answers.slice(-5).join(', ') || 'none'}`, { cause: err })
+    }
   }
 
   /** The first event of `role` and `kind` after `after` (test clock), waiting for it (bounded). */
