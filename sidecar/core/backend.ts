@@ -6,7 +6,7 @@ import { type BackendInfo, type BackendState, type Provider, providerId, type Re
 export { stateForMode } from './provider.js'
 import type { LifecycleEvent, LifecycleEvents, SleepCause } from './events.js'
 import { type Schedule, scheduleAt } from './schedule.js'
-import { waitAnyReady, waitReady } from './readiness.js'
+import { type ListenerCheck, waitAnyReady, waitReady } from './readiness.js'
 import { abortable, delay, withDeadline } from './timers.js'
 import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
@@ -856,7 +856,7 @@ export class Backend {
    * that stopped right after its start (a task that failed) fails the wake at once with
    * RELIGHT_ERR_BACKEND_EXITED instead of at wake_timeout.
    */
-  private async probeWoken(upstreams: readonly string[], signal: AbortSignal, owns: ((u: string) => boolean) | undefined): Promise<void> {
+  private async probeWoken(upstreams: readonly string[], signal: AbortSignal, owns: ListenerCheck | undefined): Promise<void> {
     const startFailure = this.provider.startFailure
     if (startFailure === undefined) return waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
     const probe = new AbortController()
