@@ -380,6 +380,15 @@ export class Backend {
     return n
   }
 
+  /** laneConnections() without blocking the event loop: the drain polls it every LANE_POLL_MS. */
+  private async laneConnectionsAsync(): Promise<number> {
+    const fast = this.deps.fastLane
+    if (fast === undefined || !(this.settings.fast_lane || this.laneUsed)) return 0
+    let n = 0
+    for (const u of new Set([...this.ready, ...this.info.upstreams])) n += await fast.lane.connectionsAsync(u)
+    return n
+  }
+
   /**
    * Whether open connections to the upstream have held off sleeps for max_request_duration with
    * no request seen since (starts the count at the first call that finds them). Past it they
@@ -1150,7 +1159,7 @@ export class Backend {
       await delay(grace, signal)
       // Idle keep-alive connections close within LANE_KEEPALIVE_MS; a busy one stays (bounded
       // by max_request_duration: then it no longer holds the sleep, whatever the sleep's cause).
-      while ((connections = this.laneConnections()) > 0 && this.deps.now() < deadline) {
+      while ((connections = await this.laneConnectionsAsync()) > 0 && this.deps.now() < deadline) {
         if (this.connectionsHeldTooLong(this.deps.now())) {
           connections = 0
           break

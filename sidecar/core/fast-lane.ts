@@ -19,7 +19,7 @@ import { type Stats, lstatSync, readFileSync, realpathSync, statSync, mkdirSync,
 import { isIP } from 'node:net'
 import { dirname, join } from 'node:path'
 import { canonicalHostProblem } from './hosts.js'
-import { tcpSockets } from './socket-owner.js'
+import { type TcpSocket, tcpSockets, tcpSocketsAsync } from './socket-owner.js'
 
 /** TCP states that mean a connection to the upstream is (or is about to be) open. */
 const ESTABLISHED = 0x01
@@ -196,6 +196,23 @@ export function removeStaleFlags(dir: string, options: { readonly proc?: string;
 function splitUpstream(upstream: string): { host: string; port: number } {
   const colon = upstream.lastIndexOf(':')
   return { host: upstream.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(upstream.slice(colon + 1)) }
+}
+
+/** Client-side connections (ESTABLISHED or SYN_SENT) to `upstream` among `sockets`; a name as host is matched by port alone. */
+function countConnections(sockets: readonly TcpSocket[], upstream: string): number {
+  const { host, port } = splitUpstream(upstream)
+  const family = isIP(host)
+  const wanted = family === 4 ? Buffer.from(host.split('.').map(Number)) : undefined
+  let n = 0
+  for (const s of sockets) {
+    if (s.remotePort !== port || (s.state !== ESTABLISHED && s.state !== SYN_SENT)) continue
+    if (wanted !== undefined) {
+      const remote = s.remote.length === 16 && s.remote.subarray(0, 12).equals(V4_MAPPED) ? s.remote.subarray(12) : s.remote
+      if (!remote.equals(wanted)) continue
+    }
+    n++
+  }
+  return n
 }
 
 export interface FastLaneOptions {
@@ -409,19 +426,12 @@ export class FastLane {
    * keeps the backend awake longer). A name as upstream host is matched by port alone.
    */
   connections(upstream: string): number {
-    const { host, port } = splitUpstream(upstream)
-    const family = isIP(host)
-    const wanted = family === 4 ? Buffer.from(host.split('.').map(Number)) : undefined
-    let n = 0
-    for (const s of tcpSockets(this.proc)) {
-      if (s.remotePort !== port || (s.state !== ESTABLISHED && s.state !== SYN_SENT)) continue
-      if (wanted !== undefined) {
-        const remote = s.remote.length === 16 && s.remote.subarray(0, 12).equals(V4_MAPPED) ? s.remote.subarray(12) : s.remote
-        if (!remote.equals(wanted)) continue
-      }
-      n++
-    }
-    return n
+    return countConnections(tcpSockets(this.proc), upstream)
+  }
+
+  /** connections() without blocking the event loop while /proc/net/tcp{,6} is read (the drain polls it). */
+  async connectionsAsync(upstream: string): Promise<number> {
+    return countConnections(await tcpSocketsAsync(this.proc), upstream)
   }
 
   /** Every flag on disk that points at this process (tests, `check`). */
