@@ -150,10 +150,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   let snippetSeen: string | undefined
   /**
    * The flag directories relight_fast's forward_auth calls named (X-Relight-Fast-Dir: its {args.1})
-   * over a unix-socket `listen` (proven Caddy), with when each was last named; `check` compares them
+   * over a unix-socket `listen` (proven Caddy), with the order in which each was last named; `check` compares them
    * with fast_lane_dir. Bounded: FAST_DIRS_KEPT entries of at most FAST_DIR_MAX_LENGTH characters.
    */
   const fastDirsSeen = new Map<string, number>()
+  let fastDirSeq = 0
   /** relight_fast calls whose directory was not recorded: over TCP (unproven), or too long. */
   let fastDirsUnproven = 0
   const startedAt = Date.now()
@@ -409,7 +410,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       fastDirsUnproven++
       return
     }
-    const now = Date.now()
+    const now = ++fastDirSeq // an order, not a clock: two calls in one millisecond stay ordered
     if (!fastDirsSeen.has(dir) && fastDirsSeen.size >= FAST_DIRS_KEPT) {
       let oldest: string | undefined
       for (const [d, at] of fastDirsSeen) if (oldest === undefined || at < (fastDirsSeen.get(oldest) as number)) oldest = d
