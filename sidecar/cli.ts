@@ -20,7 +20,8 @@ import { requestReload, writePidFile } from './reload-client.js'
 import { checkHealth } from './health-client.js'
 import { parseDuration } from './core/duration.js'
 import { stateDir } from './config/state-dir.js'
-import { SNIPPET_FAST, SNIPPET_VERSION } from './server/app.js'
+import { FAST_DIR_MAX_LENGTH, SNIPPET_FAST, SNIPPET_VERSION } from './server/app.js'
+import { unixPath } from './startup/listen-address.js'
 import { pidMaxProblem, pidNamespaceProblem, removeStaleFlags } from './core/fast-lane.js'
 import { findRunningSidecar, type Live } from './ops/live-sidecar.js'
 import { capsOf, Registry } from './core/registry.js'
@@ -275,7 +276,7 @@ async function check(file: string): Promise<void> {
   const live = await findRunningSidecar(config, baseDir)
   const runningSidecar = live.running ? live.pid : undefined
   for (const problem of await preflight(config, { stateDir: stateDir(config, baseDir), ...(runningSidecar !== undefined ? { runningSidecar } : {}) })) out(false, problem)
-  if (live.running) liveView(live, write, config.fast_lane_dir !== undefined, config.fast_lane_dir)
+  if (live.running) liveView(live, write, config.listen, config.fast_lane_dir !== undefined, config.fast_lane_dir)
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {
@@ -445,7 +446,7 @@ function clientRuleCheck(setBy: readonly string[], snippet: string | null | unde
 }
 
 /** What `check` says about the sidecar that runs with this config: its healthz, read once. */
-function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void, fastLane = false, fastDir?: string): void {
+function liveView(live: Extract<Live, { running: true }>, write: (tag: string, message: string) => void, listen: string, fastLane = false, fastDir?: string): void {
   const { health } = live
   if (health === undefined) {
     write('PROBLEM', `a sidecar runs with this config (pid ${live.pid}) but its healthz does not answer (${live.error})`)
@@ -460,11 +461,18 @@ function liveView(live: Extract<Live, { running: true }>, write: (tag: string, m
   else if (health.access_log === 'disconnected') write('WARNING', 'live access_log: no access-log connection: Caddy is not running, or its site blocks lack  log { output net … }  (in-flight counting is off until it connects)')
   if (health.snippet === SNIPPET_FAST) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_FAST} (relight_fast: the fast lane)`)
   if (fastDir !== undefined) {
-    // relight_fast's forward_auth names the directory it was given (X-Relight-Fast-Dir).
+    // relight_fast's forward_auth names the directory it was given (X-Relight-Fast-Dir); the
+    // sidecar records it only from calls through a unix-socket `listen` (proven Caddy).
     const dirs = health.fast_lane_dirs ?? []
+    const unproven = health.fast_lane_dirs_unproven ?? 0
+    const socket = unixPath(listen)
+    const from = `as relight_fast's forward_auth calls through the unix socket listen ${socket ?? listen} said (only the sidecar's user and socket_group can open it)`
     const wrong = dirs.filter((d) => d !== fastDir)
-    if (wrong.length > 0) write('PROBLEM', `live relight_fast: Caddy passes ${wrong.join(', ')} as the flag directory, not fast_lane_dir ${fastDir}: those sites never take the fast lane (import relight_fast … ${fastDir})`)
-    else if (dirs.length > 0) write('ok     ', `live relight_fast: Caddy passes fast_lane_dir ${fastDir} as the flag directory`)
+    if (wrong.length > 0) write('PROBLEM', `live relight_fast: Caddy passes ${wrong.join(', ')} as the flag directory, not fast_lane_dir ${fastDir}, ${from}: those sites never take the fast lane (import relight_fast … ${fastDir})`)
+    else if (dirs.length > 0) write('ok     ', `live relight_fast: Caddy passes fast_lane_dir ${fastDir} as the flag directory, ${from}`)
+    else if (socket === undefined && unproven > 0) write('UNCHECKED', `live relight_fast: ${unproven} relight_fast call(s) named a flag directory over the TCP listen ${listen}, where any local user can send that header, so the sidecar did not record it: the directory Caddy passes cannot be compared with fast_lane_dir ${fastDir} (listen on a unix socket with socket_group to have it checked)`)
+    else if (socket === undefined) write('UNCHECKED', `live relight_fast: no relight_fast call seen, and over the TCP listen ${listen} the directory Caddy passes is not recorded (any local user could send it): it cannot be compared with fast_lane_dir ${fastDir} (listen on a unix socket with socket_group to have it checked)`)
+    else if (unproven > 0) write('UNCHECKED', `live relight_fast: ${unproven} relight_fast call(s) named a flag directory too long to record (over ${FAST_DIR_MAX_LENGTH} characters), not fast_lane_dir ${fastDir}`)
     else write('UNCHECKED', `live relight_fast: no forward_auth call from relight_fast seen yet (or a relight_fast older than this sidecar's): the directory Caddy passes cannot be compared with fast_lane_dir ${fastDir}`)
   }
   else if (health.snippet === SNIPPET_VERSION && fastLane) write('WARNING', `live snippet: Caddy uses snippet version ${SNIPPET_VERSION}; the fast lane needs version ${SNIPPET_FAST}'s relight_fast (nothing takes the fast lane until it is imported)`)

@@ -6,7 +6,7 @@ import { type BackendInfo, type BackendState, type Provider, providerId, type Re
 export { stateForMode } from './provider.js'
 import type { LifecycleEvent, LifecycleEvents, SleepCause } from './events.js'
 import { type Schedule, scheduleAt } from './schedule.js'
-import { waitAnyReady, waitReady } from './readiness.js'
+import { type ListenerCheck, waitAnyReady, waitReady } from './readiness.js'
 import { abortable, delay, withDeadline } from './timers.js'
 import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
@@ -377,6 +377,15 @@ export class Backend {
     if (fast === undefined || !(this.settings.fast_lane || this.laneUsed)) return 0
     let n = 0
     for (const u of new Set([...this.ready, ...this.info.upstreams])) n += fast.lane.connections(u)
+    return n
+  }
+
+  /** laneConnections() without blocking the event loop: the drain polls it every LANE_POLL_MS. */
+  private async laneConnectionsAsync(): Promise<number> {
+    const fast = this.deps.fastLane
+    if (fast === undefined || !(this.settings.fast_lane || this.laneUsed)) return 0
+    let n = 0
+    for (const u of new Set([...this.ready, ...this.info.upstreams])) n += await fast.lane.connectionsAsync(u)
     return n
   }
 
@@ -865,7 +874,7 @@ export class Backend {
    * that stopped right after its start (a task that failed) fails the wake at once with
    * RELIGHT_ERR_BACKEND_EXITED instead of at wake_timeout.
    */
-  private async probeWoken(upstreams: readonly string[], signal: AbortSignal, owns: ((u: string) => boolean) | undefined): Promise<void> {
+  private async probeWoken(upstreams: readonly string[], signal: AbortSignal, owns: ListenerCheck | undefined): Promise<void> {
     const startFailure = this.provider.startFailure
     if (startFailure === undefined) return waitAnyReady(upstreams, this.settings.readiness, signal, (u) => this.addReady(u), owns)
     const probe = new AbortController()
@@ -1179,7 +1188,7 @@ export class Backend {
       await delay(grace, signal)
       // Idle keep-alive connections close within LANE_KEEPALIVE_MS; a busy one stays (bounded
       // by max_request_duration: then it no longer holds the sleep, whatever the sleep's cause).
-      while ((connections = this.laneConnections()) > 0 && this.deps.now() < deadline) {
+      while ((connections = await this.laneConnectionsAsync()) > 0 && this.deps.now() < deadline) {
         if (this.connectionsHeldTooLong(this.deps.now())) {
           connections = 0
           break

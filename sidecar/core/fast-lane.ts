@@ -19,7 +19,7 @@ import { type Stats, lstatSync, readFileSync, realpathSync, statSync, mkdirSync,
 import { isIP } from 'node:net'
 import { dirname, join } from 'node:path'
 import { canonicalHostProblem } from './hosts.js'
-import { tcpSockets } from './socket-owner.js'
+import { type TcpSocket, tcpSockets, tcpSocketsAsync } from './socket-owner.js'
 
 /** TCP states that mean a connection to the upstream is (or is about to be) open. */
 const ESTABLISHED = 0x01
@@ -151,6 +151,8 @@ export function removeStaleFlags(dir: string, options: { readonly proc?: string;
     if (flagDirAncestorProblem(dir) !== undefined) return removed
     const st = lstatSync(dir)
     if (!st.isDirectory() || (uid !== undefined && st.uid !== uid && st.uid !== 0)) return removed
+    // Writable by others: what is in it may be theirs, swapped under a walk by path; reset() refuses it.
+    if ((st.mode & 0o022) !== 0) return removed
   } catch {
     return removed // no directory: no flag
   }
@@ -175,6 +177,7 @@ export function removeStaleFlags(dir: string, options: { readonly proc?: string;
         if (host.startsWith('.tmp-')) rmSync(hostDir, { force: true })
         continue
       }
+      if (!trusted(st.uid) || (st.mode & 0o022) !== 0) continue // not the sidecar's: reset() refuses it
       for (const u of readdirSync(hostDir)) {
         const p = join(hostDir, u)
         if (!lstatSync(p).isSymbolicLink() || keeps(readlinkSync(p))) continue
@@ -193,6 +196,23 @@ export function removeStaleFlags(dir: string, options: { readonly proc?: string;
 function splitUpstream(upstream: string): { host: string; port: number } {
   const colon = upstream.lastIndexOf(':')
   return { host: upstream.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(upstream.slice(colon + 1)) }
+}
+
+/** Client-side connections (ESTABLISHED or SYN_SENT) to `upstream` among `sockets`; a name as host is matched by port alone. */
+function countConnections(sockets: readonly TcpSocket[], upstream: string): number {
+  const { host, port } = splitUpstream(upstream)
+  const family = isIP(host)
+  const wanted = family === 4 ? Buffer.from(host.split('.').map(Number)) : undefined
+  let n = 0
+  for (const s of sockets) {
+    if (s.remotePort !== port || (s.state !== ESTABLISHED && s.state !== SYN_SENT)) continue
+    if (wanted !== undefined) {
+      const remote = s.remote.length === 16 && s.remote.subarray(0, 12).equals(V4_MAPPED) ? s.remote.subarray(12) : s.remote
+      if (!remote.equals(wanted)) continue
+    }
+    n++
+  }
+  return n
 }
 
 export interface FastLaneOptions {
@@ -247,7 +267,22 @@ export class FastLane {
     // so is one below a directory someone else could swap.
     const before = flagDirAncestorProblem(this.dir)
     if (before !== undefined) throw new Error(before)
-    mkdirSync(this.dir, { recursive: true })
+    let existing: Stats | undefined
+    try {
+      existing = lstatSync(this.dir)
+    } catch {
+      // made below
+    }
+    // A directory others could write until now may hold their host directories and links (a
+    // flag Caddy would follow) and trees they can swap under a walk: refused, never walked.
+    if (existing?.isDirectory() === true && (existing.mode & 0o022) !== 0) {
+      throw new Error(
+        `${this.dir} is writable by ${existing.mode & 0o002 ? 'every user' : 'its group'} (mode ${(existing.mode & 0o7777).toString(8)}): others may have planted flags in it, and only the sidecar writes here. Remove it (the sidecar makes it) or empty it and chmod 755, then start again`,
+      )
+    }
+    mkdirSync(dirname(this.dir), { recursive: true })
+    // 0700 until secure(): whatever the umask, no one else can enter it meanwhile
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 })
     const after = flagDirAncestorProblem(this.dir)
     if (after !== undefined) throw new Error(after)
     const st = lstatSync(this.dir)
@@ -256,9 +291,33 @@ export class FastLane {
     if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new Error(`${this.dir} belongs to uid ${st.uid}, not to this user (${uid}) or root`)
     this.pinned = { dev: st.dev, ino: st.ino }
     this.secure(this.dir)
-    for (const name of readdirSync(this.dir)) rmSync(join(this.dir, name), { recursive: true, force: true })
+    this.empty()
     this.wanted.clear()
     this.written.clear()
+  }
+
+  /**
+   * Remove everything in the directory, knowing its shape (host directories holding links, and
+   * `.tmp-` links): never a recursive removal, which would descend into a tree someone else could
+   * swap for a link while it is walked. A host directory another user owns or may write, or one
+   * holding a directory, is refused with its path (the sidecar never makes such a thing).
+   */
+  private empty(): void {
+    for (const name of readdirSync(this.dir)) {
+      const p = join(this.dir, name)
+      const st = lstatSync(p)
+      if (!st.isDirectory()) {
+        unlinkSync(p)
+        continue
+      }
+      if (!trusted(st.uid) || (st.mode & 0o022) !== 0) throw new Error(`${p} belongs to uid ${st.uid} with mode ${(st.mode & 0o7777).toString(8)}: not a host directory the sidecar made (only this user or root, not writable by others); remove it by hand`)
+      for (const inner of readdirSync(p)) {
+        const q = join(p, inner)
+        if (lstatSync(q).isDirectory()) throw new Error(`${q} is a directory: the sidecar never makes one there; remove it by hand`)
+        unlinkSync(q)
+      }
+      rmdirSync(p)
+    }
   }
 
   /** Remove every flag this sidecar wrote (shutdown: the lane closes before the sidecar does). */
@@ -306,7 +365,9 @@ export class FastLane {
     } catch {
       // no directory yet
     }
-    mkdirSync(hostDir, { recursive: true })
+    // 0700 until secure(): with umask 0 it would be writable by every user for a moment, long
+    // enough to plant a second flag Caddy might match first
+    mkdirSync(hostDir, { recursive: true, mode: 0o700 })
     this.secure(hostDir)
     const tmp = join(this.dir, `.tmp-${process.pid}-${this.tmpSeq++}`)
     rmSync(tmp, { force: true })
@@ -365,19 +426,12 @@ export class FastLane {
    * keeps the backend awake longer). A name as upstream host is matched by port alone.
    */
   connections(upstream: string): number {
-    const { host, port } = splitUpstream(upstream)
-    const family = isIP(host)
-    const wanted = family === 4 ? Buffer.from(host.split('.').map(Number)) : undefined
-    let n = 0
-    for (const s of tcpSockets(this.proc)) {
-      if (s.remotePort !== port || (s.state !== ESTABLISHED && s.state !== SYN_SENT)) continue
-      if (wanted !== undefined) {
-        const remote = s.remote.length === 16 && s.remote.subarray(0, 12).equals(V4_MAPPED) ? s.remote.subarray(12) : s.remote
-        if (!remote.equals(wanted)) continue
-      }
-      n++
-    }
-    return n
+    return countConnections(tcpSockets(this.proc), upstream)
+  }
+
+  /** connections() without blocking the event loop while /proc/net/tcp{,6} is read (the drain polls it). */
+  async connectionsAsync(upstream: string): Promise<number> {
+    return countConnections(await tcpSocketsAsync(this.proc), upstream)
   }
 
   /** Every flag on disk that points at this process (tests, `check`). */

@@ -7,6 +7,7 @@
  */
 import { isIP } from 'node:net'
 import { readdirSync, readlinkSync, readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 
 const LISTEN = 0x0a
 const ESTABLISHED = 0x01
@@ -41,26 +42,47 @@ function decodeEndpoint(field: string): { address: Buffer; port: number } {
  * cost a substring test each, not a parse).
  */
 export function tcpSockets(proc = '/proc', localPort?: number): TcpSocket[] {
-  const portField = localPort === undefined ? undefined : `:${localPort.toString(16).toUpperCase().padStart(4, '0')} `
   const sockets: TcpSocket[] = []
-  for (const table of ['net/tcp', 'net/tcp6']) {
+  for (const table of TABLES) {
     let text: string
     try {
       text = readFileSync(`${proc}/${table}`, 'utf8')
     } catch {
       continue
     }
-    for (const line of text.split('\n').slice(1)) {
-      if (portField !== undefined && !line.includes(portField)) continue
-      const f = line.trim().split(/\s+/)
-      if (f.length < 10 || f[1] === undefined || f[2] === undefined || f[3] === undefined || f[9] === undefined) continue
-      if (portField !== undefined && !`${f[1]} `.endsWith(portField)) continue
-      const local = decodeEndpoint(f[1])
-      const remote = decodeEndpoint(f[2])
-      sockets.push({ local: local.address, localPort: local.port, remote: remote.address, remotePort: remote.port, state: Number.parseInt(f[3], 16), inode: f[9] })
-    }
+    parseTable(text, localPort, sockets)
   }
   return sockets
+}
+
+/** tcpSockets without blocking the event loop while the tables are read (for wakes). */
+export async function tcpSocketsAsync(proc = '/proc', localPort?: number): Promise<TcpSocket[]> {
+  const sockets: TcpSocket[] = []
+  for (const table of TABLES) {
+    let text: string
+    try {
+      text = await readFile(`${proc}/${table}`, 'utf8')
+    } catch {
+      continue
+    }
+    parseTable(text, localPort, sockets)
+  }
+  return sockets
+}
+
+const TABLES = ['net/tcp', 'net/tcp6']
+
+function parseTable(text: string, localPort: number | undefined, sockets: TcpSocket[]): void {
+  const portField = localPort === undefined ? undefined : `:${localPort.toString(16).toUpperCase().padStart(4, '0')} `
+  for (const line of text.split('\n').slice(1)) {
+    if (portField !== undefined && !line.includes(portField)) continue
+    const f = line.trim().split(/\s+/)
+    if (f.length < 10 || f[1] === undefined || f[2] === undefined || f[3] === undefined || f[9] === undefined) continue
+    if (portField !== undefined && !`${f[1]} `.endsWith(portField)) continue
+    const local = decodeEndpoint(f[1])
+    const remote = decodeEndpoint(f[2])
+    sockets.push({ local: local.address, localPort: local.port, remote: remote.address, remotePort: remote.port, state: Number.parseInt(f[3], 16), inode: f[9] })
+  }
 }
 
 /** Address bytes of an IP literal (IPv4 also as its v4-mapped IPv6 form); undefined for a name. */
@@ -94,6 +116,11 @@ function coversHost(local: Buffer, host: string): boolean {
 /** The listening sockets that accept connections to host:port. */
 export function listenersFor(host: string, port: number, proc = '/proc'): TcpSocket[] {
   return tcpSockets(proc, port).filter((s) => s.state === LISTEN && s.localPort === port && coversHost(s.local, host))
+}
+
+/** listenersFor without blocking the event loop (a wake's listener check). */
+export async function listenersForAsync(host: string, port: number, proc = '/proc'): Promise<TcpSocket[]> {
+  return (await tcpSocketsAsync(proc, port)).filter((s) => s.state === LISTEN && s.localPort === port && coversHost(s.local, host))
 }
 
 /** The sidecar-side socket of an established connection from localPort to serverPort (both loopback). */

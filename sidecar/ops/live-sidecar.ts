@@ -19,7 +19,10 @@ export interface Health {
   readonly snippet?: string | null
   readonly snippet_current?: string
   readonly snippet_outdated?: boolean
+  /** Named by relight_fast's calls over a unix-socket `listen` (proven Caddy) only. */
   readonly fast_lane_dirs?: readonly string[]
+  /** relight_fast calls whose directory was not recorded (over TCP, or too long). */
+  readonly fast_lane_dirs_unproven?: number
   readonly version?: string
   readonly uptime_s?: number
 }

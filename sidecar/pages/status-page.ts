@@ -43,10 +43,16 @@ form.login{max-width:22rem;margin:18vh auto;padding:0 1rem}form.login input{widt
 }
 `
 
+/**
+ * A tiny inline icon (a lit amber dot; the CSP allows data: images), so the browser shows it and
+ * does not ask for /favicon.ico (which status.ts answers 204 for browsers that still do).
+ */
+const ICON = `<link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Ccircle cx='8' cy='8' r='6' fill='%23f5a623'/%3E%3C/svg%3E">`
+
 function shell(nonce: string, title: string, body: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>${escapeHtml(title)}</title><style nonce="${nonce}">${STYLE}</style></head>
+<title>${escapeHtml(title)}</title>${ICON}<style nonce="${nonce}">${STYLE}</style></head>
 <body>${body}</body></html>
 `
 }

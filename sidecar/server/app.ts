@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { REPLY_HEADER, TICKET_HEADER } from '../core/access-log.js'
@@ -29,8 +30,24 @@ export const UPSTREAM_HEADER = 'x-relight-upstream'
  * max_request_duration (the sidecar warns, `check` says so).
  */
 export const SNIPPET_HEADER = 'x-relight-snippet'
-/** relight_fast's forward_auth names the flag directory it was given (`header_up X-Relight-Fast-Dir {args.1}`). */
+/**
+ * relight_fast's forward_auth names the flag directory it was given (`header_up X-Relight-Fast-Dir {args.1}`).
+ * Recorded only from a caller that proves it is Caddy the way /auth's callers can at all: the
+ * connection came through a unix-socket `listen`, which only the sidecar's user and
+ * `socket_group` open (over TCP any local user can send the header and feed `check` a value).
+ */
 const FAST_DIR_HEADER = 'x-relight-fast-dir'
+/** At most this many directories are kept (the least recently named one makes room)… */
+export const FAST_DIRS_KEPT = 4
+/** …each at most this long (PATH_MAX is 4096; a flag directory is a short absolute path). */
+export const FAST_DIR_MAX_LENGTH = 1024
+
+/** The connection came through a unix socket (`listen: unix:…`): only the sidecar's user and `socket_group` can open it. */
+function overUnixSocket(socket: Socket): boolean {
+  // net.Server sets `server` on every connection it accepts; a pipe server's address is its path
+  const server = (socket as Socket & { server?: { address(): unknown } }).server
+  return typeof server?.address() === 'string'
+}
 export const SNIPPET_VERSION = '3'
 /** The version before 3: still counted, but only its normal responses end a request. */
 export const SNIPPET_V2 = '2'
@@ -131,8 +148,15 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   let v2SnippetCalls = 0
   /** The snippet version of the last forward_auth call Caddy made (healthz; `check` shows it). */
   let snippetSeen: string | undefined
-  /** The flag directories relight_fast's forward_auth calls named (X-Relight-Fast-Dir: its {args.1}); `check` compares them with fast_lane_dir. */
-  const fastDirsSeen = new Set<string>()
+  /**
+   * The flag directories relight_fast's forward_auth calls named (X-Relight-Fast-Dir: its {args.1})
+   * over a unix-socket `listen` (proven Caddy), with the order in which each was last named; `check` compares them
+   * with fast_lane_dir. Bounded: FAST_DIRS_KEPT entries of at most FAST_DIR_MAX_LENGTH characters.
+   */
+  const fastDirsSeen = new Map<string, number>()
+  let fastDirSeq = 0
+  /** relight_fast calls whose directory was not recorded: over TCP (unproven), or too long. */
+  let fastDirsUnproven = 0
   const startedAt = Date.now()
   const outcomes = new AuthOutcomes()
   const app = Fastify({
@@ -355,8 +379,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     if (snippet === SNIPPET_V2 || (snippet === SNIPPET_VERSION && !claimed)) snippetSeen = req.headers[SNIPPET_HEADER] as string
     else if (claimed) snippetSeen = '3 without X-Relight-Request'
     else if (req.headers['x-forwarded-method'] !== undefined) snippetSeen = typeof snippet === 'string' ? snippet.slice(0, 8) : '1' // forward_auth without the marker: version 1
-    const fastDir = req.headers[FAST_DIR_HEADER]
-    if (req.headers[SNIPPET_HEADER] === SNIPPET_FAST && typeof fastDir === 'string' && fastDir.length <= 4096 && (fastDirsSeen.size < 8 || fastDirsSeen.has(fastDir))) fastDirsSeen.add(fastDir)
+    if (req.headers[SNIPPET_HEADER] === SNIPPET_FAST && req.headers[FAST_DIR_HEADER] !== undefined) noteFastDir(req)
     if (tickets !== undefined && ((snippet === SNIPPET_VERSION && !claimed) || snippet === SNIPPET_V2) && canonical && tickets.counting) {
       if (snippet === SNIPPET_V2) noteV2(req)
       // No ticket when a bound is reached: activity only (below), never in flight without one.
@@ -378,6 +401,22 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     backend.started(false)
     if (tickets !== undefined && (snippet === undefined || claimed)) noteUncounted(req)
     return reply.header(UPSTREAM_HEADER, upstream).header(TICKET_HEADER, NO_TICKET).send()
+  }
+
+  /** Record the flag directory a relight_fast call names, when the caller is proven Caddy (FAST_DIR_HEADER). */
+  function noteFastDir(req: FastifyRequest): void {
+    const dir = req.headers[FAST_DIR_HEADER]
+    if (typeof dir !== 'string' || dir.length > FAST_DIR_MAX_LENGTH || !overUnixSocket(req.raw.socket)) {
+      fastDirsUnproven++
+      return
+    }
+    const now = ++fastDirSeq // an order, not a clock: two calls in one millisecond stay ordered
+    if (!fastDirsSeen.has(dir) && fastDirsSeen.size >= FAST_DIRS_KEPT) {
+      let oldest: string | undefined
+      for (const [d, at] of fastDirsSeen) if (oldest === undefined || at < (fastDirsSeen.get(oldest) as number)) oldest = d
+      fastDirsSeen.delete(oldest as string)
+    }
+    fastDirsSeen.set(dir, now)
   }
 
   /** Snippet version 2: counted, but its websockets, aborted requests and 502s are not seen ending. */
@@ -445,8 +484,11 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
       // the version of the file this sidecar prints (4); its plain `relight` sends 3, also current
       snippet_current: SNIPPET_FAST,
       snippet_outdated: snippetSeen !== undefined && snippetSeen !== SNIPPET_VERSION && snippetSeen !== SNIPPET_FAST,
-      // the directories relight_fast was given, as its forward_auth calls said (at most 8)
-      fast_lane_dirs: [...fastDirsSeen],
+      // the directories relight_fast was given, as its forward_auth calls over a unix-socket
+      // `listen` said (proven Caddy; most recently named first, at most FAST_DIRS_KEPT)
+      fast_lane_dirs: [...fastDirsSeen].sort((a, b) => b[1] - a[1]).map(([d]) => d),
+      // relight_fast calls whose directory was not recorded (over TCP: any local user can send it; or too long)
+      fast_lane_dirs_unproven: fastDirsUnproven,
       version: VERSION,
       uptime_s: Math.round((Date.now() - startedAt) / 1000),
     })

@@ -18,6 +18,9 @@ const loginBody = {
 } as const
 
 export function registerStatus(app: FastifyInstance, access: AdminAccess): void {
+  // Browsers ask every origin for /favicon.ico; the page names an inline icon, and this keeps a
+  // browser that asks anyway (or an operator's log) from seeing a 404. Nothing to hide: no body.
+  app.get('/favicon.ico', (_req, reply) => reply.header('cache-control', 'public, max-age=86400').code(204).send())
   void app.register(
     async (status) => {
       status.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {

@@ -1,5 +1,8 @@
 /** Which process listens on a TCP port or unix socket (Linux /proc), to name it in error messages. */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { readdir, readFile, readlink } from 'node:fs/promises'
+import { PROC_SCAN_CONCURRENCY } from '../core/proc-stat.js'
+import { mapLimit } from '../core/map-limit.js'
 
 export interface PortHolder {
   readonly pid: number
@@ -15,6 +18,55 @@ export interface PortHolder {
  */
 export function tcpPortHolder(port: number): PortHolder | undefined {
   return socketHolder(listeningTcpInodes(port))
+}
+
+/**
+ * tcpPortHolder for what runs after start-up (a wake that finds its port taken): every process's
+ * fds are read asynchronously, so thousands of processes do not hold the event loop. The same
+ * answer as tcpPortHolder (the first holder in /proc's order).
+ */
+export async function tcpPortHolderAsync(port: number): Promise<PortHolder | undefined> {
+  const inodes = listeningTcpInodes(port)
+  if (inodes.size === 0) return undefined
+  let pids: string[]
+  try {
+    pids = (await readdir('/proc')).filter((d) => /^\d+$/.test(d))
+  } catch {
+    return undefined
+  }
+  let first = Infinity // index of the first holder found so far: later pids need no look
+  const found = await mapLimit(pids.map((pid, i) => [pid, i] as const), PROC_SCAN_CONCURRENCY, async ([pid, i]) => {
+    if (i > first) return undefined
+    let fds: string[]
+    try {
+      fds = await readdir(`/proc/${pid}/fd`)
+    } catch {
+      return undefined
+    }
+    for (const fd of fds) {
+      if (i > first) return undefined
+      let target: string
+      try {
+        target = await readlink(`/proc/${pid}/fd/${fd}`)
+      } catch {
+        continue
+      }
+      if (!inodes.has(target)) continue
+      first = Math.min(first, i)
+      let command = '?'
+      let pgid: number | undefined
+      try {
+        command = (await readFile(`/proc/${pid}/comm`, 'utf8')).trim()
+        const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+        pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
+      } catch {
+        // gone meanwhile
+      }
+      return { pid: Number(pid), command, pgid }
+    }
+    return undefined
+  })
+  return found.find((h) => h !== undefined)
 }
 
 /**

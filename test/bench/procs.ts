@@ -97,8 +97,13 @@ export async function waitPort(host: string, port: number, timeoutMs = 15_000, c
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect({ host, port })
       s.once('connect', () => {
+        // A loopback connect to a free port in the ephemeral range can pick that very port as its
+        // own source and connect to itself (TCP simultaneous open): not a listener. Polled every
+        // millisecond while a loaded machine starts the sidecar, this happened, and the bench
+        // went on before the sidecar listened (set-up fl/b: 502).
+        const self = s.localPort === port && s.localAddress === s.remoteAddress
         s.destroy()
-        resolve(true)
+        resolve(!self)
       })
       s.once('error', () => resolve(false))
     })

@@ -7,7 +7,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileS
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { request } from 'undici'
+import { Agent, request } from 'undici'
 import { caddySkip, type RunningCaddy, startCaddy, stopChild } from '../helpers/caddy.js'
 import { freePort, tempDir } from '../helpers/net.js'
 import { pidAlive, until } from '../helpers/wait.js'
@@ -234,6 +234,65 @@ describe('relight-sidecar CLI', () => {
     const r = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
     assert.match(r.stdout, /ok +access_log: requests count in flight through the live snippet \(version 4, current\)/, r.stdout)
     assert.doesNotMatch(r.stdout, /Version 1 must be replaced/, r.stdout)
+  })
+
+  it("check trusts the flag directory relight_fast names only from Caddy's unix socket, bounded, and says where it came from", async (t) => {
+    // Over a TCP listen any local user can claim snippet 4 and name a directory: check must not
+    // report it as Caddy's (it once printed "Caddy passes /evil as the flag directory").
+    const tmp = tempDir()
+    t.after(() => tmp.remove())
+    const appLine = async () => `      - { name: a, hosts: [a.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null" }\n`
+    const lane = join(tmp.dir, 'awake')
+    const agents = new Map<string, Agent>()
+    t.after(() => Promise.all([...agents.values()].map((a) => a.close())))
+    const through = (via: { socketPath?: string }) => {
+      if (via.socketPath === undefined) return {}
+      const agent = agents.get(via.socketPath) ?? new Agent({ connect: { socketPath: via.socketPath } })
+      agents.set(via.socketPath, agent)
+      return { dispatcher: agent }
+    }
+    const call = (dir: string, via: { origin: string; socketPath?: string }) =>
+      request(`${via.origin}/_relight/auth`, {
+        ...through(via),
+        headers: { host: 'a.localhost', 'x-relight-snippet': '4', 'x-relight-fast-dir': dir, 'x-relight-request': 'GET /', 'x-relight-client': '127.0.0.1:5000', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' },
+      }).then(async (r) => {
+        await r.body.dump()
+        assert.equal(r.statusCode, 200)
+      })
+    const health = async (via: { origin: string; socketPath?: string }) => {
+      const r = await request(`${via.origin}/_relight/healthz`, through(via))
+      return (await r.body.json()) as { fast_lane_dirs: string[]; fast_lane_dirs_unproven: number }
+    }
+
+    const tcpFile = join(tmp.dir, 'tcp.yaml')
+    const listen = `127.0.0.1:${await freePort()}`
+    writeFileSync(tcpFile, `listen: ${listen}\nstate_dir: ${tmp.dir}/state-tcp\nfast_lane_dir: ${lane}\ndefaults: { fast_lane: on }\nproviders:\n  process:\n    apps:\n${await appLine()}`)
+    const tcp = await startSidecarProcess(tcpFile)
+    t.after(() => stopSidecarProcess(tcp))
+    await call('/evil', { origin: `http://${listen}` })
+    const told = await health({ origin: `http://${listen}` })
+    assert.deepEqual([told.fast_lane_dirs, told.fast_lane_dirs_unproven], [[], 1])
+    const r = spawnSync(process.execPath, [MAIN, 'check', '--config', tcpFile], { encoding: 'utf8', timeout: 60_000 })
+    assert.doesNotMatch(r.stdout, /passes \/evil/, r.stdout)
+    assert.match(r.stdout, /UNCHECKED +live relight_fast: 1 relight_fast call\(s\) named a flag directory over the TCP listen 127\.0\.0\.1:\d+, where any local user can send that header/, r.stdout)
+    await stopSidecarProcess(tcp)
+
+    // Through a unix-socket listen (only the sidecar's user and socket_group can open it): recorded,
+    // at most 4 directories of at most 1024 characters, the most recently named first.
+    const unixFile = join(tmp.dir, 'unix.yaml')
+    const sock = join(tmp.dir, 'sidecar.sock')
+    writeFileSync(unixFile, `listen: unix:${sock}\nstate_dir: ${tmp.dir}/state-unix\nfast_lane_dir: ${lane}\ndefaults: { fast_lane: on }\nproviders:\n  process:\n    apps:\n${await appLine()}`)
+    const unix = await startSidecarProcess(unixFile)
+    t.after(() => stopSidecarProcess(unix))
+    const via = { origin: 'http://localhost', socketPath: sock }
+    for (let i = 0; i < 10; i++) await call(`/wrong/${i}`, via)
+    await call(`/${'x'.repeat(1025)}`, via)
+    await call('/wrong/0', via)
+    const seen = await health(via)
+    assert.deepEqual(seen.fast_lane_dirs, ['/wrong/0', '/wrong/9', '/wrong/8', '/wrong/7'])
+    assert.equal(seen.fast_lane_dirs_unproven, 1)
+    const u = spawnSync(process.execPath, [MAIN, 'check', '--config', unixFile], { encoding: 'utf8', timeout: 60_000 })
+    assert.match(u.stdout, new RegExp(`PROBLEM +live relight_fast: Caddy passes /wrong/0, /wrong/9, /wrong/8, /wrong/7 as the flag directory, not fast_lane_dir ${lane}, as relight_fast's forward_auth calls through the unix socket listen ${sock} said`), u.stdout)
   })
 
   it('a SIGTERM during start-up leaves no child behind', async (t) => {

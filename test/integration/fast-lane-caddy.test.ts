@@ -211,9 +211,12 @@ describe('fast lane through Caddy', { skip }, () => {
     }
     const plain = await raw(port, 'GET / HTTP/1.1\r\nHost: app.localhost\r\nAccept: text/html')
     assert.equal(ticketed(plain.headers), false, 'an ordinary request takes the fast lane')
-    // relight_fast's forward_auth named the directory it was given: `check` compares it (review item 5)
+    // relight_fast's forward_auth named the directory it was given (review item 5); over this TCP
+    // listen any local user could send it, so it is counted, not recorded (cli.test.ts: the unix socket)
     const health = await request(`http://${sc.address}/_relight/healthz`)
-    assert.deepEqual((await health.body.json() as { fast_lane_dirs?: string[] }).fast_lane_dirs, [laneDir])
+    const told = await health.body.json() as { fast_lane_dirs?: string[]; fast_lane_dirs_unproven?: number }
+    assert.deepEqual(told.fast_lane_dirs, [])
+    assert.ok((told.fast_lane_dirs_unproven ?? 0) > 0, JSON.stringify(told))
   })
 
   it('hostile Host headers never leave the flag directory nor match another host’s flag', async () => {

@@ -164,6 +164,39 @@ describe('fast lane flags', () => {
     assert.deepEqual(readdirSync(pinDir), [])
   })
 
+  it('a flag directory others could write is refused and never walked; reset removes only the shape it makes, never recursively', () => {
+    // Before: removeStaleFlags walked a 0777 directory by path, and reset() chmodded it and
+    // removed whatever was planted with a recursive rm (as root: a tree swapped for a link mid-walk).
+    const open = join(tmp.dir, 'open-lane')
+    mkdirSync(join(open, 'app.example', 'nested'), { recursive: true })
+    symlinkSync('/proc/999999999/cmdline', join(open, 'app.example', '127.0.0.1:1'))
+    chmodSync(open, 0o777)
+    assert.deepEqual(removeStaleFlags(open), [], 'left to reset(), which refuses it')
+    assert.throws(() => new FastLane({ dir: open }).reset(), /open-lane is writable by every user \(mode 777\): others may have planted flags/)
+    assert.deepEqual(readdirSync(join(open, 'app.example')).sort(), ['127.0.0.1:1', 'nested'], 'nothing walked or removed')
+    chmodSync(open, 0o775)
+    assert.throws(() => new FastLane({ dir: open }).reset(), /writable by its group/)
+    // the sidecar's own directory (0755) holding what it never makes: a nested directory, a host directory others may write
+    const mine = join(tmp.dir, 'nested-lane')
+    mkdirSync(join(mine, 'app.example', 'deep'), { recursive: true })
+    chmodSync(mine, 0o755)
+    assert.throws(() => new FastLane({ dir: mine }).reset(), /app\.example\/deep is a directory: the sidecar never makes one there/)
+    assert.ok(existsSync(join(mine, 'app.example', 'deep')))
+    const loose = join(tmp.dir, 'loose-lane')
+    mkdirSync(join(loose, 'app.example'), { recursive: true })
+    chmodSync(loose, 0o755)
+    chmodSync(join(loose, 'app.example'), 0o777)
+    assert.throws(() => new FastLane({ dir: loose }).reset(), /app\.example belongs to uid \d+ with mode 777: not a host directory the sidecar made/)
+    // what the sidecar made is emptied as before
+    const ok = join(tmp.dir, 'ok-lane')
+    const lane = new FastLane({ dir: ok })
+    lane.reset()
+    lane.set({}, [{ host: 'app.example', upstream: '127.0.0.1:1' }])
+    symlinkSync('/nowhere', join(ok, '.tmp-1-1'))
+    new FastLane({ dir: ok }).reset()
+    assert.deepEqual(readdirSync(ok), [])
+  })
+
   it('removeStaleFlags: a dead, foreign, zombie or own pid loses its flags; a live sidecar of this user keeps them', () => {
     const proc = join(tmp.dir, 'proc')
     const stale = join(tmp.dir, 'stale')
@@ -295,11 +328,15 @@ describe('fast lane flags', () => {
       await new Promise((r) => c.once('connect', r))
       assert.equal(lane.connections(`127.0.0.1:${port}`), 1)
       assert.equal(lane.connections(`127.0.0.2:${port}`), 0, 'another address')
+      // the drain's asynchronous read counts the same
+      assert.equal(await lane.connectionsAsync(`127.0.0.1:${port}`), 1)
+      assert.equal(await lane.connectionsAsync(`127.0.0.2:${port}`), 0)
       c.destroy()
       await new Promise((r) => c.once('close', r))
       for (const s of sockets) s.destroy()
       // the client side is gone at once (FIN_WAIT/TIME_WAIT are not counted)
       assert.equal(lane.connections(`127.0.0.1:${port}`), 0)
+      assert.equal(await lane.connectionsAsync(`127.0.0.1:${port}`), 0)
     })
   })
 })

@@ -270,6 +270,17 @@ describe('events stream', () => {
 })
 
 describe('status page access', () => {
+  it('answers the browser\'s /favicon.ico (204, cached) and names an inline icon, so opening the page logs no 404', async () => {
+    const s = await setup(one())
+    const icon = await s.app.inject({ method: 'GET', url: '/favicon.ico' })
+    assert.equal(icon.statusCode, 204)
+    assert.match(String(icon.headers['cache-control']), /max-age=\d+/)
+    const login = await s.app.inject({ method: 'GET', url: '/_relight/status' })
+    assert.match(login.body, /<link rel="icon" href="data:image\/svg\+xml,/)
+    assert.match(String(login.headers['content-security-policy']), /img-src 'self' data:/, 'the CSP lets the inline icon load')
+    await s.close()
+  })
+
   it('logs in with a form POST (HttpOnly SameSite=Strict cookie), and changes state only with the CSRF token from the same origin', async () => {
     const s = await setup(one())
     const login = await s.app.inject({ method: 'GET', url: '/_relight/status' })

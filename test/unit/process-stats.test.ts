@@ -28,7 +28,7 @@ describe('process provider stats', () => {
     assert.deepEqual(parsed, { pgrp: 40, ticks: 18, startTicks: 1000 })
   })
 
-  it('sums CPU time and resident memory over every process of the replicas\' groups', () => {
+  it('sums CPU time and resident memory over every process of the replicas\' groups', async () => {
     const proc = join(tmp.dir, 'proc')
     const add = (pid: number, pgrp: number, utime: number, resident: number, start = 500) => {
       mkdirSync(join(proc, String(pid)), { recursive: true })
@@ -39,7 +39,7 @@ describe('process provider stats', () => {
     add(101, 100, 50, 5) // its child
     add(200, 200, 999, 999) // another group: not counted
     writeFileSync(join(proc, 'uptime'), '20.00 30.00\n')
-    const usage = groupUsage([100], proc)
+    const usage = await groupUsage([100], proc)
     assert.equal(usage.processes, 2)
     assert.equal(usage.cpuNs, ((100 + 50) / 100) * 1e9) // USER_HZ is 100 on Linux
     assert.equal(usage.rssBytes, 15 * 4096)

@@ -18,7 +18,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { stateDirProblem, stateFileProblem, writePrivateFile } from '../../config/state-dir.js'
-import { procStat } from '../../core/proc-stat.js'
+import { procStat, procStatAsync, scanPids } from '../../core/proc-stat.js'
 
 export interface ChildRecord {
   readonly version: 1
@@ -68,6 +68,15 @@ export function groupMembers(pgid: number, proc = '/proc'): number[] {
   return members
 }
 
+/** groupMembers without blocking the event loop (a /proc scan): for wakes and polls after start-up. */
+export async function groupMembersAsync(pgid: number, proc = '/proc'): Promise<number[]> {
+  const found = await scanPids(proc, async (pid) => {
+    const stat = await procStatAsync(pid, proc)
+    return stat && stat.pgrp === pgid && stat.state !== 'Z' && stat.state !== 'X' ? Number(pid) : undefined
+  })
+  return found.filter((pid): pid is number => pid !== undefined)
+}
+
 export function configHash(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16)
 }
@@ -86,7 +95,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 async function groupGone(pgid: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms
   for (;;) {
-    if (groupMembers(pgid).length === 0) return true
+    if ((await groupMembersAsync(pgid)).length === 0) return true
     if (Date.now() >= deadline) return false
     await sleep(50)
   }

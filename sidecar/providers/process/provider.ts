@@ -7,10 +7,10 @@ import { CpuRate, round1 } from '../kit/cpu-rate.js'
 import type { ProcessAppConfig, ProcessConfig } from './config.js'
 import { backendSettingsShape } from '../../config/types.js'
 import { groupUsage } from './stats.js'
-import { ChildRecords, configHash, groupMembers, recordsDir } from './child-records.js'
+import { ChildRecords, configHash, groupMembersAsync, recordsDir } from './child-records.js'
 import { splitHostPort } from '../../core/readiness.js'
-import { listenersFor, socketInodes } from '../../core/socket-owner.js'
-import { tcpPortHolder } from '../../startup/port-holder.js'
+import { listenersForAsync, socketInodes } from '../../core/socket-owner.js'
+import { tcpPortHolderAsync } from '../../startup/port-holder.js'
 import { settingsFrom } from '../../core/settings.js'
 import { type ReplicaState, Supervisor } from './supervisor.js'
 
@@ -342,7 +342,7 @@ export class ProcessProvider implements Provider {
       this.cpuSeries.set(id, series)
     }
     if (leaders.length === 0) return { cpu_pct: 0, mem_mb: 0 }
-    const usage = groupUsage(leaders)
+    const usage = await groupUsage(leaders)
     const rate = this.cpu.sample(series, usage.cpuNs, Number(process.hrtime.bigint())) ?? usage.avgCpuPct
     return { cpu_pct: round1(rate), mem_mb: round1(usage.rssBytes / 1024 / 1024) }
   }
@@ -354,18 +354,19 @@ export class ProcessProvider implements Provider {
    * listen (the start-time port check cannot see it) gets 503 RELIGHT_ERR_PORT_IN_USE, named in
    * the log, and no traffic.
    */
-  ownsListener(id: string, upstream: string): boolean {
+  async ownsListener(id: string, upstream: string): Promise<boolean> {
     const app = this.app(id)
     const index = app.upstreams.indexOf(upstream)
     const pid = app.replicas[index]?.pid
     if (pid === undefined) return false // not started yet
     const { host, port } = splitHostPort(upstream)
-    const listeners = listenersFor(host, port)
+    const listeners = await listenersForAsync(host, port)
     if (listeners.length === 0) return false // the probe's listener has gone: probe again
     const ours = new Set<string>()
-    for (const member of groupMembers(pid)) for (const inode of socketInodes(member)) ours.add(inode)
+    // the group's members: an asynchronous /proc scan (a wake must not hold the event loop)
+    for (const member of await groupMembersAsync(pid)) for (const inode of socketInodes(member)) ours.add(inode)
     if (listeners.every((l) => ours.has(l.inode))) return true
-    const holder = tcpPortHolder(port)
+    const holder = await tcpPortHolderAsync(port)
     const who = holder ? `pid ${holder.pid}, ${holder.command}` : 'a process the sidecar cannot see'
     const message = `${upstream} is answered by another program (${who}), not by ${id} (pid ${pid}); nothing is routed there`
     this.log.warn({ app: id, replica: index, port, pid, holder_pid: holder?.pid, holder_command: holder?.command }, message)

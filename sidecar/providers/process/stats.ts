@@ -5,7 +5,8 @@
  * /proc/<pid>/statm. On other systems the figures are 0.
  */
 import { execFileSync } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { scanPids } from '../../core/proc-stat.js'
 
 export interface GroupUsage {
   /** Cumulative CPU time of the groups, ns. */
@@ -47,38 +48,39 @@ export function parseStat(text: string): { pgrp: number; ticks: number; startTic
   return { pgrp: num(5), ticks, startTicks: num(22) }
 }
 
-function read(path: string): string | undefined {
+async function read(path: string): Promise<string | undefined> {
   try {
-    return readFileSync(path, 'utf8')
+    return await readFile(path, 'utf8')
   } catch {
     return undefined // the process exited meanwhile
   }
 }
 
-export function groupUsage(leaders: readonly number[], proc = '/proc'): GroupUsage {
+/**
+ * Runs on every heartbeat: the /proc scan is asynchronous (core/proc-stat.ts scanPids), so
+ * thousands of processes on the machine cost reads in libuv's pool, not event-loop time.
+ */
+export async function groupUsage(leaders: readonly number[], proc = '/proc'): Promise<GroupUsage> {
   const usage: GroupUsage = { cpuNs: 0, rssBytes: 0, avgCpuPct: 0, processes: 0 }
   if (leaders.length === 0) return usage
-  let pids: string[]
-  try {
-    pids = readdirSync(proc).filter((d) => /^\d+$/.test(d))
-  } catch {
-    return usage
-  }
   const { clkTck, pageSize } = system()
   const groups = new Set(leaders)
   let oldestStart = Infinity
-  for (const pid of pids) {
-    const stat = read(`${proc}/${pid}/stat`)
+  let listed = false
+  await scanPids(proc, async (pid) => {
+    listed = true
+    const stat = await read(`${proc}/${pid}/stat`)
     const parsed = stat === undefined ? undefined : parseStat(stat)
-    if (!parsed || !groups.has(parsed.pgrp)) continue
-    const statm = read(`${proc}/${pid}/statm`)
+    if (!parsed || !groups.has(parsed.pgrp)) return
+    const statm = await read(`${proc}/${pid}/statm`)
     const resident = Number(statm?.split(' ')[1] ?? 0)
     usage.cpuNs += (parsed.ticks / clkTck) * 1e9
     usage.rssBytes += (Number.isFinite(resident) ? resident : 0) * pageSize
     usage.processes++
     if (groups.has(Number(pid))) oldestStart = Math.min(oldestStart, parsed.startTicks)
-  }
-  const uptime = Number(read(`${proc}/uptime`)?.split(' ')[0])
+  })
+  if (!listed) return usage
+  const uptime = Number((await read(`${proc}/uptime`))?.split(' ')[0])
   if (Number.isFinite(oldestStart) && Number.isFinite(uptime)) {
     const lived = uptime - oldestStart / clkTck
     if (lived > 0) usage.avgCpuPct = (usage.cpuNs / 1e9 / lived) * 100

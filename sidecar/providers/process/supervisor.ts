@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline'
 import type { Logger } from 'pino'
 import { RelightError } from '../../core/errors.js'
 import { Backoff } from './backoff.js'
-import { tcpPortHolder } from '../../startup/port-holder.js'
+import { tcpPortHolderAsync } from '../../startup/port-holder.js'
 import { portTaken } from './port-holder.js'
 
 export type ReplicaState = 'stopped' | 'starting' | 'running' | 'paused'
@@ -119,7 +119,7 @@ export class Supervisor {
   private async checkPort(): Promise<void> {
     const listen = this.spec.listen
     if (!listen || !(await portTaken(listen.host, listen.port))) return
-    const holder = tcpPortHolder(listen.port)
+    const holder = await tcpPortHolderAsync(listen.port)
     const who = holder ? `pid ${holder.pid}, ${holder.command}` : 'a process the sidecar cannot see'
     const message = `${listen.host}:${listen.port} is held by another program (${who}); not starting ${this.spec.app}`
     this.log.warn({ replica: this.spec.replica, port: listen.port, holder_pid: holder?.pid, holder_command: holder?.command }, message)
