@@ -1307,6 +1307,9 @@ export class Backend {
   carryActivityFrom(old: Backend): void {
     this._inflight = old.inflight
     this._lastActivity = old.lastActivity
+    // hasTrafficHere (the sweep's group rule) reads it: without it a member served here just
+    // before the reload would not wake a sibling found at 0 for up to idle_timeout.
+    this.lastRequestSeen = old.lastRequestSeen
     // A fast-lane request admitted under the old settings may still run (a reload that turned
     // fast_lane off): keep counting its connections and drain at the next sleep.
     this.laneUsed = old.laneUsed || old.fastLaneOpen

@@ -366,20 +366,46 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
       await c.close()
     })
 
-    it('the sweep does not wake a sibling found asleep for a member kept up without traffic here (startup grace, another sidecar\'s token)', async () => {
-      // issue 21 S6 (real swarm, 3 sidecars): a sidecar with no traffic re-woke a group another
-      // sidecar was putting to sleep, because its running member was "not idle" only by its
-      // startup_grace or by a fresh token: 2-3 wakes nobody asked for per run
+    // issue 21 S6 (real swarm, 3 sidecars): a sidecar with no traffic re-woke a group another
+    // sidecar was putting to sleep, because its running member was "not idle" only by its
+    // startup_grace or by a fresh token: 2-3 wakes nobody asked for per run. Each cause on its own.
+    it('the sweep does not wake a sibling found asleep for a member kept up only by its startup grace', async () => {
       const c = await core((up) => [web(up, { group: 'shop' }), db(up)])
       c.provider.emit({ type: 'upsert', backend: { id: 'db', name: 'db', hosts: ['db.example.com'], state: 'scaled_to_zero', upstreams: [], group: 'shop', settings: {} } })
       await until(() => c.backend('db').phase === 'asleep', 'db reported asleep')
       await c.registry.sweep() // web in its startup_grace (found running at start), no request here
-      c.clock.now += IDLE + 1
+      await c.settle()
+      assert.equal(c.provider.calls.wake, 0, 'db not woken: nobody asked for the group here')
+      assert.equal(c.backend('db').phase, 'asleep')
+      await c.close()
+    })
+
+    it("the sweep does not wake a sibling found asleep for a member kept up only by another sidecar's token", async () => {
+      const c = await core((up) => [web(up, { group: 'shop' }), db(up)])
+      c.clock.now += IDLE + 1 // past web's startup_grace, with no sweep in it (the grace rule is tested above)
+      c.provider.emit({ type: 'upsert', backend: { id: 'db', name: 'db', hosts: ['db.example.com'], state: 'scaled_to_zero', upstreams: [], group: 'shop', settings: {} } })
+      await until(() => c.backend('db').phase === 'asleep', 'db reported asleep')
       c.engine.foreignWrite('web') // another sidecar's token on web (or its scale-down of db moved it)
+      assert.equal(c.backend('web').isIdle(c.clock.now), false, "web is held up by the foreign token (else this test shows nothing)")
       await c.registry.sweep()
       await c.settle()
       assert.equal(c.provider.calls.wake, 0, 'db not woken: nobody asked for the group here')
       assert.equal(c.backend('db').phase, 'asleep')
+      await c.close()
+    })
+
+    it('a reload that replaces the provider keeps "traffic here": the sweep still wakes a sibling found asleep', async () => {
+      const c = await core((up) => [web(up, { group: 'shop' }), db(up)])
+      assert.equal((await c.auth('web.example.com')).statusCode, 200)
+      const next = new SharedMemoryProvider([web(upstream.address, { group: 'shop' }), db(upstream.address)], () => c.clock.now)
+      await c.registry.replaceProvider(c.provider, next)
+      assert.ok(c.backend('web').hasTrafficHere(c.clock.now), 'the request before the reload is traffic here after it')
+      // another sidecar's group sleep was split: db is at 0 in the engine, web is served here
+      next.emit({ type: 'upsert', backend: { id: 'db', name: 'db', hosts: ['db.example.com'], state: 'scaled_to_zero', upstreams: [], group: 'shop', settings: {} } })
+      await until(() => c.backend('db').phase === 'asleep', 'db reported asleep')
+      await c.registry.sweep()
+      await until(() => c.backend('db').phase === 'running', 'db woken by the sweep', 5000)
+      assert.equal(next.calls.wake, 1)
       await c.close()
     })
 
