@@ -85,7 +85,9 @@ export interface EngineProxy {
   /**
    * Hold requests matching `match` for `ms` before passing them on (undefined: no delay). `match`
    * also gets the request body; `ms` may be a function, called once per matching request as it
-   * arrives (a per-request delay, and the moment the test learns a request is being held).
+   * arrives (a per-request delay, and the moment the test learns a request is being held). The
+   * function may also return a promise: the request is held until it settles (a hold released by
+   * an event the test waits for; the test bounds it).
    */
   delay(match: DelayMatch | undefined, ms?: number | DelayMs): void
   close(): Promise<void>
@@ -93,8 +95,8 @@ export interface EngineProxy {
 
 /** Which requests `delay` holds (body: the request's body as received). */
 export type DelayMatch = (method: string, path: string, body: Buffer) => boolean
-/** How long `delay` holds this one request (ms). */
-export type DelayMs = (method: string, path: string, body: Buffer) => number
+/** How long `delay` holds this one request (ms), or a promise: held until it settles. */
+export type DelayMs = (method: string, path: string, body: Buffer) => number | Promise<unknown>
 
 export type Upstream = { readonly socket: string } | { readonly url: string; readonly ca: string }
 
@@ -179,8 +181,15 @@ export async function engineProxy(upstream: Upstream): Promise<EngineProxy> {
       const go = () => {
         const d = delayed
         const body = Buffer.concat(chunks)
-        if (d && d.match(method, path, body)) setTimeout(() => forward(req, res, body), typeof d.ms === 'function' ? d.ms(method, path, body) : d.ms)
-        else forward(req, res, body)
+        if (d && d.match(method, path, body)) {
+          const ms = typeof d.ms === 'function' ? d.ms(method, path, body) : d.ms
+          if (typeof ms === 'number') setTimeout(() => forward(req, res, body), ms)
+          else
+            void ms.then(
+              () => forward(req, res, body),
+              () => forward(req, res, body),
+            )
+        } else forward(req, res, body)
       }
       if (mode === 'freeze') held.push({ go, res })
       else if (mode === 'cut') res.destroy()
