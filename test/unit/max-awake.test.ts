@@ -169,6 +169,32 @@ describe('max_awake', () => {
     }
   })
 
+  it("a backend being evicted for another wake does not make room soon: the Retry-After is that wake's (not 1 s, then 10 s)", async () => {
+    const c = await setup('max_awake: 1\n', [{ id: 'm', backends: ['a', 'b', 'c'] }])
+    const hold = deferred()
+    try {
+      assert.equal((await c.auth('b.example.com')).statusCode, 200)
+      c.clock.now += 11_000 // b idle past idle_timeout: evictable
+      c.providers[0]!.holdSleep = hold.promise // a slow stop
+      const a = c.auth('a.example.com') // evicts b; b's room is a's
+      await until(() => c.registry.get('m:b')?.phase === 'sleeping')
+      const refused = await c.auth('c.example.com')
+      assert.equal(refused.statusCode, 503)
+      assert.equal(JSON.parse(refused.body).code, 'RELIGHT_ERR_CAPACITY')
+      // a is waking into b's room: evictable at the earliest the eviction grace (5 s) after it is up
+      assert.equal(refused.headers['retry-after'], '5', "b's room is reserved for a: b leaving frees nothing for c")
+      hold.resolve()
+      assert.equal((await a).statusCode, 200)
+      const again = await c.auth('c.example.com')
+      assert.equal(again.statusCode, 503)
+      assert.equal(again.headers['retry-after'], '10', 'a answered without a ticket: idle_timeout (10 s)')
+    } finally {
+      hold.resolve()
+      c.providers[0]!.holdSleep = undefined
+      await c.close()
+    }
+  })
+
   it('a browser on the waiting page is told it is queued', async () => {
     const c = await setup('max_awake: 1\n', [{ id: 'm', backends: ['a', 'b'] }], 'waiting_page')
     try {
