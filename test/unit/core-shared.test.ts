@@ -593,6 +593,24 @@ describe('shared engines and the policies of one sidecar', () => {
     await c.close()
   })
 
+  it("max_awake's Retry-After while another sidecar's token blocks the eviction: until the token is idle_timeout old; 60 s while the view is not live", async () => {
+    const c = await core((up) => [web(up), { id: 'api', hosts: ['api.example.com'], state: 'scaled_to_zero', upstreams: [up] }], { idle: '40s', extra: 'max_awake: 1\n' })
+    try {
+      c.clock.now += 41_000 // past web's startup_grace, no local traffic
+      c.engine.foreignWrite('web') // another sidecar serves web
+      c.clock.now += 6000
+      let res = await c.auth('api.example.com')
+      assert.equal(res.statusCode, 503, res.body)
+      assert.equal(res.headers['retry-after'], '34', 'the token blocks until it is 40 s old: 34 s more (not the 5 s local grace)')
+      c.engine.disconnect() // nothing bounds the wait any more
+      res = await c.auth('api.example.com')
+      assert.equal(res.statusCode, 503, res.body)
+      assert.equal(res.headers['retry-after'], '60')
+    } finally {
+      await c.close()
+    }
+  })
+
   it('a backend on a shared engine keeps the forward_auth lane (no fast-lane flag): its requests are shared from their start', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'relight-shared-lane-'))
     const lane = new FastLane({ dir: join(dir, 'awake') })
