@@ -17,6 +17,7 @@ import { SharedMemoryProvider } from '../fakes/shared-engine.js'
 import { okUpstream } from '../helpers/ok-upstream.js'
 import { until } from '../helpers/wait.js'
 import { mkdtempSync, rmSync } from 'node:fs'
+import { Writable } from 'node:stream'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FastLane } from '../../sidecar/core/fast-lane.js'
@@ -25,17 +26,17 @@ const log = pino({ level: 'silent' })
 const upstream = okUpstream()
 const IDLE = 10_000
 
-async function core(backends: (up: string) => MemoryBackend[], options: { idle?: string; extra?: string } = {}) {
+async function core(backends: (up: string) => MemoryBackend[], options: { idle?: string; extra?: string; log?: pino.Logger } = {}) {
   const idle = options.idle ?? '10s'
   const config = parseConfig(`min_idle_timeout: 1s\nresync_interval: 0s\n${options.extra ?? ''}defaults: { idle_timeout: ${idle}, wake_timeout: 2s, sleep: scale, fallback_sleep: scale }\n`, 'test')
   const clock = { now: 1_000_000 }
   const provider = new SharedMemoryProvider(backends(upstream.address), () => clock.now)
   const engine = provider.shared
-  const registry = new Registry([provider], config, log, () => clock.now)
+  const registry = new Registry([provider], config, options.log ?? log, () => clock.now)
   const events: Stamped[] = []
   registry.events.subscribe((e) => events.push(e))
   await registry.start()
-  const app = buildApp({}, { registry, logger: log })
+  const app = buildApp({}, { registry, logger: options.log ?? log })
   await app.ready()
   const auth = (host: string) => app.inject({ method: 'GET', url: '/_relight/auth', headers: { host } })
   const backend = (id: string) => {
@@ -267,8 +268,15 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     await c.close()
   })
 
-  it('while the view is not live, a request is verified by one bounded read; asleep wakes, gone answers 404', async () => {
-    const c = await core((up) => [web(up)])
+  it('while the view is not live, a request is verified by one bounded read; asleep wakes, gone answers 404 (logged at info)', async () => {
+    const lines: Record<string, unknown>[] = []
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>)
+        done()
+      },
+    })
+    const c = await core((up) => [web(up)], { log: pino({ level: 'info' }, sink) })
     c.engine.disconnect()
     c.engine.refreshAnswer = 'asleep' // another sidecar scaled it down while we could not see
     const res = await c.auth('web.example.com')
@@ -281,6 +289,9 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     c.clock.now += 2000
     c.engine.refreshAnswer = 'gone'
     assert.equal((await c.auth('web.example.com')).statusCode, 404)
+    // nothing else reports it: one info line for the operator
+    const refused = lines.filter((l) => l.msg === 'request refused')
+    assert.deepEqual(refused.map((l) => [l.level, l.code, l.backend, l.host]), [[30, 'RELIGHT_ERR_BACKEND_NOT_FOUND', 'web', 'web.example.com']])
     await c.close()
   })
 
