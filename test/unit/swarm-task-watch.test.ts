@@ -54,7 +54,7 @@ describe('swarm task watch', () => {
     leave.abort()
     assert.equal(await waiting, 'left')
     // The poll in flight (or the 1 ms pause) ends, and the loop with it.
-    await until(() => !watch.polling, 'the poller to stop', 3000)
+    await until(() => !watch.polling, 'the poller to stop', 10_000)
     const polls = swarm.count('GET /tasks')
     await drain()
     assert.equal(swarm.count('GET /tasks'), polls, 'no poll after the loop ended')
