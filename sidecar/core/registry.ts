@@ -581,6 +581,7 @@ export class Registry implements RegistryReload {
       backend: backend.info.name,
       retryAfter,
       reason: `asleep_during until ${until}`,
+      until,
     })
     // One event per backend and window, not one per refused request.
     if (known?.end !== (end ?? Infinity) || known.text !== schedule.text) {
@@ -648,7 +649,7 @@ export class Registry implements RegistryReload {
       }
       // Shared engines: a member with traffic here while a sibling is at 0 in the engine (a group
       // sleep split elsewhere, or a sibling slept by hand): wake the sibling, as a request would.
-      if (members[0]?.provider.shared !== undefined && members.some((b) => b.phase === 'running' && !b.isIdle(now))) {
+      if (members[0]?.provider.shared !== undefined && members.some((b) => b.phase === 'running' && b.hasTrafficHere(now))) {
         for (const b of members) if (b.phase === 'asleep' && !b.upInEngine) this.wake(b).catch(() => undefined) // failures are events
       }
     }
@@ -843,7 +844,7 @@ function sameHosts(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** max_awake of the top level and of each provider block. */
-function capsOf(config: RegistryConfig): CapacityLimits {
+export function capsOf(config: RegistryConfig): CapacityLimits {
   const perProvider = new Map<string, number>()
   for (const blocks of Object.values(config.providers ?? {})) {
     for (const block of blocks ?? []) if (block.max_awake !== undefined) perProvider.set(block.id, block.max_awake)

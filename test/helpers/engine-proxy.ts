@@ -83,10 +83,19 @@ export interface EngineProxy {
   /** freeze: hold new requests and stop piping open answers; cut: destroy every connection and refuse new ones. */
   pause(mode: 'freeze' | 'cut'): void
   resume(): void
-  /** Hold requests matching `match` for `ms` before passing them on (undefined: no delay). */
-  delay(match: ((method: string, path: string) => boolean) | undefined, ms?: number): void
+  /**
+   * Hold requests matching `match` for `ms` before passing them on (undefined: no delay). `match`
+   * also gets the request body; `ms` may be a function, called once per matching request as it
+   * arrives (a per-request delay, and the moment the test learns a request is being held).
+   */
+  delay(match: DelayMatch | undefined, ms?: number | DelayMs): void
   close(): Promise<void>
 }
+
+/** Which requests `delay` holds (body: the request's body as received). */
+export type DelayMatch = (method: string, path: string, body: Buffer) => boolean
+/** How long `delay` holds this one request (ms). */
+export type DelayMs = (method: string, path: string, body: Buffer) => number
 
 export type Upstream = { readonly socket: string } | { readonly url: string; readonly ca: string }
 
@@ -125,7 +134,7 @@ export async function engineProxy(upstream: Upstream): Promise<EngineProxy> {
   const log: ProxiedRequest[] = []
   let mode: 'run' | 'freeze' | 'cut' = 'run'
   let held: { go: () => void; res: ServerResponse }[] = []
-  let delayed: { match: (method: string, path: string) => boolean; ms: number } | undefined
+  let delayed: { match: DelayMatch; ms: number | DelayMs } | undefined
   const sockets = new Set<Socket>()
   const answers = new Set<{ answer: IncomingMessage; res: ServerResponse }>()
   const upstreamCa = 'url' in upstream ? readFileSync(upstream.ca) : undefined
@@ -170,8 +179,9 @@ export async function engineProxy(upstream: Upstream): Promise<EngineProxy> {
       log.push({ at: Date.now(), method, path, class: classify(method, path) })
       const go = () => {
         const d = delayed
-        if (d && d.match(method, path)) setTimeout(() => forward(req, res, Buffer.concat(chunks)), d.ms)
-        else forward(req, res, Buffer.concat(chunks))
+        const body = Buffer.concat(chunks)
+        if (d && d.match(method, path, body)) setTimeout(() => forward(req, res, body), typeof d.ms === 'function' ? d.ms(method, path, body) : d.ms)
+        else forward(req, res, body)
       }
       if (mode === 'freeze') held.push({ go, res })
       else if (mode === 'cut') res.destroy()

@@ -208,7 +208,9 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     const res = await pending
     assert.equal(res.statusCode, 502)
     assert.equal(JSON.parse(res.body).code, 'RELIGHT_ERR_BACKEND_EXITED')
-    assert.match(JSON.parse(res.body).detail, /task exited with code 1/)
+    // the engine's words go to the log (the wake.failed event's line), not to the client
+    assert.doesNotMatch(res.body, /task exited/)
+    assert.ok(c.events.some((e) => e.type === 'wake.failed' && /task exited with code 1/.test(e.reason)), JSON.stringify(c.events))
     await c.close()
   })
 
@@ -360,6 +362,23 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
       await c.registry.sweep()
       await until(() => c.backend('db').phase === 'running', 'db woken by the sweep', 5000)
       assert.equal(c.provider.calls.wake, 1)
+      await c.close()
+    })
+
+    it('the sweep does not wake a sibling found asleep for a member kept up without traffic here (startup grace, another sidecar\'s token)', async () => {
+      // issue 21 S6 (real swarm, 3 sidecars): a sidecar with no traffic re-woke a group another
+      // sidecar was putting to sleep, because its running member was "not idle" only by its
+      // startup_grace or by a fresh token: 2-3 wakes nobody asked for per run
+      const c = await core((up) => [web(up, { group: 'shop' }), db(up)])
+      c.provider.emit({ type: 'upsert', backend: { id: 'db', name: 'db', hosts: ['db.example.com'], state: 'scaled_to_zero', upstreams: [], group: 'shop', settings: {} } })
+      await until(() => c.backend('db').phase === 'asleep', 'db reported asleep')
+      await c.registry.sweep() // web in its startup_grace (found running at start), no request here
+      c.clock.now += IDLE + 1
+      c.engine.foreignWrite('web') // another sidecar's token on web (or its scale-down of db moved it)
+      await c.registry.sweep()
+      await c.settle()
+      assert.equal(c.provider.calls.wake, 0, 'db not woken: nobody asked for the group here')
+      assert.equal(c.backend('db').phase, 'asleep')
       await c.close()
     })
 
