@@ -369,14 +369,14 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
       // issue 21 S6 (real swarm, 3 sidecars): a sidecar with no traffic re-woke a group another
       // sidecar was putting to sleep, because its running member was "not idle" only by its
       // startup_grace or by a fresh token: 2-3 wakes nobody asked for per run
-      const c = await core((up) => [web(up, { group: 'shop' }), db(up)])
+      const c = await core(shop)
       c.provider.emit({ type: 'upsert', backend: { id: 'db', name: 'db', hosts: ['db.example.com'], state: 'scaled_to_zero', upstreams: [], group: 'shop', settings: {} } })
       await until(() => c.backend('db').phase === 'asleep', 'db reported asleep')
       await c.registry.sweep() // web in its startup_grace (found running at start), no request here
       c.clock.now += IDLE + 1
       c.engine.foreignWrite('web') // another sidecar's token on web (or its scale-down of db moved it)
       await c.registry.sweep()
-      await c.settle()
+      await drain()
       assert.equal(c.provider.calls.wake, 0, 'db not woken: nobody asked for the group here')
       assert.equal(c.backend('db').phase, 'asleep')
       await c.close()
