@@ -178,7 +178,7 @@ describe('max_awake', () => {
       c.clock.now += 11_000 // b idle past idle_timeout: evictable
       c.providers[0]!.holdSleep = hold.promise // a slow stop
       const a = c.auth('a.example.com') // evicts b; b's room is a's
-      await until(() => c.registry.get('m:b')?.phase === 'sleeping')
+      await until(() => c.registry.get('m:b')?.phase === 'sleeping', 'b being evicted')
       const refused = await c.auth('c.example.com')
       assert.equal(refused.statusCode, 503)
       assert.equal(JSON.parse(refused.body).code, 'RELIGHT_ERR_CAPACITY')
