@@ -230,18 +230,20 @@ export interface CostFigures {
   sidecars: number
   /** Engine requests per running sidecar during one wake from 0 (its first attempt to its answer + 1 s); the first one woke it. */
   wake: number[]
-  /** Per running sidecar, per minute, while the first one has traffic (right after the wake). */
+  /** Per running sidecar, per minute, while the first one has traffic (right after the wake; a request every ~100 ms). */
   busyPerMinute: number[]
+  /** The same while every running sidecar has traffic (right after), a request every ~100 ms each. */
+  busyEachPerMinute: number[]
   /** Per running sidecar, per minute, asleep and quiet: from 1 s after a real scale-down, for the window. */
   idlePerMinute: number[]
   /** Per window, per running sidecar: the requests by class (`get:2 tasks:8`), to read the figures by. */
-  classes: Record<'wake' | 'busy' | 'asleep', string[]>
+  classes: Record<'wake' | 'busy' | 'busyEach' | 'asleep', string[]>
 }
 
 /**
  * S8 on the sidecars running now: the workload is put to sleep first (a wake and the scale-down
  * after it) when it is up; then one wake through the first running sidecar, traffic there for
- * `windowMs`, silence until the scale-down, and an asleep spell of `windowMs` from 1 s after it
+ * `windowMs`, then through every running sidecar for `windowMs`, silence until the scale-down, and an asleep spell of `windowMs` from 1 s after it
  * (a spell that follows a real scale-down, as in production, not one right after the start).
  */
 export async function cost(c: Cluster, windowMs: number): Promise<CostFigures> {
@@ -274,6 +276,10 @@ export async function cost(c: Cluster, windowMs: number): Promise<CostFigures> {
   await c.traffic(first, busyFrom + windowMs)
   const busyTo = Date.now()
   const busyPerMinute = perMinute(busyFrom, busyTo)
+  // then every running sidecar has traffic: each writes tokens and follows the others' writes
+  await Promise.all(live.map((i) => c.traffic(i, busyTo + windowMs)))
+  const allTo = Date.now()
+  const busyEachPerMinute = perMinute(busyTo, allTo)
   const lastEnd = Math.max(...c.outcomes.filter((o) => o.ok).map((o) => o.end))
   const down = await c.waitDown(lastEnd, 3 * c.idle + 20_000, 'the scale-down after the busy spell')
   const idleFrom = Math.max(down.at, lastEnd) + 1000
@@ -283,8 +289,9 @@ export async function cost(c: Cluster, windowMs: number): Promise<CostFigures> {
     sidecars: live.length,
     wake,
     busyPerMinute,
+    busyEachPerMinute,
     idlePerMinute: perMinute(idleFrom, idleTo),
-    classes: { wake: classes(wakeFrom, w.end + 1000), busy: classes(busyFrom, busyTo), asleep: classes(idleFrom, idleTo) },
+    classes: { wake: classes(wakeFrom, w.end + 1000), busy: classes(busyFrom, busyTo), busyEach: classes(busyTo, allTo), asleep: classes(idleFrom, idleTo) },
   }
 }
 

@@ -19,6 +19,8 @@ export interface ContentionSuite {
   readonly api: string
   /** S7, a request right after a scale-down (Swarm: the old task may still hold the host port). */
   readonly s7?: boolean
+  /** A known gap, measured: S8's "traffic at every sidecar" is expected to exceed the margin (why). */
+  readonly busyEachTodo?: string
 }
 
 /**
@@ -28,23 +30,23 @@ export interface ContentionSuite {
  */
 export const COST_MARGIN = 0.25
 export const COST_SLACK = 3
-/** S8's busy and asleep windows (ms): the whole test takes about 2 × (wake + 2 windows + idle) + two restarts. */
+/** S8's windows (ms): the whole test takes about 2 × (wake + 3 windows + idle) + two restarts. */
 const COST_WINDOW_MS = 6000
 
-/** Per-sidecar figures with 3 sidecars above the 1-sidecar figure by more than the margin ('' when none). */
-export function costExcess(many: CostFigures, one: CostFigures, windowMs: number): string {
+/** Which per-sidecar figures with N sidecars exceed the lone sidecar's by more than the margin ('' when none). */
+export function costExcess(many: CostFigures, one: CostFigures, windowMs: number, figures: readonly CostFigure[]): string {
   const bad: string[] = []
-  const check = (what: string, n: number[], base: number | undefined, slack: number) => {
-    const worst = Math.max(...n)
-    const limit = (base ?? 0) * (1 + COST_MARGIN) + slack
-    if (worst > limit) bad.push(`${what}: ${worst} with ${many.sidecars} sidecars > ${limit.toFixed(1)} (${base} alone)`)
+  const slack = { wake: COST_SLACK, perMinute: (COST_SLACK * 60_000) / windowMs }
+  for (const f of figures) {
+    const worst = Math.max(...many[f])
+    const base = one[f][0] ?? 0
+    const limit = base * (1 + COST_MARGIN) + (f === 'wake' ? slack.wake : slack.perMinute)
+    if (worst > limit) bad.push(`${f}: ${worst} with ${many.sidecars} sidecars > ${limit.toFixed(1)} (${base} alone)`)
   }
-  const perMinute = (COST_SLACK * 60_000) / windowMs
-  check('wake', many.wake, one.wake[0], COST_SLACK)
-  check('busy /min', many.busyPerMinute, one.busyPerMinute[0], perMinute)
-  check('asleep /min', many.idlePerMinute, one.idlePerMinute[0], perMinute)
   return bad.join('; ')
 }
+
+export type CostFigure = 'wake' | 'busyPerMinute' | 'busyEachPerMinute' | 'idlePerMinute'
 
 export function contentionTests(s: ContentionSuite): void {
   const { idleMs } = s
@@ -108,11 +110,16 @@ export function contentionTests(s: ContentionSuite): void {
     assert.ok(r.downAfterStartMs !== undefined && r.downAfterStartMs >= idleMs, `scale-down ${r.downAfterStartMs} ms after the restarted sidecar started`)
   })
 
-  it(`S8: engine requests per sidecar (one wake, busy, asleep after a scale-down) with 3 sidecars ≤ 1 sidecar's + ${COST_MARGIN * 100} % + ${COST_SLACK}`, async (t) => {
+  it(`S8: engine requests per sidecar with 3 sidecars ≤ 1 sidecar's + ${COST_MARGIN * 100} % + ${COST_SLACK} requests`, async (t) => {
     const r = await costCompare(s.cluster(), COST_WINDOW_MS)
     t.diagnostic(`S8 3 sidecars: ${JSON.stringify(r.many)}`)
     t.diagnostic(`S8 1 sidecar: ${JSON.stringify(r.one)}`)
-    assert.equal(costExcess(r.many, r.one, COST_WINDOW_MS), '', 'engine requests per sidecar grew with the number of sidecars')
+    await t.test('one wake, traffic at one sidecar, asleep after a scale-down', () => {
+      assert.equal(costExcess(r.many, r.one, COST_WINDOW_MS, ['wake', 'busyPerMinute', 'idlePerMinute']), '', 'engine requests per sidecar grew with the number of sidecars')
+    })
+    await t.test('traffic at every sidecar', s.busyEachTodo ? { todo: s.busyEachTodo } : {}, () => {
+      assert.equal(costExcess(r.many, r.one, COST_WINDOW_MS, ['busyEachPerMinute']), '', 'engine requests per sidecar grew with the number of sidecars')
+    })
   })
 
   // last: it restarts two sidecars under libfaketime

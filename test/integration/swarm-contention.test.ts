@@ -24,5 +24,13 @@ describe('swarm contention: three sidecars, one service', { skip, timeout: 540_0
     await c?.close()
   })
 
-  contentionTests({ cluster: () => c, idleMs: IDLE_MS, api: 'engine', s7: true })
+  contentionTests({
+    cluster: () => c,
+    idleMs: IDLE_MS,
+    api: 'engine',
+    s7: true,
+    // measured (soak S8, idle 4 s, 15-s windows): 302–374 requests/min per sidecar with 3 against 215 alone
+    busyEachTodo:
+      "Swarm: each sidecar inspects the service after the others' token writes, and concurrent writers lose CAS races and retry (GET + write): per-sidecar cost grows with the number of busy sidecars",
+  })
 })

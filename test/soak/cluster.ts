@@ -68,7 +68,7 @@ async function soak(engine: Engine, cluster: (sidecars: number) => Promise<Clust
       const r = await costCompare(c, Math.max(15_000, 2 * idleMs))
       for (const f of [r.one, r.many]) {
         raw.push({ engine, scenario: `S8 cost, ${f.sidecars} sidecar(s)`, r: f })
-        rows.push({ engine, scenario: `S8 cost, ${f.sidecars} sidecar(s)`, runs: 1, requests: 0, failed: 0, deadEdge: 0, scaleDowns: 0, needless: 0, minMarginMs: undefined, note: `engine requests per sidecar: wake ${f.wake.join('/')}; busy at A ${f.busyPerMinute.join('/')} /min; asleep after a scale-down ${f.idlePerMinute.join('/')} /min` })
+        rows.push({ engine, scenario: `S8 cost, ${f.sidecars} sidecar(s)`, runs: 1, requests: 0, failed: 0, deadEdge: 0, scaleDowns: 0, needless: 0, minMarginMs: undefined, note: `engine requests per sidecar: wake ${f.wake.join('/')}; busy at A ${f.busyPerMinute.join('/')} /min, at each ${f.busyEachPerMinute.join('/')} /min; asleep after a scale-down ${f.idlePerMinute.join('/')} /min` })
       }
       process.stderr.write(`${engine} S8: ${JSON.stringify(r)}\n`)
     } finally {
