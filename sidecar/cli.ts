@@ -23,6 +23,8 @@ import { stateDir } from './config/state-dir.js'
 import { SNIPPET_FAST, SNIPPET_VERSION } from './server/app.js'
 import { pidMaxProblem, pidNamespaceProblem, removeStaleFlags } from './core/fast-lane.js'
 import { findRunningSidecar, type Live } from './ops/live-sidecar.js'
+import { capsOf, Registry } from './core/registry.js'
+import type { Schedule } from './core/schedule.js'
 
 const SNIPPET_FILE = new URL('../../caddy/relight.caddy', import.meta.url)
 
@@ -322,6 +324,9 @@ async function check(file: string): Promise<void> {
   ignoreRuleCheck('defaults.ignore', config.defaults.ignore, write)
   // `fast_lane: on` on a backend needs the top-level fast_lane_dir (serve only logs it per backend)
   const fastLaneWithoutDir: string[] = []
+  // Each backend's settings as serve resolves them (defaults, provider block, labels), for its policy line.
+  const resolver = new Registry(providers, config, logger)
+  const caps = capsOf(config)
   for (const provider of providers) {
     const signal = AbortSignal.timeout(15_000)
     try {
@@ -331,6 +336,7 @@ async function check(file: string): Promise<void> {
       const state = (b: { state: string }) => (live.running ? '' : ` ${b.state}`)
       out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}]${state(b)}`).join('; ') || 'none'}`)
       busyCpuCheck(provider, backends, config.defaults.busy_cpu, write)
+      for (const b of backends) write('ok     ', `${providerId(provider)}: ${b.name}: ${policyLine(resolver, config, caps, provider, b)}`)
       for (const b of backends) {
         if (hasClientRule(b.settings.ignore)) clientRules.push(`${providerId(provider)}: ${b.name}`)
         ignoreRuleCheck(`${providerId(provider)}: ${b.name}: ignore`, b.settings.ignore, write)
@@ -353,6 +359,41 @@ async function check(file: string): Promise<void> {
   const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
   process.stdout.write(found === 0 ? '\nall checks passed\n' : `\n${found} problem(s) found\n`)
   process.exitCode = found === 0 ? 0 : 1
+}
+
+/** A duration as the config writes it: 10m, 90s, 1h, 250ms. */
+function duration(ms: number): string {
+  if (ms > 0 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
+  if (ms > 0 && ms % 60_000 === 0) return `${ms / 60_000}m`
+  if (ms % 1000 === 0) return `${ms / 1000}s`
+  return `${ms}ms`
+}
+
+/** A schedule with every window's zone named (a window written without one is in the local zone). */
+function scheduleText(s: Schedule): string {
+  const zones = s.zoneNames()
+  return zones.every((z) => s.text.includes(z)) ? `"${s.text}"` : `"${s.text}" (${zones.join(', ')})`
+}
+
+/**
+ * One line of the policies that decide when a backend sleeps (README "When does a backend
+ * sleep?"), resolved as serve resolves them: idle_timeout, ignore rules, busy_cpu, startup_grace,
+ * the schedules, the max_awake caps it counts in and fast_lane.
+ */
+function policyLine(resolver: Registry, config: Config, caps: ReturnType<typeof capsOf>, provider: Provider, b: BackendInfo): string {
+  const s = resolver.resolveSettings(provider, b)
+  const rules = b.settings.ignore ?? config.defaults.ignore
+  const cap = [...(caps.perProvider.has(providerId(provider)) ? [`${providerId(provider)} (${caps.perProvider.get(providerId(provider))})`] : []), ...(caps.global !== undefined ? [`global (${caps.global})`] : [])]
+  return [
+    s.always_on ? 'always_on (never put to sleep)' : `idle_timeout ${duration(s.idle_timeout)}`,
+    rules.length === 0 ? 'ignore: none' : `ignore: ${rules.length} rule${rules.length === 1 ? '' : 's'} (${s.ignore_status} while asleep)`,
+    `busy_cpu ${s.busy_cpu === undefined ? 'off' : `${s.busy_cpu}%`}`,
+    `startup_grace ${duration(s.startup_grace)}`,
+    `awake_during ${s.awake_during ? scheduleText(s.awake_during) : 'none'}`,
+    `asleep_during ${s.asleep_during ? scheduleText(s.asleep_during) : 'none'}`,
+    `max_awake ${cap.length === 0 ? 'none' : cap.join(', ')}`,
+    `fast_lane ${s.fast_lane ? 'on' : 'off'}`,
+  ].join('; ')
 }
 
 /**

@@ -923,6 +923,26 @@ export class Backend {
     return this.maySleepEarly(now) && this.evictionBlocker(now) === undefined
   }
 
+  /**
+   * max_awake's Retry-After: the least time (ms) before mayBeEvicted() could hold if no new
+   * request arrives; 0 when it holds now. A request in flight, a wake or a probe may end any
+   * moment, and the backend is then recently active: their bound is the eviction grace. Undefined
+   * when only a policy ends it (always_on, inside awake_during).
+   */
+  evictableIn(now: number = this.deps.now()): number | undefined {
+    if (this.settings.always_on || scheduleAt(this.settings, this.deps.wallNow()) === 'awake') return undefined
+    const grace = Math.min(this.settings.idle_timeout, EVICTION_GRACE_MS)
+    let wait = this.lastActivity + grace - now
+    if (this.phase !== 'running' || this.inflight > 0 || this.wakePromise !== undefined || this.adopting !== undefined) wait = Math.max(wait, grace)
+    if (this.holdReason !== undefined) wait = Math.max(wait, this.holdUntil - now)
+    // Several sidecars: another sidecar's traffic shows as a token; at least the grace, as above.
+    if (this.provider.shared !== undefined && sharedBlocker(observeSafely(this.provider.shared, this.info.id), this.createdAt, now, this.settings.idle_timeout) !== undefined) {
+      wait = Math.max(wait, grace)
+    }
+    wait = Math.max(wait, this.lastUncounted + this.settings.idle_timeout - now)
+    return Math.max(0, wait)
+  }
+
   private evictionBlocker(now: number): string | undefined {
     // startup_grace (a backend found running, started by hand, has an old lastActivity and would
     // be the first evicted: Sablier #985) and busy_cpu's hold protect it from eviction too.

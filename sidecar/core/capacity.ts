@@ -19,8 +19,13 @@ export interface CapacityLimits {
   readonly perProvider: ReadonlyMap<string, number>
 }
 
-/** Seconds a client refused for capacity is told to wait (an awake app may go idle meanwhile). */
-export const CAPACITY_RETRY_AFTER_S = 5
+/**
+ * Bounds of the Retry-After a client refused for capacity is told: the least time before an
+ * awake backend in the full caps could be evicted (Backend.evictableIn), at least 1 s, at most
+ * 60 s (also when only a policy ends every one: always_on, awake_during).
+ */
+export const CAPACITY_RETRY_MIN_S = 1
+export const CAPACITY_RETRY_MAX_S = 60
 /** Evictions tried for one wake before it is refused (each may lose a race with a request). */
 const MAX_EVICTIONS = 8
 
@@ -122,9 +127,28 @@ export class Capacity {
     const caps = describe(full)
     return new RelightError('RELIGHT_ERR_CAPACITY', `${target.info.name} is queued: ${caps} reached and ${why}`, {
       backend: target.info.name,
-      retryAfter: CAPACITY_RETRY_AFTER_S,
+      retryAfter: this.retryAfter(target, full),
       reason: caps,
     })
+  }
+
+  /** Seconds until the soonest awake unit in every full scope could make room (see CAPACITY_RETRY_MIN_S). */
+  private retryAfter(target: Backend, full: readonly Scope[]): number {
+    const own = unitOf(target)
+    let soonest = Infinity
+    const units = this.awakeUnits((b) => full.every((s) => s.includes(b)))
+    for (const [unit, b] of this.reserved) if (!units.has(unit) && full.every((s) => s.includes(b))) units.set(unit, [b])
+    for (const [unit, members] of units) {
+      if (unit === own) continue
+      // A unit makes room when its last member may go; one being put to sleep, at once.
+      let wait = 0
+      for (const b of members) {
+        const each = b.phase === 'sleeping' || this.evicting.has(b) ? 0 : b.evictableIn()
+        wait = Math.max(wait, each ?? Infinity)
+      }
+      soonest = Math.min(soonest, wait)
+    }
+    return Math.min(CAPACITY_RETRY_MAX_S, Math.max(CAPACITY_RETRY_MIN_S, Math.ceil(soonest / 1000)))
   }
 
   private scopes(target: Backend): Scope[] {

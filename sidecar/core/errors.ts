@@ -73,6 +73,8 @@ export interface ErrorContext {
   upstreamHost?: string
   /** Why a backend stays awake or a request was refused, in words (RELIGHT_ERR_SLEEP_REFUSED); sent in problem+json. */
   reason?: string
+  /** When an asleep_during window ends, in words (RELIGHT_ERR_SCHEDULED_ASLEEP): the one detail its public answer names. */
+  until?: string
   /** The port another program holds, and that program's pid when it can be seen (RELIGHT_ERR_PORT_IN_USE). */
   port?: number
   holderPid?: number

@@ -581,6 +581,7 @@ export class Registry implements RegistryReload {
       backend: backend.info.name,
       retryAfter,
       reason: `asleep_during until ${until}`,
+      until,
     })
     // One event per backend and window, not one per refused request.
     if (known?.end !== (end ?? Infinity) || known.text !== schedule.text) {
@@ -843,7 +844,7 @@ function sameHosts(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** max_awake of the top level and of each provider block. */
-function capsOf(config: RegistryConfig): CapacityLimits {
+export function capsOf(config: RegistryConfig): CapacityLimits {
   const perProvider = new Map<string, number>()
   for (const blocks of Object.values(config.providers ?? {})) {
     for (const block of blocks ?? []) if (block.max_awake !== undefined) perProvider.set(block.id, block.max_awake)

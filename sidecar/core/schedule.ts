@@ -140,6 +140,11 @@ export class Schedule {
     return new Schedule(parts.join('; '), windows)
   }
 
+  /** The time zones its windows are in, as the platform names them (a window without one: the local zone). */
+  zoneNames(): string[] {
+    return [...new Set(this.windows.map((w) => w.zone.name))]
+  }
+
   /** Compared and shown as written (reload compares configurations as JSON). */
   toJSON(): string {
     return this.text

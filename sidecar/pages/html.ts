@@ -31,20 +31,20 @@ export function waitingPage(host: string, retryAfterSeconds: number): string {
  * Shown to a browser whose app cannot wake yet because `max_awake` apps are awake and busy
  * (RELIGHT_ERR_CAPACITY): it is queued, and the page retries by itself.
  */
-export function queuedPage(host: string, retryAfterSeconds: number, reason: string): string {
+export function queuedPage(host: string, retryAfterSeconds: number): string {
   return page(
     `Queued: ${host}`,
     `<h1><span class="dot"></span>${escapeHtml(host)} is queued</h1>
-<p>This app is asleep, and the most apps allowed awake at once are busy right now (${escapeHtml(reason)}). It starts as soon as one of them goes idle; this page retries every ${retryAfterSeconds} s by itself.</p>`,
+<p>This app is asleep, and the most apps allowed awake at once are busy right now. It starts as soon as one of them goes idle; this page retries every ${retryAfterSeconds} s by itself.</p>`,
     retryAfterSeconds,
   )
 }
 
 /** An error for a browser; API clients get application/problem+json instead. */
-export function errorPage(status: number, title: string, detail: string, retryAfterSeconds?: number): string {
+export function errorPage(status: number, title: string, detail: string, retryAfterSeconds?: number, host?: string): string {
   return page(
     `${status} ${title}`,
-    `<h1>${status} ${escapeHtml(title)}</h1><p>${escapeHtml(detail)}</p>`,
+    `<h1>${status} ${escapeHtml(title)}</h1>${host === undefined ? '' : `<p class="muted">${escapeHtml(host)}</p>`}<p>${escapeHtml(detail)}</p>`,
     retryAfterSeconds,
   )
 }

@@ -182,6 +182,24 @@ function hosts(b) {
     return i ? [el("br"), item] : [item];
   });
 }
+/** A reason cut to one short line; the whole of it in the tooltip. */
+function clip(text, n) { return el("span", { title: text }, text.length > n ? text.slice(0, n - 1) + "…" : text); }
+/**
+ * Two lines at most: the last sleep (when, and why when not idle_timeout) and the last refusal,
+ * of a sleep (busy, startup_grace, awake_during, in flight…) or of a wake (max_awake,
+ * asleep_during), whichever came later, with its time.
+ */
+function sleepCell(b) {
+  const cause = b.last_sleep_cause;
+  const sleep = b.last_sleep_at ? el("div", { "data-cause": cause ? cause.cause : "idle" }, ago(b.last_sleep_at), el("span", { class: "muted small" }, " · " + (cause ? cause.cause : "idle")), cause && cause.reason ? el("div", { class: "muted small" }, clip(cause.reason, 60)) : null) : el("div", {}, "–");
+  const s = b.last_sleep_refused, w = b.last_wake_refused;
+  const wake = w && (!s || !w.at || Date.parse(w.at) >= Date.parse(s.at));
+  const refusal = wake ? w : s;
+  if (!refusal) return [sleep];
+  const reason = wake ? refusal.reason : refusal.reason + (refusal.cpu_pct !== undefined ? " (CPU " + refusal.cpu_pct + "%)" : "");
+  const attrs = wake ? { class: "muted small", "data-refused": "wake", "data-wake-refused": refusal.code } : { class: "muted small", "data-refused": "sleep" };
+  return [sleep, el("div", attrs, wake ? "wake refused " : "sleep refused ", ago(refusal.at), ": ", clip(reason, 60))];
+}
 function row(b) {
   const err = b.last_error;
   const td = (label, attrs, ...c) => el("td", { "data-label": label, ...attrs }, ...c);
@@ -193,7 +211,7 @@ function row(b) {
     td("In flight", { class: "num" }, b.inflight),
     td("Idle", { "data-idle": "" }, idleCell(b)),
     td("Last wake", {}, ago(b.last_wake_at), b.last_wake_duration_ms !== undefined ? el("div", { class: "muted small" }, "took " + ms(b.last_wake_duration_ms)) : null),
-    td("Last sleep", {}, ago(b.last_sleep_at), b.last_sleep_cause ? el("div", { class: "muted small", "data-cause": b.last_sleep_cause.cause }, b.last_sleep_cause.cause + (b.last_sleep_cause.reason ? ": " + b.last_sleep_cause.reason : "")) : null, b.last_sleep_refused ? el("div", { class: "muted small" }, "refused: " + b.last_sleep_refused.reason + (b.last_sleep_refused.cpu_pct !== undefined ? " (CPU " + b.last_sleep_refused.cpu_pct + "%)" : "")) : null, b.last_wake_refused ? el("div", { class: "muted small", "data-wake-refused": b.last_wake_refused.code }, "wake refused: " + b.last_wake_refused.reason) : null),
+    td("Last sleep", { "data-last-sleep": "" }, el("div", {}, ...sleepCell(b))),
     td("Last error", { class: err ? "err" : "muted empty" }, err ? err.code.replace("RELIGHT_ERR_", "") + (err.reason ? ": " + err.reason : "") : "–"),
     td("", { class: "actions" }, actions(b)));
 }

@@ -13,7 +13,7 @@ import type { StatefulRouter, StatefulSite } from '../routing/stateful/router.js
 import { AuthOutcomes } from '../ops/auth-outcomes.js'
 import { type OperationsOptions, registerOperations } from './operations.js'
 import type { ReloadResult } from '../reload.js'
-import { isNavigation, sendError, sendIgnored, sendQueuedPage, sendWaitingPage } from './responses.js'
+import { isNavigation, sendPublicError, sendIgnored, sendQueuedPage, sendWaitingPage } from './responses.js'
 import { VERSION } from '../core/version.js'
 import { atPowerOfTwo } from '../core/log-throttle.js'
 
@@ -246,14 +246,14 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     }
     noTicket(req)
     outcomes.ignored_asleep++
-    return sendIgnored(reply, backend.settings.ignore_status)
+    return sendIgnored(reply, backend.settings.ignore_status, normalizeHost(req.headers.host))
   }
 
   /** An /auth answer that is an error, counted by its code (relight_auth_requests_total). */
   function authError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
     outcomes.error(err)
     noTicket(req)
-    return sendError(req, reply, err)
+    return sendPublicError(req, reply, err, logger, normalizeHost(req.headers.host))
   }
 
   /**
@@ -315,10 +315,12 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
         await wake
       }
     } catch (err) {
-      if (err instanceof RelightError && err.code === 'RELIGHT_ERR_CAPACITY' && backend.settings.strategy === 'waiting_page' && isNavigation(req)) {
+      // A browser is told it is queued (the page retries by itself), whatever the strategy; an
+      // API client gets problem+json like any refusal.
+      if (err instanceof RelightError && err.code === 'RELIGHT_ERR_CAPACITY' && isNavigation(req)) {
         outcomes.error(err)
         noTicket(req)
-        return sendQueuedPage(reply, normalizeHost(req.headers.host) ?? backend.info.name, err)
+        return sendQueuedPage(reply, normalizeHost(req.headers.host) ?? 'this app', err, logger)
       }
       return authError(req, reply, err)
     }
@@ -402,12 +404,12 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
   app.get('/_relight/ask', (req, reply) => {
     const domain = (req.query as Record<string, unknown>).domain
     if (typeof domain !== 'string') {
-      return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the domain query parameter is missing'))
+      return sendPublicError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', 'the domain query parameter is missing'), logger, undefined)
     }
     // Only the canonical spelling gets a certificate: every other spelling of an approved name
     // would be another certificate for the same site (unbounded issuance).
     const problem = canonicalHostProblem(domain)
-    if (problem !== undefined) return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', `the domain is ${problem}`))
+    if (problem !== undefined) return sendPublicError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', `the domain is ${problem}`), logger, undefined)
     const host = domain
     if (deps.stateful?.resolve(host)) return reply.send({ allowed: true, domain: host, stateful: true })
     const hit = registry.index.resolve(host)
@@ -415,9 +417,9 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     return registry.resolveAfterMiss(host).then(
       (late) => {
         if (late) return reply.send({ allowed: true, domain: host, backend: late.info.name })
-        return sendError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }))
+        return sendPublicError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }), logger, host)
       },
-      (err: unknown) => sendError(req, reply, err),
+      (err: unknown) => sendPublicError(req, reply, err, logger, host),
     )
   })
 

@@ -28,7 +28,7 @@ describe('busy_cpu: a Docker container busy with no HTTP traffic', { skip, timeo
     started = Date.now()
     await docker.container({
       cmd: ['busybox', 'sh', '-c', `busybox httpd -p 127.0.0.1:${port} -h /www; busybox timeout ${BURN_S} sh -c 'while :; do :; done'; exec busybox sleep 100000`],
-      labels: { [`${p}.domain`]: 'job.localhost', [`${p}.port`]: String(port), [`${p}.busy_cpu`]: '20%' },
+      labels: { [`${p}.domain`]: 'job.localhost', [`${p}.port`]: String(port), [`${p}.busy_cpu`]: '5%' },
     })
     sc = await startTestSidecar(
       ['min_idle_timeout: 1s', 'defaults: { idle_timeout: 2s, wake_timeout: 20s }', 'providers:', `  docker: { socket: ${DOCKER_SOCKET}, label_prefix: ${p}, stop_timeout: 2s }`, ''].join('\n'),
@@ -43,7 +43,7 @@ describe('busy_cpu: a Docker container busy with no HTTP traffic', { skip, timeo
 
   it('refuses to sleep with reason busy while the job burns CPU, and sleeps after it ends', async () => {
     const job = () => [...sc.sidecar.registry.all()].find((b) => b.info.hosts.includes('job.localhost'))
-    assert.equal(job()?.settings.busy_cpu, 20, 'read from the label')
+    assert.equal(job()?.settings.busy_cpu, 5, 'read from the label')
     await until(() => events.some((e) => e.event.type === 'sleep.refused' && e.event.reason === 'busy'), 'a busy refusal', 20_000)
     assert.equal(job()?.phase, 'running')
     await until(() => job()?.phase === 'asleep', 'the container to sleep once its job ended', 60_000)

@@ -24,7 +24,7 @@ describe('busy_cpu: a Podman container busy with no HTTP traffic', { skip, timeo
     started = Date.now()
     await podman.container({
       hosts: 'job.podman.localhost',
-      labels: { [`${podman.prefix}.busy_cpu`]: '20%' },
+      labels: { [`${podman.prefix}.busy_cpu`]: '5%' },
       command: (port) => ['/bin/busybox', 'sh', '-c', `busybox httpd -p 127.0.0.1:${port} -h /www; busybox timeout ${BURN_S} sh -c 'while :; do :; done'; exec busybox sleep 100000`],
     })
     sc = await startTestSidecar(
@@ -40,7 +40,7 @@ describe('busy_cpu: a Podman container busy with no HTTP traffic', { skip, timeo
 
   it('refuses to sleep with reason busy while the job burns CPU, and sleeps after it ends', async () => {
     const job = () => [...sc.sidecar.registry.all()].find((b) => b.info.hosts.includes('job.podman.localhost'))
-    assert.equal(job()?.settings.busy_cpu, 20, 'read from the label')
+    assert.equal(job()?.settings.busy_cpu, 5, 'read from the label')
     await until(() => events.some((e) => e.event.type === 'sleep.refused' && e.event.reason === 'busy'), 'a busy refusal', 30_000)
     assert.equal(job()?.phase, 'running')
     await until(() => job()?.phase === 'asleep', 'the container to sleep once its job ended', 90_000)

@@ -18,6 +18,8 @@ import { until } from '../helpers/wait.js'
 const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
 const TOKEN = testSecret()
 
+// busy_cpu 5 %: the burner spins one core, but the suite runs beside other work on 2 cores: at a
+// load of 16 (seen in CI set-up) it got about 12 % of a core, under the 20 % this test once used.
 describe('busy_cpu: a process app busy with no HTTP traffic', () => {
   let sc: TestSidecar
   const events: LifecycleEvent[] = []
@@ -26,7 +28,7 @@ describe('busy_cpu: a process app busy with no HTTP traffic', () => {
   before(async () => {
     const port = await freePort()
     sc = await startTestSidecar(
-      `min_idle_timeout: 1s\nadmin: { token: ${TOKEN} }\ndefaults: { wake_timeout: 10s, busy_cpu: 20% }\nproviders:\n  process:\n    apps:\n` +
+      `min_idle_timeout: 1s\nadmin: { token: ${TOKEN} }\ndefaults: { wake_timeout: 10s, busy_cpu: 5% }\nproviders:\n  process:\n    apps:\n` +
         `      - { name: burner, hosts: [burner.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", NAME: burner, BURN_FILE: "{{dir}}/burn" }, port: ${port}, stdout: "null", grace_period: 2s, idle_timeout: 2s }\n`,
       { accessLog: false },
     )
@@ -49,7 +51,7 @@ describe('busy_cpu: a process app busy with no HTTP traffic', () => {
     assert.equal(app.phase, 'running')
     assert.equal(events.filter((e) => e.type === 'sleep.done').length, 0)
     const first = refusals()[0]
-    assert.ok(first?.type === 'sleep.refused' && (first.cpu_pct ?? 0) >= 20, JSON.stringify(first))
+    assert.ok(first?.type === 'sleep.refused' && (first.cpu_pct ?? 0) >= 5, JSON.stringify(first))
     const status = JSON.parse(await admin('/_relight/admin/backends/process:burner')) as { last_sleep_refused?: { reason: string; cpu_pct?: number } }
     assert.equal(status.last_sleep_refused?.reason, 'busy')
     assert.match(await admin('/_relight/metrics'), /relight_sleep_refusals_total\{provider="process",backend="burner",reason="busy"\} [2-9]/)

@@ -154,6 +154,28 @@ describe('relight-sidecar CLI', () => {
     tmp.remove()
   })
 
+  it('check prints each backend\'s policies as serve resolves them: idle_timeout, ignore, busy_cpu, startup_grace, schedules with zones, max_awake, fast_lane', async (t) => {
+    const tmp = tempDir()
+    t.after(() => tmp.remove())
+    const file = join(tmp.dir, 'p.yaml')
+    const app = async (name: string, extra: string) =>
+      `      - { name: ${name}, hosts: [${name}.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null"${extra} }\n`
+    writeFileSync(
+      file,
+      `listen: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state\nmax_awake: 8\ndefaults: { idle_timeout: 10m, ignore: [{ user_agent: Uptime-Kuma }, { path: /healthz, method: HEAD }] }\nproviders:\n  process:\n    max_awake: 2\n    apps:\n` +
+        (await app('office', ', busy_cpu: 10%, startup_grace: 30s, awake_during: "Mon-Fri 08:00-18:00 Europe/Berlin", asleep_during: "Sat-Sun 00:00-24:00", ignore: []')) +
+        (await app('plain', ', idle_timeout: 90s')) +
+        (await app('pinned', ', always_on: true')),
+    )
+    const r = cli('check', '--config', file)
+    const zone = new Intl.DateTimeFormat().resolvedOptions().timeZone
+    const line = (name: string) => r.out.split('\n').find((l) => l.includes(`process: ${name}: `) && l.includes('fast_lane')) ?? ''
+    assert.equal(line('office'), `ok       process: office: idle_timeout 10m; ignore: none; busy_cpu 10%; startup_grace 30s; awake_during "Mon-Fri 08:00-18:00 Europe/Berlin"; asleep_during "Sat-Sun 00:00-24:00" (${zone}); max_awake process (2), global (8); fast_lane off`, r.out)
+    assert.equal(line('plain'), 'ok       process: plain: idle_timeout 90s; ignore: 2 rules (503 while asleep); busy_cpu off; startup_grace 90s; awake_during none; asleep_during none; max_awake process (2), global (8); fast_lane off', r.out)
+    assert.match(line('pinned'), /^ok +process: pinned: always_on \(never put to sleep\); /, r.out)
+    assert.match(r.out, /all checks passed/)
+  })
+
   it('check warns that client ignore rules match nothing while the live snippet is older than 3', async (t) => {
     const tmp = tempDir()
     t.after(() => tmp.remove())

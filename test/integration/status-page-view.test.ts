@@ -62,6 +62,16 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
       const again = await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'crashy.apps.example.test' } })
       return again.headers['x-relight-reply'] === 'RELIGHT_ERR_RESTART_BACKOFF'
     }, 'crashy to be in restart back-off', 60_000, 200)
+    // blog: woken, a sleep refused (a request in flight), then put to sleep by the operator;
+    // night: a wake refused by its asleep_during window. The page shows one line for each, with its time.
+    const bearer = { authorization: `Bearer ${TOKEN}` }
+    assert.equal((await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'blog.apps.example.test' } })).statusCode, 200)
+    const blog = sc.sidecar.registry.get('process:blog')!
+    blog.started(true)
+    assert.equal((await sc.sidecar.app.inject({ method: 'POST', url: '/_relight/admin/backends/process:blog/sleep', headers: bearer })).statusCode, 409)
+    blog.finished()
+    assert.equal((await sc.sidecar.app.inject({ method: 'POST', url: '/_relight/admin/backends/process:blog/sleep', headers: bearer })).statusCode, 200)
+    assert.equal((await sc.sidecar.app.inject({ url: '/_relight/auth', headers: { host: 'night.apps.example.test' } })).statusCode, 503)
     browser = await puppeteer.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -120,6 +130,14 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
     assert.ok(await page.$('tr[data-key="process:crashy"] .state[data-backoff]'), 'crashy shows restart back-off')
     assert.match(await text(page, 'tr[data-key="process:crashy"]'), /restart back-off[\s\S]*next start in/)
     assert.equal(await page.$('tr[data-key="process:crashy"] button'), null, 'no button while it restarts by itself')
+
+    // Last sleep: when and why, and the one latest refusal with its time (not a pile of old lines)
+    const blogSleep = await text(page, 'tr[data-key="process:blog"] td[data-last-sleep]')
+    assert.match(blogSleep, /^\d+ s ago · operator\nsleep refused \d+ s ago: inflight: 1$/, blogSleep)
+    const nightSleep = await text(page, 'tr[data-key="process:night"] td[data-last-sleep]')
+    assert.match(nightSleep, /^–\nwake refused \d+ s ago: night is asleep by schedule \(asleep_during: \w{3} 00:00-24:00…$/, nightSleep)
+    assert.equal((await page.$$('tr[data-key="process:night"] [data-refused]')).length, 1)
+    assert.ok((await page.$eval('tr[data-key="process:night"] [data-refused] span[title]', (e) => e.getAttribute('title')))?.includes(`asleep_during: ${TODAY} 00:00-24:00 UTC`), 'the whole reason in the tooltip')
 
     const buttons = async (key: string) => page.$$eval(`tr[data-key="${key}"] button`, (bs) => bs.map((b) => b.getAttribute('data-op')))
     assert.deepEqual(await buttons('process:hello'), ['sleep'])

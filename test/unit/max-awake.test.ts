@@ -159,7 +159,8 @@ describe('max_awake', () => {
       const refused = await within(b, 4000)
       assert.equal(refused.statusCode, 503)
       assert.equal(JSON.parse(refused.body).code, 'RELIGHT_ERR_CAPACITY')
-      assert.equal(refused.headers['retry-after'], '5')
+      // a is being put to sleep: its room may come free any moment (the least Retry-After)
+      assert.equal(refused.headers['retry-after'], '1')
       assert.ok(Date.now() - started < 3000, `answered after ${Date.now() - started} ms (wake_timeout 2 s)`)
     } finally {
       hold.resolve()
