@@ -7,7 +7,7 @@ import { WaitingPages } from './pages/template.js'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { fastLaneDirIn, loadConfig, parseConfig, readConfigText } from './config/load.js'
+import { fastLaneDirIn, loadConfig, type ParseOptions, parseConfig, readConfigText } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
 import { type BackendInfo, type Provider, providerId } from './core/provider.js'
@@ -100,10 +100,13 @@ function usage(command: string, message?: string): never {
   process.exit(message ? 2 : 0)
 }
 
-/** The configuration, or exit 1 with the problems; `text` when the file was read already. */
-function readConfig(file: string, text?: string): Config {
+/**
+ * The configuration, or exit 1 with the problems; `text` when the file was read already.
+ * `options.readTokenFile: false` for a command that sends no token (config/load.ts).
+ */
+function readConfig(file: string, text?: string, options: ParseOptions = {}): Config {
   try {
-    return text === undefined ? loadConfig(file) : parseConfig(text, file)
+    return text === undefined ? loadConfig(file, process.env, options) : parseConfig(text, file, process.env, options)
   } catch (err) {
     if (isRelightError(err, 'RELIGHT_ERR_CONFIG')) {
       process.stderr.write(`relight-sidecar: invalid configuration\n${err.message}\n`)
@@ -525,7 +528,8 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'health') {
     const timeoutMs = parseDuration(values.timeout ?? '5s')
     if (timeoutMs === undefined || timeoutMs <= 0) usage(command, `--timeout: "${values.timeout}" is not a duration like 500ms, 5s or 1m`)
-    const config = readConfig(values.config)
+    // health sends no token: it runs as users that cannot read admin.token_file (Caddy's, a probe's)
+    const config = readConfig(values.config, undefined, { readTokenFile: false })
     const outcome = await checkHealth(config.listen, { timeoutMs, degradedOk: values['degraded-ok'] === true, wait: values.wait === true })
     ;(outcome.exitCode === 0 ? process.stdout : process.stderr).write(`${outcome.line}\n`)
     process.exitCode = outcome.exitCode
