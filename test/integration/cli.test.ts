@@ -259,6 +259,12 @@ describe('relight-sidecar CLI', () => {
     const r = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
     assert.match(r.stdout, /ok +access_log: requests count in flight through the live snippet \(version 4, current\)/, r.stdout)
     assert.doesNotMatch(r.stdout, /Version 1 must be replaced/, r.stdout)
+    // plain `import relight` from the current snippet file (version 4) reports 3: not outdated
+    const plain = await request(`http://${listen}/_relight/auth`, { headers: { host: 'a.localhost', 'x-relight-snippet': '3', 'x-relight-request': 'GET /', 'x-relight-client': '127.0.0.1:5000', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' } })
+    await plain.body.dump()
+    const r3 = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
+    assert.match(r3.stdout, /ok +live snippet: Caddy's forward_auth calls come from snippet version 3 \(plain import relight: the current snippet file, version 4, still reports its relight as 3; only relight_fast reports 4\), up to date/, r3.stdout)
+    assert.match(r3.stdout, /ok +access_log: requests count in flight through the live snippet \(version 3, current: snippet file 4's relight reports as 3\)/, r3.stdout)
   })
 
   it("check trusts the flag directory relight_fast names only from Caddy's unix socket, bounded, and says where it came from", async (t) => {
