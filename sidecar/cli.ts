@@ -77,7 +77,8 @@ Exits 0 when the reload was applied (or the signal sent), 1 otherwise.
   health: `relight-sidecar health --config FILE [--timeout 5s] [--degraded-ok] [--wait]
 
 Asks the running sidecar's GET /_relight/healthz on the configured listen address (unix:/path,
-or host:port with 0.0.0.0 / :: asked on loopback) and prints one line. Sends no token. Made for
+or host:port with 0.0.0.0 / :: asked on loopback) and prints one line. Sends no token (and
+does not read admin.token_file: it may run as Caddy's user, who cannot). Made for
 a Docker HEALTHCHECK or a Kubernetes exec probe (the sidecar listens on loopback or a socket,
 where an httpGet probe cannot reach it, and the image has no curl).
 Exits 0 when the sidecar answers "ok", 1 when it does not answer, answers "degraded" (a
