@@ -7,7 +7,7 @@ import { WaitingPages } from './pages/template.js'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { fastLaneDirIn, loadConfig, parseConfig, readConfigText } from './config/load.js'
+import { fastLaneDirIn, loadConfig, type ParseOptions, parseConfig, readConfigText } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { isRelightError } from './core/errors.js'
 import { type BackendInfo, type Provider, providerId } from './core/provider.js'
@@ -22,7 +22,8 @@ import { parseDuration } from './core/duration.js'
 import { stateDir } from './config/state-dir.js'
 import { FAST_DIR_MAX_LENGTH, SNIPPET_FAST, SNIPPET_VERSION } from './server/app.js'
 import { unixPath } from './startup/listen-address.js'
-import { pidMaxProblem, pidNamespaceProblem, removeStaleFlags } from './core/fast-lane.js'
+import { laneHostProblem, pidMaxProblem, pidNamespaceProblem, removeStaleFlags } from './core/fast-lane.js'
+import { parseHostPattern } from './core/hosts.js'
 import { findRunningSidecar, type Live } from './ops/live-sidecar.js'
 import { capsOf, Registry } from './core/registry.js'
 import type { Schedule } from './core/schedule.js'
@@ -76,7 +77,8 @@ Exits 0 when the reload was applied (or the signal sent), 1 otherwise.
   health: `relight-sidecar health --config FILE [--timeout 5s] [--degraded-ok] [--wait]
 
 Asks the running sidecar's GET /_relight/healthz on the configured listen address (unix:/path,
-or host:port with 0.0.0.0 / :: asked on loopback) and prints one line. Sends no token. Made for
+or host:port with 0.0.0.0 / :: asked on loopback) and prints one line. Sends no token (and
+does not read admin.token_file: it may run as Caddy's user, who cannot). Made for
 a Docker HEALTHCHECK or a Kubernetes exec probe (the sidecar listens on loopback or a socket,
 where an httpGet probe cannot reach it, and the image has no curl).
 Exits 0 when the sidecar answers "ok", 1 when it does not answer, answers "degraded" (a
@@ -100,10 +102,13 @@ function usage(command: string, message?: string): never {
   process.exit(message ? 2 : 0)
 }
 
-/** The configuration, or exit 1 with the problems; `text` when the file was read already. */
-function readConfig(file: string, text?: string): Config {
+/**
+ * The configuration, or exit 1 with the problems; `text` when the file was read already.
+ * `options.readTokenFile: false` for a command that sends no token (config/load.ts).
+ */
+function readConfig(file: string, text?: string, options: ParseOptions = {}): Config {
   try {
-    return text === undefined ? loadConfig(file) : parseConfig(text, file)
+    return text === undefined ? loadConfig(file, process.env, options) : parseConfig(text, file, process.env, options)
   } catch (err) {
     if (isRelightError(err, 'RELIGHT_ERR_CONFIG')) {
       process.stderr.write(`relight-sidecar: invalid configuration\n${err.message}\n`)
@@ -277,6 +282,8 @@ async function check(file: string): Promise<void> {
   const runningSidecar = live.running ? live.pid : undefined
   for (const problem of await preflight(config, { stateDir: stateDir(config, baseDir), ...(runningSidecar !== undefined ? { runningSidecar } : {}) })) out(false, problem)
   if (live.running) liveView(live, write, config.listen, config.fast_lane_dir !== undefined, config.fast_lane_dir)
+  // The live view compared the flag directory Caddy passes with fast_lane_dir (ok or PROBLEM).
+  const laneDirSeen = live.running && (live.health?.fast_lane_dirs?.length ?? 0) > 0
   try {
     WaitingPages.load(config, dirname(resolve(file)))
   } catch (err) {
@@ -285,12 +292,15 @@ async function check(file: string): Promise<void> {
   if (config.access_log) {
     out(true, `access_log: listening at ${config.access_log}; Caddy's site blocks need  log { output net ${caddyNetAddress(config.access_log)}  format json }`)
     const liveSnippet = live.running ? live.health?.snippet : undefined
-    if (liveSnippet === SNIPPET_VERSION || liveSnippet === SNIPPET_FAST) out(true, `access_log: requests count in flight through the live snippet (version ${liveSnippet}, current)`)
-    else out(true, `access_log: requests count in flight through snippet version 3 (it sends X-Relight-Snippet: 3 with X-Relight-Client and X-Relight-Request, and logs X-Relight-Ticket for every end of a request). Version 2 still counts, but Caddy logs its websocket closes, aborted requests, HTTP/2 stream resets and its own 502/504s without the ticket: each of those keeps its app awake until max_request_duration (serve logs "relight snippet version 2"). Version 1 must be replaced: nothing counts in flight, and it forwards the client's own X-Relight-* headers to the sidecar, so a client can claim to be snippet 2 or 3 through it and keep an app awake until max_request_duration (serve logs "old relight snippet"). Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
+    if (liveSnippet === SNIPPET_VERSION || liveSnippet === SNIPPET_FAST) out(true, `access_log: requests count in flight through the live snippet (version ${liveSnippet}, current${liveSnippet === SNIPPET_VERSION ? `: snippet file ${SNIPPET_FAST}'s relight reports as ${SNIPPET_VERSION}` : ''})`)
+    else out(true, `access_log: requests count in flight through snippet version 3 or later (the current snippet file is version 4: its relight sends X-Relight-Snippet: 3, its relight_fast 4; both send X-Relight-Client and X-Relight-Request, and have Caddy log X-Relight-Ticket for every end of a request). Version 2 still counts, but Caddy logs its websocket closes, aborted requests, HTTP/2 stream resets and its own 502/504s without the ticket: each of those keeps its app awake until max_request_duration (serve logs "relight snippet version 2"). Version 1 must be replaced: nothing counts in flight, and it forwards the client's own X-Relight-* headers to the sidecar, so a client can claim to be snippet 2 or 3 through it and keep an app awake until max_request_duration (serve logs "old relight snippet"). Compare: relight-sidecar snippet | diff - /etc/caddy/relight.caddy`)
   }
   if (config.fast_lane_dir !== undefined) {
     // Which snippet each feature needs: the fast lane is version 4's relight_fast.
-    out(true, `fast_lane: needs snippet version 4 (relight-sidecar snippet): in each site block  import relight_fast ${caddyNetAddress(config.listen)} ${config.fast_lane_dir}  (relight_fast sends X-Relight-Snippet: 4). Flags in ${config.fast_lane_dir} are ${config.socket_group === undefined ? 'world-readable (0755)' : `readable by group ${config.socket_group} (0750)`}`)
+    out(true, `fast_lane: needs snippet version 4 (relight-sidecar snippet): in each site block  import relight_fast ${caddyNetAddress(config.listen)} ${config.fast_lane_dir}  (relight_fast sends X-Relight-Snippet: 4)`)
+    // README "Fast lane": without socket_group any local user reads the sidecar's pid in a flag, to aim at when it dies.
+    if (config.socket_group === undefined) write('WARNING', `fast_lane: flags in ${config.fast_lane_dir} are world-readable (0755): every local user can read the sidecar's pid in them, to take it when the sidecar dies; set socket_group (Caddy's group) to make them 0750`)
+    else out(true, `fast_lane: flags in ${config.fast_lane_dir} are readable by group ${config.socket_group} (0750)`)
     // Checked here, in the process running `check` (run it where the sidecar runs).
     const ns = pidNamespaceProblem()
     if (ns === undefined) out(true, 'fast_lane: this process runs in the initial (host) pid namespace, which every Caddy resolves the flags in')
@@ -298,7 +308,9 @@ async function check(file: string): Promise<void> {
     else out(false, `fast_lane: ${ns}: serve refuses fast_lane_dir here (Caddy resolves the flags' /proc links in its own pid namespace). Run with the host pid namespace, or set fast_lane_shared_pid_namespace: true if Caddy shares this one`)
     const pidMax = pidMaxProblem()
     if (pidMax !== undefined) write('WARNING', `fast_lane: ${pidMax}`)
-    write('UNCHECKED', 'fast_lane: that Caddy shares this network namespace (the connection check reads this /proc/net/tcp) and passes this fast_lane_dir to relight_fast cannot be checked from here')
+    // The directory relight_fast is given is compared with fast_lane_dir by the live check above, when it has seen one.
+    if (laneDirSeen) write('UNCHECKED', 'fast_lane: that Caddy shares this network namespace (the connection check reads this /proc/net/tcp) cannot be checked from here')
+    else write('UNCHECKED', 'fast_lane: that Caddy shares this network namespace (the connection check reads this /proc/net/tcp) and passes this fast_lane_dir to relight_fast cannot be checked from here')
     if (!config.access_log) write('WARNING', 'fast_lane without access_log: a fast-lane request is seen only while its connection to the upstream is open')
     else if (!config.access_log.startsWith('unix:')) write('WARNING', 'fast_lane with a TCP access_log: fast-lane log lines count only once a ticketed request proved the log connection (after each Caddy reload); a unix socket counts them at once')
   } else if (config.defaults.fast_lane) {
@@ -325,6 +337,9 @@ async function check(file: string): Promise<void> {
   ignoreRuleCheck('defaults.ignore', config.defaults.ignore, write)
   // `fast_lane: on` on a backend needs the top-level fast_lane_dir (serve only logs it per backend)
   const fastLaneWithoutDir: string[] = []
+  // Backends with fast_lane on: how many can take the lane, and why the others never do.
+  let laneCanOpen = 0
+  const laneInactive = new Map<string, string>()
   // Each backend's settings as serve resolves them (defaults, provider block, labels), for its policy line.
   const resolver = new Registry(providers, config, logger)
   const caps = capsOf(config)
@@ -338,6 +353,13 @@ async function check(file: string): Promise<void> {
       out(true, `${providerId(provider)}: ${backends.length} backend(s): ${backends.map((b) => `${b.name} [${b.hosts.join(', ') || 'no hosts'}]${state(b)}`).join('; ') || 'none'}`)
       busyCpuCheck(provider, backends, config.defaults.busy_cpu, write)
       for (const b of backends) write('ok     ', `${providerId(provider)}: ${b.name}: ${policyLine(resolver, config, caps, provider, b)}`)
+      for (const b of backends) {
+        const s = resolver.resolveSettings(provider, b)
+        if (!s.fast_lane) continue
+        const why = fastLaneInactive(config, s, provider, b)
+        if (why === undefined) laneCanOpen++
+        else laneInactive.set(`${providerId(provider)}: ${b.name}`, why)
+      }
       for (const b of backends) {
         if (hasClientRule(b.settings.ignore)) clientRules.push(`${providerId(provider)}: ${b.name}`)
         ignoreRuleCheck(`${providerId(provider)}: ${b.name}: ignore`, b.settings.ignore, write)
@@ -355,6 +377,11 @@ async function check(file: string): Promise<void> {
   clientRuleCheck(clientRules, live.running ? live.health?.snippet : undefined, write)
   if (fastLaneWithoutDir.length > 0) {
     out(false, `fast_lane: on for ${fastLaneWithoutDir.join(', ')}, but fast_lane_dir (top level) is not set: they stay in the forward_auth lane. Set fast_lane_dir (e.g. /run/relight/awake) and import relight_fast with it`)
+  }
+  if (config.fast_lane_dir !== undefined && laneCanOpen === 0 && laneInactive.size > 0) {
+    // e.g. defaults.ignore with defaults.fast_lane: every app silently stays in forward_auth
+    const reasons = [...new Set(laneInactive.values())]
+    write('WARNING', `fast_lane: on for ${laneInactive.size} backend(s), but none of them can take the fast lane (${reasons.join('; ')}): every request goes through forward_auth`)
   }
   // Counted from what was printed: a repeated line is one problem.
   const found = [...printed].filter((line) => line.startsWith('PROBLEM')).length
@@ -383,6 +410,7 @@ function scheduleText(s: Schedule): string {
  */
 function policyLine(resolver: Registry, config: Config, caps: ReturnType<typeof capsOf>, provider: Provider, b: BackendInfo): string {
   const s = resolver.resolveSettings(provider, b)
+  const lane = fastLaneInactive(config, s, provider, b)
   const rules = b.settings.ignore ?? config.defaults.ignore
   const cap = [...(caps.perProvider.has(providerId(provider)) ? [`${providerId(provider)} (${caps.perProvider.get(providerId(provider))})`] : []), ...(caps.global !== undefined ? [`global (${caps.global})`] : [])]
   return [
@@ -393,8 +421,31 @@ function policyLine(resolver: Registry, config: Config, caps: ReturnType<typeof 
     `awake_during ${s.awake_during ? scheduleText(s.awake_during) : 'none'}`,
     `asleep_during ${s.asleep_during ? scheduleText(s.asleep_during) : 'none'}`,
     `max_awake ${cap.length === 0 ? 'none' : cap.join(', ')}`,
-    `fast_lane ${s.fast_lane ? 'on' : 'off'}`,
+    `fast_lane ${!s.fast_lane ? 'off' : lane === undefined ? 'on' : `on (inactive: ${lane})`}`,
   ].join('; ')
+}
+
+/**
+ * Why a backend with `fast_lane: on` can never take the fast lane, as far as its configuration
+ * and its listing say (the standing conditions of Backend.fastLaneOff, core/backend.ts; the admin
+ * API names them as `fast_lane_off` while it is awake); undefined when the lane can open.
+ */
+function fastLaneInactive(config: Config, s: ReturnType<Registry['resolveSettings']>, provider: Provider, b: BackendInfo): string | undefined {
+  if (!s.fast_lane) return undefined
+  if (config.fast_lane_dir === undefined) return 'fast_lane_dir is not set'
+  if (!s.ignore.empty) return 'it has ignore rules (decided per request by the sidecar)'
+  if (provider.shared !== undefined) return 'several sidecars decide its sleep (Swarm, Kubernetes): its requests must be seen, and shared, from their start'
+  if (b.upstreams.length > 1) return `${b.upstreams.length} upstreams (replicas keep the forward_auth lane, which balances them)`
+  // The names registry.ts laneHosts flags: exact hosts and one-label hosts under base_domains, not a stateful site's.
+  const stateful = new Set(config.stateful.flatMap((site) => site.hosts))
+  const names = b.hosts.flatMap((declared) => {
+    const pattern = parseHostPattern(declared)
+    if (pattern?.kind === 'exact') return [pattern.name]
+    if (pattern?.kind === 'label') return config.base_domains.map((base) => `${pattern.label}.${base}`)
+    return []
+  })
+  if (!names.some((n) => laneHostProblem(n) === undefined && !stateful.has(n))) return 'no exact host (a wildcard, non-canonical or stateful host cannot be flagged)'
+  return undefined
 }
 
 /**
@@ -476,7 +527,7 @@ function liveView(live: Extract<Live, { running: true }>, write: (tag: string, m
     else write('UNCHECKED', `live relight_fast: no forward_auth call from relight_fast seen yet (or a relight_fast older than this sidecar's): the directory Caddy passes cannot be compared with fast_lane_dir ${fastDir}`)
   }
   else if (health.snippet === SNIPPET_VERSION && fastLane) write('WARNING', `live snippet: Caddy uses snippet version ${SNIPPET_VERSION}; the fast lane needs version ${SNIPPET_FAST}'s relight_fast (nothing takes the fast lane until it is imported)`)
-  else if (health.snippet === SNIPPET_VERSION) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_VERSION}`)
+  else if (health.snippet === SNIPPET_VERSION) write('ok     ', `live snippet: Caddy's forward_auth calls come from snippet version ${SNIPPET_VERSION} (plain import relight: the current snippet file, version ${SNIPPET_FAST}, still reports its relight as ${SNIPPET_VERSION}; only relight_fast reports ${SNIPPET_FAST}), up to date`)
   else if (health.snippet === null) write('ok     ', 'live snippet: no forward_auth call from Caddy seen yet')
   else if (health.snippet !== undefined) write('WARNING', `live snippet: Caddy uses snippet version ${health.snippet}, not ${SNIPPET_VERSION}: in-flight counting is ${health.snippet === '2' ? 'partial' : 'off'} until it is replaced (relight-sidecar snippet > /etc/caddy/relight.caddy, then reload Caddy)`)
 }
@@ -525,7 +576,8 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'health') {
     const timeoutMs = parseDuration(values.timeout ?? '5s')
     if (timeoutMs === undefined || timeoutMs <= 0) usage(command, `--timeout: "${values.timeout}" is not a duration like 500ms, 5s or 1m`)
-    const config = readConfig(values.config)
+    // health sends no token: it runs as users that cannot read admin.token_file (Caddy's, a probe's)
+    const config = readConfig(values.config, undefined, { readTokenFile: false })
     const outcome = await checkHealth(config.listen, { timeoutMs, degradedOk: values['degraded-ok'] === true, wait: values.wait === true })
     ;(outcome.exitCode === 0 ? process.stdout : process.stderr).write(`${outcome.line}\n`)
     process.exitCode = outcome.exitCode

@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { isAbsolute } from 'node:path'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml'
 import type { z } from 'zod'
 import { RelightError } from '../core/errors.js'
@@ -89,8 +91,26 @@ function describeIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; key?: st
   return { path: issue.path, message: issue.message }
 }
 
+/** How a config is read: what a command that sends no token may leave unread. */
+export interface ParseOptions {
+  /**
+   * false: `admin.token_file` is checked to be an absolute path but not read, and the returned
+   * `admin.token` is empty. For commands that send no token (`health`), which may run as a user
+   * that cannot read the file (Caddy's, a probe's). Default true.
+   */
+  readonly readTokenFile?: boolean
+}
+
+/** `admin: { token_file }` alone (nothing else that the schema would refuse without reading it). */
+function tokenFileOnly(admin: unknown): string | undefined {
+  if (admin === null || typeof admin !== 'object' || Array.isArray(admin)) return undefined
+  const keys = Object.keys(admin)
+  const file = (admin as Record<string, unknown>).token_file
+  return keys.length === 1 && typeof file === 'string' && file.length > 0 ? file : undefined
+}
+
 /** Parse configuration text. `source` names the file in messages. Throws ConfigError. */
-export function parseConfig(text: string, source = 'config', env: NodeJS.ProcessEnv = process.env): Config {
+export function parseConfig(text: string, source = 'config', env: NodeJS.ProcessEnv = process.env, options: ParseOptions = {}): Config {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true })
   if (doc.errors.length > 0) {
@@ -118,7 +138,15 @@ export function parseConfig(text: string, source = 'config', env: NodeJS.Process
     )
   }
 
-  const result = configSchema.safeParse(interpolated)
+  // A token file left unread: the schema sees a placeholder token (random, so it passes the
+  // strength check), replaced by '' below; the path itself is still checked.
+  const unreadTokenFile = options.readTokenFile === false ? tokenFileOnly((interpolated as Record<string, unknown>).admin) : undefined
+  if (unreadTokenFile !== undefined && !isAbsolute(unreadTokenFile)) {
+    throw new ConfigError(source, [`${lineOf(['admin', 'token_file'])}admin.token_file: use an absolute path (got ${unreadTokenFile})`])
+  }
+  const result = configSchema.safeParse(
+    unreadTokenFile === undefined ? interpolated : { ...(interpolated as Record<string, unknown>), admin: { token: randomBytes(32).toString('hex') } },
+  )
   if (!result.success) {
     throw new ConfigError(
       source,
@@ -129,6 +157,7 @@ export function parseConfig(text: string, source = 'config', env: NodeJS.Process
     )
   }
   const config = result.data
+  if (unreadTokenFile !== undefined) config.admin = { token: '', token_file: unreadTokenFile }
   const problems: string[] = []
   config.base_domains.forEach((d, i) => {
     const name = normalizeHost(d)
@@ -166,6 +195,6 @@ export function readConfigText(file: string): string {
   }
 }
 
-export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  return parseConfig(readConfigText(file), file, env)
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, options: ParseOptions = {}): Config {
+  return parseConfig(readConfigText(file), file, env, options)
 }

@@ -33,7 +33,8 @@ export function logEvents(events: LifecycleEvents, log: Logger): () => void {
       case 'sleep.refused':
         // "not idle": the sweep lost a race with a request; not worth a line.
         if (e.reason === 'not idle') return
-        log.info({ backend: e.name, provider: e.provider, reason: e.reason }, 'sleep refused')
+        // Every detail the event has (the admin API and webhooks carry the same): a busy refusal's cpu_pct.
+        log.info({ backend: e.name, provider: e.provider, mode: e.mode, reason: e.reason, ...(e.code !== undefined ? { code: e.code } : {}), ...(e.cpu_pct !== undefined ? { cpu_pct: e.cpu_pct } : {}) }, 'sleep refused')
         return
       case 'sleep.failed':
         log.warn({ backend: e.name, provider: e.provider, code: e.code, err: e.reason }, 'sleep failed')

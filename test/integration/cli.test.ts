@@ -67,7 +67,10 @@ describe('relight-sidecar CLI', () => {
       // the pid namespace is checked, not stated as an ok line; what cannot be checked says so
       assert.doesNotMatch(r.out, /ok .*must share/)
       assert.match(r.out, /ok +fast_lane: this process runs in the initial \(host\) pid namespace/)
-      assert.match(r.out, /UNCHECKED +fast_lane: that Caddy shares this network namespace/)
+      assert.match(r.out, /UNCHECKED +fast_lane: that Caddy shares this network namespace .* and passes this fast_lane_dir to relight_fast cannot be checked/)
+      // README "Fast lane": without socket_group other users read the pid in the flags
+      assert.match(r.out, /WARNING +fast_lane: flags in .*\/awake are world-readable \(0755\): .*set socket_group/, r.out)
+      assert.doesNotMatch(r.out, /ok .*world-readable/, r.out)
       // a pid_max below 4194304 lets a local user take a dead sidecar's pid in seconds (A1)
       const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'))
       if (pidMax < 4_194_304) assert.match(r.out, new RegExp(`WARNING +fast_lane: kernel\\.pid_max is ${pidMax}: .*Restart=always`))
@@ -216,6 +219,28 @@ describe('relight-sidecar CLI', () => {
     assert.equal(r.code, 1)
   })
 
+  it('check says why fast_lane is on but inactive for a backend, and warns when the lane can open for none', async (t) => {
+    const tmp = tempDir()
+    t.after(() => tmp.remove())
+    const file = join(tmp.dir, 'r.yaml')
+    const app = async (name: string, extra: string, hosts = `${name}.localhost`) =>
+      `      - { name: ${name}, hosts: [${hosts}], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null"${extra} }\n`
+    const head = `listen: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state\nfast_lane_dir: ${tmp.dir}/awake\ndefaults: { fast_lane: on, ignore: [{ path: /healthz, method: HEAD }] }\nproviders:\n  process:\n    apps:\n`
+    // defaults.ignore with defaults.fast_lane: every app keeps the forward_auth lane
+    writeFileSync(file, head + (await app('a', '')) + (await app('wild', ', ignore: []', '"*.wild.localhost"')))
+    const r = cli('check', '--config', file)
+    const line = (out: string, name: string) => out.split('\n').find((l) => l.includes(`process: ${name}: `) && l.includes('fast_lane')) ?? ''
+    assert.match(line(r.out, 'a'), /; fast_lane on \(inactive: it has ignore rules \(decided per request by the sidecar\)\)$/, r.out)
+    assert.match(line(r.out, 'wild'), /; fast_lane on \(inactive: no exact host \(a wildcard, non-canonical or stateful host cannot be flagged\)\)$/, r.out)
+    assert.match(r.out, /WARNING +fast_lane: on for 2 backend\(s\), but none of them can take the fast lane \(it has ignore rules .*; no exact host .*\): every request goes through forward_auth/, r.out)
+    // one app that can take it: no warning, a plain "on"
+    writeFileSync(file, head + (await app('a', '')) + (await app('b', ', ignore: []')))
+    const ok = cli('check', '--config', file)
+    assert.match(line(ok.out, 'b'), /; fast_lane on$/, ok.out)
+    assert.match(line(ok.out, 'a'), /; fast_lane on \(inactive: it has ignore rules/, ok.out)
+    assert.doesNotMatch(ok.out, /none of them can take the fast lane/, ok.out)
+  })
+
   it("check keeps the snippet-version paragraph short once the live snippet is current", async (t) => {
     const tmp = tempDir()
     t.after(() => tmp.remove())
@@ -234,6 +259,12 @@ describe('relight-sidecar CLI', () => {
     const r = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
     assert.match(r.stdout, /ok +access_log: requests count in flight through the live snippet \(version 4, current\)/, r.stdout)
     assert.doesNotMatch(r.stdout, /Version 1 must be replaced/, r.stdout)
+    // plain `import relight` from the current snippet file (version 4) reports 3: not outdated
+    const plain = await request(`http://${listen}/_relight/auth`, { headers: { host: 'a.localhost', 'x-relight-snippet': '3', 'x-relight-request': 'GET /', 'x-relight-client': '127.0.0.1:5000', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/' } })
+    await plain.body.dump()
+    const r3 = spawnSync(process.execPath, [MAIN, 'check', '--config', file], { encoding: 'utf8', timeout: 60_000 })
+    assert.match(r3.stdout, /ok +live snippet: Caddy's forward_auth calls come from snippet version 3 \(plain import relight: the current snippet file, version 4, still reports its relight as 3; only relight_fast reports 4\), up to date/, r3.stdout)
+    assert.match(r3.stdout, /ok +access_log: requests count in flight through the live snippet \(version 3, current: snippet file 4's relight reports as 3\)/, r3.stdout)
   })
 
   it("check trusts the flag directory relight_fast names only from Caddy's unix socket, bounded, and says where it came from", async (t) => {
@@ -285,6 +316,12 @@ describe('relight-sidecar CLI', () => {
     const unix = await startSidecarProcess(unixFile)
     t.after(() => stopSidecarProcess(unix))
     const via = { origin: 'http://localhost', socketPath: sock }
+    // The right directory: proven live, so the static line does not call it uncheckable.
+    await call(lane, via)
+    const proven = spawnSync(process.execPath, [MAIN, 'check', '--config', unixFile], { encoding: 'utf8', timeout: 60_000 })
+    assert.match(proven.stdout, new RegExp(`ok +live relight_fast: Caddy passes fast_lane_dir ${lane} as the flag directory`), proven.stdout)
+    assert.match(proven.stdout, /UNCHECKED +fast_lane: that Caddy shares this network namespace \(the connection check reads this \/proc\/net\/tcp\) cannot be checked from here\n/, proven.stdout)
+    assert.doesNotMatch(proven.stdout, /passes this fast_lane_dir to relight_fast cannot be checked/, proven.stdout)
     for (let i = 0; i < 10; i++) await call(`/wrong/${i}`, via)
     await call(`/${'x'.repeat(1025)}`, via)
     await call('/wrong/0', via)
@@ -293,6 +330,10 @@ describe('relight-sidecar CLI', () => {
     assert.equal(seen.fast_lane_dirs_unproven, 1)
     const u = spawnSync(process.execPath, [MAIN, 'check', '--config', unixFile], { encoding: 'utf8', timeout: 60_000 })
     assert.match(u.stdout, new RegExp(`PROBLEM +live relight_fast: Caddy passes /wrong/0, /wrong/9, /wrong/8, /wrong/7 as the flag directory, not fast_lane_dir ${lane}, as relight_fast's forward_auth calls through the unix socket listen ${sock} said`), u.stdout)
+    // Compared live: the static line no longer says the directory cannot be checked.
+    assert.match(u.stdout, /UNCHECKED +fast_lane: that Caddy shares this network namespace \(the connection check reads this \/proc\/net\/tcp\) cannot be checked from here\n/, u.stdout)
+    assert.doesNotMatch(u.stdout, /passes this fast_lane_dir to relight_fast cannot be checked/, u.stdout)
+
   })
 
   it('a SIGTERM during start-up leaves no child behind', async (t) => {

@@ -4,21 +4,33 @@
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { stopChild } from '../helpers/caddy.js'
 import { freePort, tempDir } from '../helpers/net.js'
+import { nobodySkip } from '../helpers/nobody.js'
 import { MAIN, startSidecarProcess } from '../helpers/sidecar-process.js'
 
 const APP = fileURLToPath(new URL('../../../test/fixtures/http-app.mjs', import.meta.url))
 
 /** `relight-sidecar health …` as a separate process (never blocking this one's event loop). */
 function health(...args: string[]): Promise<{ code: number | null; out: string; err: string; ms: number }> {
+  return run([process.execPath], args)
+}
+
+/** `relight-sidecar health …` as the local user nobody (README: `runuser -u caddy -- relight-sidecar health …`). */
+function healthAsNobody(...args: string[]): Promise<{ code: number | null; out: string; err: string; ms: number }> {
+  return run(['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', process.execPath], args)
+}
+
+function run(command: string[], args: string[]): Promise<{ code: number | null; out: string; err: string; ms: number }> {
   const started = Date.now()
-  const child = spawn(process.execPath, [MAIN, 'health', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const [program, ...pre] = command as [string, ...string[]]
+  const child = spawn(program, [...pre, MAIN, 'health', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stdout.on('data', (d: Buffer) => (out += d.toString()))
@@ -114,6 +126,29 @@ describe('relight-sidecar health', () => {
     assert.equal(r.code, 1, r.out + r.err)
     assert.equal(r.err, `unhealthy: http://127.0.0.1:${port} did not answer within 300 ms\n`)
     assert.ok(sockets.size > 0, 'it did connect')
+  })
+
+  it('sends no token, so a user who cannot read admin.token_file still gets an answer; a broken config still fails', { skip: nobodySkip('health') }, async () => {
+    chmodSync(tmp.dir, 0o755) // nobody reads the config file, not the token file
+    const tokenFile = join(tmp.dir, 'admin-token')
+    writeFileSync(tokenFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 })
+    const port = await freePort()
+    const file = await running('token-file', `listen: 127.0.0.1:${port}\nadmin: { token_file: ${tokenFile} }\n${await processApp()}`)
+    chmodSync(file, 0o644)
+    const r = await healthAsNobody('--config', file)
+    assert.equal(r.code, 0, r.out + r.err)
+    assert.equal(r.out, `healthy: http://127.0.0.1:${port}: 1 backend(s), access_log not configured\n`)
+    // the rest of the config is still checked, and a relative token_file is still refused
+    const broken = join(tmp.dir, 'token-file-broken.yaml')
+    writeFileSync(broken, `listen: 127.0.0.1:${port}\nadmin: { token_file: ${tokenFile} }\nidle_timout: 5m\n`, { mode: 0o644 })
+    const bad = await healthAsNobody('--config', broken)
+    assert.equal(bad.code, 1, bad.out + bad.err)
+    assert.match(bad.err, /invalid configuration\n.*\n  - line 3: idle_timout: unknown key "idle_timout"/)
+    const relative = join(tmp.dir, 'token-file-relative.yaml')
+    writeFileSync(relative, `listen: 127.0.0.1:${port}\nadmin: { token_file: admin-token }\n`, { mode: 0o644 })
+    const rel = await healthAsNobody('--config', relative)
+    assert.equal(rel.code, 1, rel.out + rel.err)
+    assert.match(rel.err, /line 2: admin\.token_file: use an absolute path \(got admin-token\)/)
   })
 
   it('refuses a bad --timeout and --timeout on another command', async () => {

@@ -6,6 +6,7 @@ import { parseConfig } from '../../sidecar/config/load.js'
 import { RelightError } from '../../sidecar/core/errors.js'
 import type { Stamped } from '../../sidecar/core/events.js'
 import { LifecycleEvents } from '../../sidecar/core/events.js'
+import { logEvents } from '../../sidecar/core/event-log.js'
 import { Registry } from '../../sidecar/core/registry.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
@@ -166,5 +167,27 @@ describe('lifecycle events', () => {
     events.emit({ type: 'provider.up', provider: 'x', backends: 0 })
     assert.deepEqual(seen, ['provider.up'])
     assert.equal(errors.length, 2)
+  })
+
+  it('the "sleep refused" log line carries what the event says: cpu_pct of a busy refusal, the code of a provider refusal', () => {
+    const lines: Record<string, unknown>[] = []
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>)
+        cb()
+      },
+    })
+    const events = new LifecycleEvents()
+    const stop = logEvents(events, pino({ level: 'info' }, sink))
+    const ref = { key: 'process:a', name: 'a', provider: 'process' }
+    events.emit({ ...ref, type: 'sleep.refused', mode: 'stop', reason: 'busy', cpu_pct: 42.5 })
+    events.emit({ ...ref, type: 'sleep.refused', mode: 'stop', reason: 'the engine said no', code: 'RELIGHT_ERR_SLEEP_REFUSED' })
+    events.emit({ ...ref, type: 'sleep.refused', mode: 'stop', reason: 'not idle' })
+    stop()
+    const refused = lines.filter((l) => l.msg === 'sleep refused').map(({ backend, provider, mode, reason, cpu_pct, code }) => ({ backend, provider, mode, reason, cpu_pct, code }))
+    assert.deepEqual(refused, [
+      { backend: 'a', provider: 'process', mode: 'stop', reason: 'busy', cpu_pct: 42.5, code: undefined },
+      { backend: 'a', provider: 'process', mode: 'stop', reason: 'the engine said no', cpu_pct: undefined, code: 'RELIGHT_ERR_SLEEP_REFUSED' },
+    ])
   })
 })
