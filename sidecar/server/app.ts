@@ -453,12 +453,13 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     const problem = canonicalHostProblem(domain)
     if (problem !== undefined) return sendPublicError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', `the domain is ${problem}`), logger, undefined)
     const host = domain
-    if (deps.stateful?.resolve(host)) return reply.send({ allowed: true, domain: host, stateful: true })
+    // The answer names no backend: /ask needs no credentials, so any local caller may ask.
+    if (deps.stateful?.resolve(host)) return reply.send({ allowed: true, domain: host })
     const hit = registry.index.resolve(host)
-    if (hit) return reply.send({ allowed: true, domain: host, backend: hit.info.name })
+    if (hit) return reply.send({ allowed: true, domain: host })
     return registry.resolveAfterMiss(host).then(
       (late) => {
-        if (late) return reply.send({ allowed: true, domain: host, backend: late.info.name })
+        if (late) return reply.send({ allowed: true, domain: host })
         return sendPublicError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }), logger, host)
       },
       (err: unknown) => sendPublicError(req, reply, err, logger, host),
