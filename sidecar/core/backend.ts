@@ -829,7 +829,13 @@ export class Backend {
     const started = this.deps.now()
     const from = this.info.state
     this._phase = 'waking'
+    // A new wake voids every ticket issued before it (TicketLedger.end): their lines end nothing
+    // from now on, so nothing they counted may stay in flight. Usually already 0 (a sleep or a
+    // report of 0 replicas reset it), but not when a shared engine's token write or verify read
+    // found the workload at 0 (foundAsleep) with requests in flight: they would otherwise count
+    // for max_request_duration, writing an "in flight" token every idle_timeout/4 meanwhile.
     this._counters.wakes++
+    this._inflight = 0
     this.sharer?.wakeStarted(started)
     this.emit({ type: 'wake.started', from })
     try {

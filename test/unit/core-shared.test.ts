@@ -9,6 +9,8 @@ import pino from 'pino'
 import { parseConfig } from '../../sidecar/config/load.js'
 import type { Stamped } from '../../sidecar/core/events.js'
 import { Registry } from '../../sidecar/core/registry.js'
+import type { Backend } from '../../sidecar/core/backend.js'
+import { TicketLedger } from '../../sidecar/core/tickets.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { RelightError } from '../../sidecar/core/errors.js'
 import type { MemoryBackend } from '../fakes/memory-provider.js'
@@ -145,6 +147,39 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     await c.registry.sweep()
     assert.equal(c.engine.calls.sleepIf.length, 2)
     assert.equal(c.backend('web').phase, 'asleep')
+    await c.close()
+  })
+
+  it('requests in flight when a token write finds the workload at 0 stop counting with the wake: none stays in flight for max_request_duration', async () => {
+    // swarm-contention run 4 (notes/issue-21-stuck-inflight.md): the tickets of such requests are
+    // void after the wake (their line ends nothing); the count they held must go with them, or
+    // the sidecar writes "in flight" tokens every idle/4 and nobody can put the workload to sleep.
+    const c = await core((up) => [web(up)])
+    const b = c.backend('web')
+    const ledger = new TicketLedger<Backend>({ now: () => c.clock.now })
+    ledger.connectionOpened({ open: true, proven: false })
+    const ticket = ledger.issue(b, 86_400_000)
+    assert.ok(ticket !== undefined)
+    b.started(true)
+    await until(() => c.engine.calls.recordActivity.length === 1, 'the first write')
+    await drain()
+    assert.equal(b.inflight, 1)
+    // another sidecar scaled it down: our next write (traffic in flight, idle/4 later) answers asleep
+    c.engine.recordAsleep = true
+    c.clock.now += IDLE / 4
+    b.shareTick(c.clock.now)
+    await until(() => c.provider.calls.wake === 1, 'the wake after the asleep answer')
+    c.engine.recordAsleep = false
+    await until(() => b.phase === 'running', 'the backend running again')
+    // the old request's line arrives (its ticket is void: the backend woke since)
+    ledger.finish(ticket)
+    assert.equal(b.inflight, 0, 'nothing in flight once the old request ended')
+    // and the sweep may put it to sleep once everyone is quiet for idle_timeout
+    c.clock.now += IDLE + 1
+    const writes = c.engine.calls.recordActivity.length
+    b.shareTick(c.clock.now)
+    await drain()
+    assert.equal(c.engine.calls.recordActivity.length, writes, 'no "in flight" token written with nothing in flight')
     await c.close()
   })
 
