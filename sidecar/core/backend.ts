@@ -30,6 +30,8 @@ const VERIFY_EVERY_MS = 2000
 export const VERIFY_TIMEOUT_MS = 300
 /** …and none for this long on a provider after one timed out (a frozen engine costs one wait per backend per 5 s). */
 const VERIFY_COOLOFF_MS = 5000
+/** The one engine read after a shared sleep during which the engine reported the workload up (recheckAfterSleep). */
+const RECHECK_AFTER_SLEEP_MS = 2000
 /**
  * Fast lane: after a sleep removed the flag, how long a request Caddy's file matcher admitted
  * just before may take to open its connection to the upstream (then seen in /proc/net/tcp).
@@ -170,6 +172,12 @@ export class Backend {
   readonly sharer: ActivitySharer | undefined
   /** Shared engines only: a probe of a backend another sidecar woke (no provider call). */
   private adopting: Promise<void> | undefined
+  /**
+   * Shared engines: an engine report said running or starting while our scale-down ran. Our own
+   * write raises no report, so this is either an older state delivered late or another sidecar's
+   * wake after our write; the sleep's success path reads the engine once to tell which.
+   */
+  private upReportedWhileSleeping = false
   /** The adopt in progress: a report that the workload went down meanwhile ends it. */
   private adoptAbort: AbortController | undefined
   /** Shared engines: our own conditional sleep before its write left the sleep queue (a request cancels it). */
@@ -624,6 +632,7 @@ export class Backend {
     // A transition in progress keeps its phase: what the engine reports meanwhile is its
     // progress (or our own write), and the transition reports by its result.
     if (this.phase === 'probing' && !stale && !this.upInEngine) this.adoptAbort?.abort(new RelightError('RELIGHT_ERR_BACKEND_EXITED', `backend ${this.info.name} went down while probed`, { backend: this.info.name }))
+    if (this.phase === 'sleeping' && !stale && (info.state === 'running' || info.state === 'starting')) this.upReportedWhileSleeping = true
     if (stale || this.phase === 'waking' || this.phase === 'probing' || this.phase === 'sleeping') {
       this.syncFastLane()
       return 'deferred'
@@ -697,7 +706,10 @@ export class Backend {
       }
       return
     }
-    if (this.phase === 'sleeping') return
+    if (this.phase === 'sleeping') {
+      if (state === 'running' || state === 'starting') this.upReportedWhileSleeping = true
+      return
+    }
     this.applyState(state)
     this.syncFastLane()
   }
@@ -1141,6 +1153,7 @@ export class Backend {
     this.stopJoining()
     const wasPhase = this.phase
     this._phase = 'sleeping'
+    this.upReportedWhileSleeping = false
     this.syncFastLane() // closed while the conditional write runs (no fast-lane drain on shared engines yet)
     const started = this.deps.now()
     const mode = this.settings.sleep
@@ -1180,6 +1193,7 @@ export class Backend {
       this._info = { ...this.info, state: stateForMode(mode) }
       this._counters.sleeps++
       this.emit({ type: 'sleep.done', mode, fallback: false, duration_ms: Math.round(this.deps.now() - started), cause, ...(reason !== undefined ? { reason } : {}) })
+      if (this.upReportedWhileSleeping) this.recheckAfterSleep(shared)
       return { result: 'done', mode }
     } catch (err) {
       const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_FAILED', { backend: this.info.name })
@@ -1194,6 +1208,33 @@ export class Backend {
       this.transitionEndedAt = this.deps.now()
       this.syncFastLane() // still running after a refusal or failure: the lane reopens
     }
+  }
+
+  /**
+   * Our scale-down landed, but the engine reported the workload up while it ran: another
+   * sidecar's wake after our write, or an older state delivered late. One bounded read tells
+   * which; awake is adopted like any wake of another sidecar's (probed, then routed). Without
+   * it this sidecar kept the workload asleep, and a group sibling of it slept alone while the
+   * other sidecar served the group (S6 on the real swarm, issue 21).
+   */
+  private recheckAfterSleep(shared: SharedEngine): void {
+    const bound = withDeadline(this.deps.closing, RECHECK_AFTER_SLEEP_MS)
+    const read = (async () => shared.refresh(this.info.id, bound.signal))()
+    abortable(read, bound.signal)
+      .then(
+        (answer) => {
+          if (answer !== 'awake' || this.removed || this.phase !== 'asleep') return
+          this.log.info('another sidecar woke it while this one put it to sleep: routing it again')
+          this._info = { ...this.info, state: 'running' }
+          this.applyState('running')
+          this.syncFastLane()
+        },
+        (err: unknown) => {
+          const error = toRelightError(err, 'RELIGHT_ERR_PROVIDER_UNAVAILABLE')
+          this.log.debug({ code: error.code, err: error.message }, 'read after a sleep failed; the next engine report decides')
+        },
+      )
+      .finally(() => bound.clear())
   }
 
   /** After the flag is removed: undefined when the sleep may go on, else its refusal (lane reopened). */

@@ -127,6 +127,46 @@ describe('shared decisions in the core (fake SharedEngine)', () => {
     await c.close()
   })
 
+  it('another sidecar waking the workload while our scale-down runs: one engine read after it, and awake is routed again', async () => {
+    const c = await core((up) => [web(up)])
+    c.clock.now += IDLE
+    const slept = c.engine.onSlept
+    c.engine.onSlept = (id) => {
+      slept?.(id)
+      // our write landed; another sidecar's wake is reported before our sleep returns
+      c.provider.put(web(upstream.address))
+    }
+    await c.registry.sweep()
+    assert.ok(c.events.some((e) => e.type === 'sleep.done'), 'our scale-down landed')
+    assert.deepEqual(c.engine.calls.refresh, ['web'], 'one read after the sleep')
+    await until(() => c.backend('web').phase === 'running' && c.backend('web').upInEngine, 'routed again')
+    assert.equal(c.provider.calls.wake, 0, 'adopted, not woken by us')
+    await c.close()
+  })
+
+  it('a report of up during our scale-down that the engine read contradicts (an older state delivered late) leaves it asleep; no report, no read', async () => {
+    const c = await core((up) => [web(up)])
+    c.clock.now += IDLE
+    c.engine.refreshAnswer = 'asleep'
+    c.engine.beforeSleepIf = () => {
+      c.engine.beforeSleepIf = undefined
+      c.provider.put(web(upstream.address)) // running, as before our write
+    }
+    await c.registry.sweep()
+    await until(() => c.engine.calls.refresh.length === 1, 'the read after the sleep')
+    await drain()
+    assert.equal(c.backend('web').phase, 'asleep')
+    // a sleep with no report of up meanwhile reads nothing
+    c.provider.put(web(upstream.address))
+    await until(() => c.backend('web').phase === 'running', 'adopted')
+    c.clock.now += IDLE + 1
+    await c.registry.sweep()
+    await until(() => c.backend('web').phase === 'asleep', 'slept again')
+    await drain()
+    assert.equal(c.engine.calls.refresh.length, 1, 'no second read')
+    await c.close()
+  })
+
   it('a sleep whose version changed meanwhile is refused with a reason and does not reset the local idle clock', async () => {
     const c = await core((up) => [web(up)])
     c.clock.now += IDLE
