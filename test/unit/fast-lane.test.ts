@@ -197,6 +197,19 @@ describe('fast lane flags', () => {
     assert.deepEqual(readdirSync(ok), [])
   })
 
+  // Review of issue 25: under umask 0 the missing parent was made 0777, and then refused.
+  it('makes missing parents 0755 whatever the umask', () => {
+    const dir = join(tmp.dir, 'umask0', 'run', 'awake')
+    const old = process.umask(0)
+    try {
+      new FastLane({ dir }).reset()
+    } finally {
+      process.umask(old)
+    }
+    assert.equal(lstatSync(join(tmp.dir, 'umask0')).mode & 0o777, 0o755)
+    assert.equal(lstatSync(join(tmp.dir, 'umask0', 'run')).mode & 0o777, 0o755)
+  })
+
   it('removeStaleFlags: a dead, foreign, zombie or own pid loses its flags; a live sidecar of this user keeps them', () => {
     const proc = join(tmp.dir, 'proc')
     const stale = join(tmp.dir, 'stale')
