@@ -354,11 +354,14 @@ export class ProcessProvider implements Provider {
    * listen (the start-time port check cannot see it) gets 503 RELIGHT_ERR_PORT_IN_USE, named in
    * the log, and no traffic.
    */
-  async ownsListener(id: string, upstream: string): Promise<boolean> {
+  async ownsListener(id: string, upstream: string, signal?: AbortSignal): Promise<boolean> {
     const app = this.app(id)
     const index = app.upstreams.indexOf(upstream)
     const pid = app.replicas[index]?.pid
     if (pid === undefined) return false // not started yet
+    // The /proc reads below take up to a second under load. Meanwhile the replica may crash and
+    // its restart (first backoff 0 s) take the port: that is the app, not "another program".
+    const replaced = () => app.replicas[index]?.pid !== pid
     const { host, port } = splitHostPort(upstream)
     const listeners = await listenersForAsync(host, port)
     if (listeners.length === 0) return false // the probe's listener has gone: probe again
@@ -366,7 +369,11 @@ export class ProcessProvider implements Provider {
     // the group's members: an asynchronous /proc scan (a wake must not hold the event loop)
     for (const member of await groupMembersAsync(pid)) for (const inode of socketInodes(member)) ours.add(inode)
     if (listeners.every((l) => ours.has(l.inode))) return true
+    if (replaced()) return false // probe again, with the new process
     const holder = await tcpPortHolderAsync(port)
+    // probe again: the replica was restarted meanwhile, or the holder is its new process group
+    if (replaced() || (holder?.pgid !== undefined && holder.pgid === app.replicas[index]?.pid)) return false
+    if (signal?.aborted === true) return false // the wake is no longer wanted: no warning (waitReady throws the abort)
     const who = holder ? `pid ${holder.pid}, ${holder.command}` : 'a process the sidecar cannot see'
     const message = `${upstream} is answered by another program (${who}), not by ${id} (pid ${pid}); nothing is routed there`
     this.log.warn({ app: id, replica: index, port, pid, holder_pid: holder?.pid, holder_command: holder?.command }, message)
