@@ -444,9 +444,16 @@ export class FastLane {
     return countConnections(tcpSockets(this.proc), upstream)
   }
 
-  /** connections() without blocking the event loop while /proc/net/tcp{,6} is read (the drain polls it). */
-  async connectionsAsync(upstream: string): Promise<number> {
-    return countConnections(await tcpSocketsAsync(this.proc), upstream)
+  /**
+   * connections() summed over `upstreams`, without blocking the event loop while
+   * /proc/net/tcp{,6} is read (the drain polls it): the tables are read once for all of them.
+   */
+  async connectionsAsync(...upstreams: readonly string[]): Promise<number> {
+    if (upstreams.length === 0) return 0
+    const sockets = await tcpSocketsAsync(this.proc)
+    let n = 0
+    for (const u of upstreams) n += countConnections(sockets, u)
+    return n
   }
 
   /** Every flag on disk that points at this process (tests, `check`). */
