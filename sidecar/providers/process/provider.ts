@@ -136,6 +136,8 @@ export class ProcessProvider implements Provider {
   private readonly cpu = new CpuRate()
   /** The replica pids behind each app's CPU series: a restart starts a new series. */
   private readonly cpuSeries = new Map<string, string>()
+  /** The /proc scan under way for each CPU series: callers meanwhile share it (stats()). */
+  private readonly statsInFlight = new Map<string, Promise<BackendStats>>()
   private readonly baseDir: string
   private readonly env: NodeJS.ProcessEnv
   private readonly records: ChildRecords | undefined
@@ -342,9 +344,19 @@ export class ProcessProvider implements Provider {
       this.cpuSeries.set(id, series)
     }
     if (leaders.length === 0) return { cpu_pct: 0, mem_mb: 0 }
-    const usage = await groupUsage(leaders)
-    const rate = this.cpu.sample(series, usage.cpuNs, Number(process.hrtime.bigint())) ?? usage.avgCpuPct
-    return { cpu_pct: round1(rate), mem_mb: round1(usage.rssBytes / 1024 / 1024) }
+    // Heartbeat, busy_cpu and its first reading may ask at once: overlapping scans finish in any
+    // order, and a later-started one sampled first made CPU seem to go backwards. One scan per
+    // series at a time, shared; its time is taken when it starts, as its CPU counters are read.
+    const inFlight = this.statsInFlight.get(series)
+    if (inFlight !== undefined) return inFlight
+    const scan = (async () => {
+      const startedNs = Number(process.hrtime.bigint())
+      const usage = await groupUsage(leaders)
+      const rate = this.cpu.sample(series, usage.cpuNs, startedNs) ?? usage.avgCpuPct
+      return { cpu_pct: round1(rate), mem_mb: round1(usage.rssBytes / 1024 / 1024) }
+    })().finally(() => this.statsInFlight.delete(series))
+    this.statsInFlight.set(series, scan)
+    return scan
   }
 
   /**
