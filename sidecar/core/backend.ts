@@ -11,7 +11,7 @@ import { abortable, delay, withDeadline } from './timers.js'
 import type { FastLane } from './fast-lane.js'
 import { atPowerOfTwo } from './log-throttle.js'
 import { ActivitySharer, type HoldOutcome } from './activity-share.js'
-import { observeSafely, sharedBlocker, type SharedEngine } from './shared.js'
+import { observeSafely, sharedBlockedFor, sharedBlocker, type SharedEngine } from './shared.js'
 import type { IgnoreRules } from './ignore.js'
 
 /** The sleep.refused reason inside an awake_during window. */
@@ -942,18 +942,29 @@ export class Backend {
   /**
    * max_awake's Retry-After: the least time (ms) before mayBeEvicted() could hold if no new
    * request arrives; 0 when it holds now. A request in flight, a wake or a probe may end any
-   * moment, and the backend is then recently active: their bound is the eviction grace. Undefined
-   * when only a policy ends it (always_on, inside awake_during).
+   * moment, and the backend is then recently active: their bound is the eviction grace. Inside
+   * awake_during, not before the window ends; on a shared engine, not before the shared token is
+   * idle_timeout old. Undefined when nothing known bounds it: always_on, an awake_during window
+   * that never ends, a shared engine's view not live.
    */
   evictableIn(now: number = this.deps.now()): number | undefined {
-    if (this.settings.always_on || scheduleAt(this.settings, this.deps.wallNow()) === 'awake') return undefined
+    if (this.settings.always_on) return undefined
     const grace = Math.min(this.settings.idle_timeout, EVICTION_GRACE_MS)
     let wait = this.lastActivity + grace - now
     if (this.phase !== 'running' || this.inflight > 0 || this.wakePromise !== undefined || this.adopting !== undefined) wait = Math.max(wait, grace)
     if (this.holdReason !== undefined) wait = Math.max(wait, this.holdUntil - now)
-    // Several sidecars: another sidecar's traffic shows as a token; at least the grace, as above.
-    if (this.provider.shared !== undefined && sharedBlocker(observeSafely(this.provider.shared, this.info.id), this.createdAt, now, this.settings.idle_timeout) !== undefined) {
-      wait = Math.max(wait, grace)
+    const wall = this.deps.wallNow()
+    if (scheduleAt(this.settings, wall) === 'awake') {
+      const end = this.scheduleEnd('awake', wall)
+      if (end === undefined) return undefined
+      wait = Math.max(wait, end - wall)
+    }
+    // Several sidecars: another sidecar's traffic shows as a token; blocks until idle_timeout old (sleepBlocker).
+    const shared = this.provider.shared
+    if (shared !== undefined) {
+      const blocked = sharedBlockedFor(observeSafely(shared, this.info.id), this.createdAt, now, this.settings.idle_timeout)
+      if (!Number.isFinite(blocked)) return undefined
+      wait = Math.max(wait, blocked)
     }
     wait = Math.max(wait, this.lastUncounted + this.settings.idle_timeout - now)
     return Math.max(0, wait)
@@ -1333,10 +1344,19 @@ export class Backend {
     if (state === undefined) return {}
     const own = state === 'asleep' ? this.settings.asleep_during : this.settings.awake_during
     if (own === undefined) return {}
-    const ends = [own.nextChange(now), state === 'awake' ? this.settings.asleep_during?.nextChange(now) : undefined].filter((t): t is number => t !== undefined)
-    const until = ends.length > 0 ? Math.min(...ends) : undefined
+    const until = this.scheduleEnd(state, now)
     const key = state === 'asleep' ? 'asleep_during' : 'awake_during'
     return { schedule: { state, key, ...(until !== undefined ? { until: new Date(until).toISOString(), until_text: own.describe(until) } : {}) } }
+  }
+
+  /**
+   * When the schedule state at `wall` ends: the end of its window or, inside awake_during, an
+   * asleep_during window beginning (which puts it to sleep); undefined when it never ends.
+   */
+  private scheduleEnd(state: 'awake' | 'asleep', wall: number): number | undefined {
+    const own = state === 'asleep' ? this.settings.asleep_during : this.settings.awake_during
+    const ends = [own?.nextChange(wall), state === 'awake' ? this.settings.asleep_during?.nextChange(wall) : undefined].filter((t): t is number => t !== undefined)
+    return ends.length > 0 ? Math.min(...ends) : undefined
   }
 
   /** Status for healthz and the admin API. */

@@ -49,8 +49,11 @@ interface Scope {
 export class Capacity {
   /** Units admitted whose wake has not settled yet (or waiting for their victim): counted as awake. */
   private readonly reserved = new Map<string, Backend>()
-  /** Backends being evicted for a reserved unit: never picked again, and their room is already spoken for. */
-  private readonly evicting = new Set<Backend>()
+  /**
+   * Backends being evicted, each with the unit it makes room for: never picked again, and while
+   * that unit's reservation is held their room is already spoken for.
+   */
+  private readonly evicting = new Map<Backend, string>()
   private readonly backends: () => Iterable<Backend>
   private readonly limits: () => CapacityLimits
 
@@ -93,7 +96,7 @@ export class Capacity {
       }
       // Room and victim are taken now, before the first await: no other admission takes either.
       const release = this.reserve(unit, target)
-      for (const b of victim) this.evicting.add(b)
+      for (const b of victim) this.evicting.set(b, unit)
       const reason = `${describe(full)}: room for ${target.info.name}`
       // Every awake member of the unit; a member that refuses (a request arrived) keeps it awake.
       const slept = Promise.all(victim.map((b) => b.sleepFor('evicted', reason))).finally(() => {
@@ -141,12 +144,15 @@ export class Capacity {
     for (const [unit, members] of units) {
       if (unit === own) continue
       // A unit makes room when its last member may go; one being put to sleep, at once.
-      let wait = 0
+      // A member evicted for a wake whose reservation is held frees room for that wake only: not counted.
+      let wait: number | undefined
       for (const b of members) {
-        const each = b.phase === 'sleeping' || this.evicting.has(b) ? 0 : b.evictableIn()
-        wait = Math.max(wait, each ?? Infinity)
+        const forUnit = this.evicting.get(b)
+        if (forUnit !== undefined && this.reserved.has(forUnit)) continue
+        const each = b.phase === 'sleeping' || forUnit !== undefined ? 0 : b.evictableIn()
+        wait = Math.max(wait ?? 0, each ?? Infinity)
       }
-      soonest = Math.min(soonest, wait)
+      if (wait !== undefined) soonest = Math.min(soonest, wait)
     }
     return Math.min(CAPACITY_RETRY_MAX_S, Math.max(CAPACITY_RETRY_MIN_S, Math.ceil(soonest / 1000)))
   }

@@ -106,7 +106,8 @@ function trusted(uid: number): boolean {
  * directory above it (undefined: no one can), like ssh's StrictModes: every ancestor, as
  * written and as resolved (a link such as /var/run → /run), must belong to this user or root,
  * and one writable by its group or every user needs the sticky bit (/tmp: others cannot rename
- * what is ours in it). The sidecar deletes, chowns and renames by path in `dir`.
+ * what is ours in it); a link on the written path must itself belong to this user or root (its
+ * owner can re-point it). The sidecar deletes, chowns and renames by path in `dir`.
  */
 export function flagDirAncestorProblem(dir: string): string | undefined {
   if (process.getuid === undefined) return undefined
@@ -123,6 +124,13 @@ export function flagDirAncestorProblem(dir: string): string | undefined {
   for (const d of [...seen].sort()) {
     let st: Stats
     try {
+      // A link on the path is judged by its own owner first: statSync follows it, so a link
+      // another user planted in a sticky directory (/tmp/x → a root directory) passed as its
+      // target, and its owner could point it elsewhere at any time (outsider attack, issue 25).
+      const link = lstatSync(d)
+      if (link.isSymbolicLink() && !trusted(link.uid)) {
+        return `${d} (above ${dir}) is a symbolic link owned by uid ${link.uid}, not by this user (${process.getuid()}) or root: its owner could point ${dir} elsewhere at any time`
+      }
       st = statSync(d)
     } catch {
       continue // missing: made by reset() (recursive mkdir as this user), then checked again

@@ -54,7 +54,6 @@ export interface SharedEngine {
   onReconnect(listener: () => void): () => void
 }
 
-/** Why a backend on a shared engine may not sleep yet (undefined: it may). Pure; unit-tested. */
 /**
  * `engine.observe(id)`, or undefined when the provider throws: an observation that cannot be
  * read is treated as none (sleeps refused, routing on the view) instead of failing the request
@@ -68,10 +67,24 @@ export function observeSafely(engine: SharedEngine, id: string): Observation | u
   }
 }
 
+/** When the shared activity last changed, on this host's monotonic clock (the writer's `agoMs` clamped to [0, idle/4]). */
+function sharedSince(obs: Observation | undefined, knownSince: number, idleTimeout: number): number {
+  // A duration from the writer, an instant from here (§5.0); clamped so a wrong value costs at most idle/4.
+  return obs === undefined ? knownSince : obs.seenAt - Math.min(Math.max(obs.agoMs, 0), idleTimeout / 4)
+}
+
+/** Why a backend on a shared engine may not sleep yet (undefined: it may). Pure; unit-tested. */
 export function sharedBlocker(obs: Observation | undefined, knownSince: number, now: number, idleTimeout: number): string | undefined {
   if (obs !== undefined && !obs.live) return 'engine view disconnected'
-  // A duration from the writer, an instant from here (§5.0); clamped so a wrong value costs at most idle/4.
-  const since = obs === undefined ? knownSince : obs.seenAt - Math.min(Math.max(obs.agoMs, 0), idleTimeout / 4)
-  const age = now - since
+  const age = now - sharedSince(obs, knownSince, idleTimeout)
   return age < idleTimeout ? `shared activity changed ${Math.max(0, Math.round(age / 1000))} s ago` : undefined
+}
+
+/**
+ * How long (ms) sharedBlocker() goes on blocking if the shared activity does not change: 0 when
+ * it does not block now; Infinity while the view is not live (no bound is known).
+ */
+export function sharedBlockedFor(obs: Observation | undefined, knownSince: number, now: number, idleTimeout: number): number {
+  if (obs !== undefined && !obs.live) return Infinity
+  return Math.max(0, sharedSince(obs, knownSince, idleTimeout) + idleTimeout - now)
 }

@@ -213,7 +213,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
 
   function afterGate(backend: Backend, outcome: VerifyOutcome, req: FastifyRequest, reply: FastifyReply, canonical: boolean): FastifyReply | Promise<FastifyReply> {
     if (outcome === 'gone') {
-      return authError(req, reply, new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${backend.info.name} no longer exists`, { backend: backend.info.name }))
+      return authError(req, reply, new RelightError('RELIGHT_ERR_BACKEND_NOT_FOUND', `backend ${backend.info.name} no longer exists`, { backend: backend.info.name }), 'info')
     }
     // 'asleep': another sidecar scaled it down (the backend is marked asleep and waking);
     // 'awake' or 'unconfirmed' (the engine did not answer in time): route on what is known.
@@ -273,11 +273,14 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     return sendIgnored(reply, backend.settings.ignore_status, normalizeHost(req.headers.host))
   }
 
-  /** An /auth answer that is an error, counted by its code (relight_auth_requests_total). */
-  function authError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  /**
+   * An /auth answer that is an error, counted by its code (relight_auth_requests_total). `info`:
+   * a refusal made here that no lifecycle event reports (the log line is the operator's only trace).
+   */
+  function authError(req: FastifyRequest, reply: FastifyReply, err: unknown, level: 'debug' | 'info' = 'debug'): FastifyReply {
     outcomes.error(err)
     noTicket(req)
-    return sendPublicError(req, reply, err, logger, normalizeHost(req.headers.host))
+    return sendPublicError(req, reply, err, logger, normalizeHost(req.headers.host), level)
   }
 
   /**
@@ -331,7 +334,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
         if (outcome === 'late') {
           wake.catch(() => undefined) // the wake goes on; its failure is logged by the backend
           outcomes.waiting_page++
-          const host = normalizeHost(req.headers.host) ?? backend.info.name
+          const host = normalizeHost(req.headers.host) ?? 'this app'
           noTicket(req)
           return sendWaitingPage(reply, host, WAITING_RETRY_SECONDS, deps.waitingPages?.render(backend.info.settings, host, WAITING_RETRY_SECONDS))
         }
@@ -351,7 +354,7 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     const upstream = backend.upstream()
     if (upstream === undefined) {
       // Went back to sleep or lost its upstream between the wake and now: let the client retry.
-      return authError(req, reply, new RelightError('RELIGHT_ERR_ABORTED', `backend ${backend.info.name} is not ready`, { retryAfter: 1 }))
+      return authError(req, reply, new RelightError('RELIGHT_ERR_ABORTED', `backend ${backend.info.name} is not ready`, { backend: backend.info.name, retryAfter: 1 }), 'info')
     }
     outcomes.woken++
     // A client that left while we woke the backend sends nothing on: do not count it in flight.
@@ -450,12 +453,13 @@ export function buildApp(options: AppOptions, deps: AppDeps): FastifyInstance {
     const problem = canonicalHostProblem(domain)
     if (problem !== undefined) return sendPublicError(req, reply, new RelightError('RELIGHT_ERR_HOST_INVALID', `the domain is ${problem}`), logger, undefined)
     const host = domain
-    if (deps.stateful?.resolve(host)) return reply.send({ allowed: true, domain: host, stateful: true })
+    // The answer names no backend: /ask needs no credentials, so any local caller may ask.
+    if (deps.stateful?.resolve(host)) return reply.send({ allowed: true, domain: host })
     const hit = registry.index.resolve(host)
-    if (hit) return reply.send({ allowed: true, domain: host, backend: hit.info.name })
+    if (hit) return reply.send({ allowed: true, domain: host })
     return registry.resolveAfterMiss(host).then(
       (late) => {
-        if (late) return reply.send({ allowed: true, domain: host, backend: late.info.name })
+        if (late) return reply.send({ allowed: true, domain: host })
         return sendPublicError(req, reply, new RelightError('RELIGHT_ERR_HOST_UNKNOWN', `no backend serves ${host}`, { host }), logger, host)
       },
       (err: unknown) => sendPublicError(req, reply, err, logger, host),

@@ -66,10 +66,10 @@ const ENGINE_DETAIL: Partial<Record<ErrorCode, string>> = {
  * the sidecar, not the engine's fault: 500 RELIGHT_ERR_INTERNAL, never a 502 that blames the engine.
  * The message and context go to the client as they are: for the admin API and the status page
  * (authenticated, or messages written for anyone). Answers to any client: sendPublicError.
+ * Logs nothing: the caller logs a bug with the sidecar logger (the admin API's error handler).
  */
 export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const error = err instanceof RelightError ? err : toRelightError(err, 'RELIGHT_ERR_INTERNAL')
-  if (error.code === 'RELIGHT_ERR_INTERNAL') req.log.error({ err }, 'unexpected error')
   const detail = ENGINE_DETAIL[error.code] ?? error.message
   return answer(req, reply, error, detail, {
     ...(typeof error.context.host === 'string' ? { host: error.context.host } : {}),
@@ -108,19 +108,20 @@ function publicDetail(error: RelightError): string {
 /**
  * An error answered to any client (/_relight/auth, /_relight/ask): the host it asked for, the
  * code, a title, a generic sentence and Retry-After. The message, backend and reason go to `log`
- * (debug: wake refusals and failures have their own info/warn lines from the lifecycle events;
- * a bug at error).
+ * as `request refused`: at debug by default (wake refusals and failures have their own info/warn
+ * lines from the lifecycle events; unknown hosts would be a scanner's spam), at `level` when the
+ * caller made the refusal itself and nothing else reports it; a bug at error.
  */
-export function sendPublicError(req: FastifyRequest, reply: FastifyReply, err: unknown, log: Logger, host: string | undefined): FastifyReply {
+export function sendPublicError(req: FastifyRequest, reply: FastifyReply, err: unknown, log: Logger, host: string | undefined, level: 'debug' | 'info' = 'debug'): FastifyReply {
   const error = err instanceof RelightError ? err : toRelightError(err, 'RELIGHT_ERR_INTERNAL')
   if (error.code === 'RELIGHT_ERR_INTERNAL') log.error({ err, host }, 'unexpected error')
-  else if (log.isLevelEnabled('debug')) logRefusal(log, error, host)
+  else if (log.isLevelEnabled(level)) logRefusal(log, error, host, level)
   return answer(req, reply, error, publicDetail(error), host === undefined ? {} : { host })
 }
 
-function logRefusal(log: Logger, error: RelightError, host: string | undefined): void {
+function logRefusal(log: Logger, error: RelightError, host: string | undefined, level: 'debug' | 'info' = 'debug'): void {
   const c = error.context
-  log.debug(
+  log[level](
     { code: error.code, host, ...(c.backend !== undefined ? { backend: c.backend } : {}), ...(c.reason !== undefined ? { reason: c.reason } : {}), err: error.message },
     'request refused',
   )

@@ -3,7 +3,7 @@
  * the short form (test/integration/*-contention.test.ts) and the long form (test/soak/cluster.ts).
  * Each returns its figures; the callers assert or print them. Edge 0 is A, 1 is B, 2 is C.
  */
-import { type Cluster, type Judgement, uniform } from './contention.js'
+import { type Cluster, type Edge, type Judgement, uniform } from './contention.js'
 import { fakeTimeEnv } from './faketime.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
@@ -57,33 +57,72 @@ export interface S2Result extends Judgement {
   slept: number
   /** Wakes caused by the bursts (the workload had been scaled down when they came). */
   wakes: number
+  /**
+   * The anchor: from the last request of a quiet spell to the scaler's fresh read (ms), measured
+   * in quiet spells without bursts (the scaler's engine proxy: Cluster.sleepReads).
+   */
+  anchorMs: number[]
+  /** Per trial, per burst: how long before the anchored read the burst started (ms). */
+  leadsMs: number[][]
+  /** Per trial: the first read of a scale-down attempt within 1 s after the first burst started, minus that start (ms; none when nobody tried). */
+  readAfterBurstMs: (number | undefined)[]
 }
 
+/** From a quiet spell's last request (edge 0) to the fresh read of the scale-down that ends it (ms). */
+async function quietSpell(c: Cluster): Promise<number | undefined> {
+  const o = await c.awake(0)
+  const down = await c.waitDown(o.end, 3 * c.idle + 20_000, 'the scale-down of a quiet spell').catch(() => undefined)
+  if (down === undefined) return undefined
+  const read = c.sleepReads(o.end).find((r) => r.slept)
+  return read === undefined ? undefined : read.at - o.end
+}
+
+const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
+
 /**
- * S2: everyone quiet after a request at A; as the idle timer expires (the last request + idle),
- * B and C each get a burst of 5 requests starting at independent offsets U(−600, +100) ms.
+ * S2: everyone quiet after a request at A; B and C each get a burst of 5 requests starting
+ * `lead` = U(leadMs) before the scaler's fresh read. That read is anchored on the sidecars
+ * themselves: `calibrate` quiet spells without bursts measure it (the last request → the fresh
+ * read of the scale-down, from the engine proxies (Cluster.sleepReads); the idle
+ * sweep ticks every 50 ms in these tests, so it repeats within about that), and each trial
+ * bursts at its last request + that median − lead. A burst there is the window the protocol
+ * must close: a request served just before the read, whose activity must reach the engine first.
  */
-export async function s2(c: Cluster, trials: number): Promise<S2Result> {
+export async function s2(c: Cluster, trials: number, options: { calibrate?: number; leadMs?: readonly [number, number] } = {}): Promise<S2Result> {
+  const [lo, hi] = options.leadMs ?? [100, 500]
+  const anchorMs: number[] = []
+  for (let i = 0; i < (options.calibrate ?? 1); i++) {
+    const a = await quietSpell(c)
+    if (a !== undefined) anchorMs.push(a)
+  }
+  if (anchorMs.length === 0) throw new Error('S2: no quiet spell ended in a scale-down, nothing to anchor the bursts on')
+  const anchor = median(anchorMs)
   const from = Date.now()
   let slept = 0
   let wakes = 0
+  const leadsMs: number[][] = []
+  const readAfterBurstMs: (number | undefined)[] = []
   for (let t = 0; t < trials; t++) {
     const start = await c.awake(0)
-    // The earliest a sidecar may scale it down: idle after the last request (the engine's events
-    // show the sleeps land 10–30 ms after that on this box, on both protocols).
-    const expiry = start.end + c.idle
-    const burst = async (edge: number) => {
-      await sleep(expiry + uniform(-600, 100) - Date.now())
+    const read = start.end + anchor
+    const edges = [1 % c.edges.length, 2 % c.edges.length]
+    const leads = edges.map(() => Math.round(uniform(lo, hi)))
+    leadsMs.push(leads)
+    const burst = async (edge: number, lead: number) => {
+      await sleep(read - lead - Date.now())
       for (let i = 0; i < 5; i++) await c.hit(edge)
     }
     const trialFrom = Date.now()
-    await Promise.all([burst(1 % c.edges.length), burst(2 % c.edges.length)])
+    await Promise.all(edges.map((e, i) => burst(e, leads[i] as number)))
     const burstEnd = Math.max(...c.outcomes.filter((o) => o.ok && o.start >= trialFrom).map((o) => o.end), trialFrom)
     await settle(c, burstEnd)
+    const first = read - Math.max(...leads)
+    const attempt = c.sleepReads(first).find((r) => r.at <= first + 1000)
+    readAfterBurstMs.push(attempt === undefined ? undefined : attempt.at - first)
     wakes += c.ups.filter((u) => u >= trialFrom).length
     if (c.judge(trialFrom).needless > 0) slept++
   }
-  return { ...c.judge(from), trials, slept, wakes }
+  return { ...c.judge(from), trials, slept, wakes, anchorMs, leadsMs, readAfterBurstMs }
 }
 
 export interface S3Result extends Judgement {
@@ -182,33 +221,93 @@ export async function s7(c: Cluster, trials: number): Promise<S7Result> {
   return { ...c.judge(from), trials, missed }
 }
 
-export interface CostResult {
+/**
+ * S8's figures: operation requests (GET of one object, task lists, writes) per running sidecar;
+ * the view's upkeep (lists, watches, event streams) is only shown, in `classes`.
+ */
+export interface CostFigures {
+  /** Sidecars running during the measure. */
   sidecars: number
-  /** Engine requests per sidecar during one wake (from the request to its answer + 1 s); edge 0 woke it. */
+  /** Engine requests per running sidecar during one wake from 0 (its first attempt to its answer + 1 s); the first one woke it. */
   wake: number[]
-  /** Per sidecar, per minute, while asleep and quiet. */
-  idlePerMinute: number[]
-  /** Per sidecar, per minute, while edge 0 has traffic. */
+  /** Per running sidecar, per minute, while the first one has traffic (right after the wake; a request every ~100 ms). */
   busyPerMinute: number[]
+  /** The same while every running sidecar has traffic (right after), a request every ~100 ms each. */
+  busyEachPerMinute: number[]
+  /** Per running sidecar, per minute, asleep and quiet: from 1 s after a real scale-down, for the window. */
+  idlePerMinute: number[]
+  /** Per window, per running sidecar: the requests by class (`get:2 tasks:8`), to read the figures by. */
+  classes: Record<'wake' | 'busy' | 'busyEach' | 'asleep', string[]>
 }
 
-/** S8: engine requests for one wake, a quiet asleep spell and a busy spell of `windowMs` each. */
-export async function cost(c: Cluster, windowMs: number): Promise<CostResult> {
+/**
+ * S8 on the sidecars running now: the workload is put to sleep first (a wake and the scale-down
+ * after it) when it is up; then one wake through the first running sidecar, traffic there for
+ * `windowMs`, then through every running sidecar for `windowMs`, silence until the scale-down, and an asleep spell of `windowMs` from 1 s after it
+ * (a spell that follows a real scale-down, as in production, not one right after the start).
+ */
+export async function cost(c: Cluster, windowMs: number): Promise<CostFigures> {
+  const live = c.live.map((e) => e.index)
+  const first = live[0] as number
+  // operation requests only: list / watch / events are the view's upkeep, periodic per sidecar
+  // whatever the traffic (Swarm's registry re-list every 30 s, Kubernetes' watches renewed every
+  // 5 min), and land in a window of a few seconds by chance; they are shown in `classes`
+  const per = (from: number, to: number) =>
+    live.map((i) => {
+      const n = (c.edges[i] as Edge).proxy.counts(from, to)
+      return n.get + n.tasks + n.write
+    })
+  const perMinute = (from: number, to: number) => per(from, to).map((n) => Math.round((n * 60_000) / (to - from)))
+  const classes = (from: number, to: number) =>
+    live.map((i) => {
+      const { total: _, ...by } = (c.edges[i] as Edge).proxy.counts(from, to)
+      return Object.entries(by).filter(([, n]) => n > 0).map(([k, n]) => `${k}:${n}`).join(' ')
+    })
   if ((await c.replicas()) !== 0) {
-    const o = await c.awake(0)
+    const o = await c.awake(first)
     await c.waitDown(o.end, 3 * c.idle + 20_000, 'the scale-down before the cost run')
+    await sleep(1000)
   }
-  await sleep(1000)
-  const idleFrom = Date.now()
-  await sleep(windowMs)
-  const idlePerMinute = c.engineRequests(idleFrom, Date.now()).map((n) => Math.round((n * 60_000) / windowMs))
-  const w = await c.hit(0)
-  await sleep(1000)
-  const wake = c.engineRequests(w.start, w.end + 1000)
+  const wakeFrom = Date.now()
+  const w = await c.awake(first)
+  await sleep(w.end + 1000 - Date.now())
+  const wake = per(wakeFrom, w.end + 1000)
   const busyFrom = Date.now()
-  await c.traffic(0, busyFrom + windowMs)
-  const busyPerMinute = c.engineRequests(busyFrom, Date.now()).map((n) => Math.round((n * 60_000) / (Date.now() - busyFrom)))
-  return { sidecars: c.edges.length, wake, idlePerMinute, busyPerMinute }
+  await c.traffic(first, busyFrom + windowMs)
+  const busyTo = Date.now()
+  const busyPerMinute = perMinute(busyFrom, busyTo)
+  // then every running sidecar has traffic: each writes tokens and follows the others' writes
+  await Promise.all(live.map((i) => c.traffic(i, busyTo + windowMs)))
+  const allTo = Date.now()
+  const busyEachPerMinute = perMinute(busyTo, allTo)
+  const lastEnd = Math.max(...c.outcomes.filter((o) => o.ok).map((o) => o.end))
+  const down = await c.waitDown(lastEnd, 3 * c.idle + 20_000, 'the scale-down after the busy spell')
+  const idleFrom = Math.max(down.at, lastEnd) + 1000
+  await sleep(idleFrom + windowMs - Date.now())
+  const idleTo = idleFrom + windowMs
+  return {
+    sidecars: live.length,
+    wake,
+    busyPerMinute,
+    busyEachPerMinute,
+    idlePerMinute: perMinute(idleFrom, idleTo),
+    classes: { wake: classes(wakeFrom, w.end + 1000), busy: classes(busyFrom, busyTo), busyEach: classes(busyTo, allTo), asleep: classes(idleFrom, idleTo) },
+  }
+}
+
+/**
+ * S8 with all the sidecars, then with the first alone (the others stopped, SIGTERM, and started
+ * again after): the same cluster, so the two figures differ only in the number of sidecars.
+ */
+export async function costCompare(c: Cluster, windowMs: number): Promise<{ many: CostFigures; one: CostFigures }> {
+  const many = await cost(c, windowMs)
+  const others = c.live.slice(1).map((e) => e.index)
+  for (const i of others) await c.stop(i)
+  try {
+    return { many, one: await cost(c, windowMs) }
+  } finally {
+    for (const i of others) await c.restart(i)
+  }
 }
 
 export interface S10Result extends Judgement {

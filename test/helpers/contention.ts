@@ -20,9 +20,8 @@
  * - engine requests: what each proxy saw, by window.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import type { MobyEvent } from '../../sidecar/providers/moby/events.js'
 import { type RunningCaddy, startCaddy } from './caddy.js'
@@ -35,19 +34,6 @@ import { TestSwarm, type TestService } from './swarm.js'
 import { until } from './wait.js'
 
 export type Engine = 'swarm' | 'kubernetes'
-
-/**
- * Whether the built providers of `engine` implement the shared-decision port of issue 21
- * (`sleepIf`); false on the round-2 protocol (labels / Leases compared by wall clock). The
- * contention tests assert the issue's targets either way, but mark them TODO on the old protocol.
- */
-export function sharedProtocol(engine: Engine): boolean {
-  const dir = fileURLToPath(new URL(`../../sidecar/providers/${engine}/`, import.meta.url))
-  if (!existsSync(dir)) return false
-  const walk = (d: string): boolean =>
-    readdirSync(d, { withFileTypes: true }).some((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.js') && readFileSync(join(d, e.name), 'utf8').includes('sleepIf')))
-  return walk(dir)
-}
 
 export interface Outcome {
   readonly edge: number
@@ -394,6 +380,44 @@ export class Cluster {
     return { refused, slept }
   }
 
+  /**
+   * The scale-down attempts (sleepIf) since `from` (test clock), by when their fresh read left
+   * for the engine (the sidecar's engine proxy): each scale-down the engine reported (the last
+   * write any proxy passed before it, and that sidecar's last GET before its write) and each
+   * attempt refused on a changed version (the core's "another sidecar wrote since" line and the
+   * sidecar's last GET before it, if within FRESH_READ_MS; Kubernetes refuses from its view
+   * without a read: none is listed then). A Kubernetes sidecar that finds the workload at 0
+   * also logs `asleep`: such lines are not used.
+   */
+  sleepReads(from: number): SleepRead[] {
+    const reads: SleepRead[] = []
+    const lastGet = (e: Edge, before: number) => e.proxy.log.filter((r) => r.class === 'get' && r.at >= from && r.at <= before).at(-1)
+    for (const d of this.downs) {
+      if (d.at < from) continue
+      let scaler: { edge: Edge; at: number } | undefined
+      for (const e of this.edges) {
+        const w = e.proxy.log.filter((r) => r.class === 'write' && r.at <= d.at + 5).at(-1)
+        if (w !== undefined && (scaler === undefined || w.at > scaler.at)) scaler = { edge: e, at: w.at }
+      }
+      const read = scaler && lastGet(scaler.edge, scaler.at)
+      if (scaler && read && scaler.at - read.at <= 1100) reads.push({ edge: scaler.edge.index, at: read.at, slept: true })
+    }
+    for (const e of this.edges) {
+      for (const l of e.proc?.lines() ?? []) {
+        const seen = (l as { seenAt?: number }).seenAt ?? 0
+        if (seen < from || l.msg !== 'sleep refused' || !/another sidecar wrote since/.test(String(l.reason))) continue
+        const read = lastGet(e, seen)
+        if (read !== undefined && seen - read.at <= 1100) reads.push({ edge: e.index, at: read.at, slept: false })
+      }
+    }
+    return reads.sort((a, b) => a.at - b.at)
+  }
+
+  /** The edges whose sidecar runs now. */
+  get live(): Edge[] {
+    return this.edges.filter((e) => e.proc !== undefined && e.deadSince === undefined)
+  }
+
   /** Engine requests per edge in [from, to). */
   engineRequests(from: number, to: number): number[] {
     return this.edges.map((e) => e.proxy.counts(from, to).total)
@@ -413,6 +437,13 @@ export class Cluster {
     if (this.options.cp) await this.cp.api('DELETE', workloadUrl('Deployment', this.ns, this.name)).catch(() => undefined)
     this.tmp.remove()
   }
+}
+
+export interface SleepRead {
+  readonly edge: number
+  /** When the fresh read reached the edge's engine proxy (test clock). */
+  readonly at: number
+  readonly slept: boolean
 }
 
 export interface Judgement {

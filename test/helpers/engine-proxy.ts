@@ -4,7 +4,8 @@
  * `readOnlyEngineProxy`: like the socket proxies people put between a sidecar and dockerd (GET
  * allowed, writes answered 403). The engine behind it is the real one.
  *
- * `engineProxy`: a counting, pausable proxy for the contention suite (issue 21): it re-issues each
+ * `engineProxy`: a counting, pausable proxy for the contention suite (issue 21) and the Swarm
+ * shared-engine contract (test/integration/swarm-shared-contract.test.ts): it re-issues each
  * request (the bearer token passes through) and pipes the answer, watches and event streams
  * included; it counts requests by class, can freeze (hold new requests, stop piping open streams)
  * or cut (destroy every connection, refuse new ones) the engine for the sidecar behind it, and
@@ -261,64 +262,6 @@ export async function engineProxy(upstream: Upstream): Promise<EngineProxy> {
       mode = 'cut'
       for (const { answer } of answers) answer.destroy()
       for (const s of sockets) s.destroy()
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-      tmp.remove()
-    },
-  }
-}
-
-/** A pass-through proxy in front of a real engine that counts requests and can cut the sidecar off. */
-export interface CountingEngineProxy {
-  readonly socket: string
-  /** "GET /services/{id}"-shaped keys (ids and queries dropped) → count. */
-  readonly counts: Map<string, number>
-  total(): number
-  reset(): void
-  /** Drop every connection (event streams break) and refuse new ones until the answer is called. */
-  cut(): () => void
-  close(): Promise<void>
-}
-
-export async function countingEngineProxy(upstreamSocket: string): Promise<CountingEngineProxy> {
-  const tmp = tempDir('relight-count-')
-  const socket = join(tmp.dir, 'engine.sock')
-  const counts = new Map<string, number>()
-  let cutOff = false
-  const server = createServer((req, res) => {
-    if (cutOff) {
-      req.socket.destroy()
-      return
-    }
-    const path = (req.url ?? '').split('?')[0] ?? ''
-    const key = `${req.method} ${path.replace(/^\/v\d+\.\d+/, '').replace(/^(\/(?:services|tasks|nodes|containers))\/[^/]+/, '$1/{id}')}`
-    counts.set(key, (counts.get(key) ?? 0) + 1)
-    const up = request({ socketPath: upstreamSocket, path: req.url, method: req.method, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers)
-      res.flushHeaders() // an event stream answers its headers long before its first event
-      answer.pipe(res)
-    })
-    up.on('error', () => res.destroy())
-    res.on('close', () => up.destroy())
-    req.pipe(up)
-  })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(socket, resolve)
-  })
-  return {
-    socket,
-    counts,
-    total: () => [...counts.values()].reduce((a, b) => a + b, 0),
-    reset: () => counts.clear(),
-    cut: () => {
-      cutOff = true
-      server.closeAllConnections()
-      return () => {
-        cutOff = false
-      }
-    },
-    close: async () => {
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
       tmp.remove()

@@ -53,6 +53,3 @@ export async function until(cond: () => boolean, what = 'condition', ms = 3000):
     await new Promise((r) => setTimeout(r, 2))
   }
 }
-
-/** Let queued events and inspects run. */
-export const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20))

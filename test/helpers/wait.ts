@@ -15,6 +15,19 @@ export async function until<T>(condition: () => T | Promise<T>, what: string, ti
   }
 }
 
+/**
+ * Let everything already set off run to its end, for a test about to assert that something did
+ * NOT happen. Promise callbacks and process.nextTick callbacks all run before the next immediate,
+ * so each turn drains them, including those they queue; the turns after the first cover code that
+ * itself hops through setImmediate (light-my-request's null socket does). For code
+ * whose path holds no timer and no I/O (the fakes here, app.inject()): afterwards nothing more
+ * can happen without the test's next step, on any machine load, which a fixed sleep never says.
+ * A path through a timer or a socket needs its own event (an injected clock, the promise, a count).
+ */
+export async function drain(turns = 3): Promise<void> {
+  for (let i = 0; i < turns; i++) await new Promise<void>((r) => setImmediate(r))
+}
+
 export function pidAlive(pid: number | undefined): boolean {
   if (pid === undefined) return false
   try {

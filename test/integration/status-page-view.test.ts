@@ -30,13 +30,19 @@ const skip = chromiumSkip()
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat']
 const TODAY = DAYS[new Date().getUTCDay()] as string
 const TOMORROW = DAYS[(new Date().getUTCDay() + 1) % 7] as string
+/** The little of the DOM the page functions below use (tsconfig has no DOM lib). */
+type Doc = { document: { querySelector(s: string): { innerText: string; getAttribute(n: string): string | null } | null; querySelectorAll(s: string): Iterable<{ getAttribute(n: string): string | null }> } }
 
 describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
   let sc: TestSidecar
   let browser: Browser
   const tmp = tempDir('relight-view-')
 
+  /** Before any backend exists: every time the page shows is after this. */
+  let started = 0
+
   before(async () => {
+    started = Date.now()
     mkdirSync(SHOTS, { recursive: true })
     const app = async (name: string, hosts: string, extra = '', more = '') =>
       `      - { name: ${name}, hosts: [${hosts}], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}", NAME: ${name}${extra} }, port: ${await freePort()}, stdout: "null", grace_period: 2s${more} }\n`
@@ -103,7 +109,24 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
     return { page, refused }
   }
 
-  const text = (page: Page, selector: string) => page.$eval(selector, (e) => (e as unknown as { innerText: string }).innerText)
+  /**
+   * Read in one call: the page replaces its table every 15 s and on events, so a handle from
+   * page.$() may be a detached cell by the time it is read (its innerText then loses the line breaks).
+   */
+  async function text(page: Page, selector: string): Promise<string> {
+    const t = await page.evaluate((s: string) => (globalThis as unknown as Doc).document.querySelector(s)?.innerText, selector)
+    assert.equal(typeof t, 'string', `${selector} is on the page`)
+    return t as string
+  }
+  async function attr(page: Page, selector: string, name: string): Promise<string | null> {
+    const a = await page.evaluate((s: string, n: string) => (globalThis as unknown as Doc).document.querySelector(s)?.getAttribute(n), selector, name)
+    assert.notEqual(a, undefined, `${selector} is on the page`)
+    return a ?? null
+  }
+  /** Minutes the test has run, rounded up: bounds a countdown the page shows. */
+  const minutesSinceStart = () => Math.ceil((Date.now() - started) / 60_000)
+  /** "N s" or "N min" (page's span()), as seconds. */
+  const seconds = (n: string, unit: string) => Number(n) * (unit === 'min' ? 60 : 1)
 
   it('at 1280 px: summary, names, host links, countdown, back-off, matching buttons, events', async () => {
     const { page, refused } = await open(1280)
@@ -119,25 +142,38 @@ describe('status page: what it shows, at 1280 and 420 px', { skip }, () => {
     const shop = await text(page, `tr[data-key="docker:${CONTAINER_ID}"]`)
     assert.match(shop, /shop-web-1/)
     assert.ok(!shop.includes(CONTAINER_ID), 'the 64-hex id is not shown whole')
-    assert.equal(await page.$eval(`tr[data-key="docker:${CONTAINER_ID}"] .key`, (e) => e.getAttribute('title')), `docker:${CONTAINER_ID}`, 'the full key is in the tooltip')
+    assert.equal(await attr(page, `tr[data-key="docker:${CONTAINER_ID}"] .key`, 'title'), `docker:${CONTAINER_ID}`, 'the full key is in the tooltip')
     // found running with startup_grace 1h: held awake past its idle_timeout, and the page says why
-    assert.match(await text(page, `tr[data-key="docker:${CONTAINER_ID}"] td[data-idle]`), /^startup grace: awake (59|60) min more$/)
+    // (the minutes left: 60 less the test's time so far, give or take the page's rounding)
+    const grace = await text(page, `tr[data-key="docker:${CONTAINER_ID}"] td[data-idle]`)
+    const graceMin = Number(/^startup grace: awake (\d+) min more$/.exec(grace)?.[1])
+    assert.ok(graceMin <= 60 && graceMin >= 60 - minutesSinceStart() - 1, grace)
 
     const links = await page.$$eval('tr[data-key="process:hello"] .hosts a', (as) => as.map((a) => a.getAttribute('href')))
     assert.deepEqual(links, ['https://hello.apps.example.test/', 'https://hello.example.org/'])
-    assert.match(await text(page, 'tr[data-key="process:hello"] td[data-idle]'), /^asleep in (9|10) min$/)
+    const idle = await text(page, 'tr[data-key="process:hello"] td[data-idle]')
+    const idleMin = Number(/^asleep in (\d+) min$/.exec(idle)?.[1]) // idle_timeout 10m from its wake
+    assert.ok(idleMin <= 10 && idleMin >= 10 - minutesSinceStart() - 1, idle)
 
     assert.ok(await page.$('tr[data-key="process:crashy"] .state[data-backoff]'), 'crashy shows restart back-off')
     assert.match(await text(page, 'tr[data-key="process:crashy"]'), /restart back-off[\s\S]*next start in/)
     assert.equal(await page.$('tr[data-key="process:crashy"] button'), null, 'no button while it restarts by itself')
 
     // Last sleep: when and why, and the one latest refusal with its time (not a pile of old lines)
+    // ("N s ago" turns into "N min ago" after a minute; the instants are in the tooltips)
     const blogSleep = await text(page, 'tr[data-key="process:blog"] td[data-last-sleep]')
-    assert.match(blogSleep, /^\d+ s ago · operator\nsleep refused \d+ s ago: inflight: 1$/, blogSleep)
+    const blogAgo = /^(\d+) (s|min) ago · operator\nsleep refused (\d+) (s|min) ago: inflight: 1$/.exec(blogSleep)
+    assert.ok(blogAgo, blogSleep)
+    assert.ok(seconds(blogAgo[3]!, blogAgo[4]!) >= seconds(blogAgo[1]!, blogAgo[2]!), `the refusal came before the sleep: ${blogSleep}`)
+    assert.ok(seconds(blogAgo[3]!, blogAgo[4]!) <= minutesSinceStart() * 60, `within the test's time: ${blogSleep}`)
+    const times = await page.evaluate((s: string) => [...(globalThis as unknown as Doc).document.querySelectorAll(s)].map((t) => t.getAttribute('datetime')), 'tr[data-key="process:blog"] td[data-last-sleep] time')
+    assert.equal(times.length, 2)
+    const [sleptAt, refusedAt] = times.map((t) => Date.parse(t ?? ''))
+    assert.ok(started <= refusedAt! && refusedAt! <= sleptAt! && sleptAt! <= Date.now(), `refused, then slept, during this test: ${times.join(', ')}`)
     const nightSleep = await text(page, 'tr[data-key="process:night"] td[data-last-sleep]')
-    assert.match(nightSleep, /^–\nwake refused \d+ s ago: night is asleep by schedule \(asleep_during: \w{3} 00:00-24:00…$/, nightSleep)
+    assert.match(nightSleep, /^–\nwake refused \d+ (s|min) ago: night is asleep by schedule \(asleep_during: \w{3} 00:00-24:00…$/, nightSleep)
     assert.equal((await page.$$('tr[data-key="process:night"] [data-refused]')).length, 1)
-    assert.ok((await page.$eval('tr[data-key="process:night"] [data-refused] span[title]', (e) => e.getAttribute('title')))?.includes(`asleep_during: ${TODAY} 00:00-24:00 UTC`), 'the whole reason in the tooltip')
+    assert.ok((await attr(page, 'tr[data-key="process:night"] [data-refused] span[title]', 'title'))?.includes(`asleep_during: ${TODAY} 00:00-24:00 UTC`), 'the whole reason in the tooltip')
 
     const buttons = async (key: string) => page.$$eval(`tr[data-key="${key}"] button`, (bs) => bs.map((b) => b.getAttribute('data-op')))
     assert.deepEqual(await buttons('process:hello'), ['sleep'])

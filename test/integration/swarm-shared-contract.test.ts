@@ -1,7 +1,7 @@
 /**
  * The shared-engine contract (test/contract/shared-engine-contract.ts) on the real local swarm:
- * two SwarmProvider instances are two sidecars on one engine; A reaches dockerd through a
- * counting, cuttable pass-through (test/helpers/engine-proxy.ts), B directly. The first
+ * two SwarmProvider instances are two sidecars on one engine; A reaches dockerd through the
+ * counting, pausable engineProxy (test/helpers/engine-proxy.ts), B directly. The first
  * real-engine Swarm test that interleaves two deciders: A observes, B records, A's sleepIf
  * answers changed and the service stays up.
  *
@@ -16,11 +16,17 @@ import { swarmConfigSchema } from '../../sidecar/providers/swarm/config.js'
 import { SwarmProvider } from '../../sidecar/providers/swarm/provider.js'
 import { runSharedEngineContract } from '../contract/shared-engine-contract.js'
 import { DOCKER_SOCKET } from '../helpers/docker.js'
-import { type CountingEngineProxy, countingEngineProxy } from '../helpers/engine-proxy.js'
+import { type EngineProxy, engineProxy } from '../helpers/engine-proxy.js'
 import { TestSwarm, swarmSkip } from '../helpers/swarm.js'
 import { until } from '../helpers/wait.js'
 
 const skip = await swarmSkip()
+
+/** The proxy's unix socket (engineProxy over a Docker socket always has one). */
+function socketOf(proxy: EngineProxy): string {
+  assert.ok(proxy.socket, 'engineProxy over a unix socket listens on one')
+  return proxy.socket
+}
 
 const sidecar = (socket: string, prefix: string, identity: string) =>
   new SwarmProvider(swarmConfigSchema.parse({ socket, label_prefix: prefix, identity }), pino({ level: 'silent' }))
@@ -29,10 +35,10 @@ if (skip) {
   describe('shared-engine contract: swarm', { skip }, () => undefined)
 } else {
   const swarm = new TestSwarm('shared-swarm')
-  let proxy: CountingEngineProxy
+  let proxy: EngineProxy
   before(async () => {
     await swarm.importImage('<h1>shared swarm</h1>\n')
-    proxy = await countingEngineProxy(DOCKER_SOCKET)
+    proxy = await engineProxy({ socket: DOCKER_SOCKET })
   })
   after(async () => {
     await proxy?.close()
@@ -44,7 +50,7 @@ if (skip) {
     make: async () => {
       const prefix = `${swarm.run}c`
       const svc = await swarm.service({ labels: { [`${prefix}.domain`]: 'contract.localhost', [`${prefix}.port`]: '8080' }, replicas: 0 })
-      const a = sidecar(proxy.socket, prefix, 'edge-a')
+      const a = sidecar(socketOf(proxy), prefix, 'edge-a')
       const b = sidecar(DOCKER_SOCKET, prefix, 'edge-b')
       return {
         a,
@@ -52,8 +58,8 @@ if (skip) {
         id: svc.id,
         replicas: () => swarm.replicas(svc.id),
         cut: async () => {
-          const restore = proxy.cut()
-          return async () => restore()
+          proxy.pause('cut')
+          return async () => proxy.resume()
         },
         cleanup: async () => {
           await a.close()
@@ -89,7 +95,7 @@ if (skip) {
     it('counts the requests of one wake from 0 at the sidecar\'s proxy', async (t) => {
       const prefix = `${swarm.run}w`
       const svc = await swarm.service({ labels: { [`${prefix}.domain`]: 'count.localhost', [`${prefix}.port`]: '8080' }, replicas: 0 })
-      const p = sidecar(proxy.socket, prefix, 'edge-count')
+      const p = sidecar(socketOf(proxy), prefix, 'edge-count')
       try {
         p.watch(() => undefined, AbortSignal.timeout(120_000))
         await until(() => p.shared.observe(svc.id)?.live === true, 'the view to go live', 30_000, 10)
@@ -104,9 +110,9 @@ if (skip) {
         await new Promise((r) => setTimeout(r, 300))
         probe.abort()
         void failure
-        const counts = Object.fromEntries([...proxy.counts.entries()].sort())
-        t.diagnostic(`one wake from 0: ${proxy.total()} engine requests in ${ms} ms (+300 ms of start-failure polling) ${JSON.stringify(counts)}`)
-        process.stderr.write(`# swarm wake request count: ${proxy.total()} in ${ms} ms ${JSON.stringify(counts)}\n`)
+        const counts = proxy.counts()
+        t.diagnostic(`one wake from 0: ${counts.total} engine requests in ${ms} ms (+300 ms of start-failure polling) ${JSON.stringify(counts)}`)
+        process.stderr.write(`# swarm wake request count: ${counts.total} in ${ms} ms ${JSON.stringify(counts)}\n`)
       } finally {
         await p.close()
       }

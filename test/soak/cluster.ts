@@ -12,8 +12,8 @@
 import { writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
-import { Cluster, type Engine, sharedProtocol } from '../helpers/contention.js'
-import { cost, s1, s2, s3, s4, s5, s7, unskew } from '../helpers/contention-scenarios.js'
+import { Cluster, type Engine } from '../helpers/contention.js'
+import { costCompare, s1, s2, s3, s4, s5, s7, unskew } from '../helpers/contention-scenarios.js'
 import { fakeTimeSkip } from '../helpers/faketime.js'
 import { createNamespace, k8sSkip, startControlPlane } from '../helpers/k8s.js'
 import { StandInKubelet } from '../helpers/kubelet.js'
@@ -27,6 +27,8 @@ const { values } = parseArgs({
     s2: { type: 'string', default: '20' },
     repeat: { type: 'string', default: '3' },
     s7: { type: 'string', default: '10' },
+    lead: { type: 'string', default: '100,500' },
+    calibrate: { type: 'string', default: '2' },
     only: { type: 'string', default: 'S1,S2,S3,S4,S5,S7,S8' },
   },
 })
@@ -60,16 +62,17 @@ function add(engine: Engine, scenario: string, results: { requests: number; fail
 
 async function soak(engine: Engine, cluster: (sidecars: number) => Promise<Cluster>): Promise<void> {
   if (only.has('S8')) {
-    for (const n of [1, 3]) {
-      const c = await cluster(n)
-      try {
-        const r = await cost(c, Math.max(15_000, 2 * idleMs))
-        raw.push({ engine, scenario: `S8 cost, ${n} sidecar(s)`, r })
-        rows.push({ engine, scenario: `S8 cost, ${n} sidecar(s)`, runs: 1, requests: 0, failed: 0, deadEdge: 0, scaleDowns: 0, needless: 0, minMarginMs: undefined, note: `engine requests per sidecar: wake ${r.wake.join('/')}; asleep ${r.idlePerMinute.join('/')} /min; busy at A ${r.busyPerMinute.join('/')} /min` })
-        process.stderr.write(`${engine} S8 ${n}: ${JSON.stringify(r)}\n`)
-      } finally {
-        await c.close()
+    // 3 sidecars, then the first alone on the same cluster (costCompare stops and restarts the others)
+    const c = await cluster(3)
+    try {
+      const r = await costCompare(c, Math.max(15_000, 2 * idleMs))
+      for (const f of [r.one, r.many]) {
+        raw.push({ engine, scenario: `S8 cost, ${f.sidecars} sidecar(s)`, r: f })
+        rows.push({ engine, scenario: `S8 cost, ${f.sidecars} sidecar(s)`, runs: 1, requests: 0, failed: 0, deadEdge: 0, scaleDowns: 0, needless: 0, minMarginMs: undefined, note: `engine requests per sidecar: wake ${f.wake.join('/')}; busy at A ${f.busyPerMinute.join('/')} /min, at each ${f.busyEachPerMinute.join('/')} /min; asleep after a scale-down ${f.idlePerMinute.join('/')} /min` })
       }
+      process.stderr.write(`${engine} S8: ${JSON.stringify(r)}\n`)
+    } finally {
+      await c.close()
     }
   }
   const c = await cluster(3)
@@ -79,8 +82,9 @@ async function soak(engine: Engine, cluster: (sidecars: number) => Promise<Clust
       add(engine, `S1 hopping traffic ${values.s1} s`, [r], `scale-down ${r.sleepAfterMs} ms after the last request; ${r.downsDuring} during, ${r.downsAfter} after; busy ${r.busyPerMinute.join('/')} req/min per sidecar`)
     }
     if (only.has('S2')) {
-      const r = await s2(c, Number(values.s2))
-      add(engine, 'S2 bursts at expiry', [r], `${r.slept} of ${r.trials} trials slept under a burst; ${r.wakes} wakes`)
+      const [lo = 100, hi = 500] = values.lead.split(',').map(Number)
+      const r = await s2(c, Number(values.s2), { calibrate: Number(values.calibrate), leadMs: [lo, hi] })
+      add(engine, 'S2 bursts at expiry', [r], `${r.slept} of ${r.trials} trials slept under a burst; ${r.wakes} wakes; read ${r.anchorMs.join('/')} ms after the last request, bursts ${lo}–${hi} ms before it`)
     }
     if (only.has('S3')) {
       const rs = []
@@ -134,7 +138,7 @@ for (const engine of engines) {
 
 const fmt = (v: number | undefined) => (v === undefined ? '–' : String(v))
 const lines = [
-  `Contention soak, idle_timeout ${values.idle} s, ${Math.round((Date.now() - started) / 60_000)} min, load ${loadavg()[0]?.toFixed(1)}; protocol: ${engines.map((e) => `${e} ${sharedProtocol(e) ? 'shared-decision port' : 'round 2'}`).join(', ')}`,
+  `Contention soak, idle_timeout ${values.idle} s, ${Math.round((Date.now() - started) / 60_000)} min, load ${loadavg()[0]?.toFixed(1)}`,
   '',
   '| engine | scenario | runs | requests | failed | dead edge | scale-downs | needless | min margin (ms) | notes |',
   '|---|---|---|---|---|---|---|---|---|---|',

@@ -458,6 +458,8 @@ describe('ask approves exactly the canonical spelling', () => {
     const ask = async (domain: string) => (await app.inject({ method: 'GET', url: `/_relight/ask?domain=${encodeURIComponent(domain)}` })).statusCode
     assert.equal(await ask('hello.apps.example.com'), 200)
     assert.equal(await ask('state.apps.example.com'), 200)
+    const body = (await app.inject({ method: 'GET', url: '/_relight/ask?domain=hello.apps.example.com' })).json()
+    assert.deepEqual(body, { allowed: true, domain: 'hello.apps.example.com' }, 'names no backend: /ask needs no credentials')
     assert.equal(await ask('xn--bcher-kva.apps.example.com'), 200, 'an IDN in its A-label form')
     for (const spelling of REFUSED) {
       const status = await ask(spelling)

@@ -3,13 +3,11 @@
  * relisting in a tight loop (a real loopback server, not MockAgent).
  */
 import assert from 'node:assert/strict'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import pino from 'pino'
-import { KubeClient } from '../../sidecar/providers/kubernetes/client.js'
 import { runInformer } from '../../sidecar/providers/kubernetes/informer.js'
 import type { Workload } from '../../sidecar/providers/kubernetes/workloads.js'
+import { loopbackApi } from '../helpers/kubernetes-loopback.js'
 import { until } from '../helpers/wait.js'
 
 const silent = pino({ level: 'silent' })
@@ -18,7 +16,7 @@ describe('kubernetes informer: 410 Gone', () => {
   it('F3: an informer whose watch keeps answering 410 Gone backs off instead of relisting in a tight loop', async (t) => {
     // A real server on loopback (MockAgent answers in microtasks and the loop then starves the event loop outright).
     const lists: number[] = [] // when each full list arrived
-    const server = createServer((req, res) => {
+    const api = await loopbackApi((req, res) => {
       res.setHeader('content-type', 'application/json')
       if (req.url?.includes('watch=1')) {
         res.statusCode = 410
@@ -28,17 +26,12 @@ describe('kubernetes informer: 410 Gone', () => {
         res.end(JSON.stringify({ metadata: { resourceVersion: '5' }, items: [] }))
       }
     })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    const { port } = server.address() as AddressInfo
-    const local = new KubeClient({ server: `http://127.0.0.1:${port}`, token: 't', namespace: 'shop', source: 'test' })
     const controller = new AbortController()
     t.after(async () => {
       controller.abort()
-      await local.close()
-      server.closeAllConnections()
-      await new Promise((r) => server.close(r))
+      await api.close()
     })
-    void runInformer<Workload>(local, '/apis/apps/v1/namespaces/shop/deployments', {}, { relisted: () => undefined, changed: () => undefined }, silent, controller.signal)
+    void runInformer<Workload>(api.client, '/apis/apps/v1/namespaces/shop/deployments', {}, { relisted: () => undefined, changed: () => undefined }, silent, controller.signal)
     // It keeps listing (a stuck informer fails here)…
     await until(() => lists.length >= 4, 'the informer to list 4 times', 20_000)
     controller.abort()

@@ -6,13 +6,12 @@
  * `connected` reports false on the failure and true once listed and watching again.
  */
 import assert from 'node:assert/strict'
-import { createServer, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { ServerResponse } from 'node:http'
 import { describe, it } from 'node:test'
 import pino from 'pino'
-import { KubeClient } from '../../sidecar/providers/kubernetes/client.js'
 import { runInformer } from '../../sidecar/providers/kubernetes/informer.js'
 import type { Workload } from '../../sidecar/providers/kubernetes/workloads.js'
+import { loopbackApi } from '../helpers/kubernetes-loopback.js'
 import { until } from '../helpers/wait.js'
 
 const silent = pino({ level: 'silent' })
@@ -23,7 +22,7 @@ describe('kubernetes informer: reconnects', () => {
     const watches: string[] = []
     let brokeAt = 0
     let open: ServerResponse | undefined
-    const server = createServer((req, res) => {
+    const api = await loopbackApi((req, res) => {
       res.setHeader('content-type', 'application/json')
       if (req.url?.includes('watch=1')) {
         watches.push(new URL(req.url, 'http://x').searchParams.get('resourceVersion') ?? '')
@@ -39,20 +38,15 @@ describe('kubernetes informer: reconnects', () => {
       }
       res.end(JSON.stringify({ metadata: { resourceVersion: '5' }, items: [] }))
     })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    const { port } = server.address() as AddressInfo
-    const local = new KubeClient({ server: `http://127.0.0.1:${port}`, token: 't', namespace: 'shop', source: 'test' })
     const controller = new AbortController()
     t.after(async () => {
       controller.abort()
-      await local.close()
-      server.closeAllConnections()
-      await new Promise((r) => server.close(r))
+      await api.close()
     })
     const connected: boolean[] = []
     const changed: string[] = []
     void runInformer<Workload>(
-      local,
+      api.client,
       '/apis/apps/v1/namespaces/shop/deployments',
       {},
       { relisted: () => undefined, changed: (type, w) => changed.push(`${type} ${w.metadata.name}`), connected: (live) => connected.push(live) },

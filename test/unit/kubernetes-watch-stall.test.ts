@@ -5,31 +5,27 @@
  * sends one event and then nothing, and never ends the response.
  */
 import assert from 'node:assert/strict'
-import { createServer, type IncomingMessage, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { isRelightError } from '../../sidecar/core/errors.js'
-import { DEFAULT_WATCH_TIMEOUT_S, KubeClient } from '../../sidecar/providers/kubernetes/client.js'
+import { DEFAULT_WATCH_TIMEOUT_S, type KubeClient } from '../../sidecar/providers/kubernetes/client.js'
+import { type LoopbackApi, loopbackApi } from '../helpers/kubernetes-loopback.js'
 
 describe('kubernetes client: watches have a client-side timeout', () => {
-  let server: Server
+  let api: LoopbackApi
   let client: KubeClient
   const seen: URL[] = []
   before(async () => {
-    server = createServer((req: IncomingMessage, res) => {
+    api = await loopbackApi((req: IncomingMessage, res) => {
       seen.push(new URL(req.url ?? '/', 'http://x'))
       res.writeHead(200, { 'content-type': 'application/json' })
       res.write(`${JSON.stringify({ type: 'ADDED', object: { metadata: { name: 'web-1' } } })}\n`)
       // …and then silence: no more events, no end.
-    })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const { port } = server.address() as AddressInfo
-    client = new KubeClient({ server: `http://127.0.0.1:${port}`, token: 't', namespace: 'shop', source: 'test' }, { watchGrace: 100 })
+    }, { watchGrace: 100 })
+    client = api.client
   })
   after(async () => {
-    await client.close()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
+    await api?.close()
   })
 
   it('a watch silent for timeoutSeconds + grace rejects with PROVIDER_UNAVAILABLE, after the events it did send', async () => {

@@ -16,6 +16,7 @@ import { Reloader } from '../../sidecar/reload.js'
 import { buildApp } from '../../sidecar/server/app.js'
 import { deferred, type MemoryBackend, MemoryProvider } from '../fakes/memory-provider.js'
 import { okUpstream } from '../helpers/ok-upstream.js'
+import { until } from '../helpers/wait.js'
 
 const log = pino({ level: 'silent' })
 const upstream = okUpstream()
@@ -119,7 +120,7 @@ describe('max_awake', () => {
       c.providers[0]!.holdSleep = hold.promise
       c.clock.now += 11_000 // past idle_timeout
       const swept = c.registry.sweep()
-      await until(() => c.registry.get('m:a')?.phase === 'sleeping')
+      await until(() => c.registry.get('m:a')?.phase === 'sleeping', 'a sleeping')
       // The engine is asked to start b only once a is asleep (seen at the engine call, no timer).
       let aAtWake: string | undefined
       c.providers[0]!.onWake = (b) => {
@@ -153,7 +154,7 @@ describe('max_awake', () => {
       c.providers[0]!.holdSleep = hold.promise // a docker stop with a long grace period
       const started = Date.now()
       const b = c.auth('b.example.com')
-      await until(() => c.registry.get('one:a')?.phase === 'sleeping')
+      await until(() => c.registry.get('one:a')?.phase === 'sleeping', 'a sleeping')
       // Another provider with room: answered at once, not after the stop.
       assert.equal((await within(c.auth('x.example.com'), 1500)).statusCode, 200)
       const refused = await within(b, 4000)
@@ -169,11 +170,37 @@ describe('max_awake', () => {
     }
   })
 
+  it("a backend being evicted for another wake does not make room soon: the Retry-After is that wake's (not 1 s, then 10 s)", async () => {
+    const c = await setup('max_awake: 1\n', [{ id: 'm', backends: ['a', 'b', 'c'] }])
+    const hold = deferred()
+    try {
+      assert.equal((await c.auth('b.example.com')).statusCode, 200)
+      c.clock.now += 11_000 // b idle past idle_timeout: evictable
+      c.providers[0]!.holdSleep = hold.promise // a slow stop
+      const a = c.auth('a.example.com') // evicts b; b's room is a's
+      await until(() => c.registry.get('m:b')?.phase === 'sleeping', 'b being evicted')
+      const refused = await c.auth('c.example.com')
+      assert.equal(refused.statusCode, 503)
+      assert.equal(JSON.parse(refused.body).code, 'RELIGHT_ERR_CAPACITY')
+      // a is waking into b's room: evictable at the earliest the eviction grace (5 s) after it is up
+      assert.equal(refused.headers['retry-after'], '5', "b's room is reserved for a: b leaving frees nothing for c")
+      hold.resolve()
+      assert.equal((await a).statusCode, 200)
+      const again = await c.auth('c.example.com')
+      assert.equal(again.statusCode, 503)
+      assert.equal(again.headers['retry-after'], '10', 'a answered without a ticket: idle_timeout (10 s)')
+    } finally {
+      hold.resolve()
+      c.providers[0]!.holdSleep = undefined
+      await c.close()
+    }
+  })
+
   it('a browser on the waiting page is told it is queued', async () => {
     const c = await setup('max_awake: 1\n', [{ id: 'm', backends: ['a', 'b'] }], 'waiting_page')
     try {
       await c.auth('a.example.com')
-      await until(() => c.awake().length === 1)
+      await until(() => c.awake().length === 1, 'one awake')
       c.registry.get('m:a')!.started(true)
       const res = await c.auth('b.example.com', { accept: 'text/html', 'x-forwarded-method': 'GET' })
       assert.equal(res.statusCode, 503)
@@ -201,7 +228,7 @@ describe('max_awake', () => {
       const hold = deferred()
       c.providers[0]!.holdWake = hold.promise
       const answers = Promise.all(['a', 'b', 'c', 'd'].map((h) => c.auth(`${h}.example.com`)))
-      await until(() => c.events.some((e) => e.type === 'wake.refused'))
+      await until(() => c.events.some((e) => e.type === 'wake.refused'), 'a wake.refused')
       hold.resolve()
       const codes = (await answers).map((r) => r.statusCode)
       // Two woke; the other two found both busy waking (nothing evictable) and were refused.
@@ -221,7 +248,7 @@ describe('max_awake', () => {
     const c = await setup('max_awake: 2\n', [{ id: 'm', backends: ['web', 'db', 'b', 'c'], group: { web: 'g', db: 'g' } }])
     try {
       await c.auth('web.example.com')
-      await until(() => c.awake().length === 2) // web and db: one unit
+      await until(() => c.awake().length === 2, 'two awake') // web and db: one unit
       c.clock.now += 11_000 // past idle_timeout: these requests have no ticket (Backend.mayBeEvicted)
       assert.equal((await c.auth('b.example.com')).statusCode, 200)
       assert.deepEqual(c.awake(), ['m:b', 'm:db', 'm:web'])
@@ -276,7 +303,7 @@ describe('max_awake', () => {
     const html = { accept: 'text/html', 'x-forwarded-method': 'GET' }
     try {
       await c.auth('a.example.com', html) // browser A: the waiting page, a wakes
-      await until(() => c.registry.get('m:a')?.phase === 'running')
+      await until(() => c.registry.get('m:a')?.phase === 'running', 'a running')
       const queued = await c.auth('b.example.com', html) // browser B, before A's page retries
       assert.equal(queued.statusCode, 503)
       assert.equal(queued.headers['x-relight-reply'], 'RELIGHT_ERR_CAPACITY')
@@ -288,7 +315,7 @@ describe('max_awake', () => {
       assert.equal(c.registry.get('m:a')?.phase, 'running')
       c.clock.now += 5000
       await c.auth('b.example.com', html)
-      await until(() => c.registry.get('m:b')?.phase === 'running')
+      await until(() => c.registry.get('m:b')?.phase === 'running', 'b running')
       assert.deepEqual(c.awake(), ['m:b'])
       assert.equal(c.events.filter((e) => e.type === 'sleep.done' && e.cause === 'evicted').length, 1)
     } finally {
@@ -352,12 +379,4 @@ function within<T>(p: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
   })
   return Promise.race([p, late]).finally(() => clearTimeout(timer))
-}
-
-async function until(condition: () => boolean, timeout = 5000): Promise<void> {
-  const deadline = Date.now() + timeout
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise((r) => setTimeout(r, 5))
-  }
 }

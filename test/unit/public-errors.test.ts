@@ -159,6 +159,24 @@ describe('Retry-After of a max_awake refusal', () => {
     }
   })
 
+  it('an awake backend inside awake_during: the time until its window ends', async () => {
+    // wall clock Sun 00:30 UTC; b is held awake until 00:31
+    const c = await setup('max_awake: 1\n', [{ id: 'b', settings: { awake_during: Schedule.parse('Sun 00:00-00:31 UTC') } }, { id: 'a' }])
+    try {
+      assert.equal((await c.auth('b.example.com')).statusCode, 200)
+      c.clock.now += 50_000
+      c.clock.wall += 50_000
+      const res = await c.auth('a.example.com', API)
+      assert.equal(res.statusCode, 503)
+      assert.equal(res.headers['retry-after'], '10', 'the window ends in 10 s, then b may be evicted')
+      c.clock.now += 10_000
+      c.clock.wall += 10_000
+      assert.equal((await c.auth('a.example.com', API)).statusCode, 200, 'b evicted once its window ended')
+    } finally {
+      await c.close()
+    }
+  })
+
   it('an awake backend only a policy ends (always_on) gives the 60 s ceiling', async () => {
     const c = await setup('max_awake: 1\n', [{ id: 'b', settings: { always_on: true } }, { id: 'a' }])
     try {

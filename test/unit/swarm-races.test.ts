@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { fakeSwarmSetup, settle, until } from '../helpers/swarm-fake.js'
+import { fakeSwarmSetup, until } from '../helpers/swarm-fake.js'
+import { drain } from '../helpers/wait.js'
 
 const replicas = (s: { Spec: { Mode?: { Replicated?: { Replicas?: number } } } } | undefined) => s?.Spec.Mode?.Replicated?.Replicas
 
@@ -30,7 +31,7 @@ describe('swarm races: dependencies first', () => {
       assert.deepEqual(answer, { result: 'slept' })
     }
     await a.provider.wake('shop', AbortSignal.timeout(5000))
-    await settle()
+    await drain() // the fake engine answers without timers: every write the wake set off has landed
     assert.equal(replicas(swarm().services.get('shop')), 1, 'A woke shop')
     assert.equal(replicas(swarm().services.get('db')), 1, 'shop is up, so its dependency db is up too')
   })
@@ -42,6 +43,7 @@ describe('swarm races: dependencies first', () => {
     const api = swarm().api as unknown as { inspect: (id: string, s: AbortSignal) => Promise<unknown> }
     const orig = api.inspect
     let inFlight = false
+    let answered = false
     api.inspect = async (id: string, s: AbortSignal) => {
       const read = await orig(id, s)
       if (id === 'web' && !inFlight) {
@@ -49,12 +51,13 @@ describe('swarm races: dependencies first', () => {
         const events = a.provider.view.entry('web')?.events ?? 0
         swarm().writeAsOther('web', (spec) => ({ ...spec, Mode: { Replicated: { Replicas: 0 } } }))
         await until(() => (a.provider.view.entry('web')?.events ?? 0) > events, 'the scale-down event handled')
+        answered = true
       }
       return read
     }
     swarm().writeAsOther('web', (spec) => ({ ...spec, Labels: { ...spec.Labels, note: 'x' } }))
-    await until(() => inFlight, 'the inspect after the first event')
-    await settle()
+    await until(() => answered, 'the older read answered')
+    await drain() // the view absorbs the answer in promise callbacks
     const e = a.provider.view.entry('web')
     assert.equal(replicas(e?.service), 0, 'the entry keeps the scale-down')
     assert.equal(e?.stale, true, 'still stale: the next write reads first')
@@ -133,7 +136,8 @@ describe('swarm races: engine faults during a wake', () => {
     const before = a.events.length
     const answer = await a.provider.shared.sleepIf('web', obs?.version ?? '', AbortSignal.timeout(5000))
     assert.deepEqual(answer, { result: 'slept' })
-    await settle()
+    await until(() => a.events.slice(before).some((e) => e.type === 'upsert'), 'A emits the upsert for the foreign scale-up')
+    await drain()
     assert.equal(replicas(swarm().services.get('web')), 1, 'B woke it')
     assert.deepEqual(a.provider.view.entry('web')?.ownUs.map(String), [], 'B\'s write is not recorded as A\'s')
     assert.ok(a.events.slice(before).some((e) => e.type === 'upsert'), 'A emits the upsert for the foreign scale-up')
@@ -150,8 +154,7 @@ describe('swarm races: group dependencies after a restart', () => {
     a.clock.now += 120_000 // both quiet for 2 min here; defaults.idle_timeout (not visible to the provider) was 60 s
     const obs = a.provider.shared.observe('shop')
     assert.deepEqual(await a.provider.shared.sleepIf('shop', obs?.version ?? '', AbortSignal.timeout(5000)), { result: 'slept' })
-    await settle()
-    assert.equal(replicas(swarm().services.get('db')), 0, 'db quiet as long as shop goes down with it')
+    await until(() => replicas(swarm().services.get('db')) === 0, 'db quiet as long as shop goes down with it')
   })
 
   it('R8: a dependency touched too recently when the group slept is slept later, once quiet long enough', async () => {
@@ -166,7 +169,7 @@ describe('swarm races: group dependencies after a restart', () => {
     a.clock.now += 9_900
     const obs = a.provider.shared.observe('shop')
     assert.deepEqual(await a.provider.shared.sleepIf('shop', obs?.version ?? '', AbortSignal.timeout(5000)), { result: 'slept' })
-    await settle()
+    await drain() // sleepIf awaits the dependencies' turn; its retry is a timer on ctx.later (≥ 1 s)
     assert.equal(replicas(swarm().services.get('db')), 1, 'db touched 9.9 s ago stays up for now')
     a.clock.now += 200
     await until(() => replicas(swarm().services.get('db')) === 0, 'db slept by the retry')
@@ -231,7 +234,7 @@ describe('swarm races: low', () => {
     const a = await sidecar({ identity: 'edge-a' })
     const err = await a.provider.wake('shop', AbortSignal.timeout(10_000)).then(() => undefined, (e: Error & { code?: string }) => e)
     assert.equal(err?.code, 'RELIGHT_ERR_BACKEND_EXITED')
-    await settle()
+    await drain() // the abort settles the waits in promise callbacks
     assert.equal(a.provider.view.tasks('cache').size, 0)
   })
 })

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { TaskWatch } from '../../sidecar/providers/swarm/task-watch.js'
 import { FakeSwarm } from '../fakes/swarm-engine.js'
+import { drain, until } from '../helpers/wait.js'
 
 describe('swarm task watch', () => {
   it('two waiters share one poll stream', async () => {
@@ -49,14 +50,14 @@ describe('swarm task watch', () => {
     const watch = new TaskWatch(swarm.api, 'web', closing.signal, [1])
     const leave = new AbortController()
     const waiting = watch.wait(() => undefined, leave.signal).catch(() => 'left')
-    await new Promise((r) => setTimeout(r, 20))
+    await until(() => swarm.count('GET /tasks') >= 2, 'polling')
     leave.abort()
     assert.equal(await waiting, 'left')
-    await new Promise((r) => setTimeout(r, 10))
+    // The poll in flight (or the 1 ms pause) ends, and the loop with it.
+    await until(() => !watch.polling, 'the poller to stop', 10_000)
     const polls = swarm.count('GET /tasks')
-    await new Promise((r) => setTimeout(r, 30))
-    assert.equal(swarm.count('GET /tasks'), polls)
-    assert.equal(watch.polling, false)
+    await drain()
+    assert.equal(swarm.count('GET /tasks'), polls, 'no poll after the loop ended')
     closing.abort()
   })
 })

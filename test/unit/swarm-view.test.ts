@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { fakeSwarmSetup, settle, until } from '../helpers/swarm-fake.js'
+import { fakeSwarmSetup, until } from '../helpers/swarm-fake.js'
+import { drain } from '../helpers/wait.js'
+import { deferred } from '../fakes/memory-provider.js'
 
 const WEB = { 'relight.domain': 'web.example.com' }
 
@@ -18,7 +20,7 @@ describe('swarm view', () => {
     const a = await sidecar()
     const calls = swarm().calls.length
     const answer = await a.provider.shared.recordActivity('web', 0, AbortSignal.timeout(2000))
-    await settle()
+    await drain() // the own event arrived before the answer; an inspect it caused would start now (inspectEveryMs 0, no timer)
     assert.equal(answer.state, 'awake')
     assert.deepEqual(swarm().calls.slice(calls), ['POST /services/web/update', 'GET /services/web'], 'one update and one read-back, nothing after the own event')
     assert.equal(a.provider.view.entry('web')?.stale, false)
@@ -47,7 +49,7 @@ describe('swarm view', () => {
     const a = await sidecar()
     swarm().writeAsOther('web', (spec) => ({ ...spec, Mode: { Replicated: { Replicas: 0 } } }))
     await until(() => a.events.some((e) => e.type === 'upsert'))
-    await settle()
+    await drain() // the event's inspect (no timer with inspectEveryMs 0) has been absorbed
     const upserts = a.events.filter((e) => e.type === 'upsert')
     assert.equal(upserts.length, 1)
     assert.equal(upserts[0]?.type === 'upsert' && upserts[0].backend.state, 'scaled_to_zero')
@@ -56,11 +58,28 @@ describe('swarm view', () => {
   it('coalesces the inspects of a burst of writes', async () => {
     swarm().add('web', WEB)
     const a = await sidecar({ inspectEveryMs: 50 })
+    // The first read is held until every write of the burst has arrived, and the scripted clock
+    // is then past inspectEveryMs: the one further read needs no real timer.
+    const api = swarm().api as unknown as { inspect: (id: string, s: AbortSignal) => Promise<unknown> }
+    const orig = api.inspect
+    const release = deferred()
+    let held = false
+    api.inspect = async (id: string, s: AbortSignal) => {
+      if (!held) {
+        held = true
+        await release.promise
+      }
+      return orig(id, s)
+    }
     const calls = swarm().calls.length
     for (let i = 0; i < 5; i++) swarm().writeAsOther('web', (spec) => ({ ...spec, Labels: { ...spec.Labels, 'relight.activity': `v1 edge-2 0123456789abcde${i} 0` } }))
-    await new Promise((r) => setTimeout(r, 150))
+    await until(() => held, 'the first read')
+    await drain() // the rest of the burst arrives while the first read is held
+    a.clock.now += 50
+    release.resolve()
+    await drain()
     assert.equal(a.provider.view.entry('web')?.stale, false)
-    assert.ok(swarm().calls.slice(calls).length <= 2, swarm().calls.slice(calls).join(', '))
+    assert.deepEqual(swarm().calls.slice(calls), ['GET /services/web', 'GET /services/web'], 'one read, then one for the writes that came during it')
   })
 
   it('a reconnect re-lists at once and resets every seenAt; the core is told', async () => {
@@ -86,8 +105,9 @@ describe('swarm view', () => {
     await until(() => !a.provider.view.live, 'not live')
     // Up to 200 + 400 + 800 + 1600 ms of backoff (the cut itself may count): more than until's default 3 s on busy cores.
     await until(() => a.provider.view.live, 'live after three failures', 10_000)
+    const events = a.provider.view.entry('web')?.events ?? 0
     swarm().writeAsOther('web', (spec) => ({ ...spec, Labels: { ...spec.Labels, x: '1' } }))
-    await settle()
+    await until(() => (a.provider.view.entry('web')?.events ?? 0) > events, 'the stream delivered the write')
     const cutAt = Date.now()
     swarm().cut()
     await until(() => !a.provider.view.live, 'not live')
