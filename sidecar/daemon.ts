@@ -10,7 +10,7 @@ import { type Provider, providerId } from './core/provider.js'
 import { Registry } from './core/registry.js'
 import { RelightError } from './core/errors.js'
 import { MAX_OPEN_PER_BACKEND, MAX_OPEN_PER_CLIENT, MAX_OPEN_TICKETS, type TicketBound, TicketLedger } from './core/tickets.js'
-import { claimSocketPath, secureSocket } from './core/unix-socket.js'
+import { bindPrivately, claimSocketPath, listenPrivately, secureSocket } from './core/unix-socket.js'
 import { Heartbeat } from './heartbeat/heartbeat.js'
 import { Webhooks } from './ops/webhooks.js'
 import { WaitingPages } from './pages/template.js'
@@ -327,6 +327,7 @@ async function listen(app: FastifyInstance, listenAddress: string, gid: number |
   const path = unixPath(listenAddress)
   if (path !== undefined) {
     await claimSocketPath(path, 'listen')
+    listenPrivately(app.server) // bound 0700 until secureSocket
     await listening('listen', listenAddress, () => app.listen({ path }), gid)
     return listenAddress
   }
@@ -372,10 +373,12 @@ async function opsListen(app: FastifyInstance, address: string, gid: number | un
   const bindTo = path !== undefined ? { path } : parseTcpAddress(address)
   await listening('ops_listen', address, () => new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(bindTo, () => {
+    const bind = () => server.listen(bindTo, () => {
       server.off('error', reject)
       resolve()
     })
+    if (path !== undefined) bindPrivately(bind) // 0700 until secureSocket
+    else bind()
   }), gid)
   const bound = server.address()
   const actual = path !== undefined || !bound || typeof bound !== 'object' ? address : `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`

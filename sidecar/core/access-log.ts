@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { type LogConnection, requestKey } from './tickets.js'
-import { claimSocketPath } from './unix-socket.js'
+import { bindPrivately, claimSocketPath } from './unix-socket.js'
 import { atPowerOfTwo } from './log-throttle.js'
 
 /** Header the sidecar puts on every answer it gives instead of the backend (denials, waiting page). */
@@ -222,7 +222,7 @@ export class AccessLogServer {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       if (unixPath !== undefined) {
-        server.listen(unixPath, () => resolve())
+        bindPrivately(() => server.listen(unixPath, () => resolve())) // 0700 until the daemon's secureSocket
       } else {
         const colon = this.address.lastIndexOf(':')
         const host = this.address.slice(0, colon).replace(/^\[|\]$/g, '') || '127.0.0.1'

@@ -392,9 +392,7 @@ export class Backend {
   private async laneConnectionsAsync(): Promise<number> {
     const fast = this.deps.fastLane
     if (fast === undefined || !(this.settings.fast_lane || this.laneUsed)) return 0
-    let n = 0
-    for (const u of new Set([...this.ready, ...this.info.upstreams])) n += await fast.lane.connectionsAsync(u)
-    return n
+    return fast.lane.connectionsAsync(...new Set([...this.ready, ...this.info.upstreams])) // one read of the tables per poll
   }
 
   /**
@@ -1253,6 +1251,8 @@ export class Backend {
         }
         await delay(LANE_POLL_MS, signal)
       }
+      // aborted while the last count was read (no delay followed it): nothing sleeps
+      if (signal.aborted) throw signal.reason
       if (connections === 0) this.connectionsSince = undefined
     } catch {
       // shutting down: the flag stays removed, nothing sleeps

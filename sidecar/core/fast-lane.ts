@@ -142,6 +142,31 @@ export function flagDirAncestorProblem(dir: string): string | undefined {
 }
 
 /**
+ * Why an existing `dir` is refused for its own mode (undefined: missing, or not writable by
+ * others). A directory others could write until now may hold their host directories and links
+ * (a flag Caddy would follow) and trees they can swap under a walk: refused, never walked.
+ */
+export function flagDirModeProblem(dir: string): string | undefined {
+  let existing: Stats
+  try {
+    existing = lstatSync(dir)
+  } catch {
+    return undefined // made by reset()
+  }
+  if (!existing.isDirectory() || (existing.mode & 0o022) === 0) return undefined
+  return `${dir} is writable by ${existing.mode & 0o002 ? 'every user' : 'its group'} (mode ${(existing.mode & 0o7777).toString(8)}): others may have planted flags in it, and only the sidecar writes here. Remove it (the sidecar makes it) or empty it and chmod 755, then start again`
+}
+
+/**
+ * Why `serve` would refuse `dir` as fast_lane_dir, checked without touching it (`check` and
+ * serve's preflight): a directory above it others could replace, or the directory itself
+ * writable by others. The same sentences as FastLane.reset() throws.
+ */
+export function flagDirProblem(dir: string): string | undefined {
+  return flagDirAncestorProblem(dir) ?? flagDirModeProblem(dir)
+}
+
+/**
  * Remove the flags an earlier sidecar left in `dir` (its links to /proc/<pid>/cmdline), before
  * anything else in `serve` can refuse the start (a config error, a port taken, a provider
  * preflight): a refused restart must not leave a dead sidecar's flags, which open again for
@@ -275,20 +300,10 @@ export class FastLane {
     // so is one below a directory someone else could swap.
     const before = flagDirAncestorProblem(this.dir)
     if (before !== undefined) throw new Error(before)
-    let existing: Stats | undefined
-    try {
-      existing = lstatSync(this.dir)
-    } catch {
-      // made below
-    }
-    // A directory others could write until now may hold their host directories and links (a
-    // flag Caddy would follow) and trees they can swap under a walk: refused, never walked.
-    if (existing?.isDirectory() === true && (existing.mode & 0o022) !== 0) {
-      throw new Error(
-        `${this.dir} is writable by ${existing.mode & 0o002 ? 'every user' : 'its group'} (mode ${(existing.mode & 0o7777).toString(8)}): others may have planted flags in it, and only the sidecar writes here. Remove it (the sidecar makes it) or empty it and chmod 755, then start again`,
-      )
-    }
-    mkdirSync(dirname(this.dir), { recursive: true })
+    const open = flagDirModeProblem(this.dir)
+    if (open !== undefined) throw new Error(open)
+    // 0755 whatever the umask (under umask 0 a plain mkdir makes 0777, refused just below)
+    mkdirSync(dirname(this.dir), { recursive: true, mode: 0o755 })
     // 0700 until secure(): whatever the umask, no one else can enter it meanwhile
     mkdirSync(this.dir, { recursive: true, mode: 0o700 })
     const after = flagDirAncestorProblem(this.dir)
@@ -437,9 +452,16 @@ export class FastLane {
     return countConnections(tcpSockets(this.proc), upstream)
   }
 
-  /** connections() without blocking the event loop while /proc/net/tcp{,6} is read (the drain polls it). */
-  async connectionsAsync(upstream: string): Promise<number> {
-    return countConnections(await tcpSocketsAsync(this.proc), upstream)
+  /**
+   * connections() summed over `upstreams`, without blocking the event loop while
+   * /proc/net/tcp{,6} is read (the drain polls it): the tables are read once for all of them.
+   */
+  async connectionsAsync(...upstreams: readonly string[]): Promise<number> {
+    if (upstreams.length === 0) return 0
+    const sockets = await tcpSocketsAsync(this.proc)
+    let n = 0
+    for (const u of upstreams) n += countConnections(sockets, u)
+    return n
   }
 
   /** Every flag on disk that points at this process (tests, `check`). */

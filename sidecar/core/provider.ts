@@ -223,9 +223,10 @@ export interface Provider {
    * throws RELIGHT_ERR_PORT_IN_USE when another program holds the address (process apps: a
    * program that bound the port between the spawn and the app's listen). Providers whose
    * backends own their addresses (containers, VMs, pods) leave it out. It runs on every wake:
-   * anything that scans /proc resolves asynchronously, off the event loop.
+   * anything that scans /proc resolves asynchronously, off the event loop. `signal` is the
+   * wake's: once it aborted, nothing is reported (the wake is no longer wanted).
    */
-  ownsListener?(id: string, upstream: string): boolean | Promise<boolean>
+  ownsListener?(id: string, upstream: string, signal?: AbortSignal): boolean | Promise<boolean>
   /** Probe the engine for `relight-sidecar check`: reachable, permitted, features present. */
   check?(signal: AbortSignal): Promise<CheckResult[]>
   /** Release engine connections and child processes. Idempotent. */

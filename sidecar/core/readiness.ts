@@ -58,7 +58,7 @@ async function httpOnce(upstream: string, path: string, signal: AbortSignal): Pr
  * After a probe succeeded: is what answered the backend's own listener? (Provider.ownsListener:
  * false means not known yet, a throw means another program answered.)
  */
-export type ListenerCheck = (upstream: string) => boolean | Promise<boolean>
+export type ListenerCheck = (upstream: string, signal: AbortSignal) => boolean | Promise<boolean>
 
 /**
  * Resolve once `upstream` accepts connections (tcp) or answers below 500 (http:/path), and
@@ -71,7 +71,7 @@ export async function waitReady(upstream: string, readiness: Readiness, signal: 
   for (;;) {
     if (signal.aborted) throw signal.reason
     const ok = path === undefined ? await tcpOnce(upstream, signal) : await httpOnce(upstream, path, signal)
-    if (ok && (owns === undefined || (await owns(upstream)))) {
+    if (ok && (owns === undefined || (await owns(upstream, signal)))) {
       if (signal.aborted) throw signal.reason // aborted while the listener check read /proc
       return
     }

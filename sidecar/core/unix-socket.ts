@@ -1,5 +1,5 @@
 import { accessSync, chmodSync, chownSync, constants as fsConstants, mkdirSync, statSync, unlinkSync } from 'node:fs'
-import { connect } from 'node:net'
+import { type Server, connect } from 'node:net'
 import { dirname } from 'node:path'
 import { RelightError } from './errors.js'
 
@@ -74,9 +74,40 @@ export async function claimSocketPath(path: string, what: string): Promise<void>
 }
 
 /**
+ * Run `bind`, a synchronous `server.listen(path)` (the bind(2) of a unix socket happens inside
+ * that call), under umask 077: the socket file is made 0700, whatever the process umask, so no
+ * other user can connect before secureSocket gives it its final mode. Under umask 0 it was 0777
+ * until then, and a connection opened in that window stays open, counted as Caddy's. The umask
+ * is process-wide: it is changed only for the duration of this synchronous call, so nothing
+ * else runs under it.
+ */
+export function bindPrivately<T>(bind: () => T): T {
+  const old = process.umask(0o077)
+  try {
+    process.umask(old | 0o077)
+    return bind()
+  } finally {
+    process.umask(old)
+  }
+}
+
+/**
+ * For a server a library binds (Fastify's app.listen awaits its plugins first): its next
+ * `listen` call runs through bindPrivately.
+ */
+export function listenPrivately(server: Server): void {
+  const listen = server.listen
+  const once = function (this: Server, ...args: unknown[]) {
+    server.listen = listen
+    return bindPrivately(() => listen.apply(this, args as Parameters<Server['listen']>))
+  }
+  server.listen = once as Server['listen']
+}
+
+/**
  * Give a freshly bound socket its final permissions: owner-only (0600), or with `gid` mode 0660
- * and that group (`socket_group`). Connecting needs write permission, so between bind and this
- * call (the process umask, 022 by default) nobody but the owner can connect.
+ * and that group (`socket_group`). Connecting needs write permission; the socket was bound 0700
+ * (bindPrivately), so between bind and this call nobody but the owner can connect.
  */
 export function secureSocket(path: string, what: string, gid: number | undefined): void {
   try {

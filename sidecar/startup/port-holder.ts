@@ -16,8 +16,8 @@ export interface PortHolder {
  * The process listening on TCP `port` (any address), or undefined when none is found or /proc
  * does not tell (another user's process is visible only to root).
  */
-export function tcpPortHolder(port: number): PortHolder | undefined {
-  return socketHolder(listeningTcpInodes(port))
+export function tcpPortHolder(port: number, proc = '/proc'): PortHolder | undefined {
+  return socketHolder(listeningTcpInodes(port, proc), proc)
 }
 
 /**
@@ -25,12 +25,12 @@ export function tcpPortHolder(port: number): PortHolder | undefined {
  * fds are read asynchronously, so thousands of processes do not hold the event loop. The same
  * answer as tcpPortHolder (the first holder in /proc's order).
  */
-export async function tcpPortHolderAsync(port: number): Promise<PortHolder | undefined> {
-  const inodes = listeningTcpInodes(port)
+export async function tcpPortHolderAsync(port: number, proc = '/proc'): Promise<PortHolder | undefined> {
+  const inodes = listeningTcpInodes(port, proc)
   if (inodes.size === 0) return undefined
   let pids: string[]
   try {
-    pids = (await readdir('/proc')).filter((d) => /^\d+$/.test(d))
+    pids = (await readdir(proc)).filter((d) => /^\d+$/.test(d))
   } catch {
     return undefined
   }
@@ -39,7 +39,7 @@ export async function tcpPortHolderAsync(port: number): Promise<PortHolder | und
     if (i > first) return undefined
     let fds: string[]
     try {
-      fds = await readdir(`/proc/${pid}/fd`)
+      fds = await readdir(`${proc}/${pid}/fd`)
     } catch {
       return undefined
     }
@@ -47,7 +47,7 @@ export async function tcpPortHolderAsync(port: number): Promise<PortHolder | und
       if (i > first) return undefined
       let target: string
       try {
-        target = await readlink(`/proc/${pid}/fd/${fd}`)
+        target = await readlink(`${proc}/${pid}/fd/${fd}`)
       } catch {
         continue
       }
@@ -56,8 +56,8 @@ export async function tcpPortHolderAsync(port: number): Promise<PortHolder | und
       let command = '?'
       let pgid: number | undefined
       try {
-        command = (await readFile(`/proc/${pid}/comm`, 'utf8')).trim()
-        const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+        command = (await readFile(`${proc}/${pid}/comm`, 'utf8')).trim()
+        const stat = await readFile(`${proc}/${pid}/stat`, 'utf8')
         pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
       } catch {
         // gone meanwhile
@@ -103,9 +103,9 @@ export function descendsFrom(pid: number, ancestor: number): boolean {
   return false
 }
 
-function listeningTcpInodes(port: number): Set<string> {
+function listeningTcpInodes(port: number, proc: string): Set<string> {
   const inodes = new Set<string>()
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+  for (const table of [`${proc}/net/tcp`, `${proc}/net/tcp6`]) {
     let text: string
     try {
       text = readFileSync(table, 'utf8')
@@ -123,25 +123,25 @@ function listeningTcpInodes(port: number): Set<string> {
 }
 
 /** The first process holding one of `inodes` (`socket:[N]`) open. */
-function socketHolder(inodes: ReadonlySet<string>): PortHolder | undefined {
+function socketHolder(inodes: ReadonlySet<string>, proc = '/proc'): PortHolder | undefined {
   if (inodes.size === 0) return undefined
   let pids: string[]
   try {
-    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d))
+    pids = readdirSync(proc).filter((d) => /^\d+$/.test(d))
   } catch {
     return undefined
   }
   for (const pid of pids) {
     let fds: string[]
     try {
-      fds = readdirSync(`/proc/${pid}/fd`)
+      fds = readdirSync(`${proc}/${pid}/fd`)
     } catch {
       continue
     }
     for (const fd of fds) {
       let target: string
       try {
-        target = readlinkSync(`/proc/${pid}/fd/${fd}`)
+        target = readlinkSync(`${proc}/${pid}/fd/${fd}`)
       } catch {
         continue
       }
@@ -149,9 +149,9 @@ function socketHolder(inodes: ReadonlySet<string>): PortHolder | undefined {
         let command = '?'
         let pgid: number | undefined
         try {
-          command = readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
+          command = readFileSync(`${proc}/${pid}/comm`, 'utf8').trim()
           // fields after the command (which may contain spaces) start after the last ')'
-          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+          const stat = readFileSync(`${proc}/${pid}/stat`, 'utf8')
           pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
         } catch {
           // gone meanwhile

@@ -8,6 +8,7 @@
 import type { Config } from '../config/schema.js'
 import { stateDirProblem } from '../config/state-dir.js'
 import { RelightError } from '../core/errors.js'
+import { flagDirProblem } from '../core/fast-lane.js'
 import { socketAnswers, socketInUseMessage, socketPathProblem } from '../core/unix-socket.js'
 import { lookupGroup, socketGroupProblem } from './groups.js'
 import { describeListenError, parseTcpAddress, tcpListenProblem, unixPath } from './listen-address.js'
@@ -48,6 +49,11 @@ export async function preflight(config: Config, options: PreflightOptions = {}):
     if (address === undefined || clashing.has(what)) continue
     const problem = await listenProblem(what, address, options.runningSidecar)
     if (problem) problems.push(problem)
+  }
+  if (config.fast_lane_dir !== undefined) {
+    // serve's FastLane.reset() refuses these with the same sentence (daemon.ts)
+    const problem = flagDirProblem(config.fast_lane_dir)
+    if (problem) problems.push(`fast_lane_dir ${config.fast_lane_dir} refused: ${problem}`)
   }
   problems.push(...socketReachProblems(config))
   return problems

@@ -211,6 +211,19 @@ describe('fast lane flags', () => {
     assert.deepEqual(readdirSync(ok), [])
   })
 
+  // Review of issue 25: under umask 0 the missing parent was made 0777, and then refused.
+  it('makes missing parents 0755 whatever the umask', () => {
+    const dir = join(tmp.dir, 'umask0', 'run', 'awake')
+    const old = process.umask(0)
+    try {
+      new FastLane({ dir }).reset()
+    } finally {
+      process.umask(old)
+    }
+    assert.equal(lstatSync(join(tmp.dir, 'umask0')).mode & 0o777, 0o755)
+    assert.equal(lstatSync(join(tmp.dir, 'umask0', 'run')).mode & 0o777, 0o755)
+  })
+
   it('removeStaleFlags: a dead, foreign, zombie or own pid loses its flags; a live sidecar of this user keeps them', () => {
     const proc = join(tmp.dir, 'proc')
     const stale = join(tmp.dir, 'stale')
@@ -335,6 +348,43 @@ describe('fast lane flags', () => {
       }
     })
 
+    // Review of issue 25: an abort during the drain's last (asynchronous) count, which found 0, was missed.
+    it('a shutdown during the drain\'s connection read is not missed when the count is 0: nothing sleeps', async () => {
+      const config = parseConfig(`fast_lane_dir: ${dir}\nmin_idle_timeout: 1s\nresync_interval: 0s\ndefaults: { fast_lane: on, idle_timeout: 10s }\n`, 'test')
+      let registry: Registry | undefined
+      let reads = 0
+      class ClosingLane extends FastLane {
+        override async connectionsAsync(...upstreams: readonly string[]): Promise<number> {
+          reads++
+          const n = await super.connectionsAsync(...upstreams)
+          registry?.close() // the sidecar shuts down while the tables are read
+          return n
+        }
+      }
+      const lane = new ClosingLane({ dir })
+      lane.reset()
+      const provider = new MemoryProvider([{ id: 'app', hosts: ['app.localhost'], state: 'running', upstreams: [`127.0.0.1:${port}`] }])
+      const clock = { now: 1_000_000 }
+      registry = new Registry([provider], config, pino({ level: 'silent' }), () => clock.now)
+      registry.useFastLane(lane, 0)
+      const events: string[] = []
+      registry.events.subscribe((e) => {
+        if (e.type.startsWith('sleep.')) events.push(`${e.type}${'reason' in e ? ` ${String(e.reason)}` : ''}`)
+      })
+      try {
+        await registry.start()
+        assert.ok(registry.get('memory:app')?.fastLaneOpen)
+        clock.now += 20_000
+        await registry.sweep()
+        assert.equal(reads, 1)
+        assert.deepEqual(provider.calls.sleep, [])
+        assert.deepEqual(events.filter((e) => e.startsWith('sleep.done') || e.startsWith('sleep.failed')), [], 'neither slept nor tried to')
+      } finally {
+        registry.close()
+        lane.clear()
+      }
+    })
+
     it('counts open client-side connections from /proc/net/tcp, not the listener nor closed ones', async () => {
       const lane = new FastLane({ dir })
       assert.equal(lane.connections(`127.0.0.1:${port}`), 0)
@@ -345,6 +395,8 @@ describe('fast lane flags', () => {
       // the drain's asynchronous read counts the same
       assert.equal(await lane.connectionsAsync(`127.0.0.1:${port}`), 1)
       assert.equal(await lane.connectionsAsync(`127.0.0.2:${port}`), 0)
+      assert.equal(await lane.connectionsAsync(`127.0.0.1:${port}`, `127.0.0.2:${port}`), 1, 'several upstreams, one read')
+      assert.equal(await lane.connectionsAsync(), 0)
       c.destroy()
       await new Promise((r) => c.once('close', r))
       for (const s of sockets) s.destroy()

@@ -63,6 +63,10 @@ describe('process provider stats', () => {
     await until(async () => (await provider.stats('stats', AbortSignal.timeout(5000))).mem_mb > 0, 'a node process to show resident memory')
     // Then the rate between two calls: /proc counts CPU in 10 ms ticks, so ask until one has passed.
     await until(async () => (await provider.stats('stats', AbortSignal.timeout(5000))).cpu_pct > 0, 'a busy process\'s CPU rate between two calls to be above 0')
+    // Overlapping calls (heartbeat, busy_cpu, its first reading) share one scan: separate scans
+    // finishing out of order gave figures that went backwards (review of issue 25).
+    const together = await Promise.all([1, 2, 3, 4, 5].map(() => provider.stats('stats', AbortSignal.timeout(5000))))
+    for (const r of together) assert.deepEqual(r, together[0])
     await provider.sleep('stats', 'stop', AbortSignal.timeout(5000))
     assert.deepEqual(await provider.stats('stats', AbortSignal.timeout(5000)), { cpu_pct: 0, mem_mb: 0 })
   })

@@ -51,6 +51,29 @@ describe('start-up checks', () => {
     }
   })
 
+  // Review of issue 25: serve refused a fast_lane_dir others may write, while check said "all checks passed".
+  it('fast_lane_dir writable by its group or every user is a problem for check as for serve, named with the fix', async () => {
+    const dir = join(tmp.dir, 'lane-open')
+    mkdirSync(dir)
+    chmodSync(tmp.dir, 0o755)
+    const config = parseConfig(`listen: 127.0.0.1:0\nfast_lane_dir: ${dir}\n`, 'test')
+    chmodSync(dir, 0o775)
+    assert.match((await preflight(config)).join('\n'), new RegExp(`^fast_lane_dir ${dir} refused: ${dir} is writable by its group \\(mode 775\\): .*chmod 755`))
+    chmodSync(dir, 0o777)
+    assert.match((await preflight(config)).join('\n'), /writable by every user \(mode 777\)/)
+    chmodSync(dir, 0o755)
+    assert.deepEqual(await preflight(config), [])
+    // a directory above it others could replace is the same problem serve meets first
+    const above = join(tmp.dir, 'lane-above')
+    mkdirSync(above)
+    chmodSync(above, 0o777)
+    try {
+      assert.match((await preflight(parseConfig(`listen: 127.0.0.1:0\nfast_lane_dir: ${above}/awake\n`, 'test'))).join('\n'), /^fast_lane_dir .* refused: .*lane-above \(above .*\) is writable by every user without the sticky bit/)
+    } finally {
+      chmodSync(above, 0o755)
+    }
+  })
+
   it('names the program holding a TCP port', async () => {
     const server = createServer()
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))

@@ -136,6 +136,8 @@ export class ProcessProvider implements Provider {
   private readonly cpu = new CpuRate()
   /** The replica pids behind each app's CPU series: a restart starts a new series. */
   private readonly cpuSeries = new Map<string, string>()
+  /** The /proc scan under way for each CPU series: callers meanwhile share it (stats()). */
+  private readonly statsInFlight = new Map<string, Promise<BackendStats>>()
   private readonly baseDir: string
   private readonly env: NodeJS.ProcessEnv
   private readonly records: ChildRecords | undefined
@@ -342,9 +344,19 @@ export class ProcessProvider implements Provider {
       this.cpuSeries.set(id, series)
     }
     if (leaders.length === 0) return { cpu_pct: 0, mem_mb: 0 }
-    const usage = await groupUsage(leaders)
-    const rate = this.cpu.sample(series, usage.cpuNs, Number(process.hrtime.bigint())) ?? usage.avgCpuPct
-    return { cpu_pct: round1(rate), mem_mb: round1(usage.rssBytes / 1024 / 1024) }
+    // Heartbeat, busy_cpu and its first reading may ask at once: overlapping scans finish in any
+    // order, and a later-started one sampled first made CPU seem to go backwards. One scan per
+    // series at a time, shared; its time is taken when it starts, as its CPU counters are read.
+    const inFlight = this.statsInFlight.get(series)
+    if (inFlight !== undefined) return inFlight
+    const scan = (async () => {
+      const startedNs = Number(process.hrtime.bigint())
+      const usage = await groupUsage(leaders)
+      const rate = this.cpu.sample(series, usage.cpuNs, startedNs) ?? usage.avgCpuPct
+      return { cpu_pct: round1(rate), mem_mb: round1(usage.rssBytes / 1024 / 1024) }
+    })().finally(() => this.statsInFlight.delete(series))
+    this.statsInFlight.set(series, scan)
+    return scan
   }
 
   /**
@@ -354,11 +366,14 @@ export class ProcessProvider implements Provider {
    * listen (the start-time port check cannot see it) gets 503 RELIGHT_ERR_PORT_IN_USE, named in
    * the log, and no traffic.
    */
-  async ownsListener(id: string, upstream: string): Promise<boolean> {
+  async ownsListener(id: string, upstream: string, signal?: AbortSignal): Promise<boolean> {
     const app = this.app(id)
     const index = app.upstreams.indexOf(upstream)
     const pid = app.replicas[index]?.pid
     if (pid === undefined) return false // not started yet
+    // The /proc reads below take up to a second under load. Meanwhile the replica may crash and
+    // its restart (first backoff 0 s) take the port: that is the app, not "another program".
+    const replaced = () => app.replicas[index]?.pid !== pid
     const { host, port } = splitHostPort(upstream)
     const listeners = await listenersForAsync(host, port)
     if (listeners.length === 0) return false // the probe's listener has gone: probe again
@@ -366,7 +381,11 @@ export class ProcessProvider implements Provider {
     // the group's members: an asynchronous /proc scan (a wake must not hold the event loop)
     for (const member of await groupMembersAsync(pid)) for (const inode of socketInodes(member)) ours.add(inode)
     if (listeners.every((l) => ours.has(l.inode))) return true
+    if (replaced()) return false // probe again, with the new process
     const holder = await tcpPortHolderAsync(port)
+    // probe again: the replica was restarted meanwhile, or the holder is its new process group
+    if (replaced() || (holder?.pgid !== undefined && holder.pgid === app.replicas[index]?.pid)) return false
+    if (signal?.aborted === true) return false // the wake is no longer wanted: no warning (waitReady throws the abort)
     const who = holder ? `pid ${holder.pid}, ${holder.command}` : 'a process the sidecar cannot see'
     const message = `${upstream} is answered by another program (${who}), not by ${id} (pid ${pid}); nothing is routed there`
     this.log.warn({ app: id, replica: index, port, pid, holder_pid: holder?.pid, holder_command: holder?.command }, message)
