@@ -21,6 +21,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import type { MobyEvent } from '../../sidecar/providers/moby/events.js'
 import { type RunningCaddy, startCaddy } from './caddy.js'
+import { waitOnEvents } from './contention.js'
 import { DOCKER_SOCKET } from './docker.js'
 import { type EngineProxy, engineProxy } from './engine-proxy.js'
 import { freePort, tempDir } from './net.js'
@@ -241,31 +242,7 @@ export class GroupCluster {
 
   /** Resolve once `check` answers something, re-checked on every engine event (bounded). */
   waitFor<T>(check: () => T | undefined, timeout: number, what: string, signal?: AbortSignal): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        done()
-        reject(new Error(`stopped waiting for ${what}`))
-      }
-      const run = () => {
-        const v = check()
-        if (v === undefined) return
-        done()
-        resolve(v)
-      }
-      const timer = setTimeout(() => {
-        done()
-        reject(new Error(`timed out after ${timeout} ms waiting for ${what}`))
-      }, timeout)
-      const done = () => {
-        clearTimeout(timer)
-        this.waiters.delete(run)
-        signal?.removeEventListener('abort', onAbort)
-      }
-      if (signal?.aborted) return onAbort()
-      signal?.addEventListener('abort', onAbort)
-      this.waiters.add(run)
-      run()
-    })
+    return waitOnEvents(this.waiters, check, timeout, what, signal)
   }
 
   /** Replicas of `role` just before `at` by the events (services start at 0). */

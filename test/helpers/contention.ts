@@ -304,24 +304,7 @@ export class Cluster {
 
   /** Resolve once `check` answers something, re-checked on every engine event (bounded). */
   waitEvent<T>(check: () => T | undefined, timeout: number, what: string): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const run = () => {
-        const v = check()
-        if (v === undefined) return
-        done()
-        resolve(v)
-      }
-      const timer = setTimeout(() => {
-        done()
-        reject(new Error(`timed out after ${timeout} ms waiting for ${what}`))
-      }, timeout)
-      const done = () => {
-        clearTimeout(timer)
-        this.waiters.delete(run)
-      }
-      this.waiters.add(run)
-      run()
-    })
+    return waitOnEvents(this.waiters, check, timeout, what)
   }
 
   /** The engine reports the workload running (at least one task/pod answering through a request). */
@@ -457,4 +440,36 @@ export interface Judgement {
 }
 
 /** Uniform in [a, b). */
+/**
+ * Resolve once `check` answers something, re-checked whenever the owner calls every function in
+ * `waiters` (its engine events); rejects after `timeout` ms or when `signal` aborts.
+ */
+export function waitOnEvents<T>(waiters: Set<() => void>, check: () => T | undefined, timeout: number, what: string, signal?: AbortSignal): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      done()
+      reject(new Error(`stopped waiting for ${what}`))
+    }
+    const run = () => {
+      const v = check()
+      if (v === undefined) return
+      done()
+      resolve(v)
+    }
+    const timer = setTimeout(() => {
+      done()
+      reject(new Error(`timed out after ${timeout} ms waiting for ${what}`))
+    }, timeout)
+    const done = () => {
+      clearTimeout(timer)
+      waiters.delete(run)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    if (signal?.aborted) return onAbort()
+    signal?.addEventListener('abort', onAbort)
+    waiters.add(run)
+    run()
+  })
+}
+
 export const uniform = (a: number, b: number): number => a + Math.random() * (b - a)
