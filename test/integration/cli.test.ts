@@ -16,6 +16,9 @@ import { startSidecarProcess, stopSidecarProcess } from '../helpers/sidecar-proc
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const MAIN = join(ROOT, 'dist/sidecar/main.js')
 const APP = join(ROOT, 'test/fixtures/http-app.mjs')
+/** One process app of a config's `apps:` list (YAML flow style), on a free port; `extra` adds settings. */
+const app = async (name: string, extra: string, hosts = `${name}.localhost`) =>
+  `      - { name: ${name}, hosts: [${hosts}], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null"${extra} }\n`
 
 /** A file's text, or '' while it does not exist yet. */
 function readText(file: string): string {
@@ -147,22 +150,20 @@ describe('relight-sidecar CLI', () => {
     tmp.remove()
   })
 
-  it('check says where busy_cpu cannot apply (a provider that cannot measure CPU)', async () => {
+  it('check says where busy_cpu cannot apply (a provider that cannot measure CPU)', async (t) => {
     const tmp = tempDir()
+    t.after(() => tmp.remove())
     const file = join(tmp.dir, 'busy.yaml')
     writeFileSync(file, `listen: 127.0.0.1:${await freePort()}\ndefaults: { busy_cpu: 10% }\nproviders:\n  slicer: { url: ${tmp.dir}/no-slicer.sock }\n  process:\n    apps:\n      - { name: a, hosts: [a.localhost], command: [${process.execPath}, ${APP}], port: ${await freePort()} }\n`)
     const r = cli('check', '--config', file)
     assert.match(r.out, /WARNING +slicer: slicer cannot measure a backend's CPU, so busy_cpu does not apply to its backends; set by defaults\.busy_cpu and ignored there/)
     assert.doesNotMatch(r.out, /process: process cannot measure/, 'the process provider measures CPU')
-    tmp.remove()
   })
 
   it('check prints each backend\'s policies as serve resolves them: idle_timeout, ignore, busy_cpu, startup_grace, schedules with zones, max_awake, fast_lane', async (t) => {
     const tmp = tempDir()
     t.after(() => tmp.remove())
     const file = join(tmp.dir, 'p.yaml')
-    const app = async (name: string, extra: string) =>
-      `      - { name: ${name}, hosts: [${name}.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null"${extra} }\n`
     writeFileSync(
       file,
       `listen: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state\nmax_awake: 8\ndefaults: { idle_timeout: 10m, ignore: [{ user_agent: Uptime-Kuma }, { path: /healthz, method: HEAD }] }\nproviders:\n  process:\n    max_awake: 2\n    apps:\n` +
@@ -204,8 +205,6 @@ describe('relight-sidecar CLI', () => {
     const tmp = tempDir()
     t.after(() => tmp.remove())
     const file = join(tmp.dir, 'r.yaml')
-    const app = async (name: string, extra: string) =>
-      `      - { name: ${name}, hosts: [${name}.localhost], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null"${extra} }\n`
     writeFileSync(
       file,
       `listen: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state\ndefaults: { ignore: [{ client: 10.0.0.0/8 }] }\nproviders:\n  process:\n    apps:\n` +
@@ -223,8 +222,6 @@ describe('relight-sidecar CLI', () => {
     const tmp = tempDir()
     t.after(() => tmp.remove())
     const file = join(tmp.dir, 'r.yaml')
-    const app = async (name: string, extra: string, hosts = `${name}.localhost`) =>
-      `      - { name: ${name}, hosts: [${hosts}], command: [${process.execPath}, ${APP}], env: { PORT: "{{port}}" }, port: ${await freePort()}, stdout: "null"${extra} }\n`
     const head = `listen: 127.0.0.1:${await freePort()}\nstate_dir: ${tmp.dir}/state\nfast_lane_dir: ${tmp.dir}/awake\ndefaults: { fast_lane: on, ignore: [{ path: /healthz, method: HEAD }] }\nproviders:\n  process:\n    apps:\n`
     // defaults.ignore with defaults.fast_lane: every app keeps the forward_auth lane
     writeFileSync(file, head + (await app('a', '')) + (await app('wild', ', ignore: []', '"*.wild.localhost"')))
